@@ -1,0 +1,91 @@
+//! EC2: the fleet's instances and their metadata options.
+
+use aws_sdk_ec2::types::{Filter, Instance};
+use shared::api::{InstanceView, MetadataOptions};
+use std::collections::BTreeMap;
+
+use super::{sdk_error, RegionClients};
+use crate::error::AppError;
+
+/// Which instances to describe.
+pub enum Selection<'a> {
+    All,
+    Ids(&'a [String]),
+    Tag { key: &'a str, value: &'a str },
+}
+
+fn view(region: &str, i: &Instance) -> InstanceView {
+    let tags: BTreeMap<String, String> = i
+        .tags()
+        .iter()
+        .map(|t| {
+            (
+                t.key().unwrap_or_default().to_owned(),
+                t.value().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let md = i.metadata_options();
+    let metadata = MetadataOptions {
+        http_tokens: md
+            .and_then(|m| m.http_tokens())
+            .map_or("optional", |t| t.as_str())
+            .to_owned(),
+        http_endpoint: md
+            .and_then(|m| m.http_endpoint())
+            .map_or("enabled", |t| t.as_str())
+            .to_owned(),
+        http_put_response_hop_limit: md
+            .and_then(|m| m.http_put_response_hop_limit())
+            .unwrap_or(1)
+            .clamp(0, 64) as u8,
+        state: md
+            .and_then(|m| m.state())
+            .map_or("applied", |s| s.as_str())
+            .to_owned(),
+    };
+    InstanceView {
+        instance_id: i.instance_id().unwrap_or_default().to_owned(),
+        region: region.to_owned(),
+        name: tags.get("Name").cloned(),
+        state: i
+            .state()
+            .and_then(|s| s.name())
+            .map_or("unknown", |n| n.as_str())
+            .to_owned(),
+        compliant: metadata.is_compliant(),
+        tags,
+        metadata,
+    }
+}
+
+/// Describes the selected instances of one region, following every page.
+pub async fn describe(c: &RegionClients, selection: Selection<'_>) -> Result<Vec<InstanceView>, AppError> {
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut req = c.ec2.describe_instances().set_next_token(token.take());
+        req = match &selection {
+            Selection::All => req.max_results(1000),
+            Selection::Ids(ids) => req.set_instance_ids(Some(ids.to_vec())),
+            Selection::Tag { key, value } => req.max_results(1000).filters(
+                Filter::builder()
+                    .name(format!("tag:{key}"))
+                    .values(*value)
+                    .build(),
+            ),
+        };
+        let page = req
+            .send()
+            .await
+            .map_err(|e| sdk_error("ec2:DescribeInstances", &e))?;
+        for r in page.reservations() {
+            out.extend(r.instances().iter().map(|i| view(&c.region, i)));
+        }
+        match page.next_token() {
+            Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+            _ => break,
+        }
+    }
+    Ok(out)
+}

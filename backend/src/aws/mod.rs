@@ -1,0 +1,125 @@
+//! The only code that touches AWS SDK types: building the clients and turning SDK replies and errors
+//! into our own types. Everything above this module speaks `shared` and domain types.
+
+pub mod ec2;
+pub mod ssm;
+pub mod sts;
+
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_ssm::error::ProvideErrorMetadata;
+use aws_smithy_types::date_time::Format;
+use axum::http::StatusCode;
+use std::collections::BTreeMap;
+
+use crate::error::AppError;
+
+/// The clients for one region. Cloning is cheap (they share their connection pool).
+#[derive(Clone, Debug)]
+pub struct RegionClients {
+    pub region: String,
+    pub ssm: aws_sdk_ssm::Client,
+    pub ec2: aws_sdk_ec2::Client,
+    pub sts: aws_sdk_sts::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
+}
+
+/// Where the clients point.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// The sandbox at this URL, with throwaway static credentials.
+    Sandbox(String),
+    /// Real AWS, with the standard credential chain (and AWS_ENDPOINT_URL when set).
+    Aws,
+}
+
+/// Builds one set of clients per region.
+pub async fn clients(target: &Target, regions: &[String]) -> BTreeMap<String, RegionClients> {
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let mut out = BTreeMap::new();
+    for region in regions {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(http.clone())
+            .region(Region::new(region.clone()));
+        if let Target::Sandbox(url) = target {
+            loader = loader.endpoint_url(url.clone()).credentials_provider(
+                aws_credential_types::Credentials::from_keys("AKIDSANDBOX", "sandbox-secret", None),
+            );
+        }
+        let conf = loader.load().await;
+        out.insert(
+            region.clone(),
+            RegionClients {
+                region: region.clone(),
+                ssm: aws_sdk_ssm::Client::new(&conf),
+                ec2: aws_sdk_ec2::Client::new(&conf),
+                sts: aws_sdk_sts::Client::new(&conf),
+                cloudwatch: aws_sdk_cloudwatch::Client::new(&conf),
+            },
+        );
+    }
+    out
+}
+
+/// The region the SDK would use by default (AWS_REGION, profile), for --aws without --region.
+pub async fn default_region() -> Option<String> {
+    let conf = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    conf.region().map(|r| r.to_string())
+}
+
+/// Turns an SDK error into ours, carrying AWS's code and message through.
+pub fn sdk_error<E, R>(action: &str, err: &aws_sdk_ssm::error::SdkError<E, R>) -> AppError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    use aws_sdk_ssm::error::SdkError;
+    match err {
+        SdkError::ServiceError(_) => {
+            let code = err.code().unwrap_or("Unknown").to_owned();
+            let message = err.message().unwrap_or("AWS gave no message").to_owned();
+            let status = match code.as_str() {
+                c if c.contains("AccessDenied") || c == "UnauthorizedOperation" || c == "AuthFailure" => {
+                    StatusCode::FORBIDDEN
+                }
+                c if c.contains("NotFound") => StatusCode::NOT_FOUND,
+                c if c.contains("Throttl") || c == "RequestLimitExceeded" => StatusCode::TOO_MANY_REQUESTS,
+                "IdempotentParameterMismatch" | "InvalidAutomationStatusUpdateException" => {
+                    StatusCode::CONFLICT
+                }
+                c if c.starts_with("Invalid") || c.contains("Validation") || c.contains("Parameter") => {
+                    StatusCode::BAD_REQUEST
+                }
+                _ => StatusCode::BAD_GATEWAY,
+            };
+            let message = if status == StatusCode::FORBIDDEN && !message.contains(action) {
+                format!("{message} (the console needs {action})")
+            } else {
+                message
+            };
+            AppError::Aws {
+                status,
+                code,
+                message,
+            }
+        }
+        SdkError::TimeoutError(_) => AppError::AwsUnavailable(format!("{action} timed out")),
+        SdkError::DispatchFailure(e) => AppError::AwsUnavailable(format!("{action}: {e:?}")),
+        _ => AppError::Aws {
+            status: StatusCode::BAD_GATEWAY,
+            code: err.code().unwrap_or("Unknown").to_owned(),
+            message: format!(
+                "{action}: {}",
+                err.message().map_or_else(|| format!("{err}"), str::to_owned)
+            ),
+        },
+    }
+}
+
+/// RFC 3339 text of an SDK timestamp.
+pub fn rfc3339(t: Option<&aws_smithy_types::DateTime>) -> Option<String> {
+    t.and_then(|t| t.fmt(Format::DateTime).ok())
+}

@@ -1,0 +1,263 @@
+//! SSM Automation: start, read, list children, stop.
+
+use aws_sdk_ssm::types::{
+    AutomationExecutionFilter, AutomationExecutionFilterKey, AutomationExecutionMetadata, StepExecution, Tag,
+    Target,
+};
+use shared::api::StepView;
+use shared::StartPlan;
+use std::collections::BTreeMap;
+
+use super::{rfc3339, sdk_error, RegionClients};
+use crate::error::AppError;
+
+/// An automation execution as SSM reports it.
+#[derive(Debug, Clone)]
+pub struct SsmExecution {
+    pub id: String,
+    pub document_name: String,
+    pub status: String,
+    pub start_time: Option<String>,
+    pub end_time: Option<String>,
+    pub parameters: BTreeMap<String, Vec<String>>,
+    pub outputs: BTreeMap<String, Vec<String>>,
+    pub failure_message: Option<String>,
+    pub parent_id: Option<String>,
+    pub steps: Vec<StepView>,
+    pub rate_control: Option<SsmRateControl>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SsmRateControl {
+    pub target_parameter_name: String,
+    pub targets: Vec<String>,
+    pub resolved: Vec<String>,
+    pub max_concurrency: String,
+    pub max_errors: String,
+}
+
+/// A child or listed execution, without steps.
+#[derive(Debug, Clone)]
+pub struct SsmExecutionSummary {
+    pub id: String,
+    pub document_name: String,
+    pub status: String,
+    pub start_time: Option<String>,
+    pub end_time: Option<String>,
+    pub parent_id: Option<String>,
+    pub instance_id: Option<String>,
+}
+
+fn step_view(s: &StepExecution) -> StepView {
+    let details = s.failure_details();
+    StepView {
+        name: s.step_name().unwrap_or_default().to_owned(),
+        action: s.action().unwrap_or_default().to_owned(),
+        status: s.step_status().map_or("Pending", |x| x.as_str()).to_owned(),
+        start_time: rfc3339(s.execution_start_time()),
+        end_time: rfc3339(s.execution_end_time()),
+        inputs: s
+            .inputs()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default(),
+        outputs: s
+            .outputs()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default(),
+        failure_message: s.failure_message().map(str::to_owned),
+        failure_stage: details.and_then(|d| d.failure_stage()).map(str::to_owned),
+        failure_type: details.and_then(|d| d.failure_type()).map(str::to_owned),
+    }
+}
+
+/// Tags the console puts on every execution it starts, so a run can be found again after a crash.
+pub const RECORD_TAG: &str = "imds-console:record";
+pub const REQUESTER_TAG: &str = "imds-console:requester";
+
+/// StartAutomationExecution with our ClientToken and tags; returns the execution ID.
+pub async fn start(
+    c: &RegionClients,
+    document: &str,
+    plan: &StartPlan,
+    client_token: &str,
+    record_id: i64,
+    requester: &str,
+) -> Result<String, AppError> {
+    let params: std::collections::HashMap<String, Vec<String>> =
+        plan.parameters.to_ssm().into_iter().collect();
+    let mut req = c
+        .ssm
+        .start_automation_execution()
+        .document_name(document)
+        .set_parameters(Some(params))
+        .client_token(client_token);
+    for (key, value) in [
+        (RECORD_TAG, record_id.to_string()),
+        (REQUESTER_TAG, requester.to_owned()),
+    ] {
+        let tag = Tag::builder()
+            .key(key)
+            .value(value)
+            .build()
+            .map_err(AppError::internal)?;
+        req = req.tags(tag);
+    }
+    if let Some(rc) = &plan.rate_control {
+        let (key, values) = rc.targets.to_ssm();
+        req = req
+            .target_parameter_name("InstanceId")
+            .targets(Target::builder().key(key).set_values(Some(values)).build())
+            .max_concurrency(rc.max_concurrency.as_str())
+            .max_errors(rc.max_errors.as_str());
+    }
+    let out = req
+        .send()
+        .await
+        .map_err(|e| sdk_error("ssm:StartAutomationExecution", &e))?;
+    out.automation_execution_id()
+        .map(str::to_owned)
+        .ok_or_else(|| AppError::internal("SSM returned no execution ID"))
+}
+
+/// GetAutomationExecution, with every step (paging DescribeAutomationStepExecutions when truncated).
+pub async fn get(c: &RegionClients, id: &str) -> Result<SsmExecution, AppError> {
+    let out = c
+        .ssm
+        .get_automation_execution()
+        .automation_execution_id(id)
+        .send()
+        .await
+        .map_err(|e| sdk_error("ssm:GetAutomationExecution", &e))?;
+    let ex = out
+        .automation_execution()
+        .ok_or_else(|| AppError::NotFound(format!("execution {id}")))?;
+    let mut steps: Vec<StepView> = ex.step_executions().iter().map(step_view).collect();
+    // A rate-control parent has a step per target; its progress comes from the children instead.
+    if ex.step_executions_truncated() && ex.target_parameter_name().is_none() {
+        steps = all_steps(c, id).await?;
+    }
+    let rate_control = ex.target_parameter_name().map(|name| SsmRateControl {
+        target_parameter_name: name.to_owned(),
+        targets: ex
+            .targets()
+            .iter()
+            .map(|t| format!("{}={}", t.key().unwrap_or_default(), t.values().join(",")))
+            .collect(),
+        resolved: ex
+            .resolved_targets()
+            .map(|r| r.parameter_values().to_vec())
+            .unwrap_or_default(),
+        max_concurrency: ex.max_concurrency().unwrap_or_default().to_owned(),
+        max_errors: ex.max_errors().unwrap_or_default().to_owned(),
+    });
+    Ok(SsmExecution {
+        id: id.to_owned(),
+        document_name: ex.document_name().unwrap_or_default().to_owned(),
+        status: ex
+            .automation_execution_status()
+            .map_or("Pending", |s| s.as_str())
+            .to_owned(),
+        start_time: rfc3339(ex.execution_start_time()),
+        end_time: rfc3339(ex.execution_end_time()),
+        parameters: ex
+            .parameters()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default(),
+        outputs: ex
+            .outputs()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default(),
+        failure_message: ex.failure_message().map(str::to_owned),
+        parent_id: ex.parent_automation_execution_id().map(str::to_owned),
+        steps,
+        rate_control,
+    })
+}
+
+async fn all_steps(c: &RegionClients, id: &str) -> Result<Vec<StepView>, AppError> {
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        let page = c
+            .ssm
+            .describe_automation_step_executions()
+            .automation_execution_id(id)
+            .max_results(50)
+            .set_next_token(token.take())
+            .send()
+            .await
+            .map_err(|e| sdk_error("ssm:DescribeAutomationStepExecutions", &e))?;
+        out.extend(page.step_executions().iter().map(step_view));
+        match page.next_token() {
+            Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+            _ => return Ok(out),
+        }
+    }
+}
+
+fn summary(m: &AutomationExecutionMetadata) -> SsmExecutionSummary {
+    SsmExecutionSummary {
+        id: m.automation_execution_id().unwrap_or_default().to_owned(),
+        document_name: m.document_name().unwrap_or_default().to_owned(),
+        status: m
+            .automation_execution_status()
+            .map_or("Pending", |s| s.as_str())
+            .to_owned(),
+        start_time: rfc3339(m.execution_start_time()),
+        end_time: rfc3339(m.execution_end_time()),
+        parent_id: m.parent_automation_execution_id().map(str::to_owned),
+        instance_id: m.target().map(str::to_owned),
+    }
+}
+
+/// The children of a rate-control parent (DescribeAutomationExecutions, ParentExecutionId filter).
+pub async fn children(c: &RegionClients, parent_id: &str) -> Result<Vec<SsmExecutionSummary>, AppError> {
+    list(c, AutomationExecutionFilterKey::ParentExecutionId, parent_id).await
+}
+
+/// Executions carrying one of our tags (for reconciling a start whose reply was lost).
+pub async fn with_tag_key(c: &RegionClients, key: &str) -> Result<Vec<SsmExecutionSummary>, AppError> {
+    list(c, AutomationExecutionFilterKey::TagKey, key).await
+}
+
+async fn list(
+    c: &RegionClients,
+    key: AutomationExecutionFilterKey,
+    value: &str,
+) -> Result<Vec<SsmExecutionSummary>, AppError> {
+    let filter = AutomationExecutionFilter::builder()
+        .key(key)
+        .values(value)
+        .build()
+        .map_err(AppError::internal)?;
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        let page = c
+            .ssm
+            .describe_automation_executions()
+            .filters(filter.clone())
+            .max_results(50)
+            .set_next_token(token.take())
+            .send()
+            .await
+            .map_err(|e| sdk_error("ssm:DescribeAutomationExecutions", &e))?;
+        out.extend(page.automation_execution_metadata_list().iter().map(summary));
+        match page.next_token() {
+            Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+            _ => return Ok(out),
+        }
+    }
+}
+
+/// StopAutomationExecution (Cancel).
+pub async fn stop(c: &RegionClients, id: &str) -> Result<(), AppError> {
+    c.ssm
+        .stop_automation_execution()
+        .automation_execution_id(id)
+        .r#type(aws_sdk_ssm::types::StopType::Cancel)
+        .send()
+        .await
+        .map_err(|e| sdk_error("ssm:StopAutomationExecution", &e))?;
+    Ok(())
+}

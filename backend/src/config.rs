@@ -1,0 +1,135 @@
+//! The command line: `imds-console serve` (the console) and `imds-console sandbox` (the AWS emulator).
+//! Every flag can also come from an `IMDS_CONSOLE_*` environment variable.
+
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "imds-console", version, about = "Move an EC2 fleet to IMDSv2 safely.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the console (sandbox mode unless --aws).
+    Serve(ServeArgs),
+    /// Run the AWS emulator on its own, for the AWS CLI, boto3 or a console started with --sandbox-url.
+    Sandbox(SandboxArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "IMDS_CONSOLE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Where the console keeps its store (and the embedded sandbox its state).
+    #[arg(long, env = "IMDS_CONSOLE_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Use real AWS (standard credential chain; AWS_ENDPOINT_URL honoured) instead of the sandbox.
+    #[arg(long, env = "IMDS_CONSOLE_AWS")]
+    pub aws: bool,
+    /// Regions to manage (repeat the flag). Default: the sandbox's regions, or the SDK's region with --aws.
+    #[arg(long = "region", env = "IMDS_CONSOLE_REGIONS", value_delimiter = ',')]
+    pub regions: Vec<String>,
+    /// Use an already running sandbox (`imds-console sandbox`) at this URL instead of an embedded one.
+    #[arg(long, env = "IMDS_CONSOLE_SANDBOX_URL", conflicts_with = "aws")]
+    pub sandbox_url: Option<String>,
+    /// The built frontend (index.html, frontend.js, frontend_bg.wasm).
+    #[arg(long, env = "IMDS_CONSOLE_STATIC_DIR")]
+    pub static_dir: Option<PathBuf>,
+    /// SSM Get/Describe calls per second the watcher may make, per region.
+    #[arg(long, env = "IMDS_CONSOLE_SSM_READ_RATE", default_value_t = 3.0)]
+    pub ssm_read_rate: f64,
+    /// SSM StartAutomationExecution calls per second, per region.
+    #[arg(long, env = "IMDS_CONSOLE_SSM_START_RATE", default_value_t = 1.0)]
+    pub ssm_start_rate: f64,
+    /// How often in-flight runs are polled, in milliseconds.
+    #[arg(long, env = "IMDS_CONSOLE_POLL_MS", default_value_t = 1000)]
+    pub poll_ms: u64,
+    #[command(flatten)]
+    pub sandbox: SandboxOptions,
+}
+
+/// How the embedded or standalone sandbox behaves.
+#[derive(Debug, Clone, Args)]
+pub struct SandboxOptions {
+    /// Instances in the demo fleet.
+    #[arg(
+        long = "sandbox-fleet",
+        env = "IMDS_CONSOLE_SANDBOX_FLEET",
+        default_value_t = 40
+    )]
+    pub fleet: usize,
+    /// Seed of the demo fleet.
+    #[arg(long = "sandbox-seed", env = "IMDS_CONSOLE_SANDBOX_SEED", default_value_t = 7)]
+    pub seed: u64,
+    /// Time factor: 1 is real time; the default runs a 30-second sleep in one second.
+    #[arg(
+        long = "sandbox-speed",
+        env = "IMDS_CONSOLE_SANDBOX_SPEED",
+        default_value_t = 30.0
+    )]
+    pub speed: f64,
+    /// Fault rule OPERATION:key=value,... (throttle, error_500, latency_ms), e.g. ssm:*:throttle=0.2.
+    #[arg(long = "sandbox-fault")]
+    pub faults: Vec<String>,
+    /// IAM action the sandbox refuses with AccessDenied, e.g. ssm:StartAutomationExecution.
+    #[arg(long = "sandbox-deny")]
+    pub deny: Vec<String>,
+    /// Instance whose metadata changes never take, so the runbook's asserts fail.
+    #[arg(long = "sandbox-broken-instance")]
+    pub broken_instances: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SandboxArgs {
+    /// Address to listen on (loopback unless --allow-remote).
+    #[arg(long, default_value = "127.0.0.1:4566")]
+    pub listen: SocketAddr,
+    /// Keep the sandbox's state here across restarts.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Regions of the demo fleet.
+    #[arg(long = "region", value_delimiter = ',')]
+    pub regions: Vec<String>,
+    /// Allow listening on a non-loopback address.
+    #[arg(long)]
+    pub allow_remote: bool,
+    #[command(flatten)]
+    pub sandbox: SandboxOptions,
+}
+
+impl SandboxOptions {
+    /// The sandbox configuration these options describe.
+    pub fn to_config(
+        &self,
+        regions: &[String],
+        state_file: Option<PathBuf>,
+    ) -> Result<sandbox::SandboxConfig, String> {
+        let mut faults = sandbox::Faults::default();
+        for raw in &self.faults {
+            faults.rules.push(sandbox::FaultRule::parse(raw)?);
+        }
+        faults.deny = self.deny.iter().cloned().collect();
+        faults.broken_instances = self.broken_instances.iter().cloned().collect();
+        if self.speed.is_nan() || self.speed <= 0.0 {
+            return Err(format!("--sandbox-speed must be above 0, got {}", self.speed));
+        }
+        let regions = if regions.is_empty() {
+            sandbox::SandboxConfig::default().regions
+        } else {
+            regions.to_vec()
+        };
+        Ok(sandbox::SandboxConfig {
+            fleet_size: self.fleet,
+            seed: self.seed,
+            regions,
+            speed: self.speed,
+            state_file,
+            faults,
+        })
+    }
+}

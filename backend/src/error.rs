@@ -1,0 +1,106 @@
+//! `AppError`: every way a request can fail, and the JSON error reply each one becomes.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use shared::api::{ApiError, ErrorBody};
+use shared::ValidationErrors;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// 400: a field of the request is invalid (each one named).
+    #[error("invalid request: {0}")]
+    Validation(ValidationErrors),
+    /// 400: the body is not the JSON we expect.
+    #[error("bad JSON: {0}")]
+    BadJson(String),
+    /// 400: a query parameter is invalid.
+    #[error("bad query: {0}")]
+    BadQuery(String),
+    /// 404: no such execution or resource.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// 409: the request conflicts with the state (e.g. stopping a finished run).
+    #[error("conflict: {code}: {message}")]
+    Conflict { code: String, message: String },
+    /// AWS said no: its code and message carried through, with the status that fits the cause
+    /// (403 for missing permissions, 400 for parameters AWS refused, 429 for throttling, 502 otherwise).
+    #[error("AWS {code}: {message}")]
+    Aws {
+        status: StatusCode,
+        code: String,
+        message: String,
+    },
+    /// 503: AWS could not be reached (timeout, connection refused).
+    #[error("AWS unavailable: {0}")]
+    AwsUnavailable(String),
+    /// 500: our own fault; the client sees a generic message and the cause goes to the log.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl AppError {
+    pub fn internal(e: impl std::fmt::Display) -> AppError {
+        AppError::Internal(e.to_string())
+    }
+
+    /// The status and body this error becomes.
+    pub fn to_parts(&self) -> (StatusCode, ApiError) {
+        let plain = |code: &str, message: String| ApiError {
+            code: code.to_owned(),
+            message,
+            field: None,
+            fields: vec![],
+        };
+        match self {
+            AppError::Validation(errors) => (
+                StatusCode::BAD_REQUEST,
+                ApiError {
+                    code: "ValidationError".into(),
+                    message: errors.to_string(),
+                    field: errors.0.first().map(|e| e.field.clone()),
+                    fields: errors.0.clone(),
+                },
+            ),
+            AppError::BadJson(m) => (StatusCode::BAD_REQUEST, plain("BadJson", m.clone())),
+            AppError::BadQuery(m) => (StatusCode::BAD_REQUEST, plain("BadQuery", m.clone())),
+            AppError::NotFound(m) => (StatusCode::NOT_FOUND, plain("NotFound", m.clone())),
+            AppError::Conflict { code, message } => (StatusCode::CONFLICT, plain(code, message.clone())),
+            AppError::Aws {
+                status,
+                code,
+                message,
+            } => (*status, plain(code, message.clone())),
+            AppError::AwsUnavailable(m) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                plain(
+                    "AwsUnavailable",
+                    format!("AWS could not be reached: {m}. Try again shortly."),
+                ),
+            ),
+            AppError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                plain(
+                    "Internal",
+                    "Something went wrong on the server; the details are in its log.".into(),
+                ),
+            ),
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        if let AppError::Internal(cause) = &self {
+            tracing::error!(%cause, "internal error");
+        }
+        let (status, error) = self.to_parts();
+        (status, Json(ErrorBody { error })).into_response()
+    }
+}
+
+impl From<rusqlite::Error> for AppError {
+    fn from(e: rusqlite::Error) -> Self {
+        AppError::Internal(format!("store: {e}"))
+    }
+}

@@ -1,0 +1,81 @@
+//! imds-console's server: the `/api/v1` JSON API over SSM Automation and EC2, the watcher that follows
+//! runs, the audit store, and the host of the browser app.
+//!
+//! `app(state)` builds the router and `run(listener, state)` serves it, so tests bind port 0 and talk
+//! HTTP to the real thing; `startup` builds the state from the command line.
+
+pub mod aws;
+pub mod config;
+pub mod error;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+pub mod watcher;
+
+use axum::http::{header, HeaderValue};
+use axum::Router;
+use tower_http::services::{ServeDir, ServeFile};
+use tower_http::set_header::SetResponseHeaderLayer;
+
+pub use state::AppState;
+
+/// The largest request body accepted (a start request is a few hundred bytes).
+const BODY_LIMIT: usize = 64 * 1024;
+
+/// Our WASM runs without inline script: `wasm-unsafe-eval` allows compiling the module, nothing else.
+const CSP: &str =
+    "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data:; \
+     connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'";
+
+/// The whole HTTP surface: `/api/v1/*` and the frontend.
+pub fn app(state: AppState) -> Router {
+    let static_dir = state.static_dir.clone();
+    let api = routes::api().with_state(state);
+    let mut router = Router::new().nest("/api/v1", api);
+    router = match &static_dir {
+        Some(dir) if dir.join("index.html").exists() => {
+            // Client-side routes (/executions/..., /fleet) all load index.html.
+            router.fallback_service(ServeDir::new(dir).fallback(ServeFile::new(dir.join("index.html"))))
+        }
+        _ => router.fallback(|| async {
+            axum::response::Html(
+                "<!doctype html><title>imds-console</title><p>The frontend is not built. Run <code>./x.sh run</code>, \
+                 which builds it, or pass --static-dir. The API is at <a href=\"/api/v1/health\">/api/v1</a>.</p>",
+            )
+        }),
+    };
+    router
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+/// Serves the app on `listener`, with the watcher running beside it, until the process ends.
+pub async fn run(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
+    startup::reconcile(&state).await;
+    tokio::spawn(watcher::run(state.clone()));
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+}
+
+async fn shutdown_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,334 @@
+//! `/api/v1/executions`: start a run (recorded before it is sent), list history, read one run, stop it.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use shared::api::{ExecutionDetail, ExecutionPage, StartExecutionRequest, StartExecutionResponse};
+use shared::{InstanceId, StartPlan, Targets, RUNBOOK};
+
+use super::{ApiJson, ApiQuery};
+use crate::aws::{ec2, ssm};
+use crate::error::AppError;
+use crate::state::AppState;
+use crate::store::{HistoryFilter, NewRun, RunRow};
+use crate::watcher;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/executions", post(start).get(list))
+        .route("/executions/{id}", get(detail))
+        .route("/executions/{id}/stop", post(stop))
+}
+
+/// Who asked. Until sign-in exists every request is the same local user.
+const REQUESTER: &str = "local-user";
+
+fn field_error(field: &str, message: String) -> AppError {
+    AppError::Validation(shared::ValidationErrors(vec![shared::FieldError {
+        field: field.into(),
+        message,
+    }]))
+}
+
+/// Checks that the targets exist (SSM itself would only fail later, in a step) and returns their
+/// current options, which are kept with the record.
+async fn resolve_targets(
+    state: &AppState,
+    region: &str,
+    plan: &StartPlan,
+) -> Result<Vec<shared::api::InstanceView>, AppError> {
+    let clients = state.region(Some(region))?;
+    let (selection, field) = match (&plan.rate_control, &plan.parameters.instance_id) {
+        (Some(rc), _) => match &rc.targets {
+            Targets::InstanceIds(ids) => (
+                OwnedSelection::Ids(ids.iter().map(|i| i.to_string()).collect()),
+                "rate_control.targets.instance_ids",
+            ),
+            Targets::Tag { key, value } => (
+                OwnedSelection::Tag(key.clone(), value.clone()),
+                "rate_control.targets.tag",
+            ),
+        },
+        (None, Some(id)) => (OwnedSelection::Ids(vec![id.to_string()]), "parameters.InstanceId"),
+        (None, None) => return Err(field_error("parameters.InstanceId", "required".into())),
+    };
+    let found = match &selection {
+        OwnedSelection::Ids(ids) => ec2::describe(clients, ec2::Selection::Ids(ids)).await,
+        OwnedSelection::Tag(k, v) => ec2::describe(clients, ec2::Selection::Tag { key: k, value: v }).await,
+    };
+    match found {
+        Ok(list) if list.is_empty() => Err(field_error(
+            field,
+            format!("no instance in {region} matches these targets"),
+        )),
+        Ok(list) => Ok(list),
+        Err(AppError::Aws { code, message, .. }) if code.starts_with("InvalidInstanceID") => {
+            Err(field_error(field, format!("{message} in {region}")))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+enum OwnedSelection {
+    Ids(Vec<String>),
+    Tag(String, String),
+}
+
+/// Sends a recorded start to SSM. The ClientToken makes a repeat of this call harmless.
+pub async fn send_start(
+    state: &AppState,
+    record_id: i64,
+    region: &str,
+    plan: &StartPlan,
+    token: &str,
+    requester: &str,
+) -> Result<String, AppError> {
+    let clients = state.region(Some(region))?;
+    state.limits(region).start.acquire().await;
+    let execution_id = ssm::start(clients, RUNBOOK, plan, token, record_id, requester).await?;
+    state.store.set_execution_id(record_id, &execution_id)?;
+    state.events.publish(shared::api::ExecutionEvent {
+        execution_id: execution_id.clone(),
+        status: "InProgress".into(),
+        parent_execution_id: None,
+    });
+    Ok(execution_id)
+}
+
+async fn start(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<StartExecutionRequest>,
+) -> Result<(StatusCode, Json<StartExecutionResponse>), AppError> {
+    let plan = req.validate().map_err(AppError::Validation)?;
+    let region = plan
+        .region
+        .as_ref()
+        .map(|r| r.as_str().to_owned())
+        .unwrap_or_else(|| state.regions[0].clone());
+    state.region(Some(&region))?;
+    let current = resolve_targets(&state, &region, &plan).await?;
+    let prior: serde_json::Map<String, serde_json::Value> = current
+        .iter()
+        .map(|i| (i.instance_id.clone(), json!(i.metadata)))
+        .collect();
+    let instance_ids: Vec<String> = current.iter().map(|i| i.instance_id.clone()).collect();
+    let targets_text = plan.rate_control.as_ref().map(|rc| match &rc.targets {
+        Targets::InstanceIds(ids) => json!(format!("{} instances", ids.len())),
+        Targets::Tag { key, value } => json!(format!("tag:{key}={value}")),
+    });
+    let token = uuid::Uuid::new_v4().to_string();
+    let plan_json = serde_json::to_value(&plan).map_err(AppError::internal)?;
+    let record_id = state.store.record_start(&NewRun {
+        client_token: &token,
+        region: &region,
+        document_name: RUNBOOK,
+        requester: REQUESTER,
+        parameters: &plan_json,
+        targets: targets_text.as_ref(),
+        instance_id: plan.parameters.instance_id.as_ref().map(InstanceId::as_str),
+        instance_ids: &instance_ids,
+        override_reason: None,
+        prior_options: Some(&serde_json::Value::Object(prior)),
+        rollback_of: None,
+    })?;
+    match send_start(&state, record_id, &region, &plan, &token, REQUESTER).await {
+        Ok(execution_id) => Ok((StatusCode::CREATED, Json(StartExecutionResponse { execution_id }))),
+        Err(e @ AppError::Aws { .. }) => {
+            // SSM answered no: nothing was started. The record stays, marked refused, for the audit trail.
+            state.store.set_refused(record_id, &e.to_string())?;
+            Err(e)
+        }
+        // Timeouts and connection errors leave the record as Recorded: start-up reconciliation
+        // re-sends it with the same ClientToken, which SSM turns into the same execution.
+        Err(e) => Err(e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct HistoryQuery {
+    status: Option<String>,
+    instance_id: Option<String>,
+    requester: Option<String>,
+    parent: Option<String>,
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+const STATUSES: &[&str] = &[
+    "Pending",
+    "InProgress",
+    "Waiting",
+    "Success",
+    "TimedOut",
+    "Cancelling",
+    "Cancelled",
+    "Failed",
+    "Recorded",
+    "CompletedWithSuccess",
+    "CompletedWithFailure",
+    "Exited",
+];
+
+fn parse_cursor(raw: &str) -> Option<(String, i64)> {
+    let (t, id) = raw.rsplit_once('~')?;
+    Some((t.to_owned(), id.parse().ok()?))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<HistoryQuery>,
+) -> Result<Json<ExecutionPage>, AppError> {
+    if let Some(s) = q.status.as_deref().filter(|s| !STATUSES.contains(s)) {
+        return Err(AppError::BadQuery(format!(
+            "status \"{s}\" is not an SSM status; use one of {}",
+            STATUSES.join(", ")
+        )));
+    }
+    if let Some(i) = q.instance_id.as_deref() {
+        InstanceId::parse(i).map_err(|m| AppError::BadQuery(format!("instance_id: {m}")))?;
+    }
+    let cursor =
+        match q.cursor.as_deref() {
+            Some(c) => Some(parse_cursor(c).ok_or_else(|| {
+                AppError::BadQuery(format!("cursor \"{c}\" is not one this server gave out"))
+            })?),
+            None => None,
+        };
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(AppError::BadQuery(format!(
+            "limit {limit} is out of range; use 1 to 500"
+        )));
+    }
+    let filter = HistoryFilter {
+        status: q.status,
+        instance_id: q.instance_id,
+        requester: q.requester,
+        parent: q.parent,
+        cursor,
+        limit,
+    };
+    let (rows, next) = state.store.history(&filter)?;
+    Ok(Json(ExecutionPage {
+        executions: rows.iter().map(RunRow::summary).collect(),
+        next_cursor: next.map(|(t, id)| format!("{t}~{id}")),
+    }))
+}
+
+fn looks_like_execution_id(id: &str) -> bool {
+    id.len() == 36 && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+}
+
+async fn detail(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ExecutionDetail>, AppError> {
+    if !looks_like_execution_id(&id) {
+        return Err(AppError::NotFound(format!(
+            "execution \"{id}\": execution IDs are 36-character UUIDs"
+        )));
+    }
+    let Some(row) = state.store.by_execution_id(&id)? else {
+        return foreign_detail(&state, &id).await.map(Json);
+    };
+    if let Some(cached) = cached_detail(&state, &row) {
+        return Ok(Json(cached));
+    }
+    // Nobody has fetched this run lately (a child, or a run the watcher has not reached yet):
+    // fetch once, with concurrent viewers waiting for that one fetch.
+    let _guard = state.detail_fetch.lock().await;
+    let row = state.store.by_execution_id(&id)?.unwrap_or(row);
+    if let Some(cached) = cached_detail(&state, &row) {
+        return Ok(Json(cached));
+    }
+    Ok(Json(watcher::refresh(&state, &row).await?))
+}
+
+/// The stored detail when it is final, or fresh enough for a run still moving.
+fn cached_detail(state: &AppState, row: &RunRow) -> Option<ExecutionDetail> {
+    let json = row.detail.as_deref()?;
+    let mut detail: ExecutionDetail = serde_json::from_str(json).ok()?;
+    let final_ = shared::is_terminal_status(&detail.summary.status) && detail.summary.status == row.status;
+    let fresh = row
+        .detail_at_ms
+        .is_some_and(|at| watcher::now_ms() - at < state.poll.as_millis() as i64 * 2);
+    if !(final_ || fresh) {
+        return None;
+    }
+    // The summary's status comes from the store, which the watcher keeps current for children too.
+    detail.summary.status = row.status.clone();
+    watcher::add_children(state, &mut detail).ok()?;
+    Some(detail)
+}
+
+/// A run this console did not start: look for it in each region.
+async fn foreign_detail(state: &AppState, id: &str) -> Result<ExecutionDetail, AppError> {
+    for clients in state.clients.values() {
+        state.limits(&clients.region).read.acquire().await;
+        match ssm::get(clients, id).await {
+            Ok(ex) => {
+                let row = RunRow {
+                    id: 0,
+                    client_token: None,
+                    execution_id: Some(id.to_owned()),
+                    region: clients.region.clone(),
+                    document_name: ex.document_name.clone(),
+                    requester: None,
+                    status: ex.status.clone(),
+                    instance_id: None,
+                    targets: None,
+                    parent_execution_id: ex.parent_id.clone(),
+                    start_time: ex.start_time.clone(),
+                    end_time: ex.end_time.clone(),
+                    detail: None,
+                    detail_at_ms: None,
+                    started_here: false,
+                    created_at: String::new(),
+                };
+                return Ok(watcher::detail_of(&row, &ex));
+            }
+            Err(AppError::Aws { code, .. }) if code == "AutomationExecutionNotFoundException" => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(AppError::NotFound(format!(
+        "execution {id} is not known to this console or to SSM in {}",
+        state.regions.join(", ")
+    )))
+}
+
+async fn stop(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
+    if !looks_like_execution_id(&id) {
+        return Err(AppError::NotFound(format!(
+            "execution \"{id}\": execution IDs are 36-character UUIDs"
+        )));
+    }
+    let row = state
+        .store
+        .by_execution_id(&id)?
+        .ok_or_else(|| AppError::NotFound(format!("execution {id} was not started by this console")))?;
+    let clients = state.region(Some(&row.region))?;
+    state.limits(&row.region).read.acquire().await;
+    match ssm::stop(clients, &id).await {
+        Ok(()) => {}
+        Err(AppError::Aws { code, message, .. }) if code == "InvalidAutomationStatusUpdateException" => {
+            return Err(AppError::Conflict { code, message });
+        }
+        Err(e) => return Err(e),
+    }
+    state.events.publish(shared::api::ExecutionEvent {
+        execution_id: id.clone(),
+        status: "Cancelling".into(),
+        parent_execution_id: row.parent_execution_id.clone(),
+    });
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "execution_id": id, "status": "Cancelling" })),
+    ))
+}

@@ -1,0 +1,30 @@
+//! `GET /api/v1/identity`: mode, account, ARN and regions (STS GetCallerIdentity, asked once).
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use shared::api::Identity;
+
+use crate::error::AppError;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/identity", get(identity))
+}
+
+async fn identity(State(state): State<AppState>) -> Result<Json<Identity>, AppError> {
+    let id = state
+        .identity
+        .get_or_try_init(|| async {
+            let c = state.region(None)?;
+            let who = crate::aws::sts::caller_identity(c).await?;
+            Ok::<_, AppError>(Identity {
+                mode: state.mode.to_owned(),
+                account: who.account,
+                arn: who.arn,
+                regions: state.regions.clone(),
+            })
+        })
+        .await?;
+    Ok(Json(id.clone()))
+}

@@ -1,0 +1,176 @@
+//! Start-up: builds the state from the command line (starting the embedded sandbox unless --aws),
+//! reconciles runs a previous process recorded but never saw acknowledged, and runs the commands.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::aws::{self, Target};
+use crate::config::{Cli, Command, SandboxArgs, ServeArgs};
+use crate::state::{AppState, EventHub, RateLimiter, RegionLimits, StateInner};
+use crate::store::Store;
+
+pub async fn run_command(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Sandbox(args) => run_sandbox(args).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<(), String> {
+    let state = build_state(&args).await?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(mode = state.mode, regions = ?state.regions, "imds-console listening on http://{addr}");
+    eprintln!("imds-console ({} mode) is at http://{addr}", state.mode);
+    crate::run(listener, state).await.map_err(|e| e.to_string())
+}
+
+async fn run_sandbox(args: SandboxArgs) -> Result<(), String> {
+    if !args.listen.ip().is_loopback() && !args.allow_remote {
+        return Err(format!(
+            "{} is not a loopback address; pass --allow-remote to expose the sandbox",
+            args.listen
+        ));
+    }
+    let state_file = match &args.data_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            Some(dir.join("sandbox-state.json"))
+        }
+        None => None,
+    };
+    let config = args.sandbox.to_config(&args.regions, state_file)?;
+    let sb = sandbox::Sandbox::start(config).map_err(|e| format!("cannot start the sandbox: {e}"))?;
+    let addr = sb
+        .serve(args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    eprintln!("sandbox listening on http://{addr} (try: aws --endpoint-url http://{addr} --region us-east-1 ec2 describe-instances)");
+    let _ = tokio::signal::ctrl_c().await;
+    sb.save().map_err(|e| e.to_string())
+}
+
+/// Builds the server state: AWS clients (pointed at the sandbox unless --aws), store, limiters.
+pub async fn build_state(args: &ServeArgs) -> Result<AppState, String> {
+    let store = Store::open(&args.data_dir)?;
+    let (mode, target, mut regions, sandbox, sandbox_url) = if args.aws {
+        let regions = if args.regions.is_empty() {
+            vec![aws::default_region()
+                .await
+                .ok_or("no region: pass --region or set AWS_REGION")?]
+        } else {
+            args.regions.clone()
+        };
+        ("aws", Target::Aws, regions, None, None)
+    } else if let Some(url) = &args.sandbox_url {
+        let regions = if args.regions.is_empty() {
+            sandbox::SandboxConfig::default().regions
+        } else {
+            args.regions.clone()
+        };
+        (
+            "sandbox",
+            Target::Sandbox(url.clone()),
+            regions,
+            None,
+            Some(url.clone()),
+        )
+    } else {
+        let config = args
+            .sandbox
+            .to_config(&args.regions, Some(args.data_dir.join("sandbox-state.json")))?;
+        let regions = config.regions.clone();
+        let sb = sandbox::Sandbox::start(config).map_err(|e| format!("cannot start the sandbox: {e}"))?;
+        let addr = sb
+            .serve(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .map_err(|e| format!("cannot start the sandbox: {e}"))?;
+        let url = format!("http://{addr}");
+        (
+            "sandbox",
+            Target::Sandbox(url.clone()),
+            regions,
+            Some(sb),
+            Some(url),
+        )
+    };
+    regions.dedup();
+    let clients = aws::clients(&target, &regions).await;
+    let limits: BTreeMap<String, RegionLimits> = regions
+        .iter()
+        .map(|r| {
+            (
+                r.clone(),
+                RegionLimits {
+                    read: RateLimiter::new(args.ssm_read_rate),
+                    start: RateLimiter::new(args.ssm_start_rate),
+                },
+            )
+        })
+        .collect();
+    Ok(AppState {
+        inner: Arc::new(StateInner {
+            mode,
+            regions,
+            clients,
+            limits,
+            store,
+            events: EventHub::default(),
+            identity: tokio::sync::OnceCell::new(),
+            fleet: tokio::sync::Mutex::new(None),
+            detail_fetch: tokio::sync::Mutex::new(()),
+            poll: Duration::from_millis(args.poll_ms.max(50)),
+            static_dir: args.static_dir.clone().or_else(default_static_dir),
+            sandbox,
+            sandbox_url,
+        }),
+    })
+}
+
+/// The frontend built in this checkout, when there is one.
+fn default_static_dir() -> Option<PathBuf> {
+    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../frontend/dist"));
+    dir.join("index.html").exists().then_some(dir)
+}
+
+/// Re-sends every start that was recorded but never acknowledged. SSM's ClientToken idempotency makes
+/// this safe: a start that did reach SSM returns its existing execution instead of a second one.
+pub async fn reconcile(state: &AppState) {
+    let pending = match state.store.unacknowledged() {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read unacknowledged runs");
+            return;
+        }
+    };
+    for run in pending {
+        let plan: Option<shared::StartPlan> = state
+            .store
+            .plan_of(run.id)
+            .ok()
+            .flatten()
+            .and_then(|p| serde_json::from_str(&p).ok());
+        let (Some(plan), Some(token)) = (plan, run.client_token.as_deref()) else {
+            continue;
+        };
+        let requester = run.requester.clone().unwrap_or_default();
+        match crate::routes::executions::send_start(state, run.id, &run.region, &plan, token, &requester)
+            .await
+        {
+            Ok(id) => {
+                tracing::info!(record = run.id, execution = %id, "reconciled a start left unacknowledged")
+            }
+            Err(e @ crate::error::AppError::Aws { .. }) => {
+                let _ = state.store.set_refused(run.id, &e.to_string());
+            }
+            Err(e) => {
+                tracing::warn!(record = run.id, error = %e, "could not reconcile a start yet; will retry at next start-up")
+            }
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! Shared server state: AWS clients per region, the store, rate limiters, the event hub and caches.
+
+use shared::api::{ExecutionEvent, InstanceView};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast;
+
+use crate::aws::RegionClients;
+use crate::error::AppError;
+use crate::store::Store;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub inner: Arc<StateInner>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = StateInner;
+    fn deref(&self) -> &StateInner {
+        &self.inner
+    }
+}
+
+pub struct StateInner {
+    /// `sandbox` or `aws`.
+    pub mode: &'static str,
+    pub regions: Vec<String>,
+    pub clients: BTreeMap<String, RegionClients>,
+    pub limits: BTreeMap<String, RegionLimits>,
+    pub store: Store,
+    pub events: EventHub,
+    pub identity: tokio::sync::OnceCell<shared::api::Identity>,
+    pub fleet: tokio::sync::Mutex<Option<(Instant, Vec<InstanceView>)>>,
+    /// Serialises on-demand detail fetches so concurrent viewers share one SSM call.
+    pub detail_fetch: tokio::sync::Mutex<()>,
+    pub poll: Duration,
+    pub static_dir: Option<std::path::PathBuf>,
+    /// The embedded sandbox, when there is one (tests use it to inject faults and count calls).
+    pub sandbox: Option<sandbox::Sandbox>,
+    pub sandbox_url: Option<String>,
+}
+
+/// How long the fleet view is reused before EC2 is asked again.
+pub const FLEET_TTL: Duration = Duration::from_secs(15);
+
+impl StateInner {
+    pub fn region(&self, requested: Option<&str>) -> Result<&RegionClients, AppError> {
+        let name = requested.unwrap_or(&self.regions[0]);
+        self.clients.get(name).ok_or_else(|| {
+            AppError::Validation(shared::ValidationErrors(vec![shared::FieldError {
+                field: "region".into(),
+                message: format!(
+                    "\"{name}\" is not managed by this console; use one of {}",
+                    self.regions.join(", ")
+                ),
+            }]))
+        })
+    }
+
+    pub fn limits(&self, region: &str) -> &RegionLimits {
+        self.limits
+            .get(region)
+            .unwrap_or_else(|| self.limits.values().next().expect("at least one region"))
+    }
+
+    pub async fn invalidate_fleet(&self) {
+        *self.fleet.lock().await = None;
+    }
+}
+
+/// The SSM budgets of one account and region.
+pub struct RegionLimits {
+    pub read: RateLimiter,
+    pub start: RateLimiter,
+}
+
+/// Spaces calls evenly so that no one-second window holds more than `per_second` of them. Callers over
+/// the budget wait their turn instead of failing.
+pub struct RateLimiter {
+    spacing: Duration,
+    next: Mutex<Instant>,
+}
+
+impl RateLimiter {
+    pub fn new(per_second: f64) -> RateLimiter {
+        // One millisecond of slack keeps the (n+1)th call just outside the window.
+        let spacing = Duration::from_millis((1000.0 / per_second.max(0.01)).ceil() as u64 + 1);
+        RateLimiter {
+            spacing,
+            next: Mutex::new(Instant::now()),
+        }
+    }
+
+    pub async fn acquire(&self) {
+        let wait = {
+            let mut next = self
+                .next
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let now = Instant::now();
+            let slot = (*next).max(now);
+            *next = slot + self.spacing;
+            slot - now
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Pushes the next slot back, after AWS said we were too fast.
+    pub fn back_off(&self, by: Duration) {
+        let mut next = self
+            .next
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *next = (*next).max(Instant::now()) + by;
+    }
+}
+
+/// An event with its sequence number (the SSE id).
+pub type Numbered = (u64, ExecutionEvent);
+
+/// Execution changes for Server-Sent Events, numbered so a client can resume with Last-Event-ID.
+pub struct EventHub {
+    tx: broadcast::Sender<Numbered>,
+    recent: Mutex<VecDeque<Numbered>>,
+    seq: AtomicU64,
+}
+
+const RECENT_EVENTS: usize = 2000;
+
+impl Default for EventHub {
+    fn default() -> Self {
+        EventHub {
+            tx: broadcast::channel(1024).0,
+            recent: Mutex::new(VecDeque::new()),
+            seq: AtomicU64::new(0),
+        }
+    }
+}
+
+impl EventHub {
+    pub fn publish(&self, event: ExecutionEvent) {
+        let mut recent = self
+            .recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let id = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
+        if recent.len() >= RECENT_EVENTS {
+            recent.pop_front();
+        }
+        recent.push_back((id, event.clone()));
+        let _ = self.tx.send((id, event));
+    }
+
+    /// Events after `last_id` that are still remembered, and a receiver for the ones to come.
+    pub fn subscribe(&self, last_id: Option<u64>) -> (Vec<Numbered>, broadcast::Receiver<Numbered>) {
+        let recent = self
+            .recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let rx = self.tx.subscribe();
+        let replay = match last_id {
+            Some(last) => recent.iter().filter(|(id, _)| *id > last).cloned().collect(),
+            None => Vec::new(),
+        };
+        (replay, rx)
+    }
+}

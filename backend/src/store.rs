@@ -1,0 +1,458 @@
+//! The console's own store (SQLite in the data directory): one append-only record per run, written
+//! before the run is sent to SSM, so history outlives SSM's retention and a crash loses nothing.
+//!
+//! The SQL is plain (no SQLite-only functions in queries) so that a PostgreSQL store for several
+//! console replicas can implement the same operations later.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use shared::api::ExecutionSummary;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::error::AppError;
+
+/// Schema versions, applied in order; `PRAGMA user_version` holds how many have run.
+const MIGRATIONS: &[&str] = &[r"
+CREATE TABLE runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    client_token TEXT UNIQUE,
+    execution_id TEXT UNIQUE,
+    region TEXT NOT NULL,
+    document_name TEXT NOT NULL,
+    requester TEXT,
+    created_at TEXT NOT NULL,
+    sort_time TEXT NOT NULL,
+    parameters TEXT NOT NULL,
+    targets TEXT,
+    instance_id TEXT,
+    parent_execution_id TEXT,
+    status TEXT NOT NULL,
+    start_time TEXT,
+    end_time TEXT,
+    failure_message TEXT,
+    detail TEXT,
+    detail_at_ms INTEGER,
+    started_here INTEGER NOT NULL,
+    override_reason TEXT,
+    prior_options TEXT,
+    rollback_of TEXT,
+    rolled_back_by TEXT
+);
+CREATE INDEX runs_history ON runs (parent_execution_id, sort_time DESC, id DESC);
+CREATE INDEX runs_status ON runs (status);
+CREATE TABLE run_instances (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    instance_id TEXT NOT NULL,
+    PRIMARY KEY (run_id, instance_id)
+);
+CREATE INDEX run_instances_by_instance ON run_instances (instance_id);
+"];
+
+/// Status of a record whose start has not been acknowledged by SSM yet.
+pub const STATUS_RECORDED: &str = "Recorded";
+/// Status of a start that SSM refused (kept for the audit trail, hidden from history).
+pub const STATUS_REFUSED: &str = "Refused";
+
+#[derive(Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+}
+
+/// A new run, as recorded before it is sent.
+pub struct NewRun<'a> {
+    pub client_token: &'a str,
+    pub region: &'a str,
+    pub document_name: &'a str,
+    pub requester: &'a str,
+    pub parameters: &'a serde_json::Value,
+    pub targets: Option<&'a serde_json::Value>,
+    pub instance_id: Option<&'a str>,
+    pub instance_ids: &'a [String],
+    pub override_reason: Option<&'a str>,
+    pub prior_options: Option<&'a serde_json::Value>,
+    pub rollback_of: Option<&'a str>,
+}
+
+/// A stored run.
+#[derive(Debug, Clone)]
+pub struct RunRow {
+    pub id: i64,
+    pub client_token: Option<String>,
+    pub execution_id: Option<String>,
+    pub region: String,
+    pub document_name: String,
+    pub requester: Option<String>,
+    pub status: String,
+    pub instance_id: Option<String>,
+    pub targets: Option<String>,
+    pub parent_execution_id: Option<String>,
+    pub start_time: Option<String>,
+    pub end_time: Option<String>,
+    pub detail: Option<String>,
+    pub detail_at_ms: Option<i64>,
+    pub started_here: bool,
+    pub created_at: String,
+}
+
+impl RunRow {
+    pub fn summary(&self) -> ExecutionSummary {
+        ExecutionSummary {
+            execution_id: self.execution_id.clone().unwrap_or_default(),
+            region: self.region.clone(),
+            document_name: self.document_name.clone(),
+            status: self.status.clone(),
+            instance_id: self.instance_id.clone(),
+            targets: self.targets.clone(),
+            parent_execution_id: self.parent_execution_id.clone(),
+            requester: self.requester.clone(),
+            start_time: self.start_time.clone().or_else(|| Some(self.created_at.clone())),
+            end_time: self.end_time.clone(),
+            started_here: self.started_here,
+        }
+    }
+}
+
+const ROW_COLUMNS: &str =
+    "id, client_token, execution_id, region, document_name, requester, status, instance_id, targets, \
+     parent_execution_id, start_time, end_time, detail, detail_at_ms, started_here, created_at";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
+    Ok(RunRow {
+        id: r.get(0)?,
+        client_token: r.get(1)?,
+        execution_id: r.get(2)?,
+        region: r.get(3)?,
+        document_name: r.get(4)?,
+        requester: r.get(5)?,
+        status: r.get(6)?,
+        instance_id: r.get(7)?,
+        targets: r.get(8)?,
+        parent_execution_id: r.get(9)?,
+        start_time: r.get(10)?,
+        end_time: r.get(11)?,
+        detail: r.get(12)?,
+        detail_at_ms: r.get(13)?,
+        started_here: r.get::<_, i64>(14)? != 0,
+        created_at: r.get(15)?,
+    })
+}
+
+/// What SSM said about an execution, to record.
+#[derive(Clone, Copy)]
+pub struct ExecutionUpdate<'a> {
+    pub status: &'a str,
+    pub start_time: Option<&'a str>,
+    pub end_time: Option<&'a str>,
+    pub failure_message: Option<&'a str>,
+    /// The detail view as JSON, cached for viewers.
+    pub detail: Option<&'a str>,
+    pub now_ms: i64,
+}
+
+/// A history position: (sort time, record ID) of the last row shown.
+pub type Cursor = (String, i64);
+
+/// History filters.
+#[derive(Debug, Default)]
+pub struct HistoryFilter {
+    pub status: Option<String>,
+    pub instance_id: Option<String>,
+    pub requester: Option<String>,
+    pub parent: Option<String>,
+    pub cursor: Option<Cursor>,
+    pub limit: usize,
+}
+
+pub fn now_rfc3339() -> String {
+    aws_smithy_types::DateTime::from(std::time::SystemTime::now())
+        .fmt(aws_smithy_types::date_time::Format::DateTime)
+        .unwrap_or_default()
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`, runs pending migrations, and refuses a newer schema.
+    pub fn open(dir: &Path) -> Result<Store, String> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create data directory {}: {e}", dir.display()))?;
+        let path = dir.join("imds-console.db");
+        let mut conn = Connection::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| e.to_string())?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(|e| e.to_string())?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(|e| e.to_string())?;
+        let version: usize = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| e.to_string())?;
+        if version > MIGRATIONS.len() {
+            return Err(format!(
+                "{} has schema version {version}, newer than this build understands ({}); use a newer imds-console",
+                path.display(),
+                MIGRATIONS.len()
+            ));
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            let tx = conn.transaction().map_err(|e| e.to_string())?;
+            tx.execute_batch(sql)
+                .map_err(|e| format!("migration {}: {e}", i + 1))?;
+            tx.pragma_update(None, "user_version", i + 1)
+                .map_err(|e| e.to_string())?;
+            tx.commit().map_err(|e| e.to_string())?;
+        }
+        Ok(Store {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records a run before it is sent; returns the record ID.
+    pub fn record_start(&self, run: &NewRun<'_>) -> Result<i64, AppError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let now = now_rfc3339();
+        tx.execute(
+            "INSERT INTO runs (client_token, region, document_name, requester, created_at, sort_time, parameters, targets,
+                instance_id, status, started_here, override_reason, prior_options, rollback_of)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, 1, ?10, ?11, ?12)",
+            params![
+                run.client_token,
+                run.region,
+                run.document_name,
+                run.requester,
+                now,
+                run.parameters.to_string(),
+                run.targets.map(|t| t.as_str().map_or_else(|| t.to_string(), str::to_owned)),
+                run.instance_id,
+                STATUS_RECORDED,
+                run.override_reason,
+                run.prior_options.map(|p| p.to_string()),
+                run.rollback_of,
+            ],
+        )?;
+        let id = tx.last_insert_rowid();
+        for inst in run.instance_ids {
+            tx.execute(
+                "INSERT OR IGNORE INTO run_instances (run_id, instance_id) VALUES (?1, ?2)",
+                params![id, inst],
+            )?;
+        }
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// SSM acknowledged the start.
+    pub fn set_execution_id(&self, id: i64, execution_id: &str) -> Result<(), AppError> {
+        self.conn().execute(
+            "UPDATE runs SET execution_id = ?2, status = CASE WHEN status = ?3 THEN 'InProgress' ELSE status END WHERE id = ?1",
+            params![id, execution_id, STATUS_RECORDED],
+        )?;
+        Ok(())
+    }
+
+    /// SSM refused the start for good.
+    pub fn set_refused(&self, id: i64, message: &str) -> Result<(), AppError> {
+        self.conn().execute(
+            "UPDATE runs SET status = ?2, failure_message = ?3 WHERE id = ?1 AND execution_id IS NULL",
+            params![id, STATUS_REFUSED, message],
+        )?;
+        Ok(())
+    }
+
+    /// Records what SSM says about an execution. Returns true when its status changed.
+    pub fn update_execution(&self, execution_id: &str, u: &ExecutionUpdate<'_>) -> Result<bool, AppError> {
+        let ExecutionUpdate {
+            status,
+            start_time,
+            end_time,
+            failure_message,
+            detail,
+            now_ms,
+        } = *u;
+        let conn = self.conn();
+        let old: Option<String> = conn
+            .query_row(
+                "SELECT status FROM runs WHERE execution_id = ?1",
+                [execution_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        conn.execute(
+            "UPDATE runs SET status = ?2, start_time = COALESCE(?3, start_time), sort_time = COALESCE(?3, sort_time),
+                end_time = ?4, failure_message = ?5, detail = COALESCE(?6, detail),
+                detail_at_ms = CASE WHEN ?6 IS NULL THEN detail_at_ms ELSE ?7 END
+             WHERE execution_id = ?1",
+            params![execution_id, status, start_time, end_time, failure_message, detail, now_ms],
+        )?;
+        Ok(old.as_deref() != Some(status))
+    }
+
+    /// Adds or updates a child execution of a rate-control parent. Returns true when it is new or changed.
+    pub fn upsert_child(
+        &self,
+        parent: &RunRow,
+        execution_id: &str,
+        instance_id: Option<&str>,
+        status: &str,
+        start_time: Option<&str>,
+        end_time: Option<&str>,
+    ) -> Result<bool, AppError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let old: Option<String> = tx
+            .query_row(
+                "SELECT status FROM runs WHERE execution_id = ?1",
+                [execution_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if old.is_none() {
+            let now = now_rfc3339();
+            tx.execute(
+                "INSERT INTO runs (execution_id, region, document_name, requester, created_at, sort_time, parameters,
+                    instance_id, parent_execution_id, status, start_time, end_time, started_here)
+                 VALUES (?1, ?2, ?3, ?4, ?5, COALESCE(?9, ?5), '{}', ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![
+                    execution_id,
+                    parent.region,
+                    parent.document_name,
+                    parent.requester,
+                    now,
+                    instance_id,
+                    parent.execution_id,
+                    status,
+                    start_time,
+                    end_time,
+                    i64::from(parent.started_here)
+                ],
+            )?;
+            let child_id = tx.last_insert_rowid();
+            if let Some(inst) = instance_id {
+                tx.execute(
+                    "INSERT OR IGNORE INTO run_instances (run_id, instance_id) VALUES (?1, ?2)",
+                    params![child_id, inst],
+                )?;
+                tx.execute(
+                    "INSERT OR IGNORE INTO run_instances (run_id, instance_id) VALUES (?1, ?2)",
+                    params![parent.id, inst],
+                )?;
+            }
+        } else if old.as_deref() != Some(status) {
+            tx.execute(
+                "UPDATE runs SET status = ?2, start_time = COALESCE(?3, start_time), end_time = ?4 WHERE execution_id = ?1",
+                params![execution_id, status, start_time, end_time],
+            )?;
+        }
+        tx.commit()?;
+        Ok(old.as_deref() != Some(status))
+    }
+
+    pub fn by_execution_id(&self, execution_id: &str) -> Result<Option<RunRow>, AppError> {
+        let sql = format!("SELECT {ROW_COLUMNS} FROM runs WHERE execution_id = ?1");
+        Ok(self.conn().query_row(&sql, [execution_id], row).optional()?)
+    }
+
+    /// Runs whose SSM status may still change (acknowledged, not terminal), parents and simple runs only.
+    pub fn in_flight(&self) -> Result<Vec<RunRow>, AppError> {
+        let placeholders = shared::TERMINAL_STATUSES
+            .iter()
+            .map(|s| format!("'{s}'"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let sql = format!(
+            "SELECT {ROW_COLUMNS} FROM runs WHERE execution_id IS NOT NULL AND parent_execution_id IS NULL
+               AND status NOT IN ({placeholders}) ORDER BY id"
+        );
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt.query_map([], row)?.collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Records written but never acknowledged by SSM (the server stopped in between).
+    pub fn unacknowledged(&self) -> Result<Vec<RunRow>, AppError> {
+        let sql =
+            format!("SELECT {ROW_COLUMNS} FROM runs WHERE execution_id IS NULL AND status = ?1 ORDER BY id");
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt
+            .query_map([STATUS_RECORDED], row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// History, newest first, one page at a time.
+    pub fn history(&self, f: &HistoryFilter) -> Result<(Vec<RunRow>, Option<Cursor>), AppError> {
+        let mut sql = format!("SELECT {ROW_COLUMNS} FROM runs r WHERE execution_id IS NOT NULL");
+        let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+        match &f.parent {
+            Some(p) => {
+                args.push(Box::new(p.clone()));
+                sql.push_str(&format!(" AND parent_execution_id = ?{}", args.len()));
+            }
+            None => sql.push_str(" AND parent_execution_id IS NULL"),
+        }
+        if let Some(s) = &f.status {
+            args.push(Box::new(s.clone()));
+            sql.push_str(&format!(" AND status = ?{}", args.len()));
+        }
+        if let Some(r) = &f.requester {
+            args.push(Box::new(r.clone()));
+            sql.push_str(&format!(" AND requester = ?{}", args.len()));
+        }
+        if let Some(i) = &f.instance_id {
+            args.push(Box::new(i.clone()));
+            sql.push_str(&format!(
+                " AND id IN (SELECT run_id FROM run_instances WHERE instance_id = ?{})",
+                args.len()
+            ));
+        }
+        if let Some((t, id)) = &f.cursor {
+            args.push(Box::new(t.clone()));
+            let ti = args.len();
+            args.push(Box::new(*id));
+            sql.push_str(&format!(
+                " AND (sort_time < ?{ti} OR (sort_time = ?{ti} AND id < ?{}))",
+                args.len()
+            ));
+        }
+        args.push(Box::new((f.limit + 1) as i64));
+        sql.push_str(&format!(
+            " ORDER BY sort_time DESC, id DESC LIMIT ?{}",
+            args.len()
+        ));
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&sql)?;
+        let params: Vec<&dyn rusqlite::ToSql> = args.iter().map(|b| b.as_ref()).collect();
+        let mut rows = stmt
+            .query_map(params.as_slice(), row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = if rows.len() > f.limit {
+            rows.truncate(f.limit);
+            rows.last().map(|r| {
+                let t: String = conn
+                    .query_row("SELECT sort_time FROM runs WHERE id = ?1", [r.id], |x| x.get(0))
+                    .unwrap_or_default();
+                (t, r.id)
+            })
+        } else {
+            None
+        };
+        Ok((rows, next))
+    }
+}
+
+impl Store {
+    /// The validated plan a run was recorded with (JSON), for re-sending it.
+    pub fn plan_of(&self, id: i64) -> Result<Option<String>, AppError> {
+        Ok(self
+            .conn()
+            .query_row("SELECT parameters FROM runs WHERE id = ?1", [id], |r| r.get(0))
+            .optional()?)
+    }
+}

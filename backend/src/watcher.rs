@@ -1,0 +1,164 @@
+//! The watcher: one poller for all in-flight runs, within the SSM read budget, which records what it
+//! sees and pushes changes to browsers. Viewers never cause SSM calls of their own (invariant 5).
+
+use shared::api::{ExecutionDetail, ExecutionEvent, Progress, RateControlView};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::aws::ssm::{self, SsmExecution};
+use crate::error::AppError;
+use crate::state::AppState;
+use crate::store::{ExecutionUpdate, HistoryFilter, RunRow};
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Runs forever: polls every in-flight run once per round, then waits the poll interval.
+pub async fn run(state: AppState) {
+    loop {
+        match state.store.in_flight() {
+            Ok(runs) => {
+                for run in runs {
+                    if let Err(e) = refresh(&state, &run).await {
+                        note_error(&state, &run.region, &e);
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read in-flight runs"),
+        }
+        tokio::time::sleep(state.poll).await;
+    }
+}
+
+fn note_error(state: &AppState, region: &str, e: &AppError) {
+    if let AppError::Aws { code, .. } = e {
+        if code.contains("Throttl") {
+            // SSM says we are too fast: leave it alone for a moment.
+            state.limits(region).read.back_off(Duration::from_secs(2));
+        }
+    }
+    tracing::warn!(error = %e, "watching a run failed; will retry");
+}
+
+/// Asks SSM about one run (and its children), records the answer and publishes what changed.
+/// Returns the detail as now known.
+pub async fn refresh(state: &AppState, run: &RunRow) -> Result<ExecutionDetail, AppError> {
+    let Some(execution_id) = run.execution_id.as_deref() else {
+        return Err(AppError::NotFound("run has no execution yet".into()));
+    };
+    let clients = state.region(Some(&run.region))?;
+    let limits = state.limits(&run.region);
+    limits.read.acquire().await;
+    let ex = ssm::get(clients, execution_id).await?;
+    if ex.rate_control.is_some() {
+        limits.read.acquire().await;
+        let children = ssm::children(clients, execution_id).await?;
+        for child in children {
+            let changed = state.store.upsert_child(
+                run,
+                &child.id,
+                child.instance_id.as_deref(),
+                &child.status,
+                child.start_time.as_deref(),
+                child.end_time.as_deref(),
+            )?;
+            if changed {
+                state.events.publish(ExecutionEvent {
+                    execution_id: child.id.clone(),
+                    status: child.status.clone(),
+                    parent_execution_id: Some(execution_id.to_owned()),
+                });
+            }
+        }
+    }
+    let mut detail = detail_of(run, &ex);
+    let detail_json = serde_json::to_string(&detail).map_err(AppError::internal)?;
+    let detail_changed = run.detail.as_deref() != Some(detail_json.as_str());
+    let status_changed = state.store.update_execution(
+        execution_id,
+        &ExecutionUpdate {
+            status: &ex.status,
+            start_time: ex.start_time.as_deref(),
+            end_time: ex.end_time.as_deref(),
+            failure_message: ex.failure_message.as_deref(),
+            detail: Some(&detail_json),
+            now_ms: now_ms(),
+        },
+    )?;
+    if status_changed || detail_changed {
+        state.events.publish(ExecutionEvent {
+            execution_id: execution_id.to_owned(),
+            status: ex.status.clone(),
+            parent_execution_id: ex.parent_id.clone(),
+        });
+    }
+    if status_changed && shared::is_terminal_status(&ex.status) {
+        state.invalidate_fleet().await;
+    }
+    add_children(state, &mut detail)?;
+    Ok(detail)
+}
+
+/// The detail view of an SSM execution, with our record's requester.
+pub fn detail_of(run: &RunRow, ex: &SsmExecution) -> ExecutionDetail {
+    let mut summary = run.summary();
+    summary.status = ex.status.clone();
+    summary.start_time = ex.start_time.clone().or(summary.start_time);
+    summary.end_time = ex.end_time.clone();
+    summary.parent_execution_id = ex.parent_id.clone();
+    if summary.instance_id.is_none() {
+        summary.instance_id = ex.parameters.get("InstanceId").and_then(|v| v.first()).cloned();
+    }
+    ExecutionDetail {
+        summary,
+        parameters: ex.parameters.clone(),
+        outputs: ex.outputs.clone(),
+        failure_message: ex.failure_message.clone(),
+        steps: ex.steps.clone(),
+        rate_control: ex.rate_control.as_ref().map(|rc| RateControlView {
+            target_parameter_name: rc.target_parameter_name.clone(),
+            targets: rc.resolved.clone(),
+            max_concurrency: rc.max_concurrency.clone(),
+            max_errors: rc.max_errors.clone(),
+            progress: Progress {
+                total: rc.resolved.len() as u32,
+                ..Progress::default()
+            },
+        }),
+        children: Vec::new(),
+    }
+}
+
+/// Fills a parent's children and progress from the store (which the watcher keeps current).
+pub fn add_children(state: &AppState, detail: &mut ExecutionDetail) -> Result<(), AppError> {
+    let Some(rc) = detail.rate_control.as_mut() else {
+        return Ok(());
+    };
+    let filter = HistoryFilter {
+        parent: Some(detail.summary.execution_id.clone()),
+        limit: 10_000,
+        ..HistoryFilter::default()
+    };
+    let (children, _) = state.store.history(&filter)?;
+    let mut p = Progress {
+        total: rc.targets.len() as u32,
+        ..Progress::default()
+    };
+    for c in &children {
+        match c.status.as_str() {
+            "Success" | "CompletedWithSuccess" => p.succeeded += 1,
+            "Failed" | "TimedOut" | "CompletedWithFailure" => p.failed += 1,
+            "Cancelled" => p.cancelled += 1,
+            _ => p.running += 1,
+        }
+    }
+    p.waiting = p.total.saturating_sub(children.len() as u32);
+    rc.progress = p;
+    let mut kids: Vec<_> = children.iter().map(RunRow::summary).collect();
+    kids.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
+    detail.children = kids;
+    Ok(())
+}

@@ -1,0 +1,132 @@
+//! The typed client of `/api/v1`, using the `shared` wire types. One error type: the network failed, or
+//! the server answered with its JSON error.
+
+use gloo_net::http::{Request, Response};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use shared::api::{
+    ApiError, ErrorBody, ExecutionDetail, ExecutionPage, Identity, InstanceList, StartExecutionRequest,
+    StartExecutionResponse,
+};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientError {
+    /// The server could not be reached.
+    Network(String),
+    /// The server said no.
+    Api { status: u16, error: ApiError },
+}
+
+impl ClientError {
+    /// What went wrong and what to do, for a person.
+    pub fn explain(&self) -> String {
+        match self {
+            ClientError::Network(m) => format!("The console server could not be reached ({m}). Check that it is running; this page retries by itself."),
+            ClientError::Api { status, error } => {
+                let hint = match (*status, error.code.as_str()) {
+                    (403, _) => " The server's AWS role lacks this permission: add it to the role's IAM policy.",
+                    (429, _) | (_, "ThrottlingException") => " AWS is throttling requests; wait a moment and try again.",
+                    (503, _) => " AWS could not be reached; try again shortly.",
+                    _ => "",
+                };
+                format!("{} ({}): {}{hint}", error.code, status, error.message)
+            }
+        }
+    }
+
+    pub fn field_errors(&self) -> Option<shared::ValidationErrors> {
+        match self {
+            ClientError::Api { error, .. } if !error.fields.is_empty() => {
+                Some(shared::ValidationErrors(error.fields.clone()))
+            }
+            _ => None,
+        }
+    }
+}
+
+async fn decode<T: DeserializeOwned>(resp: Response) -> Result<T, ClientError> {
+    if resp.ok() {
+        return resp
+            .json::<T>()
+            .await
+            .map_err(|e| ClientError::Network(format!("unreadable reply: {e}")));
+    }
+    let status = resp.status();
+    match resp.json::<ErrorBody>().await {
+        Ok(body) => Err(ClientError::Api {
+            status,
+            error: body.error,
+        }),
+        Err(_) => Err(ClientError::Api {
+            status,
+            error: ApiError {
+                code: "HttpError".into(),
+                message: resp.status_text(),
+                field: None,
+                fields: vec![],
+            },
+        }),
+    }
+}
+
+pub async fn get<T: DeserializeOwned>(path: &str) -> Result<T, ClientError> {
+    let resp = Request::get(&format!("/api/v1{path}"))
+        .send()
+        .await
+        .map_err(|e| ClientError::Network(e.to_string()))?;
+    decode(resp).await
+}
+
+pub async fn post<B: Serialize, T: DeserializeOwned>(path: &str, body: &B) -> Result<T, ClientError> {
+    let req = Request::post(&format!("/api/v1{path}"))
+        .json(body)
+        .map_err(|e| ClientError::Network(e.to_string()))?;
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| ClientError::Network(e.to_string()))?;
+    decode(resp).await
+}
+
+pub async fn identity() -> Result<Identity, ClientError> {
+    get("/identity").await
+}
+
+pub async fn instances() -> Result<InstanceList, ClientError> {
+    get("/instances").await
+}
+
+pub async fn start(req: &StartExecutionRequest) -> Result<StartExecutionResponse, ClientError> {
+    post("/executions", req).await
+}
+
+pub async fn stop(id: &str) -> Result<serde_json::Value, ClientError> {
+    post(&format!("/executions/{id}/stop"), &serde_json::json!({})).await
+}
+
+pub async fn execution(id: &str) -> Result<ExecutionDetail, ClientError> {
+    get(&format!("/executions/{id}")).await
+}
+
+/// One page of history; `query` is the URL query without `?` (filters, cursor).
+pub async fn history(query: &str) -> Result<ExecutionPage, ClientError> {
+    get(&format!("/executions?{query}")).await
+}
+
+/// Percent-encodes a query value.
+pub fn enc(v: &str) -> String {
+    js_sys::encode_uri_component(v).as_string().unwrap_or_default()
+}
+
+/// A timestamp in the viewer's local time.
+pub fn local_time(rfc3339: Option<&str>) -> String {
+    match rfc3339 {
+        Some(t) => {
+            let d = js_sys::Date::new(&wasm_bindgen::JsValue::from_str(t));
+            d.to_locale_string("en-GB", &wasm_bindgen::JsValue::UNDEFINED)
+                .as_string()
+                .unwrap_or_else(|| t.to_owned())
+        }
+        None => "–".to_owned(),
+    }
+}

@@ -1,0 +1,4 @@
+//! Reusable view pieces.
+
+pub mod header;
+pub mod status;

@@ -1,0 +1,55 @@
+//! The live connection: one EventSource on `/api/v1/events` per tab. Each event bumps a version signal
+//! that pages key their reads on; the connection state is shown in the header and recovers by itself.
+
+use leptos::prelude::*;
+use shared::api::ExecutionEvent;
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::JsCast;
+
+#[derive(Clone, Copy)]
+pub struct Live {
+    /// Bumped on every execution event.
+    pub version: RwSignal<u64>,
+    pub last: RwSignal<Option<ExecutionEvent>>,
+    /// False while the server is unreachable.
+    pub connected: RwSignal<bool>,
+}
+
+pub fn provide() {
+    let live = Live {
+        version: RwSignal::new(0),
+        last: RwSignal::new(None),
+        connected: RwSignal::new(true),
+    };
+    provide_context(live);
+    let Ok(source) = web_sys::EventSource::new("/api/v1/events") else {
+        live.connected.set(false);
+        return;
+    };
+    let on_event = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |ev: web_sys::MessageEvent| {
+        if let Some(data) = ev.data().as_string() {
+            live.last.set(serde_json::from_str(&data).ok());
+        }
+        live.version.update(|v| *v += 1);
+    });
+    let _ = source.add_event_listener_with_callback("execution", on_event.as_ref().unchecked_ref());
+    let _ = source.add_event_listener_with_callback("resync", on_event.as_ref().unchecked_ref());
+    on_event.forget();
+    let on_open = Closure::<dyn FnMut()>::new(move || {
+        if !live.connected.get_untracked() {
+            // Back after an outage: everything may have changed.
+            live.version.update(|v| *v += 1);
+        }
+        live.connected.set(true);
+    });
+    source.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+    on_open.forget();
+    // EventSource reconnects on its own; we only show that it is trying.
+    let on_error = Closure::<dyn FnMut()>::new(move || live.connected.set(false));
+    source.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+    on_error.forget();
+}
+
+pub fn use_live() -> Live {
+    expect_context::<Live>()
+}

@@ -1,0 +1,190 @@
+//! Execution detail: parameters, status, times, outputs, the step timeline (live while it runs), a
+//! rate-control parent's progress and children, and Stop.
+
+use leptos::prelude::*;
+use leptos_router::components::A;
+use leptos_router::hooks::use_params_map;
+use shared::api::{ExecutionDetail, Progress};
+
+use crate::api::{self, local_time};
+use crate::components::status::StatusBadge;
+use crate::live::use_live;
+use crate::pages::history::ExecutionTable;
+
+fn pct(n: u32, total: u32) -> String {
+    format!(
+        "width:{}%",
+        if total == 0 {
+            0.0
+        } else {
+            f64::from(n) * 100.0 / f64::from(total)
+        }
+    )
+}
+
+#[component]
+fn ProgressBar(p: Progress) -> impl IntoView {
+    let text = format!(
+        "{} of {} done: {} succeeded, {} failed, {} cancelled, {} running, {} waiting",
+        p.succeeded + p.failed + p.cancelled,
+        p.total,
+        p.succeeded,
+        p.failed,
+        p.cancelled,
+        p.running,
+        p.waiting
+    );
+    view! {
+        <div class="progress" role="progressbar" aria-valuemin="0" aria-valuemax=p.total
+            aria-valuenow=p.succeeded + p.failed + p.cancelled aria-label="Rate control progress">
+            <span class="p-ok" style=pct(p.succeeded, p.total)></span>
+            <span class="p-bad" style=pct(p.failed, p.total)></span>
+            <span class="p-cancel" style=pct(p.cancelled, p.total)></span>
+            <span class="p-run" style=pct(p.running, p.total)></span>
+        </div>
+        <p data-testid="progress-text">{text}</p>
+    }
+}
+
+fn duration(start: Option<&str>, end: Option<&str>) -> String {
+    let ms = |t: &str| js_sys::Date::new(&wasm_bindgen::JsValue::from_str(t)).get_time();
+    match (start, end) {
+        (Some(s), Some(e)) => format!("{:.1} s", (ms(e) - ms(s)) / 1000.0),
+        (Some(_), None) => "running".into(),
+        _ => "–".into(),
+    }
+}
+
+#[component]
+fn Detail(d: ExecutionDetail, on_stop: Callback<()>, stopping: Signal<bool>) -> impl IntoView {
+    let s = d.summary.clone();
+    let can_stop = !shared::is_terminal_status(&s.status) && s.status != "Cancelling";
+    let params = d
+        .parameters
+        .iter()
+        .map(|(k, v)| view! { <dt>{k.clone()}</dt><dd class="mono">{v.join(", ")}</dd> })
+        .collect_view();
+    let outputs = d
+        .outputs
+        .iter()
+        .map(|(k, v)| view! { <dt>{k.clone()}</dt><dd class="mono">{v.join(", ")}</dd> })
+        .collect_view();
+    let parent = s
+        .parent_execution_id
+        .clone()
+        .map(|p| view! { <dt>"Parent"</dt><dd><A href=format!("/executions/{p}")>{p.clone()}</A></dd> });
+    let failure = d
+        .failure_message
+        .clone()
+        .map(|m| view! { <div class="error-box" role="alert" data-testid="failure">{m}</div> });
+    let rc = d.rate_control.clone().map(|rc| view! {
+        <section class="card">
+            <h2>"Rate control"</h2>
+            <p>{format!("MaxConcurrency {} · MaxErrors {} · {} targets", rc.max_concurrency, rc.max_errors, rc.targets.len())}</p>
+            <ProgressBar p=rc.progress.clone()/>
+            <h3>"Child executions"</h3>
+            <ExecutionTable rows=d.children.clone()/>
+        </section>
+    });
+    let steps = d
+        .steps
+        .iter()
+        .map(|st| {
+            let inputs = st
+                .inputs
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            let outputs = st
+                .outputs
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.join(",")))
+                .collect::<Vec<_>>()
+                .join("\n");
+            let failure = st.failure_message.clone().map(|m| {
+                format!(
+                    "{m} ({} / {})",
+                    st.failure_stage.clone().unwrap_or_default(),
+                    st.failure_type.clone().unwrap_or_default()
+                )
+            });
+            view! {
+                <tr data-step=st.name.clone()>
+                    <td class="mono">{st.name.clone()}</td>
+                    <td class="mono">{st.action.clone()}</td>
+                    <td><StatusBadge status=st.status.clone()/></td>
+                    <td>{local_time(st.start_time.as_deref())}</td>
+                    <td>{duration(st.start_time.as_deref(), st.end_time.as_deref())}</td>
+                    <td class="mono"><pre>{inputs}</pre></td>
+                    <td class="mono"><pre>{outputs}</pre></td>
+                    <td>{failure}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <section class="card">
+            <h1>"Execution " <span class="mono">{s.execution_id.clone()}</span></h1>
+            <p>"Status: " <span data-testid="exec-status"><StatusBadge status=s.status.clone()/></span></p>
+            {failure}
+            <dl class="kv">
+                <dt>"Document"</dt><dd>{s.document_name.clone()}</dd>
+                <dt>"Region"</dt><dd>{s.region.clone()}</dd>
+                <dt>"Requester"</dt><dd>{s.requester.clone().unwrap_or_else(|| "outside the console".into())}</dd>
+                <dt>"Started"</dt><dd>{local_time(s.start_time.as_deref())}</dd>
+                <dt>"Ended"</dt><dd>{local_time(s.end_time.as_deref())}</dd>
+                {parent}
+            </dl>
+            <Show when=move || can_stop>
+                <p><button class="danger" id="stop" disabled=move || stopping.get() on:click=move |_| on_stop.run(())>"Stop this run"</button></p>
+            </Show>
+        </section>
+        <section class="card"><h2>"Parameters"</h2><dl class="kv">{params}</dl></section>
+        {rc}
+        <section class="card">
+            <h2>"Steps"</h2>
+            <table data-testid="steps">
+                <thead><tr><th>"Step"</th><th>"Action"</th><th>"Status"</th><th>"Started"</th><th>"Duration"</th><th>"Inputs"</th><th>"Outputs"</th><th>"Failure"</th></tr></thead>
+                <tbody>{steps}</tbody>
+            </table>
+        </section>
+        <section class="card"><h2>"Outputs"</h2><dl class="kv">{outputs}</dl></section>
+    }
+}
+
+#[component]
+pub fn ExecutionDetailPage() -> impl IntoView {
+    let params = use_params_map();
+    let live = use_live();
+    let id = move || params.read().get("id").unwrap_or_default();
+    let detail = LocalResource::new(move || {
+        live.version.track();
+        let id = id();
+        async move { api::execution(&id).await }
+    });
+    let stop = Action::new_local(|id: &String| {
+        let id = id.clone();
+        async move { api::stop(&id).await }
+    });
+    let on_stop = Callback::new(move |()| {
+        let ok = web_sys::window()
+            .and_then(|w| {
+                w.confirm_with_message("Stop this run? Steps already done stay done.")
+                    .ok()
+            })
+            .unwrap_or(false);
+        if ok {
+            stop.dispatch(id());
+        }
+    });
+    let stopping = Signal::derive(move || stop.pending().get());
+    view! {
+        {move || stop.value().get().and_then(|r| r.err()).map(|e| view! { <div class="error-box" role="alert">{e.explain()}</div> })}
+        {move || match detail.get() {
+            None => view! { <p role="status">"Loading the execution…"</p> }.into_any(),
+            Some(Err(e)) => view! { <section class="card"><div class="error-box" role="alert" data-testid="detail-error">{e.explain()}</div></section> }.into_any(),
+            Some(Ok(d)) => view! { <Detail d=d on_stop=on_stop stopping=stopping/> }.into_any(),
+        }}
+    }
+}

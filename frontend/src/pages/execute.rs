@@ -1,0 +1,412 @@
+//! Execute: collects the runbook's parameters (validated live with the shared rules, errors at each
+//! field), shows what will change on each instance before anything starts, then starts the run.
+
+use leptos::prelude::*;
+use leptos_router::components::A;
+use leptos_router::hooks::use_query_map;
+use shared::api::{InstanceView, ParametersInput, RateControlInput, StartExecutionRequest, TargetsInput};
+use shared::ValidationErrors;
+
+use crate::api::{self, ClientError};
+use crate::live::use_live;
+use crate::pages::history::ExecutionTable;
+
+#[derive(Clone, Copy)]
+struct Form {
+    rate: RwSignal<bool>,
+    instance_id: RwSignal<String>,
+    enforce: RwSignal<String>,
+    access: RwSignal<String>,
+    hop: RwSignal<String>,
+    role: RwSignal<String>,
+    region: RwSignal<String>,
+    by_tag: RwSignal<bool>,
+    target_ids: RwSignal<String>,
+    tag_key: RwSignal<String>,
+    tag_value: RwSignal<String>,
+    max_concurrency: RwSignal<String>,
+    max_errors: RwSignal<String>,
+}
+
+impl Form {
+    fn request(&self) -> StartExecutionRequest {
+        let opt = |s: String| (!s.trim().is_empty()).then(|| s.trim().to_owned());
+        let rate = self.rate.get();
+        StartExecutionRequest {
+            region: opt(self.region.get()),
+            parameters: ParametersInput {
+                instance_id: if rate {
+                    None
+                } else {
+                    Some(self.instance_id.get().trim().to_owned())
+                },
+                enforce_imdsv2: Some(self.enforce.get()),
+                metadata_access: Some(self.access.get()),
+                hop_limit: Some(serde_json::Value::String(self.hop.get().trim().to_owned())),
+                assume_role: opt(self.role.get()),
+            },
+            rate_control: rate.then(|| RateControlInput {
+                targets: if self.by_tag.get() {
+                    TargetsInput::Tag {
+                        key: self.tag_key.get(),
+                        value: self.tag_value.get(),
+                    }
+                } else {
+                    TargetsInput::InstanceIds(shared::split_list(&self.target_ids.get()))
+                },
+                max_concurrency: self.max_concurrency.get(),
+                max_errors: self.max_errors.get(),
+            }),
+        }
+    }
+}
+
+/// Shows the errors of fields whose names start with `prefix`, tied to the input by `id`.
+fn field_errors(
+    errors: Memo<ValidationErrors>,
+    show: Signal<bool>,
+    prefix: &'static str,
+    id: &'static str,
+) -> impl IntoView {
+    move || {
+        if !show.get() {
+            return None;
+        }
+        let msgs: Vec<String> = errors
+            .get()
+            .0
+            .into_iter()
+            .filter(|e| e.field.starts_with(prefix))
+            .map(|e| e.message)
+            .collect();
+        (!msgs.is_empty())
+            .then(|| view! { <div class="field-error" id=id role="alert">{msgs.join(" · ")}</div> })
+    }
+}
+
+#[component]
+pub fn ExecutePage() -> impl IntoView {
+    let query = use_query_map();
+    let live = use_live();
+    let form = Form {
+        rate: RwSignal::new(false),
+        instance_id: RwSignal::new(String::new()),
+        enforce: RwSignal::new("required".into()),
+        access: RwSignal::new("enabled".into()),
+        hop: RwSignal::new("0".into()),
+        role: RwSignal::new(String::new()),
+        region: RwSignal::new(String::new()),
+        by_tag: RwSignal::new(false),
+        target_ids: RwSignal::new(String::new()),
+        tag_key: RwSignal::new(String::new()),
+        tag_value: RwSignal::new(String::new()),
+        max_concurrency: RwSignal::new("10".into()),
+        max_errors: RwSignal::new("0".into()),
+    };
+    // Started from the Fleet page with a selection.
+    Effect::new(move |_| {
+        let q = query.read();
+        if let Some(t) = q.get("targets").filter(|t| !t.is_empty()) {
+            form.rate.set(true);
+            form.target_ids.set(t.replace(',', "\n"));
+        }
+        if let Some(i) = q.get("instance").filter(|i| !i.is_empty()) {
+            form.rate.set(false);
+            form.instance_id.set(i);
+        }
+        if let Some(r) = q.get("region").filter(|r| !r.is_empty()) {
+            form.region.set(r);
+        }
+    });
+
+    let submitted = RwSignal::new(false);
+    let confirming = RwSignal::new(false);
+    let server_errors: RwSignal<Option<ValidationErrors>> = RwSignal::new(None);
+    let request = Memo::new(move |_| form.request());
+    let errors = Memo::new(move |_| {
+        let mut e = request.get().validate().err().unwrap_or_default();
+        if let Some(server) = server_errors.get() {
+            e.0.extend(server.0);
+        }
+        e
+    });
+    let show_all = Signal::derive(move || submitted.get());
+    let show_instance = Signal::derive(move || submitted.get() || !form.instance_id.get().is_empty());
+    let show_always = Signal::derive(|| true);
+
+    let identity = LocalResource::new(api::identity);
+    let fleet = LocalResource::new(api::instances);
+    let started = RwSignal::new(0u32);
+    let recent = LocalResource::new(move || {
+        live.version.track();
+        started.track();
+        async move { api::history("limit=10").await }
+    });
+
+    let start = Action::new_local(|req: &StartExecutionRequest| {
+        let req = req.clone();
+        async move { api::start(&req).await }
+    });
+    Effect::new(move |_| {
+        if let Some(result) = start.value().get() {
+            confirming.set(false);
+            match &result {
+                Ok(_) => started.update(|n| *n += 1),
+                Err(e) => server_errors.set(e.field_errors()),
+            }
+        }
+    });
+
+    let review = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        submitted.set(true);
+        server_errors.set(None);
+        if errors.get_untracked().is_empty() {
+            confirming.set(true);
+        }
+    };
+    let on_change = move |sig: RwSignal<String>| {
+        move |ev: leptos::ev::Event| {
+            server_errors.set(None);
+            confirming.set(false);
+            sig.set(event_target_value(&ev));
+        }
+    };
+
+    view! {
+        <section class="card">
+            <h1>"Execute AWSSupport-ConfigureEC2Metadata"</h1>
+            <form class="run" on:submit=review novalidate aria-label="Runbook parameters">
+                <fieldset class="row">
+                    <legend class="sr-only">"Execution mode"</legend>
+                    <label>"Mode"</label>
+                    <div>
+                        <label><input type="radio" name="mode" id="mode-simple" prop:checked=move || !form.rate.get()
+                            on:change=move |_| { form.rate.set(false); confirming.set(false); }/>" Simple execution (one instance)"</label>
+                        " "
+                        <label><input type="radio" name="mode" id="mode-rate" prop:checked=move || form.rate.get()
+                            on:change=move |_| { form.rate.set(true); confirming.set(false); }/>" Rate control (many instances)"</label>
+                    </div>
+                </fieldset>
+                <div class="row">
+                    <label for="region">"Region"</label>
+                    <div>
+                        <select id="region" prop:value=move || form.region.get() on:change=on_change(form.region)>
+                            <option value="">"default (first managed region)"</option>
+                            {move || identity.get().and_then(Result::ok).map(|id| id.regions.into_iter()
+                                .map(|r| view! { <option value=r.clone()>{r.clone()}</option> }).collect_view())}
+                        </select>
+                        {field_errors(errors, show_always, "region", "err-region")}
+                    </div>
+                </div>
+                <Show when=move || !form.rate.get()>
+                    <div class="row">
+                        <label for="instance-id">"InstanceId"</label>
+                        <div>
+                            <input id="instance-id" list="fleet-ids" autocomplete="off" placeholder="i-0123456789abcdef0"
+                                aria-describedby="err-instance help-instance"
+                                prop:value=move || form.instance_id.get() on:input=on_change(form.instance_id)/>
+                            <datalist id="fleet-ids">
+                                {move || fleet.get().and_then(Result::ok).map(|f| f.instances.into_iter().map(|i| {
+                                    let label = format!("{} · {} · {}", i.name.clone().unwrap_or_default(), i.region, i.metadata.http_tokens);
+                                    view! { <option value=i.instance_id.clone()>{label}</option> }
+                                }).collect_view())}
+                            </datalist>
+                            <div class="help" id="help-instance">"The instance to configure. Pick one from the list or paste its ID."</div>
+                            {field_errors(errors, show_instance, "parameters.InstanceId", "err-instance")}
+                        </div>
+                    </div>
+                </Show>
+                <Show when=move || form.rate.get()>
+                    <div class="row">
+                        <label>"Targets"</label>
+                        <div>
+                            <label><input type="radio" name="target-kind" id="targets-ids" prop:checked=move || !form.by_tag.get()
+                                on:change=move |_| form.by_tag.set(false)/>" Instance IDs"</label>
+                            " "
+                            <label><input type="radio" name="target-kind" id="targets-tag" prop:checked=move || form.by_tag.get()
+                                on:change=move |_| form.by_tag.set(true)/>" A tag"</label>
+                        </div>
+                    </div>
+                    <Show when=move || !form.by_tag.get()>
+                        <div class="row">
+                            <label for="targets">"Instance IDs"</label>
+                            <div>
+                                <textarea id="targets" rows="4" placeholder="i-0123… one per line, or separated by commas"
+                                    prop:value=move || form.target_ids.get() on:input=on_change(form.target_ids)></textarea>
+                                {field_errors(errors, show_all, "rate_control.targets.instance_ids", "err-targets")}
+                            </div>
+                        </div>
+                    </Show>
+                    <Show when=move || form.by_tag.get()>
+                        <div class="row">
+                            <label for="tag-key">"Tag key and value"</label>
+                            <div>
+                                <input id="tag-key" placeholder="Team" prop:value=move || form.tag_key.get() on:input=on_change(form.tag_key)/>
+                                " = "
+                                <input id="tag-value" aria-label="Tag value" placeholder="web" prop:value=move || form.tag_value.get() on:input=on_change(form.tag_value)/>
+                                {field_errors(errors, show_all, "rate_control.targets.tag", "err-tag")}
+                            </div>
+                        </div>
+                    </Show>
+                    <div class="row">
+                        <label for="max-concurrency">"MaxConcurrency"</label>
+                        <div>
+                            <input id="max-concurrency" prop:value=move || form.max_concurrency.get() on:input=on_change(form.max_concurrency)/>
+                            <div class="help">"How many instances at once: a count (10) or a percentage (25%)."</div>
+                            {field_errors(errors, show_always, "rate_control.max_concurrency", "err-max-concurrency")}
+                        </div>
+                    </div>
+                    <div class="row">
+                        <label for="max-errors">"MaxErrors"</label>
+                        <div>
+                            <input id="max-errors" prop:value=move || form.max_errors.get() on:input=on_change(form.max_errors)/>
+                            <div class="help">"Failed instances tolerated before no new ones start: a count (0) or a percentage."</div>
+                            {field_errors(errors, show_always, "rate_control.max_errors", "err-max-errors")}
+                        </div>
+                    </div>
+                </Show>
+                <div class="row">
+                    <label for="enforce">"EnforceIMDSv2"</label>
+                    <div>
+                        <select id="enforce" prop:value=move || form.enforce.get() on:change=on_change(form.enforce)>
+                            <option value="required">"required (IMDSv2 only)"</option>
+                            <option value="optional">"optional (IMDSv1 and IMDSv2)"</option>
+                        </select>
+                        <div class="help">"required breaks every application that still uses IMDSv1; check the Fleet page's IMDSv1 column first. optional would allow IMDSv1 again."</div>
+                        {field_errors(errors, show_always, "parameters.EnforceIMDSv2", "err-enforce")}
+                    </div>
+                </div>
+                <div class="row">
+                    <label for="access">"MetadataAccess"</label>
+                    <div>
+                        <select id="access" prop:value=move || form.access.get() on:change=on_change(form.access)>
+                            <option value="enabled">"enabled"</option>
+                            <option value="disabled">"disabled (turn the metadata endpoint off)"</option>
+                        </select>
+                        <div class="help">"disabled turns instance metadata off entirely and ignores the other fields."</div>
+                    </div>
+                </div>
+                <div class="row">
+                    <label for="hop">"HttpPutResponseHopLimit"</label>
+                    <div>
+                        <input id="hop" inputmode="numeric" aria-describedby="err-hop" prop:value=move || form.hop.get() on:input=on_change(form.hop)/>
+                        <div class="help">"0 keeps the current hop limit; 1 to 64 sets it. Containers (ECS, EKS) usually need 2."</div>
+                        {field_errors(errors, show_always, "parameters.HttpPutResponseHopLimit", "err-hop")}
+                    </div>
+                </div>
+                <div class="row">
+                    <label for="role">"AutomationAssumeRole"</label>
+                    <div>
+                        <input id="role" placeholder="arn:aws:iam::123456789012:role/… (optional)" prop:value=move || form.role.get() on:input=on_change(form.role)/>
+                        <div class="help">"Optional. Without it, Automation uses the console server's own permissions."</div>
+                        {field_errors(errors, show_always, "parameters.AutomationAssumeRole", "err-role")}
+                    </div>
+                </div>
+                <div class="row"><span></span><div><button type="submit" id="review">"Review changes"</button></div></div>
+            </form>
+            <Show when=move || confirming.get()>
+                <Confirm request=request fleet=fleet start=start/>
+            </Show>
+            {move || start.value().get().map(|r| match r {
+                Ok(resp) => view! {
+                    <div class="ok-box" role="status" data-testid="started">"Started "
+                        <A href=format!("/executions/{}", resp.execution_id)>{resp.execution_id.clone()}</A>
+                    </div>
+                }.into_any(),
+                Err(e) => view! { <div class="error-box" role="alert" data-testid="start-error">{e.explain()}</div> }.into_any(),
+            })}
+        </section>
+        <section class="card">
+            <h2>"Recent runs"</h2>
+            {move || match recent.get() {
+                None => view! { <p role="status">"Loading…"</p> }.into_any(),
+                Some(Err(e)) => view! { <div class="error-box" role="alert">{e.explain()}</div> }.into_any(),
+                Some(Ok(p)) => view! { <ExecutionTable rows=p.executions/> }.into_any(),
+            }}
+            <p><A href="/history">"All history →"</A></p>
+        </section>
+    }
+}
+
+/// Before anything starts: each instance's options now and after the run, and what may break.
+#[component]
+fn Confirm(
+    request: Memo<StartExecutionRequest>,
+    fleet: LocalResource<Result<shared::api::InstanceList, ClientError>>,
+    start: Action<StartExecutionRequest, Result<shared::api::StartExecutionResponse, ClientError>>,
+) -> impl IntoView {
+    let rows = move || {
+        let req = request.get();
+        let plan = req.validate().ok()?;
+        let list = fleet.get().and_then(Result::ok)?;
+        let wanted: Vec<InstanceView> = match (&plan.rate_control, &plan.parameters.instance_id) {
+            (Some(rc), _) => match &rc.targets {
+                shared::Targets::InstanceIds(ids) => list
+                    .instances
+                    .into_iter()
+                    .filter(|i| ids.iter().any(|id| id.as_str() == i.instance_id))
+                    .collect(),
+                shared::Targets::Tag { key, value } => list
+                    .instances
+                    .into_iter()
+                    .filter(|i| i.tags.get(key) == Some(value))
+                    .collect(),
+            },
+            (None, Some(id)) => list
+                .instances
+                .into_iter()
+                .filter(|i| i.instance_id == id.as_str())
+                .collect(),
+            _ => vec![],
+        };
+        Some((plan, wanted))
+    };
+    view! {
+        <div class="card" data-testid="confirm" role="region" aria-label="Confirm the run">
+            <h2>"Confirm: what this run will do"</h2>
+            {move || match rows() {
+                None => view! { <p>"Loading the instances…"</p> }.into_any(),
+                Some((plan, instances)) => {
+                    let n = instances.len();
+                    view! {
+                        <table>
+                            <thead><tr><th>"Instance"</th><th>"State"</th><th>"Now"</th><th>"After"</th><th>"Warnings"</th></tr></thead>
+                            <tbody>
+                            {instances.into_iter().map(|i| {
+                                let after = plan.parameters.apply_to(&i.metadata);
+                                let fmt = |m: &shared::api::MetadataOptions| format!("tokens {} · endpoint {} · hop {}", m.http_tokens, m.http_endpoint, m.http_put_response_hop_limit);
+                                let mut warnings = Vec::new();
+                                let name = i.name.clone().unwrap_or_default();
+                                let container = ["eks", "ecs", "k8s", "docker", "container"].iter().any(|w| name.contains(w));
+                                if container && after.http_put_response_hop_limit < 2 && after.http_endpoint == "enabled" {
+                                    warnings.push("hop limit 1 on a container host: containers lose IMDS".to_owned());
+                                }
+                                if i.state != "running" { warnings.push(format!("instance is {}: applies at next start", i.state)); }
+                                if after == i.metadata { warnings.push("already so: nothing changes".to_owned()); }
+                                if i.metadata.http_tokens == "optional" && after.http_tokens == "required" {
+                                    warnings.push("IMDSv1 callers on this instance will break".to_owned());
+                                }
+                                view! {
+                                    <tr>
+                                        <td class="mono">{i.instance_id.clone()}" "{name}</td>
+                                        <td>{i.state.clone()}</td>
+                                        <td>{fmt(&i.metadata)}</td>
+                                        <td>{fmt(&after)}</td>
+                                        <td>{warnings.join("; ")}</td>
+                                    </tr>
+                                }
+                            }).collect_view()}
+                            </tbody>
+                        </table>
+                        <p>{format!("{n} instance(s) will be changed by SSM Automation.")}</p>
+                    }.into_any()
+                }
+            }}
+            <button id="start" disabled=move || start.pending().get()
+                on:click=move |_| { start.dispatch(request.get_untracked()); }>
+                {move || if start.pending().get() { "Starting…" } else { "Start run" }}
+            </button>
+        </div>
+    }
+}

@@ -1,0 +1,369 @@
+//! EC2 (ec2Query: form-encoded requests, XML replies): DescribeInstances with filters and paging,
+//! ModifyInstanceMetadataOptions, DescribeRegions and GetInstanceMetadataDefaults.
+
+use axum::response::Response;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use crate::fleet::Instance;
+use crate::wire::{ok_xml, AwsError};
+use crate::{timefmt, Sandbox};
+
+const XMLNS: &str = "http://ec2.amazonaws.com/doc/2016-11-15/";
+
+pub(crate) fn esc(s: &str) -> String {
+    quick_xml::escape::escape(s).into_owned()
+}
+
+pub(crate) fn handle(
+    sb: &Sandbox,
+    region: &str,
+    op: &str,
+    params: &[(String, String)],
+) -> Result<Response, AwsError> {
+    let p: BTreeMap<&str, &str> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    match op {
+        "DescribeInstances" => describe_instances(sb, region, &p),
+        "ModifyInstanceMetadataOptions" => modify_metadata_options(sb, region, &p),
+        "DescribeRegions" => {
+            let regions = sb.world().fleet.regions.clone();
+            let mut items = String::new();
+            for r in regions {
+                let _ = write!(
+                    items,
+                    "<item><regionName>{r}</regionName><regionEndpoint>ec2.{r}.amazonaws.com</regionEndpoint><optInStatus>opt-in-not-required</optInStatus></item>"
+                );
+            }
+            ok_xml(wrap(
+                "DescribeRegions",
+                &format!("<regionInfo>{items}</regionInfo>"),
+            ))
+        }
+        "GetInstanceMetadataDefaults" => ok_xml(wrap(
+            "GetInstanceMetadataDefaults",
+            "<accountLevel><managedBy>account</managedBy></accountLevel>",
+        )),
+        "" => Err(AwsError::client(
+            "MissingAction",
+            "The request must contain the parameter Action.",
+        )),
+        other => Err(AwsError::client(
+            "InvalidAction",
+            format!("The action {other} is not valid for this web service."),
+        )),
+    }
+}
+
+fn wrap(op: &str, inner: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<{op}Response xmlns=\"{XMLNS}\"><requestId>{}</requestId>{inner}</{op}Response>",
+        uuid::Uuid::new_v4()
+    )
+}
+
+/// `Prefix.1`, `Prefix.2`, ... in order.
+fn numbered<'a>(p: &BTreeMap<&str, &'a str>, prefix: &str) -> Vec<&'a str> {
+    (1..)
+        .map_while(|i| p.get(format!("{prefix}.{i}").as_str()).copied())
+        .collect()
+}
+
+fn is_instance_id(s: &str) -> bool {
+    s.strip_prefix("i-")
+        .is_some_and(|r| (8..=17).contains(&r.len()) && r.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+struct Filter<'a> {
+    name: &'a str,
+    values: Vec<&'a str>,
+}
+
+fn filter_matches(f: &Filter<'_>, inst: &Instance, now: u64) -> Result<bool, AwsError> {
+    let any = |v: &str| {
+        f.values
+            .iter()
+            .any(|want| *want == v || (want.contains('*') && glob(want, v)))
+    };
+    Ok(match f.name {
+        "instance-state-name" => any(&inst.state),
+        "instance-id" => any(&inst.id),
+        "instance-type" => any(&inst.instance_type),
+        "tag-key" => inst.tags.iter().any(|(k, _)| any(k)),
+        "metadata-options.http-tokens" => any(&inst.md.http_tokens),
+        "metadata-options.http-endpoint" => any(&inst.md.http_endpoint),
+        "metadata-options.http-put-response-hop-limit" => any(&inst.md.hop_limit.to_string()),
+        "metadata-options.state" => any(inst.md.state(now)),
+        "metadata-options.http-protocol-ipv6" => any(&inst.md.http_protocol_ipv6),
+        "metadata-options.instance-metadata-tags" => any(&inst.md.instance_metadata_tags),
+        name => match name.strip_prefix("tag:") {
+            Some(key) => inst.tag(key).is_some_and(any),
+            None => {
+                return Err(AwsError::client(
+                    "InvalidParameterValue",
+                    format!("The filter '{name}' is invalid"),
+                ));
+            }
+        },
+    })
+}
+
+/// EC2 filter wildcards: `*` any run, `?` one character.
+fn glob(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+fn describe_instances(sb: &Sandbox, region: &str, p: &BTreeMap<&str, &str>) -> Result<Response, AwsError> {
+    let ids = numbered(p, "InstanceId");
+    let mut filters = Vec::new();
+    for i in 1.. {
+        let Some(name) = p.get(format!("Filter.{i}.Name").as_str()) else {
+            break;
+        };
+        filters.push(Filter {
+            name,
+            values: numbered(p, &format!("Filter.{i}.Value")),
+        });
+    }
+    let max_results = match p.get("MaxResults") {
+        Some(raw) => {
+            let n: usize = raw
+                .parse()
+                .ok()
+                .filter(|n| (5..=1000).contains(n))
+                .ok_or_else(|| AwsError::client("InvalidParameterValue", format!("Value ( {raw} ) for parameter maxResults is invalid. Expecting a value between 5 and 1000.")))?;
+            if !ids.is_empty() {
+                return Err(AwsError::client(
+                    "InvalidParameterCombination",
+                    "The parameter instancesSet cannot be used with the parameter maxResults",
+                ));
+            }
+            Some(n)
+        }
+        None => None,
+    };
+    let offset = match p.get("NextToken") {
+        Some(tok) => decode_token(tok).ok_or_else(|| {
+            AwsError::client(
+                "InvalidParameterValue",
+                format!("Invalid value '{tok}' for nextToken"),
+            )
+        })?,
+        None => 0,
+    };
+    for id in &ids {
+        if !is_instance_id(id) {
+            return Err(AwsError::client(
+                "InvalidInstanceID.Malformed",
+                format!("Invalid id: \"{id}\""),
+            ));
+        }
+    }
+    let world = sb.world();
+    let now = timefmt::now_ms();
+    let missing: Vec<&str> = ids
+        .iter()
+        .copied()
+        .filter(|id| world.fleet.get(region, id).is_none())
+        .collect();
+    match missing.as_slice() {
+        [] => {}
+        [one] => {
+            return Err(AwsError::client(
+                "InvalidInstanceID.NotFound",
+                format!("The instance ID '{one}' does not exist"),
+            ))
+        }
+        many => {
+            return Err(AwsError::client(
+                "InvalidInstanceID.NotFound",
+                format!("The instance IDs '{}' do not exist", many.join(", ")),
+            ))
+        }
+    }
+    let mut matched: Vec<&Instance> = Vec::new();
+    let candidates: Box<dyn Iterator<Item = &Instance>> = if ids.is_empty() {
+        Box::new(world.fleet.in_region(region))
+    } else {
+        Box::new(ids.iter().filter_map(|id| world.fleet.get(region, id)))
+    };
+    for inst in candidates {
+        let mut ok = true;
+        for f in &filters {
+            if !filter_matches(f, inst, now)? {
+                ok = false;
+                break;
+            }
+        }
+        if ok {
+            matched.push(inst);
+        }
+    }
+    let page_end = max_results.map_or(matched.len(), |n| (offset + n).min(matched.len()));
+    let page = matched
+        .get(offset.min(matched.len())..page_end)
+        .unwrap_or_default();
+    let mut body = String::from("<reservationSet>");
+    for inst in page {
+        body.push_str(&reservation_xml(inst, now));
+    }
+    body.push_str("</reservationSet>");
+    if page_end < matched.len() {
+        let _ = write!(body, "<nextToken>{}</nextToken>", encode_token(page_end));
+    }
+    ok_xml(wrap("DescribeInstances", &body))
+}
+
+fn encode_token(offset: usize) -> String {
+    format!("sbx{offset:x}")
+}
+
+fn decode_token(tok: &str) -> Option<usize> {
+    usize::from_str_radix(tok.strip_prefix("sbx")?, 16).ok()
+}
+
+fn metadata_xml(inst: &Instance, now: u64) -> String {
+    format!(
+        "<state>{}</state><httpTokens>{}</httpTokens><httpPutResponseHopLimit>{}</httpPutResponseHopLimit><httpEndpoint>{}</httpEndpoint><httpProtocolIpv6>{}</httpProtocolIpv6><instanceMetadataTags>{}</instanceMetadataTags>",
+        inst.md.state(now),
+        inst.md.http_tokens,
+        inst.md.hop_limit,
+        inst.md.http_endpoint,
+        inst.md.http_protocol_ipv6,
+        inst.md.instance_metadata_tags
+    )
+}
+
+fn reservation_xml(inst: &Instance, now: u64) -> String {
+    let code = if inst.state == "running" { 16 } else { 80 };
+    let mut tags = String::new();
+    for (k, v) in &inst.tags {
+        let _ = write!(
+            tags,
+            "<item><key>{}</key><value>{}</value></item>",
+            esc(k),
+            esc(v)
+        );
+    }
+    format!(
+        "<item><reservationId>r-{rid}</reservationId><ownerId>{acct}</ownerId><instancesSet><item>\
+         <instanceId>{id}</instanceId><imageId>ami-0abcdef1234567890</imageId>\
+         <instanceState><code>{code}</code><name>{state}</name></instanceState>\
+         <instanceType>{itype}</instanceType><launchTime>{launch}</launchTime>\
+         <placement><availabilityZone>{region}a</availabilityZone></placement>\
+         <privateIpAddress>{ip}</privateIpAddress><tagSet>{tags}</tagSet>\
+         <metadataOptions>{md}</metadataOptions></item></instancesSet></item>",
+        rid = &inst.id[2..],
+        acct = crate::ACCOUNT_ID,
+        id = inst.id,
+        state = inst.state,
+        itype = inst.instance_type,
+        launch = timefmt::iso(inst.launch_ms),
+        region = inst.region,
+        ip = inst.private_ip,
+        md = metadata_xml(inst, now),
+    )
+}
+
+fn modify_metadata_options(
+    sb: &Sandbox,
+    region: &str,
+    p: &BTreeMap<&str, &str>,
+) -> Result<Response, AwsError> {
+    let id = *p.get("InstanceId").ok_or_else(|| {
+        AwsError::client(
+            "MissingParameter",
+            "The request must contain the parameter InstanceId",
+        )
+    })?;
+    if !is_instance_id(id) {
+        return Err(AwsError::client(
+            "InvalidInstanceID.Malformed",
+            format!("Invalid id: \"{id}\""),
+        ));
+    }
+    let one_of = |key: &str, allowed: &[&str]| -> Result<Option<String>, AwsError> {
+        match p.get(key) {
+            None => Ok(None),
+            Some(v) if allowed.contains(v) => Ok(Some((*v).to_owned())),
+            Some(v) => Err(AwsError::client(
+                "InvalidParameterValue",
+                format!(
+                    "Value ({v}) for parameter {key} is invalid. Valid values are: {}",
+                    allowed.join(", ")
+                ),
+            )),
+        }
+    };
+    let tokens = one_of("HttpTokens", &["optional", "required"])?;
+    let endpoint = one_of("HttpEndpoint", &["enabled", "disabled"])?;
+    let hop = match p.get("HttpPutResponseHopLimit") {
+        None => None,
+        Some(raw) => Some(raw.parse::<u8>().ok().filter(|h| (1..=64).contains(h)).ok_or_else(|| {
+            AwsError::client(
+                "InvalidParameterValue",
+                format!("Value ({raw}) for parameter HttpPutResponseHopLimit is invalid. Expecting a value between 1 and 64."),
+            )
+        })?),
+    };
+    if p.get("DryRun") == Some(&"true") {
+        return Err(AwsError {
+            status: axum::http::StatusCode::PRECONDITION_FAILED,
+            code: "DryRunOperation".into(),
+            message: "Request would have succeeded, but DryRun flag is set.".into(),
+        });
+    }
+    let broken = sb.faults().broken_instances.contains(id);
+    let now = timefmt::now_ms();
+    let speed = sb.speed();
+    let mut world = sb.world();
+    world.dirty = true;
+    let inst = world.fleet.get_mut(region, id).ok_or_else(|| {
+        AwsError::client(
+            "InvalidInstanceID.NotFound",
+            format!("The instance ID '{id}' does not exist"),
+        )
+    })?;
+    inst.modify_metadata(tokens.as_deref(), hop, endpoint.as_deref(), now, speed, broken);
+    let body = format!(
+        "<instanceId>{id}</instanceId><instanceMetadataOptions>{}</instanceMetadataOptions>",
+        metadata_xml(inst, now)
+    );
+    ok_xml(wrap("ModifyInstanceMetadataOptions", &body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_wildcards_work_like_ec2() {
+        assert!(glob("web-*", "web-api-0001"));
+        assert!(glob("*-000?", "data-db-0003"));
+        assert!(!glob("web-*", "data-web"));
+    }
+
+    #[test]
+    fn page_tokens_round_trip_and_reject_garbage() {
+        assert_eq!(decode_token(&encode_token(1234)), Some(1234));
+        assert_eq!(decode_token("garbage"), None);
+    }
+}

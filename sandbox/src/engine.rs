@@ -1,0 +1,1212 @@
+//! The automation engine: starts executions with SSM's parameter validation and runs each document's
+//! `mainSteps` the way SSM Automation does (branches, onFailure, isCritical, maxAttempts, isEnd,
+//! outputs), plus rate control: a parent with one `aws:executeAutomation` step per target and child
+//! executions, bounded by MaxConcurrency and MaxErrors.
+//!
+//! The engine is a state machine advanced by `tick` (every 20 ms), not a task per execution: its whole
+//! state is data, so it can be saved and resumed after a restart.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+
+use crate::documents::{Document, Documents, StepDef};
+use crate::fleet::{scaled_ms, Fleet, Instance};
+use crate::jsonpath;
+
+/// Parameter values as SSM reports them, and the typed variables templates refer to.
+type ParamMap = BTreeMap<String, Vec<String>>;
+type VarMap = BTreeMap<String, Value>;
+
+/// A child's status, start and end, as its parent mirrors them.
+type ChildState = Option<(String, Option<u64>, Option<u64>)>;
+
+pub(crate) const NO_OUTPUT: &str = "No output available yet because the step is not successfully executed";
+
+/// Everything the sandbox remembers.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct World {
+    pub fleet: Fleet,
+    pub executions: Vec<Execution>,
+    #[serde(skip)]
+    by_id: HashMap<String, usize>,
+    /// ClientToken (lower case) -> (execution ID, fingerprint of the request).
+    pub tokens: HashMap<String, (String, String)>,
+    #[serde(skip)]
+    pub active: BTreeSet<String>,
+    /// Set when something changed since the last save.
+    #[serde(skip)]
+    pub dirty: bool,
+    /// Broken instances (from the fault settings), refreshed by the service layer on each request.
+    #[serde(skip)]
+    pub broken_instances: BTreeSet<String>,
+    pub rng: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Execution {
+    pub id: String,
+    pub region: String,
+    pub document_name: String,
+    pub document_version: String,
+    pub status: String,
+    pub start_ms: u64,
+    pub end_ms: Option<u64>,
+    pub parameters: BTreeMap<String, Vec<String>>,
+    pub outputs: BTreeMap<String, Vec<String>>,
+    pub failure_message: Option<String>,
+    pub steps: Vec<StepExec>,
+    pub parent_id: Option<String>,
+    pub executed_by: String,
+    pub tags: Vec<(String, String)>,
+    /// The instance a simple or child execution works on.
+    pub target: Option<String>,
+    pub critical_failed: bool,
+    pub cancel_requested: bool,
+    /// The step now running (an index into `steps`).
+    pub cursor: Option<usize>,
+    /// Typed values templates can refer to: parameters and `step.Output`s.
+    pub vars: BTreeMap<String, Value>,
+    pub rate_control: Option<RateControl>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct RateControl {
+    pub target_parameter_name: String,
+    pub targets: Vec<(String, Vec<String>)>,
+    pub resolved: Vec<String>,
+    pub max_concurrency: String,
+    pub max_errors: String,
+    /// The child execution of each target, once launched.
+    pub children: Vec<Option<String>>,
+    pub stopped_launching: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct StepExec {
+    pub def_index: Option<usize>,
+    pub name: String,
+    pub action: String,
+    pub status: String,
+    pub start_ms: Option<u64>,
+    pub end_ms: Option<u64>,
+    pub inputs: BTreeMap<String, String>,
+    pub outputs: BTreeMap<String, Vec<String>>,
+    pub failure_message: Option<String>,
+    pub failure_stage: Option<String>,
+    pub failure_type: Option<String>,
+    pub step_execution_id: String,
+    pub on_failure: String,
+    pub is_critical: bool,
+    pub is_end: bool,
+    pub next_step: Option<String>,
+    pub max_attempts: u32,
+    pub timeout_seconds: Option<u64>,
+    pub attempt: u32,
+    /// When the current phase ends (Pending -> InProgress, or InProgress -> done).
+    pub due_ms: u64,
+}
+
+/// A refusal of StartAutomationExecution, with SSM's error code.
+#[derive(Debug)]
+pub(crate) struct StartError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+fn invalid_params(message: String) -> StartError {
+    StartError {
+        code: "InvalidAutomationExecutionParametersException",
+        message,
+    }
+}
+
+/// What StartAutomationExecution asked for.
+pub(crate) struct StartRequest {
+    pub document_name: String,
+    pub document_version: Option<String>,
+    pub parameters: BTreeMap<String, Vec<String>>,
+    pub client_token: Option<String>,
+    pub target_parameter_name: Option<String>,
+    pub targets: Vec<(String, Vec<String>)>,
+    pub max_concurrency: Option<String>,
+    pub max_errors: Option<String>,
+    pub tags: Vec<(String, String)>,
+}
+
+impl World {
+    pub(crate) fn new(fleet: Fleet) -> World {
+        World {
+            fleet,
+            executions: Vec::new(),
+            by_id: HashMap::new(),
+            tokens: HashMap::new(),
+            active: BTreeSet::new(),
+            dirty: true,
+            broken_instances: BTreeSet::new(),
+            rng: 0x5eed,
+        }
+    }
+
+    pub(crate) fn load(path: &Path) -> std::io::Result<World> {
+        let bytes = std::fs::read(path)?;
+        let mut world: World = serde_json::from_slice(&bytes).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: {e}", path.display()),
+            )
+        })?;
+        world.fleet.reindex();
+        world.by_id = world
+            .executions
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.id.clone(), i))
+            .collect();
+        world.active = world
+            .executions
+            .iter()
+            .filter(|e| !is_terminal(&e.status))
+            .map(|e| e.id.clone())
+            .collect();
+        Ok(world)
+    }
+
+    pub(crate) fn save(&self, path: &Path) -> std::io::Result<()> {
+        let tmp = path.with_extension("tmp");
+        let bytes = serde_json::to_vec(self).map_err(std::io::Error::other)?;
+        std::fs::write(&tmp, bytes)?;
+        std::fs::rename(tmp, path)
+    }
+
+    pub(crate) fn get(&self, id: &str) -> Option<&Execution> {
+        self.by_id.get(id).map(|i| &self.executions[*i])
+    }
+
+    fn get_mut(&mut self, id: &str) -> Option<&mut Execution> {
+        let i = *self.by_id.get(id)?;
+        Some(&mut self.executions[i])
+    }
+
+    /// A uniform number in [0, 1), from the world's own generator.
+    pub(crate) fn roll(&mut self) -> f64 {
+        let mut rng = crate::fleet::Rng::new(self.rng);
+        let x = rng.unit();
+        self.rng = rng.next_u64();
+        x
+    }
+
+    fn push(&mut self, ex: Execution) {
+        self.by_id.insert(ex.id.clone(), self.executions.len());
+        self.active.insert(ex.id.clone());
+        self.executions.push(ex);
+        self.dirty = true;
+    }
+
+    /// StartAutomationExecution: validates like SSM, then records a new execution and returns its ID.
+    pub(crate) fn start(
+        &mut self,
+        docs: &Documents,
+        region: &str,
+        req: &StartRequest,
+        now: u64,
+    ) -> Result<String, StartError> {
+        let doc = docs.get(&req.document_name).ok_or_else(|| StartError {
+            code: "AutomationDefinitionNotFoundException",
+            message: format!("Automation definition {}:$DEFAULT not found.", req.document_name),
+        })?;
+        if let Some(v) = req.document_version.as_deref() {
+            if v != "$DEFAULT" && v != "$LATEST" && v != doc.version {
+                return Err(StartError {
+                    code: "AutomationDefinitionVersionNotFoundException",
+                    message: format!("Automation definition {}:{v} not found.", doc.name),
+                });
+            }
+        }
+        let fingerprint = serde_json::to_string(&json!([
+            doc.name,
+            req.parameters,
+            req.target_parameter_name,
+            req.targets,
+            req.max_concurrency,
+            req.max_errors
+        ]))
+        .unwrap_or_default();
+        if let Some(token) = &req.client_token {
+            if let Some((existing, fp)) = self.tokens.get(&token.to_ascii_lowercase()) {
+                return if *fp == fingerprint {
+                    Ok(existing.clone())
+                } else {
+                    Err(StartError {
+                        code: "IdempotentParameterMismatch",
+                        message: format!("ClientToken {token} was already used with different parameters."),
+                    })
+                };
+            }
+        }
+        let rate_controlled = req.target_parameter_name.is_some() || !req.targets.is_empty();
+        let target_param = if rate_controlled {
+            let name = req.target_parameter_name.clone().ok_or_else(|| {
+                invalid_params("TargetParameterName must be specified when Targets are given.".to_owned())
+            })?;
+            if doc.param(&name).is_none() {
+                return Err(invalid_params(format!(
+                    "TargetParameterName \"{name}\" is not a parameter of the document."
+                )));
+            }
+            if req.targets.len() != 1 {
+                return Err(StartError {
+                    code: "InvalidTarget",
+                    message: "Exactly one Target must be specified.".to_owned(),
+                });
+            }
+            Some(name)
+        } else {
+            None
+        };
+        let (parameters, vars) = resolve_parameters(doc, &req.parameters, target_param.as_deref())?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let executed_by = format!(
+            "arn:aws:sts::{}:assumed-role/ImdsConsoleSandbox/console",
+            crate::ACCOUNT_ID
+        );
+
+        let mut ex = Execution {
+            id: id.clone(),
+            region: region.to_owned(),
+            document_name: doc.name.clone(),
+            document_version: doc.version.clone(),
+            status: "InProgress".to_owned(),
+            start_ms: now,
+            end_ms: None,
+            parameters,
+            outputs: BTreeMap::new(),
+            failure_message: None,
+            steps: Vec::new(),
+            parent_id: None,
+            executed_by,
+            tags: req.tags.clone(),
+            target: None,
+            critical_failed: false,
+            cancel_requested: false,
+            cursor: None,
+            vars,
+            rate_control: None,
+        };
+        if let Some(target_param) = target_param {
+            let (key, values) = req.targets[0].clone();
+            let resolved = self.resolve_targets(region, &key, &values)?;
+            let max_concurrency = req.max_concurrency.clone().unwrap_or_else(|| "10".to_owned());
+            let max_errors = req.max_errors.clone().unwrap_or_else(|| "0".to_owned());
+            // The parent shows one aws:executeAutomation step per target.
+            for target in &resolved {
+                let mut runtime = ex.parameters.clone();
+                runtime.insert(target_param.clone(), vec![target.clone()]);
+                let mut step = new_step(None, target, "aws:executeAutomation", now);
+                step.inputs
+                    .insert("DocumentName".into(), json!(doc.name).to_string());
+                step.inputs
+                    .insert("RuntimeParameters".into(), json!(runtime).to_string());
+                ex.steps.push(step);
+            }
+            ex.rate_control = Some(RateControl {
+                target_parameter_name: target_param,
+                targets: req.targets.clone(),
+                children: vec![None; resolved.len()],
+                resolved,
+                max_concurrency,
+                max_errors,
+                stopped_launching: false,
+            });
+        } else {
+            ex.target = ex.parameters.get("InstanceId").and_then(|v| v.first()).cloned();
+            ex.steps.push(step_from_def(doc, 0, now));
+            ex.cursor = Some(0);
+        }
+        if let Some(token) = &req.client_token {
+            self.tokens
+                .insert(token.to_ascii_lowercase(), (id.clone(), fingerprint));
+        }
+        self.push(ex);
+        Ok(id)
+    }
+
+    fn resolve_targets(&self, region: &str, key: &str, values: &[String]) -> Result<Vec<String>, StartError> {
+        if key == "ParameterValues" {
+            return Ok(values.to_vec());
+        }
+        if let Some(tag) = key.strip_prefix("tag:") {
+            let mut ids: Vec<String> = self
+                .fleet
+                .in_region(region)
+                .filter(|i| i.tag(tag).is_some_and(|v| values.iter().any(|want| want == v)))
+                .map(|i| i.id.clone())
+                .collect();
+            ids.sort();
+            return Ok(ids);
+        }
+        if key == "InstanceIds" {
+            return Ok(values.to_vec());
+        }
+        Err(StartError {
+            code: "InvalidTarget",
+            message: format!("Target key {key} is not supported here; use ParameterValues or tag:<key>."),
+        })
+    }
+
+    /// StopAutomationExecution with Type=Cancel.
+    pub(crate) fn stop(&mut self, id: &str) -> Result<(), StartError> {
+        let ex = self.get_mut(id).ok_or_else(|| StartError {
+            code: "AutomationExecutionNotFoundException",
+            message: format!("Automation Execution {id} not found."),
+        })?;
+        if is_terminal(&ex.status) || ex.status == "Cancelling" {
+            return Err(StartError {
+                code: "InvalidAutomationStatusUpdateException",
+                message: format!(
+                    "Execution {id} is already in status {} and cannot be cancelled.",
+                    ex.status
+                ),
+            });
+        }
+        ex.cancel_requested = true;
+        ex.status = "Cancelling".to_owned();
+        self.dirty = true;
+        Ok(())
+    }
+}
+
+pub(crate) fn is_terminal(status: &str) -> bool {
+    matches!(
+        status,
+        "Success"
+            | "Failed"
+            | "TimedOut"
+            | "Cancelled"
+            | "Rejected"
+            | "CompletedWithSuccess"
+            | "CompletedWithFailure"
+            | "Exited"
+    )
+}
+
+fn type_error(name: &str, kind: &str, value: &str) -> Option<String> {
+    let bad = match kind {
+        "Integer" => value.parse::<i64>().is_err(),
+        "Boolean" => value != "true" && value != "false",
+        "AWS::EC2::Instance::Id" => {
+            !(value.starts_with("i-")
+                && (10..=19).contains(&value.len())
+                && value[2..].chars().all(|c| c.is_ascii_alphanumeric()))
+        }
+        "AWS::IAM::Role::Arn" => {
+            !(value.is_empty()
+                || (value.starts_with("arn:aws") && value.contains(":iam::") && value.contains(":role/")))
+        }
+        _ => false,
+    };
+    bad.then(|| format!("Parameter \"{name}\" value \"{value}\" is not a valid {kind}."))
+}
+
+/// Checks the supplied parameters against the document and fills in defaults, as SSM does at start.
+fn resolve_parameters(
+    doc: &Document,
+    supplied: &BTreeMap<String, Vec<String>>,
+    target_param: Option<&str>,
+) -> Result<(ParamMap, VarMap), StartError> {
+    for name in supplied.keys() {
+        if doc.param(name).is_none() {
+            return Err(invalid_params(format!(
+                "Parameter \"{name}\" is not defined in the document {}.",
+                doc.name
+            )));
+        }
+    }
+    let mut out = BTreeMap::new();
+    let mut vars = BTreeMap::new();
+    let mut missing = Vec::new();
+    for p in &doc.parameters {
+        let value = match supplied.get(&p.name) {
+            Some(values) => {
+                if values.len() != 1 && p.kind != "StringList" {
+                    return Err(invalid_params(format!(
+                        "Parameter \"{}\" takes exactly one value.",
+                        p.name
+                    )));
+                }
+                values.first().cloned().unwrap_or_default()
+            }
+            None if target_param == Some(p.name.as_str()) => continue,
+            None => match &p.default {
+                Some(Value::String(s)) => s.clone(),
+                Some(other) => other.to_string(),
+                None => {
+                    missing.push(p.name.clone());
+                    continue;
+                }
+            },
+        };
+        if let Some(msg) = type_error(&p.name, &p.kind, &value) {
+            return Err(invalid_params(msg));
+        }
+        if supplied.contains_key(&p.name) {
+            if let Some(pattern) = &p.allowed_pattern {
+                if !pattern.is_match(&value) {
+                    return Err(invalid_params(format!(
+                        "Parameter \"{}\" value \"{value}\" does not match the allowed pattern {}.",
+                        p.name,
+                        pattern.as_str()
+                    )));
+                }
+            }
+            if !p.allowed_values.is_empty() && !p.allowed_values.contains(&value) {
+                return Err(invalid_params(format!(
+                    "Parameter \"{}\" value \"{value}\" is not one of the allowed values [{}].",
+                    p.name,
+                    p.allowed_values.join(", ")
+                )));
+            }
+        }
+        if p.kind == "AWS::IAM::Role::Arn"
+            && !value.is_empty()
+            && !value.contains(&format!(":iam::{}:", crate::ACCOUNT_ID))
+        {
+            return Err(invalid_params(
+                "The defined assume role is unable to be assumed.".to_owned(),
+            ));
+        }
+        let typed = if p.kind == "Integer" {
+            json!(value.parse::<i64>().unwrap_or(0))
+        } else {
+            json!(value)
+        };
+        vars.insert(p.name.clone(), typed);
+        out.insert(p.name.clone(), vec![value]);
+    }
+    if !missing.is_empty() {
+        return Err(invalid_params(format!(
+            "Required parameter(s) not provided: {}.",
+            missing.join(", ")
+        )));
+    }
+    Ok((out, vars))
+}
+
+fn new_step(def_index: Option<usize>, name: &str, action: &str, now: u64) -> StepExec {
+    StepExec {
+        def_index,
+        name: name.to_owned(),
+        action: action.to_owned(),
+        status: "Pending".to_owned(),
+        start_ms: None,
+        end_ms: None,
+        inputs: BTreeMap::new(),
+        outputs: BTreeMap::new(),
+        failure_message: None,
+        failure_stage: None,
+        failure_type: None,
+        step_execution_id: uuid::Uuid::new_v4().to_string(),
+        on_failure: "Abort".to_owned(),
+        is_critical: true,
+        is_end: false,
+        next_step: None,
+        max_attempts: 1,
+        timeout_seconds: None,
+        attempt: 0,
+        due_ms: now,
+    }
+}
+
+fn step_from_def(doc: &Document, index: usize, now: u64) -> StepExec {
+    let def = &doc.steps[index];
+    let mut step = new_step(Some(index), &def.name, &def.action, now);
+    step.on_failure = def.on_failure.clone();
+    step.is_critical = def.is_critical;
+    step.is_end = def.is_end;
+    step.next_step = def.next_step.clone();
+    step.max_attempts = def.max_attempts;
+    step.timeout_seconds = def.timeout_seconds;
+    step
+}
+
+/// Advances every active execution to `now`.
+pub(crate) fn tick(world: &mut World, docs: &Documents, speed: f64, now: u64) {
+    let ids: Vec<String> = world.active.iter().cloned().collect();
+    for id in ids {
+        let Some(&idx) = world.by_id.get(&id) else {
+            continue;
+        };
+        let Some(doc) = docs.get(&world.executions[idx].document_name) else {
+            continue;
+        };
+        let changed = if world.executions[idx].rate_control.is_some() {
+            advance_parent(world, idx, doc, now)
+        } else {
+            let World {
+                executions,
+                fleet,
+                broken_instances,
+                ..
+            } = world;
+            advance_simple(&mut executions[idx], fleet, broken_instances, doc, speed, now)
+        };
+        if changed {
+            world.dirty = true;
+        }
+        if is_terminal(&world.executions[idx].status) {
+            world.active.remove(&id);
+        }
+    }
+}
+
+/// Sandbox-time seconds a step takes: API calls and asserts take a moment, sleeps their Duration.
+fn step_duration_secs(def: &StepDef, vars: &BTreeMap<String, Value>) -> f64 {
+    match def.action.as_str() {
+        "aws:branch" => 0.0,
+        "aws:sleep" => {
+            let d = resolve(&def.inputs["Duration"], vars);
+            d.as_str().and_then(parse_iso_duration).unwrap_or(0.0)
+        }
+        "aws:executeScript" => 3.0,
+        _ => 2.0,
+    }
+}
+
+/// `PT30S`, `PT5M`, `PT1H30M` -> seconds.
+fn parse_iso_duration(raw: &str) -> Option<f64> {
+    let rest = raw.strip_prefix("PT")?;
+    let mut total = 0.0;
+    let mut num = String::new();
+    for c in rest.chars() {
+        match c {
+            '0'..='9' | '.' => num.push(c),
+            'H' | 'M' | 'S' => {
+                let n: f64 = num.parse().ok()?;
+                total += n * match c {
+                    'H' => 3600.0,
+                    'M' => 60.0,
+                    _ => 1.0,
+                };
+                num.clear();
+            }
+            _ => return None,
+        }
+    }
+    Some(total)
+}
+
+fn advance_simple(
+    ex: &mut Execution,
+    fleet: &mut Fleet,
+    broken: &BTreeSet<String>,
+    doc: &Document,
+    speed: f64,
+    now: u64,
+) -> bool {
+    let mut changed = false;
+    loop {
+        if ex.cancel_requested {
+            if let Some(ci) = ex.cursor.take() {
+                let step = &mut ex.steps[ci];
+                step.status = "Cancelled".to_owned();
+                step.end_ms = Some(now);
+            }
+            finish(ex, doc, "Cancelled", now);
+            return true;
+        }
+        let Some(ci) = ex.cursor else {
+            let status = if ex.critical_failed { "Failed" } else { "Success" };
+            finish(ex, doc, status, now);
+            return true;
+        };
+        if now < ex.steps[ci].due_ms {
+            return changed;
+        }
+        changed = true;
+        let def_index = ex.steps[ci].def_index.unwrap_or(0);
+        let def = &doc.steps[def_index];
+        if ex.steps[ci].status == "Pending" {
+            let resolved = resolve(&def.inputs, &ex.vars);
+            let step = &mut ex.steps[ci];
+            step.status = "InProgress".to_owned();
+            step.start_ms = Some(now);
+            step.attempt = 1;
+            if let Value::Object(map) = &resolved {
+                step.inputs = map.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
+            }
+            step.due_ms = now + scaled_ms(step_duration_secs(def, &ex.vars), speed);
+            continue;
+        }
+        // The step's time is up: run it.
+        let outcome = run_step(def, &ex.vars, &ex.region, fleet, broken, speed, now);
+        let step = &mut ex.steps[ci];
+        let next = match outcome {
+            Ok(StepOk {
+                outputs,
+                typed,
+                branch,
+            }) => {
+                step.status = "Success".to_owned();
+                step.end_ms = Some(now);
+                step.outputs = outputs;
+                for (name, value) in typed {
+                    ex.vars.insert(format!("{}.{name}", def.name), value);
+                }
+                if def.is_end {
+                    None
+                } else {
+                    branch
+                        .or_else(|| def.next_step.clone())
+                        .or_else(|| doc.steps.get(def_index + 1).map(|s| s.name.clone()))
+                }
+            }
+            Err(failure) if step.attempt < def.max_attempts => {
+                // Retried within the same step execution, as SSM does with maxAttempts.
+                step.attempt += 1;
+                step.due_ms = now + scaled_ms(step_duration_secs(def, &ex.vars), speed);
+                tracing::debug!(step = %def.name, message = %failure.message, "retrying step");
+                continue;
+            }
+            Err(failure) => {
+                step.status = "Failed".to_owned();
+                step.end_ms = Some(now);
+                step.failure_message = Some(failure.message.clone());
+                step.failure_stage = Some(failure.stage.to_owned());
+                step.failure_type = Some(failure.kind.to_owned());
+                if def.is_critical {
+                    if !ex.critical_failed {
+                        ex.failure_message = Some(format!(
+                            "Step fails when it is {}. {} Please refer to Automation Service Troubleshooting Guide for more diagnosis details.",
+                            failure.stage_phrase, failure.message
+                        ));
+                    }
+                    ex.critical_failed = true;
+                }
+                match def.on_failure.as_str() {
+                    "Continue" => def
+                        .next_step
+                        .clone()
+                        .or_else(|| doc.steps.get(def_index + 1).map(|s| s.name.clone())),
+                    other => match other.strip_prefix("step:") {
+                        Some(target) => Some(target.to_owned()),
+                        None => {
+                            // Abort: the execution fails now.
+                            ex.critical_failed = true;
+                            if ex.failure_message.is_none() {
+                                ex.failure_message = Some(failure.message.clone());
+                            }
+                            None
+                        }
+                    },
+                }
+            }
+        };
+        ex.cursor = None;
+        if let Some(next_name) = next {
+            if let Some(ni) = doc.step_index(&next_name) {
+                let mut step = step_from_def(doc, ni, now);
+                // A step is Pending for one engine beat before it starts.
+                step.due_ms = now + 20;
+                ex.steps.push(step);
+                ex.cursor = Some(ex.steps.len() - 1);
+            }
+        }
+    }
+}
+
+fn finish(ex: &mut Execution, doc: &Document, status: &str, now: u64) {
+    ex.status = status.to_owned();
+    ex.end_ms = Some(now);
+    ex.outputs = doc
+        .outputs
+        .iter()
+        .map(|out| {
+            let value = match out.split_once('.') {
+                Some((step, name)) => ex
+                    .steps
+                    .iter()
+                    .rev()
+                    .find(|s| s.name == step && s.status == "Success")
+                    .and_then(|s| s.outputs.get(name).cloned()),
+                None => None,
+            };
+            (out.clone(), value.unwrap_or_else(|| vec![NO_OUTPUT.to_owned()]))
+        })
+        .collect();
+}
+
+struct StepOk {
+    outputs: BTreeMap<String, Vec<String>>,
+    typed: Vec<(String, Value)>,
+    branch: Option<String>,
+}
+
+struct StepFailure {
+    message: String,
+    stage: &'static str,
+    stage_phrase: &'static str,
+    kind: &'static str,
+}
+
+fn run_step(
+    def: &StepDef,
+    vars: &BTreeMap<String, Value>,
+    region: &str,
+    fleet: &mut Fleet,
+    broken: &BTreeSet<String>,
+    speed: f64,
+    now: u64,
+) -> Result<StepOk, StepFailure> {
+    let inputs = resolve(&def.inputs, vars);
+    let mut ok = StepOk {
+        outputs: BTreeMap::new(),
+        typed: Vec::new(),
+        branch: None,
+    };
+    match def.action.as_str() {
+        "aws:branch" => {
+            ok.branch = choose_branch(&inputs);
+        }
+        "aws:sleep" => {}
+        "aws:executeAwsApi" => {
+            let response = call_api(&inputs, region, fleet, broken, speed, now)?;
+            collect_outputs(def, &response, &mut ok);
+        }
+        "aws:executeScript" => {
+            let payload = run_known_script(&inputs)?;
+            let response = json!({ "Payload": payload });
+            ok.outputs
+                .insert("OutputPayload".into(), vec![response.to_string()]);
+            collect_outputs(def, &response, &mut ok);
+        }
+        "aws:assertAwsResourceProperty" => {
+            let response = call_api(&inputs, region, fleet, broken, speed, now)?;
+            let selector = inputs["PropertySelector"].as_str().unwrap_or("$");
+            let actual = jsonpath::select(&response, selector).map(jsonpath::as_text);
+            let desired: Vec<String> = inputs["DesiredValues"]
+                .as_array()
+                .map(|a| a.iter().map(jsonpath::as_text).collect())
+                .unwrap_or_default();
+            if !actual.as_ref().is_some_and(|a| desired.contains(a)) {
+                return Err(StepFailure {
+                    message: format!(
+                        "Expected values [{}] but found {} for property {selector}.",
+                        desired.join(", "),
+                        actual.unwrap_or_else(|| "nothing".to_owned())
+                    ),
+                    stage: "Invocation",
+                    stage_phrase: "verifying the property value",
+                    kind: "Verification",
+                });
+            }
+        }
+        other => {
+            return Err(StepFailure {
+                message: format!("The sandbox does not run {other} steps."),
+                stage: "Invocation",
+                stage_phrase: "Invocation",
+                kind: "Internal",
+            })
+        }
+    }
+    Ok(ok)
+}
+
+fn collect_outputs(def: &StepDef, response: &Value, ok: &mut StepOk) {
+    for out in &def.outputs {
+        let Some(v) = jsonpath::select(response, &out.selector) else {
+            continue;
+        };
+        let typed = match out.kind.as_str() {
+            "Integer" => json!(v
+                .as_i64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                .unwrap_or(0)),
+            "String" => json!(jsonpath::as_text(v)),
+            _ => v.clone(),
+        };
+        ok.outputs
+            .insert(out.name.clone(), vec![jsonpath::as_text(&typed)]);
+        ok.typed.push((out.name.clone(), typed));
+    }
+}
+
+fn choose_branch(inputs: &Value) -> Option<String> {
+    for choice in inputs["Choices"].as_array().into_iter().flatten() {
+        let var = &choice["Variable"];
+        let matched = if let Some(s) = choice.get("StringEquals") {
+            jsonpath::as_text(var) == jsonpath::as_text(s)
+        } else if let Some(n) = choice.get("NumericEquals") {
+            let lhs = var.as_f64().or_else(|| var.as_str().and_then(|s| s.parse().ok()));
+            lhs.is_some_and(|l| Some(l) == n.as_f64())
+        } else if let Some(b) = choice.get("BooleanEquals") {
+            var.as_bool() == b.as_bool() || jsonpath::as_text(var) == jsonpath::as_text(b)
+        } else {
+            false
+        };
+        if matched {
+            return choice["NextStep"].as_str().map(str::to_owned);
+        }
+    }
+    inputs["Default"].as_str().map(str::to_owned)
+}
+
+/// executeScript without Python: the published runbooks' scripts are known and reproduced here.
+fn run_known_script(inputs: &Value) -> Result<Value, StepFailure> {
+    let script = inputs["Script"].as_str().unwrap_or_default();
+    if script.contains("str(events[\"HttpPutResponseHopLimit\"])") {
+        let v = &inputs["InputPayload"]["HttpPutResponseHopLimit"];
+        return Ok(json!({ "HttpPutResponseHopLimitString": jsonpath::as_text(v) }));
+    }
+    Err(StepFailure {
+        message: "The sandbox cannot run this script.".to_owned(),
+        stage: "Invocation",
+        stage_phrase: "Invocation",
+        kind: "Internal",
+    })
+}
+
+fn api_error(code: &str, api: &str, message: &str) -> StepFailure {
+    StepFailure {
+        message: format!("An error occurred ({code}) when calling the {api} operation: {message}"),
+        stage: "Invocation",
+        stage_phrase: "Invocation",
+        kind: "Action",
+    }
+}
+
+/// The ec2 APIs the runbooks call, answered in the SDK's JSON shape (what selectors address).
+fn call_api(
+    inputs: &Value,
+    region: &str,
+    fleet: &mut Fleet,
+    broken: &BTreeSet<String>,
+    speed: f64,
+    now: u64,
+) -> Result<Value, StepFailure> {
+    let api = inputs["Api"].as_str().unwrap_or_default();
+    match (inputs["Service"].as_str().unwrap_or_default(), api) {
+        ("ec2", "ModifyInstanceMetadataOptions") => {
+            let id = jsonpath::as_text(&inputs["InstanceId"]);
+            let text = |k: &str| inputs.get(k).map(jsonpath::as_text);
+            let hop =
+                match text("HttpPutResponseHopLimit") {
+                    Some(h) => Some(h.parse::<u8>().ok().filter(|h| (1..=64).contains(h)).ok_or_else(
+                        || api_error("InvalidParameterValue", api, &format!("Invalid hop limit: {h}")),
+                    )?),
+                    None => None,
+                };
+            let inst = fleet.get_mut(region, &id).ok_or_else(|| {
+                api_error(
+                    "InvalidInstanceID.NotFound",
+                    api,
+                    &format!("The instance ID '{id}' does not exist"),
+                )
+            })?;
+            inst.modify_metadata(
+                text("HttpTokens").as_deref(),
+                hop,
+                text("HttpEndpoint").as_deref(),
+                now,
+                speed,
+                broken.contains(&id),
+            );
+            Ok(json!({ "InstanceId": id, "InstanceMetadataOptions": metadata_json(inst, now) }))
+        }
+        ("ec2", "DescribeInstances") => {
+            let ids: Vec<String> = inputs["InstanceIds"]
+                .as_array()
+                .map(|a| a.iter().map(jsonpath::as_text).collect())
+                .unwrap_or_default();
+            let mut instances = Vec::new();
+            for id in &ids {
+                let inst = fleet.get(region, id).ok_or_else(|| {
+                    api_error(
+                        "InvalidInstanceID.NotFound",
+                        api,
+                        &format!("The instance ID '{id}' does not exist"),
+                    )
+                })?;
+                instances.push(instance_json(inst, now));
+            }
+            Ok(json!({ "Reservations": [{ "Instances": instances }] }))
+        }
+        (service, api) => Err(StepFailure {
+            message: format!("The sandbox does not emulate {service}:{api}."),
+            stage: "Invocation",
+            stage_phrase: "Invocation",
+            kind: "Internal",
+        }),
+    }
+}
+
+fn metadata_json(inst: &Instance, now: u64) -> Value {
+    json!({
+        "State": inst.md.state(now),
+        "HttpTokens": inst.md.http_tokens,
+        "HttpPutResponseHopLimit": inst.md.hop_limit,
+        "HttpEndpoint": inst.md.http_endpoint,
+        "HttpProtocolIpv6": inst.md.http_protocol_ipv6,
+        "InstanceMetadataTags": inst.md.instance_metadata_tags,
+    })
+}
+
+fn instance_json(inst: &Instance, now: u64) -> Value {
+    json!({
+        "InstanceId": inst.id,
+        "InstanceType": inst.instance_type,
+        "State": { "Name": inst.state },
+        "Tags": inst.tags.iter().map(|(k, v)| json!({"Key": k, "Value": v})).collect::<Vec<_>>(),
+        "MetadataOptions": metadata_json(inst, now),
+    })
+}
+
+/// Replaces `{{ Name }}` templates. A value that is exactly one template keeps the variable's type.
+fn resolve(value: &Value, vars: &BTreeMap<String, Value>) -> Value {
+    match value {
+        Value::String(s) => {
+            let trimmed = s.trim();
+            if let Some(inner) = trimmed.strip_prefix("{{").and_then(|r| r.strip_suffix("}}")) {
+                if !inner.contains("{{") {
+                    return vars.get(inner.trim()).cloned().unwrap_or_else(|| value.clone());
+                }
+            }
+            let mut out = String::new();
+            let mut rest = s.as_str();
+            while let Some(start) = rest.find("{{") {
+                out.push_str(&rest[..start]);
+                let Some(end) = rest[start..].find("}}") else {
+                    break;
+                };
+                let name = rest[start + 2..start + end].trim();
+                match vars.get(name) {
+                    Some(v) => out.push_str(&jsonpath::as_text(v)),
+                    None => out.push_str(&rest[start..start + end + 2]),
+                }
+                rest = &rest[start + end + 2..];
+            }
+            out.push_str(rest);
+            Value::String(out)
+        }
+        Value::Array(a) => Value::Array(a.iter().map(|v| resolve(v, vars)).collect()),
+        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), resolve(v, vars))).collect()),
+        other => other.clone(),
+    }
+}
+
+fn count_or_percent(raw: &str, total: usize, at_least_one: bool) -> usize {
+    let n = match raw.strip_suffix('%') {
+        Some(p) => total * p.parse::<usize>().unwrap_or(0) / 100,
+        None => raw.parse().unwrap_or(0),
+    };
+    if at_least_one {
+        n.max(1)
+    } else {
+        n
+    }
+}
+
+/// Advances a rate-control parent: mirrors its children into its steps, launches new children within
+/// MaxConcurrency, and stops launching once more than MaxErrors children have failed.
+fn advance_parent(world: &mut World, idx: usize, doc: &Document, now: u64) -> bool {
+    let mut changed = false;
+    let ex = &world.executions[idx];
+    let Some(rc) = &ex.rate_control else { return false };
+    let child_status: Vec<ChildState> = rc
+        .children
+        .iter()
+        .map(|c| {
+            c.as_ref()
+                .and_then(|id| world.get(id))
+                .map(|c| (c.status.clone(), Some(c.start_ms), c.end_ms))
+        })
+        .collect();
+    let cancel = ex.cancel_requested;
+    let total = rc.resolved.len();
+    let max_conc = count_or_percent(&rc.max_concurrency, total, true);
+    let max_err = count_or_percent(&rc.max_errors, total, false);
+
+    // Mirror children into the parent's steps.
+    let mut running = 0;
+    let mut failed = 0;
+    let mut to_cancel = Vec::new();
+    {
+        let ex = &mut world.executions[idx];
+        for (i, st) in child_status.iter().enumerate() {
+            let step = &mut ex.steps[i];
+            if let Some((status, start, end)) = st {
+                if step.status != *status {
+                    step.status = status.clone();
+                    step.start_ms = *start;
+                    step.end_ms = *end;
+                    changed = true;
+                }
+                if !is_terminal(status) {
+                    running += 1;
+                    if cancel {
+                        if let Some(Some(id)) = ex.rate_control.as_ref().map(|r| r.children[i].clone()) {
+                            to_cancel.push(id);
+                        }
+                    }
+                }
+                if matches!(status.as_str(), "Failed" | "TimedOut") {
+                    failed += 1;
+                }
+            }
+        }
+    }
+    for id in to_cancel {
+        if let Some(child) = world.get_mut(&id) {
+            if !child.cancel_requested {
+                child.cancel_requested = true;
+                child.status = "Cancelling".to_owned();
+                changed = true;
+            }
+        }
+    }
+    let mut launches = Vec::new();
+    {
+        let ex = &mut world.executions[idx];
+        let rc = ex.rate_control.as_mut().expect("parent");
+        if failed > max_err || cancel {
+            rc.stopped_launching = true;
+        }
+        if rc.stopped_launching {
+            for (i, step) in ex.steps.iter_mut().enumerate() {
+                if rc.children[i].is_none() && step.status == "Pending" {
+                    step.status = "Cancelled".to_owned();
+                    changed = true;
+                }
+            }
+        } else {
+            let mut slots = max_conc.saturating_sub(running);
+            for i in 0..total {
+                if slots == 0 {
+                    break;
+                }
+                if rc.children[i].is_none() {
+                    launches.push((i, rc.resolved[i].clone()));
+                    slots -= 1;
+                }
+            }
+        }
+    }
+    for (i, target) in launches {
+        let parent = &world.executions[idx];
+        let rc = parent.rate_control.as_ref().expect("parent");
+        let mut params = parent.parameters.clone();
+        params.insert(rc.target_parameter_name.clone(), vec![target.clone()]);
+        let (parameters, vars) = match resolve_parameters(doc, &params, None) {
+            Ok(p) => p,
+            Err(e) => {
+                // A target that is not a valid value fails its own step, like SSM's child validation.
+                let step = &mut world.executions[idx].steps[i];
+                step.status = "Failed".to_owned();
+                step.start_ms = Some(now);
+                step.end_ms = Some(now);
+                step.failure_message = Some(e.message);
+                if let Some(rc) = world.executions[idx].rate_control.as_mut() {
+                    rc.children[i] = Some(String::new());
+                }
+                changed = true;
+                continue;
+            }
+        };
+        let child_id = uuid::Uuid::new_v4().to_string();
+        let child = Execution {
+            id: child_id.clone(),
+            region: parent.region.clone(),
+            document_name: parent.document_name.clone(),
+            document_version: parent.document_version.clone(),
+            status: "InProgress".to_owned(),
+            start_ms: now,
+            end_ms: None,
+            parameters,
+            outputs: BTreeMap::new(),
+            failure_message: None,
+            steps: vec![step_from_def(doc, 0, now)],
+            parent_id: Some(parent.id.clone()),
+            executed_by: parent.executed_by.clone(),
+            tags: parent.tags.clone(),
+            target: Some(target),
+            critical_failed: false,
+            cancel_requested: false,
+            cursor: Some(0),
+            vars,
+            rate_control: None,
+        };
+        let ex = &mut world.executions[idx];
+        let step = &mut ex.steps[i];
+        step.status = "InProgress".to_owned();
+        step.start_ms = Some(now);
+        step.outputs.insert("ExecutionId".into(), vec![child_id.clone()]);
+        if let Some(rc) = ex.rate_control.as_mut() {
+            rc.children[i] = Some(child_id);
+        }
+        world.push(child);
+        changed = true;
+    }
+    // Finished when every target is either done or will never start.
+    let ex = &world.executions[idx];
+    let all_done = ex.steps.iter().all(|s| is_terminal(&s.status));
+    if all_done {
+        let any_failed = ex
+            .steps
+            .iter()
+            .any(|s| matches!(s.status.as_str(), "Failed" | "TimedOut"));
+        let status = if cancel {
+            "Cancelled"
+        } else if any_failed || ex.steps.iter().any(|s| s.status == "Cancelled") {
+            "Failed"
+        } else {
+            "Success"
+        };
+        let ex = &mut world.executions[idx];
+        if ex.steps.is_empty() {
+            ex.failure_message = Some("The targets resolved to no instances.".to_owned());
+        } else if status == "Failed" {
+            ex.failure_message = Some(format!(
+                "{} of {} child executions failed (MaxErrors {}).",
+                ex.steps.iter().filter(|s| s.status == "Failed").count(),
+                ex.steps.len(),
+                ex.rate_control
+                    .as_ref()
+                    .map(|r| r.max_errors.as_str())
+                    .unwrap_or("0")
+            ));
+        }
+        ex.status = if ex.steps.is_empty() {
+            "Failed".to_owned()
+        } else {
+            status.to_owned()
+        };
+        ex.end_ms = Some(now);
+        changed = true;
+    }
+    changed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_durations_parse_to_seconds() {
+        assert_eq!(parse_iso_duration("PT30S"), Some(30.0));
+        assert_eq!(parse_iso_duration("PT1H30M"), Some(5400.0));
+        assert_eq!(parse_iso_duration("30S"), None);
+    }
+
+    #[test]
+    fn templates_keep_types_when_whole_and_interpolate_otherwise() {
+        let vars: BTreeMap<String, Value> = [
+            ("HttpPutResponseHopLimit".to_owned(), json!(2)),
+            ("InstanceId".to_owned(), json!("i-1")),
+        ]
+        .into();
+        assert_eq!(resolve(&json!("{{ HttpPutResponseHopLimit }}"), &vars), json!(2));
+        assert_eq!(resolve(&json!(["{{InstanceId}}"]), &vars), json!(["i-1"]));
+        assert_eq!(resolve(&json!("id={{ InstanceId }}!"), &vars), json!("id=i-1!"));
+    }
+}

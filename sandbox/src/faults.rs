@@ -1,0 +1,203 @@
+//! Fault injection (throttling, 5xx, latency, denied actions, instances whose changes never take) and
+//! the call log that tests read to count requests.
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// Faults for the operations a rule matches.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FaultRule {
+    /// `service:Operation` (`ssm:GetAutomationExecution`), `service:*`, or `*`.
+    pub operation: String,
+    /// Share of calls answered with the service's throttling error (0.0 to 1.0).
+    #[serde(default)]
+    pub throttle: f64,
+    /// Share of calls answered with a 500.
+    #[serde(default)]
+    pub error_500: f64,
+    /// Added latency per call, in milliseconds.
+    #[serde(default)]
+    pub latency_ms: u64,
+}
+
+impl FaultRule {
+    fn matches(&self, op: &str) -> bool {
+        self.operation == "*"
+            || self.operation == op
+            || self
+                .operation
+                .strip_suffix('*')
+                .is_some_and(|prefix| op.starts_with(prefix))
+    }
+
+    /// Parses `OPERATION:key=value,key=value`, for example `ssm:GetAutomationExecution:throttle=0.3`.
+    pub fn parse(raw: &str) -> Result<FaultRule, String> {
+        let (op, settings) = raw
+            .rsplit_once(':')
+            .ok_or_else(|| format!("fault \"{raw}\": expected OPERATION:key=value,..."))?;
+        let mut rule = FaultRule {
+            operation: op.to_owned(),
+            ..FaultRule::default()
+        };
+        for kv in settings.split(',') {
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| format!("fault \"{raw}\": expected key=value in \"{kv}\""))?;
+            let bad = || format!("fault \"{raw}\": bad value \"{v}\" for {k}");
+            match k {
+                "throttle" => rule.throttle = v.parse().map_err(|_| bad())?,
+                "error_500" => rule.error_500 = v.parse().map_err(|_| bad())?,
+                "latency_ms" => rule.latency_ms = v.parse().map_err(|_| bad())?,
+                _ => {
+                    return Err(format!(
+                        "fault \"{raw}\": unknown key {k} (throttle, error_500, latency_ms)"
+                    ))
+                }
+            }
+        }
+        Ok(rule)
+    }
+}
+
+/// Every fault the sandbox injects.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Faults {
+    #[serde(default)]
+    pub rules: Vec<FaultRule>,
+    /// IAM actions refused with AccessDenied, such as `ssm:StartAutomationExecution`.
+    #[serde(default)]
+    pub deny: BTreeSet<String>,
+    /// Instances whose metadata changes never take: EC2 accepts the call but nothing changes, so the
+    /// runbook's assert steps fail as they do in AWS when a change does not apply.
+    #[serde(default)]
+    pub broken_instances: BTreeSet<String>,
+}
+
+/// What a call should suffer.
+pub(crate) enum Injected {
+    None,
+    Throttle,
+    Error500,
+    Denied,
+}
+
+impl Faults {
+    /// Decides the fault for one call; `roll` is a uniform number in [0, 1).
+    pub(crate) fn decide(&self, op: &str, roll: f64) -> (Injected, u64) {
+        let latency = self
+            .rules
+            .iter()
+            .filter(|r| r.matches(op))
+            .map(|r| r.latency_ms)
+            .max()
+            .unwrap_or(0);
+        if self.deny.contains(op) {
+            return (Injected::Denied, latency);
+        }
+        let throttle: f64 = self
+            .rules
+            .iter()
+            .filter(|r| r.matches(op))
+            .map(|r| r.throttle)
+            .fold(0.0, f64::max);
+        let e500: f64 = self
+            .rules
+            .iter()
+            .filter(|r| r.matches(op))
+            .map(|r| r.error_500)
+            .fold(0.0, f64::max);
+        if roll < throttle {
+            (Injected::Throttle, latency)
+        } else if roll < throttle + e500 {
+            (Injected::Error500, latency)
+        } else {
+            (Injected::None, latency)
+        }
+    }
+}
+
+/// Calls to one operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallCount {
+    pub operation: String,
+    pub count: usize,
+}
+
+/// The recent calls, oldest first (bounded, so a long demo does not grow without end).
+#[derive(Default)]
+pub(crate) struct CallLog {
+    entries: VecDeque<(u64, String)>,
+}
+
+const CALL_LOG_LIMIT: usize = 500_000;
+
+impl CallLog {
+    pub(crate) fn record(&mut self, at_ms: u64, op: String) {
+        if self.entries.len() >= CALL_LOG_LIMIT {
+            self.entries.pop_front();
+        }
+        self.entries.push_back((at_ms, op));
+    }
+
+    pub(crate) fn since(&self, since_ms: u64) -> Vec<CallCount> {
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for (at, op) in &self.entries {
+            if *at >= since_ms {
+                *counts.entry(op).or_default() += 1;
+            }
+        }
+        counts
+            .into_iter()
+            .map(|(operation, count)| CallCount {
+                operation: operation.to_owned(),
+                count,
+            })
+            .collect()
+    }
+
+    pub(crate) fn peak_per_second(&self, op_prefix: &str, since_ms: u64) -> usize {
+        let prefix = op_prefix.strip_suffix('*');
+        let times: Vec<u64> = self
+            .entries
+            .iter()
+            .filter(|(at, op)| *at >= since_ms && prefix.map_or(op == op_prefix, |p| op.starts_with(p)))
+            .map(|(at, _)| *at)
+            .collect();
+        // Sliding one-second window over the sorted times.
+        let mut peak = 0;
+        let mut start = 0;
+        for end in 0..times.len() {
+            while times[end] - times[start] >= 1000 {
+                start += 1;
+            }
+            peak = peak.max(end - start + 1);
+        }
+        peak
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fault_rules_parse_from_the_command_line_form() {
+        let rule = FaultRule::parse("ssm:GetAutomationExecution:throttle=0.25,latency_ms=40").unwrap();
+        assert_eq!(rule.operation, "ssm:GetAutomationExecution");
+        assert_eq!(rule.throttle, 0.25);
+        assert_eq!(rule.latency_ms, 40);
+        assert!(FaultRule::parse("ssm:*:bogus=1").is_err());
+        assert!(FaultRule::parse("nothing").is_err());
+    }
+
+    #[test]
+    fn peak_per_second_uses_a_sliding_window() {
+        let mut log = CallLog::default();
+        for at in [0, 100, 900, 1000, 1100, 2500] {
+            log.record(at, "ssm:GetAutomationExecution".into());
+        }
+        log.record(950, "ec2:DescribeInstances".into());
+        assert_eq!(log.peak_per_second("ssm:*", 0), 3);
+        assert_eq!(log.peak_per_second("ec2:DescribeInstances", 0), 1);
+    }
+}

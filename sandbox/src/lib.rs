@@ -1,0 +1,189 @@
+//! The sandbox: an emulator of the AWS APIs imds-console uses (SSM Automation, EC2, CloudWatch, STS),
+//! speaking their real wire protocols so that the real aws-sdk clients, the AWS CLI and boto3 work
+//! against it unchanged.
+//!
+//! It shares no code with the console's AWS adapters: it only reads and writes bytes on the wire, so a
+//! bug in an adapter shows up as a failed test instead of being mirrored here.
+//!
+//! Code map: `wire` routes a request to its service and writes each protocol's error shape; `ssm`,
+//! `ec2`, `cloudwatch` and `sts` are the services; `engine` runs automation documents step by step;
+//! `documents` loads the published runbooks; `fleet` is the seeded demo fleet; `faults` injects
+//! throttling, 5xx, latency and denied actions, and counts every call.
+
+mod cloudwatch;
+mod documents;
+mod ec2;
+mod engine;
+mod faults;
+mod fleet;
+mod jsonpath;
+mod ssm;
+mod sts;
+mod timefmt;
+mod wire;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+pub use faults::{CallCount, FaultRule, Faults};
+
+/// The account the sandbox pretends to be.
+pub const ACCOUNT_ID: &str = "123456789012";
+
+/// How the sandbox is set up.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// How many instances the demo fleet has, spread over `regions`.
+    pub fleet_size: usize,
+    /// Seed of the fleet: the same seed and size give the same fleet.
+    pub seed: u64,
+    /// Regions the fleet is spread over (at least one).
+    pub regions: Vec<String>,
+    /// Time factor: 1 is real time, 60 turns the runbook's 30-second sleeps into half a second.
+    pub speed: f64,
+    /// Where to keep state across restarts; None keeps it in memory only.
+    pub state_file: Option<PathBuf>,
+    pub faults: Faults,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            fleet_size: 40,
+            seed: 7,
+            regions: vec!["us-east-1".to_owned(), "eu-west-1".to_owned()],
+            speed: 30.0,
+            state_file: None,
+            faults: Faults::default(),
+        }
+    }
+}
+
+/// A running sandbox. Cloning is cheap; every clone is the same sandbox.
+#[derive(Clone)]
+pub struct Sandbox {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    world: Mutex<engine::World>,
+    config: SandboxConfig,
+    faults: Mutex<Faults>,
+    calls: Mutex<faults::CallLog>,
+    docs: documents::Documents,
+}
+
+impl Sandbox {
+    /// Builds the sandbox (loading saved state if there is any) and starts its engine.
+    pub fn start(config: SandboxConfig) -> std::io::Result<Sandbox> {
+        let docs = documents::Documents::load();
+        let world = match &config.state_file {
+            Some(path) if path.exists() => engine::World::load(path)?,
+            _ => engine::World::new(fleet::generate(config.fleet_size, config.seed, &config.regions)),
+        };
+        let sandbox = Sandbox {
+            inner: Arc::new(Inner {
+                world: Mutex::new(world),
+                faults: Mutex::new(config.faults.clone()),
+                config,
+                calls: Mutex::new(faults::CallLog::default()),
+                docs,
+            }),
+        };
+        sandbox.set_faults(sandbox.inner.config.faults.clone());
+        let ticker = sandbox.clone();
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(Duration::from_millis(20));
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            let mut since_save = 0u32;
+            loop {
+                interval.tick().await;
+                ticker.tick();
+                since_save += 1;
+                if since_save >= 25 {
+                    since_save = 0;
+                    ticker.save_if_dirty();
+                }
+            }
+        });
+        Ok(sandbox)
+    }
+
+    /// Binds `addr` and serves the sandbox there until the task is dropped.
+    pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<SocketAddr> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let router = wire::router(self.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                tracing::error!(error = %e, "sandbox server stopped");
+            }
+        });
+        Ok(local)
+    }
+
+    /// The axum router, for embedding.
+    pub fn router(&self) -> axum::Router {
+        wire::router(self.clone())
+    }
+
+    /// Replaces the fault-injection rules.
+    pub fn set_faults(&self, faults: Faults) {
+        self.world().broken_instances = faults.broken_instances.clone();
+        *lock(&self.inner.faults) = faults;
+    }
+
+    pub fn faults(&self) -> Faults {
+        lock(&self.inner.faults).clone()
+    }
+
+    /// Every call received since `since_ms` (epoch milliseconds), by `service:Operation`.
+    pub fn calls_since(&self, since_ms: u64) -> Vec<CallCount> {
+        lock(&self.inner.calls).since(since_ms)
+    }
+
+    /// The largest number of calls to `op` (`service:Operation`, `*` as a suffix wildcard) seen in any
+    /// one-second window since `since_ms`.
+    pub fn peak_per_second(&self, op_prefix: &str, since_ms: u64) -> usize {
+        lock(&self.inner.calls).peak_per_second(op_prefix, since_ms)
+    }
+
+    /// Writes the state file now (when there is one).
+    pub fn save(&self) -> std::io::Result<()> {
+        let Some(path) = &self.inner.config.state_file else {
+            return Ok(());
+        };
+        let mut world = self.world();
+        world.dirty = false;
+        world.save(path)
+    }
+
+    fn save_if_dirty(&self) {
+        if self.world().dirty {
+            if let Err(e) = self.save() {
+                tracing::warn!(error = %e, "could not save sandbox state");
+            }
+        }
+    }
+
+    fn tick(&self) {
+        let now = timefmt::now_ms();
+        let mut world = self.world();
+        engine::tick(&mut world, &self.inner.docs, self.inner.config.speed, now);
+    }
+
+    fn world(&self) -> MutexGuard<'_, engine::World> {
+        lock(&self.inner.world)
+    }
+
+    fn speed(&self) -> f64 {
+        self.inner.config.speed
+    }
+}
+
+/// Locks a mutex, recovering the data if a panicking thread poisoned it (the state stays usable).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

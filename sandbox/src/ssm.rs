@@ -1,0 +1,533 @@
+//! SSM (awsJson1_1): the Automation operations and the two documents the sandbox runs.
+
+use axum::response::Response;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+use crate::engine::{is_terminal, Execution, StartRequest, StepExec};
+use crate::wire::{ok_json, AwsError};
+use crate::{timefmt, Sandbox};
+
+/// More steps than this are left out of GetAutomationExecution (StepExecutionsTruncated), as in SSM;
+/// DescribeAutomationStepExecutions pages through all of them.
+const STEPS_IN_GET: usize = 100;
+
+const STATUSES: &[&str] = &[
+    "Pending",
+    "InProgress",
+    "Waiting",
+    "Success",
+    "TimedOut",
+    "Cancelling",
+    "Cancelled",
+    "Failed",
+    "PendingApproval",
+    "Approved",
+    "Rejected",
+    "Scheduled",
+    "RunbookInProgress",
+    "PendingChangeCalendarOverride",
+    "ChangeCalendarOverrideApproved",
+    "ChangeCalendarOverrideRejected",
+    "CompletedWithSuccess",
+    "CompletedWithFailure",
+    "Exited",
+];
+
+pub(crate) fn handle(sb: &Sandbox, region: &str, op: &str, body: &[u8]) -> Result<Response, AwsError> {
+    let req: Value = if body.is_empty() {
+        json!({})
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| AwsError::client("SerializationException", format!("Malformed JSON body: {e}")))?
+    };
+    match op {
+        "StartAutomationExecution" => start(sb, region, &req),
+        "GetAutomationExecution" => {
+            let id = required_str(&req, "AutomationExecutionId")?;
+            let world = sb.world();
+            let ex = find(&world, region, id)?;
+            ok_json(&json!({ "AutomationExecution": execution_json(ex, true) }))
+        }
+        "DescribeAutomationExecutions" => describe_executions(sb, region, &req),
+        "DescribeAutomationStepExecutions" => describe_steps(sb, region, &req),
+        "StopAutomationExecution" => {
+            let id = required_str(&req, "AutomationExecutionId")?;
+            let kind = req["Type"].as_str().unwrap_or("Cancel");
+            if kind != "Cancel" {
+                return Err(AwsError::client(
+                    "InvalidAutomationStatusUpdateException",
+                    "The sandbox supports only Type=Cancel for StopAutomationExecution.",
+                ));
+            }
+            let mut world = sb.world();
+            find(&world, region, id)?;
+            world.stop(id).map_err(|e| AwsError::client(e.code, e.message))?;
+            drop(world);
+            sb.save()
+                .map_err(|e| AwsError::client("InternalServerError", e.to_string()))?;
+            ok_json(&json!({}))
+        }
+        "DescribeDocument" => {
+            let doc = document(sb, &req)?;
+            let params: Vec<Value> = doc
+                .parameters
+                .iter()
+                .map(|p| {
+                    let mut m = json!({ "Name": p.name, "Type": p.kind, "Description": p.description });
+                    if let Some(d) = &p.default {
+                        m["DefaultValue"] = json!(crate::jsonpath::as_text(d));
+                    }
+                    m
+                })
+                .collect();
+            ok_json(&json!({ "Document": {
+                "Name": doc.name, "DocumentType": "Automation", "Status": "Active", "SchemaVersion": "0.3",
+                "DocumentVersion": doc.version, "LatestVersion": doc.version, "DefaultVersion": doc.version,
+                "DocumentFormat": "JSON", "Owner": "Amazon", "TargetType": "/AWS::EC2::Instance",
+                "PlatformTypes": ["Windows", "Linux", "MacOS"], "Description": doc.description, "Parameters": params,
+                "CreatedDate": 1_600_000_000.0
+            }}))
+        }
+        "GetDocument" => {
+            let doc = document(sb, &req)?;
+            ok_json(&json!({
+                "Name": doc.name, "DocumentVersion": doc.version, "Status": "Active", "Content": doc.content,
+                "DocumentType": "Automation", "DocumentFormat": "JSON"
+            }))
+        }
+        other => Err(AwsError::client(
+            "UnknownOperationException",
+            format!("The sandbox does not implement AmazonSSM.{other}."),
+        )),
+    }
+}
+
+fn document<'a>(sb: &'a Sandbox, req: &Value) -> Result<&'a crate::documents::Document, AwsError> {
+    let name = required_str(req, "Name")?;
+    let doc = sb.inner.docs.get(name).ok_or_else(|| {
+        AwsError::client(
+            "InvalidDocument",
+            format!("Document with name {name} does not exist."),
+        )
+    })?;
+    if let Some(v) = req["DocumentVersion"].as_str() {
+        if v != doc.version && v != "$LATEST" && v != "$DEFAULT" {
+            return Err(AwsError::client(
+                "InvalidDocumentVersion",
+                format!("Document version {v} of {name} does not exist."),
+            ));
+        }
+    }
+    Ok(doc)
+}
+
+fn required_str<'a>(req: &'a Value, key: &str) -> Result<&'a str, AwsError> {
+    req[key].as_str().filter(|s| !s.is_empty()).ok_or_else(|| {
+        AwsError::client("ValidationException", format!("1 validation error detected: Value null at '{key}' failed to satisfy constraint: Member must not be null"))
+    })
+}
+
+fn find<'a>(world: &'a crate::engine::World, region: &str, id: &str) -> Result<&'a Execution, AwsError> {
+    world.get(id).filter(|e| e.region == region).ok_or_else(|| {
+        AwsError::client(
+            "AutomationExecutionNotFoundException",
+            format!("Automation Execution {id} not found."),
+        )
+    })
+}
+
+fn pattern_error(field: &str, value: &str, pattern: &str) -> AwsError {
+    AwsError::client(
+        "ValidationException",
+        format!("1 validation error detected: Value '{value}' at '{field}' failed to satisfy constraint: Member must satisfy regular expression pattern: {pattern}"),
+    )
+}
+
+fn is_uuid(s: &str) -> bool {
+    s.len() == 36
+        && s.char_indices().all(|(i, c)| {
+            if [8, 13, 18, 23].contains(&i) {
+                c == '-'
+            } else {
+                c.is_ascii_hexdigit()
+            }
+        })
+}
+
+fn start(sb: &Sandbox, region: &str, req: &Value) -> Result<Response, AwsError> {
+    let document_name = required_str(req, "DocumentName")?.to_owned();
+    let mut parameters = BTreeMap::new();
+    if let Some(m) = req["Parameters"].as_object() {
+        for (k, v) in m {
+            let values: Vec<String> = v
+                .as_array()
+                .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default();
+            if values.iter().any(|x| x.is_empty() || x.len() > 512) {
+                return Err(AwsError::client(
+                    "ValidationException",
+                    format!("1 validation error detected: Value at 'parameters' failed to satisfy constraint: Map value for {k} must have length between 1 and 512"),
+                ));
+            }
+            parameters.insert(k.clone(), values);
+        }
+    }
+    let client_token = req["ClientToken"].as_str().map(str::to_owned);
+    if let Some(t) = &client_token {
+        if !is_uuid(t) {
+            return Err(pattern_error(
+                "clientToken",
+                t,
+                "[a-fA-F0-9]{8}-[a-fA-F0-9]{4}-[a-fA-F0-9]{4}-[a-fA-F0-9]{4}-[a-fA-F0-9]{12}",
+            ));
+        }
+    }
+    if req.get("TargetLocations").is_some_and(|v| !v.is_null())
+        || req.get("TargetMaps").is_some_and(|v| !v.is_null())
+    {
+        return Err(AwsError::client(
+            "InvalidAutomationExecutionParametersException",
+            "The sandbox runs Targets in one account and region; TargetLocations and TargetMaps are not emulated.",
+        ));
+    }
+    let targets: Vec<(String, Vec<String>)> = req["Targets"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|t| {
+                    let key = t["Key"].as_str().unwrap_or_default().to_owned();
+                    let values = t["Values"]
+                        .as_array()
+                        .map(|v| v.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+                        .unwrap_or_default();
+                    (key, values)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let max_concurrency = req["MaxConcurrency"].as_str().map(str::to_owned);
+    if let Some(v) = &max_concurrency {
+        let re = regex::Regex::new(r"^([1-9][0-9]*|[1-9][0-9]%|[1-9]%|100%)$").expect("pattern");
+        if !re.is_match(v) {
+            return Err(pattern_error("maxConcurrency", v, re.as_str()));
+        }
+    }
+    let max_errors = req["MaxErrors"].as_str().map(str::to_owned);
+    if let Some(v) = &max_errors {
+        let re = regex::Regex::new(r"^([1-9][0-9]*|[0]|[1-9][0-9]%|[0-9]%|100%)$").expect("pattern");
+        if !re.is_match(v) {
+            return Err(pattern_error("maxErrors", v, re.as_str()));
+        }
+    }
+    let tags: Vec<(String, String)> = req["Tags"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|t| {
+                    (
+                        t["Key"].as_str().unwrap_or_default().to_owned(),
+                        t["Value"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if tags.len() > 5 {
+        return Err(AwsError::client(
+            "ValidationException",
+            "At most 5 tags can be added when starting an automation.",
+        ));
+    }
+    let start = StartRequest {
+        document_name,
+        document_version: req["DocumentVersion"].as_str().map(str::to_owned),
+        parameters,
+        client_token,
+        target_parameter_name: req["TargetParameterName"].as_str().map(str::to_owned),
+        targets,
+        max_concurrency,
+        max_errors,
+        tags,
+    };
+    let now = timefmt::now_ms();
+    let id = {
+        let mut world = sb.world();
+        world
+            .start(&sb.inner.docs, region, &start, now)
+            .map_err(|e| AwsError::client(e.code, e.message))?
+    };
+    // A start is durable before it is acknowledged, so a console that saw the ID can rely on it.
+    sb.save()
+        .map_err(|e| AwsError::client("InternalServerError", e.to_string()))?;
+    ok_json(&json!({ "AutomationExecutionId": id }))
+}
+
+fn insert_opt<T: Into<Value>>(m: &mut Map<String, Value>, key: &str, v: Option<T>) {
+    if let Some(v) = v {
+        m.insert(key.to_owned(), v.into());
+    }
+}
+
+fn step_json(s: &StepExec) -> Value {
+    let mut m = Map::new();
+    m.insert("StepName".into(), json!(s.name));
+    m.insert("Action".into(), json!(s.action));
+    insert_opt(&mut m, "TimeoutSeconds", s.timeout_seconds);
+    m.insert("OnFailure".into(), json!(s.on_failure));
+    m.insert("MaxAttempts".into(), json!(s.max_attempts));
+    insert_opt(&mut m, "ExecutionStartTime", s.start_ms.map(timefmt::epoch_secs));
+    insert_opt(&mut m, "ExecutionEndTime", s.end_ms.map(timefmt::epoch_secs));
+    m.insert("StepStatus".into(), json!(s.status));
+    m.insert("Inputs".into(), json!(s.inputs));
+    if !s.outputs.is_empty() {
+        m.insert("Outputs".into(), json!(s.outputs));
+    }
+    if let Some(msg) = &s.failure_message {
+        m.insert("FailureMessage".into(), json!(msg));
+        m.insert(
+            "FailureDetails".into(),
+            json!({ "FailureStage": s.failure_stage, "FailureType": s.failure_type, "Details": {} }),
+        );
+    }
+    m.insert("StepExecutionId".into(), json!(s.step_execution_id));
+    m.insert("OverriddenParameters".into(), json!({}));
+    m.insert("IsEnd".into(), json!(s.is_end));
+    insert_opt(&mut m, "NextStep", s.next_step.clone());
+    m.insert("IsCritical".into(), json!(s.is_critical));
+    Value::Object(m)
+}
+
+/// GetAutomationExecution's AutomationExecution (`full`) or DescribeAutomationExecutions' metadata.
+fn execution_json(ex: &Execution, full: bool) -> Value {
+    let mut m = Map::new();
+    m.insert("AutomationExecutionId".into(), json!(ex.id));
+    m.insert("DocumentName".into(), json!(ex.document_name));
+    m.insert("DocumentVersion".into(), json!(ex.document_version));
+    m.insert(
+        "ExecutionStartTime".into(),
+        json!(timefmt::epoch_secs(ex.start_ms)),
+    );
+    insert_opt(&mut m, "ExecutionEndTime", ex.end_ms.map(timefmt::epoch_secs));
+    m.insert("AutomationExecutionStatus".into(), json!(ex.status));
+    m.insert("Outputs".into(), json!(ex.outputs));
+    insert_opt(&mut m, "FailureMessage", ex.failure_message.clone());
+    m.insert("Mode".into(), json!("Auto"));
+    insert_opt(&mut m, "ParentAutomationExecutionId", ex.parent_id.clone());
+    m.insert("ExecutedBy".into(), json!(ex.executed_by));
+    if let Some(step) = ex
+        .cursor
+        .and_then(|c| ex.steps.get(c))
+        .filter(|_| !is_terminal(&ex.status))
+    {
+        m.insert("CurrentStepName".into(), json!(step.name));
+        m.insert("CurrentAction".into(), json!(step.action));
+    }
+    insert_opt(&mut m, "Target", ex.target.clone());
+    match &ex.rate_control {
+        Some(rc) => {
+            m.insert("TargetParameterName".into(), json!(rc.target_parameter_name));
+            m.insert(
+                "Targets".into(),
+                Value::Array(
+                    rc.targets
+                        .iter()
+                        .map(|(k, v)| json!({ "Key": k, "Values": v }))
+                        .collect(),
+                ),
+            );
+            m.insert(
+                "ResolvedTargets".into(),
+                json!({ "ParameterValues": rc.resolved, "Truncated": false }),
+            );
+            m.insert("MaxConcurrency".into(), json!(rc.max_concurrency));
+            m.insert("MaxErrors".into(), json!(rc.max_errors));
+        }
+        None => {
+            m.insert("Targets".into(), json!([]));
+            m.insert(
+                "ResolvedTargets".into(),
+                json!({ "ParameterValues": [], "Truncated": false }),
+            );
+        }
+    }
+    if full {
+        m.insert("Parameters".into(), json!(ex.parameters));
+        let truncated = ex.steps.len() > STEPS_IN_GET;
+        m.insert(
+            "StepExecutions".into(),
+            Value::Array(ex.steps.iter().take(STEPS_IN_GET).map(step_json).collect()),
+        );
+        m.insert("StepExecutionsTruncated".into(), json!(truncated));
+        let count = |st: &str| ex.steps.iter().filter(|s| s.status == st).count();
+        m.insert(
+            "ProgressCounters".into(),
+            json!({
+                "TotalSteps": ex.steps.len(), "SuccessSteps": count("Success"), "FailedSteps": count("Failed"),
+                "CancelledSteps": count("Cancelled"), "TimedOutSteps": count("TimedOut")
+            }),
+        );
+    } else {
+        m.insert("AutomationType".into(), json!("Local"));
+        m.insert("LogFile".into(), json!(""));
+    }
+    if !ex.tags.is_empty() && !full {
+        // Not part of the metadata shape; tags are read with ListTagsForResource in AWS.
+    }
+    Value::Object(m)
+}
+
+fn page_params(req: &Value, max: u64) -> Result<(usize, usize), AwsError> {
+    let max_results = match req.get("MaxResults").and_then(Value::as_u64) {
+        Some(n) if (1..=max).contains(&n) => n as usize,
+        Some(n) => {
+            return Err(AwsError::client(
+                "ValidationException",
+                format!("1 validation error detected: Value '{n}' at 'maxResults' failed to satisfy constraint: Member must have value less than or equal to {max}"),
+            ))
+        }
+        None => max as usize,
+    };
+    let offset = match req["NextToken"].as_str() {
+        Some(t) => t
+            .strip_prefix("sbx-")
+            .and_then(|n| usize::from_str_radix(n, 16).ok())
+            .ok_or_else(|| AwsError::client("InvalidNextToken", "The specified token is not valid."))?,
+        None => 0,
+    };
+    Ok((offset, max_results))
+}
+
+fn next_token(offset: usize, shown: usize, total: usize) -> Option<String> {
+    (offset + shown < total).then(|| format!("sbx-{:x}", offset + shown))
+}
+
+fn describe_executions(sb: &Sandbox, region: &str, req: &Value) -> Result<Response, AwsError> {
+    let (offset, max_results) = page_params(req, 50)?;
+    let mut filters: Vec<(String, Vec<String>)> = Vec::new();
+    for f in req["Filters"].as_array().into_iter().flatten() {
+        let key = f["Key"].as_str().unwrap_or_default().to_owned();
+        let values: Vec<String> = f["Values"]
+            .as_array()
+            .map(|v| v.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        match key.as_str() {
+            "DocumentNamePrefix" | "ExecutionId" | "ParentExecutionId" | "TagKey" | "CurrentAction"
+            | "AutomationType" => {}
+            "ExecutionStatus" => {
+                if let Some(bad) = values.iter().find(|v| !STATUSES.contains(&v.as_str())) {
+                    return Err(AwsError::client(
+                        "InvalidFilterValue",
+                        format!("The filter value {bad} is not valid for ExecutionStatus."),
+                    ));
+                }
+            }
+            "StartTimeBefore" | "StartTimeAfter" => {
+                if let Some(bad) = values.iter().find(|v| timefmt::parse_time(v).is_none()) {
+                    return Err(AwsError::client(
+                        "InvalidFilterValue",
+                        format!("The filter value {bad} is not a valid time for {key}."),
+                    ));
+                }
+            }
+            _ => return Err(AwsError::client("InvalidFilterKey", "")),
+        }
+        filters.push((key, values));
+    }
+    let world = sb.world();
+    let matches = |ex: &Execution| {
+        filters.iter().all(|(key, values)| {
+            let any = |f: &dyn Fn(&str) -> bool| values.iter().any(|v| f(v));
+            match key.as_str() {
+                "DocumentNamePrefix" => any(&|v| ex.document_name.starts_with(v)),
+                "ExecutionStatus" => any(&|v| ex.status == v),
+                "ExecutionId" => any(&|v| ex.id == v),
+                "ParentExecutionId" => any(&|v| ex.parent_id.as_deref() == Some(v)),
+                "TagKey" => any(&|v| ex.tags.iter().any(|(k, _)| k == v)),
+                "CurrentAction" => any(&|v| {
+                    ex.cursor
+                        .and_then(|c| ex.steps.get(c))
+                        .is_some_and(|s| s.action == v)
+                }),
+                "AutomationType" => any(&|v| v == "Local"),
+                "StartTimeBefore" => any(&|v| timefmt::parse_time(v).is_some_and(|t| ex.start_ms < t)),
+                "StartTimeAfter" => any(&|v| timefmt::parse_time(v).is_some_and(|t| ex.start_ms > t)),
+                _ => false,
+            }
+        })
+    };
+    // Newest first, as SSM lists them.
+    let all: Vec<&Execution> = world
+        .executions
+        .iter()
+        .rev()
+        .filter(|e| e.region == region && matches(e))
+        .collect();
+    let page: Vec<Value> = all
+        .iter()
+        .skip(offset)
+        .take(max_results)
+        .map(|e| execution_json(e, false))
+        .collect();
+    let mut resp = json!({ "AutomationExecutionMetadataList": page });
+    if let Some(t) = next_token(
+        offset,
+        max_results.min(all.len().saturating_sub(offset)),
+        all.len(),
+    ) {
+        resp["NextToken"] = json!(t);
+    }
+    ok_json(&resp)
+}
+
+fn describe_steps(sb: &Sandbox, region: &str, req: &Value) -> Result<Response, AwsError> {
+    let id = required_str(req, "AutomationExecutionId")?;
+    let (offset, max_results) = page_params(req, 50)?;
+    let world = sb.world();
+    let ex = find(&world, region, id)?;
+    let mut filters: Vec<(String, Vec<String>)> = Vec::new();
+    for f in req["Filters"].as_array().into_iter().flatten() {
+        let key = f["Key"].as_str().unwrap_or_default().to_owned();
+        if !["StepName", "StepExecutionStatus", "StepExecutionId", "Action"].contains(&key.as_str()) {
+            return Err(AwsError::client("InvalidFilterKey", ""));
+        }
+        let values = f["Values"]
+            .as_array()
+            .map(|v| v.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        filters.push((key, values));
+    }
+    let mut steps: Vec<&StepExec> = ex
+        .steps
+        .iter()
+        .filter(|s| {
+            filters.iter().all(|(k, vals)| {
+                let field = match k.as_str() {
+                    "StepName" => &s.name,
+                    "StepExecutionStatus" => &s.status,
+                    "StepExecutionId" => &s.step_execution_id,
+                    _ => &s.action,
+                };
+                vals.iter().any(|v| v == field)
+            })
+        })
+        .collect();
+    if req["ReverseOrder"].as_bool() == Some(true) {
+        steps.reverse();
+    }
+    let page: Vec<Value> = steps
+        .iter()
+        .skip(offset)
+        .take(max_results)
+        .map(|s| step_json(s))
+        .collect();
+    let mut resp = json!({ "StepExecutions": page });
+    if let Some(t) = next_token(
+        offset,
+        max_results.min(steps.len().saturating_sub(offset)),
+        steps.len(),
+    ) {
+        resp["NextToken"] = json!(t);
+    }
+    ok_json(&resp)
+}

@@ -1,0 +1,334 @@
+//! The HTTP front of the sandbox: tells the four protocols apart, applies injected faults, counts
+//! every call, and writes each protocol's own error shape.
+//!
+//! Requests are recognised the way AWS's endpoints would see them: SSM by `X-Amz-Target: AmazonSSM.*`,
+//! CloudWatch by its rpcv2Cbor path, EC2 and STS by the form's `Version`. The region comes from the
+//! SigV4 credential scope; signatures are not checked.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::faults::{Faults, Injected};
+use crate::{lock, timefmt, Sandbox};
+
+/// An AWS error: HTTP status, error code and message, written in the protocol of the service.
+#[derive(Debug)]
+pub(crate) struct AwsError {
+    pub status: StatusCode,
+    pub code: String,
+    pub message: String,
+}
+
+impl AwsError {
+    pub(crate) fn client(code: &str, message: impl Into<String>) -> AwsError {
+        AwsError {
+            status: StatusCode::BAD_REQUEST,
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Service {
+    Ssm,
+    Ec2,
+    CloudWatch,
+    Sts,
+}
+
+impl Service {
+    fn prefix(self) -> &'static str {
+        match self {
+            Service::Ssm => "ssm",
+            Service::Ec2 => "ec2",
+            Service::CloudWatch => "cloudwatch",
+            Service::Sts => "sts",
+        }
+    }
+}
+
+pub(crate) fn router(sb: Sandbox) -> Router {
+    Router::new()
+        .route("/_sandbox/faults", get(get_faults).put(put_faults))
+        .route("/_sandbox/stats", get(stats))
+        .fallback(dispatch)
+        .with_state(sb)
+}
+
+async fn get_faults(State(sb): State<Sandbox>) -> Json<Faults> {
+    Json(sb.faults())
+}
+
+async fn put_faults(State(sb): State<Sandbox>, Json(faults): Json<Faults>) -> StatusCode {
+    sb.set_faults(faults);
+    StatusCode::NO_CONTENT
+}
+
+#[derive(serde::Deserialize)]
+struct StatsQuery {
+    #[serde(default)]
+    since_ms: u64,
+}
+
+async fn stats(
+    State(sb): State<Sandbox>,
+    axum::extract::Query(q): axum::extract::Query<StatsQuery>,
+) -> Json<serde_json::Value> {
+    Json(json!({ "calls": sb.calls_since(q.since_ms) }))
+}
+
+/// Region and service from `Authorization: AWS4-HMAC-SHA256 Credential=AKID/DATE/REGION/SERVICE/aws4_request`.
+fn credential_scope(headers: &HeaderMap) -> Option<(String, String)> {
+    let auth = headers.get("authorization")?.to_str().ok()?;
+    let cred = auth.split("Credential=").nth(1)?.split([',', ' ']).next()?;
+    let mut parts = cred.split('/');
+    let (_key, _date, region, service) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    Some((region.to_owned(), service.to_owned()))
+}
+
+pub(crate) fn form(body: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+async fn dispatch(State(sb): State<Sandbox>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let scope = credential_scope(&headers);
+    let region = scope
+        .as_ref()
+        .map_or_else(|| sb.inner.config.regions[0].clone(), |s| s.0.clone());
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let path = uri.path().to_owned();
+
+    let (service, op, params) = if let Some(op) = target.strip_prefix("AmazonSSM.") {
+        (Service::Ssm, op.to_owned(), Vec::new())
+    } else if let Some(op) = path.strip_prefix("/service/GraniteServiceVersion20100801/operation/") {
+        (Service::CloudWatch, op.to_owned(), Vec::new())
+    } else {
+        let params = form(&body);
+        let get = |k: &str| params.iter().find(|(pk, _)| pk == k).map(|(_, v)| v.clone());
+        let action = get("Action").unwrap_or_default();
+        let service = match (get("Version").as_deref(), scope.as_ref().map(|s| s.1.as_str())) {
+            (Some("2011-06-15"), _) | (_, Some("sts")) => Service::Sts,
+            (Some("2016-11-15"), _) | (_, Some("ec2")) => Service::Ec2,
+            _ => {
+                return (
+                    StatusCode::NOT_FOUND,
+                    "The sandbox does not know this request: send SSM, EC2, CloudWatch or STS calls.",
+                )
+                    .into_response()
+            }
+        };
+        (service, action, params)
+    };
+    let op_key = format!("{}:{op}", service.prefix());
+    let now = timefmt::now_ms();
+    lock(&sb.inner.calls).record(now, op_key.clone());
+
+    let faults = sb.faults();
+    let roll = sb.world().roll();
+    let (injected, latency_ms) = faults.decide(&op_key, roll);
+    if latency_ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(latency_ms)).await;
+    }
+    let result = match injected {
+        Injected::Throttle => Err(throttle_error(service)),
+        Injected::Error500 => Err(internal_error(service)),
+        Injected::Denied if service != Service::Sts => Err(denied_error(service, &op_key, &region)),
+        _ => match service {
+            Service::Ssm => crate::ssm::handle(&sb, &region, &op, &body),
+            Service::Ec2 => crate::ec2::handle(&sb, &region, &op, &params),
+            Service::Sts => crate::sts::handle(&op),
+            Service::CloudWatch => crate::cloudwatch::handle(&sb, &region, &op, &body),
+        },
+    };
+    match result {
+        Ok(resp) => resp,
+        Err(err) => {
+            tracing::debug!(op = %op_key, code = %err.code, "sandbox answered with an error");
+            render_error(service, &op, &err)
+        }
+    }
+}
+
+fn throttle_error(service: Service) -> AwsError {
+    match service {
+        Service::Ssm => AwsError::client("ThrottlingException", "Rate exceeded"),
+        Service::Ec2 => AwsError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "RequestLimitExceeded".into(),
+            message: "Request limit exceeded.".into(),
+        },
+        Service::CloudWatch | Service::Sts => AwsError::client("Throttling", "Rate exceeded"),
+    }
+}
+
+fn internal_error(service: Service) -> AwsError {
+    let code = match service {
+        Service::Ssm => "InternalServerError",
+        Service::Ec2 => "InternalError",
+        Service::CloudWatch => "InternalServiceError",
+        Service::Sts => "InternalFailure",
+    };
+    AwsError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        code: code.into(),
+        message: "An internal error has occurred.".into(),
+    }
+}
+
+fn denied_error(service: Service, action: &str, region: &str) -> AwsError {
+    let who = format!(
+        "arn:aws:sts::{}:assumed-role/ImdsConsoleSandbox/console",
+        crate::ACCOUNT_ID
+    );
+    let why = format!("because no identity-based policy allows the {action} action");
+    match service {
+        Service::Ec2 => AwsError::client(
+            "UnauthorizedOperation",
+            format!("You are not authorized to perform this operation. User: {who} is not authorized to perform: {action} {why}"),
+        ),
+        Service::CloudWatch => AwsError::client("AccessDenied", format!("User: {who} is not authorized to perform: {action} {why}")),
+        _ => AwsError::client(
+            "AccessDeniedException",
+            format!(
+                "User: {who} is not authorized to perform: {action} on resource: arn:aws:ssm:{region}:{}:* {why}",
+                crate::ACCOUNT_ID
+            ),
+        ),
+    }
+}
+
+fn request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn render_error(service: Service, op: &str, err: &AwsError) -> Response {
+    let rid = request_id();
+    match service {
+        Service::Ssm => {
+            let body = json!({ "__type": err.code, "message": err.message }).to_string();
+            json_response(err.status, body, &rid)
+        }
+        Service::Ec2 => {
+            let body = format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{}</Code><Message>{}</Message></Error></Errors><RequestID>{rid}</RequestID></Response>",
+                crate::ec2::esc(&err.code),
+                crate::ec2::esc(&err.message)
+            );
+            xml_response(err.status, body, &rid)
+        }
+        Service::Sts => {
+            let body = format!(
+                "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{rid}</RequestId></ErrorResponse>",
+                crate::ec2::esc(&err.code),
+                crate::ec2::esc(&err.message)
+            );
+            xml_response(err.status, body, &rid)
+        }
+        Service::CloudWatch => {
+            let value = ciborium::Value::Map(vec![
+                (
+                    ciborium::Value::Text("__type".into()),
+                    ciborium::Value::Text(err.code.clone()),
+                ),
+                (
+                    ciborium::Value::Text("message".into()),
+                    ciborium::Value::Text(err.message.clone()),
+                ),
+            ]);
+            let mut resp = cbor_response(err.status, &value, &rid);
+            let fault = if err.status.is_server_error() {
+                "Receiver"
+            } else {
+                "Sender"
+            };
+            if let Ok(v) = HeaderValue::from_str(&format!("{};{fault}", err.code)) {
+                resp.headers_mut().insert("x-amzn-query-error", v);
+            }
+            tracing::trace!(op, "cloudwatch error");
+            resp
+        }
+    }
+}
+
+pub(crate) fn json_response(status: StatusCode, body: String, rid: &str) -> Response {
+    let mut resp = (status, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        "content-type",
+        HeaderValue::from_static("application/x-amz-json-1.1"),
+    );
+    if let Ok(v) = HeaderValue::from_str(rid) {
+        h.insert("x-amzn-requestid", v);
+    }
+    resp
+}
+
+pub(crate) fn ok_json(value: &serde_json::Value) -> Result<Response, AwsError> {
+    Ok(json_response(StatusCode::OK, value.to_string(), &request_id()))
+}
+
+pub(crate) fn xml_response(status: StatusCode, body: String, rid: &str) -> Response {
+    let mut resp = (status, body).into_response();
+    let h = resp.headers_mut();
+    h.insert("content-type", HeaderValue::from_static("text/xml;charset=UTF-8"));
+    if let Ok(v) = HeaderValue::from_str(rid) {
+        h.insert("x-amzn-requestid", v);
+    }
+    resp
+}
+
+pub(crate) fn ok_xml(body: String) -> Result<Response, AwsError> {
+    Ok(xml_response(StatusCode::OK, body, &request_id()))
+}
+
+pub(crate) fn cbor_response(status: StatusCode, value: &ciborium::Value, rid: &str) -> Response {
+    let mut bytes = Vec::new();
+    if let Err(e) = ciborium::into_writer(value, &mut bytes) {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("CBOR encoding failed: {e}"),
+        )
+            .into_response();
+    }
+    let mut resp = (status, bytes).into_response();
+    let h = resp.headers_mut();
+    h.insert("content-type", HeaderValue::from_static("application/cbor"));
+    h.insert("smithy-protocol", HeaderValue::from_static("rpc-v2-cbor"));
+    if let Ok(v) = HeaderValue::from_str(rid) {
+        h.insert("x-amzn-requestid", v);
+    }
+    resp
+}
+
+pub(crate) fn ok_cbor(value: &ciborium::Value) -> Result<Response, AwsError> {
+    Ok(cbor_response(StatusCode::OK, value, &request_id()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn region_and_service_come_from_the_credential_scope() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "authorization",
+            HeaderValue::from_static(
+                "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261126/eu-west-1/ssm/aws4_request, SignedHeaders=host, Signature=abc",
+            ),
+        );
+        assert_eq!(credential_scope(&h), Some(("eu-west-1".into(), "ssm".into())));
+    }
+}

@@ -1,0 +1,230 @@
+//! Unit tests for parameter validation: the runbook's patterns, field by field.
+
+use super::*;
+use crate::api::{ParametersInput, RateControlInput, StartExecutionRequest, TargetsInput};
+use serde_json::json;
+
+fn simple(params: &serde_json::Value) -> StartExecutionRequest {
+    serde_json::from_value(json!({ "parameters": params })).expect("request shape")
+}
+
+#[test]
+fn instance_ids_follow_the_runbook_pattern() {
+    for ok in ["i-12345678", "i-0123456789abcdef0", "i-abcdefghijklmnopq"] {
+        assert!(InstanceId::parse(ok).is_ok(), "{ok}");
+    }
+    for bad in [
+        "",
+        "i-1234567",
+        "i-0123456789abcdef01",
+        "i-ABCDEF12",
+        "x-12345678",
+        "i_12345678",
+        " i-12345678",
+    ] {
+        assert!(InstanceId::parse(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn hop_limit_accepts_exactly_zero_to_sixty_four() {
+    for n in 0..=64u32 {
+        assert_eq!(HopLimit::parse(&n.to_string()).map(HopLimit::get), Ok(n as u8));
+    }
+    for bad in ["65", "99", "-1", "07", "00", "1.0", "", "x", "100"] {
+        assert!(HopLimit::parse(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn max_concurrency_and_errors_follow_ssm_syntax() {
+    for ok in ["1", "10", "250", "1%", "50%", "100%"] {
+        assert!(MaxConcurrency::parse(ok).is_ok(), "{ok}");
+    }
+    for bad in ["0", "0%", "101%", "05", "a", "", "-1", "10 %"] {
+        assert!(MaxConcurrency::parse(bad).is_err(), "{bad}");
+    }
+    for ok in ["0", "1", "25", "0%", "9%", "10%", "100%"] {
+        assert!(MaxErrors::parse(ok).is_ok(), "{ok}");
+    }
+    for bad in ["-1", "101%", "01", "x", ""] {
+        assert!(MaxErrors::parse(bad).is_err(), "{bad}");
+    }
+    assert_eq!(MaxConcurrency::parse("50%").unwrap().resolve(5), 2);
+    assert_eq!(MaxConcurrency::parse("1%").unwrap().resolve(5), 1);
+    assert_eq!(MaxErrors::parse("20%").unwrap().resolve(10), 2);
+}
+
+#[test]
+fn role_arns_must_name_an_iam_role() {
+    assert!(RoleArn::parse("arn:aws:iam::123456789012:role/ImdsAutomation").is_ok());
+    assert!(RoleArn::parse("arn:aws:iam::123456789012:role/path/to/Role_1").is_ok());
+    for bad in [
+        "role",
+        "arn:aws:iam::12345:role/x",
+        "arn:aws:iam::123456789012:user/x",
+        "arn:aws:s3:::bucket",
+    ] {
+        assert!(RoleArn::parse(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn a_good_simple_request_becomes_a_plan_with_every_parameter_sent() {
+    let plan = simple(&json!({"InstanceId": "i-0123456789abcdef0", "HttpPutResponseHopLimit": 2}))
+        .validate()
+        .expect("valid");
+    let ssm = plan.parameters.to_ssm();
+    assert_eq!(
+        ssm,
+        vec![
+            ("InstanceId".to_owned(), vec!["i-0123456789abcdef0".to_owned()]),
+            ("EnforceIMDSv2".to_owned(), vec!["required".to_owned()]),
+            ("MetadataAccess".to_owned(), vec!["enabled".to_owned()]),
+            ("HttpPutResponseHopLimit".to_owned(), vec!["2".to_owned()]),
+        ]
+    );
+}
+
+#[test]
+fn every_bad_field_is_reported_once_by_name() {
+    let errors = simple(&json!({
+        "InstanceId": "i-nope",
+        "EnforceIMDSv2": "always",
+        "MetadataAccess": "off",
+        "HttpPutResponseHopLimit": 65,
+        "AutomationAssumeRole": "admin"
+    }))
+    .validate()
+    .expect_err("invalid");
+    let fields: Vec<&str> = errors.0.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "parameters.InstanceId",
+            "parameters.EnforceIMDSv2",
+            "parameters.MetadataAccess",
+            "parameters.HttpPutResponseHopLimit",
+            "parameters.AutomationAssumeRole"
+        ]
+    );
+    assert!(errors
+        .for_field("parameters.HttpPutResponseHopLimit")
+        .unwrap()
+        .contains("0 to 64"));
+    assert!(errors
+        .for_field("parameters.EnforceIMDSv2")
+        .unwrap()
+        .contains("required or optional"));
+}
+
+#[test]
+fn hop_limit_of_the_wrong_json_type_is_a_field_error() {
+    let errors = simple(&json!({"InstanceId": "i-0123456789abcdef0", "HttpPutResponseHopLimit": true}))
+        .validate()
+        .expect_err("invalid");
+    assert_eq!(errors.0[0].field, "parameters.HttpPutResponseHopLimit");
+}
+
+#[test]
+fn rate_control_takes_instances_from_targets_and_checks_each() {
+    let req = StartExecutionRequest {
+        region: None,
+        parameters: ParametersInput::default(),
+        rate_control: Some(RateControlInput {
+            targets: TargetsInput::InstanceIds(vec![
+                "i-0123456789abcdef0".into(),
+                "bad".into(),
+                "i-0123456789abcdef0".into(),
+            ]),
+            max_concurrency: "0".into(),
+            max_errors: "1".into(),
+        }),
+    };
+    let errors = req.validate().expect_err("invalid");
+    let fields: Vec<&str> = errors.0.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "rate_control.targets.instance_ids[1]",
+            "rate_control.targets.instance_ids[2]",
+            "rate_control.max_concurrency"
+        ]
+    );
+}
+
+#[test]
+fn rate_control_by_tag_is_sent_as_a_tag_target() {
+    let req: StartExecutionRequest = serde_json::from_value(json!({
+        "parameters": {"EnforceIMDSv2": "required"},
+        "rate_control": {"targets": {"tag": {"key": "Team", "value": "web"}}, "max_concurrency": "50%", "max_errors": "1"}
+    }))
+    .unwrap();
+    let plan = req.validate().expect("valid");
+    let rc = plan.rate_control.expect("rate control");
+    assert_eq!(
+        rc.targets.to_ssm(),
+        ("tag:Team".to_owned(), vec!["web".to_owned()])
+    );
+    assert_eq!(plan.parameters.instance_id, None);
+}
+
+#[test]
+fn a_missing_instance_id_is_required_without_rate_control() {
+    let errors = simple(&json!({})).validate().expect_err("invalid");
+    assert_eq!(errors.0[0].field, "parameters.InstanceId");
+}
+
+fn opts(tokens: &str, endpoint: &str, hop: u8) -> MetadataOptions {
+    MetadataOptions {
+        http_tokens: tokens.into(),
+        http_endpoint: endpoint.into(),
+        http_put_response_hop_limit: hop,
+        state: "applied".into(),
+    }
+}
+
+#[test]
+fn applying_parameters_follows_the_runbook_branches() {
+    let base = simple(&json!({"InstanceId": "i-0123456789abcdef0"}))
+        .validate()
+        .unwrap()
+        .parameters;
+    // Hop limit 0 keeps the current limit; the endpoint is (re-)enabled.
+    assert_eq!(
+        base.apply_to(&opts("optional", "disabled", 3)),
+        MetadataOptions {
+            state: "pending".into(),
+            ..opts("required", "enabled", 3)
+        }
+    );
+    // Disabled ignores the other parameters.
+    let disable = RunbookParameters {
+        metadata_access: MetadataAccess::Disabled,
+        hop_limit: HopLimit::parse("1").unwrap(),
+        ..base.clone()
+    };
+    assert_eq!(
+        disable.apply_to(&opts("optional", "enabled", 2)),
+        MetadataOptions {
+            state: "pending".into(),
+            ..opts("optional", "disabled", 2)
+        }
+    );
+    // Nothing changes on an already compliant instance.
+    assert_eq!(
+        base.apply_to(&opts("required", "enabled", 2)),
+        opts("required", "enabled", 2)
+    );
+    assert!(opts("optional", "disabled", 1).is_compliant());
+    assert!(!opts("optional", "enabled", 1).is_compliant());
+}
+
+#[test]
+fn pasted_lists_split_on_any_separator() {
+    assert_eq!(
+        split_list("i-1, i-2\ni-3;i-4\r\n\ti-5  "),
+        ["i-1", "i-2", "i-3", "i-4", "i-5"]
+    );
+    assert!(split_list(" ,\n").is_empty());
+}

@@ -1,0 +1,280 @@
+//! The built page in headless Chromium (Debian's chromium + chromedriver, through fantoccini): the form
+//! renders from WASM under the CSP, a bad value shows its field error, a good submit shows the new run
+//! in the history and follows it live to Success; the detail page, a history deep link and the fleet.
+
+use e2e::{spawn_app_with, AppOptions};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Browser {
+    client: Client,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn browser() -> Browser {
+    let driver_bin = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        PathBuf::from(&driver_bin).exists() && PathBuf::from(&chromium).exists(),
+        "browser tests need Debian's chromium and chromium-driver; ./x.sh test installs them"
+    );
+    let port = free_port();
+    let driver = Command::new(&driver_bin)
+        .arg(format!("--port={port}"))
+        .arg("--allowed-ips=127.0.0.1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
+    let profile = tempfile::tempdir().unwrap();
+    let caps = json!({
+        "goog:chromeOptions": {
+            "binary": chromium,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     "--no-first-run", "--disable-quic", "--window-size=1400,1000",
+                     format!("--user-data-dir={}", profile.path().display())]
+        }
+    });
+    let caps: serde_json::Map<String, serde_json::Value> = caps.as_object().unwrap().clone();
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let client = loop {
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        match ClientBuilder::new(connector)
+            .capabilities(caps.clone())
+            .connect(&url)
+            .await
+        {
+            Ok(c) => break c,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("cannot start a browser session: {e}"),
+        }
+    };
+    Browser {
+        client,
+        driver,
+        _profile: profile,
+    }
+}
+
+async fn text_of(c: &Client, css: &str) -> String {
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Waits until the element's text satisfies `ok`.
+async fn wait_text(c: &Client, css: &str, ok: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(el) = c.find(Locator::Css(css)).await {
+            if let Ok(t) = el.text().await {
+                if ok(&t) {
+                    return t;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "{css} never showed the expected text");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn dist_dir() -> String {
+    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../frontend/dist"));
+    assert!(
+        dir.join("frontend_bg.wasm").exists(),
+        "build the frontend first: ./x.sh test does ({})",
+        dir.display()
+    );
+    dir.display().to_string()
+}
+
+#[tokio::test]
+async fn a_person_enforces_imdsv2_in_the_browser_and_follows_it_live() {
+    let app = spawn_app_with(AppOptions {
+        speed: 60.0,
+        static_dir: Some(dist_dir()),
+        ..AppOptions::default()
+    })
+    .await;
+    let id = app
+        .pick("us-east-1", |i| {
+            i["metadata"]["http_tokens"] == "optional" && i["metadata"]["http_endpoint"] == "enabled"
+        })
+        .await
+        .remove(0);
+    let b = browser().await;
+    let c = &b.client;
+
+    c.goto(&format!("{}/execute", app.base)).await.unwrap();
+    // Rendered by the WASM app, under the Content-Security-Policy.
+    assert_eq!(text_of(c, ".banner-sandbox").await, "SANDBOX");
+    let input = c
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("#instance-id"))
+        .await
+        .unwrap();
+
+    // A bad value shows its field error before anything is sent.
+    input.send_keys("i-bad").await.unwrap();
+    let err = text_of(c, "#err-instance").await;
+    assert!(err.contains("not an instance ID"), "{err}");
+    let hop = c.find(Locator::Css("#hop")).await.unwrap();
+    hop.clear().await.unwrap();
+    hop.send_keys("99").await.unwrap();
+    assert!(text_of(c, "#err-hop").await.contains("0 to 64"));
+    hop.clear().await.unwrap();
+    hop.send_keys("0").await.unwrap();
+
+    // A good value: review, confirm, start.
+    input.clear().await.unwrap();
+    input.send_keys(&id).await.unwrap();
+    assert!(
+        c.find(Locator::Css("#err-instance")).await.is_err(),
+        "the error goes away"
+    );
+    c.find(Locator::Css("#review"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let confirm = text_of(c, "[data-testid=confirm]").await;
+    assert!(
+        confirm.contains(&id) && confirm.contains("tokens optional") && confirm.contains("tokens required"),
+        "{confirm}"
+    );
+    c.find(Locator::Css("#start"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let started = text_of(c, "[data-testid=started] a").await;
+    assert_eq!(started.len(), 36, "an execution ID: {started}");
+
+    // The history shows it, and it reaches Success live, without a reload.
+    let row = format!("tr[data-execution-id='{started}'] .status");
+    wait_text(c, &row, |t| t == "Success").await;
+
+    // Its detail page shows the step timeline.
+    c.goto(&format!("{}/executions/{started}", app.base))
+        .await
+        .unwrap();
+    wait_text(c, "[data-testid=exec-status]", |t| t == "Success").await;
+    let steps = text_of(c, "[data-testid=steps]").await;
+    assert!(
+        steps.contains("assertIMDSv2IsEnforced") && steps.contains("describeMetadataOptions"),
+        "{steps}"
+    );
+
+    // A filtered history deep link survives a fresh load.
+    c.goto(&format!("{}/history?status=Success&instance_id={id}", app.base))
+        .await
+        .unwrap();
+    wait_text(c, &format!("tr[data-execution-id='{started}'] .status"), |t| {
+        t == "Success"
+    })
+    .await;
+    assert_eq!(
+        c.find(Locator::Css("#f-instance"))
+            .await
+            .unwrap()
+            .prop("value")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(id.as_str())
+    );
+
+    // The fleet now shows the instance as compliant.
+    app.refresh_fleet().await;
+    c.goto(&format!("{}/fleet", app.base)).await.unwrap();
+    let filter = c
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("#fleet-filter"))
+        .await
+        .unwrap();
+    filter.send_keys(&id).await.unwrap();
+    let row = wait_text(c, &format!("tr[data-instance-id='{id}']"), |t| {
+        t.contains("required")
+    })
+    .await;
+    assert!(row.contains("compliant"), "{row}");
+
+    // An unknown address shows the not-found page, not a blank one.
+    c.goto(&format!("{}/no/such/page", app.base)).await.unwrap();
+    assert!(text_of(c, "h1").await.contains("Page not found"));
+    b.client.clone().close().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_aws_side_refusal_is_shown_in_the_browser() {
+    let app = spawn_app_with(AppOptions {
+        static_dir: Some(dist_dir()),
+        ..AppOptions::default()
+    })
+    .await;
+    let id = app.pick("us-east-1", |_| true).await.remove(0);
+    app.sandbox.set_faults(sandbox::Faults {
+        deny: ["ssm:StartAutomationExecution".to_owned()].into(),
+        ..Default::default()
+    });
+    let b = browser().await;
+    let c = &b.client;
+    c.goto(&format!("{}/execute?instance={id}", app.base))
+        .await
+        .unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("#review"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("#start"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let err = text_of(c, "[data-testid=start-error]").await;
+    assert!(
+        err.contains("AccessDeniedException") && err.contains("ssm:StartAutomationExecution"),
+        "{err}"
+    );
+    b.client.clone().close().await.unwrap();
+}

@@ -1,0 +1,6 @@
+//! The end-to-end suites, one binary: the sandbox through the real AWS SDK clients, the console's HTTP
+//! API against its embedded sandbox, and the built page in headless Chromium.
+
+mod api;
+mod browser;
+mod sandbox_sdk;

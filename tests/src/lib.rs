@@ -1,0 +1,187 @@
+//! Helpers for the end-to-end suites: start the real server (with its embedded sandbox) on a random
+//! port, talk to it over HTTP, and build real AWS SDK clients pointed at a sandbox.
+
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+pub use backend::AppState;
+
+/// A running console with its sandbox, in a throwaway data directory.
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub state: AppState,
+    pub sandbox: sandbox::Sandbox,
+    pub data_dir: tempfile::TempDir,
+}
+
+/// How to start a test console.
+#[derive(Clone, Debug)]
+pub struct AppOptions {
+    pub fleet: usize,
+    pub speed: f64,
+    pub poll_ms: u64,
+    pub read_rate: f64,
+    pub start_rate: f64,
+    pub static_dir: Option<String>,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        // Fast enough that a run takes well under a second, slow enough to watch it move.
+        AppOptions {
+            fleet: 40,
+            speed: 300.0,
+            poll_ms: 100,
+            read_rate: 100.0,
+            start_rate: 50.0,
+            static_dir: None,
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(AppOptions::default()).await
+}
+
+pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    spawn_app_in(opts, data_dir).await
+}
+
+/// Starts a console on an existing data directory (to test restarts).
+pub async fn spawn_app_in(opts: AppOptions, data_dir: tempfile::TempDir) -> TestApp {
+    let mut argv: Vec<String> = vec![
+        "imds-console".into(),
+        "serve".into(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--data-dir".into(),
+        data_dir.path().display().to_string(),
+        "--sandbox-fleet".into(),
+        opts.fleet.to_string(),
+        "--sandbox-speed".into(),
+        opts.speed.to_string(),
+        "--poll-ms".into(),
+        opts.poll_ms.to_string(),
+        "--ssm-read-rate".into(),
+        opts.read_rate.to_string(),
+        "--ssm-start-rate".into(),
+        opts.start_rate.to_string(),
+    ];
+    if let Some(dir) = &opts.static_dir {
+        argv.push("--static-dir".into());
+        argv.push(dir.clone());
+    }
+    let cli = <backend::config::Cli as clap::Parser>::parse_from(argv);
+    let backend::config::Command::Serve(args) = cli.command else {
+        unreachable!("serve")
+    };
+    let state = backend::startup::build_state(&args).await.expect("state");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let sandbox = state.sandbox.clone().expect("embedded sandbox");
+    tokio::spawn(backend::run(listener, state.clone()));
+    TestApp {
+        base,
+        http: reqwest::Client::new(),
+        state,
+        sandbox,
+        data_dir,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/api/v1{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let resp = self.http.get(self.url(path)).send().await.expect("GET");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("POST");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The fleet as the API shows it.
+    pub async fn instances(&self) -> Vec<Value> {
+        let (status, body) = self.get("/instances").await;
+        assert_eq!(status, 200, "{body}");
+        body["instances"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Running instances in `region` whose options satisfy `pred`.
+    pub async fn pick(&self, region: &str, pred: impl Fn(&Value) -> bool) -> Vec<String> {
+        self.instances()
+            .await
+            .into_iter()
+            .filter(|i| i["region"] == region && i["state"] == "running" && pred(i))
+            .map(|i| i["instance_id"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    /// Polls an execution until its status is terminal (or the deadline passes) and returns its detail.
+    pub async fn wait_done(&self, id: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let (status, body) = self.get(&format!("/executions/{id}")).await;
+            assert_eq!(status, 200, "{body}");
+            let s = body["summary"]["status"].as_str().unwrap_or_default().to_owned();
+            if shared::is_terminal_status(&s) {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "execution {id} still {s} after {within:?}: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Forgets the fleet cache so the next read asks EC2 again.
+    pub async fn refresh_fleet(&self) {
+        self.state.invalidate_fleet().await;
+    }
+}
+
+/// Real SDK clients pointed at a sandbox URL, with static credentials. `attempts` 1 turns retries off.
+pub async fn sdk_config(url: &str, region: &str, attempts: u32) -> aws_config::SdkConfig {
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http)
+        .region(aws_config::Region::new(region.to_owned()))
+        .endpoint_url(url)
+        .credentials_provider(aws_credential_types::Credentials::from_keys(
+            "AKIDTEST",
+            "test-secret",
+            None,
+        ))
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(attempts))
+        .load()
+        .await
+}
+
+/// A standalone sandbox on a random loopback port.
+pub async fn standalone_sandbox(config: sandbox::SandboxConfig) -> (sandbox::Sandbox, String) {
+    let sb = sandbox::Sandbox::start(config).expect("sandbox");
+    let addr = sb
+        .serve("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("serve");
+    (sb, format!("http://{addr}"))
+}

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# x.sh: the project's commands.
+#   ./x.sh run   builds everything (frontend included) and serves the console in sandbox mode
+#                at http://127.0.0.1:8080 (extra arguments go to `imds-console serve`).
+#   ./x.sh test  runs every test: unit, sandbox-through-SDK, HTTP API and headless-browser suites.
+# Each installs what it needs on a fresh machine (wasm32 target, the pinned wasm-bindgen CLI,
+# Debian's chromium for the browser tests) and skips what is already there.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# Must equal the wasm-bindgen crate version pinned in frontend/Cargo.toml.
+WASM_BINDGEN_VERSION=0.2.130
+
+log() { printf '\n== %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+ensure_wasm_tools() {
+  if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+    log "installing the wasm32 target"
+    rustup target add wasm32-unknown-unknown
+  fi
+  if ! wasm-bindgen --version 2>/dev/null | grep -q " ${WASM_BINDGEN_VERSION}\$"; then
+    log "installing wasm-bindgen-cli ${WASM_BINDGEN_VERSION} (a few minutes, once)"
+    # --locked can fail when the registry mirror holds back a very new transitive version.
+    cargo install wasm-bindgen-cli --version "${WASM_BINDGEN_VERSION}" --locked \
+      || cargo install wasm-bindgen-cli --version "${WASM_BINDGEN_VERSION}"
+  fi
+}
+
+ensure_browser() {
+  if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+    log "installing Debian's chromium and chromium-driver for the browser tests"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  fi
+}
+
+build_frontend() {
+  ensure_wasm_tools
+  log "building the frontend (wasm32, size-optimised)"
+  cargo build -p frontend --target wasm32-unknown-unknown --profile wasm-release
+  rm -rf frontend/dist && mkdir -p frontend/dist
+  wasm-bindgen --target web --no-typescript --remove-name-section --remove-producers-section \
+    --out-dir frontend/dist --out-name frontend target/wasm32-unknown-unknown/wasm-release/frontend.wasm
+  cp frontend/index.html frontend/main.js frontend/style.css frontend/dist/
+}
+
+case "${1:-}" in
+  run)
+    shift
+    build_frontend
+    log "building and starting the console (sandbox mode unless you pass --aws)"
+    exec cargo run --release -p backend --bin imds-console -- serve --static-dir frontend/dist "$@"
+    ;;
+  test)
+    shift
+    ensure_browser
+    build_frontend
+    log "running every test"
+    # The default members are every crate but the frontend, whose logic is tested in `shared` and in
+    # the browser suite (building Leptos natively would only cost minutes).
+    out=$(mktemp)
+    set +e
+    cargo test --no-fail-fast "$@" 2>&1 | tee "$out"
+    status=${PIPESTATUS[0]}
+    set -e
+    passed=$(grep -Eo '[0-9]+ passed' "$out" | awk '{s+=$1} END {print s+0}')
+    failed=$(grep -Eo '[0-9]+ failed' "$out" | awk '{s+=$1} END {print s+0}')
+    rm -f "$out"
+    echo
+    echo "tests: ${passed} passed, ${failed} failed"
+    exit "$status"
+    ;;
+  *)
+    echo "usage: ./x.sh run [serve flags...] | ./x.sh test [cargo test flags...]" >&2
+    exit 2
+    ;;
+esac
