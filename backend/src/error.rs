@@ -20,6 +20,9 @@ pub enum AppError {
     /// 404: no such execution or resource.
     #[error("not found: {0}")]
     NotFound(String),
+    /// 409: the run would turn IMDSv1 off where it is still used; names the instances and their calls.
+    #[error("IMDSv1 still in use on {} instance(s)", .0.len())]
+    Imdsv1InUse(Vec<shared::api::InstanceUsage>),
     /// 409: the request conflicts with the state (e.g. stopping a finished run).
     #[error("conflict: {code}: {message}")]
     Conflict { code: String, message: String },
@@ -51,6 +54,7 @@ impl AppError {
             message,
             field: None,
             fields: vec![],
+            instances: vec![],
         };
         match self {
             AppError::Validation(errors) => (
@@ -60,6 +64,22 @@ impl AppError {
                     message: errors.to_string(),
                     field: errors.0.first().map(|e| e.field.clone()),
                     fields: errors.0.clone(),
+                    instances: vec![],
+                },
+            ),
+            AppError::Imdsv1InUse(instances) => (
+                StatusCode::CONFLICT,
+                ApiError {
+                    code: "Imdsv1InUse".into(),
+                    message: format!(
+                        "{} target instance(s) made IMDSv1 calls in the look-back window and would break: {}. \
+                         Update that software first, or start with \"override\": {{\"reason\": \"...\"}}.",
+                        instances.len(),
+                        instances.iter().map(|i| format!("{} ({} calls)", i.instance_id, i.imdsv1_calls)).collect::<Vec<_>>().join(", ")
+                    ),
+                    field: None,
+                    fields: vec![],
+                    instances: instances.clone(),
                 },
             ),
             AppError::BadJson(m) => (StatusCode::BAD_REQUEST, plain("BadJson", m.clone())),

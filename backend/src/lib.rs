@@ -12,6 +12,7 @@ pub mod startup;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod usage;
 pub mod watcher;
 
 use axum::http::{header, HeaderValue};

@@ -36,6 +36,9 @@ pub struct StateInner {
     /// Serialises on-demand detail fetches so concurrent viewers share one SSM call.
     pub detail_fetch: tokio::sync::Mutex<()>,
     pub poll: Duration,
+    /// IMDSv1 usage per instance, and the look-back window it covers.
+    pub usage: crate::usage::UsageCache,
+    pub usage_window: Duration,
     pub static_dir: Option<std::path::PathBuf>,
     /// The embedded sandbox, when there is one (tests use it to inject faults and count calls).
     pub sandbox: Option<sandbox::Sandbox>,

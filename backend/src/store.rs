@@ -92,6 +92,12 @@ pub struct RunRow {
     pub detail_at_ms: Option<i64>,
     pub started_here: bool,
     pub created_at: String,
+    pub override_reason: Option<String>,
+    /// JSON: instance ID -> MetadataOptions before the run.
+    pub prior_options: Option<String>,
+    pub rollback_of: Option<String>,
+    /// Comma-separated execution IDs.
+    pub rolled_back_by: Option<String>,
 }
 
 impl RunRow {
@@ -114,7 +120,8 @@ impl RunRow {
 
 const ROW_COLUMNS: &str =
     "id, client_token, execution_id, region, document_name, requester, status, instance_id, targets, \
-     parent_execution_id, start_time, end_time, detail, detail_at_ms, started_here, created_at";
+     parent_execution_id, start_time, end_time, detail, detail_at_ms, started_here, created_at, override_reason, \
+     prior_options, rollback_of, rolled_back_by";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
     Ok(RunRow {
@@ -134,6 +141,10 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         detail_at_ms: r.get(13)?,
         started_here: r.get::<_, i64>(14)? != 0,
         created_at: r.get(15)?,
+        override_reason: r.get(16)?,
+        prior_options: r.get(17)?,
+        rollback_of: r.get(18)?,
+        rolled_back_by: r.get(19)?,
     })
 }
 
@@ -448,6 +459,16 @@ impl Store {
 }
 
 impl Store {
+    /// Links a run to a run that rolls it back.
+    pub fn add_rolled_back_by(&self, execution_id: &str, rollback_id: &str) -> Result<(), AppError> {
+        self.conn().execute(
+            "UPDATE runs SET rolled_back_by = CASE WHEN rolled_back_by IS NULL THEN ?2 ELSE rolled_back_by || ',' || ?2 END
+             WHERE execution_id = ?1",
+            params![execution_id, rollback_id],
+        )?;
+        Ok(())
+    }
+
     /// The validated plan a run was recorded with (JSON), for re-sending it.
     pub fn plan_of(&self, id: i64) -> Result<Option<String>, AppError> {
         Ok(self

@@ -98,7 +98,7 @@ pub async fn refresh(state: &AppState, run: &RunRow) -> Result<ExecutionDetail, 
     if status_changed && shared::is_terminal_status(&ex.status) {
         state.invalidate_fleet().await;
     }
-    add_children(state, &mut detail)?;
+    complete(state, &mut detail, run)?;
     Ok(detail)
 }
 
@@ -129,11 +129,28 @@ pub fn detail_of(run: &RunRow, ex: &SsmExecution) -> ExecutionDetail {
             },
         }),
         children: Vec::new(),
+        override_reason: None,
+        rollback_of: None,
+        rolled_back_by: Vec::new(),
+        prior_options: Default::default(),
     }
 }
 
-/// Fills a parent's children and progress from the store (which the watcher keeps current).
-pub fn add_children(state: &AppState, detail: &mut ExecutionDetail) -> Result<(), AppError> {
+/// Adds what our record knows (override, rollback links, prior options) and, for a rate-control parent,
+/// its children and progress from the store (which the watcher keeps current).
+pub fn complete(state: &AppState, detail: &mut ExecutionDetail, row: &RunRow) -> Result<(), AppError> {
+    detail.override_reason = row.override_reason.clone();
+    detail.rollback_of = row.rollback_of.clone();
+    detail.rolled_back_by = row
+        .rolled_back_by
+        .as_deref()
+        .map(|s| s.split(',').map(str::to_owned).collect())
+        .unwrap_or_default();
+    detail.prior_options = row
+        .prior_options
+        .as_deref()
+        .and_then(|p| serde_json::from_str(p).ok())
+        .unwrap_or_default();
     let Some(rc) = detail.rate_control.as_mut() else {
         return Ok(());
     };

@@ -5,8 +5,8 @@ use gloo_net::http::{Request, Response};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use shared::api::{
-    ApiError, ErrorBody, ExecutionDetail, ExecutionPage, Identity, InstanceList, StartExecutionRequest,
-    StartExecutionResponse,
+    ApiError, ErrorBody, ExecutionDetail, ExecutionPage, Identity, InstanceList, PreviewResponse,
+    RollbackResponse, StartExecutionRequest, StartExecutionResponse,
 };
 
 #[derive(Debug, Clone, PartialEq)]
@@ -64,6 +64,7 @@ async fn decode<T: DeserializeOwned>(resp: Response) -> Result<T, ClientError> {
                 message: resp.status_text(),
                 field: None,
                 fields: vec![],
+                instances: vec![],
             },
         }),
     }
@@ -98,6 +99,14 @@ pub async fn instances() -> Result<InstanceList, ClientError> {
 
 pub async fn start(req: &StartExecutionRequest) -> Result<StartExecutionResponse, ClientError> {
     post("/executions", req).await
+}
+
+pub async fn preview(req: &StartExecutionRequest) -> Result<PreviewResponse, ClientError> {
+    post("/executions/preview", req).await
+}
+
+pub async fn rollback(id: &str) -> Result<RollbackResponse, ClientError> {
+    post(&format!("/executions/{id}/rollback"), &serde_json::json!({})).await
 }
 
 pub async fn stop(id: &str) -> Result<serde_json::Value, ClientError> {

@@ -17,6 +17,15 @@ pub struct StartExecutionRequest {
     pub parameters: ParametersInput,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_control: Option<RateControlInput>,
+    /// Start even though targets still use IMDSv1; the reason is recorded with the run.
+    #[serde(rename = "override", default, skip_serializing_if = "Option::is_none")]
+    pub override_gate: Option<OverrideInput>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OverrideInput {
+    #[serde(default)]
+    pub reason: String,
 }
 
 /// The runbook parameters under their document names.
@@ -127,6 +136,18 @@ pub struct ExecutionDetail {
     pub steps: Vec<StepView>,
     pub rate_control: Option<RateControlView>,
     pub children: Vec<ExecutionSummary>,
+    /// Why the IMDSv1 readiness check was overridden, when it was.
+    #[serde(default)]
+    pub override_reason: Option<String>,
+    /// The run this one rolls back.
+    #[serde(default)]
+    pub rollback_of: Option<String>,
+    /// The runs that rolled this one back.
+    #[serde(default)]
+    pub rolled_back_by: Vec<String>,
+    /// Each target's options before the run, as recorded when it started.
+    #[serde(default)]
+    pub prior_options: BTreeMap<String, MetadataOptions>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -179,6 +200,55 @@ pub struct InstanceView {
     pub tags: BTreeMap<String, String>,
     pub metadata: MetadataOptions,
     pub compliant: bool,
+    /// IMDSv1 calls that succeeded in the look-back window (CloudWatch MetadataNoToken), for instances
+    /// that still allow IMDSv1; None when unknown.
+    #[serde(default)]
+    pub imdsv1_calls: Option<u64>,
+    /// IMDSv1 calls refused because IMDSv1 is off (MetadataNoTokenRejected), for compliant instances.
+    #[serde(default)]
+    pub imdsv1_rejected: Option<u64>,
+}
+
+/// An instance and its IMDSv1 calls, in a readiness refusal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceUsage {
+    pub instance_id: String,
+    pub imdsv1_calls: u64,
+}
+
+/// `POST /api/v1/executions/preview`: what a start would do to each target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreviewResponse {
+    pub region: String,
+    /// The IMDSv1 look-back window, in days.
+    pub window_days: u32,
+    /// The start would be refused (IMDSv1 in use) unless it carries an override.
+    pub blocked: bool,
+    pub targets: Vec<PreviewTarget>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreviewTarget {
+    pub instance_id: String,
+    pub name: Option<String>,
+    pub state: String,
+    pub current: MetadataOptions,
+    pub after: MetadataOptions,
+    /// Human-readable changes, such as `http_tokens: optional -> required`; empty when nothing changes.
+    pub changes: Vec<String>,
+    pub imdsv1_calls: Option<u64>,
+    pub warnings: Vec<String>,
+}
+
+/// `POST /api/v1/executions/{id}/rollback`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RollbackResponse {
+    /// The runs started to restore the prior options (one per distinct set of prior options).
+    pub execution_ids: Vec<String>,
+    /// The instances being restored.
+    pub instances: Vec<String>,
+    /// Anything that cannot be restored exactly.
+    pub notes: Vec<String>,
 }
 
 /// Every error reply: `{"error": {...}}`.
@@ -198,6 +268,9 @@ pub struct ApiError {
     /// Every bad field, for a validation error.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<crate::FieldError>,
+    /// For a readiness refusal (409 Imdsv1InUse): the instances that still use IMDSv1.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instances: Vec<InstanceUsage>,
 }
 
 /// A change pushed over `GET /api/v1/events` (Server-Sent Events, event name `execution`).

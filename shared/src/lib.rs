@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod params;
+pub mod preview;
 
 pub use params::{
     split_list, EnforceImdsV2, FieldError, HopLimit, InstanceId, MaxConcurrency, MaxErrors, MetadataAccess,

@@ -433,7 +433,21 @@ pub struct StartPlan {
     pub region: Option<Region>,
     pub parameters: RunbookParameters,
     pub rate_control: Option<RateControl>,
+    /// The written reason to start despite IMDSv1 use, when the request overrides the check.
+    #[serde(default)]
+    pub override_reason: Option<String>,
 }
+
+impl StartPlan {
+    /// Whether this run turns IMDSv1 off (tokens required, or the endpoint off), so the readiness check applies.
+    pub fn blocks_imdsv1(&self) -> bool {
+        self.parameters.metadata_access == MetadataAccess::Disabled
+            || self.parameters.enforce_imdsv2 == EnforceImdsV2::Required
+    }
+}
+
+/// The shortest override reason accepted: a reason, not a click-through.
+pub const MIN_OVERRIDE_REASON: usize = 10;
 
 fn json_to_text(v: &serde_json::Value) -> Option<String> {
     match v {
@@ -512,6 +526,19 @@ impl StartExecutionRequest {
                 .ok(),
         };
 
+        let override_reason = match &self.override_gate {
+            Some(o) if o.reason.trim().chars().count() >= MIN_OVERRIDE_REASON => {
+                Some(o.reason.trim().to_owned())
+            }
+            Some(_) => {
+                errors.push(
+                    "override.reason",
+                    format!("write why it is safe to proceed (at least {MIN_OVERRIDE_REASON} characters); it is recorded with the run"),
+                );
+                None
+            }
+            None => None,
+        };
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -527,6 +554,7 @@ impl StartExecutionRequest {
                         assume_role,
                     },
                     rate_control,
+                    override_reason,
                 })
             }
             _ => Err(errors),

@@ -41,7 +41,7 @@ async fn enforcing_an_instance_runs_to_success_and_the_fleet_shows_required() {
     let app = spawn_app().await;
     let id = app
         .pick("us-east-1", |i| {
-            i["metadata"]["http_tokens"] == "optional" && i["metadata"]["http_endpoint"] == "enabled"
+            i["metadata"]["http_tokens"] == "optional" && i["imdsv1_calls"] == 0
         })
         .await
         .remove(0);
@@ -80,10 +80,7 @@ async fn enforcing_an_instance_runs_to_success_and_the_fleet_shows_required() {
 #[tokio::test]
 async fn a_hop_limit_change_sets_the_limit() {
     let app = spawn_app().await;
-    let id = app
-        .pick("eu-west-1", |i| i["metadata"]["http_endpoint"] == "enabled")
-        .await
-        .remove(0);
+    let id = app.quiet("eu-west-1").await.remove(0);
     let (status, body) = app
         .post(
             "/executions",
@@ -103,10 +100,7 @@ async fn a_hop_limit_change_sets_the_limit() {
 #[tokio::test]
 async fn disabling_the_endpoint_turns_metadata_off() {
     let app = spawn_app().await;
-    let id = app
-        .pick("us-east-1", |i| i["metadata"]["http_endpoint"] == "enabled")
-        .await
-        .remove(0);
+    let id = app.quiet("us-east-1").await.remove(0);
     let (status, body) = app
         .post(
             "/executions",
@@ -126,7 +120,9 @@ async fn disabling_the_endpoint_turns_metadata_off() {
 async fn a_rate_controlled_run_covers_every_target_with_children_and_progress() {
     let app = spawn_app().await;
     let ids: Vec<String> = app
-        .pick("us-east-1", |i| i["metadata"]["http_tokens"] == "optional")
+        .pick("us-east-1", |i| {
+            i["metadata"]["http_tokens"] == "optional" && i["imdsv1_calls"] == 0
+        })
         .await
         .into_iter()
         .take(4)
@@ -181,7 +177,7 @@ async fn stopping_a_run_cancels_it() {
         ..AppOptions::default()
     })
     .await;
-    let id = app.pick("us-east-1", |_| true).await.remove(0);
+    let id = app.quiet("us-east-1").await.remove(0);
     let (_, body) = app
         .post("/executions", &json!({"parameters": {"InstanceId": id}}))
         .await;
@@ -204,7 +200,7 @@ async fn stopping_a_run_cancels_it() {
 #[tokio::test]
 async fn each_bad_field_is_named_and_starts_nothing() {
     let app = spawn_app().await;
-    let good = app.pick("us-east-1", |_| true).await.remove(0);
+    let good = app.quiet("us-east-1").await.remove(0);
     let since = now_ms();
     let cases = [
         (
@@ -338,7 +334,7 @@ async fn malformed_json_and_unknown_ids_are_client_errors() {
 #[tokio::test]
 async fn an_aws_refusal_is_carried_through_with_the_missing_permission() {
     let app = spawn_app().await;
-    let id = app.pick("us-east-1", |_| true).await.remove(0);
+    let id = app.quiet("us-east-1").await.remove(0);
     app.sandbox.set_faults(sandbox::Faults {
         deny: ["ssm:StartAutomationExecution".to_owned()].into(),
         ..Default::default()
@@ -369,7 +365,7 @@ async fn an_aws_refusal_is_carried_through_with_the_missing_permission() {
 #[tokio::test]
 async fn history_pages_newest_first_and_filters_by_status() {
     let app = spawn_app().await;
-    let ids = app.pick("us-east-1", |_| true).await;
+    let ids = app.quiet("us-east-1").await;
     let mut started = Vec::new();
     for id in ids.iter().take(5) {
         let (status, body) = app
@@ -417,7 +413,7 @@ async fn history_pages_newest_first_and_filters_by_status() {
 #[tokio::test]
 async fn live_events_arrive_over_server_sent_events() {
     let app = spawn_app().await;
-    let id = app.pick("us-east-1", |_| true).await.remove(0);
+    let id = app.quiet("us-east-1").await.remove(0);
     let mut resp = app.http.get(app.url("/events")).send().await.unwrap();
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
     let (_, body) = app

@@ -127,7 +127,7 @@ async fn a_person_enforces_imdsv2_in_the_browser_and_follows_it_live() {
     .await;
     let id = app
         .pick("us-east-1", |i| {
-            i["metadata"]["http_tokens"] == "optional" && i["metadata"]["http_endpoint"] == "enabled"
+            i["metadata"]["http_tokens"] == "optional" && i["imdsv1_calls"] == 0
         })
         .await
         .remove(0);
@@ -245,7 +245,7 @@ async fn an_aws_side_refusal_is_shown_in_the_browser() {
         ..AppOptions::default()
     })
     .await;
-    let id = app.pick("us-east-1", |_| true).await.remove(0);
+    let id = app.quiet("us-east-1").await.remove(0);
     app.sandbox.set_faults(sandbox::Faults {
         deny: ["ssm:StartAutomationExecution".to_owned()].into(),
         ..Default::default()
@@ -275,6 +275,82 @@ async fn an_aws_side_refusal_is_shown_in_the_browser() {
     assert!(
         err.contains("AccessDeniedException") && err.contains("ssm:StartAutomationExecution"),
         "{err}"
+    );
+    b.client.clone().close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_blocked_enforce_needs_a_written_reason_and_the_run_can_be_reverted() {
+    let app = spawn_app_with(AppOptions {
+        static_dir: Some(dist_dir()),
+        ..AppOptions::default()
+    })
+    .await;
+    let id = app
+        .pick("us-east-1", |i| {
+            i["metadata"]["http_tokens"] == "optional" && i["imdsv1_calls"].as_u64().unwrap_or(0) > 0
+        })
+        .await
+        .remove(0);
+    let b = browser().await;
+    let c = &b.client;
+    c.goto(&format!("{}/execute?instance={id}", app.base))
+        .await
+        .unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("#review"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let gate = text_of(c, "[data-testid=gate]").await;
+    assert!(gate.contains(&id) && gate.contains("calls"), "{gate}");
+    let start = c.find(Locator::Css("#start")).await.unwrap();
+    assert_eq!(
+        start.attr("disabled").await.unwrap().as_deref(),
+        Some("true"),
+        "no start without a reason"
+    );
+    c.find(Locator::Css("#override-reason"))
+        .await
+        .unwrap()
+        .send_keys("Agent upgraded; calls are from a test cron")
+        .await
+        .unwrap();
+    start.click().await.unwrap();
+    let started = text_of(c, "[data-testid=started] a").await;
+
+    c.goto(&format!("{}/executions/{started}", app.base))
+        .await
+        .unwrap();
+    wait_text(c, "[data-testid=exec-status]", |t| t == "Success").await;
+    assert_eq!(
+        text_of(c, "[data-testid=override]").await,
+        "Agent upgraded; calls are from a test cron"
+    );
+    c.find(Locator::Css("#revert"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.accept_alert().await.unwrap();
+    let reverted = text_of(c, "[data-testid=reverted] a").await;
+    assert_eq!(reverted.len(), 36, "{reverted}");
+    let d = app.wait_done(&reverted, Duration::from_secs(30)).await;
+    assert_eq!(d["rollback_of"], serde_json::json!(started));
+    app.refresh_fleet().await;
+    let inst = app
+        .instances()
+        .await
+        .into_iter()
+        .find(|i| i["instance_id"] == id.as_str())
+        .unwrap();
+    assert_eq!(
+        inst["metadata"]["http_tokens"], "optional",
+        "reverted to its prior options"
     );
     b.client.clone().close().await.unwrap();
 }

@@ -131,6 +131,15 @@ impl TestApp {
             .collect()
     }
 
+    /// Running instances of `region` where enforcing breaks nobody (no IMDSv1 calls in the window) and
+    /// whose endpoint is on, so the readiness check lets a run through.
+    pub async fn quiet(&self, region: &str) -> Vec<String> {
+        self.pick(region, |i| {
+            i["metadata"]["http_endpoint"] == "enabled" && i["imdsv1_calls"].as_u64().unwrap_or(0) == 0
+        })
+        .await
+    }
+
     /// Polls an execution until its status is terminal (or the deadline passes) and returns its detail.
     pub async fn wait_done(&self, id: &str, within: Duration) -> Value {
         let deadline = Instant::now() + within;

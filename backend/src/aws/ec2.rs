@@ -56,6 +56,8 @@ fn view(region: &str, i: &Instance) -> InstanceView {
         compliant: metadata.is_compliant(),
         tags,
         metadata,
+        imdsv1_calls: None,
+        imdsv1_rejected: None,
     }
 }
 

@@ -1,6 +1,7 @@
 //! The only code that touches AWS SDK types: building the clients and turning SDK replies and errors
 //! into our own types. Everything above this module speaks `shared` and domain types.
 
+pub mod cloudwatch;
 pub mod ec2;
 pub mod ssm;
 pub mod sts;

@@ -6,21 +6,29 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
-use shared::api::{ExecutionDetail, ExecutionPage, StartExecutionRequest, StartExecutionResponse};
-use shared::{InstanceId, StartPlan, Targets, RUNBOOK};
+use shared::api::{
+    ExecutionDetail, ExecutionPage, InstanceUsage, InstanceView, MetadataOptions, ParametersInput,
+    PreviewResponse, RateControlInput, RollbackResponse, StartExecutionRequest, StartExecutionResponse,
+    TargetsInput,
+};
+use shared::{preview, InstanceId, StartPlan, Targets, RUNBOOK};
+use std::collections::BTreeMap;
 
 use super::{ApiJson, ApiQuery};
 use crate::aws::{ec2, ssm};
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::store::{HistoryFilter, NewRun, RunRow};
+use crate::usage;
 use crate::watcher;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/executions", post(start).get(list))
         .route("/executions/{id}", get(detail))
+        .route("/executions/preview", post(preview_start))
         .route("/executions/{id}/stop", post(stop))
+        .route("/executions/{id}/rollback", post(rollback))
 }
 
 /// Who asked. Until sign-in exists every request is the same local user.
@@ -98,44 +106,74 @@ pub async fn send_start(
     Ok(execution_id)
 }
 
-async fn start(
-    State(state): State<AppState>,
-    ApiJson(req): ApiJson<StartExecutionRequest>,
-) -> Result<(StatusCode, Json<StartExecutionResponse>), AppError> {
-    let plan = req.validate().map_err(AppError::Validation)?;
+/// A validated start, its region, and its targets as they are now (with IMDSv1 usage when it matters).
+struct Assessment {
+    region: String,
+    targets: Vec<InstanceView>,
+    /// Targets whose IMDSv1 callers the run would break.
+    users: Vec<InstanceUsage>,
+}
+
+async fn assess(state: &AppState, plan: &StartPlan, with_usage: bool) -> Result<Assessment, AppError> {
     let region = plan
         .region
         .as_ref()
-        .map(|r| r.as_str().to_owned())
-        .unwrap_or_else(|| state.regions[0].clone());
+        .map_or_else(|| state.regions[0].clone(), |r| r.as_str().to_owned());
     state.region(Some(&region))?;
-    let current = resolve_targets(&state, &region, &plan).await?;
-    let prior: serde_json::Map<String, serde_json::Value> = current
+    let mut targets = resolve_targets(state, &region, plan).await?;
+    let mut users = Vec::new();
+    if with_usage || plan.blocks_imdsv1() {
+        usage::annotate(state, &mut targets).await?;
+        users = targets
+            .iter()
+            .filter(|t| preview::breaks_imdsv1_users(&plan.parameters, t))
+            .map(|t| InstanceUsage {
+                instance_id: t.instance_id.clone(),
+                imdsv1_calls: t.imdsv1_calls.unwrap_or(0),
+            })
+            .collect();
+    }
+    Ok(Assessment {
+        region,
+        targets,
+        users,
+    })
+}
+
+/// Records a start (with each target's current options, for rollback) and sends it.
+async fn record_and_send(
+    state: &AppState,
+    region: &str,
+    plan: &StartPlan,
+    targets: &[InstanceView],
+    rollback_of: Option<&str>,
+) -> Result<String, AppError> {
+    let prior: serde_json::Map<String, serde_json::Value> = targets
         .iter()
         .map(|i| (i.instance_id.clone(), json!(i.metadata)))
         .collect();
-    let instance_ids: Vec<String> = current.iter().map(|i| i.instance_id.clone()).collect();
+    let instance_ids: Vec<String> = targets.iter().map(|i| i.instance_id.clone()).collect();
     let targets_text = plan.rate_control.as_ref().map(|rc| match &rc.targets {
         Targets::InstanceIds(ids) => json!(format!("{} instances", ids.len())),
         Targets::Tag { key, value } => json!(format!("tag:{key}={value}")),
     });
     let token = uuid::Uuid::new_v4().to_string();
-    let plan_json = serde_json::to_value(&plan).map_err(AppError::internal)?;
+    let plan_json = serde_json::to_value(plan).map_err(AppError::internal)?;
     let record_id = state.store.record_start(&NewRun {
         client_token: &token,
-        region: &region,
+        region,
         document_name: RUNBOOK,
         requester: REQUESTER,
         parameters: &plan_json,
         targets: targets_text.as_ref(),
         instance_id: plan.parameters.instance_id.as_ref().map(InstanceId::as_str),
         instance_ids: &instance_ids,
-        override_reason: None,
+        override_reason: plan.override_reason.as_deref(),
         prior_options: Some(&serde_json::Value::Object(prior)),
-        rollback_of: None,
+        rollback_of,
     })?;
-    match send_start(&state, record_id, &region, &plan, &token, REQUESTER).await {
-        Ok(execution_id) => Ok((StatusCode::CREATED, Json(StartExecutionResponse { execution_id }))),
+    match send_start(state, record_id, region, plan, &token, REQUESTER).await {
+        Ok(execution_id) => Ok(execution_id),
         Err(e @ AppError::Aws { .. }) => {
             // SSM answered no: nothing was started. The record stays, marked refused, for the audit trail.
             state.store.set_refused(record_id, &e.to_string())?;
@@ -145,6 +183,147 @@ async fn start(
         // re-sends it with the same ClientToken, which SSM turns into the same execution.
         Err(e) => Err(e),
     }
+}
+
+async fn start(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<StartExecutionRequest>,
+) -> Result<(StatusCode, Json<StartExecutionResponse>), AppError> {
+    let plan = req.validate().map_err(AppError::Validation)?;
+    let a = assess(&state, &plan, false).await?;
+    if !a.users.is_empty() && plan.override_reason.is_none() {
+        return Err(AppError::Imdsv1InUse(a.users));
+    }
+    let execution_id = record_and_send(&state, &a.region, &plan, &a.targets, None).await?;
+    Ok((StatusCode::CREATED, Json(StartExecutionResponse { execution_id })))
+}
+
+/// What a start would do, per target, without starting anything.
+async fn preview_start(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<StartExecutionRequest>,
+) -> Result<Json<PreviewResponse>, AppError> {
+    let plan = req.validate().map_err(AppError::Validation)?;
+    let a = assess(&state, &plan, true).await?;
+    let window_days = (state.usage_window.as_secs() / 86_400) as u32;
+    Ok(Json(PreviewResponse {
+        region: a.region,
+        window_days,
+        blocked: !a.users.is_empty(),
+        targets: a
+            .targets
+            .iter()
+            .map(|t| preview::preview(&plan.parameters, t, window_days))
+            .collect(),
+    }))
+}
+
+/// The options a rollback sets back: tokens, endpoint and hop limit.
+fn restorable(m: &MetadataOptions) -> (String, String, u8) {
+    (
+        m.http_tokens.clone(),
+        m.http_endpoint.clone(),
+        m.http_put_response_hop_limit,
+    )
+}
+
+/// Starts runs of the same runbook that put every instance the run changed back to its recorded
+/// prior options: one run per distinct set of prior options (rate-controlled when it covers several).
+async fn rollback(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<RollbackResponse>), AppError> {
+    let row = state
+        .store
+        .by_execution_id(&id)?
+        .ok_or_else(|| AppError::NotFound(format!("execution {id} was not started by this console")))?;
+    if !shared::is_terminal_status(&row.status) {
+        return Err(AppError::Conflict {
+            code: "StillRunning".into(),
+            message: format!(
+                "execution {id} is {}; stop it or let it finish before rolling back",
+                row.status
+            ),
+        });
+    }
+    let prior: BTreeMap<String, MetadataOptions> = row
+        .prior_options
+        .as_deref()
+        .and_then(|p| serde_json::from_str(p).ok())
+        .filter(|p: &BTreeMap<String, MetadataOptions>| !p.is_empty())
+        .ok_or_else(|| AppError::Conflict {
+            code: "NothingToRollBack".into(),
+            message: format!(
+                "execution {id} has no recorded prior options (a child run: roll back its parent)"
+            ),
+        })?;
+    let clients = state.region(Some(&row.region))?;
+    let ids: Vec<String> = prior.keys().cloned().collect();
+    let current = ec2::describe(clients, ec2::Selection::Ids(&ids)).await?;
+    let mut groups: BTreeMap<(String, String, u8), Vec<InstanceView>> = BTreeMap::new();
+    let mut notes = Vec::new();
+    for inst in current {
+        let Some(before) = prior.get(&inst.instance_id) else {
+            continue;
+        };
+        if restorable(before) == restorable(&inst.metadata) {
+            continue;
+        }
+        if before.http_endpoint == "disabled"
+            && (before.http_tokens != inst.metadata.http_tokens
+                || before.http_put_response_hop_limit != inst.metadata.http_put_response_hop_limit)
+        {
+            notes.push(format!(
+                "{}: the runbook's disable path only turns the endpoint off; http_tokens and the hop limit stay {} and {} (they have no effect while it is off)",
+                inst.instance_id, inst.metadata.http_tokens, inst.metadata.http_put_response_hop_limit
+            ));
+        }
+        groups.entry(restorable(before)).or_default().push(inst);
+    }
+    if groups.is_empty() {
+        return Err(AppError::Conflict {
+            code: "NothingToRollBack".into(),
+            message: format!("every instance of {id} already has its prior options"),
+        });
+    }
+    let mut execution_ids = Vec::new();
+    let mut instances = Vec::new();
+    for ((tokens, endpoint, hop), members) in groups {
+        for chunk in members.chunks(shared::params::MAX_TARGET_VALUES) {
+            let ids: Vec<String> = chunk.iter().map(|i| i.instance_id.clone()).collect();
+            let parameters = ParametersInput {
+                instance_id: (ids.len() == 1).then(|| ids[0].clone()),
+                enforce_imdsv2: Some(tokens.clone()),
+                metadata_access: Some(endpoint.clone()),
+                hop_limit: Some(json!(hop)),
+                assume_role: None,
+            };
+            let req = StartExecutionRequest {
+                region: Some(row.region.clone()),
+                parameters,
+                rate_control: (ids.len() > 1).then(|| RateControlInput {
+                    targets: TargetsInput::InstanceIds(ids.clone()),
+                    max_concurrency: "10".into(),
+                    // Restore as many as possible: one failure must not stop the others.
+                    max_errors: "100%".into(),
+                }),
+                override_gate: None,
+            };
+            let plan = req.validate().map_err(AppError::Validation)?;
+            let new_id = record_and_send(&state, &row.region, &plan, chunk, Some(&id)).await?;
+            state.store.add_rolled_back_by(&id, &new_id)?;
+            execution_ids.push(new_id);
+            instances.extend(ids);
+        }
+    }
+    Ok((
+        StatusCode::CREATED,
+        Json(RollbackResponse {
+            execution_ids,
+            instances,
+            notes,
+        }),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -260,7 +439,7 @@ fn cached_detail(state: &AppState, row: &RunRow) -> Option<ExecutionDetail> {
     }
     // The summary's status comes from the store, which the watcher keeps current for children too.
     detail.summary.status = row.status.clone();
-    watcher::add_children(state, &mut detail).ok()?;
+    watcher::complete(state, &mut detail, row).ok()?;
     Some(detail)
 }
 
@@ -287,6 +466,10 @@ async fn foreign_detail(state: &AppState, id: &str) -> Result<ExecutionDetail, A
                     detail_at_ms: None,
                     started_here: false,
                     created_at: String::new(),
+                    override_reason: None,
+                    prior_options: None,
+                    rollback_of: None,
+                    rolled_back_by: None,
                 };
                 return Ok(watcher::detail_of(&row, &ex));
             }

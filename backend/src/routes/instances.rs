@@ -43,8 +43,12 @@ async fn list(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<InstanceQuery>,
 ) -> Result<Json<InstanceList>, AppError> {
-    let instances = fleet(&state)
-        .await?
+    let mut all = fleet(&state).await?;
+    // Usage is a second opinion: when CloudWatch cannot answer, the fleet still shows (usage unknown).
+    if let Err(e) = crate::usage::annotate(&state, &mut all).await {
+        tracing::warn!(error = %e, "IMDSv1 usage unavailable");
+    }
+    let instances = all
         .into_iter()
         .filter(|i| q.region.as_ref().is_none_or(|r| &i.region == r))
         .filter(|i| q.compliant.is_none_or(|c| i.compliant == c))

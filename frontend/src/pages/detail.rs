@@ -56,9 +56,46 @@ fn duration(start: Option<&str>, end: Option<&str>) -> String {
 }
 
 #[component]
-fn Detail(d: ExecutionDetail, on_stop: Callback<()>, stopping: Signal<bool>) -> impl IntoView {
+fn Detail(
+    d: ExecutionDetail,
+    on_stop: Callback<()>,
+    stopping: Signal<bool>,
+    on_revert: Callback<()>,
+    reverting: Signal<bool>,
+) -> impl IntoView {
     let s = d.summary.clone();
     let can_stop = !shared::is_terminal_status(&s.status) && s.status != "Cancelling";
+    let can_revert = shared::is_terminal_status(&s.status) && !d.prior_options.is_empty();
+    let audit = {
+        let override_reason = d
+            .override_reason
+            .clone()
+            .map(|r| view! { <dt>"IMDSv1 check overridden"</dt><dd data-testid="override">{r}</dd> });
+        let rollback_of = d.rollback_of.clone().map(
+            |r| view! { <dt>"Rolls back"</dt><dd><A href=format!("/executions/{r}")>{r.clone()}</A></dd> },
+        );
+        let rolled_back = (!d.rolled_back_by.is_empty()).then(|| view! {
+            <dt>"Rolled back by"</dt>
+            <dd data-testid="rolled-back-by">{d.rolled_back_by.clone().into_iter().map(|r| { let label = r.clone(); view! { <A href=format!("/executions/{r}")>{label}</A>" " } }).collect_view()}</dd>
+        });
+        view! { {override_reason}{rollback_of}{rolled_back} }
+    };
+    let prior = (!d.prior_options.is_empty()).then(|| {
+        let rows = d.prior_options.iter().map(|(id, m)| view! {
+            <tr><td class="mono">{id.clone()}</td><td>{m.http_tokens.clone()}</td><td>{m.http_endpoint.clone()}</td><td>{m.http_put_response_hop_limit}</td></tr>
+        }).collect_view();
+        view! {
+            <section class="card">
+                <h2>"Options before this run"</h2>
+                <table><thead><tr><th>"Instance"</th><th>"HttpTokens"</th><th>"Endpoint"</th><th>"Hop limit"</th></tr></thead><tbody>{rows}</tbody></table>
+                <Show when=move || can_revert>
+                    <p><button class="secondary" id="revert" disabled=move || reverting.get() on:click=move |_| on_revert.run(())>
+                        "Revert: restore these options"
+                    </button></p>
+                </Show>
+            </section>
+        }
+    });
     let params = d
         .parameters
         .iter()
@@ -135,6 +172,7 @@ fn Detail(d: ExecutionDetail, on_stop: Callback<()>, stopping: Signal<bool>) -> 
                 <dt>"Started"</dt><dd>{local_time(s.start_time.as_deref())}</dd>
                 <dt>"Ended"</dt><dd>{local_time(s.end_time.as_deref())}</dd>
                 {parent}
+                {audit}
             </dl>
             <Show when=move || can_stop>
                 <p><button class="danger" id="stop" disabled=move || stopping.get() on:click=move |_| on_stop.run(())>"Stop this run"</button></p>
@@ -142,6 +180,7 @@ fn Detail(d: ExecutionDetail, on_stop: Callback<()>, stopping: Signal<bool>) -> 
         </section>
         <section class="card"><h2>"Parameters"</h2><dl class="kv">{params}</dl></section>
         {rc}
+        {prior}
         <section class="card">
             <h2>"Steps"</h2>
             <table data-testid="steps">
@@ -179,12 +218,37 @@ pub fn ExecutionDetailPage() -> impl IntoView {
         }
     });
     let stopping = Signal::derive(move || stop.pending().get());
+    let revert = Action::new_local(|id: &String| {
+        let id = id.clone();
+        async move { api::rollback(&id).await }
+    });
+    let on_revert = Callback::new(move |()| {
+        let ok = web_sys::window()
+            .and_then(|w| {
+                w.confirm_with_message("Start a run that restores every changed instance to these options?")
+                    .ok()
+            })
+            .unwrap_or(false);
+        if ok {
+            revert.dispatch(id());
+        }
+    });
+    let reverting = Signal::derive(move || revert.pending().get());
     view! {
         {move || stop.value().get().and_then(|r| r.err()).map(|e| view! { <div class="error-box" role="alert">{e.explain()}</div> })}
+        {move || revert.value().get().map(|r| match r {
+            Ok(rb) => view! {
+                <div class="ok-box" role="status" data-testid="reverted">"Rollback started: "
+                    {rb.execution_ids.clone().into_iter().map(|e| { let label = e.clone(); view! { <A href=format!("/executions/{e}")>{label}</A>" " } }).collect_view()}
+                    {rb.notes.join(" ")}
+                </div>
+            }.into_any(),
+            Err(e) => view! { <div class="error-box" role="alert">{e.explain()}</div> }.into_any(),
+        })}
         {move || match detail.get() {
             None => view! { <p role="status">"Loading the execution…"</p> }.into_any(),
             Some(Err(e)) => view! { <section class="card"><div class="error-box" role="alert" data-testid="detail-error">{e.explain()}</div></section> }.into_any(),
-            Some(Ok(d)) => view! { <Detail d=d on_stop=on_stop stopping=stopping/> }.into_any(),
+            Some(Ok(d)) => view! { <Detail d=d on_stop=on_stop stopping=stopping on_revert=on_revert reverting=reverting/> }.into_any(),
         }}
     }
 }

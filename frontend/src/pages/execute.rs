@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 use leptos_router::components::A;
 use leptos_router::hooks::use_query_map;
-use shared::api::{InstanceView, ParametersInput, RateControlInput, StartExecutionRequest, TargetsInput};
+use shared::api::{ParametersInput, RateControlInput, StartExecutionRequest, TargetsInput};
 use shared::ValidationErrors;
 
 use crate::api::{self, ClientError};
@@ -57,6 +57,8 @@ impl Form {
                 max_concurrency: self.max_concurrency.get(),
                 max_errors: self.max_errors.get(),
             }),
+            // Added by the confirmation step when the person gives a reason.
+            override_gate: None,
         }
     }
 }
@@ -306,7 +308,7 @@ pub fn ExecutePage() -> impl IntoView {
                 <div class="row"><span></span><div><button type="submit" id="review">"Review changes"</button></div></div>
             </form>
             <Show when=move || confirming.get()>
-                <Confirm request=request fleet=fleet start=start/>
+                <Confirm request=request start=start/>
             </Show>
             {move || start.value().get().map(|r| match r {
                 Ok(resp) => view! {
@@ -329,83 +331,78 @@ pub fn ExecutePage() -> impl IntoView {
     }
 }
 
-/// Before anything starts: each instance's options now and after the run, and what may break.
+/// Before anything starts: the server's preview of each target (options now and after, IMDSv1 calls,
+/// warnings). When targets still use IMDSv1 the run needs a written reason, which is recorded with it.
 #[component]
 fn Confirm(
     request: Memo<StartExecutionRequest>,
-    fleet: LocalResource<Result<shared::api::InstanceList, ClientError>>,
     start: Action<StartExecutionRequest, Result<shared::api::StartExecutionResponse, ClientError>>,
 ) -> impl IntoView {
-    let rows = move || {
+    let preview = LocalResource::new(move || {
         let req = request.get();
-        let plan = req.validate().ok()?;
-        let list = fleet.get().and_then(Result::ok)?;
-        let wanted: Vec<InstanceView> = match (&plan.rate_control, &plan.parameters.instance_id) {
-            (Some(rc), _) => match &rc.targets {
-                shared::Targets::InstanceIds(ids) => list
-                    .instances
-                    .into_iter()
-                    .filter(|i| ids.iter().any(|id| id.as_str() == i.instance_id))
-                    .collect(),
-                shared::Targets::Tag { key, value } => list
-                    .instances
-                    .into_iter()
-                    .filter(|i| i.tags.get(key) == Some(value))
-                    .collect(),
-            },
-            (None, Some(id)) => list
-                .instances
-                .into_iter()
-                .filter(|i| i.instance_id == id.as_str())
-                .collect(),
-            _ => vec![],
-        };
-        Some((plan, wanted))
+        async move { api::preview(&req).await }
+    });
+    let reason = RwSignal::new(String::new());
+    let blocked = move || preview.get().and_then(Result::ok).is_some_and(|p| p.blocked);
+    let reason_ok = move || reason.get().trim().chars().count() >= shared::params::MIN_OVERRIDE_REASON;
+    let fmt = |m: &shared::api::MetadataOptions| {
+        format!(
+            "tokens {} · endpoint {} · hop {}",
+            m.http_tokens, m.http_endpoint, m.http_put_response_hop_limit
+        )
     };
     view! {
         <div class="card" data-testid="confirm" role="region" aria-label="Confirm the run">
             <h2>"Confirm: what this run will do"</h2>
-            {move || match rows() {
-                None => view! { <p>"Loading the instances…"</p> }.into_any(),
-                Some((plan, instances)) => {
-                    let n = instances.len();
+            {move || match preview.get() {
+                None => view! { <p role="status">"Checking the targets and their IMDSv1 use…"</p> }.into_any(),
+                Some(Err(e)) => view! { <div class="error-box" role="alert">{e.explain()}</div> }.into_any(),
+                Some(Ok(p)) => {
+                    let n = p.targets.len();
+                    let changing = p.targets.iter().filter(|t| !t.changes.is_empty()).count();
+                    let users: Vec<String> = p.targets.iter().filter(|t| t.imdsv1_calls.unwrap_or(0) > 0 && t.after.is_compliant() && !t.current.is_compliant())
+                        .map(|t| format!("{} ({} calls)", t.instance_id, t.imdsv1_calls.unwrap_or(0))).collect();
+                    let gate = p.blocked.then(|| view! {
+                        <div class="error-box" role="alert" data-testid="gate">
+                            <strong>"IMDSv1 is still used on these instances; enforcing breaks the software making the calls: "</strong>
+                            {users.join(", ")}
+                            <p>"Update that software first. To go ahead anyway, say why (recorded with the run):"</p>
+                            <label for="override-reason">"Reason for overriding the IMDSv1 check"</label>
+                            <textarea id="override-reason" rows="2" prop:value=move || reason.get()
+                                on:input=move |ev| reason.set(event_target_value(&ev))></textarea>
+                        </div>
+                    });
                     view! {
+                        {gate}
                         <table>
-                            <thead><tr><th>"Instance"</th><th>"State"</th><th>"Now"</th><th>"After"</th><th>"Warnings"</th></tr></thead>
+                            <thead><tr><th>"Instance"</th><th>"State"</th><th>"Now"</th><th>"After"</th>
+                                <th>{format!("IMDSv1 calls ({} d)", p.window_days)}</th><th>"Warnings"</th></tr></thead>
                             <tbody>
-                            {instances.into_iter().map(|i| {
-                                let after = plan.parameters.apply_to(&i.metadata);
-                                let fmt = |m: &shared::api::MetadataOptions| format!("tokens {} · endpoint {} · hop {}", m.http_tokens, m.http_endpoint, m.http_put_response_hop_limit);
-                                let mut warnings = Vec::new();
-                                let name = i.name.clone().unwrap_or_default();
-                                let container = ["eks", "ecs", "k8s", "docker", "container"].iter().any(|w| name.contains(w));
-                                if container && after.http_put_response_hop_limit < 2 && after.http_endpoint == "enabled" {
-                                    warnings.push("hop limit 1 on a container host: containers lose IMDS".to_owned());
-                                }
-                                if i.state != "running" { warnings.push(format!("instance is {}: applies at next start", i.state)); }
-                                if after == i.metadata { warnings.push("already so: nothing changes".to_owned()); }
-                                if i.metadata.http_tokens == "optional" && after.http_tokens == "required" {
-                                    warnings.push("IMDSv1 callers on this instance will break".to_owned());
-                                }
-                                view! {
-                                    <tr>
-                                        <td class="mono">{i.instance_id.clone()}" "{name}</td>
-                                        <td>{i.state.clone()}</td>
-                                        <td>{fmt(&i.metadata)}</td>
-                                        <td>{fmt(&after)}</td>
-                                        <td>{warnings.join("; ")}</td>
-                                    </tr>
-                                }
+                            {p.targets.into_iter().map(|t| view! {
+                                <tr data-instance-id=t.instance_id.clone()>
+                                    <td class="mono">{t.instance_id.clone()}" "{t.name.clone().unwrap_or_default()}</td>
+                                    <td>{t.state.clone()}</td>
+                                    <td>{fmt(&t.current)}</td>
+                                    <td>{fmt(&t.after)}</td>
+                                    <td>{t.imdsv1_calls.map_or("unknown".to_owned(), |c| c.to_string())}</td>
+                                    <td>{t.warnings.join("; ")}</td>
+                                </tr>
                             }).collect_view()}
                             </tbody>
                         </table>
-                        <p>{format!("{n} instance(s) will be changed by SSM Automation.")}</p>
+                        <p>{format!("{changing} of {n} instance(s) will change.")}</p>
                     }.into_any()
                 }
             }}
-            <button id="start" disabled=move || start.pending().get()
-                on:click=move |_| { start.dispatch(request.get_untracked()); }>
-                {move || if start.pending().get() { "Starting…" } else { "Start run" }}
+            <button id="start" disabled=move || start.pending().get() || preview.get().is_none() || (blocked() && !reason_ok())
+                on:click=move |_| {
+                    let mut req = request.get_untracked();
+                    if blocked() {
+                        req.override_gate = Some(shared::api::OverrideInput { reason: reason.get_untracked() });
+                    }
+                    start.dispatch(req);
+                }>
+                {move || if start.pending().get() { "Starting…" } else if blocked() { "Start anyway" } else { "Start run" }}
             </button>
         </div>
     }

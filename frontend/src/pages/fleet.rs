@@ -21,6 +21,7 @@ fn sort_key(i: &InstanceView, col: &str) -> String {
         "hop" => format!("{:02}", i.metadata.http_put_response_hop_limit),
         "md_state" => i.metadata.state.clone(),
         "compliant" => i.compliant.to_string(),
+        "v1" => format!("{:012}", i.imdsv1_calls.or(i.imdsv1_rejected).unwrap_or(0)),
         _ => i.instance_id.clone(),
     }
 }
@@ -36,6 +37,16 @@ fn matches(i: &InstanceView, text: &str) -> bool {
         || i.tags
             .iter()
             .any(|(k, v)| format!("{k}={v}").to_lowercase().contains(&t))
+}
+
+/// IMDSv1 calls in the window: the ones that would break (IMDSv1 allowed) or that were refused (compliant).
+fn usage_text(i: &InstanceView) -> String {
+    match (i.imdsv1_calls, i.imdsv1_rejected) {
+        (Some(0), _) | (_, Some(0)) => "none".to_owned(),
+        (Some(n), _) => format!("{n} calls"),
+        (_, Some(n)) => format!("{n} refused"),
+        _ => "unknown".to_owned(),
+    }
 }
 
 #[component]
@@ -141,7 +152,7 @@ pub fn FleetPage() -> impl IntoView {
                     <th scope="col">"Select"</th>
                     {header("id", "Instance")}{header("region", "Region")}{header("name", "Name")}{header("state", "State")}
                     {header("tokens", "HttpTokens")}{header("endpoint", "Endpoint")}{header("hop", "Hop limit")}
-                    {header("md_state", "Metadata state")}{header("compliant", "Compliance")}<th scope="col">"Tags"</th>
+                    {header("md_state", "Metadata state")}{header("compliant", "Compliance")}{header("v1", "IMDSv1 calls (window)")}<th scope="col">"Tags"</th>
                 </tr></thead>
                 <tbody>
                     {move || filtered.get().into_iter().skip(page.get() * PAGE).take(PAGE).map(|i| {
@@ -161,6 +172,7 @@ pub fn FleetPage() -> impl IntoView {
                                 <td>{i.metadata.http_put_response_hop_limit}</td>
                                 <td>{i.metadata.state.clone()}</td>
                                 <td><Compliance compliant=i.compliant/></td>
+                                <td data-testid="v1">{usage_text(&i)}</td>
                                 <td>{tags}</td>
                             </tr>
                         }

@@ -140,6 +140,7 @@ fn rate_control_takes_instances_from_targets_and_checks_each() {
             max_concurrency: "0".into(),
             max_errors: "1".into(),
         }),
+        override_gate: None,
     };
     let errors = req.validate().expect_err("invalid");
     let fields: Vec<&str> = errors.0.iter().map(|e| e.field.as_str()).collect();
@@ -227,4 +228,21 @@ fn pasted_lists_split_on_any_separator() {
         ["i-1", "i-2", "i-3", "i-4", "i-5"]
     );
     assert!(split_list(" ,\n").is_empty());
+}
+
+#[test]
+fn an_override_needs_a_real_reason() {
+    let short = serde_json::from_value::<StartExecutionRequest>(
+        json!({"parameters": {"InstanceId": "i-0123456789abcdef0"}, "override": {"reason": "  ok  "}}),
+    )
+    .unwrap();
+    assert_eq!(short.validate().unwrap_err().0[0].field, "override.reason");
+    let good = serde_json::from_value::<StartExecutionRequest>(
+        json!({"parameters": {"InstanceId": "i-0123456789abcdef0"}, "override": {"reason": "canary host, agent updated"}}),
+    )
+    .unwrap();
+    assert_eq!(
+        good.validate().unwrap().override_reason.as_deref(),
+        Some("canary host, agent updated")
+    );
 }

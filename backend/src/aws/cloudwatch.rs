@@ -1,0 +1,93 @@
+//! CloudWatch: IMDSv1 usage per instance (AWS/EC2 MetadataNoToken and MetadataNoTokenRejected), in
+//! batches of up to 500 queries per GetMetricData call.
+
+use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use super::{sdk_error, RegionClients};
+use crate::error::AppError;
+
+/// CloudWatch's limit of queries per GetMetricData call.
+pub const QUERIES_PER_CALL: usize = 500;
+
+/// Which metric to read for an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsageMetric {
+    /// IMDSv1 calls that succeeded: the ones that break when IMDSv1 is turned off.
+    NoToken,
+    /// IMDSv1 calls refused because IMDSv1 is off: software still trying after enforcement.
+    Rejected,
+}
+
+impl UsageMetric {
+    fn name(self) -> &'static str {
+        match self {
+            UsageMetric::NoToken => "MetadataNoToken",
+            UsageMetric::Rejected => "MetadataNoTokenRejected",
+        }
+    }
+}
+
+/// The sum of the metric over the last `window` for each instance (0 when CloudWatch has no data).
+pub async fn usage(
+    c: &RegionClients,
+    queries: &[(String, UsageMetric)],
+    window: Duration,
+) -> Result<HashMap<String, u64>, AppError> {
+    let end = SystemTime::now();
+    let start = end - window;
+    // One period spanning the whole window: one number per instance (periods are multiples of 60 s).
+    let period = i32::try_from(window.as_secs().div_ceil(60) * 60).unwrap_or(i32::MAX);
+    let mut out = HashMap::new();
+    for chunk in queries.chunks(QUERIES_PER_CALL) {
+        let mut req = c
+            .cloudwatch
+            .get_metric_data()
+            .start_time(aws_smithy_types::DateTime::from(start))
+            .end_time(aws_smithy_types::DateTime::from(end));
+        for (n, (instance, metric)) in chunk.iter().enumerate() {
+            let m = Metric::builder()
+                .namespace("AWS/EC2")
+                .metric_name(metric.name())
+                .dimensions(Dimension::builder().name("InstanceId").value(instance).build())
+                .build();
+            req = req.metric_data_queries(
+                MetricDataQuery::builder()
+                    .id(format!("q{n}"))
+                    .metric_stat(MetricStat::builder().metric(m).period(period).stat("Sum").build())
+                    .build(),
+            );
+        }
+        let mut token: Option<String> = None;
+        loop {
+            let page = req
+                .clone()
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("cloudwatch:GetMetricData", &e))?;
+            for r in page.metric_data_results() {
+                let Some(idx) = r
+                    .id()
+                    .and_then(|id| id.strip_prefix('q'))
+                    .and_then(|n| n.parse::<usize>().ok())
+                else {
+                    continue;
+                };
+                if let Some((instance, _)) = chunk.get(idx) {
+                    let sum: f64 = r.values().iter().sum();
+                    *out.entry(instance.clone()).or_insert(0) += sum.max(0.0).round() as u64;
+                }
+            }
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+        for (instance, _) in chunk {
+            out.entry(instance.clone()).or_insert(0);
+        }
+    }
+    Ok(out)
+}
