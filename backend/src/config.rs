@@ -49,6 +49,9 @@ pub struct ServeArgs {
     /// How often in-flight runs are polled, in milliseconds.
     #[arg(long, env = "IMDS_CONSOLE_POLL_MS", default_value_t = 1000)]
     pub poll_ms: u64,
+    /// How often (seconds) SSM is asked for runs of the runbook started outside the console.
+    #[arg(long, env = "IMDS_CONSOLE_DISCOVER_SECS", default_value_t = 30)]
+    pub discover_secs: u64,
     /// How many days of IMDSv1 usage (CloudWatch MetadataNoToken) to check before enforcing.
     #[arg(long, env = "IMDS_CONSOLE_IMDSV1_WINDOW_DAYS", default_value_t = 14)]
     pub imdsv1_window_days: u32,

@@ -6,6 +6,7 @@
 
 pub mod aws;
 pub mod config;
+pub mod crash;
 pub mod error;
 pub mod routes;
 pub mod startup;

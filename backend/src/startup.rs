@@ -125,6 +125,7 @@ pub async fn build_state(args: &ServeArgs) -> Result<AppState, String> {
             fleet: tokio::sync::Mutex::new(None),
             detail_fetch: tokio::sync::Mutex::new(()),
             poll: Duration::from_millis(args.poll_ms.max(50)),
+            discover_every: Duration::from_secs(args.discover_secs.max(1)),
             usage: crate::usage::UsageCache::default(),
             usage_window: Duration::from_secs(u64::from(args.imdsv1_window_days.max(1)) * 86_400),
             static_dir: args.static_dir.clone().or_else(default_static_dir),

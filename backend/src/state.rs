@@ -36,6 +36,8 @@ pub struct StateInner {
     /// Serialises on-demand detail fetches so concurrent viewers share one SSM call.
     pub detail_fetch: tokio::sync::Mutex<()>,
     pub poll: Duration,
+    /// How often runs started outside the console are looked for.
+    pub discover_every: Duration,
     /// IMDSv1 usage per instance, and the look-back window it covers.
     pub usage: crate::usage::UsageCache,
     pub usage_window: Duration,
@@ -88,8 +90,9 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn new(per_second: f64) -> RateLimiter {
-        // One millisecond of slack keeps the (n+1)th call just outside the window.
-        let spacing = Duration::from_millis((1000.0 / per_second.max(0.01)).ceil() as u64 + 1);
+        // A quarter of slack keeps the (n+1)th call outside any one-second window even when calls
+        // reach AWS up to ~250 ms late (a busy host, a slow connection) after their slot.
+        let spacing = Duration::from_millis((1250.0 / per_second.max(0.01)).ceil() as u64);
         RateLimiter {
             spacing,
             next: Mutex::new(Instant::now()),

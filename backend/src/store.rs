@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::error::AppError;
 
 /// Schema versions, applied in order; `PRAGMA user_version` holds how many have run.
-const MIGRATIONS: &[&str] = &[r"
+const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     client_token TEXT UNIQUE,
@@ -46,7 +47,12 @@ CREATE TABLE run_instances (
     PRIMARY KEY (run_id, instance_id)
 );
 CREATE INDEX run_instances_by_instance ON run_instances (instance_id);
-"];
+",
+    r"
+ALTER TABLE runs ADD COLUMN document_version TEXT;
+CREATE INDEX runs_requester ON runs (requester);
+",
+];
 
 /// Status of a record whose start has not been acknowledged by SSM yet.
 pub const STATUS_RECORDED: &str = "Recorded";
@@ -157,6 +163,7 @@ pub struct ExecutionUpdate<'a> {
     pub failure_message: Option<&'a str>,
     /// The detail view as JSON, cached for viewers.
     pub detail: Option<&'a str>,
+    pub document_version: Option<&'a str>,
     pub now_ms: i64,
 }
 
@@ -259,11 +266,53 @@ impl Store {
 
     /// SSM acknowledged the start.
     pub fn set_execution_id(&self, id: i64, execution_id: &str) -> Result<(), AppError> {
-        self.conn().execute(
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        // Discovery may have seen the execution in SSM before we stored its ID: ours wins.
+        tx.execute(
+            "DELETE FROM runs WHERE execution_id = ?1 AND id <> ?2 AND started_here = 0",
+            params![execution_id, id],
+        )?;
+        tx.execute(
             "UPDATE runs SET execution_id = ?2, status = CASE WHEN status = ?3 THEN 'InProgress' ELSE status END WHERE id = ?1",
             params![id, execution_id, STATUS_RECORDED],
         )?;
+        tx.commit()?;
         Ok(())
+    }
+
+    /// Records a run that was started outside this console (seen in SSM). Returns false if known.
+    pub fn record_foreign(
+        &self,
+        region: &str,
+        execution_id: &str,
+        document_name: &str,
+        instance_id: Option<&str>,
+        status: &str,
+        start_time: Option<&str>,
+    ) -> Result<bool, AppError> {
+        let now = now_rfc3339();
+        let n = self.conn().execute(
+            "INSERT OR IGNORE INTO runs (execution_id, region, document_name, created_at, sort_time, parameters,
+                instance_id, status, start_time, started_here)
+             VALUES (?1, ?2, ?3, ?4, COALESCE(?7, ?4), '{}', ?5, ?6, ?7, 0)",
+            params![execution_id, region, document_name, now, instance_id, status, start_time],
+        )?;
+        if n > 0 {
+            if let Some(inst) = instance_id {
+                let conn = self.conn();
+                let id: i64 = conn.query_row(
+                    "SELECT id FROM runs WHERE execution_id = ?1",
+                    [execution_id],
+                    |r| r.get(0),
+                )?;
+                conn.execute(
+                    "INSERT OR IGNORE INTO run_instances (run_id, instance_id) VALUES (?1, ?2)",
+                    params![id, inst],
+                )?;
+            }
+        }
+        Ok(n > 0)
     }
 
     /// SSM refused the start for good.
@@ -283,6 +332,7 @@ impl Store {
             end_time,
             failure_message,
             detail,
+            document_version,
             now_ms,
         } = *u;
         let conn = self.conn();
@@ -296,9 +346,10 @@ impl Store {
         conn.execute(
             "UPDATE runs SET status = ?2, start_time = COALESCE(?3, start_time), sort_time = COALESCE(?3, sort_time),
                 end_time = ?4, failure_message = ?5, detail = COALESCE(?6, detail),
-                detail_at_ms = CASE WHEN ?6 IS NULL THEN detail_at_ms ELSE ?7 END
+                detail_at_ms = CASE WHEN ?6 IS NULL THEN detail_at_ms ELSE ?7 END,
+                document_version = COALESCE(?8, document_version)
              WHERE execution_id = ?1",
-            params![execution_id, status, start_time, end_time, failure_message, detail, now_ms],
+            params![execution_id, status, start_time, end_time, failure_message, detail, now_ms, document_version],
         )?;
         Ok(old.as_deref() != Some(status))
     }
@@ -475,5 +526,76 @@ impl Store {
             .conn()
             .query_row("SELECT parameters FROM runs WHERE id = ?1", [id], |r| r.get(0))
             .optional()?)
+    }
+}
+
+/// Audit export filters (the history filters, over every record including refused starts).
+impl Store {
+    pub fn audit(&self, f: &HistoryFilter) -> Result<Vec<shared::api::AuditRecord>, AppError> {
+        let mut sql = String::from(
+            "SELECT r.id, r.created_at, r.requester, r.region, r.document_name, r.document_version, r.client_token,
+                    r.execution_id, r.status, r.instance_id, r.targets, r.parameters, r.override_reason,
+                    r.prior_options, r.detail, r.failure_message, r.start_time, r.end_time, r.rollback_of,
+                    r.rolled_back_by, r.started_here,
+                    (SELECT group_concat(instance_id, ' ') FROM
+                        (SELECT instance_id FROM run_instances WHERE run_id = r.id ORDER BY instance_id))
+             FROM runs r WHERE r.parent_execution_id IS NULL",
+        );
+        let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+        if let Some(s) = &f.status {
+            args.push(Box::new(s.clone()));
+            sql.push_str(&format!(" AND r.status = ?{}", args.len()));
+        }
+        if let Some(r) = &f.requester {
+            args.push(Box::new(r.clone()));
+            sql.push_str(&format!(" AND r.requester = ?{}", args.len()));
+        }
+        if let Some(i) = &f.instance_id {
+            args.push(Box::new(i.clone()));
+            sql.push_str(&format!(
+                " AND r.id IN (SELECT run_id FROM run_instances WHERE instance_id = ?{})",
+                args.len()
+            ));
+        }
+        args.push(Box::new(f.limit as i64));
+        sql.push_str(&format!(" ORDER BY r.id DESC LIMIT ?{}", args.len()));
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&sql)?;
+        let params: Vec<&dyn rusqlite::ToSql> = args.iter().map(|b| b.as_ref()).collect();
+        let rows = stmt
+            .query_map(params.as_slice(), |r| {
+                let detail: Option<String> = r.get(14)?;
+                let outputs = detail
+                    .as_deref()
+                    .and_then(|d| serde_json::from_str::<shared::api::ExecutionDetail>(d).ok())
+                    .map(|d| serde_json::to_string(&d.outputs).unwrap_or_default())
+                    .filter(|o| o != "{}");
+                Ok(shared::api::AuditRecord {
+                    record_id: r.get(0)?,
+                    created_at: r.get(1)?,
+                    requester: r.get(2)?,
+                    region: r.get(3)?,
+                    document_name: r.get(4)?,
+                    document_version: r.get(5)?,
+                    client_token: r.get(6)?,
+                    execution_id: r.get(7)?,
+                    status: r.get(8)?,
+                    instance_id: r.get(9)?,
+                    targets: r.get(10)?,
+                    parameters: r.get(11)?,
+                    override_reason: r.get(12)?,
+                    prior_options: r.get(13)?,
+                    outputs,
+                    failure_message: r.get(15)?,
+                    start_time: r.get(16)?,
+                    end_time: r.get(17)?,
+                    rollback_of: r.get(18)?,
+                    rolled_back_by: r.get(19)?,
+                    started_here: r.get::<_, i64>(20)? != 0,
+                    instance_ids: r.get::<_, Option<String>>(21)?.unwrap_or_default(),
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
     }
 }

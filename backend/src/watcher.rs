@@ -16,9 +16,20 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Runs forever: polls every in-flight run once per round, then waits the poll interval.
+/// Runs forever: polls every in-flight run once per round, then waits the poll interval. Every
+/// `discover_every` (one call per region) it also lists the newest executions of our runbook, so that runs started outside
+/// the console show in its history (marked as such).
 pub async fn run(state: AppState) {
+    let mut last_discovery: Option<std::time::Instant> = None;
     loop {
+        if last_discovery.is_none_or(|t| t.elapsed() >= state.discover_every) {
+            last_discovery = Some(std::time::Instant::now());
+            for region in state.regions.clone() {
+                if let Err(e) = discover(&state, &region).await {
+                    note_error(&state, &region, &e);
+                }
+            }
+        }
         match state.store.in_flight() {
             Ok(runs) => {
                 for run in runs {
@@ -31,6 +42,33 @@ pub async fn run(state: AppState) {
         }
         tokio::time::sleep(state.poll).await;
     }
+}
+
+/// Records executions of our runbook that this console did not start (children come with their parent).
+pub async fn discover(state: &AppState, region: &str) -> Result<(), AppError> {
+    let clients = state.region(Some(region))?;
+    state.limits(region).read.acquire().await;
+    for ex in ssm::recent(clients, shared::RUNBOOK).await? {
+        if ex.parent_id.is_some() || state.store.by_execution_id(&ex.id)?.is_some() {
+            continue;
+        }
+        let added = state.store.record_foreign(
+            region,
+            &ex.id,
+            &ex.document_name,
+            ex.instance_id.as_deref(),
+            &ex.status,
+            ex.start_time.as_deref(),
+        )?;
+        if added {
+            state.events.publish(ExecutionEvent {
+                execution_id: ex.id.clone(),
+                status: ex.status.clone(),
+                parent_execution_id: None,
+            });
+        }
+    }
+    Ok(())
 }
 
 fn note_error(state: &AppState, region: &str, e: &AppError) {
@@ -85,6 +123,7 @@ pub async fn refresh(state: &AppState, run: &RunRow) -> Result<ExecutionDetail, 
             end_time: ex.end_time.as_deref(),
             failure_message: ex.failure_message.as_deref(),
             detail: Some(&detail_json),
+            document_version: ex.document_version.as_deref(),
             now_ms: now_ms(),
         },
     )?;

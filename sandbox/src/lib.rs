@@ -150,6 +150,16 @@ impl Sandbox {
         lock(&self.inner.calls).peak_per_second(op_prefix, since_ms)
     }
 
+    /// IDs of the executions started by callers (not rate-control children), oldest first.
+    pub fn execution_ids(&self) -> Vec<String> {
+        self.world()
+            .executions
+            .iter()
+            .filter(|e| e.parent_id.is_none())
+            .map(|e| e.id.clone())
+            .collect()
+    }
+
     /// Writes the state file now (when there is one).
     pub fn save(&self) -> std::io::Result<()> {
         let Some(path) = &self.inner.config.state_file else {

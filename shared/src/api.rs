@@ -280,3 +280,34 @@ pub struct ExecutionEvent {
     pub status: String,
     pub parent_execution_id: Option<String>,
 }
+
+/// One run in the audit export (`GET /api/v1/audit?format=json|csv`): flat, so CSV holds it whole.
+/// JSON-valued fields (parameters, prior options, outputs) are JSON text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub record_id: i64,
+    pub created_at: String,
+    pub requester: Option<String>,
+    pub region: String,
+    pub document_name: String,
+    pub document_version: Option<String>,
+    pub client_token: Option<String>,
+    pub execution_id: Option<String>,
+    /// SSM's status, or Recorded (not yet acknowledged) / Refused (SSM said no).
+    pub status: String,
+    pub instance_id: Option<String>,
+    pub targets: Option<String>,
+    /// Space-separated instance IDs the run covered.
+    pub instance_ids: String,
+    pub parameters: String,
+    pub override_reason: Option<String>,
+    pub prior_options: Option<String>,
+    pub outputs: Option<String>,
+    pub failure_message: Option<String>,
+    pub start_time: Option<String>,
+    pub end_time: Option<String>,
+    pub rollback_of: Option<String>,
+    /// Comma-separated execution IDs.
+    pub rolled_back_by: Option<String>,
+    pub started_here: bool,
+}

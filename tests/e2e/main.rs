@@ -2,6 +2,7 @@
 //! API against its embedded sandbox, and the built page in headless Chromium.
 
 mod api;
+mod audit;
 mod browser;
 mod safety;
 mod sandbox_sdk;

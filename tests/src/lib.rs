@@ -24,6 +24,7 @@ pub struct AppOptions {
     pub read_rate: f64,
     pub start_rate: f64,
     pub static_dir: Option<String>,
+    pub discover_secs: u64,
 }
 
 impl Default for AppOptions {
@@ -36,6 +37,7 @@ impl Default for AppOptions {
             read_rate: 100.0,
             start_rate: 50.0,
             static_dir: None,
+            discover_secs: 30,
         }
     }
 }
@@ -68,6 +70,8 @@ pub async fn spawn_app_in(opts: AppOptions, data_dir: tempfile::TempDir) -> Test
         opts.read_rate.to_string(),
         "--ssm-start-rate".into(),
         opts.start_rate.to_string(),
+        "--discover-secs".into(),
+        opts.discover_secs.to_string(),
     ];
     if let Some(dir) = &opts.static_dir {
         argv.push("--static-dir".into());

@@ -16,6 +16,7 @@ use crate::error::AppError;
 pub struct SsmExecution {
     pub id: String,
     pub document_name: String,
+    pub document_version: Option<String>,
     pub status: String,
     pub start_time: Option<String>,
     pub end_time: Option<String>,
@@ -153,6 +154,7 @@ pub async fn get(c: &RegionClients, id: &str) -> Result<SsmExecution, AppError> 
     Ok(SsmExecution {
         id: id.to_owned(),
         document_name: ex.document_name().unwrap_or_default().to_owned(),
+        document_version: ex.document_version().map(str::to_owned),
         status: ex
             .automation_execution_status()
             .map_or("Pending", |s| s.as_str())
@@ -215,11 +217,6 @@ pub async fn children(c: &RegionClients, parent_id: &str) -> Result<Vec<SsmExecu
     list(c, AutomationExecutionFilterKey::ParentExecutionId, parent_id).await
 }
 
-/// Executions carrying one of our tags (for reconciling a start whose reply was lost).
-pub async fn with_tag_key(c: &RegionClients, key: &str) -> Result<Vec<SsmExecutionSummary>, AppError> {
-    list(c, AutomationExecutionFilterKey::TagKey, key).await
-}
-
 async fn list(
     c: &RegionClients,
     key: AutomationExecutionFilterKey,
@@ -248,6 +245,28 @@ async fn list(
             _ => return Ok(out),
         }
     }
+}
+
+/// The newest executions of a document (one page of DescribeAutomationExecutions).
+pub async fn recent(c: &RegionClients, document: &str) -> Result<Vec<SsmExecutionSummary>, AppError> {
+    let filter = AutomationExecutionFilter::builder()
+        .key(AutomationExecutionFilterKey::DocumentNamePrefix)
+        .values(document)
+        .build()
+        .map_err(AppError::internal)?;
+    let page = c
+        .ssm
+        .describe_automation_executions()
+        .filters(filter)
+        .max_results(50)
+        .send()
+        .await
+        .map_err(|e| sdk_error("ssm:DescribeAutomationExecutions", &e))?;
+    Ok(page
+        .automation_execution_metadata_list()
+        .iter()
+        .map(summary)
+        .collect())
 }
 
 /// StopAutomationExecution (Cancel).

@@ -13,6 +13,7 @@ use shared::api::{
 };
 use shared::{preview, InstanceId, StartPlan, Targets, RUNBOOK};
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use super::{ApiJson, ApiQuery};
 use crate::aws::{ec2, ssm};
@@ -95,8 +96,28 @@ pub async fn send_start(
     requester: &str,
 ) -> Result<String, AppError> {
     let clients = state.region(Some(region))?;
-    state.limits(region).start.acquire().await;
-    let execution_id = ssm::start(clients, RUNBOOK, plan, token, record_id, requester).await?;
+    let mut backoff = Duration::from_millis(200);
+    let mut attempt = 1;
+    let execution_id = loop {
+        state.limits(region).start.acquire().await;
+        match ssm::start(clients, RUNBOOK, plan, token, record_id, requester).await {
+            Ok(id) => break id,
+            // Throttled (after the SDK's own retries): wait and send the same start again. The same
+            // ClientToken means SSM cannot start it twice, whichever attempt got through.
+            Err(AppError::Aws { code, .. }) if is_throttling(&code) && attempt < START_ATTEMPTS => {
+                tracing::info!(
+                    record = record_id,
+                    attempt,
+                    "StartAutomationExecution throttled; retrying with the same token"
+                );
+                state.limits(region).start.back_off(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    crate::crash::point("after-start");
     state.store.set_execution_id(record_id, &execution_id)?;
     state.events.publish(shared::api::ExecutionEvent {
         execution_id: execution_id.clone(),
@@ -104,6 +125,13 @@ pub async fn send_start(
         parent_execution_id: None,
     });
     Ok(execution_id)
+}
+
+/// How often a throttled start is sent again before the caller hears about it.
+const START_ATTEMPTS: u32 = 10;
+
+pub fn is_throttling(code: &str) -> bool {
+    code.contains("Throttl") || code == "RequestLimitExceeded" || code == "TooManyRequestsException"
 }
 
 /// A validated start, its region, and its targets as they are now (with IMDSv1 usage when it matters).
@@ -172,6 +200,7 @@ async fn record_and_send(
         prior_options: Some(&serde_json::Value::Object(prior)),
         rollback_of,
     })?;
+    crate::crash::point("after-record");
     match send_start(state, record_id, region, plan, &token, REQUESTER).await {
         Ok(execution_id) => Ok(execution_id),
         Err(e @ AppError::Aws { .. }) => {
@@ -416,8 +445,12 @@ async fn detail(
     if let Some(cached) = cached_detail(&state, &row) {
         return Ok(Json(cached));
     }
-    // Nobody has fetched this run lately (a child, or a run the watcher has not reached yet):
-    // fetch once, with concurrent viewers waiting for that one fetch.
+    if row.parent_execution_id.is_none() && row.detail.is_none() && !shared::is_terminal_status(&row.status) {
+        // The watcher has not reached this run yet: answer from our record now; the steps follow
+        // (with an event) when it does. No SSM call on a viewer's behalf.
+        return Ok(Json(provisional_detail(&state, &row)?));
+    }
+    // A child nobody has looked at lately: fetch once, concurrent viewers waiting for that one fetch.
     let _guard = state.detail_fetch.lock().await;
     let row = state.store.by_execution_id(&id)?.unwrap_or(row);
     if let Some(cached) = cached_detail(&state, &row) {
@@ -426,15 +459,48 @@ async fn detail(
     Ok(Json(watcher::refresh(&state, &row).await?))
 }
 
-/// The stored detail when it is final, or fresh enough for a run still moving.
+/// What our record says about a run SSM has not been asked about yet.
+fn provisional_detail(state: &AppState, row: &RunRow) -> Result<ExecutionDetail, AppError> {
+    let plan: Option<StartPlan> = row
+        .started_here
+        .then(|| state.store.plan_of(row.id).ok().flatten())
+        .flatten()
+        .and_then(|p| serde_json::from_str(&p).ok());
+    let parameters = plan
+        .map(|p| p.parameters.to_ssm().into_iter().collect())
+        .unwrap_or_default();
+    let mut detail = ExecutionDetail {
+        summary: row.summary(),
+        parameters,
+        outputs: BTreeMap::new(),
+        failure_message: None,
+        steps: Vec::new(),
+        rate_control: None,
+        children: Vec::new(),
+        override_reason: None,
+        rollback_of: None,
+        rolled_back_by: Vec::new(),
+        prior_options: BTreeMap::new(),
+    };
+    watcher::complete(state, &mut detail, row)?;
+    Ok(detail)
+}
+
+/// How old a child execution's stored steps may be when someone looks at it.
+const CHILD_DETAIL_TTL: Duration = Duration::from_secs(3);
+
+/// The stored detail when it is final, kept current by the watcher, or fresh enough.
 fn cached_detail(state: &AppState, row: &RunRow) -> Option<ExecutionDetail> {
     let json = row.detail.as_deref()?;
     let mut detail: ExecutionDetail = serde_json::from_str(json).ok()?;
     let final_ = shared::is_terminal_status(&detail.summary.status) && detail.summary.status == row.status;
+    // Top-level runs in flight are kept current by the watcher (and viewers hear of changes over SSE);
+    // a child's steps are refreshed on view, at most every CHILD_DETAIL_TTL.
+    let watched = row.parent_execution_id.is_none();
     let fresh = row
         .detail_at_ms
-        .is_some_and(|at| watcher::now_ms() - at < state.poll.as_millis() as i64 * 2);
-    if !(final_ || fresh) {
+        .is_some_and(|at| watcher::now_ms() - at < CHILD_DETAIL_TTL.as_millis() as i64);
+    if !(final_ || watched || fresh) {
         return None;
     }
     // The summary's status comes from the store, which the watcher keeps current for children too.

@@ -1,6 +1,7 @@
 //! The `/api/v1` routes, one module per resource, and the JSON extractor that reports bad bodies as
 //! our own errors.
 
+pub mod audit;
 pub mod events;
 pub mod executions;
 pub mod health;
@@ -18,6 +19,7 @@ use crate::state::AppState;
 pub fn api() -> Router<AppState> {
     Router::new()
         .merge(health::router())
+        .merge(audit::router())
         .merge(identity::router())
         .merge(executions::router())
         .merge(instances::router())

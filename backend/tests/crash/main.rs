@@ -1,0 +1,234 @@
+//! Crash safety of the real binary: a console killed at any point of a start (before sending it, after
+//! SSM accepted it but before the ID was stored, mid-request by SIGKILL, after acknowledging it) ends
+//! up, after a restart, with exactly one execution and one complete record. The sandbox runs in this
+//! test process, so it outlives the console like AWS does.
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Console {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `imds-console serve` on a random port against `sandbox_url`; returns once it listens.
+fn console(data_dir: &std::path::Path, sandbox_url: &str, crash_at: Option<&str>) -> Console {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_imds-console"));
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--poll-ms",
+        "100",
+        "--ssm-start-rate",
+        "50",
+        "--ssm-read-rate",
+        "50",
+    ])
+    .arg("--data-dir")
+    .arg(data_dir)
+    .args(["--sandbox-url", sandbox_url])
+    .env("RUST_LOG", "warn")
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    match crash_at {
+        Some(point) => cmd.env("IMDS_CONSOLE_CRASH_AT", point),
+        None => cmd.env_remove("IMDS_CONSOLE_CRASH_AT"),
+    };
+    let mut child = cmd.spawn().expect("the binary starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let base = loop {
+        let line = lines
+            .next()
+            .expect("the console says where it listens")
+            .expect("readable");
+        if let Some(url) = line.split(" is at ").nth(1) {
+            break url.trim().to_owned();
+        }
+    };
+    // Keep draining stderr so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Console { child, base }
+}
+
+async fn sandbox() -> (sandbox::Sandbox, String) {
+    let config = sandbox::SandboxConfig {
+        fleet_size: 20,
+        speed: 300.0,
+        ..sandbox::SandboxConfig::default()
+    };
+    let sb = sandbox::Sandbox::start(config).expect("sandbox");
+    let addr = sb.serve("127.0.0.1:0".parse().unwrap()).await.expect("serve");
+    (sb, format!("http://{addr}"))
+}
+
+async fn quiet_instance(http: &reqwest::Client, base: &str) -> String {
+    let list: Value = http
+        .get(format!("{base}/api/v1/instances"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    list["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| {
+            i["region"] == "us-east-1"
+                && i["state"] == "running"
+                && i["metadata"]["http_endpoint"] == "enabled"
+                && i["imdsv1_calls"].as_u64().unwrap_or(0) == 0
+        })
+        .expect("an instance")["instance_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Waits for the restarted console to show exactly one run, finished, with a complete record.
+async fn exactly_one_complete_run(http: &reqwest::Client, base: &str, sb: &sandbox::Sandbox) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let audit: Value = http
+            .get(format!("{base}/api/v1/audit"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let records = audit.as_array().unwrap();
+        assert_eq!(records.len(), 1, "one record: {audit}");
+        let r = &records[0];
+        if r["status"] == "Success" {
+            assert_eq!(
+                sb.execution_ids(),
+                vec![r["execution_id"].as_str().unwrap().to_owned()],
+                "one execution"
+            );
+            assert!(r["client_token"].as_str().is_some_and(|t| t.len() == 36));
+            assert!(r["prior_options"]
+                .as_str()
+                .is_some_and(|p| p.contains("http_tokens")));
+            assert!(r["outputs"]
+                .as_str()
+                .is_some_and(|o| o.contains("describeMetadataOptions.IMDSv2")));
+            let page: Value = http
+                .get(format!("{base}/api/v1/executions"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(page["executions"].as_array().unwrap().len(), 1);
+            return;
+        }
+        assert!(Instant::now() < deadline, "the run never completed: {r}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn crash_during_a_start(point: &str) {
+    let (sb, url) = sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let mut first = console(dir.path(), &url, Some(point));
+    let id = quiet_instance(&http, &first.base).await;
+    let reply = http
+        .post(format!("{}/api/v1/executions", first.base))
+        .json(&json!({"parameters": {"InstanceId": id}}))
+        .send()
+        .await;
+    assert!(reply.is_err(), "the console died mid-request at {point}");
+    let status = first.child.wait().unwrap();
+    assert!(!status.success(), "aborted at {point}");
+    let expected_before = usize::from(point == "after-start");
+    assert_eq!(
+        sb.execution_ids().len(),
+        expected_before,
+        "executions in SSM before the restart"
+    );
+
+    let second = console(dir.path(), &url, None);
+    exactly_one_complete_run(&http, &second.base, &sb).await;
+}
+
+#[tokio::test]
+async fn killed_after_recording_but_before_sending_the_run_is_sent_once_after_restart() {
+    crash_during_a_start("after-record").await;
+}
+
+#[tokio::test]
+async fn killed_after_ssm_accepted_but_before_storing_the_id_the_run_is_not_duplicated() {
+    crash_during_a_start("after-start").await;
+}
+
+#[tokio::test]
+async fn sigkill_while_the_start_is_in_flight_loses_and_duplicates_nothing() {
+    let (sb, url) = sandbox().await;
+    // The start takes a while to answer, so the kill lands while it is in flight.
+    sb.set_faults(sandbox::Faults {
+        rules: vec![sandbox::FaultRule {
+            operation: "ssm:StartAutomationExecution".into(),
+            latency_ms: 1500,
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let mut first = console(dir.path(), &url, None);
+    let id = quiet_instance(&http, &first.base).await;
+    let post = {
+        let http = http.clone();
+        let url = format!("{}/api/v1/executions", first.base);
+        tokio::spawn(async move {
+            http.post(url)
+                .json(&json!({"parameters": {"InstanceId": id}}))
+                .send()
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    first.child.kill().expect("SIGKILL");
+    first.child.wait().unwrap();
+    assert!(post.await.unwrap().is_err());
+    sb.set_faults(sandbox::Faults::default());
+
+    let second = console(dir.path(), &url, None);
+    exactly_one_complete_run(&http, &second.base, &sb).await;
+}
+
+#[tokio::test]
+async fn killed_after_acknowledging_the_run_is_watched_to_the_end_after_restart() {
+    let (sb, url) = sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let mut first = console(dir.path(), &url, None);
+    let id = quiet_instance(&http, &first.base).await;
+    let reply = http
+        .post(format!("{}/api/v1/executions", first.base))
+        .json(&json!({"parameters": {"InstanceId": id}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 201);
+    first.child.kill().expect("SIGKILL");
+    first.child.wait().unwrap();
+
+    let second = console(dir.path(), &url, None);
+    exactly_one_complete_run(&http, &second.base, &sb).await;
+}
