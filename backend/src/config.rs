@@ -18,6 +18,63 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run the AWS emulator on its own, for the AWS CLI, boto3 or a console started with --sandbox-url.
     Sandbox(SandboxArgs),
+    /// Manage built-in accounts (works while the server runs).
+    User(UserArgs),
+    /// Manage API tokens for scripts (works while the server runs).
+    Token(TokenArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UserArgs {
+    #[command(subcommand)]
+    pub action: UserAction,
+    /// The console's data directory (as given to `serve`).
+    #[arg(long, env = "IMDS_CONSOLE_DATA_DIR", default_value = "data", global = true)]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum UserAction {
+    /// Add a user; the password is read from a prompt, or from stdin when it is not a terminal.
+    Add {
+        name: String,
+        #[arg(long, value_parser = parse_role)]
+        role: shared::api::Role,
+    },
+    /// List users.
+    List,
+    /// Disable a user (ends their sessions; their tokens stop working).
+    Disable { name: String },
+    /// Set a new password (prompt or stdin); ends the user's sessions.
+    Passwd { name: String },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    #[command(subcommand)]
+    pub action: TokenAction,
+    #[arg(long, env = "IMDS_CONSOLE_DATA_DIR", default_value = "data", global = true)]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum TokenAction {
+    /// Create a token and print it (it is shown only this once).
+    Create {
+        #[arg(long)]
+        user: String,
+        /// At most the user's role; defaults to it.
+        #[arg(long, value_parser = parse_role)]
+        role: Option<shared::api::Role>,
+    },
+    /// List tokens (never the secrets).
+    List,
+    /// Revoke a token by its ID.
+    Revoke { id: i64 },
+}
+
+fn parse_role(raw: &str) -> Result<shared::api::Role, String> {
+    shared::api::Role::parse(raw)
 }
 
 #[derive(Debug, Clone, Args)]
@@ -49,6 +106,40 @@ pub struct ServeArgs {
     /// How often in-flight runs are polled, in milliseconds.
     #[arg(long, env = "IMDS_CONSOLE_POLL_MS", default_value_t = 1000)]
     pub poll_ms: u64,
+    /// Sign-on proxy address whose identity headers are trusted (repeat). Off unless given.
+    #[arg(
+        long = "trusted-proxy",
+        env = "IMDS_CONSOLE_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Header carrying the user from the sign-on proxy (oauth2-proxy: X-Forwarded-User).
+    #[arg(
+        long,
+        env = "IMDS_CONSOLE_SSO_USER_HEADER",
+        default_value = "x-forwarded-user"
+    )]
+    pub sso_user_header: String,
+    /// Header carrying the user's groups, comma-separated (oauth2-proxy: X-Forwarded-Groups).
+    #[arg(
+        long,
+        env = "IMDS_CONSOLE_SSO_GROUPS_HEADER",
+        default_value = "x-forwarded-groups"
+    )]
+    pub sso_groups_header: String,
+    /// GROUP=ROLE: members of GROUP get ROLE (repeat); a user gets the highest of their groups.
+    #[arg(
+        long = "sso-group-role",
+        env = "IMDS_CONSOLE_SSO_GROUP_ROLES",
+        value_delimiter = ','
+    )]
+    pub sso_group_roles: Vec<String>,
+    /// Hours a sign-in session lasts.
+    #[arg(long, env = "IMDS_CONSOLE_SESSION_HOURS", default_value_t = 12)]
+    pub session_hours: u64,
+    /// Mark session cookies Secure (set this when a TLS proxy serves the console).
+    #[arg(long, env = "IMDS_CONSOLE_SECURE_COOKIES")]
+    pub secure_cookies: bool,
     /// How often (seconds) SSM is asked for runs of the runbook started outside the console.
     #[arg(long, env = "IMDS_CONSOLE_DISCOVER_SECS", default_value_t = 30)]
     pub discover_secs: u64,
@@ -106,6 +197,27 @@ pub struct SandboxArgs {
     pub allow_remote: bool,
     #[command(flatten)]
     pub sandbox: SandboxOptions,
+}
+
+impl ServeArgs {
+    /// The identity settings these flags describe.
+    pub fn auth_config(&self) -> Result<crate::auth::AuthConfig, String> {
+        let mut roles = std::collections::BTreeMap::new();
+        for pair in &self.sso_group_roles {
+            let (group, role) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("--sso-group-role \"{pair}\": expected GROUP=ROLE"))?;
+            roles.insert(group.trim().to_owned(), shared::api::Role::parse(role.trim())?);
+        }
+        Ok(crate::auth::AuthConfig {
+            trusted_proxies: self.trusted_proxies.clone(),
+            sso_user_header: self.sso_user_header.to_ascii_lowercase(),
+            sso_groups_header: self.sso_groups_header.to_ascii_lowercase(),
+            sso_group_roles: roles,
+            session_ttl: std::time::Duration::from_secs(self.session_hours.max(1) * 3600),
+            secure_cookies: self.secure_cookies,
+        })
+    }
 }
 
 impl SandboxOptions {

@@ -4,6 +4,8 @@
 //! `app(state)` builds the router and `run(listener, state)` serves it, so tests bind port 0 and talk
 //! HTTP to the real thing; `startup` builds the state from the command line.
 
+pub mod admin;
+pub mod auth;
 pub mod aws;
 pub mod config;
 pub mod crash;
@@ -34,7 +36,12 @@ const CSP: &str =
 /// The whole HTTP surface: `/api/v1/*` and the frontend.
 pub fn app(state: AppState) -> Router {
     let static_dir = state.static_dir.clone();
-    let api = routes::api().with_state(state);
+    let api = routes::api()
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
+        .with_state(state);
     let mut router = Router::new().nest("/api/v1", api);
     router = match &static_dir {
         Some(dir) if dir.join("index.html").exists() => {

@@ -16,6 +16,8 @@ pub async fn run_command(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Sandbox(args) => run_sandbox(args).await,
+        Command::User(args) => crate::admin::user(&args),
+        Command::Token(args) => crate::admin::token(&args),
     }
 }
 
@@ -58,6 +60,8 @@ async fn run_sandbox(args: SandboxArgs) -> Result<(), String> {
 /// Builds the server state: AWS clients (pointed at the sandbox unless --aws), store, limiters.
 pub async fn build_state(args: &ServeArgs) -> Result<AppState, String> {
     let store = Store::open(&args.data_dir)?;
+    let auth = args.auth_config()?;
+    let bootstrap_password = crate::admin::bootstrap_admin(&store).map_err(|e| e.to_string())?;
     let (mode, target, mut regions, sandbox, sandbox_url) = if args.aws {
         let regions = if args.regions.is_empty() {
             vec![aws::default_region()
@@ -131,6 +135,9 @@ pub async fn build_state(args: &ServeArgs) -> Result<AppState, String> {
             static_dir: args.static_dir.clone().or_else(default_static_dir),
             sandbox,
             sandbox_url,
+            auth,
+            login_throttle: crate::auth::LoginThrottle::default(),
+            bootstrap_password,
         }),
     })
 }

@@ -45,6 +45,10 @@ pub struct StateInner {
     /// The embedded sandbox, when there is one (tests use it to inject faults and count calls).
     pub sandbox: Option<sandbox::Sandbox>,
     pub sandbox_url: Option<String>,
+    pub auth: crate::auth::AuthConfig,
+    pub login_throttle: crate::auth::LoginThrottle,
+    /// The first admin's password, when this start created it (also printed once to the log).
+    pub bootstrap_password: Option<String>,
 }
 
 /// How long the fleet view is reused before EC2 is asked again.

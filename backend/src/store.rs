@@ -52,6 +52,39 @@ CREATE INDEX run_instances_by_instance ON run_instances (instance_id);
 ALTER TABLE runs ADD COLUMN document_version TEXT;
 CREATE INDEX runs_requester ON runs (requester);
 ",
+    r"
+CREATE TABLE users (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    disabled INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE sessions (
+    id_hash TEXT PRIMARY KEY,
+    user_name TEXT NOT NULL REFERENCES users(name),
+    created_at TEXT NOT NULL,
+    expires_at_ms INTEGER NOT NULL
+);
+CREATE TABLE api_tokens (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_name TEXT NOT NULL REFERENCES users(name),
+    role TEXT NOT NULL,
+    token_hash TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL,
+    revoked INTEGER NOT NULL DEFAULT 0,
+    last_used_at TEXT,
+    last_used_ms INTEGER
+);
+CREATE TABLE auth_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    actor TEXT,
+    subject TEXT,
+    address TEXT
+);
+",
 ];
 
 /// Status of a record whose start has not been acknowledged by SSM yet.
@@ -223,7 +256,7 @@ impl Store {
         })
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
         self.conn
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -24,7 +24,12 @@ impl ClientError {
             ClientError::Network(m) => format!("The console server could not be reached ({m}). Check that it is running; this page retries by itself."),
             ClientError::Api { status, error } => {
                 let hint = match (*status, error.code.as_str()) {
-                    (403, _) => " The server's AWS role lacks this permission: add it to the role's IAM policy.",
+                    (401, _) => " Sign in again.",
+                    (403, "Forbidden") => " Ask an admin for a role that allows this.",
+                    (403, c) if c.contains("AccessDenied") || c.contains("Unauthorized") => {
+                        " The server's AWS role lacks this permission: add it to the role's IAM policy."
+                    }
+                    (429, "TooManyAttempts") => "",
                     (429, _) | (_, "ThrottlingException") => " AWS is throttling requests; wait a moment and try again.",
                     (503, _) => " AWS could not be reached; try again shortly.",
                     _ => "",
@@ -87,6 +92,56 @@ pub async fn post<B: Serialize, T: DeserializeOwned>(path: &str, body: &B) -> Re
         .await
         .map_err(|e| ClientError::Network(e.to_string()))?;
     decode(resp).await
+}
+
+pub async fn me() -> Result<shared::api::Me, ClientError> {
+    get("/auth/me").await
+}
+
+pub async fn login(req: &shared::api::LoginRequest) -> Result<shared::api::Me, ClientError> {
+    post("/auth/login", req).await
+}
+
+/// Ends the session (the reply has no body).
+pub async fn logout() -> Result<(), ClientError> {
+    let resp = Request::post("/api/v1/auth/logout")
+        .send()
+        .await
+        .map_err(|e| ClientError::Network(e.to_string()))?;
+    if resp.ok() {
+        Ok(())
+    } else {
+        Err(ClientError::Network(format!("logout failed ({})", resp.status())))
+    }
+}
+
+pub async fn users() -> Result<Vec<shared::api::UserView>, ClientError> {
+    get("/users").await
+}
+
+pub async fn tokens() -> Result<Vec<shared::api::TokenView>, ClientError> {
+    get("/tokens").await
+}
+
+/// POSTs and expects no body back (201/204).
+pub async fn post_empty<B: Serialize>(path: &str, body: &B) -> Result<(), ClientError> {
+    let req = Request::post(&format!("/api/v1{path}"))
+        .json(body)
+        .map_err(|e| ClientError::Network(e.to_string()))?;
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| ClientError::Network(e.to_string()))?;
+    if resp.ok() {
+        return Ok(());
+    }
+    decode::<serde_json::Value>(resp).await.map(|_| ())
+}
+
+pub async fn create_token(
+    req: &shared::api::CreateTokenRequest,
+) -> Result<shared::api::CreatedToken, ClientError> {
+    post("/tokens", req).await
 }
 
 pub async fn identity() -> Result<Identity, ClientError> {

@@ -10,6 +10,7 @@ pub mod api;
 pub mod components;
 pub mod live;
 pub mod pages;
+pub mod session;
 
 use leptos::prelude::*;
 use leptos_router::components::{Route, Router, Routes};
@@ -17,15 +18,25 @@ use leptos_router::path;
 
 use components::header::Header;
 use pages::{
-    detail::ExecutionDetailPage, execute::ExecutePage, fleet::FleetPage, history::HistoryPage,
-    not_found::NotFound,
+    admin::AdminPage, detail::ExecutionDetailPage, execute::ExecutePage, fleet::FleetPage,
+    history::HistoryPage, login::LoginPage, not_found::NotFound,
 };
 
 #[component]
 pub fn App() -> impl IntoView {
-    live::provide();
+    let live = live::provide();
+    let session = session::provide();
+    // The event stream needs a signed-in session: open it once there is one.
+    let connected = StoredValue::new(false);
+    Effect::new(move |_| {
+        if session.me.get().is_some() && !connected.get_value() {
+            connected.set_value(true);
+            live::connect(live);
+        }
+    });
     view! {
         <Router>
+            <session::RequireLogin/>
             <Header/>
             <main>
                 <Routes fallback=|| view! { <NotFound/> }>
@@ -34,6 +45,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/history") view=HistoryPage/>
                     <Route path=path!("/fleet") view=FleetPage/>
                     <Route path=path!("/executions/:id") view=ExecutionDetailPage/>
+                    <Route path=path!("/login") view=LoginPage/>
+                    <Route path=path!("/admin") view=AdminPage/>
                 </Routes>
             </main>
         </Router>

@@ -15,13 +15,19 @@ pub struct Live {
     pub connected: RwSignal<bool>,
 }
 
-pub fn provide() {
+/// Makes the live signals available; `connect` opens the stream once someone is signed in.
+pub fn provide() -> Live {
     let live = Live {
         version: RwSignal::new(0),
         last: RwSignal::new(None),
         connected: RwSignal::new(true),
     };
     provide_context(live);
+    live
+}
+
+/// Opens the event stream (it needs a signed-in session, so it waits for one).
+pub fn connect(live: Live) {
     let Ok(source) = web_sys::EventSource::new("/api/v1/events") else {
         live.connected.set(false);
         return;

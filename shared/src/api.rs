@@ -311,3 +311,104 @@ pub struct AuditRecord {
     pub rolled_back_by: Option<String>,
     pub started_here: bool,
 }
+
+/// What a person or script may do: viewers read, operators also start/stop/preview/roll back, admins
+/// also manage users and tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Viewer,
+    Operator,
+    Admin,
+}
+
+impl Role {
+    pub fn parse(raw: &str) -> Result<Role, String> {
+        match raw {
+            "viewer" => Ok(Role::Viewer),
+            "operator" => Ok(Role::Operator),
+            "admin" => Ok(Role::Admin),
+            _ => Err(format!("\"{raw}\" is not a role: use viewer, operator or admin")),
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// `POST /api/v1/auth/login`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+}
+
+/// `GET /api/v1/auth/me`: who this request is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Me {
+    pub name: String,
+    pub role: Role,
+    /// `session`, `token` or `sso`.
+    pub via: String,
+}
+
+/// A built-in account, as admins see it (never its password).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserView {
+    pub name: String,
+    pub role: Role,
+    pub disabled: bool,
+    pub created_at: String,
+}
+
+/// `POST /api/v1/users`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateUserRequest {
+    pub name: String,
+    pub role: Role,
+    pub password: String,
+}
+
+/// An API token, as admins see it (never the token itself).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenView {
+    pub id: i64,
+    pub user: String,
+    pub role: Role,
+    pub created_at: String,
+    pub revoked: bool,
+    pub last_used_at: Option<String>,
+}
+
+/// `POST /api/v1/tokens`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateTokenRequest {
+    pub user: String,
+    /// At most the user's own role; defaults to it.
+    #[serde(default)]
+    pub role: Option<Role>,
+}
+
+/// The one time a token is shown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreatedToken {
+    pub id: i64,
+    pub token: String,
+    pub role: Role,
+}
+
+/// A sign-in, failed sign-in, token use or user change, from the audit store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuthEvent {
+    pub at: String,
+    /// login, login-failed, logout, token-used, token-created, token-revoked, user-added, user-disabled,
+    /// password-changed, login-throttled.
+    pub kind: String,
+    pub actor: Option<String>,
+    pub subject: Option<String>,
+    pub address: Option<String>,
+}

@@ -57,7 +57,7 @@ async fn enforcing_an_instance_runs_to_success_and_the_fleet_shows_required() {
     let detail = app.wait_done(&exec, WAIT).await;
     assert_eq!(detail["summary"]["status"], "Success", "{detail}");
     assert_eq!(detail["summary"]["instance_id"], json!(id));
-    assert_eq!(detail["summary"]["requester"], "local-user");
+    assert_eq!(detail["summary"]["requester"], "admin");
     assert_eq!(steps(&detail)[2], "maintainHopLimitAndConfigureImdsVersion");
     assert_eq!(detail["parameters"]["HttpPutResponseHopLimit"], json!(["0"]));
     assert_eq!(

@@ -107,6 +107,39 @@ async fn wait_text(c: &Client, css: &str, ok: impl Fn(&str) -> bool) -> String {
     }
 }
 
+/// Signs in through the login page and waits until the header shows who is signed in.
+async fn login(c: &Client, base: &str, user: &str, password: &str) {
+    c.goto(&format!("{base}/login")).await.unwrap();
+    let name = c
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("#login-user"))
+        .await
+        .unwrap();
+    name.send_keys(user).await.unwrap();
+    c.find(Locator::Css("#login-password"))
+        .await
+        .unwrap()
+        .send_keys(password)
+        .await
+        .unwrap();
+    c.find(Locator::Css("#login-submit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let me = text_of(c, "[data-testid=me]").await;
+    assert!(me.starts_with(user), "{me}");
+}
+
+fn admin_password(app: &e2e::TestApp) -> String {
+    app.state
+        .bootstrap_password
+        .clone()
+        .expect("the first start created the admin")
+}
+
 fn dist_dir() -> String {
     let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../frontend/dist"));
     assert!(
@@ -133,6 +166,7 @@ async fn a_person_enforces_imdsv2_in_the_browser_and_follows_it_live() {
         .remove(0);
     let b = browser().await;
     let c = &b.client;
+    login(c, &app.base, "admin", &admin_password(&app)).await;
 
     c.goto(&format!("{}/execute", app.base)).await.unwrap();
     // Rendered by the WASM app, under the Content-Security-Policy.
@@ -252,6 +286,7 @@ async fn an_aws_side_refusal_is_shown_in_the_browser() {
     });
     let b = browser().await;
     let c = &b.client;
+    login(c, &app.base, "admin", &admin_password(&app)).await;
     c.goto(&format!("{}/execute?instance={id}", app.base))
         .await
         .unwrap();
@@ -294,6 +329,7 @@ async fn a_blocked_enforce_needs_a_written_reason_and_the_run_can_be_reverted() 
         .remove(0);
     let b = browser().await;
     let c = &b.client;
+    login(c, &app.base, "admin", &admin_password(&app)).await;
     c.goto(&format!("{}/execute?instance={id}", app.base))
         .await
         .unwrap();
@@ -352,5 +388,135 @@ async fn a_blocked_enforce_needs_a_written_reason_and_the_run_can_be_reverted() 
         inst["metadata"]["http_tokens"], "optional",
         "reverted to its prior options"
     );
+    b.client.clone().close().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_first_admin_adds_an_operator_who_can_start_and_a_viewer_who_cannot() {
+    let app = spawn_app_with(AppOptions {
+        static_dir: Some(dist_dir()),
+        ..AppOptions::default()
+    })
+    .await;
+    let id = app.quiet("us-east-1").await.remove(0);
+    let b = browser().await;
+    let c = &b.client;
+
+    // A visitor is sent to the login page, and back after signing in.
+    c.goto(&format!("{}/history", app.base)).await.unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("#login-user"))
+        .await
+        .unwrap();
+    c.find(Locator::Css("#login-user"))
+        .await
+        .unwrap()
+        .send_keys("admin")
+        .await
+        .unwrap();
+    c.find(Locator::Css("#login-password"))
+        .await
+        .unwrap()
+        .send_keys("not the password")
+        .await
+        .unwrap();
+    c.find(Locator::Css("#login-submit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(text_of(c, "[data-testid=login-error]")
+        .await
+        .contains("wrong user name or password"));
+    login(c, &app.base, "admin", &admin_password(&app)).await;
+
+    c.goto(&format!("{}/admin", app.base)).await.unwrap();
+    for (name, role) in [("olivia", "operator"), ("victor", "viewer")] {
+        let field = c
+            .wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::Css("#new-user-name"))
+            .await
+            .unwrap();
+        field.clear().await.unwrap();
+        field.send_keys(name).await.unwrap();
+        c.find(Locator::Css(&format!("#new-user-role option[value='{role}']")))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let pw = c.find(Locator::Css("#new-user-password")).await.unwrap();
+        pw.clear().await.unwrap();
+        pw.send_keys(&format!("{name}-password-123")).await.unwrap();
+        c.find(Locator::Css("#add-user"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_text(c, &format!("tr[data-user='{name}']"), |t| t.contains(role)).await;
+    }
+    c.find(Locator::Css("#logout"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("#login-user"))
+        .await
+        .unwrap();
+
+    // The operator starts a run.
+    login(c, &app.base, "olivia", "olivia-password-123").await;
+    c.goto(&format!("{}/execute?instance={id}", app.base))
+        .await
+        .unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("#review"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("#start"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let started = text_of(c, "[data-testid=started] a").await;
+    let d = app.wait_done(&started, Duration::from_secs(30)).await;
+    assert_eq!(
+        d["summary"]["requester"], "olivia",
+        "the run records who started it"
+    );
+    c.find(Locator::Css("#logout"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
+    // The viewer can look but not start.
+    login(c, &app.base, "victor", "victor-password-123").await;
+    c.goto(&format!("{}/execute?instance={id}", app.base))
+        .await
+        .unwrap();
+    assert!(text_of(c, "[data-testid=viewer-note]").await.contains("viewer"));
+    let review = c.find(Locator::Css("#review")).await.unwrap();
+    assert_eq!(review.attr("disabled").await.unwrap().as_deref(), Some("true"));
+    c.goto(&format!("{}/history", app.base)).await.unwrap();
+    wait_text(c, &format!("tr[data-execution-id='{started}'] .status"), |t| {
+        t == "Success"
+    })
+    .await;
     b.client.clone().close().await.unwrap();
 }

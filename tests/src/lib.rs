@@ -13,6 +13,7 @@ pub struct TestApp {
     pub state: AppState,
     pub sandbox: sandbox::Sandbox,
     pub data_dir: tempfile::TempDir,
+    pub admin_token: String,
 }
 
 /// How to start a test console.
@@ -85,13 +86,25 @@ pub async fn spawn_app_in(opts: AppOptions, data_dir: tempfile::TempDir) -> Test
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let sandbox = state.sandbox.clone().expect("embedded sandbox");
+    // Tests act as an admin through an API token, the way a script would.
+    let (_, admin_token, _) = state.store.create_token("admin", None).expect("admin token");
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {admin_token}").parse().expect("header"),
+    );
+    let http = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("client");
     tokio::spawn(backend::run(listener, state.clone()));
     TestApp {
         base,
-        http: reqwest::Client::new(),
+        http,
         state,
         sandbox,
         data_dir,
+        admin_token,
     }
 }
 

@@ -3,7 +3,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use shared::api::{
@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::{ApiJson, ApiQuery};
+use crate::auth::Identity;
 use crate::aws::{ec2, ssm};
 use crate::error::AppError;
 use crate::state::AppState;
@@ -31,9 +32,6 @@ pub fn router() -> Router<AppState> {
         .route("/executions/{id}/stop", post(stop))
         .route("/executions/{id}/rollback", post(rollback))
 }
-
-/// Who asked. Until sign-in exists every request is the same local user.
-const REQUESTER: &str = "local-user";
 
 fn field_error(field: &str, message: String) -> AppError {
     AppError::Validation(shared::ValidationErrors(vec![shared::FieldError {
@@ -175,6 +173,7 @@ async fn record_and_send(
     plan: &StartPlan,
     targets: &[InstanceView],
     rollback_of: Option<&str>,
+    requester: &str,
 ) -> Result<String, AppError> {
     let prior: serde_json::Map<String, serde_json::Value> = targets
         .iter()
@@ -191,7 +190,7 @@ async fn record_and_send(
         client_token: &token,
         region,
         document_name: RUNBOOK,
-        requester: REQUESTER,
+        requester,
         parameters: &plan_json,
         targets: targets_text.as_ref(),
         instance_id: plan.parameters.instance_id.as_ref().map(InstanceId::as_str),
@@ -201,7 +200,7 @@ async fn record_and_send(
         rollback_of,
     })?;
     crate::crash::point("after-record");
-    match send_start(state, record_id, region, plan, &token, REQUESTER).await {
+    match send_start(state, record_id, region, plan, &token, requester).await {
         Ok(execution_id) => Ok(execution_id),
         Err(e @ AppError::Aws { .. }) => {
             // SSM answered no: nothing was started. The record stays, marked refused, for the audit trail.
@@ -216,6 +215,7 @@ async fn record_and_send(
 
 async fn start(
     State(state): State<AppState>,
+    Extension(who): Extension<Identity>,
     ApiJson(req): ApiJson<StartExecutionRequest>,
 ) -> Result<(StatusCode, Json<StartExecutionResponse>), AppError> {
     let plan = req.validate().map_err(AppError::Validation)?;
@@ -223,7 +223,7 @@ async fn start(
     if !a.users.is_empty() && plan.override_reason.is_none() {
         return Err(AppError::Imdsv1InUse(a.users));
     }
-    let execution_id = record_and_send(&state, &a.region, &plan, &a.targets, None).await?;
+    let execution_id = record_and_send(&state, &a.region, &plan, &a.targets, None, &who.name).await?;
     Ok((StatusCode::CREATED, Json(StartExecutionResponse { execution_id })))
 }
 
@@ -260,6 +260,7 @@ fn restorable(m: &MetadataOptions) -> (String, String, u8) {
 /// prior options: one run per distinct set of prior options (rate-controlled when it covers several).
 async fn rollback(
     State(state): State<AppState>,
+    Extension(who): Extension<Identity>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<RollbackResponse>), AppError> {
     let row = state
@@ -339,7 +340,7 @@ async fn rollback(
                 override_gate: None,
             };
             let plan = req.validate().map_err(AppError::Validation)?;
-            let new_id = record_and_send(&state, &row.region, &plan, chunk, Some(&id)).await?;
+            let new_id = record_and_send(&state, &row.region, &plan, chunk, Some(&id), &who.name).await?;
             state.store.add_rolled_back_by(&id, &new_id)?;
             execution_ids.push(new_id);
             instances.extend(ids);
@@ -551,6 +552,7 @@ async fn foreign_detail(state: &AppState, id: &str) -> Result<ExecutionDetail, A
 
 async fn stop(
     State(state): State<AppState>,
+    Extension(who): Extension<Identity>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
     if !looks_like_execution_id(&id) {
@@ -571,6 +573,9 @@ async fn stop(
         }
         Err(e) => return Err(e),
     }
+    state
+        .store
+        .auth_event("run-stopped", Some(&who.name), Some(&id), None)?;
     state.events.publish(shared::api::ExecutionEvent {
         execution_id: id.clone(),
         status: "Cancelling".into(),

@@ -1,6 +1,7 @@
 //! The `/api/v1` routes, one module per resource, and the JSON extractor that reports bad bodies as
 //! our own errors.
 
+pub mod accounts;
 pub mod audit;
 pub mod events;
 pub mod executions;
@@ -19,6 +20,7 @@ use crate::state::AppState;
 pub fn api() -> Router<AppState> {
     Router::new()
         .merge(health::router())
+        .merge(accounts::router())
         .merge(audit::router())
         .merge(identity::router())
         .merge(executions::router())
@@ -29,6 +31,16 @@ pub fn api() -> Router<AppState> {
 
 /// `Json<T>` whose rejection is an `AppError::BadJson` with serde's explanation.
 pub struct ApiJson<T>(pub T);
+
+impl<T> ApiJson<T>
+where
+    axum::Json<T>: FromRequest<AppState, Rejection = JsonRejection>,
+{
+    /// Reads the body inside a handler that needed the request first.
+    pub async fn from_request_inner(req: Request, state: &AppState) -> Result<Self, AppError> {
+        <Self as FromRequest<AppState>>::from_request(req, state).await
+    }
+}
 
 impl<T, S> FromRequest<S> for ApiJson<T>
 where

@@ -61,6 +61,29 @@ fn console(data_dir: &std::path::Path, sandbox_url: &str, crash_at: Option<&str>
     Console { child, base }
 }
 
+/// An API token for the first admin (created by the first start), made with the CLI.
+fn admin_token(data_dir: &std::path::Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_imds-console"))
+        .args(["token", "create", "--user", "admin", "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .expect("token create runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+fn client(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
 async fn sandbox() -> (sandbox::Sandbox, String) {
     let config = sandbox::SandboxConfig {
         fleet_size: 20,
@@ -144,8 +167,8 @@ async fn exactly_one_complete_run(http: &reqwest::Client, base: &str, sb: &sandb
 async fn crash_during_a_start(point: &str) {
     let (sb, url) = sandbox().await;
     let dir = tempfile::tempdir().unwrap();
-    let http = reqwest::Client::new();
     let mut first = console(dir.path(), &url, Some(point));
+    let http = client(&admin_token(dir.path()));
     let id = quiet_instance(&http, &first.base).await;
     let reply = http
         .post(format!("{}/api/v1/executions", first.base))
@@ -189,8 +212,8 @@ async fn sigkill_while_the_start_is_in_flight_loses_and_duplicates_nothing() {
         ..Default::default()
     });
     let dir = tempfile::tempdir().unwrap();
-    let http = reqwest::Client::new();
     let mut first = console(dir.path(), &url, None);
+    let http = client(&admin_token(dir.path()));
     let id = quiet_instance(&http, &first.base).await;
     let post = {
         let http = http.clone();
@@ -216,8 +239,8 @@ async fn sigkill_while_the_start_is_in_flight_loses_and_duplicates_nothing() {
 async fn killed_after_acknowledging_the_run_is_watched_to_the_end_after_restart() {
     let (sb, url) = sandbox().await;
     let dir = tempfile::tempdir().unwrap();
-    let http = reqwest::Client::new();
     let mut first = console(dir.path(), &url, None);
+    let http = client(&admin_token(dir.path()));
     let id = quiet_instance(&http, &first.base).await;
     let reply = http
         .post(format!("{}/api/v1/executions", first.base))

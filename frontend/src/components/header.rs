@@ -1,14 +1,38 @@
-//! The header: mode (a clear SANDBOX banner), account, regions, navigation, connection state.
+//! The header: mode (a clear SANDBOX banner), account, regions, navigation, who is signed in, and the
+//! state of the live connection.
 
 use leptos::prelude::*;
 use leptos_router::components::A;
+use leptos_router::hooks::use_navigate;
+use shared::api::Role;
 
+use crate::session::use_session;
 use crate::{api, live::use_live};
 
 #[component]
 pub fn Header() -> impl IntoView {
-    let identity = LocalResource::new(api::identity);
+    let session = use_session();
     let live = use_live();
+    let navigate = use_navigate();
+    // Asked again whenever someone signs in (it needs a session).
+    let identity = LocalResource::new(move || {
+        let signed_in = session.me.get().is_some();
+        async move {
+            if signed_in {
+                Some(api::identity().await)
+            } else {
+                None
+            }
+        }
+    });
+    let logout = move |_| {
+        let navigate = navigate.clone();
+        leptos::task::spawn_local(async move {
+            let _ = api::logout().await;
+            session.me.set(None);
+            navigate("/login", Default::default());
+        });
+    };
     view! {
         <header class="top">
             <span class="brand">"imds-console"</span>
@@ -16,24 +40,29 @@ pub fn Header() -> impl IntoView {
                 <A href="/execute">"Execute"</A>
                 <A href="/history">"History"</A>
                 <A href="/fleet">"Fleet"</A>
+                {move || session.me.get().filter(|m| m.role == Role::Admin).map(|_| view! { <A href="/admin">"Admin"</A> })}
             </nav>
-            {move || match identity.get() {
-                None => view! { <span class="who">"Connecting…"</span> }.into_any(),
+            {move || match identity.get().flatten() {
+                None => None,
                 Some(Ok(id)) => {
                     let banner = (id.mode == "sandbox").then(|| view! {
                         <span class="banner-sandbox" title="No AWS account is touched: a local emulator answers">"SANDBOX"</span>
                     });
-                    view! {
+                    Some(view! {
                         {banner}
                         <span class="who" data-testid="identity">
                             {format!("Account {} · {} · regions {}", id.account, id.arn, id.regions.join(", "))}
                         </span>
-                    }.into_any()
+                    }.into_any())
                 }
-                Some(Err(e)) => view! { <span class="who field-error">{e.explain()}</span> }.into_any(),
+                Some(Err(e)) => Some(view! { <span class="who field-error">{e.explain()}</span> }.into_any()),
             }}
+            {move || session.me.get().map(|me| view! {
+                <span class="who" data-testid="me">{format!("{} ({})", me.name, me.role.as_str())}</span>
+                <button class="secondary" id="logout" on:click=logout.clone()>"Sign out"</button>
+            })}
         </header>
-        {move || (!live.connected.get()).then(|| view! {
+        {move || (session.me.get().is_some() && !live.connected.get()).then(|| view! {
             <div class="conn-lost" role="status">"Connection to the console server lost; reconnecting…"</div>
         })}
     }

@@ -90,6 +90,7 @@ fn field_errors(
 pub fn ExecutePage() -> impl IntoView {
     let query = use_query_map();
     let live = use_live();
+    let session = crate::session::use_session();
     let form = Form {
         rate: RwSignal::new(false),
         instance_id: RwSignal::new(String::new()),
@@ -305,7 +306,12 @@ pub fn ExecutePage() -> impl IntoView {
                         {field_errors(errors, show_always, "parameters.AutomationAssumeRole", "err-role")}
                     </div>
                 </div>
-                <div class="row"><span></span><div><button type="submit" id="review">"Review changes"</button></div></div>
+                <div class="row"><span></span><div>
+                    <button type="submit" id="review" disabled=move || !session.can_operate()>"Review changes"</button>
+                    {move || (session.me.get().is_some() && !session.can_operate()).then(|| view! {
+                        <p class="help" data-testid="viewer-note">"You are signed in as a viewer: you can look, but starting runs needs the operator role."</p>
+                    })}
+                </div></div>
             </form>
             <Show when=move || confirming.get()>
                 <Confirm request=request start=start/>

@@ -1,7 +1,9 @@
 //! One module per route.
 
+pub mod admin;
 pub mod detail;
 pub mod execute;
 pub mod fleet;
 pub mod history;
+pub mod login;
 pub mod not_found;

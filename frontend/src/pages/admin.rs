@@ -1,0 +1,167 @@
+//! Admin: users (add, disable), API tokens (create, shown once; revoke) and the sign-in log.
+
+use leptos::prelude::*;
+use shared::api::{CreateTokenRequest, CreateUserRequest, Role};
+
+use crate::api;
+
+fn role_of(raw: &str) -> Role {
+    Role::parse(raw).unwrap_or(Role::Viewer)
+}
+
+#[component]
+pub fn AdminPage() -> impl IntoView {
+    let version = RwSignal::new(0u32);
+    let users = LocalResource::new(move || {
+        version.track();
+        api::users()
+    });
+    let tokens = LocalResource::new(move || {
+        version.track();
+        api::tokens()
+    });
+    let events = LocalResource::new(move || {
+        version.track();
+        api::get::<Vec<shared::api::AuthEvent>>("/audit/auth")
+    });
+    let (name, role, password) = (
+        RwSignal::new(String::new()),
+        RwSignal::new("operator".to_owned()),
+        RwSignal::new(String::new()),
+    );
+    let add = Action::new_local(|req: &CreateUserRequest| {
+        let req = req.clone();
+        async move { api::post_empty("/users", &req).await }
+    });
+    let disable = Action::new_local(|name: &String| {
+        let name = name.clone();
+        async move { api::post_empty(&format!("/users/{name}/disable"), &serde_json::json!({})).await }
+    });
+    let (token_user, token_role) = (RwSignal::new(String::new()), RwSignal::new(String::new()));
+    let create = Action::new_local(|req: &CreateTokenRequest| {
+        let req = req.clone();
+        async move { api::create_token(&req).await }
+    });
+    let revoke = Action::new_local(|id: &i64| {
+        let id = *id;
+        async move { api::post_empty(&format!("/tokens/{id}/revoke"), &serde_json::json!({})).await }
+    });
+    Effect::new(move |_| {
+        add.value().track();
+        disable.value().track();
+        create.value().track();
+        revoke.value().track();
+        version.update(|v| *v += 1);
+    });
+    let add_user = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        add.dispatch(CreateUserRequest {
+            name: name.get_untracked(),
+            role: role_of(&role.get_untracked()),
+            password: password.get_untracked(),
+        });
+    };
+    let create_token = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let r = token_role.get_untracked();
+        create.dispatch(CreateTokenRequest {
+            user: token_user.get_untracked(),
+            role: (!r.is_empty()).then(|| role_of(&r)),
+        });
+    };
+    view! {
+        <section class="card">
+            <h1>"Users"</h1>
+            {move || match users.get() {
+                None => view! { <p role="status">"Loading…"</p> }.into_any(),
+                Some(Err(e)) => view! { <div class="error-box" role="alert">{e.explain()}</div> }.into_any(),
+                Some(Ok(list)) => view! {
+                    <table data-testid="users">
+                        <thead><tr><th>"Name"</th><th>"Role"</th><th>"Status"</th><th>"Since"</th><th>"Action"</th></tr></thead>
+                        <tbody>{list.into_iter().map(|u| {
+                            let n = u.name.clone();
+                            view! {
+                                <tr data-user=u.name.clone()>
+                                    <td>{u.name.clone()}</td><td>{u.role.as_str()}</td>
+                                    <td>{if u.disabled { "disabled" } else { "enabled" }}</td><td>{api::local_time(Some(&u.created_at))}</td>
+                                    <td>{(!u.disabled).then(|| view! {
+                                        <button class="secondary" on:click=move |_| { disable.dispatch(n.clone()); }>"Disable"</button>
+                                    })}</td>
+                                </tr>
+                            }
+                        }).collect_view()}</tbody>
+                    </table>
+                }.into_any(),
+            }}
+            <h2>"Add a user"</h2>
+            <form class="filters" on:submit=add_user aria-label="Add a user">
+                <label for="new-user-name">"Name"<input id="new-user-name" prop:value=move || name.get() on:input=move |ev| name.set(event_target_value(&ev))/></label>
+                <label for="new-user-role">"Role"
+                    <select id="new-user-role" prop:value=move || role.get() on:change=move |ev| role.set(event_target_value(&ev))>
+                        <option value="viewer">"viewer (reads)"</option>
+                        <option value="operator">"operator (starts, stops, rolls back)"</option>
+                        <option value="admin">"admin (also users and tokens)"</option>
+                    </select>
+                </label>
+                <label for="new-user-password">"Password (12+ characters)"
+                    <input id="new-user-password" type="password" autocomplete="new-password" prop:value=move || password.get() on:input=move |ev| password.set(event_target_value(&ev))/>
+                </label>
+                <button type="submit" id="add-user">"Add user"</button>
+            </form>
+            {move || add.value().get().map(|r| match r {
+                Ok(()) => view! { <div class="ok-box" role="status" data-testid="user-added">"User added."</div> }.into_any(),
+                Err(e) => view! { <div class="error-box" role="alert">{e.explain()}</div> }.into_any(),
+            })}
+        </section>
+        <section class="card">
+            <h1>"API tokens"</h1>
+            <form class="filters" on:submit=create_token aria-label="Create a token">
+                <label for="token-user">"User"<input id="token-user" prop:value=move || token_user.get() on:input=move |ev| token_user.set(event_target_value(&ev))/></label>
+                <label for="token-role">"Role"
+                    <select id="token-role" on:change=move |ev| token_role.set(event_target_value(&ev))>
+                        <option value="">"the user's role"</option>
+                        <option value="viewer">"viewer"</option>
+                        <option value="operator">"operator"</option>
+                        <option value="admin">"admin"</option>
+                    </select>
+                </label>
+                <button type="submit" id="create-token">"Create token"</button>
+            </form>
+            {move || create.value().get().map(|r| match r {
+                Ok(t) => view! {
+                    <div class="ok-box" role="status">"Token " {t.id} " (" {t.role.as_str()} "), shown only now: "
+                        <code data-testid="new-token">{t.token.clone()}</code></div>
+                }.into_any(),
+                Err(e) => view! { <div class="error-box" role="alert">{e.explain()}</div> }.into_any(),
+            })}
+            {move || tokens.get().and_then(Result::ok).map(|list| view! {
+                <table data-testid="tokens">
+                    <thead><tr><th>"ID"</th><th>"User"</th><th>"Role"</th><th>"Status"</th><th>"Last used"</th><th>"Action"</th></tr></thead>
+                    <tbody>{list.into_iter().map(|t| {
+                        let id = t.id;
+                        view! {
+                            <tr>
+                                <td>{t.id}</td><td>{t.user.clone()}</td><td>{t.role.as_str()}</td>
+                                <td>{if t.revoked { "revoked" } else { "active" }}</td>
+                                <td>{api::local_time(t.last_used_at.as_deref())}</td>
+                                <td>{(!t.revoked).then(|| view! { <button class="secondary" on:click=move |_| { revoke.dispatch(id); }>"Revoke"</button> })}</td>
+                            </tr>
+                        }
+                    }).collect_view()}</tbody>
+                </table>
+            })}
+        </section>
+        <section class="card">
+            <h1>"Sign-ins and account changes"</h1>
+            {move || events.get().and_then(Result::ok).map(|list| view! {
+                <table data-testid="auth-events">
+                    <thead><tr><th>"When"</th><th>"What"</th><th>"Who"</th><th>"Subject"</th><th>"From"</th></tr></thead>
+                    <tbody>{list.into_iter().take(100).map(|e| view! {
+                        <tr><td>{api::local_time(Some(&e.at))}</td><td>{e.kind}</td><td>{e.actor.unwrap_or_default()}</td>
+                            <td>{e.subject.unwrap_or_default()}</td><td>{e.address.unwrap_or_default()}</td></tr>
+                    }).collect_view()}</tbody>
+                </table>
+            })}
+        </section>
+    }
+}

@@ -1,0 +1,59 @@
+//! Who is signed in: asked once at start (`/auth/me`), set by the login page, cleared by logout.
+//! Pages that need a signed-in person send everyone else to `/login`.
+
+use leptos::prelude::*;
+use leptos_router::hooks::{use_location, use_navigate};
+use shared::api::{Me, Role};
+
+use crate::api;
+
+#[derive(Clone, Copy)]
+pub struct Session {
+    pub me: RwSignal<Option<Me>>,
+    /// The first `/auth/me` has answered.
+    pub checked: RwSignal<bool>,
+}
+
+impl Session {
+    /// Whether the signed-in person may start, stop and roll back runs.
+    pub fn can_operate(&self) -> bool {
+        self.me.get().is_some_and(|m| m.role >= Role::Operator)
+    }
+}
+
+pub fn provide() -> Session {
+    let session = Session {
+        me: RwSignal::new(None),
+        checked: RwSignal::new(false),
+    };
+    provide_context(session);
+    leptos::task::spawn_local(async move {
+        session.me.set(api::me().await.ok());
+        session.checked.set(true);
+    });
+    session
+}
+
+pub fn use_session() -> Session {
+    expect_context::<Session>()
+}
+
+/// Sends a visitor who is not signed in to the login page, remembering where they were going.
+#[component]
+pub fn RequireLogin() -> impl IntoView {
+    let session = use_session();
+    let location = use_location();
+    let navigate = use_navigate();
+    Effect::new(move |_| {
+        let path = location.pathname.get();
+        if session.checked.get() && session.me.get().is_none() && path != "/login" {
+            let search = location.search.get();
+            let next = if search.is_empty() {
+                path.clone()
+            } else {
+                format!("{path}?{}", search.trim_start_matches('?'))
+            };
+            navigate(&format!("/login?next={}", api::enc(&next)), Default::default());
+        }
+    });
+}
