@@ -80,7 +80,9 @@ pub fn app(state: AppState) -> Router {
 pub async fn run(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
     startup::reconcile(&state).await;
     tokio::spawn(watcher::run(state.clone()));
-    axum::serve(listener, app(state))
+    // Peer addresses decide whether a sign-on proxy's headers are trusted, and key sign-in throttling.
+    let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(shutdown_signal())
         .await
 }

@@ -1,6 +1,7 @@
 //! The end-to-end suites, one binary: the sandbox through the real AWS SDK clients, the console's HTTP
 //! API against its embedded sandbox, and the built page in headless Chromium.
 
+mod access;
 mod api;
 mod audit;
 mod browser;

@@ -26,6 +26,8 @@ pub struct AppOptions {
     pub start_rate: f64,
     pub static_dir: Option<String>,
     pub discover_secs: u64,
+    /// More `serve` flags.
+    pub extra_args: Vec<String>,
 }
 
 impl Default for AppOptions {
@@ -39,6 +41,7 @@ impl Default for AppOptions {
             start_rate: 50.0,
             static_dir: None,
             discover_secs: 30,
+            extra_args: Vec::new(),
         }
     }
 }
@@ -74,6 +77,7 @@ pub async fn spawn_app_in(opts: AppOptions, data_dir: tempfile::TempDir) -> Test
         "--discover-secs".into(),
         opts.discover_secs.to_string(),
     ];
+    argv.extend(opts.extra_args.iter().cloned());
     if let Some(dir) = &opts.static_dir {
         argv.push("--static-dir".into());
         argv.push(dir.clone());
@@ -173,6 +177,23 @@ impl TestApp {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Signs in with a password and returns the session cookie (`imds_session=...`).
+    pub async fn session(&self, user: &str, password: &str) -> String {
+        let resp = reqwest::Client::new()
+            .post(self.url("/auth/login"))
+            .json(&serde_json::json!({"username": user, "password": password}))
+            .send()
+            .await
+            .expect("login");
+        assert_eq!(resp.status(), 200, "login of {user}");
+        let cookie = resp.headers()["set-cookie"].to_str().expect("cookie").to_owned();
+        assert!(
+            cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+            "{cookie}"
+        );
+        cookie.split(';').next().expect("name=value").to_owned()
     }
 
     /// Forgets the fleet cache so the next read asks EC2 again.

@@ -170,38 +170,35 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         Ok(i) => i,
         Err(e) => return e.into_response(),
     };
+    if let (Access::Needs(_), None) = (needs, &identity) {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "Unauthenticated",
+            "sign in at /login, or send Authorization: Bearer <token>".into(),
+        );
+    }
     let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     // Cookies (ours or a sign-on proxy's) ride along on cross-site requests; bearer tokens do not.
-    let cookie_borne = identity.as_ref().is_none_or(|i| i.via != "token");
-    if unsafe_method && cookie_borne && needs != Access::Public && !same_origin(req.headers()) {
+    let cookie_borne = identity.as_ref().is_some_and(|i| i.via != "token");
+    if unsafe_method && cookie_borne && !same_origin(req.headers()) {
         return refuse(
             StatusCode::FORBIDDEN,
             "CrossSiteRequest",
             "state-changing requests must come from the console's own pages (Origin or Referer) or carry a bearer token".into(),
         );
     }
-    if let Access::Needs(role) = needs {
-        match &identity {
-            None => {
-                return refuse(
-                    StatusCode::UNAUTHORIZED,
-                    "Unauthenticated",
-                    "sign in at /login, or send Authorization: Bearer <token>".into(),
-                )
-            }
-            Some(i) if i.role < role => {
-                return refuse(
-                    StatusCode::FORBIDDEN,
-                    "Forbidden",
-                    format!(
-                        "{} is a {}; this needs the {} role",
-                        i.name,
-                        i.role.as_str(),
-                        role.as_str()
-                    ),
-                )
-            }
-            Some(_) => {}
+    if let (Access::Needs(role), Some(i)) = (needs, &identity) {
+        if i.role < role {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                format!(
+                    "{} is a {}; this needs the {} role",
+                    i.name,
+                    i.role.as_str(),
+                    role.as_str()
+                ),
+            );
         }
     }
     if let Some(i) = identity {

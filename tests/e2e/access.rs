@@ -1,0 +1,323 @@
+//! Access control through HTTP: every route against every kind of caller, cross-site requests,
+//! brute-force sign-ins, sign-on proxy headers, and the audit of sign-ins and account changes.
+
+use e2e::{spawn_app, spawn_app_with, AppOptions, TestApp};
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// A caller: how it authenticates.
+#[derive(Debug, Clone)]
+enum Caller {
+    Anonymous,
+    Cookie(&'static str, String),
+    Bearer(&'static str, String),
+}
+
+impl Caller {
+    fn name(&self) -> &'static str {
+        match self {
+            Caller::Anonymous => "no identity",
+            Caller::Cookie(n, _) | Caller::Bearer(n, _) => n,
+        }
+    }
+}
+
+async fn call(app: &TestApp, caller: &Caller, method: Method, path: &str, body: Option<&Value>) -> u16 {
+    let client = reqwest::Client::new();
+    let mut req = client.request(method, app.url(path));
+    match caller {
+        Caller::Anonymous => {}
+        // A browser sends its cookie with the page's own Origin.
+        Caller::Cookie(_, cookie) => req = req.header("cookie", cookie).header("origin", app.base.clone()),
+        Caller::Bearer(_, token) => req = req.bearer_auth(token),
+    }
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    let resp = req.send().await.expect("request");
+    resp.status().as_u16()
+}
+
+async fn add_user(app: &TestApp, name: &str, role: &str) -> String {
+    let password = format!("{name}-password-123");
+    let (status, body) = app
+        .post(
+            "/users",
+            &json!({"name": name, "role": role, "password": password}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    password
+}
+
+#[tokio::test]
+async fn every_route_answers_each_kind_of_caller_as_the_policy_says() {
+    let app = spawn_app().await;
+    // EnforceIMDSv2=optional on an instance that already allows IMDSv1 changes nothing, so a rollback
+    // always finds nothing to do (409) and the table stays independent of call order.
+    let instance = app
+        .pick("us-east-1", |i| {
+            i["metadata"]["http_tokens"] == "optional" && i["metadata"]["http_endpoint"] == "enabled"
+        })
+        .await
+        .remove(0);
+    let (_, started) = app
+        .post(
+            "/executions",
+            &json!({"parameters": {"InstanceId": instance, "EnforceIMDSv2": "optional"}}),
+        )
+        .await;
+    let exec = started["execution_id"].as_str().unwrap().to_owned();
+    app.wait_done(&exec, Duration::from_secs(30)).await;
+
+    let viewer_pw = add_user(&app, "vera", "viewer").await;
+    let operator_pw = add_user(&app, "otto", "operator").await;
+    let gone_pw = add_user(&app, "gone", "operator").await;
+    let viewer = Caller::Cookie("viewer", app.session("vera", &viewer_pw).await);
+    let operator = Caller::Cookie("operator", app.session("otto", &operator_pw).await);
+    let admin = Caller::Bearer("admin", app.admin_token.clone());
+    let gone_cookie = app.session("gone", &gone_pw).await;
+    let (status, _) = app.post("/users/gone/disable", &json!({})).await;
+    assert_eq!(status, 204);
+    let disabled = Caller::Cookie("disabled user", gone_cookie);
+    let (_, tok) = app.post("/tokens", &json!({"user": "otto"})).await;
+    let (status, _) = app
+        .post(&format!("/tokens/{}/revoke", tok["id"]), &json!({}))
+        .await;
+    assert_eq!(status, 204);
+    let revoked = Caller::Bearer("revoked token", tok["token"].as_str().unwrap().to_owned());
+    let expired_secret = app.state.store.create_session("otto", -1).unwrap();
+    let expired = Caller::Cookie("expired session", format!("imds_session={expired_secret}"));
+
+    let start = json!({"parameters": {"InstanceId": instance, "EnforceIMDSv2": "optional"}});
+    let mut n = 0;
+    // (method, path, body, role needed: 0 public, 1 viewer, 2 operator, 3 admin, status when allowed)
+    let routes: Vec<(Method, String, Option<Value>, u8, u16)> = vec![
+        (Method::GET, "/health".into(), None, 0, 200),
+        (Method::GET, "/identity".into(), None, 1, 200),
+        (Method::GET, "/auth/me".into(), None, 1, 200),
+        (Method::GET, "/instances".into(), None, 1, 200),
+        (Method::GET, "/executions".into(), None, 1, 200),
+        (Method::GET, format!("/executions/{exec}"), None, 1, 200),
+        (Method::GET, "/audit".into(), None, 1, 200),
+        (Method::GET, "/audit?format=csv".into(), None, 1, 200),
+        (
+            Method::POST,
+            "/executions/preview".into(),
+            Some(start.clone()),
+            2,
+            200,
+        ),
+        (Method::POST, "/executions".into(), Some(start.clone()), 2, 201),
+        (
+            Method::POST,
+            format!("/executions/{exec}/stop"),
+            Some(json!({})),
+            2,
+            409,
+        ),
+        (
+            Method::POST,
+            format!("/executions/{exec}/rollback"),
+            Some(json!({})),
+            2,
+            409,
+        ),
+        (Method::GET, "/users".into(), None, 3, 200),
+        (Method::GET, "/tokens".into(), None, 3, 200),
+        (Method::GET, "/audit/auth".into(), None, 3, 200),
+        (Method::POST, "/users".into(), None, 3, 201),
+        (
+            Method::POST,
+            "/tokens".into(),
+            Some(json!({"user": "vera"})),
+            3,
+            201,
+        ),
+    ];
+    let callers = [
+        (Caller::Anonymous, 0u8),
+        (viewer, 1),
+        (operator, 2),
+        (admin, 3),
+        (disabled, 0),
+        (revoked, 0),
+        (expired, 0),
+    ];
+    for (method, path, body, needs, ok) in &routes {
+        for (caller, level) in &callers {
+            let body = if path == "/users" && *method == Method::POST {
+                n += 1;
+                Some(json!({"name": format!("new{n}"), "role": "viewer", "password": "a-long-password-1"}))
+            } else {
+                body.clone()
+            };
+            let status = call(&app, caller, method.clone(), path, body.as_ref()).await;
+            let expected = if *needs == 0 || (*level >= *needs) {
+                *ok
+            } else if *level == 0 {
+                401
+            } else {
+                403
+            };
+            assert_eq!(status, expected, "{method} {path} as {}", caller.name());
+        }
+    }
+    // Runs record who started them.
+    let (_, page) = app.get("/executions?requester=otto").await;
+    assert!(!page["executions"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_cross_origin_post_with_a_valid_cookie_is_refused() {
+    let app = spawn_app().await;
+    let pw = add_user(&app, "oscar", "operator").await;
+    let cookie = app.session("oscar", &pw).await;
+    let id = app.quiet("us-east-1").await.remove(0);
+    let body = json!({"parameters": {"InstanceId": id}});
+    let client = reqwest::Client::new();
+    for origin in [Some("https://evil.example"), None] {
+        let mut req = client
+            .post(app.url("/executions"))
+            .header("cookie", &cookie)
+            .json(&body);
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 403, "origin {origin:?}");
+        let err: Value = resp.json().await.unwrap();
+        assert_eq!(err["error"]["code"], "CrossSiteRequest");
+    }
+    let resp = client
+        .post(app.url("/executions"))
+        .header("cookie", &cookie)
+        .header("origin", &app.base)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        201,
+        "the same request from our own page goes through"
+    );
+    // Logging out ends the session on the server.
+    let resp = client
+        .post(app.url("/auth/logout"))
+        .header("cookie", &cookie)
+        .header("origin", &app.base)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    let resp = client
+        .get(app.url("/executions"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+}
+
+#[tokio::test]
+async fn brute_force_sign_ins_are_slowed_down_and_audited() {
+    let app = spawn_app().await;
+    let pw = add_user(&app, "bob", "viewer").await;
+    let client = reqwest::Client::new();
+    let login = |password: &str| {
+        client
+            .post(app.url("/auth/login"))
+            .json(&json!({"username": "bob", "password": password}))
+            .send()
+    };
+    for _ in 0..5 {
+        assert_eq!(login("wrong-guess-000").await.unwrap().status(), 401);
+    }
+    let resp = login("wrong-guess-000").await.unwrap();
+    assert_eq!(resp.status(), 429);
+    assert!(resp.headers().contains_key("retry-after"));
+    assert_eq!(
+        login(&pw).await.unwrap().status(),
+        429,
+        "even the right password waits its turn"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(login(&pw).await.unwrap().status(), 200);
+    let (status, _) = app.post("/tokens", &json!({"user": "bob"})).await;
+    assert_eq!(status, 201);
+
+    let (_, events) = app.get("/audit/auth").await;
+    let kinds: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    for k in [
+        "user-added",
+        "token-created",
+        "token-used",
+        "login-failed",
+        "login-throttled",
+        "login",
+    ] {
+        assert!(kinds.contains(&k), "{k} in {kinds:?}");
+    }
+    assert!(!events.to_string().contains(&pw), "no password in the audit log");
+}
+
+#[tokio::test]
+async fn a_trusted_sign_on_proxy_sets_the_identity_and_an_untrusted_one_cannot() {
+    let args = |proxy: &str| AppOptions {
+        extra_args: vec![
+            "--trusted-proxy".into(),
+            proxy.into(),
+            "--sso-group-role".into(),
+            "imds-operators=operator".into(),
+            "--sso-group-role".into(),
+            "readers=viewer".into(),
+        ],
+        ..AppOptions::default()
+    };
+    let app = spawn_app_with(args("127.0.0.1")).await;
+    let client = reqwest::Client::new();
+    let me = |groups: &'static str| {
+        client
+            .get(app.url("/auth/me"))
+            .header("x-forwarded-user", "alice@example.com")
+            .header("x-forwarded-groups", groups)
+            .send()
+    };
+    let resp = me("readers,imds-operators").await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        (body["name"].as_str(), body["role"].as_str(), body["via"].as_str()),
+        (Some("alice@example.com"), Some("operator"), Some("sso"))
+    );
+    assert_eq!(
+        me("readers").await.unwrap().json::<Value>().await.unwrap()["role"],
+        "viewer"
+    );
+    assert_eq!(
+        me("strangers").await.unwrap().status(),
+        401,
+        "no mapped group, no identity"
+    );
+
+    let untrusted = spawn_app_with(args("10.9.8.7")).await;
+    let resp = client
+        .get(untrusted.url("/auth/me"))
+        .header("x-forwarded-user", "mallory")
+        .header("x-forwarded-groups", "imds-operators")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        401,
+        "headers from an untrusted address are ignored"
+    );
+}
