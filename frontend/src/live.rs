@@ -42,10 +42,9 @@ pub fn connect(live: Live) {
     let _ = source.add_event_listener_with_callback("resync", on_event.as_ref().unchecked_ref());
     on_event.forget();
     let on_open = Closure::<dyn FnMut()>::new(move || {
-        if !live.connected.get_untracked() {
-            // Back after an outage: everything may have changed.
-            live.version.update(|v| *v += 1);
-        }
+        // Whatever changed before the stream opened (first load, or an outage) was not pushed to us:
+        // read everything again.
+        live.version.update(|v| *v += 1);
         live.connected.set(true);
     });
     source.set_onopen(Some(on_open.as_ref().unchecked_ref()));

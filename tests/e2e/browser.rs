@@ -520,3 +520,113 @@ async fn the_first_admin_adds_an_operator_who_can_start_and_a_viewer_who_cannot(
     .await;
     b.client.clone().close().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_enforce_from_a_fleet_selection_reaches_its_total_and_a_run_can_be_stopped() {
+    let app = spawn_app_with(AppOptions {
+        speed: 10.0,
+        static_dir: Some(dist_dir()),
+        ..AppOptions::default()
+    })
+    .await;
+    let ids: Vec<String> = app
+        .pick("us-east-1", |i| {
+            i["metadata"]["http_tokens"] == "optional" && i["imdsv1_calls"] == 0
+        })
+        .await
+        .into_iter()
+        .take(3)
+        .collect();
+    assert_eq!(ids.len(), 3);
+    let b = browser().await;
+    let c = &b.client;
+    login(c, &app.base, "admin", &admin_password(&app)).await;
+
+    // Filter the fleet and select three instances.
+    c.goto(&format!("{}/fleet", app.base)).await.unwrap();
+    let filter = c
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("#fleet-filter"))
+        .await
+        .unwrap();
+    for id in &ids {
+        filter.clear().await.unwrap();
+        filter.send_keys(id).await.unwrap();
+        wait_text(c, "[data-testid=fleet] tbody", |t| t.contains(id.as_str())).await;
+        let rows = c
+            .find_all(Locator::Css("[data-testid=fleet] tbody tr"))
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1, "the filter leaves one row");
+        c.find(Locator::Css(&format!(
+            "tr[data-instance-id='{id}'] input[type=checkbox]"
+        )))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    }
+    let enforce = c.find(Locator::Css("#enforce-selected")).await.unwrap();
+    assert_eq!(enforce.text().await.unwrap(), "Enforce IMDSv2 on 3 selected");
+    enforce.click().await.unwrap();
+
+    // The execute page opens in rate-control mode with the three targets.
+    let targets = c
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("#targets"))
+        .await
+        .unwrap();
+    let listed = targets.prop("value").await.unwrap().unwrap_or_default();
+    assert!(ids.iter().all(|id| listed.contains(id.as_str())), "{listed}");
+    c.find(Locator::Css("#review"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("#start"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let parent = text_of(c, "[data-testid=started] a").await;
+
+    // Its detail page shows the progress live until all three are done.
+    c.goto(&format!("{}/executions/{parent}", app.base))
+        .await
+        .unwrap();
+    wait_text(c, "[data-testid=progress-text]", |t| {
+        t.starts_with("3 of 3 done: 3 succeeded")
+    })
+    .await;
+    wait_text(c, "[data-testid=exec-status]", |t| t == "Success").await;
+
+    // A run in progress can be stopped from its page.
+    let other = app.quiet("eu-west-1").await.remove(0);
+    let (status, body) = app
+        .post(
+            "/executions",
+            &serde_json::json!({"region": "eu-west-1", "parameters": {"InstanceId": other}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let slow = body["execution_id"].as_str().unwrap().to_owned();
+    c.goto(&format!("{}/executions/{slow}", app.base)).await.unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("#stop"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.accept_alert().await.unwrap();
+    wait_text(c, "[data-testid=exec-status]", |t| t == "Cancelled").await;
+    b.client.clone().close().await.unwrap();
+}

@@ -118,7 +118,7 @@ pub fn FleetPage() -> impl IntoView {
                             {per_region.into_iter().map(|(r, (ok, n))| view! {
                                 <div>
                                     <div>{format!("{r}: {ok} / {n} compliant")}</div>
-                                    <div class="progress" aria-hidden="true"><span class="p-ok" style=format!("width:{}%", ok * 100 / n.max(1))></span></div>
+                                    <meter min="0" max=n value=ok aria-label=format!("{r}: {ok} of {n} compliant")></meter>
                                 </div>
                             }).collect_view()}
                         </div>
