@@ -38,6 +38,79 @@ fn t(s: &str) -> Cbor {
     Cbor::Text(s.to_owned())
 }
 
+/// One MetricStat query, whichever protocol it came in.
+struct Query {
+    id: String,
+    namespace: String,
+    metric: String,
+    instance: String,
+    period_secs: u64,
+}
+
+/// One result: timestamps (epoch ms, newest first) and values.
+struct Series {
+    id: String,
+    label: String,
+    points: Vec<(u64, f64)>,
+}
+
+fn bad(message: String) -> AwsError {
+    AwsError::client("InvalidParameterValue", message)
+}
+
+/// GetMetricData over the fleet's IMDS history, for the AWS/EC2 IMDS metrics by InstanceId.
+fn metric_data(
+    sb: &Sandbox,
+    region: &str,
+    start: u64,
+    end: u64,
+    queries: &[Query],
+) -> Result<Vec<Series>, AwsError> {
+    if end <= start {
+        return Err(bad(
+            "The parameter StartTime must be less than the parameter EndTime.".into(),
+        ));
+    }
+    if queries.is_empty() || queries.len() > MAX_QUERIES {
+        return Err(bad(format!(
+            "MetricDataQueries must contain between 1 and {MAX_QUERIES} queries; {} were given.",
+            queries.len()
+        )));
+    }
+    let world = sb.world();
+    let mut out = Vec::new();
+    for q in queries {
+        let rejected = match (q.namespace.as_str(), q.metric.as_str()) {
+            ("AWS/EC2", "MetadataNoToken") => Some(false),
+            ("AWS/EC2", "MetadataNoTokenRejected") => Some(true),
+            _ => None,
+        };
+        let mut points = Vec::new();
+        if let (Some(rejected), Some(inst)) = (rejected, world.fleet.get(region, &q.instance)) {
+            // Newest first (TimestampDescending, CloudWatch's default order).
+            let period = q.period_secs.max(60);
+            let mut bucket_end = end;
+            while bucket_end > start {
+                let bucket_start = bucket_end.saturating_sub(period * 1000).max(start);
+                if inst.state == "running" {
+                    points.push((
+                        bucket_start,
+                        inst.imdsv1_calls(bucket_start, bucket_end, rejected),
+                    ));
+                }
+                bucket_end = bucket_start;
+            }
+        }
+        out.push(Series {
+            id: q.id.clone(),
+            label: q.metric.clone(),
+            points,
+        });
+    }
+    Ok(out)
+}
+
+/// rpcv2Cbor, as the Rust SDK sends it.
 pub(crate) fn handle(sb: &Sandbox, region: &str, op: &str, body: &[u8]) -> Result<Response, AwsError> {
     if op != "GetMetricData" {
         return Err(AwsError::client(
@@ -49,84 +122,125 @@ pub(crate) fn handle(sb: &Sandbox, region: &str, op: &str, body: &[u8]) -> Resul
         .map_err(|e| AwsError::client("SerializationException", format!("Malformed CBOR body: {e}")))?;
     let start = get(&req, "StartTime")
         .and_then(epoch_ms)
-        .ok_or_else(|| AwsError::client("InvalidParameterValue", "StartTime is required."))?;
+        .ok_or_else(|| bad("StartTime is required.".into()))?;
     let end = get(&req, "EndTime")
         .and_then(epoch_ms)
-        .ok_or_else(|| AwsError::client("InvalidParameterValue", "EndTime is required."))?;
-    if end <= start {
-        return Err(AwsError::client(
-            "InvalidParameterValue",
-            "The parameter StartTime must be less than the parameter EndTime.",
-        ));
-    }
-    let queries = get(&req, "MetricDataQueries")
+        .ok_or_else(|| bad("EndTime is required.".into()))?;
+    let mut queries = Vec::new();
+    for q in get(&req, "MetricDataQueries")
         .and_then(Cbor::as_array)
         .cloned()
-        .unwrap_or_default();
-    if queries.is_empty() || queries.len() > MAX_QUERIES {
-        return Err(AwsError::client(
-            "InvalidParameterValue",
-            format!(
-                "MetricDataQueries must contain between 1 and {MAX_QUERIES} queries; {} were given.",
-                queries.len()
-            ),
-        ));
-    }
-    let world = sb.world();
-    let mut results = Vec::new();
-    for q in &queries {
-        let id = text(q, "Id").unwrap_or_default().to_owned();
-        let stat = get(q, "MetricStat").ok_or_else(|| {
-            AwsError::client(
-                "InvalidParameterValue",
-                format!("Query {id}: the sandbox answers MetricStat queries only."),
-            )
+        .unwrap_or_default()
+    {
+        let id = text(&q, "Id").unwrap_or_default().to_owned();
+        let stat = get(&q, "MetricStat").ok_or_else(|| {
+            bad(format!(
+                "Query {id}: the sandbox answers MetricStat queries only."
+            ))
         })?;
         let metric = get(stat, "Metric").cloned().unwrap_or(Cbor::Null);
-        let name = text(&metric, "MetricName").unwrap_or_default().to_owned();
-        let namespace = text(&metric, "Namespace").unwrap_or_default();
-        let period = get(stat, "Period")
-            .and_then(|p| p.as_integer())
-            .and_then(|i| u64::try_from(i128::from(i)).ok())
-            .unwrap_or(300)
-            .max(60);
         let instance = get(&metric, "Dimensions")
             .and_then(Cbor::as_array)
             .and_then(|dims| dims.iter().find(|d| text(d, "Name") == Some("InstanceId")))
             .and_then(|d| text(d, "Value"))
-            .unwrap_or_default();
-        let rejected = match (namespace, name.as_str()) {
-            ("AWS/EC2", "MetadataNoToken") => Some(false),
-            ("AWS/EC2", "MetadataNoTokenRejected") => Some(true),
-            _ => None,
-        };
-        let mut stamps = Vec::new();
-        let mut values = Vec::new();
-        if let (Some(rejected), Some(inst)) = (rejected, world.fleet.get(region, instance)) {
-            // Newest first (TimestampDescending, CloudWatch's default order).
-            let mut bucket_end = end;
-            while bucket_end > start {
-                let bucket_start = bucket_end.saturating_sub(period * 1000).max(start);
-                if inst.state == "running" {
-                    stamps.push(Cbor::Tag(
-                        1,
-                        Box::new(Cbor::Integer((bucket_start / 1000).into())),
-                    ));
-                    values.push(Cbor::Float(inst.imdsv1_calls(bucket_start, bucket_end, rejected)));
-                }
-                bucket_end = bucket_start;
-            }
-        }
-        results.push(Cbor::Map(vec![
-            (t("Id"), t(&id)),
-            (t("Label"), t(&name)),
-            (t("Timestamps"), Cbor::Array(stamps)),
-            (t("Values"), Cbor::Array(values)),
-            (t("StatusCode"), t("Complete")),
-        ]));
+            .unwrap_or_default()
+            .to_owned();
+        queries.push(Query {
+            id,
+            namespace: text(&metric, "Namespace").unwrap_or_default().to_owned(),
+            metric: text(&metric, "MetricName").unwrap_or_default().to_owned(),
+            instance,
+            period_secs: get(stat, "Period")
+                .and_then(|p| p.as_integer())
+                .and_then(|i| u64::try_from(i128::from(i)).ok())
+                .unwrap_or(300),
+        });
     }
+    let results = metric_data(sb, region, start, end, &queries)?
+        .into_iter()
+        .map(|s| {
+            Cbor::Map(vec![
+                (t("Id"), t(&s.id)),
+                (t("Label"), t(&s.label)),
+                (
+                    t("Timestamps"),
+                    Cbor::Array(
+                        s.points
+                            .iter()
+                            .map(|(at, _)| Cbor::Tag(1, Box::new(Cbor::Integer((at / 1000).into()))))
+                            .collect(),
+                    ),
+                ),
+                (
+                    t("Values"),
+                    Cbor::Array(s.points.iter().map(|(_, v)| Cbor::Float(*v)).collect()),
+                ),
+                (t("StatusCode"), t("Complete")),
+            ])
+        })
+        .collect();
     ok_cbor(&Cbor::Map(vec![
         (t("MetricDataResults"), Cbor::Array(results)),
         (t("Messages"), Cbor::Array(vec![])),
     ]))
+}
+
+/// awsJson1_0 (`X-Amz-Target: GraniteServiceVersion20100801.GetMetricData`), as botocore and the AWS CLI send it.
+pub(crate) fn handle_json(sb: &Sandbox, region: &str, op: &str, body: &[u8]) -> Result<Response, AwsError> {
+    if op != "GetMetricData" {
+        return Err(AwsError::client(
+            "UnknownOperationException",
+            format!("The sandbox does not implement CloudWatch {op}."),
+        ));
+    }
+    let req: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| AwsError::client("SerializationException", format!("Malformed JSON body: {e}")))?;
+    let time = |k: &str| {
+        req[k]
+            .as_f64()
+            .map(|s| (s * 1000.0) as u64)
+            .ok_or_else(|| bad(format!("{k} is required.")))
+    };
+    let (start, end) = (time("StartTime")?, time("EndTime")?);
+    let mut queries = Vec::new();
+    for q in req["MetricDataQueries"].as_array().cloned().unwrap_or_default() {
+        let id = q["Id"].as_str().unwrap_or_default().to_owned();
+        let stat = &q["MetricStat"];
+        if stat.is_null() {
+            return Err(bad(format!(
+                "Query {id}: the sandbox answers MetricStat queries only."
+            )));
+        }
+        let metric = &stat["Metric"];
+        let instance = metric["Dimensions"]
+            .as_array()
+            .and_then(|d| d.iter().find(|d| d["Name"] == "InstanceId"))
+            .and_then(|d| d["Value"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        queries.push(Query {
+            id,
+            namespace: metric["Namespace"].as_str().unwrap_or_default().to_owned(),
+            metric: metric["MetricName"].as_str().unwrap_or_default().to_owned(),
+            instance,
+            period_secs: stat["Period"].as_u64().unwrap_or(300),
+        });
+    }
+    let results: Vec<serde_json::Value> = metric_data(sb, region, start, end, &queries)?
+        .into_iter()
+        .map(|s| {
+            serde_json::json!({
+                "Id": s.id, "Label": s.label, "StatusCode": "Complete",
+                "Timestamps": s.points.iter().map(|(at, _)| *at as f64 / 1000.0).collect::<Vec<_>>(),
+                "Values": s.points.iter().map(|(_, v)| *v).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let mut resp =
+        crate::wire::ok_json(&serde_json::json!({ "MetricDataResults": results, "Messages": [] }))?;
+    resp.headers_mut().insert(
+        "content-type",
+        axum::http::HeaderValue::from_static("application/x-amz-json-1.0"),
+    );
+    Ok(resp)
 }

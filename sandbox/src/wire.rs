@@ -39,6 +39,8 @@ pub(crate) enum Service {
     Ssm,
     Ec2,
     CloudWatch,
+    /// CloudWatch in awsJson1_0, as botocore (boto3, the AWS CLI) sends it.
+    CloudWatchJson,
     Sts,
 }
 
@@ -47,7 +49,7 @@ impl Service {
         match self {
             Service::Ssm => "ssm",
             Service::Ec2 => "ec2",
-            Service::CloudWatch => "cloudwatch",
+            Service::CloudWatch | Service::CloudWatchJson => "cloudwatch",
             Service::Sts => "sts",
         }
     }
@@ -114,6 +116,8 @@ async fn dispatch(State(sb): State<Sandbox>, uri: Uri, headers: HeaderMap, body:
         (Service::Ssm, op.to_owned(), Vec::new())
     } else if let Some(op) = path.strip_prefix("/service/GraniteServiceVersion20100801/operation/") {
         (Service::CloudWatch, op.to_owned(), Vec::new())
+    } else if let Some(op) = target.strip_prefix("GraniteServiceVersion20100801.") {
+        (Service::CloudWatchJson, op.to_owned(), Vec::new())
     } else {
         let params = form(&body);
         let get = |k: &str| params.iter().find(|(pk, _)| pk == k).map(|(_, v)| v.clone());
@@ -150,6 +154,7 @@ async fn dispatch(State(sb): State<Sandbox>, uri: Uri, headers: HeaderMap, body:
             Service::Ec2 => crate::ec2::handle(&sb, &region, &op, &params),
             Service::Sts => crate::sts::handle(&op),
             Service::CloudWatch => crate::cloudwatch::handle(&sb, &region, &op, &body),
+            Service::CloudWatchJson => crate::cloudwatch::handle_json(&sb, &region, &op, &body),
         },
     };
     match result {
@@ -169,7 +174,9 @@ fn throttle_error(service: Service) -> AwsError {
             code: "RequestLimitExceeded".into(),
             message: "Request limit exceeded.".into(),
         },
-        Service::CloudWatch | Service::Sts => AwsError::client("Throttling", "Rate exceeded"),
+        Service::CloudWatch | Service::CloudWatchJson | Service::Sts => {
+            AwsError::client("Throttling", "Rate exceeded")
+        }
     }
 }
 
@@ -177,7 +184,7 @@ fn internal_error(service: Service) -> AwsError {
     let code = match service {
         Service::Ssm => "InternalServerError",
         Service::Ec2 => "InternalError",
-        Service::CloudWatch => "InternalServiceError",
+        Service::CloudWatch | Service::CloudWatchJson => "InternalServiceError",
         Service::Sts => "InternalFailure",
     };
     AwsError {
@@ -198,7 +205,7 @@ fn denied_error(service: Service, action: &str, region: &str) -> AwsError {
             "UnauthorizedOperation",
             format!("You are not authorized to perform this operation. User: {who} is not authorized to perform: {action} {why}"),
         ),
-        Service::CloudWatch => AwsError::client("AccessDenied", format!("User: {who} is not authorized to perform: {action} {why}")),
+        Service::CloudWatch | Service::CloudWatchJson => AwsError::client("AccessDenied", format!("User: {who} is not authorized to perform: {action} {why}")),
         _ => AwsError::client(
             "AccessDeniedException",
             format!(
@@ -219,6 +226,19 @@ fn render_error(service: Service, op: &str, err: &AwsError) -> Response {
         Service::Ssm => {
             let body = json!({ "__type": err.code, "message": err.message }).to_string();
             json_response(err.status, body, &rid)
+        }
+        Service::CloudWatchJson => {
+            let body = json!({ "__type": err.code, "message": err.message }).to_string();
+            let mut resp = json_response(err.status, body, &rid);
+            let fault = if err.status.is_server_error() {
+                "Receiver"
+            } else {
+                "Sender"
+            };
+            if let Ok(v) = HeaderValue::from_str(&format!("{};{fault}", err.code)) {
+                resp.headers_mut().insert("x-amzn-query-error", v);
+            }
+            resp
         }
         Service::Ec2 => {
             let body = format!(

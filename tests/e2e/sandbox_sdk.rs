@@ -930,3 +930,37 @@ async fn sandbox_state_survives_a_restart() {
         "required"
     );
 }
+
+#[tokio::test]
+async fn cloudwatch_also_answers_botocore_in_aws_json_1_0() {
+    let (_sb, url) = standalone_sandbox(fast(20)).await;
+    let conf = sdk_config(&url, "us-east-1", 1).await;
+    let id = running(&aws_sdk_ec2::Client::new(&conf), "optional")
+        .await
+        .remove(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let body = serde_json::json!({
+        "MetricDataQueries": [{"Id": "m1", "MetricStat": {"Metric": {"Namespace": "AWS/EC2", "MetricName": "MetadataNoToken",
+            "Dimensions": [{"Name": "InstanceId", "Value": id}]}, "Period": 86400, "Stat": "Sum"}}],
+        "StartTime": now - 3.0 * 86400.0, "EndTime": now
+    });
+    // What botocore sends (the AWS CLI and boto3 use awsJson1_0 for CloudWatch).
+    let resp = reqwest::Client::new()
+        .post(&url)
+        .header("x-amz-target", "GraniteServiceVersion20100801.GetMetricData")
+        .header("content-type", "application/x-amz-json-1.0")
+        .header("authorization", "AWS4-HMAC-SHA256 Credential=AKID/20261126/us-east-1/monitoring/aws4_request, SignedHeaders=host, Signature=x")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let out: serde_json::Value = resp.json().await.unwrap();
+    let r = &out["MetricDataResults"][0];
+    assert_eq!(r["Id"], "m1");
+    assert_eq!(r["Values"].as_array().unwrap().len(), 3);
+    assert_eq!(r["Timestamps"].as_array().unwrap().len(), 3);
+}
