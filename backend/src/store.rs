@@ -210,14 +210,18 @@ pub struct HistoryFilter {
     pub instance_id: Option<String>,
     pub requester: Option<String>,
     pub parent: Option<String>,
+    /// Started at or after / before these times (RFC 3339, normalised by the caller).
+    pub since: Option<String>,
+    pub until: Option<String>,
     pub cursor: Option<Cursor>,
     pub limit: usize,
 }
 
 pub fn now_rfc3339() -> String {
-    aws_smithy_types::DateTime::from(std::time::SystemTime::now())
-        .fmt(aws_smithy_types::date_time::Format::DateTime)
-        .unwrap_or_default()
+    crate::aws::rfc3339(Some(&aws_smithy_types::DateTime::from(
+        std::time::SystemTime::now(),
+    )))
+    .unwrap_or_default()
 }
 
 impl Store {
@@ -506,6 +510,14 @@ impl Store {
                 " AND id IN (SELECT run_id FROM run_instances WHERE instance_id = ?{})",
                 args.len()
             ));
+        }
+        if let Some(t) = &f.since {
+            args.push(Box::new(t.clone()));
+            sql.push_str(&format!(" AND sort_time >= ?{}", args.len()));
+        }
+        if let Some(t) = &f.until {
+            args.push(Box::new(t.clone()));
+            sql.push_str(&format!(" AND sort_time < ?{}", args.len()));
         }
         if let Some((t, id)) = &f.cursor {
             args.push(Box::new(t.clone()));

@@ -408,6 +408,27 @@ async fn history_pages_newest_first_and_filters_by_status() {
     assert_eq!(done["executions"].as_array().unwrap().len(), 5);
     let (_, none) = app.get("/executions?status=Failed").await;
     assert_eq!(none["executions"], json!([]));
+    // A time window: everything started before now, nothing after.
+    let later = "2099-01-01T00:00:00Z";
+    let (_, before) = app.get(&format!("/executions?until={later}")).await;
+    assert_eq!(before["executions"].as_array().unwrap().len(), 5);
+    let (_, after) = app.get(&format!("/executions?since={later}")).await;
+    assert_eq!(after["executions"], json!([]));
+    let first_start = newest_first.last().unwrap();
+    let (_, d) = app.get(&format!("/executions/{first_start}")).await;
+    let (_, from_first) = app
+        .get(&format!(
+            "/executions?since={}",
+            d["summary"]["start_time"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(
+        from_first["executions"].as_array().unwrap().len(),
+        5,
+        "since is inclusive"
+    );
+    let (status, _) = app.get("/executions?since=yesterday").await;
+    assert_eq!(status, 400);
 }
 
 #[tokio::test]

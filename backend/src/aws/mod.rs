@@ -120,7 +120,42 @@ where
     }
 }
 
-/// RFC 3339 text of an SDK timestamp.
+/// RFC 3339 text of an SDK timestamp, always with milliseconds (see `fixed_millis`).
 pub fn rfc3339(t: Option<&aws_smithy_types::DateTime>) -> Option<String> {
     t.and_then(|t| t.fmt(Format::DateTime).ok())
+        .map(|s| fixed_millis(&s))
+}
+
+/// `…:05Z` and `…:05.5Z` become `…:05.000Z` and `…:05.500Z`: one width, so that comparing the text
+/// compares the times (the store filters and sorts on it).
+pub fn fixed_millis(rfc3339: &str) -> String {
+    let Some(body) = rfc3339.strip_suffix('Z') else {
+        return rfc3339.to_owned();
+    };
+    let (whole, frac) = body.split_once('.').unwrap_or((body, ""));
+    let mut millis: String = frac.chars().take(3).collect();
+    while millis.len() < 3 {
+        millis.push('0');
+    }
+    format!("{whole}.{millis}Z")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn times_get_a_fixed_width() {
+        assert_eq!(
+            super::fixed_millis("2026-11-26T09:00:00Z"),
+            "2026-11-26T09:00:00.000Z"
+        );
+        assert_eq!(
+            super::fixed_millis("2026-11-26T09:00:00.5Z"),
+            "2026-11-26T09:00:00.500Z"
+        );
+        assert_eq!(
+            super::fixed_millis("2026-11-26T09:00:00.123456Z"),
+            "2026-11-26T09:00:00.123Z"
+        );
+        assert!(super::fixed_millis("2026-11-26T09:00:00Z") < super::fixed_millis("2026-11-26T09:00:00.5Z"));
+    }
 }

@@ -362,8 +362,24 @@ struct HistoryQuery {
     instance_id: Option<String>,
     requester: Option<String>,
     parent: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
     cursor: Option<String>,
     limit: Option<usize>,
+}
+
+/// An RFC 3339 time in the store's own form (so text order is time order).
+fn normalise_time(name: &str, raw: Option<&str>) -> Result<Option<String>, AppError> {
+    let Some(raw) = raw.filter(|r| !r.is_empty()) else {
+        return Ok(None);
+    };
+    let parsed = aws_smithy_types::DateTime::from_str(raw, aws_smithy_types::date_time::Format::DateTime)
+        .map_err(|_| {
+            AppError::BadQuery(format!(
+                "{name} \"{raw}\" is not an RFC 3339 time such as 2026-11-26T09:00:00Z"
+            ))
+        })?;
+    Ok(crate::aws::rfc3339(Some(&parsed)))
 }
 
 const STATUSES: &[&str] = &[
@@ -413,6 +429,8 @@ async fn list(
         )));
     }
     let filter = HistoryFilter {
+        since: normalise_time("since", q.since.as_deref())?,
+        until: normalise_time("until", q.until.as_deref())?,
         status: q.status,
         instance_id: q.instance_id,
         requester: q.requester,

@@ -11,44 +11,6 @@ use crate::components::status::Compliance;
 
 const PAGE: usize = 100;
 
-fn sort_key(i: &InstanceView, col: &str) -> String {
-    match col {
-        "region" => i.region.clone(),
-        "name" => i.name.clone().unwrap_or_default(),
-        "state" => i.state.clone(),
-        "tokens" => i.metadata.http_tokens.clone(),
-        "endpoint" => i.metadata.http_endpoint.clone(),
-        "hop" => format!("{:02}", i.metadata.http_put_response_hop_limit),
-        "md_state" => i.metadata.state.clone(),
-        "compliant" => i.compliant.to_string(),
-        "v1" => format!("{:012}", i.imdsv1_calls.or(i.imdsv1_rejected).unwrap_or(0)),
-        _ => i.instance_id.clone(),
-    }
-}
-
-fn matches(i: &InstanceView, text: &str) -> bool {
-    if text.is_empty() {
-        return true;
-    }
-    let t = text.to_lowercase();
-    i.instance_id.contains(&t)
-        || i.region.contains(&t)
-        || i.name.as_deref().is_some_and(|n| n.to_lowercase().contains(&t))
-        || i.tags
-            .iter()
-            .any(|(k, v)| format!("{k}={v}").to_lowercase().contains(&t))
-}
-
-/// IMDSv1 calls in the window: the ones that would break (IMDSv1 allowed) or that were refused (compliant).
-fn usage_text(i: &InstanceView) -> String {
-    match (i.imdsv1_calls, i.imdsv1_rejected) {
-        (Some(0), _) | (_, Some(0)) => "none".to_owned(),
-        (Some(n), _) => format!("{n} calls"),
-        (_, Some(n)) => format!("{n} refused"),
-        _ => "unknown".to_owned(),
-    }
-}
-
 #[component]
 pub fn FleetPage() -> impl IntoView {
     let fleet = LocalResource::new(api::instances);
@@ -69,10 +31,10 @@ pub fn FleetPage() -> impl IntoView {
         let mut rows: Vec<InstanceView> = list
             .instances
             .into_iter()
-            .filter(|i| matches(i, &text))
+            .filter(|i| shared::fleet::matches(i, &text))
             .filter(|i| comp.is_empty() || (comp == "yes") == i.compliant)
             .collect();
-        rows.sort_by_cached_key(|i| sort_key(i, &col));
+        rows.sort_by_cached_key(|i| shared::fleet::sort_key(i, &col));
         if desc {
             rows.reverse();
         }
@@ -172,7 +134,7 @@ pub fn FleetPage() -> impl IntoView {
                                 <td>{i.metadata.http_put_response_hop_limit}</td>
                                 <td>{i.metadata.state.clone()}</td>
                                 <td><Compliance compliant=i.compliant/></td>
-                                <td data-testid="v1">{usage_text(&i)}</td>
+                                <td data-testid="v1">{shared::fleet::usage_text(&i)}</td>
                                 <td>{tags}</td>
                             </tr>
                         }

@@ -46,6 +46,37 @@ pub fn ExecutionTable(rows: Vec<ExecutionSummary>) -> impl IntoView {
     .into_any()
 }
 
+/// `2026-11-26T14:30` in the viewer's time zone -> RFC 3339 (UTC); empty stays empty.
+fn to_rfc3339(local: &str) -> String {
+    if local.is_empty() {
+        return String::new();
+    }
+    let d = js_sys::Date::new(&wasm_bindgen::JsValue::from_str(local));
+    if d.get_time().is_nan() {
+        return String::new();
+    }
+    d.to_iso_string().as_string().unwrap_or_default()
+}
+
+/// RFC 3339 -> the `datetime-local` form in the viewer's time zone.
+fn to_local_input(rfc3339: &str) -> String {
+    if rfc3339.is_empty() {
+        return String::new();
+    }
+    let d = js_sys::Date::new(&wasm_bindgen::JsValue::from_str(rfc3339));
+    if d.get_time().is_nan() {
+        return String::new();
+    }
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}",
+        d.get_full_year(),
+        d.get_month() + 1,
+        d.get_date(),
+        d.get_hours(),
+        d.get_minutes()
+    )
+}
+
 const STATUSES: &[&str] = &[
     "",
     "InProgress",
@@ -66,17 +97,22 @@ pub fn HistoryPage() -> impl IntoView {
     let status = RwSignal::new(String::new());
     let instance = RwSignal::new(String::new());
     let requester = RwSignal::new(String::new());
+    // datetime-local values (the viewer's time); the URL holds RFC 3339.
+    let since = RwSignal::new(String::new());
+    let until = RwSignal::new(String::new());
     // Keep the inputs in step with the URL (deep links, back button).
     Effect::new(move |_| {
         status.set(q("status"));
         instance.set(q("instance_id"));
         requester.set(q("requester"));
+        since.set(to_local_input(&q("since")));
+        until.set(to_local_input(&q("until")));
     });
 
     let page = LocalResource::new(move || {
         live.version.track();
         let mut parts = Vec::new();
-        for key in ["status", "instance_id", "requester", "cursor"] {
+        for key in ["status", "instance_id", "requester", "since", "until", "cursor"] {
             let v = q(key);
             if !v.is_empty() {
                 parts.push(format!("{key}={}", enc(&v)));
@@ -94,6 +130,8 @@ pub fn HistoryPage() -> impl IntoView {
                 ("status", status.get()),
                 ("instance_id", instance.get()),
                 ("requester", requester.get()),
+                ("since", to_rfc3339(&since.get())),
+                ("until", to_rfc3339(&until.get())),
             ] {
                 if !v.trim().is_empty() {
                     parts.push(format!("{k}={}", enc(v.trim())));
@@ -118,6 +156,12 @@ pub fn HistoryPage() -> impl IntoView {
                 <label for="f-requester">"Requester"
                     <input id="f-requester" prop:value=move || requester.get() on:input=move |ev| requester.set(event_target_value(&ev))/>
                 </label>
+                <label for="f-since">"Started from"
+                    <input id="f-since" type="datetime-local" prop:value=move || since.get() on:input=move |ev| since.set(event_target_value(&ev))/>
+                </label>
+                <label for="f-until">"Started before"
+                    <input id="f-until" type="datetime-local" prop:value=move || until.get() on:input=move |ev| until.set(event_target_value(&ev))/>
+                </label>
                 <button type="submit" id="f-apply">"Apply filters"</button>
                 <A href="/history">"Clear"</A>
             </form>
@@ -126,7 +170,7 @@ pub fn HistoryPage() -> impl IntoView {
                 Some(Err(e)) => view! { <div class="error-box" role="alert">{e.explain()}</div> }.into_any(),
                 Some(Ok(p)) => {
                     let next = p.next_cursor.clone();
-                    let base: Vec<String> = ["status", "instance_id", "requester"].iter()
+                    let base: Vec<String> = ["status", "instance_id", "requester", "since", "until"].iter()
                         .filter(|k| !q(k).is_empty()).map(|k| format!("{k}={}", enc(&q(k)))).collect();
                     let newer = (!q("cursor").is_empty()).then(|| view! { <A href=format!("/history?{}", base.join("&"))>"Newest"</A> });
                     let older = next.map(|c| {
