@@ -137,6 +137,12 @@ pub struct ServeArgs {
     /// Hours a sign-in session lasts.
     #[arg(long, env = "IMDS_CONSOLE_SESSION_HOURS", default_value_t = 12)]
     pub session_hours: u64,
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key. Cookies are then Secure.
+    #[arg(long, env = "IMDS_CONSOLE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) for --tls-cert.
+    #[arg(long, env = "IMDS_CONSOLE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Mark session cookies Secure (set this when a TLS proxy serves the console).
     #[arg(long, env = "IMDS_CONSOLE_SECURE_COOKIES")]
     pub secure_cookies: bool,
@@ -215,7 +221,7 @@ impl ServeArgs {
             sso_groups_header: self.sso_groups_header.to_ascii_lowercase(),
             sso_group_roles: roles,
             session_ttl: std::time::Duration::from_secs(self.session_hours.max(1) * 3600),
-            secure_cookies: self.secure_cookies,
+            secure_cookies: self.secure_cookies || self.tls_cert.is_some(),
         })
     }
 }

@@ -27,9 +27,19 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!(mode = state.mode, regions = ?state.regions, "imds-console listening on http://{addr}");
-    eprintln!("imds-console ({} mode) is at http://{addr}", state.mode);
-    crate::run(listener, state).await.map_err(|e| e.to_string())
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(mode = state.mode, regions = ?state.regions, "imds-console listening on {scheme}://{addr}");
+    eprintln!("imds-console ({} mode) is at {scheme}://{addr}", state.mode);
+    match tls {
+        Some(acceptor) => crate::tls::run(listener, state, acceptor)
+            .await
+            .map_err(|e| e.to_string()),
+        None => crate::run(listener, state).await.map_err(|e| e.to_string()),
+    }
 }
 
 async fn run_sandbox(args: SandboxArgs) -> Result<(), String> {
