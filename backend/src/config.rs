@@ -15,7 +15,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the console (sandbox mode unless --aws).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run the AWS emulator on its own, for the AWS CLI, boto3 or a console started with --sandbox-url.
     Sandbox(SandboxArgs),
     /// Manage built-in accounts (works while the server runs).

@@ -14,7 +14,7 @@ use crate::store::Store;
 
 pub async fn run_command(cli: Cli) -> Result<(), String> {
     match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Sandbox(args) => run_sandbox(args).await,
         Command::User(args) => crate::admin::user(&args),
         Command::Token(args) => crate::admin::token(&args),
