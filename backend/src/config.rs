@@ -134,6 +134,18 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub sso_group_roles: Vec<String>,
+    /// Trust an AWS ALB's OIDC token (x-amzn-oidc-data) signed by this load balancer ARN.
+    #[arg(long, env = "IMDS_CONSOLE_ALB_ARN", requires = "alb_key_dir")]
+    pub alb_arn: Option<String>,
+    /// Directory of the ALB's public keys (PEM, one file per key ID, from public-keys.auth.elb.REGION.amazonaws.com).
+    #[arg(long, env = "IMDS_CONSOLE_ALB_KEY_DIR", requires = "alb_arn")]
+    pub alb_key_dir: Option<PathBuf>,
+    /// The token claim naming the user.
+    #[arg(long, env = "IMDS_CONSOLE_ALB_USER_CLAIM", default_value = "email")]
+    pub alb_user_claim: String,
+    /// The token claim listing the user's groups.
+    #[arg(long, env = "IMDS_CONSOLE_ALB_GROUPS_CLAIM", default_value = "groups")]
+    pub alb_groups_claim: String,
     /// Hours a sign-in session lasts.
     #[arg(long, env = "IMDS_CONSOLE_SESSION_HOURS", default_value_t = 12)]
     pub session_hours: u64,
@@ -220,6 +232,15 @@ impl ServeArgs {
             sso_user_header: self.sso_user_header.to_ascii_lowercase(),
             sso_groups_header: self.sso_groups_header.to_ascii_lowercase(),
             sso_group_roles: roles,
+            alb: match (&self.alb_arn, &self.alb_key_dir) {
+                (Some(signer), Some(dir)) => Some(crate::auth::alb::AlbConfig {
+                    key_dir: dir.clone(),
+                    signer: signer.clone(),
+                    user_claim: self.alb_user_claim.clone(),
+                    groups_claim: self.alb_groups_claim.clone(),
+                }),
+                _ => None,
+            },
             session_ttl: std::time::Duration::from_secs(self.session_hours.max(1) * 3600),
             secure_cookies: self.secure_cookies || self.tls_cert.is_some(),
         })

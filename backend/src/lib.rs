@@ -74,6 +74,9 @@ pub fn app(state: AppState) -> Router {
             header::X_FRAME_OPTIONS,
             HeaderValue::from_static("DENY"),
         ))
+        // gzip for JSON and the WASM bundle (a 10,000-instance fleet is 3.3 MB raw, 0.25 MB gzip); the
+        // default predicate leaves event streams uncompressed so they flush at once.
+        .layer(tower_http::compression::CompressionLayer::new())
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }
 

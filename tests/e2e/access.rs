@@ -321,3 +321,73 @@ async fn a_trusted_sign_on_proxy_sets_the_identity_and_an_untrusted_one_cannot()
         "headers from an untrusted address are ignored"
     );
 }
+
+#[tokio::test]
+async fn an_application_load_balancer_token_signs_the_user_in() {
+    use base64::Engine;
+    use p256::ecdsa::signature::Signer;
+    use p256::pkcs8::EncodePublicKey;
+    let keys = tempfile::tempdir().unwrap();
+    let key = p256::ecdsa::SigningKey::from_slice(&[3u8; 32]).unwrap();
+    let pem = key
+        .verifying_key()
+        .to_public_key_pem(p256::pkcs8::LineEnding::LF)
+        .unwrap();
+    std::fs::write(keys.path().join("k1"), pem).unwrap();
+    let arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/imds/1";
+    let app = spawn_app_with(AppOptions {
+        extra_args: vec![
+            "--trusted-proxy".into(),
+            "127.0.0.1".into(),
+            "--alb-arn".into(),
+            arn.into(),
+            "--alb-key-dir".into(),
+            keys.path().display().to_string(),
+            "--sso-group-role".into(),
+            "platform=operator".into(),
+        ],
+        ..AppOptions::default()
+    })
+    .await;
+    let enc = |v: Value| base64::engine::general_purpose::URL_SAFE.encode(v.to_string());
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let signed = format!(
+        "{}.{}",
+        enc(json!({"alg": "ES256", "kid": "k1", "signer": arn, "typ": "JWT", "exp": exp})),
+        enc(json!({"email": "pat@example.com", "groups": ["platform"], "exp": exp}))
+    );
+    let sig: p256::ecdsa::Signature = key.sign(signed.as_bytes());
+    let token = format!(
+        "{signed}.{}",
+        base64::engine::general_purpose::URL_SAFE.encode(sig.to_bytes())
+    );
+    let client = reqwest::Client::new();
+    let me: Value = client
+        .get(app.url("/auth/me"))
+        .header("x-amzn-oidc-data", &token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (me["name"].as_str(), me["role"].as_str()),
+        (Some("pat@example.com"), Some("operator"))
+    );
+    let forged = format!(
+        "{signed}.{}",
+        base64::engine::general_purpose::URL_SAFE.encode([1u8; 64])
+    );
+    let resp = client
+        .get(app.url("/auth/me"))
+        .header("x-amzn-oidc-data", forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+}

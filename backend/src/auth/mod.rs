@@ -3,6 +3,7 @@
 //! throttling. The requester recorded on runs is the identity found here.
 
 pub mod accounts;
+pub mod alb;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -30,6 +31,8 @@ pub struct AuthConfig {
     pub sso_groups_header: String,
     /// Group -> role; a user gets the highest role of their groups.
     pub sso_group_roles: BTreeMap<String, Role>,
+    /// An AWS Application Load Balancer's OIDC token (`x-amzn-oidc-data`) as the identity source.
+    pub alb: Option<alb::AlbConfig>,
     pub session_ttl: Duration,
     /// Set cookies with `Secure` (the console is served over TLS, directly or by its proxy).
     pub secure_cookies: bool,
@@ -108,6 +111,30 @@ fn identify(
     let cfg = &state.auth;
     if let (Some(ip), false) = (peer, cfg.trusted_proxies.is_empty()) {
         if cfg.trusted_proxies.contains(&ip) {
+            if let (Some(alb_cfg), Some(token)) = (
+                &cfg.alb,
+                headers.get("x-amzn-oidc-data").and_then(|v| v.to_str().ok()),
+            ) {
+                let now = crate::watcher::now_ms() / 1000;
+                return Ok(match alb::verify(alb_cfg, token, now) {
+                    Ok((user, groups)) => {
+                        let role = groups
+                            .iter()
+                            .filter_map(|g| cfg.sso_group_roles.get(g.as_str()))
+                            .max()
+                            .copied();
+                        role.map(|role| Identity {
+                            name: user,
+                            role,
+                            via: "sso",
+                        })
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "refused an ALB identity token");
+                        None
+                    }
+                });
+            }
             if let Some(user) = headers
                 .get(cfg.sso_user_header.as_str())
                 .and_then(|v| v.to_str().ok())
