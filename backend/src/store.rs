@@ -496,29 +496,7 @@ impl Store {
             }
             None => sql.push_str(" AND parent_execution_id IS NULL"),
         }
-        if let Some(s) = &f.status {
-            args.push(Box::new(s.clone()));
-            sql.push_str(&format!(" AND status = ?{}", args.len()));
-        }
-        if let Some(r) = &f.requester {
-            args.push(Box::new(r.clone()));
-            sql.push_str(&format!(" AND requester = ?{}", args.len()));
-        }
-        if let Some(i) = &f.instance_id {
-            args.push(Box::new(i.clone()));
-            sql.push_str(&format!(
-                " AND id IN (SELECT run_id FROM run_instances WHERE instance_id = ?{})",
-                args.len()
-            ));
-        }
-        if let Some(t) = &f.since {
-            args.push(Box::new(t.clone()));
-            sql.push_str(&format!(" AND sort_time >= ?{}", args.len()));
-        }
-        if let Some(t) = &f.until {
-            args.push(Box::new(t.clone()));
-            sql.push_str(&format!(" AND sort_time < ?{}", args.len()));
-        }
+        push_filters(f, &mut sql, &mut args);
         if let Some((t, id)) = &f.cursor {
             args.push(Box::new(t.clone()));
             let ti = args.len();
@@ -574,7 +552,33 @@ impl Store {
     }
 }
 
-/// Audit export filters (the history filters, over every record including refused starts).
+/// Adds the shared filters (status, requester, instance, time window) to a query over `runs r`.
+fn push_filters(f: &HistoryFilter, sql: &mut String, args: &mut Vec<Box<dyn rusqlite::ToSql>>) {
+    let mut add = |clause: &str, value: &String| {
+        args.push(Box::new(value.clone()));
+        sql.push_str(&clause.replace("?N", &format!("?{}", args.len())));
+    };
+    if let Some(v) = &f.status {
+        add(" AND r.status = ?N", v);
+    }
+    if let Some(v) = &f.requester {
+        add(" AND r.requester = ?N", v);
+    }
+    if let Some(v) = &f.instance_id {
+        add(
+            " AND r.id IN (SELECT run_id FROM run_instances WHERE instance_id = ?N)",
+            v,
+        );
+    }
+    if let Some(v) = &f.since {
+        add(" AND r.sort_time >= ?N", v);
+    }
+    if let Some(v) = &f.until {
+        add(" AND r.sort_time < ?N", v);
+    }
+}
+
+/// Audit export (the history filters, over every record including refused starts).
 impl Store {
     pub fn audit(&self, f: &HistoryFilter) -> Result<Vec<shared::api::AuditRecord>, AppError> {
         let mut sql = String::from(
@@ -587,21 +591,7 @@ impl Store {
              FROM runs r WHERE r.parent_execution_id IS NULL",
         );
         let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
-        if let Some(s) = &f.status {
-            args.push(Box::new(s.clone()));
-            sql.push_str(&format!(" AND r.status = ?{}", args.len()));
-        }
-        if let Some(r) = &f.requester {
-            args.push(Box::new(r.clone()));
-            sql.push_str(&format!(" AND r.requester = ?{}", args.len()));
-        }
-        if let Some(i) = &f.instance_id {
-            args.push(Box::new(i.clone()));
-            sql.push_str(&format!(
-                " AND r.id IN (SELECT run_id FROM run_instances WHERE instance_id = ?{})",
-                args.len()
-            ));
-        }
+        push_filters(f, &mut sql, &mut args);
         args.push(Box::new(f.limit as i64));
         sql.push_str(&format!(" ORDER BY r.id DESC LIMIT ?{}", args.len()));
         let conn = self.conn();

@@ -83,15 +83,16 @@ pub async fn get<T: DeserializeOwned>(path: &str) -> Result<T, ClientError> {
     decode(resp).await
 }
 
-pub async fn post<B: Serialize, T: DeserializeOwned>(path: &str, body: &B) -> Result<T, ClientError> {
+/// Sends a JSON POST and returns the raw reply.
+async fn send_post<B: Serialize>(path: &str, body: &B) -> Result<Response, ClientError> {
     let req = Request::post(&format!("/api/v1{path}"))
         .json(body)
         .map_err(|e| ClientError::Network(e.to_string()))?;
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| ClientError::Network(e.to_string()))?;
-    decode(resp).await
+    req.send().await.map_err(|e| ClientError::Network(e.to_string()))
+}
+
+pub async fn post<B: Serialize, T: DeserializeOwned>(path: &str, body: &B) -> Result<T, ClientError> {
+    decode(send_post(path, body).await?).await
 }
 
 pub async fn me() -> Result<shared::api::Me, ClientError> {
@@ -125,13 +126,7 @@ pub async fn tokens() -> Result<Vec<shared::api::TokenView>, ClientError> {
 
 /// POSTs and expects no body back (201/204).
 pub async fn post_empty<B: Serialize>(path: &str, body: &B) -> Result<(), ClientError> {
-    let req = Request::post(&format!("/api/v1{path}"))
-        .json(body)
-        .map_err(|e| ClientError::Network(e.to_string()))?;
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| ClientError::Network(e.to_string()))?;
+    let resp = send_post(path, body).await?;
     if resp.ok() {
         return Ok(());
     }

@@ -229,16 +229,7 @@ fn render_error(service: Service, op: &str, err: &AwsError) -> Response {
         }
         Service::CloudWatchJson => {
             let body = json!({ "__type": err.code, "message": err.message }).to_string();
-            let mut resp = json_response(err.status, body, &rid);
-            let fault = if err.status.is_server_error() {
-                "Receiver"
-            } else {
-                "Sender"
-            };
-            if let Ok(v) = HeaderValue::from_str(&format!("{};{fault}", err.code)) {
-                resp.headers_mut().insert("x-amzn-query-error", v);
-            }
-            resp
+            with_query_error(json_response(err.status, body, &rid), err)
         }
         Service::Ec2 => {
             let body = format!(
@@ -267,19 +258,23 @@ fn render_error(service: Service, op: &str, err: &AwsError) -> Response {
                     ciborium::Value::Text(err.message.clone()),
                 ),
             ]);
-            let mut resp = cbor_response(err.status, &value, &rid);
-            let fault = if err.status.is_server_error() {
-                "Receiver"
-            } else {
-                "Sender"
-            };
-            if let Ok(v) = HeaderValue::from_str(&format!("{};{fault}", err.code)) {
-                resp.headers_mut().insert("x-amzn-query-error", v);
-            }
             tracing::trace!(op, "cloudwatch error");
-            resp
+            with_query_error(cbor_response(err.status, &value, &rid), err)
         }
     }
+}
+
+/// CloudWatch is `awsQueryCompatible`: its errors also carry the Query protocol's code and fault.
+fn with_query_error(mut resp: Response, err: &AwsError) -> Response {
+    let fault = if err.status.is_server_error() {
+        "Receiver"
+    } else {
+        "Sender"
+    };
+    if let Ok(v) = HeaderValue::from_str(&format!("{};{fault}", err.code)) {
+        resp.headers_mut().insert("x-amzn-query-error", v);
+    }
+    resp
 }
 
 pub(crate) fn json_response(status: StatusCode, body: String, rid: &str) -> Response {

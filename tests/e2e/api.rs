@@ -1,7 +1,7 @@
 //! The console's HTTP API against its embedded sandbox: the runbook's three paths, rate control, stop,
 //! every bad field, malformed JSON, unknown IDs, AWS refusals carried through, history and live events.
 
-use e2e::{spawn_app, spawn_app_with, AppOptions};
+use e2e::{now_ms, spawn_app, spawn_app_with, AppOptions};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -278,13 +278,6 @@ async fn each_bad_field_is_named_and_starts_nothing() {
     assert_eq!(starts, 0, "no bad request reached SSM");
     let (_, page) = app.get("/executions").await;
     assert_eq!(page["executions"], json!([]));
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
 }
 
 #[tokio::test]

@@ -1,19 +1,12 @@
 //! The audit trail and the live watcher: runs started outside the console, the JSON/CSV export, records
 //! across a restart, throttled SSM, and many viewers within SSM's read budget.
 
-use e2e::{sdk_config, spawn_app, spawn_app_in, spawn_app_with, AppOptions};
+use e2e::{now_ms, sdk_config, spawn_app, spawn_app_in, spawn_app_with, AppOptions};
 use serde_json::{json, Value};
 use shared::api::AuditRecord;
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
 
 #[tokio::test]
 async fn runs_started_outside_the_console_appear_in_history_marked_as_such() {

@@ -80,6 +80,18 @@ async fn browser() -> Browser {
     }
 }
 
+/// Waits for the element, then clicks it.
+async fn click(c: &Client, css: &str) {
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
 async fn text_of(c: &Client, css: &str) -> String {
     c.wait()
         .at_most(Duration::from_secs(20))
@@ -290,22 +302,8 @@ async fn an_aws_side_refusal_is_shown_in_the_browser() {
     c.goto(&format!("{}/execute?instance={id}", app.base))
         .await
         .unwrap();
-    c.wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css("#review"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css("#start"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "#review").await;
+    click(c, "#start").await;
     let err = text_of(c, "[data-testid=start-error]").await;
     assert!(
         err.contains("AccessDeniedException") && err.contains("ssm:StartAutomationExecution"),
@@ -333,14 +331,7 @@ async fn a_blocked_enforce_needs_a_written_reason_and_the_run_can_be_reverted() 
     c.goto(&format!("{}/execute?instance={id}", app.base))
         .await
         .unwrap();
-    c.wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css("#review"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "#review").await;
     let gate = text_of(c, "[data-testid=gate]").await;
     assert!(gate.contains(&id) && gate.contains("calls"), "{gate}");
     let start = c.find(Locator::Css("#start")).await.unwrap();
@@ -476,22 +467,8 @@ async fn the_first_admin_adds_an_operator_who_can_start_and_a_viewer_who_cannot(
     c.goto(&format!("{}/execute?instance={id}", app.base))
         .await
         .unwrap();
-    c.wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css("#review"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css("#start"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "#review").await;
+    click(c, "#start").await;
     let started = text_of(c, "[data-testid=started] a").await;
     let d = app.wait_done(&started, Duration::from_secs(30)).await;
     assert_eq!(
@@ -587,14 +564,7 @@ async fn an_enforce_from_a_fleet_selection_reaches_its_total_and_a_run_can_be_st
         .click()
         .await
         .unwrap();
-    c.wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css("#start"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "#start").await;
     let parent = text_of(c, "[data-testid=started] a").await;
 
     // Its detail page shows the progress live until all three are done.
@@ -618,14 +588,7 @@ async fn an_enforce_from_a_fleet_selection_reaches_its_total_and_a_run_can_be_st
     assert_eq!(status, 201, "{body}");
     let slow = body["execution_id"].as_str().unwrap().to_owned();
     c.goto(&format!("{}/executions/{slow}", app.base)).await.unwrap();
-    c.wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css("#stop"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "#stop").await;
     c.accept_alert().await.unwrap();
     wait_text(c, "[data-testid=exec-status]", |t| t == "Cancelled").await;
     b.client.clone().close().await.unwrap();

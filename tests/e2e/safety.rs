@@ -1,18 +1,11 @@
 //! Enforcing safely: the IMDSv1 readiness check (409 unless overridden with a reason), the preview
 //! against what the run then did, rollback to the exact prior options, and batched usage reads.
 
-use e2e::{spawn_app, spawn_app_with, AppOptions, TestApp};
+use e2e::{now_ms, spawn_app, spawn_app_with, AppOptions, TestApp};
 use serde_json::{json, Value};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
 
 fn starts_since(app: &TestApp, since: u64) -> usize {
     app.sandbox

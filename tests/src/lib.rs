@@ -232,3 +232,11 @@ pub async fn standalone_sandbox(config: sandbox::SandboxConfig) -> (sandbox::San
         .expect("serve");
     (sb, format!("http://{addr}"))
 }
+
+/// Now, in epoch milliseconds (the sandbox's call log uses them).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64
+}

@@ -26,6 +26,8 @@ struct AuditQuery {
     status: Option<String>,
     instance_id: Option<String>,
     requester: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
 }
 
 async fn export(
@@ -36,6 +38,8 @@ async fn export(
         status: q.status,
         instance_id: q.instance_id,
         requester: q.requester,
+        since: super::executions::normalise_time("since", q.since.as_deref())?,
+        until: super::executions::normalise_time("until", q.until.as_deref())?,
         limit: EXPORT_LIMIT,
         ..HistoryFilter::default()
     };

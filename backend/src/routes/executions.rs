@@ -369,7 +369,7 @@ struct HistoryQuery {
 }
 
 /// An RFC 3339 time in the store's own form (so text order is time order).
-fn normalise_time(name: &str, raw: Option<&str>) -> Result<Option<String>, AppError> {
+pub(super) fn normalise_time(name: &str, raw: Option<&str>) -> Result<Option<String>, AppError> {
     let Some(raw) = raw.filter(|r| !r.is_empty()) else {
         return Ok(None);
     };
