@@ -634,3 +634,19 @@ impl Store {
         Ok(rows)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_written_by_a_newer_version_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        Store::open(dir.path()).expect("new store");
+        let conn = Connection::open(dir.path().join("imds-console.db")).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        let err = Store::open(dir.path()).err().expect("refused");
+        assert!(err.contains("schema version 99"), "{err}");
+    }
+}

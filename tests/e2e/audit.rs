@@ -250,3 +250,33 @@ async fn a_hundred_viewers_of_twenty_runs_stay_within_the_ssm_read_budget() {
         "{total} SSM calls in about 4 s for {reads} viewer reads"
     );
 }
+
+#[tokio::test]
+async fn an_event_stream_resumes_after_the_last_event_id_it_saw() {
+    let app = spawn_app().await;
+    let id = app.quiet("us-east-1").await.remove(0);
+    let (_, body) = app
+        .post("/executions", &json!({"parameters": {"InstanceId": id}}))
+        .await;
+    let exec = body["execution_id"].as_str().unwrap().to_owned();
+    app.wait_done(&exec, WAIT).await;
+    // A client that saw nothing yet (Last-Event-ID 0) gets what happened, in order, then live events.
+    let mut resp = app
+        .http
+        .get(app.url("/events"))
+        .header("last-event-id", "0")
+        .send()
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    while !seen.contains("\"status\":\"Success\"") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), resp.chunk())
+            .await
+            .expect("replayed")
+            .unwrap()
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(seen.contains("id: 1\n"), "{seen}");
+    assert!(seen.find("InProgress").unwrap() < seen.find("Success").unwrap());
+}

@@ -964,3 +964,53 @@ async fn cloudwatch_also_answers_botocore_in_aws_json_1_0() {
     assert_eq!(r["Values"].as_array().unwrap().len(), 3);
     assert_eq!(r["Timestamps"].as_array().unwrap().len(), 3);
 }
+
+#[tokio::test]
+async fn the_runbooks_are_served_as_documents_and_injected_500s_reach_the_sdk() {
+    let e = env(fast(10)).await;
+    let d = e
+        .ssm
+        .describe_document()
+        .name(DOC)
+        .send()
+        .await
+        .expect("DescribeDocument");
+    let doc = d.document().unwrap();
+    assert_eq!(doc.document_version(), Some("7"));
+    let names: Vec<&str> = doc.parameters().iter().filter_map(|p| p.name()).collect();
+    assert_eq!(
+        names,
+        [
+            "AutomationAssumeRole",
+            "EnforceIMDSv2",
+            "HttpPutResponseHopLimit",
+            "InstanceId",
+            "MetadataAccess"
+        ]
+    );
+    let g = e.ssm.get_document().name(DOC).send().await.expect("GetDocument");
+    assert!(g
+        .content()
+        .unwrap()
+        .contains("\"name\": \"branchOnMetadataAccess\""));
+    let err = e
+        .ssm
+        .describe_document()
+        .name("Nope-Doc")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.as_service_error().unwrap().is_invalid_document());
+
+    e.sb.set_faults(Faults {
+        rules: vec![sandbox::FaultRule {
+            operation: "ssm:DescribeDocument".into(),
+            error_500: 1.0,
+            ..Default::default()
+        }],
+        ..Faults::default()
+    });
+    let err = e.ssm.describe_document().name(DOC).send().await.unwrap_err();
+    assert_eq!(err.code(), Some("InternalServerError"));
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(500));
+}

@@ -255,3 +255,49 @@ async fn killed_after_acknowledging_the_run_is_watched_to_the_end_after_restart(
     let second = console(dir.path(), &url, None);
     exactly_one_complete_run(&http, &second.base, &sb).await;
 }
+
+#[test]
+fn the_account_commands_work_from_the_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], stdin: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_imds-console"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, _, err) = run(&["user", "add", "carol", "--role", "operator"], "short\n");
+    assert!(!ok && err.contains("at least 12"), "{err}");
+    let (ok, out, _) = run(
+        &["user", "add", "carol", "--role", "operator"],
+        "a-good-long-password\n",
+    );
+    assert!(ok && out.contains("added carol (operator)"), "{out}");
+    let (ok, out, _) = run(&["user", "list"], "");
+    assert!(ok && out.contains("carol\toperator\tenabled"), "{out}");
+    let (ok, token, _) = run(&["token", "create", "--user", "carol", "--role", "viewer"], "");
+    assert!(ok && token.trim().starts_with("imds_"), "{token}");
+    let (ok, _, err) = run(&["token", "create", "--user", "carol", "--role", "admin"], "");
+    assert!(!ok && err.contains("at most the role operator"), "{err}");
+    let (ok, out, _) = run(&["token", "revoke", "1"], "");
+    assert!(ok && out.contains("revoked token 1"), "{out}");
+    let (ok, out, _) = run(&["token", "list"], "");
+    assert!(ok && out.contains("1\tcarol\tviewer\trevoked"), "{out}");
+    let (ok, _, _) = run(&["user", "disable", "carol"], "");
+    assert!(ok);
+    // The standalone sandbox refuses to listen beyond loopback unless told to.
+    let (ok, _, err) = run(&["sandbox", "--listen", "0.0.0.0:0"], "");
+    assert!(!ok && err.contains("not a loopback address"), "{err}");
+}
