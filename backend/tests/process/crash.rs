@@ -95,15 +95,18 @@ async fn sandbox() -> (sandbox::Sandbox, String) {
     (sb, format!("http://{addr}"))
 }
 
-async fn quiet_instance(http: &reqwest::Client, base: &str) -> String {
-    let list: Value = http
-        .get(format!("{base}/api/v1/instances"))
+async fn get_json(http: &reqwest::Client, url: String) -> Value {
+    http.get(url)
         .send()
         .await
-        .unwrap()
+        .expect("request")
         .json()
         .await
-        .unwrap();
+        .expect("JSON reply")
+}
+
+async fn quiet_instance(http: &reqwest::Client, base: &str) -> String {
+    let list: Value = get_json(http, format!("{base}/api/v1/instances")).await;
     list["instances"]
         .as_array()
         .unwrap()
@@ -124,14 +127,7 @@ async fn quiet_instance(http: &reqwest::Client, base: &str) -> String {
 async fn exactly_one_complete_run(http: &reqwest::Client, base: &str, sb: &sandbox::Sandbox) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let audit: Value = http
-            .get(format!("{base}/api/v1/audit"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let audit: Value = get_json(http, format!("{base}/api/v1/audit")).await;
         let records = audit.as_array().unwrap();
         assert_eq!(records.len(), 1, "one record: {audit}");
         let r = &records[0];
@@ -148,14 +144,7 @@ async fn exactly_one_complete_run(http: &reqwest::Client, base: &str, sb: &sandb
             assert!(r["outputs"]
                 .as_str()
                 .is_some_and(|o| o.contains("describeMetadataOptions.IMDSv2")));
-            let page: Value = http
-                .get(format!("{base}/api/v1/executions"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let page: Value = get_json(http, format!("{base}/api/v1/executions")).await;
             assert_eq!(page["executions"].as_array().unwrap().len(), 1);
             return;
         }
