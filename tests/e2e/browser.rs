@@ -152,6 +152,15 @@ fn admin_password(app: &e2e::TestApp) -> String {
         .expect("the first start created the admin")
 }
 
+/// A console that serves the built pages.
+async fn app_with_pages(opts: AppOptions) -> e2e::TestApp {
+    spawn_app_with(AppOptions {
+        static_dir: Some(dist_dir()),
+        ..opts
+    })
+    .await
+}
+
 fn dist_dir() -> String {
     let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../frontend/dist"));
     assert!(
@@ -164,9 +173,8 @@ fn dist_dir() -> String {
 
 #[tokio::test]
 async fn a_person_enforces_imdsv2_in_the_browser_and_follows_it_live() {
-    let app = spawn_app_with(AppOptions {
+    let app = app_with_pages(AppOptions {
         speed: 60.0,
-        static_dir: Some(dist_dir()),
         ..AppOptions::default()
     })
     .await;
@@ -286,11 +294,7 @@ async fn a_person_enforces_imdsv2_in_the_browser_and_follows_it_live() {
 
 #[tokio::test]
 async fn an_aws_side_refusal_is_shown_in_the_browser() {
-    let app = spawn_app_with(AppOptions {
-        static_dir: Some(dist_dir()),
-        ..AppOptions::default()
-    })
-    .await;
+    let app = app_with_pages(AppOptions::default()).await;
     let id = app.quiet("us-east-1").await.remove(0);
     app.sandbox.set_faults(sandbox::Faults {
         deny: ["ssm:StartAutomationExecution".to_owned()].into(),
@@ -314,11 +318,7 @@ async fn an_aws_side_refusal_is_shown_in_the_browser() {
 
 #[tokio::test]
 async fn a_blocked_enforce_needs_a_written_reason_and_the_run_can_be_reverted() {
-    let app = spawn_app_with(AppOptions {
-        static_dir: Some(dist_dir()),
-        ..AppOptions::default()
-    })
-    .await;
+    let app = app_with_pages(AppOptions::default()).await;
     let id = app
         .pick("us-east-1", |i| {
             i["metadata"]["http_tokens"] == "optional" && i["imdsv1_calls"].as_u64().unwrap_or(0) > 0
@@ -384,11 +384,7 @@ async fn a_blocked_enforce_needs_a_written_reason_and_the_run_can_be_reverted() 
 
 #[tokio::test]
 async fn the_first_admin_adds_an_operator_who_can_start_and_a_viewer_who_cannot() {
-    let app = spawn_app_with(AppOptions {
-        static_dir: Some(dist_dir()),
-        ..AppOptions::default()
-    })
-    .await;
+    let app = app_with_pages(AppOptions::default()).await;
     let id = app.quiet("us-east-1").await.remove(0);
     let b = browser().await;
     let c = &b.client;
@@ -500,9 +496,8 @@ async fn the_first_admin_adds_an_operator_who_can_start_and_a_viewer_who_cannot(
 
 #[tokio::test]
 async fn an_enforce_from_a_fleet_selection_reaches_its_total_and_a_run_can_be_stopped() {
-    let app = spawn_app_with(AppOptions {
+    let app = app_with_pages(AppOptions {
         speed: 10.0,
-        static_dir: Some(dist_dir()),
         ..AppOptions::default()
     })
     .await;

@@ -95,6 +95,14 @@ async fn sandbox() -> (sandbox::Sandbox, String) {
     (sb, format!("http://{addr}"))
 }
 
+/// POSTs a start for one instance (EnforceIMDSv2 defaults to required).
+async fn start_run(http: &reqwest::Client, base: &str, id: &str) -> reqwest::Result<reqwest::Response> {
+    http.post(format!("{base}/api/v1/executions"))
+        .json(&json!({"parameters": {"InstanceId": id}}))
+        .send()
+        .await
+}
+
 async fn get_json(http: &reqwest::Client, url: String) -> Value {
     http.get(url)
         .send()
@@ -159,11 +167,7 @@ async fn crash_during_a_start(point: &str) {
     let mut first = console(dir.path(), &url, Some(point));
     let http = client(&admin_token(dir.path()));
     let id = quiet_instance(&http, &first.base).await;
-    let reply = http
-        .post(format!("{}/api/v1/executions", first.base))
-        .json(&json!({"parameters": {"InstanceId": id}}))
-        .send()
-        .await;
+    let reply = start_run(&http, &first.base, &id).await;
     assert!(reply.is_err(), "the console died mid-request at {point}");
     let status = first.child.wait().unwrap();
     assert!(!status.success(), "aborted at {point}");
@@ -231,12 +235,7 @@ async fn killed_after_acknowledging_the_run_is_watched_to_the_end_after_restart(
     let mut first = console(dir.path(), &url, None);
     let http = client(&admin_token(dir.path()));
     let id = quiet_instance(&http, &first.base).await;
-    let reply = http
-        .post(format!("{}/api/v1/executions", first.base))
-        .json(&json!({"parameters": {"InstanceId": id}}))
-        .send()
-        .await
-        .unwrap();
+    let reply = start_run(&http, &first.base, &id).await.unwrap();
     assert_eq!(reply.status(), 201);
     first.child.kill().expect("SIGKILL");
     first.child.wait().unwrap();
