@@ -3,6 +3,8 @@
 #   ./x.sh run   builds everything (frontend included) and serves the console in sandbox mode
 #                at http://127.0.0.1:8080 (extra arguments go to `imds-console serve`).
 #   ./x.sh test  runs every test: unit, sandbox-through-SDK, HTTP API and headless-browser suites.
+#   ./x.sh test --repeat N   runs the end-to-end suites (e2e and the backend's process tests) N times
+#                and names every failed test of every round; exits non-zero if any round failed.
 # Each installs what it needs on a fresh machine (wasm32 target, the pinned wasm-bindgen CLI,
 # Debian's chromium for the browser tests) and skips what is already there.
 set -euo pipefail
@@ -48,6 +50,34 @@ build_frontend() {
   cp frontend/index.html frontend/main.js frontend/style.css frontend/dist/
 }
 
+# Runs the end-to-end suites N times; prints each round's failed tests by name and a tally.
+repeat_e2e() {
+  local rounds=$1 round failed_rounds=0 out status
+  shift
+  log "building the end-to-end suites"
+  cargo test -p e2e -p backend --test e2e --test process --no-run "$@"
+  out=$(mktemp)
+  for round in $(seq 1 "$rounds"); do
+    local start=$SECONDS
+    set +e
+    cargo test -p e2e -p backend --test e2e --test process "$@" >"$out" 2>&1
+    status=$?
+    set -e
+    if [ "$status" = 0 ]; then
+      echo "round ${round}/${rounds}: passed ($((SECONDS - start)) s)"
+    else
+      failed_rounds=$((failed_rounds + 1))
+      echo "round ${round}/${rounds}: FAILED ($((SECONDS - start)) s):"
+      grep -E '^test .* \.\.\. FAILED$' "$out" | sed -E 's/^test (.*) \.\.\. FAILED$/    \1/' || true
+      cp "$out" "target/repeat-round-${round}.log"
+      echo "    (full output: target/repeat-round-${round}.log)"
+    fi
+  done
+  rm -f "$out"
+  echo "repeat: $((rounds - failed_rounds)) of ${rounds} rounds passed"
+  [ "$failed_rounds" = 0 ]
+}
+
 case "${1:-}" in
   run)
     shift
@@ -59,6 +89,12 @@ case "${1:-}" in
     shift
     ensure_browser
     build_frontend
+    if [ "${1:-}" = "--repeat" ]; then
+      rounds="${2:?usage: ./x.sh test --repeat N [cargo test flags...]}"
+      shift 2
+      repeat_e2e "$rounds" "$@"
+      exit $?
+    fi
     log "running every test"
     # The default members are every crate but the frontend, whose logic is tested in `shared` and in
     # the browser suite (building Leptos natively would only cost minutes).

@@ -3,7 +3,7 @@
 
 use e2e::{now_ms, spawn_app, spawn_app_with, AppOptions};
 use serde_json::{json, Value};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -141,10 +141,8 @@ async fn a_rate_controlled_run_covers_every_target_with_children_and_progress() 
     assert_eq!(detail["summary"]["status"], "Success", "{detail}");
     // The watcher may record the last child a poll after the parent finishes.
     let mut detail = detail;
-    for _ in 0..50 {
-        if detail["rate_control"]["progress"]["succeeded"] == 4 {
-            break;
-        }
+    let deadline = Instant::now() + WAIT;
+    while detail["rate_control"]["progress"]["succeeded"] != 4 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
         detail = app.get(&format!("/executions/{parent}")).await.1;
     }
@@ -182,7 +180,12 @@ async fn stopping_a_run_cancels_it() {
         .post("/executions", &json!({"parameters": {"InstanceId": id}}))
         .await;
     let exec = body["execution_id"].as_str().unwrap().to_owned();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Stop it once it runs (its 30-second wait takes 10 s here), not after a guessed delay.
+    let deadline = Instant::now() + WAIT;
+    while app.get(&format!("/executions/{exec}")).await.1["summary"]["status"] != "InProgress" {
+        assert!(Instant::now() < deadline, "{exec} never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let (status, body) = app.post(&format!("/executions/{exec}/stop"), &json!({})).await;
     assert_eq!(status, 202, "{body}");
     let detail = app.wait_done(&exec, WAIT).await;

@@ -1,24 +1,76 @@
 //! The built page in headless Chromium (Debian's chromium + chromedriver, through fantoccini): the form
 //! renders from WASM under the CSP, a bad value shows its field error, a good submit shows the new run
 //! in the history and follows it live to Success; the detail page, a history deep link and the fleet.
+//!
+//! Leptos re-renders parts of the page whenever a signal changes, so an element handle can go stale at
+//! any moment. Every helper here therefore finds and acts in one step, and retries that step until it
+//! succeeds or a deadline passes; no test keeps an element handle across an action, and none sleeps a
+//! fixed time to wait for the page.
 
 use e2e::{spawn_app_with, AppOptions};
+use fantoccini::elements::Element;
+use fantoccini::error::CmdError;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
+use std::future::Future;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// How long a helper keeps retrying before the test fails.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A headless Chromium driven through chromedriver.
 struct Browser {
     client: Client,
-    driver: Child,
-    _profile: tempfile::TempDir,
+    _processes: BrowserProcesses,
 }
 
-impl Drop for Browser {
+impl Browser {
+    /// Ends the WebDriver session politely; the processes' guard runs either way.
+    async fn close(self) {
+        let _ = self.client.clone().close().await;
+    }
+}
+
+/// chromedriver and the Chromium it starts. Dropping this, also while a failed test unwinds, kills
+/// chromedriver's whole process group and any Chromium process left on its profile, so a failed test
+/// never leaves browsers behind.
+struct BrowserProcesses {
+    driver: Child,
+    profile: tempfile::TempDir,
+}
+
+impl Drop for BrowserProcesses {
     fn drop(&mut self) {
+        // chromedriver was started as the leader of its own process group, and Chromium inherits it.
+        if let Some(group) = rustix::process::Pid::from_raw(self.driver.id() as i32) {
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+        // A Chromium helper that left the group still names our fresh profile on its command line.
+        kill_processes_mentioning(&self.profile.path().display().to_string());
+    }
+}
+
+/// Kills every process of ours whose command line contains `needle`.
+fn kill_processes_mentioning(needle: &str) {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        if String::from_utf8_lossy(&cmdline).contains(needle) {
+            if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        }
     }
 }
 
@@ -31,6 +83,7 @@ fn free_port() -> u16 {
 }
 
 async fn browser() -> Browser {
+    use std::os::unix::process::CommandExt;
     let driver_bin = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     assert!(
@@ -43,16 +96,22 @@ async fn browser() -> Browser {
         .arg("--allowed-ips=127.0.0.1")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        .process_group(0)
         .spawn()
         .expect("chromedriver starts");
-    let profile = tempfile::tempdir().unwrap();
+    // From here on the guard owns the driver, so a failure below still ends it.
+    let processes = BrowserProcesses {
+        driver,
+        profile: tempfile::tempdir().unwrap(),
+    };
     let caps = json!({
         "goog:chromeOptions": {
             "binary": chromium,
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--no-first-run", "--disable-quic", "--window-size=1400,1000",
-                     format!("--user-data-dir={}", profile.path().display())]
+                     "--no-first-run", "--disable-quic", "--disable-breakpad", "--disable-crash-reporter",
+                     "--window-size=1400,1000",
+                     format!("--user-data-dir={}", processes.profile.path().display())]
         }
     });
     let caps: serde_json::Map<String, serde_json::Value> = caps.as_object().unwrap().clone();
@@ -66,8 +125,7 @@ async fn browser() -> Browser {
             .await
         {
             Ok(c) => break c,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
+            Err(_) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             Err(e) => panic!("cannot start a browser session: {e}"),
@@ -75,74 +133,125 @@ async fn browser() -> Browser {
     };
     Browser {
         client,
-        driver,
-        _profile: profile,
+        _processes: processes,
     }
 }
 
-/// Waits for the element, then clicks it.
+/// Finds `css` afresh and runs `act` on it, again and again, until `act` answers `Some` (a stale
+/// element, a missing one or an unmet condition all mean "not yet"); fails the test after `PATIENCE`.
+async fn retry<T, F, Fut>(c: &Client, css: &str, what: &str, act: F) -> T
+where
+    F: Fn(Element) -> Fut,
+    Fut: Future<Output = Result<Option<T>, CmdError>>,
+{
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let last = match c.find(Locator::Css(css)).await {
+            Ok(el) => match act(el).await {
+                Ok(Some(v)) => return v,
+                Ok(None) => "the condition was not met".to_owned(),
+                Err(e) => e.to_string(),
+            },
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            Instant::now() < deadline,
+            "{css}: {what} did not happen within {PATIENCE:?} (last: {last})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn click(c: &Client, css: &str) {
-    c.wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-        .click()
-        .await
-        .unwrap();
+    retry(c, css, "click", |el| async move { el.click().await.map(Some) }).await
 }
 
 async fn text_of(c: &Client, css: &str) -> String {
-    c.wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-        .text()
-        .await
-        .unwrap()
+    retry(c, css, "read text", |el| async move { el.text().await.map(Some) }).await
 }
 
-/// Waits until the element's text satisfies `ok`.
+/// Waits until the element's text satisfies `ok`, and returns it.
 async fn wait_text(c: &Client, css: &str, ok: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let ok = &ok;
+    retry(c, css, "expected text", move |el| async move {
+        let t = el.text().await?;
+        Ok(ok(&t).then_some(t))
+    })
+    .await
+}
+
+/// Replaces the field's value with `text`, and checks that the field holds exactly that.
+async fn type_into(c: &Client, css: &str, text: &str) {
+    retry(c, css, "type", move |el| async move {
+        el.clear().await?;
+        el.send_keys(text).await?;
+        Ok((el.prop("value").await?.as_deref() == Some(text)).then_some(()))
+    })
+    .await
+}
+
+/// Waits until the element's attribute (None when absent) satisfies `ok`.
+async fn wait_attr(c: &Client, css: &str, name: &str, ok: impl Fn(Option<&str>) -> bool) {
+    let ok = &ok;
+    retry(c, css, &format!("attribute {name}"), move |el| async move {
+        Ok(ok(el.attr(name).await?.as_deref()).then_some(()))
+    })
+    .await
+}
+
+/// Waits until the element's property (`value`, say) satisfies `ok`, and returns it.
+async fn wait_prop(c: &Client, css: &str, name: &str, ok: impl Fn(&str) -> bool) -> String {
+    let ok = &ok;
+    retry(c, css, &format!("property {name}"), move |el| async move {
+        let v = el.prop(name).await?.unwrap_or_default();
+        Ok(ok(&v).then_some(v))
+    })
+    .await
+}
+
+/// Waits until exactly `n` elements match `css`.
+async fn wait_count(c: &Client, css: &str, n: usize) {
+    let deadline = Instant::now() + PATIENCE;
     loop {
-        if let Ok(el) = c.find(Locator::Css(css)).await {
-            if let Ok(t) = el.text().await {
-                if ok(&t) {
-                    return t;
-                }
-            }
+        let found = c.find_all(Locator::Css(css)).await.map(|v| v.len());
+        if found.as_ref().ok() == Some(&n) {
+            return;
         }
-        assert!(Instant::now() < deadline, "{css} never showed the expected text");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(Instant::now() < deadline, "{css}: wanted {n}, found {found:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Waits until nothing matches `css`.
+async fn wait_absent(c: &Client, css: &str) {
+    wait_count(c, css, 0).await
+}
+
+/// Accepts the confirmation dialog the last click opens, once it is open.
+async fn accept_dialog(c: &Client) {
+    let deadline = Instant::now() + PATIENCE;
+    while let Err(e) = c.accept_alert().await {
+        assert!(Instant::now() < deadline, "no dialog to accept: {e}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn goto(c: &Client, url: &str) {
+    c.goto(url).await.unwrap_or_else(|e| panic!("{url}: {e}"));
 }
 
 /// Signs in through the login page and waits until the header shows who is signed in.
 async fn login(c: &Client, base: &str, user: &str, password: &str) {
-    c.goto(&format!("{base}/login")).await.unwrap();
-    let name = c
-        .wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css("#login-user"))
-        .await
-        .unwrap();
-    name.send_keys(user).await.unwrap();
-    c.find(Locator::Css("#login-password"))
-        .await
-        .unwrap()
-        .send_keys(password)
-        .await
-        .unwrap();
-    c.find(Locator::Css("#login-submit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let me = text_of(c, "[data-testid=me]").await;
-    assert!(me.starts_with(user), "{me}");
+    goto(c, &format!("{base}/login")).await;
+    type_into(c, "#login-user", user).await;
+    type_into(c, "#login-password", password).await;
+    click(c, "#login-submit").await;
+    wait_text(c, "[data-testid=me]", |me| me.starts_with(user)).await;
+}
+
+async fn logout(c: &Client) {
+    click(c, "#logout").await;
+    wait_count(c, "#login-user", 1).await;
 }
 
 fn admin_password(app: &e2e::TestApp) -> String {
@@ -188,51 +297,28 @@ async fn a_person_enforces_imdsv2_in_the_browser_and_follows_it_live() {
     let c = &b.client;
     login(c, &app.base, "admin", &admin_password(&app)).await;
 
-    c.goto(&format!("{}/execute", app.base)).await.unwrap();
+    goto(c, &format!("{}/execute", app.base)).await;
     // Rendered by the WASM app, under the Content-Security-Policy.
     assert_eq!(text_of(c, ".banner-sandbox").await, "SANDBOX");
-    let input = c
-        .wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css("#instance-id"))
-        .await
-        .unwrap();
 
     // A bad value shows its field error before anything is sent.
-    input.send_keys("i-bad").await.unwrap();
-    let err = text_of(c, "#err-instance").await;
-    assert!(err.contains("not an instance ID"), "{err}");
-    let hop = c.find(Locator::Css("#hop")).await.unwrap();
-    hop.clear().await.unwrap();
-    hop.send_keys("99").await.unwrap();
-    assert!(text_of(c, "#err-hop").await.contains("0 to 64"));
-    hop.clear().await.unwrap();
-    hop.send_keys("0").await.unwrap();
+    type_into(c, "#instance-id", "i-bad").await;
+    wait_text(c, "#err-instance", |t| t.contains("not an instance ID")).await;
+    type_into(c, "#hop", "99").await;
+    wait_text(c, "#err-hop", |t| t.contains("0 to 64")).await;
+    type_into(c, "#hop", "0").await;
+    wait_absent(c, "#err-hop").await;
 
     // A good value: review, confirm, start.
-    input.clear().await.unwrap();
-    input.send_keys(&id).await.unwrap();
-    assert!(
-        c.find(Locator::Css("#err-instance")).await.is_err(),
-        "the error goes away"
-    );
-    c.find(Locator::Css("#review"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(c, "#instance-id", &id).await;
+    wait_absent(c, "#err-instance").await;
+    click(c, "#review").await;
     let confirm = text_of(c, "[data-testid=confirm]").await;
     assert!(
         confirm.contains(&id) && confirm.contains("tokens optional") && confirm.contains("tokens required"),
         "{confirm}"
     );
-    c.find(Locator::Css("#start"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "#start").await;
     let started = text_of(c, "[data-testid=started] a").await;
     assert_eq!(started.len(), 36, "an execution ID: {started}");
 
@@ -241,55 +327,38 @@ async fn a_person_enforces_imdsv2_in_the_browser_and_follows_it_live() {
     wait_text(c, &row, |t| t == "Success").await;
 
     // Its detail page shows the step timeline.
-    c.goto(&format!("{}/executions/{started}", app.base))
-        .await
-        .unwrap();
+    goto(c, &format!("{}/executions/{started}", app.base)).await;
     wait_text(c, "[data-testid=exec-status]", |t| t == "Success").await;
-    let steps = text_of(c, "[data-testid=steps]").await;
-    assert!(
-        steps.contains("assertIMDSv2IsEnforced") && steps.contains("describeMetadataOptions"),
-        "{steps}"
-    );
+    wait_text(c, "[data-testid=steps]", |steps| {
+        steps.contains("assertIMDSv2IsEnforced") && steps.contains("describeMetadataOptions")
+    })
+    .await;
 
     // A filtered history deep link survives a fresh load.
-    c.goto(&format!("{}/history?status=Success&instance_id={id}", app.base))
-        .await
-        .unwrap();
+    goto(
+        c,
+        &format!("{}/history?status=Success&instance_id={id}", app.base),
+    )
+    .await;
     wait_text(c, &format!("tr[data-execution-id='{started}'] .status"), |t| {
         t == "Success"
     })
     .await;
-    assert_eq!(
-        c.find(Locator::Css("#f-instance"))
-            .await
-            .unwrap()
-            .prop("value")
-            .await
-            .unwrap()
-            .as_deref(),
-        Some(id.as_str())
-    );
+    wait_prop(c, "#f-instance", "value", |v| v == id).await;
 
     // The fleet now shows the instance as compliant.
     app.refresh_fleet().await;
-    c.goto(&format!("{}/fleet", app.base)).await.unwrap();
-    let filter = c
-        .wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css("#fleet-filter"))
-        .await
-        .unwrap();
-    filter.send_keys(&id).await.unwrap();
-    let row = wait_text(c, &format!("tr[data-instance-id='{id}']"), |t| {
-        t.contains("required")
+    goto(c, &format!("{}/fleet", app.base)).await;
+    type_into(c, "#fleet-filter", &id).await;
+    wait_text(c, &format!("tr[data-instance-id='{id}']"), |t| {
+        t.contains("required") && t.contains("compliant")
     })
     .await;
-    assert!(row.contains("compliant"), "{row}");
 
     // An unknown address shows the not-found page, not a blank one.
-    c.goto(&format!("{}/no/such/page", app.base)).await.unwrap();
-    assert!(text_of(c, "h1").await.contains("Page not found"));
-    b.client.clone().close().await.unwrap();
+    goto(c, &format!("{}/no/such/page", app.base)).await;
+    wait_text(c, "h1", |t| t.contains("Page not found")).await;
+    b.close().await;
 }
 
 #[tokio::test]
@@ -303,9 +372,7 @@ async fn an_aws_side_refusal_is_shown_in_the_browser() {
     let b = browser().await;
     let c = &b.client;
     login(c, &app.base, "admin", &admin_password(&app)).await;
-    c.goto(&format!("{}/execute?instance={id}", app.base))
-        .await
-        .unwrap();
+    goto(c, &format!("{}/execute?instance={id}", app.base)).await;
     click(c, "#review").await;
     click(c, "#start").await;
     let err = text_of(c, "[data-testid=start-error]").await;
@@ -313,7 +380,7 @@ async fn an_aws_side_refusal_is_shown_in_the_browser() {
         err.contains("AccessDeniedException") && err.contains("ssm:StartAutomationExecution"),
         "{err}"
     );
-    b.client.clone().close().await.unwrap();
+    b.close().await;
 }
 
 #[tokio::test]
@@ -328,42 +395,29 @@ async fn a_blocked_enforce_needs_a_written_reason_and_the_run_can_be_reverted() 
     let b = browser().await;
     let c = &b.client;
     login(c, &app.base, "admin", &admin_password(&app)).await;
-    c.goto(&format!("{}/execute?instance={id}", app.base))
-        .await
-        .unwrap();
+    goto(c, &format!("{}/execute?instance={id}", app.base)).await;
     click(c, "#review").await;
     let gate = text_of(c, "[data-testid=gate]").await;
     assert!(gate.contains(&id) && gate.contains("calls"), "{gate}");
-    let start = c.find(Locator::Css("#start")).await.unwrap();
-    assert_eq!(
-        start.attr("disabled").await.unwrap().as_deref(),
-        Some("true"),
-        "no start without a reason"
-    );
-    c.find(Locator::Css("#override-reason"))
-        .await
-        .unwrap()
-        .send_keys("Agent upgraded; calls are from a test cron")
-        .await
-        .unwrap();
-    start.click().await.unwrap();
+    wait_attr(c, "#start", "disabled", |v| v == Some("true")).await;
+    type_into(
+        c,
+        "#override-reason",
+        "Agent upgraded; calls are from a test cron",
+    )
+    .await;
+    wait_attr(c, "#start", "disabled", |v| v.is_none()).await;
+    click(c, "#start").await;
     let started = text_of(c, "[data-testid=started] a").await;
 
-    c.goto(&format!("{}/executions/{started}", app.base))
-        .await
-        .unwrap();
+    goto(c, &format!("{}/executions/{started}", app.base)).await;
     wait_text(c, "[data-testid=exec-status]", |t| t == "Success").await;
     assert_eq!(
         text_of(c, "[data-testid=override]").await,
         "Agent upgraded; calls are from a test cron"
     );
-    c.find(Locator::Css("#revert"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.accept_alert().await.unwrap();
+    click(c, "#revert").await;
+    accept_dialog(c).await;
     let reverted = text_of(c, "[data-testid=reverted] a").await;
     assert_eq!(reverted.len(), 36, "{reverted}");
     let d = app.wait_done(&reverted, Duration::from_secs(30)).await;
@@ -379,7 +433,7 @@ async fn a_blocked_enforce_needs_a_written_reason_and_the_run_can_be_reverted() 
         inst["metadata"]["http_tokens"], "optional",
         "reverted to its prior options"
     );
-    b.client.clone().close().await.unwrap();
+    b.close().await;
 }
 
 #[tokio::test]
@@ -390,79 +444,30 @@ async fn the_first_admin_adds_an_operator_who_can_start_and_a_viewer_who_cannot(
     let c = &b.client;
 
     // A visitor is sent to the login page, and back after signing in.
-    c.goto(&format!("{}/history", app.base)).await.unwrap();
-    c.wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css("#login-user"))
-        .await
-        .unwrap();
-    c.find(Locator::Css("#login-user"))
-        .await
-        .unwrap()
-        .send_keys("admin")
-        .await
-        .unwrap();
-    c.find(Locator::Css("#login-password"))
-        .await
-        .unwrap()
-        .send_keys("not the password")
-        .await
-        .unwrap();
-    c.find(Locator::Css("#login-submit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    assert!(text_of(c, "[data-testid=login-error]")
-        .await
-        .contains("wrong user name or password"));
+    goto(c, &format!("{}/history", app.base)).await;
+    type_into(c, "#login-user", "admin").await;
+    type_into(c, "#login-password", "not the password").await;
+    click(c, "#login-submit").await;
+    wait_text(c, "[data-testid=login-error]", |t| {
+        t.contains("wrong user name or password")
+    })
+    .await;
     login(c, &app.base, "admin", &admin_password(&app)).await;
 
-    c.goto(&format!("{}/admin", app.base)).await.unwrap();
+    goto(c, &format!("{}/admin", app.base)).await;
     for (name, role) in [("olivia", "operator"), ("victor", "viewer")] {
-        let field = c
-            .wait()
-            .at_most(Duration::from_secs(20))
-            .for_element(Locator::Css("#new-user-name"))
-            .await
-            .unwrap();
-        field.clear().await.unwrap();
-        field.send_keys(name).await.unwrap();
-        c.find(Locator::Css(&format!("#new-user-role option[value='{role}']")))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        let pw = c.find(Locator::Css("#new-user-password")).await.unwrap();
-        pw.clear().await.unwrap();
-        pw.send_keys(&format!("{name}-password-123")).await.unwrap();
-        c.find(Locator::Css("#add-user"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        type_into(c, "#new-user-name", name).await;
+        click(c, &format!("#new-user-role option[value='{role}']")).await;
+        wait_prop(c, "#new-user-role", "value", |v| v == role).await;
+        type_into(c, "#new-user-password", &format!("{name}-password-123")).await;
+        click(c, "#add-user").await;
         wait_text(c, &format!("tr[data-user='{name}']"), |t| t.contains(role)).await;
     }
-    c.find(Locator::Css("#logout"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css("#login-user"))
-        .await
-        .unwrap();
+    logout(c).await;
 
     // The operator starts a run.
     login(c, &app.base, "olivia", "olivia-password-123").await;
-    c.goto(&format!("{}/execute?instance={id}", app.base))
-        .await
-        .unwrap();
+    goto(c, &format!("{}/execute?instance={id}", app.base)).await;
     click(c, "#review").await;
     click(c, "#start").await;
     let started = text_of(c, "[data-testid=started] a").await;
@@ -471,31 +476,23 @@ async fn the_first_admin_adds_an_operator_who_can_start_and_a_viewer_who_cannot(
         d["summary"]["requester"], "olivia",
         "the run records who started it"
     );
-    c.find(Locator::Css("#logout"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    logout(c).await;
 
     // The viewer can look but not start.
     login(c, &app.base, "victor", "victor-password-123").await;
-    c.goto(&format!("{}/execute?instance={id}", app.base))
-        .await
-        .unwrap();
-    assert!(text_of(c, "[data-testid=viewer-note]").await.contains("viewer"));
-    let review = c.find(Locator::Css("#review")).await.unwrap();
-    assert_eq!(review.attr("disabled").await.unwrap().as_deref(), Some("true"));
-    c.goto(&format!("{}/history", app.base)).await.unwrap();
+    goto(c, &format!("{}/execute?instance={id}", app.base)).await;
+    wait_text(c, "[data-testid=viewer-note]", |t| t.contains("viewer")).await;
+    wait_attr(c, "#review", "disabled", |v| v == Some("true")).await;
+    goto(c, &format!("{}/history", app.base)).await;
     wait_text(c, &format!("tr[data-execution-id='{started}'] .status"), |t| {
         t == "Success"
     })
     .await;
-    b.client.clone().close().await.unwrap();
+    b.close().await;
 }
 
 #[tokio::test]
-async fn an_enforce_from_a_fleet_selection_reaches_its_total_and_a_run_can_be_stopped() {
+async fn an_enforce_from_a_fleet_selection_reaches_its_total() {
     let app = app_with_pages(AppOptions {
         speed: 10.0,
         ..AppOptions::default()
@@ -514,66 +511,57 @@ async fn an_enforce_from_a_fleet_selection_reaches_its_total_and_a_run_can_be_st
     let c = &b.client;
     login(c, &app.base, "admin", &admin_password(&app)).await;
 
-    // Filter the fleet and select three instances.
-    c.goto(&format!("{}/fleet", app.base)).await.unwrap();
-    let filter = c
-        .wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css("#fleet-filter"))
-        .await
-        .unwrap();
-    for id in &ids {
-        filter.clear().await.unwrap();
-        filter.send_keys(id).await.unwrap();
-        wait_text(c, "[data-testid=fleet] tbody", |t| t.contains(id.as_str())).await;
-        let rows = c
-            .find_all(Locator::Css("[data-testid=fleet] tbody tr"))
-            .await
-            .unwrap();
-        assert_eq!(rows.len(), 1, "the filter leaves one row");
-        c.find(Locator::Css(&format!(
-            "tr[data-instance-id='{id}'] input[type=checkbox]"
-        )))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    // Filter the fleet and select three instances. Each keystroke re-renders the table, so every step
+    // waits for the state it needs (one row, the box ticked) instead of holding on to an element.
+    goto(c, &format!("{}/fleet", app.base)).await;
+    for (n, id) in ids.iter().enumerate() {
+        type_into(c, "#fleet-filter", id).await;
+        wait_count(c, "[data-testid=fleet] tbody tr", 1).await;
+        let checkbox = format!("tr[data-instance-id='{id}'] input[type=checkbox]");
+        click(c, &checkbox).await;
+        wait_prop(c, &checkbox, "checked", |v| v == "true").await;
+        let label = format!("Enforce IMDSv2 on {} selected", n + 1);
+        wait_text(c, "#enforce-selected", |t| t == label).await;
     }
-    let enforce = c.find(Locator::Css("#enforce-selected")).await.unwrap();
-    assert_eq!(enforce.text().await.unwrap(), "Enforce IMDSv2 on 3 selected");
-    enforce.click().await.unwrap();
+    click(c, "#enforce-selected").await;
 
     // The execute page opens in rate-control mode with the three targets.
-    let targets = c
-        .wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css("#targets"))
-        .await
-        .unwrap();
-    let listed = targets.prop("value").await.unwrap().unwrap_or_default();
-    assert!(ids.iter().all(|id| listed.contains(id.as_str())), "{listed}");
-    c.find(Locator::Css("#review"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    let listed = wait_prop(c, "#targets", "value", |v| {
+        ids.iter().all(|id| v.contains(id.as_str()))
+    })
+    .await;
+    let listed: Vec<&str> = listed
+        .split(|ch: char| ch == ',' || ch.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .collect();
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    click(c, "#review").await;
     click(c, "#start").await;
     let parent = text_of(c, "[data-testid=started] a").await;
 
     // Its detail page shows the progress live until all three are done.
-    c.goto(&format!("{}/executions/{parent}", app.base))
-        .await
-        .unwrap();
+    goto(c, &format!("{}/executions/{parent}", app.base)).await;
     wait_text(c, "[data-testid=progress-text]", |t| {
         t.starts_with("3 of 3 done: 3 succeeded")
     })
     .await;
     wait_text(c, "[data-testid=exec-status]", |t| t == "Success").await;
 
-    // A run in progress can be stopped from its page.
+    b.close().await;
+}
+
+#[tokio::test]
+async fn a_run_in_progress_can_be_stopped_from_its_page() {
+    // Real time: the runbook's 30-second wait leaves ample time to stop it, however slow the machine.
+    let app = app_with_pages(AppOptions {
+        speed: 1.0,
+        ..AppOptions::default()
+    })
+    .await;
     let other = app.quiet("eu-west-1").await.remove(0);
+    let b = browser().await;
+    let c = &b.client;
+    login(c, &app.base, "admin", &admin_password(&app)).await;
     let (status, body) = app
         .post(
             "/executions",
@@ -582,9 +570,9 @@ async fn an_enforce_from_a_fleet_selection_reaches_its_total_and_a_run_can_be_st
         .await;
     assert_eq!(status, 201, "{body}");
     let slow = body["execution_id"].as_str().unwrap().to_owned();
-    c.goto(&format!("{}/executions/{slow}", app.base)).await.unwrap();
+    goto(c, &format!("{}/executions/{slow}", app.base)).await;
     click(c, "#stop").await;
-    c.accept_alert().await.unwrap();
+    accept_dialog(c).await;
     wait_text(c, "[data-testid=exec-status]", |t| t == "Cancelled").await;
-    b.client.clone().close().await.unwrap();
+    b.close().await;
 }

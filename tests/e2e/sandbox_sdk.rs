@@ -552,10 +552,10 @@ async fn rate_control_by_tag_resolves_against_the_fleet() {
 
 #[tokio::test]
 async fn stopping_a_running_execution_and_a_parent_cancels_them() {
-    // Slow enough that the 30-second sleep is still running when we stop.
+    // Slow enough that the 30-second sleep (10 s here) is still running when we stop.
     let e = env(SandboxConfig {
         fleet_size: 20,
-        speed: 10.0,
+        speed: 3.0,
         ..SandboxConfig::default()
     })
     .await;
@@ -583,7 +583,31 @@ async fn stopping_a_running_execution_and_a_parent_cancels_them() {
         .send()
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Stop once both are running (not after a guessed delay); the 30-second sleep keeps them there.
+    for id in [
+        one.automation_execution_id().unwrap(),
+        parent.automation_execution_id().unwrap(),
+    ] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = e
+                .ssm
+                .get_automation_execution()
+                .automation_execution_id(id)
+                .send()
+                .await
+                .expect("get");
+            let status = out
+                .automation_execution()
+                .and_then(|x| x.automation_execution_status())
+                .cloned();
+            if status == Some(AutomationExecutionStatus::Inprogress) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{id} never ran: {status:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     for id in [
         one.automation_execution_id().unwrap(),
         parent.automation_execution_id().unwrap(),

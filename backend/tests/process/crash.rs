@@ -218,7 +218,16 @@ async fn sigkill_while_the_start_is_in_flight_loses_and_duplicates_nothing() {
                 .await
         })
     };
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Kill once the start has reached SSM and is waiting out its latency, not after a guessed delay.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !sb
+        .calls_since(0)
+        .iter()
+        .any(|c| c.operation == "ssm:StartAutomationExecution")
+    {
+        assert!(Instant::now() < deadline, "the start never reached the sandbox");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     first.child.kill().expect("SIGKILL");
     first.child.wait().unwrap();
     assert!(post.await.unwrap().is_err());
