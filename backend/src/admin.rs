@@ -63,6 +63,25 @@ pub fn user(args: &UserArgs) -> Result<(), String> {
                 );
             }
         }
+        UserAction::Enable { name } => {
+            store.enable_user(name).map_err(err)?;
+            store
+                .auth_event("user-enabled", Some("cli"), Some(name), None)
+                .map_err(err)?;
+            println!("enabled {name}");
+        }
+        UserAction::Role { name, role } => {
+            store.set_role(name, *role).map_err(err)?;
+            store
+                .auth_event(
+                    "role-changed",
+                    Some("cli"),
+                    Some(&format!("{name} ({})", role.as_str())),
+                    None,
+                )
+                .map_err(err)?;
+            println!("{name} is now {}", role.as_str());
+        }
         UserAction::Disable { name } => {
             store.disable_user(name).map_err(err)?;
             store
@@ -73,6 +92,7 @@ pub fn user(args: &UserArgs) -> Result<(), String> {
         UserAction::Passwd { name } => {
             let password = read_password(name)?;
             store.set_password(name, &password).map_err(err)?;
+            forget_first_password(&args.data_dir, name);
             store
                 .auth_event("password-changed", Some("cli"), Some(name), None)
                 .map_err(err)?;
@@ -121,18 +141,46 @@ pub fn token(args: &TokenArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// On the very first start (no users at all), creates `admin` with a random password and prints it
-/// once. Returns the password when it did.
-pub fn bootstrap_admin(store: &Store) -> Result<Option<String>, AppError> {
+/// The file, in the data directory, that holds the first admin's generated password until it is changed.
+pub const FIRST_PASSWORD_FILE: &str = "first-admin-password";
+
+/// On the very first start (no users at all), creates `admin` with a random password, which must be
+/// changed at the first sign-in. The password goes to a file only its owner can read, never to the log
+/// (logs outlive terminals and reach other people); the log names the file. Returns the password when it did.
+pub fn bootstrap_admin(store: &Store, data_dir: &std::path::Path) -> Result<Option<String>, AppError> {
     if store.user_count()? > 0 {
         return Ok(None);
     }
     let password = random_secret()?[..24].to_owned();
+    let file = data_dir.join(FIRST_PASSWORD_FILE);
+    write_private(&file, &format!("{password}\n")).map_err(AppError::internal)?;
     store.add_user("admin", Role::Admin, &password)?;
+    store.require_password_change("admin")?;
     store.auth_event("user-added", Some("first start"), Some("admin (admin)"), None)?;
     eprintln!(
-        "imds-console: first start: created the user \"admin\" with the password {password}\n\
-         imds-console: it is shown only now; sign in and add users, or change it with `imds-console user passwd admin`."
+        "imds-console: first start: created the user \"admin\"; its password is in {} (readable only by this user).\n\
+         imds-console: sign in with it and choose a new one; the file is deleted then.",
+        file.display()
     );
     Ok(Some(password))
+}
+
+/// Writes `text` to a new file that only this user can read (mode 0600 from the start, not chmod later).
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())
+}
+
+/// Deletes the first admin's password file once that admin has chosen their own.
+pub fn forget_first_password(data_dir: &std::path::Path, user: &str) {
+    if user == "admin" {
+        let _ = std::fs::remove_file(data_dir.join(FIRST_PASSWORD_FILE));
+    }
 }

@@ -43,8 +43,16 @@ pub enum UserAction {
     },
     /// List users.
     List,
-    /// Disable a user (ends their sessions; their tokens stop working).
+    /// Disable a user (ends their sessions; their tokens stop working). The last enabled admin stays.
     Disable { name: String },
+    /// Enable a disabled user again.
+    Enable { name: String },
+    /// Change a user's role (ends their sessions). The last enabled admin stays admin.
+    Role {
+        name: String,
+        #[arg(value_parser = parse_role)]
+        role: shared::api::Role,
+    },
     /// Set a new password (prompt or stdin); ends the user's sessions.
     Passwd { name: String },
 }
@@ -155,6 +163,21 @@ pub struct ServeArgs {
     /// The private key (PEM) for --tls-cert.
     #[arg(long, env = "IMDS_CONSOLE_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// The header in which a trusted proxy names the client's address (its last entry is used).
+    #[arg(
+        long,
+        env = "IMDS_CONSOLE_CLIENT_IP_HEADER",
+        default_value = "x-forwarded-for"
+    )]
+    pub client_ip_header: String,
+    /// The console's public origin as browsers see it (https://imds.example.com); state-changing
+    /// requests must come from it. Default: the scheme served and the Host asked for.
+    #[arg(long, env = "IMDS_CONSOLE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Create the first admin (password in DATA_DIR/first-admin-password) even though single sign-on is
+    /// configured; without SSO the first start always creates it.
+    #[arg(long, env = "IMDS_CONSOLE_BOOTSTRAP_ADMIN")]
+    pub bootstrap_admin: bool,
     /// Mark session cookies Secure (set this when a TLS proxy serves the console).
     #[arg(long, env = "IMDS_CONSOLE_SECURE_COOKIES")]
     pub secure_cookies: bool,
@@ -243,6 +266,14 @@ impl ServeArgs {
             },
             session_ttl: std::time::Duration::from_secs(self.session_hours.max(1) * 3600),
             secure_cookies: self.secure_cookies || self.tls_cert.is_some(),
+            client_ip_header: self.client_ip_header.to_ascii_lowercase(),
+            public_origin: match &self.public_url {
+                Some(url) => Some(
+                    crate::auth::normalise_origin(url)
+                        .ok_or_else(|| format!("--public-url \"{url}\": expected http(s)://host[:port]"))?,
+                ),
+                None => None,
+            },
         })
     }
 }

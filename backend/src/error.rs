@@ -26,6 +26,14 @@ pub enum AppError {
     /// 409: the request conflicts with the state (e.g. stopping a finished run).
     #[error("conflict: {code}: {message}")]
     Conflict { code: String, message: String },
+    /// A refusal with its own status: a duplicated identity header (400), too many sign-ins (429), a
+    /// forbidden change (403).
+    #[error("{code}: {message}")]
+    Refused {
+        status: StatusCode,
+        code: String,
+        message: String,
+    },
     /// AWS said no: its code and message carried through, with the status that fits the cause
     /// (403 for missing permissions, 400 for parameters AWS refused, 429 for throttling, 502 otherwise).
     #[error("AWS {code}: {message}")]
@@ -45,6 +53,14 @@ pub enum AppError {
 impl AppError {
     pub fn internal(e: impl std::fmt::Display) -> AppError {
         AppError::Internal(e.to_string())
+    }
+
+    pub fn refused(status: StatusCode, code: &str, message: impl Into<String>) -> AppError {
+        AppError::Refused {
+            status,
+            code: code.to_owned(),
+            message: message.into(),
+        }
     }
 
     /// The status and body this error becomes.
@@ -87,6 +103,11 @@ impl AppError {
             AppError::NotFound(m) => (StatusCode::NOT_FOUND, plain("NotFound", m.clone())),
             AppError::Conflict { code, message } => (StatusCode::CONFLICT, plain(code, message.clone())),
             AppError::Aws {
+                status,
+                code,
+                message,
+            }
+            | AppError::Refused {
                 status,
                 code,
                 message,

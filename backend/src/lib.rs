@@ -37,6 +37,7 @@ const CSP: &str =
 /// The whole HTTP surface: `/api/v1/*` and the frontend.
 pub fn app(state: AppState) -> Router {
     let static_dir = state.static_dir.clone();
+    let https = state.auth.secure_cookies;
     let api = routes::api()
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -56,6 +57,13 @@ pub fn app(state: AppState) -> Router {
             )
         }),
     };
+    if https {
+        // Served over TLS (here or by the proxy in front): browsers must never fall back to plain HTTP.
+        router = router.layer(SetResponseHeaderLayer::overriding(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        ));
+    }
     router
         .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(SetResponseHeaderLayer::overriding(

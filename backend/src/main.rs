@@ -4,6 +4,9 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    // The data directory holds password hashes, sessions and the audit trail: every file this process
+    // creates (the database, its WAL, the sandbox's state) is for its own user only.
+    rustix::process::umask(rustix::fs::Mode::from_bits_truncate(0o077));
     let cli = backend::config::Cli::parse();
     backend::telemetry::init();
     match backend::startup::run_command(cli).await {

@@ -68,10 +68,22 @@ async fn run_sandbox(args: SandboxArgs) -> Result<(), String> {
 }
 
 /// Builds the server state: AWS clients (pointed at the sandbox unless --aws), store, limiters.
+/// SSM reads per second, per region, that viewers' lookups of unknown runs may cause.
+const LOOKUP_RATE: f64 = 1.0;
+
+/// Password checks at once: one per core of the machines we run on, so sign-ins cannot take them all.
+const PASSWORD_CHECKS: usize = 2;
+
 pub async fn build_state(args: &ServeArgs) -> Result<AppState, String> {
     let store = Store::open(&args.data_dir)?;
     let auth = args.auth_config()?;
-    let bootstrap_password = crate::admin::bootstrap_admin(&store).map_err(|e| e.to_string())?;
+    // With single sign-on, people sign in through the proxy: a built-in admin is made only on request.
+    let sso_only = !args.trusted_proxies.is_empty() && !args.bootstrap_admin;
+    let bootstrap_password = if sso_only {
+        None
+    } else {
+        crate::admin::bootstrap_admin(&store, &args.data_dir).map_err(|e| e.to_string())?
+    };
     let (mode, target, mut regions, sandbox, sandbox_url) = if args.aws {
         let regions = if args.regions.is_empty() {
             vec![aws::default_region()
@@ -123,6 +135,7 @@ pub async fn build_state(args: &ServeArgs) -> Result<AppState, String> {
                 RegionLimits {
                     read: RateLimiter::new(args.ssm_read_rate),
                     start: RateLimiter::new(args.ssm_start_rate),
+                    lookup: RateLimiter::new(LOOKUP_RATE),
                 },
             )
         })
@@ -147,7 +160,11 @@ pub async fn build_state(args: &ServeArgs) -> Result<AppState, String> {
             sandbox_url,
             auth,
             login_throttle: crate::auth::LoginThrottle::default(),
+            password_checks: tokio::sync::Semaphore::new(PASSWORD_CHECKS),
+            sso_sightings: crate::auth::SsoSightings::default(),
+            access_epoch: tokio::sync::watch::Sender::new(0),
             bootstrap_password,
+            data_dir: args.data_dir.clone(),
         }),
     })
 }

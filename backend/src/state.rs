@@ -47,8 +47,16 @@ pub struct StateInner {
     pub sandbox_url: Option<String>,
     pub auth: crate::auth::AuthConfig,
     pub login_throttle: crate::auth::LoginThrottle,
-    /// The first admin's password, when this start created it (also printed once to the log).
+    /// Password checks running at once (argon2 is slow on purpose; the rest waits its turn).
+    pub password_checks: tokio::sync::Semaphore,
+    pub sso_sightings: crate::auth::SsoSightings,
+    /// Bumped whenever a session, user or token may have lost access, so that open event streams
+    /// check their caller again.
+    pub access_epoch: tokio::sync::watch::Sender<u64>,
+    /// The first admin's password, when this start created it (also in the data directory's
+    /// `first-admin-password` file until changed).
     pub bootstrap_password: Option<String>,
+    pub data_dir: std::path::PathBuf,
 }
 
 /// How long the fleet view is reused before EC2 is asked again.
@@ -74,6 +82,12 @@ impl StateInner {
             .unwrap_or_else(|| self.limits.values().next().expect("at least one region"))
     }
 
+    /// Tells open event streams to check their caller again (sign-out, disable, role or password
+    /// change, token revoked).
+    pub fn access_changed(&self) {
+        self.access_epoch.send_modify(|n| *n += 1);
+    }
+
     pub async fn invalidate_fleet(&self) {
         *self.fleet.lock().await = None;
     }
@@ -81,8 +95,12 @@ impl StateInner {
 
 /// The SSM budgets of one account and region.
 pub struct RegionLimits {
+    /// The watcher, discovery and Stop.
     pub read: RateLimiter,
     pub start: RateLimiter,
+    /// Lookups a viewer causes (the detail of a run this console has no record of). Separate, and
+    /// never queued, so viewers can neither delay the watcher or Stop nor pile up calls.
+    pub lookup: RateLimiter,
 }
 
 /// Spaces calls evenly so that no one-second window holds more than `per_second` of them. Callers over
@@ -117,6 +135,20 @@ impl RateLimiter {
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// Takes the next slot if it is free now; otherwise says how long until it is.
+    pub fn try_acquire(&self) -> Result<(), Duration> {
+        let mut next = self
+            .next
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        if *next > now {
+            return Err(*next - now);
+        }
+        *next = now + self.spacing;
+        Ok(())
     }
 
     /// Pushes the next slot back, after AWS said we were too fast.

@@ -6,7 +6,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 use shared::api::ExecutionSummary;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::error::AppError;
@@ -84,6 +84,12 @@ CREATE TABLE auth_events (
     subject TEXT,
     address TEXT
 );
+",
+    // Repeated throttled sign-ins are one counted event per window, and a stop names who asked for it.
+    r"
+ALTER TABLE auth_events ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE runs ADD COLUMN stopped_by TEXT;
+ALTER TABLE users ADD COLUMN must_change_password INTEGER NOT NULL DEFAULT 0;
 ",
 ];
 
@@ -217,6 +223,24 @@ pub struct HistoryFilter {
     pub limit: usize,
 }
 
+/// The data directory (0700) and the database files in it (0600) are for the console's user only, also
+/// when they were created by an older version or under a looser umask.
+fn restrict_to_owner(dir: &Path, db: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let set = |p: &Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| format!("cannot restrict {}: {e}", p.display()))
+    };
+    set(dir, 0o700)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let file = PathBuf::from(format!("{}{suffix}", db.display()));
+        if file.exists() {
+            set(&file, 0o600)?;
+        }
+    }
+    Ok(())
+}
+
 pub fn now_rfc3339() -> String {
     crate::aws::rfc3339(Some(&aws_smithy_types::DateTime::from(
         std::time::SystemTime::now(),
@@ -233,6 +257,7 @@ impl Store {
         let mut conn = Connection::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(|e| e.to_string())?;
+        restrict_to_owner(dir, &path)?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(|e| e.to_string())?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
@@ -389,6 +414,15 @@ impl Store {
             params![execution_id, status, start_time, end_time, failure_message, detail, now_ms, document_version],
         )?;
         Ok(old.as_deref() != Some(status))
+    }
+
+    /// Notes who asked SSM to stop a run (the latest, if several did).
+    pub fn set_stopped_by(&self, execution_id: &str, who: &str) -> Result<(), AppError> {
+        self.conn().execute(
+            "UPDATE runs SET stopped_by = ?2 WHERE execution_id = ?1",
+            params![execution_id, who],
+        )?;
+        Ok(())
     }
 
     /// Adds or updates a child execution of a rate-control parent. Returns true when it is new or changed.
@@ -587,7 +621,8 @@ impl Store {
                     r.prior_options, r.detail, r.failure_message, r.start_time, r.end_time, r.rollback_of,
                     r.rolled_back_by, r.started_here,
                     (SELECT group_concat(instance_id, ' ') FROM
-                        (SELECT instance_id FROM run_instances WHERE run_id = r.id ORDER BY instance_id))
+                        (SELECT instance_id FROM run_instances WHERE run_id = r.id ORDER BY instance_id)),
+                    r.stopped_by
              FROM runs r WHERE r.parent_execution_id IS NULL",
         );
         let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
@@ -628,6 +663,7 @@ impl Store {
                     rolled_back_by: r.get(19)?,
                     started_here: r.get::<_, i64>(20)? != 0,
                     instance_ids: r.get::<_, Option<String>>(21)?.unwrap_or_default(),
+                    stopped_by: r.get(22)?,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;

@@ -28,7 +28,11 @@ pub fn provide() -> Session {
     };
     provide_context(session);
     leptos::task::spawn_local(async move {
-        session.me.set(api::me().await.ok());
+        // A session that must still replace a generated password counts as not signed in: the login
+        // page asks for the new password after signing in again.
+        session
+            .me
+            .set(api::me().await.ok().filter(|m| !m.must_change_password));
         session.checked.set(true);
     });
     session

@@ -60,7 +60,22 @@ pub(crate) fn router(sb: Sandbox) -> Router {
         .route("/_sandbox/faults", get(get_faults).put(put_faults))
         .route("/_sandbox/stats", get(stats))
         .fallback(dispatch)
+        .layer(axum::middleware::from_fn(refuse_web_pages))
         .with_state(sb)
+}
+
+/// SDKs and CLIs never send `Origin`; browsers always do on cross-origin requests. Refusing it keeps a
+/// web page open in the same browser from changing the demo fleet or its faults through a
+/// form-encoded EC2 call or `PUT /_sandbox/faults`.
+async fn refuse_web_pages(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if req.headers().contains_key(axum::http::header::ORIGIN) {
+        return (
+            StatusCode::FORBIDDEN,
+            "the sandbox answers AWS SDKs and CLIs, not web pages (a request with an Origin header)",
+        )
+            .into_response();
+    }
+    next.run(req).await
 }
 
 async fn get_faults(State(sb): State<Sandbox>) -> Json<Faults> {

@@ -310,6 +310,9 @@ pub struct AuditRecord {
     /// Comma-separated execution IDs.
     pub rolled_back_by: Option<String>,
     pub started_here: bool,
+    /// Who asked for the run to be stopped, if anyone did through the console.
+    #[serde(default)]
+    pub stopped_by: Option<String>,
 }
 
 /// What a person or script may do: viewers read, operators also start/stop/preview/roll back, admins
@@ -354,6 +357,16 @@ pub struct Me {
     pub role: Role,
     /// `session`, `token` or `sso`.
     pub via: String,
+    /// The password was generated (the first admin's): choose a new one before anything else.
+    #[serde(default)]
+    pub must_change_password: bool,
+}
+
+/// `POST /api/v1/auth/password`: change one's own password.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChangePasswordRequest {
+    pub current_password: String,
+    pub new_password: String,
 }
 
 /// A built-in account, as admins see it (never its password).
@@ -404,11 +417,34 @@ pub struct CreatedToken {
 /// A sign-in, failed sign-in, token use or user change, from the audit store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuthEvent {
+    pub id: i64,
     pub at: String,
-    /// login, login-failed, logout, token-used, token-created, token-revoked, user-added, user-disabled,
-    /// password-changed, login-throttled.
+    /// login, login-failed, login-throttled, logout, sso-login, token-used, token-created,
+    /// token-revoked, user-added, user-disabled, user-enabled, role-changed, password-changed,
+    /// change-refused, run-stopped.
     pub kind: String,
     pub actor: Option<String>,
     pub subject: Option<String>,
     pub address: Option<String>,
+    /// How many attempts this event stands for: repeated throttled sign-ins from one address (and
+    /// user) are one event per window, counted.
+    #[serde(default = "one")]
+    pub count: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// `GET /api/v1/audit/auth`: a page of events, newest first; pass `next_cursor` as `cursor` for more.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuthEventPage {
+    pub events: Vec<AuthEvent>,
+    pub next_cursor: Option<String>,
+}
+
+/// `POST /api/v1/users/{name}/role`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SetRoleRequest {
+    pub role: Role,
 }

@@ -232,6 +232,7 @@ async fn brute_force_sign_ins_are_slowed_down_and_audited() {
             .json(&json!({"username": "bob", "password": password}))
             .send()
     };
+    assert_eq!(login(&pw).await.unwrap().status(), 200);
     for _ in 0..5 {
         assert_eq!(login("wrong-guess-000").await.unwrap().status(), 401);
     }
@@ -241,14 +242,15 @@ async fn brute_force_sign_ins_are_slowed_down_and_audited() {
     assert_eq!(
         login(&pw).await.unwrap().status(),
         429,
-        "even the right password waits its turn"
+        "from the guessing address, even the right password waits its turn"
     );
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(login(&pw).await.unwrap().status(), 200);
+    // (That the lock ends, and that other addresses get in, is tested without waiting: the
+    // throttle's unit tests and security::a_guesser_behind_the_proxy_locks_only_themselves...)
     let (status, _) = app.post("/tokens", &json!({"user": "bob"})).await;
     assert_eq!(status, 201);
 
     let (_, events) = app.get("/audit/auth").await;
+    let events = events["events"].clone();
     let kinds: Vec<&str> = events
         .as_array()
         .unwrap()

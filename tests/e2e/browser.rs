@@ -240,13 +240,33 @@ async fn goto(c: &Client, url: &str) {
     c.goto(url).await.unwrap_or_else(|e| panic!("{url}: {e}"));
 }
 
-/// Signs in through the login page and waits until the header shows who is signed in.
-async fn login(c: &Client, base: &str, user: &str, password: &str) {
+/// Signs in through the login page and waits until the header shows who is signed in. A generated
+/// first password (the first admin's) is replaced on the way, as a person must; the new one is returned.
+async fn login(c: &Client, base: &str, user: &str, password: &str) -> String {
     goto(c, &format!("{base}/login")).await;
     type_into(c, "#login-user", user).await;
     type_into(c, "#login-password", password).await;
     click(c, "#login-submit").await;
+    let deadline = Instant::now() + PATIENCE;
+    let mut current = password.to_owned();
+    loop {
+        if c.find(Locator::Css("#new-password")).await.is_ok() {
+            current = format!("{password}-chosen");
+            type_into(c, "#new-password", &current).await;
+            type_into(c, "#new-password-again", &current).await;
+            click(c, "#change-password").await;
+            break;
+        }
+        if let Ok(me) = c.find(Locator::Css("[data-testid=me]")).await {
+            if me.text().await.is_ok_and(|t| t.starts_with(user)) {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "{user} never got signed in");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     wait_text(c, "[data-testid=me]", |me| me.starts_with(user)).await;
+    current
 }
 
 async fn logout(c: &Client) {
@@ -452,7 +472,13 @@ async fn the_first_admin_adds_an_operator_who_can_start_and_a_viewer_who_cannot(
         t.contains("wrong user name or password")
     })
     .await;
-    login(c, &app.base, "admin", &admin_password(&app)).await;
+    // The generated first password must be replaced at the first sign-in, and its file goes away.
+    let first = admin_password(&app);
+    let password_file = app.data_dir.path().join("first-admin-password");
+    assert_eq!(std::fs::read_to_string(&password_file).unwrap().trim(), first);
+    let chosen = login(c, &app.base, "admin", &first).await;
+    assert_ne!(chosen, first, "the first admin chose a new password");
+    assert!(!password_file.exists());
 
     goto(c, &format!("{}/admin", app.base)).await;
     for (name, role) in [("olivia", "operator"), ("victor", "viewer")] {

@@ -7,3 +7,4 @@ mod audit;
 mod browser;
 mod safety;
 mod sandbox_sdk;
+mod security;

@@ -76,6 +76,8 @@ pub async fn spawn_app_in(opts: AppOptions, data_dir: tempfile::TempDir) -> Test
         opts.start_rate.to_string(),
         "--discover-secs".into(),
         opts.discover_secs.to_string(),
+        // The tests act as the first admin, also when single sign-on is configured.
+        "--bootstrap-admin".into(),
     ];
     argv.extend(opts.extra_args.iter().cloned());
     if let Some(dir) = &opts.static_dir {

@@ -75,6 +75,8 @@ pub struct Identity {
     pub role: Role,
     /// `session`, `token` or `sso`.
     pub via: &'static str,
+    /// A session of a user who must choose a new password before doing anything else.
+    pub must_change_password: bool,
 }
 
 fn role_of(raw: &str) -> Role {
@@ -120,7 +122,7 @@ impl Store {
         check_password_rules(name, password).map_err(AppError::BadQuery)?;
         let hash = hash_password(password)?;
         let n = self.conn().execute(
-            "UPDATE users SET password_hash = ?2 WHERE name = ?1",
+            "UPDATE users SET password_hash = ?2, must_change_password = 0 WHERE name = ?1",
             params![name, hash],
         )?;
         if n == 0 {
@@ -132,15 +134,76 @@ impl Store {
         Ok(())
     }
 
+    /// Disables a user and ends their sessions; refuses to leave the console without an enabled admin.
     pub fn disable_user(&self, name: &str) -> Result<(), AppError> {
-        let n = self
-            .conn()
-            .execute("UPDATE users SET disabled = 1 WHERE name = ?1", [name])?;
-        if n == 0 {
+        self.change_user(name, |tx| {
+            tx.execute("UPDATE users SET disabled = 1 WHERE name = ?1", [name])?;
+            tx.execute("DELETE FROM sessions WHERE user_name = ?1", [name])?;
+            Ok(())
+        })
+    }
+
+    pub fn enable_user(&self, name: &str) -> Result<(), AppError> {
+        self.change_user(name, |tx| {
+            tx.execute("UPDATE users SET disabled = 0 WHERE name = ?1", [name])?;
+            Ok(())
+        })
+    }
+
+    /// Changes a user's role; their sessions end, so the new role applies at once. Refuses to demote
+    /// the last enabled admin.
+    pub fn set_role(&self, name: &str, role: Role) -> Result<(), AppError> {
+        self.change_user(name, |tx| {
+            tx.execute(
+                "UPDATE users SET role = ?2 WHERE name = ?1",
+                params![name, role.as_str()],
+            )?;
+            tx.execute("DELETE FROM sessions WHERE user_name = ?1", [name])?;
+            Ok(())
+        })
+    }
+
+    /// Applies a change to an existing user in one transaction, and keeps it only if an enabled admin
+    /// remains (so nobody, by accident or on purpose, locks every admin out).
+    fn change_user(
+        &self,
+        name: &str,
+        change: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<(), rusqlite::Error>,
+    ) -> Result<(), AppError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let exists: bool = tx.query_row("SELECT COUNT(*) FROM users WHERE name = ?1", [name], |r| {
+            r.get::<_, i64>(0)
+        })? > 0;
+        if !exists {
             return Err(AppError::NotFound(format!("user {name}")));
         }
-        self.conn()
-            .execute("DELETE FROM sessions WHERE user_name = ?1", [name])?;
+        let enabled_admins = |tx: &rusqlite::Transaction<'_>| {
+            tx.query_row(
+                "SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+        };
+        let before = enabled_admins(&tx)?;
+        change(&tx)?;
+        if before > 0 && enabled_admins(&tx)? == 0 {
+            return Err(AppError::Conflict {
+                code: "LastAdmin".into(),
+                message: format!("{name} is the last enabled admin; make another user admin first"),
+            });
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Makes the user choose a new password at their next sign-in (the first admin, whose password was
+    /// generated and written to a file).
+    pub fn require_password_change(&self, name: &str) -> Result<(), AppError> {
+        self.conn().execute(
+            "UPDATE users SET must_change_password = 1 WHERE name = ?1",
+            [name],
+        )?;
         Ok(())
     }
 
@@ -162,12 +225,12 @@ impl Store {
 
     /// Checks a password; returns the identity of an enabled user whose password matches.
     pub fn verify_login(&self, name: &str, password: &str) -> Result<Option<Identity>, AppError> {
-        let row: Option<(String, String, i64)> = self
+        let row: Option<(String, String, i64, i64)> = self
             .conn()
             .query_row(
-                "SELECT role, password_hash, disabled FROM users WHERE name = ?1",
+                "SELECT role, password_hash, disabled, must_change_password FROM users WHERE name = ?1",
                 [name],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()?;
         let hash = row
@@ -178,10 +241,11 @@ impl Store {
             .verify_password(password.as_bytes(), &parsed)
             .is_ok();
         Ok(match row {
-            Some((role, _, 0)) if matches => Some(Identity {
+            Some((role, _, 0, must_change)) if matches => Some(Identity {
                 name: name.to_owned(),
                 role: role_of(&role),
                 via: "session",
+                must_change_password: must_change != 0,
             }),
             _ => None,
         })
@@ -206,19 +270,20 @@ impl Store {
 
     /// The identity behind a session cookie, if the session is live and its user enabled.
     pub fn session_identity(&self, secret: &str) -> Result<Option<Identity>, AppError> {
-        let row: Option<(String, String)> = self
+        let row: Option<(String, String, i64)> = self
             .conn()
             .query_row(
-                "SELECT u.name, u.role FROM sessions s JOIN users u ON u.name = s.user_name
+                "SELECT u.name, u.role, u.must_change_password FROM sessions s JOIN users u ON u.name = s.user_name
                  WHERE s.id_hash = ?1 AND s.expires_at_ms > ?2 AND u.disabled = 0",
                 params![hash_secret(secret), crate::watcher::now_ms()],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
-        Ok(row.map(|(name, role)| Identity {
+        Ok(row.map(|(name, role, must_change)| Identity {
             name,
             role: role_of(&role),
             via: "session",
+            must_change_password: must_change != 0,
         }))
     }
 
@@ -313,41 +378,94 @@ impl Store {
                 name,
                 role,
                 via: "token",
+                must_change_password: false,
             },
             id,
             log,
         )))
     }
 
+    /// Appends an event to the log; returns its row.
     pub fn auth_event(
         &self,
         kind: &str,
         actor: Option<&str>,
         subject: Option<&str>,
         address: Option<&str>,
-    ) -> Result<(), AppError> {
-        self.conn().execute(
+    ) -> Result<i64, AppError> {
+        let conn = self.conn();
+        conn.execute(
             "INSERT INTO auth_events (at, kind, actor, subject, address) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![now_rfc3339(), kind, actor, subject, address],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// Counts one more attempt on an existing event (and moves its time to now).
+    pub fn count_auth_event(&self, id: i64) -> Result<(), AppError> {
+        self.conn().execute(
+            "UPDATE auth_events SET count = count + 1, at = ?2 WHERE id = ?1",
+            params![id, now_rfc3339()],
         )?;
         Ok(())
     }
 
-    pub fn auth_events(&self, limit: usize) -> Result<Vec<AuthEvent>, AppError> {
+    /// A page of the log, newest first, filtered.
+    pub fn auth_events(&self, f: &AuthEventFilter) -> Result<(Vec<AuthEvent>, Option<i64>), AppError> {
+        let mut sql =
+            String::from("SELECT id, at, kind, actor, subject, address, count FROM auth_events WHERE 1 = 1");
+        let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+        if let Some(kind) = &f.kind {
+            args.push(Box::new(kind.clone()));
+            sql.push_str(&format!(" AND kind = ?{}", args.len()));
+        }
+        if let Some(user) = &f.user {
+            args.push(Box::new(user.clone()));
+            sql.push_str(&format!(" AND (actor = ?{n} OR subject = ?{n})", n = args.len()));
+        }
+        if let Some(address) = &f.address {
+            args.push(Box::new(address.clone()));
+            sql.push_str(&format!(" AND address = ?{}", args.len()));
+        }
+        if let Some(before) = f.before_id {
+            args.push(Box::new(before));
+            sql.push_str(&format!(" AND id < ?{}", args.len()));
+        }
+        args.push(Box::new(f.limit as i64 + 1));
+        sql.push_str(&format!(" ORDER BY id DESC LIMIT ?{}", args.len()));
         let conn = self.conn();
-        let mut stmt = conn
-            .prepare("SELECT at, kind, actor, subject, address FROM auth_events ORDER BY id DESC LIMIT ?1")?;
-        let rows = stmt
-            .query_map([limit as i64], |r| {
+        let mut stmt = conn.prepare(&sql)?;
+        let mut rows = stmt
+            .query_map(rusqlite::params_from_iter(args.iter().map(|a| a.as_ref())), |r| {
                 Ok(AuthEvent {
-                    at: r.get(0)?,
-                    kind: r.get(1)?,
-                    actor: r.get(2)?,
-                    subject: r.get(3)?,
-                    address: r.get(4)?,
+                    id: r.get(0)?,
+                    at: r.get(1)?,
+                    kind: r.get(2)?,
+                    actor: r.get(3)?,
+                    subject: r.get(4)?,
+                    address: r.get(5)?,
+                    count: r.get(6)?,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+        let next = if rows.len() > f.limit {
+            rows.truncate(f.limit);
+            rows.last().map(|e| e.id)
+        } else {
+            None
+        };
+        Ok((rows, next))
     }
+}
+
+/// Which auth events to list.
+#[derive(Debug, Clone, Default)]
+pub struct AuthEventFilter {
+    pub kind: Option<String>,
+    /// As actor or subject.
+    pub user: Option<String>,
+    pub address: Option<String>,
+    /// Only events older than this row (the cursor).
+    pub before_id: Option<i64>,
+    pub limit: usize,
 }

@@ -21,6 +21,8 @@ use crate::error::AppError;
 use crate::state::AppState;
 
 pub const SESSION_COOKIE: &str = "imds_session";
+/// The session cookie's name over HTTPS.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-imds_session";
 
 /// How identities are found.
 #[derive(Debug, Clone, Default)]
@@ -34,8 +36,45 @@ pub struct AuthConfig {
     /// An AWS Application Load Balancer's OIDC token (`x-amzn-oidc-data`) as the identity source.
     pub alb: Option<alb::AlbConfig>,
     pub session_ttl: Duration,
-    /// Set cookies with `Secure` (the console is served over TLS, directly or by its proxy).
+    /// Set cookies with `Secure` (the console is served over TLS, directly or by its proxy); the session
+    /// cookie then also takes the `__Host-` prefix, so no sibling host can set or shadow it.
     pub secure_cookies: bool,
+    /// The header in which a trusted proxy names the client's address (its last entry is the one the
+    /// proxy appended).
+    pub client_ip_header: String,
+    /// The console's own origin (`https://imds.example.com`), which state-changing requests must come
+    /// from. None: the scheme the console serves (https with TLS or secure cookies) and the Host asked for.
+    pub public_origin: Option<String>,
+}
+
+impl AuthConfig {
+    /// The session cookie's name.
+    pub fn cookie_name(&self) -> &'static str {
+        if self.secure_cookies {
+            SECURE_SESSION_COOKIE
+        } else {
+            SESSION_COOKIE
+        }
+    }
+
+    fn trusts(&self, peer: Option<IpAddr>) -> bool {
+        peer.is_some_and(|ip| self.trusted_proxies.contains(&ip))
+    }
+
+    /// Where a request comes from: the peer, or, behind a trusted proxy, the client the proxy names.
+    pub fn client_address(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Option<IpAddr> {
+        if !self.trusts(peer) {
+            return peer;
+        }
+        let named = headers
+            .get_all(self.client_ip_header.as_str())
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .next_back()
+            .and_then(|a| a.trim().parse().ok());
+        named.or(peer)
+    }
 }
 
 /// What a route needs.
@@ -50,6 +89,8 @@ fn access(method: &Method, path: &str) -> Access {
     let admin_area = path.starts_with("/users") || path.starts_with("/tokens") || path == "/audit/auth";
     match path {
         "/health" | "/auth/login" | "/auth/logout" => Access::Public,
+        // Anyone signed in may change their own password (the handler checks the current one).
+        "/auth/password" => Access::Needs(Role::Viewer),
         _ if admin_area => Access::Needs(Role::Admin),
         _ if method == Method::GET || method == Method::HEAD => Access::Needs(Role::Viewer),
         _ => Access::Needs(Role::Operator),
@@ -69,15 +110,46 @@ fn refuse(status: StatusCode, code: &str, message: String) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+/// Every value of cookie `name` the request carries.
+pub fn cookie_values(headers: &HeaderMap, name: &str) -> Vec<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
+        .filter(|(k, _)| *k == name)
         .map(|(_, v)| v.to_owned())
+        .collect()
+}
+
+/// The session cookie's value; a request that carries it twice is refused, because a cookie set by a
+/// sibling site could then stand beside ours and choose the session.
+pub fn session_secret(cfg: &AuthConfig, headers: &HeaderMap) -> Result<Option<String>, AppError> {
+    let mut values = cookie_values(headers, cfg.cookie_name());
+    if values.len() > 1 {
+        return Err(duplicate(cfg.cookie_name()));
+    }
+    Ok(values.pop())
+}
+
+fn duplicate(name: &str) -> AppError {
+    AppError::refused(
+        StatusCode::BAD_REQUEST,
+        "DuplicateIdentityHeader",
+        format!("{name} appears more than once; send it once"),
+    )
+}
+
+/// The only value of an identity header. A second copy is refused: a proxy that appends its own would
+/// otherwise let the client's copy, which comes first, decide who the caller is.
+fn single<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, AppError> {
+    let mut all = headers.get_all(name).iter();
+    let first = all.next();
+    if all.next().is_some() {
+        return Err(duplicate(name));
+    }
+    Ok(first.and_then(|v| v.to_str().ok()))
 }
 
 pub fn peer(req_ext: &axum::http::Extensions) -> Option<IpAddr> {
@@ -85,21 +157,57 @@ pub fn peer(req_ext: &axum::http::Extensions) -> Option<IpAddr> {
 }
 
 /// Whether a state-changing request comes from our own pages: its Origin (or, failing that, Referer)
-/// names the host it was sent to.
-pub fn same_origin(headers: &HeaderMap) -> bool {
-    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
-        return false;
+/// is the console's origin, scheme, host and port alike.
+pub fn same_origin(cfg: &AuthConfig, headers: &HeaderMap) -> bool {
+    let expected = match &cfg.public_origin {
+        Some(origin) => normalise_origin(origin),
+        None => {
+            let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+                return false;
+            };
+            let scheme = if cfg.secure_cookies { "https" } else { "http" };
+            normalise_origin(&format!("{scheme}://{host}"))
+        }
     };
     let source = headers
         .get(header::ORIGIN)
         .or_else(|| headers.get(header::REFERER))
         .and_then(|v| v.to_str().ok());
-    let Some(source) = source else { return false };
-    let authority = source
-        .split("://")
-        .nth(1)
-        .map(|rest| rest.split('/').next().unwrap_or(""));
-    authority.is_some_and(|a| a.eq_ignore_ascii_case(host))
+    match (source.and_then(normalise_origin), expected) {
+        (Some(got), Some(want)) => got == want,
+        _ => false,
+    }
+}
+
+/// `scheme://host:port` of a URL, lower-cased, with the scheme's default port made explicit.
+pub fn normalise_origin(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let authority = rest.split(['/', '?', '#']).next()?.to_ascii_lowercase();
+    if authority.is_empty() || authority.contains('@') {
+        return None;
+    }
+    let default_port = match scheme.as_str() {
+        "http" => "80",
+        "https" => "443",
+        _ => return None,
+    };
+    // An IPv6 host keeps its brackets; a port follows the host after a colon.
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let (inside, after) = v6.split_once(']')?;
+            (format!("[{inside}]"), after.strip_prefix(':').unwrap_or(""))
+        }
+        None => match authority.split_once(':') {
+            Some((h, p)) => (h.to_owned(), p),
+            None => (authority.clone(), ""),
+        },
+    };
+    if !port.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let with_port = format!("{host}:{}", if port.is_empty() { default_port } else { port });
+    Some(format!("{scheme}://{with_port}"))
 }
 
 /// The identity of a request, from a trusted proxy's headers, a bearer token or a session cookie.
@@ -109,55 +217,31 @@ fn identify(
     peer: Option<IpAddr>,
 ) -> Result<Option<Identity>, AppError> {
     let cfg = &state.auth;
-    if let (Some(ip), false) = (peer, cfg.trusted_proxies.is_empty()) {
-        if cfg.trusted_proxies.contains(&ip) {
-            if let (Some(alb_cfg), Some(token)) = (
-                &cfg.alb,
-                headers.get("x-amzn-oidc-data").and_then(|v| v.to_str().ok()),
-            ) {
+    if cfg.trusts(peer) {
+        if let Some(alb_cfg) = &cfg.alb {
+            // An ALB passes its clients' headers through, so in ALB mode only its signed token may
+            // establish a sign-on identity; X-Forwarded-User and friends are the client's own words.
+            if let Some(token) = single(headers, "x-amzn-oidc-data")? {
                 let now = crate::watcher::now_ms() / 1000;
                 return Ok(match alb::verify(alb_cfg, token, now) {
-                    Ok((user, groups)) => {
-                        let role = groups
-                            .iter()
-                            .filter_map(|g| cfg.sso_group_roles.get(g.as_str()))
-                            .max()
-                            .copied();
-                        role.map(|role| Identity {
-                            name: user,
-                            role,
-                            via: "sso",
-                        })
-                    }
+                    Ok((user, groups)) => sso_identity(state, user, groups.iter().map(String::as_str)),
                     Err(e) => {
                         tracing::warn!(error = %e, "refused an ALB identity token");
                         None
                     }
                 });
             }
-            if let Some(user) = headers
-                .get(cfg.sso_user_header.as_str())
-                .and_then(|v| v.to_str().ok())
-                .filter(|u| !u.is_empty())
-            {
-                let groups = headers
-                    .get(cfg.sso_groups_header.as_str())
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                let role = groups
-                    .split([',', ' '])
-                    .filter_map(|g| cfg.sso_group_roles.get(g.trim()))
-                    .max()
-                    .copied();
-                return Ok(role.map(|role| Identity {
-                    name: user.to_owned(),
-                    role,
-                    via: "sso",
-                }));
-            }
+        } else if let Some(user) = single(headers, &cfg.sso_user_header)?.filter(|u| !u.is_empty()) {
+            let groups = single(headers, &cfg.sso_groups_header)?.unwrap_or("");
+            // Groups are comma-separated; a group name may contain spaces ("external platform").
+            return Ok(sso_identity(
+                state,
+                user.to_owned(),
+                groups.split(',').map(str::trim),
+            ));
         }
     }
-    if let Some(auth) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    if let Some(auth) = single(headers, header::AUTHORIZATION.as_str())? {
         let Some(token) = auth.strip_prefix("Bearer ") else {
             return Ok(None);
         };
@@ -168,7 +252,9 @@ fn identify(
                         "token-used",
                         Some(&identity.name),
                         Some(&format!("token {id}")),
-                        peer.map(|p| p.to_string()).as_deref(),
+                        cfg.client_address(headers, peer)
+                            .map(|p| p.to_string())
+                            .as_deref(),
                     )?;
                 }
                 Some(identity)
@@ -176,10 +262,34 @@ fn identify(
             None => None,
         });
     }
-    match cookie_value(headers, SESSION_COOKIE) {
+    match session_secret(cfg, headers)? {
         Some(secret) => state.store.session_identity(&secret),
         None => Ok(None),
     }
+}
+
+/// Whether the caller behind these headers may still read (an open event stream asks this again when
+/// access may have changed).
+pub fn may_read(state: &AppState, headers: &HeaderMap, peer: Option<IpAddr>) -> bool {
+    matches!(identify(state, headers, peer), Ok(Some(i)) if i.role >= Role::Viewer)
+}
+
+/// A sign-on user's identity: the highest role of their mapped groups, none without one.
+fn sso_identity<'g>(
+    state: &AppState,
+    user: String,
+    groups: impl Iterator<Item = &'g str>,
+) -> Option<Identity> {
+    let role = groups
+        .filter_map(|g| state.auth.sso_group_roles.get(g))
+        .max()
+        .copied()?;
+    Some(Identity {
+        name: user,
+        role,
+        via: "sso",
+        must_change_password: false,
+    })
 }
 
 /// The middleware in front of `/api/v1`: identifies the caller, applies the policy and the
@@ -195,29 +305,45 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     let peer = peer(req.extensions());
     let identity = match identify(&state, req.headers(), peer) {
         Ok(i) => i,
-        Err(e) => return e.into_response(),
+        Err(e) => return no_store(e.into_response()),
     };
     if let (Access::Needs(_), None) = (needs, &identity) {
-        return refuse(
+        return no_store(refuse(
             StatusCode::UNAUTHORIZED,
             "Unauthenticated",
             "sign in at /login, or send Authorization: Bearer <token>".into(),
-        );
+        ));
+    }
+    let address = state
+        .auth
+        .client_address(req.headers(), peer)
+        .map(|a| a.to_string());
+    if let Some(i) = identity.as_ref().filter(|i| i.via == "sso") {
+        if state
+            .sso_sightings
+            .first_in(&i.name, state.auth.session_ttl, crate::watcher::now_ms())
+        {
+            if let Err(e) = state.store.auth_event(
+                "sso-login",
+                Some(&i.name),
+                Some(i.role.as_str()),
+                address.as_deref(),
+            ) {
+                return no_store(e.into_response());
+            }
+        }
     }
     let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     // Cookies (ours or a sign-on proxy's) ride along on cross-site requests; bearer tokens do not.
     let cookie_borne = identity.as_ref().is_some_and(|i| i.via != "token");
-    if unsafe_method && cookie_borne && !same_origin(req.headers()) {
-        return refuse(
-            StatusCode::FORBIDDEN,
+    let refusal = if unsafe_method && cookie_borne && !same_origin(&state.auth, req.headers()) {
+        Some((
             "CrossSiteRequest",
-            "state-changing requests must come from the console's own pages (Origin or Referer) or carry a bearer token".into(),
-        );
-    }
-    if let (Access::Needs(role), Some(i)) = (needs, &identity) {
-        if i.role < role {
-            return refuse(
-                StatusCode::FORBIDDEN,
+            "state-changing requests must come from the console's own pages (Origin or Referer) or carry a bearer token".to_owned(),
+        ))
+    } else {
+        match (needs, &identity) {
+            (Access::Needs(role), Some(i)) if i.role < role => Some((
                 "Forbidden",
                 format!(
                     "{} is a {}; this needs the {} role",
@@ -225,57 +351,216 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
                     i.role.as_str(),
                     role.as_str()
                 ),
-            );
+            )),
+            _ => None,
         }
+    };
+    let refusal = refusal.or_else(|| {
+        // A generated first password must be replaced before the session may do anything else.
+        identity
+            .as_ref()
+            .filter(|i| {
+                i.must_change_password
+                    && !matches!(path.as_str(), "/auth/me" | "/auth/logout" | "/auth/password")
+            })
+            .map(|_| {
+                (
+                    "PasswordChangeRequired",
+                    "choose a new password first (POST /api/v1/auth/password)".to_owned(),
+                )
+            })
+    });
+    if let Some((code, message)) = refusal {
+        // A refused change is evidence too: who tried what.
+        if let (true, Some(i)) = (unsafe_method, &identity) {
+            let what = format!("{} {path}: {code}", req.method());
+            if let Err(e) =
+                state
+                    .store
+                    .auth_event("change-refused", Some(&i.name), Some(&what), address.as_deref())
+            {
+                return no_store(e.into_response());
+            }
+        }
+        return no_store(refuse(StatusCode::FORBIDDEN, code, message));
     }
     if let Some(i) = identity {
         req.extensions_mut().insert(i);
     }
-    next.run(req).await
+    no_store(next.run(req).await)
 }
 
-/// Failed sign-ins per user and per address; past the free attempts each failure locks for longer.
+/// API answers (sessions, tokens, the audit trail) must not stay in a browser's or proxy's cache.
+fn no_store(mut resp: Response) -> Response {
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// When each sign-on user was last recorded as signing in, so the audit trail gets one `sso-login`
+/// per user per session length rather than one per request.
+#[derive(Default)]
+pub struct SsoSightings {
+    last: Mutex<HashMap<String, i64>>,
+}
+
+impl SsoSightings {
+    /// Whether `user` was not seen within `ttl` (and notes them as seen now).
+    pub fn first_in(&self, user: &str, ttl: Duration, now_ms: i64) -> bool {
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let fresh = last
+            .get(user)
+            .is_none_or(|seen| now_ms - seen > ttl.as_millis() as i64);
+        if fresh {
+            last.insert(user.to_owned(), now_ms);
+        }
+        fresh
+    }
+}
+
+/// Failed sign-ins, counted so that guessing slows down while the owner of the right password is not
+/// kept out:
+/// - per user *and* address, and per address: past `FREE_ATTEMPTS` failures in the window, each failure
+///   locks for twice as long (1 s, 2 s, 4 s, ... up to 15 min); a locked pair or address gets 429 even
+///   with the right password, so a guesser cannot test passwords faster by waiting out nothing;
+/// - per user from every address: past `USER_FREE_ATTEMPTS`, each attempt on that user is answered only
+///   after a growing delay (at most `MAX_USER_DELAY_MS`), never refused, so someone elsewhere who
+///   knows the password still gets in.
+///
+/// Behind a trusted proxy the address is the client's, from the proxy's header, so one abuser does not
+/// lock out everyone who shares the proxy.
 #[derive(Default)]
 pub struct LoginThrottle {
-    failures: Mutex<HashMap<String, (u32, i64, i64)>>,
+    failures: Mutex<HashMap<String, Failures>>,
+    /// Throttled attempts already in the audit trail this window: aggregation key -> (window start, row).
+    throttled_rows: Mutex<HashMap<String, (i64, i64)>>,
 }
 
-/// Failures allowed in a window before sign-in slows down.
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    first_ms: i64,
+    locked_until_ms: i64,
+}
+
+/// Failures allowed per user-and-address or per address in a window before sign-in locks.
 const FREE_ATTEMPTS: u32 = 5;
+/// Failures on one user, from anywhere, before each attempt on it is slowed.
+const USER_FREE_ATTEMPTS: u32 = 10;
 const WINDOW_MS: i64 = 15 * 60 * 1000;
 const MAX_LOCK_MS: i64 = 15 * 60 * 1000;
+const MAX_USER_DELAY_MS: i64 = 5_000;
+
+/// What a sign-in attempt may do now.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LoginGate {
+    /// Check the password, after this many milliseconds.
+    Proceed { delay_ms: i64 },
+    /// Refuse for this long; repeated refusals aggregate under `audit_key`.
+    Locked { wait_ms: i64, audit_key: String },
+}
+
+fn pair_key(user: &str, addr: &str) -> String {
+    format!("pair:{user}\n{addr}")
+}
 
 impl LoginThrottle {
-    /// Milliseconds until `key` may try again (0: now).
-    pub fn wait_ms(&self, key: &str, now: i64) -> i64 {
-        let map = self
+    fn with<T>(&self, f: impl FnOnce(&mut HashMap<String, Failures>) -> T) -> T {
+        f(&mut self
             .failures
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.get(key).map_or(0, |(_, _, until)| (until - now).max(0))
+            .unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
-    pub fn failed(&self, key: &str, now: i64) {
-        let mut map = self
-            .failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let e = map.entry(key.to_owned()).or_insert((0, now, 0));
-        if now - e.1 > WINDOW_MS {
-            *e = (0, now, 0);
-        }
-        e.0 += 1;
-        if e.0 >= FREE_ATTEMPTS {
-            let lock = (1000i64 << (e.0 - FREE_ATTEMPTS).min(20)).min(MAX_LOCK_MS);
-            e.2 = now + lock;
-        }
+    /// Whether `user` may try a password from `addr` now.
+    pub fn gate(&self, user: &str, addr: &str, now: i64) -> LoginGate {
+        self.with(|map| {
+            let live = |key: &str| map.get(key).filter(|f| now - f.first_ms <= WINDOW_MS).copied();
+            let addr_key = format!("addr:{addr}");
+            let pair = pair_key(user, addr);
+            let addr_wait = live(&addr_key).map_or(0, |f| (f.locked_until_ms - now).max(0));
+            let pair_wait = live(&pair).map_or(0, |f| (f.locked_until_ms - now).max(0));
+            if addr_wait > 0 || pair_wait > 0 {
+                let audit_key = if addr_wait > 0 { addr_key } else { pair };
+                return LoginGate::Locked {
+                    wait_ms: addr_wait.max(pair_wait),
+                    audit_key,
+                };
+            }
+            let user_failures = live(&format!("user:{user}")).map_or(0, |f| f.count);
+            let delay_ms = if user_failures >= USER_FREE_ATTEMPTS {
+                (250i64 << (user_failures - USER_FREE_ATTEMPTS).min(10)).min(MAX_USER_DELAY_MS)
+            } else {
+                0
+            };
+            LoginGate::Proceed { delay_ms }
+        })
     }
 
-    pub fn succeeded(&self, key: &str) {
-        self.failures
+    pub fn failed(&self, user: &str, addr: &str, now: i64) {
+        self.with(|map| {
+            for (key, locks) in [
+                (pair_key(user, addr), true),
+                (format!("addr:{addr}"), true),
+                (format!("user:{user}"), false),
+            ] {
+                let f = map.entry(key).or_insert(Failures {
+                    count: 0,
+                    first_ms: now,
+                    locked_until_ms: 0,
+                });
+                if now - f.first_ms > WINDOW_MS {
+                    *f = Failures {
+                        count: 0,
+                        first_ms: now,
+                        locked_until_ms: 0,
+                    };
+                }
+                f.count += 1;
+                if locks && f.count >= FREE_ATTEMPTS {
+                    let lock = (1000i64 << (f.count - FREE_ATTEMPTS).min(20)).min(MAX_LOCK_MS);
+                    f.locked_until_ms = now + lock;
+                }
+            }
+            // Forget stale entries so the map stays as small as the window's traffic.
+            if map.len() > 10_000 {
+                map.retain(|_, f| now - f.first_ms <= WINDOW_MS);
+            }
+        });
+    }
+
+    /// A right password clears that user's counts (the address's stay: a guesser who owns one account
+    /// must not reset their address by signing in to it).
+    pub fn succeeded(&self, user: &str, addr: &str) {
+        self.with(|map| {
+            map.remove(&pair_key(user, addr));
+            map.remove(&format!("user:{user}"));
+        });
+    }
+
+    /// The audit row that already counts throttled attempts under `key` in this window, if any.
+    pub fn throttled_row(&self, key: &str, now: i64) -> Option<i64> {
+        let rows = self
+            .throttled_rows
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(key);
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        rows.get(key)
+            .filter(|(start, _)| now - start <= WINDOW_MS)
+            .map(|(_, row)| *row)
+    }
+
+    pub fn note_throttled_row(&self, key: &str, row: i64, now: i64) {
+        let mut rows = self
+            .throttled_rows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if rows.len() > 10_000 {
+            rows.retain(|_, (start, _)| now - *start <= WINDOW_MS);
+        }
+        rows.insert(key.to_owned(), (now, row));
     }
 }
 
@@ -287,8 +572,9 @@ pub fn session_cookie(cfg: &AuthConfig, secret: &str) -> HeaderValue {
         cfg.session_ttl.as_secs()
     };
     let secure = if cfg.secure_cookies { "; Secure" } else { "" };
+    let name = cfg.cookie_name();
     HeaderValue::from_str(&format!(
-        "{SESSION_COOKIE}={secret}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+        "{name}={secret}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
     ))
     .unwrap_or_else(|_| HeaderValue::from_static("imds_session=; Max-Age=0"))
 }
@@ -314,35 +600,144 @@ mod tests {
         assert_eq!(access(&Method::GET, "/audit"), Access::Needs(Role::Viewer));
     }
 
+    fn config() -> AuthConfig {
+        AuthConfig {
+            client_ip_header: "x-forwarded-for".into(),
+            ..AuthConfig::default()
+        }
+    }
+
     #[test]
-    fn origin_must_name_the_host() {
+    fn origin_must_match_scheme_host_and_port() {
+        let cfg = config();
         let mut h = HeaderMap::new();
         h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8080"));
-        assert!(!same_origin(&h));
+        assert!(!same_origin(&cfg, &h));
         h.insert(header::ORIGIN, HeaderValue::from_static("http://127.0.0.1:8080"));
-        assert!(same_origin(&h));
+        assert!(same_origin(&cfg, &h));
+        h.insert(header::ORIGIN, HeaderValue::from_static("https://127.0.0.1:8080"));
+        assert!(!same_origin(&cfg, &h), "another scheme is another origin");
         h.insert(header::ORIGIN, HeaderValue::from_static("https://evil.example"));
-        assert!(!same_origin(&h));
+        assert!(!same_origin(&cfg, &h));
         h.remove(header::ORIGIN);
         h.insert(
             header::REFERER,
             HeaderValue::from_static("http://127.0.0.1:8080/execute"),
         );
-        assert!(same_origin(&h));
+        assert!(same_origin(&cfg, &h));
+
+        let public = AuthConfig {
+            public_origin: Some("https://imds.example.com".into()),
+            ..config()
+        };
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://imds.example.com:443"),
+        );
+        assert!(same_origin(&public, &h), "the default port is the same origin");
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://imds.example.com"),
+        );
+        assert!(!same_origin(&public, &h));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://imds.example.com:8443"),
+        );
+        assert!(!same_origin(&public, &h));
     }
 
     #[test]
-    fn failures_past_the_free_ones_lock_for_longer_each_time() {
+    fn origins_normalise() {
+        assert_eq!(
+            normalise_origin("HTTP://Example.COM/x").as_deref(),
+            Some("http://example.com:80")
+        );
+        assert_eq!(
+            normalise_origin("https://[::1]:8443/").as_deref(),
+            Some("https://[::1]:8443")
+        );
+        assert_eq!(normalise_origin("https://a@b.example"), None);
+        assert_eq!(normalise_origin("null"), None);
+    }
+
+    #[test]
+    fn a_pair_locks_for_longer_each_time_and_unlocks_when_the_lock_ends() {
         let t = LoginThrottle::default();
         for _ in 0..4 {
-            t.failed("user:a", 0);
+            t.failed("a", "10.0.0.1", 0);
         }
-        assert_eq!(t.wait_ms("user:a", 0), 0);
-        t.failed("user:a", 0);
-        assert_eq!(t.wait_ms("user:a", 0), 1000);
-        t.failed("user:a", 0);
-        assert_eq!(t.wait_ms("user:a", 0), 2000);
-        t.succeeded("user:a");
-        assert_eq!(t.wait_ms("user:a", 0), 0);
+        assert_eq!(t.gate("a", "10.0.0.1", 0), LoginGate::Proceed { delay_ms: 0 });
+        t.failed("a", "10.0.0.1", 0);
+        assert!(matches!(
+            t.gate("a", "10.0.0.1", 0),
+            LoginGate::Locked { wait_ms: 1000, .. }
+        ));
+        t.failed("a", "10.0.0.1", 1000);
+        assert!(matches!(
+            t.gate("a", "10.0.0.1", 1000),
+            LoginGate::Locked { wait_ms: 2000, .. }
+        ));
+        assert_eq!(t.gate("a", "10.0.0.1", 3000), LoginGate::Proceed { delay_ms: 0 });
+    }
+
+    #[test]
+    fn another_address_is_slowed_never_locked_out() {
+        let t = LoginThrottle::default();
+        for n in 0..12 {
+            t.failed("admin", &format!("10.0.0.{n}"), 0);
+        }
+        // Twelve guessers: the user is slowed for everyone, but nobody elsewhere is refused.
+        match t.gate("admin", "192.168.1.5", 0) {
+            LoginGate::Proceed { delay_ms } => assert!((250..=MAX_USER_DELAY_MS).contains(&delay_ms)),
+            other => panic!("{other:?}"),
+        }
+        t.succeeded("admin", "192.168.1.5");
+        assert_eq!(
+            t.gate("admin", "192.168.1.5", 0),
+            LoginGate::Proceed { delay_ms: 0 }
+        );
+    }
+
+    #[test]
+    fn a_locked_address_is_locked_for_every_user_and_aggregates_by_address() {
+        let t = LoginThrottle::default();
+        for n in 0..5 {
+            t.failed(&format!("user{n}"), "10.0.0.9", 0);
+        }
+        match t.gate("carol", "10.0.0.9", 0) {
+            LoginGate::Locked { audit_key, .. } => assert_eq!(audit_key, "addr:10.0.0.9"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_client_address_comes_from_a_trusted_proxy_only() {
+        let cfg = AuthConfig {
+            trusted_proxies: vec!["127.0.0.1".parse().unwrap()],
+            ..config()
+        };
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", HeaderValue::from_static("6.6.6.6, 10.1.2.3"));
+        let proxy = Some("127.0.0.1".parse().unwrap());
+        let other = Some("10.9.9.9".parse().unwrap());
+        assert_eq!(cfg.client_address(&h, proxy), Some("10.1.2.3".parse().unwrap()));
+        assert_eq!(cfg.client_address(&h, other), other);
+    }
+
+    #[test]
+    fn an_identity_header_sent_twice_is_refused() {
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-user", HeaderValue::from_static("alice"));
+        assert_eq!(single(&h, "x-forwarded-user").unwrap(), Some("alice"));
+        h.append("x-forwarded-user", HeaderValue::from_static("admin"));
+        assert!(single(&h, "x-forwarded-user").is_err());
+        let cfg = config();
+        let mut c = HeaderMap::new();
+        c.insert(
+            header::COOKIE,
+            HeaderValue::from_static("imds_session=a; imds_session=b"),
+        );
+        assert!(session_secret(&cfg, &c).is_err());
     }
 }

@@ -7,11 +7,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use shared::api::{
-    AuthEvent, CreateTokenRequest, CreateUserRequest, CreatedToken, LoginRequest, Me, TokenView, UserView,
+    AuthEventPage, ChangePasswordRequest, CreateTokenRequest, CreateUserRequest, CreatedToken, LoginRequest,
+    Me, SetRoleRequest, TokenView, UserView,
 };
 
-use super::ApiJson;
-use crate::auth::{self, Identity};
+use super::{ApiJson, ApiQuery};
+use crate::auth::accounts::AuthEventFilter;
+use crate::auth::{self, Identity, LoginGate};
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::watcher::now_ms;
@@ -21,67 +23,100 @@ pub fn router() -> Router<AppState> {
         .route("/auth/login", post(login))
         .route("/auth/logout", post(logout))
         .route("/auth/me", get(me))
+        .route("/auth/password", post(change_password))
         .route("/users", get(users).post(add_user))
         .route("/users/{name}/disable", post(disable_user))
+        .route("/users/{name}/enable", post(enable_user))
+        .route("/users/{name}/role", post(set_role))
         .route("/users/{name}/password", post(set_password))
         .route("/tokens", get(tokens).post(create_token))
         .route("/tokens/{id}/revoke", post(revoke_token))
         .route("/audit/auth", get(auth_events))
 }
 
-fn address(req: &Request) -> Option<String> {
-    auth::peer(req.extensions()).map(|p| p.to_string())
-}
+/// The longest user name a sign-in may carry (user names are at most 64 characters); longer ones are
+/// refused before anything is checked or written.
+const MAX_LOGIN_NAME: usize = 64;
 
 async fn login(State(state): State<AppState>, req: Request) -> Result<Response, AppError> {
-    let addr = address(&req);
     let headers: HeaderMap = req.headers().clone();
-    if headers.contains_key(header::ORIGIN) && !auth::same_origin(&headers) {
-        return Err(AppError::Conflict {
-            code: "CrossSiteRequest".into(),
-            message: "sign in from the console's own page".into(),
-        });
+    let addr = state
+        .auth
+        .client_address(&headers, auth::peer(req.extensions()))
+        .map_or_else(|| "?".to_owned(), |a| a.to_string());
+    if headers.contains_key(header::ORIGIN) && !auth::same_origin(&state.auth, &headers) {
+        return Err(AppError::refused(
+            StatusCode::FORBIDDEN,
+            "CrossSiteRequest",
+            "sign in from the console's own page",
+        ));
     }
     let ApiJson(body) = ApiJson::<LoginRequest>::from_request_inner(req, &state).await?;
-    let now = now_ms();
-    let keys = [
-        format!("user:{}", body.username),
-        format!("addr:{}", addr.as_deref().unwrap_or("?")),
-    ];
-    let wait = keys
-        .iter()
-        .map(|k| state.login_throttle.wait_ms(k, now))
-        .max()
-        .unwrap_or(0);
-    if wait > 0 {
-        state
-            .store
-            .auth_event("login-throttled", None, Some(&body.username), addr.as_deref())?;
-        let secs = (wait + 999) / 1000;
-        let mut resp = AppError::Conflict {
-            code: "TooManyAttempts".into(),
-            message: format!("too many failed sign-ins; try again in {secs} s"),
-        }
-        .into_response();
-        *resp.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-        resp.headers_mut().insert(header::RETRY_AFTER, secs.into());
-        return Ok(resp);
+    if body.username.chars().count() > MAX_LOGIN_NAME {
+        return Err(AppError::Validation(shared::ValidationErrors(vec![
+            shared::FieldError {
+                field: "username".into(),
+                message: format!("a user name has at most {MAX_LOGIN_NAME} characters"),
+            },
+        ])));
     }
-    match state.store.verify_login(&body.username, &body.password)? {
-        Some(identity) => {
-            for k in &keys {
-                state.login_throttle.succeeded(k);
+    let now = now_ms();
+    match state.login_throttle.gate(&body.username, &addr, now) {
+        LoginGate::Locked { wait_ms, audit_key } => {
+            // One counted event per address (or user and address) and window, however many attempts.
+            match state.login_throttle.throttled_row(&audit_key, now) {
+                Some(row) => state.store.count_auth_event(row)?,
+                None => {
+                    let row =
+                        state
+                            .store
+                            .auth_event("login-throttled", None, Some(&body.username), Some(&addr))?;
+                    state.login_throttle.note_throttled_row(&audit_key, row, now);
+                }
             }
+            let secs = (wait_ms + 999) / 1000;
+            let mut resp = AppError::refused(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TooManyAttempts",
+                format!("too many failed sign-ins; try again in {secs} s"),
+            )
+            .into_response();
+            resp.headers_mut().insert(header::RETRY_AFTER, secs.into());
+            return Ok(resp);
+        }
+        LoginGate::Proceed { delay_ms } if delay_ms > 0 => {
+            tokio::time::sleep(std::time::Duration::from_millis(delay_ms as u64)).await;
+        }
+        LoginGate::Proceed { .. } => {}
+    }
+    // Password hashing is deliberately slow: it runs on the blocking pool, a few at a time, so sign-ins
+    // never hold up the async workers that answer everyone else.
+    let verified = {
+        let _permit = state
+            .password_checks
+            .acquire()
+            .await
+            .map_err(AppError::internal)?;
+        let store = state.store.clone();
+        let (name, password) = (body.username.clone(), body.password.clone());
+        tokio::task::spawn_blocking(move || store.verify_login(&name, &password))
+            .await
+            .map_err(AppError::internal)??
+    };
+    match verified {
+        Some(identity) => {
+            state.login_throttle.succeeded(&body.username, &addr);
             let secret = state
                 .store
                 .create_session(&identity.name, state.auth.session_ttl.as_millis() as i64)?;
             state
                 .store
-                .auth_event("login", Some(&identity.name), None, addr.as_deref())?;
+                .auth_event("login", Some(&identity.name), None, Some(&addr))?;
             let me = Me {
                 name: identity.name,
                 role: identity.role,
                 via: "session".into(),
+                must_change_password: identity.must_change_password,
             };
             let mut resp = Json(me).into_response();
             resp.headers_mut()
@@ -89,19 +124,15 @@ async fn login(State(state): State<AppState>, req: Request) -> Result<Response, 
             Ok(resp)
         }
         None => {
-            for k in &keys {
-                state.login_throttle.failed(k, now);
-            }
+            state.login_throttle.failed(&body.username, &addr, now);
             state
                 .store
-                .auth_event("login-failed", None, Some(&body.username), addr.as_deref())?;
-            let mut resp = AppError::Conflict {
-                code: "InvalidCredentials".into(),
-                message: "wrong user name or password".into(),
-            }
-            .into_response();
-            *resp.status_mut() = StatusCode::UNAUTHORIZED;
-            Ok(resp)
+                .auth_event("login-failed", None, Some(&body.username), Some(&addr))?;
+            Err(AppError::refused(
+                StatusCode::UNAUTHORIZED,
+                "InvalidCredentials",
+                "wrong user name or password",
+            ))
         }
     }
 }
@@ -111,11 +142,12 @@ async fn logout(
     identity: Option<Extension<Identity>>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    if let Some(secret) = auth::cookie_value(&headers, auth::SESSION_COOKIE) {
+    if let Some(secret) = auth::session_secret(&state.auth, &headers)? {
         state.store.end_session(&secret)?;
         if let Some(Extension(i)) = identity {
             state.store.auth_event("logout", Some(&i.name), None, None)?;
         }
+        state.access_changed();
     }
     let mut resp = StatusCode::NO_CONTENT.into_response();
     resp.headers_mut()
@@ -128,7 +160,82 @@ async fn me(Extension(i): Extension<Identity>) -> Json<Me> {
         name: i.name,
         role: i.role,
         via: i.via.into(),
+        must_change_password: i.must_change_password,
     })
+}
+
+/// A signed-in user changes their own password (required first for a generated one). Every session of
+/// theirs ends; this one continues with a fresh session cookie.
+async fn change_password(
+    State(state): State<AppState>,
+    Extension(i): Extension<Identity>,
+    ApiJson(body): ApiJson<ChangePasswordRequest>,
+) -> Result<Response, AppError> {
+    if i.via != "session" {
+        return Err(AppError::refused(
+            StatusCode::FORBIDDEN,
+            "NotABuiltInSession",
+            "only a signed-in built-in account changes its password here",
+        ));
+    }
+    if body.new_password == body.current_password {
+        return Err(AppError::Validation(shared::ValidationErrors(vec![
+            shared::FieldError {
+                field: "new_password".into(),
+                message: "choose a password different from the current one".into(),
+            },
+        ])));
+    }
+    let store = state.store.clone();
+    let (name, current) = (i.name.clone(), body.current_password.clone());
+    let verified = {
+        let _permit = state
+            .password_checks
+            .acquire()
+            .await
+            .map_err(AppError::internal)?;
+        tokio::task::spawn_blocking(move || store.verify_login(&name, &current))
+            .await
+            .map_err(AppError::internal)??
+    };
+    if verified.is_none() {
+        return Err(AppError::Validation(shared::ValidationErrors(vec![
+            shared::FieldError {
+                field: "current_password".into(),
+                message: "this is not your current password".into(),
+            },
+        ])));
+    }
+    state
+        .store
+        .set_password(&i.name, &body.new_password)
+        .map_err(|e| match e {
+            AppError::BadQuery(m) => {
+                AppError::Validation(shared::ValidationErrors(vec![shared::FieldError {
+                    field: "new_password".into(),
+                    message: m,
+                }]))
+            }
+            other => other,
+        })?;
+    crate::admin::forget_first_password(&state.data_dir, &i.name);
+    state
+        .store
+        .auth_event("password-changed", Some(&i.name), Some(&i.name), None)?;
+    state.access_changed();
+    let secret = state
+        .store
+        .create_session(&i.name, state.auth.session_ttl.as_millis() as i64)?;
+    let mut resp = Json(Me {
+        name: i.name,
+        role: i.role,
+        via: "session".into(),
+        must_change_password: false,
+    })
+    .into_response();
+    resp.headers_mut()
+        .insert(header::SET_COOKIE, auth::session_cookie(&state.auth, &secret));
+    Ok(resp)
 }
 
 async fn users(State(state): State<AppState>) -> Result<Json<Vec<UserView>>, AppError> {
@@ -159,6 +266,36 @@ async fn disable_user(
     state
         .store
         .auth_event("user-disabled", Some(&admin.name), Some(&name), None)?;
+    state.access_changed();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn enable_user(
+    State(state): State<AppState>,
+    Extension(admin): Extension<Identity>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, AppError> {
+    state.store.enable_user(&name)?;
+    state
+        .store
+        .auth_event("user-enabled", Some(&admin.name), Some(&name), None)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn set_role(
+    State(state): State<AppState>,
+    Extension(admin): Extension<Identity>,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<SetRoleRequest>,
+) -> Result<StatusCode, AppError> {
+    state.store.set_role(&name, body.role)?;
+    state.store.auth_event(
+        "role-changed",
+        Some(&admin.name),
+        Some(&format!("{name} ({})", body.role.as_str())),
+        None,
+    )?;
+    state.access_changed();
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -177,6 +314,7 @@ async fn set_password(
     state
         .store
         .auth_event("password-changed", Some(&admin.name), Some(&name), None)?;
+    state.access_changed();
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -211,9 +349,45 @@ async fn revoke_token(
         Some(&format!("token {id}")),
         None,
     )?;
+    state.access_changed();
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn auth_events(State(state): State<AppState>) -> Result<Json<Vec<AuthEvent>>, AppError> {
-    Ok(Json(state.store.auth_events(1000)?))
+#[derive(serde::Deserialize)]
+struct AuthEventQuery {
+    kind: Option<String>,
+    user: Option<String>,
+    address: Option<String>,
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+/// The log of sign-ins and account changes, a page at a time (100 by default, at most 1,000).
+async fn auth_events(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<AuthEventQuery>,
+) -> Result<Json<AuthEventPage>, AppError> {
+    let before_id = match q.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(c.parse::<i64>().map_err(|_| {
+            AppError::BadQuery(format!(
+                "cursor \"{c}\": pass the next_cursor of the previous page"
+            ))
+        })?),
+    };
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(AppError::BadQuery(format!("limit {limit}: use 1 to 1000")));
+    }
+    let (events, next) = state.store.auth_events(&AuthEventFilter {
+        kind: q.kind.filter(|k| !k.is_empty()),
+        user: q.user.filter(|u| !u.is_empty()),
+        address: q.address.filter(|a| !a.is_empty()),
+        before_id,
+        limit,
+    })?;
+    Ok(Json(AuthEventPage {
+        events,
+        next_cursor: next.map(|id| id.to_string()),
+    }))
 }

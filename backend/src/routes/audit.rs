@@ -47,11 +47,7 @@ async fn export(
     match q.format.as_deref().unwrap_or("json") {
         "json" => Ok(Json(records).into_response()),
         "csv" => {
-            let mut w = csv::Writer::from_writer(Vec::new());
-            for r in &records {
-                w.serialize(r).map_err(AppError::internal)?;
-            }
-            let body = w.into_inner().map_err(AppError::internal)?;
+            let body = to_csv(&records).map_err(AppError::internal)?;
             Ok((
                 [
                     (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
@@ -67,5 +63,48 @@ async fn export(
         other => Err(AppError::BadQuery(format!(
             "format \"{other}\" is not supported; use json or csv"
         ))),
+    }
+}
+
+/// The records as CSV, every cell that a spreadsheet would run as a formula neutralised.
+fn to_csv(records: &[shared::api::AuditRecord]) -> Result<Vec<u8>, csv::Error> {
+    let mut plain = csv::Writer::from_writer(Vec::new());
+    for r in records {
+        plain.serialize(r)?;
+    }
+    let plain = plain.into_inner().map_err(|e| e.into_error())?;
+    let mut rows = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(plain.as_slice());
+    let mut out = csv::Writer::from_writer(Vec::new());
+    for row in rows.records() {
+        let row = row?;
+        out.write_record(row.iter().map(|cell| neutralise_cell(cell).into_owned()))?;
+    }
+    out.into_inner().map_err(|e| e.into_error().into())
+}
+
+/// OWASP's advice against CSV injection: a cell that begins with `=`, `+`, `-`, `@`, a tab or a
+/// carriage return is prefixed with `'`, so a spreadsheet shows it as text instead of running it.
+fn neutralise_cell(cell: &str) -> std::borrow::Cow<'_, str> {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}").into()
+    } else {
+        cell.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::neutralise_cell;
+
+    #[test]
+    fn formula_cells_become_text() {
+        for bad in ["=HYPERLINK(\"http://x\")", "+1", "-2+3", "@SUM(A1)", "\tx", "\rx"] {
+            assert_eq!(neutralise_cell(bad), format!("'{bad}"));
+        }
+        for ok in ["Reviewed", "2026-11-27T10:00:00Z", "", "i-0123"] {
+            assert_eq!(neutralise_cell(ok), ok);
+        }
     }
 }

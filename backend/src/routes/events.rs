@@ -23,25 +23,77 @@ fn to_event(id: u64, ev: &shared::api::ExecutionEvent) -> Event {
         .unwrap_or_default()
 }
 
+/// While a stream is open, its caller is checked again whenever access may have changed (sign-out,
+/// disable, role or password change, revoked token) and at least this often (sessions expire).
+const RECHECK_EVERY: Duration = Duration::from_secs(60);
+
+/// The stream's state between events.
+struct Feed {
+    state: AppState,
+    rx: tokio::sync::broadcast::Receiver<crate::state::Numbered>,
+    access: tokio::sync::watch::Receiver<u64>,
+    recheck: tokio::time::Interval,
+    headers: HeaderMap,
+    peer: Option<std::net::IpAddr>,
+}
+
+impl Feed {
+    /// The next thing to send, or None when the stream ends (closed hub, or the caller lost access).
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            tokio::select! {
+                got = self.rx.recv() => return match got {
+                    Ok((id, ev)) => Some(to_event(id, &ev)),
+                    // A slow client missed some events: tell it to reload everything.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        Some(Event::default().event("resync").data("{}"))
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => None,
+                },
+                changed = self.access.changed() => {
+                    if changed.is_err() || !self.caller_may_still_read() {
+                        return None;
+                    }
+                }
+                _ = self.recheck.tick() => {
+                    if !self.caller_may_still_read() {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    fn caller_may_still_read(&self) -> bool {
+        crate::auth::may_read(&self.state, &self.headers, self.peer)
+    }
+}
+
 async fn events(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    req: axum::extract::Request,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let headers = req.headers().clone();
+    let peer = crate::auth::peer(req.extensions());
     let last = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
     let (replay, rx) = state.events.subscribe(last);
     let replay = stream::iter(replay.into_iter().map(|(id, ev)| Ok(to_event(id, &ev))));
-    let live = stream::unfold(rx, |mut rx| async move {
-        match rx.recv().await {
-            Ok((id, ev)) => Some((Ok(to_event(id, &ev)), rx)),
-            // A slow client missed some events: tell it to reload everything.
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                Some((Ok(Event::default().event("resync").data("{}")), rx))
-            }
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => None,
-        }
+    let mut recheck = tokio::time::interval(RECHECK_EVERY);
+    recheck.reset();
+    let feed = Feed {
+        access: state.access_epoch.subscribe(),
+        state,
+        rx,
+        recheck,
+        headers,
+        peer,
+    };
+    let live = stream::unfold(feed, |mut feed| async move {
+        let event = feed.next().await?;
+        Some((Ok(event), feed))
     });
     Sse::new(replay.chain(live)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }

@@ -528,11 +528,20 @@ fn cached_detail(state: &AppState, row: &RunRow) -> Option<ExecutionDetail> {
     Some(detail)
 }
 
-/// A run this console did not start: look for it in each region.
+/// A run this console did not start: look for it in each region, within the lookup budget (429 when it
+/// is spent, never a queue), and only among executions of our runbook.
 async fn foreign_detail(state: &AppState, id: &str) -> Result<ExecutionDetail, AppError> {
     for clients in state.clients.values() {
-        state.limits(&clients.region).read.acquire().await;
+        if let Err(wait) = state.limits(&clients.region).lookup.try_acquire() {
+            let secs = wait.as_secs() + 1;
+            return Err(AppError::refused(
+                StatusCode::TOO_MANY_REQUESTS,
+                "LookupThrottled",
+                format!("execution {id} is not in this console's records, and looking it up in SSM is rate-limited; try again in {secs} s"),
+            ));
+        }
         match ssm::get(clients, id).await {
+            Ok(ex) if ex.document_name != shared::RUNBOOK => break,
             Ok(ex) => {
                 let row = RunRow {
                     id: 0,
@@ -591,6 +600,7 @@ async fn stop(
         }
         Err(e) => return Err(e),
     }
+    state.store.set_stopped_by(&id, &who.name)?;
     state
         .store
         .auth_event("run-stopped", Some(&who.name), Some(&id), None)?;

@@ -294,6 +294,12 @@ fn the_account_commands_work_from_the_shell() {
     assert!(ok && out.contains("1\tcarol\tviewer\trevoked"), "{out}");
     let (ok, _, _) = run(&["user", "disable", "carol"], "");
     assert!(ok);
+    let (ok, out, _) = run(&["user", "enable", "carol"], "");
+    assert!(ok && out.contains("enabled carol"), "{out}");
+    let (ok, out, _) = run(&["user", "role", "carol", "admin"], "");
+    assert!(ok && out.contains("carol is now admin"), "{out}");
+    let (ok, _, err) = run(&["user", "disable", "carol"], "");
+    assert!(!ok && err.contains("last enabled admin"), "{err}");
     // The standalone sandbox refuses to listen beyond loopback unless told to.
     let (ok, _, err) = run(&["sandbox", "--listen", "0.0.0.0:0"], "");
     assert!(!ok && err.contains("not a loopback address"), "{err}");

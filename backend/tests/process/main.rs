@@ -1,5 +1,6 @@
 //! Tests of the real `imds-console` binary as a process: crash safety (killed at each point of a start)
-//! and HTTPS with --tls-cert/--tls-key.
+//! HTTPS with --tls-cert/--tls-key, and the files it leaves on disk.
 
 mod crash;
+mod files;
 mod tls;

@@ -62,18 +62,16 @@ fn the_console_serves_https_with_secure_cookies() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut password = String::new();
     let base = loop {
         let line = lines.next().expect("the console starts").unwrap();
-        if let Some(p) = line.split("with the password ").nth(1) {
-            password = p.trim().to_owned();
-        }
         if let Some(url) = line.split(" is at ").nth(1) {
             break url.trim().to_owned();
         }
     };
     std::thread::spawn(move || for _ in lines {});
     assert!(base.starts_with("https://127.0.0.1:"), "{base}");
+    let password = std::fs::read_to_string(dir.path().join("data/first-admin-password")).unwrap();
+    let password = password.trim();
 
     let curl = |args: &[&str]| {
         let out = Command::new("curl")
@@ -99,8 +97,14 @@ fn the_console_serves_https_with_secure_cookies() {
         .expect(&login)
         .to_owned();
     assert!(
-        cookie.contains("; Secure") && cookie.contains("HttpOnly"),
+        cookie.contains("__Host-imds_session=") && cookie.contains("; Secure") && cookie.contains("HttpOnly"),
         "{cookie}"
+    );
+    assert!(
+        login
+            .to_ascii_lowercase()
+            .contains("strict-transport-security: max-age="),
+        "{login}"
     );
     let plain = Command::new("curl")
         .args(["-s", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code}"])

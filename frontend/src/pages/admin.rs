@@ -1,4 +1,5 @@
-//! Admin: users (add, disable), API tokens (create, shown once; revoke) and the sign-in log.
+//! Admin: users (add, disable, enable), API tokens (create, shown once; revoke) and the sign-in log,
+//! a filtered page at a time.
 
 use leptos::prelude::*;
 use shared::api::{CreateTokenRequest, CreateUserRequest, Role};
@@ -20,9 +21,24 @@ pub fn AdminPage() -> impl IntoView {
         version.track();
         api::tokens()
     });
+    let (ev_kind, ev_user, ev_cursor) = (
+        RwSignal::new(String::new()),
+        RwSignal::new(String::new()),
+        RwSignal::new(None::<String>),
+    );
     let events = LocalResource::new(move || {
         version.track();
-        api::get::<Vec<shared::api::AuthEvent>>("/audit/auth")
+        let mut query = vec![("kind", ev_kind.get()), ("user", ev_user.get())];
+        if let Some(c) = ev_cursor.get() {
+            query.push(("cursor", c));
+        }
+        let query = query
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| format!("{k}={}", api::enc(&v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        async move { api::get::<shared::api::AuthEventPage>(&format!("/audit/auth?{query}")).await }
     });
     let (name, role, password) = (
         RwSignal::new(String::new()),
@@ -37,6 +53,10 @@ pub fn AdminPage() -> impl IntoView {
         let name = name.clone();
         async move { api::post_empty(&format!("/users/{name}/disable"), &serde_json::json!({})).await }
     });
+    let enable = Action::new_local(|name: &String| {
+        let name = name.clone();
+        async move { api::post_empty(&format!("/users/{name}/enable"), &serde_json::json!({})).await }
+    });
     let (token_user, token_role) = (RwSignal::new(String::new()), RwSignal::new(String::new()));
     let create = Action::new_local(|req: &CreateTokenRequest| {
         let req = req.clone();
@@ -49,6 +69,7 @@ pub fn AdminPage() -> impl IntoView {
     Effect::new(move |_| {
         add.value().track();
         disable.value().track();
+        enable.value().track();
         create.value().track();
         revoke.value().track();
         version.update(|v| *v += 1);
@@ -84,9 +105,11 @@ pub fn AdminPage() -> impl IntoView {
                                 <tr data-user=u.name.clone()>
                                     <td>{u.name.clone()}</td><td>{u.role.as_str()}</td>
                                     <td>{if u.disabled { "disabled" } else { "enabled" }}</td><td>{api::local_time(Some(&u.created_at))}</td>
-                                    <td>{(!u.disabled).then(|| view! {
-                                        <button class="secondary" on:click=move |_| { disable.dispatch(n.clone()); }>"Disable"</button>
-                                    })}</td>
+                                    <td>{if u.disabled {
+                                        view! { <button class="secondary" on:click=move |_| { enable.dispatch(n.clone()); }>"Enable"</button> }.into_any()
+                                    } else {
+                                        view! { <button class="secondary" on:click=move |_| { disable.dispatch(n.clone()); }>"Disable"</button> }.into_any()
+                                    }}</td>
                                 </tr>
                             }
                         }).collect_view()}</tbody>
@@ -108,6 +131,9 @@ pub fn AdminPage() -> impl IntoView {
                 </label>
                 <button type="submit" id="add-user">"Add user"</button>
             </form>
+            {move || disable.value().get().and_then(Result::err).map(|e| view! {
+                <div class="error-box" role="alert" data-testid="disable-error">{e.explain()}</div>
+            })}
             {move || add.value().get().map(|r| match r {
                 Ok(()) => view! { <div class="ok-box" role="status" data-testid="user-added">"User added."</div> }.into_any(),
                 Err(e) => view! { <div class="error-box" role="alert">{e.explain()}</div> }.into_any(),
@@ -153,14 +179,41 @@ pub fn AdminPage() -> impl IntoView {
         </section>
         <section class="card">
             <h1>"Sign-ins and account changes"</h1>
-            {move || events.get().and_then(Result::ok).map(|list| view! {
-                <table data-testid="auth-events">
-                    <thead><tr><th>"When"</th><th>"What"</th><th>"Who"</th><th>"Subject"</th><th>"From"</th></tr></thead>
-                    <tbody>{list.into_iter().take(100).map(|e| view! {
-                        <tr><td>{api::local_time(Some(&e.at))}</td><td>{e.kind}</td><td>{e.actor.unwrap_or_default()}</td>
-                            <td>{e.subject.unwrap_or_default()}</td><td>{e.address.unwrap_or_default()}</td></tr>
-                    }).collect_view()}</tbody>
-                </table>
+            <form class="filters" aria-label="Filter the log" on:submit=|ev: leptos::ev::SubmitEvent| ev.prevent_default()>
+                <label for="ev-kind">"What"
+                    <select id="ev-kind" on:change=move |ev| { ev_kind.set(event_target_value(&ev)); ev_cursor.set(None); }>
+                        <option value="">"everything"</option>
+                        {["login", "login-failed", "login-throttled", "sso-login", "logout", "change-refused", "run-stopped",
+                          "token-used", "token-created", "token-revoked", "user-added", "user-disabled", "user-enabled",
+                          "role-changed", "password-changed"]
+                            .into_iter().map(|k| view! { <option value=k>{k}</option> }).collect_view()}
+                    </select>
+                </label>
+                <label for="ev-user">"User"
+                    <input id="ev-user" prop:value=move || ev_user.get()
+                        on:change=move |ev| { ev_user.set(event_target_value(&ev)); ev_cursor.set(None); }/>
+                </label>
+            </form>
+            {move || events.get().map(|r| match r {
+                Err(e) => view! { <div class="error-box" role="alert">{e.explain()}</div> }.into_any(),
+                Ok(page) => {
+                    let next = page.next_cursor.clone();
+                    view! {
+                        <table data-testid="auth-events">
+                            <thead><tr><th>"When"</th><th>"What"</th><th>"Who"</th><th>"Subject"</th><th>"From"</th><th>"Times"</th></tr></thead>
+                            <tbody>{page.events.into_iter().map(|e| view! {
+                                <tr><td>{api::local_time(Some(&e.at))}</td><td>{e.kind}</td><td>{e.actor.unwrap_or_default()}</td>
+                                    <td>{e.subject.unwrap_or_default()}</td><td>{e.address.unwrap_or_default()}</td><td>{e.count}</td></tr>
+                            }).collect_view()}</tbody>
+                        </table>
+                        <div class="pager">
+                            <button class="secondary" id="ev-newest" disabled=move || ev_cursor.get().is_none()
+                                on:click=move |_| ev_cursor.set(None)>"Newest"</button>
+                            <button class="secondary" id="ev-older" disabled=next.is_none()
+                                on:click=move |_| ev_cursor.set(next.clone())>"Older →"</button>
+                        </div>
+                    }.into_any()
+                }
             })}
         </section>
     }

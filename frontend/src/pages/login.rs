@@ -1,8 +1,9 @@
-//! Sign in with a built-in account; then back to where the person was going.
+//! Sign in with a built-in account; then back to where the person was going. A generated first password
+//! must be replaced first, on this page, before the session can do anything else.
 
 use leptos::prelude::*;
 use leptos_router::hooks::{use_navigate, use_query_map};
-use shared::api::LoginRequest;
+use shared::api::{ChangePasswordRequest, LoginRequest};
 
 use crate::api;
 use crate::session::use_session;
@@ -18,8 +19,26 @@ pub fn LoginPage() -> impl IntoView {
         let req = req.clone();
         async move { api::login(&req).await }
     });
+    let change = Action::new_local(|req: &ChangePasswordRequest| {
+        let req = req.clone();
+        async move { api::post::<_, shared::api::Me>("/auth/password", &req).await }
+    });
+    let (new_password, again) = (RwSignal::new(String::new()), RwSignal::new(String::new()));
+    let must_change = move || {
+        login
+            .value()
+            .get()
+            .and_then(Result::ok)
+            .is_some_and(|me| me.must_change_password)
+            && !matches!(change.value().get(), Some(Ok(_)))
+    };
+    let signed_in = move || match (login.value().get(), change.value().get()) {
+        (_, Some(Ok(me))) => Some(me),
+        (Some(Ok(me)), _) if !me.must_change_password => Some(me),
+        _ => None,
+    };
     Effect::new(move |_| {
-        if let Some(Ok(me)) = login.value().get() {
+        if let Some(me) = signed_in() {
             session.me.set(Some(me));
             let next = query
                 .read_untracked()
@@ -28,6 +47,14 @@ pub fn LoginPage() -> impl IntoView {
             navigate(&next.unwrap_or_else(|| "/execute".into()), Default::default());
         }
     });
+    let submit_change = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        change.dispatch(ChangePasswordRequest {
+            current_password: password.get_untracked(),
+            new_password: new_password.get_untracked(),
+        });
+    };
+    let mismatch = move || !again.get().is_empty() && again.get() != new_password.get();
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         login.dispatch(LoginRequest {
@@ -37,6 +64,29 @@ pub fn LoginPage() -> impl IntoView {
     };
     view! {
         <section class="card login">
+            <Show when=move || !must_change() fallback=move || view! {
+                <h1>"Choose a new password"</h1>
+                <p>"This account's password was generated at the first start. Choose your own to continue; \
+                    the file that held the generated one is deleted."</p>
+                <form on:submit=submit_change aria-label="Choose a new password">
+                    <div class="row-stack">
+                        <label for="new-password">"New password (12+ characters)"</label>
+                        <input id="new-password" type="password" autocomplete="new-password" prop:value=move || new_password.get()
+                            on:input=move |ev| new_password.set(event_target_value(&ev))/>
+                    </div>
+                    <div class="row-stack">
+                        <label for="new-password-again">"Again"</label>
+                        <input id="new-password-again" type="password" autocomplete="new-password" prop:value=move || again.get()
+                            on:input=move |ev| again.set(event_target_value(&ev))/>
+                    </div>
+                    {move || mismatch().then(|| view! { <p class="field-error" id="err-again">"The two passwords differ."</p> })}
+                    <button type="submit" id="change-password"
+                        disabled=move || change.pending().get() || mismatch() || again.get().is_empty()>"Set password"</button>
+                </form>
+                {move || change.value().get().and_then(Result::err).map(|e| view! {
+                    <div class="error-box" role="alert" data-testid="change-error">{e.explain()}</div>
+                })}
+            }>
             <h1>"Sign in"</h1>
             <form on:submit=submit aria-label="Sign in">
                 <div class="row-stack">
@@ -54,8 +104,9 @@ pub fn LoginPage() -> impl IntoView {
             {move || login.value().get().and_then(Result::err).map(|e| view! {
                 <div class="error-box" role="alert" data-testid="login-error">{e.explain()}</div>
             })}
-            <p class="help">"On the very first start the server prints the admin's password to its log. \
-               Behind a sign-on proxy you are signed in by the proxy."</p>
+            <p class="help">"On the very first start the server writes the admin's password to the file \
+               first-admin-password in its data directory. Behind a sign-on proxy you are signed in by the proxy."</p>
+            </Show>
         </section>
     }
 }
