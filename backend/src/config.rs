@@ -174,6 +174,15 @@ pub struct ServeArgs {
     /// requests must come from it. Default: the scheme served and the Host asked for.
     #[arg(long, env = "IMDS_CONSOLE_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Seconds to wait for a connection to AWS (or the proxy).
+    #[arg(long, env = "IMDS_CONSOLE_AWS_CONNECT_TIMEOUT", default_value_t = 5.0)]
+    pub aws_connect_timeout: f64,
+    /// Seconds to wait for AWS to start answering a request.
+    #[arg(long, env = "IMDS_CONSOLE_AWS_READ_TIMEOUT", default_value_t = 20.0)]
+    pub aws_read_timeout: f64,
+    /// Seconds one AWS call may take in all, retries included (one attempt gets half).
+    #[arg(long, env = "IMDS_CONSOLE_AWS_OPERATION_TIMEOUT", default_value_t = 60.0)]
+    pub aws_operation_timeout: f64,
     /// Create the first admin (password in DATA_DIR/first-admin-password) even though single sign-on is
     /// configured; without SSO the first start always creates it.
     #[arg(long, env = "IMDS_CONSOLE_BOOTSTRAP_ADMIN")]
@@ -241,6 +250,17 @@ pub struct SandboxArgs {
 }
 
 impl ServeArgs {
+    /// The AWS call timeouts these flags set.
+    pub fn aws_timeouts(&self) -> crate::aws::Timeouts {
+        let secs = |s: f64| std::time::Duration::from_secs_f64(s.clamp(0.1, 3600.0));
+        crate::aws::Timeouts {
+            connect: secs(self.aws_connect_timeout),
+            read: secs(self.aws_read_timeout),
+            attempt: secs(self.aws_operation_timeout / 2.0),
+            operation: secs(self.aws_operation_timeout),
+        }
+    }
+
     /// The identity settings these flags describe.
     pub fn auth_config(&self) -> Result<crate::auth::AuthConfig, String> {
         let mut roles = std::collections::BTreeMap::new();

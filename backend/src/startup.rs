@@ -31,6 +31,22 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
         _ => None,
     };
+    if args.aws {
+        // Say who we are before anything else, and stop at once with a clear message when AWS cannot
+        // be reached or there are no credentials, instead of failing every request later.
+        let who = crate::routes::identity::resolve(&state).await.map_err(|e| {
+            format!(
+                "cannot use AWS: {e}. Check the credentials (AWS_PROFILE, `aws sso login`, environment \
+                 variables, an instance or container role) and the network (HTTPS_PROXY, NO_PROXY)"
+            )
+        })?;
+        eprintln!(
+            "imds-console: AWS identity {} (account {}), regions {}",
+            who.arn,
+            who.account,
+            who.regions.join(", ")
+        );
+    }
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(mode = state.mode, regions = ?state.regions, "imds-console listening on {scheme}://{addr}");
     eprintln!("imds-console ({} mode) is at {scheme}://{addr}", state.mode);
@@ -67,13 +83,13 @@ async fn run_sandbox(args: SandboxArgs) -> Result<(), String> {
     sb.save().map_err(|e| e.to_string())
 }
 
-/// Builds the server state: AWS clients (pointed at the sandbox unless --aws), store, limiters.
 /// SSM reads per second, per region, that viewers' lookups of unknown runs may cause.
 const LOOKUP_RATE: f64 = 1.0;
 
 /// Password checks at once: one per core of the machines we run on, so sign-ins cannot take them all.
 const PASSWORD_CHECKS: usize = 2;
 
+/// Builds the server state: AWS clients (pointed at the sandbox unless --aws), store, limiters.
 pub async fn build_state(args: &ServeArgs) -> Result<AppState, String> {
     let store = Store::open(&args.data_dir)?;
     let auth = args.auth_config()?;
@@ -86,9 +102,9 @@ pub async fn build_state(args: &ServeArgs) -> Result<AppState, String> {
     };
     let (mode, target, mut regions, sandbox, sandbox_url) = if args.aws {
         let regions = if args.regions.is_empty() {
-            vec![aws::default_region()
+            vec![aws::default_region(args.aws_timeouts())
                 .await
-                .ok_or("no region: pass --region or set AWS_REGION")?]
+                .ok_or("no region: pass --region, set AWS_REGION, or give the profile a region")?]
         } else {
             args.regions.clone()
         };
@@ -126,7 +142,7 @@ pub async fn build_state(args: &ServeArgs) -> Result<AppState, String> {
         )
     };
     regions.dedup();
-    let clients = aws::clients(&target, &regions).await;
+    let clients = aws::clients(&target, &regions, args.aws_timeouts()).await;
     let limits: BTreeMap<String, RegionLimits> = regions
         .iter()
         .map(|r| {

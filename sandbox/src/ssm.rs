@@ -206,6 +206,20 @@ fn start(sb: &Sandbox, region: &str, req: &Value) -> Result<Response, AwsError> 
                 .collect()
         })
         .unwrap_or_default();
+    // The API model's constraints on Target.Key (no '+', unlike tags).
+    let key_re = regex::Regex::new(
+        r"^[\p{L}\p{Z}\p{N}_.:/=\-@]*$|resource-groups:ResourceTypeFilters|resource-groups:Name",
+    )
+    .expect("pattern");
+    for (i, (key, _)) in targets.iter().enumerate() {
+        if key.is_empty() || key.chars().count() > 163 || !key_re.is_match(key) {
+            return Err(pattern_error(
+                &format!("targets.{}.member.key", i + 1),
+                key,
+                key_re.as_str(),
+            ));
+        }
+    }
     let max_concurrency = req["MaxConcurrency"].as_str().map(str::to_owned);
     if let Some(v) = &max_concurrency {
         let re = regex::Regex::new(r"^([1-9][0-9]*|[1-9][0-9]%|[1-9]%|100%)$").expect("pattern");
@@ -233,6 +247,37 @@ fn start(sb: &Sandbox, region: &str, req: &Value) -> Result<Response, AwsError> 
                 .collect()
         })
         .unwrap_or_default();
+    // The API model's constraints on Tag: key 1-128 and value 0-256 characters of this pattern.
+    let tag_re = regex::Regex::new(r"^([\p{L}\p{Z}\p{N}_.:/=+\-@]*)$").expect("pattern");
+    for (i, (key, value)) in tags.iter().enumerate() {
+        let n = i + 1;
+        if key.is_empty() || key.chars().count() > 128 {
+            return Err(AwsError::client(
+                "ValidationException",
+                format!("1 validation error detected: Value '{key}' at 'tags.{n}.member.key' failed to satisfy constraint: Member must have length between 1 and 128"),
+            ));
+        }
+        if value.chars().count() > 256 {
+            return Err(AwsError::client(
+                "ValidationException",
+                format!("1 validation error detected: Value at 'tags.{n}.member.value' failed to satisfy constraint: Member must have length less than or equal to 256"),
+            ));
+        }
+        if !tag_re.is_match(key) {
+            return Err(pattern_error(
+                &format!("tags.{n}.member.key"),
+                key,
+                tag_re.as_str(),
+            ));
+        }
+        if !tag_re.is_match(value) {
+            return Err(pattern_error(
+                &format!("tags.{n}.member.value"),
+                value,
+                tag_re.as_str(),
+            ));
+        }
+    }
     if tags.len() > 5 {
         return Err(AwsError::client(
             "ValidationException",

@@ -119,6 +119,17 @@ string_newtype!(
     check_region
 );
 
+/// A character SSM allows in a tag (`^([\p{L}\p{Z}\p{N}_.:/=+\-@]*)$`): letters, numbers, space
+/// separators and `_ . : / = + - @`.
+pub fn ssm_tag_char(c: char) -> bool {
+    c.is_alphabetic() || c.is_numeric() || (c.is_whitespace() && !c.is_control()) || "_.:/=+-@".contains(c)
+}
+
+/// A character SSM allows in a Target key: as in a tag, but without `+`.
+pub fn ssm_target_key_char(c: char) -> bool {
+    c != '+' && ssm_tag_char(c)
+}
+
 fn is_lower_alnum(c: char) -> bool {
     c.is_ascii_lowercase() || c.is_ascii_digit()
 }
@@ -592,10 +603,18 @@ fn validate_rate_control(rc: &RateControlInput, errors: &mut ValidationErrors) -
         TargetsInput::Tag { key, value } => {
             let key = key.trim();
             let mut good = true;
-            if key.is_empty() || key.len() > 128 || key.starts_with("aws:") {
+            if key.is_empty() || key.chars().count() > 128 || key.starts_with("aws:") {
                 errors.push(
                     "rate_control.targets.tag.key",
                     "give a tag key of 1 to 128 characters, not starting with aws:",
+                );
+                good = false;
+            } else if let Some(bad) = key.chars().find(|c| !ssm_target_key_char(*c)) {
+                errors.push(
+                    "rate_control.targets.tag.key",
+                    format!(
+                        "\"{bad}\" cannot be used in a tag key that SSM targets: use letters, numbers, spaces and _ . : / = - @"
+                    ),
                 );
                 good = false;
             }

@@ -216,7 +216,11 @@ async fn a_sign_in_flood_writes_a_bounded_audit_that_pages() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["field"], "username");
 
-    // 5 failures, then 200 throttled attempts: one counted event, not 200 rows.
+    // 5 failures lock the address for 1 s, then 2 s, 4 s... 200 more attempts: whatever the machine's
+    // speed (a lock may end mid-flood and let one more failure through), the throttled ones are one
+    // counted event, not a row each.
+    let mut throttled = 0;
+    let mut failed = 0;
     for n in 0..205 {
         let status = client
             .post(app.url("/auth/login"))
@@ -224,20 +228,29 @@ async fn a_sign_in_flood_writes_a_bounded_audit_that_pages() {
             .send()
             .await
             .unwrap()
-            .status();
-        assert_eq!(status, if n < 5 { 401 } else { 429 }, "attempt {n}");
+            .status()
+            .as_u16();
+        match status {
+            429 => throttled += 1,
+            401 => failed += 1,
+            other => panic!("attempt {n}: {other}"),
+        }
+        if n < 5 {
+            assert_eq!(status, 401, "attempt {n} is within the free ones");
+        }
     }
-    let throttled = auth_log(&app, "kind=login-throttled").await;
-    let events = throttled["events"].as_array().unwrap();
-    assert_eq!(events.len(), 1, "{throttled}");
-    assert_eq!(events[0]["count"], 200);
+    assert!(failed < 15, "{failed} attempts got through the doubling locks");
+    let page = auth_log(&app, "kind=login-throttled").await;
+    let events = page["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{page}");
+    assert_eq!(events[0]["count"], throttled);
     assert_eq!(events[0]["subject"], "admin");
 
     // The view pages, so real events stay reachable however many there are.
     let all = auth_log(&app, "limit=1000").await;
     let total = all["events"].as_array().unwrap().len();
     assert!(all["next_cursor"].is_null());
-    assert!(total <= 10, "{total} rows for 206 attempts: {all}");
+    assert!(total <= failed + 5, "{total} rows for 206 attempts: {all}");
     let first = auth_log(&app, "limit=2").await;
     assert_eq!(first["events"].as_array().unwrap().len(), 2);
     let cursor = first["next_cursor"].as_str().unwrap();
@@ -259,7 +272,7 @@ async fn a_sign_in_flood_writes_a_bounded_audit_that_pages() {
             .as_array()
             .unwrap()
             .len(),
-        5
+        failed
     );
     let (status, _) = app.get("/audit/auth?limit=0").await;
     assert_eq!(status, 400);
@@ -457,26 +470,27 @@ async fn viewers_lookups_of_unknown_runs_never_delay_stop_and_read_only_our_runb
         .collect();
     let (status, body) = app.post(&format!("/executions/{run}/stop"), &json!({})).await;
     assert_eq!(status, 202, "{body}");
-    let mut statuses = Vec::new();
-    for l in lookups {
-        statuses.push(l.await.unwrap());
-    }
-    assert!(statuses.iter().all(|s| *s == 404 || *s == 429), "{statuses:?}");
-    assert!(
-        statuses.contains(&429),
-        "the lookup budget is not a queue: {statuses:?}"
-    );
-    let gets: usize = app
+    // Calls made before Stop was answered: had the lookups shared (and queued on) the watcher's read
+    // budget, Stop would have waited behind all 40 of them.
+    let gets_before_stop: usize = app
         .sandbox
         .calls_since(since)
         .iter()
         .filter(|c| c.operation == "ssm:GetAutomationExecution")
         .map(|c| c.count)
         .sum();
-    // The watcher's own reads (3/s) plus at most a couple of lookups per region in that time.
     assert!(
-        gets < 15,
-        "{gets} GetAutomationExecution calls for 40 viewer lookups"
+        gets_before_stop < 20,
+        "Stop waited for {gets_before_stop} GetAutomationExecution calls"
+    );
+    let mut statuses = Vec::new();
+    for l in lookups {
+        statuses.push(l.await.unwrap());
+    }
+    assert!(statuses.iter().all(|s| *s == 404 || *s == 429), "{statuses:?}");
+    assert!(
+        statuses.iter().filter(|s| **s == 429).count() >= 30,
+        "the lookup budget is not a queue: {statuses:?}"
     );
     assert_eq!(app.wait_done(&run, WAIT).await["summary"]["status"], "Cancelled");
 

@@ -11,6 +11,7 @@ use aws_sdk_ssm::error::ProvideErrorMetadata;
 use aws_smithy_types::date_time::Format;
 use axum::http::StatusCode;
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use crate::error::AppError;
 
@@ -33,18 +34,71 @@ pub enum Target {
     Aws,
 }
 
+/// How long an AWS call may take: one hung call must not stall the single watcher loop.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    pub connect: Duration,
+    /// Waiting for the first byte of a reply.
+    pub read: Duration,
+    /// One attempt, and the whole call with its retries.
+    pub attempt: Duration,
+    pub operation: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(5),
+            read: Duration::from_secs(20),
+            attempt: Duration::from_secs(30),
+            operation: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Our HTTPS client: rustls with ring (no C build), honouring `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`
+/// and `NO_PROXY` as the SDK's default client and the AWS CLI do.
+pub fn http_client() -> aws_sdk_ssm::config::SharedHttpClient {
+    use aws_smithy_http_client::proxy::ProxyConfig;
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    aws_smithy_http_client::Builder::new().build_with_connector_fn(|settings, components| {
+        let mut conn = aws_smithy_http_client::ConnectorBuilder::default()
+            .tls_provider(Provider::Rustls(CryptoMode::Ring));
+        conn.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            conn.set_sleep_impl(components.sleep_impl());
+        }
+        conn.set_proxy_config(Some(ProxyConfig::from_env()));
+        conn.build()
+    })
+}
+
+/// The loader every client and lookup starts from: our HTTP client and timeouts, and (for real AWS)
+/// the standard chains for credentials (environment, profiles with assume-role chains,
+/// `credential_process`, IAM Identity Center, web identity, container and instance roles) and region
+/// (environment, profile, instance metadata).
+fn loader(timeouts: Timeouts) -> aws_config::ConfigLoader {
+    aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http_client())
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(timeouts.connect)
+                .read_timeout(timeouts.read)
+                .operation_attempt_timeout(timeouts.attempt)
+                .operation_timeout(timeouts.operation)
+                .build(),
+        )
+}
+
 /// Builds one set of clients per region.
-pub async fn clients(target: &Target, regions: &[String]) -> BTreeMap<String, RegionClients> {
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
+pub async fn clients(
+    target: &Target,
+    regions: &[String],
+    timeouts: Timeouts,
+) -> BTreeMap<String, RegionClients> {
     let mut out = BTreeMap::new();
     for region in regions {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .http_client(http.clone())
-            .region(Region::new(region.clone()));
+        let mut loader = loader(timeouts).region(Region::new(region.clone()));
         if let Target::Sandbox(url) = target {
             loader = loader.endpoint_url(url.clone()).credentials_provider(
                 aws_credential_types::Credentials::from_keys("AKIDSANDBOX", "sandbox-secret", None),
@@ -65,9 +119,10 @@ pub async fn clients(target: &Target, regions: &[String]) -> BTreeMap<String, Re
     out
 }
 
-/// The region the SDK would use by default (AWS_REGION, profile), for --aws without --region.
-pub async fn default_region() -> Option<String> {
-    let conf = aws_config::defaults(BehaviorVersion::latest()).load().await;
+/// The region the SDK would use by default (AWS_REGION, profile, or instance metadata on EC2), for
+/// --aws without --region.
+pub async fn default_region(timeouts: Timeouts) -> Option<String> {
+    let conf = loader(timeouts).load().await;
     conf.region().map(|r| r.to_string())
 }
 

@@ -75,6 +75,15 @@ fn step_view(s: &StepExecution) -> StepView {
 pub const RECORD_TAG: &str = "imds-console:record";
 pub const REQUESTER_TAG: &str = "imds-console:requester";
 
+/// `text` as a value SSM accepts in a tag: characters outside its pattern become `_`, and it is cut
+/// to 256 characters. (The store keeps the requester exactly; the tag only helps find a run in AWS.)
+pub fn tag_value(text: &str) -> String {
+    text.chars()
+        .map(|c| if shared::params::ssm_tag_char(c) { c } else { '_' })
+        .take(256)
+        .collect()
+}
+
 /// StartAutomationExecution with our ClientToken and tags; returns the execution ID.
 pub async fn start(
     c: &RegionClients,
@@ -94,7 +103,7 @@ pub async fn start(
         .client_token(client_token);
     for (key, value) in [
         (RECORD_TAG, record_id.to_string()),
-        (REQUESTER_TAG, requester.to_owned()),
+        (REQUESTER_TAG, tag_value(requester)),
     ] {
         let tag = Tag::builder()
             .key(key)
@@ -279,4 +288,19 @@ pub async fn stop(c: &RegionClients, id: &str) -> Result<(), AppError> {
         .await
         .map_err(|e| sdk_error("ssm:StopAutomationExecution", &e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tag_value;
+
+    #[test]
+    fn tag_values_keep_what_ssm_allows_and_replace_the_rest() {
+        assert_eq!(tag_value("CORP\\jane O'Brien"), "CORP_jane O_Brien");
+        assert_eq!(
+            tag_value("ana.lópez+ops@example.com"),
+            "ana.lópez+ops@example.com"
+        );
+        assert_eq!(tag_value(&"x".repeat(300)).chars().count(), 256);
+    }
 }

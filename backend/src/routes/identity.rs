@@ -13,6 +13,11 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn identity(State(state): State<AppState>) -> Result<Json<Identity>, AppError> {
+    Ok(Json(resolve(&state).await?))
+}
+
+/// Who the console is in AWS (STS GetCallerIdentity, asked once and kept).
+pub async fn resolve(state: &AppState) -> Result<Identity, AppError> {
     let id = state
         .identity
         .get_or_try_init(|| async {
@@ -26,5 +31,5 @@ async fn identity(State(state): State<AppState>) -> Result<Json<Identity>, AppEr
             })
         })
         .await?;
-    Ok(Json(id.clone()))
+    Ok(id.clone())
 }

@@ -1,6 +1,7 @@
 //! Tests of the real `imds-console` binary as a process: crash safety (killed at each point of a start)
 //! HTTPS with --tls-cert/--tls-key, and the files it leaves on disk.
 
+mod aws;
 mod crash;
 mod files;
 mod tls;
