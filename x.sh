@@ -40,14 +40,34 @@ ensure_browser() {
   fi
 }
 
+# The frontend builds in its own target directory, so that it can build while cargo builds the server
+# in target/ (one cargo cannot wait on another's lock): the big SDK crates compile mostly on one core,
+# and the other core does the WASM meanwhile.
+WASM_TARGET_DIR=target/wasm
+
 build_frontend() {
   ensure_wasm_tools
   log "building the frontend (wasm32, size-optimised)"
-  cargo build -p frontend --target wasm32-unknown-unknown --profile wasm-release
+  cargo build -p frontend --target wasm32-unknown-unknown --profile wasm-release --target-dir "$WASM_TARGET_DIR"
   rm -rf frontend/dist && mkdir -p frontend/dist
   wasm-bindgen --target web --no-typescript --remove-name-section --remove-producers-section \
-    --out-dir frontend/dist --out-name frontend target/wasm32-unknown-unknown/wasm-release/frontend.wasm
+    --out-dir frontend/dist --out-name frontend "$WASM_TARGET_DIR/wasm32-unknown-unknown/wasm-release/frontend.wasm"
   cp frontend/index.html frontend/main.js frontend/style.css frontend/dist/
+}
+
+# Runs "$@" in the background with its output prefixed; `wait_for` collects its exit status.
+in_background() {
+  local name=$1
+  shift
+  ( "$@" 2>&1 | sed -u "s/^/[$name] /"; exit "${PIPESTATUS[0]}" ) &
+}
+
+wait_for() {
+  local pid=$1 what=$2
+  if ! wait "$pid"; then
+    echo "x.sh: $what failed" >&2
+    exit 1
+  fi
 }
 
 # Runs the end-to-end suites N times; prints each round's failed tests by name and a tally.
@@ -87,8 +107,18 @@ case "${1:-}" in
     ;;
   test)
     shift
-    ensure_browser
-    build_frontend
+    # The browser (apt), the frontend (wasm-bindgen CLI, WASM build) and the server's test build go
+    # on at the same time; the tests start when all three are ready.
+    in_background browser ensure_browser
+    browser_pid=$!
+    in_background frontend build_frontend
+    frontend_pid=$!
+    if [ "${1:-}" != "--repeat" ]; then
+      log "building the tests"
+      cargo test --no-run "$@"
+    fi
+    wait_for "$browser_pid" "installing chromium"
+    wait_for "$frontend_pid" "building the frontend"
     if [ "${1:-}" = "--repeat" ]; then
       rounds="${2:?usage: ./x.sh test --repeat N [cargo test flags...]}"
       shift 2

@@ -11,6 +11,7 @@ pub mod config;
 pub mod crash;
 pub mod error;
 pub mod routes;
+pub mod runs;
 pub mod startup;
 pub mod state;
 pub mod store;
@@ -90,7 +91,7 @@ pub fn app(state: AppState) -> Router {
 
 /// Serves the app on `listener`, with the watcher running beside it, until the process ends.
 pub async fn run(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
-    startup::reconcile(&state).await;
+    runs::reconcile(&state, runs::AT_START_UP).await;
     tokio::spawn(watcher::run(state.clone()));
     // Peer addresses decide whether a sign-on proxy's headers are trusted, and key sign-in throttling.
     let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();

@@ -103,52 +103,84 @@ pub struct RegionLimits {
     pub lookup: RateLimiter,
 }
 
-/// Spaces calls evenly so that no one-second window holds more than `per_second` of them. Callers over
-/// the budget wait their turn instead of failing.
+/// A budget of AWS calls per second that holds where AWS counts: at arrival. Calls take turns (one in
+/// flight per budget), and the next may start only `1/per_second` after the previous one *finished*.
+/// A call arrives at AWS between its start and its finish, so arrivals are at least that far apart,
+/// however late a busy host or a slow network delivers them: no one-second window at AWS ever holds
+/// more than `per_second` calls. Callers over the budget wait their turn instead of failing.
 pub struct RateLimiter {
-    spacing: Duration,
+    gap: Duration,
+    /// When the next call may start.
     next: Mutex<Instant>,
+    /// Held for the length of a call.
+    turn: tokio::sync::Mutex<()>,
+}
+
+/// The right to make one call; the budget's clock restarts when it is dropped (the call finished).
+pub struct Slot<'a> {
+    limiter: &'a RateLimiter,
+    _turn: tokio::sync::MutexGuard<'a, ()>,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut next = self
+            .limiter
+            .next
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *next = (*next).max(Instant::now() + self.limiter.gap);
+    }
 }
 
 impl RateLimiter {
     pub fn new(per_second: f64) -> RateLimiter {
-        // A quarter of slack keeps the (n+1)th call outside any one-second window even when calls
-        // reach AWS up to ~250 ms late (a busy host, a slow connection) after their slot.
-        let spacing = Duration::from_millis((1250.0 / per_second.max(0.01)).ceil() as u64);
+        let gap = Duration::from_millis((1000.0 / per_second.max(0.01)).ceil() as u64);
         RateLimiter {
-            spacing,
+            gap,
             next: Mutex::new(Instant::now()),
+            turn: tokio::sync::Mutex::new(()),
         }
     }
 
-    pub async fn acquire(&self) {
-        let wait = {
-            let mut next = self
-                .next
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let now = Instant::now();
-            let slot = (*next).max(now);
-            *next = slot + self.spacing;
-            slot - now
-        };
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
-        }
-    }
-
-    /// Takes the next slot if it is free now; otherwise says how long until it is.
-    pub fn try_acquire(&self) -> Result<(), Duration> {
-        let mut next = self
+    fn next_start(&self) -> Instant {
+        *self
             .next
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let now = Instant::now();
-        if *next > now {
-            return Err(*next - now);
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Waits for this budget's turn and slot. Keep the slot for the length of the call.
+    pub async fn acquire(&self) -> Slot<'_> {
+        let turn = self.turn.lock().await;
+        loop {
+            // `next` can move while we sleep (a back-off), so look again after waking.
+            let at = self.next_start();
+            if at <= Instant::now() {
+                break;
+            }
+            tokio::time::sleep_until(at.into()).await;
         }
-        *next = now + self.spacing;
-        Ok(())
+        Slot {
+            limiter: self,
+            _turn: turn,
+        }
+    }
+
+    /// Takes the slot if it is free now; otherwise says how long until it might be.
+    pub fn try_acquire(&self) -> Result<Slot<'_>, Duration> {
+        let Ok(turn) = self.turn.try_lock() else {
+            return Err(self.gap);
+        };
+        let at = self.next_start();
+        let now = Instant::now();
+        if at > now {
+            return Err(at - now);
+        }
+        Ok(Slot {
+            limiter: self,
+            _turn: turn,
+        })
     }
 
     /// Pushes the next slot back, after AWS said we were too fast.
@@ -209,5 +241,26 @@ impl EventHub {
             None => Vec::new(),
         };
         (replay, rx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RateLimiter;
+    use std::time::{Duration, Instant};
+
+    #[tokio::test]
+    async fn the_next_call_starts_a_full_gap_after_the_previous_one_finished() {
+        let limiter = RateLimiter::new(20.0); // a 50 ms gap
+        let slot = limiter.acquire().await;
+        assert!(limiter.try_acquire().is_err(), "one call at a time");
+        tokio::time::sleep(Duration::from_millis(120)).await; // a slow call
+        drop(slot);
+        let finished = Instant::now();
+        let _next = limiter.acquire().await;
+        assert!(
+            finished.elapsed() >= Duration::from_millis(50),
+            "the gap counts from the end of the slow call, not from its start"
+        );
     }
 }

@@ -91,12 +91,21 @@ ALTER TABLE auth_events ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE runs ADD COLUMN stopped_by TEXT;
 ALTER TABLE users ADD COLUMN must_change_password INTEGER NOT NULL DEFAULT 0;
 ",
+    // The tag key that finds a run's execution in SSM (the record's first ClientToken, which later
+    // sends do not reuse).
+    r"
+ALTER TABLE runs ADD COLUMN run_tag TEXT;
+UPDATE runs SET run_tag = client_token WHERE started_here = 1;
+",
 ];
 
 /// Status of a record whose start has not been acknowledged by SSM yet.
 pub const STATUS_RECORDED: &str = "Recorded";
 /// Status of a start that SSM refused (kept for the audit trail, hidden from history).
 pub const STATUS_REFUSED: &str = "Refused";
+/// Status of a start whose outcome SSM left unclear (a 5xx after retries, a timeout, a lost reply):
+/// the run may exist. Reconciliation finds it by its tag, or sends it again.
+pub const STATUS_UNKNOWN: &str = "Unknown";
 
 #[derive(Clone)]
 pub struct Store {
@@ -298,8 +307,8 @@ impl Store {
         let now = now_rfc3339();
         tx.execute(
             "INSERT INTO runs (client_token, region, document_name, requester, created_at, sort_time, parameters, targets,
-                instance_id, status, started_here, override_reason, prior_options, rollback_of)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, 1, ?10, ?11, ?12)",
+                instance_id, status, started_here, override_reason, prior_options, rollback_of, run_tag)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, 1, ?10, ?11, ?12, ?1)",
             params![
                 run.client_token,
                 run.region,
@@ -336,8 +345,9 @@ impl Store {
             params![execution_id, id],
         )?;
         tx.execute(
-            "UPDATE runs SET execution_id = ?2, status = CASE WHEN status = ?3 THEN 'InProgress' ELSE status END WHERE id = ?1",
-            params![id, execution_id, STATUS_RECORDED],
+            "UPDATE runs SET execution_id = ?2, failure_message = NULL,
+                status = CASE WHEN status IN (?3, ?4) THEN 'InProgress' ELSE status END WHERE id = ?1",
+            params![id, execution_id, STATUS_RECORDED, STATUS_UNKNOWN],
         )?;
         tx.commit()?;
         Ok(())
@@ -378,6 +388,50 @@ impl Store {
     }
 
     /// SSM refused the start for good.
+    /// Marks a start whose outcome is unclear; it keeps its place until reconciliation settles it.
+    pub fn set_unknown(&self, id: i64, message: &str) -> Result<(), AppError> {
+        self.conn().execute(
+            "UPDATE runs SET status = ?2, failure_message = ?3 WHERE id = ?1 AND execution_id IS NULL",
+            params![id, STATUS_UNKNOWN, message],
+        )?;
+        Ok(())
+    }
+
+    /// Records the fresh ClientToken of a start about to be sent again (recorded before it is sent).
+    pub fn set_client_token(&self, id: i64, token: &str) -> Result<(), AppError> {
+        self.conn().execute(
+            "UPDATE runs SET client_token = ?2 WHERE id = ?1 AND execution_id IS NULL",
+            params![id, token],
+        )?;
+        Ok(())
+    }
+
+    /// The tag key suffix that marks this record's execution in SSM (None for records older than it).
+    pub fn run_tag_of(&self, id: i64) -> Result<Option<String>, AppError> {
+        Ok(self
+            .conn()
+            .query_row("SELECT run_tag FROM runs WHERE id = ?1", [id], |r| r.get(0))
+            .optional()?
+            .flatten())
+    }
+
+    /// Starts not yet settled, with the given statuses (Recorded, Unknown), oldest first.
+    pub fn unsettled(&self, statuses: &[&str]) -> Result<Vec<RunRow>, AppError> {
+        let placeholders = (1..=statuses.len())
+            .map(|i| format!("?{i}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let sql = format!(
+            "SELECT {ROW_COLUMNS} FROM runs WHERE execution_id IS NULL AND started_here = 1 AND status IN ({placeholders}) ORDER BY id"
+        );
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(statuses.iter()), row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
     pub fn set_refused(&self, id: i64, message: &str) -> Result<(), AppError> {
         self.conn().execute(
             "UPDATE runs SET status = ?2, failure_message = ?3 WHERE id = ?1 AND execution_id IS NULL",
@@ -504,18 +558,6 @@ impl Store {
         let conn = self.conn();
         let mut stmt = conn.prepare(&sql)?;
         let rows = stmt.query_map([], row)?.collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
-    }
-
-    /// Records written but never acknowledged by SSM (the server stopped in between).
-    pub fn unacknowledged(&self) -> Result<Vec<RunRow>, AppError> {
-        let sql =
-            format!("SELECT {ROW_COLUMNS} FROM runs WHERE execution_id IS NULL AND status = ?1 ORDER BY id");
-        let conn = self.conn();
-        let mut stmt = conn.prepare(&sql)?;
-        let rows = stmt
-            .query_map([STATUS_RECORDED], row)?
-            .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }
 

@@ -40,7 +40,7 @@ pub async fn run(
     state: AppState,
     acceptor: TlsAcceptor,
 ) -> std::io::Result<()> {
-    crate::startup::reconcile(&state).await;
+    crate::runs::reconcile(&state, crate::runs::AT_START_UP).await;
     tokio::spawn(crate::watcher::run(state.clone()));
     let app = crate::app(state);
     loop {

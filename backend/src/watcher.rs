@@ -29,6 +29,8 @@ pub async fn run(state: AppState) {
                     note_error(&state, &region, &e);
                 }
             }
+            // Starts SSM answered unclearly: find their execution, or send them again.
+            crate::runs::reconcile(&state, crate::runs::WHILE_SERVING).await;
         }
         match state.store.in_flight() {
             Ok(runs) => {
@@ -47,8 +49,11 @@ pub async fn run(state: AppState) {
 /// Records executions of our runbook that this console did not start (children come with their parent).
 pub async fn discover(state: &AppState, region: &str) -> Result<(), AppError> {
     let clients = state.region(Some(region))?;
-    state.limits(region).read.acquire().await;
-    for ex in ssm::recent(clients, shared::RUNBOOK).await? {
+    let recent = {
+        let _slot = state.limits(region).read.acquire().await;
+        ssm::recent(clients, shared::RUNBOOK).await?
+    };
+    for ex in recent {
         if ex.parent_id.is_some() || state.store.by_execution_id(&ex.id)?.is_some() {
             continue;
         }
@@ -89,11 +94,15 @@ pub async fn refresh(state: &AppState, run: &RunRow) -> Result<ExecutionDetail, 
     };
     let clients = state.region(Some(&run.region))?;
     let limits = state.limits(&run.region);
-    limits.read.acquire().await;
-    let ex = ssm::get(clients, execution_id).await?;
+    let ex = {
+        let _slot = limits.read.acquire().await;
+        ssm::get(clients, execution_id).await?
+    };
     if ex.rate_control.is_some() {
-        limits.read.acquire().await;
-        let children = ssm::children(clients, execution_id).await?;
+        let children = {
+            let _slot = limits.read.acquire().await;
+            ssm::children(clients, execution_id).await?
+        };
         for child in children {
             let changed = state.store.upsert_child(
                 run,

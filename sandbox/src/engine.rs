@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 use crate::documents::{Document, Documents, StepDef};
+use crate::faults::TokenReuse;
 use crate::fleet::{scaled_ms, Fleet, Instance};
 use crate::jsonpath;
 
@@ -33,6 +34,9 @@ pub(crate) struct World {
     by_id: HashMap<String, usize>,
     /// ClientToken (lower case) -> (execution ID, fingerprint of the request).
     pub tokens: HashMap<String, (String, String)>,
+    /// ClientToken (lower case) -> when it was first used, for tokens that expire.
+    #[serde(default)]
+    pub token_times: HashMap<String, u64>,
     #[serde(skip)]
     pub active: BTreeSet<String>,
     /// Set when something changed since the last save.
@@ -128,6 +132,8 @@ pub(crate) struct StartRequest {
     pub document_version: Option<String>,
     pub parameters: BTreeMap<String, Vec<String>>,
     pub client_token: Option<String>,
+    /// How a reused ClientToken is answered (a fault setting: AWS does not document it).
+    pub token_reuse: TokenReuse,
     pub target_parameter_name: Option<String>,
     pub targets: Vec<(String, Vec<String>)>,
     pub max_concurrency: Option<String>,
@@ -142,6 +148,7 @@ impl World {
             executions: Vec::new(),
             by_id: HashMap::new(),
             tokens: HashMap::new(),
+            token_times: HashMap::new(),
             active: BTreeSet::new(),
             dirty: true,
             broken_instances: BTreeSet::new(),
@@ -234,14 +241,24 @@ impl World {
         ]))
         .unwrap_or_default();
         if let Some(token) = &req.client_token {
-            if let Some((existing, fp)) = self.tokens.get(&token.to_ascii_lowercase()) {
-                return if *fp == fingerprint {
-                    Ok(existing.clone())
-                } else {
-                    Err(StartError {
+            let key = token.to_ascii_lowercase();
+            let used_at = self.token_times.get(&key).copied().unwrap_or(0);
+            let expired = matches!(req.token_reuse, TokenReuse::Expires { after_ms } if now.saturating_sub(used_at) > after_ms);
+            if expired {
+                self.tokens.remove(&key);
+                self.token_times.remove(&key);
+            }
+            if let Some((existing, fp)) = self.tokens.get(&key) {
+                return match req.token_reuse {
+                    TokenReuse::Error => Err(StartError {
+                        code: "IdempotentParameterMismatch",
+                        message: format!("ClientToken {token} has already been used."),
+                    }),
+                    _ if *fp == fingerprint => Ok(existing.clone()),
+                    _ => Err(StartError {
                         code: "IdempotentParameterMismatch",
                         message: format!("ClientToken {token} was already used with different parameters."),
-                    })
+                    }),
                 };
             }
         }
@@ -327,6 +344,7 @@ impl World {
         if let Some(token) = &req.client_token {
             self.tokens
                 .insert(token.to_ascii_lowercase(), (id.clone(), fingerprint));
+            self.token_times.insert(token.to_ascii_lowercase(), now);
         }
         self.push(ex);
         Ok(id)

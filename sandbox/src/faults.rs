@@ -15,6 +15,10 @@ pub struct FaultRule {
     /// Share of calls answered with a 500.
     #[serde(default)]
     pub error_500: f64,
+    /// Share of calls carried out and then answered with a 500, as when AWS did the work but the reply
+    /// was lost (a StartAutomationExecution then has started its execution).
+    #[serde(default)]
+    pub error_500_after: f64,
     /// Added latency per call, in milliseconds.
     #[serde(default)]
     pub latency_ms: u64,
@@ -48,9 +52,10 @@ impl FaultRule {
                 "throttle" => rule.throttle = v.parse().map_err(|_| bad())?,
                 "error_500" => rule.error_500 = v.parse().map_err(|_| bad())?,
                 "latency_ms" => rule.latency_ms = v.parse().map_err(|_| bad())?,
+                "error_500_after" => rule.error_500_after = v.parse().map_err(|_| bad())?,
                 _ => {
                     return Err(format!(
-                        "fault \"{raw}\": unknown key {k} (throttle, error_500, latency_ms)"
+                        "fault \"{raw}\": unknown key {k} (throttle, error_500, error_500_after, latency_ms)"
                     ))
                 }
             }
@@ -71,6 +76,25 @@ pub struct Faults {
     /// runbook's assert steps fail as they do in AWS when a change does not apply.
     #[serde(default)]
     pub broken_instances: BTreeSet<String>,
+    /// What a StartAutomationExecution with an already used ClientToken gets. AWS documents only that
+    /// a token "can't be reused", so each choice it could make is here, and the console must be right
+    /// under every one.
+    #[serde(default)]
+    pub client_token_reuse: TokenReuse,
+}
+
+/// The answers AWS's model allows to a reused ClientToken.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "mode")]
+pub enum TokenReuse {
+    /// The execution the token started (what the sandbox always did).
+    #[default]
+    SameExecution,
+    /// An error: `IdempotentParameterMismatch`.
+    Error,
+    /// The same execution while the token is younger than `after_ms`; after that the token is
+    /// forgotten and the start runs again.
+    Expires { after_ms: u64 },
 }
 
 /// What a call should suffer.
@@ -78,6 +102,8 @@ pub(crate) enum Injected {
     None,
     Throttle,
     Error500,
+    /// Carry the call out, then answer with a 500.
+    Error500After,
     Denied,
 }
 
@@ -106,10 +132,18 @@ impl Faults {
             .filter(|r| r.matches(op))
             .map(|r| r.error_500)
             .fold(0.0, f64::max);
+        let e500_after: f64 = self
+            .rules
+            .iter()
+            .filter(|r| r.matches(op))
+            .map(|r| r.error_500_after)
+            .fold(0.0, f64::max);
         if roll < throttle {
             (Injected::Throttle, latency)
         } else if roll < throttle + e500 {
             (Injected::Error500, latency)
+        } else if roll < throttle + e500 + e500_after {
+            (Injected::Error500After, latency)
         } else {
             (Injected::None, latency)
         }

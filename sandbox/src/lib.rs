@@ -27,7 +27,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-pub use faults::{CallCount, FaultRule, Faults};
+pub use faults::{CallCount, FaultRule, Faults, TokenReuse};
 
 /// The account the sandbox pretends to be.
 pub const ACCOUNT_ID: &str = "123456789012";

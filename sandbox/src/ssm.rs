@@ -289,6 +289,7 @@ fn start(sb: &Sandbox, region: &str, req: &Value) -> Result<Response, AwsError> 
         document_version: req["DocumentVersion"].as_str().map(str::to_owned),
         parameters,
         client_token,
+        token_reuse: sb.faults().client_token_reuse,
         target_parameter_name: req["TargetParameterName"].as_str().map(str::to_owned),
         targets,
         max_concurrency,

@@ -164,13 +164,12 @@ async fn dispatch(State(sb): State<Sandbox>, uri: Uri, headers: HeaderMap, body:
         Injected::Throttle => Err(throttle_error(service)),
         Injected::Error500 => Err(internal_error(service)),
         Injected::Denied if service != Service::Sts => Err(denied_error(service, &op_key, &region)),
-        _ => match service {
-            Service::Ssm => crate::ssm::handle(&sb, &region, &op, &body),
-            Service::Ec2 => crate::ec2::handle(&sb, &region, &op, &params),
-            Service::Sts => crate::sts::handle(&op),
-            Service::CloudWatch => crate::cloudwatch::handle(&sb, &region, &op, &body),
-            Service::CloudWatchJson => crate::cloudwatch::handle_json(&sb, &region, &op, &body),
-        },
+        Injected::Error500After => {
+            // The work is done; only the reply is lost.
+            let _ = carry_out(&sb, service, &region, &op, &body, &params);
+            Err(internal_error(service))
+        }
+        _ => carry_out(&sb, service, &region, &op, &body, &params),
     };
     match result {
         Ok(resp) => resp,
@@ -178,6 +177,23 @@ async fn dispatch(State(sb): State<Sandbox>, uri: Uri, headers: HeaderMap, body:
             tracing::debug!(op = %op_key, code = %err.code, "sandbox answered with an error");
             render_error(service, &op, &err)
         }
+    }
+}
+
+fn carry_out(
+    sb: &Sandbox,
+    service: Service,
+    region: &str,
+    op: &str,
+    body: &Bytes,
+    params: &[(String, String)],
+) -> Result<Response, AwsError> {
+    match service {
+        Service::Ssm => crate::ssm::handle(sb, region, op, body),
+        Service::Ec2 => crate::ec2::handle(sb, region, op, params),
+        Service::Sts => crate::sts::handle(op),
+        Service::CloudWatch => crate::cloudwatch::handle(sb, region, op, body),
+        Service::CloudWatchJson => crate::cloudwatch::handle_json(sb, region, op, body),
     }
 }
 

@@ -114,3 +114,105 @@ async fn the_sandbox_refuses_tags_and_target_keys_as_ssm_does() {
         .await;
     assert!(ok.is_ok(), "{ok:?}");
 }
+
+/// Executions of our runbook on `instance` in the sandbox.
+async fn runs_on(app: &e2e::TestApp, instance: &str) -> usize {
+    let conf = sdk_config(app.state.sandbox_url.as_deref().unwrap(), "us-east-1", 1).await;
+    let out = aws_sdk_ssm::Client::new(&conf)
+        .describe_automation_executions()
+        .max_results(50)
+        .send()
+        .await
+        .unwrap();
+    let mut n = 0;
+    for m in out.automation_execution_metadata_list() {
+        let id = m.automation_execution_id().unwrap();
+        let ex = aws_sdk_ssm::Client::new(&conf)
+            .get_automation_execution()
+            .automation_execution_id(id)
+            .send()
+            .await
+            .unwrap();
+        let params = ex
+            .automation_execution()
+            .unwrap()
+            .parameters()
+            .cloned()
+            .unwrap_or_default();
+        if params
+            .get("InstanceId")
+            .is_some_and(|v| v.iter().any(|i| i == instance))
+        {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// The audit record of the newest start.
+async fn newest_record(app: &e2e::TestApp) -> serde_json::Value {
+    app.get("/audit").await.1[0].clone()
+}
+
+#[tokio::test]
+async fn an_unclear_start_is_recorded_as_unknown_then_found_or_sent_once_whatever_ssm_does_with_tokens() {
+    let modes = [
+        sandbox::TokenReuse::SameExecution,
+        sandbox::TokenReuse::Error,
+        sandbox::TokenReuse::Expires { after_ms: 0 },
+    ];
+    for (mode, reply_lost) in modes.iter().flat_map(|m| [(*m, true), (*m, false)]) {
+        let app = spawn_app_with(AppOptions {
+            discover_secs: 1,
+            ..AppOptions::default()
+        })
+        .await;
+        let id = app.quiet("us-east-1").await.remove(0);
+        // The start is carried out and its reply lost, or it fails before anything starts: either way
+        // the console hears a 500.
+        app.sandbox.set_faults(sandbox::Faults {
+            rules: vec![sandbox::FaultRule {
+                operation: "ssm:StartAutomationExecution".into(),
+                error_500_after: if reply_lost { 1.0 } else { 0.0 },
+                error_500: if reply_lost { 0.0 } else { 1.0 },
+                ..Default::default()
+            }],
+            client_token_reuse: mode,
+            ..Default::default()
+        });
+        let (status, body) = app
+            .post("/executions", &json!({"parameters": {"InstanceId": id}}))
+            .await;
+        let case = format!("{mode:?}, reply lost: {reply_lost}");
+        assert_eq!(status, 503, "{case}: {body}");
+        assert_eq!(body["error"]["code"], "StartOutcomeUnknown", "{case}");
+        let record = newest_record(&app).await;
+        assert_eq!(
+            record["status"], "Unknown",
+            "{case}: never Refused when the run may exist"
+        );
+        assert_eq!(
+            runs_on(&app, &id).await,
+            usize::from(reply_lost),
+            "{case}: one attempt only"
+        );
+
+        // SSM answers again: the watcher finds the run by its tag, or sends it once with a new token.
+        app.sandbox.set_faults(sandbox::Faults {
+            client_token_reuse: mode,
+            ..Default::default()
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let execution = loop {
+            let r = newest_record(&app).await;
+            if let Some(e) = r["execution_id"].as_str() {
+                break e.to_owned();
+            }
+            assert!(std::time::Instant::now() < deadline, "{case}: never settled: {r}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let done = app.wait_done(&execution, Duration::from_secs(30)).await;
+        assert_eq!(done["summary"]["status"], "Success", "{case}");
+        assert_eq!(runs_on(&app, &id).await, 1, "{case}: exactly one run");
+    }
+}

@@ -142,7 +142,12 @@ where
                     StatusCode::FORBIDDEN
                 }
                 c if c.contains("NotFound") => StatusCode::NOT_FOUND,
-                c if c.contains("Throttl") || c == "RequestLimitExceeded" => StatusCode::TOO_MANY_REQUESTS,
+                c if c.contains("Throttl")
+                    || c == "RequestLimitExceeded"
+                    || c == "AutomationExecutionLimitExceededException" =>
+                {
+                    StatusCode::TOO_MANY_REQUESTS
+                }
                 "IdempotentParameterMismatch" | "InvalidAutomationStatusUpdateException" => {
                     StatusCode::CONFLICT
                 }

@@ -74,6 +74,9 @@ fn step_view(s: &StepExecution) -> StepView {
 /// Tags the console puts on every execution it starts, so a run can be found again after a crash.
 pub const RECORD_TAG: &str = "imds-console:record";
 pub const REQUESTER_TAG: &str = "imds-console:requester";
+/// Prefix of the tag key that carries a run's own tag (`imds-console:run:<uuid>`): the
+/// DescribeAutomationExecutions `TagKey` filter finds the execution by it directly.
+pub const RUN_TAG_PREFIX: &str = "imds-console:run:";
 
 /// `text` as a value SSM accepts in a tag: characters outside its pattern become `_`, and it is cut
 /// to 256 characters. (The store keeps the requester exactly; the tag only helps find a run in AWS.)
@@ -91,6 +94,7 @@ pub async fn start(
     plan: &StartPlan,
     client_token: &str,
     record_id: i64,
+    run_tag: Option<&str>,
     requester: &str,
 ) -> Result<String, AppError> {
     let params: std::collections::HashMap<String, Vec<String>> =
@@ -101,10 +105,14 @@ pub async fn start(
         .document_name(document)
         .set_parameters(Some(params))
         .client_token(client_token);
-    for (key, value) in [
-        (RECORD_TAG, record_id.to_string()),
-        (REQUESTER_TAG, tag_value(requester)),
-    ] {
+    let mut tags = vec![
+        (RECORD_TAG.to_owned(), record_id.to_string()),
+        (REQUESTER_TAG.to_owned(), tag_value(requester)),
+    ];
+    if let Some(run_tag) = run_tag {
+        tags.push((format!("{RUN_TAG_PREFIX}{run_tag}"), record_id.to_string()));
+    }
+    for (key, value) in tags {
         let tag = Tag::builder()
             .key(key)
             .value(value)
@@ -120,7 +128,15 @@ pub async fn start(
             .max_concurrency(rc.max_concurrency.as_str())
             .max_errors(rc.max_errors.as_str());
     }
+    // No automatic retries here: a retried start after a lost reply would rely on how SSM treats a
+    // reused ClientToken, which AWS does not document. The caller retries what is safe to retry
+    // (throttling, the quota) and settles everything else by looking for the run's tag.
     let out = req
+        .customize()
+        .config_override(
+            aws_sdk_ssm::config::Builder::default()
+                .retry_config(aws_sdk_ssm::config::retry::RetryConfig::disabled()),
+        )
         .send()
         .await
         .map_err(|e| sdk_error("ssm:StartAutomationExecution", &e))?;
@@ -276,6 +292,29 @@ pub async fn recent(c: &RegionClients, document: &str) -> Result<Vec<SsmExecutio
         .iter()
         .map(summary)
         .collect())
+}
+
+/// The execution that carries the run tag `run_tag`, if SSM has one (DescribeAutomationExecutions with
+/// the TagKey filter: one call, whatever else is running).
+pub async fn find_by_run_tag(c: &RegionClients, run_tag: &str) -> Result<Option<String>, AppError> {
+    let filter = AutomationExecutionFilter::builder()
+        .key(AutomationExecutionFilterKey::TagKey)
+        .values(format!("{RUN_TAG_PREFIX}{run_tag}"))
+        .build()
+        .map_err(AppError::internal)?;
+    let page = c
+        .ssm
+        .describe_automation_executions()
+        .filters(filter)
+        .max_results(10)
+        .send()
+        .await
+        .map_err(|e| sdk_error("ssm:DescribeAutomationExecutions", &e))?;
+    Ok(page
+        .automation_execution_metadata_list()
+        .iter()
+        .filter(|m| m.parent_automation_execution_id().is_none())
+        .find_map(|m| m.automation_execution_id().map(str::to_owned)))
 }
 
 /// StopAutomationExecution (Cancel).

@@ -11,7 +11,7 @@ use shared::api::{
     PreviewResponse, RateControlInput, RollbackResponse, StartExecutionRequest, StartExecutionResponse,
     TargetsInput,
 };
-use shared::{preview, InstanceId, StartPlan, Targets, RUNBOOK};
+use shared::{preview, InstanceId, StartPlan, Targets};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -20,9 +20,9 @@ use crate::auth::Identity;
 use crate::aws::{ec2, ssm};
 use crate::error::AppError;
 use crate::state::AppState;
-use crate::store::{HistoryFilter, NewRun, RunRow};
+use crate::store::{HistoryFilter, RunRow};
 use crate::usage;
-use crate::watcher;
+use crate::{runs, watcher};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -84,54 +84,6 @@ enum OwnedSelection {
     Tag(String, String),
 }
 
-/// Sends a recorded start to SSM. The ClientToken makes a repeat of this call harmless.
-pub async fn send_start(
-    state: &AppState,
-    record_id: i64,
-    region: &str,
-    plan: &StartPlan,
-    token: &str,
-    requester: &str,
-) -> Result<String, AppError> {
-    let clients = state.region(Some(region))?;
-    let mut backoff = Duration::from_millis(200);
-    let mut attempt = 1;
-    let execution_id = loop {
-        state.limits(region).start.acquire().await;
-        match ssm::start(clients, RUNBOOK, plan, token, record_id, requester).await {
-            Ok(id) => break id,
-            // Throttled (after the SDK's own retries): wait and send the same start again. The same
-            // ClientToken means SSM cannot start it twice, whichever attempt got through.
-            Err(AppError::Aws { code, .. }) if is_throttling(&code) && attempt < START_ATTEMPTS => {
-                tracing::info!(
-                    record = record_id,
-                    attempt,
-                    "StartAutomationExecution throttled; retrying with the same token"
-                );
-                state.limits(region).start.back_off(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                attempt += 1;
-            }
-            Err(e) => return Err(e),
-        }
-    };
-    crate::crash::point("after-start");
-    state.store.set_execution_id(record_id, &execution_id)?;
-    state.events.publish(shared::api::ExecutionEvent {
-        execution_id: execution_id.clone(),
-        status: "InProgress".into(),
-        parent_execution_id: None,
-    });
-    Ok(execution_id)
-}
-
-/// How often a throttled start is sent again before the caller hears about it.
-const START_ATTEMPTS: u32 = 10;
-
-pub fn is_throttling(code: &str) -> bool {
-    code.contains("Throttl") || code == "RequestLimitExceeded" || code == "TooManyRequestsException"
-}
-
 /// A validated start, its region, and its targets as they are now (with IMDSv1 usage when it matters).
 struct Assessment {
     region: String,
@@ -166,53 +118,6 @@ async fn assess(state: &AppState, plan: &StartPlan, with_usage: bool) -> Result<
     })
 }
 
-/// Records a start (with each target's current options, for rollback) and sends it.
-async fn record_and_send(
-    state: &AppState,
-    region: &str,
-    plan: &StartPlan,
-    targets: &[InstanceView],
-    rollback_of: Option<&str>,
-    requester: &str,
-) -> Result<String, AppError> {
-    let prior: serde_json::Map<String, serde_json::Value> = targets
-        .iter()
-        .map(|i| (i.instance_id.clone(), json!(i.metadata)))
-        .collect();
-    let instance_ids: Vec<String> = targets.iter().map(|i| i.instance_id.clone()).collect();
-    let targets_text = plan.rate_control.as_ref().map(|rc| match &rc.targets {
-        Targets::InstanceIds(ids) => json!(format!("{} instances", ids.len())),
-        Targets::Tag { key, value } => json!(format!("tag:{key}={value}")),
-    });
-    let token = uuid::Uuid::new_v4().to_string();
-    let plan_json = serde_json::to_value(plan).map_err(AppError::internal)?;
-    let record_id = state.store.record_start(&NewRun {
-        client_token: &token,
-        region,
-        document_name: RUNBOOK,
-        requester,
-        parameters: &plan_json,
-        targets: targets_text.as_ref(),
-        instance_id: plan.parameters.instance_id.as_ref().map(InstanceId::as_str),
-        instance_ids: &instance_ids,
-        override_reason: plan.override_reason.as_deref(),
-        prior_options: Some(&serde_json::Value::Object(prior)),
-        rollback_of,
-    })?;
-    crate::crash::point("after-record");
-    match send_start(state, record_id, region, plan, &token, requester).await {
-        Ok(execution_id) => Ok(execution_id),
-        Err(e @ AppError::Aws { .. }) => {
-            // SSM answered no: nothing was started. The record stays, marked refused, for the audit trail.
-            state.store.set_refused(record_id, &e.to_string())?;
-            Err(e)
-        }
-        // Timeouts and connection errors leave the record as Recorded: start-up reconciliation
-        // re-sends it with the same ClientToken, which SSM turns into the same execution.
-        Err(e) => Err(e),
-    }
-}
-
 async fn start(
     State(state): State<AppState>,
     Extension(who): Extension<Identity>,
@@ -223,7 +128,7 @@ async fn start(
     if !a.users.is_empty() && plan.override_reason.is_none() {
         return Err(AppError::Imdsv1InUse(a.users));
     }
-    let execution_id = record_and_send(&state, &a.region, &plan, &a.targets, None, &who.name).await?;
+    let execution_id = runs::record_and_send(&state, &a.region, &plan, &a.targets, None, &who.name).await?;
     Ok((StatusCode::CREATED, Json(StartExecutionResponse { execution_id })))
 }
 
@@ -340,7 +245,8 @@ async fn rollback(
                 override_gate: None,
             };
             let plan = req.validate().map_err(AppError::Validation)?;
-            let new_id = record_and_send(&state, &row.region, &plan, chunk, Some(&id), &who.name).await?;
+            let new_id =
+                runs::record_and_send(&state, &row.region, &plan, chunk, Some(&id), &who.name).await?;
             state.store.add_rolled_back_by(&id, &new_id)?;
             execution_ids.push(new_id);
             instances.extend(ids);
@@ -532,15 +438,19 @@ fn cached_detail(state: &AppState, row: &RunRow) -> Option<ExecutionDetail> {
 /// is spent, never a queue), and only among executions of our runbook.
 async fn foreign_detail(state: &AppState, id: &str) -> Result<ExecutionDetail, AppError> {
     for clients in state.clients.values() {
-        if let Err(wait) = state.limits(&clients.region).lookup.try_acquire() {
-            let secs = wait.as_secs() + 1;
-            return Err(AppError::refused(
-                StatusCode::TOO_MANY_REQUESTS,
-                "LookupThrottled",
-                format!("execution {id} is not in this console's records, and looking it up in SSM is rate-limited; try again in {secs} s"),
-            ));
-        }
-        match ssm::get(clients, id).await {
+        let slot = state.limits(&clients.region).lookup.try_acquire();
+        let found = match slot {
+            Ok(_slot) => ssm::get(clients, id).await,
+            Err(wait) => {
+                let secs = wait.as_secs() + 1;
+                return Err(AppError::refused(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "LookupThrottled",
+                    format!("execution {id} is not in this console's records, and looking it up in SSM is rate-limited; try again in {secs} s"),
+                ));
+            }
+        };
+        match found {
             Ok(ex) if ex.document_name != shared::RUNBOOK => break,
             Ok(ex) => {
                 let row = RunRow {
@@ -592,8 +502,11 @@ async fn stop(
         .by_execution_id(&id)?
         .ok_or_else(|| AppError::NotFound(format!("execution {id} was not started by this console")))?;
     let clients = state.region(Some(&row.region))?;
-    state.limits(&row.region).read.acquire().await;
-    match ssm::stop(clients, &id).await {
+    let stopped = {
+        let _slot = state.limits(&row.region).read.acquire().await;
+        ssm::stop(clients, &id).await
+    };
+    match stopped {
         Ok(()) => {}
         Err(AppError::Aws { code, message, .. }) if code == "InvalidAutomationStatusUpdateException" => {
             return Err(AppError::Conflict { code, message });

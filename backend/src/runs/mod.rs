@@ -1,0 +1,299 @@
+//! The life of a start: record it, send it, tell SSM's answers apart, and settle the unclear ones
+//! without relying on what AWS leaves undocumented.
+//!
+//! - A start is recorded (with a fresh ClientToken and its own run tag) before it is sent.
+//! - SSM's answer is one of three kinds ([`StartOutcome`]): a definite refusal (the record is kept,
+//!   marked Refused), a "not now" (throttling, the concurrent-execution quota: sent again with the same
+//!   token, which SSM refused, so nothing was started), or an unclear one (a 5xx after the SDK's
+//!   retries, a timeout, a lost reply: the run may exist; the record is marked Unknown, never Refused).
+//! - Unclear starts are settled by [`reconcile`]: it looks for the execution by its run tag
+//!   (DescribeAutomationExecutions, TagKey filter) and, only when SSM has none, sends the start again
+//!   with a fresh ClientToken. A reused token is never relied on: AWS documents only that it "can't be
+//!   reused", not what a reuse returns, or for how long.
+
+use serde_json::json;
+use shared::api::InstanceView;
+use shared::{InstanceId, StartPlan, Targets, RUNBOOK};
+use std::time::Duration;
+
+use crate::aws::ssm;
+use crate::error::AppError;
+use crate::state::AppState;
+use crate::store::{NewRun, RunRow, STATUS_RECORDED, STATUS_UNKNOWN};
+
+/// What an error from StartAutomationExecution means for the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartOutcome {
+    /// SSM said no (validation, access denied, unknown document, ...): nothing was started.
+    Refused,
+    /// SSM said "not now" (throttling, the concurrent-execution quota): nothing was started; send it
+    /// again later.
+    NotNow,
+    /// The run may or may not exist (a 5xx after the SDK's retries, a timeout, a lost connection).
+    Unclear,
+}
+
+/// Classifies an error from StartAutomationExecution.
+pub fn classify(err: &AppError) -> StartOutcome {
+    match err {
+        AppError::Aws { code, .. } if is_not_now(code) => StartOutcome::NotNow,
+        AppError::Aws { status, .. } if status.is_client_error() => StartOutcome::Refused,
+        // Our own validation, before anything was sent.
+        AppError::Validation(_) | AppError::BadJson(_) | AppError::BadQuery(_) => StartOutcome::Refused,
+        _ => StartOutcome::Unclear,
+    }
+}
+
+/// SSM's codes for "too many, try later".
+pub fn is_not_now(code: &str) -> bool {
+    is_throttling(code) || code == "AutomationExecutionLimitExceededException"
+}
+
+pub fn is_throttling(code: &str) -> bool {
+    code.contains("Throttl") || code == "RequestLimitExceeded" || code == "TooManyRequestsException"
+}
+
+/// How often a "not now" start is sent again before the caller hears about it.
+const START_ATTEMPTS: u32 = 10;
+
+/// Sends a recorded start to SSM, again with the same token while SSM says "not now" (it started
+/// nothing then). Returns the execution ID, stored.
+pub async fn send_start(
+    state: &AppState,
+    run: &RunRef<'_>,
+    plan: &StartPlan,
+    token: &str,
+) -> Result<String, AppError> {
+    let clients = state.region(Some(run.region))?;
+    let mut backoff = Duration::from_millis(200);
+    let mut attempt = 1;
+    let execution_id = loop {
+        let sent = {
+            let _slot = state.limits(run.region).start.acquire().await;
+            ssm::start(
+                clients,
+                RUNBOOK,
+                plan,
+                token,
+                run.record_id,
+                run.run_tag,
+                run.requester,
+            )
+            .await
+        };
+        match sent {
+            Ok(id) => break id,
+            Err(e) if classify(&e) == StartOutcome::NotNow && attempt < START_ATTEMPTS => {
+                tracing::info!(record = run.record_id, attempt, error = %e, "SSM said not now; sending the start again");
+                state.limits(run.region).start.back_off(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    crate::crash::point("after-start");
+    settle(state, run.record_id, &execution_id)?;
+    Ok(execution_id)
+}
+
+/// What a send needs to know about its record.
+pub struct RunRef<'a> {
+    pub record_id: i64,
+    pub region: &'a str,
+    pub run_tag: Option<&'a str>,
+    pub requester: &'a str,
+}
+
+/// Stores the execution ID of a record and tells the browsers.
+fn settle(state: &AppState, record_id: i64, execution_id: &str) -> Result<(), AppError> {
+    state.store.set_execution_id(record_id, execution_id)?;
+    state.events.publish(shared::api::ExecutionEvent {
+        execution_id: execution_id.to_owned(),
+        status: "InProgress".into(),
+        parent_execution_id: None,
+    });
+    Ok(())
+}
+
+/// Records a start (with each target's current options, for rollback) and sends it.
+pub async fn record_and_send(
+    state: &AppState,
+    region: &str,
+    plan: &StartPlan,
+    targets: &[InstanceView],
+    rollback_of: Option<&str>,
+    requester: &str,
+) -> Result<String, AppError> {
+    let prior: serde_json::Map<String, serde_json::Value> = targets
+        .iter()
+        .map(|i| (i.instance_id.clone(), json!(i.metadata)))
+        .collect();
+    let instance_ids: Vec<String> = targets.iter().map(|i| i.instance_id.clone()).collect();
+    let targets_text = plan.rate_control.as_ref().map(|rc| match &rc.targets {
+        Targets::InstanceIds(ids) => json!(format!("{} instances", ids.len())),
+        Targets::Tag { key, value } => json!(format!("tag:{key}={value}")),
+    });
+    // The first token is also the run's tag: later sends get fresh tokens, the tag stays.
+    let token = uuid::Uuid::new_v4().to_string();
+    let plan_json = serde_json::to_value(plan).map_err(AppError::internal)?;
+    let record_id = state.store.record_start(&NewRun {
+        client_token: &token,
+        region,
+        document_name: RUNBOOK,
+        requester,
+        parameters: &plan_json,
+        targets: targets_text.as_ref(),
+        instance_id: plan.parameters.instance_id.as_ref().map(InstanceId::as_str),
+        instance_ids: &instance_ids,
+        override_reason: plan.override_reason.as_deref(),
+        prior_options: Some(&serde_json::Value::Object(prior)),
+        rollback_of,
+    })?;
+    crate::crash::point("after-record");
+    let run = RunRef {
+        record_id,
+        region,
+        run_tag: Some(&token),
+        requester,
+    };
+    match send_start(state, &run, plan, &token).await {
+        Ok(execution_id) => Ok(execution_id),
+        Err(e) => match classify(&e) {
+            StartOutcome::Refused | StartOutcome::NotNow => {
+                // SSM answered no: nothing was started. The record stays, marked refused, for the audit.
+                state.store.set_refused(record_id, &e.to_string())?;
+                Err(e)
+            }
+            StartOutcome::Unclear => {
+                state.store.set_unknown(record_id, &e.to_string())?;
+                Err(AppError::refused(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "StartOutcomeUnknown",
+                    format!(
+                        "SSM did not answer clearly ({e}). The run may have started: the console is \
+                         checking, and it will appear in History if it did; it will not be started twice."
+                    ),
+                ))
+            }
+        },
+    }
+}
+
+/// Settles starts whose outcome is not known: at start-up every unsettled one (no request is sending
+/// them then), and from the watcher those marked Unknown. Each is looked for by its run tag first; only
+/// when SSM has no such execution is it sent again, with a fresh token.
+pub async fn reconcile(state: &AppState, statuses: &[&str]) {
+    let pending = match state.store.unsettled(statuses) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read unsettled starts");
+            return;
+        }
+    };
+    for run in pending {
+        if let Err(e) = reconcile_one(state, &run).await {
+            tracing::warn!(record = run.id, error = %e, "could not settle a start yet; will try again");
+        }
+    }
+}
+
+/// The statuses start-up settles.
+pub const AT_START_UP: &[&str] = &[STATUS_RECORDED, STATUS_UNKNOWN];
+/// The statuses the watcher settles while requests may be sending others.
+pub const WHILE_SERVING: &[&str] = &[STATUS_UNKNOWN];
+
+async fn reconcile_one(state: &AppState, run: &RunRow) -> Result<(), AppError> {
+    let plan: Option<StartPlan> = state
+        .store
+        .plan_of(run.id)?
+        .and_then(|p| serde_json::from_str(&p).ok());
+    let Some(plan) = plan else {
+        return Ok(());
+    };
+    let requester = run.requester.clone().unwrap_or_default();
+    let run_tag = state.store.run_tag_of(run.id)?;
+    let token = match &run_tag {
+        Some(tag) => {
+            let clients = state.region(Some(&run.region))?;
+            let found = {
+                let _slot = state.limits(&run.region).read.acquire().await;
+                ssm::find_by_run_tag(clients, tag).await?
+            };
+            if let Some(id) = found {
+                tracing::info!(record = run.id, execution = %id, "found the execution of an unsettled start");
+                return settle(state, run.id, &id);
+            }
+            // SSM has no such run: send it again, with a token never used before (recorded first).
+            let fresh = uuid::Uuid::new_v4().to_string();
+            state.store.set_client_token(run.id, &fresh)?;
+            fresh
+        }
+        // A record from before run tags: only its own token can find it.
+        None => run.client_token.clone().unwrap_or_default(),
+    };
+    let r = RunRef {
+        record_id: run.id,
+        region: &run.region,
+        run_tag: run_tag.as_deref(),
+        requester: &requester,
+    };
+    match send_start(state, &r, &plan, &token).await {
+        Ok(id) => {
+            tracing::info!(record = run.id, execution = %id, "sent an unsettled start");
+            Ok(())
+        }
+        Err(e) => match classify(&e) {
+            StartOutcome::Refused => state.store.set_refused(run.id, &e.to_string()),
+            StartOutcome::NotNow | StartOutcome::Unclear => state.store.set_unknown(run.id, &e.to_string()),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::StatusCode;
+
+    fn aws(status: StatusCode, code: &str) -> AppError {
+        AppError::Aws {
+            status,
+            code: code.into(),
+            message: "m".into(),
+        }
+    }
+
+    #[test]
+    fn refusals_not_now_and_unclear_answers_are_told_apart() {
+        assert_eq!(
+            classify(&aws(StatusCode::FORBIDDEN, "AccessDeniedException")),
+            StartOutcome::Refused
+        );
+        assert_eq!(
+            classify(&aws(
+                StatusCode::BAD_REQUEST,
+                "InvalidAutomationExecutionParametersException"
+            )),
+            StartOutcome::Refused
+        );
+        assert_eq!(
+            classify(&aws(
+                StatusCode::BAD_GATEWAY,
+                "AutomationExecutionLimitExceededException"
+            )),
+            StartOutcome::NotNow
+        );
+        assert_eq!(
+            classify(&aws(StatusCode::TOO_MANY_REQUESTS, "ThrottlingException")),
+            StartOutcome::NotNow
+        );
+        assert_eq!(
+            classify(&aws(StatusCode::BAD_GATEWAY, "InternalServerError")),
+            StartOutcome::Unclear
+        );
+        assert_eq!(
+            classify(&AppError::AwsUnavailable("timed out".into())),
+            StartOutcome::Unclear
+        );
+    }
+}
