@@ -25,6 +25,7 @@ pub(crate) fn handle(
     match op {
         "DescribeInstances" => describe_instances(sb, region, &p),
         "ModifyInstanceMetadataOptions" => modify_metadata_options(sb, region, &p),
+        "TerminateInstances" => terminate_instances(sb, region, &p),
         "DescribeRegions" => {
             let regions = sb.world().fleet.regions.clone();
             let mut items = String::new();
@@ -52,6 +53,51 @@ pub(crate) fn handle(
             format!("The action {other} is not valid for this web service."),
         )),
     }
+}
+
+/// TerminateInstances: the instances end at once (no shutting-down phase), stay visible as terminated
+/// for a while, then are gone.
+fn terminate_instances(sb: &Sandbox, region: &str, p: &BTreeMap<&str, &str>) -> Result<Response, AwsError> {
+    let ids: Vec<&str> = p
+        .iter()
+        .filter(|(k, _)| k.starts_with("InstanceId."))
+        .map(|(_, v)| *v)
+        .collect();
+    if ids.is_empty() {
+        return Err(AwsError::client(
+            "MissingParameter",
+            "The request must contain the parameter InstanceId",
+        ));
+    }
+    let now = timefmt::now_ms();
+    let speed = sb.speed();
+    let mut world = sb.world();
+    world.fleet.purge_terminated(now, speed);
+    if let Some(missing) = ids.iter().find(|id| world.fleet.get(region, id).is_none()) {
+        return Err(AwsError::client(
+            "InvalidInstanceID.NotFound",
+            format!("The instance ID '{missing}' does not exist"),
+        ));
+    }
+    world.dirty = true;
+    let mut items = String::new();
+    for id in ids {
+        let Some(inst) = world.fleet.get_mut(region, id) else {
+            continue;
+        };
+        let previous = std::mem::replace(&mut inst.state, "terminated".to_owned());
+        let previous_code = if previous == "running" { 16 } else { 80 };
+        inst.terminated_ms.get_or_insert(now);
+        let _ = write!(
+            items,
+            "<item><instanceId>{id}</instanceId><currentState><code>48</code><name>terminated</name></currentState>\
+             <previousState><code>{previous_code}</code><name>{previous}</name></previousState></item>"
+        );
+    }
+    ok_xml(wrap(
+        "TerminateInstances",
+        &format!("<instancesSet>{items}</instancesSet>"),
+    ))
 }
 
 fn wrap(op: &str, inner: &str) -> String {
@@ -177,8 +223,9 @@ fn describe_instances(sb: &Sandbox, region: &str, p: &BTreeMap<&str, &str>) -> R
             ));
         }
     }
-    let world = sb.world();
     let now = timefmt::now_ms();
+    let mut world = sb.world();
+    world.fleet.purge_terminated(now, sb.speed());
     let missing: Vec<&str> = ids
         .iter()
         .copied()
@@ -253,7 +300,11 @@ fn metadata_xml(inst: &Instance, now: u64) -> String {
 }
 
 fn reservation_xml(inst: &Instance, now: u64) -> String {
-    let code = if inst.state == "running" { 16 } else { 80 };
+    let code = match inst.state.as_str() {
+        "running" => 16,
+        "terminated" => 48,
+        _ => 80,
+    };
     let mut tags = String::new();
     for (k, v) in &inst.tags {
         let _ = write!(

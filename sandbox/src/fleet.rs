@@ -22,7 +22,14 @@ pub(crate) struct Instance {
     pub imdsv1_per_hour: f64,
     /// When IMDSv1 was turned off (true) or on (false), oldest first; the first entry holds since forever.
     pub v1_blocked_log: Vec<(u64, bool)>,
+    /// When TerminateInstances ended it; such an instance stays visible (state terminated) for
+    /// `TERMINATED_VISIBLE_SECS`, then is gone, and DescribeInstances by its ID fails as in EC2.
+    #[serde(default)]
+    pub terminated_ms: Option<u64>,
 }
+
+/// How long EC2 keeps showing a terminated instance (about an hour), in sandbox seconds.
+pub(crate) const TERMINATED_VISIBLE_SECS: f64 = 3600.0;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Metadata {
@@ -146,6 +153,19 @@ impl Fleet {
     pub(crate) fn in_region<'a>(&'a self, region: &'a str) -> impl Iterator<Item = &'a Instance> + 'a {
         self.instances.iter().filter(move |i| i.region == region)
     }
+
+    /// Forgets instances terminated longer ago than EC2 keeps showing them.
+    pub(crate) fn purge_terminated(&mut self, now_ms: u64, speed: f64) {
+        let visible = scaled_ms(TERMINATED_VISIBLE_SECS, speed);
+        let before = self.instances.len();
+        self.instances.retain(|i| {
+            i.terminated_ms
+                .is_none_or(|t| now_ms.saturating_sub(t) <= visible)
+        });
+        if self.instances.len() != before {
+            self.reindex();
+        }
+    }
 }
 
 /// splitmix64: a tiny, well-known generator, so a seed always gives the same fleet.
@@ -234,6 +254,7 @@ pub(crate) fn generate(size: usize, seed: u64, regions: &[String]) -> Fleet {
             md,
             imdsv1_per_hour: rate,
             v1_blocked_log: vec![(0, blocked)],
+            terminated_ms: None,
         });
     }
     let mut fleet = Fleet {

@@ -247,8 +247,11 @@ pub struct RollbackResponse {
     pub execution_ids: Vec<String>,
     /// The instances being restored.
     pub instances: Vec<String>,
-    /// Anything that cannot be restored exactly.
+    /// Anything that cannot be restored exactly, and each instance skipped, with the reason.
     pub notes: Vec<String>,
+    /// Instances that were terminated or are gone since, so nothing was restored on them.
+    #[serde(default)]
+    pub skipped: Vec<String>,
 }
 
 /// Every error reply: `{"error": {...}}`.

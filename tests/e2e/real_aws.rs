@@ -216,3 +216,119 @@ async fn an_unclear_start_is_recorded_as_unknown_then_found_or_sent_once_whateve
         assert_eq!(runs_on(&app, &id).await, 1, "{case}: exactly one run");
     }
 }
+
+#[tokio::test]
+async fn a_rollback_after_a_target_was_terminated_restores_the_others_and_names_it() {
+    let app = spawn_app_with(AppOptions::default()).await;
+    let ids: Vec<String> = app
+        .pick("us-east-1", |i| {
+            i["metadata"]["http_tokens"] == "optional" && i["imdsv1_calls"] == 0
+        })
+        .await
+        .into_iter()
+        .take(3)
+        .collect();
+    assert_eq!(ids.len(), 3);
+    let (status, body) = app
+        .post(
+            "/executions",
+            &json!({"parameters": {"EnforceIMDSv2": "required"},
+                    "rate_control": {"targets": {"instance_ids": ids}, "max_concurrency": "3", "max_errors": "0"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let run = body["execution_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        app.wait_done(&run, Duration::from_secs(30)).await["summary"]["status"],
+        "Success"
+    );
+
+    let conf = sdk_config(app.state.sandbox_url.as_deref().unwrap(), "us-east-1", 1).await;
+    aws_sdk_ec2::Client::new(&conf)
+        .terminate_instances()
+        .instance_ids(&ids[0])
+        .send()
+        .await
+        .expect("terminated");
+
+    let (status, rb) = app.post(&format!("/executions/{run}/rollback"), &json!({})).await;
+    assert_eq!(status, 201, "{rb}");
+    assert_eq!(rb["skipped"], json!([ids[0]]));
+    assert!(rb["notes"].to_string().contains(&ids[0]), "{rb}");
+    let mut restored: Vec<String> = serde_json::from_value(rb["instances"].clone()).unwrap();
+    restored.sort();
+    let mut others = ids[1..].to_vec();
+    others.sort();
+    assert_eq!(restored, others);
+    for e in rb["execution_ids"].as_array().unwrap() {
+        let d = app.wait_done(e.as_str().unwrap(), Duration::from_secs(30)).await;
+        assert_eq!(d["summary"]["status"], "Success", "{d}");
+    }
+    app.refresh_fleet().await;
+    for inst in app.instances().await {
+        if others.contains(&inst["instance_id"].as_str().unwrap().to_owned()) {
+            assert_eq!(inst["metadata"]["http_tokens"], "optional", "restored: {inst}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_terminated_instance_stays_visible_for_a_while_then_describing_it_by_id_fails() {
+    // At this speed EC2's hour of visibility lasts 3 s.
+    let (_sb, url) = standalone_sandbox(sandbox::SandboxConfig {
+        speed: 1_200.0,
+        ..sandbox::SandboxConfig::default()
+    })
+    .await;
+    let ec2 = aws_sdk_ec2::Client::new(&sdk_config(&url, "us-east-1", 1).await);
+    let all = ec2.describe_instances().send().await.unwrap();
+    let id = all.reservations()[0].instances()[0]
+        .instance_id()
+        .unwrap()
+        .to_owned();
+    let out = ec2.terminate_instances().instance_ids(&id).send().await.unwrap();
+    assert_eq!(
+        out.terminating_instances()[0]
+            .current_state()
+            .and_then(|s| s.name())
+            .map(|n| n.as_str()),
+        Some("terminated")
+    );
+    let seen = ec2.describe_instances().instance_ids(&id).send().await.unwrap();
+    assert_eq!(
+        seen.reservations()[0].instances()[0]
+            .state()
+            .and_then(|s| s.name())
+            .map(|n| n.as_str()),
+        Some("terminated")
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let err = loop {
+        match ec2.describe_instances().instance_ids(&id).send().await {
+            Err(e) => break e,
+            Ok(_) => {
+                assert!(std::time::Instant::now() < deadline, "never purged");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    assert_eq!(
+        aws_sdk_ec2::error::ProvideErrorMetadata::code(&err.into_service_error()),
+        Some("InvalidInstanceID.NotFound")
+    );
+    let by_filter = ec2
+        .describe_instances()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("instance-id")
+                .values(&id)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        by_filter.reservations().is_empty(),
+        "a filter finds nothing and fails nothing"
+    );
+}

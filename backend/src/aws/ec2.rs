@@ -10,8 +10,14 @@ use crate::error::AppError;
 /// Which instances to describe.
 pub enum Selection<'a> {
     All,
+    /// These instances; EC2 refuses the whole call if one does not exist.
     Ids(&'a [String]),
-    Tag { key: &'a str, value: &'a str },
+    /// Those of these instances that still exist (an `instance-id` filter, 200 values a call).
+    IdsThatExist(&'a [String]),
+    Tag {
+        key: &'a str,
+        value: &'a str,
+    },
 }
 
 fn view(region: &str, i: &Instance) -> InstanceView {
@@ -61,15 +67,35 @@ fn view(region: &str, i: &Instance) -> InstanceView {
     }
 }
 
+/// Values one EC2 filter takes.
+const FILTER_VALUES: usize = 200;
+
 /// Describes the selected instances of one region, following every page.
 pub async fn describe(c: &RegionClients, selection: Selection<'_>) -> Result<Vec<InstanceView>, AppError> {
+    if let Selection::IdsThatExist(ids) = selection {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(FILTER_VALUES) {
+            out.extend(describe_pages(c, &Selection::IdsThatExist(chunk)).await?);
+        }
+        return Ok(out);
+    }
+    describe_pages(c, &selection).await
+}
+
+async fn describe_pages(c: &RegionClients, selection: &Selection<'_>) -> Result<Vec<InstanceView>, AppError> {
     let mut out = Vec::new();
     let mut token: Option<String> = None;
     loop {
         let mut req = c.ec2.describe_instances().set_next_token(token.take());
-        req = match &selection {
+        req = match selection {
             Selection::All => req.max_results(1000),
             Selection::Ids(ids) => req.set_instance_ids(Some(ids.to_vec())),
+            Selection::IdsThatExist(ids) => req.max_results(1000).filters(
+                Filter::builder()
+                    .name("instance-id")
+                    .set_values(Some(ids.to_vec()))
+                    .build(),
+            ),
             Selection::Tag { key, value } => req.max_results(1000).filters(
                 Filter::builder()
                     .name(format!("tag:{key}"))

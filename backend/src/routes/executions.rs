@@ -7,9 +7,8 @@ use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use shared::api::{
-    ExecutionDetail, ExecutionPage, InstanceUsage, InstanceView, MetadataOptions, ParametersInput,
-    PreviewResponse, RateControlInput, RollbackResponse, StartExecutionRequest, StartExecutionResponse,
-    TargetsInput,
+    ExecutionDetail, ExecutionPage, InstanceUsage, InstanceView, PreviewResponse, RollbackResponse,
+    StartExecutionRequest, StartExecutionResponse,
 };
 use shared::{preview, InstanceId, StartPlan, Targets};
 use std::collections::BTreeMap;
@@ -152,114 +151,13 @@ async fn preview_start(
     }))
 }
 
-/// The options a rollback sets back: tokens, endpoint and hop limit.
-fn restorable(m: &MetadataOptions) -> (String, String, u8) {
-    (
-        m.http_tokens.clone(),
-        m.http_endpoint.clone(),
-        m.http_put_response_hop_limit,
-    )
-}
-
-/// Starts runs of the same runbook that put every instance the run changed back to its recorded
-/// prior options: one run per distinct set of prior options (rate-controlled when it covers several).
 async fn rollback(
     State(state): State<AppState>,
     Extension(who): Extension<Identity>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<RollbackResponse>), AppError> {
-    let row = state
-        .store
-        .by_execution_id(&id)?
-        .ok_or_else(|| AppError::NotFound(format!("execution {id} was not started by this console")))?;
-    if !shared::is_terminal_status(&row.status) {
-        return Err(AppError::Conflict {
-            code: "StillRunning".into(),
-            message: format!(
-                "execution {id} is {}; stop it or let it finish before rolling back",
-                row.status
-            ),
-        });
-    }
-    let prior: BTreeMap<String, MetadataOptions> = row
-        .prior_options
-        .as_deref()
-        .and_then(|p| serde_json::from_str(p).ok())
-        .filter(|p: &BTreeMap<String, MetadataOptions>| !p.is_empty())
-        .ok_or_else(|| AppError::Conflict {
-            code: "NothingToRollBack".into(),
-            message: format!(
-                "execution {id} has no recorded prior options (a child run: roll back its parent)"
-            ),
-        })?;
-    let clients = state.region(Some(&row.region))?;
-    let ids: Vec<String> = prior.keys().cloned().collect();
-    let current = ec2::describe(clients, ec2::Selection::Ids(&ids)).await?;
-    let mut groups: BTreeMap<(String, String, u8), Vec<InstanceView>> = BTreeMap::new();
-    let mut notes = Vec::new();
-    for inst in current {
-        let Some(before) = prior.get(&inst.instance_id) else {
-            continue;
-        };
-        if restorable(before) == restorable(&inst.metadata) {
-            continue;
-        }
-        if before.http_endpoint == "disabled"
-            && (before.http_tokens != inst.metadata.http_tokens
-                || before.http_put_response_hop_limit != inst.metadata.http_put_response_hop_limit)
-        {
-            notes.push(format!(
-                "{}: the runbook's disable path only turns the endpoint off; http_tokens and the hop limit stay {} and {} (they have no effect while it is off)",
-                inst.instance_id, inst.metadata.http_tokens, inst.metadata.http_put_response_hop_limit
-            ));
-        }
-        groups.entry(restorable(before)).or_default().push(inst);
-    }
-    if groups.is_empty() {
-        return Err(AppError::Conflict {
-            code: "NothingToRollBack".into(),
-            message: format!("every instance of {id} already has its prior options"),
-        });
-    }
-    let mut execution_ids = Vec::new();
-    let mut instances = Vec::new();
-    for ((tokens, endpoint, hop), members) in groups {
-        for chunk in members.chunks(shared::params::MAX_TARGET_VALUES) {
-            let ids: Vec<String> = chunk.iter().map(|i| i.instance_id.clone()).collect();
-            let parameters = ParametersInput {
-                instance_id: (ids.len() == 1).then(|| ids[0].clone()),
-                enforce_imdsv2: Some(tokens.clone()),
-                metadata_access: Some(endpoint.clone()),
-                hop_limit: Some(json!(hop)),
-                assume_role: None,
-            };
-            let req = StartExecutionRequest {
-                region: Some(row.region.clone()),
-                parameters,
-                rate_control: (ids.len() > 1).then(|| RateControlInput {
-                    targets: TargetsInput::InstanceIds(ids.clone()),
-                    max_concurrency: "10".into(),
-                    // Restore as many as possible: one failure must not stop the others.
-                    max_errors: "100%".into(),
-                }),
-                override_gate: None,
-            };
-            let plan = req.validate().map_err(AppError::Validation)?;
-            let new_id =
-                runs::record_and_send(&state, &row.region, &plan, chunk, Some(&id), &who.name).await?;
-            state.store.add_rolled_back_by(&id, &new_id)?;
-            execution_ids.push(new_id);
-            instances.extend(ids);
-        }
-    }
-    Ok((
-        StatusCode::CREATED,
-        Json(RollbackResponse {
-            execution_ids,
-            instances,
-            notes,
-        }),
-    ))
+    let reply = runs::rollback(&state, &id, &who.name).await?;
+    Ok((StatusCode::CREATED, Json(reply)))
 }
 
 #[derive(Debug, Deserialize)]

@@ -12,11 +12,15 @@
 //!   reused", not what a reuse returns, or for how long.
 
 use serde_json::json;
-use shared::api::InstanceView;
+use shared::api::{
+    InstanceView, MetadataOptions, ParametersInput, RateControlInput, RollbackResponse,
+    StartExecutionRequest, TargetsInput,
+};
 use shared::{InstanceId, StartPlan, Targets, RUNBOOK};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::aws::ssm;
+use crate::aws::{ec2, ssm};
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::store::{NewRun, RunRow, STATUS_RECORDED, STATUS_UNKNOWN};
@@ -248,6 +252,130 @@ async fn reconcile_one(state: &AppState, run: &RunRow) -> Result<(), AppError> {
             StartOutcome::NotNow | StartOutcome::Unclear => state.store.set_unknown(run.id, &e.to_string()),
         },
     }
+}
+
+/// The options a rollback sets back: tokens, endpoint and hop limit.
+fn restorable(m: &MetadataOptions) -> (String, String, u8) {
+    (
+        m.http_tokens.clone(),
+        m.http_endpoint.clone(),
+        m.http_put_response_hop_limit,
+    )
+}
+
+/// Starts runs of the same runbook that put every instance the run changed back to its recorded
+/// prior options: one run per distinct set of prior options (rate-controlled when it covers several).
+/// Instances that have since been terminated, or are gone, are skipped and named in the notes.
+pub async fn rollback(state: &AppState, id: &str, requester: &str) -> Result<RollbackResponse, AppError> {
+    let row = state
+        .store
+        .by_execution_id(id)?
+        .ok_or_else(|| AppError::NotFound(format!("execution {id} was not started by this console")))?;
+    if !shared::is_terminal_status(&row.status) {
+        return Err(AppError::Conflict {
+            code: "StillRunning".into(),
+            message: format!(
+                "execution {id} is {}; stop it or let it finish before rolling back",
+                row.status
+            ),
+        });
+    }
+    let prior: BTreeMap<String, MetadataOptions> = row
+        .prior_options
+        .as_deref()
+        .and_then(|p| serde_json::from_str(p).ok())
+        .filter(|p: &BTreeMap<String, MetadataOptions>| !p.is_empty())
+        .ok_or_else(|| AppError::Conflict {
+            code: "NothingToRollBack".into(),
+            message: format!(
+                "execution {id} has no recorded prior options (a child run: roll back its parent)"
+            ),
+        })?;
+    let clients = state.region(Some(&row.region))?;
+    let ids: Vec<String> = prior.keys().cloned().collect();
+    // By filter, not by ID: EC2 fails a whole by-ID call once any of them is gone.
+    let current = ec2::describe(clients, ec2::Selection::IdsThatExist(&ids)).await?;
+    let mut groups: BTreeMap<(String, String, u8), Vec<InstanceView>> = BTreeMap::new();
+    let mut notes = Vec::new();
+    let mut skipped = Vec::new();
+    for wanted in &ids {
+        match current.iter().find(|i| &i.instance_id == wanted) {
+            None => {
+                notes.push(format!("{wanted}: no longer exists; nothing to restore"));
+                skipped.push(wanted.clone());
+            }
+            Some(i) if matches!(i.state.as_str(), "terminated" | "shutting-down") => {
+                notes.push(format!("{wanted}: {}; nothing to restore", i.state));
+                skipped.push(wanted.clone());
+            }
+            Some(_) => {}
+        }
+    }
+    for inst in current.into_iter().filter(|i| !skipped.contains(&i.instance_id)) {
+        let Some(before) = prior.get(&inst.instance_id) else {
+            continue;
+        };
+        if restorable(before) == restorable(&inst.metadata) {
+            continue;
+        }
+        if before.http_endpoint == "disabled"
+            && (before.http_tokens != inst.metadata.http_tokens
+                || before.http_put_response_hop_limit != inst.metadata.http_put_response_hop_limit)
+        {
+            notes.push(format!(
+                "{}: the runbook's disable path only turns the endpoint off; http_tokens and the hop limit stay {} and {} (they have no effect while it is off)",
+                inst.instance_id, inst.metadata.http_tokens, inst.metadata.http_put_response_hop_limit
+            ));
+        }
+        groups.entry(restorable(before)).or_default().push(inst);
+    }
+    if groups.is_empty() {
+        let gone = if skipped.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} no longer running: {})", skipped.len(), skipped.join(", "))
+        };
+        return Err(AppError::Conflict {
+            code: "NothingToRollBack".into(),
+            message: format!("every instance of {id} already has its prior options{gone}"),
+        });
+    }
+    let mut execution_ids = Vec::new();
+    let mut instances = Vec::new();
+    for ((tokens, endpoint, hop), members) in groups {
+        for chunk in members.chunks(shared::params::MAX_TARGET_VALUES) {
+            let ids: Vec<String> = chunk.iter().map(|i| i.instance_id.clone()).collect();
+            let parameters = ParametersInput {
+                instance_id: (ids.len() == 1).then(|| ids[0].clone()),
+                enforce_imdsv2: Some(tokens.clone()),
+                metadata_access: Some(endpoint.clone()),
+                hop_limit: Some(json!(hop)),
+                assume_role: None,
+            };
+            let req = StartExecutionRequest {
+                region: Some(row.region.clone()),
+                parameters,
+                rate_control: (ids.len() > 1).then(|| RateControlInput {
+                    targets: TargetsInput::InstanceIds(ids.clone()),
+                    max_concurrency: "10".into(),
+                    // Restore as many as possible: one failure must not stop the others.
+                    max_errors: "100%".into(),
+                }),
+                override_gate: None,
+            };
+            let plan = req.validate().map_err(AppError::Validation)?;
+            let new_id = record_and_send(state, &row.region, &plan, chunk, Some(id), requester).await?;
+            state.store.add_rolled_back_by(id, &new_id)?;
+            execution_ids.push(new_id);
+            instances.extend(ids);
+        }
+    }
+    Ok(RollbackResponse {
+        execution_ids,
+        instances,
+        notes,
+        skipped,
+    })
 }
 
 #[cfg(test)]
