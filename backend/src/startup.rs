@@ -176,6 +176,7 @@ pub async fn build_state(args: &ServeArgs) -> Result<AppState, String> {
             sandbox_url,
             auth,
             login_throttle: crate::auth::LoginThrottle::default(),
+            child_pages: crate::state::ChildPages::default(),
             password_checks: tokio::sync::Semaphore::new(PASSWORD_CHECKS),
             sso_sightings: crate::auth::SsoSightings::default(),
             access_epoch: tokio::sync::watch::Sender::new(0),

@@ -33,6 +33,8 @@ pub struct StateInner {
     pub events: EventHub,
     pub identity: tokio::sync::OnceCell<shared::api::Identity>,
     pub fleet: tokio::sync::Mutex<Option<(Instant, Vec<InstanceView>)>>,
+    /// Where the watcher goes on reading each rate-control run's children.
+    pub child_pages: ChildPages,
     /// Serialises on-demand detail fetches so concurrent viewers share one SSM call.
     pub detail_fetch: tokio::sync::Mutex<()>,
     pub poll: Duration,
@@ -57,6 +59,49 @@ pub struct StateInner {
     /// `first-admin-password` file until changed).
     pub bootstrap_password: Option<String>,
     pub data_dir: std::path::PathBuf,
+}
+
+/// Where the watcher is in each rate-control run's children: the next page, and whether it is reading
+/// them through one last time after the run finished.
+#[derive(Default)]
+pub struct ChildPages(Mutex<std::collections::HashMap<String, ChildCursor>>);
+
+#[derive(Default)]
+struct ChildCursor {
+    next: Option<String>,
+    final_sweep: bool,
+}
+
+impl ChildPages {
+    fn with<T>(&self, f: impl FnOnce(&mut std::collections::HashMap<String, ChildCursor>) -> T) -> T {
+        f(&mut self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// The token of the page to read now. When the run has just finished, reading starts over from the
+    /// first page, for one last sweep.
+    pub fn next_page(&self, parent: &str, finished: bool) -> Option<String> {
+        self.with(|map| {
+            let cursor = map.entry(parent.to_owned()).or_default();
+            if finished && !cursor.final_sweep {
+                cursor.final_sweep = true;
+                cursor.next = None;
+            }
+            cursor.next.take()
+        })
+    }
+
+    /// Notes the page read; returns true when that completed the last sweep of a finished run.
+    pub fn page_read(&self, parent: &str, next: Option<String>) -> bool {
+        self.with(|map| {
+            let cursor = map.entry(parent.to_owned()).or_default();
+            let done = next.is_none() && cursor.final_sweep;
+            cursor.next = next;
+            if done {
+                map.remove(parent);
+            }
+            done
+        })
+    }
 }
 
 /// How long the fleet view is reused before EC2 is asked again.

@@ -96,6 +96,7 @@ ALTER TABLE users ADD COLUMN must_change_password INTEGER NOT NULL DEFAULT 0;
     r"
 ALTER TABLE runs ADD COLUMN run_tag TEXT;
 UPDATE runs SET run_tag = client_token WHERE started_here = 1;
+ALTER TABLE runs ADD COLUMN children_synced INTEGER NOT NULL DEFAULT 1;
 ",
 ];
 
@@ -470,6 +471,25 @@ impl Store {
         Ok(old.as_deref() != Some(status))
     }
 
+    /// Whether a rate-control run's children have been read through since it finished.
+    pub fn set_children_synced(&self, execution_id: &str, synced: bool) -> Result<(), AppError> {
+        self.conn().execute(
+            "UPDATE runs SET children_synced = ?2 WHERE execution_id = ?1 AND children_synced <> ?2",
+            params![execution_id, i64::from(synced)],
+        )?;
+        Ok(())
+    }
+
+    /// How many instances a run recorded as its targets.
+    pub fn instance_count(&self, id: i64) -> Result<usize, AppError> {
+        let n: i64 = self.conn().query_row(
+            "SELECT COUNT(*) FROM run_instances WHERE run_id = ?1",
+            [id],
+            |r| r.get(0),
+        )?;
+        Ok(n as usize)
+    }
+
     /// Notes who asked SSM to stop a run (the latest, if several did).
     pub fn set_stopped_by(&self, execution_id: &str, who: &str) -> Result<(), AppError> {
         self.conn().execute(
@@ -545,6 +565,8 @@ impl Store {
     }
 
     /// Runs whose SSM status may still change (acknowledged, not terminal), parents and simple runs only.
+    /// Top-level runs to watch: those not finished, and finished rate-control runs whose children have
+    /// not been read through once since (their pages are read a round at a time).
     pub fn in_flight(&self) -> Result<Vec<RunRow>, AppError> {
         let placeholders = shared::TERMINAL_STATUSES
             .iter()
@@ -553,7 +575,8 @@ impl Store {
             .join(",");
         let sql = format!(
             "SELECT {ROW_COLUMNS} FROM runs WHERE execution_id IS NOT NULL AND parent_execution_id IS NULL
-               AND status NOT IN ({placeholders}) ORDER BY id"
+               AND (status NOT IN ({placeholders}) OR children_synced = 0)
+             ORDER BY id"
         );
         let conn = self.conn();
         let mut stmt = conn.prepare(&sql)?;

@@ -47,31 +47,51 @@ pub async fn run(state: AppState) {
 }
 
 /// Records executions of our runbook that this console did not start (children come with their parent).
+/// Pages are newest first: the children of a large rollout can fill many of them, so reading goes on (a
+/// page per read slot) past pages of children, and stops at the first page that shows a top-level run
+/// already known (everything older is known too), or after `DISCOVERY_PAGES`.
 pub async fn discover(state: &AppState, region: &str) -> Result<(), AppError> {
     let clients = state.region(Some(region))?;
-    let recent = {
-        let _slot = state.limits(region).read.acquire().await;
-        ssm::recent(clients, shared::RUNBOOK).await?
-    };
-    for ex in recent {
-        if ex.parent_id.is_some() || state.store.by_execution_id(&ex.id)?.is_some() {
-            continue;
+    let mut token = None;
+    for _ in 0..DISCOVERY_PAGES {
+        let (page, next) = {
+            let _slot = state.limits(region).read.acquire().await;
+            ssm::recent_page(clients, shared::RUNBOOK, token).await?
+        };
+        let mut reached_known = false;
+        for ex in page.iter().filter(|ex| ex.parent_id.is_none()) {
+            if state.store.by_execution_id(&ex.id)?.is_some() {
+                reached_known = true;
+            } else {
+                record_foreign(state, region, ex)?;
+            }
         }
-        let added = state.store.record_foreign(
-            region,
-            &ex.id,
-            &ex.document_name,
-            ex.instance_id.as_deref(),
-            &ex.status,
-            ex.start_time.as_deref(),
-        )?;
-        if added {
-            state.events.publish(ExecutionEvent {
-                execution_id: ex.id.clone(),
-                status: ex.status.clone(),
-                parent_execution_id: None,
-            });
+        match next {
+            Some(t) if !reached_known => token = Some(t),
+            _ => break,
         }
+    }
+    Ok(())
+}
+
+/// Pages of our runbook's executions read per discovery, at most.
+const DISCOVERY_PAGES: usize = 10;
+
+fn record_foreign(state: &AppState, region: &str, ex: &ssm::SsmExecutionSummary) -> Result<(), AppError> {
+    let added = state.store.record_foreign(
+        region,
+        &ex.id,
+        &ex.document_name,
+        ex.instance_id.as_deref(),
+        &ex.status,
+        ex.start_time.as_deref(),
+    )?;
+    if added {
+        state.events.publish(ExecutionEvent {
+            execution_id: ex.id.clone(),
+            status: ex.status.clone(),
+            parent_execution_id: None,
+        });
     }
     Ok(())
 }
@@ -99,10 +119,21 @@ pub async fn refresh(state: &AppState, run: &RunRow) -> Result<ExecutionDetail, 
         ssm::get(clients, execution_id).await?
     };
     if ex.rate_control.is_some() {
-        let children = {
+        // One page of children per round, so a 1,000-target rollout costs one read a round, not twenty;
+        // the pages cycle, so every child is read again within (children / 50) rounds.
+        // After the run finishes they are read through once more, so no child is left behind.
+        let finished = shared::is_terminal_status(&ex.status);
+        if !finished {
+            state.store.set_children_synced(execution_id, false)?;
+        }
+        let token = state.child_pages.next_page(execution_id, finished);
+        let (children, next) = {
             let _slot = limits.read.acquire().await;
-            ssm::children(clients, execution_id).await?
+            ssm::children_page(clients, execution_id, token).await?
         };
+        if state.child_pages.page_read(execution_id, next) {
+            state.store.set_children_synced(execution_id, true)?;
+        }
         for child in children {
             let changed = state.store.upsert_child(
                 run,
@@ -208,8 +239,15 @@ pub fn complete(state: &AppState, detail: &mut ExecutionDetail, row: &RunRow) ->
         ..HistoryFilter::default()
     };
     let (children, _) = state.store.history(&filter)?;
+    // SSM shows only the first resolved targets of a large run: the record knows them all (for runs
+    // started here), and children seen count too.
+    let recorded = if row.id > 0 {
+        state.store.instance_count(row.id)?
+    } else {
+        0
+    };
     let mut p = Progress {
-        total: rc.targets.len() as u32,
+        total: (rc.targets.len().max(recorded).max(children.len())) as u32,
         ..Progress::default()
     };
     for c in &children {

@@ -344,6 +344,9 @@ fn step_json(s: &StepExec) -> Value {
     Value::Object(m)
 }
 
+/// How many resolved targets an execution shows before it says the list is truncated.
+const RESOLVED_TARGETS_SHOWN: usize = 50;
+
 /// GetAutomationExecution's AutomationExecution (`full`) or DescribeAutomationExecutions' metadata.
 fn execution_json(ex: &Execution, full: bool) -> Value {
     let mut m = Map::new();
@@ -384,7 +387,12 @@ fn execution_json(ex: &Execution, full: bool) -> Value {
             );
             m.insert(
                 "ResolvedTargets".into(),
-                json!({ "ParameterValues": rc.resolved, "Truncated": false }),
+                // SSM returns only the first of many resolved targets (how many is not documented;
+                // the sandbox keeps 50) and says so.
+                json!({
+                    "ParameterValues": rc.resolved.iter().take(RESOLVED_TARGETS_SHOWN).collect::<Vec<_>>(),
+                    "Truncated": rc.resolved.len() > RESOLVED_TARGETS_SHOWN,
+                }),
             );
             m.insert("MaxConcurrency".into(), json!(rc.max_concurrency));
             m.insert("MaxErrors".into(), json!(rc.max_errors));

@@ -332,3 +332,61 @@ async fn a_terminated_instance_stays_visible_for_a_while_then_describing_it_by_i
         "a filter finds nothing and fails nothing"
     );
 }
+
+#[tokio::test]
+async fn a_thousand_target_rollout_is_watched_within_the_read_budget_to_its_true_total() {
+    // One region, since SSM's quotas (and so the budget) are per region and the sandbox counts calls
+    // of all regions together.
+    let app = spawn_app_with(AppOptions {
+        fleet: 5_000,
+        speed: 1_000.0,
+        read_rate: 6.0,
+        poll_ms: 100,
+        discover_secs: 5,
+        extra_args: vec!["--region".into(), "us-east-1".into()],
+        ..AppOptions::default()
+    })
+    .await;
+    let (status, body) = app
+        .post(
+            "/executions",
+            &json!({"region": "us-east-1", "parameters": {"EnforceIMDSv2": "optional"},
+                    "rate_control": {"targets": {"tag": {"key": "Team", "value": "web"}},
+                                     "max_concurrency": "250", "max_errors": "100%"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let run = body["execution_id"].as_str().unwrap().to_owned();
+    let since = e2e::now_ms();
+    // Watched to the end: every child seen finished, and the total is every target, not the 50 SSM shows.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let progress = loop {
+        let (_, d) = app.get(&format!("/executions/{run}")).await;
+        let p = d["rate_control"]["progress"].clone();
+        let total = p["total"].as_u64().unwrap_or(0);
+        let finished = p["succeeded"].as_u64().unwrap_or(0)
+            + p["failed"].as_u64().unwrap_or(0)
+            + p["cancelled"].as_u64().unwrap_or(0);
+        if shared::is_terminal_status(d["summary"]["status"].as_str().unwrap_or(""))
+            && total > 0
+            && finished == total
+        {
+            break p;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not watched to the end: {p}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let total = progress["total"].as_u64().unwrap();
+    assert!(
+        total > 900,
+        "a thousand-odd targets, not the 50 SSM lists: {progress}"
+    );
+    let peak = app.sandbox.peak_per_second("ssm:*", since);
+    assert!(
+        peak <= 6,
+        "{peak} SSM calls in one second with a read budget of 6"
+    );
+}

@@ -33,6 +33,8 @@ pub struct SsmRateControl {
     pub target_parameter_name: String,
     pub targets: Vec<String>,
     pub resolved: Vec<String>,
+    /// SSM shows only the first resolved targets of a large run.
+    pub resolved_truncated: bool,
     pub max_concurrency: String,
     pub max_errors: String,
 }
@@ -173,6 +175,7 @@ pub async fn get(c: &RegionClients, id: &str) -> Result<SsmExecution, AppError> 
             .resolved_targets()
             .map(|r| r.parameter_values().to_vec())
             .unwrap_or_default(),
+        resolved_truncated: ex.resolved_targets().is_some_and(|r| r.truncated()),
         max_concurrency: ex.max_concurrency().unwrap_or_default().to_owned(),
         max_errors: ex.max_errors().unwrap_or_default().to_owned(),
     });
@@ -238,45 +241,46 @@ fn summary(m: &AutomationExecutionMetadata) -> SsmExecutionSummary {
 }
 
 /// The children of a rate-control parent (DescribeAutomationExecutions, ParentExecutionId filter).
-pub async fn children(c: &RegionClients, parent_id: &str) -> Result<Vec<SsmExecutionSummary>, AppError> {
-    list(c, AutomationExecutionFilterKey::ParentExecutionId, parent_id).await
+/// One page of a parent's children, and the token of the next page (one call; the watcher spreads the
+/// pages of a large run over its rounds, each page counted against the read budget).
+pub async fn children_page(
+    c: &RegionClients,
+    parent_id: &str,
+    token: Option<String>,
+) -> Result<(Vec<SsmExecutionSummary>, Option<String>), AppError> {
+    page(
+        c,
+        AutomationExecutionFilterKey::ParentExecutionId,
+        parent_id,
+        token,
+    )
+    .await
 }
 
-async fn list(
+/// One page (50) of the executions of a document, newest first, and the next page's token.
+pub async fn recent_page(
+    c: &RegionClients,
+    document: &str,
+    token: Option<String>,
+) -> Result<(Vec<SsmExecutionSummary>, Option<String>), AppError> {
+    page(
+        c,
+        AutomationExecutionFilterKey::DocumentNamePrefix,
+        document,
+        token,
+    )
+    .await
+}
+
+async fn page(
     c: &RegionClients,
     key: AutomationExecutionFilterKey,
     value: &str,
-) -> Result<Vec<SsmExecutionSummary>, AppError> {
+    token: Option<String>,
+) -> Result<(Vec<SsmExecutionSummary>, Option<String>), AppError> {
     let filter = AutomationExecutionFilter::builder()
         .key(key)
         .values(value)
-        .build()
-        .map_err(AppError::internal)?;
-    let mut out = Vec::new();
-    let mut token = None;
-    loop {
-        let page = c
-            .ssm
-            .describe_automation_executions()
-            .filters(filter.clone())
-            .max_results(50)
-            .set_next_token(token.take())
-            .send()
-            .await
-            .map_err(|e| sdk_error("ssm:DescribeAutomationExecutions", &e))?;
-        out.extend(page.automation_execution_metadata_list().iter().map(summary));
-        match page.next_token() {
-            Some(t) if !t.is_empty() => token = Some(t.to_owned()),
-            _ => return Ok(out),
-        }
-    }
-}
-
-/// The newest executions of a document (one page of DescribeAutomationExecutions).
-pub async fn recent(c: &RegionClients, document: &str) -> Result<Vec<SsmExecutionSummary>, AppError> {
-    let filter = AutomationExecutionFilter::builder()
-        .key(AutomationExecutionFilterKey::DocumentNamePrefix)
-        .values(document)
         .build()
         .map_err(AppError::internal)?;
     let page = c
@@ -284,14 +288,18 @@ pub async fn recent(c: &RegionClients, document: &str) -> Result<Vec<SsmExecutio
         .describe_automation_executions()
         .filters(filter)
         .max_results(50)
+        .set_next_token(token)
         .send()
         .await
         .map_err(|e| sdk_error("ssm:DescribeAutomationExecutions", &e))?;
-    Ok(page
-        .automation_execution_metadata_list()
-        .iter()
-        .map(summary)
-        .collect())
+    let next = page.next_token().filter(|t| !t.is_empty()).map(str::to_owned);
+    Ok((
+        page.automation_execution_metadata_list()
+            .iter()
+            .map(summary)
+            .collect(),
+        next,
+    ))
 }
 
 /// The execution that carries the run tag `run_tag`, if SSM has one (DescribeAutomationExecutions with
