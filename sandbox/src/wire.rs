@@ -59,6 +59,7 @@ pub(crate) fn router(sb: Sandbox) -> Router {
     Router::new()
         .route("/_sandbox/faults", get(get_faults).put(put_faults))
         .route("/_sandbox/stats", get(stats))
+        .route("/_sandbox/calls", get(calls))
         .fallback(dispatch)
         .layer(axum::middleware::from_fn(refuse_web_pages))
         .with_state(sb)
@@ -91,6 +92,30 @@ async fn put_faults(State(sb): State<Sandbox>, Json(faults): Json<Faults>) -> St
 struct StatsQuery {
     #[serde(default)]
     since_ms: u64,
+}
+
+/// Calls since `since_ms` per operation, with each operation's and each service's busiest second, so
+/// tests and benchmarks can check a budget where AWS would count it.
+async fn calls(
+    State(sb): State<Sandbox>,
+    axum::extract::Query(q): axum::extract::Query<StatsQuery>,
+) -> Json<serde_json::Value> {
+    let ops: Vec<serde_json::Value> = sb
+        .calls_since(q.since_ms)
+        .into_iter()
+        .map(|c| {
+            let peak = sb.peak_per_second(&c.operation, q.since_ms);
+            json!({"operation": c.operation, "count": c.count, "peak_per_second": peak})
+        })
+        .collect();
+    let services: serde_json::Map<String, serde_json::Value> = ["ssm", "ec2", "cloudwatch", "sts"]
+        .iter()
+        .map(|svc| {
+            let peak = sb.peak_per_second(&format!("{svc}:*"), q.since_ms);
+            ((*svc).to_owned(), json!({"peak_per_second": peak}))
+        })
+        .collect();
+    Json(json!({ "operations": ops, "services": services }))
 }
 
 async fn stats(

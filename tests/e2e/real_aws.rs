@@ -390,3 +390,30 @@ async fn a_thousand_target_rollout_is_watched_within_the_read_budget_to_its_true
         "{peak} SSM calls in one second with a read budget of 6"
     );
 }
+
+#[tokio::test]
+async fn the_sandbox_reports_calls_per_operation_and_the_busiest_second() {
+    let (_sb, url) = standalone_sandbox(sandbox::SandboxConfig::default()).await;
+    let since = e2e::now_ms();
+    let ec2 = aws_sdk_ec2::Client::new(&sdk_config(&url, "us-east-1", 1).await);
+    for _ in 0..3 {
+        ec2.describe_regions().send().await.unwrap();
+    }
+    let calls: serde_json::Value = reqwest::get(format!("{url}/_sandbox/calls?since_ms={since}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let op = calls["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["operation"] == "ec2:DescribeRegions")
+        .cloned()
+        .unwrap();
+    assert_eq!(op["count"], 3);
+    assert_eq!(op["peak_per_second"], 3);
+    assert_eq!(calls["services"]["ec2"]["peak_per_second"], 3);
+    assert_eq!(calls["services"]["ssm"]["peak_per_second"], 0);
+}
