@@ -38,5 +38,5 @@ sleep 30
 calls=$(curl -s "$sandbox/_sandbox/calls?since_ms=$since")
 reads=$(echo "$calls" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(sum(o["count"] for o in d["operations"] if o["operation"].startswith(("ssm:Get","ssm:Describe"))))')
 peak=$(echo "$calls" | python3 -c 'import json,sys; print(json.load(sys.stdin)["services"]["ssm"]["peak_per_second"])')
-progress=$(curl -s "${auth[@]}" "$base/api/v1/executions/$run" | python3 -c 'import json,sys; p=json.load(sys.stdin)["rate_control"]["progress"]; print(f"{p[\"succeeded\"]+p[\"failed\"]} of {p[\"total\"]} targets done")')
+progress=$(curl -s "${auth[@]}" "$base/api/v1/executions/$run" | python3 -c 'import json,sys; p=json.load(sys.stdin)["rate_control"]["progress"]; print(p["succeeded"] + p["failed"], "of", p["total"], "targets done")')
 echo "| SSM reads during 30 s of a 1,000-target rollout with 100 viewers (read budget 3/s) | $reads reads, $(echo "scale=2; $reads / 30" | bc) per second on average, busiest second $peak; $progress |"
