@@ -39,18 +39,6 @@ async fn call(app: &TestApp, caller: &Caller, method: Method, path: &str, body: 
     resp.status().as_u16()
 }
 
-async fn add_user(app: &TestApp, name: &str, role: &str) -> String {
-    let password = format!("{name}-password-123");
-    let (status, body) = app
-        .post(
-            "/users",
-            &json!({"name": name, "role": role, "password": password}),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    password
-}
-
 #[tokio::test]
 async fn every_route_answers_each_kind_of_caller_as_the_policy_says() {
     let app = spawn_app().await;
@@ -71,9 +59,9 @@ async fn every_route_answers_each_kind_of_caller_as_the_policy_says() {
     let exec = started["execution_id"].as_str().unwrap().to_owned();
     app.wait_done(&exec, Duration::from_secs(30)).await;
 
-    let viewer_pw = add_user(&app, "vera", "viewer").await;
-    let operator_pw = add_user(&app, "otto", "operator").await;
-    let gone_pw = add_user(&app, "gone", "operator").await;
+    let viewer_pw = app.add_user("vera", "viewer").await;
+    let operator_pw = app.add_user("otto", "operator").await;
+    let gone_pw = app.add_user("gone", "operator").await;
     let viewer = Caller::Cookie("viewer", app.session("vera", &viewer_pw).await);
     let operator = Caller::Cookie("operator", app.session("otto", &operator_pw).await);
     let admin = Caller::Bearer("admin", app.admin_token.clone());
@@ -172,7 +160,7 @@ async fn every_route_answers_each_kind_of_caller_as_the_policy_says() {
 #[tokio::test]
 async fn a_cross_origin_post_with_a_valid_cookie_is_refused() {
     let app = spawn_app().await;
-    let pw = add_user(&app, "oscar", "operator").await;
+    let pw = app.add_user("oscar", "operator").await;
     let cookie = app.session("oscar", &pw).await;
     let id = app.quiet("us-east-1").await.remove(0);
     let body = json!({"parameters": {"InstanceId": id}});
@@ -224,7 +212,7 @@ async fn a_cross_origin_post_with_a_valid_cookie_is_refused() {
 #[tokio::test]
 async fn brute_force_sign_ins_are_slowed_down_and_audited() {
     let app = spawn_app().await;
-    let pw = add_user(&app, "bob", "viewer").await;
+    let pw = app.add_user("bob", "viewer").await;
     let client = reqwest::Client::new();
     let login = |password: &str| {
         client

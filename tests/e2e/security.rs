@@ -9,18 +9,6 @@ use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-async fn add_user(app: &TestApp, name: &str, role: &str) -> String {
-    let password = format!("{name}-password-123");
-    let (status, body) = app
-        .post(
-            "/users",
-            &json!({"name": name, "role": role, "password": password}),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    password
-}
-
 /// The auth log, newest first, as the admin sees it (`query` without `?`).
 async fn auth_log(app: &TestApp, query: &str) -> Value {
     let (status, page) = app.get(&format!("/audit/auth?{query}")).await;
@@ -103,7 +91,7 @@ async fn an_identity_header_or_session_cookie_sent_twice_is_refused() {
         .unwrap();
     assert_eq!(resp.status(), 400);
 
-    let pw = add_user(&app, "olga", "viewer").await;
+    let pw = app.add_user("olga", "viewer").await;
     let cookie = app.session("olga", &pw).await;
     let resp = client
         .get(app.url("/executions"))
@@ -157,7 +145,7 @@ async fn groups_are_split_on_commas_only() {
 #[tokio::test]
 async fn a_guesser_behind_the_proxy_locks_only_themselves_and_the_owner_gets_in() {
     let app = spawn_app_with(proxy_app(&[])).await;
-    let pw = add_user(&app, "dana", "operator").await;
+    let pw = app.add_user("dana", "operator").await;
     let attacker = "203.0.113.66";
     for _ in 0..5 {
         assert_eq!(
@@ -319,7 +307,7 @@ async fn a_formula_in_a_reason_is_text_in_the_csv_export() {
 #[tokio::test]
 async fn the_cross_site_check_compares_scheme_host_and_port() {
     let app = spawn_app().await;
-    let pw = add_user(&app, "owen", "operator").await;
+    let pw = app.add_user("owen", "operator").await;
     let cookie = app.session("owen", &pw).await;
     let id = app.quiet("us-east-1").await.remove(0);
     let post = |origin: String| {
@@ -339,7 +327,7 @@ async fn the_cross_site_check_compares_scheme_host_and_port() {
         ..AppOptions::default()
     })
     .await;
-    let pw = add_user(&public, "owen", "operator").await;
+    let pw = public.add_user("owen", "operator").await;
     let cookie = public.session("owen", &pw).await;
     let id = public.quiet("us-east-1").await.remove(0);
     for (origin, status) in [("https://imds.example.com", 200), (public.base.as_str(), 403)] {
@@ -363,8 +351,8 @@ async fn the_last_enabled_admin_stays_and_users_can_be_enabled_again() {
     assert_eq!(body["error"]["code"], "LastAdmin");
     let (status, _) = app.post("/users/admin/role", &json!({"role": "operator"})).await;
     assert_eq!(status, 409);
-    let ada = add_user(&app, "ada", "admin").await;
-    add_user(&app, "vic", "viewer").await;
+    let ada = app.add_user("ada", "admin").await;
+    app.add_user("vic", "viewer").await;
     let (status, _) = app.post("/users/vic/disable", &json!({})).await;
     assert_eq!(status, 204);
     let (status, _) = app.post("/users/vic/enable", &json!({})).await;
@@ -414,7 +402,7 @@ async fn api_answers_are_not_cached_and_https_consoles_send_hsts_and_host_cookie
         ..AppOptions::default()
     })
     .await;
-    let pw = add_user(&secure, "hana", "viewer").await;
+    let pw = secure.add_user("hana", "viewer").await;
     let resp = reqwest::Client::new()
         .post(secure.url("/auth/login"))
         .json(&json!({"username": "hana", "password": pw}))
@@ -441,7 +429,7 @@ async fn viewers_lookups_of_unknown_runs_never_delay_stop_and_read_only_our_runb
         ..AppOptions::default()
     })
     .await;
-    let pw = add_user(&app, "vera", "viewer").await;
+    let pw = app.add_user("vera", "viewer").await;
     let cookie = app.session("vera", &pw).await;
     let id = app.quiet("us-east-1").await.remove(0);
     let (status, body) = app
@@ -527,7 +515,7 @@ async fn an_open_event_stream_ends_when_its_user_signs_out_or_is_disabled() {
     let app = spawn_app().await;
     for end in ["logout", "disable"] {
         let name = format!("sam-{end}");
-        let pw = add_user(&app, &name, "viewer").await;
+        let pw = app.add_user(&name, "viewer").await;
         let cookie = app.session(&name, &pw).await;
         let mut stream = reqwest::Client::new()
             .get(app.url("/events"))

@@ -198,6 +198,19 @@ impl TestApp {
         cookie.split(';').next().expect("name=value").to_owned()
     }
 
+    /// Adds a user through the API (as the admin) and returns their password, `NAME-password-123`.
+    pub async fn add_user(&self, name: &str, role: &str) -> String {
+        let password = format!("{name}-password-123");
+        let (status, body) = self
+            .post(
+                "/users",
+                &serde_json::json!({"name": name, "role": role, "password": password}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        password
+    }
+
     /// Forgets the fleet cache so the next read asks EC2 again.
     pub async fn refresh_fleet(&self) {
         self.state.invalidate_fleet().await;

@@ -89,20 +89,7 @@ async fn login(State(state): State<AppState>, req: Request) -> Result<Response, 
         }
         LoginGate::Proceed { .. } => {}
     }
-    // Password hashing is deliberately slow: it runs on the blocking pool, a few at a time, so sign-ins
-    // never hold up the async workers that answer everyone else.
-    let verified = {
-        let _permit = state
-            .password_checks
-            .acquire()
-            .await
-            .map_err(AppError::internal)?;
-        let store = state.store.clone();
-        let (name, password) = (body.username.clone(), body.password.clone());
-        tokio::task::spawn_blocking(move || store.verify_login(&name, &password))
-            .await
-            .map_err(AppError::internal)??
-    };
+    let verified = check_password(&state, &body.username, &body.password).await?;
     match verified {
         Some(identity) => {
             state.login_throttle.succeeded(&body.username, &addr);
@@ -135,6 +122,21 @@ async fn login(State(state): State<AppState>, req: Request) -> Result<Response, 
             ))
         }
     }
+}
+
+/// Checks a password. Hashing is deliberately slow: it runs on the blocking pool, a few at a time, so
+/// sign-ins never hold up the async workers that answer everyone else.
+async fn check_password(state: &AppState, name: &str, password: &str) -> Result<Option<Identity>, AppError> {
+    let _permit = state
+        .password_checks
+        .acquire()
+        .await
+        .map_err(AppError::internal)?;
+    let store = state.store.clone();
+    let (name, password) = (name.to_owned(), password.to_owned());
+    tokio::task::spawn_blocking(move || store.verify_login(&name, &password))
+        .await
+        .map_err(AppError::internal)?
 }
 
 async fn logout(
@@ -186,18 +188,7 @@ async fn change_password(
             },
         ])));
     }
-    let store = state.store.clone();
-    let (name, current) = (i.name.clone(), body.current_password.clone());
-    let verified = {
-        let _permit = state
-            .password_checks
-            .acquire()
-            .await
-            .map_err(AppError::internal)?;
-        tokio::task::spawn_blocking(move || store.verify_login(&name, &current))
-            .await
-            .map_err(AppError::internal)??
-    };
+    let verified = check_password(&state, &i.name, &body.current_password).await?;
     if verified.is_none() {
         return Err(AppError::Validation(shared::ValidationErrors(vec![
             shared::FieldError {
