@@ -6,6 +6,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 use shared::api::ExecutionSummary;
+use shared::RunStatus;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -107,6 +108,9 @@ pub const STATUS_REFUSED: &str = "Refused";
 /// Status of a start whose outcome SSM left unclear (a 5xx after retries, a timeout, a lost reply):
 /// the run may exist. Reconciliation finds it by its tag, or sends it again.
 pub const STATUS_UNKNOWN: &str = "Unknown";
+/// Status of a start SSM answered "not now" (its concurrency quota full, or throttled past our
+/// retries): nothing was started; the watcher sends it again.
+pub const STATUS_QUEUED: &str = "Queued";
 
 #[derive(Clone)]
 pub struct Store {
@@ -137,7 +141,7 @@ pub struct RunRow {
     pub region: String,
     pub document_name: String,
     pub requester: Option<String>,
-    pub status: String,
+    pub status: RunStatus,
     pub instance_id: Option<String>,
     pub targets: Option<String>,
     pub parent_execution_id: Option<String>,
@@ -186,7 +190,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         region: r.get(3)?,
         document_name: r.get(4)?,
         requester: r.get(5)?,
-        status: r.get(6)?,
+        status: RunStatus::from(r.get::<_, String>(6)?),
         instance_id: r.get(7)?,
         targets: r.get(8)?,
         parent_execution_id: r.get(9)?,
@@ -388,14 +392,37 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// SSM refused the start for good.
     /// Marks a start whose outcome is unclear; it keeps its place until reconciliation settles it.
     pub fn set_unknown(&self, id: i64, message: &str) -> Result<(), AppError> {
+        self.set_unacknowledged(id, STATUS_UNKNOWN, message)
+    }
+
+    /// Marks a start SSM answered "not now"; the watcher sends it again.
+    pub fn set_queued(&self, id: i64, message: &str) -> Result<(), AppError> {
+        self.set_unacknowledged(id, STATUS_QUEUED, message)
+    }
+
+    /// SSM refused the start for good.
+    pub fn set_refused(&self, id: i64, message: &str) -> Result<(), AppError> {
+        self.set_unacknowledged(id, STATUS_REFUSED, message)
+    }
+
+    /// Sets the status of a start SSM has not acknowledged (an acknowledged one is the watcher's).
+    fn set_unacknowledged(&self, id: i64, status: &str, message: &str) -> Result<(), AppError> {
         self.conn().execute(
             "UPDATE runs SET status = ?2, failure_message = ?3 WHERE id = ?1 AND execution_id IS NULL",
-            params![id, STATUS_UNKNOWN, message],
+            params![id, status, message],
         )?;
         Ok(())
+    }
+
+    /// The execution a rollback record reverts.
+    pub fn rollback_of(&self, id: i64) -> Result<Option<String>, AppError> {
+        Ok(self
+            .conn()
+            .query_row("SELECT rollback_of FROM runs WHERE id = ?1", [id], |r| r.get(0))
+            .optional()?
+            .flatten())
     }
 
     /// Records the fresh ClientToken of a start about to be sent again (recorded before it is sent).
@@ -431,14 +458,6 @@ impl Store {
             .query_map(rusqlite::params_from_iter(statuses.iter()), row)?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
-    }
-
-    pub fn set_refused(&self, id: i64, message: &str) -> Result<(), AppError> {
-        self.conn().execute(
-            "UPDATE runs SET status = ?2, failure_message = ?3 WHERE id = ?1 AND execution_id IS NULL",
-            params![id, STATUS_REFUSED, message],
-        )?;
-        Ok(())
     }
 
     /// Records what SSM says about an execution. Returns true when its status changed.
@@ -568,7 +587,7 @@ impl Store {
     /// Top-level runs to watch: those not finished, and finished rate-control runs whose children have
     /// not been read through once since (their pages are read a round at a time).
     pub fn in_flight(&self) -> Result<Vec<RunRow>, AppError> {
-        let placeholders = shared::TERMINAL_STATUSES
+        let placeholders = shared::RunStatus::TERMINAL
             .iter()
             .map(|s| format!("'{s}'"))
             .collect::<Vec<_>>()
@@ -714,7 +733,7 @@ impl Store {
                     document_version: r.get(5)?,
                     client_token: r.get(6)?,
                     execution_id: r.get(7)?,
-                    status: r.get(8)?,
+                    status: RunStatus::from(r.get::<_, String>(8)?),
                     instance_id: r.get(9)?,
                     targets: r.get(10)?,
                     parameters: r.get(11)?,

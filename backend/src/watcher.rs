@@ -1,13 +1,14 @@
 //! The watcher: one poller for all in-flight runs, within the SSM read budget, which records what it
 //! sees and pushes changes to browsers. Viewers never cause SSM calls of their own (invariant 5).
 
-use shared::api::{ExecutionDetail, ExecutionEvent, Progress, RateControlView};
+use shared::api::{ExecutionDetail, ExecutionEvent};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::aws::ssm::{self, SsmExecution};
+use crate::aws::ssm;
 use crate::error::AppError;
+use crate::runs;
 use crate::state::AppState;
-use crate::store::{ExecutionUpdate, HistoryFilter, RunRow};
+use crate::store::{ExecutionUpdate, RunRow};
 
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -83,7 +84,7 @@ fn record_foreign(state: &AppState, region: &str, ex: &ssm::SsmExecutionSummary)
         &ex.id,
         &ex.document_name,
         ex.instance_id.as_deref(),
-        &ex.status,
+        ex.status.as_str(),
         ex.start_time.as_deref(),
     )?;
     if added {
@@ -122,7 +123,7 @@ pub async fn refresh(state: &AppState, run: &RunRow) -> Result<ExecutionDetail, 
         // One page of children per round, so a 1,000-target rollout costs one read a round, not twenty;
         // the pages cycle, so every child is read again within (children / 50) rounds.
         // After the run finishes they are read through once more, so no child is left behind.
-        let finished = shared::is_terminal_status(&ex.status);
+        let finished = ex.status.is_terminal();
         if !finished {
             state.store.set_children_synced(execution_id, false)?;
         }
@@ -139,7 +140,7 @@ pub async fn refresh(state: &AppState, run: &RunRow) -> Result<ExecutionDetail, 
                 run,
                 &child.id,
                 child.instance_id.as_deref(),
-                &child.status,
+                child.status.as_str(),
                 child.start_time.as_deref(),
                 child.end_time.as_deref(),
             )?;
@@ -152,13 +153,13 @@ pub async fn refresh(state: &AppState, run: &RunRow) -> Result<ExecutionDetail, 
             }
         }
     }
-    let mut detail = detail_of(run, &ex);
+    let mut detail = runs::detail_of(run, &ex);
     let detail_json = serde_json::to_string(&detail).map_err(AppError::internal)?;
     let detail_changed = run.detail.as_deref() != Some(detail_json.as_str());
     let status_changed = state.store.update_execution(
         execution_id,
         &ExecutionUpdate {
-            status: &ex.status,
+            status: ex.status.as_str(),
             start_time: ex.start_time.as_deref(),
             end_time: ex.end_time.as_deref(),
             failure_message: ex.failure_message.as_deref(),
@@ -174,94 +175,9 @@ pub async fn refresh(state: &AppState, run: &RunRow) -> Result<ExecutionDetail, 
             parent_execution_id: ex.parent_id.clone(),
         });
     }
-    if status_changed && shared::is_terminal_status(&ex.status) {
+    if status_changed && ex.status.is_terminal() {
         state.invalidate_fleet().await;
     }
-    complete(state, &mut detail, run)?;
+    runs::complete(state, &mut detail, run)?;
     Ok(detail)
-}
-
-/// The detail view of an SSM execution, with our record's requester.
-pub fn detail_of(run: &RunRow, ex: &SsmExecution) -> ExecutionDetail {
-    let mut summary = run.summary();
-    summary.status = ex.status.clone();
-    summary.start_time = ex.start_time.clone().or(summary.start_time);
-    summary.end_time = ex.end_time.clone();
-    summary.parent_execution_id = ex.parent_id.clone();
-    if summary.instance_id.is_none() {
-        summary.instance_id = ex.parameters.get("InstanceId").and_then(|v| v.first()).cloned();
-    }
-    ExecutionDetail {
-        summary,
-        parameters: ex.parameters.clone(),
-        outputs: ex.outputs.clone(),
-        failure_message: ex.failure_message.clone(),
-        steps: ex.steps.clone(),
-        rate_control: ex.rate_control.as_ref().map(|rc| RateControlView {
-            target_parameter_name: rc.target_parameter_name.clone(),
-            targets: rc.resolved.clone(),
-            max_concurrency: rc.max_concurrency.clone(),
-            max_errors: rc.max_errors.clone(),
-            progress: Progress {
-                total: rc.resolved.len() as u32,
-                ..Progress::default()
-            },
-        }),
-        children: Vec::new(),
-        override_reason: None,
-        rollback_of: None,
-        rolled_back_by: Vec::new(),
-        prior_options: Default::default(),
-    }
-}
-
-/// Adds what our record knows (override, rollback links, prior options) and, for a rate-control parent,
-/// its children and progress from the store (which the watcher keeps current).
-pub fn complete(state: &AppState, detail: &mut ExecutionDetail, row: &RunRow) -> Result<(), AppError> {
-    detail.override_reason = row.override_reason.clone();
-    detail.rollback_of = row.rollback_of.clone();
-    detail.rolled_back_by = row
-        .rolled_back_by
-        .as_deref()
-        .map(|s| s.split(',').map(str::to_owned).collect())
-        .unwrap_or_default();
-    detail.prior_options = row
-        .prior_options
-        .as_deref()
-        .and_then(|p| serde_json::from_str(p).ok())
-        .unwrap_or_default();
-    let Some(rc) = detail.rate_control.as_mut() else {
-        return Ok(());
-    };
-    let filter = HistoryFilter {
-        parent: Some(detail.summary.execution_id.clone()),
-        limit: 10_000,
-        ..HistoryFilter::default()
-    };
-    let (children, _) = state.store.history(&filter)?;
-    // SSM shows only the first resolved targets of a large run: the record knows them all (for runs
-    // started here), and children seen count too.
-    let recorded = if row.id > 0 {
-        state.store.instance_count(row.id)?
-    } else {
-        0
-    };
-    let mut p = Progress {
-        total: (rc.targets.len().max(recorded).max(children.len())) as u32,
-        ..Progress::default()
-    };
-    for c in &children {
-        match c.status.as_str() {
-            "Success" | "CompletedWithSuccess" => p.succeeded += 1,
-            "Failed" | "TimedOut" | "CompletedWithFailure" => p.failed += 1,
-            "Cancelled" => p.cancelled += 1,
-            _ => p.running += 1,
-        }
-    }
-    p.waiting = p.total.saturating_sub(children.len() as u32);
-    rc.progress = p;
-    let mut kids: Vec<_> = children.iter().map(RunRow::summary).collect();
-    kids.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
-    detail.children = kids;
-    Ok(())
 }

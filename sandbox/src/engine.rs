@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 use crate::documents::{Document, Documents, StepDef};
-use crate::faults::TokenReuse;
+use crate::faults::{AutomationQuota, TokenReuse};
 use crate::fleet::{scaled_ms, Fleet, Instance};
 use crate::jsonpath;
 
@@ -45,6 +45,9 @@ pub(crate) struct World {
     /// Broken instances (from the fault settings), refreshed by the service layer on each request.
     #[serde(skip)]
     pub broken_instances: BTreeSet<String>,
+    /// SSM's automation quotas (from the fault settings).
+    #[serde(skip)]
+    pub quota: AutomationQuota,
     pub rng: u64,
 }
 
@@ -152,6 +155,7 @@ impl World {
             active: BTreeSet::new(),
             dirty: true,
             broken_instances: BTreeSet::new(),
+            quota: AutomationQuota::default(),
             rng: 0x5eed,
         }
     }
@@ -202,6 +206,48 @@ impl World {
         let x = rng.unit();
         self.rng = rng.next_u64();
         x
+    }
+
+    /// Executions of `region` running now and waiting in SSM's queue.
+    fn occupancy(&self, region: &str) -> (usize, usize) {
+        let mut running = 0;
+        let mut queued = 0;
+        for id in &self.active {
+            let ex = &self.executions[self.by_id[id]];
+            if ex.region != region {
+                continue;
+            }
+            if ex.status == "Pending" {
+                queued += 1;
+            } else {
+                running += 1;
+            }
+        }
+        (running, queued)
+    }
+
+    /// Moves queued executions of `region` to InProgress, oldest first, while the quota has room.
+    fn admit_queued(&mut self, region: &str, now: u64) {
+        let (mut running, _) = self.occupancy(region);
+        let mut waiting: Vec<usize> = self
+            .active
+            .iter()
+            .map(|id| self.by_id[id])
+            .filter(|&i| self.executions[i].region == region && self.executions[i].status == "Pending")
+            .collect();
+        waiting.sort_by_key(|&i| (self.executions[i].start_ms, i));
+        for i in waiting {
+            if running >= self.quota.running {
+                break;
+            }
+            let ex = &mut self.executions[i];
+            ex.status = "InProgress".to_owned();
+            for step in ex.steps.iter_mut().filter(|s| s.status == "Pending") {
+                step.due_ms = step.due_ms.max(now);
+            }
+            running += 1;
+            self.dirty = true;
+        }
     }
 
     fn push(&mut self, ex: Execution) {
@@ -340,6 +386,20 @@ impl World {
             ex.target = ex.parameters.get("InstanceId").and_then(|v| v.first()).cloned();
             ex.steps.push(step_from_def(doc, 0, now));
             ex.cursor = Some(0);
+        }
+        let (running, queued) = self.occupancy(region);
+        if running >= self.quota.running {
+            if queued >= self.quota.queued {
+                return Err(StartError {
+                    code: "AutomationExecutionLimitExceededException",
+                    message: format!(
+                        "The number of concurrently running and queued automation executions has reached the limit ({} running, {} queued).",
+                        self.quota.running, self.quota.queued
+                    ),
+                });
+            }
+            // Over the concurrency quota: SSM queues the run and shows it as Pending.
+            ex.status = "Pending".to_owned();
         }
         if let Some(token) = &req.client_token {
             self.tokens
@@ -550,11 +610,24 @@ fn step_from_def(doc: &Document, index: usize, now: u64) -> StepExec {
 
 /// Advances every active execution to `now`.
 pub(crate) fn tick(world: &mut World, docs: &Documents, speed: f64, now: u64) {
+    let queued_regions: BTreeSet<String> = world
+        .active
+        .iter()
+        .map(|id| &world.executions[world.by_id[id]])
+        .filter(|ex| ex.status == "Pending")
+        .map(|ex| ex.region.clone())
+        .collect();
+    for region in queued_regions {
+        world.admit_queued(&region, now);
+    }
     let ids: Vec<String> = world.active.iter().cloned().collect();
     for id in ids {
         let Some(&idx) = world.by_id.get(&id) else {
             continue;
         };
+        if world.executions[idx].status == "Pending" {
+            continue;
+        }
         let Some(doc) = docs.get(&world.executions[idx].document_name) else {
             continue;
         };
@@ -1132,12 +1205,19 @@ fn advance_parent(world: &mut World, idx: usize, doc: &Document, now: u64) -> bo
             }
         };
         let child_id = uuid::Uuid::new_v4().to_string();
+        // Children count against the concurrency quota too, and wait in SSM's queue when it is full.
+        let (running, _) = world.occupancy(&parent.region);
+        let child_status = if running >= world.quota.running {
+            "Pending"
+        } else {
+            "InProgress"
+        };
         let child = Execution {
             id: child_id.clone(),
             region: parent.region.clone(),
             document_name: parent.document_name.clone(),
             document_version: parent.document_version.clone(),
-            status: "InProgress".to_owned(),
+            status: child_status.to_owned(),
             start_ms: now,
             end_ms: None,
             parameters,

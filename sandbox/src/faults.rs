@@ -81,6 +81,28 @@ pub struct Faults {
     /// under every one.
     #[serde(default)]
     pub client_token_reuse: TokenReuse,
+    /// SSM's automation quotas, lowered by tests to reach them with a few runs.
+    #[serde(default)]
+    pub automation_quota: AutomationQuota,
+}
+
+/// SSM's per-account, per-Region automation quotas: at most `running` executions run at once
+/// (children of rate-control runs included); more wait as `Pending`, at most `queued` of them, and a
+/// start beyond that is refused with `AutomationExecutionLimitExceededException`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AutomationQuota {
+    pub running: usize,
+    pub queued: usize,
+}
+
+impl Default for AutomationQuota {
+    /// AWS's published defaults.
+    fn default() -> Self {
+        AutomationQuota {
+            running: 100,
+            queued: 1_000,
+        }
+    }
 }
 
 /// The answers AWS's model allows to a reused ClientToken.

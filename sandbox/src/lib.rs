@@ -27,7 +27,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-pub use faults::{CallCount, FaultRule, Faults, TokenReuse};
+pub use faults::{AutomationQuota, CallCount, FaultRule, Faults, TokenReuse};
 
 /// The account the sandbox pretends to be.
 pub const ACCOUNT_ID: &str = "123456789012";
@@ -131,7 +131,11 @@ impl Sandbox {
 
     /// Replaces the fault-injection rules.
     pub fn set_faults(&self, faults: Faults) {
-        self.world().broken_instances = faults.broken_instances.clone();
+        {
+            let mut world = self.world();
+            world.broken_instances = faults.broken_instances.clone();
+            world.quota = faults.automation_quota;
+        }
         *lock(&self.inner.faults) = faults;
     }
 

@@ -4,6 +4,8 @@
 //! report every bad field at once; `StartExecutionRequest::validate` turns them into typed values.
 
 use serde::{Deserialize, Serialize};
+
+use crate::status::RunStatus;
 use std::collections::BTreeMap;
 
 pub use crate::params::MetadataOptions;
@@ -75,10 +77,17 @@ pub enum TargetsInput {
     Tag { key: String, value: String },
 }
 
-/// 201 reply to a start.
+/// The reply to a start: 201 with the execution ID, or 202 when SSM's concurrency quota is full and
+/// the console has queued the start (recorded, sent again when SSM has room; no execution ID yet).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StartExecutionResponse {
-    pub execution_id: String,
+    pub execution_id: Option<String>,
+    /// The console's record of the start (the audit trail's `record_id`).
+    pub record_id: i64,
+    pub status: RunStatus,
+    /// Why a start is queued, and what happens next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// `GET /api/v1/health`.
@@ -103,8 +112,8 @@ pub struct ExecutionSummary {
     pub execution_id: String,
     pub region: String,
     pub document_name: String,
-    /// SSM's own status string: InProgress, Success, Failed, Cancelled, ...
-    pub status: String,
+    /// SSM's status (InProgress, Success, Failed, Cancelled, ...), on the wire as SSM's string.
+    pub status: RunStatus,
     /// The instance of a simple run, or of a rate-control child.
     pub instance_id: Option<String>,
     /// For a rate-control parent: what it targets, such as `tag:Team=web` or `3 instances`.
@@ -168,13 +177,16 @@ pub struct Progress {
     pub running: u32,
     pub waiting: u32,
     pub cancelled: u32,
+    /// Targets a finished run never started (it was stopped, or MaxErrors was reached).
+    #[serde(default)]
+    pub not_run: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepView {
     pub name: String,
     pub action: String,
-    pub status: String,
+    pub status: RunStatus,
     pub start_time: Option<String>,
     pub end_time: Option<String>,
     pub inputs: BTreeMap<String, String>,
@@ -280,7 +292,7 @@ pub struct ApiError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExecutionEvent {
     pub execution_id: String,
-    pub status: String,
+    pub status: RunStatus,
     pub parent_execution_id: Option<String>,
 }
 
@@ -296,8 +308,9 @@ pub struct AuditRecord {
     pub document_version: Option<String>,
     pub client_token: Option<String>,
     pub execution_id: Option<String>,
-    /// SSM's status, or Recorded (not yet acknowledged) / Refused (SSM said no).
-    pub status: String,
+    /// SSM's status, or the console's own before SSM has the run: Recorded (being sent), Queued
+    /// (SSM said not now), Unknown (being looked for), Refused (SSM said no).
+    pub status: RunStatus,
     pub instance_id: Option<String>,
     pub targets: Option<String>,
     /// Space-separated instance IDs the run covered.

@@ -8,29 +8,13 @@ pub mod api;
 pub mod fleet;
 pub mod params;
 pub mod preview;
+pub mod status;
 
 pub use params::{
     split_list, EnforceImdsV2, FieldError, HopLimit, InstanceId, MaxConcurrency, MaxErrors, MetadataAccess,
     RoleArn, RunbookParameters, StartPlan, Targets, ValidationErrors,
 };
+pub use status::{RunStatus, Tone};
 
 /// The runbook this console runs.
 pub const RUNBOOK: &str = "AWSSupport-ConfigureEC2Metadata";
-
-/// SSM's terminal automation statuses. Everything else is still moving.
-pub const TERMINAL_STATUSES: &[&str] = &[
-    "Success",
-    "Failed",
-    "TimedOut",
-    "Cancelled",
-    "Rejected",
-    "ChangeCalendarOverrideRejected",
-    "CompletedWithSuccess",
-    "CompletedWithFailure",
-    "Exited",
-];
-
-/// Whether an SSM automation status is final.
-pub fn is_terminal_status(status: &str) -> bool {
-    TERMINAL_STATUSES.contains(&status)
-}

@@ -150,7 +150,7 @@ async fn a_rate_controlled_run_covers_every_target_with_children_and_progress() 
     assert_eq!(rc["max_concurrency"], "2");
     assert_eq!(
         rc["progress"],
-        json!({"total": 4, "succeeded": 4, "failed": 0, "running": 0, "waiting": 0, "cancelled": 0})
+        json!({"total": 4, "succeeded": 4, "failed": 0, "running": 0, "waiting": 0, "cancelled": 0, "not_run": 0})
     );
     let children = detail["children"].as_array().unwrap();
     assert_eq!(children.len(), 4);
@@ -198,6 +198,54 @@ async fn stopping_a_run_cancels_it() {
     let (status, body) = app.post(&format!("/executions/{exec}/stop"), &json!({})).await;
     assert_eq!(status, 409, "stopping a finished run is a conflict: {body}");
     assert_eq!(body["error"]["code"], "InvalidAutomationStatusUpdateException");
+}
+
+#[tokio::test]
+async fn a_stopped_rollout_counts_its_unstarted_targets_as_not_run_not_waiting() {
+    let app = spawn_app_with(AppOptions {
+        speed: 3.0,
+        ..AppOptions::default()
+    })
+    .await;
+    let ids: Vec<String> = app.quiet("us-east-1").await.into_iter().take(4).collect();
+    let (status, body) = app
+        .post(
+            "/executions",
+            &json!({"parameters": {}, "rate_control": {"targets": {"instance_ids": ids},
+                    "max_concurrency": "1", "max_errors": "0"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let parent = body["execution_id"].as_str().unwrap().to_owned();
+    // Stop it once its first child runs (one at a time, each waits 10 s here).
+    let deadline = Instant::now() + WAIT;
+    while app.get(&format!("/executions/{parent}")).await.1["rate_control"]["progress"]["running"] != 1 {
+        assert!(Instant::now() < deadline, "{parent}: no child ever ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, body) = app.post(&format!("/executions/{parent}/stop"), &json!({})).await;
+    assert_eq!(status, 202, "{body}");
+    let done = app.wait_done(&parent, WAIT).await;
+    assert_eq!(done["summary"]["status"], "Cancelled", "{done}");
+    let deadline = Instant::now() + WAIT;
+    let progress = loop {
+        let p = app.get(&format!("/executions/{parent}")).await.1["rate_control"]["progress"].clone();
+        if p["running"] == 0 {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "{p}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        progress["waiting"], 0,
+        "nothing waits once the run has ended: {progress}"
+    );
+    assert_eq!(
+        progress["not_run"].as_u64().unwrap() + progress["cancelled"].as_u64().unwrap(),
+        4,
+        "{progress}"
+    );
+    assert!(progress["not_run"].as_u64().unwrap() >= 1, "{progress}");
 }
 
 #[tokio::test]

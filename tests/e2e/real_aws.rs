@@ -367,7 +367,7 @@ async fn a_thousand_target_rollout_is_watched_within_the_read_budget_to_its_true
         let finished = p["succeeded"].as_u64().unwrap_or(0)
             + p["failed"].as_u64().unwrap_or(0)
             + p["cancelled"].as_u64().unwrap_or(0);
-        if shared::is_terminal_status(d["summary"]["status"].as_str().unwrap_or(""))
+        if shared::RunStatus::parse(d["summary"]["status"].as_str().unwrap_or("")).is_terminal()
             && total > 0
             && finished == total
         {
@@ -416,4 +416,96 @@ async fn the_sandbox_reports_calls_per_operation_and_the_busiest_second() {
     assert_eq!(op["peak_per_second"], 3);
     assert_eq!(calls["services"]["ec2"]["peak_per_second"], 3);
     assert_eq!(calls["services"]["ssm"]["peak_per_second"], 0);
+}
+
+#[tokio::test]
+async fn past_ssms_concurrency_quota_runs_wait_in_its_queue_then_the_console_queues_and_sends_them_once() {
+    let app = spawn_app_with(AppOptions {
+        speed: 20.0,
+        discover_secs: 1,
+        ..AppOptions::default()
+    })
+    .await;
+    // One run at a time, one waiting in SSM's queue: the third start is refused with
+    // AutomationExecutionLimitExceededException.
+    app.sandbox.set_faults(sandbox::Faults {
+        automation_quota: sandbox::AutomationQuota {
+            running: 1,
+            queued: 1,
+        },
+        ..Default::default()
+    });
+    let ids = app.quiet("us-east-1").await;
+    let mut replies = Vec::new();
+    for id in &ids[..3] {
+        replies.push(
+            app.post("/executions", &json!({"parameters": {"InstanceId": id}}))
+                .await,
+        );
+    }
+    assert_eq!(replies[0].0, 201, "{}", replies[0].1);
+    assert_eq!(replies[1].0, 201, "{}", replies[1].1);
+    let (status, queued) = &replies[2];
+    assert_eq!(*status, 202, "{queued}");
+    assert_eq!(queued["status"], "Queued");
+    assert!(queued["execution_id"].is_null(), "{queued}");
+    assert!(queued["message"]
+        .as_str()
+        .unwrap()
+        .contains("concurrent automations"));
+
+    // SSM shows the second run as Pending (waiting in its queue), and so does the console.
+    let second = replies[1].1["execution_id"].as_str().unwrap().to_owned();
+    let ssm = aws_sdk_ssm::Client::new(
+        &sdk_config(app.state.sandbox_url.as_deref().unwrap(), "us-east-1", 1).await,
+    );
+    let in_ssm = ssm
+        .get_automation_execution()
+        .automation_execution_id(&second)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        in_ssm
+            .automation_execution()
+            .and_then(|e| e.automation_execution_status())
+            .map(|s| s.as_str()),
+        Some("Pending")
+    );
+    let record_id = queued["record_id"].as_i64().unwrap();
+    let audit = app.get("/audit").await.1;
+    let record = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["record_id"] == record_id)
+        .unwrap();
+    assert_eq!(record["status"], "Queued", "{record}");
+
+    // As runs finish, SSM admits the waiting one and the console sends the queued start: three runs,
+    // each exactly once, all successful.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let third = loop {
+        let audit = app.get("/audit").await.1;
+        let r = audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["record_id"] == record_id)
+            .cloned()
+            .unwrap();
+        if let Some(e) = r["execution_id"].as_str() {
+            break e.to_owned();
+        }
+        assert!(std::time::Instant::now() < deadline, "never sent: {r}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let first = replies[0].1["execution_id"].as_str().unwrap();
+    for e in [first, second.as_str(), third.as_str()] {
+        let done = app.wait_done(e, Duration::from_secs(60)).await;
+        assert_eq!(done["summary"]["status"], "Success", "{done}");
+    }
+    for id in &ids[..3] {
+        assert_eq!(runs_on(&app, id).await, 1, "{id}: exactly one run");
+    }
 }

@@ -170,7 +170,7 @@ impl TestApp {
             let (status, body) = self.get(&format!("/executions/{id}")).await;
             assert_eq!(status, 200, "{body}");
             let s = body["summary"]["status"].as_str().unwrap_or_default().to_owned();
-            if shared::is_terminal_status(&s) {
+            if shared::RunStatus::parse(&s).is_terminal() {
                 return body;
             }
             assert!(

@@ -5,6 +5,7 @@ use aws_sdk_ssm::types::{
     Target,
 };
 use shared::api::StepView;
+use shared::RunStatus;
 use shared::StartPlan;
 use std::collections::BTreeMap;
 
@@ -17,7 +18,7 @@ pub struct SsmExecution {
     pub id: String,
     pub document_name: String,
     pub document_version: Option<String>,
-    pub status: String,
+    pub status: RunStatus,
     pub start_time: Option<String>,
     pub end_time: Option<String>,
     pub parameters: BTreeMap<String, Vec<String>>,
@@ -44,7 +45,7 @@ pub struct SsmRateControl {
 pub struct SsmExecutionSummary {
     pub id: String,
     pub document_name: String,
-    pub status: String,
+    pub status: RunStatus,
     pub start_time: Option<String>,
     pub end_time: Option<String>,
     pub parent_id: Option<String>,
@@ -56,7 +57,7 @@ fn step_view(s: &StepExecution) -> StepView {
     StepView {
         name: s.step_name().unwrap_or_default().to_owned(),
         action: s.action().unwrap_or_default().to_owned(),
-        status: s.step_status().map_or("Pending", |x| x.as_str()).to_owned(),
+        status: RunStatus::parse(s.step_status().map_or("Pending", |x| x.as_str())),
         start_time: rfc3339(s.execution_start_time()),
         end_time: rfc3339(s.execution_end_time()),
         inputs: s
@@ -185,8 +186,7 @@ pub async fn get(c: &RegionClients, id: &str) -> Result<SsmExecution, AppError> 
         document_version: ex.document_version().map(str::to_owned),
         status: ex
             .automation_execution_status()
-            .map_or("Pending", |s| s.as_str())
-            .to_owned(),
+            .map_or(RunStatus::Pending, |s| RunStatus::parse(s.as_str())),
         start_time: rfc3339(ex.execution_start_time()),
         end_time: rfc3339(ex.execution_end_time()),
         parameters: ex
@@ -231,8 +231,7 @@ fn summary(m: &AutomationExecutionMetadata) -> SsmExecutionSummary {
         document_name: m.document_name().unwrap_or_default().to_owned(),
         status: m
             .automation_execution_status()
-            .map_or("Pending", |s| s.as_str())
-            .to_owned(),
+            .map_or(RunStatus::Pending, |s| RunStatus::parse(s.as_str())),
         start_time: rfc3339(m.execution_start_time()),
         end_time: rfc3339(m.execution_end_time()),
         parent_id: m.parent_automation_execution_id().map(str::to_owned),

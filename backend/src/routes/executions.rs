@@ -10,7 +10,7 @@ use shared::api::{
     ExecutionDetail, ExecutionPage, InstanceUsage, InstanceView, PreviewResponse, RollbackResponse,
     StartExecutionRequest, StartExecutionResponse,
 };
-use shared::{preview, InstanceId, StartPlan, Targets};
+use shared::{preview, InstanceId, RunStatus, StartPlan, Targets};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -127,8 +127,32 @@ async fn start(
     if !a.users.is_empty() && plan.override_reason.is_none() {
         return Err(AppError::Imdsv1InUse(a.users));
     }
-    let execution_id = runs::record_and_send(&state, &a.region, &plan, &a.targets, None, &who.name).await?;
-    Ok((StatusCode::CREATED, Json(StartExecutionResponse { execution_id })))
+    let receipt = runs::record_and_send(&state, &a.region, &plan, &a.targets, None, &who.name).await?;
+    Ok(match receipt.execution_id {
+        Some(id) => (
+            StatusCode::CREATED,
+            Json(StartExecutionResponse {
+                execution_id: Some(id),
+                record_id: receipt.record_id,
+                status: RunStatus::InProgress,
+                message: None,
+            }),
+        ),
+        None => (
+            StatusCode::ACCEPTED,
+            Json(StartExecutionResponse {
+                execution_id: None,
+                record_id: receipt.record_id,
+                status: RunStatus::Queued,
+                message: Some(
+                    "SSM's limit of concurrent automations in this account and Region is reached. The \
+                     console has recorded the start and sends it as soon as SSM has room; it appears in \
+                     History then, and in the audit log now."
+                        .into(),
+                ),
+            }),
+        ),
+    })
 }
 
 /// What a start would do, per target, without starting anything.
@@ -268,7 +292,7 @@ async fn detail(
     if let Some(cached) = cached_detail(&state, &row) {
         return Ok(Json(cached));
     }
-    if row.parent_execution_id.is_none() && row.detail.is_none() && !shared::is_terminal_status(&row.status) {
+    if row.parent_execution_id.is_none() && row.detail.is_none() && !row.status.is_terminal() {
         // The watcher has not reached this run yet: answer from our record now; the steps follow
         // (with an event) when it does. No SSM call on a viewer's behalf.
         return Ok(Json(provisional_detail(&state, &row)?));
@@ -305,7 +329,7 @@ fn provisional_detail(state: &AppState, row: &RunRow) -> Result<ExecutionDetail,
         rolled_back_by: Vec::new(),
         prior_options: BTreeMap::new(),
     };
-    watcher::complete(state, &mut detail, row)?;
+    runs::complete(state, &mut detail, row)?;
     Ok(detail)
 }
 
@@ -316,7 +340,7 @@ const CHILD_DETAIL_TTL: Duration = Duration::from_secs(3);
 fn cached_detail(state: &AppState, row: &RunRow) -> Option<ExecutionDetail> {
     let json = row.detail.as_deref()?;
     let mut detail: ExecutionDetail = serde_json::from_str(json).ok()?;
-    let final_ = shared::is_terminal_status(&detail.summary.status) && detail.summary.status == row.status;
+    let final_ = detail.summary.status.is_terminal() && detail.summary.status == row.status;
     // Top-level runs in flight are kept current by the watcher (and viewers hear of changes over SSE);
     // a child's steps are refreshed on view, at most every CHILD_DETAIL_TTL.
     let watched = row.parent_execution_id.is_none();
@@ -328,7 +352,7 @@ fn cached_detail(state: &AppState, row: &RunRow) -> Option<ExecutionDetail> {
     }
     // The summary's status comes from the store, which the watcher keeps current for children too.
     detail.summary.status = row.status.clone();
-    watcher::complete(state, &mut detail, row).ok()?;
+    runs::complete(state, &mut detail, row).ok()?;
     Some(detail)
 }
 
@@ -373,7 +397,7 @@ async fn foreign_detail(state: &AppState, id: &str) -> Result<ExecutionDetail, A
                     rollback_of: None,
                     rolled_back_by: None,
                 };
-                return Ok(watcher::detail_of(&row, &ex));
+                return Ok(runs::detail_of(&row, &ex));
             }
             Err(AppError::Aws { code, .. }) if code == "AutomationExecutionNotFoundException" => continue,
             Err(e) => return Err(e),

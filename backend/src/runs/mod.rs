@@ -16,14 +16,17 @@ use shared::api::{
     InstanceView, MetadataOptions, ParametersInput, RateControlInput, RollbackResponse,
     StartExecutionRequest, TargetsInput,
 };
-use shared::{InstanceId, StartPlan, Targets, RUNBOOK};
+use shared::{InstanceId, RunStatus, StartPlan, Targets, RUNBOOK};
 use std::collections::BTreeMap;
 use std::time::Duration;
+
+mod detail;
+pub use detail::{complete, detail_of};
 
 use crate::aws::{ec2, ssm};
 use crate::error::AppError;
 use crate::state::AppState;
-use crate::store::{NewRun, RunRow, STATUS_RECORDED, STATUS_UNKNOWN};
+use crate::store::{NewRun, RunRow, STATUS_QUEUED, STATUS_RECORDED, STATUS_UNKNOWN};
 
 /// What an error from StartAutomationExecution means for the run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,16 +60,23 @@ pub fn is_throttling(code: &str) -> bool {
     code.contains("Throttl") || code == "RequestLimitExceeded" || code == "TooManyRequestsException"
 }
 
-/// How often a "not now" start is sent again before the caller hears about it.
+/// How often a throttled start is sent again before the caller hears about it.
 const START_ATTEMPTS: u32 = 10;
 
-/// Sends a recorded start to SSM, again with the same token while SSM says "not now" (it started
-/// nothing then). Returns the execution ID, stored.
+/// Whether an error is SSM's answer that its concurrency quota and queue are full: waiting seconds
+/// does not help, so the start is queued by the console instead of retried in the request.
+fn is_quota_full(err: &AppError) -> bool {
+    matches!(err, AppError::Aws { code, .. } if code == "AutomationExecutionLimitExceededException")
+}
+
+/// Sends a recorded start to SSM, again with the same token while SSM throttles it (it started
+/// nothing then), up to `attempts` times. Returns the execution ID, stored.
 pub async fn send_start(
     state: &AppState,
     run: &RunRef<'_>,
     plan: &StartPlan,
     token: &str,
+    attempts: u32,
 ) -> Result<String, AppError> {
     let clients = state.region(Some(run.region))?;
     let mut backoff = Duration::from_millis(200);
@@ -87,7 +97,7 @@ pub async fn send_start(
         };
         match sent {
             Ok(id) => break id,
-            Err(e) if classify(&e) == StartOutcome::NotNow && attempt < START_ATTEMPTS => {
+            Err(e) if classify(&e) == StartOutcome::NotNow && !is_quota_full(&e) && attempt < attempts => {
                 tracing::info!(record = run.record_id, attempt, error = %e, "SSM said not now; sending the start again");
                 state.limits(run.region).start.back_off(backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -109,18 +119,31 @@ pub struct RunRef<'a> {
     pub requester: &'a str,
 }
 
-/// Stores the execution ID of a record and tells the browsers.
+/// Stores the execution ID of a record (linking a rollback to the run it reverts) and tells the
+/// browsers.
 fn settle(state: &AppState, record_id: i64, execution_id: &str) -> Result<(), AppError> {
     state.store.set_execution_id(record_id, execution_id)?;
+    if let Some(reverted) = state.store.rollback_of(record_id)? {
+        state.store.add_rolled_back_by(&reverted, execution_id)?;
+    }
     state.events.publish(shared::api::ExecutionEvent {
         execution_id: execution_id.to_owned(),
-        status: "InProgress".into(),
+        status: RunStatus::InProgress,
         parent_execution_id: None,
     });
     Ok(())
 }
 
-/// Records a start (with each target's current options, for rollback) and sends it.
+/// What became of a start the caller asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartReceipt {
+    pub record_id: i64,
+    /// None while the start is queued: SSM's concurrency quota was full, or SSM kept throttling.
+    pub execution_id: Option<String>,
+}
+
+/// Records a start (with each target's current options, for rollback) and sends it. When SSM says
+/// "not now" the record is kept as Queued and the watcher sends it later ([`reconcile`]).
 pub async fn record_and_send(
     state: &AppState,
     region: &str,
@@ -128,7 +151,7 @@ pub async fn record_and_send(
     targets: &[InstanceView],
     rollback_of: Option<&str>,
     requester: &str,
-) -> Result<String, AppError> {
+) -> Result<StartReceipt, AppError> {
     let prior: serde_json::Map<String, serde_json::Value> = targets
         .iter()
         .map(|i| (i.instance_id.clone(), json!(i.metadata)))
@@ -161,13 +184,24 @@ pub async fn record_and_send(
         run_tag: Some(&token),
         requester,
     };
-    match send_start(state, &run, plan, &token).await {
-        Ok(execution_id) => Ok(execution_id),
+    match send_start(state, &run, plan, &token, START_ATTEMPTS).await {
+        Ok(execution_id) => Ok(StartReceipt {
+            record_id,
+            execution_id: Some(execution_id),
+        }),
         Err(e) => match classify(&e) {
-            StartOutcome::Refused | StartOutcome::NotNow => {
+            StartOutcome::Refused => {
                 // SSM answered no: nothing was started. The record stays, marked refused, for the audit.
                 state.store.set_refused(record_id, &e.to_string())?;
                 Err(e)
+            }
+            StartOutcome::NotNow => {
+                // Nothing was started; the watcher sends it again when SSM has room.
+                state.store.set_queued(record_id, &e.to_string())?;
+                Ok(StartReceipt {
+                    record_id,
+                    execution_id: None,
+                })
             }
             StartOutcome::Unclear => {
                 state.store.set_unknown(record_id, &e.to_string())?;
@@ -205,7 +239,7 @@ pub async fn reconcile(state: &AppState, statuses: &[&str]) {
 /// The statuses start-up settles.
 pub const AT_START_UP: &[&str] = &[STATUS_RECORDED, STATUS_UNKNOWN];
 /// The statuses the watcher settles while requests may be sending others.
-pub const WHILE_SERVING: &[&str] = &[STATUS_UNKNOWN];
+pub const WHILE_SERVING: &[&str] = &[STATUS_UNKNOWN, STATUS_QUEUED];
 
 async fn reconcile_one(state: &AppState, run: &RunRow) -> Result<(), AppError> {
     let plan: Option<StartPlan> = state
@@ -242,14 +276,16 @@ async fn reconcile_one(state: &AppState, run: &RunRow) -> Result<(), AppError> {
         run_tag: run_tag.as_deref(),
         requester: &requester,
     };
-    match send_start(state, &r, &plan, &token).await {
+    // One attempt: the watcher comes back next round, and must not sit in a retry loop meanwhile.
+    match send_start(state, &r, &plan, &token, 1).await {
         Ok(id) => {
             tracing::info!(record = run.id, execution = %id, "sent an unsettled start");
             Ok(())
         }
         Err(e) => match classify(&e) {
             StartOutcome::Refused => state.store.set_refused(run.id, &e.to_string()),
-            StartOutcome::NotNow | StartOutcome::Unclear => state.store.set_unknown(run.id, &e.to_string()),
+            StartOutcome::NotNow => state.store.set_queued(run.id, &e.to_string()),
+            StartOutcome::Unclear => state.store.set_unknown(run.id, &e.to_string()),
         },
     }
 }
@@ -271,7 +307,7 @@ pub async fn rollback(state: &AppState, id: &str, requester: &str) -> Result<Rol
         .store
         .by_execution_id(id)?
         .ok_or_else(|| AppError::NotFound(format!("execution {id} was not started by this console")))?;
-    if !shared::is_terminal_status(&row.status) {
+    if !row.status.is_terminal() {
         return Err(AppError::Conflict {
             code: "StillRunning".into(),
             message: format!(
@@ -364,9 +400,15 @@ pub async fn rollback(state: &AppState, id: &str, requester: &str) -> Result<Rol
                 override_gate: None,
             };
             let plan = req.validate().map_err(AppError::Validation)?;
-            let new_id = record_and_send(state, &row.region, &plan, chunk, Some(id), requester).await?;
-            state.store.add_rolled_back_by(id, &new_id)?;
-            execution_ids.push(new_id);
+            let receipt = record_and_send(state, &row.region, &plan, chunk, Some(id), requester).await?;
+            match receipt.execution_id {
+                // `settle` has linked it to the run it reverts.
+                Some(new_id) => execution_ids.push(new_id),
+                None => notes.push(format!(
+                    "record {}: queued, because SSM's concurrent-automation quota is full; the console starts it when SSM has room",
+                    receipt.record_id
+                )),
+            }
             instances.extend(ids);
         }
     }

@@ -23,14 +23,19 @@ fn pct(n: u32, total: u32) -> f64 {
 #[component]
 fn ProgressBar(p: Progress) -> impl IntoView {
     let text = format!(
-        "{} of {} done: {} succeeded, {} failed, {} cancelled, {} running, {} waiting",
+        "{} of {} done: {} succeeded, {} failed, {} cancelled, {} running, {} waiting{}",
         p.succeeded + p.failed + p.cancelled,
         p.total,
         p.succeeded,
         p.failed,
         p.cancelled,
         p.running,
-        p.waiting
+        p.waiting,
+        if p.not_run > 0 {
+            format!(", {} not run (the run ended first)", p.not_run)
+        } else {
+            String::new()
+        }
     );
     view! {
         <div class="progress" role="progressbar" aria-valuemin="0" aria-valuemax=p.total
@@ -71,8 +76,8 @@ fn Detail(
     reverting: Signal<bool>,
 ) -> impl IntoView {
     let s = d.summary.clone();
-    let can_stop = !shared::is_terminal_status(&s.status) && s.status != "Cancelling";
-    let can_revert = shared::is_terminal_status(&s.status) && !d.prior_options.is_empty();
+    let can_stop = s.status.can_stop();
+    let can_revert = s.status.is_terminal() && !d.prior_options.is_empty() && d.rolled_back_by.is_empty();
     let audit = {
         let override_reason = d
             .override_reason

@@ -317,11 +317,19 @@ pub fn ExecutePage() -> impl IntoView {
                 <Confirm request=request start=start/>
             </Show>
             {move || start.value().get().map(|r| match r {
-                Ok(resp) => view! {
-                    <div class="ok-box" role="status" data-testid="started">"Started "
-                        <A href=format!("/executions/{}", resp.execution_id)>{resp.execution_id.clone()}</A>
-                    </div>
-                }.into_any(),
+                Ok(resp) => match resp.execution_id {
+                    Some(id) => view! {
+                        <div class="ok-box" role="status" data-testid="started">"Started "
+                            <A href=format!("/executions/{id}")>{id.clone()}</A>
+                        </div>
+                    }.into_any(),
+                    None => view! {
+                        <div class="warn-box" role="status" data-testid="queued">
+                            <strong>{format!("Queued (record {}). ", resp.record_id)}</strong>
+                            {resp.message.unwrap_or_default()}
+                        </div>
+                    }.into_any(),
+                },
                 Err(e) => view! { <div class="error-box" role="alert" data-testid="start-error">{e.explain()}</div> }.into_any(),
             })}
         </section>

@@ -1,0 +1,103 @@
+//! A run's detail as the browser sees it: SSM's view of the execution, completed with what only our
+//! record knows (requester, override, rollback links, prior options) and a rate-control run's
+//! progress counted from its children in the store.
+
+use shared::api::{ExecutionDetail, Progress, RateControlView};
+use shared::Tone;
+
+use crate::aws::ssm::SsmExecution;
+use crate::error::AppError;
+use crate::state::AppState;
+use crate::store::{HistoryFilter, RunRow};
+
+/// The detail view of an SSM execution, with our record's requester.
+pub fn detail_of(run: &RunRow, ex: &SsmExecution) -> ExecutionDetail {
+    let mut summary = run.summary();
+    summary.status = ex.status.clone();
+    summary.start_time = ex.start_time.clone().or(summary.start_time);
+    summary.end_time = ex.end_time.clone();
+    summary.parent_execution_id = ex.parent_id.clone();
+    if summary.instance_id.is_none() {
+        summary.instance_id = ex.parameters.get("InstanceId").and_then(|v| v.first()).cloned();
+    }
+    ExecutionDetail {
+        summary,
+        parameters: ex.parameters.clone(),
+        outputs: ex.outputs.clone(),
+        failure_message: ex.failure_message.clone(),
+        steps: ex.steps.clone(),
+        rate_control: ex.rate_control.as_ref().map(|rc| RateControlView {
+            target_parameter_name: rc.target_parameter_name.clone(),
+            targets: rc.resolved.clone(),
+            max_concurrency: rc.max_concurrency.clone(),
+            max_errors: rc.max_errors.clone(),
+            progress: Progress {
+                total: rc.resolved.len() as u32,
+                ..Progress::default()
+            },
+        }),
+        children: Vec::new(),
+        override_reason: None,
+        rollback_of: None,
+        rolled_back_by: Vec::new(),
+        prior_options: Default::default(),
+    }
+}
+
+/// Adds what our record knows (override, rollback links, prior options) and, for a rate-control parent,
+/// its children and progress from the store (which the watcher keeps current).
+pub fn complete(state: &AppState, detail: &mut ExecutionDetail, row: &RunRow) -> Result<(), AppError> {
+    detail.override_reason = row.override_reason.clone();
+    detail.rollback_of = row.rollback_of.clone();
+    detail.rolled_back_by = row
+        .rolled_back_by
+        .as_deref()
+        .map(|s| s.split(',').map(str::to_owned).collect())
+        .unwrap_or_default();
+    detail.prior_options = row
+        .prior_options
+        .as_deref()
+        .and_then(|p| serde_json::from_str(p).ok())
+        .unwrap_or_default();
+    let Some(rc) = detail.rate_control.as_mut() else {
+        return Ok(());
+    };
+    let filter = HistoryFilter {
+        parent: Some(detail.summary.execution_id.clone()),
+        limit: 10_000,
+        ..HistoryFilter::default()
+    };
+    let (children, _) = state.store.history(&filter)?;
+    // SSM shows only the first resolved targets of a large run: the record knows them all (for runs
+    // started here), and children seen count too.
+    let recorded = if row.id > 0 {
+        state.store.instance_count(row.id)?
+    } else {
+        0
+    };
+    let mut p = Progress {
+        total: (rc.targets.len().max(recorded).max(children.len())) as u32,
+        ..Progress::default()
+    };
+    for c in &children {
+        match c.status.tone() {
+            Tone::Succeeded => p.succeeded += 1,
+            Tone::Failed => p.failed += 1,
+            Tone::Stopped => p.cancelled += 1,
+            Tone::Waiting => p.waiting += 1,
+            Tone::Running => p.running += 1,
+        }
+    }
+    // Targets without a child yet: waiting while the run goes on, never run once it has ended.
+    let unstarted = p.total.saturating_sub(children.len() as u32);
+    if detail.summary.status.is_terminal() {
+        p.not_run = unstarted;
+    } else {
+        p.waiting += unstarted;
+    }
+    rc.progress = p;
+    let mut kids: Vec<_> = children.iter().map(RunRow::summary).collect();
+    kids.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
+    detail.children = kids;
+    Ok(())
+}

@@ -1,0 +1,225 @@
+//! A run's status: SSM's automation statuses plus the console's own for a start SSM has not (yet)
+//! acknowledged, one type for the server, the store and the browser.
+//!
+//! On the wire and in the store it is SSM's string (`InProgress`, `Success`, ...), so nothing that
+//! reads the API sees a change; a status SSM adds later survives as [`RunStatus::Other`].
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum RunStatus {
+    // The console's own, before SSM has the run.
+    /// Written to the store; the start is being sent.
+    Recorded,
+    /// SSM said "not now" (its concurrency quota or throttling): nothing was started; the console
+    /// sends it again when SSM has room.
+    Queued,
+    /// SSM's answer was lost or unclear (a 5xx, a timeout): the console is looking for the run.
+    Unknown,
+    /// SSM refused the start: nothing was started.
+    Refused,
+    // SSM's.
+    /// Waiting in SSM's queue for the concurrency quota.
+    Pending,
+    InProgress,
+    Waiting,
+    Cancelling,
+    Success,
+    Failed,
+    TimedOut,
+    Cancelled,
+    Other(String),
+}
+
+/// How a status reads at a glance (the badge's colour and icon).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    Waiting,
+    Running,
+    Succeeded,
+    Failed,
+    Stopped,
+}
+
+/// SSM's terminal automation statuses that have no variant of their own.
+const OTHER_TERMINAL: &[&str] = &[
+    "Rejected",
+    "ChangeCalendarOverrideRejected",
+    "CompletedWithSuccess",
+    "CompletedWithFailure",
+    "Exited",
+];
+
+impl RunStatus {
+    /// Every terminal status as it is written on the wire and in the store (for queries).
+    pub const TERMINAL: &'static [&'static str] = &[
+        "Success",
+        "Failed",
+        "TimedOut",
+        "Cancelled",
+        "Refused",
+        "Rejected",
+        "ChangeCalendarOverrideRejected",
+        "CompletedWithSuccess",
+        "CompletedWithFailure",
+        "Exited",
+    ];
+
+    pub fn parse(s: &str) -> RunStatus {
+        match s {
+            "Recorded" => RunStatus::Recorded,
+            "Queued" => RunStatus::Queued,
+            "Unknown" => RunStatus::Unknown,
+            "Refused" => RunStatus::Refused,
+            "Pending" => RunStatus::Pending,
+            "InProgress" => RunStatus::InProgress,
+            "Waiting" => RunStatus::Waiting,
+            "Cancelling" => RunStatus::Cancelling,
+            "Success" => RunStatus::Success,
+            "Failed" => RunStatus::Failed,
+            "TimedOut" => RunStatus::TimedOut,
+            "Cancelled" => RunStatus::Cancelled,
+            other => RunStatus::Other(other.to_owned()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            RunStatus::Recorded => "Recorded",
+            RunStatus::Queued => "Queued",
+            RunStatus::Unknown => "Unknown",
+            RunStatus::Refused => "Refused",
+            RunStatus::Pending => "Pending",
+            RunStatus::InProgress => "InProgress",
+            RunStatus::Waiting => "Waiting",
+            RunStatus::Cancelling => "Cancelling",
+            RunStatus::Success => "Success",
+            RunStatus::Failed => "Failed",
+            RunStatus::TimedOut => "TimedOut",
+            RunStatus::Cancelled => "Cancelled",
+            RunStatus::Other(s) => s,
+        }
+    }
+
+    /// Whether the run will not change any more. A refused start is final; an unknown one is not.
+    pub fn is_terminal(&self) -> bool {
+        Self::TERMINAL.contains(&self.as_str())
+    }
+
+    /// Whether it can still be stopped in SSM.
+    pub fn can_stop(&self) -> bool {
+        matches!(
+            self,
+            RunStatus::Pending | RunStatus::InProgress | RunStatus::Waiting
+        )
+    }
+
+    pub fn tone(&self) -> Tone {
+        match self {
+            RunStatus::Recorded
+            | RunStatus::Queued
+            | RunStatus::Unknown
+            | RunStatus::Pending
+            | RunStatus::Waiting => Tone::Waiting,
+            RunStatus::InProgress | RunStatus::Cancelling => Tone::Running,
+            RunStatus::Success => Tone::Succeeded,
+            RunStatus::Failed | RunStatus::TimedOut | RunStatus::Refused => Tone::Failed,
+            RunStatus::Cancelled => Tone::Stopped,
+            RunStatus::Other(s) if s == "CompletedWithSuccess" => Tone::Succeeded,
+            RunStatus::Other(s) if OTHER_TERMINAL.contains(&s.as_str()) => Tone::Failed,
+            RunStatus::Other(_) => Tone::Running,
+        }
+    }
+
+    /// What a person reads.
+    pub fn label(&self) -> &str {
+        match self {
+            RunStatus::Recorded => "Starting",
+            RunStatus::Queued => "Queued by the console",
+            RunStatus::Unknown => "Checking with SSM",
+            RunStatus::Pending => "Waiting (SSM queue)",
+            RunStatus::InProgress => "In progress",
+            RunStatus::TimedOut => "Timed out",
+            other => other.as_str(),
+        }
+    }
+}
+
+impl From<String> for RunStatus {
+    fn from(s: String) -> Self {
+        RunStatus::parse(&s)
+    }
+}
+
+impl From<&str> for RunStatus {
+    fn from(s: &str) -> Self {
+        RunStatus::parse(s)
+    }
+}
+
+impl From<RunStatus> for String {
+    fn from(s: RunStatus) -> Self {
+        match s {
+            RunStatus::Other(s) => s,
+            known => known.as_str().to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for RunStatus {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_status_round_trips_through_its_wire_string() {
+        for s in [
+            "Recorded",
+            "Queued",
+            "Unknown",
+            "Refused",
+            "Pending",
+            "InProgress",
+            "Waiting",
+            "Cancelling",
+            "Success",
+            "Failed",
+            "TimedOut",
+            "Cancelled",
+            "CompletedWithFailure",
+            "SomethingNew",
+        ] {
+            let parsed = RunStatus::parse(s);
+            assert_eq!(parsed.as_str(), s);
+            let json = serde_json::to_string(&parsed).unwrap();
+            assert_eq!(json, format!("\"{s}\""));
+            assert_eq!(serde_json::from_str::<RunStatus>(&json).unwrap(), parsed);
+        }
+    }
+
+    #[test]
+    fn queued_and_pending_runs_are_waiting_not_finished() {
+        for s in [RunStatus::Queued, RunStatus::Pending, RunStatus::Unknown] {
+            assert!(!s.is_terminal(), "{s}");
+            assert_eq!(s.tone(), Tone::Waiting, "{s}");
+        }
+        assert!(RunStatus::Refused.is_terminal());
+        assert!(RunStatus::parse("CompletedWithFailure").is_terminal());
+        assert!(!RunStatus::parse("SomethingNew").is_terminal());
+        assert!(RunStatus::Pending.can_stop());
+        assert!(!RunStatus::Cancelling.can_stop());
+    }
+}
