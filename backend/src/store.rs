@@ -115,6 +115,8 @@ pub const STATUS_QUEUED: &str = "Queued";
 #[derive(Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
+    /// The console's time: sessions, tokens and timestamps read it.
+    pub clock: crate::clock::Clock,
 }
 
 /// A new run, as recorded before it is sent.
@@ -296,6 +298,7 @@ impl Store {
         }
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
+            clock: crate::clock::Clock::default(),
         })
     }
 

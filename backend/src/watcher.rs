@@ -2,20 +2,13 @@
 //! sees and pushes changes to browsers. Viewers never cause SSM calls of their own (invariant 5).
 
 use shared::api::{ExecutionDetail, ExecutionEvent};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::aws::ssm;
 use crate::error::AppError;
 use crate::runs;
 use crate::state::AppState;
 use crate::store::{ExecutionUpdate, RunRow};
-
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 /// Runs forever: polls every in-flight run once per round, then waits the poll interval. Every
 /// `discover_every` (one call per region) it also lists the newest executions of our runbook, so that runs started outside
@@ -165,7 +158,7 @@ pub async fn refresh(state: &AppState, run: &RunRow) -> Result<ExecutionDetail, 
             failure_message: ex.failure_message.as_deref(),
             detail: Some(&detail_json),
             document_version: ex.document_version.as_deref(),
-            now_ms: now_ms(),
+            now_ms: state.store.clock.now_ms(),
         },
     )?;
     if status_changed || detail_changed {

@@ -640,3 +640,31 @@ async fn the_standalone_sandbox_refuses_web_pages() {
         .unwrap();
     assert_eq!(faults["deny"], json!([]), "nothing changed");
 }
+
+#[tokio::test]
+async fn a_session_ends_when_its_hours_are_up() {
+    let app = spawn_app_with(AppOptions {
+        extra_args: vec!["--session-hours".into(), "2".into()],
+        ..AppOptions::default()
+    })
+    .await;
+    let password = app.add_user("carol", "viewer").await;
+    let cookie = app.session("carol", &password).await;
+    let me = |cookie: String| {
+        let url = app.url("/auth/me");
+        async move {
+            reqwest::Client::new()
+                .get(url)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(me(cookie.clone()).await, 200);
+    app.state.store.clock.advance(Duration::from_secs(3600 + 60));
+    assert_eq!(me(cookie.clone()).await, 200, "one hour in, the session lasts");
+    app.state.store.clock.advance(Duration::from_secs(3600));
+    assert_eq!(me(cookie).await, 401, "past two hours, the session has ended");
+}

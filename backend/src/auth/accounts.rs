@@ -254,7 +254,7 @@ impl Store {
     /// Starts a session; returns the secret for the cookie.
     pub fn create_session(&self, name: &str, ttl_ms: i64) -> Result<String, AppError> {
         let secret = random_secret()?;
-        let expires = crate::watcher::now_ms() + ttl_ms;
+        let expires = self.clock.now_ms() + ttl_ms;
         self.conn().execute(
             "INSERT INTO sessions (id_hash, user_name, created_at, expires_at_ms) VALUES (?1, ?2, ?3, ?4)",
             params![hash_secret(&secret), name, now_rfc3339(), expires],
@@ -275,7 +275,7 @@ impl Store {
             .query_row(
                 "SELECT u.name, u.role, u.must_change_password FROM sessions s JOIN users u ON u.name = s.user_name
                  WHERE s.id_hash = ?1 AND s.expires_at_ms > ?2 AND u.disabled = 0",
-                params![hash_secret(secret), crate::watcher::now_ms()],
+                params![hash_secret(secret), self.clock.now_ms()],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
@@ -363,7 +363,7 @@ impl Store {
         let Some((id, name, token_role, user_role, last_ms)) = row else {
             return Ok(None);
         };
-        let now = crate::watcher::now_ms();
+        let now = self.clock.now_ms();
         let log = last_ms.is_none_or(|l| now - l > 3_600_000);
         if log || last_ms.is_none_or(|l| now - l > 60_000) {
             self.conn().execute(

@@ -222,7 +222,7 @@ fn identify(
             // An ALB passes its clients' headers through, so in ALB mode only its signed token may
             // establish a sign-on identity; X-Forwarded-User and friends are the client's own words.
             if let Some(token) = single(headers, "x-amzn-oidc-data")? {
-                let now = crate::watcher::now_ms() / 1000;
+                let now = state.store.clock.now_ms() / 1000;
                 return Ok(match alb::verify(alb_cfg, token, now) {
                     Ok((user, groups)) => sso_identity(state, user, groups.iter().map(String::as_str)),
                     Err(e) => {
@@ -321,7 +321,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     if let Some(i) = identity.as_ref().filter(|i| i.via == "sso") {
         if state
             .sso_sightings
-            .first_in(&i.name, state.auth.session_ttl, crate::watcher::now_ms())
+            .first_in(&i.name, state.auth.session_ttl, state.store.clock.now_ms())
         {
             if let Err(e) = state.store.auth_event(
                 "sso-login",

@@ -16,7 +16,6 @@ use crate::auth::accounts::AuthEventFilter;
 use crate::auth::{self, Identity, LoginGate};
 use crate::error::AppError;
 use crate::state::AppState;
-use crate::watcher::now_ms;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -60,7 +59,7 @@ async fn login(State(state): State<AppState>, req: Request) -> Result<Response, 
             },
         ])));
     }
-    let now = now_ms();
+    let now = state.store.clock.now_ms();
     match state.login_throttle.gate(&body.username, &addr, now) {
         LoginGate::Locked { wait_ms, audit_key } => {
             // One counted event per address (or user and address) and window, however many attempts.

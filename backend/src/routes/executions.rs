@@ -346,7 +346,7 @@ fn cached_detail(state: &AppState, row: &RunRow) -> Option<ExecutionDetail> {
     let watched = row.parent_execution_id.is_none();
     let fresh = row
         .detail_at_ms
-        .is_some_and(|at| watcher::now_ms() - at < CHILD_DETAIL_TTL.as_millis() as i64);
+        .is_some_and(|at| state.store.clock.now_ms() - at < CHILD_DETAIL_TTL.as_millis() as i64);
     if !(final_ || watched || fresh) {
         return None;
     }
