@@ -22,6 +22,19 @@ pub enum Command {
     User(UserArgs),
     /// Manage API tokens for scripts (works while the server runs).
     Token(TokenArgs),
+    /// Check that the console's AWS identity (and an AutomationAssumeRole) may do every action the
+    /// console and the runbook need; exits non-zero on a denial. Takes serve's flags (--aws or
+    /// --sandbox-url, --region, timeouts).
+    Doctor(Box<DoctorArgs>),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// The AutomationAssumeRole runs will use, to check its permissions too.
+    #[arg(long)]
+    pub assume_role: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -10,6 +10,7 @@ pub mod aws;
 pub mod clock;
 pub mod config;
 pub mod crash;
+pub mod doctor;
 pub mod error;
 pub mod routes;
 pub mod runs;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::aws::{self, Target};
-use crate::config::{Cli, Command, SandboxArgs, ServeArgs};
+use crate::config::{Cli, Command, DoctorArgs, SandboxArgs, ServeArgs};
 use crate::state::{AppState, EventHub, RateLimiter, RegionLimits, StateInner};
 use crate::store::Store;
 
@@ -18,6 +18,51 @@ pub async fn run_command(cli: Cli) -> Result<(), String> {
         Command::Sandbox(args) => run_sandbox(args).await,
         Command::User(args) => crate::admin::user(&args),
         Command::Token(args) => crate::admin::token(&args),
+        Command::Doctor(args) => doctor(&args).await,
+    }
+}
+
+/// `imds-console doctor`: the permission table, and a failure when anything is denied.
+async fn doctor(args: &DoctorArgs) -> Result<(), String> {
+    let serve = &args.serve;
+    let (target, regions) = if serve.aws {
+        (aws::Target::Aws, aws_regions(serve).await?)
+    } else if let Some(url) = &serve.sandbox_url {
+        (aws::Target::Sandbox(url.clone()), sandbox_regions(serve))
+    } else {
+        return Err("doctor checks real AWS (--aws) or a running sandbox (--sandbox-url)".into());
+    };
+    let clients = aws::clients(&target, &regions, serve.aws_timeouts()).await;
+    if let Some(role) = &args.assume_role {
+        shared::RoleArn::parse(role).map_err(|e| format!("--assume-role: {e}"))?;
+    }
+    let report = crate::doctor::check(&clients, args.assume_role.as_deref())
+        .await
+        .map_err(|e| format!("cannot use AWS: {e}"))?;
+    print!("{}", crate::doctor::table(&report));
+    match report.denied() {
+        0 => Ok(()),
+        n => Err(format!("{n} permission(s) denied; see the FIX column")),
+    }
+}
+
+/// The regions for --aws: the flags, or the SDK's default region.
+async fn aws_regions(args: &ServeArgs) -> Result<Vec<String>, String> {
+    if args.regions.is_empty() {
+        Ok(vec![aws::default_region(args.aws_timeouts()).await.ok_or(
+            "no region: pass --region, set AWS_REGION, or give the profile a region",
+        )?])
+    } else {
+        Ok(args.regions.clone())
+    }
+}
+
+/// The regions for --sandbox-url: the flags, or the sandbox's own.
+fn sandbox_regions(args: &ServeArgs) -> Vec<String> {
+    if args.regions.is_empty() {
+        sandbox::SandboxConfig::default().regions
+    } else {
+        args.regions.clone()
     }
 }
 
@@ -101,20 +146,9 @@ pub async fn build_state(args: &ServeArgs) -> Result<AppState, String> {
         crate::admin::bootstrap_admin(&store, &args.data_dir).map_err(|e| e.to_string())?
     };
     let (mode, target, mut regions, sandbox, sandbox_url) = if args.aws {
-        let regions = if args.regions.is_empty() {
-            vec![aws::default_region(args.aws_timeouts())
-                .await
-                .ok_or("no region: pass --region, set AWS_REGION, or give the profile a region")?]
-        } else {
-            args.regions.clone()
-        };
-        ("aws", Target::Aws, regions, None, None)
+        ("aws", Target::Aws, aws_regions(args).await?, None, None)
     } else if let Some(url) = &args.sandbox_url {
-        let regions = if args.regions.is_empty() {
-            sandbox::SandboxConfig::default().regions
-        } else {
-            args.regions.clone()
-        };
+        let regions = sandbox_regions(args);
         (
             "sandbox",
             Target::Sandbox(url.clone()),
@@ -179,6 +213,7 @@ pub async fn build_state(args: &ServeArgs) -> Result<AppState, String> {
             child_pages: crate::state::ChildPages::default(),
             password_checks: tokio::sync::Semaphore::new(PASSWORD_CHECKS),
             sso_sightings: crate::auth::SsoSightings::default(),
+            doctor: tokio::sync::Mutex::new(None),
             access_epoch: tokio::sync::watch::Sender::new(0),
             bootstrap_password,
             data_dir: args.data_dir.clone(),

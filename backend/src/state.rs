@@ -52,6 +52,8 @@ pub struct StateInner {
     /// Password checks running at once (argon2 is slow on purpose; the rest waits its turn).
     pub password_checks: tokio::sync::Semaphore,
     pub sso_sightings: crate::auth::SsoSightings,
+    /// The last permission check (`/doctor`), reused for a minute.
+    pub doctor: tokio::sync::Mutex<Option<(Instant, shared::api::PermissionReport)>>,
     /// Bumped whenever a session, user or token may have lost access, so that open event streams
     /// check their caller again.
     pub access_epoch: tokio::sync::watch::Sender<u64>,

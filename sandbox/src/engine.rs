@@ -45,6 +45,12 @@ pub(crate) struct World {
     /// Broken instances (from the fault settings), refreshed by the service layer on each request.
     #[serde(skip)]
     pub broken_instances: BTreeSet<String>,
+    /// IAM actions refused to the caller (whose permissions a run without an AutomationAssumeRole
+    /// uses) and to the AutomationAssumeRole (from the fault settings).
+    #[serde(skip)]
+    pub caller_deny: BTreeSet<String>,
+    #[serde(skip)]
+    pub assume_role_deny: BTreeSet<String>,
     /// SSM's automation quotas (from the fault settings).
     #[serde(skip)]
     pub quota: AutomationQuota,
@@ -155,6 +161,8 @@ impl World {
             active: BTreeSet::new(),
             dirty: true,
             broken_instances: BTreeSet::new(),
+            caller_deny: BTreeSet::new(),
+            assume_role_deny: BTreeSet::new(),
             quota: AutomationQuota::default(),
             rng: 0x5eed,
         }
@@ -638,9 +646,18 @@ pub(crate) fn tick(world: &mut World, docs: &Documents, speed: f64, now: u64) {
                 executions,
                 fleet,
                 broken_instances,
+                caller_deny,
+                assume_role_deny,
                 ..
             } = world;
-            advance_simple(&mut executions[idx], fleet, broken_instances, doc, speed, now)
+            let ex = &mut executions[idx];
+            let (principal, denied) = principal_of(ex, caller_deny, assume_role_deny);
+            let env = StepEnv {
+                broken: broken_instances,
+                denied,
+                principal,
+            };
+            advance_simple(ex, fleet, &env, doc, speed, now)
         };
         if changed {
             world.dirty = true;
@@ -687,10 +704,50 @@ fn parse_iso_duration(raw: &str) -> Option<f64> {
     Some(total)
 }
 
+/// Who a run's steps act as, and what that principal may not do: the AutomationAssumeRole when the
+/// run has one, otherwise the caller who started it.
+fn principal_of<'a>(
+    ex: &Execution,
+    caller_deny: &'a BTreeSet<String>,
+    assume_role_deny: &'a BTreeSet<String>,
+) -> (String, &'a BTreeSet<String>) {
+    match assume_role(ex) {
+        Some(role) => {
+            let name = role.rsplit('/').next().unwrap_or("role").to_owned();
+            (
+                format!(
+                    "arn:aws:sts::{}:assumed-role/{name}/Automation-{}",
+                    crate::ACCOUNT_ID,
+                    ex.id
+                ),
+                assume_role_deny,
+            )
+        }
+        None => (ex.executed_by.clone(), caller_deny),
+    }
+}
+
+fn assume_role(ex: &Execution) -> Option<&str> {
+    ex.parameters
+        .get("AutomationAssumeRole")
+        .and_then(|v| v.first())
+        .map(String::as_str)
+        .filter(|r| !r.is_empty())
+}
+
+/// What a step's AWS calls run under.
+pub(crate) struct StepEnv<'a> {
+    /// Instances whose metadata changes never take.
+    pub broken: &'a BTreeSet<String>,
+    /// IAM actions the run's principal may not call.
+    pub denied: &'a BTreeSet<String>,
+    pub principal: String,
+}
+
 fn advance_simple(
     ex: &mut Execution,
     fleet: &mut Fleet,
-    broken: &BTreeSet<String>,
+    env: &StepEnv<'_>,
     doc: &Document,
     speed: f64,
     now: u64,
@@ -730,7 +787,7 @@ fn advance_simple(
             continue;
         }
         // The step's time is up: run it.
-        let outcome = run_step(def, &ex.vars, &ex.region, fleet, broken, speed, now);
+        let outcome = run_step(def, &ex.vars, &ex.region, fleet, env, speed, now);
         let step = &mut ex.steps[ci];
         let next = match outcome {
             Ok(StepOk {
@@ -845,7 +902,7 @@ fn run_step(
     vars: &BTreeMap<String, Value>,
     region: &str,
     fleet: &mut Fleet,
-    broken: &BTreeSet<String>,
+    env: &StepEnv<'_>,
     speed: f64,
     now: u64,
 ) -> Result<StepOk, StepFailure> {
@@ -861,7 +918,7 @@ fn run_step(
         }
         "aws:sleep" => {}
         "aws:executeAwsApi" => {
-            let response = call_api(&inputs, region, fleet, broken, speed, now)?;
+            let response = call_api(&inputs, region, fleet, env, speed, now)?;
             collect_outputs(def, &response, &mut ok);
         }
         "aws:executeScript" => {
@@ -872,7 +929,7 @@ fn run_step(
             collect_outputs(def, &response, &mut ok);
         }
         "aws:assertAwsResourceProperty" => {
-            let response = call_api(&inputs, region, fleet, broken, speed, now)?;
+            let response = call_api(&inputs, region, fleet, env, speed, now)?;
             let selector = inputs["PropertySelector"].as_str().unwrap_or("$");
             let actual = jsonpath::select(&response, selector).map(jsonpath::as_text);
             let desired: Vec<String> = inputs["DesiredValues"]
@@ -972,11 +1029,28 @@ fn call_api(
     inputs: &Value,
     region: &str,
     fleet: &mut Fleet,
-    broken: &BTreeSet<String>,
+    env: &StepEnv<'_>,
     speed: f64,
     now: u64,
 ) -> Result<Value, StepFailure> {
     let api = inputs["Api"].as_str().unwrap_or_default();
+    let service = inputs["Service"].as_str().unwrap_or_default();
+    let action = format!("{service}:{api}");
+    if env.denied.contains(&action) {
+        let code = if service == "ec2" {
+            "UnauthorizedOperation"
+        } else {
+            "AccessDeniedException"
+        };
+        return Err(api_error(
+            code,
+            api,
+            &format!(
+                "You are not authorized to perform this operation. User: {} is not authorized to perform: {action} because no identity-based policy allows the {action} action",
+                env.principal
+            ),
+        ));
+    }
     match (inputs["Service"].as_str().unwrap_or_default(), api) {
         ("ec2", "ModifyInstanceMetadataOptions") => {
             let id = jsonpath::as_text(&inputs["InstanceId"]);
@@ -1001,7 +1075,7 @@ fn call_api(
                 text("HttpEndpoint").as_deref(),
                 now,
                 speed,
-                broken.contains(&id),
+                env.broken.contains(&id),
             );
             Ok(json!({ "InstanceId": id, "InstanceMetadataOptions": metadata_json(inst, now) }))
         }
@@ -1188,10 +1262,27 @@ fn advance_parent(world: &mut World, idx: usize, doc: &Document, now: u64) -> bo
         let rc = parent.rate_control.as_ref().expect("parent");
         let mut params = parent.parameters.clone();
         params.insert(rc.target_parameter_name.clone(), vec![target.clone()]);
-        let (parameters, vars) = match resolve_parameters(doc, &params, None) {
+        // Automation starts each child with the parent's AutomationAssumeRole, which must be allowed
+        // to pass itself (AWS's setup guide grants iam:PassRole on the role to the role).
+        let pass_role_denied =
+            assume_role(parent).filter(|_| world.assume_role_deny.contains("iam:PassRole"));
+        let resolved = match pass_role_denied {
+            Some(role) => Err(StartError {
+                code: "AccessDeniedException",
+                message: format!(
+                    "User: arn:aws:sts::{}:assumed-role/{}/Automation-{} is not authorized to perform: iam:PassRole on resource: {role}",
+                    crate::ACCOUNT_ID,
+                    role.rsplit('/').next().unwrap_or("role"),
+                    parent.id
+                ),
+            }),
+            None => resolve_parameters(doc, &params, None),
+        };
+        let (parameters, vars) = match resolved {
             Ok(p) => p,
             Err(e) => {
-                // A target that is not a valid value fails its own step, like SSM's child validation.
+                // A target that is not a valid value (or a child SSM may not start) fails its own
+                // step, like SSM's child validation.
                 let step = &mut world.executions[idx].steps[i];
                 step.status = "Failed".to_owned();
                 step.start_ms = Some(now);

@@ -69,9 +69,14 @@ impl FaultRule {
 pub struct Faults {
     #[serde(default)]
     pub rules: Vec<FaultRule>,
-    /// IAM actions refused with AccessDenied, such as `ssm:StartAutomationExecution`.
+    /// IAM actions refused with AccessDenied, such as `ssm:StartAutomationExecution`, to the caller:
+    /// its own calls, and the steps of runs it starts without an AutomationAssumeRole.
     #[serde(default)]
     pub deny: BTreeSet<String>,
+    /// IAM actions the AutomationAssumeRole lacks (any role a run names): steps that call them fail
+    /// with AccessDenied, and with `iam:PassRole` here a rate-control run's children cannot start.
+    #[serde(default)]
+    pub assume_role_deny: BTreeSet<String>,
     /// Instances whose metadata changes never take: EC2 accepts the call but nothing changes, so the
     /// runbook's assert steps fail as they do in AWS when a change does not apply.
     #[serde(default)]

@@ -16,6 +16,7 @@ mod ec2;
 mod engine;
 mod faults;
 mod fleet;
+mod iam;
 mod jsonpath;
 mod ssm;
 mod sts;
@@ -135,6 +136,8 @@ impl Sandbox {
             let mut world = self.world();
             world.broken_instances = faults.broken_instances.clone();
             world.quota = faults.automation_quota;
+            world.caller_deny = faults.deny.clone();
+            world.assume_role_deny = faults.assume_role_deny.clone();
         }
         *lock(&self.inner.faults) = faults;
     }

@@ -42,6 +42,7 @@ pub(crate) enum Service {
     /// CloudWatch in awsJson1_0, as botocore (boto3, the AWS CLI) sends it.
     CloudWatchJson,
     Sts,
+    Iam,
 }
 
 impl Service {
@@ -51,6 +52,7 @@ impl Service {
             Service::Ec2 => "ec2",
             Service::CloudWatch | Service::CloudWatchJson => "cloudwatch",
             Service::Sts => "sts",
+            Service::Iam => "iam",
         }
     }
 }
@@ -108,7 +110,7 @@ async fn calls(
             json!({"operation": c.operation, "count": c.count, "peak_per_second": peak})
         })
         .collect();
-    let services: serde_json::Map<String, serde_json::Value> = ["ssm", "ec2", "cloudwatch", "sts"]
+    let services: serde_json::Map<String, serde_json::Value> = ["ssm", "ec2", "cloudwatch", "sts", "iam"]
         .iter()
         .map(|svc| {
             let peak = sb.peak_per_second(&format!("{svc}:*"), q.since_ms);
@@ -165,6 +167,7 @@ async fn dispatch(State(sb): State<Sandbox>, uri: Uri, headers: HeaderMap, body:
         let service = match (get("Version").as_deref(), scope.as_ref().map(|s| s.1.as_str())) {
             (Some("2011-06-15"), _) | (_, Some("sts")) => Service::Sts,
             (Some("2016-11-15"), _) | (_, Some("ec2")) => Service::Ec2,
+            (Some("2010-05-08"), _) | (_, Some("iam")) => Service::Iam,
             _ => {
                 return (
                     StatusCode::NOT_FOUND,
@@ -217,6 +220,7 @@ fn carry_out(
         Service::Ssm => crate::ssm::handle(sb, region, op, body),
         Service::Ec2 => crate::ec2::handle(sb, region, op, params),
         Service::Sts => crate::sts::handle(op),
+        Service::Iam => crate::iam::handle(sb, op, params),
         Service::CloudWatch => crate::cloudwatch::handle(sb, region, op, body),
         Service::CloudWatchJson => crate::cloudwatch::handle_json(sb, region, op, body),
     }
@@ -230,7 +234,7 @@ fn throttle_error(service: Service) -> AwsError {
             code: "RequestLimitExceeded".into(),
             message: "Request limit exceeded.".into(),
         },
-        Service::CloudWatch | Service::CloudWatchJson | Service::Sts => {
+        Service::CloudWatch | Service::CloudWatchJson | Service::Sts | Service::Iam => {
             AwsError::client("Throttling", "Rate exceeded")
         }
     }
@@ -241,7 +245,7 @@ fn internal_error(service: Service) -> AwsError {
         Service::Ssm => "InternalServerError",
         Service::Ec2 => "InternalError",
         Service::CloudWatch | Service::CloudWatchJson => "InternalServiceError",
-        Service::Sts => "InternalFailure",
+        Service::Sts | Service::Iam => "InternalFailure",
     };
     AwsError {
         status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -261,7 +265,7 @@ fn denied_error(service: Service, action: &str, region: &str) -> AwsError {
             "UnauthorizedOperation",
             format!("You are not authorized to perform this operation. User: {who} is not authorized to perform: {action} {why}"),
         ),
-        Service::CloudWatch | Service::CloudWatchJson => AwsError::client("AccessDenied", format!("User: {who} is not authorized to perform: {action} {why}")),
+        Service::CloudWatch | Service::CloudWatchJson | Service::Iam => AwsError::client("AccessDenied", format!("User: {who} is not authorized to perform: {action} {why}")),
         _ => AwsError::client(
             "AccessDeniedException",
             format!(
@@ -295,9 +299,14 @@ fn render_error(service: Service, op: &str, err: &AwsError) -> Response {
             );
             xml_response(err.status, body, &rid)
         }
-        Service::Sts => {
+        Service::Sts | Service::Iam => {
+            let ns = if service == Service::Iam {
+                "https://iam.amazonaws.com/doc/2010-05-08/"
+            } else {
+                "https://sts.amazonaws.com/doc/2011-06-15/"
+            };
             let body = format!(
-                "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{rid}</RequestId></ErrorResponse>",
+                "<ErrorResponse xmlns=\"{ns}\"><Error><Type>Sender</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{rid}</RequestId></ErrorResponse>",
                 crate::ec2::esc(&err.code),
                 crate::ec2::esc(&err.message)
             );

@@ -464,3 +464,48 @@ pub struct AuthEventPage {
 pub struct SetRoleRequest {
     pub role: Role,
 }
+
+/// `GET /api/v1/doctor` and `imds-console doctor`: whether the console's identity, and the
+/// AutomationAssumeRole if one is given, may do each action the console and the runbook need.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PermissionReport {
+    /// The console's identity (STS ARN).
+    pub identity: String,
+    pub assume_role: Option<String>,
+    pub checks: Vec<PermissionCheck>,
+}
+
+impl PermissionReport {
+    pub fn denied(&self) -> usize {
+        self.checks
+            .iter()
+            .filter(|c| c.result == CheckResult::Denied)
+            .count()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PermissionCheck {
+    /// `console` or `assume role`.
+    pub principal: String,
+    /// The IAM action, such as `ssm:StartAutomationExecution`.
+    pub action: String,
+    /// None for global actions (IAM, STS).
+    pub region: Option<String>,
+    pub result: CheckResult,
+    /// How it was found out: a harmless call, EC2's dry run, or IAM's policy simulator.
+    pub method: String,
+    /// AWS's answer, or why it could not be checked.
+    pub detail: String,
+    /// What to change when it is denied.
+    pub fix: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckResult {
+    Allowed,
+    Denied,
+    /// Could not be checked (no instance to dry-run against, the simulator not allowed, ...).
+    Unchecked,
+}

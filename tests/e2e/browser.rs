@@ -602,3 +602,29 @@ async fn a_run_in_progress_can_be_stopped_from_its_page() {
     wait_text(c, "[data-testid=exec-status]", |t| t == "Cancelled").await;
     b.close().await;
 }
+
+#[tokio::test]
+async fn an_admin_checks_aws_permissions_on_the_admin_page_and_sees_what_to_fix() {
+    let app = app_with_pages(AppOptions::default()).await;
+    app.sandbox.set_faults(sandbox::Faults {
+        assume_role_deny: ["ec2:ModifyInstanceMetadataOptions".to_owned()].into(),
+        ..Default::default()
+    });
+    let b = browser().await;
+    let c = &b.client;
+    login(c, &app.base, "admin", &admin_password(&app)).await;
+    goto(c, &format!("{}/admin", app.base)).await;
+    type_into(c, "#doctor-role", "arn:aws:iam::123456789012:role/ImdsAutomation").await;
+    click(c, "#run-doctor").await;
+    wait_text(c, "[data-testid=doctor-denied]", |t| {
+        t.contains("1 action(s) denied")
+    })
+    .await;
+    wait_text(
+        c,
+        "tr[data-action='ec2:ModifyInstanceMetadataOptions'][data-result=denied]",
+        |t| t.contains("assume role") && t.contains("AutomationAssumeRole's policy"),
+    )
+    .await;
+    b.close().await;
+}

@@ -509,3 +509,145 @@ async fn past_ssms_concurrency_quota_runs_wait_in_its_queue_then_the_console_que
         assert_eq!(runs_on(&app, id).await, 1, "{id}: exactly one run");
     }
 }
+
+const AUTOMATION_ROLE: &str = "arn:aws:iam::123456789012:role/ImdsAutomation";
+
+fn check<'a>(report: &'a serde_json::Value, principal: &str, action: &str) -> Vec<&'a serde_json::Value> {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["principal"] == principal && c["action"] == action)
+        .collect()
+}
+
+#[tokio::test]
+async fn doctor_names_each_action_the_sandboxs_deny_lists_refuse_and_changes_nothing() {
+    let app = spawn_app_with(AppOptions::default()).await;
+    let (status, clean) = app.get("/doctor").await;
+    assert_eq!(status, 200, "{clean}");
+    assert!(
+        clean["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["result"] == "allowed"),
+        "{clean}"
+    );
+    // Every region is checked, the runbook's own change by dry run.
+    let dry = check(&clean, "console", "ec2:ModifyInstanceMetadataOptions");
+    assert_eq!(dry.len(), app.state.regions.len(), "{clean}");
+    assert!(dry.iter().all(|c| c["method"] == "dry run"));
+
+    app.sandbox.set_faults(sandbox::Faults {
+        deny: ["ssm:StartAutomationExecution".to_owned()].into(),
+        assume_role_deny: [
+            "ec2:ModifyInstanceMetadataOptions".to_owned(),
+            "iam:PassRole".to_owned(),
+        ]
+        .into(),
+        ..Default::default()
+    });
+    let before = app.sandbox.execution_ids().len();
+    let (status, report) = app.get(&format!("/doctor?assume_role={AUTOMATION_ROLE}")).await;
+    assert_eq!(status, 200, "{report}");
+    for c in check(&report, "console", "ssm:StartAutomationExecution") {
+        assert_eq!(c["result"], "denied", "{c}");
+        assert!(c["fix"].as_str().unwrap().contains("console's IAM policy"), "{c}");
+    }
+    assert_eq!(
+        check(&report, "assume role", "ec2:ModifyInstanceMetadataOptions")[0]["result"],
+        "denied"
+    );
+    let pass = check(&report, "assume role", "iam:PassRole")[0];
+    assert_eq!(pass["result"], "denied");
+    assert!(pass["fix"].as_str().unwrap().contains(AUTOMATION_ROLE), "{pass}");
+    assert_eq!(
+        check(&report, "assume role", "ec2:DescribeInstances")[0]["result"],
+        "allowed"
+    );
+    assert_eq!(check(&report, "console", "iam:PassRole")[0]["result"], "allowed");
+    for c in check(&report, "console", "ssm:GetAutomationExecution") {
+        assert_eq!(c["result"], "allowed", "{c}");
+    }
+    assert_eq!(
+        app.sandbox.execution_ids().len(),
+        before,
+        "the check starts nothing"
+    );
+
+    let (status, bad) = app.get("/doctor?assume_role=not-an-arn").await;
+    assert_eq!(status, 400, "{bad}");
+    assert_eq!(bad["error"]["field"], "assume_role");
+    let viewer = app.add_user("vic", "viewer").await;
+    let cookie = app.session("vic", &viewer).await;
+    let resp = reqwest::Client::new()
+        .get(app.url("/doctor"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+}
+
+#[tokio::test]
+async fn runs_fail_with_access_denied_where_their_assume_role_lacks_a_permission() {
+    let app = spawn_app_with(AppOptions::default()).await;
+    app.sandbox.set_faults(sandbox::Faults {
+        assume_role_deny: ["ec2:ModifyInstanceMetadataOptions".to_owned()].into(),
+        ..Default::default()
+    });
+    let ids = app.quiet("us-east-1").await;
+    let (status, body) = app
+        .post(
+            "/executions",
+            &json!({"parameters": {"InstanceId": ids[0], "AutomationAssumeRole": AUTOMATION_ROLE}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let done = app
+        .wait_done(body["execution_id"].as_str().unwrap(), Duration::from_secs(30))
+        .await;
+    assert_eq!(done["summary"]["status"], "Failed", "{done}");
+    let failed = done["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["status"] == "Failed")
+        .unwrap();
+    let message = failed["failure_message"].as_str().unwrap();
+    assert!(
+        message.contains("UnauthorizedOperation") && message.contains("ec2:ModifyInstanceMetadataOptions"),
+        "{message}"
+    );
+    assert!(message.contains("assumed-role/ImdsAutomation/"), "{message}");
+
+    // Without iam:PassRole on itself, the role cannot be handed to a rate-control run's children.
+    app.sandbox.set_faults(sandbox::Faults {
+        assume_role_deny: ["iam:PassRole".to_owned()].into(),
+        ..Default::default()
+    });
+    let (status, body) = app
+        .post(
+            "/executions",
+            &json!({"parameters": {"AutomationAssumeRole": AUTOMATION_ROLE},
+                    "rate_control": {"targets": {"instance_ids": [ids[1], ids[2]]},
+                                     "max_concurrency": "2", "max_errors": "1"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let done = app
+        .wait_done(body["execution_id"].as_str().unwrap(), Duration::from_secs(30))
+        .await;
+    assert_eq!(done["summary"]["status"], "Failed", "{done}");
+    assert!(
+        done["steps"].as_array().unwrap().iter().all(|s| {
+            s["status"] == "Failed"
+                && s["failure_message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("iam:PassRole")
+        }),
+        "{done}"
+    );
+}

@@ -86,7 +86,11 @@ enum Access {
 
 /// The policy for every route: reads need a viewer, changes an operator, accounts an admin.
 fn access(method: &Method, path: &str) -> Access {
-    let admin_area = path.starts_with("/users") || path.starts_with("/tokens") || path == "/audit/auth";
+    let admin_area = path.starts_with("/users")
+        || path.starts_with("/tokens")
+        || path == "/audit/auth"
+        // A dozen AWS calls per region, and the account's permission layout: admins only.
+        || path == "/doctor";
     match path {
         "/health" | "/auth/login" | "/auth/logout" => Access::Public,
         // Anyone signed in may change their own password (the handler checks the current one).
@@ -597,6 +601,7 @@ mod tests {
             Access::Needs(Role::Admin)
         );
         assert_eq!(access(&Method::GET, "/audit/auth"), Access::Needs(Role::Admin));
+        assert_eq!(access(&Method::GET, "/doctor"), Access::Needs(Role::Admin));
         assert_eq!(access(&Method::GET, "/audit"), Access::Needs(Role::Viewer));
     }
 

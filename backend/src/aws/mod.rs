@@ -3,6 +3,7 @@
 
 pub mod cloudwatch;
 pub mod ec2;
+pub mod probe;
 pub mod ssm;
 pub mod sts;
 
@@ -23,6 +24,8 @@ pub struct RegionClients {
     pub ec2: aws_sdk_ec2::Client,
     pub sts: aws_sdk_sts::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
+    /// IAM is global; only `doctor` calls it (the policy simulator).
+    pub iam: aws_sdk_iam::Client,
 }
 
 /// Where the clients point.
@@ -113,6 +116,7 @@ pub async fn clients(
                 ec2: aws_sdk_ec2::Client::new(&conf),
                 sts: aws_sdk_sts::Client::new(&conf),
                 cloudwatch: aws_sdk_cloudwatch::Client::new(&conf),
+                iam: aws_sdk_iam::Client::new(&conf),
             },
         );
     }

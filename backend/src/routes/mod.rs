@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod doctor;
 pub mod events;
 pub mod executions;
 pub mod health;
@@ -22,6 +23,7 @@ pub fn api() -> Router<AppState> {
         .merge(health::router())
         .merge(accounts::router())
         .merge(audit::router())
+        .merge(doctor::router())
         .merge(identity::router())
         .merge(executions::router())
         .merge(instances::router())

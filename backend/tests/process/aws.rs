@@ -261,3 +261,61 @@ async fn serve_aws_without_credentials_stops_with_a_clear_message() {
         "the cause, as the credential process gave it: {err}"
     );
 }
+
+#[tokio::test]
+async fn doctor_prints_each_denied_action_with_its_fix_and_fails() {
+    let sb = sandbox::Sandbox::start(sandbox::SandboxConfig {
+        fleet_size: 5,
+        ..sandbox::SandboxConfig::default()
+    })
+    .unwrap();
+    let endpoint = format!(
+        "http://{}",
+        sb.serve("127.0.0.1:0".parse().unwrap()).await.unwrap()
+    );
+    let role = "arn:aws:iam::123456789012:role/ImdsAutomation";
+    let doctor = || {
+        let endpoint = endpoint.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                Command::new(env!("CARGO_BIN_EXE_imds-console"))
+                    .args(["doctor", "--sandbox-url", &endpoint, "--region", "us-east-1"])
+                    .args(["--assume-role", role])
+                    .output()
+                    .unwrap()
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let clean = doctor().await;
+    let table = String::from_utf8_lossy(&clean.stdout);
+    assert!(clean.status.success(), "{table}");
+    assert!(table.contains("Every checked action is allowed."), "{table}");
+
+    sb.set_faults(sandbox::Faults {
+        deny: ["cloudwatch:GetMetricData".to_owned()].into(),
+        assume_role_deny: ["iam:PassRole".to_owned()].into(),
+        ..Default::default()
+    });
+    let denied = doctor().await;
+    let table = String::from_utf8_lossy(&denied.stdout);
+    assert!(!denied.status.success(), "a denial fails the command: {table}");
+    let row = |action: &str, principal: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(action) && l.contains(principal))
+            .unwrap_or_else(|| panic!("no {action} row for {principal}: {table}"))
+            .to_owned()
+    };
+    let cw = row("cloudwatch:GetMetricData", "console");
+    assert!(
+        cw.contains("DENIED") && cw.contains("console's IAM policy"),
+        "{cw}"
+    );
+    let pass = row("iam:PassRole", "assume role");
+    assert!(pass.contains("DENIED") && pass.contains(role), "{pass}");
+    assert!(row("ssm:StartAutomationExecution", "console").contains("allowed"));
+    assert!(table.contains("2 action(s) denied."), "{table}");
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("permission(s) denied"));
+}

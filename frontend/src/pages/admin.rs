@@ -1,5 +1,5 @@
-//! Admin: users (add, disable, enable), API tokens (create, shown once; revoke) and the sign-in log,
-//! a filtered page at a time.
+//! Admin: users (add, disable, enable), API tokens (create, shown once; revoke), the sign-in log, a
+//! filtered page at a time, and the AWS permission check (`imds-console doctor` on a page).
 
 use leptos::prelude::*;
 use shared::api::{CreateTokenRequest, CreateUserRequest, Role};
@@ -177,6 +177,7 @@ pub fn AdminPage() -> impl IntoView {
                 </table>
             })}
         </section>
+        <PermissionCheck/>
         <section class="card">
             <h1>"Sign-ins and account changes"</h1>
             <form class="filters" aria-label="Filter the log" on:submit=|ev: leptos::ev::SubmitEvent| ev.prevent_default()>
@@ -211,6 +212,74 @@ pub fn AdminPage() -> impl IntoView {
                                 on:click=move |_| ev_cursor.set(None)>"Newest"</button>
                             <button class="secondary" id="ev-older" disabled=next.is_none()
                                 on:click=move |_| ev_cursor.set(next.clone())>"Older →"</button>
+                        </div>
+                    }.into_any()
+                }
+            })}
+        </section>
+    }
+}
+
+/// The permission check: what the console's AWS identity (and an AutomationAssumeRole) may do, run
+/// on request because it makes a dozen AWS calls per region.
+#[component]
+fn PermissionCheck() -> impl IntoView {
+    use shared::api::{CheckResult, PermissionReport};
+    let role = RwSignal::new(String::new());
+    let run = Action::new_local(|role: &String| {
+        let query = if role.trim().is_empty() {
+            String::new()
+        } else {
+            format!("?assume_role={}", api::enc(role.trim()))
+        };
+        async move { api::get::<PermissionReport>(&format!("/doctor{query}")).await }
+    });
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        run.dispatch(role.get_untracked());
+    };
+    view! {
+        <section class="card">
+            <h1>"AWS permissions"</h1>
+            <p class="help">"Checks, without changing anything, that the console's identity (and the AutomationAssumeRole runs will use) may do each action the console and the runbook need: harmless calls, EC2's dry run, and IAM's policy simulator where allowed. The same check as "<code>"imds-console doctor"</code>"."</p>
+            <form class="filters" on:submit=submit aria-label="Check AWS permissions">
+                <label for="doctor-role">"AutomationAssumeRole (optional)"
+                    <input id="doctor-role" placeholder="arn:aws:iam::123456789012:role/…" prop:value=move || role.get()
+                        on:input=move |ev| role.set(event_target_value(&ev))/>
+                </label>
+                <button type="submit" id="run-doctor" disabled=move || run.pending().get()>"Check permissions"</button>
+            </form>
+            {move || run.pending().get().then(|| view! { <p role="status">"Checking…"</p> })}
+            {move || run.value().get().map(|r| match r {
+                Err(e) => view! { <div class="error-box" role="alert">{e.explain()}</div> }.into_any(),
+                Ok(report) => {
+                    let denied = report.denied();
+                    view! {
+                        <p>"Identity: "<code>{report.identity.clone()}</code></p>
+                        {if denied == 0 {
+                            view! { <div class="ok-box" role="status" data-testid="doctor-ok">"Every checked action is allowed."</div> }.into_any()
+                        } else {
+                            view! { <div class="error-box" role="alert" data-testid="doctor-denied">{format!("{denied} action(s) denied; each row says what to change.")}</div> }.into_any()
+                        }}
+                        <div class="table-scroll">
+                        <table data-testid="doctor">
+                            <thead><tr><th>"Action"</th><th>"As"</th><th>"Region"</th><th>"Result"</th><th>"How"</th><th>"Fix or detail"</th></tr></thead>
+                            <tbody>{report.checks.into_iter().map(|c| {
+                                let (class, text) = match c.result {
+                                    CheckResult::Allowed => ("status tone-ok", "allowed"),
+                                    CheckResult::Denied => ("status tone-bad", "denied"),
+                                    CheckResult::Unchecked => ("status tone-waiting", "unchecked"),
+                                };
+                                view! {
+                                    <tr data-action=c.action.clone() data-result=text>
+                                        <td><code>{c.action.clone()}</code></td><td>{c.principal.clone()}</td>
+                                        <td>{c.region.clone().unwrap_or_else(|| "global".into())}</td>
+                                        <td><span class=class>{text}</span></td><td>{c.method.clone()}</td>
+                                        <td>{c.fix.clone().unwrap_or_else(|| if c.result == CheckResult::Allowed { String::new() } else { c.detail.clone() })}</td>
+                                    </tr>
+                                }
+                            }).collect_view()}</tbody>
+                        </table>
                         </div>
                     }.into_any()
                 }

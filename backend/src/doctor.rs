@@ -1,0 +1,342 @@
+//! The permission check people run before their first real run (`imds-console doctor`, and the admin
+//! page): may the console's identity, and the AutomationAssumeRole if one is given, do every action
+//! the console and the runbook need? Nothing is changed to find out: reads of an execution that does
+//! not exist, a start SSM must refuse for its parameters, EC2's DryRun, and, where the caller may use
+//! it, IAM's policy simulator.
+
+use shared::api::{CheckResult, PermissionCheck, PermissionReport};
+use shared::RUNBOOK;
+use std::collections::BTreeMap;
+
+use crate::aws::{probe, ssm, sts, RegionClients};
+use crate::error::AppError;
+
+const CONSOLE: &str = "console";
+const ASSUME_ROLE: &str = "assume role";
+
+/// Checks every region's clients; fails only when the console cannot say who it is.
+pub async fn check(
+    clients: &BTreeMap<String, RegionClients>,
+    assume_role: Option<&str>,
+) -> Result<PermissionReport, AppError> {
+    let first = clients
+        .values()
+        .next()
+        .ok_or_else(|| AppError::internal("no region configured"))?;
+    let identity = sts::caller_identity(first).await?;
+    let mut checks = Vec::new();
+    for (region, c) in clients {
+        region_checks(c, region, assume_role, &mut checks).await;
+    }
+    let console_principal = iam_principal(&identity.arn);
+    let mut console_simulated = vec!["ssm:AddTagsToResource"];
+    if assume_role.is_some() {
+        console_simulated.push("iam:PassRole");
+    }
+    simulated(
+        first,
+        CONSOLE,
+        console_principal.as_deref(),
+        &console_simulated,
+        assume_role,
+        &mut checks,
+    )
+    .await;
+    if let Some(role) = assume_role {
+        // What the runbook's steps do as the role, and the role passing itself to the children of a
+        // rate-control run.
+        simulated(
+            first,
+            ASSUME_ROLE,
+            Some(role),
+            &[
+                "ec2:DescribeInstances",
+                "ec2:ModifyInstanceMetadataOptions",
+                "ssm:StartAutomationExecution",
+                "ssm:GetAutomationExecution",
+            ],
+            None,
+            &mut checks,
+        )
+        .await;
+        simulated(
+            first,
+            ASSUME_ROLE,
+            Some(role),
+            &["iam:PassRole"],
+            Some(role),
+            &mut checks,
+        )
+        .await;
+    }
+    Ok(PermissionReport {
+        identity: identity.arn,
+        assume_role: assume_role.map(str::to_owned),
+        checks,
+    })
+}
+
+async fn region_checks(
+    c: &RegionClients,
+    region: &str,
+    assume_role: Option<&str>,
+    out: &mut Vec<PermissionCheck>,
+) {
+    let row = |action: &str, method: &str, (result, detail): (CheckResult, String)| PermissionCheck {
+        principal: CONSOLE.into(),
+        action: action.into(),
+        region: Some(region.to_owned()),
+        fix: fix(CONSOLE, action, result, None),
+        result,
+        method: method.into(),
+        detail,
+    };
+    let instances = probe::ec2_some_instance(c).await;
+    let instance = instances.as_ref().ok().cloned().flatten();
+    out.push(row(
+        "ec2:DescribeInstances",
+        "call",
+        judge(instances.map(|_| ()), &[]),
+    ));
+    out.push(row(
+        "ssm:DescribeAutomationExecutions",
+        "call",
+        judge(probe::ssm_describe(c, RUNBOOK).await, &[]),
+    ));
+    const NOT_FOUND: &[&str] = &["NotFound"];
+    out.push(row(
+        "ssm:GetAutomationExecution",
+        "call on a made-up execution",
+        judge(probe::ssm_get(c).await, NOT_FOUND),
+    ));
+    out.push(row(
+        "ssm:DescribeAutomationStepExecutions",
+        "call on a made-up execution",
+        judge(probe::ssm_describe_steps(c).await, NOT_FOUND),
+    ));
+    out.push(row(
+        "ssm:StopAutomationExecution",
+        "call on a made-up execution",
+        judge(probe::ssm_stop(c).await, NOT_FOUND),
+    ));
+    let start = match probe::ssm_start_refused(c, RUNBOOK).await {
+        Ok(Some(id)) => {
+            // SSM accepted an InstanceId its runbook refuses: stop the run at once and say so.
+            let _ = ssm::stop(c, &id).await;
+            (
+                CheckResult::Allowed,
+                format!("allowed, but SSM started {id} for an invalid InstanceId (stopped)"),
+            )
+        }
+        Ok(None) => (CheckResult::Allowed, "allowed".into()),
+        Err(e) => judge(Err(e), &["InvalidAutomationExecutionParameters", "Validation"]),
+    };
+    out.push(row(
+        "ssm:StartAutomationExecution",
+        "start refused for its parameters",
+        start,
+    ));
+    out.push(row(
+        "cloudwatch:GetMetricData",
+        "call",
+        judge(probe::cloudwatch_read(c).await, &[]),
+    ));
+    // Without an AutomationAssumeRole the runbook changes instances with the console's permissions.
+    if assume_role.is_none() {
+        let result = match &instance {
+            Some(id) => judge(probe::ec2_modify_dry_run(c, id).await, &["DryRunOperation"]),
+            None => (
+                CheckResult::Unchecked,
+                "no instance in this region to dry-run against".into(),
+            ),
+        };
+        out.push(row("ec2:ModifyInstanceMetadataOptions", "dry run", result));
+    }
+}
+
+/// What AWS's answer to a harmless call means: allowed when it succeeded or failed for a reason AWS
+/// gives only after authorising the call (`allowed_codes`), denied on an authorisation error, and
+/// unchecked otherwise (a timeout, an unexpected error).
+fn judge(answer: Result<(), AppError>, allowed_codes: &[&str]) -> (CheckResult, String) {
+    match answer {
+        Ok(()) => (CheckResult::Allowed, "allowed".into()),
+        Err(AppError::Aws { status, message, .. }) if status == axum::http::StatusCode::FORBIDDEN => {
+            (CheckResult::Denied, message)
+        }
+        Err(AppError::Aws { code, .. }) if allowed_codes.iter().any(|c| code.contains(c)) => (
+            CheckResult::Allowed,
+            format!("allowed (AWS answered {code} after authorising the call)"),
+        ),
+        Err(e) => (CheckResult::Unchecked, e.to_string()),
+    }
+}
+
+/// Asks IAM's policy simulator about `actions` for a principal; rows say "unchecked" when the
+/// simulator may not be used or the principal has no IAM ARN.
+async fn simulated(
+    c: &RegionClients,
+    principal: &str,
+    arn: Option<&str>,
+    actions: &[&str],
+    resource: Option<&str>,
+    out: &mut Vec<PermissionCheck>,
+) {
+    let answer = match arn {
+        Some(arn) => probe::simulate(c, arn, actions, resource).await,
+        None => Err(AppError::internal(
+            "the identity is not an IAM user or role the simulator knows",
+        )),
+    };
+    for action in actions {
+        let (result, detail) = match &answer {
+            Ok(decisions) => match decisions.iter().find(|(a, _)| a == action) {
+                Some((_, true)) => (CheckResult::Allowed, "allowed".to_owned()),
+                Some((_, false)) => (
+                    CheckResult::Denied,
+                    format!(
+                        "IAM's policy simulator: {action} is not allowed for {}{}",
+                        arn.unwrap_or_default(),
+                        resource.map(|r| format!(" on {r}")).unwrap_or_default()
+                    ),
+                ),
+                None => (CheckResult::Unchecked, "the simulator gave no answer".into()),
+            },
+            Err(e) => (
+                CheckResult::Unchecked,
+                format!("cannot ask IAM's policy simulator ({e}); check this one by hand"),
+            ),
+        };
+        out.push(PermissionCheck {
+            principal: principal.into(),
+            action: (*action).into(),
+            region: None,
+            fix: fix(principal, action, result, resource),
+            result,
+            method: "IAM policy simulator".into(),
+            detail,
+        });
+    }
+}
+
+fn fix(principal: &str, action: &str, result: CheckResult, resource: Option<&str>) -> Option<String> {
+    (result == CheckResult::Denied).then(|| match (principal, action) {
+        (CONSOLE, "iam:PassRole") => format!(
+            "Allow iam:PassRole on {} for the console's identity, with iam:PassedToService = ssm.amazonaws.com (README: AWS permissions).",
+            resource.unwrap_or("the AutomationAssumeRole")
+        ),
+        (CONSOLE, "ec2:ModifyInstanceMetadataOptions") => "Allow ec2:ModifyInstanceMetadataOptions for the console's identity, or give runs an AutomationAssumeRole that has it.".into(),
+        (CONSOLE, _) => format!("Add {action} to the console's IAM policy (README: AWS permissions)."),
+        (_, "iam:PassRole") => format!(
+            "Allow the AutomationAssumeRole iam:PassRole on itself ({}): Automation passes it to the children of rate-control runs.",
+            resource.unwrap_or("its own ARN")
+        ),
+        _ => format!("Add {action} to the AutomationAssumeRole's policy; the runbook's steps call it as that role."),
+    })
+}
+
+/// The IAM principal behind an STS identity: an assumed role's role (IAM Identity Center's roles live
+/// under their reserved path), or a user as is. None for the root user or a federated user.
+pub fn iam_principal(sts_arn: &str) -> Option<String> {
+    let rest = sts_arn.strip_prefix("arn:")?;
+    let mut parts = rest.splitn(5, ':');
+    let (partition, service, _region, account, resource) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    match service {
+        "sts" => {
+            let role = resource.strip_prefix("assumed-role/")?.split('/').next()?;
+            let path = if role.starts_with("AWSReservedSSO_") {
+                "aws-reserved/sso.amazonaws.com/"
+            } else {
+                ""
+            };
+            Some(format!("arn:{partition}:iam::{account}:role/{path}{role}"))
+        }
+        "iam" if resource.starts_with("user/") || resource.starts_with("role/") => Some(sts_arn.to_owned()),
+        _ => None,
+    }
+}
+
+/// The report as a table for a terminal: action, principal, region, result, and the fix.
+pub fn table(report: &PermissionReport) -> String {
+    let mut out = format!("Identity: {}\n", report.identity);
+    if let Some(role) = &report.assume_role {
+        out.push_str(&format!("AutomationAssumeRole: {role}\n"));
+    }
+    out.push('\n');
+    let rows: Vec<[String; 5]> = report
+        .checks
+        .iter()
+        .map(|c| {
+            [
+                c.action.clone(),
+                c.principal.clone(),
+                c.region.clone().unwrap_or_else(|| "global".into()),
+                match c.result {
+                    CheckResult::Allowed => "allowed".into(),
+                    CheckResult::Denied => "DENIED".into(),
+                    CheckResult::Unchecked => "unchecked".into(),
+                },
+                c.fix.clone().unwrap_or_else(|| match c.result {
+                    CheckResult::Unchecked => c.detail.clone(),
+                    _ => String::new(),
+                }),
+            ]
+        })
+        .collect();
+    let header = ["ACTION", "PRINCIPAL", "REGION", "RESULT", "FIX"].map(str::to_owned);
+    let mut widths = [0usize; 4];
+    for r in std::iter::once(&header).chain(rows.iter()) {
+        for (w, cell) in widths.iter_mut().zip(r.iter()) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for r in std::iter::once(&header).chain(rows.iter()) {
+        let mut line = String::new();
+        for (w, cell) in widths.iter().zip(r.iter()) {
+            line.push_str(&format!("{cell:<w$}  "));
+        }
+        line.push_str(&r[4]);
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    let denied = report.denied();
+    out.push_str(&if denied == 0 {
+        "\nEvery checked action is allowed.\n".to_owned()
+    } else {
+        format!("\n{denied} action(s) denied.\n")
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::iam_principal;
+
+    #[test]
+    fn sts_identities_map_to_the_iam_principal_the_simulator_takes() {
+        assert_eq!(
+            iam_principal("arn:aws:sts::123456789012:assumed-role/ImdsConsole/i-0abc").as_deref(),
+            Some("arn:aws:iam::123456789012:role/ImdsConsole")
+        );
+        assert_eq!(
+            iam_principal(
+                "arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_Admin_0123abcd/jane@example.com"
+            )
+            .as_deref(),
+            Some(
+                "arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/AWSReservedSSO_Admin_0123abcd"
+            )
+        );
+        assert_eq!(
+            iam_principal("arn:aws-us-gov:iam::123456789012:user/ops").as_deref(),
+            Some("arn:aws-us-gov:iam::123456789012:user/ops")
+        );
+        assert_eq!(iam_principal("arn:aws:iam::123456789012:root"), None);
+        assert_eq!(iam_principal("not an arn"), None);
+    }
+}

@@ -1,0 +1,50 @@
+//! `GET /api/v1/doctor?assume_role=ARN`: the permission check of `imds-console doctor`, for admins
+//! on the console. One check runs at a time and its answer is kept for a minute, so that repeated
+//! clicks do not repeat a dozen AWS calls per region.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use shared::api::PermissionReport;
+use std::time::{Duration, Instant};
+
+use super::ApiQuery;
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// How long a report is reused.
+const REUSE_FOR: Duration = Duration::from_secs(60);
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/doctor", get(doctor))
+}
+
+#[derive(Debug, Deserialize)]
+struct DoctorQuery {
+    assume_role: Option<String>,
+}
+
+async fn doctor(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<DoctorQuery>,
+) -> Result<Json<PermissionReport>, AppError> {
+    let role = q.assume_role.filter(|r| !r.trim().is_empty());
+    if let Some(r) = &role {
+        shared::RoleArn::parse(r).map_err(|message| {
+            AppError::Validation(shared::ValidationErrors(vec![shared::FieldError {
+                field: "assume_role".into(),
+                message,
+            }]))
+        })?;
+    }
+    let mut last = state.doctor.lock().await;
+    if let Some((at, report)) = last.as_ref() {
+        if at.elapsed() < REUSE_FOR && report.assume_role == role {
+            return Ok(Json(report.clone()));
+        }
+    }
+    let report = crate::doctor::check(&state.clients, role.as_deref()).await?;
+    *last = Some((Instant::now(), report.clone()));
+    Ok(Json(report))
+}
