@@ -52,7 +52,27 @@ build_frontend() {
   rm -rf frontend/dist && mkdir -p frontend/dist
   wasm-bindgen --target web --no-typescript --remove-name-section --remove-producers-section \
     --out-dir frontend/dist --out-name frontend "$WASM_TARGET_DIR/wasm32-unknown-unknown/wasm-release/frontend.wasm"
-  cp frontend/index.html frontend/main.js frontend/style.css frontend/dist/
+  cp frontend/index.html frontend/main.js frontend/style.css frontend/favicon.svg frontend/dist/
+  fingerprint_assets frontend/dist
+}
+
+# Renames each asset to carry a hash of its content (`frontend_bg-<hash>.wasm`) and rewrites the
+# references, so the server can let browsers keep assets for a year and an upgrade is never served
+# a stale WASM; index.html keeps its name and is revalidated on every load.
+fingerprint_assets() {
+  local dir=$1 name base ext hash
+  hashed() { sha256sum "$dir/$1" | cut -c1-16; }
+  # Innermost first: main.js names frontend.js and the WASM; index.html names main.js and the rest.
+  for name in frontend_bg.wasm frontend.js; do
+    base=${name%.*} ext=${name##*.} hash=$(hashed "$name")
+    mv "$dir/$name" "$dir/$base-$hash.$ext"
+    sed -i "s#/$name\"#/$base-$hash.$ext\"#g" "$dir/main.js"
+  done
+  for name in main.js style.css favicon.svg; do
+    base=${name%.*} ext=${name##*.} hash=$(hashed "$name")
+    mv "$dir/$name" "$dir/$base-$hash.$ext"
+    sed -i "s#\"/$name\"#\"/$base-$hash.$ext\"#g" "$dir/index.html"
+  done
 }
 
 # Runs "$@" in the background with its output prefixed; `wait_for` collects its exit status.

@@ -23,6 +23,7 @@ pub mod usage;
 pub mod watcher;
 
 use axum::http::{header, HeaderValue};
+use axum::response::IntoResponse;
 use axum::Router;
 use tower_http::services::{ServeDir, ServeFile};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -50,8 +51,28 @@ pub fn app(state: AppState) -> Router {
     let mut router = Router::new().nest("/api/v1", api);
     router = match &static_dir {
         Some(dir) if dir.join("index.html").exists() => {
-            // Client-side routes (/executions/..., /fleet) all load index.html.
-            router.fallback_service(ServeDir::new(dir).fallback(ServeFile::new(dir.join("index.html"))))
+            // Client-side routes (/executions/..., /fleet) all load index.html; a missing file (a name
+            // with an extension, such as /favicon.ico) is a 404, not the page.
+            let index = dir.join("index.html");
+            let pages = tower::service_fn(move |req: axum::extract::Request| {
+                let index = index.clone();
+                async move {
+                    let last = req.uri().path().rsplit('/').next().unwrap_or_default();
+                    if last.contains('.') {
+                        return Ok::<_, std::convert::Infallible>(
+                            (axum::http::StatusCode::NOT_FOUND, "no such file").into_response(),
+                        );
+                    }
+                    let served = ServeFile::new(index).try_call(req).await;
+                    Ok(served.map_or_else(
+                        |_| axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+                        IntoResponse::into_response,
+                    ))
+                }
+            });
+            router.fallback_service(ServeDir::new(dir).fallback(pages)).layer(
+                axum::middleware::map_response(cache_headers),
+            )
         }
         _ => router.fallback(|| async {
             axum::response::Html(
@@ -89,6 +110,33 @@ pub fn app(state: AppState) -> Router {
         // default predicate leaves event streams uncompressed so they flush at once.
         .layer(tower_http::compression::CompressionLayer::new())
         .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+/// Assets whose names carry a hash of their content (`frontend_bg-0123456789abcdef.wasm`, see x.sh)
+/// never change: browsers keep them a year. Everything else the frontend serves (index.html, the
+/// client-side routes) is revalidated on each load, so an upgrade reaches every browser at once.
+async fn cache_headers(uri: axum::http::Uri, mut res: axum::response::Response) -> axum::response::Response {
+    if uri.path().starts_with("/api/") || res.headers().contains_key(header::CACHE_CONTROL) {
+        return res;
+    }
+    let value = if is_fingerprinted(uri.path()) && res.status().is_success() {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static(value));
+    res
+}
+
+/// `name-<16 hex digits>.ext`, as x.sh names the built assets.
+fn is_fingerprinted(path: &str) -> bool {
+    let file = path.rsplit('/').next().unwrap_or_default();
+    let Some((stem, _ext)) = file.rsplit_once('.') else {
+        return false;
+    };
+    stem.rsplit_once('-')
+        .is_some_and(|(_, hash)| hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// Serves the app on `listener`, with the watcher running beside it, until the process ends.

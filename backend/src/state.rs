@@ -32,7 +32,7 @@ pub struct StateInner {
     pub store: Store,
     pub events: EventHub,
     pub identity: tokio::sync::OnceCell<shared::api::Identity>,
-    pub fleet: tokio::sync::Mutex<Option<(Instant, Vec<InstanceView>)>>,
+    pub fleet: tokio::sync::Mutex<Option<FleetSnapshot>>,
     /// Where the watcher goes on reading each rate-control run's children.
     pub child_pages: ChildPages,
     /// Serialises on-demand detail fetches so concurrent viewers share one SSM call.
@@ -104,6 +104,15 @@ impl ChildPages {
             done
         })
     }
+}
+
+/// The inventory as last read, with IMDSv1 usage, shared by every viewer and page.
+#[derive(Clone)]
+pub struct FleetSnapshot {
+    pub read_at: Instant,
+    /// RFC 3339, for "as of" on the pages.
+    pub as_of: String,
+    pub instances: std::sync::Arc<Vec<InstanceView>>,
 }
 
 /// How long the fleet view is reused before EC2 is asked again.

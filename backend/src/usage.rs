@@ -25,6 +25,13 @@ pub struct UsageCache {
     entries: tokio::sync::Mutex<HashMap<String, Entry>>,
 }
 
+impl UsageCache {
+    /// Forgets every figure, so the next read asks CloudWatch again.
+    pub async fn forget(&self) {
+        self.entries.lock().await.clear();
+    }
+}
+
 fn metric_for(i: &InstanceView) -> UsageMetric {
     if i.metadata.is_compliant() {
         UsageMetric::Rejected

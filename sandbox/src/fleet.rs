@@ -22,6 +22,11 @@ pub(crate) struct Instance {
     pub imdsv1_per_hour: f64,
     /// When IMDSv1 was turned off (true) or on (false), oldest first; the first entry holds since forever.
     pub v1_blocked_log: Vec<(u64, bool)>,
+    /// The sandbox speed of the last change: time after a change made in the sandbox runs on sandbox
+    /// time, so software refused at enforcement shows refusals within seconds of a fast sandbox's run
+    /// (the seeded history before it stays in real time).
+    #[serde(default = "real_time")]
+    pub changed_at_speed: f64,
     /// When TerminateInstances ended it; such an instance stays visible (state terminated) for
     /// `TERMINATED_VISIBLE_SECS`, then is gone, and DescribeInstances by its ID fails as in EC2.
     #[serde(default)]
@@ -95,6 +100,7 @@ impl Instance {
         let after = self.md.v1_blocked();
         if before != after {
             self.v1_blocked_log.push((now_ms, after));
+            self.changed_at_speed = speed.max(0.001);
         }
     }
 
@@ -108,11 +114,16 @@ impl Instance {
             let until = self.v1_blocked_log.get(i + 1).map_or(u64::MAX, |n| n.0);
             let (a, b) = (from_ms.max(*since), to_ms.min(until));
             if b > a && *blocked == rejected {
-                total_ms += b - a;
+                let scale = if i == 0 { 1.0 } else { self.changed_at_speed };
+                total_ms += ((b - a) as f64 * scale) as u64;
             }
         }
         (self.imdsv1_per_hour * total_ms as f64 / 3_600_000.0).round()
     }
+}
+
+fn real_time() -> f64 {
+    1.0
 }
 
 pub(crate) fn scaled_ms(sandbox_secs: f64, speed: f64) -> u64 {
@@ -254,6 +265,7 @@ pub(crate) fn generate(size: usize, seed: u64, regions: &[String]) -> Fleet {
             md,
             imdsv1_per_hour: rate,
             v1_blocked_log: vec![(0, blocked)],
+            changed_at_speed: 1.0,
             terminated_ms: None,
         });
     }

@@ -196,15 +196,56 @@ pub struct StepView {
     pub failure_type: Option<String>,
 }
 
-/// `GET /api/v1/instances`.
+/// `GET /api/v1/instances`: one page of the instances matching the query (`shared::fleet::FleetQuery`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InstanceList {
     pub instances: Vec<InstanceView>,
+    /// How many instances match the query, on every page.
+    #[serde(default)]
+    pub total: usize,
+    /// Pass as `cursor` for the next page; None on the last.
+    #[serde(default)]
+    pub next_cursor: Option<String>,
+    /// When the inventory was read from EC2 (RFC 3339).
+    #[serde(default)]
+    pub as_of: Option<String>,
+}
+
+/// `GET /api/v1/fleet/summary?by=region|account|tag:KEY`: the fleet's posture, in all and per group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FleetSummary {
+    pub by: String,
+    pub all: PostureCounts,
+    pub groups: Vec<GroupCounts>,
+    pub as_of: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostureCounts {
+    pub total: usize,
+    /// IMDSv2 required (or metadata off) and nothing refused since.
+    pub compliant: usize,
+    /// IMDSv2 required, but software still calls IMDSv1 and is refused: broken since enforcement.
+    pub broken: usize,
+    /// IMDSv1 allowed and used in the look-back window: enforcing would break it.
+    pub imdsv1_in_use: usize,
+    /// IMDSv1 allowed, no IMDSv1 calls seen (or usage unknown).
+    pub imdsv1_allowed: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupCounts {
+    /// The region, account or tag value (`(none)` for instances without the tag).
+    pub key: String,
+    pub counts: PostureCounts,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InstanceView {
     pub instance_id: String,
+    /// The AWS account that owns it.
+    #[serde(default)]
+    pub account: String,
     pub region: String,
     pub name: Option<String>,
     /// running, stopped, ...

@@ -111,6 +111,7 @@ mod tests {
         };
         InstanceView {
             instance_id: "i-0123456789abcdef0".into(),
+            account: "123456789012".into(),
             region: "us-east-1".into(),
             name: Some(name.into()),
             state: "running".into(),

@@ -292,8 +292,13 @@ async fn app_with_pages(opts: AppOptions) -> e2e::TestApp {
 
 fn dist_dir() -> String {
     let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../frontend/dist"));
+    let built = std::fs::read_dir(&dir).ok().is_some_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("frontend_bg-"))
+    });
     assert!(
-        dir.join("frontend_bg.wasm").exists(),
+        built,
         "build the frontend first: ./x.sh test does ({})",
         dir.display()
     );
@@ -626,5 +631,107 @@ async fn an_admin_checks_aws_permissions_on_the_admin_page_and_sees_what_to_fix(
         |t| t.contains("assume role") && t.contains("AutomationAssumeRole's policy"),
     )
     .await;
+    b.close().await;
+}
+
+#[tokio::test]
+async fn assets_carry_their_hash_and_are_kept_a_year_while_the_page_is_revalidated() {
+    let app = app_with_pages(AppOptions::default()).await;
+    let client = reqwest::Client::new();
+    let get = |path: &str| client.get(format!("{}{path}", app.base)).send();
+    let page = get("/").await.unwrap();
+    assert_eq!(page.headers()["cache-control"], "no-cache");
+    let html = page.text().await.unwrap();
+    // Every asset index.html names has a content hash, and is served as immutable.
+    let assets: Vec<&str> = html
+        .split('"')
+        .filter(|s| s.starts_with('/') && s.contains('.'))
+        .collect();
+    assert_eq!(assets.len(), 3, "main.js, style.css, favicon.svg: {html}");
+    for asset in &assets {
+        let resp = get(asset).await.unwrap();
+        assert_eq!(resp.status(), 200, "{asset}");
+        assert_eq!(
+            resp.headers()["cache-control"],
+            "public, max-age=31536000, immutable",
+            "{asset}"
+        );
+    }
+    let main = get(assets.iter().find(|a| a.starts_with("/main-")).unwrap())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        main.contains("/frontend_bg-") && main.contains("/frontend-"),
+        "{main}"
+    );
+    // A client-side route is the page; a missing file is not.
+    let route = get("/fleet?region=eu-west-1").await.unwrap();
+    assert_eq!(route.status(), 200);
+    assert_eq!(route.headers()["cache-control"], "no-cache");
+    assert_eq!(get("/favicon.ico").await.unwrap().status(), 404);
+}
+
+#[tokio::test]
+async fn the_fleet_pages_past_a_hundred_rows_filters_in_the_url_and_the_region_follows_the_instance() {
+    let app = app_with_pages(AppOptions {
+        fleet: 2_000,
+        ..AppOptions::default()
+    })
+    .await;
+    let b = browser().await;
+    let c = &b.client;
+    login(c, &app.base, "admin", &admin_password(&app)).await;
+    goto(c, &format!("{}/fleet", app.base)).await;
+    wait_text(c, "[data-testid=fleet-range]", |t| t == "1–100 of 2000").await;
+    wait_count(c, "[data-testid=fleet] tbody tr", 100).await;
+    click(c, "#fleet-next").await;
+    wait_text(c, "[data-testid=fleet-range]", |t| t == "101–200 of 2000").await;
+    assert!(c.current_url().await.unwrap().as_str().contains("cursor=100"));
+    click(c, "#fleet-next").await;
+    wait_text(c, "[data-testid=fleet-range]", |t| t == "201–300 of 2000").await;
+    click(c, "#fleet-prev").await;
+    wait_text(c, "[data-testid=fleet-range]", |t| t == "101–200 of 2000").await;
+
+    // Filters live in the URL: a link shows the same view.
+    let account = app.instances().await[0]["account"].as_str().unwrap().to_owned();
+    goto(
+        c,
+        &format!("{}/fleet?account={account}&region=eu-west-1", app.base),
+    )
+    .await;
+    let west = app.get("/instances?region=eu-west-1&limit=1").await.1["total"].clone();
+    wait_text(c, "[data-testid=fleet-range]", |t| {
+        t.ends_with(&format!("of {west}"))
+    })
+    .await;
+    goto(c, &format!("{}/fleet?account=000000000000", app.base)).await;
+    wait_text(c, "[data-testid=fleet-empty]", |t| {
+        t.contains("No instance matches")
+    })
+    .await;
+
+    // Enforce from a selection in eu-west-1: the run's region is eu-west-1, not the default.
+    goto(
+        c,
+        &format!("{}/fleet?region=eu-west-1&compliance=noncompliant", app.base),
+    )
+    .await;
+    let first = "[data-testid=fleet] tbody tr:first-child input[type=checkbox]";
+    click(c, first).await;
+    wait_text(c, "#enforce-selected", |t| t == "Enforce IMDSv2 on 1 selected").await;
+    click(c, "#enforce-selected").await;
+    wait_prop(c, "#instance-id", "value", |v| v.starts_with("i-")).await;
+    wait_prop(c, "#region", "value", |v| v == "eu-west-1").await;
+
+    // Typing an instance of another region on Execute moves the region with it.
+    let east = app.quiet("us-east-1").await.remove(0);
+    type_into(c, "#instance-id", &east).await;
+    wait_prop(c, "#region", "value", |v| v == "us-east-1").await;
+    // Switching to rate control keeps the typed instance, as its first target.
+    click(c, "#mode-rate").await;
+    wait_prop(c, "#targets", "value", |v| v.trim() == east).await;
     b.close().await;
 }

@@ -5,6 +5,7 @@ mod access;
 mod api;
 mod audit;
 mod browser;
+mod fleet;
 mod real_aws;
 mod safety;
 mod sandbox_sdk;

@@ -137,11 +137,19 @@ impl TestApp {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
-    /// The fleet as the API shows it.
+    /// The whole fleet as the API shows it, every page.
     pub async fn instances(&self) -> Vec<Value> {
-        let (status, body) = self.get("/instances").await;
-        assert_eq!(status, 200, "{body}");
-        body["instances"].as_array().cloned().unwrap_or_default()
+        let mut all = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let (status, body) = self.get(&format!("/instances?limit=1000&cursor={cursor}")).await;
+            assert_eq!(status, 200, "{body}");
+            all.extend(body["instances"].as_array().cloned().unwrap_or_default());
+            match body["next_cursor"].as_str() {
+                Some(next) => cursor = next.to_owned(),
+                None => return all,
+            }
+        }
     }
 
     /// Running instances in `region` whose options satisfy `pred`.
@@ -213,6 +221,12 @@ impl TestApp {
 
     /// Forgets the fleet cache so the next read asks EC2 again.
     pub async fn refresh_fleet(&self) {
+        self.state.invalidate_fleet().await;
+    }
+
+    /// Reads the fleet and its IMDSv1 usage again at the next request, as after both caches expire.
+    pub async fn reread_fleet_and_usage(&self) {
+        self.state.usage.forget().await;
         self.state.invalidate_fleet().await;
     }
 }

@@ -20,7 +20,7 @@ pub enum Selection<'a> {
     },
 }
 
-fn view(region: &str, i: &Instance) -> InstanceView {
+fn view(region: &str, account: &str, i: &Instance) -> InstanceView {
     let tags: BTreeMap<String, String> = i
         .tags()
         .iter()
@@ -52,6 +52,7 @@ fn view(region: &str, i: &Instance) -> InstanceView {
     };
     InstanceView {
         instance_id: i.instance_id().unwrap_or_default().to_owned(),
+        account: account.to_owned(),
         region: region.to_owned(),
         name: tags.get("Name").cloned(),
         state: i
@@ -108,7 +109,8 @@ async fn describe_pages(c: &RegionClients, selection: &Selection<'_>) -> Result<
             .await
             .map_err(|e| sdk_error("ec2:DescribeInstances", &e))?;
         for r in page.reservations() {
-            out.extend(r.instances().iter().map(|i| view(&c.region, i)));
+            let account = r.owner_id().unwrap_or_default();
+            out.extend(r.instances().iter().map(|i| view(&c.region, account, i)));
         }
         match page.next_token() {
             Some(t) if !t.is_empty() => token = Some(t.to_owned()),

@@ -21,11 +21,15 @@ pub fn StatusBadge(#[prop(into)] status: RunStatus) -> impl IntoView {
     }
 }
 
+/// Where an instance stands: compliant, broken since enforcement (IMDSv1 calls now refused), IMDSv1
+/// in use, or IMDSv1 allowed.
 #[component]
-pub fn Compliance(compliant: bool) -> impl IntoView {
-    if compliant {
-        view! { <span class="status tone-ok">"compliant"</span> }
-    } else {
-        view! { <span class="status tone-bad">"IMDSv1 allowed"</span> }
-    }
+pub fn PostureBadge(posture: shared::fleet::Posture) -> impl IntoView {
+    use shared::fleet::Posture;
+    let tone = match posture {
+        Posture::Compliant => "tone-ok",
+        Posture::Broken | Posture::Imdsv1InUse => "tone-bad",
+        Posture::Imdsv1Allowed => "tone-waiting",
+    };
+    view! { <span class=format!("status {tone}") data-posture=posture.as_str()>{posture.label()}</span> }
 }

@@ -138,7 +138,35 @@ pub fn ExecutePage() -> impl IntoView {
     let show_always = Signal::derive(|| true);
 
     let identity = LocalResource::new(api::identity);
-    let fleet = LocalResource::new(api::instances);
+    // Suggestions for the instance field, found by the server as one types (the fleet may be large),
+    // and the instance the run's region follows: the typed one, or the first rate-control target.
+    let lookup = Memo::new(move |_| {
+        if form.rate.get() {
+            shared::split_list(&form.target_ids.get())
+                .into_iter()
+                .next()
+                .unwrap_or_default()
+        } else {
+            form.instance_id.get().trim().to_owned()
+        }
+    });
+    let fleet = LocalResource::new(move || {
+        let text = lookup.get();
+        async move {
+            api::get::<shared::api::InstanceList>(&format!("/instances?limit=20&q={}", api::enc(&text))).await
+        }
+    });
+    // The region follows the chosen instance, never a silent default.
+    Effect::new(move |_| {
+        let wanted = lookup.get();
+        if let Some(Ok(list)) = fleet.get() {
+            if let Some(i) = list.instances.iter().find(|i| i.instance_id == wanted) {
+                if form.region.get_untracked() != i.region {
+                    form.region.set(i.region.clone());
+                }
+            }
+        }
+    });
     let started = RwSignal::new(0u32);
     let recent = LocalResource::new(move || {
         live.version.track();
@@ -185,10 +213,26 @@ pub fn ExecutePage() -> impl IntoView {
                     <label>"Mode"</label>
                     <div>
                         <label><input type="radio" name="mode" id="mode-simple" prop:checked=move || !form.rate.get()
-                            on:change=move |_| { form.rate.set(false); confirming.set(false); }/>" Simple execution (one instance)"</label>
+                            on:change=move |_| {
+                                // Keep what was typed: a single target becomes the instance.
+                                let targets = shared::split_list(&form.target_ids.get_untracked());
+                                if form.instance_id.get_untracked().trim().is_empty() && targets.len() == 1 {
+                                    form.instance_id.set(targets[0].clone());
+                                }
+                                form.rate.set(false);
+                                confirming.set(false);
+                            }/>" Simple execution (one instance)"</label>
                         " "
                         <label><input type="radio" name="mode" id="mode-rate" prop:checked=move || form.rate.get()
-                            on:change=move |_| { form.rate.set(true); confirming.set(false); }/>" Rate control (many instances)"</label>
+                            on:change=move |_| {
+                                // Keep what was typed: the instance becomes the first target.
+                                let typed = form.instance_id.get_untracked().trim().to_owned();
+                                if !typed.is_empty() && form.target_ids.get_untracked().trim().is_empty() {
+                                    form.target_ids.set(typed);
+                                }
+                                form.rate.set(true);
+                                confirming.set(false);
+                            }/>" Rate control (many instances)"</label>
                     </div>
                 </fieldset>
                 <div class="row">
@@ -196,8 +240,13 @@ pub fn ExecutePage() -> impl IntoView {
                     <div>
                         <select id="region" prop:value=move || form.region.get() on:change=on_change(form.region)>
                             <option value="">"default (first managed region)"</option>
+                            // Each option says whether it is chosen: the regions arrive after the form's
+                            // value may have been set (from a link, or the chosen instance).
                             {move || identity.get().and_then(Result::ok).map(|id| id.regions.into_iter()
-                                .map(|r| view! { <option value=r.clone()>{r.clone()}</option> }).collect_view())}
+                                .map(|r| {
+                                    let this = r.clone();
+                                    view! { <option value=r.clone() prop:selected=move || form.region.get() == this>{r.clone()}</option> }
+                                }).collect_view())}
                         </select>
                         {field_errors(errors, show_always, "region", "err-region")}
                     </div>
@@ -359,6 +408,39 @@ fn Confirm(
     let reason = RwSignal::new(String::new());
     let blocked = move || preview.get().and_then(Result::ok).is_some_and(|p| p.blocked);
     let reason_ok = move || reason.get().trim().chars().count() >= shared::params::MIN_OVERRIDE_REASON;
+    // Start only after a successful preview in which something changes.
+    let changes_something = move || {
+        preview
+            .get()
+            .and_then(Result::ok)
+            .is_some_and(|p| p.targets.iter().any(|t| !t.changes.is_empty()))
+    };
+    // The blocked instances can be left out of a run on several instances: the rest run without an
+    // override, and the IMDSv1 users keep their settings until their software is fixed.
+    let without_users = move || -> Option<(StartExecutionRequest, usize, usize)> {
+        let p = preview.get().and_then(Result::ok)?;
+        if !p.blocked {
+            return None;
+        }
+        let mut req = request.get();
+        let rc = req.rate_control.as_mut()?;
+        let users = |t: &shared::api::PreviewTarget| {
+            t.imdsv1_calls.unwrap_or(0) > 0 && t.after.is_compliant() && !t.current.is_compliant()
+        };
+        let rest: Vec<String> = p
+            .targets
+            .iter()
+            .filter(|t| !users(t) && !t.changes.is_empty())
+            .map(|t| t.instance_id.clone())
+            .collect();
+        let skipped = p.targets.iter().filter(|t| users(t)).count();
+        if rest.is_empty() || rest.len() > shared::params::MAX_TARGET_VALUES {
+            return None;
+        }
+        let n = rest.len();
+        rc.targets = TargetsInput::InstanceIds(rest);
+        Some((req, n, skipped))
+    };
     let fmt = |m: &shared::api::MetadataOptions| {
         format!(
             "tokens {} · endpoint {} · hop {}",
@@ -405,10 +487,20 @@ fn Confirm(
                             </tbody>
                         </table>
                         <p>{format!("{changing} of {n} instance(s) will change.")}</p>
+                        {(changing == 0).then(|| view! {
+                            <div class="warn-box" role="status" data-testid="nothing-to-change">"Nothing would change: every target already has these options. Change a parameter or the targets."</div>
+                        })}
                     }.into_any()
                 }
             }}
-            <button id="start" disabled=move || start.pending().get() || preview.get().is_none() || (blocked() && !reason_ok())
+            {move || without_users().map(|(req, n, skipped)| view! {
+                <button id="skip-users" class="secondary" disabled=move || start.pending().get()
+                    on:click=move |_| { start.dispatch(req.clone()); }>
+                    {format!("Skip the {skipped} instance(s) using IMDSv1 and run the other {n}")}
+                </button>
+                " "
+            })}
+            <button id="start" disabled=move || start.pending().get() || !changes_something() || (blocked() && !reason_ok())
                 on:click=move |_| {
                     let mut req = request.get_untracked();
                     if blocked() {

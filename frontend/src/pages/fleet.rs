@@ -1,151 +1,332 @@
-//! Fleet: every instance with its metadata options and compliance, a summary per region, filtering,
-//! sorting, paging (so 10,000 instances stay responsive), and enforcing on a selection.
+//! Fleet: the inventory a page at a time from the server (filters, sort and page live in the URL, so
+//! a view can be shared and the back button works), the posture per region, account or tag, and
+//! enforcing on a selection of one region.
 
 use leptos::prelude::*;
-use leptos_router::hooks::use_navigate;
-use shared::api::InstanceView;
-use std::collections::{BTreeMap, BTreeSet};
+use leptos_router::hooks::{use_navigate, use_query_map};
+use shared::api::{FleetSummary, InstanceList};
+use shared::fleet::Posture;
+use std::collections::BTreeMap;
 
-use crate::api;
-use crate::components::status::Compliance;
+use crate::api::{self, enc};
+use crate::components::status::PostureBadge;
 
-const PAGE: usize = 100;
+/// The URL parameters the page keeps, in the order they are written.
+const KEYS: &[&str] = &[
+    "q",
+    "account",
+    "region",
+    "compliance",
+    "state",
+    "tag",
+    "sort",
+    "desc",
+    "cursor",
+];
 
 #[component]
 pub fn FleetPage() -> impl IntoView {
-    let fleet = LocalResource::new(api::instances);
-    let text = RwSignal::new(String::new());
-    let compliance = RwSignal::new(String::new());
-    let sort = RwSignal::new(("id".to_owned(), false));
-    let page = RwSignal::new(0usize);
-    let selected: RwSignal<BTreeSet<String>> = RwSignal::new(BTreeSet::new());
+    let query = use_query_map();
     let navigate = use_navigate();
+    let q = move |k: &str| query.read().get(k).unwrap_or_default();
+    let group_by = RwSignal::new("region".to_owned());
 
-    let filtered = Memo::new(move |_| {
-        let Some(Ok(list)) = fleet.get() else {
-            return Vec::new();
-        };
-        let text = text.get();
-        let comp = compliance.get();
-        let (col, desc) = sort.get();
-        let mut rows: Vec<InstanceView> = list
-            .instances
-            .into_iter()
-            .filter(|i| shared::fleet::matches(i, &text))
-            .filter(|i| comp.is_empty() || (comp == "yes") == i.compliant)
-            .collect();
-        rows.sort_by_cached_key(|i| shared::fleet::sort_key(i, &col));
-        if desc {
-            rows.reverse();
+    // The same filters for the page and the summary; the page also sorts and pages.
+    let filters = move || {
+        KEYS.iter()
+            .filter(|k| !matches!(**k, "sort" | "desc" | "cursor"))
+            .filter_map(|k| {
+                let v = q(k);
+                (!v.is_empty()).then(|| format!("{k}={}", enc(&v)))
+            })
+            .collect::<Vec<_>>()
+    };
+    let page = LocalResource::new(move || {
+        let mut parts = filters();
+        for k in ["sort", "desc", "cursor"] {
+            let v = q(k);
+            if !v.is_empty() {
+                parts.push(format!("{k}={}", enc(&v)));
+            }
         }
-        rows
+        async move { api::get::<InstanceList>(&format!("/instances?{}", parts.join("&"))).await }
+    });
+    let summary = LocalResource::new(move || {
+        let mut parts = filters();
+        parts.push(format!("by={}", enc(&group_by.get())));
+        async move { api::get::<FleetSummary>(&format!("/fleet/summary?{}", parts.join("&"))).await }
     });
 
-    let header = move |col: &'static str, label: &'static str| {
-        view! {
-            <th scope="col" aria-sort=move || match sort.get() { (c, d) if c == col => if d { "descending" } else { "ascending" }, _ => "none" }>
-                <button type="button" class="sort" on:click=move |_| sort.update(|(c, d)| { if c == col { *d = !*d } else { *c = col.to_owned(); *d = false } })>{label}</button>
-            </th>
+    // Goes to the same page with `changes` applied; any change of filter or sort starts at the first page.
+    let set = {
+        let navigate = navigate.clone();
+        move |changes: Vec<(&'static str, String)>| {
+            let mut values: BTreeMap<&str, String> = KEYS.iter().map(|k| (*k, q(k))).collect();
+            let paging = changes.iter().any(|(k, _)| *k == "cursor");
+            for (k, v) in changes {
+                values.insert(k, v);
+            }
+            if !paging {
+                values.insert("cursor", String::new());
+            }
+            let parts: Vec<String> = KEYS
+                .iter()
+                .filter_map(|k| {
+                    let v = values.get(k).cloned().unwrap_or_default();
+                    (!v.is_empty()).then(|| format!("{k}={}", enc(&v)))
+                })
+                .collect();
+            navigate(&format!("/fleet?{}", parts.join("&")), Default::default());
         }
     };
 
-    let enforce = move |_| {
-        let ids: Vec<String> = selected.get_untracked().into_iter().collect();
-        let url = match ids.as_slice() {
-            [] => return,
-            [one] => format!("/execute?instance={one}"),
-            many => format!("/execute?targets={}", many.join(",")),
-        };
-        navigate(&url, Default::default());
+    // Selected instances and their regions: a run covers one region.
+    let selected: RwSignal<BTreeMap<String, String>> = RwSignal::new(BTreeMap::new());
+    let regions_selected = move || {
+        let mut r: Vec<String> = selected.get().values().cloned().collect();
+        r.dedup();
+        r.sort();
+        r.dedup();
+        r
+    };
+    let enforce = {
+        let navigate = navigate.clone();
+        move |_| {
+            let chosen = selected.get_untracked();
+            let regions = regions_selected();
+            let [region] = regions.as_slice() else {
+                return;
+            };
+            let ids: Vec<&String> = chosen.keys().collect();
+            let url = match ids.as_slice() {
+                [] => return,
+                [one] => format!("/execute?instance={one}&region={region}"),
+                many => format!(
+                    "/execute?targets={}&region={region}",
+                    many.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")
+                ),
+            };
+            navigate(&url, Default::default());
+        }
+    };
+
+    let header = {
+        let set = set.clone();
+        move |col: &'static str, label: &'static str| {
+            let set = set.clone();
+            view! {
+                <th scope="col" aria-sort=move || {
+                    let sorted = if q("sort").is_empty() { "id".to_owned() } else { q("sort") };
+                    match (sorted == col, q("desc") == "true") {
+                        (true, true) => "descending",
+                        (true, false) => "ascending",
+                        _ => "none",
+                    }
+                }>
+                    <button type="button" class="sort" on:click=move |_| {
+                        let same = (if q("sort").is_empty() { "id".to_owned() } else { q("sort") }) == col;
+                        let desc = same && q("desc") != "true";
+                        set(vec![("sort", col.to_owned()), ("desc", if desc { "true".into() } else { String::new() })]);
+                    }>{label}</button>
+                </th>
+            }
+        }
+    };
+
+    let on_filter = {
+        let set = set.clone();
+        move |key: &'static str| {
+            let set = set.clone();
+            move |ev: leptos::ev::Event| set(vec![(key, event_target_value(&ev))])
+        }
+    };
+    let set_for_pager = set.clone();
+
+    // The search box filters as one types. It has its own signal, so that a URL arriving late never
+    // overwrites newer keystrokes; the URL wins only when it changed from elsewhere (back button, link).
+    let search = RwSignal::new(q("q"));
+    let last_sent = StoredValue::new(q("q"));
+    Effect::new(move |_| {
+        let from_url = q("q");
+        if from_url != last_sent.get_value() {
+            last_sent.set_value(from_url.clone());
+            search.set(from_url);
+        }
+    });
+    let on_search = {
+        let navigate = navigate.clone();
+        move |ev: leptos::ev::Event| {
+            let text = event_target_value(&ev);
+            search.set(text.clone());
+            last_sent.set_value(text.clone());
+            let mut parts: Vec<String> = KEYS
+                .iter()
+                .filter(|k| !matches!(**k, "q" | "cursor"))
+                .filter_map(|k| {
+                    let v = q(k);
+                    (!v.is_empty()).then(|| format!("{k}={}", enc(&v)))
+                })
+                .collect();
+            if !text.is_empty() {
+                parts.insert(0, format!("q={}", enc(&text)));
+            }
+            navigate(
+                &format!("/fleet?{}", parts.join("&")),
+                leptos_router::NavigateOptions {
+                    replace: true,
+                    ..Default::default()
+                },
+            );
+        }
     };
 
     view! {
         <section class="card">
             <h1>"Fleet"</h1>
-            {move || match fleet.get() {
+            <div class="filters">
+                <label for="group-by">"Summary by"
+                    <select id="group-by" on:change=move |ev| group_by.set(event_target_value(&ev))>
+                        <option value="region">"region"</option>
+                        <option value="account">"account"</option>
+                        <option value="tag:Team">"tag Team"</option>
+                        <option value="tag:Env">"tag Env"</option>
+                    </select>
+                </label>
+            </div>
+            {move || match summary.get() {
                 None => view! { <p role="status">"Loading the fleet…"</p> }.into_any(),
                 Some(Err(e)) => view! { <div class="error-box" role="alert">{e.explain()}</div> }.into_any(),
-                Some(Ok(list)) => {
-                    let mut per_region: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-                    for i in &list.instances {
-                        let e = per_region.entry(i.region.clone()).or_default();
-                        e.1 += 1;
-                        if i.compliant { e.0 += 1; }
-                    }
-                    let total = list.instances.len();
-                    let ok = list.instances.iter().filter(|i| i.compliant).count();
+                Some(Ok(s)) => {
+                    let a = s.all.clone();
                     view! {
-                        <p data-testid="fleet-summary"><strong>{format!("{ok} of {total} instances compliant")}</strong>" (IMDSv2 required, or metadata off)"</p>
-                        <div class="summary-grid">
-                            {per_region.into_iter().map(|(r, (ok, n))| view! {
-                                <div>
-                                    <div>{format!("{r}: {ok} / {n} compliant")}</div>
-                                    <meter min="0" max=n value=ok aria-label=format!("{r}: {ok} of {n} compliant")></meter>
-                                </div>
+                        <p data-testid="fleet-summary"><strong>{format!("{} of {} instances compliant", a.compliant, a.total)}</strong>
+                            {format!(" · {} broken since enforcement · {} still calling IMDSv1 · {} allowing IMDSv1 unused", a.broken, a.imdsv1_in_use, a.imdsv1_allowed)}</p>
+                        <div class="summary-grid" data-testid="fleet-groups">
+                            {s.groups.into_iter().map(|g| {
+                                let c = g.counts;
+                                view! {
+                                    <div data-group=g.key.clone()>
+                                        <div>{format!("{}: {} / {} compliant", g.key, c.compliant, c.total)}</div>
+                                        <meter min="0" max=c.total value=c.compliant aria-label=format!("{}: {} of {} compliant", g.key, c.compliant, c.total)></meter>
+                                        {(c.broken > 0).then(|| view! { <div class="tone-bad">{format!("{} broken since enforcement", c.broken)}</div> })}
+                                    </div>
+                                }
                             }).collect_view()}
                         </div>
+                        <p class="help">{format!("Inventory as of {}.", api::local_time(s.as_of.as_deref()))}</p>
                     }.into_any()
                 }
             }}
         </section>
         <section class="card">
             <div class="filters">
-                <label for="fleet-filter">"Filter"
-                    <input id="fleet-filter" placeholder="ID, name, region or Tag=value" prop:value=move || text.get()
-                        on:input=move |ev| { text.set(event_target_value(&ev)); page.set(0); }/>
+                <label for="fleet-filter">"Search"
+                    <input id="fleet-filter" type="search" placeholder="ID, name, account, region or Tag=value" prop:value=move || search.get()
+                        on:input=on_search/>
                 </label>
-                <label for="fleet-compliance">"Compliance"
-                    <select id="fleet-compliance" on:change=move |ev| { compliance.set(event_target_value(&ev)); page.set(0); }>
+                <label for="fleet-account">"Account"
+                    <input id="fleet-account" inputmode="numeric" placeholder="any" prop:value=move || q("account") on:change=on_filter("account")/>
+                </label>
+                <label for="fleet-region">"Region"
+                    <input id="fleet-region" placeholder="any" prop:value=move || q("region") on:change=on_filter("region")/>
+                </label>
+                <label for="fleet-compliance">"Posture"
+                    <select id="fleet-compliance" prop:value=move || q("compliance") on:change=on_filter("compliance")>
                         <option value="">"all"</option>
-                        <option value="no">"IMDSv1 allowed"</option>
-                        <option value="yes">"compliant"</option>
+                        <option value="noncompliant">"IMDSv1 allowed"</option>
+                        <option value="imdsv1_in_use">"IMDSv1 in use"</option>
+                        <option value="compliant">"compliant"</option>
+                        <option value="broken">"broken since enforcement"</option>
                     </select>
                 </label>
-                <button id="enforce-selected" disabled=move || selected.get().is_empty() on:click=enforce>
+                <label for="fleet-tag">"Tag"
+                    <input id="fleet-tag" placeholder="Team=web" prop:value=move || q("tag") on:change=on_filter("tag")/>
+                </label>
+            </div>
+            <div class="filters">
+                <button id="enforce-selected" disabled=move || selected.get().is_empty() || regions_selected().len() != 1 on:click=enforce>
                     {move || format!("Enforce IMDSv2 on {} selected", selected.get().len())}
                 </button>
-                <button class="secondary" on:click=move |_| selected.update(|s| s.extend(filtered.get_untracked().into_iter().take(50).map(|i| i.instance_id)))>
-                    "Select the first 50 shown"
-                </button>
-                <button class="secondary" on:click=move |_| selected.set(BTreeSet::new())>"Clear selection"</button>
+                {move || (regions_selected().len() > 1).then(|| view! {
+                    <span class="field-error" role="alert">"A run covers one region: select instances of one region."</span>
+                })}
+                <button class="secondary" on:click=move |_| selected.set(BTreeMap::new())>"Clear selection"</button>
             </div>
-            <table data-testid="fleet">
-                <thead><tr>
-                    <th scope="col">"Select"</th>
-                    {header("id", "Instance")}{header("region", "Region")}{header("name", "Name")}{header("state", "State")}
-                    {header("tokens", "HttpTokens")}{header("endpoint", "Endpoint")}{header("hop", "Hop limit")}
-                    {header("md_state", "Metadata state")}{header("compliant", "Compliance")}{header("v1", "IMDSv1 calls (window)")}<th scope="col">"Tags"</th>
-                </tr></thead>
-                <tbody>
-                    {move || filtered.get().into_iter().skip(page.get() * PAGE).take(PAGE).map(|i| {
-                        let id = i.instance_id.clone();
-                        let id2 = id.clone();
-                        let tags = i.tags.iter().filter(|(k, _)| *k != "Name").map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
-                        view! {
-                            <tr data-instance-id=id.clone()>
-                                <td><input type="checkbox" aria-label=format!("Select {id}") prop:checked=move || selected.get().contains(&id2)
-                                    on:change={let id = id.clone(); move |_| selected.update(|s| { if !s.remove(&id) { s.insert(id.clone()); } })}/></td>
-                                <td class="mono">{id.clone()}</td>
-                                <td>{i.region.clone()}</td>
-                                <td>{i.name.clone().unwrap_or_default()}</td>
-                                <td>{i.state.clone()}</td>
-                                <td>{i.metadata.http_tokens.clone()}</td>
-                                <td>{i.metadata.http_endpoint.clone()}</td>
-                                <td>{i.metadata.http_put_response_hop_limit}</td>
-                                <td>{i.metadata.state.clone()}</td>
-                                <td><Compliance compliant=i.compliant/></td>
-                                <td data-testid="v1">{shared::fleet::usage_text(&i)}</td>
-                                <td>{tags}</td>
-                            </tr>
+            {move || match page.get() {
+                None => view! { <p role="status">"Loading instances…"</p> }.into_any(),
+                Some(Err(e)) => view! { <div class="error-box" role="alert">{e.explain()}</div> }.into_any(),
+                Some(Ok(list)) if list.total == 0 => view! {
+                    <p data-testid="fleet-empty">"No instance matches these filters. "<a href="/fleet">"Clear the filters"</a></p>
+                }.into_any(),
+                Some(Ok(list)) => {
+                    let on_page: Vec<(String, String)> = list.instances.iter().map(|i| (i.instance_id.clone(), i.region.clone())).collect();
+                    let all_on_page = {
+                        let on_page = on_page.clone();
+                        move || { let s = selected.get(); !on_page.is_empty() && on_page.iter().all(|(id, _)| s.contains_key(id)) }
+                    };
+                    let toggle_page = {
+                        let on_page = on_page.clone();
+                        let all_on_page = all_on_page.clone();
+                        move |_| {
+                            let select = !all_on_page();
+                            selected.update(|s| for (id, region) in &on_page {
+                                if select { s.insert(id.clone(), region.clone()); } else { s.remove(id); }
+                            });
                         }
-                    }).collect_view()}
-                </tbody>
-            </table>
-            <div class="pager">
-                <button class="secondary" disabled=move || page.get() == 0 on:click=move |_| page.update(|p| *p = p.saturating_sub(1))>"← Previous"</button>
-                <span>{move || { let n = filtered.get().len(); format!("Page {} of {} · {} shown", page.get() + 1, n.div_ceil(PAGE).max(1), n) }}</span>
-                <button class="secondary" disabled=move || (page.get() + 1) * PAGE >= filtered.get().len() on:click=move |_| page.update(|p| *p += 1)>"Next →"</button>
-            </div>
+                    };
+                    let start = q("cursor").parse::<usize>().unwrap_or(0);
+                    let shown = list.instances.len();
+                    let next = list.next_cursor.clone();
+                    let prev = (start > 0).then(|| start.saturating_sub(shared::fleet::DEFAULT_PAGE).to_string());
+                    let (set_prev, set_next) = (set_for_pager.clone(), set_for_pager.clone());
+                    view! {
+                        <div class="table-scroll">
+                        <table data-testid="fleet">
+                            <thead><tr>
+                                <th scope="col"><input type="checkbox" id="select-page" aria-label="Select every instance on this page"
+                                    prop:checked=all_on_page on:change=toggle_page/></th>
+                                {header("id", "Instance")}{header("account", "Account")}{header("region", "Region")}{header("name", "Name")}{header("state", "State")}
+                                {header("tokens", "HttpTokens")}{header("endpoint", "Endpoint")}{header("hop", "Hop limit")}
+                                {header("md_state", "Metadata state")}{header("compliant", "Posture")}{header("v1", "IMDSv1 calls (window)")}<th scope="col">"Tags"</th>
+                            </tr></thead>
+                            <tbody>
+                                {list.instances.into_iter().map(|i| {
+                                    let id = i.instance_id.clone();
+                                    let id2 = id.clone();
+                                    let region = i.region.clone();
+                                    let tags = i.tags.iter().filter(|(k, _)| *k != "Name").map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
+                                    view! {
+                                        <tr data-instance-id=id.clone()>
+                                            <td><input type="checkbox" aria-label=format!("Select {id}") prop:checked=move || selected.get().contains_key(&id2)
+                                                on:change={let id = id.clone(); move |_| selected.update(|s| { if s.remove(&id).is_none() { s.insert(id.clone(), region.clone()); } })}/></td>
+                                            <td class="mono">{id.clone()}</td>
+                                            <td class="mono">{i.account.clone()}</td>
+                                            <td>{i.region.clone()}</td>
+                                            <td>{i.name.clone().unwrap_or_default()}</td>
+                                            <td>{i.state.clone()}</td>
+                                            <td>{i.metadata.http_tokens.clone()}</td>
+                                            <td>{i.metadata.http_endpoint.clone()}</td>
+                                            <td>{i.metadata.http_put_response_hop_limit}</td>
+                                            <td>{i.metadata.state.clone()}</td>
+                                            <td><PostureBadge posture=Posture::of(&i)/></td>
+                                            <td data-testid="v1">{shared::fleet::usage_text(&i)}</td>
+                                            <td>{tags}</td>
+                                        </tr>
+                                    }
+                                }).collect_view()}
+                            </tbody>
+                        </table>
+                        </div>
+                        <div class="pager">
+                            <button class="secondary" id="fleet-prev" disabled=prev.is_none()
+                                on:click=move |_| if let Some(p) = prev.clone() { set_prev(vec![("cursor", if p == "0" { String::new() } else { p })]) }>"← Previous"</button>
+                            <span data-testid="fleet-range">{format!("{}–{} of {}", start + 1, start + shown, list.total)}</span>
+                            <button class="secondary" id="fleet-next" disabled=next.is_none()
+                                on:click=move |_| if let Some(c) = next.clone() { set_next(vec![("cursor", c)]) }>"Next →"</button>
+                        </div>
+                    }.into_any()
+                }
+            }}
         </section>
     }
 }

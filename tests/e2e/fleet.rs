@@ -1,0 +1,159 @@
+//! The fleet at scale: pages a browser can reach to the last row, filters, the summary per region,
+//! account and tag, and the "broken since enforcement" posture (issues 12 and 13).
+
+use e2e::{spawn_app_with, AppOptions};
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+#[tokio::test]
+async fn two_thousand_instances_page_to_the_last_row_and_filter_on_the_server() {
+    let app = spawn_app_with(AppOptions {
+        fleet: 2_000,
+        ..AppOptions::default()
+    })
+    .await;
+    let (status, first) = app.get("/instances").await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(
+        first["instances"].as_array().unwrap().len(),
+        100,
+        "a page, not the fleet"
+    );
+    assert_eq!(first["total"], 2_000);
+    assert!(first["as_of"].is_string());
+
+    // Walking the cursor reaches every instance exactly once, in order.
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    let mut pages = 0;
+    loop {
+        let (_, page) = app
+            .get(&format!("/instances?limit=250&sort=id&cursor={cursor}"))
+            .await;
+        pages += 1;
+        seen.extend(
+            page["instances"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["instance_id"].as_str().unwrap().to_owned()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = c.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 8);
+    assert_eq!(seen.len(), 2_000);
+    assert_eq!(seen.iter().collect::<BTreeSet<_>>().len(), 2_000, "no overlap");
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "sorted by ID");
+
+    // Filters narrow the total; the summary's groups add up to it.
+    let (_, west) = app
+        .get("/instances?region=eu-west-1&compliance=noncompliant&limit=5")
+        .await;
+    let (_, summary) = app.get("/fleet/summary?by=region&compliance=noncompliant").await;
+    let group = summary["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["key"] == "eu-west-1")
+        .unwrap();
+    assert_eq!(west["total"], group["counts"]["total"], "{summary}");
+    assert!(west["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|i| i["region"] == "eu-west-1" && i["compliant"] == false));
+    let (_, all) = app.get("/fleet/summary?by=account").await;
+    assert_eq!(all["all"]["total"], 2_000);
+    let account = all["groups"][0]["key"].as_str().unwrap().to_owned();
+    assert_eq!(account.len(), 12, "{all}");
+    let (_, by_team) = app.get("/fleet/summary?by=tag:Team").await;
+    let sum: u64 = by_team["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["counts"]["total"].as_u64().unwrap())
+        .sum();
+    assert_eq!(sum, 2_000, "{by_team}");
+
+    // A typo is an error that names the parameter, not an empty page.
+    for (query, field) in [
+        ("/instances?sort=colour", "sort"),
+        ("/instances?limit=5000", "limit"),
+        ("/instances?compliance=green", "compliance"),
+        ("/fleet/summary?by=colour", "by"),
+    ] {
+        let (status, body) = app.get(query).await;
+        assert_eq!(
+            (status, body["error"]["field"].clone()),
+            (400, json!(field)),
+            "{query}: {body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_instance_whose_software_is_refused_after_enforcement_is_broken_not_compliant() {
+    let app = spawn_app_with(AppOptions::default()).await;
+    // The busiest IMDSv1 user: its software keeps calling, and is refused once IMDSv2 is required.
+    let user = app
+        .instances()
+        .await
+        .into_iter()
+        .filter(|i| {
+            i["region"] == "us-east-1"
+                && i["state"] == "running"
+                && i["metadata"]["http_endpoint"] == "enabled"
+                && i["compliant"] == false
+        })
+        .max_by_key(|i| i["imdsv1_calls"].as_u64().unwrap_or(0))
+        .map(|i| i["instance_id"].as_str().unwrap().to_owned())
+        .unwrap();
+    let (status, body) = app
+        .post(
+            "/executions",
+            &json!({"parameters": {"InstanceId": user},
+                    "override": {"reason": "Testing what breaks: the agent is being replaced today."}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let done = app
+        .wait_done(body["execution_id"].as_str().unwrap(), Duration::from_secs(30))
+        .await;
+    assert_eq!(done["summary"]["status"], "Success");
+    // Refusals show once the software has called again (CloudWatch sums them per period).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let row: Value = loop {
+        app.reread_fleet_and_usage().await;
+        let (_, broken) = app.get("/instances?compliance=broken&limit=1000").await;
+        if let Some(row) = broken["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["instance_id"] == user)
+        {
+            break row.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{user} is not listed as broken: {broken}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(row["compliant"], true, "IMDSv2 is required on it now");
+    assert!(row["imdsv1_rejected"].as_u64().unwrap() > 0, "{row}");
+    let (_, summary) = app.get("/fleet/summary").await;
+    assert!(summary["all"]["broken"].as_u64().unwrap() >= 1, "{summary}");
+    let (_, compliant) = app.get("/instances?compliance=compliant&limit=1000").await;
+    assert!(
+        compliant["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["instance_id"] == user),
+        "\"compliant\" still means IMDSv2 required; \"broken\" is the narrower posture"
+    );
+}
