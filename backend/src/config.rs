@@ -112,6 +112,19 @@ pub struct ServeArgs {
     /// Regions to manage (repeat the flag). Default: the sandbox's regions, or the SDK's region with --aws.
     #[arg(long = "region", env = "IMDS_CONSOLE_REGIONS", value_delimiter = ',')]
     pub regions: Vec<String>,
+    /// Member accounts to manage besides the console's own (repeat the flag, or separate with commas).
+    #[arg(long = "account", env = "IMDS_CONSOLE_ACCOUNTS", value_delimiter = ',')]
+    pub named_accounts: Vec<String>,
+    /// A file of member account IDs, one per line (`#` starts a comment), for long lists.
+    #[arg(long, env = "IMDS_CONSOLE_ACCOUNTS_FILE")]
+    pub accounts_file: Option<PathBuf>,
+    /// List the member accounts from AWS Organizations (the console runs in the management account or
+    /// a delegated administrator). On by default with an embedded sandbox of several accounts.
+    #[arg(long, env = "IMDS_CONSOLE_ORGANIZATION")]
+    pub organization: bool,
+    /// The role the console assumes in each member account (read-only suffices for the inventory).
+    #[arg(long, env = "IMDS_CONSOLE_MEMBER_ROLE", default_value = "ImdsConsoleMember")]
+    pub member_role: String,
     /// Use an already running sandbox (`imds-console sandbox`) at this URL instead of an embedded one.
     #[arg(long, env = "IMDS_CONSOLE_SANDBOX_URL", conflicts_with = "aws")]
     pub sandbox_url: Option<String>,
@@ -223,6 +236,15 @@ pub struct SandboxOptions {
         default_value_t = 40
     )]
     pub fleet: usize,
+    /// Accounts of the sandbox's organisation (the fleet is spread over them); the first is the
+    /// management account the console runs in.
+    #[arg(
+        long = "sandbox-accounts",
+        env = "IMDS_CONSOLE_SANDBOX_ACCOUNTS",
+        default_value_t = 3,
+        value_parser = clap::value_parser!(u16).range(1..=1000)
+    )]
+    pub accounts: u16,
     /// Seed of the demo fleet.
     #[arg(long = "sandbox-seed", env = "IMDS_CONSOLE_SANDBOX_SEED", default_value_t = 7)]
     pub seed: u64,
@@ -272,6 +294,28 @@ impl ServeArgs {
             attempt: secs(self.aws_operation_timeout / 2.0),
             operation: secs(self.aws_operation_timeout),
         }
+    }
+
+    /// The member accounts named by --account and --accounts-file, checked.
+    pub fn member_accounts(&self) -> Result<Vec<String>, String> {
+        let mut ids = self.named_accounts.clone();
+        if let Some(path) = &self.accounts_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("--accounts-file {}: {e}", path.display()))?;
+            ids.extend(
+                text.lines()
+                    .map(|l| l.split('#').next().unwrap_or_default().trim().to_owned())
+                    .filter(|l| !l.is_empty()),
+            );
+        }
+        for id in &ids {
+            if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(format!("account \"{id}\" is not an AWS account ID (12 digits)"));
+            }
+        }
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
     }
 
     /// The identity settings these flags describe.
@@ -336,6 +380,7 @@ impl SandboxOptions {
             fleet_size: self.fleet,
             seed: self.seed,
             regions,
+            accounts: usize::from(self.accounts),
             speed: self.speed,
             state_file,
             faults,

@@ -12,6 +12,8 @@ pub mod config;
 pub mod crash;
 pub mod doctor;
 pub mod error;
+pub mod inventory;
+pub mod org;
 pub mod routes;
 pub mod runs;
 pub mod startup;

@@ -177,6 +177,18 @@ pub async fn build_state(args: &ServeArgs) -> Result<AppState, String> {
     };
     regions.dedup();
     let clients = aws::clients(&target, &regions, args.aws_timeouts()).await;
+    // An embedded sandbox of several accounts is an organisation: show all of it unless told otherwise.
+    let named = args.member_accounts()?;
+    let organization =
+        args.organization || (sandbox.is_some() && args.sandbox.accounts > 1 && named.is_empty());
+    let org = crate::org::Org::new(
+        named,
+        organization,
+        args.member_role.clone(),
+        target.clone(),
+        args.aws_timeouts(),
+        regions.clone(),
+    );
     let limits: BTreeMap<String, RegionLimits> = regions
         .iter()
         .map(|r| {
@@ -214,6 +226,7 @@ pub async fn build_state(args: &ServeArgs) -> Result<AppState, String> {
             password_checks: tokio::sync::Semaphore::new(PASSWORD_CHECKS),
             sso_sightings: crate::auth::SsoSightings::default(),
             doctor: tokio::sync::Mutex::new(None),
+            org,
             access_epoch: tokio::sync::watch::Sender::new(0),
             bootstrap_password,
             data_dir: args.data_dir.clone(),

@@ -52,6 +52,8 @@ pub struct StateInner {
     /// Password checks running at once (argon2 is slow on purpose; the rest waits its turn).
     pub password_checks: tokio::sync::Semaphore,
     pub sso_sightings: crate::auth::SsoSightings,
+    /// The accounts the console manages besides its own, and how it reaches them.
+    pub org: crate::org::Org,
     /// The last permission check (`/doctor`), reused for a minute.
     pub doctor: tokio::sync::Mutex<Option<(Instant, shared::api::PermissionReport)>>,
     /// Bumped whenever a session, user or token may have lost access, so that open event streams
@@ -113,6 +115,9 @@ pub struct FleetSnapshot {
     /// RFC 3339, for "as of" on the pages.
     pub as_of: String,
     pub instances: std::sync::Arc<Vec<InstanceView>>,
+    /// Every managed account, and whether it could be read.
+    pub accounts: std::sync::Arc<Vec<shared::api::AccountView>>,
+    pub organization_error: Option<String>,
 }
 
 /// How long the fleet view is reused before EC2 is asked again.

@@ -44,7 +44,8 @@ fn metric_for(i: &InstanceView) -> UsageMetric {
 /// figure is missing or stale.
 pub async fn annotate(state: &AppState, instances: &mut [InstanceView]) -> Result<(), AppError> {
     let mut cache = state.usage.entries.lock().await;
-    let mut wanted: BTreeMap<String, Vec<(String, UsageMetric)>> = BTreeMap::new();
+    // CloudWatch is asked in each instance's own account and region.
+    let mut wanted: BTreeMap<(String, String), Vec<(String, UsageMetric)>> = BTreeMap::new();
     for i in instances.iter() {
         let metric = metric_for(i);
         let fresh = cache
@@ -52,14 +53,14 @@ pub async fn annotate(state: &AppState, instances: &mut [InstanceView]) -> Resul
             .is_some_and(|e| e.metric == metric && e.at.elapsed() < USAGE_TTL);
         if !fresh {
             wanted
-                .entry(i.region.clone())
+                .entry((i.account.clone(), i.region.clone()))
                 .or_default()
                 .push((i.instance_id.clone(), metric));
         }
     }
-    for (region, queries) in wanted {
-        let clients = state.region(Some(&region))?;
-        let sums = cloudwatch::usage(clients, &queries, state.usage_window).await?;
+    for ((account, region), queries) in wanted {
+        let clients = crate::inventory::clients_for(state, &account, &region).await?;
+        let sums = cloudwatch::usage(&clients, &queries, state.usage_window).await?;
         let now = Instant::now();
         for (id, metric) in queries {
             let calls = sums.get(&id).copied().unwrap_or(0);

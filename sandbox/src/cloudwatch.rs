@@ -1,6 +1,7 @@
 //! CloudWatch GetMetricData in rpcv2Cbor, the protocol current aws-sdk-cloudwatch speaks, for the
 //! AWS/EC2 IMDS metrics MetadataNoToken and MetadataNoTokenRejected by InstanceId.
 
+use crate::fleet::Scope;
 use axum::response::Response;
 use ciborium::Value as Cbor;
 
@@ -61,7 +62,7 @@ fn bad(message: String) -> AwsError {
 /// GetMetricData over the fleet's IMDS history, for the AWS/EC2 IMDS metrics by InstanceId.
 fn metric_data(
     sb: &Sandbox,
-    region: &str,
+    at: &Scope<'_>,
     start: u64,
     end: u64,
     queries: &[Query],
@@ -86,7 +87,7 @@ fn metric_data(
             _ => None,
         };
         let mut points = Vec::new();
-        if let (Some(rejected), Some(inst)) = (rejected, world.fleet.get(region, &q.instance)) {
+        if let (Some(rejected), Some(inst)) = (rejected, world.fleet.get(at, &q.instance)) {
             // Newest first (TimestampDescending, CloudWatch's default order).
             let period = q.period_secs.max(60);
             let mut bucket_end = end;
@@ -111,7 +112,7 @@ fn metric_data(
 }
 
 /// rpcv2Cbor, as the Rust SDK sends it.
-pub(crate) fn handle(sb: &Sandbox, region: &str, op: &str, body: &[u8]) -> Result<Response, AwsError> {
+pub(crate) fn handle(sb: &Sandbox, at: &Scope<'_>, op: &str, body: &[u8]) -> Result<Response, AwsError> {
     if op != "GetMetricData" {
         return Err(AwsError::client(
             "UnknownOperationException",
@@ -156,7 +157,7 @@ pub(crate) fn handle(sb: &Sandbox, region: &str, op: &str, body: &[u8]) -> Resul
                 .unwrap_or(300),
         });
     }
-    let results = metric_data(sb, region, start, end, &queries)?
+    let results = metric_data(sb, at, start, end, &queries)?
         .into_iter()
         .map(|s| {
             Cbor::Map(vec![
@@ -186,7 +187,7 @@ pub(crate) fn handle(sb: &Sandbox, region: &str, op: &str, body: &[u8]) -> Resul
 }
 
 /// awsJson1_0 (`X-Amz-Target: GraniteServiceVersion20100801.GetMetricData`), as botocore and the AWS CLI send it.
-pub(crate) fn handle_json(sb: &Sandbox, region: &str, op: &str, body: &[u8]) -> Result<Response, AwsError> {
+pub(crate) fn handle_json(sb: &Sandbox, at: &Scope<'_>, op: &str, body: &[u8]) -> Result<Response, AwsError> {
     if op != "GetMetricData" {
         return Err(AwsError::client(
             "UnknownOperationException",
@@ -226,7 +227,7 @@ pub(crate) fn handle_json(sb: &Sandbox, region: &str, op: &str, body: &[u8]) -> 
             period_secs: stat["Period"].as_u64().unwrap_or(300),
         });
     }
-    let results: Vec<serde_json::Value> = metric_data(sb, region, start, end, &queries)?
+    let results: Vec<serde_json::Value> = metric_data(sb, at, start, end, &queries)?
         .into_iter()
         .map(|s| {
             serde_json::json!({

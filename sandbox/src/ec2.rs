@@ -5,7 +5,7 @@ use axum::response::Response;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use crate::fleet::Instance;
+use crate::fleet::{Instance, Scope};
 use crate::wire::{ok_xml, AwsError};
 use crate::{timefmt, Sandbox};
 
@@ -17,15 +17,15 @@ pub(crate) fn esc(s: &str) -> String {
 
 pub(crate) fn handle(
     sb: &Sandbox,
-    region: &str,
+    at: &Scope<'_>,
     op: &str,
     params: &[(String, String)],
 ) -> Result<Response, AwsError> {
     let p: BTreeMap<&str, &str> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     match op {
-        "DescribeInstances" => describe_instances(sb, region, &p),
-        "ModifyInstanceMetadataOptions" => modify_metadata_options(sb, region, &p),
-        "TerminateInstances" => terminate_instances(sb, region, &p),
+        "DescribeInstances" => describe_instances(sb, at, &p),
+        "ModifyInstanceMetadataOptions" => modify_metadata_options(sb, at, &p),
+        "TerminateInstances" => terminate_instances(sb, at, &p),
         "DescribeRegions" => {
             let regions = sb.world().fleet.regions.clone();
             let mut items = String::new();
@@ -57,7 +57,7 @@ pub(crate) fn handle(
 
 /// TerminateInstances: the instances end at once (no shutting-down phase), stay visible as terminated
 /// for a while, then are gone.
-fn terminate_instances(sb: &Sandbox, region: &str, p: &BTreeMap<&str, &str>) -> Result<Response, AwsError> {
+fn terminate_instances(sb: &Sandbox, at: &Scope<'_>, p: &BTreeMap<&str, &str>) -> Result<Response, AwsError> {
     let ids: Vec<&str> = p
         .iter()
         .filter(|(k, _)| k.starts_with("InstanceId."))
@@ -73,7 +73,7 @@ fn terminate_instances(sb: &Sandbox, region: &str, p: &BTreeMap<&str, &str>) -> 
     let speed = sb.speed();
     let mut world = sb.world();
     world.fleet.purge_terminated(now, speed);
-    if let Some(missing) = ids.iter().find(|id| world.fleet.get(region, id).is_none()) {
+    if let Some(missing) = ids.iter().find(|id| world.fleet.get(at, id).is_none()) {
         return Err(AwsError::client(
             "InvalidInstanceID.NotFound",
             format!("The instance ID '{missing}' does not exist"),
@@ -82,7 +82,7 @@ fn terminate_instances(sb: &Sandbox, region: &str, p: &BTreeMap<&str, &str>) -> 
     world.dirty = true;
     let mut items = String::new();
     for id in ids {
-        let Some(inst) = world.fleet.get_mut(region, id) else {
+        let Some(inst) = world.fleet.get_mut(at, id) else {
             continue;
         };
         let previous = std::mem::replace(&mut inst.state, "terminated".to_owned());
@@ -177,7 +177,7 @@ fn glob(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|c| *c == '*')
 }
 
-fn describe_instances(sb: &Sandbox, region: &str, p: &BTreeMap<&str, &str>) -> Result<Response, AwsError> {
+fn describe_instances(sb: &Sandbox, at: &Scope<'_>, p: &BTreeMap<&str, &str>) -> Result<Response, AwsError> {
     let ids = numbered(p, "InstanceId");
     let mut filters = Vec::new();
     for i in 1.. {
@@ -229,7 +229,7 @@ fn describe_instances(sb: &Sandbox, region: &str, p: &BTreeMap<&str, &str>) -> R
     let missing: Vec<&str> = ids
         .iter()
         .copied()
-        .filter(|id| world.fleet.get(region, id).is_none())
+        .filter(|id| world.fleet.get(at, id).is_none())
         .collect();
     match missing.as_slice() {
         [] => {}
@@ -248,9 +248,9 @@ fn describe_instances(sb: &Sandbox, region: &str, p: &BTreeMap<&str, &str>) -> R
     }
     let mut matched: Vec<&Instance> = Vec::new();
     let candidates: Box<dyn Iterator<Item = &Instance>> = if ids.is_empty() {
-        Box::new(world.fleet.in_region(region))
+        Box::new(world.fleet.in_scope(at))
     } else {
-        Box::new(ids.iter().filter_map(|id| world.fleet.get(region, id)))
+        Box::new(ids.iter().filter_map(|id| world.fleet.get(at, id)))
     };
     for inst in candidates {
         let mut ok = true;
@@ -323,7 +323,7 @@ fn reservation_xml(inst: &Instance, now: u64) -> String {
          <privateIpAddress>{ip}</privateIpAddress><tagSet>{tags}</tagSet>\
          <metadataOptions>{md}</metadataOptions></item></instancesSet></item>",
         rid = &inst.id[2..],
-        acct = crate::ACCOUNT_ID,
+        acct = inst.account,
         id = inst.id,
         state = inst.state,
         itype = inst.instance_type,
@@ -336,7 +336,7 @@ fn reservation_xml(inst: &Instance, now: u64) -> String {
 
 fn modify_metadata_options(
     sb: &Sandbox,
-    region: &str,
+    at: &Scope<'_>,
     p: &BTreeMap<&str, &str>,
 ) -> Result<Response, AwsError> {
     let id = *p.get("InstanceId").ok_or_else(|| {
@@ -387,7 +387,7 @@ fn modify_metadata_options(
     let speed = sb.speed();
     let mut world = sb.world();
     world.dirty = true;
-    let inst = world.fleet.get_mut(region, id).ok_or_else(|| {
+    let inst = world.fleet.get_mut(at, id).ok_or_else(|| {
         AwsError::client(
             "InvalidInstanceID.NotFound",
             format!("The instance ID '{id}' does not exist"),

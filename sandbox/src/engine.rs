@@ -13,7 +13,7 @@ use std::path::Path;
 
 use crate::documents::{Document, Documents, StepDef};
 use crate::faults::{AutomationQuota, TokenReuse};
-use crate::fleet::{scaled_ms, Fleet, Instance};
+use crate::fleet::{scaled_ms, Fleet, Instance, Scope};
 use crate::jsonpath;
 
 /// Parameter values as SSM reports them, and the typed variables templates refer to.
@@ -60,6 +60,9 @@ pub(crate) struct World {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Execution {
     pub id: String,
+    /// The account it runs in (the caller's, or a TargetLocations child's).
+    #[serde(default = "hub_account")]
+    pub account: String,
     pub region: String,
     pub document_name: String,
     pub document_version: String,
@@ -217,12 +220,12 @@ impl World {
     }
 
     /// Executions of `region` running now and waiting in SSM's queue.
-    fn occupancy(&self, region: &str) -> (usize, usize) {
+    fn occupancy(&self, account: &str, region: &str) -> (usize, usize) {
         let mut running = 0;
         let mut queued = 0;
         for id in &self.active {
             let ex = &self.executions[self.by_id[id]];
-            if ex.region != region {
+            if ex.region != region || ex.account != account {
                 continue;
             }
             if ex.status == "Pending" {
@@ -235,13 +238,16 @@ impl World {
     }
 
     /// Moves queued executions of `region` to InProgress, oldest first, while the quota has room.
-    fn admit_queued(&mut self, region: &str, now: u64) {
-        let (mut running, _) = self.occupancy(region);
+    fn admit_queued(&mut self, account: &str, region: &str, now: u64) {
+        let (mut running, _) = self.occupancy(account, region);
         let mut waiting: Vec<usize> = self
             .active
             .iter()
             .map(|id| self.by_id[id])
-            .filter(|&i| self.executions[i].region == region && self.executions[i].status == "Pending")
+            .filter(|&i| {
+                let ex = &self.executions[i];
+                ex.region == region && ex.account == account && ex.status == "Pending"
+            })
             .collect();
         waiting.sort_by_key(|&i| (self.executions[i].start_ms, i));
         for i in waiting {
@@ -269,10 +275,11 @@ impl World {
     pub(crate) fn start(
         &mut self,
         docs: &Documents,
-        region: &str,
+        at: &Scope<'_>,
         req: &StartRequest,
         now: u64,
     ) -> Result<String, StartError> {
+        let region = at.region;
         let doc = docs.get(&req.document_name).ok_or_else(|| StartError {
             code: "AutomationDefinitionNotFoundException",
             message: format!("Automation definition {}:$DEFAULT not found.", req.document_name),
@@ -345,6 +352,7 @@ impl World {
 
         let mut ex = Execution {
             id: id.clone(),
+            account: at.account.to_owned(),
             region: region.to_owned(),
             document_name: doc.name.clone(),
             document_version: doc.version.clone(),
@@ -367,7 +375,7 @@ impl World {
         };
         if let Some(target_param) = target_param {
             let (key, values) = req.targets[0].clone();
-            let resolved = self.resolve_targets(region, &key, &values)?;
+            let resolved = self.resolve_targets(at, &key, &values)?;
             let max_concurrency = req.max_concurrency.clone().unwrap_or_else(|| "10".to_owned());
             let max_errors = req.max_errors.clone().unwrap_or_else(|| "0".to_owned());
             // The parent shows one aws:executeAutomation step per target.
@@ -395,7 +403,7 @@ impl World {
             ex.steps.push(step_from_def(doc, 0, now));
             ex.cursor = Some(0);
         }
-        let (running, queued) = self.occupancy(region);
+        let (running, queued) = self.occupancy(at.account, region);
         if running >= self.quota.running {
             if queued >= self.quota.queued {
                 return Err(StartError {
@@ -418,14 +426,19 @@ impl World {
         Ok(id)
     }
 
-    fn resolve_targets(&self, region: &str, key: &str, values: &[String]) -> Result<Vec<String>, StartError> {
+    fn resolve_targets(
+        &self,
+        at: &Scope<'_>,
+        key: &str,
+        values: &[String],
+    ) -> Result<Vec<String>, StartError> {
         if key == "ParameterValues" {
             return Ok(values.to_vec());
         }
         if let Some(tag) = key.strip_prefix("tag:") {
             let mut ids: Vec<String> = self
                 .fleet
-                .in_region(region)
+                .in_scope(at)
                 .filter(|i| i.tag(tag).is_some_and(|v| values.iter().any(|want| want == v)))
                 .map(|i| i.id.clone())
                 .collect();
@@ -618,15 +631,15 @@ fn step_from_def(doc: &Document, index: usize, now: u64) -> StepExec {
 
 /// Advances every active execution to `now`.
 pub(crate) fn tick(world: &mut World, docs: &Documents, speed: f64, now: u64) {
-    let queued_regions: BTreeSet<String> = world
+    let queued_places: BTreeSet<(String, String)> = world
         .active
         .iter()
         .map(|id| &world.executions[world.by_id[id]])
         .filter(|ex| ex.status == "Pending")
-        .map(|ex| ex.region.clone())
+        .map(|ex| (ex.account.clone(), ex.region.clone()))
         .collect();
-    for region in queued_regions {
-        world.admit_queued(&region, now);
+    for (account, region) in queued_places {
+        world.admit_queued(&account, &region, now);
     }
     let ids: Vec<String> = world.active.iter().cloned().collect();
     for id in ids {
@@ -652,7 +665,9 @@ pub(crate) fn tick(world: &mut World, docs: &Documents, speed: f64, now: u64) {
             } = world;
             let ex = &mut executions[idx];
             let (principal, denied) = principal_of(ex, caller_deny, assume_role_deny);
+            let account = ex.account.clone();
             let env = StepEnv {
+                account: &account,
                 broken: broken_instances,
                 denied,
                 principal,
@@ -706,6 +721,10 @@ fn parse_iso_duration(raw: &str) -> Option<f64> {
 
 /// Who a run's steps act as, and what that principal may not do: the AutomationAssumeRole when the
 /// run has one, otherwise the caller who started it.
+fn hub_account() -> String {
+    crate::ACCOUNT_ID.to_owned()
+}
+
 fn principal_of<'a>(
     ex: &Execution,
     caller_deny: &'a BTreeSet<String>,
@@ -737,6 +756,8 @@ fn assume_role(ex: &Execution) -> Option<&str> {
 
 /// What a step's AWS calls run under.
 pub(crate) struct StepEnv<'a> {
+    /// The account the run acts in.
+    pub account: &'a str,
     /// Instances whose metadata changes never take.
     pub broken: &'a BTreeSet<String>,
     /// IAM actions the run's principal may not call.
@@ -1035,6 +1056,10 @@ fn call_api(
 ) -> Result<Value, StepFailure> {
     let api = inputs["Api"].as_str().unwrap_or_default();
     let service = inputs["Service"].as_str().unwrap_or_default();
+    let at = Scope {
+        account: env.account,
+        region,
+    };
     let action = format!("{service}:{api}");
     if env.denied.contains(&action) {
         let code = if service == "ec2" {
@@ -1062,7 +1087,7 @@ fn call_api(
                     )?),
                     None => None,
                 };
-            let inst = fleet.get_mut(region, &id).ok_or_else(|| {
+            let inst = fleet.get_mut(&at, &id).ok_or_else(|| {
                 api_error(
                     "InvalidInstanceID.NotFound",
                     api,
@@ -1086,7 +1111,7 @@ fn call_api(
                 .unwrap_or_default();
             let mut instances = Vec::new();
             for id in &ids {
-                let inst = fleet.get(region, id).ok_or_else(|| {
+                let inst = fleet.get(&at, id).ok_or_else(|| {
                     api_error(
                         "InvalidInstanceID.NotFound",
                         api,
@@ -1297,7 +1322,7 @@ fn advance_parent(world: &mut World, idx: usize, doc: &Document, now: u64) -> bo
         };
         let child_id = uuid::Uuid::new_v4().to_string();
         // Children count against the concurrency quota too, and wait in SSM's queue when it is full.
-        let (running, _) = world.occupancy(&parent.region);
+        let (running, _) = world.occupancy(&parent.account, &parent.region);
         let child_status = if running >= world.quota.running {
             "Pending"
         } else {
@@ -1305,6 +1330,7 @@ fn advance_parent(world: &mut World, idx: usize, doc: &Document, now: u64) -> bo
         };
         let child = Execution {
             id: child_id.clone(),
+            account: parent.account.clone(),
             region: parent.region.clone(),
             document_name: parent.document_name.clone(),
             document_version: parent.document_version.clone(),

@@ -86,6 +86,10 @@ pub struct Faults {
     /// under every one.
     #[serde(default)]
     pub client_token_reuse: TokenReuse,
+    /// Accounts where no role can be assumed (the console's member role, or an execution role, is
+    /// missing there): AssumeRole into them is AccessDenied.
+    #[serde(default)]
+    pub missing_roles: BTreeSet<String>,
     /// SSM's automation quotas, lowered by tests to reach them with a few runs.
     #[serde(default)]
     pub automation_quota: AutomationQuota,

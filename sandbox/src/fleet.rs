@@ -10,6 +10,9 @@ pub(crate) const APPLY_DELAY_SECS: f64 = 10.0;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Instance {
     pub id: String,
+    /// The account that owns it (the organisation's management account unless the sandbox has more).
+    #[serde(default = "hub_account")]
+    pub account: String,
     pub region: String,
     pub instance_type: String,
     /// running or stopped.
@@ -122,6 +125,10 @@ impl Instance {
     }
 }
 
+fn hub_account() -> String {
+    crate::ACCOUNT_ID.to_owned()
+}
+
 fn real_time() -> f64 {
     1.0
 }
@@ -149,20 +156,21 @@ impl Fleet {
             .collect();
     }
 
-    pub(crate) fn get(&self, region: &str, id: &str) -> Option<&Instance> {
+    /// An instance as `at` sees it: another account's or region's does not exist there.
+    pub(crate) fn get(&self, at: &Scope<'_>, id: &str) -> Option<&Instance> {
         self.index
             .get(id)
             .map(|i| &self.instances[*i])
-            .filter(|inst| inst.region == region)
+            .filter(|inst| at.holds(inst))
     }
 
-    pub(crate) fn get_mut(&mut self, region: &str, id: &str) -> Option<&mut Instance> {
+    pub(crate) fn get_mut(&mut self, at: &Scope<'_>, id: &str) -> Option<&mut Instance> {
         let i = *self.index.get(id)?;
-        Some(&mut self.instances[i]).filter(|inst| inst.region == region)
+        Some(&mut self.instances[i]).filter(|inst| at.holds(inst))
     }
 
-    pub(crate) fn in_region<'a>(&'a self, region: &'a str) -> impl Iterator<Item = &'a Instance> + 'a {
-        self.instances.iter().filter(move |i| i.region == region)
+    pub(crate) fn in_scope<'a>(&'a self, at: &'a Scope<'a>) -> impl Iterator<Item = &'a Instance> + 'a {
+        self.instances.iter().filter(move |i| at.holds(i))
     }
 
     /// Forgets instances terminated longer ago than EC2 keeps showing them.
@@ -207,8 +215,22 @@ const ENVS: &[&str] = &["prod", "prod", "staging", "dev"];
 const ROLES: &[&str] = &["api", "worker", "db", "web", "batch", "eks-node", "ecs-host"];
 const TYPES: &[&str] = &["t3.micro", "t3.medium", "m6i.large", "c7g.xlarge", "r6i.2xlarge"];
 
-/// Builds `size` instances over `regions`, the same for the same seed.
-pub(crate) fn generate(size: usize, seed: u64, regions: &[String]) -> Fleet {
+/// Where a call acts: the caller's account (from its credentials) and the region (from the signature).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Scope<'a> {
+    pub account: &'a str,
+    pub region: &'a str,
+}
+
+impl Scope<'_> {
+    pub(crate) fn holds(&self, i: &Instance) -> bool {
+        i.account == self.account && i.region == self.region
+    }
+}
+
+/// Builds `size` instances over `regions` and `accounts`, the same for the same seed (and, with one
+/// account, the same fleet as before accounts existed).
+pub(crate) fn generate(size: usize, seed: u64, regions: &[String], accounts: &[String]) -> Fleet {
     let mut rng = Rng::new(seed);
     // The fleet was launched over the last 90 days; its IMDS history starts then.
     let now = crate::timefmt::now_ms();
@@ -216,6 +238,7 @@ pub(crate) fn generate(size: usize, seed: u64, regions: &[String]) -> Fleet {
     let mut seen = std::collections::HashSet::new();
     for n in 0..size {
         let region = regions[n % regions.len()].clone();
+        let account = accounts[(n / regions.len()) % accounts.len()].clone();
         let id = loop {
             let id = format!("i-0{:016x}", rng.next_u64());
             if seen.insert(id.clone()) {
@@ -256,6 +279,7 @@ pub(crate) fn generate(size: usize, seed: u64, regions: &[String]) -> Fleet {
         tags.insert("Env".into(), env.into());
         instances.push(Instance {
             id,
+            account,
             region,
             instance_type: rng.pick(TYPES).to_owned(),
             state: if running { "running" } else { "stopped" }.to_owned(),
@@ -285,8 +309,8 @@ mod tests {
     #[test]
     fn the_same_seed_gives_the_same_fleet_with_a_realistic_mix() {
         let regions = vec!["us-east-1".to_owned(), "eu-west-1".to_owned()];
-        let a = generate(500, 42, &regions);
-        let b = generate(500, 42, &regions);
+        let a = generate(500, 42, &regions, &[crate::ACCOUNT_ID.to_owned()]);
+        let b = generate(500, 42, &regions, &[crate::ACCOUNT_ID.to_owned()]);
         let ids = |f: &Fleet| f.instances.iter().map(|i| i.id.clone()).collect::<Vec<_>>();
         assert_eq!(ids(&a), ids(&b));
         let count = |p: &dyn Fn(&Instance) -> bool| a.instances.iter().filter(|i| p(i)).count();
@@ -303,7 +327,7 @@ mod tests {
 
     #[test]
     fn modifying_keeps_omitted_fields_and_is_pending_until_applied() {
-        let mut fleet = generate(4, 1, &["us-east-1".to_owned()]);
+        let mut fleet = generate(4, 1, &["us-east-1".to_owned()], &[crate::ACCOUNT_ID.to_owned()]);
         let inst = fleet.instances.iter_mut().find(|i| i.state == "running").unwrap();
         let hop = inst.md.hop_limit;
         inst.modify_metadata(Some("required"), None, None, 1_000, 10.0, false);

@@ -18,6 +18,7 @@ mod faults;
 mod fleet;
 mod iam;
 mod jsonpath;
+mod organizations;
 mod ssm;
 mod sts;
 mod timefmt;
@@ -33,6 +34,13 @@ pub use faults::{AutomationQuota, CallCount, FaultRule, Faults, TokenReuse};
 /// The account the sandbox pretends to be.
 pub const ACCOUNT_ID: &str = "123456789012";
 
+/// The organisation's account IDs: the management account, then `200000000001`, `200000000002`, ...
+pub fn account_ids(n: usize) -> Vec<String> {
+    std::iter::once(ACCOUNT_ID.to_owned())
+        .chain((1..n.max(1)).map(|k| format!("2{k:011}")))
+        .collect()
+}
+
 /// How the sandbox is set up.
 #[derive(Debug, Clone)]
 pub struct SandboxConfig {
@@ -42,6 +50,9 @@ pub struct SandboxConfig {
     pub seed: u64,
     /// Regions the fleet is spread over (at least one).
     pub regions: Vec<String>,
+    /// Accounts of the organisation (at least one): the first is the management account (the hub
+    /// the console runs in, [`ACCOUNT_ID`]); the fleet is spread over all of them.
+    pub accounts: usize,
     /// Time factor: 1 is real time, 60 turns the runbook's 30-second sleeps into half a second.
     pub speed: f64,
     /// Where to keep state across restarts; None keeps it in memory only.
@@ -55,6 +66,7 @@ impl Default for SandboxConfig {
             fleet_size: 40,
             seed: 7,
             regions: vec!["us-east-1".to_owned(), "eu-west-1".to_owned()],
+            accounts: 1,
             speed: 30.0,
             state_file: None,
             faults: Faults::default(),
@@ -82,7 +94,12 @@ impl Sandbox {
         let docs = documents::Documents::load();
         let world = match &config.state_file {
             Some(path) if path.exists() => engine::World::load(path)?,
-            _ => engine::World::new(fleet::generate(config.fleet_size, config.seed, &config.regions)),
+            _ => engine::World::new(fleet::generate(
+                config.fleet_size,
+                config.seed,
+                &config.regions,
+                &account_ids(config.accounts),
+            )),
         };
         let sandbox = Sandbox {
             inner: Arc::new(Inner {

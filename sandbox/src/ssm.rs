@@ -1,5 +1,6 @@
 //! SSM (awsJson1_1): the Automation operations and the two documents the sandbox runs.
 
+use crate::fleet::Scope;
 use axum::response::Response;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -34,7 +35,7 @@ const STATUSES: &[&str] = &[
     "Exited",
 ];
 
-pub(crate) fn handle(sb: &Sandbox, region: &str, op: &str, body: &[u8]) -> Result<Response, AwsError> {
+pub(crate) fn handle(sb: &Sandbox, at: &Scope<'_>, op: &str, body: &[u8]) -> Result<Response, AwsError> {
     let req: Value = if body.is_empty() {
         json!({})
     } else {
@@ -42,15 +43,15 @@ pub(crate) fn handle(sb: &Sandbox, region: &str, op: &str, body: &[u8]) -> Resul
             .map_err(|e| AwsError::client("SerializationException", format!("Malformed JSON body: {e}")))?
     };
     match op {
-        "StartAutomationExecution" => start(sb, region, &req),
+        "StartAutomationExecution" => start(sb, at, &req),
         "GetAutomationExecution" => {
             let id = required_str(&req, "AutomationExecutionId")?;
             let world = sb.world();
-            let ex = find(&world, region, id)?;
+            let ex = find(&world, at, id)?;
             ok_json(&json!({ "AutomationExecution": execution_json(ex, true) }))
         }
-        "DescribeAutomationExecutions" => describe_executions(sb, region, &req),
-        "DescribeAutomationStepExecutions" => describe_steps(sb, region, &req),
+        "DescribeAutomationExecutions" => describe_executions(sb, at, &req),
+        "DescribeAutomationStepExecutions" => describe_steps(sb, at, &req),
         "StopAutomationExecution" => {
             let id = required_str(&req, "AutomationExecutionId")?;
             let kind = req["Type"].as_str().unwrap_or("Cancel");
@@ -61,7 +62,7 @@ pub(crate) fn handle(sb: &Sandbox, region: &str, op: &str, body: &[u8]) -> Resul
                 ));
             }
             let mut world = sb.world();
-            find(&world, region, id)?;
+            find(&world, at, id)?;
             world.stop(id).map_err(|e| AwsError::client(e.code, e.message))?;
             drop(world);
             sb.save()
@@ -128,13 +129,17 @@ fn required_str<'a>(req: &'a Value, key: &str) -> Result<&'a str, AwsError> {
     })
 }
 
-fn find<'a>(world: &'a crate::engine::World, region: &str, id: &str) -> Result<&'a Execution, AwsError> {
-    world.get(id).filter(|e| e.region == region).ok_or_else(|| {
-        AwsError::client(
-            "AutomationExecutionNotFoundException",
-            format!("Automation Execution {id} not found."),
-        )
-    })
+/// An execution as `at` sees it: another account's or region's does not exist there.
+fn find<'a>(world: &'a crate::engine::World, at: &Scope<'_>, id: &str) -> Result<&'a Execution, AwsError> {
+    world
+        .get(id)
+        .filter(|e| e.region == at.region && e.account == at.account)
+        .ok_or_else(|| {
+            AwsError::client(
+                "AutomationExecutionNotFoundException",
+                format!("Automation Execution {id} not found."),
+            )
+        })
 }
 
 fn pattern_error(field: &str, value: &str, pattern: &str) -> AwsError {
@@ -155,7 +160,7 @@ fn is_uuid(s: &str) -> bool {
         })
 }
 
-fn start(sb: &Sandbox, region: &str, req: &Value) -> Result<Response, AwsError> {
+fn start(sb: &Sandbox, at: &Scope<'_>, req: &Value) -> Result<Response, AwsError> {
     let document_name = required_str(req, "DocumentName")?.to_owned();
     let mut parameters = BTreeMap::new();
     if let Some(m) = req["Parameters"].as_object() {
@@ -300,7 +305,7 @@ fn start(sb: &Sandbox, region: &str, req: &Value) -> Result<Response, AwsError> 
     let id = {
         let mut world = sb.world();
         world
-            .start(&sb.inner.docs, region, &start, now)
+            .start(&sb.inner.docs, at, &start, now)
             .map_err(|e| AwsError::client(e.code, e.message))?
     };
     // A start is durable before it is acknowledged, so a console that saw the ID can rely on it.
@@ -456,7 +461,7 @@ fn next_token(offset: usize, shown: usize, total: usize) -> Option<String> {
     (offset + shown < total).then(|| format!("sbx-{:x}", offset + shown))
 }
 
-fn describe_executions(sb: &Sandbox, region: &str, req: &Value) -> Result<Response, AwsError> {
+fn describe_executions(sb: &Sandbox, at: &Scope<'_>, req: &Value) -> Result<Response, AwsError> {
     let (offset, max_results) = page_params(req, 50)?;
     let mut filters: Vec<(String, Vec<String>)> = Vec::new();
     for f in req["Filters"].as_array().into_iter().flatten() {
@@ -515,7 +520,7 @@ fn describe_executions(sb: &Sandbox, region: &str, req: &Value) -> Result<Respon
         .executions
         .iter()
         .rev()
-        .filter(|e| e.region == region && matches(e))
+        .filter(|e| e.region == at.region && e.account == at.account && matches(e))
         .collect();
     let page: Vec<Value> = all
         .iter()
@@ -534,11 +539,11 @@ fn describe_executions(sb: &Sandbox, region: &str, req: &Value) -> Result<Respon
     ok_json(&resp)
 }
 
-fn describe_steps(sb: &Sandbox, region: &str, req: &Value) -> Result<Response, AwsError> {
+fn describe_steps(sb: &Sandbox, at: &Scope<'_>, req: &Value) -> Result<Response, AwsError> {
     let id = required_str(req, "AutomationExecutionId")?;
     let (offset, max_results) = page_params(req, 50)?;
     let world = sb.world();
-    let ex = find(&world, region, id)?;
+    let ex = find(&world, at, id)?;
     let mut filters: Vec<(String, Vec<String>)> = Vec::new();
     for f in req["Filters"].as_array().into_iter().flatten() {
         let key = f["Key"].as_str().unwrap_or_default().to_owned();

@@ -1,19 +1,105 @@
-//! STS (awsQuery): GetCallerIdentity, which needs no permission in AWS either.
+//! STS (awsQuery): GetCallerIdentity, which needs no permission in AWS either, and AssumeRole into the
+//! organisation's accounts. The credentials it issues carry their account (`ASIA` + account ID + a
+//! suffix) and the role in their session token, so the sandbox tells accounts apart by credentials
+//! alone, as AWS does. A role is missing in the accounts `Faults::missing_roles` names.
 
 use axum::response::Response;
 
+use crate::ec2::esc;
+use crate::fleet::Scope;
 use crate::wire::{ok_xml, AwsError};
+use crate::Sandbox;
 
-pub(crate) fn handle(op: &str) -> Result<Response, AwsError> {
+const NS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
+
+/// The session token the sandbox issues: it names the account, role and session.
+pub(crate) fn session_token(account: &str, role: &str, session: &str) -> String {
+    format!("sandbox-session:{account}:{role}:{session}")
+}
+
+/// The caller's ARN from its session token (the management account's console role otherwise).
+pub(crate) fn caller_arn(token: Option<&str>) -> String {
+    token
+        .and_then(|t| t.strip_prefix("sandbox-session:"))
+        .and_then(|rest| {
+            let mut parts = rest.splitn(3, ':');
+            Some((parts.next()?, parts.next()?, parts.next()?))
+        })
+        .map_or_else(
+            || {
+                format!(
+                    "arn:aws:sts::{}:assumed-role/{}/console",
+                    crate::ACCOUNT_ID,
+                    crate::iam::CONSOLE_ROLE
+                )
+            },
+            |(account, role, session)| format!("arn:aws:sts::{account}:assumed-role/{role}/{session}"),
+        )
+}
+
+pub(crate) fn handle(
+    sb: &Sandbox,
+    at: &Scope<'_>,
+    caller: &str,
+    op: &str,
+    params: &[(String, String)],
+) -> Result<Response, AwsError> {
+    let rid = uuid::Uuid::new_v4();
     match op {
         "GetCallerIdentity" => ok_xml(format!(
-            "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><GetCallerIdentityResult>\
-             <Arn>arn:aws:sts::{acct}:assumed-role/ImdsConsoleSandbox/console</Arn><UserId>AROASANDBOXEXAMPLE:console</UserId>\
+            "<GetCallerIdentityResponse xmlns=\"{NS}\"><GetCallerIdentityResult>\
+             <Arn>{arn}</Arn><UserId>AROASANDBOXEXAMPLE:console</UserId>\
              <Account>{acct}</Account></GetCallerIdentityResult><ResponseMetadata><RequestId>{rid}</RequestId></ResponseMetadata>\
              </GetCallerIdentityResponse>",
-            acct = crate::ACCOUNT_ID,
-            rid = uuid::Uuid::new_v4()
+            arn = esc(caller),
+            acct = at.account,
         )),
-        other => Err(AwsError::client("InvalidAction", format!("Could not find operation {other} for version 2011-06-15"))),
+        "AssumeRole" => assume_role(sb, caller, params, &rid.to_string()),
+        other => Err(AwsError::client(
+            "InvalidAction",
+            format!("Could not find operation {other} for version 2011-06-15"),
+        )),
     }
+}
+
+fn assume_role(
+    sb: &Sandbox,
+    caller: &str,
+    params: &[(String, String)],
+    rid: &str,
+) -> Result<Response, AwsError> {
+    let get = |k: &str| params.iter().find(|(pk, _)| pk == k).map(|(_, v)| v.as_str());
+    let role_arn = get("RoleArn").unwrap_or_default();
+    let session = get("RoleSessionName").unwrap_or("session");
+    let re =
+        regex::Regex::new(r"^arn:aws:iam::(\d{12}):role/(?:[\w+=,.@-]+/)*([\w+=,.@-]+)$").expect("pattern");
+    let Some(m) = re.captures(role_arn) else {
+        return Err(AwsError::client(
+            "ValidationError",
+            format!("{role_arn} is invalid"),
+        ));
+    };
+    let (account, role) = (m[1].to_owned(), m[2].to_owned());
+    let in_org = crate::account_ids(sb.inner.config.accounts).contains(&account);
+    if !in_org || sb.faults().missing_roles.contains(&account) {
+        return Err(AwsError {
+            status: axum::http::StatusCode::FORBIDDEN,
+            code: "AccessDenied".into(),
+            message: format!(
+                "User: {caller} is not authorized to perform: sts:AssumeRole on resource: {role_arn}"
+            ),
+        });
+    }
+    let suffix: String = uuid::Uuid::new_v4().simple().to_string()[..8].to_uppercase();
+    let expires = crate::timefmt::iso(crate::timefmt::now_ms() + 3_600_000);
+    ok_xml(format!(
+        "<AssumeRoleResponse xmlns=\"{NS}\"><AssumeRoleResult>\
+         <Credentials><AccessKeyId>ASIA{account}{suffix}</AccessKeyId><SecretAccessKey>sandbox-secret</SecretAccessKey>\
+         <SessionToken>{token}</SessionToken><Expiration>{expires}</Expiration></Credentials>\
+         <AssumedRoleUser><AssumedRoleId>AROASANDBOX{suffix}:{session}</AssumedRoleId>\
+         <Arn>arn:aws:sts::{account}:assumed-role/{role}/{session}</Arn></AssumedRoleUser>\
+         </AssumeRoleResult><ResponseMetadata><RequestId>{rid}</RequestId></ResponseMetadata></AssumeRoleResponse>",
+        token = esc(&session_token(&account, &role, session)),
+        session = esc(session),
+    ))
 }

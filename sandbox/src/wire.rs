@@ -14,6 +14,7 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use crate::faults::{Faults, Injected};
+use crate::fleet::Scope;
 use crate::{lock, timefmt, Sandbox};
 
 /// An AWS error: HTTP status, error code and message, written in the protocol of the service.
@@ -43,6 +44,8 @@ pub(crate) enum Service {
     CloudWatchJson,
     Sts,
     Iam,
+    /// AWS Organizations (awsJson1_1).
+    Organizations,
 }
 
 impl Service {
@@ -53,6 +56,7 @@ impl Service {
             Service::CloudWatch | Service::CloudWatchJson => "cloudwatch",
             Service::Sts => "sts",
             Service::Iam => "iam",
+            Service::Organizations => "organizations",
         }
     }
 }
@@ -110,13 +114,14 @@ async fn calls(
             json!({"operation": c.operation, "count": c.count, "peak_per_second": peak})
         })
         .collect();
-    let services: serde_json::Map<String, serde_json::Value> = ["ssm", "ec2", "cloudwatch", "sts", "iam"]
-        .iter()
-        .map(|svc| {
-            let peak = sb.peak_per_second(&format!("{svc}:*"), q.since_ms);
-            ((*svc).to_owned(), json!({"peak_per_second": peak}))
-        })
-        .collect();
+    let services: serde_json::Map<String, serde_json::Value> =
+        ["ssm", "ec2", "cloudwatch", "sts", "iam", "organizations"]
+            .iter()
+            .map(|svc| {
+                let peak = sb.peak_per_second(&format!("{svc}:*"), q.since_ms);
+                ((*svc).to_owned(), json!({"peak_per_second": peak}))
+            })
+            .collect();
     Json(json!({ "operations": ops, "services": services }))
 }
 
@@ -128,6 +133,22 @@ async fn stats(
 }
 
 /// Region and service from `Authorization: AWS4-HMAC-SHA256 Credential=AKID/DATE/REGION/SERVICE/aws4_request`.
+/// The account a caller acts in, told by its access key as AWS does: keys the sandbox's STS AssumeRole
+/// issued (`ASIA` + the account + a suffix) act in that account; any other key is the management
+/// account's.
+fn caller_account(headers: &HeaderMap) -> String {
+    let key = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|a| a.split("Credential=").nth(1))
+        .and_then(|c| c.split('/').next())
+        .unwrap_or_default();
+    key.strip_prefix("ASIA")
+        .and_then(|rest| rest.get(..12))
+        .filter(|acct| acct.bytes().all(|b| b.is_ascii_digit()))
+        .map_or_else(|| crate::ACCOUNT_ID.to_owned(), str::to_owned)
+}
+
 fn credential_scope(headers: &HeaderMap) -> Option<(String, String)> {
     let auth = headers.get("authorization")?.to_str().ok()?;
     let cred = auth.split("Credential=").nth(1)?.split([',', ' ']).next()?;
@@ -154,8 +175,12 @@ async fn dispatch(State(sb): State<Sandbox>, uri: Uri, headers: HeaderMap, body:
         .to_owned();
     let path = uri.path().to_owned();
 
+    let account = caller_account(&headers);
+    let caller = crate::sts::caller_arn(headers.get("x-amz-security-token").and_then(|v| v.to_str().ok()));
     let (service, op, params) = if let Some(op) = target.strip_prefix("AmazonSSM.") {
         (Service::Ssm, op.to_owned(), Vec::new())
+    } else if let Some(op) = target.strip_prefix("AWSOrganizationsV20161128.") {
+        (Service::Organizations, op.to_owned(), Vec::new())
     } else if let Some(op) = path.strip_prefix("/service/GraniteServiceVersion20100801/operation/") {
         (Service::CloudWatch, op.to_owned(), Vec::new())
     } else if let Some(op) = target.strip_prefix("GraniteServiceVersion20100801.") {
@@ -182,6 +207,10 @@ async fn dispatch(State(sb): State<Sandbox>, uri: Uri, headers: HeaderMap, body:
     let now = timefmt::now_ms();
     lock(&sb.inner.calls).record(now, op_key.clone());
 
+    let at = Scope {
+        account: &account,
+        region: &region,
+    };
     let faults = sb.faults();
     let roll = sb.world().roll();
     let (injected, latency_ms) = faults.decide(&op_key, roll);
@@ -194,10 +223,10 @@ async fn dispatch(State(sb): State<Sandbox>, uri: Uri, headers: HeaderMap, body:
         Injected::Denied if service != Service::Sts => Err(denied_error(service, &op_key, &region)),
         Injected::Error500After => {
             // The work is done; only the reply is lost.
-            let _ = carry_out(&sb, service, &region, &op, &body, &params);
+            let _ = carry_out(&sb, service, &at, &caller, &op, &body, &params);
             Err(internal_error(service))
         }
-        _ => carry_out(&sb, service, &region, &op, &body, &params),
+        _ => carry_out(&sb, service, &at, &caller, &op, &body, &params),
     };
     match result {
         Ok(resp) => resp,
@@ -211,24 +240,27 @@ async fn dispatch(State(sb): State<Sandbox>, uri: Uri, headers: HeaderMap, body:
 fn carry_out(
     sb: &Sandbox,
     service: Service,
-    region: &str,
+    at: &Scope<'_>,
+    caller: &str,
     op: &str,
     body: &Bytes,
     params: &[(String, String)],
 ) -> Result<Response, AwsError> {
     match service {
-        Service::Ssm => crate::ssm::handle(sb, region, op, body),
-        Service::Ec2 => crate::ec2::handle(sb, region, op, params),
-        Service::Sts => crate::sts::handle(op),
+        Service::Ssm => crate::ssm::handle(sb, at, op, body),
+        Service::Ec2 => crate::ec2::handle(sb, at, op, params),
+        Service::Sts => crate::sts::handle(sb, at, caller, op, params),
         Service::Iam => crate::iam::handle(sb, op, params),
-        Service::CloudWatch => crate::cloudwatch::handle(sb, region, op, body),
-        Service::CloudWatchJson => crate::cloudwatch::handle_json(sb, region, op, body),
+        Service::CloudWatch => crate::cloudwatch::handle(sb, at, op, body),
+        Service::CloudWatchJson => crate::cloudwatch::handle_json(sb, at, op, body),
+        Service::Organizations => crate::organizations::handle(sb, at, op, body),
     }
 }
 
 fn throttle_error(service: Service) -> AwsError {
     match service {
         Service::Ssm => AwsError::client("ThrottlingException", "Rate exceeded"),
+        Service::Organizations => AwsError::client("TooManyRequestsException", "Rate exceeded"),
         Service::Ec2 => AwsError {
             status: StatusCode::SERVICE_UNAVAILABLE,
             code: "RequestLimitExceeded".into(),
@@ -243,6 +275,7 @@ fn throttle_error(service: Service) -> AwsError {
 fn internal_error(service: Service) -> AwsError {
     let code = match service {
         Service::Ssm => "InternalServerError",
+        Service::Organizations => "ServiceException",
         Service::Ec2 => "InternalError",
         Service::CloudWatch | Service::CloudWatchJson => "InternalServiceError",
         Service::Sts | Service::Iam => "InternalFailure",
@@ -256,8 +289,9 @@ fn internal_error(service: Service) -> AwsError {
 
 fn denied_error(service: Service, action: &str, region: &str) -> AwsError {
     let who = format!(
-        "arn:aws:sts::{}:assumed-role/ImdsConsoleSandbox/console",
-        crate::ACCOUNT_ID
+        "arn:aws:sts::{}:assumed-role/{}/console",
+        crate::ACCOUNT_ID,
+        crate::iam::CONSOLE_ROLE
     );
     let why = format!("because no identity-based policy allows the {action} action");
     match service {
@@ -283,7 +317,7 @@ fn request_id() -> String {
 fn render_error(service: Service, op: &str, err: &AwsError) -> Response {
     let rid = request_id();
     match service {
-        Service::Ssm => {
+        Service::Ssm | Service::Organizations => {
             let body = json!({ "__type": err.code, "message": err.message }).to_string();
             json_response(err.status, body, &rid)
         }

@@ -550,3 +550,24 @@ pub enum CheckResult {
     /// Could not be checked (no instance to dry-run against, the simulator not allowed, ...).
     Unchecked,
 }
+
+/// `GET /api/v1/accounts`: the accounts the console manages, and whether it could read each.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccountList {
+    pub accounts: Vec<AccountView>,
+    /// Why the organisation's account list could not be read, when it could not.
+    pub organization_error: Option<String>,
+    pub as_of: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountView {
+    pub account_id: String,
+    pub name: Option<String>,
+    /// The account the console runs in.
+    pub hub: bool,
+    pub reachable: bool,
+    /// Why it could not be read (a missing role, a denied call), AWS's words.
+    pub reason: Option<String>,
+    pub instances: usize,
+}

@@ -157,3 +157,68 @@ async fn an_instance_whose_software_is_refused_after_enforcement_is_broken_not_c
         "\"compliant\" still means IMDSv2 required; \"broken\" is the narrower posture"
     );
 }
+
+#[tokio::test]
+async fn an_organisation_s_accounts_are_inventoried_through_their_role_and_an_unreachable_one_says_why() {
+    let app = spawn_app_with(AppOptions {
+        fleet: 300,
+        accounts: 3,
+        ..AppOptions::default()
+    })
+    .await;
+    // The second member account has no role the console may assume.
+    let members = sandbox::account_ids(3);
+    app.sandbox.set_faults(sandbox::Faults {
+        missing_roles: [members[2].clone()].into(),
+        ..Default::default()
+    });
+    let (status, list) = app.get("/accounts").await;
+    assert_eq!(status, 200, "{list}");
+    let accounts = list["accounts"].as_array().unwrap();
+    assert_eq!(
+        accounts.len(),
+        3,
+        "the organisation's accounts, listed by Organizations: {list}"
+    );
+    assert_eq!(accounts[0]["account_id"], sandbox::ACCOUNT_ID);
+    assert_eq!(accounts[0]["hub"], true);
+    assert_eq!(accounts[1]["name"], "member-1");
+    assert_eq!(accounts[1]["reachable"], true, "{list}");
+    let missing = &accounts[2];
+    assert_eq!(missing["reachable"], false, "{list}");
+    let reason = missing["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("sts:AssumeRole") && reason.contains("ImdsConsoleMember"),
+        "{reason}"
+    );
+
+    // Every reachable account's instances are in the fleet, each with its account.
+    let seen: u64 = accounts.iter().map(|a| a["instances"].as_u64().unwrap()).sum();
+    let (_, page) = app.get("/instances?limit=1").await;
+    assert_eq!(page["total"], seen);
+    assert!(seen > 150 && seen < 300, "two of three accounts: {seen}");
+    let (_, by_account) = app.get("/fleet/summary?by=account").await;
+    let keys: Vec<&str> = by_account["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, [sandbox::ACCOUNT_ID, members[1].as_str()], "{by_account}");
+    let (_, member) = app
+        .get(&format!("/instances?account={}&limit=1000", members[1]))
+        .await;
+    assert!(member["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|i| i["account"] == members[1].as_str()));
+    assert!(
+        member["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["imdsv1_calls"].is_u64()),
+        "IMDSv1 usage is read in the member's own account"
+    );
+}

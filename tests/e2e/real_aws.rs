@@ -651,3 +651,100 @@ async fn runs_fail_with_access_denied_where_their_assume_role_lacks_a_permission
         "{done}"
     );
 }
+
+#[tokio::test]
+async fn the_sandbox_is_an_organisation_whose_accounts_are_told_apart_by_their_credentials() {
+    let (_sb, url) = standalone_sandbox(sandbox::SandboxConfig {
+        fleet_size: 60,
+        accounts: 3,
+        faults: sandbox::Faults {
+            missing_roles: [sandbox::account_ids(3)[2].clone()].into(),
+            ..Default::default()
+        },
+        ..sandbox::SandboxConfig::default()
+    })
+    .await;
+    let hub = sdk_config(&url, "us-east-1", 1).await;
+    let org = aws_sdk_organizations::Client::new(&hub);
+    let listed = org.list_accounts().send().await.unwrap();
+    let ids: Vec<&str> = listed.accounts().iter().filter_map(|a| a.id()).collect();
+    assert_eq!(ids, sandbox::account_ids(3));
+
+    // AssumeRole into a member gives credentials that act in the member account only.
+    let member = &sandbox::account_ids(3)[1];
+    let role = format!("arn:aws:iam::{member}:role/ImdsConsoleMember");
+    let sts = aws_sdk_sts::Client::new(&hub);
+    let creds = sts
+        .assume_role()
+        .role_arn(&role)
+        .role_session_name("test")
+        .send()
+        .await
+        .unwrap();
+    let c = creds.credentials().unwrap();
+    let as_member = hub
+        .to_builder()
+        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(
+            aws_credential_types::Credentials::new(
+                c.access_key_id(),
+                c.secret_access_key(),
+                Some(c.session_token().to_owned()),
+                None,
+                "assumed",
+            ),
+        ))
+        .build();
+    let who = aws_sdk_sts::Client::new(&as_member)
+        .get_caller_identity()
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(who.account(), Some(member.as_str()));
+    assert_eq!(
+        who.arn(),
+        Some(format!("arn:aws:sts::{member}:assumed-role/ImdsConsoleMember/test").as_str())
+    );
+    let owners = |out: aws_sdk_ec2::operation::describe_instances::DescribeInstancesOutput| {
+        out.reservations()
+            .iter()
+            .map(|r| r.owner_id().unwrap_or_default().to_owned())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let theirs = aws_sdk_ec2::Client::new(&as_member)
+        .describe_instances()
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(owners(theirs), [member.clone()].into());
+    let ours = aws_sdk_ec2::Client::new(&hub)
+        .describe_instances()
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(owners(ours), [sandbox::ACCOUNT_ID.to_owned()].into());
+
+    // Only the management account lists the organisation; a missing role cannot be assumed.
+    let err = aws_sdk_organizations::Client::new(&as_member)
+        .list_accounts()
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        aws_sdk_ssm::error::ProvideErrorMetadata::code(&err),
+        Some("AccessDeniedException")
+    );
+    let err = sts
+        .assume_role()
+        .role_arn(format!(
+            "arn:aws:iam::{}:role/ImdsConsoleMember",
+            sandbox::account_ids(3)[2]
+        ))
+        .role_session_name("test")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        aws_sdk_ssm::error::ProvideErrorMetadata::code(&err),
+        Some("AccessDenied")
+    );
+}

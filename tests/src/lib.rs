@@ -20,6 +20,8 @@ pub struct TestApp {
 #[derive(Clone, Debug)]
 pub struct AppOptions {
     pub fleet: usize,
+    /// Accounts of the sandbox's organisation (1: the console's own account only).
+    pub accounts: usize,
     pub speed: f64,
     pub poll_ms: u64,
     pub read_rate: f64,
@@ -35,6 +37,7 @@ impl Default for AppOptions {
         // Fast enough that a run takes well under a second, slow enough to watch it move.
         AppOptions {
             fleet: 40,
+            accounts: 1,
             speed: 300.0,
             poll_ms: 100,
             read_rate: 100.0,
@@ -66,6 +69,8 @@ pub async fn spawn_app_in(opts: AppOptions, data_dir: tempfile::TempDir) -> Test
         data_dir.path().display().to_string(),
         "--sandbox-fleet".into(),
         opts.fleet.to_string(),
+        "--sandbox-accounts".into(),
+        opts.accounts.to_string(),
         "--sandbox-speed".into(),
         opts.speed.to_string(),
         "--poll-ms".into(),

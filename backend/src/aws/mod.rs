@@ -3,6 +3,7 @@
 
 pub mod cloudwatch;
 pub mod ec2;
+pub mod organizations;
 pub mod probe;
 pub mod ssm;
 pub mod sts;
@@ -26,6 +27,8 @@ pub struct RegionClients {
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     /// IAM is global; only `doctor` calls it (the policy simulator).
     pub iam: aws_sdk_iam::Client,
+    /// Organizations is global; only the hub's clients list accounts with it.
+    pub organizations: aws_sdk_organizations::Client,
 }
 
 /// Where the clients point.
@@ -93,6 +96,29 @@ fn loader(timeouts: Timeouts) -> aws_config::ConfigLoader {
         )
 }
 
+/// The hub's configuration for one region: the console's own credentials.
+async fn hub_config(target: &Target, region: &str, timeouts: Timeouts) -> aws_config::SdkConfig {
+    let mut loader = loader(timeouts).region(Region::new(region.to_owned()));
+    if let Target::Sandbox(url) = target {
+        loader = loader.endpoint_url(url.clone()).credentials_provider(
+            aws_credential_types::Credentials::from_keys("AKIDSANDBOX", "sandbox-secret", None),
+        );
+    }
+    loader.load().await
+}
+
+fn region_clients(region: &str, conf: &aws_config::SdkConfig) -> RegionClients {
+    RegionClients {
+        region: region.to_owned(),
+        ssm: aws_sdk_ssm::Client::new(conf),
+        ec2: aws_sdk_ec2::Client::new(conf),
+        sts: aws_sdk_sts::Client::new(conf),
+        cloudwatch: aws_sdk_cloudwatch::Client::new(conf),
+        iam: aws_sdk_iam::Client::new(conf),
+        organizations: aws_sdk_organizations::Client::new(conf),
+    }
+}
+
 /// Builds one set of clients per region.
 pub async fn clients(
     target: &Target,
@@ -101,24 +127,36 @@ pub async fn clients(
 ) -> BTreeMap<String, RegionClients> {
     let mut out = BTreeMap::new();
     for region in regions {
-        let mut loader = loader(timeouts).region(Region::new(region.clone()));
-        if let Target::Sandbox(url) = target {
-            loader = loader.endpoint_url(url.clone()).credentials_provider(
-                aws_credential_types::Credentials::from_keys("AKIDSANDBOX", "sandbox-secret", None),
-            );
-        }
-        let conf = loader.load().await;
-        out.insert(
-            region.clone(),
-            RegionClients {
-                region: region.clone(),
-                ssm: aws_sdk_ssm::Client::new(&conf),
-                ec2: aws_sdk_ec2::Client::new(&conf),
-                sts: aws_sdk_sts::Client::new(&conf),
-                cloudwatch: aws_sdk_cloudwatch::Client::new(&conf),
-                iam: aws_sdk_iam::Client::new(&conf),
-            },
-        );
+        let conf = hub_config(target, region, timeouts).await;
+        out.insert(region.clone(), region_clients(region, &conf));
+    }
+    out
+}
+
+/// Clients that act in another account through `role_arn`, assumed with the console's own
+/// credentials (STS AssumeRole, refreshed before they expire). Nothing is called until a client is
+/// used, so an account whose role is missing fails at its first call, with AWS's reason.
+pub async fn assumed_clients(
+    target: &Target,
+    regions: &[String],
+    timeouts: Timeouts,
+    role_arn: &str,
+) -> BTreeMap<String, RegionClients> {
+    let mut out = BTreeMap::new();
+    for region in regions {
+        let hub = hub_config(target, region, timeouts).await;
+        let provider = aws_config::sts::AssumeRoleProvider::builder(role_arn)
+            .session_name("imds-console")
+            .configure(&hub)
+            .build()
+            .await;
+        let conf = hub
+            .into_builder()
+            .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(
+                provider,
+            ))
+            .build();
+        out.insert(region.clone(), region_clients(region, &conf));
     }
     out
 }

@@ -1,0 +1,89 @@
+//! The fleet's inventory: every instance of every managed account and region, with its IMDSv1 usage,
+//! read at most once per [`FLEET_TTL`] for all viewers and pages. An account that cannot be read is
+//! kept in the snapshot with AWS's reason; the others still show.
+
+use shared::api::{AccountView, InstanceView};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::aws::ec2::{self, Selection};
+use crate::aws::RegionClients;
+use crate::error::AppError;
+use crate::state::{AppState, FleetSnapshot, FLEET_TTL};
+
+/// The inventory, read again when older than [`FLEET_TTL`], one reader at a time.
+pub async fn snapshot(state: &AppState) -> Result<FleetSnapshot, AppError> {
+    let mut cache = state.fleet.lock().await;
+    if let Some(s) = cache.as_ref() {
+        if s.read_at.elapsed() < FLEET_TTL {
+            return Ok(s.clone());
+        }
+    }
+    let snap = read(state).await?;
+    *cache = Some(snap.clone());
+    Ok(snap)
+}
+
+/// The clients acting in `account` and `region`: the console's own in its account, the member
+/// role's elsewhere.
+pub async fn clients_for(state: &AppState, account: &str, region: &str) -> Result<RegionClients, AppError> {
+    let hub = crate::routes::identity::resolve(state).await?.account;
+    if account.is_empty() || account == hub {
+        return state.region(Some(region)).cloned();
+    }
+    let members = state.org.member_clients(account).await;
+    members
+        .get(region)
+        .cloned()
+        .ok_or_else(|| AppError::NotFound(format!("region {region} is not managed by this console")))
+}
+
+async fn read(state: &AppState) -> Result<FleetSnapshot, AppError> {
+    let hub = crate::routes::identity::resolve(state).await?.account;
+    let hub_clients = state.region(None)?;
+    let (listed, organization_error) = state.org.accounts(&hub, hub_clients).await;
+    let mut all: Vec<InstanceView> = Vec::new();
+    let mut accounts: Vec<AccountView> = Vec::new();
+    for account in &listed {
+        let mut found = Vec::new();
+        let mut problem = None;
+        for region in &state.regions {
+            let clients = if account.hub {
+                state.region(Some(region))?.clone()
+            } else {
+                match clients_for(state, &account.id, region).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        problem = Some(e);
+                        break;
+                    }
+                }
+            };
+            match ec2::describe(&clients, Selection::All).await {
+                Ok(list) => found.extend(list),
+                // The console's own account must be readable; a member may not be.
+                Err(e) if account.hub => return Err(e),
+                Err(e) => {
+                    problem = Some(e);
+                    break;
+                }
+            }
+        }
+        if problem.is_some() {
+            found.clear();
+        }
+        accounts.push(crate::org::view(account, found.len(), problem.as_ref()));
+        all.extend(found);
+    }
+    // Usage is a second opinion: when CloudWatch cannot answer, the fleet still shows (usage unknown).
+    if let Err(e) = crate::usage::annotate(state, &mut all).await {
+        tracing::warn!(error = %e, "IMDSv1 usage unavailable");
+    }
+    Ok(FleetSnapshot {
+        read_at: Instant::now(),
+        as_of: crate::store::now_rfc3339(),
+        instances: Arc::new(all),
+        accounts: Arc::new(accounts),
+        organization_error,
+    })
+}

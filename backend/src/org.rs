@@ -1,0 +1,130 @@
+//! The organisation the console manages: its own (hub) account, and member accounts named on the
+//! command line, in a file, or listed by AWS Organizations, each reached by assuming the member role.
+//! Accounts the console cannot reach are kept with the reason, never dropped.
+
+use shared::api::AccountView;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::aws::{self, RegionClients, Target, Timeouts};
+use crate::error::AppError;
+
+pub struct Org {
+    /// Members named by --account / --accounts-file.
+    pub named: Vec<String>,
+    /// Whether to list members from AWS Organizations.
+    pub organization: bool,
+    pub member_role: String,
+    target: Target,
+    timeouts: Timeouts,
+    regions: Vec<String>,
+    members: tokio::sync::Mutex<BTreeMap<String, Arc<BTreeMap<String, RegionClients>>>>,
+}
+
+/// An account to inventory, and what is known about it before trying.
+pub struct Listed {
+    pub id: String,
+    pub name: Option<String>,
+    pub hub: bool,
+}
+
+impl Org {
+    pub fn new(
+        named: Vec<String>,
+        organization: bool,
+        member_role: String,
+        target: Target,
+        timeouts: Timeouts,
+        regions: Vec<String>,
+    ) -> Org {
+        Org {
+            named,
+            organization,
+            member_role,
+            target,
+            timeouts,
+            regions,
+            members: tokio::sync::Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Whether the console looks beyond its own account.
+    pub fn is_multi_account(&self) -> bool {
+        self.organization || !self.named.is_empty()
+    }
+
+    /// The hub first, then the members: named ones and, when asked, the organisation's active
+    /// accounts. An organisation that cannot be listed is reported as the second value.
+    pub async fn accounts(&self, hub: &str, hub_clients: &RegionClients) -> (Vec<Listed>, Option<String>) {
+        let mut out = vec![Listed {
+            id: hub.to_owned(),
+            name: None,
+            hub: true,
+        }];
+        let mut problem = None;
+        if self.organization {
+            match aws::organizations::list_accounts(hub_clients).await {
+                Ok(list) => {
+                    for a in list.into_iter().filter(|a| a.status == "ACTIVE") {
+                        if a.id == hub {
+                            out[0].name = Some(a.name);
+                        } else {
+                            out.push(Listed {
+                                id: a.id,
+                                name: Some(a.name),
+                                hub: false,
+                            });
+                        }
+                    }
+                }
+                Err(e) => problem = Some(format!("cannot list the organisation's accounts: {e}")),
+            }
+        }
+        for id in &self.named {
+            if !out.iter().any(|a| &a.id == id) {
+                out.push(Listed {
+                    id: id.clone(),
+                    name: None,
+                    hub: false,
+                });
+            }
+        }
+        (out, problem)
+    }
+
+    /// The member role's ARN in `account`.
+    pub fn role_arn(&self, account: &str) -> String {
+        format!("arn:aws:iam::{account}:role/{}", self.member_role)
+    }
+
+    /// Clients acting in a member account, made once and kept.
+    pub async fn member_clients(&self, account: &str) -> Arc<BTreeMap<String, RegionClients>> {
+        let mut members = self.members.lock().await;
+        if let Some(c) = members.get(account) {
+            return c.clone();
+        }
+        let made = Arc::new(
+            aws::assumed_clients(
+                &self.target,
+                &self.regions,
+                self.timeouts,
+                &self.role_arn(account),
+            )
+            .await,
+        );
+        members.insert(account.to_owned(), made.clone());
+        made
+    }
+}
+
+/// What one account's inventory came to.
+pub fn view(listed: &Listed, instances: usize, problem: Option<&AppError>) -> AccountView {
+    AccountView {
+        account_id: listed.id.clone(),
+        name: listed.name.clone(),
+        hub: listed.hub,
+        reachable: problem.is_none(),
+        reason: problem.map(ToString::to_string),
+        instances,
+    }
+}
