@@ -99,6 +99,10 @@ ALTER TABLE runs ADD COLUMN run_tag TEXT;
 UPDATE runs SET run_tag = client_token WHERE started_here = 1;
 ALTER TABLE runs ADD COLUMN children_synced INTEGER NOT NULL DEFAULT 1;
 ",
+    // The account a run acts in ('' for the console's own account).
+    r"
+ALTER TABLE runs ADD COLUMN account TEXT NOT NULL DEFAULT '';
+",
 ];
 
 /// Status of a record whose start has not been acknowledged by SSM yet.
@@ -122,6 +126,8 @@ pub struct Store {
 /// A new run, as recorded before it is sent.
 pub struct NewRun<'a> {
     pub client_token: &'a str,
+    /// The member account it acts in; '' for the console's own.
+    pub account: &'a str,
     pub region: &'a str,
     pub document_name: &'a str,
     pub requester: &'a str,
@@ -140,6 +146,8 @@ pub struct RunRow {
     pub id: i64,
     pub client_token: Option<String>,
     pub execution_id: Option<String>,
+    /// The member account it acts in; '' for the console's own.
+    pub account: String,
     pub region: String,
     pub document_name: String,
     pub requester: Option<String>,
@@ -165,6 +173,7 @@ impl RunRow {
     pub fn summary(&self) -> ExecutionSummary {
         ExecutionSummary {
             execution_id: self.execution_id.clone().unwrap_or_default(),
+            account: self.account.clone(),
             region: self.region.clone(),
             document_name: self.document_name.clone(),
             status: self.status.clone(),
@@ -182,7 +191,7 @@ impl RunRow {
 const ROW_COLUMNS: &str =
     "id, client_token, execution_id, region, document_name, requester, status, instance_id, targets, \
      parent_execution_id, start_time, end_time, detail, detail_at_ms, started_here, created_at, override_reason, \
-     prior_options, rollback_of, rolled_back_by";
+     prior_options, rollback_of, rolled_back_by, account";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
     Ok(RunRow {
@@ -206,6 +215,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         prior_options: r.get(17)?,
         rollback_of: r.get(18)?,
         rolled_back_by: r.get(19)?,
+        account: r.get(20)?,
     })
 }
 
@@ -315,8 +325,8 @@ impl Store {
         let now = now_rfc3339();
         tx.execute(
             "INSERT INTO runs (client_token, region, document_name, requester, created_at, sort_time, parameters, targets,
-                instance_id, status, started_here, override_reason, prior_options, rollback_of, run_tag)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, 1, ?10, ?11, ?12, ?1)",
+                instance_id, status, started_here, override_reason, prior_options, rollback_of, run_tag, account)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, 1, ?10, ?11, ?12, ?1, ?13)",
             params![
                 run.client_token,
                 run.region,
@@ -330,6 +340,7 @@ impl Store {
                 run.override_reason,
                 run.prior_options.map(|p| p.to_string()),
                 run.rollback_of,
+                run.account,
             ],
         )?;
         let id = tx.last_insert_rowid();
@@ -544,8 +555,8 @@ impl Store {
             let now = now_rfc3339();
             tx.execute(
                 "INSERT INTO runs (execution_id, region, document_name, requester, created_at, sort_time, parameters,
-                    instance_id, parent_execution_id, status, start_time, end_time, started_here)
-                 VALUES (?1, ?2, ?3, ?4, ?5, COALESCE(?9, ?5), '{}', ?6, ?7, ?8, ?9, ?10, ?11)",
+                    instance_id, parent_execution_id, status, start_time, end_time, started_here, account)
+                 VALUES (?1, ?2, ?3, ?4, ?5, COALESCE(?9, ?5), '{}', ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 params![
                     execution_id,
                     parent.region,
@@ -557,7 +568,8 @@ impl Store {
                     status,
                     start_time,
                     end_time,
-                    i64::from(parent.started_here)
+                    i64::from(parent.started_here),
+                    parent.account
                 ],
             )?;
             let child_id = tx.last_insert_rowid();

@@ -106,7 +106,7 @@ pub async fn refresh(state: &AppState, run: &RunRow) -> Result<ExecutionDetail, 
     let Some(execution_id) = run.execution_id.as_deref() else {
         return Err(AppError::NotFound("run has no execution yet".into()));
     };
-    let clients = state.region(Some(&run.region))?;
+    let clients = &crate::inventory::clients_for(state, &run.account, &run.region).await?;
     let limits = state.limits(&run.region);
     let ex = {
         let _slot = limits.read.acquire().await;

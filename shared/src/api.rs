@@ -13,6 +13,10 @@ pub use crate::params::MetadataOptions;
 /// `POST /api/v1/executions` (and `/preview`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StartExecutionRequest {
+    /// The member account the run acts in (the console assumes its member role there); the console's
+    /// own account when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
     #[serde(default)]
@@ -110,6 +114,9 @@ pub struct Identity {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExecutionSummary {
     pub execution_id: String,
+    /// The member account it ran in; empty for the console's own account.
+    #[serde(default)]
+    pub account: String,
     pub region: String,
     pub document_name: String,
     /// SSM's status (InProgress, Success, Failed, Cancelled, ...), on the wire as SSM's string.

@@ -118,6 +118,19 @@ string_newtype!(
     Region,
     check_region
 );
+string_newtype!(
+    /// An AWS account ID: 12 digits.
+    AccountId,
+    check_account_id
+);
+
+fn check_account_id(raw: &str) -> Result<(), String> {
+    if raw.len() == 12 && raw.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err(format!("\"{raw}\" is not an AWS account ID (12 digits)"))
+    }
+}
 
 /// A character SSM allows in a tag (`^([\p{L}\p{Z}\p{N}_.:/=+\-@]*)$`): letters, numbers, space
 /// separators and `_ . : / = + - @`.
@@ -441,6 +454,9 @@ impl RunbookParameters {
 /// A validated start request: what the server sends to SSM.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StartPlan {
+    /// The member account the run acts in; None for the console's own.
+    #[serde(default)]
+    pub account: Option<AccountId>,
     pub region: Option<Region>,
     pub parameters: RunbookParameters,
     pub rate_control: Option<RateControl>,
@@ -474,6 +490,10 @@ impl StartExecutionRequest {
         let mut errors = ValidationErrors::default();
         let region = match &self.region {
             Some(r) if !r.is_empty() => Region::parse(r).map_err(|m| errors.push("region", m)).ok(),
+            _ => None,
+        };
+        let account = match &self.account {
+            Some(a) if !a.is_empty() => AccountId::parse(a).map_err(|m| errors.push("account", m)).ok(),
             _ => None,
         };
         let p = &self.parameters;
@@ -556,6 +576,7 @@ impl StartExecutionRequest {
         match (enforce_imdsv2, metadata_access, hop_limit, assume_role) {
             (Some(enforce_imdsv2), Some(metadata_access), Some(hop_limit), Some(assume_role)) => {
                 Ok(StartPlan {
+                    account,
                     region,
                     parameters: RunbookParameters {
                         instance_id,

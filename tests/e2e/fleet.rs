@@ -222,3 +222,85 @@ async fn an_organisation_s_accounts_are_inventoried_through_their_role_and_an_un
         "IMDSv1 usage is read in the member's own account"
     );
 }
+
+#[tokio::test]
+async fn a_run_on_a_member_account_s_instance_is_started_there_through_the_member_role() {
+    let app = spawn_app_with(AppOptions {
+        fleet: 120,
+        accounts: 3,
+        ..AppOptions::default()
+    })
+    .await;
+    let member = sandbox::account_ids(3)[1].clone();
+    let (_, page) = app
+        .get(&format!(
+            "/instances?account={member}&region=eu-west-1&compliance=imdsv1_allowed&state=running&limit=1000"
+        ))
+        .await;
+    let target = page["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["metadata"]["http_endpoint"] == "enabled" && i["imdsv1_calls"] == 0)
+        .unwrap_or_else(|| panic!("no quiet instance in {member}: {page}"))["instance_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // In the console's own account the instance does not exist; the error says where it looked.
+    let (status, body) = app
+        .post(
+            "/executions",
+            &json!({"region": "eu-west-1", "parameters": {"InstanceId": target}}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("eu-west-1"),
+        "{body}"
+    );
+
+    let (status, body) = app
+        .post(
+            "/executions",
+            &json!({"account": member, "region": "eu-west-1", "parameters": {"InstanceId": target}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["execution_id"].as_str().unwrap().to_owned();
+    let done = app.wait_done(&id, Duration::from_secs(30)).await;
+    assert_eq!(done["summary"]["status"], "Success", "{done}");
+    assert_eq!(done["summary"]["account"], member.as_str());
+
+    // The execution lives in the member account, as in AWS: the hub's SSM does not know it.
+    let url = app.state.sandbox_url.clone().unwrap();
+    let hub_ssm = aws_sdk_ssm::Client::new(&e2e::sdk_config(&url, "eu-west-1", 1).await);
+    let err = hub_ssm
+        .get_automation_execution()
+        .automation_execution_id(&id)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err
+        .as_service_error()
+        .is_some_and(|e| e.is_automation_execution_not_found_exception()));
+    app.refresh_fleet().await;
+    let (_, now) = app.get(&format!("/instances?account={member}&q={target}")).await;
+    assert_eq!(
+        now["instances"][0]["metadata"]["http_tokens"], "required",
+        "{now}"
+    );
+
+    // A bad account is a field error, and starts nothing.
+    let (status, body) = app
+        .post(
+            "/executions",
+            &json!({"account": "12345", "parameters": {"InstanceId": target}}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["field"].clone()),
+        (400, json!("account")),
+        "{body}"
+    );
+}

@@ -43,10 +43,17 @@ fn field_error(field: &str, message: String) -> AppError {
 /// current options, which are kept with the record.
 async fn resolve_targets(
     state: &AppState,
+    account: &str,
     region: &str,
     plan: &StartPlan,
 ) -> Result<Vec<shared::api::InstanceView>, AppError> {
-    let clients = state.region(Some(region))?;
+    let clients = &crate::inventory::clients_for(state, account, region).await?;
+    // Where the targets were looked for, as the person would say it.
+    let place = if account.is_empty() {
+        region.to_owned()
+    } else {
+        format!("account {account}, {region}")
+    };
     let (selection, field) = match (&plan.rate_control, &plan.parameters.instance_id) {
         (Some(rc), _) => match &rc.targets {
             Targets::InstanceIds(ids) => (
@@ -68,11 +75,11 @@ async fn resolve_targets(
     match found {
         Ok(list) if list.is_empty() => Err(field_error(
             field,
-            format!("no instance in {region} matches these targets"),
+            format!("no instance in {place} matches these targets"),
         )),
         Ok(list) => Ok(list),
         Err(AppError::Aws { code, message, .. }) if code.starts_with("InvalidInstanceID") => {
-            Err(field_error(field, format!("{message} in {region}")))
+            Err(field_error(field, format!("{message} in {place}")))
         }
         Err(e) => Err(e),
     }
@@ -85,6 +92,8 @@ enum OwnedSelection {
 
 /// A validated start, its region, and its targets as they are now (with IMDSv1 usage when it matters).
 struct Assessment {
+    /// The member account; '' for the console's own.
+    account: String,
     region: String,
     targets: Vec<InstanceView>,
     /// Targets whose IMDSv1 callers the run would break.
@@ -97,7 +106,12 @@ async fn assess(state: &AppState, plan: &StartPlan, with_usage: bool) -> Result<
         .as_ref()
         .map_or_else(|| state.regions[0].clone(), |r| r.as_str().to_owned());
     state.region(Some(&region))?;
-    let mut targets = resolve_targets(state, &region, plan).await?;
+    let account = plan
+        .account
+        .as_ref()
+        .map(|a| a.as_str().to_owned())
+        .unwrap_or_default();
+    let mut targets = resolve_targets(state, &account, &region, plan).await?;
     let mut users = Vec::new();
     if with_usage || plan.blocks_imdsv1() {
         usage::annotate(state, &mut targets).await?;
@@ -111,6 +125,7 @@ async fn assess(state: &AppState, plan: &StartPlan, with_usage: bool) -> Result<
             .collect();
     }
     Ok(Assessment {
+        account,
         region,
         targets,
         users,
@@ -127,7 +142,11 @@ async fn start(
     if !a.users.is_empty() && plan.override_reason.is_none() {
         return Err(AppError::Imdsv1InUse(a.users));
     }
-    let receipt = runs::record_and_send(&state, &a.region, &plan, &a.targets, None, &who.name).await?;
+    let place = runs::Place {
+        account: &a.account,
+        region: &a.region,
+    };
+    let receipt = runs::record_and_send(&state, &place, &plan, &a.targets, None, &who.name).await?;
     Ok(match receipt.execution_id {
         Some(id) => (
             StatusCode::CREATED,
@@ -379,6 +398,7 @@ async fn foreign_detail(state: &AppState, id: &str) -> Result<ExecutionDetail, A
                     id: 0,
                     client_token: None,
                     execution_id: Some(id.to_owned()),
+                    account: String::new(),
                     region: clients.region.clone(),
                     document_name: ex.document_name.clone(),
                     requester: None,
@@ -423,10 +443,10 @@ async fn stop(
         .store
         .by_execution_id(&id)?
         .ok_or_else(|| AppError::NotFound(format!("execution {id} was not started by this console")))?;
-    let clients = state.region(Some(&row.region))?;
+    let clients = crate::inventory::clients_for(&state, &row.account, &row.region).await?;
     let stopped = {
         let _slot = state.limits(&row.region).read.acquire().await;
-        ssm::stop(clients, &id).await
+        ssm::stop(&clients, &id).await
     };
     match stopped {
         Ok(()) => {}

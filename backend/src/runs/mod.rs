@@ -78,7 +78,7 @@ pub async fn send_start(
     token: &str,
     attempts: u32,
 ) -> Result<String, AppError> {
-    let clients = state.region(Some(run.region))?;
+    let clients = &crate::inventory::clients_for(state, run.account, run.region).await?;
     let mut backoff = Duration::from_millis(200);
     let mut attempt = 1;
     let execution_id = loop {
@@ -111,9 +111,17 @@ pub async fn send_start(
     Ok(execution_id)
 }
 
+/// Where a run acts: a member account ('' for the console's own) and a region.
+#[derive(Clone, Copy)]
+pub struct Place<'a> {
+    pub account: &'a str,
+    pub region: &'a str,
+}
+
 /// What a send needs to know about its record.
 pub struct RunRef<'a> {
     pub record_id: i64,
+    pub account: &'a str,
     pub region: &'a str,
     pub run_tag: Option<&'a str>,
     pub requester: &'a str,
@@ -146,7 +154,7 @@ pub struct StartReceipt {
 /// "not now" the record is kept as Queued and the watcher sends it later ([`reconcile`]).
 pub async fn record_and_send(
     state: &AppState,
-    region: &str,
+    place: &Place<'_>,
     plan: &StartPlan,
     targets: &[InstanceView],
     rollback_of: Option<&str>,
@@ -164,8 +172,10 @@ pub async fn record_and_send(
     // The first token is also the run's tag: later sends get fresh tokens, the tag stays.
     let token = uuid::Uuid::new_v4().to_string();
     let plan_json = serde_json::to_value(plan).map_err(AppError::internal)?;
+    let region = place.region;
     let record_id = state.store.record_start(&NewRun {
         client_token: &token,
+        account: place.account,
         region,
         document_name: RUNBOOK,
         requester,
@@ -180,6 +190,7 @@ pub async fn record_and_send(
     crate::crash::point("after-record");
     let run = RunRef {
         record_id,
+        account: place.account,
         region,
         run_tag: Some(&token),
         requester,
@@ -253,10 +264,10 @@ async fn reconcile_one(state: &AppState, run: &RunRow) -> Result<(), AppError> {
     let run_tag = state.store.run_tag_of(run.id)?;
     let token = match &run_tag {
         Some(tag) => {
-            let clients = state.region(Some(&run.region))?;
+            let clients = crate::inventory::clients_for(state, &run.account, &run.region).await?;
             let found = {
                 let _slot = state.limits(&run.region).read.acquire().await;
-                ssm::find_by_run_tag(clients, tag).await?
+                ssm::find_by_run_tag(&clients, tag).await?
             };
             if let Some(id) = found {
                 tracing::info!(record = run.id, execution = %id, "found the execution of an unsettled start");
@@ -272,6 +283,7 @@ async fn reconcile_one(state: &AppState, run: &RunRow) -> Result<(), AppError> {
     };
     let r = RunRef {
         record_id: run.id,
+        account: &run.account,
         region: &run.region,
         run_tag: run_tag.as_deref(),
         requester: &requester,
@@ -327,10 +339,10 @@ pub async fn rollback(state: &AppState, id: &str, requester: &str) -> Result<Rol
                 "execution {id} has no recorded prior options (a child run: roll back its parent)"
             ),
         })?;
-    let clients = state.region(Some(&row.region))?;
+    let clients = crate::inventory::clients_for(state, &row.account, &row.region).await?;
     let ids: Vec<String> = prior.keys().cloned().collect();
     // By filter, not by ID: EC2 fails a whole by-ID call once any of them is gone.
-    let current = ec2::describe(clients, ec2::Selection::IdsThatExist(&ids)).await?;
+    let current = ec2::describe(&clients, ec2::Selection::IdsThatExist(&ids)).await?;
     let mut groups: BTreeMap<(String, String, u8), Vec<InstanceView>> = BTreeMap::new();
     let mut notes = Vec::new();
     let mut skipped = Vec::new();
@@ -389,6 +401,7 @@ pub async fn rollback(state: &AppState, id: &str, requester: &str) -> Result<Rol
                 assume_role: None,
             };
             let req = StartExecutionRequest {
+                account: (!row.account.is_empty()).then(|| row.account.clone()),
                 region: Some(row.region.clone()),
                 parameters,
                 rate_control: (ids.len() > 1).then(|| RateControlInput {
@@ -400,7 +413,11 @@ pub async fn rollback(state: &AppState, id: &str, requester: &str) -> Result<Rol
                 override_gate: None,
             };
             let plan = req.validate().map_err(AppError::Validation)?;
-            let receipt = record_and_send(state, &row.region, &plan, chunk, Some(id), requester).await?;
+            let place = Place {
+                account: &row.account,
+                region: &row.region,
+            };
+            let receipt = record_and_send(state, &place, &plan, chunk, Some(id), requester).await?;
             match receipt.execution_id {
                 // `settle` has linked it to the run it reverts.
                 Some(new_id) => execution_ids.push(new_id),

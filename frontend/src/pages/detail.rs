@@ -179,6 +179,7 @@ fn Detail(
             {failure}
             <dl class="kv">
                 <dt>"Document"</dt><dd>{s.document_name.clone()}</dd>
+                <dt>"Account"</dt><dd data-testid="exec-account">{if s.account.is_empty() { "the console's own".to_owned() } else { s.account.clone() }}</dd>
                 <dt>"Region"</dt><dd>{s.region.clone()}</dd>
                 <dt>"Requester"</dt><dd>{s.requester.clone().unwrap_or_else(|| "outside the console".into())}</dd>
                 <dt>"Started"</dt><dd>{local_time(s.start_time.as_deref())}</dd>

@@ -19,6 +19,7 @@ struct Form {
     access: RwSignal<String>,
     hop: RwSignal<String>,
     role: RwSignal<String>,
+    account: RwSignal<String>,
     region: RwSignal<String>,
     by_tag: RwSignal<bool>,
     target_ids: RwSignal<String>,
@@ -33,6 +34,7 @@ impl Form {
         let opt = |s: String| (!s.trim().is_empty()).then(|| s.trim().to_owned());
         let rate = self.rate.get();
         StartExecutionRequest {
+            account: opt(self.account.get()),
             region: opt(self.region.get()),
             parameters: ParametersInput {
                 instance_id: if rate {
@@ -98,6 +100,7 @@ pub fn ExecutePage() -> impl IntoView {
         access: RwSignal::new("enabled".into()),
         hop: RwSignal::new("0".into()),
         role: RwSignal::new(String::new()),
+        account: RwSignal::new(String::new()),
         region: RwSignal::new(String::new()),
         by_tag: RwSignal::new(false),
         target_ids: RwSignal::new(String::new()),
@@ -119,6 +122,9 @@ pub fn ExecutePage() -> impl IntoView {
         }
         if let Some(r) = q.get("region").filter(|r| !r.is_empty()) {
             form.region.set(r);
+        }
+        if let Some(a) = q.get("account").filter(|a| !a.is_empty()) {
+            form.account.set(a);
         }
     });
 
@@ -163,6 +169,9 @@ pub fn ExecutePage() -> impl IntoView {
             if let Some(i) = list.instances.iter().find(|i| i.instance_id == wanted) {
                 if form.region.get_untracked() != i.region {
                     form.region.set(i.region.clone());
+                }
+                if form.account.get_untracked() != i.account {
+                    form.account.set(i.account.clone());
                 }
             }
         }
@@ -235,6 +244,14 @@ pub fn ExecutePage() -> impl IntoView {
                             }/>" Rate control (many instances)"</label>
                     </div>
                 </fieldset>
+                <div class="row">
+                    <label for="account">"Account"</label>
+                    <div>
+                        <input id="account" inputmode="numeric" placeholder="the console's own account" prop:value=move || form.account.get() on:input=on_change(form.account)/>
+                        <div class="help">"Follows the chosen instance. In a member account the console acts through its member role."</div>
+                        {field_errors(errors, show_always, "account", "err-account")}
+                    </div>
+                </div>
                 <div class="row">
                     <label for="region">"Region"</label>
                     <div>

@@ -80,11 +80,10 @@ pub fn FleetPage() -> impl IntoView {
         }
     };
 
-    // Selected instances and their regions: a run covers one region.
-    let selected: RwSignal<BTreeMap<String, String>> = RwSignal::new(BTreeMap::new());
+    // Selected instances and where they are (account, region): a run covers one of each.
+    let selected: RwSignal<BTreeMap<String, (String, String)>> = RwSignal::new(BTreeMap::new());
     let regions_selected = move || {
-        let mut r: Vec<String> = selected.get().values().cloned().collect();
-        r.dedup();
+        let mut r: Vec<(String, String)> = selected.get().values().cloned().collect();
         r.sort();
         r.dedup();
         r
@@ -94,15 +93,15 @@ pub fn FleetPage() -> impl IntoView {
         move |_| {
             let chosen = selected.get_untracked();
             let regions = regions_selected();
-            let [region] = regions.as_slice() else {
+            let [(account, region)] = regions.as_slice() else {
                 return;
             };
             let ids: Vec<&String> = chosen.keys().collect();
             let url = match ids.as_slice() {
                 [] => return,
-                [one] => format!("/execute?instance={one}&region={region}"),
+                [one] => format!("/execute?instance={one}&region={region}&account={account}"),
                 many => format!(
-                    "/execute?targets={}&region={region}",
+                    "/execute?targets={}&region={region}&account={account}",
                     many.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")
                 ),
             };
@@ -248,7 +247,7 @@ pub fn FleetPage() -> impl IntoView {
                     {move || format!("Enforce IMDSv2 on {} selected", selected.get().len())}
                 </button>
                 {move || (regions_selected().len() > 1).then(|| view! {
-                    <span class="field-error" role="alert">"A run covers one region: select instances of one region."</span>
+                    <span class="field-error" role="alert">"A run covers one account and region: select instances of one account and region."</span>
                 })}
                 <button class="secondary" on:click=move |_| selected.set(BTreeMap::new())>"Clear selection"</button>
             </div>
@@ -259,7 +258,7 @@ pub fn FleetPage() -> impl IntoView {
                     <p data-testid="fleet-empty">"No instance matches these filters. "<a href="/fleet">"Clear the filters"</a></p>
                 }.into_any(),
                 Some(Ok(list)) => {
-                    let on_page: Vec<(String, String)> = list.instances.iter().map(|i| (i.instance_id.clone(), i.region.clone())).collect();
+                    let on_page: Vec<(String, (String, String))> = list.instances.iter().map(|i| (i.instance_id.clone(), (i.account.clone(), i.region.clone()))).collect();
                     let all_on_page = {
                         let on_page = on_page.clone();
                         move || { let s = selected.get(); !on_page.is_empty() && on_page.iter().all(|(id, _)| s.contains_key(id)) }
@@ -269,8 +268,8 @@ pub fn FleetPage() -> impl IntoView {
                         let all_on_page = all_on_page.clone();
                         move |_| {
                             let select = !all_on_page();
-                            selected.update(|s| for (id, region) in &on_page {
-                                if select { s.insert(id.clone(), region.clone()); } else { s.remove(id); }
+                            selected.update(|s| for (id, place) in &on_page {
+                                if select { s.insert(id.clone(), place.clone()); } else { s.remove(id); }
                             });
                         }
                     };
@@ -293,12 +292,12 @@ pub fn FleetPage() -> impl IntoView {
                                 {list.instances.into_iter().map(|i| {
                                     let id = i.instance_id.clone();
                                     let id2 = id.clone();
-                                    let region = i.region.clone();
+                                    let place = (i.account.clone(), i.region.clone());
                                     let tags = i.tags.iter().filter(|(k, _)| *k != "Name").map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
                                     view! {
                                         <tr data-instance-id=id.clone()>
                                             <td><input type="checkbox" aria-label=format!("Select {id}") prop:checked=move || selected.get().contains_key(&id2)
-                                                on:change={let id = id.clone(); move |_| selected.update(|s| { if s.remove(&id).is_none() { s.insert(id.clone(), region.clone()); } })}/></td>
+                                                on:change={let id = id.clone(); move |_| selected.update(|s| { if s.remove(&id).is_none() { s.insert(id.clone(), place.clone()); } })}/></td>
                                             <td class="mono">{id.clone()}</td>
                                             <td class="mono">{i.account.clone()}</td>
                                             <td>{i.region.clone()}</td>

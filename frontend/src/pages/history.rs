@@ -20,7 +20,7 @@ pub fn ExecutionTable(rows: Vec<ExecutionSummary>) -> impl IntoView {
         <table data-testid="history">
             <thead><tr>
                 <th scope="col">"Execution"</th><th scope="col">"Status"</th><th scope="col">"Instance / targets"</th>
-                <th scope="col">"Region"</th><th scope="col">"Requester"</th><th scope="col">"Started"</th><th scope="col">"Ended"</th>
+                <th scope="col">"Account / region"</th><th scope="col">"Requester"</th><th scope="col">"Started"</th><th scope="col">"Ended"</th>
             </tr></thead>
             <tbody>
                 {rows.into_iter().map(|r| {
@@ -33,7 +33,7 @@ pub fn ExecutionTable(rows: Vec<ExecutionSummary>) -> impl IntoView {
                             <td class="mono"><A href=href>{label}</A></td>
                             <td><StatusBadge status=r.status.clone()/></td>
                             <td class="mono">{what}</td>
-                            <td>{r.region.clone()}</td>
+                            <td>{if r.account.is_empty() { r.region.clone() } else { format!("{} / {}", r.account, r.region) }}</td>
                             <td>{requester}</td>
                             <td>{local_time(r.start_time.as_deref())}</td>
                             <td>{local_time(r.end_time.as_deref())}</td>

@@ -129,6 +129,7 @@ fn hop_limit_of_the_wrong_json_type_is_a_field_error() {
 #[test]
 fn rate_control_takes_instances_from_targets_and_checks_each() {
     let req = StartExecutionRequest {
+        account: None,
         region: None,
         parameters: ParametersInput::default(),
         rate_control: Some(RateControlInput {
