@@ -53,7 +53,7 @@ build_frontend() {
   wasm-bindgen --target web --no-typescript --remove-name-section --remove-producers-section \
     --out-dir frontend/dist --out-name frontend "$WASM_TARGET_DIR/wasm32-unknown-unknown/wasm-release/frontend.wasm"
   cp frontend/index.html frontend/main.js frontend/style.css frontend/favicon.svg frontend/dist/
-  fingerprint_assets frontend/dist
+  fingerprint_assets frontend/dist || return 1
 }
 
 # Renames each asset to carry a hash of its content (`frontend_bg-<hash>.wasm`) and rewrites the
@@ -61,15 +61,20 @@ build_frontend() {
 # a stale WASM; index.html keeps its name and is revalidated on every load.
 fingerprint_assets() {
   local dir=$1 name base ext hash
-  hashed() { sha256sum "$dir/$1" | cut -c1-16; }
+  hashed() {
+    [ -f "$dir/$1" ] || { echo "x.sh: $dir/$1 is missing" >&2; return 1; }
+    sha256sum "$dir/$1" | cut -c1-16
+  }
   # Innermost first: main.js names frontend.js and the WASM; index.html names main.js and the rest.
   for name in frontend_bg.wasm frontend.js; do
-    base=${name%.*} ext=${name##*.} hash=$(hashed "$name")
+    base=${name%.*} ext=${name##*.}
+    hash=$(hashed "$name") || return 1
     mv "$dir/$name" "$dir/$base-$hash.$ext"
     sed -i "s#/$name\"#/$base-$hash.$ext\"#g" "$dir/main.js"
   done
   for name in main.js style.css favicon.svg; do
-    base=${name%.*} ext=${name##*.} hash=$(hashed "$name")
+    base=${name%.*} ext=${name##*.}
+    hash=$(hashed "$name") || return 1
     mv "$dir/$name" "$dir/$base-$hash.$ext"
     sed -i "s#\"/$name\"#\"/$base-$hash.$ext\"#g" "$dir/index.html"
   done
@@ -135,7 +140,9 @@ case "${1:-}" in
     frontend_pid=$!
     if [ "${1:-}" != "--repeat" ]; then
       log "building the tests"
-      cargo test --no-run "$@"
+      # On a failed build, let the background jobs finish before exiting: an orphaned frontend build
+      # would race the next run's build in frontend/dist.
+      cargo test --no-run "$@" || { wait; exit 1; }
     fi
     wait_for "$browser_pid" "installing chromium"
     wait_for "$frontend_pid" "building the frontend"

@@ -51,6 +51,11 @@ pub(crate) struct World {
     pub caller_deny: BTreeSet<String>,
     #[serde(skip)]
     pub assume_role_deny: BTreeSet<String>,
+    /// The organisation's accounts (from the configuration) and those without roles (faults).
+    #[serde(skip)]
+    pub org_accounts: Vec<String>,
+    #[serde(skip)]
+    pub missing_roles: BTreeSet<String>,
     /// SSM's automation quotas (from the fault settings).
     #[serde(skip)]
     pub quota: AutomationQuota,
@@ -97,6 +102,33 @@ pub(crate) struct RateControl {
     /// The child execution of each target, once launched.
     pub children: Vec<Option<String>>,
     pub stopped_launching: bool,
+    /// For a multi-account, multi-Region run: `resolved` holds its locations (`account/region`), and
+    /// each child is a rate-control run of this shape in its location.
+    #[serde(default)]
+    pub location_child: Option<LocationChild>,
+}
+
+/// What a TargetLocations run starts in each account and Region.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct LocationChild {
+    pub parameters: BTreeMap<String, Vec<String>>,
+    pub target_parameter_name: String,
+    pub targets: Vec<(String, Vec<String>)>,
+    pub max_concurrency: Option<String>,
+    pub max_errors: Option<String>,
+    pub execution_role_name: String,
+}
+
+/// One entry of StartAutomationExecution's TargetLocations.
+#[derive(Debug, Clone)]
+pub(crate) struct TargetLocation {
+    pub accounts: Vec<String>,
+    pub regions: Vec<String>,
+    pub max_concurrency: Option<String>,
+    pub max_errors: Option<String>,
+    pub execution_role_name: Option<String>,
+    pub targets_max_concurrency: Option<String>,
+    pub targets_max_errors: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -151,6 +183,7 @@ pub(crate) struct StartRequest {
     pub max_concurrency: Option<String>,
     pub max_errors: Option<String>,
     pub tags: Vec<(String, String)>,
+    pub target_locations: Vec<TargetLocation>,
 }
 
 impl World {
@@ -166,6 +199,8 @@ impl World {
             broken_instances: BTreeSet::new(),
             caller_deny: BTreeSet::new(),
             assume_role_deny: BTreeSet::new(),
+            org_accounts: vec![crate::ACCOUNT_ID.to_owned()],
+            missing_roles: BTreeSet::new(),
             quota: AutomationQuota::default(),
             rng: 0x5eed,
         }
@@ -279,11 +314,21 @@ impl World {
         req: &StartRequest,
         now: u64,
     ) -> Result<String, StartError> {
-        let region = at.region;
         let doc = docs.get(&req.document_name).ok_or_else(|| StartError {
             code: "AutomationDefinitionNotFoundException",
             message: format!("Automation definition {}:$DEFAULT not found.", req.document_name),
         })?;
+        self.start_document(doc, at, req, now)
+    }
+
+    fn start_document(
+        &mut self,
+        doc: &Document,
+        at: &Scope<'_>,
+        req: &StartRequest,
+        now: u64,
+    ) -> Result<String, StartError> {
+        let region = at.region;
         if let Some(v) = req.document_version.as_deref() {
             if v != "$DEFAULT" && v != "$LATEST" && v != doc.version {
                 return Err(StartError {
@@ -373,7 +418,57 @@ impl World {
             vars,
             rate_control: None,
         };
-        if let Some(target_param) = target_param {
+        if !req.target_locations.is_empty() {
+            let target_param = target_param.clone().ok_or_else(|| {
+                invalid_params("TargetLocations need TargetParameterName and Targets.".to_owned())
+            })?;
+            let first = &req.target_locations[0];
+            let mut places = Vec::new();
+            for loc in &req.target_locations {
+                for account in &loc.accounts {
+                    for r in &loc.regions {
+                        let place = format!("{account}/{r}");
+                        if !places.contains(&place) {
+                            places.push(place);
+                        }
+                    }
+                }
+            }
+            for place in &places {
+                let mut step = new_step(None, place, "aws:executeAutomation", now);
+                step.inputs
+                    .insert("DocumentName".into(), json!(doc.name).to_string());
+                step.inputs
+                    .insert("TargetLocation".into(), json!(place).to_string());
+                ex.steps.push(step);
+            }
+            ex.rate_control = Some(RateControl {
+                target_parameter_name: target_param.clone(),
+                targets: req.targets.clone(),
+                children: vec![None; places.len()],
+                resolved: places,
+                max_concurrency: first.max_concurrency.clone().unwrap_or_else(|| "1".to_owned()),
+                max_errors: first.max_errors.clone().unwrap_or_else(|| "0".to_owned()),
+                stopped_launching: false,
+                location_child: Some(LocationChild {
+                    parameters: req.parameters.clone(),
+                    target_parameter_name: target_param,
+                    targets: req.targets.clone(),
+                    max_concurrency: first
+                        .targets_max_concurrency
+                        .clone()
+                        .or_else(|| req.max_concurrency.clone()),
+                    max_errors: first
+                        .targets_max_errors
+                        .clone()
+                        .or_else(|| req.max_errors.clone()),
+                    execution_role_name: first
+                        .execution_role_name
+                        .clone()
+                        .unwrap_or_else(|| "AWS-SystemsManager-AutomationExecutionRole".to_owned()),
+                }),
+            });
+        } else if let Some(target_param) = target_param {
             let (key, values) = req.targets[0].clone();
             let resolved = self.resolve_targets(at, &key, &values)?;
             let max_concurrency = req.max_concurrency.clone().unwrap_or_else(|| "10".to_owned());
@@ -397,6 +492,7 @@ impl World {
                 max_concurrency,
                 max_errors,
                 stopped_launching: false,
+                location_child: None,
             });
         } else {
             ex.target = ex.parameters.get("InstanceId").and_then(|v| v.first()).cloned();
@@ -1199,6 +1295,85 @@ fn count_or_percent(raw: &str, total: usize, at_least_one: bool) -> usize {
 
 /// Advances a rate-control parent: mirrors its children into its steps, launches new children within
 /// MaxConcurrency, and stops launching once more than MaxErrors children have failed.
+/// Starts a TargetLocations run's child in its account and Region: a rate-control run of the same
+/// document there, through the location's execution role. A role missing in the account, an account
+/// outside the organisation or a Region not enabled fails that location, as in AWS.
+fn launch_location(world: &mut World, idx: usize, i: usize, place: &str, doc: &Document, now: u64) {
+    let parent = &world.executions[idx];
+    let Some(lc) = parent
+        .rate_control
+        .as_ref()
+        .and_then(|rc| rc.location_child.clone())
+    else {
+        return;
+    };
+    let (account, region) = place.split_once('/').unwrap_or((place, ""));
+    let role_arn = format!("arn:aws:iam::{account}:role/{}", lc.execution_role_name);
+    let refused = if !world.org_accounts.iter().any(|a| a == account) || world.missing_roles.contains(account)
+    {
+        Some(format!(
+            "AccessDenied: User: arn:aws:sts::{}:assumed-role/AWS-SystemsManager-AutomationAdministrationRole/{} is not authorized to perform: sts:AssumeRole on resource: {role_arn}",
+            parent.account, parent.id
+        ))
+    } else if !world.fleet.regions.iter().any(|r| r == region) {
+        Some(format!("Region {region} is not enabled for account {account}."))
+    } else {
+        None
+    };
+    let started = match refused {
+        Some(message) => Err(message),
+        None => {
+            let req = StartRequest {
+                document_name: parent.document_name.clone(),
+                document_version: None,
+                parameters: lc.parameters.clone(),
+                client_token: None,
+                token_reuse: TokenReuse::default(),
+                target_parameter_name: Some(lc.target_parameter_name.clone()),
+                targets: lc.targets.clone(),
+                max_concurrency: lc.max_concurrency.clone(),
+                max_errors: lc.max_errors.clone(),
+                tags: parent.tags.clone(),
+                target_locations: Vec::new(),
+            };
+            let parent_id = parent.id.clone();
+            world
+                .start_document(doc, &Scope { account, region }, &req, now)
+                .inspect(|child| {
+                    if let Some(c) = world.get_mut(child) {
+                        c.parent_id = Some(parent_id);
+                        c.executed_by = format!(
+                            "arn:aws:sts::{account}:assumed-role/{}/Automation",
+                            lc.execution_role_name
+                        );
+                    }
+                })
+                .map_err(|e| format!("{}: {}", e.code, e.message))
+        }
+    };
+    let ex = &mut world.executions[idx];
+    let step = &mut ex.steps[i];
+    step.start_ms = Some(now);
+    match started {
+        Ok(child) => {
+            step.status = "InProgress".to_owned();
+            step.outputs.insert("ExecutionId".into(), vec![child.clone()]);
+            if let Some(rc) = ex.rate_control.as_mut() {
+                rc.children[i] = Some(child);
+            }
+        }
+        Err(message) => {
+            step.status = "Failed".to_owned();
+            step.end_ms = Some(now);
+            step.failure_message = Some(message);
+            if let Some(rc) = ex.rate_control.as_mut() {
+                rc.children[i] = Some(String::new());
+            }
+        }
+    }
+    world.dirty = true;
+}
+
 fn advance_parent(world: &mut World, idx: usize, doc: &Document, now: u64) -> bool {
     let mut changed = false;
     let ex = &world.executions[idx];
@@ -1283,6 +1458,15 @@ fn advance_parent(world: &mut World, idx: usize, doc: &Document, now: u64) -> bo
         }
     }
     for (i, target) in launches {
+        if world.executions[idx]
+            .rate_control
+            .as_ref()
+            .is_some_and(|rc| rc.location_child.is_some())
+        {
+            launch_location(world, idx, i, &target, doc, now);
+            changed = true;
+            continue;
+        }
         let parent = &world.executions[idx];
         let rc = parent.rate_control.as_ref().expect("parent");
         let mut params = parent.parameters.clone();

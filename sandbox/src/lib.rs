@@ -155,6 +155,8 @@ impl Sandbox {
             world.quota = faults.automation_quota;
             world.caller_deny = faults.deny.clone();
             world.assume_role_deny = faults.assume_role_deny.clone();
+            world.missing_roles = faults.missing_roles.clone();
+            world.org_accounts = account_ids(self.inner.config.accounts);
         }
         *lock(&self.inner.faults) = faults;
     }

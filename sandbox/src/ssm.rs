@@ -188,14 +188,13 @@ fn start(sb: &Sandbox, at: &Scope<'_>, req: &Value) -> Result<Response, AwsError
             ));
         }
     }
-    if req.get("TargetLocations").is_some_and(|v| !v.is_null())
-        || req.get("TargetMaps").is_some_and(|v| !v.is_null())
-    {
+    if req.get("TargetMaps").is_some_and(|v| !v.is_null()) {
         return Err(AwsError::client(
             "InvalidAutomationExecutionParametersException",
-            "The sandbox runs Targets in one account and region; TargetLocations and TargetMaps are not emulated.",
+            "The sandbox does not emulate TargetMaps; use Targets (and TargetLocations).",
         ));
     }
+    let target_locations = target_locations(req, &crate::account_ids(sb.inner.config.accounts))?;
     let targets: Vec<(String, Vec<String>)> = req["Targets"]
         .as_array()
         .map(|a| {
@@ -300,6 +299,7 @@ fn start(sb: &Sandbox, at: &Scope<'_>, req: &Value) -> Result<Response, AwsError
         max_concurrency,
         max_errors,
         tags,
+        target_locations,
     };
     let now = timefmt::now_ms();
     let id = {
@@ -312,6 +312,86 @@ fn start(sb: &Sandbox, at: &Scope<'_>, req: &Value) -> Result<Response, AwsError
     sb.save()
         .map_err(|e| AwsError::client("InternalServerError", e.to_string()))?;
     ok_json(&json!({ "AutomationExecutionId": id }))
+}
+
+/// TargetLocations, checked against the API model: 1 to 100 locations, each with accounts (IDs, or
+/// organizational unit and root IDs) and Regions, and the concurrency and error patterns of Targets.
+fn target_locations(req: &Value, org: &[String]) -> Result<Vec<crate::engine::TargetLocation>, AwsError> {
+    let Some(list) = req["TargetLocations"].as_array() else {
+        return Ok(Vec::new());
+    };
+    if list.is_empty() || list.len() > 100 {
+        return Err(AwsError::client(
+            "ValidationException",
+            "1 validation error detected: Value at 'targetLocations' failed to satisfy constraint: Member must have length between 1 and 100",
+        ));
+    }
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default()
+    };
+    let account_re =
+        regex::Regex::new(r"^(\d{12}|ou-[a-z0-9]{4,32}-[a-z0-9]{8,32}|r-[a-z0-9]{4,32})$").expect("pattern");
+    let conc_re = regex::Regex::new(r"^([1-9][0-9]*|[1-9][0-9]%|[1-9]%|100%)$").expect("pattern");
+    let err_re = regex::Regex::new(r"^([1-9][0-9]*|[0]|[1-9][0-9]%|[0-9]%|100%)$").expect("pattern");
+    let mut out = Vec::new();
+    for (n, loc) in list.iter().enumerate() {
+        let n = n + 1;
+        let accounts = strings(&loc["Accounts"]);
+        let regions = strings(&loc["Regions"]);
+        if accounts.is_empty() || regions.is_empty() {
+            return Err(AwsError::client(
+                "ValidationException",
+                format!("1 validation error detected: targetLocations.{n}: Accounts and Regions must each name at least one."),
+            ));
+        }
+        if let Some(bad) = accounts.iter().find(|a| !account_re.is_match(a)) {
+            return Err(pattern_error(
+                &format!("targetLocations.{n}.member.accounts"),
+                bad,
+                account_re.as_str(),
+            ));
+        }
+        // The sandbox's organisation has one root and no OUs: the root stands for every account.
+        let accounts = if accounts.iter().any(|a| a.starts_with("r-")) {
+            org.to_vec()
+        } else if let Some(ou) = accounts.iter().find(|a| a.starts_with("ou-")) {
+            return Err(AwsError::client(
+                "InvalidTarget",
+                format!("Organizational unit {ou} not found: the sandbox's organisation has no organizational units."),
+            ));
+        } else {
+            accounts
+        };
+        let opt = |k: &str| loc[k].as_str().map(str::to_owned);
+        for (key, re) in [
+            ("TargetLocationMaxConcurrency", &conc_re),
+            ("TargetsMaxConcurrency", &conc_re),
+            ("TargetLocationMaxErrors", &err_re),
+            ("TargetsMaxErrors", &err_re),
+        ] {
+            if let Some(v) = opt(key) {
+                if !re.is_match(&v) {
+                    return Err(pattern_error(
+                        &format!("targetLocations.{n}.member.{key}"),
+                        &v,
+                        re.as_str(),
+                    ));
+                }
+            }
+        }
+        out.push(crate::engine::TargetLocation {
+            accounts,
+            regions,
+            max_concurrency: opt("TargetLocationMaxConcurrency"),
+            max_errors: opt("TargetLocationMaxErrors"),
+            execution_role_name: opt("ExecutionRoleName"),
+            targets_max_concurrency: opt("TargetsMaxConcurrency"),
+            targets_max_errors: opt("TargetsMaxErrors"),
+        });
+    }
+    Ok(out)
 }
 
 fn insert_opt<T: Into<Value>>(m: &mut Map<String, Value>, key: &str, v: Option<T>) {

@@ -23,9 +23,34 @@ pub struct StartExecutionRequest {
     pub parameters: ParametersInput,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_control: Option<RateControlInput>,
+    /// Run the rate-controlled targets (a tag) in several accounts and Regions as one multi-account,
+    /// multi-Region automation (SSM's TargetLocations), with SSM's field names in snake case.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_locations: Option<Vec<TargetLocationInput>>,
     /// Start even though targets still use IMDSv1; the reason is recorded with the run.
     #[serde(rename = "override", default, skip_serializing_if = "Option::is_none")]
     pub override_gate: Option<OverrideInput>,
+}
+
+/// One of SSM's TargetLocations.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TargetLocationInput {
+    pub accounts: Vec<String>,
+    pub regions: Vec<String>,
+    /// How many locations at once (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_location_max_concurrency: Option<String>,
+    /// Failed locations tolerated (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_location_max_errors: Option<String>,
+    /// The role Automation assumes in each account (default AWS-SystemsManager-AutomationExecutionRole).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_role_name: Option<String>,
+    /// Instances at once within each location (default: the run's max_concurrency).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets_max_concurrency: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets_max_errors: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -187,6 +212,9 @@ pub struct Progress {
     /// Targets a finished run never started (it was stopped, or MaxErrors was reached).
     #[serde(default)]
     pub not_run: u32,
+    /// What is counted: instances, or `locations` (account-Regions) for a run across accounts.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub unit: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

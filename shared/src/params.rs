@@ -412,6 +412,125 @@ pub struct RateControl {
     pub max_errors: MaxErrors,
 }
 
+/// One validated TargetLocation: member accounts by ID, and Regions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetLocation {
+    pub accounts: Vec<AccountId>,
+    pub regions: Vec<Region>,
+    pub max_concurrency: Option<MaxConcurrency>,
+    pub max_errors: Option<MaxErrors>,
+    pub execution_role_name: Option<String>,
+    pub targets_max_concurrency: Option<MaxConcurrency>,
+    pub targets_max_errors: Option<MaxErrors>,
+}
+
+impl TargetLocation {
+    /// Every (account, Region) it covers.
+    pub fn places(&self) -> Vec<(String, String)> {
+        self.accounts
+            .iter()
+            .flat_map(|a| {
+                self.regions
+                    .iter()
+                    .map(move |r| (a.as_str().to_owned(), r.as_str().to_owned()))
+            })
+            .collect()
+    }
+}
+
+fn validate_target_locations(
+    list: &[crate::api::TargetLocationInput],
+    rate_control: Option<&RateControlInput>,
+    errors: &mut ValidationErrors,
+) -> Vec<TargetLocation> {
+    if list.is_empty() || list.len() > 100 {
+        errors.push("target_locations", "give 1 to 100 locations");
+        return Vec::new();
+    }
+    if !matches!(rate_control.map(|rc| &rc.targets), Some(TargetsInput::Tag { .. })) {
+        errors.push(
+            "target_locations",
+            "a run across accounts targets a tag (rate_control.targets.tag): instance IDs differ between accounts",
+        );
+    }
+    let mut out = Vec::new();
+    for (n, loc) in list.iter().enumerate() {
+        let field = |f: &str| format!("target_locations[{n}].{f}");
+        if loc.accounts.is_empty() {
+            errors.push(field("accounts"), "name at least one account");
+        }
+        if loc.regions.is_empty() {
+            errors.push(field("regions"), "name at least one Region");
+        }
+        let accounts: Vec<AccountId> = loc
+            .accounts
+            .iter()
+            .filter_map(|a| {
+                AccountId::parse(a.trim())
+                    .map_err(|m| errors.push(field("accounts"), format!("{m}; organizational units are not resolved by the console's preview, name the accounts")))
+                    .ok()
+            })
+            .collect();
+        let regions: Vec<Region> = loc
+            .regions
+            .iter()
+            .filter_map(|r| {
+                Region::parse(r.trim())
+                    .map_err(|m| errors.push(field("regions"), m))
+                    .ok()
+            })
+            .collect();
+        let mut conc = |raw: &Option<String>, f: &str| {
+            raw.as_deref().filter(|v| !v.trim().is_empty()).and_then(|v| {
+                MaxConcurrency::parse(v.trim())
+                    .map_err(|m| errors.push(field(f), m))
+                    .ok()
+            })
+        };
+        let max_concurrency = conc(
+            &loc.target_location_max_concurrency,
+            "target_location_max_concurrency",
+        );
+        let targets_max_concurrency = conc(&loc.targets_max_concurrency, "targets_max_concurrency");
+        let mut errs = |raw: &Option<String>, f: &str| {
+            raw.as_deref().filter(|v| !v.trim().is_empty()).and_then(|v| {
+                MaxErrors::parse(v.trim())
+                    .map_err(|m| errors.push(field(f), m))
+                    .ok()
+            })
+        };
+        let max_errors = errs(&loc.target_location_max_errors, "target_location_max_errors");
+        let targets_max_errors = errs(&loc.targets_max_errors, "targets_max_errors");
+        let execution_role_name = loc
+            .execution_role_name
+            .as_deref()
+            .map(str::trim)
+            .filter(|r| !r.is_empty());
+        if let Some(role) = execution_role_name {
+            let ok = role.len() <= 64
+                && role
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c));
+            if !ok {
+                errors.push(
+                    field("execution_role_name"),
+                    "a role name: up to 64 letters, digits and + = , . @ _ -",
+                );
+            }
+        }
+        out.push(TargetLocation {
+            accounts,
+            regions,
+            max_concurrency,
+            max_errors,
+            execution_role_name: execution_role_name.map(str::to_owned),
+            targets_max_concurrency,
+            targets_max_errors,
+        });
+    }
+    out
+}
+
 /// The runbook's parameters, valid by construction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunbookParameters {
@@ -460,6 +579,9 @@ pub struct StartPlan {
     pub region: Option<Region>,
     pub parameters: RunbookParameters,
     pub rate_control: Option<RateControl>,
+    /// Several accounts and Regions in one run (SSM's TargetLocations); empty for one place.
+    #[serde(default)]
+    pub target_locations: Vec<TargetLocation>,
     /// The written reason to start despite IMDSv1 use, when the request overrides the check.
     #[serde(default)]
     pub override_reason: Option<String>,
@@ -496,6 +618,16 @@ impl StartExecutionRequest {
             Some(a) if !a.is_empty() => AccountId::parse(a).map_err(|m| errors.push("account", m)).ok(),
             _ => None,
         };
+        let target_locations = match &self.target_locations {
+            Some(list) => validate_target_locations(list, self.rate_control.as_ref(), &mut errors),
+            None => Vec::new(),
+        };
+        if account.is_some() && !target_locations.is_empty() {
+            errors.push(
+                "account",
+                "a run across accounts starts in the console's own account: leave account out",
+            );
+        }
         let p = &self.parameters;
         let rate_control = self
             .rate_control
@@ -577,6 +709,7 @@ impl StartExecutionRequest {
             (Some(enforce_imdsv2), Some(metadata_access), Some(hop_limit), Some(assume_role)) => {
                 Ok(StartPlan {
                     account,
+                    target_locations,
                     region,
                     parameters: RunbookParameters {
                         instance_id,

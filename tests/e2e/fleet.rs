@@ -304,3 +304,111 @@ async fn a_run_on_a_member_account_s_instance_is_started_there_through_the_membe
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn one_call_enforces_a_tag_across_every_account_and_region_as_one_target_locations_run() {
+    let app = spawn_app_with(AppOptions {
+        fleet: 120,
+        accounts: 3,
+        ..AppOptions::default()
+    })
+    .await;
+    let accounts = sandbox::account_ids(3);
+    let regions = ["us-east-1", "eu-west-1"];
+    let since = e2e::now_ms();
+    let (status, body) = app
+        .post(
+            "/executions",
+            &json!({
+                "parameters": {},
+                "rate_control": {"targets": {"tag": {"key": "Team", "value": "web"}},
+                                 "max_concurrency": "10", "max_errors": "100%"},
+                "target_locations": [{"accounts": accounts, "regions": regions,
+                                      "target_location_max_concurrency": "2",
+                                      "target_location_max_errors": "100%"}],
+                "override": {"reason": "Organisation-wide drill: every web instance, all accounts."}
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let starts: u64 = app
+        .sandbox
+        .calls_since(since)
+        .iter()
+        .filter(|c| c.operation == "ssm:StartAutomationExecution")
+        .map(|c| c.count as u64)
+        .sum();
+    assert_eq!(
+        starts, 1,
+        "one StartAutomationExecution with TargetLocations, no loop"
+    );
+    let parent = body["execution_id"].as_str().unwrap().to_owned();
+    let done = app.wait_done(&parent, Duration::from_secs(60)).await;
+    let progress = &done["rate_control"]["progress"];
+    assert_eq!(progress["unit"], "locations", "{done}");
+    assert_eq!(progress["total"], 6, "3 accounts × 2 regions: {progress}");
+    let steps: BTreeSet<String> = done["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_owned())
+        .collect();
+    for a in &accounts {
+        for r in regions {
+            assert!(steps.contains(&format!("{a}/{r}")), "{steps:?}");
+        }
+    }
+
+    // Every running web instance, in every account and region, now requires tokens.
+    app.refresh_fleet().await;
+    let web = app
+        .instances()
+        .await
+        .into_iter()
+        .filter(|i| i["tags"]["Team"] == "web" && i["state"] == "running")
+        .collect::<Vec<_>>();
+    let owners: BTreeSet<&str> = web.iter().map(|i| i["account"].as_str().unwrap()).collect();
+    assert_eq!(owners.len(), 3, "web instances in each account");
+    for i in &web {
+        assert_eq!(i["metadata"]["http_tokens"], "required", "{i}");
+    }
+
+    // Rolling it back restores each instance in its own account and region.
+    let (status, back) = app
+        .post(&format!("/executions/{parent}/rollback"), &json!({}))
+        .await;
+    assert_eq!(status, 201, "{back}");
+    let runs = back["execution_ids"].as_array().unwrap();
+    assert!(runs.len() >= 3, "a run per account and region that changed: {back}");
+    for r in runs {
+        app.wait_done(r.as_str().unwrap(), Duration::from_secs(60)).await;
+    }
+    app.refresh_fleet().await;
+    let restored = app
+        .instances()
+        .await
+        .into_iter()
+        .filter(|i| i["tags"]["Team"] == "web" && i["state"] == "running")
+        .filter(|i| i["metadata"]["http_tokens"] == "optional")
+        .count();
+    assert!(restored > 0, "instances that allowed IMDSv1 before allow it again");
+
+    // A run across accounts targets a tag, and names accounts.
+    let (status, bad) = app
+        .post(
+            "/executions/preview",
+            &json!({"parameters": {}, "rate_control": {"targets": {"instance_ids": ["i-0123456789abcdef0"]},
+                    "max_concurrency": "1", "max_errors": "0"},
+                    "target_locations": [{"accounts": ["ou-ab12-cdefgh34"], "regions": ["us-east-1"]}]}),
+        )
+        .await;
+    assert_eq!(status, 400, "{bad}");
+    let fields: Vec<&str> = bad["error"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["field"].as_str().unwrap())
+        .collect();
+    assert!(fields.contains(&"target_locations"), "{bad}");
+    assert!(fields.contains(&"target_locations[0].accounts"), "{bad}");
+}

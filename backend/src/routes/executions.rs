@@ -111,7 +111,34 @@ async fn assess(state: &AppState, plan: &StartPlan, with_usage: bool) -> Result<
         .as_ref()
         .map(|a| a.as_str().to_owned())
         .unwrap_or_default();
-    let mut targets = resolve_targets(state, &account, &region, plan).await?;
+    let mut targets = if plan.target_locations.is_empty() {
+        resolve_targets(state, &account, &region, plan).await?
+    } else {
+        // Across accounts and Regions: the preview and the readiness check cover every place.
+        let hub = crate::routes::identity::resolve(state).await?.account;
+        let mut all = Vec::new();
+        for (acct, r) in plan.target_locations.iter().flat_map(|l| l.places()) {
+            let acct = if acct == hub { String::new() } else { acct };
+            match resolve_targets(state, &acct, &r, plan).await {
+                Ok(found) => all.extend(found),
+                // A place with no tagged instance is not an error; an unreachable one is.
+                Err(AppError::Validation(_)) => {}
+                Err(e) => {
+                    return Err(field_error(
+                        "target_locations",
+                        format!("cannot read account {acct} in {r}: {e}"),
+                    ))
+                }
+            }
+        }
+        if all.is_empty() {
+            return Err(field_error(
+                "rate_control.targets.tag",
+                "no instance in these accounts and Regions matches this tag".into(),
+            ));
+        }
+        all
+    };
     let mut users = Vec::new();
     if with_usage || plan.blocks_imdsv1() {
         usage::annotate(state, &mut targets).await?;

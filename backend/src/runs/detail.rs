@@ -62,6 +62,34 @@ pub fn complete(state: &AppState, detail: &mut ExecutionDetail, row: &RunRow) ->
     let Some(rc) = detail.rate_control.as_mut() else {
         return Ok(());
     };
+    // A run across accounts and Regions: one step per location, each a run in its own account; the
+    // progress counts locations (their instances are in the member accounts' own runs).
+    let locations: Vec<&shared::api::StepView> = detail
+        .steps
+        .iter()
+        .filter(|s| s.inputs.contains_key("TargetLocation"))
+        .collect();
+    if !locations.is_empty() {
+        let mut p = Progress {
+            total: locations.len() as u32,
+            unit: "locations".into(),
+            ..Progress::default()
+        };
+        let finished = detail.summary.status.is_terminal();
+        for step in &locations {
+            match step.status.tone() {
+                Tone::Succeeded => p.succeeded += 1,
+                Tone::Failed => p.failed += 1,
+                Tone::Stopped if finished && step.start_time.is_none() => p.not_run += 1,
+                Tone::Stopped => p.cancelled += 1,
+                Tone::Waiting if finished => p.not_run += 1,
+                Tone::Waiting => p.waiting += 1,
+                Tone::Running => p.running += 1,
+            }
+        }
+        rc.progress = p;
+        return Ok(());
+    }
     let filter = HistoryFilter {
         parent: Some(detail.summary.execution_id.clone()),
         limit: 10_000,

@@ -160,13 +160,24 @@ pub async fn record_and_send(
     rollback_of: Option<&str>,
     requester: &str,
 ) -> Result<StartReceipt, AppError> {
+    // Each target's options, and where it is: a run across accounts restores each place through its
+    // own account's clients. (Readers of the options ignore the extra keys.)
     let prior: serde_json::Map<String, serde_json::Value> = targets
         .iter()
-        .map(|i| (i.instance_id.clone(), json!(i.metadata)))
+        .map(|i| {
+            let mut v = json!(i.metadata);
+            v["account"] = json!(i.account);
+            v["region"] = json!(i.region);
+            (i.instance_id.clone(), v)
+        })
         .collect();
     let instance_ids: Vec<String> = targets.iter().map(|i| i.instance_id.clone()).collect();
+    let places: usize = plan.target_locations.iter().map(|l| l.places().len()).sum();
     let targets_text = plan.rate_control.as_ref().map(|rc| match &rc.targets {
         Targets::InstanceIds(ids) => json!(format!("{} instances", ids.len())),
+        Targets::Tag { key, value } if places > 0 => {
+            json!(format!("tag:{key}={value} in {places} account-Regions"))
+        }
         Targets::Tag { key, value } => json!(format!("tag:{key}={value}")),
     });
     // The first token is also the run's tag: later sends get fresh tokens, the tag stays.
@@ -339,45 +350,115 @@ pub async fn rollback(state: &AppState, id: &str, requester: &str) -> Result<Rol
                 "execution {id} has no recorded prior options (a child run: roll back its parent)"
             ),
         })?;
-    let clients = crate::inventory::clients_for(state, &row.account, &row.region).await?;
-    let ids: Vec<String> = prior.keys().cloned().collect();
-    // By filter, not by ID: EC2 fails a whole by-ID call once any of them is gone.
-    let current = ec2::describe(&clients, ec2::Selection::IdsThatExist(&ids)).await?;
-    let mut groups: BTreeMap<(String, String, u8), Vec<InstanceView>> = BTreeMap::new();
+    // Where each instance was (older records: the run's own account and region).
+    let recorded: BTreeMap<String, serde_json::Value> = row
+        .prior_options
+        .as_deref()
+        .and_then(|p| serde_json::from_str(p).ok())
+        .unwrap_or_default();
+    let place_of = |id: &str| {
+        let v = recorded.get(id);
+        let text = |k: &str, or: &str| {
+            v.and_then(|v| v[k].as_str())
+                .filter(|s| !s.is_empty())
+                .map_or_else(|| or.to_owned(), str::to_owned)
+        };
+        let hub_or_row = text("account", &row.account);
+        (hub_or_row, text("region", &row.region))
+    };
+    let mut by_place: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    for id in prior.keys() {
+        by_place.entry(place_of(id)).or_default().push(id.clone());
+    }
+    let hub = crate::routes::identity::resolve(state).await?.account;
+    let mut execution_ids = Vec::new();
+    let mut instances = Vec::new();
     let mut notes = Vec::new();
     let mut skipped = Vec::new();
-    for wanted in &ids {
-        match current.iter().find(|i| &i.instance_id == wanted) {
-            None => {
-                notes.push(format!("{wanted}: no longer exists; nothing to restore"));
-                skipped.push(wanted.clone());
+    let mut anything = false;
+    for ((account, region), ids) in by_place {
+        // The console's own account is '' in records and runs.
+        let account = if account == hub { String::new() } else { account };
+        let clients = crate::inventory::clients_for(state, &account, &region).await?;
+        // By filter, not by ID: EC2 fails a whole by-ID call once any of them is gone.
+        let current = ec2::describe(&clients, ec2::Selection::IdsThatExist(&ids)).await?;
+        let mut groups: BTreeMap<(String, String, u8), Vec<InstanceView>> = BTreeMap::new();
+        let mut gone = Vec::new();
+        for wanted in &ids {
+            match current.iter().find(|i| &i.instance_id == wanted) {
+                None => {
+                    notes.push(format!("{wanted}: no longer exists; nothing to restore"));
+                    gone.push(wanted.clone());
+                }
+                Some(i) if matches!(i.state.as_str(), "terminated" | "shutting-down") => {
+                    notes.push(format!("{wanted}: {}; nothing to restore", i.state));
+                    gone.push(wanted.clone());
+                }
+                Some(_) => {}
             }
-            Some(i) if matches!(i.state.as_str(), "terminated" | "shutting-down") => {
-                notes.push(format!("{wanted}: {}; nothing to restore", i.state));
-                skipped.push(wanted.clone());
-            }
-            Some(_) => {}
         }
-    }
-    for inst in current.into_iter().filter(|i| !skipped.contains(&i.instance_id)) {
-        let Some(before) = prior.get(&inst.instance_id) else {
-            continue;
+        for inst in current.into_iter().filter(|i| !gone.contains(&i.instance_id)) {
+            let Some(before) = prior.get(&inst.instance_id) else {
+                continue;
+            };
+            if restorable(before) == restorable(&inst.metadata) {
+                continue;
+            }
+            if before.http_endpoint == "disabled"
+                && (before.http_tokens != inst.metadata.http_tokens
+                    || before.http_put_response_hop_limit != inst.metadata.http_put_response_hop_limit)
+            {
+                notes.push(format!(
+                    "{}: the runbook's disable path only turns the endpoint off; http_tokens and the hop limit stay {} and {} (they have no effect while it is off)",
+                    inst.instance_id, inst.metadata.http_tokens, inst.metadata.http_put_response_hop_limit
+                ));
+            }
+            groups.entry(restorable(before)).or_default().push(inst);
+        }
+        skipped.extend(gone);
+        let place = Place {
+            account: &account,
+            region: &region,
         };
-        if restorable(before) == restorable(&inst.metadata) {
-            continue;
+        for ((tokens, endpoint, hop), members) in groups {
+            anything = true;
+            for chunk in members.chunks(shared::params::MAX_TARGET_VALUES) {
+                let ids: Vec<String> = chunk.iter().map(|i| i.instance_id.clone()).collect();
+                let parameters = ParametersInput {
+                    instance_id: (ids.len() == 1).then(|| ids[0].clone()),
+                    enforce_imdsv2: Some(tokens.clone()),
+                    metadata_access: Some(endpoint.clone()),
+                    hop_limit: Some(json!(hop)),
+                    assume_role: None,
+                };
+                let req = StartExecutionRequest {
+                    account: (!account.is_empty()).then(|| account.clone()),
+                    region: Some(region.clone()),
+                    parameters,
+                    rate_control: (ids.len() > 1).then(|| RateControlInput {
+                        targets: TargetsInput::InstanceIds(ids.clone()),
+                        max_concurrency: "10".into(),
+                        // Restore as many as possible: one failure must not stop the others.
+                        max_errors: "100%".into(),
+                    }),
+                    target_locations: None,
+                    override_gate: None,
+                };
+                let plan = req.validate().map_err(AppError::Validation)?;
+                let receipt = record_and_send(state, &place, &plan, chunk, Some(id), requester).await?;
+                match receipt.execution_id {
+                    // `settle` has linked it to the run it reverts.
+                    Some(new_id) => execution_ids.push(new_id),
+                    None => notes.push(format!(
+                        "record {}: queued, because SSM's concurrent-automation quota is full; the console starts it when SSM has room",
+                        receipt.record_id
+                    )),
+                }
+                instances.extend(ids);
+            }
         }
-        if before.http_endpoint == "disabled"
-            && (before.http_tokens != inst.metadata.http_tokens
-                || before.http_put_response_hop_limit != inst.metadata.http_put_response_hop_limit)
-        {
-            notes.push(format!(
-                "{}: the runbook's disable path only turns the endpoint off; http_tokens and the hop limit stay {} and {} (they have no effect while it is off)",
-                inst.instance_id, inst.metadata.http_tokens, inst.metadata.http_put_response_hop_limit
-            ));
-        }
-        groups.entry(restorable(before)).or_default().push(inst);
     }
-    if groups.is_empty() {
+    if !anything {
         let gone = if skipped.is_empty() {
             String::new()
         } else {
@@ -387,47 +468,6 @@ pub async fn rollback(state: &AppState, id: &str, requester: &str) -> Result<Rol
             code: "NothingToRollBack".into(),
             message: format!("every instance of {id} already has its prior options{gone}"),
         });
-    }
-    let mut execution_ids = Vec::new();
-    let mut instances = Vec::new();
-    for ((tokens, endpoint, hop), members) in groups {
-        for chunk in members.chunks(shared::params::MAX_TARGET_VALUES) {
-            let ids: Vec<String> = chunk.iter().map(|i| i.instance_id.clone()).collect();
-            let parameters = ParametersInput {
-                instance_id: (ids.len() == 1).then(|| ids[0].clone()),
-                enforce_imdsv2: Some(tokens.clone()),
-                metadata_access: Some(endpoint.clone()),
-                hop_limit: Some(json!(hop)),
-                assume_role: None,
-            };
-            let req = StartExecutionRequest {
-                account: (!row.account.is_empty()).then(|| row.account.clone()),
-                region: Some(row.region.clone()),
-                parameters,
-                rate_control: (ids.len() > 1).then(|| RateControlInput {
-                    targets: TargetsInput::InstanceIds(ids.clone()),
-                    max_concurrency: "10".into(),
-                    // Restore as many as possible: one failure must not stop the others.
-                    max_errors: "100%".into(),
-                }),
-                override_gate: None,
-            };
-            let plan = req.validate().map_err(AppError::Validation)?;
-            let place = Place {
-                account: &row.account,
-                region: &row.region,
-            };
-            let receipt = record_and_send(state, &place, &plan, chunk, Some(id), requester).await?;
-            match receipt.execution_id {
-                // `settle` has linked it to the run it reverts.
-                Some(new_id) => execution_ids.push(new_id),
-                None => notes.push(format!(
-                    "record {}: queued, because SSM's concurrent-automation quota is full; the console starts it when SSM has room",
-                    receipt.record_id
-                )),
-            }
-            instances.extend(ids);
-        }
     }
     Ok(RollbackResponse {
         execution_ids,

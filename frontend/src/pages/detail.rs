@@ -23,9 +23,14 @@ fn pct(n: u32, total: u32) -> f64 {
 #[component]
 fn ProgressBar(p: Progress) -> impl IntoView {
     let text = format!(
-        "{} of {} done: {} succeeded, {} failed, {} cancelled, {} running, {} waiting{}",
+        "{} of {} {}done: {} succeeded, {} failed, {} cancelled, {} running, {} waiting{}",
         p.succeeded + p.failed + p.cancelled,
         p.total,
+        if p.unit == "locations" {
+            "account-Regions "
+        } else {
+            ""
+        },
         p.succeeded,
         p.failed,
         p.cancelled,

@@ -25,6 +25,10 @@ struct Form {
     target_ids: RwSignal<String>,
     tag_key: RwSignal<String>,
     tag_value: RwSignal<String>,
+    /// Run the tag in these accounts and every managed Region, as one run (SSM's TargetLocations);
+    /// empty for the one account and Region above.
+    locations: RwSignal<Vec<String>>,
+    regions: RwSignal<Vec<String>>,
     max_concurrency: RwSignal<String>,
     max_errors: RwSignal<String>,
 }
@@ -58,6 +62,15 @@ impl Form {
                 },
                 max_concurrency: self.max_concurrency.get(),
                 max_errors: self.max_errors.get(),
+            }),
+            target_locations: (rate && self.by_tag.get() && !self.locations.get().is_empty()).then(|| {
+                vec![shared::api::TargetLocationInput {
+                    accounts: self.locations.get(),
+                    regions: self.regions.get(),
+                    target_location_max_concurrency: Some("1".into()),
+                    target_location_max_errors: Some("0".into()),
+                    ..Default::default()
+                }]
             }),
             // Added by the confirmation step when the person gives a reason.
             override_gate: None,
@@ -106,6 +119,8 @@ pub fn ExecutePage() -> impl IntoView {
         target_ids: RwSignal::new(String::new()),
         tag_key: RwSignal::new(String::new()),
         tag_value: RwSignal::new(String::new()),
+        locations: RwSignal::new(Vec::new()),
+        regions: RwSignal::new(Vec::new()),
         max_concurrency: RwSignal::new("10".into()),
         max_errors: RwSignal::new("0".into()),
     };
@@ -144,6 +159,7 @@ pub fn ExecutePage() -> impl IntoView {
     let show_always = Signal::derive(|| true);
 
     let identity = LocalResource::new(api::identity);
+    let accounts = LocalResource::new(|| api::get::<shared::api::AccountList>("/accounts"));
     // Suggestions for the instance field, found by the server as one types (the fleet may be large),
     // and the instance the run's region follows: the typed one, or the first rate-control target.
     let lookup = Memo::new(move |_| {
@@ -308,6 +324,32 @@ pub fn ExecutePage() -> impl IntoView {
                         </div>
                     </Show>
                     <Show when=move || form.by_tag.get()>
+                        <div class="row">
+                            <label for="all-accounts">"Accounts"</label>
+                            <div>
+                                <label><input type="checkbox" id="all-accounts" prop:checked=move || !form.locations.get().is_empty()
+                                    on:change=move |ev| {
+                                        confirming.set(false);
+                                        if event_target_checked(&ev) {
+                                            let ids: Vec<String> = accounts.get().and_then(Result::ok)
+                                                .map(|l| l.accounts.into_iter().filter(|a| a.reachable).map(|a| a.account_id).collect())
+                                                .unwrap_or_default();
+                                            let regions = identity.get().and_then(Result::ok).map(|i| i.regions).unwrap_or_default();
+                                            form.regions.set(regions);
+                                            form.locations.set(ids);
+                                        } else {
+                                            form.locations.set(Vec::new());
+                                        }
+                                    }/>
+                                    " Every reachable account and Region, as one multi-account run"</label>
+                                <div class="help">{move || {
+                                    let n = form.locations.get().len();
+                                    if n == 0 { "Off: the account and Region above only.".to_owned() }
+                                    else { format!("{n} account(s) × {} Region(s), one location at a time; each account needs the AWS-SystemsManager-AutomationExecutionRole.", form.regions.get().len()) }
+                                }}</div>
+                                {field_errors(errors, show_always, "target_locations", "err-locations")}
+                            </div>
+                        </div>
                         <div class="row">
                             <label for="tag-key">"Tag key and value"</label>
                             <div>
