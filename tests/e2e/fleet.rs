@@ -379,7 +379,10 @@ async fn one_call_enforces_a_tag_across_every_account_and_region_as_one_target_l
         .await;
     assert_eq!(status, 201, "{back}");
     let runs = back["execution_ids"].as_array().unwrap();
-    assert!(runs.len() >= 3, "a run per account and region that changed: {back}");
+    assert!(
+        runs.len() >= 3,
+        "a run per account and region that changed: {back}"
+    );
     for r in runs {
         app.wait_done(r.as_str().unwrap(), Duration::from_secs(60)).await;
     }
@@ -391,7 +394,10 @@ async fn one_call_enforces_a_tag_across_every_account_and_region_as_one_target_l
         .filter(|i| i["tags"]["Team"] == "web" && i["state"] == "running")
         .filter(|i| i["metadata"]["http_tokens"] == "optional")
         .count();
-    assert!(restored > 0, "instances that allowed IMDSv1 before allow it again");
+    assert!(
+        restored > 0,
+        "instances that allowed IMDSv1 before allow it again"
+    );
 
     // A run across accounts targets a tag, and names accounts.
     let (status, bad) = app
