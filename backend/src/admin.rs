@@ -39,9 +39,15 @@ fn read_password(name: &str) -> Result<String, String> {
 pub fn user(args: &UserArgs) -> Result<(), String> {
     let store = Store::open(&args.data_dir)?;
     match &args.action {
-        UserAction::Add { name, role } => {
+        UserAction::Add { name, role, accounts } => {
+            if !accounts.is_empty() {
+                crate::auth::accounts::check_account_list(accounts).map_err(err)?;
+            }
             let password = read_password(name)?;
             store.add_user(name, *role, &password).map_err(err)?;
+            if !accounts.is_empty() {
+                store.set_user_accounts(name, Some(accounts)).map_err(err)?;
+            }
             store
                 .auth_event(
                     "user-added",
@@ -55,13 +61,29 @@ pub fn user(args: &UserArgs) -> Result<(), String> {
         UserAction::List => {
             for u in store.users().map_err(err)? {
                 println!(
-                    "{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}",
                     u.name,
                     u.role.as_str(),
                     if u.disabled { "disabled" } else { "enabled" },
-                    u.created_at
+                    u.created_at,
+                    u.accounts
+                        .map_or_else(|| "all accounts".to_owned(), |a| a.join(","))
                 );
             }
+        }
+        UserAction::Accounts { name, accounts } => {
+            let ids: Option<Vec<String>> =
+                (accounts != "all").then(|| accounts.split(',').map(|a| a.trim().to_owned()).collect());
+            store.set_user_accounts(name, ids.as_deref()).map_err(err)?;
+            store
+                .auth_event(
+                    "accounts-changed",
+                    Some("cli"),
+                    Some(&format!("{name}: {accounts}")),
+                    None,
+                )
+                .map_err(err)?;
+            println!("{name}: {accounts}");
         }
         UserAction::Enable { name } => {
             store.enable_user(name).map_err(err)?;

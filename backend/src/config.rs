@@ -53,7 +53,12 @@ pub enum UserAction {
         name: String,
         #[arg(long, value_parser = parse_role)]
         role: shared::api::Role,
+        /// Limit the user to these accounts (comma-separated IDs); every account when absent.
+        #[arg(long, value_delimiter = ',')]
+        accounts: Vec<String>,
     },
+    /// Limit a user to accounts (comma-separated IDs), or `all` for every account.
+    Accounts { name: String, accounts: String },
     /// List users.
     List,
     /// Disable a user (ends their sessions; their tokens stop working). The last enabled admin stays.
@@ -321,17 +326,31 @@ impl ServeArgs {
     /// The identity settings these flags describe.
     pub fn auth_config(&self) -> Result<crate::auth::AuthConfig, String> {
         let mut roles = std::collections::BTreeMap::new();
+        let mut group_accounts = std::collections::BTreeMap::new();
         for pair in &self.sso_group_roles {
-            let (group, role) = pair
-                .split_once('=')
-                .ok_or_else(|| format!("--sso-group-role \"{pair}\": expected GROUP=ROLE"))?;
+            let (group, rest) = pair.split_once('=').ok_or_else(|| {
+                format!("--sso-group-role \"{pair}\": expected GROUP=ROLE or GROUP=ROLE@ID+ID")
+            })?;
+            let (role, accounts) = match rest.split_once('@') {
+                Some((role, ids)) => (role, Some(ids)),
+                None => (rest, None),
+            };
             roles.insert(group.trim().to_owned(), shared::api::Role::parse(role.trim())?);
+            if let Some(ids) = accounts {
+                let ids: Vec<String> = ids.split('+').map(|i| i.trim().to_owned()).collect();
+                for id in &ids {
+                    shared::params::AccountId::parse(id)
+                        .map_err(|m| format!("--sso-group-role \"{pair}\": {m}"))?;
+                }
+                group_accounts.insert(group.trim().to_owned(), ids);
+            }
         }
         Ok(crate::auth::AuthConfig {
             trusted_proxies: self.trusted_proxies.clone(),
             sso_user_header: self.sso_user_header.to_ascii_lowercase(),
             sso_groups_header: self.sso_groups_header.to_ascii_lowercase(),
             sso_group_roles: roles,
+            sso_group_accounts: group_accounts,
             alb: match (&self.alb_arn, &self.alb_key_dir) {
                 (Some(signer), Some(dir)) => Some(crate::auth::alb::AlbConfig {
                     key_dir: dir.clone(),

@@ -103,6 +103,10 @@ ALTER TABLE runs ADD COLUMN children_synced INTEGER NOT NULL DEFAULT 1;
     r"
 ALTER TABLE runs ADD COLUMN account TEXT NOT NULL DEFAULT '';
 ",
+    // The accounts a user may see and change (comma-separated IDs; NULL: every account).
+    r"
+ALTER TABLE users ADD COLUMN accounts TEXT;
+",
 ];
 
 /// Status of a record whose start has not been acknowledged by SSM yet.
@@ -247,6 +251,8 @@ pub struct HistoryFilter {
     pub until: Option<String>,
     pub cursor: Option<Cursor>,
     pub limit: usize,
+    /// Only runs in these accounts ('' for the console's own); None: every account.
+    pub accounts: Option<Vec<String>>,
 }
 
 /// The data directory (0700) and the database files in it (0600) are for the console's user only, also
@@ -708,6 +714,22 @@ fn push_filters(f: &HistoryFilter, sql: &mut String, args: &mut Vec<Box<dyn rusq
     }
     if let Some(v) = &f.until {
         add(" AND r.sort_time < ?N", v);
+    }
+    if let Some(ids) = &f.accounts {
+        if ids.is_empty() {
+            sql.push_str(" AND 0");
+        }
+        let mut clause = String::new();
+        for id in ids {
+            args.push(Box::new(id.clone()));
+            if !clause.is_empty() {
+                clause.push(',');
+            }
+            clause.push_str(&format!("?{}", args.len()));
+        }
+        if !ids.is_empty() {
+            sql.push_str(&format!(" AND r.account IN ({clause})"));
+        }
     }
 }
 

@@ -468,6 +468,9 @@ pub struct UserView {
     pub role: Role,
     pub disabled: bool,
     pub created_at: String,
+    /// The accounts the user is limited to; None: every account.
+    #[serde(default)]
+    pub accounts: Option<Vec<String>>,
 }
 
 /// `POST /api/v1/users`.
@@ -476,6 +479,15 @@ pub struct CreateUserRequest {
     pub name: String,
     pub role: Role,
     pub password: String,
+    /// Limit the user to these accounts (like AWS ASR's account operators); absent: every account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accounts: Option<Vec<String>>,
+}
+
+/// `POST /api/v1/users/{name}/accounts`: the accounts a user is limited to (null: every account).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserAccountsRequest {
+    pub accounts: Option<Vec<String>>,
 }
 
 /// An API token, as admins see it (never the token itself).

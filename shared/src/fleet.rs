@@ -178,7 +178,16 @@ impl FleetQuery {
 
     /// The matching instances in the query's order, the page the cursor points at, and the next cursor.
     pub fn page(&self, all: &[InstanceView]) -> (Vec<InstanceView>, usize, Option<String>) {
-        let mut rows: Vec<&InstanceView> = all.iter().filter(|i| self.matches(i)).collect();
+        self.page_within(all, |_| true)
+    }
+
+    /// [`FleetQuery::page`] over the instances `visible` keeps (the caller's accounts).
+    pub fn page_within(
+        &self,
+        all: &[InstanceView],
+        visible: impl Fn(&InstanceView) -> bool,
+    ) -> (Vec<InstanceView>, usize, Option<String>) {
+        let mut rows: Vec<&InstanceView> = all.iter().filter(|i| visible(i) && self.matches(i)).collect();
         let col = self.sort.as_deref().filter(|s| !s.is_empty()).unwrap_or("id");
         // The ID breaks ties, so that pages never overlap or skip.
         rows.sort_by_cached_key(|i| (sort_key(i, col), i.instance_id.clone()));

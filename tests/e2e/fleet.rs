@@ -418,3 +418,135 @@ async fn one_call_enforces_a_tag_across_every_account_and_region_as_one_target_l
     assert!(fields.contains(&"target_locations"), "{bad}");
     assert!(fields.contains(&"target_locations[0].accounts"), "{bad}");
 }
+
+#[tokio::test]
+async fn an_account_scoped_operator_sees_only_its_accounts_and_is_refused_changes_elsewhere() {
+    let app = spawn_app_with(AppOptions {
+        fleet: 120,
+        accounts: 3,
+        extra_args: vec![
+            "--trusted-proxy".into(),
+            "127.0.0.1".into(),
+            "--sso-group-role".into(),
+            format!("team-b=operator@{}", sandbox::account_ids(3)[2]),
+        ],
+        ..AppOptions::default()
+    })
+    .await;
+    let ids = sandbox::account_ids(3);
+    let (mine, other) = (ids[1].clone(), ids[2].clone());
+    // The admin runs something in the console's own account first.
+    let hub_target = app
+        .pick("us-east-1", |i| {
+            i["account"] == sandbox::ACCOUNT_ID
+                && i["metadata"]["http_endpoint"] == "enabled"
+                && i["imdsv1_calls"].as_u64().unwrap_or(0) == 0
+        })
+        .await
+        .remove(0);
+    let (status, body) = app
+        .post("/executions", &json!({"parameters": {"InstanceId": hub_target}}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let hub_run = body["execution_id"].as_str().unwrap().to_owned();
+    app.wait_done(&hub_run, Duration::from_secs(30)).await;
+
+    let (status, body) = app
+        .post(
+            "/users",
+            &json!({"name": "olga", "role": "operator", "password": "olga-password-123", "accounts": [mine]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let cookie = app.session("olga", "olga-password-123").await;
+    let client = reqwest::Client::new();
+    let as_olga_get = |path: String| {
+        let req = client.get(app.url(&path)).header("cookie", cookie.clone());
+        async move {
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap_or_default())
+        }
+    };
+    let as_olga_post = |path: String, body: Value| {
+        let req = client
+            .post(app.url(&path))
+            .header("cookie", cookie.clone())
+            .header("origin", app.base.clone())
+            .json(&body);
+        async move {
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap_or_default())
+        }
+    };
+
+    // Reads are filtered to her account.
+    let (_, accounts) = as_olga_get("/accounts".into()).await;
+    let listed: Vec<&str> = accounts["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["account_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [mine.as_str()]);
+    let (_, fleet) = as_olga_get("/instances?limit=1000".into()).await;
+    let instances = fleet["instances"].as_array().unwrap();
+    assert!(!instances.is_empty());
+    assert!(instances.iter().all(|i| i["account"] == mine.as_str()), "{fleet}");
+    let (_, history) = as_olga_get("/executions".into()).await;
+    assert_eq!(history["executions"].as_array().unwrap().len(), 0, "{history}");
+    let (status, _) = as_olga_get(format!("/executions/{hub_run}")).await;
+    assert_eq!(status, 404, "a run outside her accounts does not exist for her");
+
+    // Changes outside her account are refused, naming it; inside, they go through.
+    let target = instances
+        .iter()
+        .find(|i| {
+            i["state"] == "running"
+                && i["compliant"] == false
+                && i["metadata"]["http_endpoint"] == "enabled"
+                && i["imdsv1_calls"] == 0
+        })
+        .unwrap();
+    let region = target["region"].as_str().unwrap();
+    for (account, body) in [
+        (Value::Null, json!({"parameters": {"InstanceId": hub_target}})),
+        (
+            json!(other),
+            json!({"account": other, "region": region, "parameters": {"InstanceId": target["instance_id"]}}),
+        ),
+    ] {
+        let (status, refused) = as_olga_post("/executions".into(), body).await;
+        assert_eq!(status, 403, "{account}: {refused}");
+        assert_eq!(refused["error"]["code"], "AccountNotAllowed");
+    }
+    let (status, refused) = as_olga_post(format!("/executions/{hub_run}/rollback"), json!({})).await;
+    assert_eq!(
+        (status, refused["error"]["code"].clone()),
+        (403, json!("AccountNotAllowed"))
+    );
+    let (status, started) = as_olga_post(
+        "/executions".into(),
+        json!({"account": mine, "region": region, "parameters": {"InstanceId": target["instance_id"]}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{started}");
+    let (_, history) = as_olga_get("/executions".into()).await;
+    assert_eq!(history["executions"].as_array().unwrap().len(), 1, "{history}");
+
+    // A sign-on group can be limited the same way.
+    let resp = client
+        .get(app.url("/accounts"))
+        .header("x-forwarded-user", "bob")
+        .header("x-forwarded-groups", "team-b")
+        .send()
+        .await
+        .unwrap();
+    let body: Value = resp.json().await.unwrap();
+    let listed: Vec<&str> = body["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["account_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [other.as_str()], "{body}");
+}

@@ -77,13 +77,64 @@ pub struct Identity {
     pub via: &'static str,
     /// A session of a user who must choose a new password before doing anything else.
     pub must_change_password: bool,
+    /// The accounts this identity may see and change; None: every account the console manages.
+    pub accounts: Option<Vec<String>>,
 }
 
 fn role_of(raw: &str) -> Role {
     Role::parse(raw).unwrap_or(Role::Viewer)
 }
 
+/// Checks a list of account IDs for a user's scope.
+pub fn check_account_list(ids: &[String]) -> Result<Vec<String>, AppError> {
+    let mut out = Vec::new();
+    for id in ids {
+        let id = id.trim();
+        shared::params::AccountId::parse(id).map_err(|m| {
+            AppError::Validation(shared::ValidationErrors(vec![shared::FieldError {
+                field: "accounts".into(),
+                message: m,
+            }]))
+        })?;
+        if !out.iter().any(|o| o == id) {
+            out.push(id.to_owned());
+        }
+    }
+    Ok(out)
+}
+
 impl Store {
+    /// The accounts a user is limited to (None: every account).
+    pub fn user_accounts(&self, name: &str) -> Result<Option<Vec<String>>, AppError> {
+        let raw: Option<Option<String>> = self
+            .conn()
+            .query_row("SELECT accounts FROM users WHERE name = ?1", [name], |r| r.get(0))
+            .optional()?;
+        Ok(raw.flatten().map(|s| {
+            s.split(',')
+                .filter(|a| !a.is_empty())
+                .map(str::to_owned)
+                .collect()
+        }))
+    }
+
+    /// Limits a user to these accounts (None: every account). Their sessions and tokens follow at
+    /// once, since the scope is read on every request.
+    pub fn set_user_accounts(&self, name: &str, accounts: Option<&[String]>) -> Result<(), AppError> {
+        let value = match accounts {
+            Some(ids) => Some(check_account_list(ids)?.join(",")),
+            None => None,
+        };
+        let n = self.conn().execute(
+            "UPDATE users SET accounts = ?2 WHERE name = ?1",
+            params![name, value],
+        )?;
+        if n == 0 {
+            return Err(AppError::NotFound(format!("no user {name}")));
+        }
+        Ok(())
+    }
+
     pub fn user_count(&self) -> Result<i64, AppError> {
         Ok(self
             .conn()
@@ -209,7 +260,8 @@ impl Store {
 
     pub fn users(&self) -> Result<Vec<UserView>, AppError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT name, role, disabled, created_at FROM users ORDER BY name")?;
+        let mut stmt =
+            conn.prepare("SELECT name, role, disabled, created_at, accounts FROM users ORDER BY name")?;
         let rows = stmt
             .query_map([], |r| {
                 Ok(UserView {
@@ -217,6 +269,12 @@ impl Store {
                     role: role_of(&r.get::<_, String>(1)?),
                     disabled: r.get::<_, i64>(2)? != 0,
                     created_at: r.get(3)?,
+                    accounts: r.get::<_, Option<String>>(4)?.map(|s| {
+                        s.split(',')
+                            .filter(|a| !a.is_empty())
+                            .map(str::to_owned)
+                            .collect()
+                    }),
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
@@ -246,6 +304,7 @@ impl Store {
                 role: role_of(&role),
                 via: "session",
                 must_change_password: must_change != 0,
+                accounts: None,
             }),
             _ => None,
         })
@@ -284,6 +343,7 @@ impl Store {
             role: role_of(&role),
             via: "session",
             must_change_password: must_change != 0,
+            accounts: None,
         }))
     }
 
@@ -379,6 +439,7 @@ impl Store {
                 role,
                 via: "token",
                 must_change_password: false,
+                accounts: None,
             },
             id,
             log,

@@ -33,6 +33,9 @@ pub struct AuthConfig {
     pub sso_groups_header: String,
     /// Group -> role; a user gets the highest role of their groups.
     pub sso_group_roles: BTreeMap<String, Role>,
+    /// Group -> the accounts it is limited to (`--sso-group-role GROUP=ROLE@ID+ID`); a group not
+    /// listed here sees every account.
+    pub sso_group_accounts: BTreeMap<String, Vec<String>>,
     /// An AWS Application Load Balancer's OIDC token (`x-amzn-oidc-data`) as the identity source.
     pub alb: Option<alb::AlbConfig>,
     pub session_ttl: Duration,
@@ -99,6 +102,140 @@ fn access(method: &Method, path: &str) -> Access {
         _ if method == Method::GET || method == Method::HEAD => Access::Needs(Role::Viewer),
         _ => Access::Needs(Role::Operator),
     }
+}
+
+/// How a route's account is decided for identities limited to some accounts (the same table as
+/// [`access`]: handlers never check accounts themselves).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AccountRule {
+    /// Not about accounts (sign-in, users, tokens, health, the permission check).
+    Unscoped,
+    /// A read: answered within the caller's accounts; the handler gets the scope to query with.
+    Filter,
+    /// A start or preview: the body's `account` (absent: the console's own) and every account of its
+    /// `target_locations`.
+    Body,
+    /// Stop or roll back: the account of the run named in the path.
+    Run,
+}
+
+fn account_rule(method: &Method, path: &str) -> AccountRule {
+    let run_action =
+        path.starts_with("/executions/") && (path.ends_with("/stop") || path.ends_with("/rollback"));
+    match (method, path) {
+        (&Method::POST, "/executions" | "/executions/preview") => AccountRule::Body,
+        (&Method::POST, _) if run_action => AccountRule::Run,
+        (&Method::GET, p)
+            if p == "/instances"
+                || p == "/fleet/summary"
+                || p == "/accounts"
+                || p == "/executions"
+                || p.starts_with("/executions/") =>
+        {
+            AccountRule::Filter
+        }
+        _ => AccountRule::Unscoped,
+    }
+}
+
+/// The accounts a request may see, handed to read handlers (None: every account). The console's own
+/// account is `hub`; runs record it as ''.
+#[derive(Debug, Clone, Default)]
+pub struct AccountScope {
+    pub allowed: Option<Vec<String>>,
+    pub hub: String,
+}
+
+impl AccountScope {
+    pub fn allows(&self, account: &str) -> bool {
+        let account = if account.is_empty() {
+            self.hub.as_str()
+        } else {
+            account
+        };
+        self.allowed
+            .as_ref()
+            .is_none_or(|ids| ids.iter().any(|a| a == account))
+    }
+
+    /// The accounts as runs record them ('' for the hub), for store queries; None: every account.
+    pub fn as_recorded(&self) -> Option<Vec<String>> {
+        self.allowed.as_ref().map(|ids| {
+            ids.iter()
+                .map(|a| if *a == self.hub { String::new() } else { a.clone() })
+                .collect()
+        })
+    }
+}
+
+/// Applies [`account_rule`] to a limited identity: refuses a change outside its accounts (naming the
+/// account), and gives reads their scope.
+async fn scope_accounts(
+    state: &AppState,
+    identity: &Identity,
+    rule: AccountRule,
+    path: &str,
+    req: Request,
+) -> Result<(Request, AccountScope), Response> {
+    let Some(allowed) = identity.accounts.clone() else {
+        return Ok((req, AccountScope::default()));
+    };
+    let hub = crate::routes::identity::resolve(state)
+        .await
+        .map_err(IntoResponse::into_response)?
+        .account;
+    let scope = AccountScope {
+        allowed: Some(allowed.clone()),
+        hub: hub.clone(),
+    };
+    let (req, wanted): (Request, Vec<String>) = match rule {
+        AccountRule::Unscoped | AccountRule::Filter => (req, Vec::new()),
+        AccountRule::Body => {
+            let (parts, body) = req.into_parts();
+            let bytes = axum::body::to_bytes(body, 64 * 1024)
+                .await
+                .map_err(|e| AppError::BadJson(e.to_string()).into_response())?;
+            let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            let mut wanted = vec![v["account"]
+                .as_str()
+                .filter(|a| !a.is_empty())
+                .unwrap_or(&hub)
+                .to_owned()];
+            for loc in v["target_locations"].as_array().into_iter().flatten() {
+                wanted.extend(
+                    loc["accounts"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|a| a.as_str().map(str::to_owned)),
+                );
+            }
+            (Request::from_parts(parts, axum::body::Body::from(bytes)), wanted)
+        }
+        AccountRule::Run => {
+            let id = path.split('/').nth(2).unwrap_or_default();
+            let account = state
+                .store
+                .by_execution_id(id)
+                .map_err(IntoResponse::into_response)?
+                .map(|r| r.account);
+            // A run the console does not know is the handler's 404; nothing to scope.
+            (req, account.into_iter().collect())
+        }
+    };
+    if let Some(outside) = wanted.iter().find(|a| !scope.allows(a)) {
+        let outside = if outside.is_empty() { &hub } else { outside };
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            "AccountNotAllowed",
+            format!(
+                "{} may act in account(s) {} only; {outside} is not one of them",
+                identity.name,
+                allowed.join(", ")
+            ),
+        ));
+    }
+    Ok((req, scope))
 }
 
 fn refuse(status: StatusCode, code: &str, message: String) -> Response {
@@ -284,15 +421,29 @@ fn sso_identity<'g>(
     user: String,
     groups: impl Iterator<Item = &'g str>,
 ) -> Option<Identity> {
-    let role = groups
-        .filter_map(|g| state.auth.sso_group_roles.get(g))
+    let mapped: Vec<&str> = groups
+        .filter(|g| state.auth.sso_group_roles.contains_key(*g))
+        .collect();
+    let role = mapped
+        .iter()
+        .filter_map(|g| state.auth.sso_group_roles.get(*g))
         .max()
         .copied()?;
+    // Any unlimited group makes the user unlimited; otherwise the union of their groups' accounts.
+    let mut accounts: Option<Vec<String>> = Some(Vec::new());
+    for g in &mapped {
+        match (state.auth.sso_group_accounts.get(*g), accounts.as_mut()) {
+            (None, _) => accounts = None,
+            (Some(ids), Some(all)) => all.extend(ids.iter().cloned()),
+            (Some(_), None) => {}
+        }
+    }
     Some(Identity {
         name: user,
         role,
         via: "sso",
         must_change_password: false,
+        accounts,
     })
 }
 
@@ -388,9 +539,37 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         }
         return no_store(refuse(StatusCode::FORBIDDEN, code, message));
     }
-    if let Some(i) = identity {
+    let mut scope = AccountScope::default();
+    if let Some(mut i) = identity {
+        // Built-in users' scope is read on every request, so a change applies at once.
+        if matches!(i.via, "session" | "token") {
+            match state.store.user_accounts(&i.name) {
+                Ok(accounts) => i.accounts = accounts,
+                Err(e) => return no_store(e.into_response()),
+            }
+        }
+        let rule = account_rule(req.method(), &path);
+        match scope_accounts(&state, &i, rule, &path, req).await {
+            Ok((r, s)) => {
+                req = r;
+                scope = s;
+            }
+            Err(refused) => {
+                if unsafe_method {
+                    let what = format!("{path}: AccountNotAllowed");
+                    let _ = state.store.auth_event(
+                        "change-refused",
+                        Some(&i.name),
+                        Some(&what),
+                        address.as_deref(),
+                    );
+                }
+                return no_store(refused);
+            }
+        }
         req.extensions_mut().insert(i);
     }
+    req.extensions_mut().insert(scope);
     no_store(next.run(req).await)
 }
 
@@ -602,6 +781,22 @@ mod tests {
         );
         assert_eq!(access(&Method::GET, "/audit/auth"), Access::Needs(Role::Admin));
         assert_eq!(access(&Method::GET, "/doctor"), Access::Needs(Role::Admin));
+        assert_eq!(account_rule(&Method::POST, "/executions"), AccountRule::Body);
+        assert_eq!(
+            account_rule(&Method::POST, "/executions/preview"),
+            AccountRule::Body
+        );
+        assert_eq!(
+            account_rule(&Method::POST, "/executions/abc/stop"),
+            AccountRule::Run
+        );
+        assert_eq!(
+            account_rule(&Method::POST, "/executions/abc/rollback"),
+            AccountRule::Run
+        );
+        assert_eq!(account_rule(&Method::GET, "/instances"), AccountRule::Filter);
+        assert_eq!(account_rule(&Method::GET, "/executions/abc"), AccountRule::Filter);
+        assert_eq!(account_rule(&Method::POST, "/users"), AccountRule::Unscoped);
         assert_eq!(access(&Method::GET, "/audit"), Access::Needs(Role::Viewer));
     }
 

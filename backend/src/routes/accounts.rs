@@ -27,6 +27,7 @@ pub fn router() -> Router<AppState> {
         .route("/users/{name}/disable", post(disable_user))
         .route("/users/{name}/enable", post(enable_user))
         .route("/users/{name}/role", post(set_role))
+        .route("/users/{name}/accounts", post(set_accounts))
         .route("/users/{name}/password", post(set_password))
         .route("/tokens", get(tokens).post(create_token))
         .route("/tokens/{id}/revoke", post(revoke_token))
@@ -237,14 +238,42 @@ async fn add_user(
     Extension(admin): Extension<Identity>,
     ApiJson(req): ApiJson<CreateUserRequest>,
 ) -> Result<StatusCode, AppError> {
+    // Checked before the user exists, so a bad list adds nobody.
+    let accounts = req
+        .accounts
+        .as_deref()
+        .map(crate::auth::accounts::check_account_list)
+        .transpose()?;
     state.store.add_user(&req.name, req.role, &req.password)?;
+    state.store.set_user_accounts(&req.name, accounts.as_deref())?;
+    let scope = accounts.map_or_else(String::new, |a| format!(", accounts {}", a.join(" ")));
     state.store.auth_event(
         "user-added",
         Some(&admin.name),
-        Some(&format!("{} ({})", req.name, req.role.as_str())),
+        Some(&format!("{} ({}{scope})", req.name, req.role.as_str())),
         None,
     )?;
     Ok(StatusCode::CREATED)
+}
+
+async fn set_accounts(
+    State(state): State<AppState>,
+    Extension(admin): Extension<Identity>,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<shared::api::UserAccountsRequest>,
+) -> Result<StatusCode, AppError> {
+    state.store.set_user_accounts(&name, req.accounts.as_deref())?;
+    let what = req
+        .accounts
+        .map_or_else(|| "every account".to_owned(), |a| a.join(" "));
+    state.store.auth_event(
+        "accounts-changed",
+        Some(&admin.name),
+        Some(&format!("{name}: {what}")),
+        None,
+    )?;
+    state.access_changed();
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn disable_user(

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::{ApiJson, ApiQuery};
+use crate::auth::AccountScope;
 use crate::auth::Identity;
 use crate::aws::{ec2, ssm};
 use crate::error::AppError;
@@ -278,6 +279,7 @@ fn parse_cursor(raw: &str) -> Option<(String, i64)> {
 
 async fn list(
     State(state): State<AppState>,
+    Extension(scope): Extension<AccountScope>,
     ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> Result<Json<ExecutionPage>, AppError> {
     if let Some(s) = q.status.as_deref().filter(|s| !STATUSES.contains(s)) {
@@ -311,6 +313,7 @@ async fn list(
         parent: q.parent,
         cursor,
         limit,
+        accounts: scope.as_recorded(),
     };
     let (rows, next) = state.store.history(&filter)?;
     Ok(Json(ExecutionPage {
@@ -325,6 +328,7 @@ fn looks_like_execution_id(id: &str) -> bool {
 
 async fn detail(
     State(state): State<AppState>,
+    Extension(scope): Extension<AccountScope>,
     Path(id): Path<String>,
 ) -> Result<Json<ExecutionDetail>, AppError> {
     if !looks_like_execution_id(&id) {
@@ -335,6 +339,12 @@ async fn detail(
     let Some(row) = state.store.by_execution_id(&id)? else {
         return foreign_detail(&state, &id).await.map(Json);
     };
+    // Outside the caller's accounts, the run does not exist for them.
+    if !scope.allows(&row.account) {
+        return Err(AppError::NotFound(format!(
+            "execution {id} was not started by this console"
+        )));
+    }
     if let Some(cached) = cached_detail(&state, &row) {
         return Ok(Json(cached));
     }

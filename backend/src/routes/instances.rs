@@ -5,12 +5,13 @@
 
 use axum::extract::State;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use shared::api::{AccountList, FleetSummary, InstanceList};
 use shared::fleet::FleetQuery;
 
 use super::ApiQuery;
+use crate::auth::AccountScope;
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -32,11 +33,12 @@ fn checked(q: &FleetQuery) -> Result<(), AppError> {
 
 async fn list(
     State(state): State<AppState>,
+    Extension(scope): Extension<AccountScope>,
     ApiQuery(q): ApiQuery<FleetQuery>,
 ) -> Result<Json<InstanceList>, AppError> {
     checked(&q)?;
     let snap = crate::inventory::snapshot(&state).await?;
-    let (instances, total, next_cursor) = q.page(&snap.instances);
+    let (instances, total, next_cursor) = q.page_within(&snap.instances, |i| scope.allows(&i.account));
     Ok(Json(InstanceList {
         instances,
         total,
@@ -54,13 +56,17 @@ struct GroupBy {
 
 async fn summary(
     State(state): State<AppState>,
+    Extension(scope): Extension<AccountScope>,
     ApiQuery(group): ApiQuery<GroupBy>,
     ApiQuery(filter): ApiQuery<FleetQuery>,
 ) -> Result<Json<FleetSummary>, AppError> {
     checked(&filter)?;
     let by = group.by.unwrap_or_else(|| "region".into());
     let snap = crate::inventory::snapshot(&state).await?;
-    let matching = snap.instances.iter().filter(|i| filter.matches(i));
+    let matching = snap
+        .instances
+        .iter()
+        .filter(|i| scope.allows(&i.account) && filter.matches(i));
     let (all, groups) = shared::fleet::summarise(matching, &by).ok_or_else(|| {
         AppError::Validation(shared::ValidationErrors(vec![shared::FieldError {
             field: "by".into(),
@@ -75,10 +81,18 @@ async fn summary(
     }))
 }
 
-async fn accounts(State(state): State<AppState>) -> Result<Json<AccountList>, AppError> {
+async fn accounts(
+    State(state): State<AppState>,
+    Extension(scope): Extension<AccountScope>,
+) -> Result<Json<AccountList>, AppError> {
     let snap = crate::inventory::snapshot(&state).await?;
     Ok(Json(AccountList {
-        accounts: snap.accounts.as_ref().clone(),
+        accounts: snap
+            .accounts
+            .iter()
+            .filter(|a| scope.allows(&a.account_id))
+            .cloned()
+            .collect(),
         organization_error: snap.organization_error.clone(),
         as_of: Some(snap.as_of),
     }))

@@ -40,9 +40,10 @@ pub fn AdminPage() -> impl IntoView {
             .join("&");
         async move { api::get::<shared::api::AuthEventPage>(&format!("/audit/auth?{query}")).await }
     });
-    let (name, role, password) = (
+    let (name, role, password, scope) = (
         RwSignal::new(String::new()),
         RwSignal::new("operator".to_owned()),
+        RwSignal::new(String::new()),
         RwSignal::new(String::new()),
     );
     let add = Action::new_local(|req: &CreateUserRequest| {
@@ -80,6 +81,10 @@ pub fn AdminPage() -> impl IntoView {
             name: name.get_untracked(),
             role: role_of(&role.get_untracked()),
             password: password.get_untracked(),
+            accounts: {
+                let ids = shared::split_list(&scope.get_untracked());
+                (!ids.is_empty()).then_some(ids)
+            },
         });
     };
     let create_token = move |ev: leptos::ev::SubmitEvent| {
@@ -98,12 +103,13 @@ pub fn AdminPage() -> impl IntoView {
                 Some(Err(e)) => view! { <div class="error-box" role="alert">{e.explain()}</div> }.into_any(),
                 Some(Ok(list)) => view! {
                     <table data-testid="users">
-                        <thead><tr><th>"Name"</th><th>"Role"</th><th>"Status"</th><th>"Since"</th><th>"Action"</th></tr></thead>
+                        <thead><tr><th>"Name"</th><th>"Role"</th><th>"Accounts"</th><th>"Status"</th><th>"Since"</th><th>"Action"</th></tr></thead>
                         <tbody>{list.into_iter().map(|u| {
                             let n = u.name.clone();
                             view! {
                                 <tr data-user=u.name.clone()>
                                     <td>{u.name.clone()}</td><td>{u.role.as_str()}</td>
+                                    <td>{u.accounts.clone().map_or_else(|| "all".to_owned(), |a| a.join(", "))}</td>
                                     <td>{if u.disabled { "disabled" } else { "enabled" }}</td><td>{api::local_time(Some(&u.created_at))}</td>
                                     <td>{if u.disabled {
                                         view! { <button class="secondary" on:click=move |_| { enable.dispatch(n.clone()); }>"Enable"</button> }.into_any()
@@ -128,6 +134,9 @@ pub fn AdminPage() -> impl IntoView {
                 </label>
                 <label for="new-user-password">"Password (12+ characters)"
                     <input id="new-user-password" type="password" autocomplete="new-password" prop:value=move || password.get() on:input=move |ev| password.set(event_target_value(&ev))/>
+                </label>
+                <label for="new-user-accounts">"Accounts (optional)"
+                    <input id="new-user-accounts" placeholder="every account; or IDs, comma-separated" prop:value=move || scope.get() on:input=move |ev| scope.set(event_target_value(&ev))/>
                 </label>
                 <button type="submit" id="add-user">"Add user"</button>
             </form>
