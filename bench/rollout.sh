@@ -13,7 +13,7 @@ pids=()
 trap 'kill "${pids[@]}" $(jobs -p) 2>/dev/null || true; rm -rf "$dir"' EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 sbport=$(port)
-$bin sandbox --listen "127.0.0.1:$sbport" --region us-east-1 --sandbox-fleet 5000 --sandbox-speed 60 2>"$dir/sandbox.log" &
+$bin sandbox --listen "127.0.0.1:$sbport" --region us-east-1 --sandbox-fleet 5000 --sandbox-accounts 1 --sandbox-speed 60 2>"$dir/sandbox.log" &
 pids+=($!)
 for _ in $(seq 100); do grep -q "listening" "$dir/sandbox.log" 2>/dev/null && break; sleep 0.2; done
 sandbox="http://127.0.0.1:$sbport"
