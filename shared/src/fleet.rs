@@ -50,7 +50,7 @@ impl Posture {
 }
 
 /// The most rows one page may hold.
-pub const MAX_PAGE: usize = 1_000;
+pub const MAX_PAGE: usize = 500;
 /// Rows per page when the query does not say.
 pub const DEFAULT_PAGE: usize = 100;
 

@@ -128,7 +128,7 @@ async fn an_instance_whose_software_is_refused_after_enforcement_is_broken_not_c
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let row: Value = loop {
         app.reread_fleet_and_usage().await;
-        let (_, broken) = app.get("/instances?compliance=broken&limit=1000").await;
+        let (_, broken) = app.get("/instances?compliance=broken&limit=500").await;
         if let Some(row) = broken["instances"]
             .as_array()
             .unwrap()
@@ -147,7 +147,7 @@ async fn an_instance_whose_software_is_refused_after_enforcement_is_broken_not_c
     assert!(row["imdsv1_rejected"].as_u64().unwrap() > 0, "{row}");
     let (_, summary) = app.get("/fleet/summary").await;
     assert!(summary["all"]["broken"].as_u64().unwrap() >= 1, "{summary}");
-    let (_, compliant) = app.get("/instances?compliance=compliant&limit=1000").await;
+    let (_, compliant) = app.get("/instances?compliance=compliant&limit=500").await;
     assert!(
         compliant["instances"]
             .as_array()
@@ -206,7 +206,7 @@ async fn an_organisation_s_accounts_are_inventoried_through_their_role_and_an_un
         .collect();
     assert_eq!(keys, [sandbox::ACCOUNT_ID, members[1].as_str()], "{by_account}");
     let (_, member) = app
-        .get(&format!("/instances?account={}&limit=1000", members[1]))
+        .get(&format!("/instances?account={}&limit=500", members[1]))
         .await;
     assert!(member["instances"]
         .as_array()
@@ -234,7 +234,7 @@ async fn a_run_on_a_member_account_s_instance_is_started_there_through_the_membe
     let member = sandbox::account_ids(3)[1].clone();
     let (_, page) = app
         .get(&format!(
-            "/instances?account={member}&region=eu-west-1&compliance=imdsv1_allowed&state=running&limit=1000"
+            "/instances?account={member}&region=eu-west-1&compliance=imdsv1_allowed&state=running&limit=500"
         ))
         .await;
     let target = page["instances"]
@@ -488,7 +488,7 @@ async fn an_account_scoped_operator_sees_only_its_accounts_and_is_refused_change
         .map(|a| a["account_id"].as_str().unwrap())
         .collect();
     assert_eq!(listed, [mine.as_str()]);
-    let (_, fleet) = as_olga_get("/instances?limit=1000".into()).await;
+    let (_, fleet) = as_olga_get("/instances?limit=500".into()).await;
     let instances = fleet["instances"].as_array().unwrap();
     assert!(!instances.is_empty());
     assert!(instances.iter().all(|i| i["account"] == mine.as_str()), "{fleet}");

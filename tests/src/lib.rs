@@ -147,7 +147,7 @@ impl TestApp {
         let mut all = Vec::new();
         let mut cursor = String::new();
         loop {
-            let (status, body) = self.get(&format!("/instances?limit=1000&cursor={cursor}")).await;
+            let (status, body) = self.get(&format!("/instances?limit=500&cursor={cursor}")).await;
             assert_eq!(status, 200, "{body}");
             all.extend(body["instances"].as_array().cloned().unwrap_or_default());
             match body["next_cursor"].as_str() {
