@@ -127,6 +127,14 @@ pub struct ServeArgs {
     /// a delegated administrator). On by default with an embedded sandbox of several accounts.
     #[arg(long, env = "IMDS_CONSOLE_ORGANIZATION")]
     pub organization: bool,
+    /// Member accounts directly under these organizational units or roots (repeat the flag), listed
+    /// with Organizations' ListAccountsForParent.
+    #[arg(
+        long = "organizational-unit",
+        env = "IMDS_CONSOLE_ORGANIZATIONAL_UNITS",
+        value_delimiter = ','
+    )]
+    pub organizational_units: Vec<String>,
     /// The role the console assumes in each member account (read-only suffices for the inventory).
     #[arg(long, env = "IMDS_CONSOLE_MEMBER_ROLE", default_value = "ImdsConsoleMember")]
     pub member_role: String,

@@ -1,8 +1,10 @@
 //! The fleet's inventory: every instance of every managed account and region, with its IMDSv1 usage,
-//! read at most once per [`FLEET_TTL`] for all viewers and pages. An account that cannot be read is
-//! kept in the snapshot with AWS's reason; the others still show.
+//! read at most once per [`FLEET_TTL`] for all viewers and pages. Once there is a snapshot, viewers
+//! never wait for AWS: an older one is served at once (with its age, `as_of`) while one background
+//! task reads the next. An account that cannot be read is kept with AWS's reason; the others show.
 
 use shared::api::{AccountView, InstanceView};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -11,13 +13,28 @@ use crate::aws::RegionClients;
 use crate::error::AppError;
 use crate::state::{AppState, FleetSnapshot, FLEET_TTL};
 
-/// The inventory, read again when older than [`FLEET_TTL`], one reader at a time.
+/// The inventory: fresh, or older and being refreshed in the background; read now only when there is
+/// none (at start, or after the console changed instances), one reader at a time.
 pub async fn snapshot(state: &AppState) -> Result<FleetSnapshot, AppError> {
     let mut cache = state.fleet.lock().await;
     if let Some(s) = cache.as_ref() {
-        if s.read_at.elapsed() < FLEET_TTL {
-            return Ok(s.clone());
+        if s.read_at.elapsed() >= FLEET_TTL && !state.fleet_refreshing.swap(true, Ordering::SeqCst) {
+            let state = state.clone();
+            let generation = state.fleet_generation.load(Ordering::SeqCst);
+            tokio::spawn(async move {
+                match read(&state).await {
+                    Ok(fresh) => {
+                        let mut cache = state.fleet.lock().await;
+                        if state.fleet_generation.load(Ordering::SeqCst) == generation {
+                            *cache = Some(fresh);
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "fleet refresh failed; serving the last inventory"),
+                }
+                state.fleet_refreshing.store(false, Ordering::SeqCst);
+            });
         }
+        return Ok(s.clone());
     }
     let snap = read(state).await?;
     *cache = Some(snap.clone());

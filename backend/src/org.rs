@@ -14,6 +14,8 @@ pub struct Org {
     pub named: Vec<String>,
     /// Whether to list members from AWS Organizations.
     pub organization: bool,
+    /// Organizational units (or roots) whose direct accounts are members.
+    pub units: Vec<String>,
     pub member_role: String,
     target: Target,
     timeouts: Timeouts,
@@ -32,6 +34,7 @@ impl Org {
     pub fn new(
         named: Vec<String>,
         organization: bool,
+        units: Vec<String>,
         member_role: String,
         target: Target,
         timeouts: Timeouts,
@@ -40,6 +43,7 @@ impl Org {
         Org {
             named,
             organization,
+            units,
             member_role,
             target,
             timeouts,
@@ -50,7 +54,7 @@ impl Org {
 
     /// Whether the console looks beyond its own account.
     pub fn is_multi_account(&self) -> bool {
-        self.organization || !self.named.is_empty()
+        self.organization || !self.named.is_empty() || !self.units.is_empty()
     }
 
     /// The hub first, then the members: named ones and, when asked, the organisation's active
@@ -62,13 +66,18 @@ impl Org {
             hub: true,
         }];
         let mut problem = None;
+        let mut sources: Vec<Option<&str>> = Vec::new();
         if self.organization {
-            match aws::organizations::list_accounts(hub_clients).await {
+            sources.push(None);
+        }
+        sources.extend(self.units.iter().map(|u| Some(u.as_str())));
+        for parent in sources {
+            match aws::organizations::list_accounts(hub_clients, parent).await {
                 Ok(list) => {
                     for a in list.into_iter().filter(|a| a.status == "ACTIVE") {
                         if a.id == hub {
                             out[0].name = Some(a.name);
-                        } else {
+                        } else if !out.iter().any(|o| o.id == a.id) {
                             out.push(Listed {
                                 id: a.id,
                                 name: Some(a.name),
@@ -77,7 +86,13 @@ impl Org {
                         }
                     }
                 }
-                Err(e) => problem = Some(format!("cannot list the organisation's accounts: {e}")),
+                Err(e) => {
+                    let what = parent.map_or_else(
+                        || "the organisation".to_owned(),
+                        |p| format!("organizational unit {p}"),
+                    );
+                    problem = Some(format!("cannot list the accounts of {what}: {e}"));
+                }
             }
         }
         for id in &self.named {

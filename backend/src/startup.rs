@@ -179,11 +179,15 @@ pub async fn build_state(args: &ServeArgs) -> Result<AppState, String> {
     let clients = aws::clients(&target, &regions, args.aws_timeouts()).await;
     // An embedded sandbox of several accounts is an organisation: show all of it unless told otherwise.
     let named = args.member_accounts()?;
-    let organization =
-        args.organization || (sandbox.is_some() && args.sandbox.accounts > 1 && named.is_empty());
+    let organization = args.organization
+        || (sandbox.is_some()
+            && args.sandbox.accounts > 1
+            && named.is_empty()
+            && args.organizational_units.is_empty());
     let org = crate::org::Org::new(
         named,
         organization,
+        args.organizational_units.clone(),
         args.member_role.clone(),
         target.clone(),
         args.aws_timeouts(),
@@ -212,6 +216,8 @@ pub async fn build_state(args: &ServeArgs) -> Result<AppState, String> {
             events: EventHub::default(),
             identity: tokio::sync::OnceCell::new(),
             fleet: tokio::sync::Mutex::new(None),
+            fleet_generation: std::sync::atomic::AtomicU64::new(0),
+            fleet_refreshing: std::sync::atomic::AtomicBool::new(false),
             detail_fetch: tokio::sync::Mutex::new(()),
             poll: Duration::from_millis(args.poll_ms.max(50)),
             discover_every: Duration::from_secs(args.discover_secs.max(1)),

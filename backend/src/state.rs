@@ -33,6 +33,10 @@ pub struct StateInner {
     pub events: EventHub,
     pub identity: tokio::sync::OnceCell<shared::api::Identity>,
     pub fleet: tokio::sync::Mutex<Option<FleetSnapshot>>,
+    /// Bumped by every invalidation, so a refresh that began before one is dropped.
+    pub fleet_generation: std::sync::atomic::AtomicU64,
+    /// A background refresh of the snapshot is under way.
+    pub fleet_refreshing: std::sync::atomic::AtomicBool,
     /// Where the watcher goes on reading each rate-control run's children.
     pub child_pages: ChildPages,
     /// Serialises on-demand detail fetches so concurrent viewers share one SSM call.
@@ -149,8 +153,13 @@ impl StateInner {
         self.access_epoch.send_modify(|n| *n += 1);
     }
 
+    /// Forgets the snapshot (after a change the console made): the next read waits for a fresh one, and
+    /// a background refresh that started before is not stored.
     pub async fn invalidate_fleet(&self) {
-        *self.fleet.lock().await = None;
+        let mut fleet = self.fleet.lock().await;
+        self.fleet_generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        *fleet = None;
     }
 }
 

@@ -550,3 +550,32 @@ async fn an_account_scoped_operator_sees_only_its_accounts_and_is_refused_change
         .collect();
     assert_eq!(listed, [other.as_str()], "{body}");
 }
+
+#[tokio::test]
+async fn members_can_come_from_an_organizational_unit_and_an_unknown_one_is_reported() {
+    for (unit, expected) in [("r-sand", 3), ("ou-zzzz-aaaaaaaa", 1)] {
+        let app = spawn_app_with(AppOptions {
+            fleet: 60,
+            accounts: 3,
+            extra_args: vec!["--organizational-unit".into(), unit.into()],
+            ..AppOptions::default()
+        })
+        .await;
+        let (status, list) = app.get("/accounts").await;
+        assert_eq!(status, 200, "{list}");
+        assert_eq!(
+            list["accounts"].as_array().unwrap().len(),
+            expected,
+            "{unit}: {list}"
+        );
+        if expected == 1 {
+            let problem = list["organization_error"].as_str().unwrap();
+            assert!(
+                problem.contains(unit) && problem.contains("ParentNotFound"),
+                "{problem}"
+            );
+        } else {
+            assert!(list["organization_error"].is_null(), "{list}");
+        }
+    }
+}

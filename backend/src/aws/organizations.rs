@@ -4,24 +4,55 @@
 use super::{sdk_error, RegionClients};
 use crate::error::AppError;
 
+struct Page {
+    accounts: Vec<aws_sdk_organizations::types::Account>,
+    next_token: Option<String>,
+}
+
+impl Page {
+    fn accounts(&self) -> &[aws_sdk_organizations::types::Account] {
+        &self.accounts
+    }
+    fn next_token(&self) -> Option<&str> {
+        self.next_token.as_deref()
+    }
+}
+
 pub struct OrgAccount {
     pub id: String,
     pub name: String,
     pub status: String,
 }
 
-/// Every account (ListAccounts, all pages).
-pub async fn list_accounts(c: &RegionClients) -> Result<Vec<OrgAccount>, AppError> {
+/// Every account (ListAccounts, all pages), or those directly under an organizational unit or root
+/// (ListAccountsForParent).
+pub async fn list_accounts(c: &RegionClients, parent: Option<&str>) -> Result<Vec<OrgAccount>, AppError> {
     let mut out = Vec::new();
     let mut token = None;
     loop {
-        let page = c
-            .organizations
-            .list_accounts()
-            .set_next_token(token.take())
-            .send()
-            .await
-            .map_err(|e| sdk_error("organizations:ListAccounts", &e))?;
+        let page = match parent {
+            None => c
+                .organizations
+                .list_accounts()
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map(|p| (p.accounts, p.next_token))
+                .map_err(|e| sdk_error("organizations:ListAccounts", &e))?,
+            Some(ou) => c
+                .organizations
+                .list_accounts_for_parent()
+                .parent_id(ou)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map(|p| (p.accounts, p.next_token))
+                .map_err(|e| sdk_error("organizations:ListAccountsForParent", &e))?,
+        };
+        let page = Page {
+            accounts: page.0.unwrap_or_default(),
+            next_token: page.1,
+        };
         out.extend(page.accounts().iter().map(|a| OrgAccount {
             id: a.id().unwrap_or_default().to_owned(),
             name: a.name().unwrap_or_default().to_owned(),
