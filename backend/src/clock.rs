@@ -21,6 +21,15 @@ impl Clock {
         real + self.offset_ms.load(Ordering::Relaxed)
     }
 
+    /// Today's date in UTC, `YYYY-MM-DD`, `days_ago` days back.
+    pub fn day(&self, days_ago: i64) -> String {
+        let ms = self.now_ms() - days_ago * 86_400_000;
+        let t = aws_smithy_types::DateTime::from_millis(ms);
+        crate::aws::rfc3339(Some(&t))
+            .map(|s| s[..10].to_owned())
+            .unwrap_or_default()
+    }
+
     /// Moves this console's time forward (tests only need forward).
     pub fn advance(&self, by: Duration) {
         self.offset_ms.fetch_add(by.as_millis() as i64, Ordering::Relaxed);

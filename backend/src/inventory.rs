@@ -96,6 +96,7 @@ async fn read(state: &AppState) -> Result<FleetSnapshot, AppError> {
     if let Err(e) = crate::usage::annotate(state, &mut all).await {
         tracing::warn!(error = %e, "IMDSv1 usage unavailable");
     }
+    record_posture(state, &all, &accounts);
     Ok(FleetSnapshot {
         read_at: Instant::now(),
         as_of: crate::store::now_rfc3339(),
@@ -103,4 +104,29 @@ async fn read(state: &AppState) -> Result<FleetSnapshot, AppError> {
         accounts: Arc::new(accounts),
         organization_error,
     })
+}
+
+/// Keeps today's posture per account for the dashboard's trend (the day's last reading wins), and
+/// forgets days older than the trend keeps. A failure is logged: the fleet still shows.
+fn record_posture(state: &AppState, instances: &[InstanceView], accounts: &[AccountView]) {
+    let day = state.store.clock.day(0);
+    let mut per_account: std::collections::BTreeMap<&str, shared::api::PostureCounts> = accounts
+        .iter()
+        .filter(|a| a.reachable)
+        .map(|a| (a.account_id.as_str(), shared::api::PostureCounts::default()))
+        .collect();
+    for i in instances {
+        per_account.entry(i.account.as_str()).or_default().add(i);
+    }
+    let recorded = per_account
+        .iter()
+        .try_for_each(|(account, counts)| state.store.record_posture(&day, account, counts))
+        .and_then(|()| {
+            state
+                .store
+                .prune_posture(&state.store.clock.day(crate::store::POSTURE_KEEP_DAYS))
+        });
+    if let Err(e) = recorded {
+        tracing::warn!(error = %e, "could not record the day's posture");
+    }
 }

@@ -107,6 +107,19 @@ ALTER TABLE runs ADD COLUMN account TEXT NOT NULL DEFAULT '';
     r"
 ALTER TABLE users ADD COLUMN accounts TEXT;
 ",
+    // The fleet's posture per day and account, for the dashboard's trend (kept for 400 days).
+    r"
+CREATE TABLE posture_days (
+    day TEXT NOT NULL,
+    account TEXT NOT NULL,
+    total INTEGER NOT NULL,
+    compliant INTEGER NOT NULL,
+    broken INTEGER NOT NULL,
+    imdsv1_in_use INTEGER NOT NULL,
+    imdsv1_allowed INTEGER NOT NULL,
+    PRIMARY KEY (day, account)
+);
+",
 ];
 
 /// Status of a record whose start has not been acknowledged by SSM yet.
@@ -789,6 +802,129 @@ impl Store {
             })?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
+    }
+}
+
+/// How long the posture trend is kept: a year, and a little more for a year-on-year view.
+pub const POSTURE_KEEP_DAYS: i64 = 400;
+
+impl Store {
+    /// Records an account's posture for a day (`YYYY-MM-DD`, UTC); the day's last reading wins.
+    pub fn record_posture(
+        &self,
+        day: &str,
+        account: &str,
+        c: &shared::api::PostureCounts,
+    ) -> Result<(), AppError> {
+        self.conn().execute(
+            "INSERT INTO posture_days (day, account, total, compliant, broken, imdsv1_in_use, imdsv1_allowed)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (day, account) DO UPDATE SET total = ?3, compliant = ?4, broken = ?5,
+                 imdsv1_in_use = ?6, imdsv1_allowed = ?7",
+            params![
+                day,
+                account,
+                c.total as i64,
+                c.compliant as i64,
+                c.broken as i64,
+                c.imdsv1_in_use as i64,
+                c.imdsv1_allowed as i64
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets days before `day`.
+    pub fn prune_posture(&self, day: &str) -> Result<(), AppError> {
+        self.conn()
+            .execute("DELETE FROM posture_days WHERE day < ?1", [day])?;
+        Ok(())
+    }
+
+    /// The posture per day since `since_day`, summed over `accounts` (None: all), oldest first.
+    pub fn posture_trend(
+        &self,
+        since_day: &str,
+        accounts: Option<&[String]>,
+    ) -> Result<Vec<(String, shared::api::PostureCounts)>, AppError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT day, account, total, compliant, broken, imdsv1_in_use, imdsv1_allowed
+             FROM posture_days WHERE day >= ?1 ORDER BY day",
+        )?;
+        let rows = stmt
+            .query_map([since_day], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    shared::api::PostureCounts {
+                        total: r.get::<_, i64>(2)? as usize,
+                        compliant: r.get::<_, i64>(3)? as usize,
+                        broken: r.get::<_, i64>(4)? as usize,
+                        imdsv1_in_use: r.get::<_, i64>(5)? as usize,
+                        imdsv1_allowed: r.get::<_, i64>(6)? as usize,
+                    },
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut out: Vec<(String, shared::api::PostureCounts)> = Vec::new();
+        for (day, account, c) in rows {
+            if accounts.is_some_and(|a| !a.contains(&account)) {
+                continue;
+            }
+            match out.last_mut() {
+                Some((d, sum)) if *d == day => {
+                    sum.total += c.total;
+                    sum.compliant += c.compliant;
+                    sum.broken += c.broken;
+                    sum.imdsv1_in_use += c.imdsv1_in_use;
+                    sum.imdsv1_allowed += c.imdsv1_allowed;
+                }
+                _ => out.push((day, c)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs started since `since` (RFC 3339) in `accounts` ('' for the console's own; None: all):
+    /// how many, how many instances they covered, and who started them.
+    pub fn started_since(
+        &self,
+        since: &str,
+        accounts: Option<&[String]>,
+    ) -> Result<(usize, usize, Vec<String>), AppError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT r.id, r.account, r.requester, (SELECT COUNT(*) FROM run_instances i WHERE i.run_id = r.id)
+             FROM runs r WHERE r.started_here = 1 AND r.parent_execution_id IS NULL AND r.execution_id IS NOT NULL
+               AND r.created_at >= ?1",
+        )?;
+        let rows = stmt
+            .query_map([since], |r| {
+                Ok((
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut runs = 0;
+        let mut instances = 0;
+        let mut people: Vec<String> = Vec::new();
+        for (account, requester, n) in rows {
+            if accounts.is_some_and(|a| !a.contains(&account)) {
+                continue;
+            }
+            runs += 1;
+            instances += n as usize;
+            if let Some(p) = requester {
+                if !people.contains(&p) {
+                    people.push(p);
+                }
+            }
+        }
+        people.sort();
+        Ok((runs, instances, people))
     }
 }
 

@@ -18,8 +18,8 @@ use leptos_router::path;
 
 use components::header::Header;
 use pages::{
-    admin::AdminPage, detail::ExecutionDetailPage, execute::ExecutePage, fleet::FleetPage,
-    history::HistoryPage, login::LoginPage, not_found::NotFound,
+    admin::AdminPage, dashboard::DashboardPage, detail::ExecutionDetailPage, execute::ExecutePage,
+    fleet::FleetPage, history::HistoryPage, login::LoginPage, not_found::NotFound,
 };
 
 #[component]
@@ -40,7 +40,7 @@ pub fn App() -> impl IntoView {
             <Header/>
             <main>
                 <Routes fallback=|| view! { <NotFound/> }>
-                    <Route path=path!("/") view=ExecutePage/>
+                    <Route path=path!("/") view=DashboardPage/>
                     <Route path=path!("/execute") view=ExecutePage/>
                     <Route path=path!("/history") view=HistoryPage/>
                     <Route path=path!("/fleet") view=FleetPage/>

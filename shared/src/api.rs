@@ -618,3 +618,33 @@ pub struct AccountView {
     pub reason: Option<String>,
     pub instances: usize,
 }
+
+/// `GET /api/v1/dashboard`: the team's view of the migration, within the caller's accounts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dashboard {
+    /// The fleet now.
+    pub now: PostureCounts,
+    pub by_account: Vec<GroupCounts>,
+    pub by_region: Vec<GroupCounts>,
+    /// One point per day (oldest first), up to a year back.
+    pub trend: Vec<TrendPoint>,
+    /// Since midnight UTC.
+    pub today: Today,
+    /// Runs still going.
+    pub in_flight: Vec<ExecutionSummary>,
+    pub as_of: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrendPoint {
+    /// `YYYY-MM-DD`, UTC.
+    pub day: String,
+    pub counts: PostureCounts,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Today {
+    pub runs: usize,
+    pub instances: usize,
+    pub people: Vec<String>,
+}

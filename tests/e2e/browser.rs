@@ -735,3 +735,37 @@ async fn the_fleet_pages_past_a_hundred_rows_filters_in_the_url_and_the_region_f
     wait_prop(c, "#targets", "value", |v| v.trim() == east).await;
     b.close().await;
 }
+
+#[tokio::test]
+async fn the_dashboard_draws_the_trend_of_several_days_and_links_to_the_instances_to_fix() {
+    let app = app_with_pages(AppOptions::default()).await;
+    let day = |n| app.state.store.clock.day(n);
+    for (n, compliant) in [(2, 5), (1, 9)] {
+        let c = shared::api::PostureCounts {
+            total: 40,
+            compliant,
+            ..Default::default()
+        };
+        app.state
+            .store
+            .record_posture(&day(n), sandbox::ACCOUNT_ID, &c)
+            .unwrap();
+    }
+    let b = browser().await;
+    let c = &b.client;
+    login(c, &app.base, "admin", &admin_password(&app)).await;
+    goto(c, &format!("{}/", app.base)).await;
+    wait_count(c, "[data-testid=trend] circle", 3).await;
+    wait_attr(c, "[data-testid=trend] circle:first-of-type", "data-day", |d| {
+        d == Some(day(2).as_str())
+    })
+    .await;
+    wait_text(c, "[data-testid=dashboard-now]", |t| {
+        t.contains("of 40 instances")
+    })
+    .await;
+    wait_count(c, "[data-testid=by-region] tbody tr", 2).await;
+    click(c, "a[href='/fleet?compliance=imdsv1_in_use']").await;
+    wait_prop(c, "#fleet-compliance", "value", |v| v == "imdsv1_in_use").await;
+    b.close().await;
+}

@@ -579,3 +579,56 @@ async fn members_can_come_from_an_organizational_unit_and_an_unknown_one_is_repo
         }
     }
 }
+
+#[tokio::test]
+async fn the_dashboard_shows_the_posture_now_day_by_day_and_what_changed_today() {
+    let app = spawn_app_with(AppOptions::default()).await;
+    let (status, first) = app.get("/dashboard").await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["now"]["total"], 40);
+    let trend = first["trend"].as_array().unwrap();
+    assert_eq!(trend.len(), 1, "today's reading: {first}");
+    assert_eq!(
+        trend[0]["counts"], first["now"],
+        "the day's reading is the fleet now"
+    );
+
+    // A reading from an earlier day, as the console would have stored it then.
+    let yesterday = app.state.store.clock.day(1);
+    let earlier = shared::api::PostureCounts {
+        total: 40,
+        compliant: 3,
+        ..Default::default()
+    };
+    app.state
+        .store
+        .record_posture(&yesterday, sandbox::ACCOUNT_ID, &earlier)
+        .unwrap();
+    let id = app.quiet("us-east-1").await.remove(0);
+    let (status, body) = app
+        .post("/executions", &json!({"parameters": {"InstanceId": id}}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    app.wait_done(body["execution_id"].as_str().unwrap(), Duration::from_secs(30))
+        .await;
+    app.refresh_fleet().await;
+    let (_, d) = app.get("/dashboard").await;
+    let days: Vec<&str> = d["trend"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["day"].as_str().unwrap())
+        .collect();
+    assert_eq!(days, [yesterday.as_str(), &app.state.store.clock.day(0)], "{d}");
+    assert_eq!(d["trend"][0]["counts"]["compliant"], 3);
+    assert_eq!(
+        d["trend"][1]["counts"]["compliant"],
+        first["now"]["compliant"].as_u64().unwrap() + 1,
+        "the enforced instance counts today"
+    );
+    assert_eq!(d["today"]["runs"], 1, "{d}");
+    assert_eq!(d["today"]["instances"], 1);
+    assert_eq!(d["today"]["people"], json!(["admin"]));
+    assert_eq!(d["by_region"].as_array().unwrap().len(), 2);
+    assert!(d["in_flight"].as_array().unwrap().is_empty(), "{d}");
+}

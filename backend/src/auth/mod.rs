@@ -127,6 +127,7 @@ fn account_rule(method: &Method, path: &str) -> AccountRule {
         (&Method::POST, _) if run_action => AccountRule::Run,
         (&Method::GET, p)
             if p == "/instances"
+                || p == "/dashboard"
                 || p == "/fleet/summary"
                 || p == "/accounts"
                 || p == "/executions"

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod dashboard;
 pub mod doctor;
 pub mod events;
 pub mod executions;
@@ -23,6 +24,7 @@ pub fn api() -> Router<AppState> {
         .merge(health::router())
         .merge(accounts::router())
         .merge(audit::router())
+        .merge(dashboard::router())
         .merge(doctor::router())
         .merge(identity::router())
         .merge(executions::router())

@@ -37,6 +37,7 @@ pub fn Header() -> impl IntoView {
         <header class="top">
             <span class="brand">"imds-console"</span>
             <nav aria-label="Main">
+                <A href="/">"Dashboard"</A>
                 <A href="/execute">"Execute"</A>
                 <A href="/history">"History"</A>
                 <A href="/fleet">"Fleet"</A>
