@@ -34,7 +34,9 @@ impl ClientError {
                     (503, _) => " AWS could not be reached; try again shortly.",
                     _ => "",
                 };
-                format!("{} ({}): {}{hint}", error.code, status, error.message)
+                // The message first, in words, then what to do; the code last, for a search or a ticket.
+                let message = error.message.trim_end_matches('.');
+                format!("{message}.{hint} ({}, HTTP {status})", error.code)
             }
         }
     }
@@ -177,12 +179,16 @@ pub fn enc(v: &str) -> String {
     js_sys::encode_uri_component(v).as_string().unwrap_or_default()
 }
 
-/// A timestamp in the viewer's local time.
+/// A timestamp in the viewer's own locale and time zone, with the zone named (the pickers and the
+/// tables then agree on the format).
 pub fn local_time(rfc3339: Option<&str>) -> String {
     match rfc3339 {
         Some(t) => {
             let d = js_sys::Date::new(&wasm_bindgen::JsValue::from_str(t));
-            d.to_locale_string("en-GB", &wasm_bindgen::JsValue::UNDEFINED)
+            let options = js_sys::Object::new();
+            let _ = js_sys::Reflect::set(&options, &"dateStyle".into(), &"medium".into());
+            let _ = js_sys::Reflect::set(&options, &"timeStyle".into(), &"long".into());
+            d.to_locale_string("default", &options)
                 .as_string()
                 .unwrap_or_else(|| t.to_owned())
         }

@@ -509,16 +509,23 @@ async fn the_first_admin_adds_an_operator_who_can_start_and_a_viewer_who_cannot(
     );
     logout(c).await;
 
-    // The viewer can look but not start.
+    // The viewer can look but is offered no control that would answer 403.
     login(c, &app.base, "victor", "victor-password-123").await;
     goto(c, &format!("{}/execute?instance={id}", app.base)).await;
     wait_text(c, "[data-testid=viewer-note]", |t| t.contains("viewer")).await;
-    wait_attr(c, "#review", "disabled", |v| v == Some("true")).await;
+    wait_absent(c, "#review").await;
+    wait_absent(c, "nav a[href='/execute']").await;
     goto(c, &format!("{}/history", app.base)).await;
     wait_text(c, &format!("tr[data-execution-id='{started}'] .status"), |t| {
         t == "Success"
     })
     .await;
+    goto(c, &format!("{}/executions/{started}", app.base)).await;
+    wait_text(c, "[data-testid=exec-status]", |t| t == "Success").await;
+    wait_absent(c, "#revert").await;
+    goto(c, &format!("{}/fleet", app.base)).await;
+    wait_count(c, "[data-testid=fleet] tbody tr", 40).await;
+    wait_absent(c, "#enforce-selected").await;
     b.close().await;
 }
 

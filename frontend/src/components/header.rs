@@ -38,7 +38,7 @@ pub fn Header() -> impl IntoView {
             <span class="brand">"imds-console"</span>
             <nav aria-label="Main">
                 <A href="/">"Dashboard"</A>
-                <A href="/execute">"Execute"</A>
+                {move || session.me.get().filter(|m| m.role >= Role::Operator).map(|_| view! { <A href="/execute">"Execute"</A> })}
                 <A href="/history">"History"</A>
                 <A href="/fleet">"Fleet"</A>
                 {move || session.me.get().filter(|m| m.role == Role::Admin).map(|_| view! { <A href="/admin">"Admin"</A> })}

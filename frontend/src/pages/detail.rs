@@ -81,8 +81,11 @@ fn Detail(
     reverting: Signal<bool>,
 ) -> impl IntoView {
     let s = d.summary.clone();
-    let can_stop = s.status.can_stop();
-    let can_revert = s.status.is_terminal() && !d.prior_options.is_empty() && d.rolled_back_by.is_empty();
+    // Viewers see no control they cannot use.
+    let operator = crate::session::use_session().can_operate();
+    let can_stop = operator && s.status.can_stop();
+    let can_revert =
+        operator && s.status.is_terminal() && !d.prior_options.is_empty() && d.rolled_back_by.is_empty();
     let audit = {
         let override_reason = d
             .override_reason

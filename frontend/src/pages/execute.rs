@@ -232,6 +232,10 @@ pub fn ExecutePage() -> impl IntoView {
     view! {
         <section class="card">
             <h1>"Execute AWSSupport-ConfigureEC2Metadata"</h1>
+            {move || (session.me.get().is_some() && !session.can_operate()).then(|| view! {
+                <p class="help" data-testid="viewer-note">"You are signed in as a viewer: you can look at runs and the fleet; starting runs needs the operator role."</p>
+            })}
+            <Show when=move || session.can_operate()>
             <form class="run" on:submit=review novalidate aria-label="Runbook parameters">
                 <fieldset class="row">
                     <legend class="sr-only">"Execution mode"</legend>
@@ -415,12 +419,10 @@ pub fn ExecutePage() -> impl IntoView {
                     </div>
                 </div>
                 <div class="row"><span></span><div>
-                    <button type="submit" id="review" disabled=move || !session.can_operate()>"Review changes"</button>
-                    {move || (session.me.get().is_some() && !session.can_operate()).then(|| view! {
-                        <p class="help" data-testid="viewer-note">"You are signed in as a viewer: you can look, but starting runs needs the operator role."</p>
-                    })}
+                    <button type="submit" id="review">"Review changes"</button>
                 </div></div>
             </form>
+            </Show>
             <Show when=move || confirming.get()>
                 <Confirm request=request start=start/>
             </Show>

@@ -88,9 +88,9 @@ pub fn FleetPage() -> impl IntoView {
         r.dedup();
         r
     };
-    let enforce = {
+    let enforce = Callback::new({
         let navigate = navigate.clone();
-        move |_| {
+        move |()| {
             let chosen = selected.get_untracked();
             let regions = regions_selected();
             let [(account, region)] = regions.as_slice() else {
@@ -107,7 +107,7 @@ pub fn FleetPage() -> impl IntoView {
             };
             navigate(&url, Default::default());
         }
-    };
+    });
 
     let header = {
         let set = set.clone();
@@ -242,8 +242,9 @@ pub fn FleetPage() -> impl IntoView {
                     <input id="fleet-tag" placeholder="Team=web" prop:value=move || q("tag") on:change=on_filter("tag")/>
                 </label>
             </div>
+            <Show when=move || crate::session::use_session().can_operate()>
             <div class="filters">
-                <button id="enforce-selected" disabled=move || selected.get().is_empty() || regions_selected().len() != 1 on:click=enforce>
+                <button id="enforce-selected" disabled=move || selected.get().is_empty() || regions_selected().len() != 1 on:click=move |_| enforce.run(())>
                     {move || format!("Enforce IMDSv2 on {} selected", selected.get().len())}
                 </button>
                 {move || (regions_selected().len() > 1).then(|| view! {
@@ -251,6 +252,7 @@ pub fn FleetPage() -> impl IntoView {
                 })}
                 <button class="secondary" on:click=move |_| selected.set(BTreeMap::new())>"Clear selection"</button>
             </div>
+            </Show>
             {move || match page.get() {
                 None => view! { <p role="status">"Loading instances…"</p> }.into_any(),
                 Some(Err(e)) => view! { <div class="error-box" role="alert">{e.explain()}</div> }.into_any(),
