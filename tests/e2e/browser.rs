@@ -227,15 +227,6 @@ async fn wait_absent(c: &Client, css: &str) {
     wait_count(c, css, 0).await
 }
 
-/// Accepts the confirmation dialog the last click opens, once it is open.
-async fn accept_dialog(c: &Client) {
-    let deadline = Instant::now() + PATIENCE;
-    while let Err(e) = c.accept_alert().await {
-        assert!(Instant::now() < deadline, "no dialog to accept: {e}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn goto(c: &Client, url: &str) {
     c.goto(url).await.unwrap_or_else(|e| panic!("{url}: {e}"));
 }
@@ -442,7 +433,7 @@ async fn a_blocked_enforce_needs_a_written_reason_and_the_run_can_be_reverted() 
         "Agent upgraded; calls are from a test cron"
     );
     click(c, "#revert").await;
-    accept_dialog(c).await;
+    click(c, "#modal-confirm").await;
     let reverted = text_of(c, "[data-testid=reverted] a").await;
     assert_eq!(reverted.len(), 36, "{reverted}");
     let d = app.wait_done(&reverted, Duration::from_secs(30)).await;
@@ -610,7 +601,11 @@ async fn a_run_in_progress_can_be_stopped_from_its_page() {
     let slow = body["execution_id"].as_str().unwrap().to_owned();
     goto(c, &format!("{}/executions/{slow}", app.base)).await;
     click(c, "#stop").await;
-    accept_dialog(c).await;
+    wait_text(c, "[data-testid=modal]", |t| {
+        t.contains("Steps already done stay done")
+    })
+    .await;
+    click(c, "#modal-confirm").await;
     wait_text(c, "[data-testid=exec-status]", |t| t == "Cancelled").await;
     b.close().await;
 }
@@ -638,6 +633,21 @@ async fn an_admin_checks_aws_permissions_on_the_admin_page_and_sees_what_to_fix(
         |t| t.contains("assume role") && t.contains("AutomationAssumeRole's policy"),
     )
     .await;
+
+    // Disabling a user asks first, naming them; Cancel changes nothing.
+    app.add_user("dora", "viewer").await;
+    goto(c, &format!("{}/admin", app.base)).await;
+    click(c, "[data-disable='dora']").await;
+    wait_text(c, "[data-testid=modal]", |t| {
+        t.contains("dora is signed out at once")
+    })
+    .await;
+    click(c, "#modal-cancel").await;
+    wait_absent(c, "[data-testid=modal]").await;
+    wait_text(c, "tr[data-user='dora']", |t| t.contains("enabled")).await;
+    click(c, "[data-disable='dora']").await;
+    click(c, "#modal-confirm").await;
+    wait_text(c, "tr[data-user='dora']", |t| t.contains("disabled")).await;
     b.close().await;
 }
 

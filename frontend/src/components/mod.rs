@@ -1,4 +1,5 @@
 //! Reusable view pieces.
 
 pub mod header;
+pub mod modal;
 pub mod status;

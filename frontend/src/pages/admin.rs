@@ -58,6 +58,13 @@ pub fn AdminPage() -> impl IntoView {
         let name = name.clone();
         async move { api::post_empty(&format!("/users/{name}/enable"), &serde_json::json!({})).await }
     });
+    // Disabling asks first, naming the user (and saying so when it is the person's own account).
+    let asking_disable = RwSignal::new(false);
+    let to_disable = RwSignal::new(String::new());
+    let do_disable = Callback::new(move |()| {
+        disable.dispatch(to_disable.get_untracked());
+    });
+    let me = crate::session::use_session().me;
     let (token_user, token_role) = (RwSignal::new(String::new()), RwSignal::new(String::new()));
     let create = Action::new_local(|req: &CreateTokenRequest| {
         let req = req.clone();
@@ -96,6 +103,16 @@ pub fn AdminPage() -> impl IntoView {
         });
     };
     view! {
+        <crate::components::modal::ConfirmModal open=asking_disable title="Disable this user?" confirm_label="Disable" on_confirm=do_disable>
+            <p>{move || {
+                let name = to_disable.get();
+                let own = me.get().is_some_and(|m| m.name == name);
+                format!(
+                    "{name} is signed out at once, and their API tokens stop working.{}",
+                    if own { " This is your own account: you will be signed out too." } else { "" }
+                )
+            }}</p>
+        </crate::components::modal::ConfirmModal>
         <section class="card">
             <h1>"Users"</h1>
             {move || match users.get() {
@@ -114,7 +131,7 @@ pub fn AdminPage() -> impl IntoView {
                                     <td>{if u.disabled {
                                         view! { <button class="secondary" on:click=move |_| { enable.dispatch(n.clone()); }>"Enable"</button> }.into_any()
                                     } else {
-                                        view! { <button class="secondary" on:click=move |_| { disable.dispatch(n.clone()); }>"Disable"</button> }.into_any()
+                                        view! { <button class="secondary" data-disable=n.clone() on:click=move |_| { to_disable.set(n.clone()); asking_disable.set(true); }>"Disable"</button> }.into_any()
                                     }}</td>
                                 </tr>
                             }

@@ -7,6 +7,7 @@ use leptos_router::hooks::use_params_map;
 use shared::api::{ExecutionDetail, Progress};
 
 use crate::api::{self, local_time};
+use crate::components::modal::ConfirmModal;
 use crate::components::status::StatusBadge;
 use crate::live::use_live;
 use crate::pages::history::ExecutionTable;
@@ -227,35 +228,29 @@ pub fn ExecutionDetailPage() -> impl IntoView {
         let id = id.clone();
         async move { api::stop(&id).await }
     });
-    let on_stop = Callback::new(move |()| {
-        let ok = web_sys::window()
-            .and_then(|w| {
-                w.confirm_with_message("Stop this run? Steps already done stay done.")
-                    .ok()
-            })
-            .unwrap_or(false);
-        if ok {
-            stop.dispatch(id());
-        }
+    let asking_stop = RwSignal::new(false);
+    let on_stop = Callback::new(move |()| asking_stop.set(true));
+    let do_stop = Callback::new(move |()| {
+        stop.dispatch(id());
     });
     let stopping = Signal::derive(move || stop.pending().get());
     let revert = Action::new_local(|id: &String| {
         let id = id.clone();
         async move { api::rollback(&id).await }
     });
-    let on_revert = Callback::new(move |()| {
-        let ok = web_sys::window()
-            .and_then(|w| {
-                w.confirm_with_message("Start a run that restores every changed instance to these options?")
-                    .ok()
-            })
-            .unwrap_or(false);
-        if ok {
-            revert.dispatch(id());
-        }
+    let asking_revert = RwSignal::new(false);
+    let on_revert = Callback::new(move |()| asking_revert.set(true));
+    let do_revert = Callback::new(move |()| {
+        revert.dispatch(id());
     });
     let reverting = Signal::derive(move || revert.pending().get());
     view! {
+        <ConfirmModal open=asking_stop title="Stop this run?" confirm_label="Stop run" on_confirm=do_stop>
+            <p>{move || format!("SSM cancels {} and starts no more of its targets. Steps already done stay done: an instance already changed keeps its new options (Revert restores them).", id())}</p>
+        </ConfirmModal>
+        <ConfirmModal open=asking_revert title="Revert this run?" confirm_label="Start the rollback" on_confirm=do_revert>
+            <p>"A new run of the same runbook puts every instance this run changed back to the options listed under \"Options before this run\". Instances terminated since are skipped and named."</p>
+        </ConfirmModal>
         {move || stop.value().get().and_then(|r| r.err()).map(|e| view! { <div class="error-box" role="alert">{e.explain()}</div> })}
         {move || revert.value().get().map(|r| match r {
             Ok(rb) => view! {

@@ -1,0 +1,35 @@
+//! A confirmation dialog in the page (CloudScape's modal), instead of the browser's `confirm()`: it
+//! says what will happen, names the thing, and offers Cancel first.
+
+use leptos::prelude::*;
+
+#[component]
+pub fn ConfirmModal(
+    open: RwSignal<bool>,
+    #[prop(into)] title: String,
+    #[prop(into)] confirm_label: String,
+    on_confirm: Callback<()>,
+    children: ChildrenFn,
+) -> impl IntoView {
+    let title = StoredValue::new(title);
+    let confirm_label = StoredValue::new(confirm_label);
+    let children = StoredValue::new(children);
+    view! {
+        <Show when=move || open.get()>
+            <div class="modal-backdrop">
+                <div class="modal" role="dialog" aria-modal="true" aria-labelledby="modal-title" data-testid="modal">
+                    <h2 id="modal-title">{title.get_value()}</h2>
+                    <div>{children.with_value(|c| c())}</div>
+                    <p class="modal-actions">
+                        <button class="secondary" id="modal-cancel" on:click=move |_| open.set(false)>"Cancel"</button>
+                        " "
+                        <button class="danger" id="modal-confirm" on:click=move |_| {
+                            open.set(false);
+                            on_confirm.run(());
+                        }>{confirm_label.get_value()}</button>
+                    </p>
+                </div>
+            </div>
+        </Show>
+    }
+}
