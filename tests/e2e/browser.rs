@@ -786,3 +786,63 @@ async fn the_dashboard_draws_the_trend_of_several_days_and_links_to_the_instance
     wait_prop(c, "#fleet-compliance", "value", |v| v == "imdsv1_in_use").await;
     b.close().await;
 }
+
+#[tokio::test]
+async fn blocked_instances_can_be_skipped_and_the_rest_run_without_an_override() {
+    let app = app_with_pages(AppOptions::default()).await;
+    let user = app
+        .pick("us-east-1", |i| {
+            i["compliant"] == false
+                && i["metadata"]["http_endpoint"] == "enabled"
+                && i["imdsv1_calls"].as_u64().unwrap_or(0) > 0
+        })
+        .await
+        .remove(0);
+    let quiet: Vec<String> = app
+        .pick("us-east-1", |i| {
+            i["compliant"] == false && i["metadata"]["http_endpoint"] == "enabled" && i["imdsv1_calls"] == 0
+        })
+        .await
+        .into_iter()
+        .take(2)
+        .collect();
+    let b = browser().await;
+    let c = &b.client;
+    login(c, &app.base, "admin", &admin_password(&app)).await;
+    let targets = format!("{user},{},{}", quiet[0], quiet[1]);
+    goto(
+        c,
+        &format!("{}/execute?targets={targets}&region=us-east-1", app.base),
+    )
+    .await;
+    click(c, "#review").await;
+    wait_text(c, "[data-testid=gate]", |t| t.contains(&user)).await;
+    wait_text(c, "#skip-users", |t| {
+        t == "Skip the 1 instance(s) using IMDSv1 and run the other 2"
+    })
+    .await;
+    click(c, "#skip-users").await;
+    let started = text_of(c, "[data-testid=started] a").await;
+    let mut done = app.wait_done(&started, Duration::from_secs(30)).await;
+    assert_eq!(done["summary"]["status"], "Success", "{done}");
+    // The watcher may record the last child a poll after the parent ends.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while done["children"].as_array().map_or(0, Vec::len) < 2 {
+        assert!(Instant::now() < deadline, "{done}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        done = app.get(&format!("/executions/{started}")).await.1;
+    }
+    let ran: std::collections::BTreeSet<String> = done["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["instance_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        ran,
+        quiet.iter().cloned().collect(),
+        "the IMDSv1 user was left out"
+    );
+    assert!(done["override_reason"].is_null(), "no override was needed");
+    b.close().await;
+}
