@@ -432,6 +432,15 @@ async fn a_blocked_enforce_needs_a_written_reason_and_the_run_can_be_reverted() 
         text_of(c, "[data-testid=override]").await,
         "Agent upgraded; calls are from a test cron"
     );
+    // The steps' inputs are collapsed and scripts sit behind a toggle: the page fits the window.
+    let fits = c
+        .execute(
+            "return document.documentElement.scrollWidth <= window.innerWidth",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(fits, serde_json::json!(true), "the detail page scrolls sideways");
     click(c, "#revert").await;
     click(c, "#modal-confirm").await;
     let reverted = text_of(c, "[data-testid=reverted] a").await;

@@ -148,18 +148,31 @@ fn Detail(
         .steps
         .iter()
         .map(|st| {
-            let inputs = st
-                .inputs
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join("\n");
-            let outputs = st
-                .outputs
-                .iter()
-                .map(|(k, v)| format!("{k}={}", v.join(",")))
-                .collect::<Vec<_>>()
-                .join("\n");
+            // Collapsed by default, as key/value pairs; a script's source has a toggle of its own, so
+            // a step row stays as wide as its name and status.
+            let inputs = (!st.inputs.is_empty()).then(|| {
+                let pairs = st
+                    .inputs
+                    .iter()
+                    .map(|(k, v)| {
+                        let value = v.trim_matches('"').replace("\\n", "\n");
+                        if k == "Script" || value.lines().count() > 3 {
+                            view! { <dt>{k.clone()}</dt><dd><details class="source"><summary>"show source"</summary><pre>{value}</pre></details></dd> }.into_any()
+                        } else {
+                            view! { <dt>{k.clone()}</dt><dd class="mono">{value}</dd> }.into_any()
+                        }
+                    })
+                    .collect_view();
+                view! { <details class="step-io"><summary>{format!("{} input(s)", st.inputs.len())}</summary><dl class="kv">{pairs}</dl></details> }
+            });
+            let outputs = (!st.outputs.is_empty()).then(|| {
+                let pairs = st
+                    .outputs
+                    .iter()
+                    .map(|(k, v)| view! { <dt>{k.clone()}</dt><dd class="mono">{v.join(", ")}</dd> })
+                    .collect_view();
+                view! { <details class="step-io"><summary>{format!("{} output(s)", st.outputs.len())}</summary><dl class="kv">{pairs}</dl></details> }
+            });
             let failure = st.failure_message.clone().map(|m| {
                 format!(
                     "{m} ({} / {})",
@@ -174,8 +187,8 @@ fn Detail(
                     <td><StatusBadge status=st.status.clone()/></td>
                     <td>{local_time(st.start_time.as_deref())}</td>
                     <td>{duration(st.start_time.as_deref(), st.end_time.as_deref())}</td>
-                    <td class="mono"><pre>{inputs}</pre></td>
-                    <td class="mono"><pre>{outputs}</pre></td>
+                    <td>{inputs}</td>
+                    <td>{outputs}</td>
                     <td>{failure}</td>
                 </tr>
             }
@@ -205,10 +218,12 @@ fn Detail(
         {prior}
         <section class="card">
             <h2>"Steps"</h2>
+            <div class="table-scroll">
             <table data-testid="steps">
                 <thead><tr><th>"Step"</th><th>"Action"</th><th>"Status"</th><th>"Started"</th><th>"Duration"</th><th>"Inputs"</th><th>"Outputs"</th><th>"Failure"</th></tr></thead>
                 <tbody>{steps}</tbody>
             </table>
+            </div>
         </section>
         <section class="card"><h2>"Outputs"</h2><dl class="kv">{outputs}</dl></section>
     }
