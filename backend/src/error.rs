@@ -51,6 +51,14 @@ pub enum AppError {
 }
 
 impl AppError {
+    /// A 400 that names one bad field and says what is allowed.
+    pub fn field(field: &str, message: impl Into<String>) -> AppError {
+        AppError::Validation(shared::ValidationErrors(vec![shared::FieldError {
+            field: field.into(),
+            message: message.into(),
+        }]))
+    }
+
     pub fn internal(e: impl std::fmt::Display) -> AppError {
         AppError::Internal(e.to_string())
     }

@@ -131,13 +131,13 @@ impl StateInner {
     pub fn region(&self, requested: Option<&str>) -> Result<&RegionClients, AppError> {
         let name = requested.unwrap_or(&self.regions[0]);
         self.clients.get(name).ok_or_else(|| {
-            AppError::Validation(shared::ValidationErrors(vec![shared::FieldError {
-                field: "region".into(),
-                message: format!(
+            AppError::field(
+                "region",
+                format!(
                     "\"{name}\" is not managed by this console; use one of {}",
                     self.regions.join(", ")
                 ),
-            }]))
+            )
         })
     }
 

@@ -149,6 +149,18 @@ async fn runs_on(app: &e2e::TestApp, instance: &str) -> usize {
     n
 }
 
+/// The audit record with this ID.
+async fn audit_record(app: &e2e::TestApp, record_id: i64) -> serde_json::Value {
+    let audit = app.get("/audit").await.1;
+    audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["record_id"] == record_id)
+        .cloned()
+        .unwrap_or_else(|| panic!("no audit record {record_id}: {audit}"))
+}
+
 /// The audit record of the newest start.
 async fn newest_record(app: &e2e::TestApp) -> serde_json::Value {
     app.get("/audit").await.1[0].clone()
@@ -473,27 +485,14 @@ async fn past_ssms_concurrency_quota_runs_wait_in_its_queue_then_the_console_que
         Some("Pending")
     );
     let record_id = queued["record_id"].as_i64().unwrap();
-    let audit = app.get("/audit").await.1;
-    let record = audit
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["record_id"] == record_id)
-        .unwrap();
+    let record = audit_record(&app, record_id).await;
     assert_eq!(record["status"], "Queued", "{record}");
 
     // As runs finish, SSM admits the waiting one and the console sends the queued start: three runs,
     // each exactly once, all successful.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let third = loop {
-        let audit = app.get("/audit").await.1;
-        let r = audit
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["record_id"] == record_id)
-            .cloned()
-            .unwrap();
+        let r = audit_record(&app, record_id).await;
         if let Some(e) = r["execution_id"].as_str() {
             break e.to_owned();
         }

@@ -85,17 +85,25 @@ fn role_of(raw: &str) -> Role {
     Role::parse(raw).unwrap_or(Role::Viewer)
 }
 
+/// A live token: its ID, user, its role, the user's role, when last used, the user's accounts.
+type TokenRow = (i64, String, String, String, Option<i64>, Option<String>);
+
+/// A user's stored account list (comma-separated; NULL: every account).
+fn account_list(raw: Option<String>) -> Option<Vec<String>> {
+    raw.map(|s| {
+        s.split(',')
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .collect()
+    })
+}
+
 /// Checks a list of account IDs for a user's scope.
 pub fn check_account_list(ids: &[String]) -> Result<Vec<String>, AppError> {
     let mut out = Vec::new();
     for id in ids {
         let id = id.trim();
-        shared::params::AccountId::parse(id).map_err(|m| {
-            AppError::Validation(shared::ValidationErrors(vec![shared::FieldError {
-                field: "accounts".into(),
-                message: m,
-            }]))
-        })?;
+        shared::params::AccountId::parse(id).map_err(|m| AppError::field("accounts", m))?;
         if !out.iter().any(|o| o == id) {
             out.push(id.to_owned());
         }
@@ -104,20 +112,6 @@ pub fn check_account_list(ids: &[String]) -> Result<Vec<String>, AppError> {
 }
 
 impl Store {
-    /// The accounts a user is limited to (None: every account).
-    pub fn user_accounts(&self, name: &str) -> Result<Option<Vec<String>>, AppError> {
-        let raw: Option<Option<String>> = self
-            .conn()
-            .query_row("SELECT accounts FROM users WHERE name = ?1", [name], |r| r.get(0))
-            .optional()?;
-        Ok(raw.flatten().map(|s| {
-            s.split(',')
-                .filter(|a| !a.is_empty())
-                .map(str::to_owned)
-                .collect()
-        }))
-    }
-
     /// Limits a user to these accounts (None: every account). Their sessions and tokens follow at
     /// once, since the scope is read on every request.
     pub fn set_user_accounts(&self, name: &str, accounts: Option<&[String]>) -> Result<(), AppError> {
@@ -142,19 +136,9 @@ impl Store {
     }
 
     pub fn add_user(&self, name: &str, role: Role, password: &str) -> Result<(), AppError> {
-        let field = |m: String| {
-            AppError::Validation(shared::ValidationErrors(vec![shared::FieldError {
-                field: "name".into(),
-                message: m,
-            }]))
-        };
+        let field = |m: String| AppError::field("name", m);
         check_user_name(name).map_err(field)?;
-        check_password_rules(name, password).map_err(|m| {
-            AppError::Validation(shared::ValidationErrors(vec![shared::FieldError {
-                field: "password".into(),
-                message: m,
-            }]))
-        })?;
+        check_password_rules(name, password).map_err(|m| AppError::field("password", m))?;
         let hash = hash_password(password)?;
         let n = self.conn().execute(
             "INSERT OR IGNORE INTO users (name, role, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
@@ -269,12 +253,7 @@ impl Store {
                     role: role_of(&r.get::<_, String>(1)?),
                     disabled: r.get::<_, i64>(2)? != 0,
                     created_at: r.get(3)?,
-                    accounts: r.get::<_, Option<String>>(4)?.map(|s| {
-                        s.split(',')
-                            .filter(|a| !a.is_empty())
-                            .map(str::to_owned)
-                            .collect()
-                    }),
+                    accounts: account_list(r.get(4)?),
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
@@ -329,21 +308,22 @@ impl Store {
 
     /// The identity behind a session cookie, if the session is live and its user enabled.
     pub fn session_identity(&self, secret: &str) -> Result<Option<Identity>, AppError> {
-        let row: Option<(String, String, i64)> = self
+        // The user's account scope comes with the same query, so a change applies at once.
+        let row: Option<(String, String, i64, Option<String>)> = self
             .conn()
             .query_row(
-                "SELECT u.name, u.role, u.must_change_password FROM sessions s JOIN users u ON u.name = s.user_name
+                "SELECT u.name, u.role, u.must_change_password, u.accounts FROM sessions s JOIN users u ON u.name = s.user_name
                  WHERE s.id_hash = ?1 AND s.expires_at_ms > ?2 AND u.disabled = 0",
                 params![hash_secret(secret), self.clock.now_ms()],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()?;
-        Ok(row.map(|(name, role, must_change)| Identity {
+        Ok(row.map(|(name, role, must_change, accounts)| Identity {
             name,
             role: role_of(&role),
             via: "session",
             must_change_password: must_change != 0,
-            accounts: None,
+            accounts: account_list(accounts),
         }))
     }
 
@@ -411,16 +391,17 @@ impl Store {
     /// The identity behind a bearer token, if it is live and its user enabled. Returns whether this use
     /// should be logged (the first in an hour).
     pub fn token_identity(&self, secret: &str) -> Result<Option<(Identity, i64, bool)>, AppError> {
-        let row: Option<(i64, String, String, String, Option<i64>)> = self
+        let row: Option<TokenRow> = self
             .conn()
             .query_row(
-                "SELECT t.id, u.name, t.role, u.role, t.last_used_ms FROM api_tokens t JOIN users u ON u.name = t.user_name
+                "SELECT t.id, u.name, t.role, u.role, t.last_used_ms, u.accounts FROM api_tokens t
+                 JOIN users u ON u.name = t.user_name
                  WHERE t.token_hash = ?1 AND t.revoked = 0 AND u.disabled = 0",
                 [hash_secret(secret)],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
             )
             .optional()?;
-        let Some((id, name, token_role, user_role, last_ms)) = row else {
+        let Some((id, name, token_role, user_role, last_ms, accounts)) = row else {
             return Ok(None);
         };
         let now = self.clock.now_ms();
@@ -439,7 +420,7 @@ impl Store {
                 role,
                 via: "token",
                 must_change_password: false,
-                accounts: None,
+                accounts: account_list(accounts),
             },
             id,
             log,

@@ -541,14 +541,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         return no_store(refuse(StatusCode::FORBIDDEN, code, message));
     }
     let mut scope = AccountScope::default();
-    if let Some(mut i) = identity {
-        // Built-in users' scope is read on every request, so a change applies at once.
-        if matches!(i.via, "session" | "token") {
-            match state.store.user_accounts(&i.name) {
-                Ok(accounts) => i.accounts = accounts,
-                Err(e) => return no_store(e.into_response()),
-            }
-        }
+    if let Some(i) = identity {
         let rule = account_rule(req.method(), &path);
         match scope_accounts(&state, &i, rule, &path, req).await {
             Ok((r, s)) => {

@@ -53,12 +53,10 @@ async fn login(State(state): State<AppState>, req: Request) -> Result<Response, 
     }
     let ApiJson(body) = ApiJson::<LoginRequest>::from_request_inner(req, &state).await?;
     if body.username.chars().count() > MAX_LOGIN_NAME {
-        return Err(AppError::Validation(shared::ValidationErrors(vec![
-            shared::FieldError {
-                field: "username".into(),
-                message: format!("a user name has at most {MAX_LOGIN_NAME} characters"),
-            },
-        ])));
+        return Err(AppError::field(
+            "username",
+            format!("a user name has at most {MAX_LOGIN_NAME} characters"),
+        ));
     }
     let now = state.store.clock.now_ms();
     match state.login_throttle.gate(&body.username, &addr, now) {
@@ -181,32 +179,23 @@ async fn change_password(
         ));
     }
     if body.new_password == body.current_password {
-        return Err(AppError::Validation(shared::ValidationErrors(vec![
-            shared::FieldError {
-                field: "new_password".into(),
-                message: "choose a password different from the current one".into(),
-            },
-        ])));
+        return Err(AppError::field(
+            "new_password",
+            "choose a password different from the current one",
+        ));
     }
     let verified = check_password(&state, &i.name, &body.current_password).await?;
     if verified.is_none() {
-        return Err(AppError::Validation(shared::ValidationErrors(vec![
-            shared::FieldError {
-                field: "current_password".into(),
-                message: "this is not your current password".into(),
-            },
-        ])));
+        return Err(AppError::field(
+            "current_password",
+            "this is not your current password",
+        ));
     }
     state
         .store
         .set_password(&i.name, &body.new_password)
         .map_err(|e| match e {
-            AppError::BadQuery(m) => {
-                AppError::Validation(shared::ValidationErrors(vec![shared::FieldError {
-                    field: "new_password".into(),
-                    message: m,
-                }]))
-            }
+            AppError::BadQuery(m) => AppError::field("new_password", m),
             other => other,
         })?;
     crate::admin::forget_first_password(&state.data_dir, &i.name);

@@ -31,12 +31,7 @@ async fn doctor(
 ) -> Result<Json<PermissionReport>, AppError> {
     let role = q.assume_role.filter(|r| !r.trim().is_empty());
     if let Some(r) = &role {
-        shared::RoleArn::parse(r).map_err(|message| {
-            AppError::Validation(shared::ValidationErrors(vec![shared::FieldError {
-                field: "assume_role".into(),
-                message,
-            }]))
-        })?;
+        shared::RoleArn::parse(r).map_err(|message| AppError::field("assume_role", message))?;
     }
     let mut last = state.doctor.lock().await;
     if let Some((at, report)) = last.as_ref() {

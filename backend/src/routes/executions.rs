@@ -33,13 +33,6 @@ pub fn router() -> Router<AppState> {
         .route("/executions/{id}/rollback", post(rollback))
 }
 
-fn field_error(field: &str, message: String) -> AppError {
-    AppError::Validation(shared::ValidationErrors(vec![shared::FieldError {
-        field: field.into(),
-        message,
-    }]))
-}
-
 /// Checks that the targets exist (SSM itself would only fail later, in a step) and returns their
 /// current options, which are kept with the record.
 async fn resolve_targets(
@@ -67,20 +60,20 @@ async fn resolve_targets(
             ),
         },
         (None, Some(id)) => (OwnedSelection::Ids(vec![id.to_string()]), "parameters.InstanceId"),
-        (None, None) => return Err(field_error("parameters.InstanceId", "required".into())),
+        (None, None) => return Err(AppError::field("parameters.InstanceId", "required")),
     };
     let found = match &selection {
         OwnedSelection::Ids(ids) => ec2::describe(clients, ec2::Selection::Ids(ids)).await,
         OwnedSelection::Tag(k, v) => ec2::describe(clients, ec2::Selection::Tag { key: k, value: v }).await,
     };
     match found {
-        Ok(list) if list.is_empty() => Err(field_error(
+        Ok(list) if list.is_empty() => Err(AppError::field(
             field,
             format!("no instance in {place} matches these targets"),
         )),
         Ok(list) => Ok(list),
         Err(AppError::Aws { code, message, .. }) if code.starts_with("InvalidInstanceID") => {
-            Err(field_error(field, format!("{message} in {place}")))
+            Err(AppError::field(field, format!("{message} in {place}")))
         }
         Err(e) => Err(e),
     }
@@ -125,7 +118,7 @@ async fn assess(state: &AppState, plan: &StartPlan, with_usage: bool) -> Result<
                 // A place with no tagged instance is not an error; an unreachable one is.
                 Err(AppError::Validation(_)) => {}
                 Err(e) => {
-                    return Err(field_error(
+                    return Err(AppError::field(
                         "target_locations",
                         format!("cannot read account {acct} in {r}: {e}"),
                     ))
@@ -133,9 +126,9 @@ async fn assess(state: &AppState, plan: &StartPlan, with_usage: bool) -> Result<
             }
         }
         if all.is_empty() {
-            return Err(field_error(
+            return Err(AppError::field(
                 "rate_control.targets.tag",
-                "no instance in these accounts and Regions matches this tag".into(),
+                "no instance in these accounts and Regions matches this tag",
             ));
         }
         all

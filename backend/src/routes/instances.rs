@@ -23,12 +23,7 @@ pub fn router() -> Router<AppState> {
 }
 
 fn checked(q: &FleetQuery) -> Result<(), AppError> {
-    q.validate().map_err(|e| {
-        AppError::Validation(shared::ValidationErrors(vec![shared::FieldError {
-            field: e.field.into(),
-            message: e.message,
-        }]))
-    })
+    q.validate().map_err(|e| AppError::field(e.field, e.message))
 }
 
 async fn list(
@@ -67,12 +62,8 @@ async fn summary(
         .instances
         .iter()
         .filter(|i| scope.allows(&i.account) && filter.matches(i));
-    let (all, groups) = shared::fleet::summarise(matching, &by).ok_or_else(|| {
-        AppError::Validation(shared::ValidationErrors(vec![shared::FieldError {
-            field: "by".into(),
-            message: "must be region, account, or tag:KEY (such as tag:Team)".into(),
-        }]))
-    })?;
+    let (all, groups) = shared::fleet::summarise(matching, &by)
+        .ok_or_else(|| AppError::field("by", "must be region, account, or tag:KEY (such as tag:Team)"))?;
     Ok(Json(FleetSummary {
         by,
         all,

@@ -11,7 +11,10 @@ use std::collections::BTreeMap;
 use crate::api::{self, enc};
 use crate::components::status::PostureBadge;
 
-/// The URL parameters the page keeps, in the order they are written.
+/// The URL parameters that filter the fleet (the page and the summary both take them).
+const FILTERS: &[&str] = &["q", "account", "region", "compliance", "state", "tag"];
+
+/// The URL parameters the page keeps (the filters, then sort and page), in the order they are written.
 const KEYS: &[&str] = &[
     "q",
     "account",
@@ -31,52 +34,38 @@ pub fn FleetPage() -> impl IntoView {
     let q = move |k: &str| query.read().get(k).unwrap_or_default();
     let group_by = RwSignal::new("region".to_owned());
 
-    // The same filters for the page and the summary; the page also sorts and pages.
-    let filters = move || {
-        KEYS.iter()
-            .filter(|k| !matches!(**k, "sort" | "desc" | "cursor"))
+    // `k=v&...` of the URL's parameters among `keys`, with `changes` in place of their URL values.
+    let params = move |keys: &[&str], changes: &[(&str, String)]| {
+        keys.iter()
             .filter_map(|k| {
-                let v = q(k);
+                let v = changes
+                    .iter()
+                    .find(|(c, _)| c == k)
+                    .map_or_else(|| q(k), |(_, v)| v.clone());
                 (!v.is_empty()).then(|| format!("{k}={}", enc(&v)))
             })
             .collect::<Vec<_>>()
+            .join("&")
     };
     let page = LocalResource::new(move || {
-        let mut parts = filters();
-        for k in ["sort", "desc", "cursor"] {
-            let v = q(k);
-            if !v.is_empty() {
-                parts.push(format!("{k}={}", enc(&v)));
-            }
-        }
-        async move { api::get::<InstanceList>(&format!("/instances?{}", parts.join("&"))).await }
+        let query = params(KEYS, &[]);
+        async move { api::get::<InstanceList>(&format!("/instances?{query}")).await }
     });
+    // The summary takes the same filters (it neither sorts nor pages).
     let summary = LocalResource::new(move || {
-        let mut parts = filters();
-        parts.push(format!("by={}", enc(&group_by.get())));
-        async move { api::get::<FleetSummary>(&format!("/fleet/summary?{}", parts.join("&"))).await }
+        let query = params(FILTERS, &[]);
+        let by = enc(&group_by.get());
+        async move { api::get::<FleetSummary>(&format!("/fleet/summary?{query}&by={by}")).await }
     });
 
     // Goes to the same page with `changes` applied; any change of filter or sort starts at the first page.
     let set = {
         let navigate = navigate.clone();
-        move |changes: Vec<(&'static str, String)>| {
-            let mut values: BTreeMap<&str, String> = KEYS.iter().map(|k| (*k, q(k))).collect();
-            let paging = changes.iter().any(|(k, _)| *k == "cursor");
-            for (k, v) in changes {
-                values.insert(k, v);
+        move |mut changes: Vec<(&'static str, String)>| {
+            if !changes.iter().any(|(k, _)| *k == "cursor") {
+                changes.push(("cursor", String::new()));
             }
-            if !paging {
-                values.insert("cursor", String::new());
-            }
-            let parts: Vec<String> = KEYS
-                .iter()
-                .filter_map(|k| {
-                    let v = values.get(k).cloned().unwrap_or_default();
-                    (!v.is_empty()).then(|| format!("{k}={}", enc(&v)))
-                })
-                .collect();
-            navigate(&format!("/fleet?{}", parts.join("&")), Default::default());
+            navigate(&format!("/fleet?{}", params(KEYS, &changes)), Default::default());
         }
     };
 
@@ -158,19 +147,9 @@ pub fn FleetPage() -> impl IntoView {
             let text = event_target_value(&ev);
             search.set(text.clone());
             last_sent.set_value(text.clone());
-            let mut parts: Vec<String> = KEYS
-                .iter()
-                .filter(|k| !matches!(**k, "q" | "cursor"))
-                .filter_map(|k| {
-                    let v = q(k);
-                    (!v.is_empty()).then(|| format!("{k}={}", enc(&v)))
-                })
-                .collect();
-            if !text.is_empty() {
-                parts.insert(0, format!("q={}", enc(&text)));
-            }
+            let query = params(KEYS, &[("q", text), ("cursor", String::new())]);
             navigate(
-                &format!("/fleet?{}", parts.join("&")),
+                &format!("/fleet?{query}"),
                 leptos_router::NavigateOptions {
                     replace: true,
                     ..Default::default()
