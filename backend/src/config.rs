@@ -232,6 +232,9 @@ pub struct ServeArgs {
     /// How often (seconds) SSM is asked for runs of the runbook started outside the console.
     #[arg(long, env = "IMDS_CONSOLE_DISCOVER_SECS", default_value_t = 30)]
     pub discover_secs: u64,
+    /// How long (seconds) the fleet inventory is served before it is read again in the background.
+    #[arg(long, env = "IMDS_CONSOLE_FLEET_REFRESH_SECS", default_value_t = 15)]
+    pub fleet_refresh_secs: u64,
     /// How many days of IMDSv1 usage (CloudWatch MetadataNoToken) to check before enforcing.
     #[arg(long, env = "IMDS_CONSOLE_IMDSV1_WINDOW_DAYS", default_value_t = 14)]
     pub imdsv1_window_days: u32,

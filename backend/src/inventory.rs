@@ -1,9 +1,16 @@
 //! The fleet's inventory: every instance of every managed account and region, with its IMDSv1 usage,
-//! read at most once per [`FLEET_TTL`] for all viewers and pages. Once there is a snapshot, viewers
-//! never wait for AWS: an older one is served at once (with its age, `as_of`) while one background
-//! task reads the next. An account that cannot be read is kept with AWS's reason; the others show.
+//! read at most once per `--fleet-refresh-secs` for all viewers and pages. Once there is a snapshot,
+//! viewers never wait for a full reading: an older one is served at once (with its age, `as_of`) while
+//! one background task reads the next. Refreshes are incremental:
+//! - accounts are read side by side, a few at a time, each one call at a time (EC2 counts its
+//!   request budget per account and region), so a slow account holds back only itself;
+//! - after the console changed instances in one account and region, the next read asks EC2 about that
+//!   place alone and keeps the rest;
+//! - an account that cannot be read keeps its last reading, with that reading's age and AWS's reason.
 
+use futures_util::StreamExt;
 use shared::api::{AccountView, InstanceView};
+use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,34 +18,58 @@ use std::time::Instant;
 use crate::aws::ec2::{self, Selection};
 use crate::aws::RegionClients;
 use crate::error::AppError;
-use crate::state::{AppState, FleetSnapshot, FLEET_TTL};
+use crate::org::Listed;
+use crate::state::{AppState, FleetSnapshot};
+
+/// Accounts read at once: each has its own EC2 budget, the console's host and network are shared.
+const ACCOUNTS_AT_ONCE: usize = 8;
 
 /// The inventory: fresh, or older and being refreshed in the background; read now only when there is
-/// none (at start, or after the console changed instances), one reader at a time.
+/// none (at start), or where the console just changed instances, one reader at a time.
 pub async fn snapshot(state: &AppState) -> Result<FleetSnapshot, AppError> {
     let mut cache = state.fleet.lock().await;
-    if let Some(s) = cache.as_ref() {
-        if s.read_at.elapsed() >= FLEET_TTL && !state.fleet_refreshing.swap(true, Ordering::SeqCst) {
-            let state = state.clone();
-            let generation = state.fleet_generation.load(Ordering::SeqCst);
-            tokio::spawn(async move {
-                match read(&state).await {
-                    Ok(fresh) => {
-                        let mut cache = state.fleet.lock().await;
-                        if state.fleet_generation.load(Ordering::SeqCst) == generation {
-                            *cache = Some(fresh);
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "fleet refresh failed; serving the last inventory"),
-                }
-                state.fleet_refreshing.store(false, Ordering::SeqCst);
-            });
+    let Some(current) = cache.as_ref() else {
+        state.take_fleet_changes();
+        let snap = read(state, None).await?;
+        *cache = Some(snap.clone());
+        return Ok(snap);
+    };
+    let changed = state.take_fleet_changes();
+    if !changed.is_empty() {
+        match reread(state, current, &changed).await {
+            Ok(snap) => {
+                *cache = Some(snap.clone());
+                return Ok(snap);
+            }
+            Err(e) => {
+                // Asked again at the next read.
+                state
+                    .fleet_changed
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .extend(changed);
+                return Err(e);
+            }
         }
-        return Ok(s.clone());
     }
-    let snap = read(state).await?;
-    *cache = Some(snap.clone());
-    Ok(snap)
+    if current.read_at.elapsed() >= state.fleet_ttl && !state.fleet_refreshing.swap(true, Ordering::SeqCst) {
+        let state = state.clone();
+        let previous = current.clone();
+        let generation = state.fleet_generation.load(Ordering::SeqCst);
+        tokio::spawn(async move {
+            match read(&state, Some(&previous)).await {
+                Ok(fresh) => {
+                    let mut cache = state.fleet.lock().await;
+                    if state.fleet_generation.load(Ordering::SeqCst) == generation {
+                        *cache = Some(fresh);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "fleet refresh failed; serving the last inventory"),
+            }
+            state.fleet_refreshing.store(false, Ordering::SeqCst);
+        });
+    }
+    Ok(current.clone())
 }
 
 /// The clients acting in `account` and `region`: the console's own in its account, the member
@@ -55,55 +86,126 @@ pub async fn clients_for(state: &AppState, account: &str, region: &str) -> Resul
         .ok_or_else(|| AppError::NotFound(format!("region {region} is not managed by this console")))
 }
 
-async fn read(state: &AppState) -> Result<FleetSnapshot, AppError> {
+/// Every instance of one account, region after region.
+async fn read_account(state: &AppState, account: &Listed) -> Result<Vec<InstanceView>, AppError> {
+    let mut found = Vec::new();
+    for region in &state.regions {
+        let clients = clients_for(state, &account.id, region).await?;
+        found.extend(ec2::describe(&clients, Selection::All).await?);
+    }
+    Ok(found)
+}
+
+/// A full reading. `previous` lends its instances to accounts that cannot be read now.
+async fn read(state: &AppState, previous: Option<&FleetSnapshot>) -> Result<FleetSnapshot, AppError> {
     let hub = crate::routes::identity::resolve(state).await?.account;
-    let hub_clients = state.region(None)?;
-    let (listed, organization_error) = state.org.accounts(&hub, hub_clients).await;
+    let (listed, organization_error) = state.org.accounts(&hub, state.region(None)?).await;
+    let as_of = crate::store::now_rfc3339();
+    // Collected first: a stream that maps lazily over borrowed accounts is not `Send` for the
+    // background task (a known limit of higher-ranked closures in async Rust).
+    let reads: Vec<_> = listed
+        .iter()
+        .map(|account| Box::pin(read_account(state, account)))
+        .collect();
+    let readings: Vec<Result<Vec<InstanceView>, AppError>> = futures_util::stream::iter(reads)
+        .buffered(ACCOUNTS_AT_ONCE)
+        .collect()
+        .await;
     let mut all: Vec<InstanceView> = Vec::new();
     let mut accounts: Vec<AccountView> = Vec::new();
-    for account in &listed {
-        let mut found = Vec::new();
-        let mut problem = None;
-        for region in &state.regions {
-            let clients = if account.hub {
-                state.region(Some(region))?.clone()
-            } else {
-                match clients_for(state, &account.id, region).await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        problem = Some(e);
-                        break;
-                    }
-                }
-            };
-            match ec2::describe(&clients, Selection::All).await {
-                Ok(list) => found.extend(list),
-                // The console's own account must be readable; a member may not be.
-                Err(e) if account.hub => return Err(e),
-                Err(e) => {
-                    problem = Some(e);
-                    break;
-                }
+    for (account, reading) in listed.iter().zip(readings) {
+        match reading {
+            Ok(found) => {
+                accounts.push(crate::org::view(account, found.len(), None, Some(as_of.clone())));
+                all.extend(found);
+            }
+            // The console's own account must be readable; a member may not be.
+            Err(e) if account.hub => return Err(e),
+            Err(e) => {
+                let kept: Vec<InstanceView> = previous
+                    .map(|p| {
+                        p.instances
+                            .iter()
+                            .filter(|i| i.account == account.id)
+                            .cloned()
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let kept_as_of = previous
+                    .and_then(|p| p.accounts.iter().find(|a| a.account_id == account.id))
+                    .and_then(|a| a.as_of.clone());
+                accounts.push(crate::org::view(account, kept.len(), Some(&e), kept_as_of));
+                all.extend(kept);
             }
         }
-        if problem.is_some() {
-            found.clear();
-        }
-        accounts.push(crate::org::view(account, found.len(), problem.as_ref()));
-        all.extend(found);
     }
-    // Usage is a second opinion: when CloudWatch cannot answer, the fleet still shows (usage unknown).
-    if let Err(e) = crate::usage::annotate(state, &mut all).await {
-        tracing::warn!(error = %e, "IMDSv1 usage unavailable");
-    }
+    annotate(state, &mut all).await;
     record_posture(state, &all, &accounts);
     Ok(FleetSnapshot {
         read_at: Instant::now(),
-        as_of: crate::store::now_rfc3339(),
+        as_of,
         instances: Arc::new(all),
         accounts: Arc::new(accounts),
         organization_error,
     })
+}
+
+/// `current` with the `changed` places (account, '' for the console's own, and region) read again.
+/// The snapshot keeps its age: the rest of it is as old as before.
+async fn reread(
+    state: &AppState,
+    current: &FleetSnapshot,
+    changed: &BTreeSet<(String, String)>,
+) -> Result<FleetSnapshot, AppError> {
+    let hub = crate::routes::identity::resolve(state).await?.account;
+    let places: BTreeSet<(String, String)> = changed
+        .iter()
+        .map(|(account, region)| {
+            let account = if account.is_empty() {
+                hub.clone()
+            } else {
+                account.clone()
+            };
+            (account, region.clone())
+        })
+        .collect();
+    let mut fresh = Vec::new();
+    for (account, region) in &places {
+        let clients = clients_for(state, account, region).await?;
+        fresh.extend(ec2::describe(&clients, Selection::All).await?);
+    }
+    let mut all: Vec<InstanceView> = current
+        .instances
+        .iter()
+        .filter(|i| !places.contains(&(i.account.clone(), i.region.clone())))
+        .cloned()
+        .collect();
+    all.extend(fresh);
+    annotate(state, &mut all).await;
+    let accounts: Vec<AccountView> = current
+        .accounts
+        .iter()
+        .map(|a| {
+            let mut a = a.clone();
+            if a.reachable {
+                a.instances = all.iter().filter(|i| i.account == a.account_id).count();
+            }
+            a
+        })
+        .collect();
+    record_posture(state, &all, &accounts);
+    Ok(FleetSnapshot {
+        instances: Arc::new(all),
+        accounts: Arc::new(accounts),
+        ..current.clone()
+    })
+}
+
+/// Usage is a second opinion: when CloudWatch cannot answer, the fleet still shows (usage unknown).
+async fn annotate(state: &AppState, all: &mut [InstanceView]) {
+    if let Err(e) = crate::usage::annotate(state, all).await {
+        tracing::warn!(error = %e, "IMDSv1 usage unavailable");
+    }
 }
 
 /// Keeps today's posture per account for the dashboard's trend (the day's last reading wins), and
@@ -115,8 +217,11 @@ fn record_posture(state: &AppState, instances: &[InstanceView], accounts: &[Acco
         .filter(|a| a.reachable)
         .map(|a| (a.account_id.as_str(), shared::api::PostureCounts::default()))
         .collect();
+    // An unreachable account's kept instances are an old reading, not today's posture.
     for i in instances {
-        per_account.entry(i.account.as_str()).or_default().add(i);
+        if let Some(counts) = per_account.get_mut(i.account.as_str()) {
+            counts.add(i);
+        }
     }
     let recorded = per_account
         .iter()

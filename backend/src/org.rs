@@ -133,7 +133,12 @@ impl Org {
 }
 
 /// What one account's inventory came to.
-pub fn view(listed: &Listed, instances: usize, problem: Option<&AppError>) -> AccountView {
+pub fn view(
+    listed: &Listed,
+    instances: usize,
+    problem: Option<&AppError>,
+    as_of: Option<String>,
+) -> AccountView {
     AccountView {
         account_id: listed.id.clone(),
         name: listed.name.clone(),
@@ -141,5 +146,6 @@ pub fn view(listed: &Listed, instances: usize, problem: Option<&AppError>) -> Ac
         reachable: problem.is_none(),
         reason: problem.map(ToString::to_string),
         instances,
+        as_of,
     }
 }

@@ -1,7 +1,6 @@
 //! Start-up: builds the state from the command line (starting the embedded sandbox unless --aws),
 //! reconciles runs a previous process recorded but never saw acknowledged, and runs the commands.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,7 +8,7 @@ use std::time::Duration;
 
 use crate::aws::{self, Target};
 use crate::config::{Cli, Command, DoctorArgs, SandboxArgs, ServeArgs};
-use crate::state::{AppState, EventHub, RateLimiter, RegionLimits, StateInner};
+use crate::state::{AppState, EventHub, StateInner};
 use crate::store::Store;
 
 pub async fn run_command(cli: Cli) -> Result<(), String> {
@@ -128,9 +127,6 @@ async fn run_sandbox(args: SandboxArgs) -> Result<(), String> {
     sb.save().map_err(|e| e.to_string())
 }
 
-/// SSM reads per second, per region, that viewers' lookups of unknown runs may cause.
-const LOOKUP_RATE: f64 = 1.0;
-
 /// Password checks at once: one per core of the machines we run on, so sign-ins cannot take them all.
 const PASSWORD_CHECKS: usize = 2;
 
@@ -193,31 +189,24 @@ pub async fn build_state(args: &ServeArgs) -> Result<AppState, String> {
         args.aws_timeouts(),
         regions.clone(),
     );
-    let limits: BTreeMap<String, RegionLimits> = regions
-        .iter()
-        .map(|r| {
-            (
-                r.clone(),
-                RegionLimits {
-                    read: RateLimiter::new(args.ssm_read_rate),
-                    start: RateLimiter::new(args.ssm_start_rate),
-                    lookup: RateLimiter::new(LOOKUP_RATE),
-                },
-            )
-        })
-        .collect();
     Ok(AppState {
         inner: Arc::new(StateInner {
             mode,
             regions,
             clients,
-            limits,
+            limits: std::sync::Mutex::default(),
+            ssm_rates: crate::state::SsmRates {
+                read: args.ssm_read_rate,
+                start: args.ssm_start_rate,
+            },
             store,
             events: EventHub::default(),
             identity: tokio::sync::OnceCell::new(),
             fleet: tokio::sync::Mutex::new(None),
             fleet_generation: std::sync::atomic::AtomicU64::new(0),
             fleet_refreshing: std::sync::atomic::AtomicBool::new(false),
+            fleet_changed: std::sync::Mutex::default(),
+            fleet_ttl: Duration::from_secs(args.fleet_refresh_secs.max(1)),
             detail_fetch: tokio::sync::Mutex::new(()),
             poll: Duration::from_millis(args.poll_ms.max(50)),
             discover_every: Duration::from_secs(args.discover_secs.max(1)),

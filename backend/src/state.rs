@@ -28,7 +28,10 @@ pub struct StateInner {
     pub mode: &'static str,
     pub regions: Vec<String>,
     pub clients: BTreeMap<String, RegionClients>,
-    pub limits: BTreeMap<String, RegionLimits>,
+    /// SSM budgets per account ('' for the console's own) and region, as SSM counts its quotas.
+    pub limits: Mutex<BTreeMap<(String, String), Arc<RegionLimits>>>,
+    /// Calls per second each account and region's budgets allow.
+    pub ssm_rates: SsmRates,
     pub store: Store,
     pub events: EventHub,
     pub identity: tokio::sync::OnceCell<shared::api::Identity>,
@@ -37,6 +40,11 @@ pub struct StateInner {
     pub fleet_generation: std::sync::atomic::AtomicU64,
     /// A background refresh of the snapshot is under way.
     pub fleet_refreshing: std::sync::atomic::AtomicBool,
+    /// Accounts ('' for the console's own) and regions where the console changed instances since the
+    /// snapshot: the next read asks EC2 about those alone.
+    pub fleet_changed: Mutex<std::collections::BTreeSet<(String, String)>>,
+    /// How long a snapshot is served before a background refresh.
+    pub fleet_ttl: Duration,
     /// Where the watcher goes on reading each rate-control run's children.
     pub child_pages: ChildPages,
     /// Serialises on-demand detail fetches so concurrent viewers share one SSM call.
@@ -124,9 +132,6 @@ pub struct FleetSnapshot {
     pub organization_error: Option<String>,
 }
 
-/// How long the fleet view is reused before EC2 is asked again.
-pub const FLEET_TTL: Duration = Duration::from_secs(15);
-
 impl StateInner {
     pub fn region(&self, requested: Option<&str>) -> Result<&RegionClients, AppError> {
         let name = requested.unwrap_or(&self.regions[0]);
@@ -141,10 +146,20 @@ impl StateInner {
         })
     }
 
-    pub fn limits(&self, region: &str) -> &RegionLimits {
-        self.limits
-            .get(region)
-            .unwrap_or_else(|| self.limits.values().next().expect("at least one region"))
+    /// The SSM budgets of one account ('' or the console's own ID for its own) and region, made at
+    /// first use: SSM counts its request quotas per account and region, so a rollout in one member
+    /// account neither waits for nor slows another's.
+    pub fn limits(&self, account: &str, region: &str) -> Arc<RegionLimits> {
+        let own = self.identity.get().is_some_and(|i| i.account == account);
+        let account = if own { "" } else { account };
+        let mut limits = self
+            .limits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        limits
+            .entry((account.to_owned(), region.to_owned()))
+            .or_insert_with(|| Arc::new(RegionLimits::new(&self.ssm_rates)))
+            .clone()
     }
 
     /// Tells open event streams to check their caller again (sign-out, disable, role or password
@@ -161,6 +176,35 @@ impl StateInner {
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         *fleet = None;
     }
+
+    /// Notes that the console changed instances in one account ('' for its own) and region: the next
+    /// read of the fleet asks EC2 about that place again, and about no other. A background refresh
+    /// that began before is not stored.
+    pub fn fleet_changed_in(&self, account: &str, region: &str) {
+        self.fleet_changed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert((account.to_owned(), region.to_owned()));
+        self.fleet_generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The places changed since the last read, now being read again.
+    pub fn take_fleet_changes(&self) -> std::collections::BTreeSet<(String, String)> {
+        std::mem::take(
+            &mut *self
+                .fleet_changed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+}
+
+/// SSM calls per second in each account and region.
+#[derive(Debug, Clone, Copy)]
+pub struct SsmRates {
+    pub read: f64,
+    pub start: f64,
 }
 
 /// The SSM budgets of one account and region.
@@ -200,6 +244,19 @@ impl Drop for Slot<'_> {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         *next = (*next).max(Instant::now() + self.limiter.gap);
+    }
+}
+
+/// Viewer-caused lookups per second, apart from the watcher's budget.
+const LOOKUP_RATE: f64 = 1.0;
+
+impl RegionLimits {
+    fn new(rates: &SsmRates) -> RegionLimits {
+        RegionLimits {
+            read: RateLimiter::new(rates.read),
+            start: RateLimiter::new(rates.start),
+            lookup: RateLimiter::new(LOOKUP_RATE),
+        }
     }
 }
 

@@ -49,7 +49,8 @@ pub async fn discover(state: &AppState, region: &str) -> Result<(), AppError> {
     let mut token = None;
     for _ in 0..DISCOVERY_PAGES {
         let (page, next) = {
-            let _slot = state.limits(region).read.acquire().await;
+            let limits = state.limits("", region);
+            let _slot = limits.read.acquire().await;
             ssm::recent_page(clients, shared::RUNBOOK, token).await?
         };
         let mut reached_known = false;
@@ -94,7 +95,7 @@ fn note_error(state: &AppState, region: &str, e: &AppError) {
     if let AppError::Aws { code, .. } = e {
         if code.contains("Throttl") {
             // SSM says we are too fast: leave it alone for a moment.
-            state.limits(region).read.back_off(Duration::from_secs(2));
+            state.limits("", region).read.back_off(Duration::from_secs(2));
         }
     }
     tracing::warn!(error = %e, "watching a run failed; will retry");
@@ -107,7 +108,7 @@ pub async fn refresh(state: &AppState, run: &RunRow) -> Result<ExecutionDetail, 
         return Err(AppError::NotFound("run has no execution yet".into()));
     };
     let clients = &crate::inventory::clients_for(state, &run.account, &run.region).await?;
-    let limits = state.limits(&run.region);
+    let limits = state.limits(&run.account, &run.region);
     let ex = {
         let _slot = limits.read.acquire().await;
         ssm::get(clients, execution_id).await?
@@ -169,7 +170,12 @@ pub async fn refresh(state: &AppState, run: &RunRow) -> Result<ExecutionDetail, 
         });
     }
     if status_changed && ex.status.is_terminal() {
-        state.invalidate_fleet().await;
+        // A run across accounts and Regions changed every location's instances; any other, its own.
+        if ex.steps.iter().any(|s| s.inputs.contains_key("TargetLocation")) {
+            state.invalidate_fleet().await;
+        } else {
+            state.fleet_changed_in(&run.account, &run.region);
+        }
     }
     runs::complete(state, &mut detail, run)?;
     Ok(detail)

@@ -27,10 +27,41 @@ pub fn provide() -> Live {
 }
 
 /// Opens the event stream (it needs a signed-in session, so it waits for one).
+///
+/// Browsers keep at most six connections per host over HTTP/1.1, and a page kept in the back-forward
+/// cache keeps its event stream open: after a few page loads in one tab, every fetch of the page in
+/// view would wait for a free connection that never comes. So the stream is closed when the page is
+/// hidden (`pagehide`) and opened again when it is shown.
 pub fn connect(live: Live) {
+    let current: std::rc::Rc<std::cell::RefCell<Option<web_sys::EventSource>>> =
+        std::rc::Rc::new(std::cell::RefCell::new(open(live)));
+    let Some(window) = web_sys::window() else {
+        return;
+    };
+    let on_hide = {
+        let current = current.clone();
+        Closure::<dyn FnMut()>::new(move || {
+            if let Some(source) = current.borrow_mut().take() {
+                source.close();
+            }
+        })
+    };
+    let _ = window.add_event_listener_with_callback("pagehide", on_hide.as_ref().unchecked_ref());
+    on_hide.forget();
+    let on_show = Closure::<dyn FnMut()>::new(move || {
+        let mut slot = current.borrow_mut();
+        if slot.is_none() {
+            *slot = open(live);
+        }
+    });
+    let _ = window.add_event_listener_with_callback("pageshow", on_show.as_ref().unchecked_ref());
+    on_show.forget();
+}
+
+fn open(live: Live) -> Option<web_sys::EventSource> {
     let Ok(source) = web_sys::EventSource::new("/api/v1/events") else {
         live.connected.set(false);
-        return;
+        return None;
     };
     let on_event = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |ev: web_sys::MessageEvent| {
         if let Some(data) = ev.data().as_string() {
@@ -53,6 +84,7 @@ pub fn connect(live: Live) {
     let on_error = Closure::<dyn FnMut()>::new(move || live.connected.set(false));
     source.set_onerror(Some(on_error.as_ref().unchecked_ref()));
     on_error.forget();
+    Some(source)
 }
 
 pub fn use_live() -> Live {

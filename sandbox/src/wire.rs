@@ -217,7 +217,11 @@ async fn dispatch(State(sb): State<Sandbox>, uri: Uri, headers: HeaderMap, body:
     if latency_ms > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(latency_ms)).await;
     }
+    // A deleted role takes its policies with it: the sessions it issued are refused from then on.
+    let role_gone =
+        service != Service::Sts && account != crate::ACCOUNT_ID && faults.missing_roles.contains(&account);
     let result = match injected {
+        _ if role_gone => Err(denied_error(service, &op_key, &region)),
         Injected::Throttle => Err(throttle_error(service)),
         Injected::Error500 => Err(internal_error(service)),
         Injected::Denied if service != Service::Sts => Err(denied_error(service, &op_key, &region)),

@@ -617,6 +617,10 @@ pub struct AccountView {
     /// Why it could not be read (a missing role, a denied call), AWS's words.
     pub reason: Option<String>,
     pub instances: usize,
+    /// When its instances were last read in full (RFC 3339). An account that cannot be read now keeps
+    /// the instances of its last reading, this old, beside the reason.
+    #[serde(default)]
+    pub as_of: Option<String>,
 }
 
 /// `GET /api/v1/dashboard`: the team's view of the migration, within the caller's accounts.

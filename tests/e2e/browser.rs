@@ -739,6 +739,42 @@ async fn the_fleet_pages_past_a_hundred_rows_filters_in_the_url_and_the_region_f
     })
     .await;
 
+    // Select all matching: past SSM's 50 IDs, a filter without a tag cannot become one run, and says so.
+    goto(c, &format!("{}/fleet?region=eu-west-1", app.base)).await;
+    click(c, "#select-page").await;
+    click(c, "#select-all-matching").await;
+    wait_text(c, "#enforce-selected", |t| {
+        t == format!("Enforce IMDSv2 on all {west} matching")
+    })
+    .await;
+    click(c, "#enforce-selected").await;
+    wait_text(c, "[data-testid=matching-problem]", |t| {
+        t.contains("at most 50 instance IDs") && t.contains("Filter by a tag")
+    })
+    .await;
+    // With a tag filter, all matching is one run by tag, across the Regions the filter allows.
+    let web = app.get("/instances?tag=Team%3Dweb&limit=1").await.1["total"].clone();
+    goto(c, &format!("{}/fleet?tag=Team%3Dweb", app.base)).await;
+    wait_text(c, "[data-testid=fleet-range]", |t| {
+        t.ends_with(&format!("of {web}"))
+    })
+    .await;
+    click(c, "#select-page").await;
+    click(c, "#select-all-matching").await;
+    wait_text(c, "[data-testid=select-all]", |t| {
+        t.contains(&format!("All {web} matching instances are selected"))
+            && t.contains("tagged Team=web in 1 account(s) and 2 Region(s)")
+    })
+    .await;
+    click(c, "#enforce-selected").await;
+    wait_prop(c, "#targets-tag", "checked", |v| v == "true").await;
+    wait_prop(c, "#tag-key", "value", |v| v == "Team").await;
+    wait_prop(c, "#tag-value", "value", |v| v == "web").await;
+    wait_prop(c, "#all-accounts", "checked", |v| v == "true").await;
+    // Its own reads arrive, after seven page loads in this tab: each page's event stream is closed when
+    // it is hidden, so back-forward-cached pages no longer hold the browser's six connections per host.
+    wait_text(c, "[data-testid=recent-runs]", |t| !t.contains("Loading")).await;
+
     // Enforce from a selection in eu-west-1: the run's region is eu-west-1, not the default.
     goto(
         c,

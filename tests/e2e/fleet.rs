@@ -632,3 +632,182 @@ async fn the_dashboard_shows_the_posture_now_day_by_day_and_what_changed_today()
     assert_eq!(d["by_region"].as_array().unwrap().len(), 2);
     assert!(d["in_flight"].as_array().unwrap().is_empty(), "{d}");
 }
+
+/// `ec2:DescribeInstances` calls since `since`.
+fn describe_calls(app: &e2e::TestApp, since: u64) -> usize {
+    app.sandbox
+        .calls_since(since)
+        .iter()
+        .filter(|c| c.operation == "ec2:DescribeInstances")
+        .map(|c| c.count)
+        .sum()
+}
+
+#[tokio::test]
+async fn an_old_inventory_is_refreshed_once_in_the_background_for_every_viewer_and_an_unreachable_account_keeps_its_last_reading(
+) {
+    let app = spawn_app_with(AppOptions {
+        fleet: 300,
+        accounts: 3,
+        extra_args: vec!["--fleet-refresh-secs".into(), "2".into()],
+        ..AppOptions::default()
+    })
+    .await;
+    let (_, before) = app.get("/accounts").await;
+    let member = sandbox::account_ids(3)[2].clone();
+    let old = before["accounts"][2].clone();
+    assert_eq!(old["account_id"], member.as_str());
+    assert_eq!(old["reachable"], true, "{before}");
+    let old_as_of = old["as_of"].as_str().unwrap().to_owned();
+
+    // Outside the console, one instance of the console's account is enforced, and the member
+    // account's role is deleted (its sessions are refused from then on, as in AWS).
+    let (_, page) = app
+        .get("/instances?region=us-east-1&compliance=imdsv1_allowed&state=running&limit=1")
+        .await;
+    let id = page["instances"][0]["instance_id"].as_str().unwrap().to_owned();
+    let url = app.state.sandbox_url.clone().unwrap();
+    aws_sdk_ec2::Client::new(&e2e::sdk_config(&url, "us-east-1", 1).await)
+        .modify_instance_metadata_options()
+        .instance_id(&id)
+        .http_tokens(aws_sdk_ec2::types::HttpTokensState::Required)
+        .send()
+        .await
+        .unwrap();
+    app.sandbox.set_faults(sandbox::Faults {
+        missing_roles: [member.clone()].into(),
+        ..Default::default()
+    });
+    // The inventory's age passes the refresh interval (2 s).
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+
+    // Twenty viewers at once are all served the old reading at once; one refresh runs behind them.
+    let since = e2e::now_ms();
+    let viewers = (0..20).map(|_| app.get("/instances?limit=1"));
+    for (status, body) in futures_util::future::join_all(viewers).await {
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            body["as_of"], before["as_of"],
+            "served from the old reading: {body}"
+        );
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let refreshed = loop {
+        let (_, now) = app.get(&format!("/instances?q={id}")).await;
+        if now["instances"][0]["metadata"]["http_tokens"] == "required" {
+            break now;
+        }
+        assert!(std::time::Instant::now() < deadline, "never refreshed: {now}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_ne!(refreshed["as_of"], before["as_of"]);
+    assert_eq!(
+        describe_calls(&app, since),
+        5,
+        "one refresh for twenty viewers: two regions in each reachable account, one refused call in the other"
+    );
+
+    // The account whose role is gone keeps its last reading, with that reading's age and the reason.
+    let (_, after) = app.get("/accounts").await;
+    let gone = &after["accounts"][2];
+    assert_eq!(gone["reachable"], false, "{after}");
+    assert!(
+        gone["reason"].as_str().unwrap().contains("not authorized"),
+        "{gone}"
+    );
+    assert_eq!(gone["instances"], old["instances"], "{gone}");
+    assert_eq!(gone["as_of"], old_as_of.as_str(), "the age of what is shown");
+    assert_ne!(after["accounts"][0]["as_of"], old_as_of.as_str());
+    let (_, kept) = app.get(&format!("/instances?account={member}&limit=1")).await;
+    assert_eq!(kept["total"], old["instances"]);
+}
+
+#[tokio::test]
+async fn a_finished_run_has_its_own_account_and_region_read_again_and_no_other() {
+    let app = spawn_app_with(AppOptions {
+        fleet: 120,
+        accounts: 3,
+        ..AppOptions::default()
+    })
+    .await;
+    let member = sandbox::account_ids(3)[1].clone();
+    let (_, page) = app
+        .get(&format!(
+            "/instances?account={member}&region=eu-west-1&compliance=imdsv1_allowed&state=running&limit=500"
+        ))
+        .await;
+    let target = page["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["metadata"]["http_endpoint"] == "enabled" && i["imdsv1_calls"] == 0)
+        .unwrap_or_else(|| panic!("no quiet instance in {member}: {page}"))["instance_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, body) = app
+        .post(
+            "/executions",
+            &json!({"account": member, "region": "eu-west-1", "parameters": {"InstanceId": target}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let done = app
+        .wait_done(body["execution_id"].as_str().unwrap(), Duration::from_secs(30))
+        .await;
+    assert_eq!(done["summary"]["status"], "Success", "{done}");
+
+    let since = e2e::now_ms();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, now) = app.get(&format!("/instances?account={member}&q={target}")).await;
+        if now["instances"][0]["metadata"]["http_tokens"] == "required" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the change never showed: {now}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        describe_calls(&app, since),
+        1,
+        "only the run's account and region is read again, not 3 accounts × 2 regions"
+    );
+    let (_, all) = app.get("/instances?limit=1").await;
+    assert_eq!(all["total"], 120, "the other places are kept: {all}");
+}
+
+#[tokio::test]
+async fn each_account_and_region_has_its_own_ssm_budget_as_ssm_counts_its_quotas() {
+    let app = spawn_app_with(AppOptions {
+        accounts: 3,
+        read_rate: 0.5,
+        ..AppOptions::default()
+    })
+    .await;
+    let (status, _) = app.get("/accounts").await;
+    assert_eq!(status, 200);
+    let member = sandbox::account_ids(3)[1].clone();
+    let held = app.state.limits(&member, "us-east-1");
+    let _slot = held.read.acquire().await;
+    assert!(
+        app.state.limits(&member, "us-east-1").read.try_acquire().is_err(),
+        "one budget per account and region"
+    );
+    assert!(app.state.limits(&member, "eu-west-1").read.try_acquire().is_ok());
+    assert!(app
+        .state
+        .limits(&sandbox::account_ids(3)[2], "us-east-1")
+        .read
+        .try_acquire()
+        .is_ok());
+    assert!(
+        std::sync::Arc::ptr_eq(
+            &app.state.limits(sandbox::ACCOUNT_ID, "us-east-1"),
+            &app.state.limits("", "us-east-1")
+        ),
+        "the console's own account by its ID or as ''"
+    );
+}

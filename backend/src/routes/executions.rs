@@ -409,7 +409,8 @@ fn cached_detail(state: &AppState, row: &RunRow) -> Option<ExecutionDetail> {
 /// is spent, never a queue), and only among executions of our runbook.
 async fn foreign_detail(state: &AppState, id: &str) -> Result<ExecutionDetail, AppError> {
     for clients in state.clients.values() {
-        let slot = state.limits(&clients.region).lookup.try_acquire();
+        let limits = state.limits("", &clients.region);
+        let slot = limits.lookup.try_acquire();
         let found = match slot {
             Ok(_slot) => ssm::get(clients, id).await,
             Err(wait) => {
@@ -475,7 +476,8 @@ async fn stop(
         .ok_or_else(|| AppError::NotFound(format!("execution {id} was not started by this console")))?;
     let clients = crate::inventory::clients_for(&state, &row.account, &row.region).await?;
     let stopped = {
-        let _slot = state.limits(&row.region).read.acquire().await;
+        let limits = state.limits(&row.account, &row.region);
+        let _slot = limits.read.acquire().await;
         ssm::stop(&clients, &id).await
     };
     match stopped {

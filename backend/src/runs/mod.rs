@@ -83,7 +83,8 @@ pub async fn send_start(
     let mut attempt = 1;
     let execution_id = loop {
         let sent = {
-            let _slot = state.limits(run.region).start.acquire().await;
+            let limits = state.limits(run.account, run.region);
+            let _slot = limits.start.acquire().await;
             ssm::start(
                 clients,
                 RUNBOOK,
@@ -99,7 +100,7 @@ pub async fn send_start(
             Ok(id) => break id,
             Err(e) if classify(&e) == StartOutcome::NotNow && !is_quota_full(&e) && attempt < attempts => {
                 tracing::info!(record = run.record_id, attempt, error = %e, "SSM said not now; sending the start again");
-                state.limits(run.region).start.back_off(backoff);
+                state.limits(run.account, run.region).start.back_off(backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(5));
                 attempt += 1;
             }
@@ -277,7 +278,8 @@ async fn reconcile_one(state: &AppState, run: &RunRow) -> Result<(), AppError> {
         Some(tag) => {
             let clients = crate::inventory::clients_for(state, &run.account, &run.region).await?;
             let found = {
-                let _slot = state.limits(&run.region).read.acquire().await;
+                let limits = state.limits(&run.account, &run.region);
+                let _slot = limits.read.acquire().await;
                 ssm::find_by_run_tag(&clients, tag).await?
             };
             if let Some(id) = found {

@@ -124,24 +124,6 @@ pub fn ExecutePage() -> impl IntoView {
         max_concurrency: RwSignal::new("10".into()),
         max_errors: RwSignal::new("0".into()),
     };
-    // Started from the Fleet page with a selection.
-    Effect::new(move |_| {
-        let q = query.read();
-        if let Some(t) = q.get("targets").filter(|t| !t.is_empty()) {
-            form.rate.set(true);
-            form.target_ids.set(t.replace(',', "\n"));
-        }
-        if let Some(i) = q.get("instance").filter(|i| !i.is_empty()) {
-            form.rate.set(false);
-            form.instance_id.set(i);
-        }
-        if let Some(r) = q.get("region").filter(|r| !r.is_empty()) {
-            form.region.set(r);
-        }
-        if let Some(a) = q.get("account").filter(|a| !a.is_empty()) {
-            form.account.set(a);
-        }
-    });
 
     let submitted = RwSignal::new(false);
     let confirming = RwSignal::new(false);
@@ -160,6 +142,34 @@ pub fn ExecutePage() -> impl IntoView {
 
     let identity = LocalResource::new(api::identity);
     let accounts = LocalResource::new(|| api::get::<shared::api::AccountList>("/accounts"));
+    // Started from the Fleet page: with a selection, or with every instance matching a tag filter
+    // (`tag`, with `locations` and `regions` when it spans several accounts or Regions).
+    Effect::new(move |_| {
+        let q = query.get();
+        let list = |k: &str| q.get(k).map(|v| shared::split_list(&v)).unwrap_or_default();
+        if let Some(t) = q.get("targets").filter(|t| !t.is_empty()) {
+            form.rate.set(true);
+            form.target_ids.set(t.replace(',', "\n"));
+        }
+        if let Some(i) = q.get("instance").filter(|i| !i.is_empty()) {
+            form.rate.set(false);
+            form.instance_id.set(i);
+        }
+        if let Some(r) = q.get("region").filter(|r| !r.is_empty()) {
+            form.region.set(r);
+        }
+        if let Some(a) = q.get("account").filter(|a| !a.is_empty()) {
+            form.account.set(a);
+        }
+        if let Some((key, value)) = q.get("tag").as_deref().and_then(|t| t.split_once('=')) {
+            form.rate.set(true);
+            form.by_tag.set(true);
+            form.tag_key.set(key.to_owned());
+            form.tag_value.set(value.to_owned());
+            form.locations.set(list("locations"));
+            form.regions.set(list("regions"));
+        }
+    });
     // Suggestions for the instance field, found by the server as one types (the fleet may be large),
     // and the instance the run's region follows: the typed one, or the first rate-control target.
     let lookup = Memo::new(move |_| {
@@ -443,7 +453,7 @@ pub fn ExecutePage() -> impl IntoView {
                 Err(e) => view! { <div class="error-box" role="alert" data-testid="start-error">{e.explain()}</div> }.into_any(),
             })}
         </section>
-        <section class="card">
+        <section class="card" data-testid="recent-runs">
             <h2>"Recent runs"</h2>
             {move || match recent.get() {
                 None => view! { <p role="status">"Loading…"</p> }.into_any(),

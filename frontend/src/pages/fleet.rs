@@ -77,6 +77,100 @@ pub fn FleetPage() -> impl IntoView {
         r.dedup();
         r
     };
+    // Every instance matching the filters (not only this page's), by the filters it was chosen with:
+    // a change of filter ends it.
+    let all_matching: RwSignal<Option<(String, usize)>> = RwSignal::new(None);
+    let matching = move || {
+        all_matching
+            .get()
+            .filter(|(f, _)| *f == params(FILTERS, &[]))
+            .map(|(_, n)| n)
+    };
+    let matching_problem = RwSignal::new(None::<String>);
+    // The reachable accounts and the console's Regions, which a run by tag spreads over.
+    let reach = LocalResource::new(|| async {
+        let accounts = api::get::<shared::api::AccountList>("/accounts").await?;
+        let regions = api::identity().await?.regions;
+        let reachable = accounts
+            .accounts
+            .into_iter()
+            .filter(|a| a.reachable)
+            .map(|a| a.account_id)
+            .collect::<Vec<_>>();
+        Ok::<_, api::ClientError>((reachable, regions))
+    });
+    let enforce_matching = Callback::new({
+        let navigate = navigate.clone();
+        move |total: usize| {
+            let tag = q("tag");
+            if tag.contains('=') {
+                // One run by tag: SSM resolves the instances, in every account and Region the filter
+                // allows (one run there, or one across them with TargetLocations).
+                let Some(Ok((accounts, regions))) = reach.get() else {
+                    return matching_problem.set(Some(
+                        "The accounts and Regions are still loading; try again in a moment.".into(),
+                    ));
+                };
+                let accounts = if q("account").is_empty() {
+                    accounts
+                } else {
+                    vec![q("account")]
+                };
+                let regions = if q("region").is_empty() {
+                    regions
+                } else {
+                    vec![q("region")]
+                };
+                let url = match (accounts.as_slice(), regions.as_slice()) {
+                    ([a], [r]) => format!("/execute?tag={}&account={a}&region={r}", enc(&tag)),
+                    _ => format!(
+                        "/execute?tag={}&locations={}&regions={}",
+                        enc(&tag),
+                        accounts.join(","),
+                        regions.join(",")
+                    ),
+                };
+                navigate(&url, Default::default());
+                return;
+            }
+            if total > shared::params::MAX_TARGET_VALUES {
+                matching_problem.set(Some(format!(
+                    "SSM takes at most {} instance IDs in one run. Filter by a tag (such as Team=web) to enforce all {total} as one run.",
+                    shared::params::MAX_TARGET_VALUES
+                )));
+                return;
+            }
+            let navigate = navigate.clone();
+            let query = params(FILTERS, &[]);
+            leptos::task::spawn_local(async move {
+                let list = match api::get::<InstanceList>(&format!("/instances?{query}&limit={total}")).await
+                {
+                    Ok(l) => l,
+                    Err(e) => return matching_problem.set(Some(e.explain())),
+                };
+                let mut places: Vec<(&str, &str)> = list
+                    .instances
+                    .iter()
+                    .map(|i| (i.account.as_str(), i.region.as_str()))
+                    .collect();
+                places.sort_unstable();
+                places.dedup();
+                let [(account, region)] = places.as_slice() else {
+                    return matching_problem.set(Some(
+                        "These instances are in several accounts or Regions: filter by one account and Region, or by a tag.".into(),
+                    ));
+                };
+                let ids: Vec<&str> = list.instances.iter().map(|i| i.instance_id.as_str()).collect();
+                navigate(
+                    &format!(
+                        "/execute?targets={}&region={region}&account={account}",
+                        ids.join(",")
+                    ),
+                    Default::default(),
+                );
+            });
+        }
+    });
     let enforce = Callback::new({
         let navigate = navigate.clone();
         move |()| {
@@ -223,13 +317,19 @@ pub fn FleetPage() -> impl IntoView {
             </div>
             <Show when=move || crate::session::use_session().can_operate()>
             <div class="filters">
-                <button id="enforce-selected" disabled=move || selected.get().is_empty() || regions_selected().len() != 1 on:click=move |_| enforce.run(())>
-                    {move || format!("Enforce IMDSv2 on {} selected", selected.get().len())}
+                <button id="enforce-selected"
+                    disabled=move || matching().is_none() && (selected.get().is_empty() || regions_selected().len() != 1)
+                    on:click=move |_| match matching() { Some(n) => enforce_matching.run(n), None => enforce.run(()) }>
+                    {move || match matching() {
+                        Some(n) => format!("Enforce IMDSv2 on all {n} matching"),
+                        None => format!("Enforce IMDSv2 on {} selected", selected.get().len()),
+                    }}
                 </button>
-                {move || (regions_selected().len() > 1).then(|| view! {
-                    <span class="field-error" role="alert">"A run covers one account and region: select instances of one account and region."</span>
+                {move || (matching().is_none() && regions_selected().len() > 1).then(|| view! {
+                    <span class="field-error" role="alert">"A run covers one account and region: select instances of one account and region, or select all matching a tag."</span>
                 })}
-                <button class="secondary" on:click=move |_| selected.set(BTreeMap::new())>"Clear selection"</button>
+                {move || matching_problem.get().map(|m| view! { <span class="field-error" role="alert" data-testid="matching-problem">{m}</span> })}
+                <button class="secondary" on:click=move |_| { selected.set(BTreeMap::new()); all_matching.set(None); matching_problem.set(None); }>"Clear selection"</button>
             </div>
             </Show>
             {move || match page.get() {
@@ -259,7 +359,43 @@ pub fn FleetPage() -> impl IntoView {
                     let next = list.next_cursor.clone();
                     let prev = (start > 0).then(|| start.saturating_sub(shared::fleet::DEFAULT_PAGE).to_string());
                     let (set_prev, set_next) = (set_for_pager.clone(), set_for_pager.clone());
+                    let total = list.total;
+                    let banner = {
+                        let all_on_page = all_on_page.clone();
+                        move || {
+                            let can = crate::session::use_session().can_operate();
+                            if !can || total <= shown {
+                                return None;
+                            }
+                            if let Some(n) = matching() {
+                                let tag = q("tag");
+                                // Says how far a run by tag reaches before one is started.
+                                let spread = reach.get().and_then(Result::ok).map(|(a, r)| {
+                                    let a = if q("account").is_empty() { a.len() } else { 1 };
+                                    let r = if q("region").is_empty() { r.len() } else { 1 };
+                                    format!("{a} account(s) and {r} Region(s)")
+                                }).unwrap_or_else(|| "the accounts and Regions of the filter".into());
+                                let note = if tag.contains('=') {
+                                    format!(" The run targets every instance tagged {tag} in {spread}; those already requiring tokens do not change.")
+                                } else {
+                                    String::new()
+                                };
+                                return Some(view! {
+                                    <div class="info-box" role="status" data-testid="select-all">{format!("All {n} matching instances are selected.{note}")}</div>
+                                }.into_any());
+                            }
+                            all_on_page().then(|| view! {
+                                <div class="info-box" role="status" data-testid="select-all">
+                                    {format!("All {shown} on this page are selected. ")}
+                                    <button type="button" class="link" id="select-all-matching"
+                                        on:click=move |_| { matching_problem.set(None); all_matching.set(Some((params(FILTERS, &[]), total))); }>
+                                        {format!("Select all {total} matching")}</button>
+                                </div>
+                            }.into_any())
+                        }
+                    };
                     view! {
+                        {banner}
                         <div class="table-scroll">
                         <table data-testid="fleet">
                             <thead><tr>
