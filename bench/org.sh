@@ -53,3 +53,20 @@ page=$(curl -s "${auth[@]/accept-encoding: gzip/accept-encoding: identity}" "$ba
 echo "| Default page (100 rows) | $(( page / 1024 )) KB raw |"
 rss=$(ps -o rss= -p "$console")
 echo "| Console resident memory after the inventory (sandbox in its own process) | $(( rss / 1024 )) MB |"
+
+# After a run the console finished, the next page reads that run's account and region again, alone.
+member=$(echo "$accounts" | python3 -c 'import json,sys; print(json.load(sys.stdin)["accounts"][1]["account_id"])')
+target=$(curl -s "${auth[@]}" --compressed "$base/api/v1/instances?account=$member&region=eu-west-1&compliance=noncompliant&state=running&limit=1" \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["instances"][0]["instance_id"])')
+exec_id=$(curl -s "${auth[@]}" --compressed -H 'content-type: application/json' "$base/api/v1/executions" \
+  -d "{\"account\":\"$member\",\"region\":\"eu-west-1\",\"parameters\":{\"InstanceId\":\"$target\"},\"override\":{\"reason\":\"benchmark of the incremental inventory\"}}" \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["execution_id"])')
+for _ in $(seq 600); do
+  status=$(curl -s "${auth[@]}" --compressed "$base/api/v1/executions/$exec_id" | python3 -c 'import json,sys; print(json.load(sys.stdin)["summary"]["status"])')
+  [ "$status" = Success ] && break
+  sleep 0.1
+done
+t0=$(date +%s%3N)
+tokens=$(curl -s "${auth[@]}" --compressed "$base/api/v1/instances?q=$target" | python3 -c 'import json,sys; print(json.load(sys.stdin)["instances"][0]["metadata"]["http_tokens"])')
+t1=$(date +%s%3N)
+echo "| First page after a run finished in one member account and region (that place read again alone; shows HttpTokens $tokens) | $(( t1 - t0 )) ms |"

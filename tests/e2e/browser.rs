@@ -891,3 +891,38 @@ async fn blocked_instances_can_be_skipped_and_the_rest_run_without_an_override()
     assert!(done["override_reason"].is_null(), "no override was needed");
     b.close().await;
 }
+
+#[tokio::test]
+async fn the_fleet_names_an_unreachable_account_with_its_reason_and_a_tag_rollout_spans_the_reachable_ones() {
+    let app = app_with_pages(AppOptions {
+        fleet: 1_500,
+        accounts: 3,
+        ..AppOptions::default()
+    })
+    .await;
+    let members = sandbox::account_ids(3);
+    app.sandbox.set_faults(sandbox::Faults {
+        missing_roles: [members[2].clone()].into(),
+        ..Default::default()
+    });
+    let b = browser().await;
+    let c = &b.client;
+    login(c, &app.base, "admin", &admin_password(&app)).await;
+    goto(c, &format!("{}/fleet?tag=Team%3Dweb", app.base)).await;
+    wait_text(c, "[data-testid=unreachable-accounts]", |t| {
+        t.contains("1 account(s) could not be read")
+            && t.contains(&members[2])
+            && t.contains("sts:AssumeRole")
+    })
+    .await;
+    click(c, "#select-page").await;
+    click(c, "#select-all-matching").await;
+    wait_text(c, "[data-testid=select-all]", |t| {
+        t.contains("tagged Team=web in 2 account(s) and 2 Region(s)")
+    })
+    .await;
+    click(c, "#enforce-selected").await;
+    wait_prop(c, "#all-accounts", "checked", |v| v == "true").await;
+    wait_text(c, "#locations-help", |t| t.contains("2 account(s) × 2 Region(s)")).await;
+    b.close().await;
+}

@@ -356,7 +356,7 @@ pub fn ExecutePage() -> impl IntoView {
                                         }
                                     }/>
                                     " Every reachable account and Region, as one multi-account run"</label>
-                                <div class="help">{move || {
+                                <div class="help" id="locations-help">{move || {
                                     let n = form.locations.get().len();
                                     if n == 0 { "Off: the account and Region above only.".to_owned() }
                                     else { format!("{n} account(s) × {} Region(s), one location at a time; each account needs the AWS-SystemsManager-AutomationExecutionRole.", form.regions.get().len()) }

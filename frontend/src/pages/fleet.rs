@@ -87,18 +87,23 @@ pub fn FleetPage() -> impl IntoView {
             .map(|(_, n)| n)
     };
     let matching_problem = RwSignal::new(None::<String>);
-    // The reachable accounts and the console's Regions, which a run by tag spreads over.
+    // The managed accounts (those that cannot be read are shown with AWS's reason) and the console's
+    // Regions: a run by tag spreads over the reachable ones.
     let reach = LocalResource::new(|| async {
         let accounts = api::get::<shared::api::AccountList>("/accounts").await?;
         let regions = api::identity().await?.regions;
-        let reachable = accounts
-            .accounts
-            .into_iter()
-            .filter(|a| a.reachable)
-            .map(|a| a.account_id)
-            .collect::<Vec<_>>();
-        Ok::<_, api::ClientError>((reachable, regions))
+        Ok::<_, api::ClientError>((accounts.accounts, regions))
     });
+    let reachable = move || {
+        reach.get().and_then(Result::ok).map(|(accounts, regions)| {
+            let ids: Vec<String> = accounts
+                .into_iter()
+                .filter(|a| a.reachable)
+                .map(|a| a.account_id)
+                .collect();
+            (ids, regions)
+        })
+    };
     let enforce_matching = Callback::new({
         let navigate = navigate.clone();
         move |total: usize| {
@@ -106,7 +111,7 @@ pub fn FleetPage() -> impl IntoView {
             if tag.contains('=') {
                 // One run by tag: SSM resolves the instances, in every account and Region the filter
                 // allows (one run there, or one across them with TargetLocations).
-                let Some(Ok((accounts, regions))) = reach.get() else {
+                let Some((accounts, regions)) = reachable() else {
                     return matching_problem.set(Some(
                         "The accounts and Regions are still loading; try again in a moment.".into(),
                     ));
@@ -265,6 +270,23 @@ pub fn FleetPage() -> impl IntoView {
                     </select>
                 </label>
             </div>
+            {move || {
+                let (accounts, _) = reach.get().and_then(Result::ok)?;
+                let unread: Vec<_> = accounts.into_iter().filter(|a| !a.reachable).collect();
+                (!unread.is_empty()).then(|| view! {
+                    <div class="warn-box" role="status" data-testid="unreachable-accounts">
+                        <strong>{format!("{} account(s) could not be read just now:", unread.len())}</strong>
+                        <ul>{unread.into_iter().map(|a| {
+                            let name = a.name.clone().map(|n| format!(" ({n})")).unwrap_or_default();
+                            let kept = match (&a.as_of, a.instances) {
+                                (Some(at), n) if n > 0 => format!(" Showing its {n} instance(s) as read {}.", api::local_time(Some(at))),
+                                _ => " None of its instances are shown.".to_owned(),
+                            };
+                            view! { <li><span class="mono">{a.account_id.clone()}</span>{name}": "{a.reason.clone().unwrap_or_default()}{kept}</li> }
+                        }).collect_view()}</ul>
+                    </div>
+                })
+            }}
             {move || match summary.get() {
                 None => view! { <p role="status">"Loading the fleet…"</p> }.into_any(),
                 Some(Err(e)) => view! { <div class="error-box" role="alert">{e.explain()}</div> }.into_any(),
@@ -370,7 +392,7 @@ pub fn FleetPage() -> impl IntoView {
                             if let Some(n) = matching() {
                                 let tag = q("tag");
                                 // Says how far a run by tag reaches before one is started.
-                                let spread = reach.get().and_then(Result::ok).map(|(a, r)| {
+                                let spread = reachable().map(|(a, r)| {
                                     let a = if q("account").is_empty() { a.len() } else { 1 };
                                     let r = if q("region").is_empty() { r.len() } else { 1 };
                                     format!("{a} account(s) and {r} Region(s)")
