@@ -756,7 +756,7 @@ impl Store {
                     r.rolled_back_by, r.started_here,
                     (SELECT group_concat(instance_id, ' ') FROM
                         (SELECT instance_id FROM run_instances WHERE run_id = r.id ORDER BY instance_id)),
-                    r.stopped_by
+                    r.stopped_by, r.account
              FROM runs r WHERE r.parent_execution_id IS NULL",
         );
         let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
@@ -798,6 +798,7 @@ impl Store {
                     started_here: r.get::<_, i64>(20)? != 0,
                     instance_ids: r.get::<_, Option<String>>(21)?.unwrap_or_default(),
                     stopped_by: r.get(22)?,
+                    account: r.get(23)?,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;

@@ -86,6 +86,7 @@ fn record_foreign(state: &AppState, region: &str, ex: &ssm::SsmExecutionSummary)
             execution_id: ex.id.clone(),
             status: ex.status.clone(),
             parent_execution_id: None,
+            account: String::new(),
         });
     }
     Ok(())
@@ -143,6 +144,7 @@ pub async fn refresh(state: &AppState, run: &RunRow) -> Result<ExecutionDetail, 
                     execution_id: child.id.clone(),
                     status: child.status.clone(),
                     parent_execution_id: Some(execution_id.to_owned()),
+                    account: run.account.clone(),
                 });
             }
         }
@@ -167,6 +169,7 @@ pub async fn refresh(state: &AppState, run: &RunRow) -> Result<ExecutionDetail, 
             execution_id: execution_id.to_owned(),
             status: ex.status.clone(),
             parent_execution_id: ex.parent_id.clone(),
+            account: run.account.clone(),
         });
     }
     if status_changed && ex.status.is_terminal() {

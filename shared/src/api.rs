@@ -370,6 +370,9 @@ pub struct ExecutionEvent {
     pub execution_id: String,
     pub status: RunStatus,
     pub parent_execution_id: Option<String>,
+    /// The account the run acts in ('' for the console's own): a stream shows only the caller's.
+    #[serde(default)]
+    pub account: String,
 }
 
 /// One run in the audit export (`GET /api/v1/audit?format=json|csv`): flat, so CSV holds it whole.
@@ -379,6 +382,9 @@ pub struct AuditRecord {
     pub record_id: i64,
     pub created_at: String,
     pub requester: Option<String>,
+    /// The account the run acted in.
+    #[serde(default)]
+    pub account: String,
     pub region: String,
     pub document_name: String,
     pub document_version: Option<String>,

@@ -436,14 +436,14 @@ async fn an_account_scoped_operator_sees_only_its_accounts_and_is_refused_change
     let ids = sandbox::account_ids(3);
     let (mine, other) = (ids[1].clone(), ids[2].clone());
     // The admin runs something in the console's own account first.
-    let hub_target = app
+    let mut hub_quiet = app
         .pick("us-east-1", |i| {
             i["account"] == sandbox::ACCOUNT_ID
                 && i["metadata"]["http_endpoint"] == "enabled"
                 && i["imdsv1_calls"].as_u64().unwrap_or(0) == 0
         })
-        .await
-        .remove(0);
+        .await;
+    let hub_target = hub_quiet.remove(0);
     let (status, body) = app
         .post("/executions", &json!({"parameters": {"InstanceId": hub_target}}))
         .await;
@@ -524,14 +524,55 @@ async fn an_account_scoped_operator_sees_only_its_accounts_and_is_refused_change
         (status, refused["error"]["code"].clone()),
         (403, json!("AccountNotAllowed"))
     );
+    // Her live stream carries her runs, not the console account's.
+    let mut stream = client
+        .get(app.url("/events"))
+        .header("cookie", cookie.clone())
+        .send()
+        .await
+        .unwrap();
+    let other_hub_target = hub_quiet.remove(0);
+    let (status, body) = app
+        .post(
+            "/executions",
+            &json!({"parameters": {"InstanceId": other_hub_target}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let hidden = body["execution_id"].as_str().unwrap().to_owned();
+    app.wait_done(&hidden, Duration::from_secs(30)).await;
     let (status, started) = as_olga_post(
         "/executions".into(),
         json!({"account": mine, "region": region, "parameters": {"InstanceId": target["instance_id"]}}),
     )
     .await;
     assert_eq!(status, 201, "{started}");
+    let hers = started["execution_id"].as_str().unwrap().to_owned();
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !(seen.contains(&hers) && seen.contains("\"status\":\"Success\"")) {
+        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
+            .await
+            .expect("her run's events in time")
+            .unwrap()
+            .expect("stream open");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(!seen.contains(&hidden), "{seen}");
     let (_, history) = as_olga_get("/executions".into()).await;
     assert_eq!(history["executions"].as_array().unwrap().len(), 1, "{history}");
+    // So does the audit export.
+    let (status, audit) = as_olga_get("/audit".into()).await;
+    assert_eq!(status, 200, "{audit}");
+    let records = audit.as_array().unwrap();
+    assert_eq!(records.len(), 1, "{audit}");
+    assert_eq!(records[0]["account"], mine.as_str());
+    let (_, all) = app.get("/audit").await;
+    assert!(all
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["account"] == sandbox::ACCOUNT_ID));
 
     // A sign-on group can be limited the same way.
     let resp = client

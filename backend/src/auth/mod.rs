@@ -130,6 +130,8 @@ fn account_rule(method: &Method, path: &str) -> AccountRule {
                 || p == "/dashboard"
                 || p == "/fleet/summary"
                 || p == "/accounts"
+                || p == "/audit"
+                || p == "/events"
                 || p == "/executions"
                 || p.starts_with("/executions/") =>
         {

@@ -5,10 +5,11 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 
 use super::ApiQuery;
+use crate::auth::AccountScope;
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::store::HistoryFilter;
@@ -32,6 +33,7 @@ struct AuditQuery {
 
 async fn export(
     State(state): State<AppState>,
+    Extension(scope): Extension<AccountScope>,
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Response, AppError> {
     let filter = HistoryFilter {
@@ -41,9 +43,16 @@ async fn export(
         since: super::executions::normalise_time("since", q.since.as_deref())?,
         until: super::executions::normalise_time("until", q.until.as_deref())?,
         limit: EXPORT_LIMIT,
+        accounts: scope.as_recorded(),
         ..HistoryFilter::default()
     };
-    let records = state.store.audit(&filter)?;
+    let hub = crate::routes::identity::resolve(&state).await?.account;
+    let mut records = state.store.audit(&filter)?;
+    for r in &mut records {
+        if r.account.is_empty() {
+            r.account.clone_from(&hub);
+        }
+    }
     match q.format.as_deref().unwrap_or("json") {
         "json" => Ok(Json(records).into_response()),
         "csv" => {

@@ -9,6 +9,7 @@ use futures_util::stream::{self, Stream, StreamExt};
 use std::convert::Infallible;
 use std::time::Duration;
 
+use crate::auth::AccountScope;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -35,6 +36,8 @@ struct Feed {
     recheck: tokio::time::Interval,
     headers: HeaderMap,
     peer: Option<std::net::IpAddr>,
+    /// Runs outside the caller's accounts are not theirs to follow.
+    scope: AccountScope,
 }
 
 impl Feed {
@@ -43,6 +46,7 @@ impl Feed {
         loop {
             tokio::select! {
                 got = self.rx.recv() => return match got {
+                    Ok((_, ev)) if !self.scope.allows(&ev.account) => continue,
                     Ok((id, ev)) => Some(to_event(id, &ev)),
                     // A slow client missed some events: tell it to reload everything.
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
@@ -79,8 +83,14 @@ async fn events(
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
+    let scope = req
+        .extensions()
+        .get::<AccountScope>()
+        .cloned()
+        .unwrap_or_default();
     let (replay, rx) = state.events.subscribe(last);
-    let replay = stream::iter(replay.into_iter().map(|(id, ev)| Ok(to_event(id, &ev))));
+    let replay = replay.into_iter().filter(|(_, ev)| scope.allows(&ev.account));
+    let replay = stream::iter(replay.map(|(id, ev)| Ok(to_event(id, &ev))).collect::<Vec<_>>());
     let mut recheck = tokio::time::interval(RECHECK_EVERY);
     recheck.reset();
     let feed = Feed {
@@ -90,6 +100,7 @@ async fn events(
         recheck,
         headers,
         peer,
+        scope,
     };
     let live = stream::unfold(feed, |mut feed| async move {
         let event = feed.next().await?;

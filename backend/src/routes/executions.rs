@@ -495,6 +495,7 @@ async fn stop(
         execution_id: id.clone(),
         status: "Cancelling".into(),
         parent_execution_id: row.parent_execution_id.clone(),
+        account: row.account.clone(),
     });
     Ok((
         StatusCode::ACCEPTED,

@@ -108,7 +108,7 @@ pub async fn send_start(
         }
     };
     crate::crash::point("after-start");
-    settle(state, run.record_id, &execution_id)?;
+    settle(state, run.record_id, run.account, &execution_id)?;
     Ok(execution_id)
 }
 
@@ -130,7 +130,7 @@ pub struct RunRef<'a> {
 
 /// Stores the execution ID of a record (linking a rollback to the run it reverts) and tells the
 /// browsers.
-fn settle(state: &AppState, record_id: i64, execution_id: &str) -> Result<(), AppError> {
+fn settle(state: &AppState, record_id: i64, account: &str, execution_id: &str) -> Result<(), AppError> {
     state.store.set_execution_id(record_id, execution_id)?;
     if let Some(reverted) = state.store.rollback_of(record_id)? {
         state.store.add_rolled_back_by(&reverted, execution_id)?;
@@ -139,6 +139,7 @@ fn settle(state: &AppState, record_id: i64, execution_id: &str) -> Result<(), Ap
         execution_id: execution_id.to_owned(),
         status: RunStatus::InProgress,
         parent_execution_id: None,
+        account: account.to_owned(),
     });
     Ok(())
 }
@@ -284,7 +285,7 @@ async fn reconcile_one(state: &AppState, run: &RunRow) -> Result<(), AppError> {
             };
             if let Some(id) = found {
                 tracing::info!(record = run.id, execution = %id, "found the execution of an unsettled start");
-                return settle(state, run.id, &id);
+                return settle(state, run.id, &run.account, &id);
             }
             // SSM has no such run: send it again, with a token never used before (recorded first).
             let fresh = uuid::Uuid::new_v4().to_string();
