@@ -127,8 +127,24 @@ pub fn user(args: &UserArgs) -> Result<(), String> {
 pub fn token(args: &TokenArgs) -> Result<(), String> {
     let store = Store::open(&args.data_dir)?;
     match &args.action {
-        TokenAction::Create { user, role } => {
-            let (id, secret, role) = store.create_token(user, *role).map_err(err)?;
+        TokenAction::Create {
+            user,
+            role,
+            name,
+            expires_in_days,
+        } => {
+            let request = shared::api::CreateTokenRequest {
+                user: user.clone(),
+                role: *role,
+                name: name.clone(),
+                expires_in_days: *expires_in_days,
+            };
+            let shared::api::TokenSpec { name, days } = request
+                .checked()
+                .map_err(|(field, m)| format!("--{}: {m}", field.replace('_', "-")))?;
+            let (id, secret, role, _) = store
+                .create_token(user, *role, name.as_deref(), days)
+                .map_err(err)?;
             store
                 .auth_event(
                     "token-created",
@@ -142,12 +158,20 @@ pub fn token(args: &TokenArgs) -> Result<(), String> {
         }
         TokenAction::List => {
             for t in store.tokens().map_err(err)? {
+                let status = match (t.revoked, t.expired) {
+                    (true, _) => "revoked",
+                    (false, true) => "expired",
+                    (false, false) => "active",
+                };
                 println!(
-                    "{}\t{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
                     t.id,
+                    t.name.unwrap_or_default(),
                     t.user,
                     t.role.as_str(),
-                    if t.revoked { "revoked" } else { "active" },
+                    status,
+                    t.expires_at
+                        .map_or_else(|| "no expiry".into(), |e| format!("expires {e}")),
                     t.last_used_at.unwrap_or_else(|| "never used".into())
                 );
             }

@@ -92,6 +92,12 @@ pub enum TokenAction {
         /// At most the user's role; defaults to it.
         #[arg(long, value_parser = parse_role)]
         role: Option<shared::api::Role>,
+        /// What the token is for, such as "CI pipeline".
+        #[arg(long)]
+        name: Option<String>,
+        /// Days until it stops working (1 to 365); without it, it lasts until revoked.
+        #[arg(long)]
+        expires_in_days: Option<u32>,
     },
     /// List tokens (never the secrets).
     List,
@@ -127,8 +133,8 @@ pub struct ServeArgs {
     /// a delegated administrator). On by default with an embedded sandbox of several accounts.
     #[arg(long, env = "IMDS_CONSOLE_ORGANIZATION")]
     pub organization: bool,
-    /// Member accounts directly under these organizational units or roots (repeat the flag), listed
-    /// with Organizations' ListAccountsForParent.
+    /// Member accounts under these organizational units or roots (repeat the flag), their child units'
+    /// included, listed with Organizations' ListAccountsForParent and ListOrganizationalUnitsForParent.
     #[arg(
         long = "organizational-unit",
         env = "IMDS_CONSOLE_ORGANIZATIONAL_UNITS",

@@ -14,7 +14,7 @@ pub struct Org {
     pub named: Vec<String>,
     /// Whether to list members from AWS Organizations.
     pub organization: bool,
-    /// Organizational units (or roots) whose direct accounts are members.
+    /// Organizational units (or roots) whose accounts, at any depth, are members.
     pub units: Vec<String>,
     pub member_role: String,
     target: Target,
@@ -72,7 +72,11 @@ impl Org {
         }
         sources.extend(self.units.iter().map(|u| Some(u.as_str())));
         for parent in sources {
-            match aws::organizations::list_accounts(hub_clients, parent).await {
+            let listed = match parent {
+                None => aws::organizations::list_accounts(hub_clients, None).await,
+                Some(unit) => aws::organizations::accounts_under(hub_clients, unit).await,
+            };
+            match listed {
                 Ok(list) => {
                     for a in list.into_iter().filter(|a| a.status == "ACTIVE") {
                         if a.id == hub {
@@ -148,4 +152,37 @@ pub fn view(
         instances,
         as_of,
     }
+}
+
+/// Every (account, region) a run's TargetLocations reach, once each: the accounts they name, and the
+/// active accounts under their organizational units and roots, listed through Organizations (SSM
+/// resolves the units itself when the run starts; the preview needs the accounts now).
+pub async fn places(
+    state: &crate::state::AppState,
+    locations: &[shared::params::TargetLocation],
+) -> Result<Vec<(String, String)>, AppError> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for loc in locations {
+        let mut accounts: Vec<String> = loc.accounts.iter().map(|a| a.as_str().to_owned()).collect();
+        for unit in &loc.units {
+            let under = aws::organizations::accounts_under(state.region(None)?, unit.as_str())
+                .await
+                .map_err(|e| {
+                    AppError::field(
+                        "target_locations",
+                        format!("cannot list the accounts of {unit}: {e}"),
+                    )
+                })?;
+            accounts.extend(under.into_iter().filter(|a| a.status == "ACTIVE").map(|a| a.id));
+        }
+        for account in accounts {
+            for region in &loc.regions {
+                let place = (account.clone(), region.as_str().to_owned());
+                if !out.contains(&place) {
+                    out.push(place);
+                }
+            }
+        }
+    }
+    Ok(out)
 }

@@ -120,6 +120,11 @@ CREATE TABLE posture_days (
     PRIMARY KEY (day, account)
 );
 ",
+    // A token's name (what it is for) and optional expiry.
+    r"
+ALTER TABLE api_tokens ADD COLUMN name TEXT;
+ALTER TABLE api_tokens ADD COLUMN expires_ms INTEGER;
+",
 ];
 
 /// Status of a record whose start has not been acknowledged by SSM yet.

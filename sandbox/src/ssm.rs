@@ -353,17 +353,26 @@ fn target_locations(req: &Value, org: &[String]) -> Result<Vec<crate::engine::Ta
                 account_re.as_str(),
             ));
         }
-        // The sandbox's organisation has one root and no OUs: the root stands for every account.
-        let accounts = if accounts.iter().any(|a| a.starts_with("r-")) {
-            org.to_vec()
-        } else if let Some(ou) = accounts.iter().find(|a| a.starts_with("ou-")) {
-            return Err(AwsError::client(
-                "InvalidTarget",
-                format!("Organizational unit {ou} not found: the sandbox's organisation has no organizational units."),
-            ));
-        } else {
-            accounts
-        };
+        // A root stands for every account of the organisation, a unit for its accounts.
+        let mut resolved: Vec<String> = Vec::new();
+        for entry in &accounts {
+            let found = if entry.starts_with("r-") || entry.starts_with("ou-") {
+                crate::organizations::accounts_under(entry, org).ok_or_else(|| {
+                    AwsError::client(
+                        "InvalidTarget",
+                        format!("Organizational unit or root {entry} not found in the organization."),
+                    )
+                })?
+            } else {
+                vec![entry.clone()]
+            };
+            for a in found {
+                if !resolved.contains(&a) {
+                    resolved.push(a);
+                }
+            }
+        }
+        let accounts = resolved;
         let opt = |k: &str| loc[k].as_str().map(str::to_owned);
         for (key, re) in [
             ("TargetLocationMaxConcurrency", &conc_re),

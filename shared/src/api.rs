@@ -318,6 +318,11 @@ pub struct PreviewResponse {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PreviewTarget {
     pub instance_id: String,
+    /// Where it is: a run across accounts and Regions previews every place.
+    #[serde(default)]
+    pub account: String,
+    #[serde(default)]
+    pub region: String,
     pub name: Option<String>,
     pub state: String,
     pub current: MetadataOptions,
@@ -500,12 +505,25 @@ pub struct UserAccountsRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TokenView {
     pub id: i64,
+    /// What it is for, such as "CI pipeline".
+    #[serde(default)]
+    pub name: Option<String>,
     pub user: String,
     pub role: Role,
     pub created_at: String,
     pub revoked: bool,
     pub last_used_at: Option<String>,
+    /// When it stops working (RFC 3339); None: until revoked.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    #[serde(default)]
+    pub expired: bool,
 }
+
+/// The longest a token may be given to live, in days.
+pub const MAX_TOKEN_DAYS: u32 = 365;
+/// The longest token name.
+pub const MAX_TOKEN_NAME: usize = 64;
 
 /// `POST /api/v1/tokens`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -514,6 +532,48 @@ pub struct CreateTokenRequest {
     /// At most the user's own role; defaults to it.
     #[serde(default)]
     pub role: Option<Role>,
+    /// What it is for (up to 64 characters).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Days until it stops working (1 to 365); absent: until revoked.
+    #[serde(default)]
+    pub expires_in_days: Option<u32>,
+}
+
+/// A token's name and lifetime, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenSpec {
+    pub name: Option<String>,
+    pub days: Option<u32>,
+}
+
+impl CreateTokenRequest {
+    /// The name and lifetime, checked: `(field, message)` for the first that is not allowed.
+    pub fn checked(&self) -> Result<TokenSpec, (&'static str, String)> {
+        let name = self.name.as_deref().map(str::trim).filter(|n| !n.is_empty());
+        if let Some(n) = name {
+            if n.chars().count() > MAX_TOKEN_NAME || n.chars().any(char::is_control) {
+                return Err((
+                    "name",
+                    format!("at most {MAX_TOKEN_NAME} characters, no control characters"),
+                ));
+            }
+        }
+        if let Some(d) = self.expires_in_days {
+            if !(1..=MAX_TOKEN_DAYS).contains(&d) {
+                return Err((
+                    "expires_in_days",
+                    format!(
+                        "1 to {MAX_TOKEN_DAYS} days, or leave it out for a token that lasts until revoked"
+                    ),
+                ));
+            }
+        }
+        Ok(TokenSpec {
+            name: name.map(str::to_owned),
+            days: self.expires_in_days,
+        })
+    }
 }
 
 /// The one time a token is shown.
@@ -522,6 +582,10 @@ pub struct CreatedToken {
     pub id: i64,
     pub token: String,
     pub role: Role,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub expires_at: Option<String>,
 }
 
 /// A sign-in, failed sign-in, token use or user change, from the audit store.

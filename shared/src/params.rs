@@ -124,6 +124,33 @@ string_newtype!(
     check_account_id
 );
 
+string_newtype!(
+    /// An organizational unit (`ou-` 4 to 32 then 8 to 32 lowercase letters or digits) or a root
+    /// (`r-` 4 to 32), as SSM's TargetLocations takes them in place of account IDs.
+    OrgUnitId,
+    check_org_unit
+);
+
+fn check_org_unit(raw: &str) -> Result<(), String> {
+    let part = |s: &str, min: usize| {
+        (min..=32).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    };
+    let ok = match (raw.strip_prefix("ou-"), raw.strip_prefix("r-")) {
+        (Some(rest), _) => rest
+            .split_once('-')
+            .is_some_and(|(root, unit)| part(root, 4) && part(unit, 8)),
+        (None, Some(rest)) => part(rest, 4),
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "\"{raw}\" is not an account ID (12 digits), an organizational unit (ou-abcd-12345678) or a root (r-abcd)"
+        ))
+    }
+}
+
 fn check_account_id(raw: &str) -> Result<(), String> {
     if raw.len() == 12 && raw.bytes().all(|b| b.is_ascii_digit()) {
         Ok(())
@@ -416,6 +443,10 @@ pub struct RateControl {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TargetLocation {
     pub accounts: Vec<AccountId>,
+    /// Organizational units and roots: SSM runs in every account under them; the console's preview
+    /// lists those accounts through Organizations.
+    #[serde(default)]
+    pub units: Vec<OrgUnitId>,
     pub regions: Vec<Region>,
     pub max_concurrency: Option<MaxConcurrency>,
     pub max_errors: Option<MaxErrors>,
@@ -462,15 +493,18 @@ fn validate_target_locations(
         if loc.regions.is_empty() {
             errors.push(field("regions"), "name at least one Region");
         }
-        let accounts: Vec<AccountId> = loc
-            .accounts
-            .iter()
-            .filter_map(|a| {
-                AccountId::parse(a.trim())
-                    .map_err(|m| errors.push(field("accounts"), format!("{m}; organizational units are not resolved by the console's preview, name the accounts")))
-                    .ok()
-            })
-            .collect();
+        let mut accounts: Vec<AccountId> = Vec::new();
+        let mut units: Vec<OrgUnitId> = Vec::new();
+        for a in loc.accounts.iter().map(|a| a.trim()) {
+            if let Ok(id) = AccountId::parse(a) {
+                accounts.push(id);
+            } else {
+                match OrgUnitId::parse(a) {
+                    Ok(unit) => units.push(unit),
+                    Err(m) => errors.push(field("accounts"), m),
+                }
+            }
+        }
         let regions: Vec<Region> = loc
             .regions
             .iter()
@@ -520,6 +554,7 @@ fn validate_target_locations(
         }
         out.push(TargetLocation {
             accounts,
+            units,
             regions,
             max_concurrency,
             max_errors,

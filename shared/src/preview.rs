@@ -85,6 +85,8 @@ pub fn preview(params: &RunbookParameters, inst: &InstanceView, window_days: u32
         warnings.push("already configured so: nothing changes".to_owned());
     }
     PreviewTarget {
+        account: inst.account.clone(),
+        region: inst.region.clone(),
         instance_id: inst.instance_id.clone(),
         name: inst.name.clone(),
         state: inst.state.clone(),

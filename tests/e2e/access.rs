@@ -381,3 +381,60 @@ async fn an_application_load_balancer_token_signs_the_user_in() {
         .unwrap();
     assert_eq!(resp.status(), 401);
 }
+
+#[tokio::test]
+async fn a_token_has_a_name_and_stops_working_when_it_expires() {
+    let app = spawn_app().await;
+    app.add_user("ci", "operator").await;
+    let (status, made) = app
+        .post(
+            "/tokens",
+            &json!({"user": "ci", "name": "Deploy pipeline", "expires_in_days": 30}),
+        )
+        .await;
+    assert_eq!(status, 201, "{made}");
+    assert_eq!(made["name"], "Deploy pipeline");
+    let expires = made["expires_at"].as_str().unwrap().to_owned();
+    let secret = made["token"].as_str().unwrap().to_owned();
+    let with_token = |secret: String| {
+        let req = reqwest::Client::new()
+            .get(app.url("/identity"))
+            .bearer_auth(secret);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(with_token(secret.clone()).await, 200);
+    let (_, list) = app.get("/tokens").await;
+    let listed = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == made["id"])
+        .unwrap()
+        .clone();
+    assert_eq!(listed["name"], "Deploy pipeline");
+    assert_eq!(listed["expires_at"], expires.as_str());
+    assert_eq!(listed["expired"], false);
+
+    // Thirty-one days later it no longer opens anything, and the list says why.
+    app.state.store.clock.advance(Duration::from_secs(31 * 86_400));
+    assert_eq!(with_token(secret).await, 401);
+    let (_, list) = app.get("/tokens").await;
+    assert!(list
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["id"] == made["id"] && t["expired"] == true));
+
+    // A lifetime or name out of bounds is refused, naming the field, and makes no token.
+    let before = app.get("/tokens").await.1.as_array().unwrap().len();
+    for (body, field) in [
+        (json!({"user": "ci", "expires_in_days": 0}), "expires_in_days"),
+        (json!({"user": "ci", "expires_in_days": 366}), "expires_in_days"),
+        (json!({"user": "ci", "name": "x".repeat(65)}), "name"),
+    ] {
+        let (status, refused) = app.post("/tokens", &body).await;
+        assert_eq!(status, 400, "{refused}");
+        assert_eq!(refused["error"]["field"], field, "{refused}");
+    }
+    assert_eq!(app.get("/tokens").await.1.as_array().unwrap().len(), before);
+}

@@ -657,6 +657,36 @@ async fn an_admin_checks_aws_permissions_on_the_admin_page_and_sees_what_to_fix(
     click(c, "[data-disable='dora']").await;
     click(c, "#modal-confirm").await;
     wait_text(c, "tr[data-user='dora']", |t| t.contains("disabled")).await;
+
+    // A token has a name and an expiry, is shown once with a copy button, and is listed by name.
+    type_into(c, "#token-user", "admin").await;
+    type_into(c, "#token-name", "Nightly report").await;
+    click(c, "#token-days option[value='30']").await;
+    click(c, "#create-token").await;
+    let secret = wait_text(c, "[data-testid=new-token]", |t| t.starts_with("imds_")).await;
+    wait_text(c, "[role=status]:has([data-testid=new-token])", |t| {
+        t.contains("\"Nightly report\"") && t.contains("expires")
+    })
+    .await;
+    click(c, "#copy-token").await;
+    wait_text(c, "#copy-token", |t| t != "Copy").await;
+    wait_text(c, "[data-testid=tokens]", |t| t.contains("Nightly report")).await;
+    let status = reqwest::Client::new()
+        .get(app.url("/identity"))
+        .bearer_auth(secret)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    let (_, tokens) = app.get("/tokens").await;
+    let made = tokens
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "Nightly report")
+        .unwrap();
+    assert!(made["expires_at"].is_string(), "{made}");
     b.close().await;
 }
 

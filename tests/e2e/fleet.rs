@@ -399,13 +399,13 @@ async fn one_call_enforces_a_tag_across_every_account_and_region_as_one_target_l
         "instances that allowed IMDSv1 before allow it again"
     );
 
-    // A run across accounts targets a tag, and names accounts.
+    // A run across accounts targets a tag, and names accounts, units or roots.
     let (status, bad) = app
         .post(
             "/executions/preview",
             &json!({"parameters": {}, "rate_control": {"targets": {"instance_ids": ["i-0123456789abcdef0"]},
                     "max_concurrency": "1", "max_errors": "0"},
-                    "target_locations": [{"accounts": ["ou-ab12-cdefgh34"], "regions": ["us-east-1"]}]}),
+                    "target_locations": [{"accounts": ["ou-ab12"], "regions": ["us-east-1"]}]}),
         )
         .await;
     assert_eq!(status, 400, "{bad}");
@@ -594,10 +594,17 @@ async fn an_account_scoped_operator_sees_only_its_accounts_and_is_refused_change
 
 #[tokio::test]
 async fn members_can_come_from_an_organizational_unit_and_an_unknown_one_is_reported() {
-    for (unit, expected) in [("r-sand", 3), ("ou-zzzz-aaaaaaaa", 1)] {
+    // The root holds the management account and two units (member-1 and member-3 in the first,
+    // member-2 in the second): the root reaches every account through its units.
+    for (unit, expected) in [
+        ("r-sand", 4),
+        ("ou-sand-workloads", 3),
+        ("ou-sand-sandboxes", 2),
+        ("ou-zzzz-aaaaaaaa", 1),
+    ] {
         let app = spawn_app_with(AppOptions {
             fleet: 60,
-            accounts: 3,
+            accounts: 4,
             extra_args: vec!["--organizational-unit".into(), unit.into()],
             ..AppOptions::default()
         })
@@ -851,4 +858,67 @@ async fn each_account_and_region_has_its_own_ssm_budget_as_ssm_counts_its_quotas
         ),
         "the console's own account by its ID or as ''"
     );
+}
+
+#[tokio::test]
+async fn a_tag_rollout_can_target_an_organizational_unit_which_ssm_resolves_and_the_preview_lists() {
+    let app = spawn_app_with(AppOptions {
+        fleet: 300,
+        accounts: 3,
+        ..AppOptions::default()
+    })
+    .await;
+    let members = sandbox::account_ids(3);
+    let body = json!({
+        "parameters": {},
+        "rate_control": {"targets": {"tag": {"key": "Team", "value": "web"}},
+                         "max_concurrency": "10", "max_errors": "100%"},
+        "target_locations": [{"accounts": ["ou-sand-workloads"], "regions": ["us-east-1", "eu-west-1"],
+                              "target_location_max_concurrency": "2", "target_location_max_errors": "100%"}],
+        "override": {"reason": "Workloads unit drill: every web instance there."}
+    });
+    let (status, preview) = app.post("/executions/preview", &body).await;
+    assert_eq!(status, 200, "{preview}");
+    let accounts: BTreeSet<&str> = preview["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["account"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        accounts,
+        BTreeSet::from([members[1].as_str()]),
+        "the unit's one member: {preview}"
+    );
+
+    let since = e2e::now_ms();
+    let (status, started) = app.post("/executions", &body).await;
+    assert_eq!(status, 201, "{started}");
+    let starts: usize = app
+        .sandbox
+        .calls_since(since)
+        .iter()
+        .filter(|c| c.operation == "ssm:StartAutomationExecution")
+        .map(|c| c.count)
+        .sum();
+    assert_eq!(starts, 1);
+    let done = app
+        .wait_done(started["execution_id"].as_str().unwrap(), Duration::from_secs(60))
+        .await;
+    assert_eq!(
+        done["rate_control"]["progress"]["total"], 2,
+        "one member × 2 Regions: {done}"
+    );
+    assert_eq!(done["summary"]["status"], "Success", "{done}");
+
+    // A malformed unit is a field error that starts nothing.
+    let mut bad = body.clone();
+    bad["target_locations"][0]["accounts"] = json!(["ou-x"]);
+    let (status, refused) = app.post("/executions", &bad).await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["error"]["field"], "target_locations[0].accounts");
+    assert!(refused["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("organizational unit"));
 }

@@ -98,7 +98,10 @@ pub async fn spawn_app_in(opts: AppOptions, data_dir: tempfile::TempDir) -> Test
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let sandbox = state.sandbox.clone().expect("embedded sandbox");
     // Tests act as an admin through an API token, the way a script would.
-    let (_, admin_token, _) = state.store.create_token("admin", None).expect("admin token");
+    let (_, admin_token, _, _) = state
+        .store
+        .create_token("admin", None, Some("tests"), None)
+        .expect("admin token");
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(
         reqwest::header::AUTHORIZATION,

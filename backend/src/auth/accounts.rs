@@ -328,7 +328,15 @@ impl Store {
     }
 
     /// Creates a token for a user, with at most the user's role; returns (id, secret).
-    pub fn create_token(&self, user: &str, role: Option<Role>) -> Result<(i64, String, Role), AppError> {
+    /// A new token of `user`, at most their role, named and living `days` (None: until revoked).
+    /// Returns its ID, its secret (shown once), its role and when it expires.
+    pub fn create_token(
+        &self,
+        user: &str,
+        role: Option<Role>,
+        name: Option<&str>,
+        days: Option<u32>,
+    ) -> Result<(i64, String, Role, Option<String>), AppError> {
         let user_role: Option<String> = self
             .conn()
             .query_row(
@@ -350,12 +358,21 @@ impl Store {
             });
         }
         let secret = format!("imds_{}", random_secret()?);
+        let expires_ms = days.map(|d| self.clock.now_ms() + i64::from(d) * 86_400_000);
         let conn = self.conn();
         conn.execute(
-            "INSERT INTO api_tokens (user_name, role, token_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![user, role.as_str(), hash_secret(&secret), now_rfc3339()],
+            "INSERT INTO api_tokens (user_name, role, token_hash, created_at, name, expires_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                user,
+                role.as_str(),
+                hash_secret(&secret),
+                now_rfc3339(),
+                name,
+                expires_ms
+            ],
         )?;
-        Ok((conn.last_insert_rowid(), secret, role))
+        Ok((conn.last_insert_rowid(), secret, role, expires_ms.map(rfc3339_ms)))
     }
 
     pub fn revoke_token(&self, id: i64) -> Result<(), AppError> {
@@ -371,10 +388,12 @@ impl Store {
     pub fn tokens(&self) -> Result<Vec<TokenView>, AppError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT id, user_name, role, created_at, revoked, last_used_at FROM api_tokens ORDER BY id",
+            "SELECT id, user_name, role, created_at, revoked, last_used_at, name, expires_ms FROM api_tokens ORDER BY id",
         )?;
+        let now = self.clock.now_ms();
         let rows = stmt
             .query_map([], |r| {
+                let expires_ms: Option<i64> = r.get(7)?;
                 Ok(TokenView {
                     id: r.get(0)?,
                     user: r.get(1)?,
@@ -382,6 +401,9 @@ impl Store {
                     created_at: r.get(3)?,
                     revoked: r.get::<_, i64>(4)? != 0,
                     last_used_at: r.get(5)?,
+                    name: r.get(6)?,
+                    expires_at: expires_ms.map(rfc3339_ms),
+                    expired: expires_ms.is_some_and(|e| e <= now),
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
@@ -396,8 +418,9 @@ impl Store {
             .query_row(
                 "SELECT t.id, u.name, t.role, u.role, t.last_used_ms, u.accounts FROM api_tokens t
                  JOIN users u ON u.name = t.user_name
-                 WHERE t.token_hash = ?1 AND t.revoked = 0 AND u.disabled = 0",
-                [hash_secret(secret)],
+                 WHERE t.token_hash = ?1 AND t.revoked = 0 AND u.disabled = 0
+                   AND (t.expires_ms IS NULL OR t.expires_ms > ?2)",
+                params![hash_secret(secret), self.clock.now_ms()],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
             )
             .optional()?;
@@ -510,4 +533,9 @@ pub struct AuthEventFilter {
     /// Only events older than this row (the cursor).
     pub before_id: Option<i64>,
     pub limit: usize,
+}
+
+/// A time in milliseconds since the epoch as RFC 3339.
+fn rfc3339_ms(ms: i64) -> String {
+    crate::aws::rfc3339(Some(&aws_smithy_types::DateTime::from_millis(ms))).unwrap_or_default()
 }

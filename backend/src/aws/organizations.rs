@@ -64,3 +64,47 @@ pub async fn list_accounts(c: &RegionClients, parent: Option<&str>) -> Result<Ve
         }
     }
 }
+
+/// The organizational units directly under a root or unit (ListOrganizationalUnitsForParent, all pages).
+async fn child_units(c: &RegionClients, parent: &str) -> Result<Vec<String>, AppError> {
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        let page = c
+            .organizations
+            .list_organizational_units_for_parent()
+            .parent_id(parent)
+            .set_next_token(token.take())
+            .send()
+            .await
+            .map_err(|e| sdk_error("organizations:ListOrganizationalUnitsForParent", &e))?;
+        out.extend(
+            page.organizational_units()
+                .iter()
+                .filter_map(|u| u.id().map(str::to_owned)),
+        );
+        match page.next_token() {
+            Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+            _ => return Ok(out),
+        }
+    }
+}
+
+/// Every account under a root or unit, its units' included at any depth, as SSM's TargetLocations
+/// reaches them. Organizations nests units at most five deep; the walk stops there too.
+pub async fn accounts_under(c: &RegionClients, parent: &str) -> Result<Vec<OrgAccount>, AppError> {
+    let mut out = Vec::new();
+    let mut level = vec![parent.to_owned()];
+    for _ in 0..=5 {
+        let mut next = Vec::new();
+        for unit in &level {
+            out.extend(list_accounts(c, Some(unit)).await?);
+            next.extend(child_units(c, unit).await?);
+        }
+        if next.is_empty() {
+            break;
+        }
+        level = next;
+    }
+    Ok(out)
+}

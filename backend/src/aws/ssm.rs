@@ -133,7 +133,13 @@ pub async fn start(
     }
     for loc in &plan.target_locations {
         let mut l = aws_sdk_ssm::types::TargetLocation::builder()
-            .set_accounts(Some(loc.accounts.iter().map(|a| a.as_str().to_owned()).collect()))
+            .set_accounts(Some(
+                loc.accounts
+                    .iter()
+                    .map(|a| a.as_str().to_owned())
+                    .chain(loc.units.iter().map(|u| u.as_str().to_owned()))
+                    .collect(),
+            ))
             .set_regions(Some(loc.regions.iter().map(|r| r.as_str().to_owned()).collect()))
             .set_target_location_max_concurrency(loc.max_concurrency.as_ref().map(|c| c.as_str().to_owned()))
             .set_target_location_max_errors(loc.max_errors.as_ref().map(|e| e.as_str().to_owned()))

@@ -335,14 +335,38 @@ async fn create_token(
     Extension(admin): Extension<Identity>,
     ApiJson(req): ApiJson<CreateTokenRequest>,
 ) -> Result<(StatusCode, Json<CreatedToken>), AppError> {
-    let (id, token, role) = state.store.create_token(&req.user, req.role)?;
+    let shared::api::TokenSpec { name, days } = req
+        .checked()
+        .map_err(|(field, message)| AppError::field(field, message))?;
+    let (id, token, role, expires_at) =
+        state
+            .store
+            .create_token(&req.user, req.role, name.as_deref(), days)?;
+    let what = name.as_deref().map(|n| format!(" \"{n}\"")).unwrap_or_default();
+    let until = expires_at
+        .as_deref()
+        .map(|e| format!(", until {e}"))
+        .unwrap_or_default();
     state.store.auth_event(
         "token-created",
         Some(&admin.name),
-        Some(&format!("token {id} for {} ({})", req.user, role.as_str())),
+        Some(&format!(
+            "token {id}{what} for {} ({}{until})",
+            req.user,
+            role.as_str()
+        )),
         None,
     )?;
-    Ok((StatusCode::CREATED, Json(CreatedToken { id, token, role })))
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedToken {
+            id,
+            token,
+            role,
+            name,
+            expires_at,
+        }),
+    ))
 }
 
 async fn revoke_token(

@@ -111,7 +111,7 @@ async fn assess(state: &AppState, plan: &StartPlan, with_usage: bool) -> Result<
         // Across accounts and Regions: the preview and the readiness check cover every place.
         let hub = crate::routes::identity::resolve(state).await?.account;
         let mut all = Vec::new();
-        for (acct, r) in plan.target_locations.iter().flat_map(|l| l.places()) {
+        for (acct, r) in crate::org::places(state, &plan.target_locations).await? {
             let acct = if acct == hub { String::new() } else { acct };
             match resolve_targets(state, &acct, &r, plan).await {
                 Ok(found) => all.extend(found),

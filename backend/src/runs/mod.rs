@@ -175,8 +175,22 @@ pub async fn record_and_send(
         .collect();
     let instance_ids: Vec<String> = targets.iter().map(|i| i.instance_id.clone()).collect();
     let places: usize = plan.target_locations.iter().map(|l| l.places().len()).sum();
+    let units: Vec<&str> = plan
+        .target_locations
+        .iter()
+        .flat_map(|l| l.units.iter().map(|u| u.as_str()))
+        .collect();
     let targets_text = plan.rate_control.as_ref().map(|rc| match &rc.targets {
         Targets::InstanceIds(ids) => json!(format!("{} instances", ids.len())),
+        Targets::Tag { key, value } if !units.is_empty() && places == 0 => {
+            json!(format!("tag:{key}={value} in {}", units.join(", ")))
+        }
+        Targets::Tag { key, value } if !units.is_empty() => {
+            json!(format!(
+                "tag:{key}={value} in {} and {places} account-Regions",
+                units.join(", ")
+            ))
+        }
         Targets::Tag { key, value } if places > 0 => {
             json!(format!("tag:{key}={value} in {places} account-Regions"))
         }

@@ -284,14 +284,36 @@ fn the_account_commands_work_from_the_shell() {
     assert!(ok && out.contains("added carol (operator)"), "{out}");
     let (ok, out, _) = run(&["user", "list"], "");
     assert!(ok && out.contains("carol\toperator\tenabled"), "{out}");
-    let (ok, token, _) = run(&["token", "create", "--user", "carol", "--role", "viewer"], "");
+    let (ok, token, _) = run(
+        &[
+            "token",
+            "create",
+            "--user",
+            "carol",
+            "--role",
+            "viewer",
+            "--name",
+            "nightly report",
+            "--expires-in-days",
+            "30",
+        ],
+        "",
+    );
     assert!(ok && token.trim().starts_with("imds_"), "{token}");
+    let (ok, _, err) = run(
+        &["token", "create", "--user", "carol", "--expires-in-days", "0"],
+        "",
+    );
+    assert!(!ok && err.contains("--expires-in-days: 1 to 365 days"), "{err}");
     let (ok, _, err) = run(&["token", "create", "--user", "carol", "--role", "admin"], "");
     assert!(!ok && err.contains("at most the role operator"), "{err}");
     let (ok, out, _) = run(&["token", "revoke", "1"], "");
     assert!(ok && out.contains("revoked token 1"), "{out}");
     let (ok, out, _) = run(&["token", "list"], "");
-    assert!(ok && out.contains("1\tcarol\tviewer\trevoked"), "{out}");
+    assert!(
+        ok && out.contains("1\tnightly report\tcarol\tviewer\trevoked\texpires "),
+        "{out}"
+    );
     let (ok, _, _) = run(&["user", "disable", "carol"], "");
     assert!(ok);
     let (ok, out, _) = run(&["user", "enable", "carol"], "");

@@ -66,6 +66,9 @@ pub fn AdminPage() -> impl IntoView {
     });
     let me = crate::session::use_session().me;
     let (token_user, token_role) = (RwSignal::new(String::new()), RwSignal::new(String::new()));
+    let (token_name, token_days) = (RwSignal::new(String::new()), RwSignal::new("90".to_owned()));
+    // None: not copied yet; Some(false): the browser refused (the person copies it by hand).
+    let copied = RwSignal::new(None::<bool>);
     let create = Action::new_local(|req: &CreateTokenRequest| {
         let req = req.clone();
         async move { api::create_token(&req).await }
@@ -97,9 +100,12 @@ pub fn AdminPage() -> impl IntoView {
     let create_token = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let r = token_role.get_untracked();
+        copied.set(None);
         create.dispatch(CreateTokenRequest {
             user: token_user.get_untracked(),
             role: (!r.is_empty()).then(|| role_of(&r)),
+            name: Some(token_name.get_untracked()),
+            expires_in_days: token_days.get_untracked().parse().ok(),
         });
     };
     view! {
@@ -177,24 +183,49 @@ pub fn AdminPage() -> impl IntoView {
                         <option value="admin">"admin"</option>
                     </select>
                 </label>
+                <label for="token-name">"Name"<input id="token-name" placeholder="CI pipeline" maxlength="64" prop:value=move || token_name.get() on:input=move |ev| token_name.set(event_target_value(&ev))/></label>
+                <label for="token-days">"Expires"
+                    <select id="token-days" prop:value=move || token_days.get() on:change=move |ev| token_days.set(event_target_value(&ev))>
+                        <option value="7">"in 7 days"</option>
+                        <option value="30">"in 30 days"</option>
+                        <option value="90">"in 90 days"</option>
+                        <option value="365">"in a year"</option>
+                        <option value="never">"never (until revoked)"</option>
+                    </select>
+                </label>
                 <button type="submit" id="create-token">"Create token"</button>
             </form>
             {move || create.value().get().map(|r| match r {
-                Ok(t) => view! {
-                    <div class="ok-box" role="status">"Token " {t.id} " (" {t.role.as_str()} "), shown only now: "
-                        <code data-testid="new-token">{t.token.clone()}</code></div>
-                }.into_any(),
+                Ok(t) => {
+                    let secret = t.token.clone();
+                    let copy = move |_| {
+                        let Some(w) = web_sys::window() else { return };
+                        let written = wasm_bindgen_futures::JsFuture::from(w.navigator().clipboard().write_text(&secret));
+                        leptos::task::spawn_local(async move { copied.set(Some(written.await.is_ok())) });
+                    };
+                    let until = t.expires_at.as_deref().map_or_else(|| "no expiry".to_owned(), |e| format!("expires {}", api::local_time(Some(e))));
+                    view! {
+                        <div class="ok-box" role="status">{format!("Token {} \"{}\" ({}, {until}), shown only now: ", t.id, t.name.clone().unwrap_or_default(), t.role.as_str())}
+                            <code data-testid="new-token">{t.token.clone()}</code>" "
+                            <button type="button" class="secondary" id="copy-token" on:click=copy>{move || match copied.get() {
+                                Some(true) => "Copied",
+                                Some(false) => "Copy failed: select the token and copy it",
+                                None => "Copy",
+                            }}</button></div>
+                    }.into_any()
+                }
                 Err(e) => view! { <div class="error-box" role="alert">{e.explain()}</div> }.into_any(),
             })}
             {move || tokens.get().and_then(Result::ok).map(|list| view! {
                 <table data-testid="tokens">
-                    <thead><tr><th>"ID"</th><th>"User"</th><th>"Role"</th><th>"Status"</th><th>"Last used"</th><th>"Action"</th></tr></thead>
+                    <thead><tr><th>"ID"</th><th>"Name"</th><th>"User"</th><th>"Role"</th><th>"Status"</th><th>"Expires"</th><th>"Last used"</th><th>"Action"</th></tr></thead>
                     <tbody>{list.into_iter().map(|t| {
                         let id = t.id;
                         view! {
                             <tr>
-                                <td>{t.id}</td><td>{t.user.clone()}</td><td>{t.role.as_str()}</td>
-                                <td>{if t.revoked { "revoked" } else { "active" }}</td>
+                                <td>{t.id}</td><td>{t.name.clone().unwrap_or_default()}</td><td>{t.user.clone()}</td><td>{t.role.as_str()}</td>
+                                <td>{match (t.revoked, t.expired) { (true, _) => "revoked", (false, true) => "expired", _ => "active" }}</td>
+                                <td>{t.expires_at.as_deref().map_or_else(|| "never".to_owned(), |e| api::local_time(Some(e)))}</td>
                                 <td>{api::local_time(t.last_used_at.as_deref())}</td>
                                 <td>{(!t.revoked).then(|| view! { <button class="secondary" on:click=move |_| { revoke.dispatch(id); }>"Revoke"</button> })}</td>
                             </tr>

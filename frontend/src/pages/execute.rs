@@ -542,12 +542,13 @@ fn Confirm(
                     view! {
                         {gate}
                         <table>
-                            <thead><tr><th>"Instance"</th><th>"State"</th><th>"Now"</th><th>"After"</th>
+                            <thead><tr><th>"Instance"</th><th>"Account · Region"</th><th>"State"</th><th>"Now"</th><th>"After"</th>
                                 <th>{format!("IMDSv1 calls ({} d)", p.window_days)}</th><th>"Warnings"</th></tr></thead>
                             <tbody>
                             {p.targets.into_iter().map(|t| view! {
                                 <tr data-instance-id=t.instance_id.clone()>
                                     <td class="mono">{t.instance_id.clone()}" "{t.name.clone().unwrap_or_default()}</td>
+                                    <td class="mono">{format!("{} · {}", t.account, t.region)}</td>
                                     <td>{t.state.clone()}</td>
                                     <td>{fmt(&t.current)}</td>
                                     <td>{fmt(&t.after)}</td>

@@ -248,3 +248,23 @@ fn an_override_needs_a_real_reason() {
         Some("canary host, agent updated")
     );
 }
+
+#[test]
+fn target_locations_take_account_ids_organizational_units_and_roots() {
+    use crate::params::OrgUnitId;
+    for ok in ["ou-abcd-12345678", "ou-sand-workloads", "r-abcd", "r-sand"] {
+        assert!(OrgUnitId::parse(ok).is_ok(), "{ok}");
+    }
+    for bad in [
+        "ou-x",
+        "ou-abcd-1234567",
+        "r-abc",
+        "OU-abcd-12345678",
+        "ou-abcd",
+        "123456789012",
+        "r-ab_cd",
+    ] {
+        let err = OrgUnitId::parse(bad).unwrap_err();
+        assert!(err.contains("organizational unit"), "{bad}: {err}");
+    }
+}
