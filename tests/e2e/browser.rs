@@ -222,6 +222,22 @@ async fn wait_count(c: &Client, css: &str, n: usize) {
     }
 }
 
+/// Waits until at least `n` elements match `css`.
+async fn wait_count_at_least(c: &Client, css: &str, n: usize) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let found = c.find_all(Locator::Css(css)).await.map(|v| v.len());
+        if found.as_ref().is_ok_and(|f| *f >= n) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{css}: wanted {n} or more, found {found:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Waits until nothing matches `css`.
 async fn wait_absent(c: &Client, css: &str) {
     wait_count(c, css, 0).await
@@ -954,5 +970,56 @@ async fn the_fleet_names_an_unreachable_account_with_its_reason_and_a_tag_rollou
     click(c, "#enforce-selected").await;
     wait_prop(c, "#all-accounts", "checked", |v| v == "true").await;
     wait_text(c, "#locations-help", |t| t.contains("2 account(s) × 2 Region(s)")).await;
+    b.close().await;
+}
+
+#[tokio::test]
+async fn every_page_fits_a_390_pixel_phone_without_sideways_scrolling() {
+    let app = app_with_pages(AppOptions::default()).await;
+    let id = app.quiet("us-east-1").await.remove(0);
+    let (_, body) = app
+        .post("/executions", &json!({"parameters": {"InstanceId": id}}))
+        .await;
+    let exec = body["execution_id"].as_str().unwrap().to_owned();
+    app.wait_done(&exec, Duration::from_secs(30)).await;
+    let b = browser().await;
+    let c = &b.client;
+    c.set_window_size(390, 844).await.unwrap();
+    let width = || async {
+        let v = c
+            .execute(
+                "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]",
+                vec![],
+            )
+            .await
+            .unwrap();
+        (v[0].as_u64().unwrap(), v[1].as_u64().unwrap())
+    };
+    goto(c, &format!("{}/login", app.base)).await;
+    wait_text(c, "h1", |t| !t.is_empty()).await;
+    let mut wide = Vec::new();
+    let (scroll, client) = width().await;
+    if scroll > client {
+        wide.push(format!("/login: {scroll} px in {client}"));
+    }
+    login(c, &app.base, "admin", &admin_password(&app)).await;
+    for (path, ready) in [
+        ("/", "[data-testid=trend]"),
+        ("/fleet", "[data-testid=fleet]"),
+        ("/execute", "#instance-id"),
+        ("/history", "table"),
+        (&*format!("/executions/{exec}"), "[data-testid=steps]"),
+        ("/admin", "[data-testid=tokens]"),
+        ("/no-such-page", "h1"),
+    ] {
+        goto(c, &format!("{}{path}", app.base)).await;
+        wait_count_at_least(c, ready, 1).await;
+        let (scroll, client) = width().await;
+        if scroll > client {
+            let culprits = c.execute("const w = document.documentElement.clientWidth; return Array.from(document.querySelectorAll('body *')).filter(e => e.getBoundingClientRect().right > w + 0.5 && !e.closest('table')).slice(0, 6).map(e => e.tagName + '.' + e.className + '#' + e.id + ' ' + Math.round(e.getBoundingClientRect().right) + ' ' + (e.textContent || '').slice(0, 40))", vec![]).await.unwrap();
+            wide.push(format!("{path}: {scroll} px in {client}: {culprits}"));
+        }
+    }
+    assert!(wide.is_empty(), "pages wider than the phone: {wide:?}");
     b.close().await;
 }
