@@ -37,8 +37,9 @@ pub fn App() -> impl IntoView {
     view! {
         <Router>
             <session::RequireLogin/>
+            <a class="skip-link" href="#main">"Skip to content"</a>
             <Header/>
-            <main>
+            <main id="main" tabindex="-1">
                 <Routes fallback=|| view! { <NotFound/> }>
                     <Route path=path!("/") view=DashboardPage/>
                     <Route path=path!("/execute") view=ExecutePage/>

@@ -333,6 +333,24 @@ async fn a_person_enforces_imdsv2_in_the_browser_and_follows_it_live() {
     // Rendered by the WASM app, under the Content-Security-Policy.
     assert_eq!(text_of(c, ".banner-sandbox").await, "SANDBOX");
 
+    // A skip link leads past the navigation to the page's content.
+    wait_attr(c, "a.skip-link", "href", |h| {
+        h.is_some_and(|h| h.ends_with("#main"))
+    })
+    .await;
+    wait_count(c, "main#main", 1).await;
+    // Reviewing with nothing typed marks the field invalid and moves the focus to it.
+    click(c, "#review").await;
+    wait_attr(c, "#instance-id", "aria-invalid", |v| v == Some("true")).await;
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let focused = c.active_element().await.unwrap().attr("id").await.unwrap();
+        if focused.as_deref() == Some("instance-id") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the focus stayed on {focused:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // A bad value shows its field error before anything is sent.
     type_into(c, "#instance-id", "i-bad").await;
     wait_text(c, "#err-instance", |t| t.contains("not an instance ID")).await;

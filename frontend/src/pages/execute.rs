@@ -6,6 +6,7 @@ use leptos_router::components::A;
 use leptos_router::hooks::use_query_map;
 use shared::api::{ParametersInput, RateControlInput, StartExecutionRequest, TargetsInput};
 use shared::ValidationErrors;
+use wasm_bindgen::JsCast;
 
 use crate::api::{self, ClientError};
 use crate::live::use_live;
@@ -76,6 +77,30 @@ impl Form {
             override_gate: None,
         }
     }
+}
+
+/// `aria-invalid` for the input of the fields whose names start with `prefix`, while their errors show.
+fn invalid(
+    errors: Memo<ValidationErrors>,
+    show: Signal<bool>,
+    prefix: &'static str,
+) -> impl Fn() -> Option<&'static str> {
+    move || (show.get() && errors.get().0.iter().any(|e| e.field.starts_with(prefix))).then_some("true")
+}
+
+/// Moves the keyboard focus to the first field the form marks invalid (after the page has drawn the
+/// marks), so that a person using a screen reader or the keyboard lands on what to fix.
+fn focus_first_invalid() {
+    request_animation_frame(|| {
+        let Some(doc) = web_sys::window().and_then(|w| w.document()) else {
+            return;
+        };
+        if let Ok(Some(el)) = doc.query_selector("form.run [aria-invalid='true']") {
+            if let Ok(el) = el.dyn_into::<web_sys::HtmlElement>() {
+                let _ = el.focus();
+            }
+        }
+    });
 }
 
 /// Shows the errors of fields whose names start with `prefix`, tied to the input by `id`.
@@ -229,6 +254,8 @@ pub fn ExecutePage() -> impl IntoView {
         server_errors.set(None);
         if errors.get_untracked().is_empty() {
             confirming.set(true);
+        } else {
+            focus_first_invalid();
         }
     };
     let on_change = move |sig: RwSignal<String>| {
@@ -277,7 +304,7 @@ pub fn ExecutePage() -> impl IntoView {
                 <div class="row">
                     <label for="account">"Account"</label>
                     <div>
-                        <input id="account" inputmode="numeric" placeholder="the console's own account" prop:value=move || form.account.get() on:input=on_change(form.account)/>
+                        <input id="account" inputmode="numeric" aria-invalid=invalid(errors, show_always, "account") aria-describedby="err-account"  placeholder="the console's own account" prop:value=move || form.account.get() on:input=on_change(form.account)/>
                         <div class="help">"Follows the chosen instance. In a member account the console acts through its member role."</div>
                         {field_errors(errors, show_always, "account", "err-account")}
                     </div>
@@ -285,7 +312,7 @@ pub fn ExecutePage() -> impl IntoView {
                 <div class="row">
                     <label for="region">"Region"</label>
                     <div>
-                        <select id="region" prop:value=move || form.region.get() on:change=on_change(form.region)>
+                        <select id="region" aria-invalid=invalid(errors, show_always, "region") aria-describedby="err-region" prop:value=move || form.region.get() on:change=on_change(form.region)>
                             <option value="">"default (first managed region)"</option>
                             // Each option says whether it is chosen: the regions arrive after the form's
                             // value may have been set (from a link, or the chosen instance).
@@ -302,7 +329,7 @@ pub fn ExecutePage() -> impl IntoView {
                     <div class="row">
                         <label for="instance-id">"InstanceId"</label>
                         <div>
-                            <input id="instance-id" list="fleet-ids" autocomplete="off" placeholder="i-0123456789abcdef0"
+                            <input id="instance-id" aria-invalid=invalid(errors, show_instance, "parameters.InstanceId") list="fleet-ids" autocomplete="off" placeholder="i-0123456789abcdef0"
                                 aria-describedby="err-instance help-instance"
                                 prop:value=move || form.instance_id.get() on:input=on_change(form.instance_id)/>
                             <datalist id="fleet-ids">
@@ -331,7 +358,7 @@ pub fn ExecutePage() -> impl IntoView {
                         <div class="row">
                             <label for="targets">"Instance IDs"</label>
                             <div>
-                                <textarea id="targets" rows="4" placeholder="i-0123… one per line, or separated by commas"
+                                <textarea id="targets" aria-invalid=invalid(errors, show_all, "rate_control.targets.instance_ids") aria-describedby="err-targets" rows="4" placeholder="i-0123… one per line, or separated by commas"
                                     prop:value=move || form.target_ids.get() on:input=on_change(form.target_ids)></textarea>
                                 {field_errors(errors, show_all, "rate_control.targets.instance_ids", "err-targets")}
                             </div>
@@ -367,7 +394,7 @@ pub fn ExecutePage() -> impl IntoView {
                         <div class="row">
                             <label for="tag-key">"Tag key and value"</label>
                             <div>
-                                <input id="tag-key" placeholder="Team" prop:value=move || form.tag_key.get() on:input=on_change(form.tag_key)/>
+                                <input id="tag-key" aria-invalid=invalid(errors, show_all, "rate_control.targets.tag") aria-describedby="err-tag" placeholder="Team" prop:value=move || form.tag_key.get() on:input=on_change(form.tag_key)/>
                                 " = "
                                 <input id="tag-value" aria-label="Tag value" placeholder="web" prop:value=move || form.tag_value.get() on:input=on_change(form.tag_value)/>
                                 {field_errors(errors, show_all, "rate_control.targets.tag", "err-tag")}
@@ -377,7 +404,7 @@ pub fn ExecutePage() -> impl IntoView {
                     <div class="row">
                         <label for="max-concurrency">"MaxConcurrency"</label>
                         <div>
-                            <input id="max-concurrency" prop:value=move || form.max_concurrency.get() on:input=on_change(form.max_concurrency)/>
+                            <input id="max-concurrency" aria-invalid=invalid(errors, show_always, "rate_control.max_concurrency") aria-describedby="err-max-concurrency" prop:value=move || form.max_concurrency.get() on:input=on_change(form.max_concurrency)/>
                             <div class="help">"How many instances at once: a count (10) or a percentage (25%)."</div>
                             {field_errors(errors, show_always, "rate_control.max_concurrency", "err-max-concurrency")}
                         </div>
@@ -385,7 +412,7 @@ pub fn ExecutePage() -> impl IntoView {
                     <div class="row">
                         <label for="max-errors">"MaxErrors"</label>
                         <div>
-                            <input id="max-errors" prop:value=move || form.max_errors.get() on:input=on_change(form.max_errors)/>
+                            <input id="max-errors" aria-invalid=invalid(errors, show_always, "rate_control.max_errors") aria-describedby="err-max-errors" prop:value=move || form.max_errors.get() on:input=on_change(form.max_errors)/>
                             <div class="help">"Failed instances tolerated before no new ones start: a count (0) or a percentage."</div>
                             {field_errors(errors, show_always, "rate_control.max_errors", "err-max-errors")}
                         </div>
@@ -415,7 +442,7 @@ pub fn ExecutePage() -> impl IntoView {
                 <div class="row">
                     <label for="hop">"HttpPutResponseHopLimit"</label>
                     <div>
-                        <input id="hop" inputmode="numeric" aria-describedby="err-hop" prop:value=move || form.hop.get() on:input=on_change(form.hop)/>
+                        <input id="hop" inputmode="numeric" aria-describedby="err-hop" aria-invalid=invalid(errors, show_always, "parameters.HttpPutResponseHopLimit") prop:value=move || form.hop.get() on:input=on_change(form.hop)/>
                         <div class="help">"0 keeps the current hop limit; 1 to 64 sets it. Containers (ECS, EKS) usually need 2."</div>
                         {field_errors(errors, show_always, "parameters.HttpPutResponseHopLimit", "err-hop")}
                     </div>
@@ -423,7 +450,7 @@ pub fn ExecutePage() -> impl IntoView {
                 <div class="row">
                     <label for="role">"AutomationAssumeRole"</label>
                     <div>
-                        <input id="role" placeholder="arn:aws:iam::123456789012:role/… (optional)" prop:value=move || form.role.get() on:input=on_change(form.role)/>
+                        <input id="role" aria-invalid=invalid(errors, show_always, "parameters.AutomationAssumeRole") aria-describedby="err-role" placeholder="arn:aws:iam::123456789012:role/… (optional)" prop:value=move || form.role.get() on:input=on_change(form.role)/>
                         <div class="help">"Optional. Without it, Automation uses the console server's own permissions."</div>
                         {field_errors(errors, show_always, "parameters.AutomationAssumeRole", "err-role")}
                     </div>
