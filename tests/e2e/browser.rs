@@ -238,6 +238,14 @@ async fn wait_count_at_least(c: &Client, css: &str, n: usize) {
     }
 }
 
+/// The value of `name` on the element `css`, once it has one.
+async fn wait_attr_value(c: &Client, css: &str, name: &str) -> String {
+    retry(c, css, &format!("attribute {name}"), move |el| async move {
+        el.attr(name).await
+    })
+    .await
+}
+
 /// Waits until nothing matches `css`.
 async fn wait_absent(c: &Client, css: &str) {
     wait_count(c, css, 0).await
@@ -395,6 +403,25 @@ async fn a_person_enforces_imdsv2_in_the_browser_and_follows_it_live() {
     })
     .await;
     wait_prop(c, "#f-instance", "value", |v| v == id).await;
+    // The export takes the same filters, and the browser's session is enough to download it.
+    let href = wait_attr_value(c, "#export-csv", "href").await;
+    assert!(
+        href.ends_with(&format!(
+            "/api/v1/audit?format=csv&status=Success&instance_id={id}"
+        )),
+        "{href}"
+    );
+    let csv: String = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1]; fetch(arguments[0]).then(r => r.text()).then(done, e => done('ERR ' + e));",
+            vec![json!(href)],
+        )
+        .await
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(csv.starts_with("record_id,") && csv.contains(&started), "{csv}");
 
     // The fleet now shows the instance as compliant.
     app.refresh_fleet().await;
@@ -805,6 +832,11 @@ async fn the_fleet_pages_past_a_hundred_rows_filters_in_the_url_and_the_region_f
 
     // Select all matching: past SSM's 50 IDs, a filter without a tag cannot become one run, and says so.
     goto(c, &format!("{}/fleet?region=eu-west-1", app.base)).await;
+    // The export buttons carry the filters.
+    wait_attr(c, "#export-csv", "href", |h| {
+        h.is_some_and(|h| h.ends_with("/api/v1/instances?format=csv&region=eu-west-1"))
+    })
+    .await;
     click(c, "#select-page").await;
     click(c, "#select-all-matching").await;
     wait_text(c, "#enforce-selected", |t| {

@@ -922,3 +922,41 @@ async fn a_tag_rollout_can_target_an_organizational_unit_which_ssm_resolves_and_
         .unwrap()
         .contains("organizational unit"));
 }
+
+#[tokio::test]
+async fn the_fleet_exports_every_match_as_csv_or_json() {
+    let app = spawn_app_with(AppOptions {
+        fleet: 600,
+        ..AppOptions::default()
+    })
+    .await;
+    let (_, page) = app.get("/instances?region=eu-west-1&limit=1").await;
+    let total = page["total"].as_u64().unwrap() as usize;
+    assert!(total > 100, "more than a page: {total}");
+    let resp = app
+        .http
+        .get(app.url("/instances?region=eu-west-1&format=csv&limit=5"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-type"], "text/csv; charset=utf-8");
+    assert!(resp.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .contains("imds-console-fleet.csv"));
+    let csv = resp.text().await.unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "instance_id,account,region,name,state,http_tokens,http_endpoint,hop_limit,metadata_state,posture,imdsv1_calls,imdsv1_rejected,tags"
+    );
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), total, "every match, not a page");
+    assert!(rows.iter().all(|r| r.contains(",eu-west-1,")));
+    let (status, json) = app.get("/instances?region=eu-west-1&format=json").await;
+    assert_eq!(status, 200);
+    assert_eq!(json.as_array().unwrap().len(), total);
+    let (status, bad) = app.get("/instances?format=xlsx").await;
+    assert_eq!(status, 400);
+    assert_eq!(bad["error"]["field"], "format");
+}

@@ -55,28 +55,31 @@ async fn export(
     }
     match q.format.as_deref().unwrap_or("json") {
         "json" => Ok(Json(records).into_response()),
-        "csv" => {
-            let body = to_csv(&records).map_err(AppError::internal)?;
-            Ok((
-                [
-                    (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-                    (
-                        header::CONTENT_DISPOSITION,
-                        "attachment; filename=\"imds-console-audit.csv\"",
-                    ),
-                ],
-                body,
-            )
-                .into_response())
-        }
+        "csv" => csv_download(&records, "imds-console-audit.csv"),
         other => Err(AppError::BadQuery(format!(
             "format \"{other}\" is not supported; use json or csv"
         ))),
     }
 }
 
+/// The records as a CSV file to download.
+pub(crate) fn csv_download<T: serde::Serialize>(records: &[T], filename: &str) -> Result<Response, AppError> {
+    let body = to_csv(records).map_err(AppError::internal)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{filename}\""),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
 /// The records as CSV, every cell that a spreadsheet would run as a formula neutralised.
-fn to_csv(records: &[shared::api::AuditRecord]) -> Result<Vec<u8>, csv::Error> {
+fn to_csv<T: serde::Serialize>(records: &[T]) -> Result<Vec<u8>, csv::Error> {
     let mut plain = csv::Writer::from_writer(Vec::new());
     for r in records {
         plain.serialize(r)?;

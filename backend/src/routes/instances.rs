@@ -4,6 +4,7 @@
 //! so that AWS is asked once per refresh, not once per browser or page.
 
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use serde::Deserialize;
@@ -26,20 +27,95 @@ fn checked(q: &FleetQuery) -> Result<(), AppError> {
     q.validate().map_err(|e| AppError::field(e.field, e.message))
 }
 
+/// `format=csv|json`: every matching instance as a file to download, instead of a page.
+#[derive(Debug, Deserialize)]
+struct Export {
+    format: Option<String>,
+}
+
+/// One instance as a CSV row (tags as `Key=value` separated by `; `).
+#[derive(serde::Serialize)]
+struct FleetRow<'a> {
+    instance_id: &'a str,
+    account: &'a str,
+    region: &'a str,
+    name: &'a str,
+    state: &'a str,
+    http_tokens: &'a str,
+    http_endpoint: &'a str,
+    hop_limit: u8,
+    metadata_state: &'a str,
+    posture: &'static str,
+    imdsv1_calls: Option<u64>,
+    imdsv1_rejected: Option<u64>,
+    tags: String,
+}
+
+/// The most instances one export holds.
+const EXPORT_LIMIT: usize = 100_000;
+
 async fn list(
     State(state): State<AppState>,
     Extension(scope): Extension<AccountScope>,
+    ApiQuery(export): ApiQuery<Export>,
     ApiQuery(q): ApiQuery<FleetQuery>,
-) -> Result<Json<InstanceList>, AppError> {
+) -> Result<Response, AppError> {
     checked(&q)?;
     let snap = crate::inventory::snapshot(&state).await?;
+    if let Some(format) = export.format.as_deref() {
+        let all = FleetQuery {
+            cursor: None,
+            limit: None,
+            ..q
+        };
+        let rows: Vec<&shared::api::InstanceView> = snap
+            .instances
+            .iter()
+            .filter(|i| scope.allows(&i.account) && all.matches(i))
+            .take(EXPORT_LIMIT)
+            .collect();
+        return match format {
+            "json" => Ok(Json(rows).into_response()),
+            "csv" => {
+                let flat: Vec<FleetRow> = rows
+                    .iter()
+                    .map(|i| FleetRow {
+                        instance_id: &i.instance_id,
+                        account: &i.account,
+                        region: &i.region,
+                        name: i.name.as_deref().unwrap_or_default(),
+                        state: &i.state,
+                        http_tokens: &i.metadata.http_tokens,
+                        http_endpoint: &i.metadata.http_endpoint,
+                        hop_limit: i.metadata.http_put_response_hop_limit,
+                        metadata_state: &i.metadata.state,
+                        posture: shared::fleet::Posture::of(i).as_str(),
+                        imdsv1_calls: i.imdsv1_calls,
+                        imdsv1_rejected: i.imdsv1_rejected,
+                        tags: i
+                            .tags
+                            .iter()
+                            .map(|(k, v)| format!("{k}={v}"))
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    })
+                    .collect();
+                super::audit::csv_download(&flat, "imds-console-fleet.csv")
+            }
+            other => Err(AppError::field(
+                "format",
+                format!("\"{other}\" is not an export format; use csv or json"),
+            )),
+        };
+    }
     let (instances, total, next_cursor) = q.page_within(&snap.instances, |i| scope.allows(&i.account));
     Ok(Json(InstanceList {
         instances,
         total,
         next_cursor,
         as_of: Some(snap.as_of),
-    }))
+    })
+    .into_response())
 }
 
 /// The grouping; the same query string also carries the filters (a second extractor, since

@@ -307,7 +307,9 @@ pub fn FleetPage() -> impl IntoView {
                                 }
                             }).collect_view()}
                         </div>
-                        <p class="help">{format!("Inventory as of {}.", api::local_time(s.as_of.as_deref()))}</p>
+                        <p class="help">{format!("Inventory as of {}. Export every instance matching the filters: ", api::local_time(s.as_of.as_deref()))}
+                            <a id="export-csv" rel="external" download href=format!("/api/v1/instances?format=csv&{}", params(FILTERS, &[]))>"CSV"</a>" · "
+                            <a id="export-json" rel="external" download="imds-console-fleet.json" href=format!("/api/v1/instances?format=json&{}", params(FILTERS, &[]))>"JSON"</a></p>
                     }.into_any()
                 }
             }}

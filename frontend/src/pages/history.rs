@@ -165,6 +165,17 @@ pub fn HistoryPage() -> impl IntoView {
                 <button type="submit" id="f-apply">"Apply filters"</button>
                 <A href="/history">"Clear"</A>
             </form>
+            {move || {
+                // The audit export takes the same filters: every matching run, not only this page.
+                let filters: Vec<String> = ["status", "instance_id", "requester", "since", "until"].iter()
+                    .filter(|k| !q(k).is_empty()).map(|k| format!("&{k}={}", enc(&q(k)))).collect();
+                let filters = filters.concat();
+                view! {
+                    <p class="help">"Export every run matching these filters, with its parameters, prior options and outputs: "
+                        <a id="export-csv" rel="external" download href=format!("/api/v1/audit?format=csv{filters}")>"CSV"</a>" · "
+                        <a id="export-json" rel="external" download="imds-console-audit.json" href=format!("/api/v1/audit?format=json{filters}")>"JSON"</a></p>
+                }
+            }}
             {move || match page.get() {
                 None => view! { <p role="status">"Loading history…"</p> }.into_any(),
                 Some(Err(e)) => view! { <div class="error-box" role="alert">{e.explain()}</div> }.into_any(),
