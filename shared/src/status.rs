@@ -43,6 +43,20 @@ pub enum Tone {
     Stopped,
 }
 
+impl Tone {
+    /// Where a run of this tone goes in a list that puts what needs a look first: failures, then
+    /// what is running, waiting, stopped, and last what succeeded.
+    pub fn attention(self) -> u8 {
+        match self {
+            Tone::Failed => 0,
+            Tone::Running => 1,
+            Tone::Waiting => 2,
+            Tone::Stopped => 3,
+            Tone::Succeeded => 4,
+        }
+    }
+}
+
 /// SSM's terminal automation statuses that have no variant of their own.
 const OTHER_TERMINAL: &[&str] = &[
     "Rejected",

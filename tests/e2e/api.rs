@@ -511,3 +511,47 @@ async fn the_server_sends_security_headers() {
     assert!(csp.contains("script-src 'self' 'wasm-unsafe-eval'") && csp.contains("frame-ancestors 'none'"));
     assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
 }
+
+#[tokio::test]
+async fn a_rollout_lists_its_failed_children_first_then_by_start_time() {
+    let app = spawn_app().await;
+    let ids: Vec<String> = app.quiet("us-east-1").await.into_iter().take(4).collect();
+    app.sandbox.set_faults(sandbox::Faults {
+        broken_instances: [ids[2].clone()].into(),
+        ..Default::default()
+    });
+    let (status, body) = app
+        .post(
+            "/executions",
+            &json!({"parameters": {"EnforceIMDSv2": "required"},
+                    "rate_control": {"targets": {"instance_ids": ids}, "max_concurrency": "1", "max_errors": "100%"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let parent = body["execution_id"].as_str().unwrap().to_owned();
+    app.wait_done(&parent, WAIT).await;
+    let deadline = Instant::now() + WAIT;
+    let detail = loop {
+        let (_, d) = app.get(&format!("/executions/{parent}")).await;
+        let p = &d["rate_control"]["progress"];
+        if p["succeeded"] == 3 && p["failed"] == 1 {
+            break d;
+        }
+        assert!(Instant::now() < deadline, "{d}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let children = detail["children"].as_array().unwrap();
+    assert_eq!(
+        children[0]["instance_id"],
+        ids[2].as_str(),
+        "the failure first: {detail}"
+    );
+    assert_eq!(children[0]["status"], "Failed");
+    let started: Vec<&str> = children[1..]
+        .iter()
+        .map(|c| c["start_time"].as_str().unwrap())
+        .collect();
+    let mut sorted = started.clone();
+    sorted.sort_unstable();
+    assert_eq!(started, sorted, "then in the order they started");
+}

@@ -124,8 +124,20 @@ pub fn complete(state: &AppState, detail: &mut ExecutionDetail, row: &RunRow) ->
         p.waiting += unstarted;
     }
     rc.progress = p;
+    // What needs a look first (failures, then running, waiting, stopped, succeeded), each in the order
+    // it started; not yet started last within its group.
     let mut kids: Vec<_> = children.iter().map(RunRow::summary).collect();
-    kids.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
+    kids.sort_by(|a, b| {
+        let key = |k: &shared::api::ExecutionSummary| {
+            (
+                k.status.tone().attention(),
+                k.start_time.is_none(),
+                k.start_time.clone(),
+                k.instance_id.clone(),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
     detail.children = kids;
     Ok(())
 }
