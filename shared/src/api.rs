@@ -275,7 +275,7 @@ pub struct GroupCounts {
     pub counts: PostureCounts,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InstanceView {
     pub instance_id: String,
     /// The AWS account that owns it.

@@ -834,7 +834,7 @@ fn validate_rate_control(rc: &RateControlInput, errors: &mut ValidationErrors) -
 }
 
 /// An instance's metadata options as EC2 reports them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetadataOptions {
     /// `optional` or `required`.
     pub http_tokens: String,

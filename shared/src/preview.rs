@@ -25,6 +25,34 @@ pub fn is_container_host(inst: &InstanceView) -> bool {
     inst.name.as_deref().is_some_and(hit) || inst.tags.iter().any(|(k, v)| hit(k) || hit(v))
 }
 
+/// Tag keys whose value names an environment.
+const ENVIRONMENT_KEYS: &[&str] = &["env", "environment", "stage", "tier"];
+
+/// Whether a tag marks the instance as production (`Env=prod`, `Environment=Production`, ...).
+pub fn is_production(inst: &InstanceView) -> bool {
+    inst.tags.iter().any(|(k, v)| {
+        ENVIRONMENT_KEYS.contains(&k.to_ascii_lowercase().as_str())
+            && v.to_ascii_lowercase().starts_with("prod")
+    })
+}
+
+/// How likely enforcing is to break the instance, lowest first: no IMDSv1 calls seen, then calls
+/// unknown, then calls seen; within each, non-production before production.
+pub fn rollout_risk(inst: &InstanceView) -> (u8, bool) {
+    let usage = match inst.imdsv1_calls {
+        Some(0) => 0,
+        None => 1,
+        Some(_) => 2,
+    };
+    (usage, is_production(inst))
+}
+
+/// The instances in the order a rollout should reach them: least likely to break first, so that a
+/// failure threshold (MaxErrors) stops the run before it reaches the riskiest. The order is stable.
+pub fn rollout_order(instances: &mut [InstanceView]) {
+    instances.sort_by_key(rollout_risk);
+}
+
 /// The changed fields, as `field: before -> after`.
 pub fn changes(before: &MetadataOptions, after: &MetadataOptions) -> Vec<String> {
     let mut out = Vec::new();
@@ -100,6 +128,36 @@ pub fn preview(params: &RunbookParameters, inst: &InstanceView, window_days: u32
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_rollout_reaches_quiet_non_production_instances_first() {
+        use crate::api::InstanceView;
+        let inst = |id: &str, calls: Option<u64>, env: &str| InstanceView {
+            instance_id: id.into(),
+            imdsv1_calls: calls,
+            tags: [("Env".to_owned(), env.to_owned())].into(),
+            ..InstanceView::default()
+        };
+        let mut list = vec![
+            inst("i-prod-user", Some(5), "prod"),
+            inst("i-dev-user", Some(3), "dev"),
+            inst("i-prod-quiet", Some(0), "Production"),
+            inst("i-unknown", None, "dev"),
+            inst("i-dev-quiet", Some(0), "dev"),
+        ];
+        super::rollout_order(&mut list);
+        let ids: Vec<&str> = list.iter().map(|i| i.instance_id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "i-dev-quiet",
+                "i-prod-quiet",
+                "i-unknown",
+                "i-dev-user",
+                "i-prod-user"
+            ]
+        );
+    }
+
     use super::*;
     use crate::params::{EnforceImdsV2, HopLimit};
     use std::collections::BTreeMap;

@@ -555,3 +555,49 @@ async fn a_rollout_lists_its_failed_children_first_then_by_start_time() {
     sorted.sort_unstable();
     assert_eq!(started, sorted, "then in the order they started");
 }
+
+#[tokio::test]
+async fn a_rollout_by_instance_id_reaches_the_least_risky_instances_first() {
+    let app = spawn_app_with(AppOptions {
+        fleet: 200,
+        ..AppOptions::default()
+    })
+    .await;
+    let pick = |calls: bool, env: &'static str| {
+        let app = &app;
+        async move {
+            app.pick("us-east-1", move |i| {
+                i["metadata"]["http_endpoint"] == "enabled"
+                    && i["tags"]["Env"] == env
+                    && (i["imdsv1_calls"].as_u64().unwrap_or(0) > 0) == calls
+            })
+            .await
+            .remove(0)
+        }
+    };
+    let user = pick(true, "dev").await;
+    let prod = pick(false, "prod").await;
+    let dev = pick(false, "dev").await;
+    let body = json!({"parameters": {"EnforceIMDSv2": "required"},
+        "rate_control": {"targets": {"instance_ids": [user, prod, dev]}, "max_concurrency": "1", "max_errors": "0"},
+        "override": {"reason": "Order drill: the user instance is fixed already."}});
+    let (status, preview) = app.post("/executions/preview", &body).await;
+    assert_eq!(status, 200, "{preview}");
+    let order: Vec<&str> = preview["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["instance_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(order, [dev.as_str(), prod.as_str(), user.as_str()], "{preview}");
+    let (status, started) = app.post("/executions", &body).await;
+    assert_eq!(status, 201, "{started}");
+    let done = app
+        .wait_done(started["execution_id"].as_str().unwrap(), WAIT)
+        .await;
+    assert_eq!(
+        done["rate_control"]["targets"],
+        json!([dev, prod, user]),
+        "sent to SSM in that order: {done}"
+    );
+}

@@ -134,8 +134,16 @@ async fn assess(state: &AppState, plan: &StartPlan, with_usage: bool) -> Result<
         all
     };
     let mut users = Vec::new();
-    if with_usage || plan.blocks_imdsv1() {
+    // A rollout over instance IDs goes least risky first, which needs each one's IMDSv1 use.
+    let ordered = plan
+        .rate_control
+        .as_ref()
+        .is_some_and(|rc| matches!(rc.targets, Targets::InstanceIds(_)));
+    if with_usage || plan.blocks_imdsv1() || ordered {
         usage::annotate(state, &mut targets).await?;
+        if ordered {
+            preview::rollout_order(&mut targets);
+        }
         users = targets
             .iter()
             .filter(|t| preview::breaks_imdsv1_users(&plan.parameters, t))
@@ -158,11 +166,12 @@ async fn start(
     Extension(who): Extension<Identity>,
     ApiJson(req): ApiJson<StartExecutionRequest>,
 ) -> Result<(StatusCode, Json<StartExecutionResponse>), AppError> {
-    let plan = req.validate().map_err(AppError::Validation)?;
+    let mut plan = req.validate().map_err(AppError::Validation)?;
     let a = assess(&state, &plan, false).await?;
     if !a.users.is_empty() && plan.override_reason.is_none() {
         return Err(AppError::Imdsv1InUse(a.users));
     }
+    runs::follow_rollout_order(&mut plan, &a.targets);
     let place = runs::Place {
         account: &a.account,
         region: &a.region,
