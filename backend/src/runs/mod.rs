@@ -494,6 +494,23 @@ pub async fn rollback(state: &AppState, id: &str, requester: &str) -> Result<Rol
     })
 }
 
+/// Puts an instance-ID rollout's targets in the order of `ordered` (least likely to break first, see
+/// `shared::preview::rollout_order`): SSM starts a rate-control run's targets in the order it is given
+/// them, so a MaxErrors threshold stops the run before the riskiest instances. IDs `ordered` does not
+/// hold keep their place after the others.
+pub fn follow_rollout_order(plan: &mut StartPlan, ordered: &[shared::api::InstanceView]) {
+    let Some(Targets::InstanceIds(ids)) = plan.rate_control.as_mut().map(|rc| &mut rc.targets) else {
+        return;
+    };
+    let rank = |id: &shared::params::InstanceId| {
+        ordered
+            .iter()
+            .position(|i| i.instance_id == id.as_str())
+            .unwrap_or(usize::MAX)
+    };
+    ids.sort_by_key(rank);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -540,21 +557,4 @@ mod tests {
             StartOutcome::Unclear
         );
     }
-}
-
-/// Puts an instance-ID rollout's targets in the order of `ordered` (least likely to break first, see
-/// `shared::preview::rollout_order`): SSM starts a rate-control run's targets in the order it is given
-/// them, so a MaxErrors threshold stops the run before the riskiest instances. IDs `ordered` does not
-/// hold keep their place after the others.
-pub fn follow_rollout_order(plan: &mut StartPlan, ordered: &[shared::api::InstanceView]) {
-    let Some(Targets::InstanceIds(ids)) = plan.rate_control.as_mut().map(|rc| &mut rc.targets) else {
-        return;
-    };
-    let rank = |id: &shared::params::InstanceId| {
-        ordered
-            .iter()
-            .position(|i| i.instance_id == id.as_str())
-            .unwrap_or(usize::MAX)
-    };
-    ids.sort_by_key(rank);
 }
