@@ -157,6 +157,14 @@ pub async fn preview(req: &StartExecutionRequest) -> Result<PreviewResponse, Cli
     post("/executions/preview", req).await
 }
 
+pub async fn rollback_preview(id: &str) -> Result<shared::api::RollbackPreview, ClientError> {
+    post(
+        &format!("/executions/{id}/rollback/preview"),
+        &serde_json::json!({}),
+    )
+    .await
+}
+
 pub async fn rollback(id: &str) -> Result<RollbackResponse, ClientError> {
     post(&format!("/executions/{id}/rollback"), &serde_json::json!({})).await
 }

@@ -333,6 +333,18 @@ pub struct PreviewTarget {
     pub warnings: Vec<String>,
 }
 
+/// `POST /api/v1/executions/{id}/rollback/preview`: what a rollback would restore, instance by
+/// instance (the same preview as a start), without starting anything.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RollbackPreview {
+    /// The runs it would start (one per distinct set of prior options, account and Region).
+    pub runs: usize,
+    pub targets: Vec<PreviewTarget>,
+    pub notes: Vec<String>,
+    /// Instances gone or terminated since: nothing to restore on them.
+    pub skipped: Vec<String>,
+}
+
 /// `POST /api/v1/executions/{id}/rollback`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RollbackResponse {

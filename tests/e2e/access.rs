@@ -112,6 +112,13 @@ async fn every_route_answers_each_kind_of_caller_as_the_policy_says() {
             2,
             409,
         ),
+        (
+            Method::POST,
+            format!("/executions/{exec}/rollback/preview"),
+            Some(json!({})),
+            2,
+            409,
+        ),
         (Method::GET, "/users".into(), None, 3, 200),
         (Method::GET, "/tokens".into(), None, 3, 200),
         (Method::GET, "/audit/auth".into(), None, 3, 200),

@@ -503,9 +503,19 @@ async fn a_blocked_enforce_needs_a_written_reason_and_the_run_can_be_reverted() 
         .unwrap();
     assert_eq!(fits, serde_json::json!(true), "the detail page scrolls sideways");
     click(c, "#revert").await;
+    // The dialog previews exactly what it restores, instance by instance, before it can be confirmed.
+    wait_text(
+        c,
+        &format!("[data-testid=revert-preview] tr[data-instance-id='{id}']"),
+        |t| t.contains("tokens required") && t.contains("tokens optional"),
+    )
+    .await;
+    wait_prop(c, "#modal-confirm", "disabled", |v| v == "false").await;
     click(c, "#modal-confirm").await;
     let reverted = text_of(c, "[data-testid=reverted] a").await;
     assert_eq!(reverted.len(), 36, "{reverted}");
+    // Once a rollback exists, Revert is no longer offered.
+    wait_absent(c, "#revert").await;
     let d = app.wait_done(&reverted, Duration::from_secs(30)).await;
     assert_eq!(d["rollback_of"], serde_json::json!(started));
     app.refresh_fleet().await;

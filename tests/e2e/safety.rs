@@ -241,6 +241,30 @@ async fn rollback_returns_every_changed_instance_to_its_exact_prior_options() {
         .iter()
         .all(|id| changed[id]["metadata"]["http_put_response_hop_limit"] == 5));
 
+    // The preview says exactly what the rollback will restore, instance by instance, and starts nothing.
+    let since = e2e::now_ms();
+    let (status, preview) = app
+        .post(&format!("/executions/{original}/rollback/preview"), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{preview}");
+    let targets = preview["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 4, "{preview}");
+    for t in targets {
+        let id = t["instance_id"].as_str().unwrap();
+        assert_eq!(t["current"]["http_put_response_hop_limit"], 5);
+        assert_eq!(
+            t["after"]["http_put_response_hop_limit"], before[id]["metadata"]["http_put_response_hop_limit"],
+            "{t}"
+        );
+        assert_eq!(t["after"]["http_tokens"], before[id]["metadata"]["http_tokens"]);
+        assert!(!t["changes"].as_array().unwrap().is_empty());
+    }
+    assert!(!app
+        .sandbox
+        .calls_since(since)
+        .iter()
+        .any(|c| c.operation == "ssm:StartAutomationExecution"));
+
     let (status, rb) = app
         .post(&format!("/executions/{original}/rollback"), &json!({}))
         .await;

@@ -120,8 +120,8 @@ enum AccountRule {
 }
 
 fn account_rule(method: &Method, path: &str) -> AccountRule {
-    let run_action =
-        path.starts_with("/executions/") && (path.ends_with("/stop") || path.ends_with("/rollback"));
+    let run_action = path.starts_with("/executions/")
+        && (path.ends_with("/stop") || path.ends_with("/rollback") || path.ends_with("/rollback/preview"));
     match (method, path) {
         (&Method::POST, "/executions" | "/executions/preview") => AccountRule::Body,
         (&Method::POST, _) if run_action => AccountRule::Run,

@@ -31,6 +31,7 @@ pub fn router() -> Router<AppState> {
         .route("/executions/preview", post(preview_start))
         .route("/executions/{id}/stop", post(stop))
         .route("/executions/{id}/rollback", post(rollback))
+        .route("/executions/{id}/rollback/preview", post(rollback_preview))
 }
 
 /// Checks that the targets exist (SSM itself would only fail later, in a step) and returns their
@@ -231,6 +232,29 @@ async fn rollback(
 ) -> Result<(StatusCode, Json<RollbackResponse>), AppError> {
     let reply = runs::rollback(&state, &id, &who.name).await?;
     Ok((StatusCode::CREATED, Json(reply)))
+}
+
+/// What a rollback would restore, without starting it.
+async fn rollback_preview(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<shared::api::RollbackPreview>, AppError> {
+    let plan = runs::plan_rollback(&state, &id).await?;
+    let window_days = (state.usage_window.as_secs() / 86_400) as u32;
+    Ok(Json(shared::api::RollbackPreview {
+        runs: plan.starts.len(),
+        targets: plan
+            .starts
+            .iter()
+            .flat_map(|s| {
+                s.targets
+                    .iter()
+                    .map(|t| preview::preview(&s.plan.parameters, t, window_days))
+            })
+            .collect(),
+        notes: plan.notes,
+        skipped: plan.skipped,
+    }))
 }
 
 #[derive(Debug, Deserialize)]

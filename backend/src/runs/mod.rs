@@ -339,10 +339,26 @@ fn restorable(m: &MetadataOptions) -> (String, String, u8) {
     )
 }
 
-/// Starts runs of the same runbook that put every instance the run changed back to its recorded
-/// prior options: one run per distinct set of prior options (rate-controlled when it covers several).
+/// The runs that would put every instance a run changed back to its recorded prior options: one per
+/// distinct set of prior options in each account and region (rate-controlled when it covers several),
+/// each with the instances it restores as they are now; and the notes and skipped instances.
+pub struct RollbackPlan {
+    pub starts: Vec<RollbackStart>,
+    pub notes: Vec<String>,
+    pub skipped: Vec<String>,
+}
+
+/// One run of a rollback.
+pub struct RollbackStart {
+    pub account: String,
+    pub region: String,
+    pub plan: StartPlan,
+    pub targets: Vec<InstanceView>,
+}
+
+/// Works out a rollback without starting anything (the preview and the rollback share it).
 /// Instances that have since been terminated, or are gone, are skipped and named in the notes.
-pub async fn rollback(state: &AppState, id: &str, requester: &str) -> Result<RollbackResponse, AppError> {
+pub async fn plan_rollback(state: &AppState, id: &str) -> Result<RollbackPlan, AppError> {
     let row = state
         .store
         .by_execution_id(id)?
@@ -388,11 +404,9 @@ pub async fn rollback(state: &AppState, id: &str, requester: &str) -> Result<Rol
         by_place.entry(place_of(id)).or_default().push(id.clone());
     }
     let hub = crate::routes::identity::resolve(state).await?.account;
-    let mut execution_ids = Vec::new();
-    let mut instances = Vec::new();
+    let mut starts = Vec::new();
     let mut notes = Vec::new();
     let mut skipped = Vec::new();
-    let mut anything = false;
     for ((account, region), ids) in by_place {
         // The console's own account is '' in records and runs.
         let account = if account == hub { String::new() } else { account };
@@ -433,12 +447,7 @@ pub async fn rollback(state: &AppState, id: &str, requester: &str) -> Result<Rol
             groups.entry(restorable(before)).or_default().push(inst);
         }
         skipped.extend(gone);
-        let place = Place {
-            account: &account,
-            region: &region,
-        };
         for ((tokens, endpoint, hop), members) in groups {
-            anything = true;
             for chunk in members.chunks(shared::params::MAX_TARGET_VALUES) {
                 let ids: Vec<String> = chunk.iter().map(|i| i.instance_id.clone()).collect();
                 let parameters = ParametersInput {
@@ -461,21 +470,16 @@ pub async fn rollback(state: &AppState, id: &str, requester: &str) -> Result<Rol
                     target_locations: None,
                     override_gate: None,
                 };
-                let plan = req.validate().map_err(AppError::Validation)?;
-                let receipt = record_and_send(state, &place, &plan, chunk, Some(id), requester).await?;
-                match receipt.execution_id {
-                    // `settle` has linked it to the run it reverts.
-                    Some(new_id) => execution_ids.push(new_id),
-                    None => notes.push(format!(
-                        "record {}: queued, because SSM's concurrent-automation quota is full; the console starts it when SSM has room",
-                        receipt.record_id
-                    )),
-                }
-                instances.extend(ids);
+                starts.push(RollbackStart {
+                    account: account.clone(),
+                    region: region.clone(),
+                    plan: req.validate().map_err(AppError::Validation)?,
+                    targets: chunk.to_vec(),
+                });
             }
         }
     }
-    if !anything {
+    if starts.is_empty() {
         let gone = if skipped.is_empty() {
             String::new()
         } else {
@@ -485,6 +489,39 @@ pub async fn rollback(state: &AppState, id: &str, requester: &str) -> Result<Rol
             code: "NothingToRollBack".into(),
             message: format!("every instance of {id} already has its prior options{gone}"),
         });
+    }
+    Ok(RollbackPlan {
+        starts,
+        notes,
+        skipped,
+    })
+}
+
+/// Starts the runs of [`plan_rollback`], each recorded as the rollback of `id`.
+pub async fn rollback(state: &AppState, id: &str, requester: &str) -> Result<RollbackResponse, AppError> {
+    let RollbackPlan {
+        starts,
+        mut notes,
+        skipped,
+    } = plan_rollback(state, id).await?;
+    let mut execution_ids = Vec::new();
+    let mut instances = Vec::new();
+    for start in starts {
+        let place = Place {
+            account: &start.account,
+            region: &start.region,
+        };
+        let receipt =
+            record_and_send(state, &place, &start.plan, &start.targets, Some(id), requester).await?;
+        match receipt.execution_id {
+            // `settle` has linked it to the run it reverts.
+            Some(new_id) => execution_ids.push(new_id),
+            None => notes.push(format!(
+                "record {}: queued, because SSM's concurrent-automation quota is full; the console starts it when SSM has room",
+                receipt.record_id
+            )),
+        }
+        instances.extend(start.targets.into_iter().map(|t| t.instance_id));
     }
     Ok(RollbackResponse {
         execution_ids,

@@ -9,6 +9,9 @@ pub fn ConfirmModal(
     #[prop(into)] title: String,
     #[prop(into)] confirm_label: String,
     on_confirm: Callback<()>,
+    /// While true, only Cancel can be pressed (the dialog is still finding out what would happen).
+    #[prop(optional, into)]
+    confirm_disabled: Signal<bool>,
     children: ChildrenFn,
 ) -> impl IntoView {
     let title = StoredValue::new(title);
@@ -23,7 +26,7 @@ pub fn ConfirmModal(
                     <p class="modal-actions">
                         <button class="secondary" id="modal-cancel" on:click=move |_| open.set(false)>"Cancel"</button>
                         " "
-                        <button class="danger" id="modal-confirm" on:click=move |_| {
+                        <button class="danger" id="modal-confirm" disabled=move || confirm_disabled.get() on:click=move |_| {
                             open.set(false);
                             on_confirm.run(());
                         }>{confirm_label.get_value()}</button>

@@ -255,6 +255,19 @@ pub fn ExecutionDetailPage() -> impl IntoView {
     });
     let asking_revert = RwSignal::new(false);
     let on_revert = Callback::new(move |()| asking_revert.set(true));
+    // Read each time the dialog opens: exactly what the rollback would restore, as things are now.
+    let revert_preview = LocalResource::new(move || {
+        let open = asking_revert.get();
+        let id = id();
+        async move {
+            if open {
+                Some(api::rollback_preview(&id).await)
+            } else {
+                None
+            }
+        }
+    });
+    let revert_ready = Signal::derive(move || matches!(revert_preview.get(), Some(Some(Ok(_)))));
     let do_revert = Callback::new(move |()| {
         revert.dispatch(id());
     });
@@ -263,8 +276,26 @@ pub fn ExecutionDetailPage() -> impl IntoView {
         <ConfirmModal open=asking_stop title="Stop this run?" confirm_label="Stop run" on_confirm=do_stop>
             <p>{move || format!("SSM cancels {} and starts no more of its targets. Steps already done stay done: an instance already changed keeps its new options (Revert restores them).", id())}</p>
         </ConfirmModal>
-        <ConfirmModal open=asking_revert title="Revert this run?" confirm_label="Start the rollback" on_confirm=do_revert>
-            <p>"A new run of the same runbook puts every instance this run changed back to the options listed under \"Options before this run\". Instances terminated since are skipped and named."</p>
+        <ConfirmModal open=asking_revert title="Revert this run?" confirm_label="Start the rollback" on_confirm=do_revert
+            confirm_disabled=Signal::derive(move || !revert_ready.get())>
+            {move || match revert_preview.get().flatten() {
+                None => view! { <p role="status">"Working out what the rollback would restore…"</p> }.into_any(),
+                Some(Err(e)) => view! { <div class="error-box" role="alert" data-testid="revert-preview-error">{e.explain()}</div> }.into_any(),
+                Some(Ok(p)) => view! {
+                    <p>{format!("{} run(s) of the same runbook put {} instance(s) back as they were before this run:", p.runs, p.targets.len())}</p>
+                    <div class="table-scroll">
+                    <table data-testid="revert-preview">
+                        <thead><tr><th>"Instance"</th><th>"Now"</th><th>"Restored to"</th></tr></thead>
+                        <tbody>{p.targets.into_iter().map(|t| {
+                            let fmt = |m: &shared::api::MetadataOptions| format!("tokens {} · endpoint {} · hop {}", m.http_tokens, m.http_endpoint, m.http_put_response_hop_limit);
+                            view! { <tr data-instance-id=t.instance_id.clone()><td class="mono">{t.instance_id.clone()}</td><td>{fmt(&t.current)}</td><td>{fmt(&t.after)}</td></tr> }
+                        }).collect_view()}</tbody>
+                    </table>
+                    </div>
+                    {(!p.skipped.is_empty()).then(|| view! { <p class="help">{format!("Skipped (gone or terminated): {}", p.skipped.join(", "))}</p> })}
+                    {(!p.notes.is_empty()).then(|| view! { <p class="help">{p.notes.join(" ")}</p> })}
+                }.into_any(),
+            }}
         </ConfirmModal>
         {move || stop.value().get().and_then(|r| r.err()).map(|e| view! { <div class="error-box" role="alert">{e.explain()}</div> })}
         {move || revert.value().get().map(|r| match r {
