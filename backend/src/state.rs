@@ -356,6 +356,11 @@ impl EventHub {
         let _ = self.tx.send((id, event));
     }
 
+    /// The number of the last event published.
+    pub fn seq(&self) -> u64 {
+        self.seq.load(Ordering::SeqCst)
+    }
+
     /// Events after `last_id` that are still remembered, and a receiver for the ones to come.
     pub fn subscribe(&self, last_id: Option<u64>) -> (Vec<Numbered>, broadcast::Receiver<Numbered>) {
         let recent = self

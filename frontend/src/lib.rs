@@ -26,12 +26,15 @@ use pages::{
 pub fn App() -> impl IntoView {
     let live = live::provide();
     let session = session::provide();
+    session::provide_identity(session);
     // The event stream needs a signed-in session: open it once there is one.
     let connected = StoredValue::new(false);
     Effect::new(move |_| {
-        if session.me.get().is_some() && !connected.get_value() {
-            connected.set_value(true);
-            live::connect(live);
+        if let Some(me) = session.me.get() {
+            if !connected.get_value() {
+                connected.set_value(true);
+                live::connect(live, me.events_seq);
+            }
         }
     });
     view! {

@@ -13,6 +13,8 @@ pub struct Live {
     pub last: RwSignal<Option<ExecutionEvent>>,
     /// False while the server is unreachable.
     pub connected: RwSignal<bool>,
+    /// The stream has opened once (a later opening is a reconnection).
+    pub opened: RwSignal<bool>,
 }
 
 /// Makes the live signals available; `connect` opens the stream once someone is signed in.
@@ -21,6 +23,7 @@ pub fn provide() -> Live {
         version: RwSignal::new(0),
         last: RwSignal::new(None),
         connected: RwSignal::new(true),
+        opened: RwSignal::new(false),
     };
     provide_context(live);
     live
@@ -32,9 +35,14 @@ pub fn provide() -> Live {
 /// cache keeps its event stream open: after a few page loads in one tab, every fetch of the page in
 /// view would wait for a free connection that never comes. So the stream is closed when the page is
 /// hidden (`pagehide`) and opened again when it is shown.
-pub fn connect(live: Live) {
+///
+/// The first stream starts after `events_seq`, the last event when the session was read, so that what
+/// happens while the pages read their data arrives; a later one (after the page was hidden) reads
+/// everything again when it opens instead.
+pub fn connect(live: Live, events_seq: u64) {
+    let first = format!("/api/v1/events?after={events_seq}");
     let current: std::rc::Rc<std::cell::RefCell<Option<web_sys::EventSource>>> =
-        std::rc::Rc::new(std::cell::RefCell::new(open(live)));
+        std::rc::Rc::new(std::cell::RefCell::new(open(live, &first)));
     let Some(window) = web_sys::window() else {
         return;
     };
@@ -51,15 +59,15 @@ pub fn connect(live: Live) {
     let on_show = Closure::<dyn FnMut()>::new(move || {
         let mut slot = current.borrow_mut();
         if slot.is_none() {
-            *slot = open(live);
+            *slot = open(live, "/api/v1/events");
         }
     });
     let _ = window.add_event_listener_with_callback("pageshow", on_show.as_ref().unchecked_ref());
     on_show.forget();
 }
 
-fn open(live: Live) -> Option<web_sys::EventSource> {
-    let Ok(source) = web_sys::EventSource::new("/api/v1/events") else {
+fn open(live: Live, url: &str) -> Option<web_sys::EventSource> {
+    let Ok(source) = web_sys::EventSource::new(url) else {
         live.connected.set(false);
         return None;
     };
@@ -73,9 +81,13 @@ fn open(live: Live) -> Option<web_sys::EventSource> {
     let _ = source.add_event_listener_with_callback("resync", on_event.as_ref().unchecked_ref());
     on_event.forget();
     let on_open = Closure::<dyn FnMut()>::new(move || {
-        // Whatever changed before the stream opened (first load, or an outage) was not pushed to us:
-        // read everything again.
-        live.version.update(|v| *v += 1);
+        // Whatever changed while the stream was down (an outage, a page kept hidden) was not pushed
+        // to us: read everything again. Not at the first opening: the pages have just read it, and
+        // the stream replays what happened since.
+        if live.opened.get_untracked() {
+            live.version.update(|v| *v += 1);
+        }
+        live.opened.set(true);
         live.connected.set(true);
     });
     source.set_onopen(Some(on_open.as_ref().unchecked_ref()));

@@ -61,3 +61,34 @@ pub fn RequireLogin() -> impl IntoView {
         }
     });
 }
+
+/// The console's identity (mode, account, ARN, Regions), read once per sign-in and shared by the
+/// header and the pages that need it.
+#[derive(Clone, Copy)]
+pub struct ConsoleIdentity(LocalResource<Option<Result<shared::api::Identity, api::ClientError>>>);
+
+impl ConsoleIdentity {
+    /// None while it loads (or nobody is signed in).
+    pub fn get(&self) -> Option<Result<shared::api::Identity, api::ClientError>> {
+        self.0.get().flatten()
+    }
+}
+
+/// Reads the identity whenever someone signs in (it needs a session) and shares it.
+pub fn provide_identity(session: Session) {
+    let identity = LocalResource::new(move || {
+        let signed_in = session.me.get().is_some();
+        async move {
+            if signed_in {
+                Some(api::identity().await)
+            } else {
+                None
+            }
+        }
+    });
+    provide_context(ConsoleIdentity(identity));
+}
+
+pub fn use_identity() -> ConsoleIdentity {
+    expect_context::<ConsoleIdentity>()
+}

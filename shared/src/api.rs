@@ -475,6 +475,10 @@ pub struct Me {
     /// The password was generated (the first admin's): choose a new one before anything else.
     #[serde(default)]
     pub must_change_password: bool,
+    /// The number of the last live event so far: the browser's first event stream starts after it
+    /// (`/events?after=`), so nothing that happens while the pages read their data is missed.
+    #[serde(default)]
+    pub events_seq: u64,
 }
 
 /// `POST /api/v1/auth/password`: change one's own password.

@@ -601,3 +601,35 @@ async fn a_rollout_by_instance_id_reaches_the_least_risky_instances_first() {
         "sent to SSM in that order: {done}"
     );
 }
+
+#[tokio::test]
+async fn a_stream_opened_after_the_session_was_read_replays_what_happened_in_between() {
+    let app = spawn_app().await;
+    let (_, me) = app.get("/auth/me").await;
+    let seq = me["events_seq"].as_u64().unwrap();
+    let id = app.quiet("us-east-1").await.remove(0);
+    let (_, body) = app
+        .post("/executions", &json!({"parameters": {"InstanceId": id}}))
+        .await;
+    let exec = body["execution_id"].as_str().unwrap().to_owned();
+    app.wait_done(&exec, WAIT).await;
+    // Opened only now, as a page that read its data first would: the run's events still arrive.
+    let mut resp = app
+        .http
+        .get(app.url(&format!("/events?after={seq}")))
+        .send()
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !(seen.contains(&exec) && seen.contains("\"status\":\"Success\"")) {
+        let chunk = tokio::time::timeout_at(deadline, resp.chunk())
+            .await
+            .expect("replayed in time")
+            .unwrap()
+            .expect("stream open");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let (_, later) = app.get("/auth/me").await;
+    assert!(later["events_seq"].as_u64().unwrap() > seq);
+}

@@ -1083,3 +1083,48 @@ async fn every_page_fits_a_390_pixel_phone_without_sideways_scrolling() {
     assert!(wide.is_empty(), "pages wider than the phone: {wide:?}");
     b.close().await;
 }
+
+#[tokio::test]
+async fn each_page_reads_its_data_once() {
+    let app = app_with_pages(AppOptions::default()).await;
+    let id = app.quiet("us-east-1").await.remove(0);
+    let (_, body) = app
+        .post("/executions", &json!({"parameters": {"InstanceId": id}}))
+        .await;
+    let exec = body["execution_id"].as_str().unwrap().to_owned();
+    app.wait_done(&exec, Duration::from_secs(30)).await;
+    let b = browser().await;
+    let c = &b.client;
+    login(c, &app.base, "admin", &admin_password(&app)).await;
+    let mut repeated = Vec::new();
+    for (path, ready) in [
+        ("/", "[data-testid=trend]"),
+        ("/fleet", "[data-testid=fleet]"),
+        ("/execute", "[data-testid=recent-runs] table"),
+        ("/history", "table"),
+        (&*format!("/executions/{exec}"), "[data-testid=steps]"),
+        ("/admin", "[data-testid=tokens]"),
+    ] {
+        goto(c, &format!("{}{path}", app.base)).await;
+        wait_count_at_least(c, ready, 1).await;
+        // Long enough for the live stream to open (it used to make every page read its data again).
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        let reads = c
+            .execute(
+                "return performance.getEntriesByType('resource').map(e => e.name).filter(n => n.includes('/api/v1/') && !n.includes('/api/v1/events'))",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let reads: Vec<String> = serde_json::from_value(reads).unwrap();
+        let mut seen = std::collections::BTreeMap::<&str, usize>::new();
+        for r in &reads {
+            *seen.entry(r.as_str()).or_default() += 1;
+        }
+        for (url, n) in seen.into_iter().filter(|(_, n)| *n > 1) {
+            repeated.push(format!("{path}: {url} × {n}"));
+        }
+    }
+    assert!(repeated.is_empty(), "read more than once: {repeated:#?}");
+    b.close().await;
+}

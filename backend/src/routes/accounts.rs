@@ -102,6 +102,7 @@ async fn login(State(state): State<AppState>, req: Request) -> Result<Response, 
                 role: identity.role,
                 via: "session".into(),
                 must_change_password: identity.must_change_password,
+                events_seq: state.events.seq(),
             };
             let mut resp = Json(me).into_response();
             resp.headers_mut()
@@ -155,12 +156,13 @@ async fn logout(
     Ok(resp)
 }
 
-async fn me(Extension(i): Extension<Identity>) -> Json<Me> {
+async fn me(State(state): State<AppState>, Extension(i): Extension<Identity>) -> Json<Me> {
     Json(Me {
         name: i.name,
         role: i.role,
         via: i.via.into(),
         must_change_password: i.must_change_password,
+        events_seq: state.events.seq(),
     })
 }
 
@@ -211,6 +213,7 @@ async fn change_password(
         role: i.role,
         via: "session".into(),
         must_change_password: false,
+        events_seq: state.events.seq(),
     })
     .into_response();
     resp.headers_mut()

@@ -79,10 +79,18 @@ async fn events(
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let headers = req.headers().clone();
     let peer = crate::auth::peer(req.extensions());
+    // The browser's own Last-Event-ID after a reconnection; at the first opening, `?after=` the
+    // number it got with its session, so events while its pages were reading are not missed.
+    let after = req.uri().query().and_then(|q| {
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix("after="))
+            .and_then(|v| v.parse().ok())
+    });
     let last = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
+        .and_then(|v| v.parse().ok())
+        .or(after);
     let scope = req
         .extensions()
         .get::<AccountScope>()

@@ -14,17 +14,7 @@ pub fn Header() -> impl IntoView {
     let session = use_session();
     let live = use_live();
     let navigate = use_navigate();
-    // Asked again whenever someone signs in (it needs a session).
-    let identity = LocalResource::new(move || {
-        let signed_in = session.me.get().is_some();
-        async move {
-            if signed_in {
-                Some(api::identity().await)
-            } else {
-                None
-            }
-        }
-    });
+    let identity = crate::session::use_identity();
     let logout = move |_| {
         let navigate = navigate.clone();
         leptos::task::spawn_local(async move {
@@ -43,7 +33,7 @@ pub fn Header() -> impl IntoView {
                 <A href="/fleet">"Fleet"</A>
                 {move || session.me.get().filter(|m| m.role == Role::Admin).map(|_| view! { <A href="/admin">"Admin"</A> })}
             </nav>
-            {move || match identity.get().flatten() {
+            {move || match identity.get() {
                 None => None,
                 Some(Ok(id)) => {
                     let banner = (id.mode == "sandbox").then(|| view! {

@@ -77,13 +77,16 @@ pub fn AdminPage() -> impl IntoView {
         let id = *id;
         async move { api::post_empty(&format!("/tokens/{id}/revoke"), &serde_json::json!({})).await }
     });
-    Effect::new(move |_| {
+    // Read again after each change (not when the page opens: the first read is already under way).
+    Effect::new(move |first: Option<()>| {
         add.value().track();
         disable.value().track();
         enable.value().track();
         create.value().track();
         revoke.value().track();
-        version.update(|v| *v += 1);
+        if first.is_some() {
+            version.update(|v| *v += 1);
+        }
     });
     let add_user = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();

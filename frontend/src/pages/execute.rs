@@ -165,7 +165,7 @@ pub fn ExecutePage() -> impl IntoView {
     let show_instance = Signal::derive(move || submitted.get() || !form.instance_id.get().is_empty());
     let show_always = Signal::derive(|| true);
 
-    let identity = LocalResource::new(api::identity);
+    let identity = crate::session::use_identity();
     let accounts = LocalResource::new(|| api::get::<shared::api::AccountList>("/accounts"));
     // Started from the Fleet page: with a selection, or with every instance matching a tag filter
     // (`tag`, with `locations` and `regions` when it spans several accounts or Regions).

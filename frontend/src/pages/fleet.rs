@@ -89,13 +89,15 @@ pub fn FleetPage() -> impl IntoView {
     let matching_problem = RwSignal::new(None::<String>);
     // The managed accounts (those that cannot be read are shown with AWS's reason) and the console's
     // Regions: a run by tag spreads over the reachable ones.
-    let reach = LocalResource::new(|| async {
-        let accounts = api::get::<shared::api::AccountList>("/accounts").await?;
-        let regions = api::identity().await?.regions;
-        Ok::<_, api::ClientError>((accounts.accounts, regions))
-    });
+    let identity = crate::session::use_identity();
+    let accounts_read = LocalResource::new(|| api::get::<shared::api::AccountList>("/accounts"));
+    let reach = move || {
+        let accounts = accounts_read.get()?.map(|l| l.accounts);
+        let regions = identity.get()?.map(|i| i.regions);
+        Some(accounts.and_then(|a| regions.map(|r| (a, r))))
+    };
     let reachable = move || {
-        reach.get().and_then(Result::ok).map(|(accounts, regions)| {
+        reach().and_then(Result::ok).map(|(accounts, regions)| {
             let ids: Vec<String> = accounts
                 .into_iter()
                 .filter(|a| a.reachable)
@@ -271,7 +273,7 @@ pub fn FleetPage() -> impl IntoView {
                 </label>
             </div>
             {move || {
-                let (accounts, _) = reach.get().and_then(Result::ok)?;
+                let (accounts, _) = reach().and_then(Result::ok)?;
                 let unread: Vec<_> = accounts.into_iter().filter(|a| !a.reachable).collect();
                 (!unread.is_empty()).then(|| view! {
                     <div class="warn-box" role="status" data-testid="unreachable-accounts">
