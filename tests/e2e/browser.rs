@@ -1128,3 +1128,82 @@ async fn each_page_reads_its_data_once() {
     assert!(repeated.is_empty(), "read more than once: {repeated:#?}");
     b.close().await;
 }
+
+/// Retakes the README's screenshots into `docs/` (not part of the suite: `cargo test -p e2e --test e2e
+/// -- --ignored readme_screenshots`, after `./x.sh test` has built the pages).
+#[tokio::test]
+#[ignore = "writes docs/*.png; run by hand when the pages change"]
+async fn readme_screenshots() {
+    let app = app_with_pages(AppOptions {
+        fleet: 600,
+        accounts: 3,
+        ..AppOptions::default()
+    })
+    .await;
+    // A month of readings that improve towards today's, for the trend.
+    let (_, now) = app.get("/dashboard").await;
+    let total = now["now"]["total"].as_u64().unwrap() as usize;
+    let compliant_now = now["now"]["compliant"].as_u64().unwrap() as usize;
+    for n in (1..=30).rev() {
+        let compliant = compliant_now.saturating_sub(5 * n as usize);
+        let counts = shared::api::PostureCounts {
+            total,
+            compliant,
+            imdsv1_in_use: (total - compliant) / 3,
+            imdsv1_allowed: total - compliant - (total - compliant) / 3,
+            broken: 0,
+        };
+        app.state
+            .store
+            .record_posture(&app.state.store.clock.day(n), sandbox::ACCOUNT_ID, &counts)
+            .unwrap();
+    }
+    let quiet = app
+        .pick("eu-west-1", |i| {
+            i["account"] == sandbox::ACCOUNT_ID
+                && i["metadata"]["http_tokens"] == "optional"
+                && i["metadata"]["http_endpoint"] == "enabled"
+                && i["imdsv1_calls"] == 0
+        })
+        .await;
+    let (_, body) = app
+        .post(
+            "/executions",
+            &json!({"region": "eu-west-1", "parameters": {"EnforceIMDSv2": "required"},
+                    "rate_control": {"targets": {"instance_ids": &quiet[..6]}, "max_concurrency": "2", "max_errors": "1"}}),
+        )
+        .await;
+    let rollout = body["execution_id"].as_str().unwrap().to_owned();
+    app.wait_done(&rollout, Duration::from_secs(60)).await;
+    let b = browser().await;
+    let c = &b.client;
+    c.set_window_size(1400, 1000).await.unwrap();
+    login(c, &app.base, "admin", &admin_password(&app)).await;
+    let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs");
+    let shoot = |name: &'static str| {
+        let path = docs.join(name);
+        async move {
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            std::fs::write(&path, c.screenshot().await.unwrap()).unwrap();
+        }
+    };
+    goto(c, &format!("{}/", app.base)).await;
+    wait_count_at_least(c, "[data-testid=trend] circle", 30).await;
+    shoot("dashboard.png").await;
+    goto(c, &format!("{}/fleet?compliance=noncompliant", app.base)).await;
+    wait_count_at_least(c, "[data-testid=fleet] tbody tr", 50).await;
+    shoot("fleet.png").await;
+    goto(
+        c,
+        &format!("{}/execute?instance={}&region=eu-west-1", app.base, quiet[7]),
+    )
+    .await;
+    wait_prop(c, "#instance-id", "value", |v| v.starts_with("i-")).await;
+    click(c, "#review").await;
+    wait_count_at_least(c, "[data-testid=confirm] tbody tr", 1).await;
+    shoot("execute.png").await;
+    goto(c, &format!("{}/executions/{rollout}", app.base)).await;
+    wait_count_at_least(c, "[data-testid=steps]", 1).await;
+    shoot("detail.png").await;
+    b.close().await;
+}
