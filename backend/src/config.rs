@@ -238,6 +238,13 @@ pub struct ServeArgs {
     /// How often (seconds) SSM is asked for runs of the runbook started outside the console.
     #[arg(long, env = "IMDS_CONSOLE_DISCOVER_SECS", default_value_t = 30)]
     pub discover_secs: u64,
+    /// Addresses that may read `/metrics` without a token (repeat or comma-separate; the client
+    /// address as the trusted proxy names it).
+    #[arg(long, env = "IMDS_CONSOLE_METRICS_ALLOW", value_delimiter = ',')]
+    pub metrics_allow: Vec<std::net::IpAddr>,
+    /// A bearer token that may read `/metrics` from anywhere (at least 16 characters).
+    #[arg(long, env = "IMDS_CONSOLE_METRICS_TOKEN")]
+    pub metrics_token: Option<String>,
     /// How long (seconds) the fleet inventory is served before it is read again in the background.
     #[arg(long, env = "IMDS_CONSOLE_FLEET_REFRESH_SECS", default_value_t = 15)]
     pub fleet_refresh_secs: u64,

@@ -13,6 +13,7 @@ pub mod crash;
 pub mod doctor;
 pub mod error;
 pub mod inventory;
+pub mod metrics;
 pub mod org;
 pub mod routes;
 pub mod runs;
@@ -44,13 +45,21 @@ const CSP: &str =
 pub fn app(state: AppState) -> Router {
     let static_dir = state.static_dir.clone();
     let https = state.auth.secure_cookies;
+    let metrics = Router::new()
+        .route("/metrics", axum::routing::get(metrics::serve))
+        .with_state(state.clone());
     let api = routes::api()
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
         ))
+        // Outside authentication, so that its refusals are counted too.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::observe,
+        ))
         .with_state(state);
-    let mut router = Router::new().nest("/api/v1", api);
+    let mut router = Router::new().nest("/api/v1", api).merge(metrics);
     router = match &static_dir {
         Some(dir) if dir.join("index.html").exists() => {
             // Client-side routes (/executions/..., /fleet) all load index.html; a missing file (a name

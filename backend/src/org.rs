@@ -20,6 +20,7 @@ pub struct Org {
     target: Target,
     timeouts: Timeouts,
     regions: Vec<String>,
+    metrics: Arc<crate::metrics::Metrics>,
     members: tokio::sync::Mutex<BTreeMap<String, Arc<BTreeMap<String, RegionClients>>>>,
 }
 
@@ -30,24 +31,32 @@ pub struct Listed {
     pub hub: bool,
 }
 
+/// How the console's AWS clients are made: where they point, their timeouts, the regions, and the
+/// metrics their calls are counted in.
+pub struct ClientSettings {
+    pub target: Target,
+    pub timeouts: Timeouts,
+    pub regions: Vec<String>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
 impl Org {
     pub fn new(
         named: Vec<String>,
         organization: bool,
         units: Vec<String>,
         member_role: String,
-        target: Target,
-        timeouts: Timeouts,
-        regions: Vec<String>,
+        clients: ClientSettings,
     ) -> Org {
         Org {
+            metrics: clients.metrics,
             named,
             organization,
             units,
             member_role,
-            target,
-            timeouts,
-            regions,
+            target: clients.target,
+            timeouts: clients.timeouts,
+            regions: clients.regions,
             members: tokio::sync::Mutex::new(BTreeMap::new()),
         }
     }
@@ -128,6 +137,7 @@ impl Org {
                 &self.regions,
                 self.timeouts,
                 &self.role_arn(account),
+                &self.metrics,
             )
             .await,
         );

@@ -31,7 +31,7 @@ async fn doctor(args: &DoctorArgs) -> Result<(), String> {
     } else {
         return Err("doctor checks real AWS (--aws) or a running sandbox (--sandbox-url)".into());
     };
-    let clients = aws::clients(&target, &regions, serve.aws_timeouts()).await;
+    let clients = aws::clients(&target, &regions, serve.aws_timeouts(), &Arc::default()).await;
     if let Some(role) = &args.assume_role {
         shared::RoleArn::parse(role).map_err(|e| format!("--assume-role: {e}"))?;
     }
@@ -172,7 +172,8 @@ pub async fn build_state(args: &ServeArgs) -> Result<AppState, String> {
         )
     };
     regions.dedup();
-    let clients = aws::clients(&target, &regions, args.aws_timeouts()).await;
+    let metrics: Arc<crate::metrics::Metrics> = Arc::default();
+    let clients = aws::clients(&target, &regions, args.aws_timeouts(), &metrics).await;
     // An embedded sandbox of several accounts is an organisation: show all of it unless told otherwise.
     let named = args.member_accounts()?;
     let organization = args.organization
@@ -185,9 +186,12 @@ pub async fn build_state(args: &ServeArgs) -> Result<AppState, String> {
         organization,
         args.organizational_units.clone(),
         args.member_role.clone(),
-        target.clone(),
-        args.aws_timeouts(),
-        regions.clone(),
+        crate::org::ClientSettings {
+            target: target.clone(),
+            timeouts: args.aws_timeouts(),
+            regions: regions.clone(),
+            metrics: metrics.clone(),
+        },
     );
     Ok(AppState {
         inner: Arc::new(StateInner {
@@ -195,6 +199,9 @@ pub async fn build_state(args: &ServeArgs) -> Result<AppState, String> {
             regions,
             clients,
             limits: std::sync::Mutex::default(),
+            metrics,
+            watcher_round: std::sync::Mutex::default(),
+            metrics_access: crate::metrics::Access::from_args(args)?,
             ssm_rates: crate::state::SsmRates {
                 read: args.ssm_read_rate,
                 start: args.ssm_start_rate,

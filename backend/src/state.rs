@@ -30,6 +30,11 @@ pub struct StateInner {
     pub clients: BTreeMap<String, RegionClients>,
     /// SSM budgets per account ('' for the console's own) and region, as SSM counts its quotas.
     pub limits: Mutex<BTreeMap<(String, String), Arc<RegionLimits>>>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Who may read `/metrics`.
+    pub metrics_access: crate::metrics::Access,
+    /// When the watcher last finished a round.
+    pub watcher_round: Mutex<Option<Instant>>,
     /// Calls per second each account and region's budgets allow.
     pub ssm_rates: SsmRates,
     pub store: Store,
@@ -158,7 +163,7 @@ impl StateInner {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         limits
             .entry((account.to_owned(), region.to_owned()))
-            .or_insert_with(|| Arc::new(RegionLimits::new(&self.ssm_rates)))
+            .or_insert_with(|| Arc::new(RegionLimits::new(&self.ssm_rates, region, &self.metrics)))
             .clone()
     }
 
@@ -228,6 +233,8 @@ pub struct RateLimiter {
     next: Mutex<Instant>,
     /// Held for the length of a call.
     turn: tokio::sync::Mutex<()>,
+    /// How long callers waited, when measured.
+    waits: Option<prometheus_client::metrics::histogram::Histogram>,
 }
 
 /// The right to make one call; the budget's clock restarts when it is dropped (the call finished).
@@ -251,10 +258,19 @@ impl Drop for Slot<'_> {
 const LOOKUP_RATE: f64 = 1.0;
 
 impl RegionLimits {
-    fn new(rates: &SsmRates) -> RegionLimits {
+    fn new(rates: &SsmRates, region: &str, metrics: &crate::metrics::Metrics) -> RegionLimits {
+        let waits = |budget: &str| {
+            metrics
+                .budget_wait
+                .get_or_create(&vec![
+                    ("budget", budget.to_owned()),
+                    ("region", region.to_owned()),
+                ])
+                .clone()
+        };
         RegionLimits {
-            read: RateLimiter::new(rates.read),
-            start: RateLimiter::new(rates.start),
+            read: RateLimiter::new(rates.read).timed(waits("read")),
+            start: RateLimiter::new(rates.start).timed(waits("start")),
             lookup: RateLimiter::new(LOOKUP_RATE),
         }
     }
@@ -267,7 +283,14 @@ impl RateLimiter {
             gap,
             next: Mutex::new(Instant::now()),
             turn: tokio::sync::Mutex::new(()),
+            waits: None,
         }
+    }
+
+    /// Records in `waits` how long each caller waited for its turn (`/metrics`).
+    fn timed(mut self, waits: prometheus_client::metrics::histogram::Histogram) -> RateLimiter {
+        self.waits = Some(waits);
+        self
     }
 
     fn next_start(&self) -> Instant {
@@ -279,6 +302,7 @@ impl RateLimiter {
 
     /// Waits for this budget's turn and slot. Keep the slot for the length of the call.
     pub async fn acquire(&self) -> Slot<'_> {
+        let asked = Instant::now();
         let turn = self.turn.lock().await;
         loop {
             // `next` can move while we sleep (a back-off), so look again after waking.
@@ -287,6 +311,9 @@ impl RateLimiter {
                 break;
             }
             tokio::time::sleep_until(at.into()).await;
+        }
+        if let Some(waits) = &self.waits {
+            waits.observe(asked.elapsed().as_secs_f64());
         }
         Slot {
             limiter: self,

@@ -753,6 +753,16 @@ fn push_filters(f: &HistoryFilter, sql: &mut String, args: &mut Vec<Box<dyn rusq
 
 /// Audit export (the history filters, over every record including refused starts).
 impl Store {
+    /// How many runs (children included) have each status.
+    pub fn runs_by_status(&self) -> Result<Vec<(String, i64)>, AppError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT status, COUNT(*) FROM runs GROUP BY status ORDER BY status")?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
     pub fn audit(&self, f: &HistoryFilter) -> Result<Vec<shared::api::AuditRecord>, AppError> {
         let mut sql = String::from(
             "SELECT r.id, r.created_at, r.requester, r.region, r.document_name, r.document_version, r.client_token,

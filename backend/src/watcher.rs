@@ -36,6 +36,10 @@ pub async fn run(state: AppState) {
             }
             Err(e) => tracing::error!(error = %e, "cannot read in-flight runs"),
         }
+        *state
+            .watcher_round
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(std::time::Instant::now());
         tokio::time::sleep(state.poll).await;
     }
 }

@@ -6,6 +6,7 @@ mod api;
 mod audit;
 mod browser;
 mod fleet;
+mod metrics;
 mod real_aws;
 mod safety;
 mod sandbox_sdk;

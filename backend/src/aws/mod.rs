@@ -8,11 +8,13 @@ pub mod probe;
 pub mod ssm;
 pub mod sts;
 
+use crate::metrics::{AwsCallCounter, Metrics};
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_ssm::error::ProvideErrorMetadata;
 use aws_smithy_types::date_time::Format;
 use axum::http::StatusCode;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::AppError;
@@ -107,15 +109,41 @@ async fn hub_config(target: &Target, region: &str, timeouts: Timeouts) -> aws_co
     loader.load().await
 }
 
-fn region_clients(region: &str, conf: &aws_config::SdkConfig) -> RegionClients {
+/// Every client of one region, each counting its calls in `metrics`.
+fn region_clients(region: &str, conf: &aws_config::SdkConfig, metrics: &Arc<Metrics>) -> RegionClients {
+    let counter = || AwsCallCounter(metrics.clone());
     RegionClients {
         region: region.to_owned(),
-        ssm: aws_sdk_ssm::Client::new(conf),
-        ec2: aws_sdk_ec2::Client::new(conf),
-        sts: aws_sdk_sts::Client::new(conf),
-        cloudwatch: aws_sdk_cloudwatch::Client::new(conf),
-        iam: aws_sdk_iam::Client::new(conf),
-        organizations: aws_sdk_organizations::Client::new(conf),
+        ssm: aws_sdk_ssm::Client::from_conf(
+            aws_sdk_ssm::config::Builder::from(conf)
+                .interceptor(counter())
+                .build(),
+        ),
+        ec2: aws_sdk_ec2::Client::from_conf(
+            aws_sdk_ec2::config::Builder::from(conf)
+                .interceptor(counter())
+                .build(),
+        ),
+        sts: aws_sdk_sts::Client::from_conf(
+            aws_sdk_sts::config::Builder::from(conf)
+                .interceptor(counter())
+                .build(),
+        ),
+        cloudwatch: aws_sdk_cloudwatch::Client::from_conf(
+            aws_sdk_cloudwatch::config::Builder::from(conf)
+                .interceptor(counter())
+                .build(),
+        ),
+        iam: aws_sdk_iam::Client::from_conf(
+            aws_sdk_iam::config::Builder::from(conf)
+                .interceptor(counter())
+                .build(),
+        ),
+        organizations: aws_sdk_organizations::Client::from_conf(
+            aws_sdk_organizations::config::Builder::from(conf)
+                .interceptor(counter())
+                .build(),
+        ),
     }
 }
 
@@ -124,11 +152,12 @@ pub async fn clients(
     target: &Target,
     regions: &[String],
     timeouts: Timeouts,
+    metrics: &Arc<Metrics>,
 ) -> BTreeMap<String, RegionClients> {
     let mut out = BTreeMap::new();
     for region in regions {
         let conf = hub_config(target, region, timeouts).await;
-        out.insert(region.clone(), region_clients(region, &conf));
+        out.insert(region.clone(), region_clients(region, &conf, metrics));
     }
     out
 }
@@ -141,6 +170,7 @@ pub async fn assumed_clients(
     regions: &[String],
     timeouts: Timeouts,
     role_arn: &str,
+    metrics: &Arc<Metrics>,
 ) -> BTreeMap<String, RegionClients> {
     let mut out = BTreeMap::new();
     for region in regions {
@@ -156,7 +186,7 @@ pub async fn assumed_clients(
                 provider,
             ))
             .build();
-        out.insert(region.clone(), region_clients(region, &conf));
+        out.insert(region.clone(), region_clients(region, &conf, metrics));
     }
     out
 }

@@ -62,6 +62,11 @@ async fn login(State(state): State<AppState>, req: Request) -> Result<Response, 
     match state.login_throttle.gate(&body.username, &addr, now) {
         LoginGate::Locked { wait_ms, audit_key } => {
             // One counted event per address (or user and address) and window, however many attempts.
+            state
+                .metrics
+                .sign_ins
+                .get_or_create(&vec![("outcome", "throttled".to_owned())])
+                .inc();
             match state.login_throttle.throttled_row(&audit_key, now) {
                 Some(row) => state.store.count_auth_event(row)?,
                 None => {
@@ -95,6 +100,11 @@ async fn login(State(state): State<AppState>, req: Request) -> Result<Response, 
                 .store
                 .create_session(&identity.name, state.auth.session_ttl.as_millis() as i64)?;
             state
+                .metrics
+                .sign_ins
+                .get_or_create(&vec![("outcome", "ok".to_owned())])
+                .inc();
+            state
                 .store
                 .auth_event("login", Some(&identity.name), None, Some(&addr))?;
             let me = Me {
@@ -111,6 +121,11 @@ async fn login(State(state): State<AppState>, req: Request) -> Result<Response, 
         }
         None => {
             state.login_throttle.failed(&body.username, &addr, now);
+            state
+                .metrics
+                .sign_ins
+                .get_or_create(&vec![("outcome", "failed".to_owned())])
+                .inc();
             state
                 .store
                 .auth_event("login-failed", None, Some(&body.username), Some(&addr))?;

@@ -38,6 +38,23 @@ struct Feed {
     peer: Option<std::net::IpAddr>,
     /// Runs outside the caller's accounts are not theirs to follow.
     scope: AccountScope,
+    _open: OpenStream,
+}
+
+/// Counts the stream among the open ones (`/metrics`) for as long as it lives.
+struct OpenStream(AppState);
+
+impl OpenStream {
+    fn new(state: &AppState) -> OpenStream {
+        state.metrics.sse_clients.inc();
+        OpenStream(state.clone())
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.metrics.sse_clients.dec();
+    }
 }
 
 impl Feed {
@@ -101,6 +118,7 @@ async fn events(
     let replay = stream::iter(replay.map(|(id, ev)| Ok(to_event(id, &ev))).collect::<Vec<_>>());
     let mut recheck = tokio::time::interval(RECHECK_EVERY);
     recheck.reset();
+    let open = OpenStream::new(&state);
     let feed = Feed {
         access: state.access_epoch.subscribe(),
         state,
@@ -109,6 +127,7 @@ async fn events(
         headers,
         peer,
         scope,
+        _open: open,
     };
     let live = stream::unfold(feed, |mut feed| async move {
         let event = feed.next().await?;

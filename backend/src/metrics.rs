@@ -1,0 +1,335 @@
+//! `GET /metrics`: the console's health in Prometheus's text format (OpenMetrics), for the monitoring a
+//! team already runs. Counters and histograms are kept as things happen (AWS calls, budget waits, HTTP
+//! requests); the runs by status and the fleet's compliance are read from the store and the cached
+//! inventory when scraped, so a scrape never causes an AWS call.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+type Labels = Vec<(&'static str, String)>;
+
+/// Every metric the console exports.
+pub struct Metrics {
+    registry: Registry,
+    /// AWS calls (each HTTP attempt, retries included, as AWS counts them) by service, operation and
+    /// outcome: `ok`, `throttled`, `client_error`, `server_error`, `no_response`.
+    pub aws_calls: Family<Labels, Counter>,
+    /// Seconds a call waited for its SSM budget, by budget (`read`, `start`, `lookup`).
+    pub budget_wait: Family<Labels, Histogram>,
+    /// Seconds since the watcher last finished a round.
+    pub watcher_lag: Gauge<f64, AtomicU64>,
+    /// HTTP requests by method, route group and status, with their duration.
+    pub http: Family<Labels, Histogram>,
+    /// Requests refused (401, 403, 429) by status.
+    pub refused: Family<Labels, Counter>,
+    /// Sign-ins by outcome (`ok`, `failed`, `throttled`).
+    pub sign_ins: Family<Labels, Counter>,
+    /// Open live event streams.
+    pub sse_clients: Gauge,
+    /// Runs by status, read from the store at each scrape.
+    pub runs: Family<Labels, Gauge>,
+    /// The fleet's instances by account, region and posture, from the cached inventory.
+    pub fleet: Family<Labels, Gauge>,
+}
+
+fn seconds() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 4.0, 10))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("imds_console");
+        let aws_calls = Family::<Labels, Counter>::default();
+        registry.register(
+            "aws_calls",
+            "AWS calls by service, operation and outcome",
+            aws_calls.clone(),
+        );
+        let budget_wait = Family::<Labels, Histogram>::new_with_constructor(seconds as fn() -> Histogram);
+        registry.register(
+            "budget_wait_seconds",
+            "Time a call waited for its SSM budget",
+            budget_wait.clone(),
+        );
+        let watcher_lag = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "watcher_lag_seconds",
+            "Seconds since the watcher last finished a round",
+            watcher_lag.clone(),
+        );
+        let http = Family::<Labels, Histogram>::new_with_constructor(seconds as fn() -> Histogram);
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP requests and their duration",
+            http.clone(),
+        );
+        let refused = Family::<Labels, Counter>::default();
+        registry.register(
+            "refused_requests",
+            "Requests refused with 401, 403 or 429",
+            refused.clone(),
+        );
+        let sign_ins = Family::<Labels, Counter>::default();
+        registry.register("sign_ins", "Password sign-ins by outcome", sign_ins.clone());
+        let sse_clients = Gauge::default();
+        registry.register("sse_clients", "Open live event streams", sse_clients.clone());
+        let runs = Family::<Labels, Gauge>::default();
+        registry.register("runs", "Runs recorded, by status", runs.clone());
+        let fleet = Family::<Labels, Gauge>::default();
+        registry.register(
+            "fleet_instances",
+            "Instances by account, region and posture",
+            fleet.clone(),
+        );
+        Metrics {
+            registry,
+            aws_calls,
+            budget_wait,
+            watcher_lag,
+            http,
+            refused,
+            sign_ins,
+            sse_clients,
+            runs,
+            fleet,
+        }
+    }
+}
+
+impl Metrics {
+    /// The exposition text.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Counts every AWS call attempt of the client it is added to.
+#[derive(Debug)]
+pub struct AwsCallCounter(pub Arc<Metrics>);
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for AwsCallCounter {
+    fn name(&self) -> &'static str {
+        "imds-console AWS call counter"
+    }
+
+    fn read_after_attempt(
+        &self,
+        context: &aws_smithy_runtime_api::client::interceptors::context::FinalizerInterceptorContextRef<'_>,
+        _components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let (service, operation) = cfg
+            .load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
+            .map_or(("unknown".to_owned(), "unknown".to_owned()), |m| {
+                (m.service().to_ascii_lowercase(), m.name().to_owned())
+            });
+        let outcome = match context.response() {
+            None => "no_response",
+            Some(r) => {
+                let status = r.status().as_u16();
+                let body = r.body().bytes().unwrap_or_default();
+                let throttled = status == 429
+                    || (status >= 400
+                        && [
+                            &b"Throttl"[..],
+                            b"RequestLimitExceeded",
+                            b"TooManyRequests",
+                            b"Rate exceeded",
+                        ]
+                        .iter()
+                        .any(|w| body.windows(w.len()).any(|x| x == *w)));
+                match status {
+                    _ if throttled => "throttled",
+                    200..=299 => "ok",
+                    400..=499 => "client_error",
+                    _ => "server_error",
+                }
+            }
+        };
+        self.0
+            .aws_calls
+            .get_or_create(&vec![
+                ("service", service),
+                ("operation", operation),
+                ("outcome", outcome.to_owned()),
+            ])
+            .inc();
+        Ok(())
+    }
+}
+
+/// Who may read `/metrics`: addresses, a token, or nobody (the default: it answers 404 then).
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    pub addresses: Vec<std::net::IpAddr>,
+    token_hash: Option<[u8; 32]>,
+}
+
+impl Access {
+    pub fn from_args(args: &crate::config::ServeArgs) -> Result<Access, String> {
+        if let Some(t) = &args.metrics_token {
+            if t.len() < 16 {
+                return Err("--metrics-token: at least 16 characters".into());
+            }
+        }
+        Ok(Access {
+            addresses: args.metrics_allow.clone(),
+            token_hash: args.metrics_token.as_deref().map(digest),
+        })
+    }
+
+    pub fn is_open(&self) -> bool {
+        !self.addresses.is_empty() || self.token_hash.is_some()
+    }
+
+    /// Whether a scrape from `client` with `bearer` may read the metrics.
+    pub fn allows(&self, client: Option<std::net::IpAddr>, bearer: Option<&str>) -> bool {
+        let by_address = client.is_some_and(|c| self.addresses.contains(&c));
+        // Compared as digests, so the comparison takes the same time however much of it matches.
+        let by_token = matches!((&self.token_hash, bearer), (Some(h), Some(b)) if *h == digest(b));
+        by_address || by_token
+    }
+}
+
+fn digest(s: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(s.as_bytes()).into()
+}
+
+/// Times each API request and counts refusals, by method, route group (`/executions`, `/instances`,
+/// ...: the path's first segment, so IDs never become labels) and status.
+pub async fn observe(
+    axum::extract::State(state): axum::extract::State<crate::state::AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let method = req.method().as_str().to_owned();
+    let group = req
+        .uri()
+        .path()
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    state
+        .metrics
+        .http
+        .get_or_create(&vec![
+            ("method", method),
+            ("route", format!("/{group}")),
+            ("status", status.to_string()),
+        ])
+        .observe(started.elapsed().as_secs_f64());
+    if matches!(status, 401 | 403 | 429) {
+        state
+            .metrics
+            .refused
+            .get_or_create(&vec![("status", status.to_string())])
+            .inc();
+    }
+    resp
+}
+
+/// `GET /metrics`, for the addresses and the token the console was given (`--metrics-allow`,
+/// `--metrics-token`); 404 when neither was, 403 for anyone else.
+pub async fn serve(
+    axum::extract::State(state): axum::extract::State<crate::state::AppState>,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::http::{header, StatusCode};
+    use axum::response::IntoResponse;
+    if !state.metrics_access.is_open() {
+        return (
+            StatusCode::NOT_FOUND,
+            "metrics are off: start the console with --metrics-allow ADDRESS or --metrics-token TOKEN",
+        )
+            .into_response();
+    }
+    let client = state
+        .auth
+        .client_address(req.headers(), crate::auth::peer(req.extensions()));
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if !state.metrics_access.allows(client, bearer) {
+        return (
+            StatusCode::FORBIDDEN,
+            "not an address or token allowed to read the metrics",
+        )
+            .into_response();
+    }
+    refresh_gauges(&state).await;
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// The values read when scraped: runs by status from the store, the fleet from the cached inventory
+/// (never read from AWS for a scrape), and the watcher's lag.
+async fn refresh_gauges(state: &crate::state::AppState) {
+    let m = &state.metrics;
+    m.runs.clear();
+    match state.store.runs_by_status() {
+        Ok(counts) => {
+            for (status, n) in counts {
+                m.runs.get_or_create(&vec![("status", status)]).set(n);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "metrics: cannot count the runs"),
+    }
+    m.fleet.clear();
+    if let Some(snap) = state.fleet.lock().await.as_ref() {
+        let mut counts: std::collections::BTreeMap<(String, String, &'static str), i64> = Default::default();
+        for i in snap.instances.iter() {
+            *counts
+                .entry((
+                    i.account.clone(),
+                    i.region.clone(),
+                    shared::fleet::Posture::of(i).as_str(),
+                ))
+                .or_default() += 1;
+        }
+        for ((account, region, posture), n) in counts {
+            m.fleet
+                .get_or_create(&vec![
+                    ("account", account),
+                    ("region", region),
+                    ("posture", posture.to_owned()),
+                ])
+                .set(n);
+        }
+    }
+    if let Some(at) = *state
+        .watcher_round
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    {
+        m.watcher_lag.set(at.elapsed().as_secs_f64());
+    }
+}

@@ -1,0 +1,125 @@
+//! `GET /metrics` (issue 16): Prometheus text for the console's AWS calls, budgets, runs, fleet,
+//! sign-ins and HTTP requests, open only to the configured addresses or token.
+
+use e2e::{spawn_app, spawn_app_with, AppOptions};
+use serde_json::json;
+use std::time::Duration;
+
+const TOKEN: &str = "metrics-scraper-token-0123";
+
+async fn scrape(app: &e2e::TestApp, token: Option<&str>) -> (u16, String) {
+    let mut req = reqwest::Client::new().get(format!("{}/metrics", app.base));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+/// The value of the sample whose line starts with `prefix` (metric name and labels).
+fn sample(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_are_off_unless_an_address_or_token_is_configured() {
+    let app = spawn_app().await;
+    let (status, body) = scrape(&app, Some(TOKEN)).await;
+    assert_eq!(status, 404);
+    assert!(body.contains("--metrics-token"), "{body}");
+}
+
+#[tokio::test]
+async fn metrics_count_aws_calls_runs_the_fleet_sign_ins_and_refusals() {
+    let app = spawn_app_with(AppOptions {
+        extra_args: vec!["--metrics-token".into(), TOKEN.into()],
+        ..AppOptions::default()
+    })
+    .await;
+    assert_eq!(scrape(&app, None).await.0, 403);
+    assert_eq!(scrape(&app, Some("a-wrong-token-of-some-length")).await.0, 403);
+
+    let id = app.quiet("us-east-1").await.remove(0);
+    let (status, body) = app
+        .post("/executions", &json!({"parameters": {"InstanceId": id}}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    app.wait_done(body["execution_id"].as_str().unwrap(), Duration::from_secs(30))
+        .await;
+    // A refused request and a failed sign-in.
+    let anonymous = reqwest::Client::new();
+    let refused = anonymous.get(app.url("/instances")).send().await.unwrap();
+    assert_eq!(refused.status(), 401);
+    let failed = anonymous
+        .post(app.url("/auth/login"))
+        .header("origin", app.base.clone())
+        .json(&json!({"username": "admin", "password": "not-the-password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(failed.status(), 401);
+
+    let (status, text) = scrape(&app, Some(TOKEN)).await;
+    assert_eq!(status, 200, "{text}");
+    let starts = sample(
+        &text,
+        r#"imds_console_aws_calls_total{service="ssm",operation="StartAutomationExecution",outcome="ok"}"#,
+    );
+    assert_eq!(starts, Some(1.0), "{text}");
+    assert_eq!(
+        sample(&text, r#"imds_console_runs{status="Success"}"#),
+        Some(1.0),
+        "{text}"
+    );
+    let compliant = sample(
+        &text,
+        r#"imds_console_fleet_instances{account="123456789012",region="us-east-1",posture="compliant"}"#,
+    );
+    assert!(compliant.is_some_and(|n| n >= 1.0), "{text}");
+    assert_eq!(
+        sample(
+            &text,
+            r#"imds_console_http_request_duration_seconds_count{method="POST",route="/executions",status="201"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(sample(&text, r#"imds_console_refused_requests_total{status="401"}"#).is_some_and(|n| n >= 2.0));
+    assert_eq!(
+        sample(&text, r#"imds_console_sign_ins_total{outcome="failed"}"#),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(sample(
+        &text,
+        r#"imds_console_budget_wait_seconds_count{budget="start",region="us-east-1"}"#
+    )
+    .is_some_and(|n| n >= 1.0));
+    assert!(
+        sample(&text, "imds_console_watcher_lag_seconds").is_some(),
+        "{text}"
+    );
+    assert!(text.trim_end().ends_with("# EOF"));
+
+    // Throttles are counted as AWS counts them: every attempt, retries included.
+    app.sandbox.set_faults(sandbox::Faults {
+        rules: vec![sandbox::FaultRule {
+            operation: "ec2:DescribeInstances".into(),
+            throttle: 1.0,
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    app.refresh_fleet().await;
+    let (status, _) = app.get("/instances").await;
+    assert_ne!(status, 200);
+    let (_, text) = scrape(&app, Some(TOKEN)).await;
+    let throttled = sample(
+        &text,
+        r#"imds_console_aws_calls_total{service="ec2",operation="DescribeInstances",outcome="throttled"}"#,
+    );
+    assert_eq!(throttled, Some(3.0), "the SDK's three attempts: {text}");
+}
