@@ -10,6 +10,10 @@ use std::path::PathBuf;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// How log lines are written: text for people, json (one object per line, with the request ID)
+    /// for a log pipeline.
+    #[arg(long, global = true, env = "IMDS_CONSOLE_LOG_FORMAT", value_enum, default_value_t = crate::telemetry::LogFormat::Text)]
+    pub log_format: crate::telemetry::LogFormat,
 }
 
 #[derive(Debug, Subcommand)]

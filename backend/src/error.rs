@@ -79,6 +79,7 @@ impl AppError {
             field: None,
             fields: vec![],
             instances: vec![],
+            request_id: None,
         };
         match self {
             AppError::Validation(errors) => (
@@ -89,6 +90,7 @@ impl AppError {
                     field: errors.0.first().map(|e| e.field.clone()),
                     fields: errors.0.clone(),
                     instances: vec![],
+                    request_id: None,
                 },
             ),
             AppError::Imdsv1InUse(instances) => (
@@ -104,6 +106,7 @@ impl AppError {
                     field: None,
                     fields: vec![],
                     instances: instances.clone(),
+                    request_id: None,
                 },
             ),
             AppError::BadJson(m) => (StatusCode::BAD_REQUEST, plain("BadJson", m.clone())),
@@ -143,7 +146,8 @@ impl IntoResponse for AppError {
         if let AppError::Internal(cause) = &self {
             tracing::error!(%cause, "internal error");
         }
-        let (status, error) = self.to_parts();
+        let (status, mut error) = self.to_parts();
+        error.request_id = crate::telemetry::request_id();
         (status, Json(ErrorBody { error })).into_response()
     }
 }

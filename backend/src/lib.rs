@@ -121,6 +121,8 @@ pub fn app(state: AppState) -> Router {
         // default predicate leaves event streams uncompressed so they flush at once.
         .layer(tower_http::compression::CompressionLayer::new())
         .layer(tower_http::trace::TraceLayer::new_for_http())
+        // Outermost, so that every line a request logs (the trace layer's included) carries its ID.
+        .layer(axum::middleware::from_fn(telemetry::with_request_id))
 }
 
 /// Assets whose names carry a hash of their content (`frontend_bg-0123456789abcdef.wasm`, see x.sh)

@@ -8,7 +8,7 @@ async fn main() -> std::process::ExitCode {
     // creates (the database, its WAL, the sandbox's state) is for its own user only.
     rustix::process::umask(rustix::fs::Mode::from_bits_truncate(0o077));
     let cli = backend::config::Cli::parse();
-    backend::telemetry::init();
+    backend::telemetry::init(cli.log_format);
     match backend::startup::run_command(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -72,6 +72,7 @@ async fn decode<T: DeserializeOwned>(resp: Response) -> Result<T, ClientError> {
                 field: None,
                 fields: vec![],
                 instances: vec![],
+                request_id: None,
             },
         }),
     }

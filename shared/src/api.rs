@@ -379,6 +379,9 @@ pub struct ApiError {
     /// For a readiness refusal (409 Imdsv1InUse): the instances that still use IMDSv1.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub instances: Vec<InstanceUsage>,
+    /// The request's ID, as in its `X-Request-Id` header and the server's log lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// A change pushed over `GET /api/v1/events` (Server-Sent Events, event name `execution`).

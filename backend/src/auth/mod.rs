@@ -249,6 +249,7 @@ fn refuse(status: StatusCode, code: &str, message: String) -> Response {
             field: None,
             fields: vec![],
             instances: vec![],
+            request_id: crate::telemetry::request_id(),
         },
     };
     (status, axum::Json(body)).into_response()

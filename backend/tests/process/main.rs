@@ -1,7 +1,9 @@
-//! Tests of the real `imds-console` binary as a process: crash safety (killed at each point of a start)
+//! Tests of the real `imds-console` binary as a process: crash safety (killed at each point of a start),
+//! JSON logs with request IDs,
 //! HTTPS with --tls-cert/--tls-key, and the files it leaves on disk.
 
 mod aws;
 mod crash;
 mod files;
+mod logs;
 mod tls;
