@@ -502,6 +502,9 @@ async fn a_blocked_enforce_needs_a_written_reason_and_the_run_can_be_reverted() 
         .await
         .unwrap();
     assert_eq!(fits, serde_json::json!(true), "the detail page scrolls sideways");
+    // The execution ID has a copy button, which says whether the browser let it copy.
+    click(c, "#copy-execution-id").await;
+    wait_text(c, "#copy-execution-id", |t| t != "Copy").await;
     click(c, "#revert").await;
     // The dialog previews exactly what it restores, instance by instance, before it can be confirmed.
     wait_text(

@@ -67,8 +67,6 @@ pub fn AdminPage() -> impl IntoView {
     let me = crate::session::use_session().me;
     let (token_user, token_role) = (RwSignal::new(String::new()), RwSignal::new(String::new()));
     let (token_name, token_days) = (RwSignal::new(String::new()), RwSignal::new("90".to_owned()));
-    // None: not copied yet; Some(false): the browser refused (the person copies it by hand).
-    let copied = RwSignal::new(None::<bool>);
     let create = Action::new_local(|req: &CreateTokenRequest| {
         let req = req.clone();
         async move { api::create_token(&req).await }
@@ -103,7 +101,6 @@ pub fn AdminPage() -> impl IntoView {
     let create_token = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let r = token_role.get_untracked();
-        copied.set(None);
         create.dispatch(CreateTokenRequest {
             user: token_user.get_untracked(),
             role: (!r.is_empty()).then(|| role_of(&r)),
@@ -200,21 +197,11 @@ pub fn AdminPage() -> impl IntoView {
             </form>
             {move || create.value().get().map(|r| match r {
                 Ok(t) => {
-                    let secret = t.token.clone();
-                    let copy = move |_| {
-                        let Some(w) = web_sys::window() else { return };
-                        let written = wasm_bindgen_futures::JsFuture::from(w.navigator().clipboard().write_text(&secret));
-                        leptos::task::spawn_local(async move { copied.set(Some(written.await.is_ok())) });
-                    };
                     let until = t.expires_at.as_deref().map_or_else(|| "no expiry".to_owned(), |e| format!("expires {}", api::local_time(Some(e))));
                     view! {
                         <div class="ok-box" role="status">{format!("Token {} \"{}\" ({}, {until}), shown only now: ", t.id, t.name.clone().unwrap_or_default(), t.role.as_str())}
                             <code data-testid="new-token">{t.token.clone()}</code>" "
-                            <button type="button" class="secondary" id="copy-token" on:click=copy>{move || match copied.get() {
-                                Some(true) => "Copied",
-                                Some(false) => "Copy failed: select the token and copy it",
-                                None => "Copy",
-                            }}</button></div>
+                            <crate::components::copy::CopyButton text=t.token.clone() id="copy-token" label="Copy the new token"/></div>
                     }.into_any()
                 }
                 Err(e) => view! { <div class="error-box" role="alert">{e.explain()}</div> }.into_any(),

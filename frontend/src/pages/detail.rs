@@ -196,7 +196,8 @@ fn Detail(
         .collect_view();
     view! {
         <section class="card">
-            <h1>"Execution " <span class="mono">{s.execution_id.clone()}</span></h1>
+            <h1>"Execution " <span class="mono">{s.execution_id.clone()}</span>" "
+                <crate::components::copy::CopyButton text=s.execution_id.clone() id="copy-execution-id" label="Copy the execution ID"/></h1>
             <p>"Status: " <span data-testid="exec-status"><StatusBadge status=s.status.clone()/></span></p>
             {failure}
             <dl class="kv">
