@@ -519,6 +519,19 @@ async fn an_account_scoped_operator_sees_only_its_accounts_and_is_refused_change
         assert_eq!(status, 403, "{account}: {refused}");
         assert_eq!(refused["error"]["code"], "AccountNotAllowed");
     }
+    // An organizational unit could reach accounts outside her list: refused too.
+    let (status, refused) = as_olga_post(
+        "/executions".into(),
+        json!({"account": mine, "parameters": {},
+               "rate_control": {"targets": {"tag": {"key": "Team", "value": "web"}}, "max_concurrency": "1", "max_errors": "0"},
+               "target_locations": [{"accounts": ["ou-sand-workloads"], "regions": ["us-east-1"]}]}),
+    )
+    .await;
+    assert_eq!(
+        (status, refused["error"]["code"].clone()),
+        (403, json!("AccountNotAllowed")),
+        "{refused}"
+    );
     let (status, refused) = as_olga_post(format!("/executions/{hub_run}/rollback"), json!({})).await;
     assert_eq!(
         (status, refused["error"]["code"].clone()),
