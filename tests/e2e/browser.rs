@@ -1071,7 +1071,7 @@ async fn every_page_fits_a_390_pixel_phone_without_sideways_scrolling() {
         ("/fleet", "[data-testid=fleet]"),
         ("/execute", "#instance-id"),
         ("/history", "table"),
-        (&*format!("/executions/{exec}"), "[data-testid=steps]"),
+        (&*format!("/executions/{exec}"), "[data-testid=outputs] tbody tr"),
         ("/admin", "[data-testid=tokens]"),
         ("/no-such-page", "h1"),
     ] {

@@ -125,7 +125,7 @@ fn Detail(
     let outputs = d
         .outputs
         .iter()
-        .map(|(k, v)| view! { <dt>{k.clone()}</dt><dd class="mono">{v.join(", ")}</dd> })
+        .map(|(k, v)| view! { <tr><td>{k.clone()}</td><td class="mono">{v.join(", ")}</td></tr> })
         .collect_view();
     let parent = s
         .parent_execution_id
@@ -226,7 +226,9 @@ fn Detail(
             </table>
             </div>
         </section>
-        <section class="card"><h2>"Outputs"</h2><dl class="kv">{outputs}</dl></section>
+        <section class="card"><h2>"Outputs"</h2>
+            <div class="table-scroll"><table data-testid="outputs"><thead><tr><th scope="col">"Output"</th><th scope="col">"Value"</th></tr></thead><tbody>{outputs}</tbody></table></div>
+        </section>
     }
 }
 
