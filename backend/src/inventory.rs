@@ -182,13 +182,17 @@ async fn reread(
         .collect();
     all.extend(fresh);
     annotate(state, &mut all).await;
+    let mut per_account: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for i in &all {
+        *per_account.entry(i.account.as_str()).or_default() += 1;
+    }
     let accounts: Vec<AccountView> = current
         .accounts
         .iter()
         .map(|a| {
             let mut a = a.clone();
             if a.reachable {
-                a.instances = all.iter().filter(|i| i.account == a.account_id).count();
+                a.instances = per_account.get(a.account_id.as_str()).copied().unwrap_or(0);
             }
             a
         })

@@ -279,7 +279,7 @@ pub async fn serve(
         )
             .into_response();
     }
-    refresh_gauges(&state).await;
+    refresh_gauges(&state);
     (
         [(
             header::CONTENT_TYPE,
@@ -292,7 +292,7 @@ pub async fn serve(
 
 /// The values read when scraped: runs by status from the store, the fleet from the cached inventory
 /// (never read from AWS for a scrape), and the watcher's lag.
-async fn refresh_gauges(state: &crate::state::AppState) {
+fn refresh_gauges(state: &crate::state::AppState) {
     let m = &state.metrics;
     m.runs.clear();
     match state.store.runs_by_status() {
@@ -303,26 +303,30 @@ async fn refresh_gauges(state: &crate::state::AppState) {
         }
         Err(e) => tracing::warn!(error = %e, "metrics: cannot count the runs"),
     }
-    m.fleet.clear();
-    if let Some(snap) = state.fleet.lock().await.as_ref() {
-        let mut counts: std::collections::BTreeMap<(String, String, &'static str), i64> = Default::default();
-        for i in snap.instances.iter() {
-            *counts
-                .entry((
-                    i.account.clone(),
-                    i.region.clone(),
-                    shared::fleet::Posture::of(i).as_str(),
-                ))
-                .or_default() += 1;
-        }
-        for ((account, region, posture), n) in counts {
-            m.fleet
-                .get_or_create(&vec![
-                    ("account", account),
-                    ("region", region),
-                    ("posture", posture.to_owned()),
-                ])
-                .set(n);
+    // Never waits for an inventory being read from AWS: while one holds the cache, the last values stay.
+    if let Ok(cache) = state.fleet.try_lock() {
+        if let Some(snap) = cache.as_ref() {
+            m.fleet.clear();
+            let mut counts: std::collections::BTreeMap<(String, String, &'static str), i64> =
+                Default::default();
+            for i in snap.instances.iter() {
+                *counts
+                    .entry((
+                        i.account.clone(),
+                        i.region.clone(),
+                        shared::fleet::Posture::of(i).as_str(),
+                    ))
+                    .or_default() += 1;
+            }
+            for ((account, region, posture), n) in counts {
+                m.fleet
+                    .get_or_create(&vec![
+                        ("account", account),
+                        ("region", region),
+                        ("posture", posture.to_owned()),
+                    ])
+                    .set(n);
+            }
         }
     }
     if let Some(at) = *state

@@ -170,6 +170,17 @@ impl Sandbox {
         lock(&self.inner.calls).since(since_ms)
     }
 
+    /// How many calls to `op` (`service:Operation`, or `service:*` for a whole service) arrived since
+    /// `since_ms`.
+    pub fn count_calls(&self, op: &str, since_ms: u64) -> usize {
+        let prefix = op.strip_suffix('*');
+        self.calls_since(since_ms)
+            .iter()
+            .filter(|c| prefix.map_or(c.operation == op, |p| c.operation.starts_with(p)))
+            .map(|c| c.count)
+            .sum()
+    }
+
     /// The largest number of calls to `op` (`service:Operation`, `*` as a suffix wildcard) seen in any
     /// one-second window since `since_ms`.
     pub fn peak_per_second(&self, op_prefix: &str, since_ms: u64) -> usize {

@@ -319,13 +319,7 @@ async fn each_bad_field_is_named_and_starts_nothing() {
         assert_eq!(reply["error"]["field"], field, "{body} -> {reply}");
         assert!(!reply["error"]["message"].as_str().unwrap().is_empty());
     }
-    let starts: usize = app
-        .sandbox
-        .calls_since(since)
-        .iter()
-        .filter(|c| c.operation == "ssm:StartAutomationExecution")
-        .map(|c| c.count)
-        .sum();
+    let starts = app.sandbox.count_calls("ssm:StartAutomationExecution", since);
     assert_eq!(starts, 0, "no bad request reached SSM");
     let (_, page) = app.get("/executions").await;
     assert_eq!(page["executions"], json!([]));
@@ -485,16 +479,7 @@ async fn live_events_arrive_over_server_sent_events() {
         .post("/executions", &json!({"parameters": {"InstanceId": id}}))
         .await;
     let exec = body["execution_id"].as_str().unwrap().to_owned();
-    let mut seen = String::new();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !seen.contains("\"status\":\"Success\"") {
-        let chunk = tokio::time::timeout_at(deadline, resp.chunk())
-            .await
-            .expect("events in time")
-            .unwrap()
-            .expect("stream open");
-        seen.push_str(&String::from_utf8_lossy(&chunk));
-    }
+    let seen = e2e::read_events_until(&mut resp, |seen| seen.contains("\"status\":\"Success\""), WAIT).await;
     assert!(seen.contains(&exec));
     assert!(seen.contains("event: execution"));
     assert!(seen.contains("id: "));
@@ -607,12 +592,7 @@ async fn a_stream_opened_after_the_session_was_read_replays_what_happened_in_bet
     let app = spawn_app().await;
     let (_, me) = app.get("/auth/me").await;
     let seq = me["events_seq"].as_u64().unwrap();
-    let id = app.quiet("us-east-1").await.remove(0);
-    let (_, body) = app
-        .post("/executions", &json!({"parameters": {"InstanceId": id}}))
-        .await;
-    let exec = body["execution_id"].as_str().unwrap().to_owned();
-    app.wait_done(&exec, WAIT).await;
+    let exec = app.finished_run().await;
     // Opened only now, as a page that read its data first would: the run's events still arrive.
     let mut resp = app
         .http
@@ -620,16 +600,14 @@ async fn a_stream_opened_after_the_session_was_read_replays_what_happened_in_bet
         .send()
         .await
         .unwrap();
-    let mut seen = String::new();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !(seen.contains(&exec) && seen.contains("\"status\":\"Success\"")) {
-        let chunk = tokio::time::timeout_at(deadline, resp.chunk())
-            .await
-            .expect("replayed in time")
-            .unwrap()
-            .expect("stream open");
-        seen.push_str(&String::from_utf8_lossy(&chunk));
-    }
+    e2e::read_events_until(
+        &mut resp,
+        |seen| seen.contains(&exec) && seen.contains("\"status\":\"Success\""),
+        WAIT,
+    )
+    .await;
     let (_, later) = app.get("/auth/me").await;
     assert!(later["events_seq"].as_u64().unwrap() > seq);
+    let (status, bad) = app.get("/events?after=yesterday").await;
+    assert_eq!(status, 400, "{bad}");
 }

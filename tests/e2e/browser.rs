@@ -1036,15 +1036,24 @@ async fn the_fleet_names_an_unreachable_account_with_its_reason_and_a_tag_rollou
     b.close().await;
 }
 
+/// Every page a signed-in admin can open (with `exec`, a finished run, for the detail page), and what
+/// shows once it has loaded its data.
+fn signed_in_pages(exec: &str) -> Vec<(String, &'static str)> {
+    vec![
+        ("/".into(), "[data-testid=trend]"),
+        ("/fleet".into(), "[data-testid=fleet]"),
+        ("/execute".into(), "[data-testid=recent-runs] table"),
+        ("/history".into(), "table"),
+        (format!("/executions/{exec}"), "[data-testid=outputs] tbody tr"),
+        ("/admin".into(), "[data-testid=tokens]"),
+        ("/no-such-page".into(), "h1"),
+    ]
+}
+
 #[tokio::test]
 async fn every_page_fits_a_390_pixel_phone_without_sideways_scrolling() {
     let app = app_with_pages(AppOptions::default()).await;
-    let id = app.quiet("us-east-1").await.remove(0);
-    let (_, body) = app
-        .post("/executions", &json!({"parameters": {"InstanceId": id}}))
-        .await;
-    let exec = body["execution_id"].as_str().unwrap().to_owned();
-    app.wait_done(&exec, Duration::from_secs(30)).await;
+    let exec = app.finished_run().await;
     let b = browser().await;
     let c = &b.client;
     c.set_window_size(390, 844).await.unwrap();
@@ -1066,15 +1075,7 @@ async fn every_page_fits_a_390_pixel_phone_without_sideways_scrolling() {
         wide.push(format!("/login: {scroll} px in {client}"));
     }
     login(c, &app.base, "admin", &admin_password(&app)).await;
-    for (path, ready) in [
-        ("/", "[data-testid=trend]"),
-        ("/fleet", "[data-testid=fleet]"),
-        ("/execute", "#instance-id"),
-        ("/history", "table"),
-        (&*format!("/executions/{exec}"), "[data-testid=outputs] tbody tr"),
-        ("/admin", "[data-testid=tokens]"),
-        ("/no-such-page", "h1"),
-    ] {
+    for (path, ready) in signed_in_pages(&exec) {
         goto(c, &format!("{}{path}", app.base)).await;
         wait_count_at_least(c, ready, 1).await;
         let (scroll, client) = width().await;
@@ -1090,24 +1091,12 @@ async fn every_page_fits_a_390_pixel_phone_without_sideways_scrolling() {
 #[tokio::test]
 async fn each_page_reads_its_data_once() {
     let app = app_with_pages(AppOptions::default()).await;
-    let id = app.quiet("us-east-1").await.remove(0);
-    let (_, body) = app
-        .post("/executions", &json!({"parameters": {"InstanceId": id}}))
-        .await;
-    let exec = body["execution_id"].as_str().unwrap().to_owned();
-    app.wait_done(&exec, Duration::from_secs(30)).await;
+    let exec = app.finished_run().await;
     let b = browser().await;
     let c = &b.client;
     login(c, &app.base, "admin", &admin_password(&app)).await;
     let mut repeated = Vec::new();
-    for (path, ready) in [
-        ("/", "[data-testid=trend]"),
-        ("/fleet", "[data-testid=fleet]"),
-        ("/execute", "[data-testid=recent-runs] table"),
-        ("/history", "table"),
-        (&*format!("/executions/{exec}"), "[data-testid=steps]"),
-        ("/admin", "[data-testid=tokens]"),
-    ] {
+    for (path, ready) in signed_in_pages(&exec) {
         goto(c, &format!("{}{path}", app.base)).await;
         wait_count_at_least(c, ready, 1).await;
         // Long enough for the live stream to open (it used to make every page read its data again).

@@ -223,6 +223,25 @@ async fn an_organisation_s_accounts_are_inventoried_through_their_role_and_an_un
     );
 }
 
+/// A running instance of `account` in `region` that allows IMDSv1 but has not used it: enforcing
+/// changes it and breaks nothing.
+async fn quiet_instance_of(app: &e2e::TestApp, account: &str, region: &str) -> String {
+    let (_, page) = app
+        .get(&format!(
+            "/instances?account={account}&region={region}&compliance=imdsv1_allowed&state=running&limit=500"
+        ))
+        .await;
+    page["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["metadata"]["http_endpoint"] == "enabled" && i["imdsv1_calls"] == 0)
+        .unwrap_or_else(|| panic!("no quiet instance in {account} {region}: {page}"))["instance_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 #[tokio::test]
 async fn a_run_on_a_member_account_s_instance_is_started_there_through_the_member_role() {
     let app = spawn_app_with(AppOptions {
@@ -232,20 +251,7 @@ async fn a_run_on_a_member_account_s_instance_is_started_there_through_the_membe
     })
     .await;
     let member = sandbox::account_ids(3)[1].clone();
-    let (_, page) = app
-        .get(&format!(
-            "/instances?account={member}&region=eu-west-1&compliance=imdsv1_allowed&state=running&limit=500"
-        ))
-        .await;
-    let target = page["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["metadata"]["http_endpoint"] == "enabled" && i["imdsv1_calls"] == 0)
-        .unwrap_or_else(|| panic!("no quiet instance in {member}: {page}"))["instance_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let target = quiet_instance_of(&app, &member, "eu-west-1").await;
 
     // In the console's own account the instance does not exist; the error says where it looked.
     let (status, body) = app
@@ -331,13 +337,7 @@ async fn one_call_enforces_a_tag_across_every_account_and_region_as_one_target_l
         )
         .await;
     assert_eq!(status, 201, "{body}");
-    let starts: u64 = app
-        .sandbox
-        .calls_since(since)
-        .iter()
-        .filter(|c| c.operation == "ssm:StartAutomationExecution")
-        .map(|c| c.count as u64)
-        .sum();
+    let starts = app.sandbox.count_calls("ssm:StartAutomationExecution", since);
     assert_eq!(
         starts, 1,
         "one StartAutomationExecution with TargetLocations, no loop"
@@ -561,16 +561,12 @@ async fn an_account_scoped_operator_sees_only_its_accounts_and_is_refused_change
     .await;
     assert_eq!(status, 201, "{started}");
     let hers = started["execution_id"].as_str().unwrap().to_owned();
-    let mut seen = String::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !(seen.contains(&hers) && seen.contains("\"status\":\"Success\"")) {
-        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
-            .await
-            .expect("her run's events in time")
-            .unwrap()
-            .expect("stream open");
-        seen.push_str(&String::from_utf8_lossy(&chunk));
-    }
+    let seen = e2e::read_events_until(
+        &mut stream,
+        |seen| seen.contains(&hers) && seen.contains("\"status\":\"Success\""),
+        Duration::from_secs(30),
+    )
+    .await;
     assert!(!seen.contains(&hidden), "{seen}");
     let (_, history) = as_olga_get("/executions".into()).await;
     assert_eq!(history["executions"].as_array().unwrap().len(), 1, "{history}");
@@ -694,16 +690,6 @@ async fn the_dashboard_shows_the_posture_now_day_by_day_and_what_changed_today()
     assert!(d["in_flight"].as_array().unwrap().is_empty(), "{d}");
 }
 
-/// `ec2:DescribeInstances` calls since `since`.
-fn describe_calls(app: &e2e::TestApp, since: u64) -> usize {
-    app.sandbox
-        .calls_since(since)
-        .iter()
-        .filter(|c| c.operation == "ec2:DescribeInstances")
-        .map(|c| c.count)
-        .sum()
-}
-
 #[tokio::test]
 async fn an_old_inventory_is_refreshed_once_in_the_background_for_every_viewer_and_an_unreachable_account_keeps_its_last_reading(
 ) {
@@ -763,7 +749,7 @@ async fn an_old_inventory_is_refreshed_once_in_the_background_for_every_viewer_a
     };
     assert_ne!(refreshed["as_of"], before["as_of"]);
     assert_eq!(
-        describe_calls(&app, since),
+        app.sandbox.count_calls("ec2:DescribeInstances", since),
         5,
         "one refresh for twenty viewers: two regions in each reachable account, one refused call in the other"
     );
@@ -792,20 +778,7 @@ async fn a_finished_run_has_its_own_account_and_region_read_again_and_no_other()
     })
     .await;
     let member = sandbox::account_ids(3)[1].clone();
-    let (_, page) = app
-        .get(&format!(
-            "/instances?account={member}&region=eu-west-1&compliance=imdsv1_allowed&state=running&limit=500"
-        ))
-        .await;
-    let target = page["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["metadata"]["http_endpoint"] == "enabled" && i["imdsv1_calls"] == 0)
-        .unwrap_or_else(|| panic!("no quiet instance in {member}: {page}"))["instance_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let target = quiet_instance_of(&app, &member, "eu-west-1").await;
     let (status, body) = app
         .post(
             "/executions",
@@ -832,7 +805,7 @@ async fn a_finished_run_has_its_own_account_and_region_read_again_and_no_other()
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(
-        describe_calls(&app, since),
+        app.sandbox.count_calls("ec2:DescribeInstances", since),
         1,
         "only the run's account and region is read again, not 3 accounts × 2 regions"
     );
@@ -907,13 +880,7 @@ async fn a_tag_rollout_can_target_an_organizational_unit_which_ssm_resolves_and_
     let since = e2e::now_ms();
     let (status, started) = app.post("/executions", &body).await;
     assert_eq!(status, 201, "{started}");
-    let starts: usize = app
-        .sandbox
-        .calls_since(since)
-        .iter()
-        .filter(|c| c.operation == "ssm:StartAutomationExecution")
-        .map(|c| c.count)
-        .sum();
+    let starts = app.sandbox.count_calls("ssm:StartAutomationExecution", since);
     assert_eq!(starts, 1);
     let done = app
         .wait_done(started["execution_id"].as_str().unwrap(), Duration::from_secs(60))

@@ -3,7 +3,6 @@
 
 use e2e::{spawn_app, spawn_app_with, AppOptions};
 use serde_json::json;
-use std::time::Duration;
 
 const TOKEN: &str = "metrics-scraper-token-0123";
 
@@ -42,13 +41,7 @@ async fn metrics_count_aws_calls_runs_the_fleet_sign_ins_and_refusals() {
     assert_eq!(scrape(&app, None).await.0, 403);
     assert_eq!(scrape(&app, Some("a-wrong-token-of-some-length")).await.0, 403);
 
-    let id = app.quiet("us-east-1").await.remove(0);
-    let (status, body) = app
-        .post("/executions", &json!({"parameters": {"InstanceId": id}}))
-        .await;
-    assert_eq!(status, 201, "{body}");
-    app.wait_done(body["execution_id"].as_str().unwrap(), Duration::from_secs(30))
-        .await;
+    app.finished_run().await;
     // A refused request and a failed sign-in.
     let anonymous = reqwest::Client::new();
     let refused = anonymous.get(app.url("/instances")).send().await.unwrap();

@@ -8,12 +8,7 @@ use std::time::Duration;
 const WAIT: Duration = Duration::from_secs(30);
 
 fn starts_since(app: &TestApp, since: u64) -> usize {
-    app.sandbox
-        .calls_since(since)
-        .iter()
-        .filter(|c| c.operation == "ssm:StartAutomationExecution")
-        .map(|c| c.count)
-        .sum()
+    app.sandbox.count_calls("ssm:StartAutomationExecution", since)
 }
 
 fn uses_v1(i: &Value) -> bool {
@@ -259,11 +254,7 @@ async fn rollback_returns_every_changed_instance_to_its_exact_prior_options() {
         assert_eq!(t["after"]["http_tokens"], before[id]["metadata"]["http_tokens"]);
         assert!(!t["changes"].as_array().unwrap().is_empty());
     }
-    assert!(!app
-        .sandbox
-        .calls_since(since)
-        .iter()
-        .any(|c| c.operation == "ssm:StartAutomationExecution"));
+    assert_eq!(app.sandbox.count_calls("ssm:StartAutomationExecution", since), 0);
 
     let (status, rb) = app
         .post(&format!("/executions/{original}/rollback"), &json!({}))
@@ -321,13 +312,7 @@ async fn a_full_usage_refresh_of_ten_thousand_instances_takes_at_most_twenty_cal
             .all(|i| i["imdsv1_calls"].is_u64() || i["imdsv1_rejected"].is_u64()),
         "every instance has a figure"
     );
-    let calls: usize = app
-        .sandbox
-        .calls_since(since)
-        .iter()
-        .filter(|c| c.operation == "cloudwatch:GetMetricData")
-        .map(|c| c.count)
-        .sum();
+    let calls = app.sandbox.count_calls("cloudwatch:GetMetricData", since);
     assert!(
         (1..=20).contains(&calls),
         "{calls} GetMetricData calls for 10,000 instances"
@@ -335,9 +320,5 @@ async fn a_full_usage_refresh_of_ten_thousand_instances_takes_at_most_twenty_cal
     // A second read within the cache's life asks CloudWatch nothing.
     let since = now_ms();
     app.instances().await;
-    assert!(app
-        .sandbox
-        .calls_since(since)
-        .iter()
-        .all(|c| c.operation != "cloudwatch:GetMetricData"));
+    assert_eq!(app.sandbox.count_calls("cloudwatch:GetMetricData", since), 0);
 }

@@ -460,13 +460,7 @@ async fn viewers_lookups_of_unknown_runs_never_delay_stop_and_read_only_our_runb
     assert_eq!(status, 202, "{body}");
     // Calls made before Stop was answered: had the lookups shared (and queued on) the watcher's read
     // budget, Stop would have waited behind all 40 of them.
-    let gets_before_stop: usize = app
-        .sandbox
-        .calls_since(since)
-        .iter()
-        .filter(|c| c.operation == "ssm:GetAutomationExecution")
-        .map(|c| c.count)
-        .sum();
+    let gets_before_stop = app.sandbox.count_calls("ssm:GetAutomationExecution", since);
     assert!(
         gets_before_stop < 20,
         "Stop waited for {gets_before_stop} GetAutomationExecution calls"

@@ -180,6 +180,22 @@ impl TestApp {
     }
 
     /// Polls an execution until its status is terminal (or the deadline passes) and returns its detail.
+    /// Enforces IMDSv2 on one quiet instance of us-east-1 and waits for the run to end: a finished run
+    /// for the pages and exports to show. Returns its execution ID.
+    pub async fn finished_run(&self) -> String {
+        let id = self.quiet("us-east-1").await.remove(0);
+        let (status, body) = self
+            .post(
+                "/executions",
+                &serde_json::json!({"parameters": {"InstanceId": id}}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let exec = body["execution_id"].as_str().unwrap_or_default().to_owned();
+        self.wait_done(&exec, Duration::from_secs(30)).await;
+        exec
+    }
+
     pub async fn wait_done(&self, id: &str, within: Duration) -> Value {
         let deadline = Instant::now() + within;
         loop {
@@ -237,6 +253,26 @@ impl TestApp {
         self.state.usage.forget().await;
         self.state.invalidate_fleet().await;
     }
+}
+
+/// Reads a Server-Sent Events stream until what arrived so far satisfies `done`; panics after `within`
+/// or when the stream ends first. Returns everything read.
+pub async fn read_events_until(
+    resp: &mut reqwest::Response,
+    done: impl Fn(&str) -> bool,
+    within: std::time::Duration,
+) -> String {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut seen = String::new();
+    while !done(&seen) {
+        let chunk = tokio::time::timeout_at(deadline, resp.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("the events did not arrive within {within:?}; got: {seen}"))
+            .expect("the stream reads")
+            .unwrap_or_else(|| panic!("the stream ended; got: {seen}"));
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    seen
 }
 
 /// Real SDK clients pointed at a sandbox URL, with static credentials. `attempts` 1 turns retries off.

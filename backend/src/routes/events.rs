@@ -90,19 +90,21 @@ impl Feed {
     }
 }
 
+/// `?after=N`: start after event N (the number a session was read with).
+#[derive(serde::Deserialize)]
+struct After {
+    after: Option<u64>,
+}
+
 async fn events(
     State(state): State<AppState>,
+    super::ApiQuery(After { after }): super::ApiQuery<After>,
     req: axum::extract::Request,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let headers = req.headers().clone();
     let peer = crate::auth::peer(req.extensions());
     // The browser's own Last-Event-ID after a reconnection; at the first opening, `?after=` the
     // number it got with its session, so events while its pages were reading are not missed.
-    let after = req.uri().query().and_then(|q| {
-        q.split('&')
-            .find_map(|kv| kv.strip_prefix("after="))
-            .and_then(|v| v.parse().ok())
-    });
     let last = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
