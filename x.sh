@@ -27,8 +27,11 @@ ensure_wasm_tools() {
   if ! wasm-bindgen --version 2>/dev/null | grep -q " ${WASM_BINDGEN_VERSION}\$"; then
     log "installing wasm-bindgen-cli ${WASM_BINDGEN_VERSION} (a few minutes, once)"
     # --locked can fail when the registry mirror holds back a very new transitive version.
-    cargo install wasm-bindgen-cli --version "${WASM_BINDGEN_VERSION}" --locked \
-      || cargo install wasm-bindgen-cli --version "${WASM_BINDGEN_VERSION}"
+    # Without CI's lint settings: they are for our crates, and would only rebuild the tool's.
+    env -u RUSTC_WORKSPACE_WRAPPER -u RUSTFLAGS \
+      cargo install wasm-bindgen-cli --version "${WASM_BINDGEN_VERSION}" --locked \
+      || env -u RUSTC_WORKSPACE_WRAPPER -u RUSTFLAGS \
+        cargo install wasm-bindgen-cli --version "${WASM_BINDGEN_VERSION}"
   fi
 }
 
