@@ -1,5 +1,6 @@
 //! EC2 (ec2Query: form-encoded requests, XML replies): DescribeInstances with filters and paging,
-//! ModifyInstanceMetadataOptions, DescribeRegions and GetInstanceMetadataDefaults.
+//! ModifyInstanceMetadataOptions, TerminateInstances and DescribeRegions; `launch_api` answers the
+//! calls about templates, images and account defaults.
 
 use axum::response::Response;
 use std::collections::BTreeMap;
@@ -40,18 +41,16 @@ pub(crate) fn handle(
                 &format!("<regionInfo>{items}</regionInfo>"),
             ))
         }
-        "GetInstanceMetadataDefaults" => ok_xml(wrap(
-            "GetInstanceMetadataDefaults",
-            "<accountLevel><managedBy>account</managedBy></accountLevel>",
-        )),
         "" => Err(AwsError::client(
             "MissingAction",
             "The request must contain the parameter Action.",
         )),
-        other => Err(AwsError::client(
-            "InvalidAction",
-            format!("The action {other} is not valid for this web service."),
-        )),
+        other => crate::launch_api::handle(sb, at, other, &p).unwrap_or_else(|| {
+            Err(AwsError::client(
+                "InvalidAction",
+                format!("The action {other} is not valid for this web service."),
+            ))
+        }),
     }
 }
 
@@ -100,7 +99,7 @@ fn terminate_instances(sb: &Sandbox, at: &Scope<'_>, p: &BTreeMap<&str, &str>) -
     ))
 }
 
-fn wrap(op: &str, inner: &str) -> String {
+pub(crate) fn wrap(op: &str, inner: &str) -> String {
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<{op}Response xmlns=\"{XMLNS}\"><requestId>{}</requestId>{inner}</{op}Response>",
         uuid::Uuid::new_v4()
@@ -108,7 +107,7 @@ fn wrap(op: &str, inner: &str) -> String {
 }
 
 /// `Prefix.1`, `Prefix.2`, ... in order.
-fn numbered<'a>(p: &BTreeMap<&str, &'a str>, prefix: &str) -> Vec<&'a str> {
+pub(crate) fn numbered<'a>(p: &BTreeMap<&str, &'a str>, prefix: &str) -> Vec<&'a str> {
     (1..)
         .map_while(|i| p.get(format!("{prefix}.{i}").as_str()).copied())
         .collect()
@@ -316,7 +315,7 @@ fn reservation_xml(inst: &Instance, now: u64) -> String {
     }
     format!(
         "<item><reservationId>r-{rid}</reservationId><ownerId>{acct}</ownerId><instancesSet><item>\
-         <instanceId>{id}</instanceId><imageId>ami-0abcdef1234567890</imageId>\
+         <instanceId>{id}</instanceId><imageId>{image}</imageId>\
          <instanceState><code>{code}</code><name>{state}</name></instanceState>\
          <instanceType>{itype}</instanceType><launchTime>{launch}</launchTime>\
          <placement><availabilityZone>{region}a</availabilityZone></placement>\
@@ -331,6 +330,7 @@ fn reservation_xml(inst: &Instance, now: u64) -> String {
         region = inst.region,
         ip = inst.private_ip,
         md = metadata_xml(inst, now),
+        image = inst.image_id.as_deref().unwrap_or("ami-0abcdef1234567890"),
     )
 }
 

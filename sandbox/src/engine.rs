@@ -29,6 +29,13 @@ pub(crate) const NO_OUTPUT: &str = "No output available yet because the step is 
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct World {
     pub fleet: Fleet,
+    /// Where instances come from: metadata defaults, launch templates, Auto Scaling groups, AMIs.
+    #[serde(default)]
+    pub launch: crate::launch::Launch,
+    /// Accounts whose instance metadata defaults a declarative policy of the organisation manages
+    /// (from the fault settings).
+    #[serde(skip)]
+    pub declarative_policy: BTreeSet<String>,
     pub executions: Vec<Execution>,
     #[serde(skip)]
     by_id: HashMap<String, usize>,
@@ -190,6 +197,8 @@ impl World {
     pub(crate) fn new(fleet: Fleet) -> World {
         World {
             fleet,
+            launch: crate::launch::Launch::default(),
+            declarative_policy: BTreeSet::new(),
             executions: Vec::new(),
             by_id: HashMap::new(),
             tokens: HashMap::new(),

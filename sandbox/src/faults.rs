@@ -93,6 +93,11 @@ pub struct Faults {
     /// SSM's automation quotas, lowered by tests to reach them with a few runs.
     #[serde(default)]
     pub automation_quota: AutomationQuota,
+    /// Accounts whose instance metadata defaults an AWS Organizations declarative policy manages:
+    /// GetInstanceMetadataDefaults says `declarative-policy`, and ModifyInstanceMetadataDefaults is
+    /// refused there (AWS does not document the refusal's code; this is the closest it documents).
+    #[serde(default)]
+    pub declarative_policy: BTreeSet<String>,
 }
 
 /// SSM's per-account, per-Region automation quotas: at most `running` executions run at once

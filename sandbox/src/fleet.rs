@@ -34,6 +34,9 @@ pub(crate) struct Instance {
     /// `TERMINATED_VISIBLE_SECS`, then is gone, and DescribeInstances by its ID fails as in EC2.
     #[serde(default)]
     pub terminated_ms: Option<u64>,
+    /// The AMI it was launched from (set by `launch::seed` for the seeded fleet).
+    #[serde(default)]
+    pub image_id: Option<String>,
 }
 
 /// How long EC2 keeps showing a terminated instance (about an hour), in sandbox seconds.
@@ -205,7 +208,7 @@ impl Rng {
     pub(crate) fn unit(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+    pub(crate) fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
         items[(self.next_u64() % items.len() as u64) as usize]
     }
 }
@@ -291,6 +294,7 @@ pub(crate) fn generate(size: usize, seed: u64, regions: &[String], accounts: &[S
             v1_blocked_log: vec![(0, blocked)],
             changed_at_speed: 1.0,
             terminated_ms: None,
+            image_id: None,
         });
     }
     let mut fleet = Fleet {

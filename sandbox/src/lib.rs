@@ -7,9 +7,12 @@
 //!
 //! Code map: `wire` routes a request to its service and writes each protocol's error shape; `ssm`,
 //! `ec2`, `cloudwatch` and `sts` are the services; `engine` runs automation documents step by step;
-//! `documents` loads the published runbooks; `fleet` is the seeded demo fleet; `faults` injects
+//! `documents` loads the published runbooks; `fleet` is the seeded demo fleet; `launch` is where
+//! its instances come from (metadata defaults, launch templates, Auto Scaling groups, AMIs), served by
+//! `launch_api` (EC2) and `autoscaling`; `faults` injects
 //! throttling, 5xx, latency and denied actions, and counts every call.
 
+mod autoscaling;
 mod cloudwatch;
 mod documents;
 mod ec2;
@@ -18,6 +21,8 @@ mod faults;
 mod fleet;
 mod iam;
 mod jsonpath;
+mod launch;
+mod launch_api;
 mod organizations;
 mod ssm;
 mod sts;
@@ -94,12 +99,18 @@ impl Sandbox {
         let docs = documents::Documents::load();
         let world = match &config.state_file {
             Some(path) if path.exists() => engine::World::load(path)?,
-            _ => engine::World::new(fleet::generate(
-                config.fleet_size,
-                config.seed,
-                &config.regions,
-                &account_ids(config.accounts),
-            )),
+            _ => {
+                let mut fleet = fleet::generate(
+                    config.fleet_size,
+                    config.seed,
+                    &config.regions,
+                    &account_ids(config.accounts),
+                );
+                let launch = launch::seed(&mut fleet);
+                let mut world = engine::World::new(fleet);
+                world.launch = launch;
+                world
+            }
         };
         let sandbox = Sandbox {
             inner: Arc::new(Inner {
@@ -156,6 +167,7 @@ impl Sandbox {
             world.caller_deny = faults.deny.clone();
             world.assume_role_deny = faults.assume_role_deny.clone();
             world.missing_roles = faults.missing_roles.clone();
+            world.declarative_policy = faults.declarative_policy.clone();
             world.org_accounts = account_ids(self.inner.config.accounts);
         }
         *lock(&self.inner.faults) = faults;

@@ -2,7 +2,7 @@
 //! every call, and writes each protocol's own error shape.
 //!
 //! Requests are recognised the way AWS's endpoints would see them: SSM by `X-Amz-Target: AmazonSSM.*`,
-//! CloudWatch by its rpcv2Cbor path, EC2 and STS by the form's `Version`. The region comes from the
+//! CloudWatch by its rpcv2Cbor path, EC2, STS, IAM and Auto Scaling by the form's `Version`. The region comes from the
 //! SigV4 credential scope; signatures are not checked.
 
 use axum::body::Bytes;
@@ -46,6 +46,8 @@ pub(crate) enum Service {
     Iam,
     /// AWS Organizations (awsJson1_1).
     Organizations,
+    /// Auto Scaling (awsQuery).
+    AutoScaling,
 }
 
 impl Service {
@@ -57,6 +59,7 @@ impl Service {
             Service::Sts => "sts",
             Service::Iam => "iam",
             Service::Organizations => "organizations",
+            Service::AutoScaling => "autoscaling",
         }
     }
 }
@@ -114,14 +117,21 @@ async fn calls(
             json!({"operation": c.operation, "count": c.count, "peak_per_second": peak})
         })
         .collect();
-    let services: serde_json::Map<String, serde_json::Value> =
-        ["ssm", "ec2", "cloudwatch", "sts", "iam", "organizations"]
-            .iter()
-            .map(|svc| {
-                let peak = sb.peak_per_second(&format!("{svc}:*"), q.since_ms);
-                ((*svc).to_owned(), json!({"peak_per_second": peak}))
-            })
-            .collect();
+    let services: serde_json::Map<String, serde_json::Value> = [
+        "ssm",
+        "ec2",
+        "cloudwatch",
+        "sts",
+        "iam",
+        "organizations",
+        "autoscaling",
+    ]
+    .iter()
+    .map(|svc| {
+        let peak = sb.peak_per_second(&format!("{svc}:*"), q.since_ms);
+        ((*svc).to_owned(), json!({"peak_per_second": peak}))
+    })
+    .collect();
     Json(json!({ "operations": ops, "services": services }))
 }
 
@@ -193,10 +203,11 @@ async fn dispatch(State(sb): State<Sandbox>, uri: Uri, headers: HeaderMap, body:
             (Some("2011-06-15"), _) | (_, Some("sts")) => Service::Sts,
             (Some("2016-11-15"), _) | (_, Some("ec2")) => Service::Ec2,
             (Some("2010-05-08"), _) | (_, Some("iam")) => Service::Iam,
+            (Some("2011-01-01"), _) | (_, Some("autoscaling")) => Service::AutoScaling,
             _ => {
                 return (
                     StatusCode::NOT_FOUND,
-                    "The sandbox does not know this request: send SSM, EC2, CloudWatch or STS calls.",
+                    "The sandbox does not know this request: send SSM, EC2, CloudWatch, STS, IAM, Organizations or Auto Scaling calls.",
                 )
                     .into_response()
             }
@@ -258,6 +269,7 @@ fn carry_out(
         Service::CloudWatch => crate::cloudwatch::handle(sb, at, op, body),
         Service::CloudWatchJson => crate::cloudwatch::handle_json(sb, at, op, body),
         Service::Organizations => crate::organizations::handle(sb, at, op, body),
+        Service::AutoScaling => crate::autoscaling::handle(sb, at, op, params),
     }
 }
 
@@ -270,9 +282,11 @@ fn throttle_error(service: Service) -> AwsError {
             code: "RequestLimitExceeded".into(),
             message: "Request limit exceeded.".into(),
         },
-        Service::CloudWatch | Service::CloudWatchJson | Service::Sts | Service::Iam => {
-            AwsError::client("Throttling", "Rate exceeded")
-        }
+        Service::CloudWatch
+        | Service::CloudWatchJson
+        | Service::Sts
+        | Service::Iam
+        | Service::AutoScaling => AwsError::client("Throttling", "Rate exceeded"),
     }
 }
 
@@ -282,7 +296,7 @@ fn internal_error(service: Service) -> AwsError {
         Service::Organizations => "ServiceException",
         Service::Ec2 => "InternalError",
         Service::CloudWatch | Service::CloudWatchJson => "InternalServiceError",
-        Service::Sts | Service::Iam => "InternalFailure",
+        Service::Sts | Service::Iam | Service::AutoScaling => "InternalFailure",
     };
     AwsError {
         status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -303,7 +317,7 @@ fn denied_error(service: Service, action: &str, region: &str) -> AwsError {
             "UnauthorizedOperation",
             format!("You are not authorized to perform this operation. User: {who} is not authorized to perform: {action} {why}"),
         ),
-        Service::CloudWatch | Service::CloudWatchJson | Service::Iam => AwsError::client("AccessDenied", format!("User: {who} is not authorized to perform: {action} {why}")),
+        Service::CloudWatch | Service::CloudWatchJson | Service::Iam | Service::AutoScaling => AwsError::client("AccessDenied", format!("User: {who} is not authorized to perform: {action} {why}")),
         _ => AwsError::client(
             "AccessDeniedException",
             format!(
@@ -337,11 +351,11 @@ fn render_error(service: Service, op: &str, err: &AwsError) -> Response {
             );
             xml_response(err.status, body, &rid)
         }
-        Service::Sts | Service::Iam => {
-            let ns = if service == Service::Iam {
-                "https://iam.amazonaws.com/doc/2010-05-08/"
-            } else {
-                "https://sts.amazonaws.com/doc/2011-06-15/"
+        Service::Sts | Service::Iam | Service::AutoScaling => {
+            let ns = match service {
+                Service::Iam => "https://iam.amazonaws.com/doc/2010-05-08/",
+                Service::AutoScaling => "http://autoscaling.amazonaws.com/doc/2011-01-01/",
+                _ => "https://sts.amazonaws.com/doc/2011-06-15/",
             };
             let body = format!(
                 "<ErrorResponse xmlns=\"{ns}\"><Error><Type>Sender</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{rid}</RequestId></ErrorResponse>",
