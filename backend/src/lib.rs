@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod org;
 pub mod routes;
 pub mod runs;
+pub mod sources;
 pub mod startup;
 pub mod state;
 pub mod store;
@@ -155,6 +156,7 @@ fn is_fingerprinted(path: &str) -> bool {
 /// Serves the app on `listener`, with the watcher running beside it, until the process ends.
 pub async fn run(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
     runs::reconcile(&state, runs::AT_START_UP).await;
+    sources::resume_unfinished(&state).await;
     tokio::spawn(watcher::run(state.clone()));
     // Peer addresses decide whether a sign-on proxy's headers are trusted, and key sign-in throttling.
     let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();

@@ -210,6 +210,7 @@ pub async fn build_state(args: &ServeArgs) -> Result<AppState, String> {
             events: EventHub::default(),
             identity: tokio::sync::OnceCell::new(),
             fleet: tokio::sync::Mutex::new(None),
+            sources: tokio::sync::Mutex::default(),
             fleet_generation: std::sync::atomic::AtomicU64::new(0),
             fleet_refreshing: std::sync::atomic::AtomicBool::new(false),
             fleet_changed: std::sync::Mutex::default(),

@@ -50,6 +50,8 @@ pub struct StateInner {
     pub fleet_changed: Mutex<std::collections::BTreeSet<(String, String)>>,
     /// How long a snapshot is served before a background refresh.
     pub fleet_ttl: Duration,
+    /// Where new instances come from, per account and region (see `sources`).
+    pub sources: tokio::sync::Mutex<crate::sources::SourcesCache>,
     /// Where the watcher goes on reading each rate-control run's children.
     pub child_pages: ChildPages,
     /// Serialises on-demand detail fetches so concurrent viewers share one SSM call.

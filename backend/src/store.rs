@@ -125,6 +125,29 @@ CREATE TABLE posture_days (
 ALTER TABLE api_tokens ADD COLUMN name TEXT;
 ALTER TABLE api_tokens ADD COLUMN expires_ms INTEGER;
 ",
+    // Fixes of the sources of new IMDSv1 instances (account defaults, launch templates): written
+    // before AWS is called, with the prior state a revert restores.
+    r"
+CREATE TABLE source_fixes (
+    fix_id TEXT PRIMARY KEY,
+    source_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    hop_limit INTEGER,
+    requester TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    override_reason TEXT,
+    prior TEXT NOT NULL,
+    applied TEXT,
+    status TEXT NOT NULL,
+    error TEXT,
+    reverted_by TEXT,
+    reverted_at TEXT
+);
+CREATE INDEX source_fixes_by_time ON source_fixes (created_at);
+",
 ];
 
 /// Status of a record whose start has not been acknowledged by SSM yet.
@@ -941,6 +964,141 @@ impl Store {
         }
         people.sort();
         Ok((runs, instances, people))
+    }
+}
+
+const FIX_COLUMNS: &str =
+    "fix_id, source_id, kind, account, region, requester, created_at, override_reason, prior, \
+     applied, status, error, reverted_by, reverted_at, resource, hop_limit";
+
+/// A source fix row, with the resource it changes and the hop limit it asked for.
+fn fix_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(shared::sources::SourceFix, String, Option<u8>)> {
+    fn json<T: serde::de::DeserializeOwned>(i: usize, text: &str) -> rusqlite::Result<T> {
+        serde_json::from_str(text).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+        })
+    }
+    let kind: String = r.get(2)?;
+    let fix = shared::sources::SourceFix {
+        fix_id: r.get(0)?,
+        source_id: r.get(1)?,
+        kind: json(2, &format!("\"{kind}\""))?,
+        account: r.get(3)?,
+        region: r.get(4)?,
+        requester: r.get(5)?,
+        created_at: r.get(6)?,
+        override_reason: r.get(7)?,
+        prior: json(8, &r.get::<_, String>(8)?)?,
+        applied: r.get::<_, Option<String>>(9)?.map(|t| json(9, &t)).transpose()?,
+        status: r.get(10)?,
+        error: r.get(11)?,
+        reverted_by: r.get(12)?,
+        reverted_at: r.get(13)?,
+    };
+    let hop: Option<i64> = r.get(15)?;
+    Ok((fix, r.get(14)?, hop.and_then(|h| u8::try_from(h).ok())))
+}
+
+/// The audit trail of source fixes: one row per fix, written before AWS is called.
+impl Store {
+    pub fn record_source_fix(
+        &self,
+        fix: &shared::sources::SourceFix,
+        resource: &str,
+        hop_limit: Option<u8>,
+    ) -> Result<(), AppError> {
+        let to_json = |v: &shared::sources::SourceState| serde_json::to_string(v).unwrap_or_default();
+        self.conn().execute(
+            "INSERT INTO source_fixes (fix_id, source_id, kind, account, region, resource, hop_limit, requester,
+                created_at, override_reason, prior, applied, status)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            params![
+                fix.fix_id,
+                fix.source_id,
+                fix.kind.as_str(),
+                fix.account,
+                fix.region,
+                resource,
+                hop_limit.map(i64::from),
+                fix.requester,
+                fix.created_at,
+                fix.override_reason,
+                to_json(&fix.prior),
+                fix.applied.as_ref().map(to_json),
+                fix.status,
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The fix was sent: `applied` (with the state AWS now has) or `failed` (with why).
+    pub fn finish_source_fix(
+        &self,
+        fix_id: &str,
+        status: &str,
+        applied: Option<&shared::sources::SourceState>,
+        error: Option<&str>,
+    ) -> Result<(), AppError> {
+        let applied = applied.map(|a| serde_json::to_string(a).unwrap_or_default());
+        self.conn().execute(
+            "UPDATE source_fixes SET status = ?2, applied = COALESCE(?3, applied), error = ?4 WHERE fix_id = ?1",
+            params![fix_id, status, applied, error],
+        )?;
+        Ok(())
+    }
+
+    pub fn revert_source_fix(&self, fix_id: &str, who: &str) -> Result<(), AppError> {
+        self.conn().execute(
+            "UPDATE source_fixes SET status = 'reverted', reverted_by = ?2, reverted_at = ?3 WHERE fix_id = ?1",
+            params![fix_id, who, now_rfc3339()],
+        )?;
+        Ok(())
+    }
+
+    pub fn source_fix(&self, fix_id: &str) -> Result<Option<shared::sources::SourceFix>, AppError> {
+        Ok(self.source_fix_with_target(fix_id)?.map(|(f, _, _)| f))
+    }
+
+    pub fn source_fix_with_target(
+        &self,
+        fix_id: &str,
+    ) -> Result<Option<(shared::sources::SourceFix, String, Option<u8>)>, AppError> {
+        let conn = self.conn();
+        let row = conn
+            .query_row(
+                &format!("SELECT {FIX_COLUMNS} FROM source_fixes WHERE fix_id = ?1"),
+                params![fix_id],
+                fix_row,
+            )
+            .optional()?;
+        Ok(row)
+    }
+
+    pub fn source_fixes_in(
+        &self,
+        status: &str,
+    ) -> Result<Vec<(shared::sources::SourceFix, String, Option<u8>)>, AppError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {FIX_COLUMNS} FROM source_fixes WHERE status = ?1 ORDER BY created_at"
+        ))?;
+        let rows = stmt
+            .query_map(params![status], fix_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// The newest `limit` fixes, newest first.
+    pub fn source_fix_list(&self, limit: usize) -> Result<Vec<shared::sources::SourceFix>, AppError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {FIX_COLUMNS} FROM source_fixes ORDER BY created_at DESC, fix_id LIMIT ?1"
+        ))?;
+        let rows = stmt
+            .query_map(params![limit as i64], fix_row)?
+            .map(|r| r.map(|(f, _, _)| f))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
     }
 }
 

@@ -135,9 +135,18 @@ fn place_hash(account: &str, region: &str) -> String {
     format!("{:012x}", h & 0xffff_ffff_ffff)
 }
 
-/// The seeded templates of a place: (name, image kind, metadata options of version 1, then 2 if any,
-/// group name, the version the group launches).
-const SEEDED: &[(&str, &str, Option<&str>, Option<&str>, &str, &str)] = &[
+/// A seeded template: name, image kind, HttpTokens of version 1 (None: no metadata options), of
+/// version 2 if there is one, its group's name, and the version the group launches.
+type SeededTemplate = (
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    Option<&'static str>,
+    &'static str,
+    &'static str,
+);
+
+const SEEDED: &[SeededTemplate] = &[
     // Written before IMDSv2 and never revisited: explicitly optional, on an AMI without v2.0.
     ("web", "legacy", Some("optional"), None, "web-asg", "$Default"),
     // Already fixed in version 2, launched as $Latest.

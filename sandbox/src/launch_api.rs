@@ -552,7 +552,7 @@ fn describe_images(sb: &Sandbox, at: &Scope<'_>, p: &Params<'_>) -> Result<Respo
         let imds = img
             .imds_support
             .as_ref()
-            .map(|v| format!("<imdsSupport><value>{v}</value></imdsSupport>"))
+            .map(|v| format!("<imdsSupport>{v}</imdsSupport>"))
             .unwrap_or_default();
         let _ = write!(
             body,

@@ -295,6 +295,30 @@ pub struct InstanceView {
     /// IMDSv1 calls refused because IMDSv1 is off (MetadataNoTokenRejected), for compliant instances.
     #[serde(default)]
     pub imdsv1_rejected: Option<u64>,
+    /// The AMI it was launched from.
+    #[serde(default)]
+    pub image_id: Option<String>,
+}
+
+/// Tags EC2 and Auto Scaling put on what they launch: where an instance came from.
+pub const TAG_AUTO_SCALING_GROUP: &str = "aws:autoscaling:groupName";
+pub const TAG_LAUNCH_TEMPLATE_ID: &str = "aws:ec2launchtemplate:id";
+pub const TAG_LAUNCH_TEMPLATE_VERSION: &str = "aws:ec2launchtemplate:version";
+
+impl InstanceView {
+    /// Its launch template and version, as EC2 tagged it.
+    pub fn launch_template(&self) -> Option<(&str, &str)> {
+        Some((
+            self.tags.get(TAG_LAUNCH_TEMPLATE_ID)?.as_str(),
+            self.tags
+                .get(TAG_LAUNCH_TEMPLATE_VERSION)
+                .map_or("", String::as_str),
+        ))
+    }
+
+    pub fn auto_scaling_group(&self) -> Option<&str> {
+        self.tags.get(TAG_AUTO_SCALING_GROUP).map(String::as_str)
+    }
 }
 
 /// An instance and its IMDSv1 calls, in a readiness refusal.

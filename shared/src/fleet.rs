@@ -315,6 +315,7 @@ mod tests {
             compliant: false,
             imdsv1_calls: calls,
             imdsv1_rejected: rejected,
+            image_id: None,
         }
     }
 

@@ -8,6 +8,7 @@ pub mod api;
 pub mod fleet;
 pub mod params;
 pub mod preview;
+pub mod sources;
 pub mod status;
 
 pub use params::{

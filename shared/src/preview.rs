@@ -180,6 +180,7 @@ mod tests {
             metadata,
             imdsv1_calls: calls,
             imdsv1_rejected: None,
+            image_id: None,
         }
     }
 

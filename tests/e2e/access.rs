@@ -119,6 +119,25 @@ async fn every_route_answers_each_kind_of_caller_as_the_policy_says() {
             2,
             409,
         ),
+        (Method::GET, "/sources".into(), None, 1, 200),
+        (Method::GET, "/sources/fixes".into(), None, 1, 200),
+        (
+            Method::POST,
+            format!(
+                "/sources/account_default%3A{}%3Aus-east-1/preview",
+                sandbox::ACCOUNT_ID
+            ),
+            Some(json!({})),
+            2,
+            200,
+        ),
+        (
+            Method::POST,
+            "/sources/fixes/no-such-fix/revert".into(),
+            Some(json!({})),
+            2,
+            404,
+        ),
         (Method::GET, "/users".into(), None, 3, 200),
         (Method::GET, "/tokens".into(), None, 3, 200),
         (Method::GET, "/audit/auth".into(), None, 3, 200),

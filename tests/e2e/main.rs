@@ -11,3 +11,4 @@ mod real_aws;
 mod safety;
 mod sandbox_sdk;
 mod security;
+mod sources;

@@ -117,6 +117,10 @@ enum AccountRule {
     Body,
     /// Stop or roll back: the account of the run named in the path.
     Run,
+    /// Preview or fix a source: the account in the source ID of the path.
+    Source,
+    /// Revert a source fix: the account of the fix named in the path.
+    SourceFix,
 }
 
 fn account_rule(method: &Method, path: &str) -> AccountRule {
@@ -125,6 +129,8 @@ fn account_rule(method: &Method, path: &str) -> AccountRule {
     match (method, path) {
         (&Method::POST, "/executions" | "/executions/preview") => AccountRule::Body,
         (&Method::POST, _) if run_action => AccountRule::Run,
+        (&Method::POST, p) if p.starts_with("/sources/fixes/") => AccountRule::SourceFix,
+        (&Method::POST, p) if p.starts_with("/sources/") => AccountRule::Source,
         (&Method::GET, p)
             if p == "/instances"
                 || p == "/dashboard"
@@ -133,7 +139,9 @@ fn account_rule(method: &Method, path: &str) -> AccountRule {
                 || p == "/audit"
                 || p == "/events"
                 || p == "/executions"
-                || p.starts_with("/executions/") =>
+                || p.starts_with("/executions/")
+                || p == "/sources"
+                || p == "/sources/fixes" =>
         {
             AccountRule::Filter
         }
@@ -223,6 +231,21 @@ async fn scope_accounts(
                 .map_err(IntoResponse::into_response)?
                 .map(|r| r.account);
             // A run the console does not know is the handler's 404; nothing to scope.
+            (req, account.into_iter().collect())
+        }
+        AccountRule::Source => {
+            let segment = path.split('/').nth(2).unwrap_or_default();
+            let id = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
+            // A malformed ID is the handler's 404.
+            (req, crate::sources::account_of_source(&id).into_iter().collect())
+        }
+        AccountRule::SourceFix => {
+            let id = path.split('/').nth(3).unwrap_or_default();
+            let account = state
+                .store
+                .source_fix(id)
+                .map_err(IntoResponse::into_response)?
+                .map(|f| f.account);
             (req, account.into_iter().collect())
         }
     };

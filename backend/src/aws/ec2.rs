@@ -65,6 +65,7 @@ fn view(region: &str, account: &str, i: &Instance) -> InstanceView {
         metadata,
         imdsv1_calls: None,
         imdsv1_rejected: None,
+        image_id: i.image_id().map(str::to_owned),
     }
 }
 

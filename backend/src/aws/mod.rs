@@ -3,6 +3,7 @@
 
 pub mod cloudwatch;
 pub mod ec2;
+pub mod launch;
 pub mod organizations;
 pub mod probe;
 pub mod ssm;
@@ -31,6 +32,8 @@ pub struct RegionClients {
     pub iam: aws_sdk_iam::Client,
     /// Organizations is global; only the hub's clients list accounts with it.
     pub organizations: aws_sdk_organizations::Client,
+    /// Auto Scaling groups: where replaced instances come from.
+    pub autoscaling: aws_sdk_autoscaling::Client,
 }
 
 /// Where the clients point.
@@ -141,6 +144,11 @@ fn region_clients(region: &str, conf: &aws_config::SdkConfig, metrics: &Arc<Metr
         ),
         organizations: aws_sdk_organizations::Client::from_conf(
             aws_sdk_organizations::config::Builder::from(conf)
+                .interceptor(counter())
+                .build(),
+        ),
+        autoscaling: aws_sdk_autoscaling::Client::from_conf(
+            aws_sdk_autoscaling::config::Builder::from(conf)
                 .interceptor(counter())
                 .build(),
         ),

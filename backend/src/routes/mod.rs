@@ -10,6 +10,7 @@ pub mod executions;
 pub mod health;
 pub mod identity;
 pub mod instances;
+pub mod sources;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -29,6 +30,7 @@ pub fn api() -> Router<AppState> {
         .merge(identity::router())
         .merge(executions::router())
         .merge(instances::router())
+        .merge(sources::router())
         .merge(events::router())
         .fallback(|| async { AppError::NotFound("no such API route; see README for /api/v1".into()) })
 }

@@ -1,0 +1,272 @@
+//! EC2 and Auto Scaling: where new instances come from (account metadata defaults, launch templates,
+//! Auto Scaling groups, AMIs), and the two changes the console makes to them.
+
+use aws_sdk_ec2::types::{
+    DefaultHttpTokensEnforcedState, Filter, LaunchTemplateHttpTokensState,
+    LaunchTemplateInstanceMetadataEndpointState, LaunchTemplateInstanceMetadataOptionsRequest,
+    MetadataDefaultHttpTokensState, RequestLaunchTemplateData,
+};
+use shared::sources::{MetadataDefaults, TemplateOptions};
+use std::collections::BTreeSet;
+
+use super::{sdk_error, RegionClients};
+use crate::error::AppError;
+use crate::sources::{GroupReading, ImageReading, PlaceReading, TemplateReading};
+
+/// Everything one account and region launches from: about five calls, more for long lists.
+pub async fn read_place(
+    c: &RegionClients,
+    instance_images: &BTreeSet<String>,
+) -> Result<PlaceReading, AppError> {
+    let defaults = metadata_defaults(c).await?;
+    let templates = templates(c).await?;
+    let groups = groups(c).await?;
+    let mut image_ids: BTreeSet<String> = instance_images.clone();
+    for t in &templates {
+        image_ids.extend(t.default.image_id.clone());
+        image_ids.extend(t.latest.image_id.clone());
+    }
+    let images = images(c, &image_ids).await?;
+    Ok(PlaceReading {
+        defaults,
+        templates,
+        groups,
+        images,
+    })
+}
+
+pub async fn metadata_defaults(c: &RegionClients) -> Result<MetadataDefaults, AppError> {
+    let out = c
+        .ec2
+        .get_instance_metadata_defaults()
+        .send()
+        .await
+        .map_err(|e| sdk_error("ec2:GetInstanceMetadataDefaults", &e))?;
+    let level = out.account_level();
+    Ok(MetadataDefaults {
+        http_tokens: level.and_then(|l| l.http_tokens()).map(|t| t.as_str().to_owned()),
+        http_put_response_hop_limit: level.and_then(|l| l.http_put_response_hop_limit()),
+        http_tokens_enforced: level
+            .and_then(|l| l.http_tokens_enforced())
+            .map(|t| t.as_str().to_owned()),
+        managed_by: level
+            .and_then(|l| l.managed_by())
+            .map_or("account", |m| m.as_str())
+            .to_owned(),
+        managed_exception_message: level
+            .and_then(|l| l.managed_exception_message())
+            .map(str::to_owned),
+    })
+}
+
+/// Sets the defaults to `target`: a None field becomes "no-preference" (or -1 for the hop limit), so
+/// a revert restores exactly what was there.
+pub async fn set_metadata_defaults(c: &RegionClients, target: &MetadataDefaults) -> Result<(), AppError> {
+    let tokens = target.http_tokens.as_deref().unwrap_or("no-preference");
+    let enforced = target.http_tokens_enforced.as_deref().unwrap_or("no-preference");
+    c.ec2
+        .modify_instance_metadata_defaults()
+        .http_tokens(MetadataDefaultHttpTokensState::from(tokens))
+        .http_put_response_hop_limit(target.http_put_response_hop_limit.unwrap_or(-1))
+        .http_tokens_enforced(DefaultHttpTokensEnforcedState::from(enforced))
+        .send()
+        .await
+        .map_err(|e| sdk_error("ec2:ModifyInstanceMetadataDefaults", &e))?;
+    Ok(())
+}
+
+fn options(version: Option<&aws_sdk_ec2::types::LaunchTemplateVersion>) -> TemplateOptions {
+    let data = version.and_then(|v| v.launch_template_data());
+    let md = data.and_then(|d| d.metadata_options());
+    TemplateOptions {
+        version: version.and_then(|v| v.version_number()).unwrap_or(0),
+        http_tokens: md.and_then(|m| m.http_tokens()).map(|t| t.as_str().to_owned()),
+        http_put_response_hop_limit: md.and_then(|m| m.http_put_response_hop_limit()),
+        http_endpoint: md.and_then(|m| m.http_endpoint()).map(|t| t.as_str().to_owned()),
+        image_id: data.and_then(|d| d.image_id()).map(str::to_owned),
+    }
+}
+
+/// Every template with its default and latest versions: DescribeLaunchTemplates, then one paged
+/// DescribeLaunchTemplateVersions for `$Default` and `$Latest` of all of them (EC2 allows that
+/// without naming a template).
+async fn templates(c: &RegionClients) -> Result<Vec<TemplateReading>, AppError> {
+    let mut listed = Vec::new();
+    let mut token = None;
+    loop {
+        let page = c
+            .ec2
+            .describe_launch_templates()
+            .max_results(200)
+            .set_next_token(token.take())
+            .send()
+            .await
+            .map_err(|e| sdk_error("ec2:DescribeLaunchTemplates", &e))?;
+        listed.extend(page.launch_templates().iter().cloned());
+        match page.next_token() {
+            Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+            _ => break,
+        }
+    }
+    if listed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut versions = Vec::new();
+    let mut token = None;
+    loop {
+        let page = c
+            .ec2
+            .describe_launch_template_versions()
+            .versions("$Default")
+            .versions("$Latest")
+            .max_results(200)
+            .set_next_token(token.take())
+            .send()
+            .await
+            .map_err(|e| sdk_error("ec2:DescribeLaunchTemplateVersions", &e))?;
+        versions.extend(page.launch_template_versions().iter().cloned());
+        match page.next_token() {
+            Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+            _ => break,
+        }
+    }
+    Ok(listed
+        .iter()
+        .map(|t| {
+            let id = t.launch_template_id().unwrap_or_default();
+            let version = |n: Option<i64>| {
+                versions
+                    .iter()
+                    .find(|v| v.launch_template_id() == Some(id) && v.version_number() == n)
+            };
+            TemplateReading {
+                id: id.to_owned(),
+                name: t.launch_template_name().unwrap_or_default().to_owned(),
+                default: options(version(t.default_version_number())),
+                latest: options(version(t.latest_version_number())),
+            }
+        })
+        .collect())
+}
+
+async fn groups(c: &RegionClients) -> Result<Vec<GroupReading>, AppError> {
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        let page = c
+            .autoscaling
+            .describe_auto_scaling_groups()
+            .max_records(100)
+            .set_next_token(token.take())
+            .send()
+            .await
+            .map_err(|e| sdk_error("autoscaling:DescribeAutoScalingGroups", &e))?;
+        for g in page.auto_scaling_groups() {
+            // A group may launch from a launch configuration or a mixed-instances policy instead;
+            // only templates carry metadata options the console can fix.
+            let spec = g.launch_template().or_else(|| {
+                g.mixed_instances_policy()
+                    .and_then(|m| m.launch_template())
+                    .and_then(|t| t.launch_template_specification())
+            });
+            out.push(GroupReading {
+                name: g.auto_scaling_group_name().unwrap_or_default().to_owned(),
+                template_id: spec.and_then(|s| s.launch_template_id()).map(str::to_owned),
+                template_name: spec.and_then(|s| s.launch_template_name()).map(str::to_owned),
+                template_version: spec.and_then(|s| s.version()).unwrap_or("$Default").to_owned(),
+                launch_configuration: g.launch_configuration_name().map(str::to_owned),
+                instances: g
+                    .instances()
+                    .iter()
+                    .filter_map(|i| i.instance_id())
+                    .map(str::to_owned)
+                    .collect(),
+            });
+        }
+        match page.next_token() {
+            Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+            _ => break,
+        }
+    }
+    Ok(out)
+}
+
+/// Values one EC2 filter takes.
+const FILTER_VALUES: usize = 200;
+
+/// The AMIs by an `image-id` filter: one that was deregistered is simply not in the answer, where
+/// `ImageIds` would fail the whole call.
+async fn images(c: &RegionClients, ids: &BTreeSet<String>) -> Result<Vec<ImageReading>, AppError> {
+    let ids: Vec<String> = ids.iter().cloned().collect();
+    let mut out = Vec::new();
+    for chunk in ids.chunks(FILTER_VALUES) {
+        let page = c
+            .ec2
+            .describe_images()
+            .filters(
+                Filter::builder()
+                    .name("image-id")
+                    .set_values(Some(chunk.to_vec()))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| sdk_error("ec2:DescribeImages", &e))?;
+        out.extend(page.images().iter().map(|i| ImageReading {
+            id: i.image_id().unwrap_or_default().to_owned(),
+            name: i.name().unwrap_or_default().to_owned(),
+            imds_v2: i.imds_support().is_some_and(|s| s.as_str() == "v2.0"),
+        }));
+    }
+    Ok(out)
+}
+
+/// A new version of `template_id`, copied from `source_version`, with HttpTokens required and the
+/// given hop limit. `client_token` makes a retry (after a crash, or a lost reply) return the same
+/// version instead of making another.
+pub async fn create_required_version(
+    c: &RegionClients,
+    template_id: &str,
+    source: &TemplateOptions,
+    hop_limit: Option<u8>,
+    description: &str,
+    client_token: &str,
+) -> Result<i64, AppError> {
+    let hop = hop_limit.map(i32::from).or(source.http_put_response_hop_limit);
+    let endpoint = source.http_endpoint.as_deref().unwrap_or("enabled");
+    let out = c
+        .ec2
+        .create_launch_template_version()
+        .launch_template_id(template_id)
+        .source_version(source.version.to_string())
+        .version_description(description)
+        .client_token(client_token)
+        .launch_template_data(
+            RequestLaunchTemplateData::builder()
+                .metadata_options(
+                    LaunchTemplateInstanceMetadataOptionsRequest::builder()
+                        .http_tokens(LaunchTemplateHttpTokensState::Required)
+                        .set_http_put_response_hop_limit(hop)
+                        .http_endpoint(LaunchTemplateInstanceMetadataEndpointState::from(endpoint))
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| sdk_error("ec2:CreateLaunchTemplateVersion", &e))?;
+    out.launch_template_version()
+        .and_then(|v| v.version_number())
+        .ok_or_else(|| AppError::Internal("CreateLaunchTemplateVersion answered no version number".into()))
+}
+
+pub async fn set_default_version(c: &RegionClients, template_id: &str, version: i64) -> Result<(), AppError> {
+    c.ec2
+        .modify_launch_template()
+        .launch_template_id(template_id)
+        .default_version(version.to_string())
+        .send()
+        .await
+        .map_err(|e| sdk_error("ec2:ModifyLaunchTemplate", &e))?;
+    Ok(())
+}

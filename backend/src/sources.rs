@@ -1,0 +1,963 @@
+//! Sources of new IMDSv1 instances, and their fixes.
+//!
+//! Enforcing IMDSv2 on today's instances is undone by tomorrow's launches: a launch template that
+//! leaves HttpTokens optional, an account default with no preference, an AMI not marked v2.0. This
+//! module reads those sources per account and region (cached for every viewer, as the inventory is),
+//! tells which of them let new instances allow IMDSv1 by EC2's own precedence (the template's
+//! options, then the account default, then the AMI), and fixes the two the console can change, with
+//! the safety of a run: a preview, the readiness check, a record written before AWS is called, and a
+//! revert that restores exactly the prior state.
+
+use shared::api::{InstanceUsage, InstanceView};
+use shared::sources::{
+    declarative_policy_text, MetadataDefaults, SourceFix, SourceFixPreview, SourceFixRequest, SourceId,
+    SourceKind, SourcePlace, SourcePosture, SourceState, SourceView, SourcesView, TemplateOptions,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::auth::AccountScope;
+use crate::aws::launch;
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// A launch template with its default and latest versions' options.
+#[derive(Debug, Clone)]
+pub struct TemplateReading {
+    pub id: String,
+    pub name: String,
+    pub default: TemplateOptions,
+    pub latest: TemplateOptions,
+}
+
+#[derive(Debug, Clone)]
+pub struct GroupReading {
+    pub name: String,
+    pub template_id: Option<String>,
+    pub template_name: Option<String>,
+    /// `$Default`, `$Latest` or a number.
+    pub template_version: String,
+    pub launch_configuration: Option<String>,
+    pub instances: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ImageReading {
+    pub id: String,
+    pub name: String,
+    pub imds_v2: bool,
+}
+
+/// What one account and region launches from.
+#[derive(Debug, Clone)]
+pub struct PlaceReading {
+    pub defaults: MetadataDefaults,
+    pub templates: Vec<TemplateReading>,
+    pub groups: Vec<GroupReading>,
+    pub images: Vec<ImageReading>,
+}
+
+#[derive(Debug, Clone)]
+struct PlaceEntry {
+    /// The last good reading and when it was made.
+    reading: Option<(String, Arc<PlaceReading>)>,
+    error: Option<String>,
+}
+
+/// The sources of every place, read at most once per `--fleet-refresh-secs` for all viewers.
+#[derive(Debug, Default)]
+pub struct SourcesCache {
+    places: BTreeMap<(String, String), PlaceEntry>,
+    read_at: Option<Instant>,
+}
+
+/// Every place's reading: read now when there is none or it is older than the fleet's refresh
+/// period (one reader at a time; the others wait for its answer), else the cached one.
+async fn readings(
+    state: &AppState,
+    places: &[(String, String)],
+    fleet: &[InstanceView],
+) -> BTreeMap<(String, String), PlaceEntry> {
+    let mut cache = state.sources.lock().await;
+    let stale = cache.read_at.is_none_or(|t| t.elapsed() >= state.fleet_ttl);
+    let missing = places.iter().any(|p| !cache.places.contains_key(p));
+    if stale || missing {
+        for place in places {
+            let entry = read_place(state, place, fleet).await;
+            let kept = cache.places.get(place).and_then(|e| e.reading.clone());
+            cache.places.insert(
+                place.clone(),
+                match entry {
+                    Ok(r) => PlaceEntry {
+                        reading: Some((crate::store::now_rfc3339(), Arc::new(r))),
+                        error: None,
+                    },
+                    Err(e) => PlaceEntry {
+                        reading: kept,
+                        error: Some(e.to_string()),
+                    },
+                },
+            );
+        }
+        cache.read_at = Some(Instant::now());
+    }
+    cache.places.clone()
+}
+
+async fn read_place(
+    state: &AppState,
+    (account, region): &(String, String),
+    fleet: &[InstanceView],
+) -> Result<PlaceReading, AppError> {
+    let clients = crate::inventory::clients_for(state, account, region).await?;
+    let images: BTreeSet<String> = fleet
+        .iter()
+        .filter(|i| &i.account == account && &i.region == region && i.state != "terminated")
+        .filter_map(|i| i.image_id.clone())
+        .collect();
+    launch::read_place(&clients, &images).await
+}
+
+/// After a fix or a revert: the next listing reads that place again.
+async fn forget(state: &AppState, account: &str, region: &str) {
+    let mut cache = state.sources.lock().await;
+    cache.places.remove(&(account.to_owned(), region.to_owned()));
+}
+
+/// The tokens a launch from `options` gets, and what decided it: EC2's order is the template, then
+/// the account default, then the AMI (`v2.0`: required).
+fn launch_tokens(
+    options: &TemplateOptions,
+    defaults: &MetadataDefaults,
+    images: &[ImageReading],
+) -> (String, String) {
+    if let Some(t) = &options.http_tokens {
+        return (
+            t.clone(),
+            format!("version {} sets HttpTokens {t}", options.version),
+        );
+    }
+    if let Some(t) = &defaults.http_tokens {
+        return (
+            t.clone(),
+            format!(
+                "version {} leaves HttpTokens unset; the account default is {t}",
+                options.version
+            ),
+        );
+    }
+    let image = options.image_id.as_deref().unwrap_or("its AMI");
+    match images.iter().find(|i| Some(&i.id) == options.image_id.as_ref()) {
+        Some(i) if i.imds_v2 => (
+            "required".to_owned(),
+            format!("HttpTokens unset here and in the account default; {image} is marked ImdsSupport v2.0"),
+        ),
+        _ => (
+            "optional".to_owned(),
+            format!("HttpTokens unset here and in the account default, and {image} is not marked ImdsSupport v2.0"),
+        ),
+    }
+}
+
+fn posture(tokens: &str, defaults: &MetadataDefaults) -> SourcePosture {
+    match tokens {
+        "required" => SourcePosture::RequiresTokens,
+        _ if defaults.http_tokens_enforced.as_deref() == Some("enabled") => SourcePosture::LaunchRefused,
+        _ => SourcePosture::AllowsImdsv1,
+    }
+}
+
+/// The worse of two postures (refused launches first, then IMDSv1 allowed).
+fn worse(a: SourcePosture, b: SourcePosture) -> SourcePosture {
+    let rank = |p| match p {
+        SourcePosture::LaunchRefused => 2,
+        SourcePosture::AllowsImdsv1 => 1,
+        SourcePosture::RequiresTokens => 0,
+    };
+    if rank(b) > rank(a) {
+        b
+    } else {
+        a
+    }
+}
+
+fn calls_imdsv1(i: &InstanceView) -> bool {
+    i.imdsv1_calls.unwrap_or(0) > 0
+}
+
+fn usage(instances: &[&InstanceView]) -> Vec<InstanceUsage> {
+    instances
+        .iter()
+        .filter(|i| calls_imdsv1(i))
+        .map(|i| InstanceUsage {
+            instance_id: i.instance_id.clone(),
+            imdsv1_calls: i.imdsv1_calls.unwrap_or(0),
+        })
+        .collect()
+}
+
+/// The group's launch template version as it resolves now; None for a pinned number that is
+/// neither the default nor the latest (unknown without another call).
+fn group_options<'a>(g: &GroupReading, t: &'a TemplateReading) -> Option<&'a TemplateOptions> {
+    match g.template_version.as_str() {
+        "$Latest" => Some(&t.latest),
+        "$Default" => Some(&t.default),
+        n => [&t.default, &t.latest]
+            .into_iter()
+            .find(|o| o.version.to_string() == n),
+    }
+}
+
+fn group_template<'a>(g: &GroupReading, r: &'a PlaceReading) -> Option<&'a TemplateReading> {
+    r.templates.iter().find(|t| {
+        g.template_id.as_deref() == Some(t.id.as_str()) || g.template_name.as_deref() == Some(t.name.as_str())
+    })
+}
+
+/// A group's fix is its template's, when the group follows `$Default` or `$Latest` (a pinned version
+/// would not see the new one).
+fn group_follows_template(g: &GroupReading) -> bool {
+    g.template_version == "$Default" || g.template_version == "$Latest"
+}
+
+/// The sources of one place, with the instances that came from each.
+fn place_views(account: &str, region: &str, r: &PlaceReading, here: &[&InstanceView]) -> Vec<SourceView> {
+    let mut out = Vec::new();
+    let d = &r.defaults;
+    let id = |kind: SourceKind, resource: &str| {
+        SourceId {
+            kind,
+            account: account.to_owned(),
+            region: region.to_owned(),
+            resource: resource.to_owned(),
+        }
+        .to_string()
+    };
+    let policy = d.managed_by == "declarative-policy";
+    out.push(SourceView {
+        id: id(SourceKind::AccountDefault, ""),
+        kind: SourceKind::AccountDefault,
+        account: account.to_owned(),
+        region: region.to_owned(),
+        name: "Instance metadata defaults".to_owned(),
+        resource_id: String::new(),
+        posture: if d.http_tokens.as_deref() == Some("required") {
+            SourcePosture::RequiresTokens
+        } else {
+            SourcePosture::AllowsImdsv1
+        },
+        detail: format!(
+            "HttpTokens {}; launch-time enforcement {}; managed by {}",
+            d.http_tokens.as_deref().unwrap_or("no preference (templates, then AMIs decide)"),
+            d.http_tokens_enforced.as_deref().unwrap_or("no preference"),
+            if policy { "a declarative policy of the organisation" } else { "the account" }
+        ),
+        instances: here.len(),
+        imdsv1_instances: here.iter().filter(|i| calls_imdsv1(i)).count(),
+        related: Vec::new(),
+        fixable: !policy,
+        advice: policy.then(|| {
+            "A declarative policy of your organisation manages these defaults: the preview gives the policy text for its administrators.".to_owned()
+        }),
+        state: Some(SourceState::AccountDefault(d.clone())),
+    });
+    for t in &r.templates {
+        let (dt, dwhy) = launch_tokens(&t.default, d, &r.images);
+        let (lt, lwhy) = launch_tokens(&t.latest, d, &r.images);
+        let from: Vec<&&InstanceView> = here
+            .iter()
+            .filter(|i| i.launch_template().is_some_and(|(tid, _)| tid == t.id))
+            .collect();
+        let groups: Vec<String> = r
+            .groups
+            .iter()
+            .filter(|g| group_template(g, r).is_some_and(|gt| gt.id == t.id))
+            .map(|g| g.name.clone())
+            .collect();
+        let detail = if t.default.version == t.latest.version {
+            format!("Default and latest version {}: {dwhy}", t.default.version)
+        } else {
+            format!(
+                "Default version {}: {dwhy}. Latest version {}: {lwhy}",
+                t.default.version, t.latest.version
+            )
+        };
+        out.push(SourceView {
+            id: id(SourceKind::LaunchTemplate, &t.id),
+            kind: SourceKind::LaunchTemplate,
+            account: account.to_owned(),
+            region: region.to_owned(),
+            name: t.name.clone(),
+            resource_id: t.id.clone(),
+            posture: worse(posture(&dt, d), posture(&lt, d)),
+            detail,
+            instances: from.len(),
+            imdsv1_instances: from.iter().filter(|i| calls_imdsv1(i)).count(),
+            related: groups,
+            fixable: true,
+            advice: None,
+            state: Some(SourceState::LaunchTemplate {
+                default_version: t.default.version,
+                latest_version: t.latest.version,
+                options: t.default.clone(),
+            }),
+        });
+    }
+    for g in &r.groups {
+        let members: BTreeSet<&str> = g.instances.iter().map(String::as_str).collect();
+        let from: Vec<&&InstanceView> = here
+            .iter()
+            .filter(|i| {
+                members.contains(i.instance_id.as_str()) || i.auto_scaling_group() == Some(g.name.as_str())
+            })
+            .collect();
+        let template = group_template(g, r);
+        let (posture_now, detail, fixable, advice) = match (template, &g.launch_configuration) {
+            (Some(t), _) => match group_options(g, t) {
+                Some(o) => {
+                    let (tokens, why) = launch_tokens(o, d, &r.images);
+                    let follows = group_follows_template(g);
+                    (
+                        posture(&tokens, d),
+                        format!("Launches {} {} (version {}): {why}", t.name, g.template_version, o.version),
+                        follows,
+                        (!follows).then(|| format!("The group pins version {}: after fixing {}, point the group at $Default.", g.template_version, t.name)),
+                    )
+                }
+                None => (
+                    SourcePosture::AllowsImdsv1,
+                    format!("Launches {} version {}, which is neither its default nor its latest", t.name, g.template_version),
+                    false,
+                    Some(format!("Point the group at $Default of {} once that is fixed.", t.name)),
+                ),
+            },
+            (None, Some(lc)) => (
+                SourcePosture::AllowsImdsv1,
+                format!("Launches from launch configuration {lc}, which cannot require IMDSv2 here"),
+                false,
+                Some("Move the group to a launch template (launch configurations are deprecated), then fix the template.".to_owned()),
+            ),
+            (None, None) => (
+                SourcePosture::AllowsImdsv1,
+                "Its launch template is not readable in this account".to_owned(),
+                false,
+                None,
+            ),
+        };
+        out.push(SourceView {
+            id: id(SourceKind::AutoScalingGroup, &g.name),
+            kind: SourceKind::AutoScalingGroup,
+            account: account.to_owned(),
+            region: region.to_owned(),
+            name: g.name.clone(),
+            resource_id: g.name.clone(),
+            posture: posture_now,
+            detail,
+            instances: from.len(),
+            imdsv1_instances: from.iter().filter(|i| calls_imdsv1(i)).count(),
+            related: template.map(|t| vec![t.id.clone()]).unwrap_or_default(),
+            fixable,
+            advice,
+            state: None,
+        });
+    }
+    for img in r.images.iter().filter(|i| !i.imds_v2) {
+        let from: Vec<&&InstanceView> = here
+            .iter()
+            .filter(|i| i.image_id.as_deref() == Some(img.id.as_str()))
+            .collect();
+        let templates: Vec<String> = r
+            .templates
+            .iter()
+            .filter(|t| {
+                [&t.default, &t.latest]
+                    .iter()
+                    .any(|o| o.image_id.as_deref() == Some(img.id.as_str()))
+            })
+            .map(|t| t.id.clone())
+            .collect();
+        let covered = d.http_tokens.as_deref() == Some("required");
+        out.push(SourceView {
+            id: id(SourceKind::Image, &img.id),
+            kind: SourceKind::Image,
+            account: account.to_owned(),
+            region: region.to_owned(),
+            name: if img.name.is_empty() { img.id.clone() } else { img.name.clone() },
+            resource_id: img.id.clone(),
+            posture: if covered {
+                SourcePosture::RequiresTokens
+            } else {
+                SourcePosture::AllowsImdsv1
+            },
+            detail: if covered {
+                "Not marked ImdsSupport v2.0, but the account default requires tokens for launches that leave them unset".to_owned()
+            } else {
+                "Not marked ImdsSupport v2.0: a launch that leaves HttpTokens unset allows IMDSv1".to_owned()
+            },
+            instances: from.len(),
+            imdsv1_instances: from.iter().filter(|i| calls_imdsv1(i)).count(),
+            related: templates,
+            fixable: false,
+            advice: Some(
+                "An AMI's ImdsSupport cannot be changed: register a copy with --imds-support v2.0, or fix the account default, which covers every AMI.".to_owned(),
+            ),
+            state: None,
+        });
+    }
+    out
+}
+
+/// `GET /api/v1/sources`: every source of the places the caller may see.
+pub async fn list(state: &AppState, scope: &AccountScope) -> Result<SourcesView, AppError> {
+    let fleet = crate::inventory::snapshot(state).await?;
+    let places: Vec<(String, String)> = fleet
+        .accounts
+        .iter()
+        .filter(|a| a.reachable && scope.allows(&a.account_id))
+        .flat_map(|a| {
+            state
+                .regions
+                .iter()
+                .map(move |r| (a.account_id.clone(), r.clone()))
+        })
+        .collect();
+    let entries = readings(state, &places, &fleet.instances).await;
+    let mut sources = Vec::new();
+    let mut read = Vec::new();
+    for place in &places {
+        let Some(entry) = entries.get(place) else {
+            continue;
+        };
+        read.push(SourcePlace {
+            account: place.0.clone(),
+            region: place.1.clone(),
+            as_of: entry.reading.as_ref().map(|(t, _)| t.clone()),
+            error: entry.error.clone(),
+        });
+        if let Some((_, r)) = &entry.reading {
+            let here: Vec<&InstanceView> = fleet
+                .instances
+                .iter()
+                .filter(|i| i.account == place.0 && i.region == place.1 && i.state != "terminated")
+                .collect();
+            sources.extend(place_views(&place.0, &place.1, r, &here));
+        }
+    }
+    let to_fix = sources
+        .iter()
+        .filter(|s| s.posture != SourcePosture::RequiresTokens)
+        .count();
+    Ok(SourcesView {
+        sources,
+        places: read,
+        to_fix,
+    })
+}
+
+/// The number of sources left to fix, from the cache only (the dashboard never waits for AWS).
+pub async fn to_fix_cached(state: &AppState) -> Option<usize> {
+    let cache = state.sources.try_lock().ok()?;
+    cache.read_at?;
+    let fleet = state.fleet.try_lock().ok()?.clone()?;
+    let mut n = 0;
+    for ((account, region), entry) in &cache.places {
+        if let Some((_, r)) = &entry.reading {
+            let here: Vec<&InstanceView> = fleet
+                .instances
+                .iter()
+                .filter(|i| &i.account == account && &i.region == region)
+                .collect();
+            n += place_views(account, region, r, &here)
+                .iter()
+                .filter(|s| s.posture != SourcePosture::RequiresTokens)
+                .count();
+        }
+    }
+    Some(n)
+}
+
+/// What a fix changes: the source (a group's template), its state now and after, and who launches
+/// from it. Read fresh from AWS: a fix must start from the state as it is, not as it was cached.
+struct Plan {
+    id: SourceId,
+    /// The source that is changed (a group's fix changes its template).
+    target: SourceId,
+    preview: SourceFixPreview,
+}
+
+async fn plan(
+    state: &AppState,
+    raw_id: &str,
+    req: &SourceFixRequest,
+) -> Result<(Plan, Option<String>, Option<u8>), AppError> {
+    let id = SourceId::parse(raw_id).map_err(AppError::NotFound)?;
+    let (hop, reason) = req.validate().map_err(AppError::Validation)?;
+    if !state.regions.contains(&id.region) {
+        return Err(AppError::NotFound(format!(
+            "region {} is not managed by this console",
+            id.region
+        )));
+    }
+    let fleet = crate::inventory::snapshot(state).await?;
+    let place = (id.account.clone(), id.region.clone());
+    let reading = read_place(state, &place, &fleet.instances).await?;
+    let here: Vec<&InstanceView> = fleet
+        .instances
+        .iter()
+        .filter(|i| i.account == id.account && i.region == id.region && i.state != "terminated")
+        .collect();
+    let d = &reading.defaults;
+    let target = match id.kind {
+        SourceKind::AccountDefault | SourceKind::LaunchTemplate => id.clone(),
+        SourceKind::AutoScalingGroup => {
+            let g = reading
+                .groups
+                .iter()
+                .find(|g| g.name == id.resource)
+                .ok_or_else(|| AppError::NotFound(format!("Auto Scaling group {} does not exist in {} {}", id.resource, id.account, id.region)))?;
+            let t = group_template(g, &reading).ok_or_else(|| AppError::Conflict {
+                code: "NotFixable".into(),
+                message: format!("group {} does not launch from a launch template the console can read; move it to one first", g.name),
+            })?;
+            if !group_follows_template(g) {
+                return Err(AppError::Conflict {
+                    code: "NotFixable".into(),
+                    message: format!(
+                        "group {} pins version {} of {}: a new default version would not reach it. Fix {} and point the group at $Default.",
+                        g.name, g.template_version, t.name, t.id
+                    ),
+                });
+            }
+            SourceId {
+                kind: SourceKind::LaunchTemplate,
+                resource: t.id.clone(),
+                ..id.clone()
+            }
+        }
+        SourceKind::Image => {
+            return Err(AppError::Conflict {
+                code: "NotFixable".into(),
+                message: "an AMI's ImdsSupport cannot be changed: register a copy with --imds-support v2.0, or fix the account default, which covers every AMI".into(),
+            })
+        }
+    };
+    let preview = match target.kind {
+        SourceKind::AccountDefault => {
+            let after = MetadataDefaults {
+                http_tokens: Some("required".into()),
+                http_put_response_hop_limit: hop.map(i32::from).or(d.http_put_response_hop_limit),
+                http_tokens_enforced: if req.enforce_at_launch {
+                    Some("enabled".into())
+                } else {
+                    d.http_tokens_enforced.clone()
+                },
+                ..d.clone()
+            };
+            let mut changes = vec![change(
+                "HttpTokens",
+                d.http_tokens.as_deref(),
+                after.http_tokens.as_deref(),
+            )];
+            if after.http_put_response_hop_limit != d.http_put_response_hop_limit {
+                changes.push(format!(
+                    "HttpPutResponseHopLimit: {} → {}",
+                    d.http_put_response_hop_limit
+                        .map_or("no preference".into(), |h| h.to_string()),
+                    after
+                        .http_put_response_hop_limit
+                        .map_or("no preference".into(), |h| h.to_string())
+                ));
+            }
+            if after.http_tokens_enforced != d.http_tokens_enforced {
+                changes.push(change(
+                    "HttpTokensEnforced",
+                    d.http_tokens_enforced.as_deref(),
+                    after.http_tokens_enforced.as_deref(),
+                ));
+            }
+            // Under the new defaults, which templates and groups would still ask for optional (and so
+            // be refused at launch, if enforced).
+            let refused_after: Vec<String> = if after.http_tokens_enforced.as_deref() == Some("enabled") {
+                reading
+                    .templates
+                    .iter()
+                    .filter(|t| {
+                        [&t.default, &t.latest]
+                            .iter()
+                            .any(|o| launch_tokens(o, &after, &reading.images).0 != "required")
+                    })
+                    .map(|t| format!("launch template {} ({})", t.name, t.id))
+                    .chain(
+                        reading
+                            .groups
+                            .iter()
+                            .filter(|g| {
+                                group_template(g, &reading)
+                                    .and_then(|t| group_options(g, t))
+                                    .is_none_or(|o| launch_tokens(o, &after, &reading.images).0 != "required")
+                            })
+                            .map(|g| format!("Auto Scaling group {}", g.name)),
+                    )
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let policy = d.managed_by == "declarative-policy";
+            SourceFixPreview {
+                source_id: id.to_string(),
+                fixes: target.to_string(),
+                changes,
+                before: SourceState::AccountDefault(d.clone()),
+                after: SourceState::AccountDefault(after),
+                groups: reading.groups.iter().map(|g| g.name.clone()).collect(),
+                refused_after,
+                imdsv1_instances: usage(&here),
+                needs_override: false,
+                managed_by_policy: policy,
+                policy_text: policy.then(|| declarative_policy_text(hop, req.enforce_at_launch)),
+            }
+        }
+        _ => {
+            let t = reading
+                .templates
+                .iter()
+                .find(|t| t.id == target.resource)
+                .ok_or_else(|| {
+                    AppError::NotFound(format!(
+                        "launch template {} does not exist in {} {}",
+                        target.resource, id.account, id.region
+                    ))
+                })?;
+            let new_version = t.latest.version + 1;
+            let after_options = TemplateOptions {
+                version: new_version,
+                http_tokens: Some("required".into()),
+                http_put_response_hop_limit: hop.map(i32::from).or(t.default.http_put_response_hop_limit),
+                http_endpoint: Some(
+                    t.default
+                        .http_endpoint
+                        .clone()
+                        .unwrap_or_else(|| "enabled".into()),
+                ),
+                image_id: t.default.image_id.clone(),
+            };
+            let groups: Vec<&GroupReading> = reading
+                .groups
+                .iter()
+                .filter(|g| group_template(g, &reading).is_some_and(|gt| gt.id == t.id))
+                .collect();
+            let members: BTreeSet<&str> = groups
+                .iter()
+                .flat_map(|g| g.instances.iter().map(String::as_str))
+                .collect();
+            let from: Vec<&InstanceView> = here
+                .iter()
+                .copied()
+                .filter(|i| {
+                    i.launch_template().is_some_and(|(tid, _)| tid == t.id)
+                        || members.contains(i.instance_id.as_str())
+                })
+                .collect();
+            let mut changes = vec![
+                format!(
+                    "New version {new_version}, copied from default version {}",
+                    t.default.version
+                ),
+                change("HttpTokens", t.default.http_tokens.as_deref(), Some("required")),
+            ];
+            if after_options.http_put_response_hop_limit != t.default.http_put_response_hop_limit {
+                changes.push(format!(
+                    "HttpPutResponseHopLimit: {} → {}",
+                    t.default
+                        .http_put_response_hop_limit
+                        .map_or("unset".into(), |h| h.to_string()),
+                    after_options
+                        .http_put_response_hop_limit
+                        .map_or("unset".into(), |h| h.to_string())
+                ));
+            }
+            changes.push(format!("Default version: {} → {new_version}", t.default.version));
+            let pinned: Vec<String> = groups
+                .iter()
+                .filter(|g| !group_follows_template(g))
+                .map(|g| format!("{} (pins version {}: unchanged)", g.name, g.template_version))
+                .collect();
+            SourceFixPreview {
+                source_id: id.to_string(),
+                fixes: target.to_string(),
+                changes,
+                before: SourceState::LaunchTemplate {
+                    default_version: t.default.version,
+                    latest_version: t.latest.version,
+                    options: t.default.clone(),
+                },
+                after: SourceState::LaunchTemplate {
+                    default_version: new_version,
+                    latest_version: new_version,
+                    options: after_options,
+                },
+                groups: groups
+                    .iter()
+                    .filter(|g| group_follows_template(g))
+                    .map(|g| format!("{} ({})", g.name, g.template_version))
+                    .chain(pinned)
+                    .collect(),
+                refused_after: Vec::new(),
+                imdsv1_instances: usage(&from),
+                needs_override: false,
+                managed_by_policy: false,
+                policy_text: None,
+            }
+        }
+    };
+    let mut preview = preview;
+    preview.needs_override = !preview.imdsv1_instances.is_empty();
+    Ok((Plan { id, target, preview }, reason, hop))
+}
+
+fn change(field: &str, before: Option<&str>, after: Option<&str>) -> String {
+    format!(
+        "{field}: {} → {}",
+        before.unwrap_or("no preference"),
+        after.unwrap_or("no preference")
+    )
+}
+
+/// `POST /sources/{id}/preview`.
+pub async fn preview(
+    state: &AppState,
+    raw_id: &str,
+    req: &SourceFixRequest,
+) -> Result<SourceFixPreview, AppError> {
+    Ok(plan(state, raw_id, req).await?.0.preview)
+}
+
+/// `POST /sources/{id}/fix`: refused while instances from the source call IMDSv1 (unless a reason is
+/// given) or where a declarative policy manages the defaults; recorded, then sent.
+pub async fn fix(
+    state: &AppState,
+    raw_id: &str,
+    req: &SourceFixRequest,
+    requester: &str,
+) -> Result<SourceFix, AppError> {
+    let (plan, reason, hop) = plan(state, raw_id, req).await?;
+    let p = &plan.preview;
+    if p.managed_by_policy {
+        return Err(AppError::Conflict {
+            code: "ManagedByDeclarativePolicy".into(),
+            message: format!(
+                "a declarative policy of your organisation manages the instance metadata defaults of {}: nothing was changed. \
+                 Give its administrators this policy text (also in the preview):\n{}",
+                plan.id.account,
+                p.policy_text.clone().unwrap_or_default()
+            ),
+        });
+    }
+    if p.needs_override && reason.is_none() {
+        return Err(AppError::Imdsv1InUse(p.imdsv1_instances.clone()));
+    }
+    let fix_id = uuid::Uuid::new_v4().to_string();
+    let record = SourceFix {
+        fix_id: fix_id.clone(),
+        source_id: plan.id.to_string(),
+        kind: plan.target.kind,
+        account: plan.target.account.clone(),
+        region: plan.target.region.clone(),
+        requester: requester.to_owned(),
+        created_at: crate::store::now_rfc3339(),
+        override_reason: reason,
+        prior: p.before.clone(),
+        applied: Some(p.after.clone()),
+        status: "sending".into(),
+        error: None,
+        reverted_by: None,
+        reverted_at: None,
+    };
+    state
+        .store
+        .record_source_fix(&record, &plan.target.resource, hop)?;
+    apply(state, &record, &plan.target.resource, hop).await
+}
+
+/// Sends a recorded fix and records what came of it. Safe to repeat: the template version is created
+/// with the fix's ID as ClientToken, and the defaults are set to fixed values.
+async fn apply(
+    state: &AppState,
+    record: &SourceFix,
+    resource: &str,
+    hop: Option<u8>,
+) -> Result<SourceFix, AppError> {
+    let clients = crate::inventory::clients_for(state, &record.account, &record.region).await?;
+    let sent: Result<SourceState, AppError> = async {
+        match (&record.prior, &record.applied) {
+            (SourceState::AccountDefault(_), Some(SourceState::AccountDefault(after))) => {
+                launch::set_metadata_defaults(&clients, after).await?;
+                Ok(SourceState::AccountDefault(after.clone()))
+            }
+            (
+                SourceState::LaunchTemplate { options, .. },
+                Some(SourceState::LaunchTemplate { options: after, .. }),
+            ) => {
+                let description = format!("imds-console fix {}: HttpTokens required", record.fix_id);
+                let version = launch::create_required_version(
+                    &clients,
+                    resource,
+                    options,
+                    hop,
+                    &description,
+                    &record.fix_id,
+                )
+                .await?;
+                launch::set_default_version(&clients, resource, version).await?;
+                Ok(SourceState::LaunchTemplate {
+                    default_version: version,
+                    latest_version: version,
+                    options: TemplateOptions {
+                        version,
+                        ..after.clone()
+                    },
+                })
+            }
+            _ => Err(AppError::Internal(format!(
+                "fix {} has mismatched states",
+                record.fix_id
+            ))),
+        }
+    }
+    .await;
+    forget(state, &record.account, &record.region).await;
+    match sent {
+        Ok(applied) => {
+            state
+                .store
+                .finish_source_fix(&record.fix_id, "applied", Some(&applied), None)?;
+        }
+        Err(e) => {
+            // AWS said no, or could not be reached: either way nothing is half-done that a retry
+            // would not finish, so the record says failed with the reason.
+            state
+                .store
+                .finish_source_fix(&record.fix_id, "failed", None, Some(&e.to_string()))?;
+            return Err(e);
+        }
+    }
+    state
+        .store
+        .source_fix(&record.fix_id)?
+        .ok_or_else(|| AppError::Internal("the fix just recorded is gone".into()))
+}
+
+/// Fixes a crash left between record and reply are sent again at start (each is idempotent).
+pub async fn resume_unfinished(state: &AppState) {
+    let pending = match state.store.source_fixes_in("sending") {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read unfinished source fixes");
+            return;
+        }
+    };
+    for (fix, resource, hop) in pending {
+        tracing::info!(fix = %fix.fix_id, "sending a source fix recorded before a restart");
+        if let Err(e) = apply(state, &fix, &resource, hop).await {
+            tracing::warn!(fix = %fix.fix_id, error = %e, "the resumed source fix failed");
+        }
+    }
+}
+
+/// `POST /sources/fixes/{fix_id}/revert`: the prior default, or the prior default version, again.
+pub async fn revert(state: &AppState, fix_id: &str, requester: &str) -> Result<SourceFix, AppError> {
+    let (fix, resource, _) = state
+        .store
+        .source_fix_with_target(fix_id)?
+        .ok_or_else(|| AppError::NotFound(format!("no source fix {fix_id}")))?;
+    if fix.status != "applied" {
+        return Err(AppError::Conflict {
+            code: "NotRevertible".into(),
+            message: format!(
+                "fix {fix_id} is {}: only an applied fix can be reverted",
+                fix.status
+            ),
+        });
+    }
+    let clients = crate::inventory::clients_for(state, &fix.account, &fix.region).await?;
+    match &fix.prior {
+        SourceState::AccountDefault(prior) => launch::set_metadata_defaults(&clients, prior).await?,
+        SourceState::LaunchTemplate { default_version, .. } => {
+            launch::set_default_version(&clients, &resource, *default_version).await?
+        }
+    }
+    forget(state, &fix.account, &fix.region).await;
+    state.store.revert_source_fix(fix_id, requester)?;
+    state
+        .store
+        .source_fix(fix_id)?
+        .ok_or_else(|| AppError::Internal("the fix just reverted is gone".into()))
+}
+
+/// `GET /sources/fixes`: newest first, within the caller's accounts.
+pub fn fixes(state: &AppState, scope: &AccountScope) -> Result<Vec<SourceFix>, AppError> {
+    Ok(state
+        .store
+        .source_fix_list(200)?
+        .into_iter()
+        .filter(|f| scope.allows(&f.account))
+        .collect())
+}
+
+/// The account a source ID or fix names, for the policy table's account check.
+pub fn account_of_source(raw_id: &str) -> Option<String> {
+    SourceId::parse(raw_id).ok().map(|id| id.account)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(version: i64, tokens: Option<&str>, image: &str) -> TemplateOptions {
+        TemplateOptions {
+            version,
+            http_tokens: tokens.map(str::to_owned),
+            http_put_response_hop_limit: None,
+            http_endpoint: None,
+            image_id: Some(image.to_owned()),
+        }
+    }
+
+    #[test]
+    fn a_launch_follows_the_template_then_the_default_then_the_ami() {
+        let images = vec![
+            ImageReading {
+                id: "ami-00000001".into(),
+                name: "old".into(),
+                imds_v2: false,
+            },
+            ImageReading {
+                id: "ami-00000002".into(),
+                name: "new".into(),
+                imds_v2: true,
+            },
+        ];
+        let mut d = MetadataDefaults::default();
+        assert_eq!(
+            launch_tokens(&opts(1, None, "ami-00000001"), &d, &images).0,
+            "optional"
+        );
+        assert_eq!(
+            launch_tokens(&opts(1, None, "ami-00000002"), &d, &images).0,
+            "required"
+        );
+        d.http_tokens = Some("required".into());
+        assert_eq!(
+            launch_tokens(&opts(1, None, "ami-00000001"), &d, &images).0,
+            "required"
+        );
+        assert_eq!(
+            launch_tokens(&opts(1, Some("optional"), "ami-00000002"), &d, &images).0,
+            "optional"
+        );
+        d.http_tokens_enforced = Some("enabled".into());
+        assert_eq!(posture("optional", &d), SourcePosture::LaunchRefused);
+        assert_eq!(posture("required", &d), SourcePosture::RequiresTokens);
+    }
+}

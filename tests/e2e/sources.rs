@@ -1,0 +1,433 @@
+//! Sources of new IMDSv1 instances (issue 14): launch templates and account defaults are fixed with a
+//! preview and a record first, a group's scale-out in the sandbox shows the cure (and, reverted, the
+//! regression), and what cannot be fixed here says what to do instead.
+
+use e2e::{sdk_config, spawn_app, TestApp};
+use serde_json::{json, Value};
+
+const REGION: &str = "us-east-1";
+
+struct Aws {
+    ec2: aws_sdk_ec2::Client,
+    autoscaling: aws_sdk_autoscaling::Client,
+}
+
+async fn aws(app: &TestApp) -> Aws {
+    let conf = sdk_config(app.state.sandbox_url.as_deref().unwrap(), REGION, 1).await;
+    Aws {
+        ec2: aws_sdk_ec2::Client::new(&conf),
+        autoscaling: aws_sdk_autoscaling::Client::new(&conf),
+    }
+}
+
+async fn source(app: &TestApp, kind: &str, name: &str) -> Value {
+    let (status, body) = app.get("/sources").await;
+    assert_eq!(status, 200, "{body}");
+    body["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == kind && s["name"] == name && s["region"] == REGION)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {kind} {name} in {body}"))
+}
+
+fn path_of(id: &str) -> String {
+    id.replace(':', "%3A")
+}
+
+impl Aws {
+    /// The group's instances that are not terminated, and the metadata options of the newest.
+    async fn scale_out(&self, group: &str) -> (usize, Option<String>) {
+        let before = self.group_instances(group).await;
+        self.autoscaling
+            .set_desired_capacity()
+            .auto_scaling_group_name(group)
+            .desired_capacity(before.len() as i32 + 1)
+            .send()
+            .await
+            .expect("SetDesiredCapacity");
+        let after = self.group_instances(group).await;
+        let new: Vec<&String> = after.iter().filter(|i| !before.contains(i)).collect();
+        let tokens = match new.first() {
+            None => None,
+            Some(id) => {
+                let out = self
+                    .ec2
+                    .describe_instances()
+                    .instance_ids(*id)
+                    .send()
+                    .await
+                    .expect("DescribeInstances");
+                let inst = &out.reservations()[0].instances()[0];
+                inst.metadata_options()
+                    .and_then(|m| m.http_tokens())
+                    .map(|t| t.as_str().to_owned())
+            }
+        };
+        (new.len(), tokens)
+    }
+
+    async fn group_instances(&self, group: &str) -> Vec<String> {
+        let out = self
+            .autoscaling
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(group)
+            .send()
+            .await
+            .expect("DescribeAutoScalingGroups");
+        out.auto_scaling_groups()[0]
+            .instances()
+            .iter()
+            .filter_map(|i| i.instance_id().map(str::to_owned))
+            .collect()
+    }
+
+    async fn default_version(&self, template_id: &str) -> i64 {
+        let out = self
+            .ec2
+            .describe_launch_templates()
+            .launch_template_ids(template_id)
+            .send()
+            .await
+            .expect("DescribeLaunchTemplates");
+        out.launch_templates()[0].default_version_number().unwrap()
+    }
+
+    async fn last_activity(&self, group: &str) -> (String, String) {
+        let out = self
+            .autoscaling
+            .describe_scaling_activities()
+            .auto_scaling_group_name(group)
+            .send()
+            .await
+            .expect("DescribeScalingActivities");
+        let a = &out.activities()[0];
+        (
+            a.status_code().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+            a.status_message().unwrap_or_default().to_owned(),
+        )
+    }
+}
+
+#[tokio::test]
+async fn a_launch_template_allowing_imdsv1_is_fixed_after_a_preview_and_reverted_to_its_prior_default() {
+    let app = spawn_app().await;
+    let aws = aws(&app).await;
+    let web = source(&app, "launch_template", "web").await;
+    assert_eq!(web["posture"], "allows_imdsv1", "{web}");
+    assert!(
+        web["related"].as_array().unwrap().contains(&json!("web-asg")),
+        "{web}"
+    );
+    assert!(
+        web["instances"].as_u64().unwrap() > 0,
+        "instances came from it: {web}"
+    );
+    let template_id = web["resource_id"].as_str().unwrap().to_owned();
+    let id = path_of(web["id"].as_str().unwrap());
+
+    // Before: the group launches IMDSv1 instances.
+    assert_eq!(aws.scale_out("web-asg").await, (1, Some("optional".to_owned())));
+
+    let (status, preview) = app
+        .post(&format!("/sources/{id}/preview"), &json!({"hop_limit": 2}))
+        .await;
+    assert_eq!(status, 200, "{preview}");
+    let changes: Vec<&str> = preview["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert!(changes.contains(&"HttpTokens: optional → required"), "{preview}");
+    assert!(changes.contains(&"Default version: 1 → 2"), "{preview}");
+    assert_eq!(preview["groups"][0], "web-asg ($Default)", "{preview}");
+    assert_eq!(
+        aws.default_version(&template_id).await,
+        1,
+        "a preview changes nothing"
+    );
+
+    // While instances from the template still call IMDSv1, the fix needs a written reason.
+    if preview["needs_override"] == true {
+        let (status, refused) = app.post(&format!("/sources/{id}/fix"), &json!({})).await;
+        assert_eq!(status, 409, "{refused}");
+        assert_eq!(
+            aws.default_version(&template_id).await,
+            1,
+            "a refused fix changes nothing"
+        );
+    }
+    let (status, fix) = app
+        .post(
+            &format!("/sources/{id}/fix"),
+            &json!({"hop_limit": 2, "override_reason": "the web tier's new AMI ships IMDSv2-only software"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{fix}");
+    assert_eq!(fix["status"], "applied");
+    assert_eq!(fix["prior"]["default_version"], 1);
+    assert_eq!(fix["applied"]["default_version"], 2);
+    assert_eq!(aws.default_version(&template_id).await, 2);
+
+    // The record: who, why, and the prior state.
+    let (_, fixes) = app.get("/sources/fixes").await;
+    let recorded = &fixes["fixes"][0];
+    assert_eq!(recorded["fix_id"], fix["fix_id"]);
+    assert_eq!(recorded["requester"], "admin");
+    assert_eq!(
+        recorded["override_reason"],
+        "the web tier's new AMI ships IMDSv2-only software"
+    );
+    assert_eq!(recorded["prior"]["options"]["http_tokens"], "optional");
+
+    // The cure: the next scale-out launches an IMDSv2-only instance, and the source says so.
+    assert_eq!(aws.scale_out("web-asg").await, (1, Some("required".to_owned())));
+    assert_eq!(
+        source(&app, "launch_template", "web").await["posture"],
+        "requires_tokens"
+    );
+    assert_eq!(
+        source(&app, "auto_scaling_group", "web-asg").await["posture"],
+        "requires_tokens"
+    );
+
+    // Revert: the prior default version again, and new instances allow IMDSv1 again.
+    let fix_id = fix["fix_id"].as_str().unwrap();
+    let (status, reverted) = app
+        .post(&format!("/sources/fixes/{fix_id}/revert"), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{reverted}");
+    assert_eq!(reverted["status"], "reverted");
+    assert_eq!(reverted["reverted_by"], "admin");
+    assert_eq!(aws.default_version(&template_id).await, 1);
+    assert_eq!(aws.scale_out("web-asg").await, (1, Some("optional".to_owned())));
+    let (status, again) = app
+        .post(&format!("/sources/fixes/{fix_id}/revert"), &json!({}))
+        .await;
+    assert_eq!(status, 409, "a revert happens once: {again}");
+}
+
+#[tokio::test]
+async fn the_account_default_is_set_with_launch_enforcement_and_reverted() {
+    let app = spawn_app().await;
+    let aws = aws(&app).await;
+    let default = source(&app, "account_default", "Instance metadata defaults").await;
+    assert_eq!(default["posture"], "allows_imdsv1", "{default}");
+    let id = path_of(default["id"].as_str().unwrap());
+
+    let (status, preview) = app
+        .post(
+            &format!("/sources/{id}/preview"),
+            &json!({"hop_limit": 2, "enforce_at_launch": true}),
+        )
+        .await;
+    assert_eq!(status, 200, "{preview}");
+    let changes = preview["changes"].to_string();
+    assert!(
+        changes.contains("HttpTokens: no preference → required"),
+        "{preview}"
+    );
+    assert!(
+        changes.contains("HttpTokensEnforced: no preference → enabled"),
+        "{preview}"
+    );
+    // The web template asks for optional itself: enforcement would refuse its launches, and the
+    // preview says so before anything changes.
+    let refused = preview["refused_after"].to_string();
+    assert!(
+        refused.contains("launch template web") && refused.contains("Auto Scaling group web-asg"),
+        "{preview}"
+    );
+    assert!(
+        !refused.contains("worker"),
+        "the worker template follows the default: {preview}"
+    );
+
+    let (status, fix) = app
+        .post(
+            &format!("/sources/{id}/fix"),
+            &json!({"hop_limit": 2, "enforce_at_launch": true, "override_reason": "new launches only; checked with the app teams"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{fix}");
+    assert_eq!(
+        fix["prior"]["http_tokens"],
+        Value::Null,
+        "no preference before: {fix}"
+    );
+    let read = aws.ec2.get_instance_metadata_defaults().send().await.unwrap();
+    let level = read.account_level().unwrap();
+    assert_eq!(level.http_tokens().map(|t| t.as_str()), Some("required"));
+    assert_eq!(level.http_tokens_enforced().map(|t| t.as_str()), Some("enabled"));
+    assert_eq!(level.http_put_response_hop_limit(), Some(2));
+
+    // The worker template leaves tokens unset: it now launches IMDSv2-only. The web template's
+    // launches are refused, as EC2 refuses them, and its source says so.
+    assert_eq!(
+        aws.scale_out("worker-asg").await,
+        (1, Some("required".to_owned()))
+    );
+    assert_eq!(aws.scale_out("web-asg").await, (0, None));
+    let (status, message) = aws.last_activity("web-asg").await;
+    assert_eq!(status, "Failed");
+    assert!(message.contains("HttpTokensEnforced"), "{message}");
+    assert_eq!(
+        source(&app, "launch_template", "web").await["posture"],
+        "launch_refused"
+    );
+
+    let fix_id = fix["fix_id"].as_str().unwrap();
+    let (status, reverted) = app
+        .post(&format!("/sources/fixes/{fix_id}/revert"), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{reverted}");
+    let read = aws.ec2.get_instance_metadata_defaults().send().await.unwrap();
+    let level = read.account_level().unwrap();
+    assert_eq!(level.http_tokens(), None, "no preference again");
+    assert_eq!(level.http_tokens_enforced(), None);
+    assert_eq!(level.http_put_response_hop_limit(), None);
+    assert_eq!(aws.scale_out("web-asg").await, (1, Some("optional".to_owned())));
+}
+
+#[tokio::test]
+async fn defaults_managed_by_a_declarative_policy_get_the_policy_text_and_are_not_changed() {
+    let app = spawn_app().await;
+    let aws = aws(&app).await;
+    app.sandbox.set_faults(sandbox::Faults {
+        declarative_policy: [sandbox::ACCOUNT_ID.to_owned()].into(),
+        ..sandbox::Faults::default()
+    });
+    let default = source(&app, "account_default", "Instance metadata defaults").await;
+    assert_eq!(default["fixable"], false, "{default}");
+    assert!(
+        default["advice"].as_str().unwrap().contains("declarative policy"),
+        "{default}"
+    );
+    let id = path_of(default["id"].as_str().unwrap());
+    let (status, preview) = app
+        .post(
+            &format!("/sources/{id}/preview"),
+            &json!({"enforce_at_launch": true}),
+        )
+        .await;
+    assert_eq!(status, 200, "{preview}");
+    assert_eq!(preview["managed_by_policy"], true);
+    let policy: Value =
+        serde_json::from_str(preview["policy_text"].as_str().unwrap()).expect("the policy text is JSON");
+    assert_eq!(
+        policy["ec2_attributes"]["instance_metadata_defaults"]["http_tokens"]["@@assign"],
+        "required"
+    );
+    let (status, refused) = app
+        .post(
+            &format!("/sources/{id}/fix"),
+            &json!({"override_reason": "trying anyway, for the test"}),
+        )
+        .await;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(
+        refused["error"]["code"], "ManagedByDeclarativePolicy",
+        "{refused}"
+    );
+    let read = aws.ec2.get_instance_metadata_defaults().send().await.unwrap();
+    assert_eq!(
+        read.account_level().unwrap().http_tokens(),
+        None,
+        "nothing changed"
+    );
+}
+
+#[tokio::test]
+async fn bad_source_requests_say_what_is_wrong_and_change_nothing() {
+    let app = spawn_app().await;
+    let aws = aws(&app).await;
+    let web = source(&app, "launch_template", "web").await;
+    let template_id = web["resource_id"].as_str().unwrap().to_owned();
+    let id = path_of(web["id"].as_str().unwrap());
+
+    let (status, body) = app.post("/sources/not-a-source/preview", &json!({})).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("kind:account:region"),
+        "{body}"
+    );
+    let (status, body) = app
+        .post(
+            &format!("/sources/{id}/fix"),
+            &json!({"hop_limit": 65, "override_reason": "ok"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let fields = body["error"]["fields"].to_string();
+    assert!(
+        fields.contains("hop_limit") && fields.contains("override_reason"),
+        "{body}"
+    );
+    let image = source(&app, "image", "legacy-app-2019.03").await;
+    let (status, body) = app
+        .post(
+            &format!("/sources/{}/fix", path_of(image["id"].as_str().unwrap())),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--imds-support v2.0"),
+        "{body}"
+    );
+    let (status, body) = app.post("/sources/fixes/no-such-fix/revert", &json!({})).await;
+    assert_eq!(status, 404, "{body}");
+
+    // AWS refuses the change: the fix is recorded as failed with AWS's reason, nothing changed.
+    app.sandbox.set_faults(sandbox::Faults {
+        deny: ["ec2:CreateLaunchTemplateVersion".to_owned()].into(),
+        ..sandbox::Faults::default()
+    });
+    let (status, body) = app
+        .post(
+            &format!("/sources/{id}/fix"),
+            &json!({"override_reason": "recorded even when AWS says no"}),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    let (_, fixes) = app.get("/sources/fixes").await;
+    assert_eq!(fixes["fixes"][0]["status"], "failed", "{fixes}");
+    assert!(
+        fixes["fixes"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("UnauthorizedOperation"),
+        "{fixes}"
+    );
+    app.sandbox.set_faults(sandbox::Faults::default());
+    assert_eq!(aws.default_version(&template_id).await, 1);
+
+    // Viewers see the sources and cannot fix them.
+    let password = app.add_user("vera", "viewer").await;
+    let cookie = app.session("vera", &password).await;
+    let browser = reqwest::Client::new();
+    let list = browser
+        .get(app.url("/sources"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(list.status(), 200);
+    let fix = browser
+        .post(app.url(&format!("/sources/{id}/fix")))
+        .header("cookie", &cookie)
+        .header("origin", &app.base)
+        .json(&json!({"override_reason": "a viewer trying to change it"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fix.status(), 403);
+}
