@@ -6,7 +6,7 @@
 #   ./x.sh test --repeat N   runs the end-to-end suites (e2e and the backend's process tests) N times
 #                and names every failed test of every round; exits non-zero if any round failed.
 # Each installs what it needs on a fresh machine (wasm32 target, the pinned wasm-bindgen CLI,
-# Debian's chromium for the browser tests) and skips what is already there.
+# Debian's chromium for the browser tests, boto3 for the boto3 test) and skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -40,6 +40,16 @@ ensure_browser() {
     log "installing Debian's chromium and chromium-driver for the browser tests"
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  fi
+}
+
+# boto3, for the test that reads the standalone sandbox back as the AWS CLI and Python scripts would.
+BOTO3_VERSION=1.43.11
+
+ensure_boto3() {
+  if ! python3 -c 'import boto3' 2>/dev/null; then
+    log "installing boto3 ${BOTO3_VERSION} for the boto3 test"
+    python3 -m pip install --quiet "boto3==${BOTO3_VERSION}"
   fi
 }
 
@@ -139,6 +149,8 @@ case "${1:-}" in
     # on at the same time; the tests start when all three are ready.
     in_background browser ensure_browser
     browser_pid=$!
+    in_background boto3 ensure_boto3
+    boto3_pid=$!
     in_background frontend build_frontend
     frontend_pid=$!
     if [ "${1:-}" != "--repeat" ]; then
@@ -148,6 +160,7 @@ case "${1:-}" in
       cargo test --no-run "$@" || { wait; exit 1; }
     fi
     wait_for "$browser_pid" "installing chromium"
+    wait_for "$boto3_pid" "installing boto3"
     wait_for "$frontend_pid" "building the frontend"
     if [ "${1:-}" = "--repeat" ]; then
       rounds="${2:?usage: ./x.sh test --repeat N [cargo test flags...]}"
