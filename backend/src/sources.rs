@@ -455,13 +455,38 @@ pub async fn list(state: &AppState, scope: &AccountScope) -> Result<SourcesView,
     })
 }
 
-/// The number of sources left to fix, from the cache only (the dashboard never waits for AWS).
-pub async fn to_fix_cached(state: &AppState) -> Option<usize> {
-    let cache = state.sources.try_lock().ok()?;
-    cache.read_at?;
+/// How long a dashboard waits for the very first reading of the sources before it answers without
+/// their count (the reading goes on, and the next dashboard has it).
+const FIRST_READ_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The number of sources left to fix in the caller's accounts, from the shared cache: the dashboard
+/// does not wait for AWS, except a few seconds for the first reading ever, which it starts.
+pub async fn to_fix_for_dashboard(state: &AppState, scope: &AccountScope) -> Option<usize> {
+    let Ok(cache) = state.sources.try_lock() else {
+        // Being read right now.
+        return None;
+    };
+    if cache.read_at.is_none() {
+        drop(cache);
+        let reader = state.clone();
+        let reading = tokio::spawn(async move { list(&reader, &AccountScope::default()).await });
+        return match tokio::time::timeout(FIRST_READ_WAIT, reading).await {
+            Ok(Ok(Ok(v))) => Some(
+                v.sources
+                    .iter()
+                    .filter(|s| scope.allows(&s.account) && s.posture != SourcePosture::RequiresTokens)
+                    .count(),
+            ),
+            Ok(Ok(Err(e))) => {
+                tracing::warn!(error = %e, "could not read the sources of new instances");
+                None
+            }
+            _ => None,
+        };
+    }
     let fleet = state.fleet.try_lock().ok()?.clone()?;
     let mut n = 0;
-    for ((account, region), entry) in &cache.places {
+    for ((account, region), entry) in cache.places.iter().filter(|((a, _), _)| scope.allows(a)) {
         if let Some((_, r)) = &entry.reading {
             let here: Vec<&InstanceView> = fleet
                 .instances

@@ -48,6 +48,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/execute") view=ExecutePage/>
                     <Route path=path!("/history") view=HistoryPage/>
                     <Route path=path!("/fleet") view=FleetPage/>
+                    <Route path=path!("/sources") view=pages::sources::SourcesPage/>
                     <Route path=path!("/executions/:id") view=ExecutionDetailPage/>
                     <Route path=path!("/login") view=LoginPage/>
                     <Route path=path!("/admin") view=AdminPage/>

@@ -750,6 +750,10 @@ pub struct Dashboard {
     /// Runs still going.
     pub in_flight: Vec<ExecutionSummary>,
     pub as_of: Option<String>,
+    /// Sources that still let new instances allow IMDSv1 (templates, groups, AMIs, account
+    /// defaults); None until the console has read them.
+    #[serde(default)]
+    pub sources_to_fix: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -293,6 +293,26 @@ pub fn usage_text(i: &InstanceView) -> String {
     }
 }
 
+/// Where an instance was launched from, in a line: its group, its launch template and version, its
+/// AMI (empty when EC2 told none of them).
+pub fn origin_text(i: &InstanceView) -> String {
+    let mut parts = Vec::new();
+    if let Some(group) = i.auto_scaling_group() {
+        parts.push(format!("group {group}"));
+    }
+    if let Some((template, version)) = i.launch_template() {
+        parts.push(if version.is_empty() {
+            format!("template {template}")
+        } else {
+            format!("template {template} v{version}")
+        });
+    }
+    if let Some(image) = &i.image_id {
+        parts.push(image.clone());
+    }
+    parts.join(" · ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,6 +337,20 @@ mod tests {
             imdsv1_rejected: rejected,
             image_id: None,
         }
+    }
+
+    #[test]
+    fn an_instance_says_where_it_was_launched_from() {
+        let mut i = inst("i-0123456789abcdef0", 1, None, None);
+        assert_eq!(origin_text(&i), "");
+        i.image_id = Some("ami-0123".into());
+        i.tags
+            .insert(crate::api::TAG_AUTO_SCALING_GROUP.into(), "web-asg".into());
+        i.tags
+            .insert(crate::api::TAG_LAUNCH_TEMPLATE_ID.into(), "lt-01".into());
+        i.tags
+            .insert(crate::api::TAG_LAUNCH_TEMPLATE_VERSION.into(), "3".into());
+        assert_eq!(origin_text(&i), "group web-asg · template lt-01 v3 · ami-0123");
     }
 
     #[test]

@@ -1038,6 +1038,87 @@ async fn the_fleet_names_an_unreachable_account_with_its_reason_and_a_tag_rollou
 
 /// Every page a signed-in admin can open (with `exec`, a finished run, for the detail page), and what
 /// shows once it has loaded its data.
+#[tokio::test]
+async fn a_launch_template_is_fixed_from_the_sources_page_and_reverted_and_viewers_only_see() {
+    let app = app_with_pages(AppOptions::default()).await;
+    let (_, sources) = app.get("/sources").await;
+    let web_source = sources["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "launch_template" && s["name"] == "web" && s["region"] == "us-east-1")
+        .cloned()
+        .unwrap();
+    let web_id = web_source["id"].as_str().unwrap().replace(':', "%3A");
+    let (_, api_preview) = app
+        .post(&format!("/sources/{web_id}/preview"), &serde_json::json!({}))
+        .await;
+    let b = browser().await;
+    let c = &b.client;
+    login(c, &app.base, "admin", &admin_password(&app)).await;
+    goto(c, &format!("{}/", app.base)).await;
+    // The dashboard counts the sources left to fix and links to them.
+    wait_text(c, "[data-testid=sources-to-fix]", |t| {
+        t.parse::<u32>().is_ok_and(|n| n > 0)
+    })
+    .await;
+    goto(c, &format!("{}/sources", app.base)).await;
+    let web = format!(
+        "tr[data-source-id^='launch_template:{}:us-east-1:'][data-name=web]",
+        sandbox::ACCOUNT_ID
+    );
+    wait_text(c, &format!("{web} [data-testid=posture]"), |t| {
+        t == "allows IMDSv1"
+    })
+    .await;
+    click(c, &format!("{web} [data-testid=fix]")).await;
+    // The dialog previews the change and the groups before anything is sent.
+    let preview = wait_text(c, "[data-testid=fix-preview]", |t| {
+        t.contains("HttpTokens: optional → required")
+    })
+    .await;
+    assert!(preview.contains("web-asg"), "{preview}");
+    type_into(c, "#fix-hop", "3").await;
+    wait_text(c, "[data-testid=fix-preview]", |t| {
+        t.contains("HttpPutResponseHopLimit: 2 → 3")
+    })
+    .await;
+    // Instances from it still call IMDSv1: Fix waits for a written reason.
+    if api_preview["needs_override"] == true {
+        wait_prop(c, "#modal-confirm", "disabled", |v| v == "true").await;
+        type_into(c, "#fix-reason", "The web tier's software uses IMDSv2 since 4.2").await;
+    }
+    wait_prop(c, "#modal-confirm", "disabled", |v| v == "false").await;
+    click(c, "#modal-confirm").await;
+    wait_text(c, "[data-testid=source-outcome]", |t| t.starts_with("Fixed")).await;
+    // Fixed, it leaves the list of sources to fix, and the fix is on record with its revert.
+    wait_count(c, &web, 0).await;
+    wait_text(c, "[data-testid=fixes] [data-testid=fix-status]", |t| {
+        t == "applied"
+    })
+    .await;
+    click(c, "[data-testid=fixes] [data-testid=revert]").await;
+    wait_prop(c, "#modal-confirm", "disabled", |v| v == "false").await;
+    click(c, "#modal-confirm").await;
+    wait_text(c, "[data-testid=fixes] [data-testid=fix-status]", |t| {
+        t.starts_with("reverted")
+    })
+    .await;
+    wait_text(c, &format!("{web} [data-testid=posture]"), |t| {
+        t == "allows IMDSv1"
+    })
+    .await;
+    logout(c).await;
+
+    let password = app.add_user("vic", "viewer").await;
+    login(c, &app.base, "vic", &password).await;
+    goto(c, &format!("{}/sources", app.base)).await;
+    wait_count_at_least(c, "[data-testid=sources] tbody tr", 3).await;
+    wait_count(c, "[data-testid=fix]", 0).await;
+    wait_count(c, "[data-testid=revert]", 0).await;
+    b.close().await;
+}
+
 fn signed_in_pages(exec: &str) -> Vec<(String, &'static str)> {
     vec![
         ("/".into(), "[data-testid=trend]"),
@@ -1046,6 +1127,7 @@ fn signed_in_pages(exec: &str) -> Vec<(String, &'static str)> {
         ("/history".into(), "table"),
         (format!("/executions/{exec}"), "[data-testid=outputs] tbody tr"),
         ("/admin".into(), "[data-testid=tokens]"),
+        ("/sources".into(), "[data-testid=sources] tbody tr"),
         ("/no-such-page".into(), "h1"),
     ]
 }

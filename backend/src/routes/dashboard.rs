@@ -1,6 +1,7 @@
 //! `GET /api/v1/dashboard`: compliance now and day by day, per account and region, what changed
 //! today and the runs in flight, within the caller's accounts. Reads the inventory snapshot and the
-//! store only: no AWS call of its own.
+//! store only: no AWS call of its own (the sources' count comes from their shared cache, whose first
+//! reading it starts in the background).
 
 use axum::extract::State;
 use axum::routing::get;
@@ -60,5 +61,6 @@ async fn dashboard(
         },
         in_flight,
         as_of: Some(snap.as_of),
+        sources_to_fix: crate::sources::to_fix_for_dashboard(&state, &scope).await,
     }))
 }

@@ -48,6 +48,8 @@ struct FleetRow<'a> {
     posture: &'static str,
     imdsv1_calls: Option<u64>,
     imdsv1_rejected: Option<u64>,
+    image_id: &'a str,
+    launched_from: String,
     tags: String,
 }
 
@@ -92,6 +94,8 @@ async fn list(
                         posture: shared::fleet::Posture::of(i).as_str(),
                         imdsv1_calls: i.imdsv1_calls,
                         imdsv1_rejected: i.imdsv1_rejected,
+                        image_id: i.image_id.as_deref().unwrap_or_default(),
+                        launched_from: shared::fleet::origin_text(i),
                         tags: i
                             .tags
                             .iter()

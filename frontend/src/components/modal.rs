@@ -6,7 +6,9 @@ use leptos::prelude::*;
 #[component]
 pub fn ConfirmModal(
     open: RwSignal<bool>,
-    #[prop(into)] title: String,
+    /// What the dialog asks; it may change while the dialog is open (e.g. the thing it names).
+    #[prop(into)]
+    title: Signal<String>,
     #[prop(into)] confirm_label: String,
     on_confirm: Callback<()>,
     /// While true, only Cancel can be pressed (the dialog is still finding out what would happen).
@@ -14,14 +16,13 @@ pub fn ConfirmModal(
     confirm_disabled: Signal<bool>,
     children: ChildrenFn,
 ) -> impl IntoView {
-    let title = StoredValue::new(title);
     let confirm_label = StoredValue::new(confirm_label);
     let children = StoredValue::new(children);
     view! {
         <Show when=move || open.get()>
             <div class="modal-backdrop">
                 <div class="modal" role="dialog" aria-modal="true" aria-labelledby="modal-title" data-testid="modal">
-                    <h2 id="modal-title">{title.get_value()}</h2>
+                    <h2 id="modal-title">{move || title.get()}</h2>
                     <div>{children.with_value(|c| c())}</div>
                     <p class="modal-actions">
                         <button class="secondary" id="modal-cancel" on:click=move |_| open.set(false)>"Cancel"</button>

@@ -436,7 +436,8 @@ pub fn FleetPage() -> impl IntoView {
                                     let id = i.instance_id.clone();
                                     let id2 = id.clone();
                                     let place = (i.account.clone(), i.region.clone());
-                                    let tags = i.tags.iter().filter(|(k, _)| *k != "Name").map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
+                                    let tags = i.tags.iter().filter(|(k, _)| *k != "Name" && !k.starts_with("aws:")).map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
+                                    let origin = shared::fleet::origin_text(&i);
                                     view! {
                                         <tr data-instance-id=id.clone()>
                                             <td><input type="checkbox" aria-label=format!("Select {id}") prop:checked=move || selected.get().contains_key(&id2)
@@ -444,7 +445,8 @@ pub fn FleetPage() -> impl IntoView {
                                             <td class="mono">{id.clone()}</td>
                                             <td class="mono">{i.account.clone()}</td>
                                             <td>{i.region.clone()}</td>
-                                            <td>{i.name.clone().unwrap_or_default()}</td>
+                                            <td>{i.name.clone().unwrap_or_default()}
+                                                {(!origin.is_empty()).then(|| view! { <div class="help" data-testid="origin" title="Where it was launched from (see Sources)">{origin.clone()}</div> })}</td>
                                             <td>{i.state.clone()}</td>
                                             <td>{i.metadata.http_tokens.clone()}</td>
                                             <td>{i.metadata.http_endpoint.clone()}</td>
