@@ -29,7 +29,12 @@ pub async fn check(
         region_checks(c, region, assume_role, &mut checks).await;
     }
     let console_principal = iam_principal(&identity.arn);
-    let mut console_simulated = vec!["ssm:AddTagsToResource"];
+    // Fixing a launch template needs a template to dry-run against; the simulator answers instead.
+    let mut console_simulated = vec![
+        "ssm:AddTagsToResource",
+        "ec2:CreateLaunchTemplateVersion",
+        "ec2:ModifyLaunchTemplate",
+    ];
     if assume_role.is_some() {
         console_simulated.push("iam:PassRole");
     }
@@ -140,6 +145,14 @@ async fn region_checks(
         "cloudwatch:GetMetricData",
         "call",
         judge(probe::cloudwatch_read(c).await, &[]),
+    ));
+    for (action, answer) in probe::launch_sources_reads(c).await {
+        out.push(row(action, "call", judge(answer, &[])));
+    }
+    out.push(row(
+        "ec2:ModifyInstanceMetadataDefaults",
+        "dry run",
+        judge(probe::ec2_defaults_dry_run(c).await, &["DryRunOperation"]),
     ));
     // Without an AutomationAssumeRole the runbook changes instances with the console's permissions.
     if assume_role.is_none() {

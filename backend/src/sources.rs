@@ -813,6 +813,7 @@ async fn apply(
     resource: &str,
     hop: Option<u8>,
 ) -> Result<SourceFix, AppError> {
+    crate::crash::point("source-fix-recorded");
     let clients = crate::inventory::clients_for(state, &record.account, &record.region).await?;
     let sent: Result<SourceState, AppError> = async {
         match (&record.prior, &record.applied) {
@@ -834,6 +835,7 @@ async fn apply(
                     &record.fix_id,
                 )
                 .await?;
+                crate::crash::point("source-fix-version-created");
                 launch::set_default_version(&clients, resource, version).await?;
                 Ok(SourceState::LaunchTemplate {
                     default_version: version,

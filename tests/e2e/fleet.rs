@@ -928,7 +928,7 @@ async fn the_fleet_exports_every_match_as_csv_or_json() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next().unwrap(),
-        "instance_id,account,region,name,state,http_tokens,http_endpoint,hop_limit,metadata_state,posture,imdsv1_calls,imdsv1_rejected,tags"
+        "instance_id,account,region,name,state,http_tokens,http_endpoint,hop_limit,metadata_state,posture,imdsv1_calls,imdsv1_rejected,image_id,launched_from,tags"
     );
     let rows: Vec<&str> = lines.collect();
     assert_eq!(rows.len(), total, "every match, not a page");

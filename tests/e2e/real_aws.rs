@@ -538,8 +538,30 @@ async fn doctor_names_each_action_the_sandboxs_deny_lists_refuse_and_changes_not
     assert_eq!(dry.len(), app.state.regions.len(), "{clean}");
     assert!(dry.iter().all(|c| c["method"] == "dry run"));
 
+    // The Sources page's reads and the account default's change are checked too.
+    for action in [
+        "autoscaling:DescribeAutoScalingGroups",
+        "ec2:DescribeLaunchTemplateVersions",
+        "ec2:GetInstanceMetadataDefaults",
+    ] {
+        assert_eq!(
+            check(&clean, "console", action).len(),
+            app.state.regions.len(),
+            "{action}: {clean}"
+        );
+    }
+    assert_eq!(
+        check(&clean, "console", "ec2:ModifyInstanceMetadataDefaults")[0]["method"],
+        "dry run"
+    );
+
     app.sandbox.set_faults(sandbox::Faults {
-        deny: ["ssm:StartAutomationExecution".to_owned()].into(),
+        deny: [
+            "ssm:StartAutomationExecution".to_owned(),
+            "autoscaling:DescribeAutoScalingGroups".to_owned(),
+            "ec2:ModifyInstanceMetadataDefaults".to_owned(),
+        ]
+        .into(),
         assume_role_deny: [
             "ec2:ModifyInstanceMetadataOptions".to_owned(),
             "iam:PassRole".to_owned(),
@@ -550,10 +572,20 @@ async fn doctor_names_each_action_the_sandboxs_deny_lists_refuse_and_changes_not
     let before = app.sandbox.execution_ids().len();
     let (status, report) = app.get(&format!("/doctor?assume_role={AUTOMATION_ROLE}")).await;
     assert_eq!(status, 200, "{report}");
-    for c in check(&report, "console", "ssm:StartAutomationExecution") {
-        assert_eq!(c["result"], "denied", "{c}");
-        assert!(c["fix"].as_str().unwrap().contains("console's IAM policy"), "{c}");
+    for action in [
+        "ssm:StartAutomationExecution",
+        "autoscaling:DescribeAutoScalingGroups",
+        "ec2:ModifyInstanceMetadataDefaults",
+    ] {
+        for c in check(&report, "console", action) {
+            assert_eq!(c["result"], "denied", "{c}");
+            assert!(c["fix"].as_str().unwrap().contains("console's IAM policy"), "{c}");
+        }
     }
+    assert_eq!(
+        check(&report, "console", "ec2:DescribeImages")[0]["result"],
+        "allowed"
+    );
     assert_eq!(
         check(&report, "assume role", "ec2:ModifyInstanceMetadataOptions")[0]["result"],
         "denied"

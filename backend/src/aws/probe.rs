@@ -99,6 +99,74 @@ pub async fn ec2_modify_dry_run(c: &RegionClients, instance: &str) -> Result<(),
         .map_err(|e| sdk_error("ec2:ModifyInstanceMetadataOptions", &e))
 }
 
+/// The reads that find where new instances come from (the Sources page), one harmless call each.
+pub async fn launch_sources_reads(c: &RegionClients) -> Vec<(&'static str, Result<(), AppError>)> {
+    vec![
+        (
+            "ec2:GetInstanceMetadataDefaults",
+            super::launch::metadata_defaults(c).await.map(|_| ()),
+        ),
+        (
+            "ec2:DescribeLaunchTemplates",
+            c.ec2
+                .describe_launch_templates()
+                .max_results(1)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| sdk_error("ec2:DescribeLaunchTemplates", &e)),
+        ),
+        (
+            "ec2:DescribeLaunchTemplateVersions",
+            c.ec2
+                .describe_launch_template_versions()
+                .versions("$Default")
+                .max_results(1)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| sdk_error("ec2:DescribeLaunchTemplateVersions", &e)),
+        ),
+        (
+            "ec2:DescribeImages",
+            c.ec2
+                .describe_images()
+                .filters(
+                    Filter::builder()
+                        .name("image-id")
+                        .values("ami-00000000000000000")
+                        .build(),
+                )
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| sdk_error("ec2:DescribeImages", &e)),
+        ),
+        (
+            "autoscaling:DescribeAutoScalingGroups",
+            c.autoscaling
+                .describe_auto_scaling_groups()
+                .max_records(1)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| sdk_error("autoscaling:DescribeAutoScalingGroups", &e)),
+        ),
+    ]
+}
+
+/// Setting the account's metadata defaults, as a dry run (for fixing that source).
+pub async fn ec2_defaults_dry_run(c: &RegionClients) -> Result<(), AppError> {
+    c.ec2
+        .modify_instance_metadata_defaults()
+        .http_tokens(aws_sdk_ec2::types::MetadataDefaultHttpTokensState::Required)
+        .dry_run(true)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| sdk_error("ec2:ModifyInstanceMetadataDefaults", &e))
+}
+
 pub async fn cloudwatch_read(c: &RegionClients) -> Result<(), AppError> {
     super::cloudwatch::usage(
         c,

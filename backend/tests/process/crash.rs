@@ -182,6 +182,104 @@ async fn crash_during_a_start(point: &str) {
     exactly_one_complete_run(&http, &second.base, &sb).await;
 }
 
+/// The default and latest version of a launch template, as EC2 says.
+async fn template_versions(url: &str, template_id: &str) -> (i64, i64) {
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(backend::aws::http_client())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(url)
+        .credentials_provider(aws_credential_types::Credentials::from_keys(
+            "AKIDTEST", "secret", None,
+        ))
+        .load()
+        .await;
+    let out = aws_sdk_ec2::Client::new(&conf)
+        .describe_launch_templates()
+        .launch_template_ids(template_id)
+        .send()
+        .await
+        .expect("DescribeLaunchTemplates");
+    let t = &out.launch_templates()[0];
+    (
+        t.default_version_number().unwrap(),
+        t.latest_version_number().unwrap(),
+    )
+}
+
+/// A source fix killed after its record (or after its template version was made) is sent again at
+/// restart and ends with exactly one new version, made the default, and the record applied.
+async fn crash_during_a_source_fix(point: &str) {
+    let (_sb, url) = sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = console(dir.path(), &url, Some(point));
+    let http = client(&admin_token(dir.path()));
+    let sources: Value = get_json(&http, format!("{}/api/v1/sources", first.base)).await;
+    let web = sources["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "launch_template" && s["name"] == "web" && s["region"] == "us-east-1")
+        .expect("the web template")
+        .clone();
+    let template = web["resource_id"].as_str().unwrap();
+    let reply = http
+        .post(format!(
+            "{}/api/v1/sources/{}/fix",
+            first.base,
+            web["id"].as_str().unwrap()
+        ))
+        .json(&json!({"override_reason": "crash test of a source fix"}))
+        .send()
+        .await;
+    if let Ok(r) = reply {
+        panic!(
+            "the console answered at {point}: {} {}",
+            r.status(),
+            r.text().await.unwrap_or_default()
+        );
+    }
+    assert!(!first.child.wait().unwrap().success());
+    let made = usize::from(point == "source-fix-version-created") as i64;
+    assert_eq!(
+        template_versions(&url, template).await,
+        (1, 1 + made),
+        "before the restart"
+    );
+
+    let second = console(dir.path(), &url, None);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let fix = loop {
+        let fixes: Value = get_json(&http, format!("{}/api/v1/sources/fixes", second.base)).await;
+        let fixes = fixes["fixes"].as_array().unwrap().clone();
+        assert_eq!(fixes.len(), 1, "one record: {fixes:?}");
+        if fixes[0]["status"] != "sending" {
+            break fixes[0].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the fix was never sent again: {fixes:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(fix["status"], "applied", "{fix}");
+    assert_eq!(fix["applied"]["default_version"], 2, "{fix}");
+    assert_eq!(
+        template_versions(&url, template).await,
+        (2, 2),
+        "sent once at restart"
+    );
+}
+
+#[tokio::test]
+async fn a_source_fix_killed_after_its_record_is_sent_once_at_restart() {
+    crash_during_a_source_fix("source-fix-recorded").await;
+}
+
+#[tokio::test]
+async fn a_source_fix_killed_after_its_new_version_makes_no_second_version_at_restart() {
+    crash_during_a_source_fix("source-fix-version-created").await;
+}
+
 #[tokio::test]
 async fn killed_after_recording_but_before_sending_the_run_is_sent_once_after_restart() {
     crash_during_a_start("after-record").await;
