@@ -281,7 +281,8 @@ pub struct SandboxOptions {
     /// Seed of the demo fleet.
     #[arg(long = "sandbox-seed", env = "IMDS_CONSOLE_SANDBOX_SEED", default_value_t = 7)]
     pub seed: u64,
-    /// Time factor: 1 is real time; the default runs a 30-second sleep in one second.
+    /// Time factor: 1 is real time; the default runs a 30-second sleep in one second. Rollout plans'
+    /// bake times run at this speed against a sandbox (embedded or --sandbox-url), in real time on AWS.
     #[arg(
         long = "sandbox-speed",
         env = "IMDS_CONSOLE_SANDBOX_SPEED",

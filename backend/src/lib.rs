@@ -15,6 +15,7 @@ pub mod error;
 pub mod inventory;
 pub mod metrics;
 pub mod org;
+pub mod plans;
 pub mod routes;
 pub mod runs;
 pub mod sources;
@@ -158,6 +159,7 @@ pub async fn run(listener: tokio::net::TcpListener, state: AppState) -> std::io:
     runs::reconcile(&state, runs::AT_START_UP).await;
     sources::resume_unfinished(&state).await;
     tokio::spawn(watcher::run(state.clone()));
+    tokio::spawn(plans::drive(state.clone()));
     // Peer addresses decide whether a sign-on proxy's headers are trusted, and key sign-in throttling.
     let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, service)

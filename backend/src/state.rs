@@ -52,6 +52,10 @@ pub struct StateInner {
     pub fleet_ttl: Duration,
     /// Where new instances come from, per account and region (see `sources`).
     pub sources: tokio::sync::Mutex<crate::sources::SourcesCache>,
+    /// Rollout plans' driver state (see `plans`).
+    pub plans: crate::plans::PlanDriver,
+    /// How much faster than real time a plan's bake runs: the sandbox's speed, 1 on AWS.
+    pub bake_speed: f64,
     /// Where the watcher goes on reading each rate-control run's children.
     pub child_pages: ChildPages,
     /// Serialises on-demand detail fetches so concurrent viewers share one SSM call.

@@ -148,6 +148,20 @@ CREATE TABLE source_fixes (
 );
 CREATE INDEX source_fixes_by_time ON source_fixes (created_at);
 ",
+    // Rollout plans (the whole plan as JSON, rewritten at each step), and the wave a run belongs to,
+    // written with the run's record so a crash between the two cannot start a wave twice.
+    r"
+CREATE TABLE plans (
+    plan_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    requester TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    status TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+ALTER TABLE runs ADD COLUMN plan_wave TEXT;
+CREATE INDEX runs_by_plan_wave ON runs (plan_wave);
+",
 ];
 
 /// Status of a record whose start has not been acknowledged by SSM yet.
@@ -183,6 +197,8 @@ pub struct NewRun<'a> {
     pub override_reason: Option<&'a str>,
     pub prior_options: Option<&'a serde_json::Value>,
     pub rollback_of: Option<&'a str>,
+    /// `plan-id/wave-index` for a plan's wave.
+    pub plan_wave: Option<&'a str>,
 }
 
 /// A stored run.
@@ -372,8 +388,8 @@ impl Store {
         let now = now_rfc3339();
         tx.execute(
             "INSERT INTO runs (client_token, region, document_name, requester, created_at, sort_time, parameters, targets,
-                instance_id, status, started_here, override_reason, prior_options, rollback_of, run_tag, account)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, 1, ?10, ?11, ?12, ?1, ?13)",
+                instance_id, status, started_here, override_reason, prior_options, rollback_of, run_tag, account, plan_wave)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, 1, ?10, ?11, ?12, ?1, ?13, ?14)",
             params![
                 run.client_token,
                 run.region,
@@ -388,6 +404,7 @@ impl Store {
                 run.prior_options.map(|p| p.to_string()),
                 run.rollback_of,
                 run.account,
+                run.plan_wave,
             ],
         )?;
         let id = tx.last_insert_rowid();
@@ -638,6 +655,17 @@ impl Store {
         }
         tx.commit()?;
         Ok(old.as_deref() != Some(status))
+    }
+
+    /// The run a plan's wave started (`plan-id/wave-index`), if its record was written.
+    pub fn by_plan_wave(&self, marker: &str) -> Result<Option<RunRow>, AppError> {
+        let sql = format!("SELECT {ROW_COLUMNS} FROM runs WHERE plan_wave = ?1 ORDER BY id LIMIT 1");
+        Ok(self.conn().query_row(&sql, [marker], row).optional()?)
+    }
+
+    pub fn by_record_id(&self, id: i64) -> Result<Option<RunRow>, AppError> {
+        let sql = format!("SELECT {ROW_COLUMNS} FROM runs WHERE id = ?1");
+        Ok(self.conn().query_row(&sql, [id], row).optional()?)
     }
 
     pub fn by_execution_id(&self, execution_id: &str) -> Result<Option<RunRow>, AppError> {
@@ -964,6 +992,44 @@ impl Store {
         }
         people.sort();
         Ok((runs, instances, people))
+    }
+}
+
+/// Rollout plans, each kept whole as JSON (a plan is a few kilobytes) with its status beside it.
+impl Store {
+    pub fn save_plan(&self, plan: &shared::plans::PlanView) -> Result<(), AppError> {
+        let body = serde_json::to_string(plan).map_err(AppError::internal)?;
+        self.conn().execute(
+            "INSERT INTO plans (plan_id, name, requester, created_at, status, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (plan_id) DO UPDATE SET status = excluded.status, body = excluded.body",
+            params![plan.plan_id, plan.name, plan.requester, plan.created_at, plan.status.as_str(), body],
+        )?;
+        Ok(())
+    }
+
+    pub fn plan(&self, plan_id: &str) -> Result<Option<shared::plans::PlanView>, AppError> {
+        let body: Option<String> = self
+            .conn()
+            .query_row("SELECT body FROM plans WHERE plan_id = ?1", [plan_id], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        body.map(|b| serde_json::from_str(&b).map_err(AppError::internal))
+            .transpose()
+    }
+
+    /// Plans newest first; with `statuses`, only those.
+    pub fn plans(&self, statuses: &[&str], limit: usize) -> Result<Vec<shared::plans::PlanView>, AppError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT body, status FROM plans ORDER BY created_at DESC, plan_id")?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .filter(|(_, status)| statuses.is_empty() || statuses.contains(&status.as_str()))
+            .take(limit)
+            .map(|(b, _)| serde_json::from_str(&b).map_err(AppError::internal))
+            .collect()
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod fleet;
 pub mod params;
+pub mod plans;
 pub mod preview;
 pub mod sources;
 pub mod status;

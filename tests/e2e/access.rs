@@ -119,6 +119,14 @@ async fn every_route_answers_each_kind_of_caller_as_the_policy_says() {
             2,
             409,
         ),
+        (Method::GET, "/plans".into(), None, 1, 200),
+        (
+            Method::POST,
+            "/plans/no-such-plan/preview".into(),
+            Some(json!({})),
+            2,
+            404,
+        ),
         (Method::GET, "/sources".into(), None, 1, 200),
         (Method::GET, "/sources/fixes".into(), None, 1, 200),
         (

@@ -7,6 +7,7 @@ mod audit;
 mod browser;
 mod fleet;
 mod metrics;
+mod plans;
 mod real_aws;
 mod safety;
 mod sandbox_sdk;

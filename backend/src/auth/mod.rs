@@ -121,6 +121,10 @@ enum AccountRule {
     Source,
     /// Revert a source fix: the account of the fix named in the path.
     SourceFix,
+    /// Create a plan: every wave's account and target locations in the body.
+    PlanBody,
+    /// Preview or drive a plan: every account of the stored plan named in the path.
+    Plan,
 }
 
 fn account_rule(method: &Method, path: &str) -> AccountRule {
@@ -130,6 +134,8 @@ fn account_rule(method: &Method, path: &str) -> AccountRule {
         (&Method::POST, "/executions" | "/executions/preview") => AccountRule::Body,
         (&Method::POST, _) if run_action => AccountRule::Run,
         (&Method::POST, p) if p.starts_with("/sources/fixes/") => AccountRule::SourceFix,
+        (&Method::POST, "/plans") => AccountRule::PlanBody,
+        (&Method::POST, p) if p.starts_with("/plans/") => AccountRule::Plan,
         (&Method::POST, p) if p.starts_with("/sources/") => AccountRule::Source,
         (&Method::GET, p)
             if p == "/instances"
@@ -141,7 +147,9 @@ fn account_rule(method: &Method, path: &str) -> AccountRule {
                 || p == "/executions"
                 || p.starts_with("/executions/")
                 || p == "/sources"
-                || p == "/sources/fixes" =>
+                || p == "/sources/fixes"
+                || p == "/plans"
+                || p.starts_with("/plans/") =>
         {
             AccountRule::Filter
         }
@@ -179,6 +187,47 @@ impl AccountScope {
     }
 }
 
+/// The accounts a start's body acts in: its `account` (the hub when absent) and every account of its
+/// `target_locations`.
+fn start_accounts(v: &serde_json::Value, hub: &str) -> Vec<String> {
+    let mut wanted = vec![v["account"]
+        .as_str()
+        .filter(|a| !a.is_empty())
+        .unwrap_or(hub)
+        .to_owned()];
+    for loc in v["target_locations"].as_array().into_iter().flatten() {
+        wanted.extend(
+            loc["accounts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a.as_str().map(str::to_owned)),
+        );
+    }
+    wanted
+}
+
+/// The accounts of every wave of a plan.
+fn plan_accounts(v: &serde_json::Value, hub: &str) -> Vec<String> {
+    v["waves"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|w| start_accounts(w, hub))
+        .collect()
+}
+
+/// Whether a limited identity may see a plan: every account of its waves is theirs.
+pub fn may_see_plan(scope: &AccountScope, plan: &shared::plans::PlanView) -> bool {
+    scope.allowed.is_none()
+        || plan_accounts(
+            &serde_json::to_value(&plan.request).unwrap_or_default(),
+            &scope.hub,
+        )
+        .iter()
+        .all(|a| scope.allows(a))
+}
+
 /// Applies [`account_rule`] to a limited identity: refuses a change outside its accounts (naming the
 /// account), and gives reads their scope.
 async fn scope_accounts(
@@ -207,21 +256,30 @@ async fn scope_accounts(
                 .await
                 .map_err(|e| AppError::BadJson(e.to_string()).into_response())?;
             let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-            let mut wanted = vec![v["account"]
-                .as_str()
-                .filter(|a| !a.is_empty())
-                .unwrap_or(&hub)
-                .to_owned()];
-            for loc in v["target_locations"].as_array().into_iter().flatten() {
-                wanted.extend(
-                    loc["accounts"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|a| a.as_str().map(str::to_owned)),
-                );
-            }
-            (Request::from_parts(parts, axum::body::Body::from(bytes)), wanted)
+            (
+                Request::from_parts(parts, axum::body::Body::from(bytes)),
+                start_accounts(&v, &hub),
+            )
+        }
+        AccountRule::PlanBody => {
+            let (parts, body) = req.into_parts();
+            let bytes = axum::body::to_bytes(body, 256 * 1024)
+                .await
+                .map_err(|e| AppError::BadJson(e.to_string()).into_response())?;
+            let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            (
+                Request::from_parts(parts, axum::body::Body::from(bytes)),
+                plan_accounts(&v, &hub),
+            )
+        }
+        AccountRule::Plan => {
+            let id = path.split('/').nth(2).unwrap_or_default();
+            let plan = state.store.plan(id).map_err(IntoResponse::into_response)?;
+            // A plan the console does not know is the handler's 404.
+            let wanted = plan
+                .map(|p| plan_accounts(&serde_json::to_value(&p.request).unwrap_or_default(), &hub))
+                .unwrap_or_default();
+            (req, wanted)
         }
         AccountRule::Run => {
             let id = path.split('/').nth(2).unwrap_or_default();

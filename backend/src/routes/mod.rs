@@ -10,6 +10,7 @@ pub mod executions;
 pub mod health;
 pub mod identity;
 pub mod instances;
+pub mod plans;
 pub mod sources;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -31,6 +32,7 @@ pub fn api() -> Router<AppState> {
         .merge(executions::router())
         .merge(instances::router())
         .merge(sources::router())
+        .merge(plans::router())
         .merge(events::router())
         .fallback(|| async { AppError::NotFound("no such API route; see README for /api/v1".into()) })
 }

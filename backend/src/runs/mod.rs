@@ -20,7 +20,9 @@ use shared::{InstanceId, RunStatus, StartPlan, Targets, RUNBOOK};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+mod assess;
 mod detail;
+pub use assess::{assess, resolve_targets, Assessment};
 pub use detail::{complete, detail_of};
 
 use crate::aws::{ec2, ssm};
@@ -112,6 +114,48 @@ pub async fn send_start(
     Ok(execution_id)
 }
 
+/// Stops a run SSM is running (within the account and region's read budget), records who stopped
+/// it, and tells the viewers. A run that already ended is a 409.
+pub async fn stop(state: &AppState, row: &RunRow, who: &str) -> Result<(), AppError> {
+    let id = row.execution_id.clone().ok_or_else(|| AppError::Conflict {
+        code: "NotStarted".into(),
+        message: format!("record {} has no execution yet: nothing to stop", row.id),
+    })?;
+    let clients = crate::inventory::clients_for(state, &row.account, &row.region).await?;
+    let stopped = {
+        let limits = state.limits(&row.account, &row.region);
+        let _slot = limits.read.acquire().await;
+        ssm::stop(&clients, &id).await
+    };
+    match stopped {
+        Ok(()) => {}
+        Err(AppError::Aws { code, message, .. }) if code == "InvalidAutomationStatusUpdateException" => {
+            return Err(AppError::Conflict { code, message });
+        }
+        Err(e) => return Err(e),
+    }
+    state.store.set_stopped_by(&id, who)?;
+    state
+        .store
+        .auth_event("run-stopped", Some(who), Some(&id), None)?;
+    state.events.publish(shared::api::ExecutionEvent {
+        execution_id: id,
+        status: "Cancelling".into(),
+        parent_execution_id: row.parent_execution_id.clone(),
+        account: row.account.clone(),
+    });
+    Ok(())
+}
+
+/// Why a run is started: a person's request, a rollback of another run, or a plan's wave
+/// (`plan-id/wave-index`, written with the record so the wave is never started twice).
+#[derive(Clone, Copy, Debug)]
+pub enum Origin<'a> {
+    Request,
+    RollbackOf(&'a str),
+    PlanWave(&'a str),
+}
+
 /// Where a run acts: a member account ('' for the console's own) and a region.
 #[derive(Clone, Copy)]
 pub struct Place<'a> {
@@ -159,9 +203,14 @@ pub async fn record_and_send(
     place: &Place<'_>,
     plan: &StartPlan,
     targets: &[InstanceView],
-    rollback_of: Option<&str>,
+    origin: Origin<'_>,
     requester: &str,
 ) -> Result<StartReceipt, AppError> {
+    let (rollback_of, plan_wave) = match origin {
+        Origin::Request => (None, None),
+        Origin::RollbackOf(id) => (Some(id), None),
+        Origin::PlanWave(marker) => (None, Some(marker)),
+    };
     // Each target's options, and where it is: a run across accounts restores each place through its
     // own account's clients. (Readers of the options ignore the extra keys.)
     let prior: serde_json::Map<String, serde_json::Value> = targets
@@ -213,6 +262,7 @@ pub async fn record_and_send(
         override_reason: plan.override_reason.as_deref(),
         prior_options: Some(&serde_json::Value::Object(prior)),
         rollback_of,
+        plan_wave,
     })?;
     crate::crash::point("after-record");
     let run = RunRef {
@@ -511,8 +561,15 @@ pub async fn rollback(state: &AppState, id: &str, requester: &str) -> Result<Rol
             account: &start.account,
             region: &start.region,
         };
-        let receipt =
-            record_and_send(state, &place, &start.plan, &start.targets, Some(id), requester).await?;
+        let receipt = record_and_send(
+            state,
+            &place,
+            &start.plan,
+            &start.targets,
+            Origin::RollbackOf(id),
+            requester,
+        )
+        .await?;
         match receipt.execution_id {
             // `settle` has linked it to the run it reverts.
             Some(new_id) => execution_ids.push(new_id),

@@ -270,6 +270,116 @@ async fn crash_during_a_source_fix(point: &str) {
     );
 }
 
+/// Polls a plan until `done` holds (30 s at most).
+async fn plan_until(http: &reqwest::Client, base: &str, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let plan = get_json(http, format!("{base}/api/v1/plans/{id}")).await;
+        if done(&plan) {
+            return plan;
+        }
+        assert!(Instant::now() < deadline, "the plan never got there: {plan:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_plan_killed_mid_bake_resumes_after_a_restart_and_starts_each_wave_once() {
+    let (sb, url) = sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let first = console(dir.path(), &url, None);
+    let http = client(&admin_token(dir.path()));
+    let wave = |name: &str, bake: u32| {
+        json!({"name": name, "region": "us-east-1", "targets": {"tag": {"key": "Env", "value": name}},
+               "bake_minutes": bake, "max_concurrency": "5",
+               "override": {"reason": "restart test of a plan"}})
+    };
+    let created: Value = http
+        .post(format!("{}/api/v1/plans", first.base))
+        .json(
+            &json!({"name": "survives restarts", "waves": [wave("dev", 3), wave("staging", 0)],
+                      "halt": {"rejected_calls": 1_000_000}}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["plan_id"].as_str().expect("created").to_owned();
+    http.post(format!("{}/api/v1/plans/{id}/start", first.base))
+        .send()
+        .await
+        .unwrap();
+    // Three sandbox minutes at the console's --sandbox-speed (30): six seconds of bake.
+    let baking = plan_until(&http, &first.base, &id, |p| p["waves"][0]["status"] == "baking").await;
+    drop(first);
+    assert_eq!(
+        sb.execution_ids().len(),
+        1,
+        "only the first wave ran before the restart"
+    );
+
+    let second = console(dir.path(), &url, None);
+    let done = plan_until(&http, &second.base, &id, |p| p["status"] == "completed").await;
+    assert_eq!(sb.execution_ids().len(), 2, "each wave started once: {done:#}");
+    let bake_until = baking["waves"][0]["bake_until"].as_str().unwrap();
+    let staging_started = done["waves"][1]["started_at"].as_str().unwrap();
+    assert!(
+        staging_started >= bake_until,
+        "staging waited out the bake: {done:#}"
+    );
+    assert_eq!(
+        done["waves"][0]["execution_id"],
+        baking["waves"][0]["execution_id"]
+    );
+}
+
+/// A console killed while starting a plan's first wave (after its run's record, or after SSM
+/// accepted it) ends, after a restart, with that wave's one run adopted and the plan completed.
+async fn crash_during_a_plan_wave(point: &str) {
+    let (sb, url) = sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = console(dir.path(), &url, Some(point));
+    let http = client(&admin_token(dir.path()));
+    let created: Value = http
+        .post(format!("{}/api/v1/plans", first.base))
+        .json(&json!({"name": "crash test", "halt": {"rejected_calls": 1_000_000},
+            "waves": [{"name": "dev", "region": "us-east-1", "targets": {"tag": {"key": "Env", "value": "dev"}},
+                       "override": {"reason": "crash test of a plan wave"}}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["plan_id"].as_str().expect("created").to_owned();
+    let reply = http
+        .post(format!("{}/api/v1/plans/{id}/start", first.base))
+        .send()
+        .await;
+    assert!(reply.is_err(), "the console died starting the wave at {point}");
+    assert!(!first.child.wait().unwrap().success());
+
+    let second = console(dir.path(), &url, None);
+    let done = plan_until(&http, &second.base, &id, |p| p["status"] == "completed").await;
+    assert_eq!(
+        sb.execution_ids(),
+        vec![done["waves"][0]["execution_id"].as_str().unwrap().to_owned()],
+        "one run for the wave: {done:#}"
+    );
+}
+
+#[tokio::test]
+async fn a_plan_killed_after_recording_its_wave_s_run_adopts_that_run_at_restart() {
+    crash_during_a_plan_wave("after-record").await;
+}
+
+#[tokio::test]
+async fn a_plan_killed_after_ssm_accepted_its_wave_s_run_adopts_that_run_at_restart() {
+    crash_during_a_plan_wave("after-start").await;
+}
+
 #[tokio::test]
 async fn a_source_fix_killed_after_its_record_is_sent_once_at_restart() {
     crash_during_a_source_fix("source-fix-recorded").await;

@@ -1,0 +1,585 @@
+//! Rollout plans: waves started one after another by the server, each a run of the runbook with its
+//! own targets, followed by a bake time during which the wave's instances are watched for refused
+//! IMDSv1 calls (CloudWatch `MetadataNoTokenRejected`). Above the plan's threshold the plan halts by
+//! itself, names the instances, and rolls the wave back if the plan says so.
+//!
+//! A plan lives in the store, rewritten at each step, so a restart resumes it where it was (a bake's
+//! end is an absolute time). A wave's run is recorded with the wave's marker in the same write as the
+//! run itself, so a crash between starting a wave and saving the plan adopts that run instead of
+//! starting the wave twice. One driver steps every plan, serialised with the API's changes by one lock.
+
+use shared::api::InstanceUsage;
+use shared::plans::{
+    PlanList, PlanPreview, PlanRequest, PlanStatus, PlanSummary, PlanTarget, PlanView, ResumeRequest,
+    WavePreview, WaveStatus, WaveView,
+};
+use shared::RunStatus;
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use crate::aws::cloudwatch::{self, UsageMetric};
+use crate::error::AppError;
+use crate::runs;
+use crate::state::AppState;
+
+/// How often a wave's instances are asked about refused calls (one GetMetricData per account and
+/// region of the wave, at most 500 instances a call).
+const REFUSAL_CHECK_EVERY: Duration = Duration::from_secs(2);
+
+/// What the driver keeps between steps that the store need not: when each plan was last checked.
+#[derive(Default)]
+pub struct PlanDriver {
+    /// Held while a plan is read, changed and saved (the driver's step and the API's actions).
+    pub lock: tokio::sync::Mutex<()>,
+    checked: std::sync::Mutex<HashMap<String, Instant>>,
+}
+
+fn now(state: &AppState) -> (i64, String) {
+    let ms = state.store.clock.now_ms();
+    let t = aws_smithy_types::DateTime::from_millis(ms);
+    (ms, crate::aws::rfc3339(Some(&t)).unwrap_or_default())
+}
+
+fn millis(rfc3339: &str) -> Option<i64> {
+    aws_smithy_types::DateTime::from_str(rfc3339, aws_smithy_types::date_time::Format::DateTime)
+        .ok()
+        .map(|t| t.to_millis().unwrap_or(0))
+}
+
+/// `POST /plans`: a validated plan, saved as a draft.
+pub fn create(state: &AppState, req: PlanRequest, requester: &str) -> Result<PlanView, AppError> {
+    req.validate().map_err(AppError::Validation)?;
+    let (_, at) = now(state);
+    let plan = PlanView {
+        plan_id: uuid::Uuid::new_v4().to_string(),
+        name: req.name.trim().to_owned(),
+        status: PlanStatus::Draft,
+        requester: requester.to_owned(),
+        created_at: at.clone(),
+        updated_at: at,
+        halt: req.halt.clone(),
+        reason: None,
+        waves: req
+            .waves
+            .iter()
+            .map(|w| WaveView {
+                name: w.name.trim().to_owned(),
+                status: WaveStatus::Pending,
+                bake_minutes: w.bake_minutes,
+                record_id: None,
+                execution_id: None,
+                started_at: None,
+                ended_at: None,
+                bake_until: None,
+                targets: Vec::new(),
+                rejected: Vec::new(),
+                rollback_execution_ids: Vec::new(),
+                message: None,
+            })
+            .collect(),
+        request: req,
+    };
+    state.store.save_plan(&plan)?;
+    Ok(plan)
+}
+
+pub fn get(state: &AppState, plan_id: &str) -> Result<PlanView, AppError> {
+    state
+        .store
+        .plan(plan_id)?
+        .ok_or_else(|| AppError::NotFound(format!("no plan {plan_id}")))
+}
+
+pub fn list(state: &AppState, scope: &crate::auth::AccountScope) -> Result<PlanList, AppError> {
+    Ok(PlanList {
+        plans: state
+            .store
+            .plans(&[], 200)?
+            .into_iter()
+            .filter(|p| crate::auth::may_see_plan(scope, p))
+            .map(|p| PlanSummary {
+                waves: p.waves.len(),
+                waves_done: p.waves.iter().filter(|w| w.status == WaveStatus::Done).count(),
+                current: p
+                    .waves
+                    .iter()
+                    .find(|w| matches!(w.status, WaveStatus::Running | WaveStatus::Baking))
+                    .map(|w| w.name.clone()),
+                plan_id: p.plan_id,
+                name: p.name,
+                status: p.status,
+                requester: p.requester,
+                created_at: p.created_at,
+            })
+            .collect(),
+    })
+}
+
+/// `POST /plans/{id}/preview`: each wave assessed as its start would be now (targets, changes, the
+/// readiness check). Waves are independent here: a later wave's targets are read as they are now.
+pub async fn preview_plan(state: &AppState, plan_id: &str) -> Result<PlanPreview, AppError> {
+    let plan = get(state, plan_id)?;
+    let mut waves = Vec::new();
+    for (input, wave) in plan.request.waves.iter().zip(&plan.waves) {
+        let start = input.start_request().validate().map_err(AppError::Validation)?;
+        waves.push(match runs::assess(state, &start, true).await {
+            Ok(a) => WavePreview {
+                name: wave.name.clone(),
+                targets: a.targets.len(),
+                changes: a
+                    .targets
+                    .iter()
+                    .filter(|t| start.parameters.apply_to(&t.metadata) != t.metadata)
+                    .count(),
+                blocked: !a.users.is_empty() && start.override_reason.is_none(),
+                imdsv1_instances: a.users,
+                error: None,
+            },
+            Err(e) => WavePreview {
+                name: wave.name.clone(),
+                targets: 0,
+                changes: 0,
+                blocked: true,
+                imdsv1_instances: Vec::new(),
+                error: Some(e.to_string()),
+            },
+        });
+    }
+    Ok(PlanPreview { waves })
+}
+
+/// An action on a plan: start, pause, resume or cancel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Start,
+    Pause,
+    Resume,
+    Cancel,
+}
+
+impl Action {
+    pub fn parse(raw: &str) -> Option<Action> {
+        match raw {
+            "start" => Some(Action::Start),
+            "pause" => Some(Action::Pause),
+            "resume" => Some(Action::Resume),
+            "cancel" => Some(Action::Cancel),
+            _ => None,
+        }
+    }
+}
+
+/// Applies `action` (the driver takes it from there); an action that does not fit the plan's status
+/// is a 409 saying what would.
+pub async fn act(
+    state: &AppState,
+    plan_id: &str,
+    action: Action,
+    resume: &ResumeRequest,
+    who: &str,
+) -> Result<PlanView, AppError> {
+    let _guard = state.plans.lock.lock().await;
+    let mut plan = get(state, plan_id)?;
+    let conflict = |what: &str| AppError::Conflict {
+        code: "PlanStatus".into(),
+        message: format!(
+            "plan \"{}\" is {}: it cannot {what}",
+            plan.name,
+            plan.status.as_str()
+        ),
+    };
+    match (action, plan.status) {
+        (Action::Start, PlanStatus::Draft) => plan.status = PlanStatus::Running,
+        (Action::Pause, PlanStatus::Running) => plan.status = PlanStatus::Paused,
+        (Action::Resume, PlanStatus::Paused | PlanStatus::Halted) => {
+            let reason = resume
+                .override_reason
+                .as_deref()
+                .map(str::trim)
+                .filter(|r| !r.is_empty());
+            if let Some(r) = reason {
+                if r.chars().count() < shared::params::MIN_OVERRIDE_REASON {
+                    return Err(AppError::field(
+                        "override_reason",
+                        format!(
+                            "write why it is safe to proceed (at least {} characters)",
+                            shared::params::MIN_OVERRIDE_REASON
+                        ),
+                    ));
+                }
+            }
+            // A halted wave is over: the plan goes on with the next one. A wave the readiness check
+            // blocked goes again, with the reason if one is given.
+            if let Some(i) = plan.waves.iter().position(|w| w.status != WaveStatus::Done) {
+                let wave = &mut plan.waves[i];
+                match wave.status {
+                    WaveStatus::Halted | WaveStatus::Failed if wave.record_id.is_some() => {
+                        wave.status = WaveStatus::Done;
+                        wave.message = Some(format!(
+                            "{} (resumed past it by {who})",
+                            wave.message.clone().unwrap_or_default()
+                        ));
+                    }
+                    WaveStatus::Failed | WaveStatus::Pending => {
+                        wave.status = WaveStatus::Pending;
+                        if let Some(r) = reason {
+                            plan.request.waves[i].override_gate =
+                                Some(shared::api::OverrideInput { reason: r.to_owned() });
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            plan.status = PlanStatus::Running;
+            plan.reason = None;
+        }
+        (Action::Cancel, status) if !status.is_final() => {
+            if let Some(wave) = plan.waves.iter_mut().find(|w| w.status == WaveStatus::Running) {
+                if let Some(row) = wave
+                    .record_id
+                    .map(|id| state.store.by_record_id(id))
+                    .transpose()?
+                    .flatten()
+                {
+                    if row.status.can_stop() {
+                        // A run that ended meanwhile is fine: there is nothing left to stop.
+                        match runs::stop(state, &row, who).await {
+                            Ok(()) | Err(AppError::Conflict { .. }) => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                wave.status = WaveStatus::Cancelled;
+            }
+            for wave in plan.waves.iter_mut().filter(|w| w.status == WaveStatus::Pending) {
+                wave.status = WaveStatus::Cancelled;
+            }
+            plan.status = PlanStatus::Cancelled;
+            plan.reason = Some(format!("cancelled by {who}"));
+        }
+        (Action::Start, _) => return Err(conflict("start (only a draft starts)")),
+        (Action::Pause, _) => return Err(conflict("pause (only a running plan pauses)")),
+        (Action::Resume, _) => return Err(conflict("resume (only a paused or halted plan resumes)")),
+        (Action::Cancel, _) => return Err(conflict("be cancelled (it has ended)")),
+    }
+    plan.updated_at = now(state).1;
+    state.store.save_plan(&plan)?;
+    state.store.auth_event(
+        &format!("plan-{}", plan.status.as_str()),
+        Some(who),
+        Some(&plan.plan_id),
+        None,
+    )?;
+    Ok(plan)
+}
+
+/// The driver: steps every running plan, forever, at the watcher's pace.
+pub async fn drive(state: AppState) {
+    let mut tick = tokio::time::interval(state.poll.max(Duration::from_millis(100)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let running = match state.store.plans(&[PlanStatus::Running.as_str()], usize::MAX) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the running plans");
+                continue;
+            }
+        };
+        for plan in running {
+            if let Err(e) = step(&state, &plan.plan_id).await {
+                tracing::warn!(plan = %plan.plan_id, error = %e, "a plan step failed; trying again");
+            }
+        }
+    }
+}
+
+/// One step of one plan: start the next wave, follow the running one, end a bake, or halt.
+pub async fn step(state: &AppState, plan_id: &str) -> Result<(), AppError> {
+    let _guard = state.plans.lock.lock().await;
+    let mut plan = get(state, plan_id)?;
+    if plan.status != PlanStatus::Running {
+        return Ok(());
+    }
+    let before = serde_json::to_string(&plan).unwrap_or_default();
+    advance(state, &mut plan).await?;
+    if serde_json::to_string(&plan).unwrap_or_default() != before {
+        plan.updated_at = now(state).1;
+        state.store.save_plan(&plan)?;
+    }
+    Ok(())
+}
+
+async fn advance(state: &AppState, plan: &mut PlanView) -> Result<(), AppError> {
+    loop {
+        let Some(i) = plan.waves.iter().position(|w| w.status != WaveStatus::Done) else {
+            plan.status = PlanStatus::Completed;
+            return Ok(());
+        };
+        match plan.waves[i].status {
+            WaveStatus::Pending => return start_wave(state, plan, i).await,
+            WaveStatus::Running => {
+                follow_run(state, plan, i)?;
+                if plan.waves[i].status == WaveStatus::Running {
+                    return watch_refusals(state, plan, i).await;
+                }
+            }
+            WaveStatus::Baking => {
+                watch_refusals(state, plan, i).await?;
+                if plan.waves[i].status != WaveStatus::Baking {
+                    return Ok(());
+                }
+                let (now_ms, _) = now(state);
+                let until = plan.waves[i].bake_until.as_deref().and_then(millis).unwrap_or(0);
+                if now_ms < until {
+                    return Ok(());
+                }
+                plan.waves[i].status = WaveStatus::Done;
+            }
+            // A wave that ended badly halts the plan (resume decides what comes next).
+            WaveStatus::Failed | WaveStatus::Halted | WaveStatus::Cancelled => {
+                plan.status = PlanStatus::Halted;
+                return Ok(());
+            }
+            WaveStatus::Done => unreachable!("found a wave that is not done"),
+        }
+    }
+}
+
+fn marker(plan: &PlanView, i: usize) -> String {
+    format!("{}/{i}", plan.plan_id)
+}
+
+async fn start_wave(state: &AppState, plan: &mut PlanView, i: usize) -> Result<(), AppError> {
+    // A crash after the wave's run was recorded but before the plan was saved: adopt that run.
+    if let Some(row) = state.store.by_plan_wave(&marker(plan, i))? {
+        let wave = &mut plan.waves[i];
+        wave.record_id = Some(row.id);
+        wave.execution_id = row.execution_id.clone();
+        wave.started_at = Some(row.created_at.clone());
+        wave.targets = targets_of(&row);
+        wave.status = WaveStatus::Running;
+        return Ok(());
+    }
+    let start = plan.request.waves[i]
+        .start_request()
+        .validate()
+        .map_err(AppError::Validation)?;
+    let halt = |plan: &mut PlanView, message: String| {
+        plan.waves[i].message = Some(message.clone());
+        plan.status = PlanStatus::Halted;
+        plan.reason = Some(format!("wave {}: {message}", plan.waves[i].name));
+    };
+    let a = match runs::assess(state, &start, false).await {
+        Ok(a) => a,
+        Err(e) => {
+            plan.waves[i].status = WaveStatus::Failed;
+            halt(plan, format!("could not start: {e}"));
+            return Ok(());
+        }
+    };
+    if !a.users.is_empty() && start.override_reason.is_none() {
+        halt(
+            plan,
+            format!(
+                "{} instance(s) still call IMDSv1 ({}); resume with an override reason to run it anyway",
+                a.users.len(),
+                a.users
+                    .iter()
+                    .take(5)
+                    .map(|u| u.instance_id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+        return Ok(());
+    }
+    let mut start = start;
+    runs::follow_rollout_order(&mut start, &a.targets);
+    let place = runs::Place {
+        account: &a.account,
+        region: &a.region,
+    };
+    let wave_marker = marker(plan, i);
+    let requester = plan.requester.clone();
+    match runs::record_and_send(
+        state,
+        &place,
+        &start,
+        &a.targets,
+        runs::Origin::PlanWave(&wave_marker),
+        &requester,
+    )
+    .await
+    {
+        Ok(receipt) => {
+            let wave = &mut plan.waves[i];
+            wave.record_id = Some(receipt.record_id);
+            wave.execution_id = receipt.execution_id;
+            wave.started_at = Some(now(state).1);
+            wave.status = WaveStatus::Running;
+            // Watched for refusals: the instances this wave turns IMDSv1 off on.
+            wave.targets = a
+                .targets
+                .iter()
+                .filter(|t| {
+                    !t.metadata.is_compliant() && start.parameters.apply_to(&t.metadata).is_compliant()
+                })
+                .map(|t| PlanTarget {
+                    instance_id: t.instance_id.clone(),
+                    account: t.account.clone(),
+                    region: t.region.clone(),
+                })
+                .collect();
+        }
+        Err(e) => {
+            plan.waves[i].status = WaveStatus::Failed;
+            halt(plan, format!("SSM refused the start: {e}"));
+        }
+    }
+    Ok(())
+}
+
+/// The targets a recorded run changed from allowing IMDSv1 (from its prior options).
+fn targets_of(row: &crate::store::RunRow) -> Vec<PlanTarget> {
+    let prior: BTreeMap<String, serde_json::Value> = row
+        .prior_options
+        .as_deref()
+        .and_then(|p| serde_json::from_str(p).ok())
+        .unwrap_or_default();
+    prior
+        .into_iter()
+        .filter(|(_, v)| v["http_tokens"] != "required" && v["http_endpoint"] != "disabled")
+        .map(|(id, v)| PlanTarget {
+            instance_id: id,
+            account: v["account"].as_str().unwrap_or(&row.account).to_owned(),
+            region: v["region"].as_str().unwrap_or(&row.region).to_owned(),
+        })
+        .collect()
+}
+
+/// Follows the wave's run in the store (the watcher keeps it current): success starts the bake,
+/// anything else ends the wave.
+fn follow_run(state: &AppState, plan: &mut PlanView, i: usize) -> Result<(), AppError> {
+    let Some(row) = plan.waves[i]
+        .record_id
+        .map(|id| state.store.by_record_id(id))
+        .transpose()?
+        .flatten()
+    else {
+        return Ok(());
+    };
+    let wave = &mut plan.waves[i];
+    wave.execution_id = row.execution_id.clone();
+    if !row.status.is_terminal() {
+        return Ok(());
+    }
+    let (now_ms, at) = now(state);
+    wave.ended_at = Some(at);
+    if row.status == RunStatus::Success {
+        wave.status = WaveStatus::Baking;
+        // Against the sandbox a bake minute passes at the sandbox's speed, as its runbook sleeps do.
+        let bake_ms = (f64::from(wave.bake_minutes) * 60_000.0 / state.bake_speed.max(0.001)) as i64;
+        let until = aws_smithy_types::DateTime::from_millis(now_ms + bake_ms);
+        wave.bake_until = crate::aws::rfc3339(Some(&until));
+    } else {
+        wave.status = WaveStatus::Failed;
+        wave.message = Some(format!("its run ended {}", row.status.as_str()));
+        plan.status = PlanStatus::Halted;
+        plan.reason = Some(format!(
+            "wave {}: its run ended {}",
+            wave.name,
+            row.status.as_str()
+        ));
+    }
+    Ok(())
+}
+
+/// Asks CloudWatch how many IMDSv1 calls the wave's instances have had refused since the wave
+/// started; at or above the plan's threshold the plan halts (and rolls the wave back if it says so).
+async fn watch_refusals(state: &AppState, plan: &mut PlanView, i: usize) -> Result<(), AppError> {
+    {
+        let mut checked = state
+            .plans
+            .checked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = marker(plan, i);
+        if checked
+            .get(&key)
+            .is_some_and(|t| t.elapsed() < REFUSAL_CHECK_EVERY)
+        {
+            return Ok(());
+        }
+        checked.insert(key, Instant::now());
+    }
+    let wave = &plan.waves[i];
+    if wave.targets.is_empty() {
+        return Ok(());
+    }
+    let started = wave.started_at.as_deref().and_then(millis).unwrap_or(0);
+    let since = Duration::from_millis(u64::try_from(now(state).0 - started).unwrap_or(0))
+        .max(Duration::from_secs(60));
+    let mut places: BTreeMap<(String, String), Vec<(String, UsageMetric)>> = BTreeMap::new();
+    for t in &wave.targets {
+        places
+            .entry((t.account.clone(), t.region.clone()))
+            .or_default()
+            .push((t.instance_id.clone(), UsageMetric::Rejected));
+    }
+    let mut rejected: Vec<InstanceUsage> = Vec::new();
+    for ((account, region), queries) in places {
+        let clients = crate::inventory::clients_for(state, &account, &region).await?;
+        let sums = cloudwatch::usage(&clients, &queries, since).await?;
+        rejected.extend(
+            sums.into_iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(id, n)| InstanceUsage {
+                    instance_id: id,
+                    imdsv1_calls: n,
+                }),
+        );
+    }
+    rejected.sort_by(|a, b| {
+        b.imdsv1_calls
+            .cmp(&a.imdsv1_calls)
+            .then(a.instance_id.cmp(&b.instance_id))
+    });
+    let total: u64 = rejected.iter().map(|r| r.imdsv1_calls).sum();
+    plan.waves[i].rejected = rejected;
+    if total < plan.halt.rejected_calls {
+        return Ok(());
+    }
+    let wave = &mut plan.waves[i];
+    let names: Vec<&str> = wave.rejected.iter().map(|r| r.instance_id.as_str()).collect();
+    let message = format!(
+        "{total} IMDSv1 call(s) refused on {} instance(s) since the wave started ({}): their software still uses IMDSv1",
+        names.len(),
+        names.join(", ")
+    );
+    wave.status = WaveStatus::Halted;
+    wave.message = Some(message.clone());
+    plan.status = PlanStatus::Halted;
+    plan.reason = Some(format!("wave {}: {message}", wave.name));
+    if plan.halt.rollback {
+        if let Some(exec) = wave.execution_id.clone() {
+            let who = format!("plan {}", plan.name);
+            match runs::rollback(state, &exec, &plan.requester).await {
+                Ok(r) => {
+                    plan.waves[i].rollback_execution_ids = r.execution_ids;
+                    plan.reason = Some(format!(
+                        "{} The wave is being rolled back ({who}).",
+                        plan.reason.clone().unwrap_or_default()
+                    ));
+                }
+                Err(e) => {
+                    plan.reason = Some(format!(
+                        "{} Its rollback could not start: {e}",
+                        plan.reason.clone().unwrap_or_default()
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,259 @@
+//! Rollout plans (issue 15): waves run one after another with their bake times at sandbox speed, a
+//! wave whose instances start refusing IMDSv1 calls halts the plan and names them, the readiness
+//! check holds a wave until someone gives a reason, and bad plans say what is wrong.
+
+use e2e::{spawn_app, TestApp};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn wave(name: &str, targets: &Value, bake_minutes: u32) -> Value {
+    json!({
+        "name": name,
+        "region": "us-east-1",
+        "targets": targets,
+        "parameters": {"EnforceIMDSv2": "required"},
+        "max_concurrency": "5",
+        "max_errors": "0",
+        "bake_minutes": bake_minutes,
+        "override": {"reason": "plan test: the app teams signed off"}
+    })
+}
+
+fn env(value: &str) -> Value {
+    json!({"tag": {"key": "Env", "value": value}})
+}
+
+/// Polls the plan until `done` holds; panics with the plan after `WAIT`.
+async fn plan_until(app: &TestApp, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, plan) = app.get(&format!("/plans/{id}")).await;
+        assert_eq!(status, 200, "{plan}");
+        if done(&plan) {
+            return plan;
+        }
+        assert!(Instant::now() < deadline, "the plan never got there: {plan:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn millis(rfc3339: &Value) -> i64 {
+    let t = rfc3339
+        .as_str()
+        .unwrap_or_else(|| panic!("not a time: {rfc3339}"));
+    aws_smithy_types::DateTime::from_str(t, aws_smithy_types::date_time::Format::DateTime)
+        .unwrap()
+        .to_millis()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_three_wave_plan_runs_dev_then_staging_then_prod_with_bake_times_between() {
+    let app = spawn_app().await;
+    let (status, created) = app
+        .post(
+            "/plans",
+            &json!({
+                "name": "IMDSv2: dev, staging, prod",
+                "waves": [wave("dev", &env("dev"), 5), wave("staging", &env("staging"), 5), wave("prod", &env("prod"), 0)],
+                "halt": {"rejected_calls": 1_000_000}
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["plan_id"].as_str().unwrap().to_owned();
+    assert_eq!(created["plan"]["status"], "draft");
+
+    let (status, preview) = app.post(&format!("/plans/{id}/preview"), &json!({})).await;
+    assert_eq!(status, 200, "{preview}");
+    let waves = preview["waves"].as_array().unwrap();
+    assert_eq!(waves.len(), 3);
+    assert!(
+        waves
+            .iter()
+            .all(|w| w["targets"].as_u64().unwrap() > 0 && w["error"].is_null()),
+        "{preview}"
+    );
+    assert!(app.sandbox.execution_ids().is_empty(), "a preview starts nothing");
+
+    let (status, started) = app.post(&format!("/plans/{id}/start"), &json!({})).await;
+    assert_eq!(status, 200, "{started}");
+    assert_eq!(started["status"], "running");
+    assert_eq!(started["waves"][0]["status"], "running", "{started}");
+    assert_eq!(started["waves"][1]["status"], "pending");
+
+    // While dev bakes, staging waits.
+    let baking = plan_until(&app, &id, |p| p["waves"][0]["status"] == "baking").await;
+    assert_eq!(baking["waves"][1]["status"], "pending", "{baking:#}");
+    let done = plan_until(&app, &id, |p| p["status"] == "completed").await;
+    let w = done["waves"].as_array().unwrap();
+    assert!(w.iter().all(|w| w["status"] == "done"), "{done:#}");
+    // Each wave started after the previous one's bake (5 sandbox minutes: 1 s at speed 300).
+    for pair in w.windows(2) {
+        let (before, after) = (&pair[0], &pair[1]);
+        assert!(
+            millis(&after["started_at"]) >= millis(&before["bake_until"]),
+            "{done:#}"
+        );
+        assert!(
+            millis(&before["bake_until"]) - millis(&before["ended_at"]) >= 900,
+            "{done:#}"
+        );
+    }
+    let runs: Vec<&str> = w.iter().map(|w| w["execution_id"].as_str().unwrap()).collect();
+    assert_eq!(app.sandbox.execution_ids(), runs, "one run per wave, in order");
+    for exec in &runs {
+        let (_, d) = app.get(&format!("/executions/{exec}")).await;
+        assert_eq!(d["summary"]["status"], "Success", "{d}");
+    }
+    let (_, list) = app.get("/plans").await;
+    assert_eq!(list["plans"][0]["waves_done"], 3, "{list}");
+    let (status, again) = app.post(&format!("/plans/{id}/start"), &json!({})).await;
+    assert_eq!(status, 409, "a completed plan does not start again: {again}");
+}
+
+#[tokio::test]
+async fn a_wave_whose_instances_start_refusing_imdsv1_halts_the_plan_names_them_and_rolls_back() {
+    let app = spawn_app().await;
+    let users = app
+        .pick("us-east-1", |i| {
+            i["state"] == "running"
+                && i["metadata"]["http_tokens"] == "optional"
+                && i["metadata"]["http_endpoint"] == "enabled"
+                && i["imdsv1_calls"].as_u64().unwrap_or(0) > 0
+        })
+        .await;
+    assert!(!users.is_empty(), "the seeded fleet has IMDSv1 users");
+    let first: Vec<String> = users.iter().take(2).cloned().collect();
+    let (status, created) = app
+        .post(
+            "/plans",
+            &json!({
+                "name": "halts on refusals",
+                "waves": [wave("canary", &json!({"instance_ids": first}), 60), wave("prod", &env("prod"), 0)],
+                "halt": {"rejected_calls": 1, "rollback": true}
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["plan_id"].as_str().unwrap().to_owned();
+    app.post(&format!("/plans/{id}/start"), &json!({})).await;
+    let halted = plan_until(&app, &id, |p| p["status"] == "halted").await;
+    let canary = &halted["waves"][0];
+    assert_eq!(canary["status"], "halted", "{halted:#}");
+    let named: Vec<&str> = canary["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["instance_id"].as_str().unwrap())
+        .collect();
+    assert!(
+        !named.is_empty() && named.iter().all(|n| first.contains(&n.to_string())),
+        "{halted:#}"
+    );
+    assert!(
+        halted["reason"].as_str().unwrap().contains(named[0]),
+        "{halted:#}"
+    );
+    assert_eq!(halted["waves"][1]["status"], "pending", "prod never started");
+    // The plan said to roll the wave back: its rollback run restores the canaries.
+    let rollback = canary["rollback_execution_ids"][0]
+        .as_str()
+        .expect("a rollback run")
+        .to_owned();
+    let done = app.wait_done(&rollback, WAIT).await;
+    assert_eq!(done["summary"]["status"], "Success", "{done}");
+    app.refresh_fleet().await;
+    for inst in app
+        .instances()
+        .await
+        .iter()
+        .filter(|i| first.contains(&i["instance_id"].as_str().unwrap().to_owned()))
+    {
+        assert_eq!(inst["metadata"]["http_tokens"], "optional", "{inst}");
+    }
+}
+
+#[tokio::test]
+async fn a_wave_the_readiness_check_blocks_waits_for_a_reason_and_bad_plans_name_their_fields() {
+    let app = spawn_app().await;
+    let users = app
+        .pick("us-east-1", |i| {
+            i["state"] == "running"
+                && i["metadata"]["http_tokens"] == "optional"
+                && i["imdsv1_calls"].as_u64().unwrap_or(0) > 0
+        })
+        .await;
+    let mut blocked = wave("canary", &json!({"instance_ids": [users[0]]}), 0);
+    blocked.as_object_mut().unwrap().remove("override");
+    let (_, created) = app
+        .post(
+            "/plans",
+            &json!({"name": "needs a reason", "waves": [blocked], "halt": {"rejected_calls": 1_000_000}}),
+        )
+        .await;
+    let id = created["plan_id"].as_str().unwrap().to_owned();
+    let (_, preview) = app.post(&format!("/plans/{id}/preview"), &json!({})).await;
+    assert_eq!(preview["waves"][0]["blocked"], true, "{preview}");
+    let (_, started) = app.post(&format!("/plans/{id}/start"), &json!({})).await;
+    assert_eq!(started["status"], "halted", "{started:#}");
+    assert!(
+        started["reason"].as_str().unwrap().contains(&users[0]),
+        "{started:#}"
+    );
+    assert!(app.sandbox.execution_ids().is_empty(), "nothing started");
+    let (status, short) = app
+        .post(&format!("/plans/{id}/resume"), &json!({"override_reason": "ok"}))
+        .await;
+    assert_eq!(status, 400, "{short}");
+    assert_eq!(short["error"]["field"], "override_reason");
+    let (status, resumed) = app
+        .post(
+            &format!("/plans/{id}/resume"),
+            &json!({"override_reason": "the canary's agent was upgraded"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{resumed}");
+    let done = plan_until(&app, &id, |p| p["status"] == "completed").await;
+    let exec = done["waves"][0]["execution_id"].as_str().unwrap();
+    let (_, audit) = app.get(&format!("/audit?instance_id={}", users[0])).await;
+    let record = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["execution_id"] == exec)
+        .unwrap();
+    assert_eq!(record["override_reason"], "the canary's agent was upgraded");
+
+    // Bad plans: each field named, nothing saved.
+    let (status, bad) = app
+        .post(
+            "/plans",
+            &json!({"name": "", "waves": [{"name": "x", "targets": {"tag": {"key": "Env", "value": "dev"}}, "max_concurrency": "lots", "bake_minutes": 99999}]}),
+        )
+        .await;
+    assert_eq!(status, 400, "{bad}");
+    let fields: Vec<&str> = bad["error"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "name",
+            "waves[0].bake_minutes",
+            "waves[0].rate_control.max_concurrency"
+        ],
+        "{bad}"
+    );
+    let (_, list) = app.get("/plans").await;
+    assert_eq!(list["plans"].as_array().unwrap().len(), 1);
+    let (status, _) = app.post(&format!("/plans/{id}/explode"), &json!({})).await;
+    assert_eq!(status, 404);
+    let (status, _) = app.post("/plans/no-such-plan/start", &json!({})).await;
+    assert_eq!(status, 404);
+}
