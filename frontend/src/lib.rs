@@ -49,6 +49,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/history") view=HistoryPage/>
                     <Route path=path!("/fleet") view=FleetPage/>
                     <Route path=path!("/sources") view=pages::sources::SourcesPage/>
+                    <Route path=path!("/plans") view=pages::plans::PlansPage/>
+                    <Route path=path!("/plans/:id") view=pages::plans::PlanPage/>
                     <Route path=path!("/executions/:id") view=ExecutionDetailPage/>
                     <Route path=path!("/login") view=LoginPage/>
                     <Route path=path!("/admin") view=AdminPage/>

@@ -1119,6 +1119,49 @@ async fn a_launch_template_is_fixed_from_the_sources_page_and_reverted_and_viewe
     b.close().await;
 }
 
+#[tokio::test]
+async fn a_plan_is_built_previewed_started_and_followed_to_its_end_in_the_browser() {
+    let app = app_with_pages(AppOptions::default()).await;
+    let b = browser().await;
+    let c = &b.client;
+    login(c, &app.base, "admin", &admin_password(&app)).await;
+    goto(c, &format!("{}/plans", app.base)).await;
+    wait_count(c, "[data-testid=plans-none]", 1).await;
+    type_into(c, "#plan-name", "dev then staging").await;
+    // Two waves of the three offered, each baking five sandbox minutes (a second at this speed).
+    click(c, "[data-testid=plan-waves] tbody tr:nth-child(3) button").await;
+    wait_count(c, "[data-testid=plan-waves] tbody tr", 2).await;
+    for row in 1..=2 {
+        type_into(
+            c,
+            &format!("[data-testid=plan-waves] tbody tr:nth-child({row}) .wave-bake"),
+            "5",
+        )
+        .await;
+    }
+    type_into(c, "#plan-threshold", "1000000").await;
+    type_into(c, "#plan-reason", "The app teams signed off on dev and staging").await;
+    click(c, "#create-plan").await;
+    wait_text(c, "[data-testid=plan-status]", |t| t == "draft").await;
+    click(c, "#plan-preview").await;
+    wait_count(c, "[data-testid=plan-preview] tbody tr", 2).await;
+    let preview = text_of(c, "[data-testid=plan-preview] tr[data-wave=dev]").await;
+    assert!(
+        preview.contains("ready") || preview.contains("overridden"),
+        "{preview}"
+    );
+    click(c, "#plan-start").await;
+    wait_text(c, "[data-testid=plan-status]", |t| t == "completed").await;
+    wait_count(c, "[data-testid=plan-timeline] li[data-status=done]", 2).await;
+    wait_count_at_least(c, "[data-testid=plan-timeline] li a", 2).await;
+    goto(c, &format!("{}/plans", app.base)).await;
+    wait_text(c, "[data-testid=plans] tbody tr", |t| {
+        t.contains("dev then staging") && t.contains("2 of 2")
+    })
+    .await;
+    b.close().await;
+}
+
 fn signed_in_pages(exec: &str) -> Vec<(String, &'static str)> {
     vec![
         ("/".into(), "[data-testid=trend]"),
@@ -1128,6 +1171,7 @@ fn signed_in_pages(exec: &str) -> Vec<(String, &'static str)> {
         (format!("/executions/{exec}"), "[data-testid=outputs] tbody tr"),
         ("/admin".into(), "[data-testid=tokens]"),
         ("/sources".into(), "[data-testid=sources] tbody tr"),
+        ("/plans".into(), "[data-testid=plan-waves]"),
         ("/no-such-page".into(), "h1"),
     ]
 }

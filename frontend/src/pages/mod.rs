@@ -8,4 +8,5 @@ pub mod fleet;
 pub mod history;
 pub mod login;
 pub mod not_found;
+pub mod plans;
 pub mod sources;
