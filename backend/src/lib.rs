@@ -5,6 +5,7 @@
 //! HTTP to the real thing; `startup` builds the state from the command line.
 
 pub mod admin;
+pub mod approvals;
 pub mod auth;
 pub mod aws;
 pub mod clock;

@@ -7,6 +7,7 @@
 //! end is an absolute time). A wave's run is recorded with the wave's marker in the same write as the
 //! run itself, so a crash between starting a wave and saving the plan adopts that run instead of
 //! starting the wave twice. One driver steps every plan, serialised with the API's changes by one lock.
+//! A wave the approval policy covers waits for a second person, as any start does.
 
 use shared::api::InstanceUsage;
 use shared::plans::{
@@ -279,6 +280,10 @@ pub async fn drive(state: AppState) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        // Held starts (a plan's waves among them) expire even when nobody looks at them.
+        if let Err(e) = crate::approvals::expire_due(&state) {
+            tracing::warn!(error = %e, "could not expire approvals");
+        }
         let running = match state.store.plans(&[PlanStatus::Running.as_str()], usize::MAX) {
             Ok(p) => p,
             Err(e) => {
@@ -402,16 +407,26 @@ async fn start_wave(state: &AppState, plan: &mut PlanView, i: usize) -> Result<(
     };
     let wave_marker = marker(plan, i);
     let requester = plan.requester.clone();
-    match runs::record_and_send(
-        state,
-        &place,
-        &start,
-        &a.targets,
-        runs::Origin::PlanWave(&wave_marker),
-        &requester,
-    )
-    .await
-    {
+    // A wave the approval policy covers waits for a second person like any start: its run is held,
+    // and the wave follows it from there (approved: sent; rejected or expired: the wave fails).
+    let origin = runs::Origin::PlanWave(&wave_marker);
+    let sent = match crate::approvals::needed(state, &start, &a.targets)? {
+        Some(why) => {
+            let expires_at = crate::approvals::expiry(state)?;
+            let hold = runs::Hold {
+                why: &why,
+                expires_at: &expires_at,
+            };
+            runs::record_held(state, &place, &start, &a.targets, origin, &requester, hold).map(|record_id| {
+                runs::StartReceipt {
+                    record_id,
+                    execution_id: None,
+                }
+            })
+        }
+        None => runs::record_and_send(state, &place, &start, &a.targets, origin, &requester).await,
+    };
+    match sent {
         Ok(receipt) => {
             let wave = &mut plan.waves[i];
             wave.record_id = Some(receipt.record_id);

@@ -162,10 +162,33 @@ CREATE TABLE plans (
 ALTER TABLE runs ADD COLUMN plan_wave TEXT;
 CREATE INDEX runs_by_plan_wave ON runs (plan_wave);
 ",
+    // Starts that wait for a second person (the run is recorded as AwaitingApproval in the same
+    // write), and the console's settings (the approval policy).
+    r"
+CREATE TABLE approvals (
+    record_id INTEGER PRIMARY KEY,
+    why TEXT NOT NULL,
+    requester TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    status TEXT NOT NULL,
+    decided_by TEXT,
+    decided_at TEXT,
+    comment TEXT
+);
+CREATE TABLE settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+",
 ];
 
 /// Status of a record whose start has not been acknowledged by SSM yet.
 pub const STATUS_RECORDED: &str = "Recorded";
+/// Status of a start that waits for a second person's approval; nothing is sent until then.
+pub const STATUS_AWAITING_APPROVAL: &str = "AwaitingApproval";
+/// Status of a start a second person rejected, or whose approval expired (SSM's own word for it).
+pub const STATUS_REJECTED: &str = "Rejected";
 /// Status of a start that SSM refused (kept for the audit trail, hidden from history).
 pub const STATUS_REFUSED: &str = "Refused";
 /// Status of a start whose outcome SSM left unclear (a 5xx after retries, a timeout, a lost reply):
@@ -199,6 +222,9 @@ pub struct NewRun<'a> {
     pub rollback_of: Option<&'a str>,
     /// `plan-id/wave-index` for a plan's wave.
     pub plan_wave: Option<&'a str>,
+    /// Held for a second person: why, and until when (RFC 3339); the run is recorded as
+    /// AwaitingApproval with its approval in one write.
+    pub approval: Option<(&'a str, &'a str)>,
 }
 
 /// A stored run.
@@ -399,7 +425,7 @@ impl Store {
                 run.parameters.to_string(),
                 run.targets.map(|t| t.as_str().map_or_else(|| t.to_string(), str::to_owned)),
                 run.instance_id,
-                STATUS_RECORDED,
+                if run.approval.is_some() { STATUS_AWAITING_APPROVAL } else { STATUS_RECORDED },
                 run.override_reason,
                 run.prior_options.map(|p| p.to_string()),
                 run.rollback_of,
@@ -408,6 +434,13 @@ impl Store {
             ],
         )?;
         let id = tx.last_insert_rowid();
+        if let Some((why, expires_at)) = run.approval {
+            tx.execute(
+                "INSERT INTO approvals (record_id, why, requester, created_at, expires_at, status)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'pending')",
+                params![id, why, run.requester, now, expires_at],
+            )?;
+        }
         for inst in run.instance_ids {
             tx.execute(
                 "INSERT OR IGNORE INTO run_instances (run_id, instance_id) VALUES (?1, ?2)",
@@ -992,6 +1025,117 @@ impl Store {
         }
         people.sort();
         Ok((runs, instances, people))
+    }
+}
+
+/// A start held for approval, as the store keeps it.
+#[derive(Debug, Clone)]
+pub struct ApprovalRow {
+    pub record_id: i64,
+    pub why: String,
+    pub requester: String,
+    pub created_at: String,
+    pub expires_at: String,
+    pub status: String,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<String>,
+    pub comment: Option<String>,
+}
+
+const APPROVAL_COLUMNS: &str =
+    "record_id, why, requester, created_at, expires_at, status, decided_by, decided_at, comment";
+
+fn approval_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApprovalRow> {
+    Ok(ApprovalRow {
+        record_id: r.get(0)?,
+        why: r.get(1)?,
+        requester: r.get(2)?,
+        created_at: r.get(3)?,
+        expires_at: r.get(4)?,
+        status: r.get(5)?,
+        decided_by: r.get(6)?,
+        decided_at: r.get(7)?,
+        comment: r.get(8)?,
+    })
+}
+
+/// Approvals and settings.
+impl Store {
+    pub fn setting(&self, key: &str) -> Result<Option<String>, AppError> {
+        Ok(self
+            .conn()
+            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    pub fn set_setting(&self, key: &str, value: &str) -> Result<(), AppError> {
+        self.conn().execute(
+            "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    pub fn approval(&self, record_id: i64) -> Result<Option<ApprovalRow>, AppError> {
+        Ok(self
+            .conn()
+            .query_row(
+                &format!("SELECT {APPROVAL_COLUMNS} FROM approvals WHERE record_id = ?1"),
+                [record_id],
+                approval_row,
+            )
+            .optional()?)
+    }
+
+    /// Approvals newest first: the pending ones, or every one.
+    pub fn approvals(&self, pending_only: bool, limit: usize) -> Result<Vec<ApprovalRow>, AppError> {
+        let conn = self.conn();
+        let filter = if pending_only {
+            "WHERE status = 'pending'"
+        } else {
+            ""
+        };
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {APPROVAL_COLUMNS} FROM approvals {filter} ORDER BY record_id DESC LIMIT ?1"
+        ))?;
+        let rows = stmt
+            .query_map([limit as i64], approval_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Decides a pending approval, and moves its run on: approved to Recorded (to be sent), anything
+    /// else to Rejected with why. One transaction, and only while both are still pending, so two
+    /// people deciding at once cannot both win. Returns whether this decision was the one.
+    pub fn decide_approval(
+        &self,
+        record_id: i64,
+        status: &str,
+        who: &str,
+        comment: Option<&str>,
+        run_message: Option<&str>,
+    ) -> Result<bool, AppError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let changed = tx.execute(
+            "UPDATE approvals SET status = ?2, decided_by = ?3, decided_at = ?4, comment = ?5
+             WHERE record_id = ?1 AND status = 'pending'",
+            params![record_id, status, who, now_rfc3339(), comment],
+        )?;
+        if changed == 1 {
+            let run_status = if status == "approved" {
+                STATUS_RECORDED
+            } else {
+                STATUS_REJECTED
+            };
+            tx.execute(
+                "UPDATE runs SET status = ?2, failure_message = COALESCE(?3, failure_message)
+                 WHERE id = ?1 AND status = ?4",
+                params![record_id, run_status, run_message, STATUS_AWAITING_APPROVAL],
+            )?;
+        }
+        tx.commit()?;
+        Ok(changed == 1)
     }
 }
 

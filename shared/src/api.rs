@@ -754,6 +754,9 @@ pub struct Dashboard {
     /// defaults); None until the console has read them.
     #[serde(default)]
     pub sources_to_fix: Option<usize>,
+    /// Starts waiting for a second person's approval.
+    #[serde(default)]
+    pub approvals_pending: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,6 +5,7 @@
 //! `AWSSupport-ConfigureEC2Metadata` document (see `params`).
 
 pub mod api;
+pub mod approvals;
 pub mod fleet;
 pub mod params;
 pub mod plans;

@@ -120,6 +120,22 @@ async fn every_route_answers_each_kind_of_caller_as_the_policy_says() {
             409,
         ),
         (Method::GET, "/plans".into(), None, 1, 200),
+        (Method::GET, "/approvals".into(), None, 1, 200),
+        (Method::GET, "/approval-policy".into(), None, 1, 200),
+        (
+            Method::PUT,
+            "/approval-policy".into(),
+            Some(json!({"tags": []})),
+            3,
+            200,
+        ),
+        (
+            Method::POST,
+            "/approvals/999999/approve".into(),
+            Some(json!({})),
+            2,
+            404,
+        ),
         (
             Method::POST,
             "/plans/no-such-plan/preview".into(),

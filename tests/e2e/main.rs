@@ -3,6 +3,7 @@
 
 mod access;
 mod api;
+mod approvals;
 mod audit;
 mod browser;
 mod fleet;

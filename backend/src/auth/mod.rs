@@ -93,7 +93,9 @@ fn access(method: &Method, path: &str) -> Access {
         || path.starts_with("/tokens")
         || path == "/audit/auth"
         // A dozen AWS calls per region, and the account's permission layout: admins only.
-        || path == "/doctor";
+        || path == "/doctor"
+        // Who must approve whom is an admin's call; everyone may read it.
+        || (path == "/approval-policy" && method != Method::GET);
     match path {
         "/health" | "/auth/login" | "/auth/logout" => Access::Public,
         // Anyone signed in may change their own password (the handler checks the current one).
@@ -125,6 +127,8 @@ enum AccountRule {
     PlanBody,
     /// Preview or drive a plan: every account of the stored plan named in the path.
     Plan,
+    /// Approve or reject a held start: the account of its record.
+    Approval,
 }
 
 fn account_rule(method: &Method, path: &str) -> AccountRule {
@@ -135,6 +139,7 @@ fn account_rule(method: &Method, path: &str) -> AccountRule {
         (&Method::POST, _) if run_action => AccountRule::Run,
         (&Method::POST, p) if p.starts_with("/sources/fixes/") => AccountRule::SourceFix,
         (&Method::POST, "/plans") => AccountRule::PlanBody,
+        (&Method::POST, p) if p.starts_with("/approvals/") => AccountRule::Approval,
         (&Method::POST, p) if p.starts_with("/plans/") => AccountRule::Plan,
         (&Method::POST, p) if p.starts_with("/sources/") => AccountRule::Source,
         (&Method::GET, p)
@@ -149,7 +154,8 @@ fn account_rule(method: &Method, path: &str) -> AccountRule {
                 || p == "/sources"
                 || p == "/sources/fixes"
                 || p == "/plans"
-                || p.starts_with("/plans/") =>
+                || p.starts_with("/plans/")
+                || p == "/approvals" =>
         {
             AccountRule::Filter
         }
@@ -271,6 +277,19 @@ async fn scope_accounts(
                 Request::from_parts(parts, axum::body::Body::from(bytes)),
                 plan_accounts(&v, &hub),
             )
+        }
+        AccountRule::Approval => {
+            let id = path.split('/').nth(2).and_then(|id| id.parse::<i64>().ok());
+            let account = match id {
+                Some(id) => state
+                    .store
+                    .by_record_id(id)
+                    .map_err(IntoResponse::into_response)?
+                    .map(|r| r.account),
+                None => None,
+            };
+            // An approval the console does not know is the handler's 404.
+            (req, account.into_iter().collect())
         }
         AccountRule::Plan => {
             let id = path.split('/').nth(2).unwrap_or_default();

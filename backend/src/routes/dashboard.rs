@@ -62,5 +62,6 @@ async fn dashboard(
         in_flight,
         as_of: Some(snap.as_of),
         sources_to_fix: crate::sources::to_fix_for_dashboard(&state, &scope).await,
+        approvals_pending: crate::approvals::list(&state, &scope, true)?.approvals.len(),
     }))
 }

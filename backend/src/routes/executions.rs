@@ -48,6 +48,35 @@ async fn start(
         account: &a.account,
         region: &a.region,
     };
+    if let Some(why) = crate::approvals::needed(&state, &plan, &a.targets)? {
+        let expires_at = crate::approvals::expiry(&state)?;
+        let hold = runs::Hold {
+            why: &why,
+            expires_at: &expires_at,
+        };
+        let id = runs::record_held(
+            &state,
+            &place,
+            &plan,
+            &a.targets,
+            runs::Origin::Request,
+            &who.name,
+            hold,
+        )?;
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(StartExecutionResponse {
+                execution_id: None,
+                record_id: id,
+                status: RunStatus::from(crate::store::STATUS_AWAITING_APPROVAL),
+                message: Some(format!(
+                    "This start needs a second person ({why}). Another operator or admin approves or \
+                     rejects it on the Approvals page (approval {id}, until {expires_at}); nothing is \
+                     sent to AWS until then."
+                )),
+            }),
+        ));
+    }
     let receipt = runs::record_and_send(
         &state,
         &place,
@@ -172,6 +201,8 @@ const STATUSES: &[&str] = &[
     "Cancelled",
     "Failed",
     "Recorded",
+    "AwaitingApproval",
+    "Rejected",
     "CompletedWithSuccess",
     "CompletedWithFailure",
     "Exited",

@@ -2,6 +2,7 @@
 //! our own errors.
 
 pub mod accounts;
+pub mod approvals;
 pub mod audit;
 pub mod dashboard;
 pub mod doctor;
@@ -33,6 +34,7 @@ pub fn api() -> Router<AppState> {
         .merge(instances::router())
         .merge(sources::router())
         .merge(plans::router())
+        .merge(approvals::router())
         .merge(events::router())
         .fallback(|| async { AppError::NotFound("no such API route; see README for /api/v1".into()) })
 }

@@ -196,6 +196,13 @@ pub struct StartReceipt {
     pub execution_id: Option<String>,
 }
 
+/// A start held for a second person: why it needs one, and until when (RFC 3339).
+#[derive(Clone, Copy, Debug)]
+pub struct Hold<'a> {
+    pub why: &'a str,
+    pub expires_at: &'a str,
+}
+
 /// Records a start (with each target's current options, for rollback) and sends it. When SSM says
 /// "not now" the record is kept as Queued and the watcher sends it later ([`reconcile`]).
 pub async fn record_and_send(
@@ -206,6 +213,43 @@ pub async fn record_and_send(
     origin: Origin<'_>,
     requester: &str,
 ) -> Result<StartReceipt, AppError> {
+    let (record_id, token) = record(state, place, plan, targets, origin, requester, None)?;
+    crate::crash::point("after-record");
+    send_recorded_now(state, place, plan, requester, record_id, &token).await
+}
+
+/// Records a start that waits for a second person; nothing is sent until it is approved
+/// ([`send_approved`]). Returns the record ID, which is also the approval's.
+pub fn record_held(
+    state: &AppState,
+    place: &Place<'_>,
+    plan: &StartPlan,
+    targets: &[InstanceView],
+    origin: Origin<'_>,
+    requester: &str,
+    hold: Hold<'_>,
+) -> Result<i64, AppError> {
+    Ok(record(state, place, plan, targets, origin, requester, Some(hold))?.0)
+}
+
+/// Sends an approved start now (it was recorded before it was held, with its run tag).
+pub async fn send_approved(state: &AppState, record_id: i64) -> Result<(), AppError> {
+    let row = state
+        .store
+        .by_record_id(record_id)?
+        .ok_or_else(|| AppError::NotFound(format!("no record {record_id}")))?;
+    reconcile_one(state, &row).await
+}
+
+fn record(
+    state: &AppState,
+    place: &Place<'_>,
+    plan: &StartPlan,
+    targets: &[InstanceView],
+    origin: Origin<'_>,
+    requester: &str,
+    hold: Option<Hold<'_>>,
+) -> Result<(i64, String), AppError> {
     let (rollback_of, plan_wave) = match origin {
         Origin::Request => (None, None),
         Origin::RollbackOf(id) => (Some(id), None),
@@ -263,16 +307,27 @@ pub async fn record_and_send(
         prior_options: Some(&serde_json::Value::Object(prior)),
         rollback_of,
         plan_wave,
+        approval: hold.map(|h| (h.why, h.expires_at)),
     })?;
-    crate::crash::point("after-record");
+    Ok((record_id, token))
+}
+
+async fn send_recorded_now(
+    state: &AppState,
+    place: &Place<'_>,
+    plan: &StartPlan,
+    requester: &str,
+    record_id: i64,
+    token: &str,
+) -> Result<StartReceipt, AppError> {
     let run = RunRef {
         record_id,
         account: place.account,
-        region,
-        run_tag: Some(&token),
+        region: place.region,
+        run_tag: Some(token),
         requester,
     };
-    match send_start(state, &run, plan, &token, START_ATTEMPTS).await {
+    match send_start(state, &run, plan, token, START_ATTEMPTS).await {
         Ok(execution_id) => Ok(StartReceipt {
             record_id,
             execution_id: Some(execution_id),

@@ -1,0 +1,185 @@
+//! Two-person approval of starts: the policy (in the store, set by admins), holding a start that needs
+//! it (recorded as AwaitingApproval with its approval in one write, so nothing can send it early),
+//! and the decision: another operator or admin approves it (it is sent at once) or rejects it; the
+//! requester cannot approve their own; unanswered, it expires. Decisions are in the audit trail.
+
+use shared::api::InstanceView;
+use shared::approvals::{ApprovalList, ApprovalPolicy, ApprovalView};
+use shared::StartPlan;
+
+use crate::auth::AccountScope;
+use crate::error::AppError;
+use crate::state::AppState;
+
+const POLICY_KEY: &str = "approval_policy";
+
+pub fn policy(state: &AppState) -> Result<ApprovalPolicy, AppError> {
+    Ok(state
+        .store
+        .setting(POLICY_KEY)?
+        .and_then(|v| serde_json::from_str(&v).ok())
+        .unwrap_or_default())
+}
+
+pub fn set_policy(state: &AppState, policy: &ApprovalPolicy, who: &str) -> Result<(), AppError> {
+    policy.validate().map_err(AppError::Validation)?;
+    let text = serde_json::to_string(policy).map_err(AppError::internal)?;
+    state.store.set_setting(POLICY_KEY, &text)?;
+    state
+        .store
+        .auth_event("approval-policy-set", Some(who), Some(&text), None)?;
+    Ok(())
+}
+
+/// Why this start needs a second person under the current policy, or None.
+pub fn needed(
+    state: &AppState,
+    plan: &StartPlan,
+    targets: &[InstanceView],
+) -> Result<Option<String>, AppError> {
+    let policy = policy(state)?;
+    Ok(policy.needs_approval(
+        targets.iter().map(|t| &t.tags),
+        targets.len(),
+        plan.override_reason.is_some(),
+    ))
+}
+
+/// When a hold made now expires, as RFC 3339.
+pub fn expiry(state: &AppState) -> Result<String, AppError> {
+    let hours = i64::from(policy(state)?.expires_after_hours);
+    let at = aws_smithy_types::DateTime::from_millis(state.store.clock.now_ms() + hours * 3_600_000);
+    Ok(crate::aws::rfc3339(Some(&at)).unwrap_or_default())
+}
+
+fn now_text(state: &AppState) -> String {
+    let at = aws_smithy_types::DateTime::from_millis(state.store.clock.now_ms());
+    crate::aws::rfc3339(Some(&at)).unwrap_or_default()
+}
+
+/// Expires the holds whose time is up (their runs become Rejected, saying so).
+pub fn expire_due(state: &AppState) -> Result<(), AppError> {
+    let now = now_text(state);
+    for a in state.store.approvals(true, 1_000)? {
+        if a.expires_at <= now {
+            state.store.decide_approval(
+                a.record_id,
+                "expired",
+                "imds-console",
+                None,
+                Some(&format!("the approval expired unanswered at {}", a.expires_at)),
+            )?;
+            state
+                .store
+                .auth_event("run-approval-expired", None, Some(&a.record_id.to_string()), None)?;
+        }
+    }
+    Ok(())
+}
+
+pub fn list(state: &AppState, scope: &AccountScope, pending_only: bool) -> Result<ApprovalList, AppError> {
+    expire_due(state)?;
+    let mut approvals = Vec::new();
+    for a in state.store.approvals(pending_only, 200)? {
+        let Some(run) = state.store.by_record_id(a.record_id)? else {
+            continue;
+        };
+        if !scope.allows(&run.account) {
+            continue;
+        }
+        approvals.push(ApprovalView {
+            approval_id: a.record_id,
+            why: a.why,
+            requester: a.requester,
+            created_at: a.created_at,
+            expires_at: a.expires_at,
+            status: a.status,
+            decided_by: a.decided_by,
+            decided_at: a.decided_at,
+            comment: a.comment,
+            instance_count: state.store.instance_count(run.id)?,
+            account: run.account,
+            region: run.region,
+            targets: run.targets,
+            instance_id: run.instance_id,
+            override_reason: run.override_reason,
+            execution_id: run.execution_id,
+        });
+    }
+    Ok(ApprovalList { approvals })
+}
+
+/// Approves or rejects a held start. The requester cannot decide their own; an expired or decided
+/// one is a 409. An approved start is sent at once (a "not now" from SSM queues it as usual).
+pub async fn decide(
+    state: &AppState,
+    id: i64,
+    approve: bool,
+    who: &str,
+    comment: Option<&str>,
+) -> Result<ApprovalView, AppError> {
+    expire_due(state)?;
+    let a = state
+        .store
+        .approval(id)?
+        .ok_or_else(|| AppError::NotFound(format!("no approval {id}")))?;
+    if a.status != "pending" {
+        return Err(AppError::Conflict {
+            code: "ApprovalDecided".into(),
+            message: format!(
+                "approval {id} is {}{}",
+                a.status,
+                a.decided_by.map(|b| format!(" (by {b})")).unwrap_or_default()
+            ),
+        });
+    }
+    if a.requester == who {
+        return Err(AppError::refused(
+            axum::http::StatusCode::FORBIDDEN,
+            "OwnApproval",
+            format!("{who} asked for this start: another operator or admin must approve it"),
+        ));
+    }
+    let comment = comment.map(str::trim).filter(|c| !c.is_empty());
+    if comment.is_some_and(|c| c.chars().count() > 1000) {
+        return Err(AppError::field("comment", "at most 1,000 characters"));
+    }
+    let (status, run_message) = if approve {
+        ("approved", None)
+    } else {
+        (
+            "rejected",
+            Some(format!(
+                "rejected by {who}{}",
+                comment.map(|c| format!(": {c}")).unwrap_or_default()
+            )),
+        )
+    };
+    if !state
+        .store
+        .decide_approval(id, status, who, comment, run_message.as_deref())?
+    {
+        return Err(AppError::Conflict {
+            code: "ApprovalDecided".into(),
+            message: format!("approval {id} was decided by someone else just now"),
+        });
+    }
+    state.store.auth_event(
+        if approve { "run-approved" } else { "run-rejected" },
+        Some(who),
+        Some(&id.to_string()),
+        None,
+    )?;
+    if approve {
+        if let Err(e) = crate::runs::send_approved(state, id).await {
+            // Approved and recorded: queued, the watcher sends it when AWS answers again.
+            tracing::warn!(record = id, error = %e, "an approved start could not be sent yet");
+            state.store.set_queued(id, &e.to_string())?;
+        }
+    }
+    list(state, &AccountScope::default(), false)?
+        .approvals
+        .into_iter()
+        .find(|v| v.approval_id == id)
+        .ok_or_else(|| AppError::Internal(format!("approval {id} vanished")))
+}

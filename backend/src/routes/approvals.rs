@@ -1,0 +1,72 @@
+//! `/approvals` and `/approval-policy`: starts held for a second person, their decisions, and the
+//! policy that says which starts need one (see `approvals`).
+
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde::Deserialize;
+use shared::approvals::{ApprovalList, ApprovalPolicy, ApprovalView, DecisionRequest};
+
+use super::{ApiJson, ApiQuery};
+use crate::approvals;
+use crate::auth::{AccountScope, Identity};
+use crate::error::AppError;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/approvals", get(list))
+        .route("/approvals/{id}/{decision}", post(decide))
+        .route("/approval-policy", get(get_policy).put(put_policy))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    /// Every approval, decided ones included (default: the pending ones).
+    #[serde(default)]
+    all: bool,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Extension(scope): Extension<AccountScope>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<ApprovalList>, AppError> {
+    Ok(Json(approvals::list(&state, &scope, !q.all)?))
+}
+
+async fn decide(
+    State(state): State<AppState>,
+    Extension(who): Extension<Identity>,
+    Path((id, decision)): Path<(String, String)>,
+    ApiJson(req): ApiJson<DecisionRequest>,
+) -> Result<Json<ApprovalView>, AppError> {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| AppError::NotFound(format!("approval \"{id}\": approval IDs are numbers")))?;
+    let approve = match decision.as_str() {
+        "approve" => true,
+        "reject" => false,
+        other => {
+            return Err(AppError::NotFound(format!(
+                "no decision \"{other}\": approve or reject"
+            )))
+        }
+    };
+    Ok(Json(
+        approvals::decide(&state, id, approve, &who.name, req.comment.as_deref()).await?,
+    ))
+}
+
+async fn get_policy(State(state): State<AppState>) -> Result<Json<ApprovalPolicy>, AppError> {
+    Ok(Json(approvals::policy(&state)?))
+}
+
+async fn put_policy(
+    State(state): State<AppState>,
+    Extension(who): Extension<Identity>,
+    ApiJson(policy): ApiJson<ApprovalPolicy>,
+) -> Result<Json<ApprovalPolicy>, AppError> {
+    approvals::set_policy(&state, &policy, &who.name)?;
+    Ok(Json(approvals::policy(&state)?))
+}
