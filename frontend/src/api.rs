@@ -98,6 +98,19 @@ pub async fn post<B: Serialize, T: DeserializeOwned>(path: &str, body: &B) -> Re
     decode(send_post(path, body).await?).await
 }
 
+/// Sends a JSON PUT (a setting replaced whole) and returns the reply.
+pub async fn put<B: Serialize, T: DeserializeOwned>(path: &str, body: &B) -> Result<T, ClientError> {
+    let req = Request::put(&format!("/api/v1{path}"))
+        .json(body)
+        .map_err(|e| ClientError::Network(e.to_string()))?;
+    decode(
+        req.send()
+            .await
+            .map_err(|e| ClientError::Network(e.to_string()))?,
+    )
+    .await
+}
+
 pub async fn me() -> Result<shared::api::Me, ClientError> {
     get("/auth/me").await
 }

@@ -50,6 +50,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/fleet") view=FleetPage/>
                     <Route path=path!("/sources") view=pages::sources::SourcesPage/>
                     <Route path=path!("/plans") view=pages::plans::PlansPage/>
+                    <Route path=path!("/approvals") view=pages::approvals::ApprovalsPage/>
                     <Route path=path!("/plans/:id") view=pages::plans::PlanPage/>
                     <Route path=path!("/executions/:id") view=ExecutionDetailPage/>
                     <Route path=path!("/login") view=LoginPage/>

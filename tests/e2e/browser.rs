@@ -1162,6 +1162,70 @@ async fn a_plan_is_built_previewed_started_and_followed_to_its_end_in_the_browse
     b.close().await;
 }
 
+#[tokio::test]
+async fn an_admin_sets_the_approval_policy_and_approves_an_operator_s_prod_run() {
+    let app = app_with_pages(AppOptions::default()).await;
+    let b = browser().await;
+    let c = &b.client;
+    login(c, &app.base, "admin", &admin_password(&app)).await;
+    goto(c, &format!("{}/admin", app.base)).await;
+    type_into(c, "#policy-tags", "Env=prod").await;
+    click(c, "#policy-save").await;
+    wait_text(c, "[data-testid=policy-saved]", |t| t == "Saved.").await;
+
+    // An operator asks for a prod run; it is held.
+    let password = app.add_user("olga", "operator").await;
+    let cookie = app.session("olga", &password).await;
+    let prod = app
+        .instances()
+        .await
+        .into_iter()
+        .find(|i| {
+            i["region"] == "us-east-1"
+                && i["tags"]["Env"] == "prod"
+                && i["state"] == "running"
+                && i["imdsv1_calls"].as_u64().unwrap_or(0) == 0
+        })
+        .unwrap()["instance_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let held = reqwest::Client::new()
+        .post(app.url("/executions"))
+        .header("cookie", &cookie)
+        .header("origin", &app.base)
+        .json(&serde_json::json!({"parameters": {"InstanceId": prod}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(held.status(), 202);
+    let held: serde_json::Value = held.json().await.unwrap();
+    let id = held["record_id"].as_i64().unwrap();
+
+    goto(c, &format!("{}/", app.base)).await;
+    wait_text(c, "[data-testid=approvals-pending]", |t| t == "1").await;
+    goto(c, &format!("{}/approvals", app.base)).await;
+    let row = format!("[data-testid=approvals-pending] tr[data-approval-id='{id}']");
+    let text = wait_text(c, &row, |t| t.contains("olga")).await;
+    assert!(
+        text.contains("targets tagged Env=prod") && text.contains(&prod),
+        "{text}"
+    );
+    type_into(c, &format!("{row} .approval-comment"), "inside the change window").await;
+    click(c, &format!("{row} [data-testid=approve]")).await;
+    wait_text(c, "[data-testid=decided]", |t| t.contains("approved")).await;
+    let decided = wait_text(
+        c,
+        &format!("[data-testid=approvals-decided] tr[data-approval-id='{id}']"),
+        |t| t.contains("approved by admin"),
+    )
+    .await;
+    assert!(decided.contains("inside the change window"), "{decided}");
+    wait_count(c, "[data-testid=approvals-none]", 1).await;
+    assert_eq!(app.sandbox.execution_ids().len(), 1, "approved, then sent");
+    b.close().await;
+}
+
 fn signed_in_pages(exec: &str) -> Vec<(String, &'static str)> {
     vec![
         ("/".into(), "[data-testid=trend]"),
@@ -1172,6 +1236,7 @@ fn signed_in_pages(exec: &str) -> Vec<(String, &'static str)> {
         ("/admin".into(), "[data-testid=tokens]"),
         ("/sources".into(), "[data-testid=sources] tbody tr"),
         ("/plans".into(), "[data-testid=plan-waves]"),
+        ("/approvals".into(), "[data-testid=approvals-decided]"),
         ("/no-such-page".into(), "h1"),
     ]
 }

@@ -31,6 +31,7 @@ pub fn Header() -> impl IntoView {
                 {move || session.me.get().filter(|m| m.role >= Role::Operator).map(|_| view! { <A href="/execute">"Execute"</A> })}
                 <A href="/history">"History"</A>
                 <A href="/plans">"Plans"</A>
+                <A href="/approvals">"Approvals"</A>
                 <A href="/fleet">"Fleet"</A>
                 <A href="/sources">"Sources"</A>
                 {move || session.me.get().filter(|m| m.role == Role::Admin).map(|_| view! { <A href="/admin">"Admin"</A> })}

@@ -224,6 +224,7 @@ pub fn AdminPage() -> impl IntoView {
                 </table>
             })}
         </section>
+        <ApprovalPolicyForm/>
         <PermissionCheck/>
         <section class="card">
             <h1>"Sign-ins and account changes"</h1>
@@ -330,6 +331,64 @@ fn PermissionCheck() -> impl IntoView {
                         </div>
                     }.into_any()
                 }
+            })}
+        </section>
+    }
+}
+
+/// The approval policy: which starts (and plan waves) wait for a second person.
+#[component]
+fn ApprovalPolicyForm() -> impl IntoView {
+    use shared::approvals::ApprovalPolicy;
+    let tags = RwSignal::new(String::new());
+    let more_than = RwSignal::new(String::new());
+    let overrides = RwSignal::new(false);
+    let hours = RwSignal::new("24".to_owned());
+    let current = LocalResource::new(|| api::get::<ApprovalPolicy>("/approval-policy"));
+    Effect::new(move |_| {
+        if let Some(Ok(p)) = current.get() {
+            tags.set(p.tags.join(", "));
+            more_than.set(p.more_than_instances.map(|n| n.to_string()).unwrap_or_default());
+            overrides.set(p.overrides);
+            hours.set(p.expires_after_hours.to_string());
+        }
+    });
+    let save = Action::new_local(|p: &ApprovalPolicy| {
+        let p = p.clone();
+        async move { api::put::<_, ApprovalPolicy>("/approval-policy", &p).await }
+    });
+    let on_submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        save.dispatch(ApprovalPolicy {
+            tags: tags
+                .get_untracked()
+                .split(',')
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty())
+                .collect(),
+            more_than_instances: more_than.get_untracked().trim().parse().ok(),
+            overrides: overrides.get_untracked(),
+            expires_after_hours: hours.get_untracked().trim().parse().unwrap_or(0),
+        });
+    };
+    view! {
+        <section class="card">
+            <h2>"Approval policy"</h2>
+            <p class="help">"Starts and plan waves matching any rule wait for a second operator or admin (Approvals page)."</p>
+            <form on:submit=on_submit class="filters">
+                <label>"Target tags (Key=value, comma-separated) "<input id="policy-tags" placeholder="Env=prod"
+                    prop:value=move || tags.get() on:input=move |ev| tags.set(event_target_value(&ev))/></label>
+                <label>"More than N instances "<input id="policy-more-than" size="5"
+                    prop:value=move || more_than.get() on:input=move |ev| more_than.set(event_target_value(&ev))/></label>
+                <label><input type="checkbox" id="policy-overrides" prop:checked=move || overrides.get()
+                    on:change=move |ev| overrides.set(event_target_checked(&ev))/>" Overrides of the readiness check"</label>
+                <label>"Expires after (hours) "<input id="policy-hours" size="4"
+                    prop:value=move || hours.get() on:input=move |ev| hours.set(event_target_value(&ev))/></label>
+                <button type="submit" id="policy-save">"Save policy"</button>
+            </form>
+            {move || save.value().get().map(|r| match r {
+                Ok(_) => view! { <div class="ok-box" role="status" data-testid="policy-saved">"Saved."</div> }.into_any(),
+                Err(e) => view! { <div class="error-box" role="alert" data-testid="policy-saved">{e.explain()}</div> }.into_any(),
             })}
         </section>
     }

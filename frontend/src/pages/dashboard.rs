@@ -55,6 +55,8 @@ fn Overview(d: Dashboard) -> impl IntoView {
                 <div><A href="/fleet?compliance=broken">"broken since enforcement"</A>": their software's IMDSv1 calls are refused"</div></div>
             <div class="stat"><div class="big">{n.imdsv1_allowed}</div>
                 <div><A href="/fleet?compliance=imdsv1_allowed">"allowing IMDSv1, unused"</A>": safe to enforce"</div></div>
+            <div class="stat"><div class="big" data-testid="approvals-pending">{d.approvals_pending}</div>
+                <div><A href="/approvals">"waiting for approval"</A>": starts held for a second person"</div></div>
             <div class="stat"><div class="big tone-bad" data-testid="sources-to-fix">{d.sources_to_fix.map_or_else(|| "…".to_owned(), |n| n.to_string())}</div>
                 <div><A href="/sources">"sources of new IMDSv1 instances"</A>": templates, groups, AMIs and account defaults to fix"</div></div>
         </div>

@@ -470,6 +470,12 @@ pub fn ExecutePage() -> impl IntoView {
                             <A href=format!("/executions/{id}")>{id.clone()}</A>
                         </div>
                     }.into_any(),
+                    None if resp.status.as_str() == "AwaitingApproval" => view! {
+                        <div class="warn-box" role="status" data-testid="awaiting-approval">
+                            <strong>{format!("Awaiting approval (approval {}). ", resp.record_id)}</strong>
+                            {resp.message.unwrap_or_default()}" "<A href="/approvals">"Approvals"</A>
+                        </div>
+                    }.into_any(),
                     None => view! {
                         <div class="warn-box" role="status" data-testid="queued">
                             <strong>{format!("Queued (record {}). ", resp.record_id)}</strong>
