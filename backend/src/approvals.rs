@@ -52,6 +52,37 @@ pub fn expiry(state: &AppState) -> Result<String, AppError> {
     Ok(crate::aws::rfc3339(Some(&at)).unwrap_or_default())
 }
 
+/// Records a start that needs a second person (`why`), held until it is decided or expires, and
+/// tells the webhooks. Returns the approval's ID (the record's).
+pub fn hold(
+    state: &AppState,
+    place: &crate::runs::Place<'_>,
+    plan: &StartPlan,
+    targets: &[InstanceView],
+    origin: crate::runs::Origin<'_>,
+    requester: &str,
+    why: &str,
+) -> Result<i64, AppError> {
+    let expires_at = expiry(state)?;
+    let hold = crate::runs::Hold {
+        why,
+        expires_at: &expires_at,
+    };
+    let id = crate::runs::record_held(state, place, plan, targets, origin, requester, hold)?;
+    crate::webhooks::notify(state,
+        &crate::webhooks::Notice {
+            event: "approval.needed",
+            summary: format!(
+                "{requester} asks for a run on {} instance(s) that needs a second person ({why}): approval {id}",
+                targets.len()
+            ),
+            data: serde_json::json!({"approval_id": id, "requester": requester, "why": why,
+                "instances": targets.len(), "expires_at": expires_at}),
+        },
+    );
+    Ok(id)
+}
+
 fn now_text(state: &AppState) -> String {
     let at = aws_smithy_types::DateTime::from_millis(state.store.clock.now_ms());
     crate::aws::rfc3339(Some(&at)).unwrap_or_default()

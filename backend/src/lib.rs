@@ -27,6 +27,7 @@ pub mod telemetry;
 pub mod tls;
 pub mod usage;
 pub mod watcher;
+pub mod webhooks;
 
 use axum::http::{header, HeaderValue};
 use axum::response::IntoResponse;
@@ -161,6 +162,7 @@ pub async fn run(listener: tokio::net::TcpListener, state: AppState) -> std::io:
     sources::resume_unfinished(&state).await;
     tokio::spawn(watcher::run(state.clone()));
     tokio::spawn(plans::drive(state.clone()));
+    tokio::spawn(webhooks::deliver(state.clone()));
     // Peer addresses decide whether a sign-on proxy's headers are trusted, and key sign-in throttling.
     let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, service)

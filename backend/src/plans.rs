@@ -306,13 +306,65 @@ pub async fn step(state: &AppState, plan_id: &str) -> Result<(), AppError> {
     if plan.status != PlanStatus::Running {
         return Ok(());
     }
-    let before = serde_json::to_string(&plan).unwrap_or_default();
+    let before = plan.clone();
     advance(state, &mut plan).await?;
-    if serde_json::to_string(&plan).unwrap_or_default() != before {
+    if plan != before {
         plan.updated_at = now(state).1;
         state.store.save_plan(&plan)?;
+        tell(state, &before, &plan);
     }
     Ok(())
+}
+
+/// Tells the webhooks what a step changed: waves started, ended or failed, and a halt.
+fn tell(state: &AppState, before: &PlanView, after: &PlanView) {
+    for (old, new) in before.waves.iter().zip(&after.waves) {
+        if old.status == new.status {
+            continue;
+        }
+        let (event, what) = match new.status {
+            WaveStatus::Running => ("wave.started", "started"),
+            WaveStatus::Baking => ("wave.ended", "ended; baking"),
+            WaveStatus::Failed | WaveStatus::Halted => ("wave.failed", "failed"),
+            _ => continue,
+        };
+        crate::webhooks::notify(
+            state,
+            &crate::webhooks::Notice {
+                event,
+                summary: format!(
+                    "plan \"{}\": wave {} {what}{}",
+                    after.name,
+                    new.name,
+                    new.message
+                        .as_deref()
+                        .map(|m| format!(": {m}"))
+                        .unwrap_or_default()
+                ),
+                data: serde_json::json!({"plan_id": after.plan_id, "wave": new.name, "status": new.status.as_str(),
+                    "execution_id": new.execution_id}),
+            },
+        );
+    }
+    if after.status == PlanStatus::Halted && before.status != PlanStatus::Halted {
+        let rejected: Vec<&str> = after
+            .waves
+            .iter()
+            .flat_map(|w| w.rejected.iter().map(|r| r.instance_id.as_str()))
+            .collect();
+        crate::webhooks::notify(
+            state,
+            &crate::webhooks::Notice {
+                event: "plan.halted",
+                summary: format!(
+                    "plan \"{}\" halted: {}",
+                    after.name,
+                    after.reason.clone().unwrap_or_default()
+                ),
+                data: serde_json::json!({"plan_id": after.plan_id, "reason": after.reason, "rejected": rejected}),
+            },
+        );
+    }
 }
 
 async fn advance(state: &AppState, plan: &mut PlanView) -> Result<(), AppError> {
@@ -411,19 +463,12 @@ async fn start_wave(state: &AppState, plan: &mut PlanView, i: usize) -> Result<(
     // and the wave follows it from there (approved: sent; rejected or expired: the wave fails).
     let origin = runs::Origin::PlanWave(&wave_marker);
     let sent = match crate::approvals::needed(state, &start, &a.targets)? {
-        Some(why) => {
-            let expires_at = crate::approvals::expiry(state)?;
-            let hold = runs::Hold {
-                why: &why,
-                expires_at: &expires_at,
-            };
-            runs::record_held(state, &place, &start, &a.targets, origin, &requester, hold).map(|record_id| {
-                runs::StartReceipt {
-                    record_id,
-                    execution_id: None,
-                }
-            })
-        }
+        Some(why) => crate::approvals::hold(state, &place, &start, &a.targets, origin, &requester, &why).map(
+            |record_id| runs::StartReceipt {
+                record_id,
+                execution_id: None,
+            },
+        ),
         None => runs::record_and_send(state, &place, &start, &a.targets, origin, &requester).await,
     };
     match sent {

@@ -70,6 +70,9 @@ struct PlaceEntry {
 pub struct SourcesCache {
     places: BTreeMap<(String, String), PlaceEntry>,
     read_at: Option<Instant>,
+    /// Sources to fix seen so far (the first listing is the baseline): a new one is told to the
+    /// webhooks.
+    known: Option<BTreeSet<String>>,
 }
 
 /// Every place's reading: read now when there is none or it is older than the fleet's refresh
@@ -448,11 +451,43 @@ pub async fn list(state: &AppState, scope: &AccountScope) -> Result<SourcesView,
         .iter()
         .filter(|s| s.posture != SourcePosture::RequiresTokens)
         .count();
+    tell_new(state, &sources).await;
     Ok(SourcesView {
         sources,
         places: read,
         to_fix,
     })
+}
+
+/// Tells the webhooks about sources to fix that were not there before (none at the first listing).
+async fn tell_new(state: &AppState, sources: &[SourceView]) {
+    let mut cache = state.sources.lock().await;
+    let to_fix = sources
+        .iter()
+        .filter(|s| s.posture != SourcePosture::RequiresTokens);
+    let Some(known) = cache.known.as_mut() else {
+        cache.known = Some(to_fix.map(|s| s.id.clone()).collect());
+        return;
+    };
+    for s in to_fix {
+        if known.insert(s.id.clone()) {
+            crate::webhooks::notify(
+                state,
+                &crate::webhooks::Notice {
+                    event: "source.new",
+                    summary: format!(
+                        "a new source of IMDSv1 instances: {} {} in {} {} ({})",
+                        s.kind.label(),
+                        s.name,
+                        s.account,
+                        s.region,
+                        s.posture.label()
+                    ),
+                    data: serde_json::json!({"source_id": s.id, "kind": s.kind.as_str(), "detail": s.detail}),
+                },
+            );
+        }
+    }
 }
 
 /// How long a dashboard waits for the very first reading of the sources before it answers without

@@ -181,6 +181,31 @@ CREATE TABLE settings (
     value TEXT NOT NULL
 );
 ",
+    // Webhooks and every delivery to them (queued here, so sending never holds up a run).
+    r"
+CREATE TABLE webhooks (
+    webhook_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    url TEXT NOT NULL,
+    format TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    deleted INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE webhook_deliveries (
+    delivery_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    webhook_id INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    body TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms INTEGER NOT NULL,
+    last_error TEXT,
+    created_at TEXT NOT NULL,
+    delivered_at TEXT
+);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_ms);
+",
 ];
 
 /// Status of a record whose start has not been acknowledged by SSM yet.
@@ -1136,6 +1161,132 @@ impl Store {
         }
         tx.commit()?;
         Ok(changed == 1)
+    }
+}
+
+/// A webhook as stored: ID, URL, format (`json`/`slack`), creator, creation time.
+pub type WebhookRow = (i64, String, String, String, String);
+
+/// A queued delivery: ID, webhook ID, URL, body, attempts so far.
+pub type DueDelivery = (i64, i64, String, String, u32);
+
+/// Webhooks and their deliveries.
+impl Store {
+    pub fn add_webhook(&self, url: &str, format: &str, who: &str) -> Result<i64, AppError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO webhooks (url, format, created_by, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![url, format, who, now_rfc3339()],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    pub fn delete_webhook(&self, id: i64) -> Result<bool, AppError> {
+        Ok(self.conn().execute(
+            "UPDATE webhooks SET deleted = 1 WHERE webhook_id = ?1 AND deleted = 0",
+            [id],
+        )? == 1)
+    }
+
+    pub fn webhooks(&self) -> Result<Vec<WebhookRow>, AppError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT webhook_id, url, format, created_by, created_at FROM webhooks WHERE deleted = 0 ORDER BY webhook_id",
+        )?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Queues one delivery of `body` to every webhook (each in its own format, built by `body_for`).
+    pub fn queue_deliveries(
+        &self,
+        event: &str,
+        summary: &str,
+        now_ms: i64,
+        body_for: impl Fn(&str) -> String,
+    ) -> Result<usize, AppError> {
+        let hooks = self.webhooks()?;
+        let conn = self.conn();
+        for (id, _, format, _, _) in &hooks {
+            conn.execute(
+                "INSERT INTO webhook_deliveries (webhook_id, event, summary, body, status, next_attempt_ms, created_at)
+                 VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6)",
+                params![id, event, summary, body_for(format), now_ms, now_rfc3339()],
+            )?;
+        }
+        Ok(hooks.len())
+    }
+
+    /// Deliveries due now, oldest first.
+    pub fn due_deliveries(&self, now_ms: i64, limit: usize) -> Result<Vec<DueDelivery>, AppError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT d.delivery_id, d.webhook_id, w.url, d.body, d.attempts FROM webhook_deliveries d
+             JOIN webhooks w ON w.webhook_id = d.webhook_id
+             WHERE d.status = 'pending' AND d.next_attempt_ms <= ?1 AND w.deleted = 0
+             ORDER BY d.delivery_id LIMIT ?2",
+        )?;
+        let rows = stmt
+            .query_map(params![now_ms, limit as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Records one attempt: delivered, retried at `retry_at_ms`, or given up (`retry_at_ms` None). The
+    /// last error stays after a later success, so admins see that a delivery needed retries.
+    pub fn record_attempt(
+        &self,
+        delivery_id: i64,
+        delivered: bool,
+        error: Option<&str>,
+        retry_at_ms: Option<i64>,
+    ) -> Result<(), AppError> {
+        let status = match (delivered, retry_at_ms) {
+            (true, _) => "delivered",
+            (false, Some(_)) => "pending",
+            (false, None) => "failed",
+        };
+        self.conn().execute(
+            "UPDATE webhook_deliveries SET attempts = attempts + 1, status = ?2, last_error = COALESCE(?3, last_error),
+                next_attempt_ms = COALESCE(?4, next_attempt_ms),
+                delivered_at = CASE WHEN ?2 = 'delivered' THEN ?5 ELSE delivered_at END
+             WHERE delivery_id = ?1",
+            params![delivery_id, status, error, retry_at_ms, now_rfc3339()],
+        )?;
+        Ok(())
+    }
+
+    pub fn deliveries(
+        &self,
+        webhook_id: i64,
+        limit: usize,
+    ) -> Result<Vec<shared::webhooks::DeliveryView>, AppError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT delivery_id, event, summary, status, attempts, last_error, created_at, delivered_at
+             FROM webhook_deliveries WHERE webhook_id = ?1 ORDER BY delivery_id DESC LIMIT ?2",
+        )?;
+        let rows = stmt
+            .query_map(params![webhook_id, limit as i64], |r| {
+                Ok(shared::webhooks::DeliveryView {
+                    delivery_id: r.get(0)?,
+                    event: r.get(1)?,
+                    summary: r.get(2)?,
+                    status: r.get(3)?,
+                    attempts: r.get(4)?,
+                    last_error: r.get(5)?,
+                    created_at: r.get(6)?,
+                    delivered_at: r.get(7)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
     }
 }
 

@@ -176,6 +176,26 @@ pub async fn refresh(state: &AppState, run: &RunRow) -> Result<ExecutionDetail, 
             account: run.account.clone(),
         });
     }
+    if status_changed && ex.status.is_terminal() && ex.parent_id.is_none() {
+        let ok = ex.status == shared::RunStatus::Success;
+        crate::webhooks::notify(
+            state,
+            &crate::webhooks::Notice {
+                event: if ok { "run.ended" } else { "run.failed" },
+                summary: format!(
+                    "run {execution_id} ended {}{}",
+                    ex.status.as_str(),
+                    ex.failure_message
+                        .as_deref()
+                        .map(|m| format!(": {m}"))
+                        .unwrap_or_default()
+                ),
+                data: serde_json::json!({"execution_id": execution_id, "status": ex.status.as_str(),
+                    "requester": run.requester, "account": run.account, "region": run.region,
+                    "failure_message": ex.failure_message}),
+            },
+        );
+    }
     if status_changed && ex.status.is_terminal() {
         // A run across accounts and Regions changed every location's instances; any other, its own.
         if ex.steps.iter().any(|s| s.inputs.contains_key("TargetLocation")) {

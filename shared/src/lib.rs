@@ -12,6 +12,7 @@ pub mod plans;
 pub mod preview;
 pub mod sources;
 pub mod status;
+pub mod webhooks;
 
 pub use params::{
     split_list, EnforceImdsV2, FieldError, HopLimit, InstanceId, MaxConcurrency, MaxErrors, MetadataAccess,

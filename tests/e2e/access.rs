@@ -121,6 +121,7 @@ async fn every_route_answers_each_kind_of_caller_as_the_policy_says() {
         ),
         (Method::GET, "/plans".into(), None, 1, 200),
         (Method::GET, "/approvals".into(), None, 1, 200),
+        (Method::GET, "/webhooks".into(), None, 3, 200),
         (Method::GET, "/approval-policy".into(), None, 1, 200),
         (
             Method::PUT,

@@ -14,3 +14,4 @@ mod safety;
 mod sandbox_sdk;
 mod security;
 mod sources;
+mod webhooks;

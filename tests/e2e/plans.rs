@@ -127,6 +127,14 @@ async fn a_wave_whose_instances_start_refusing_imdsv1_halts_the_plan_names_them_
         .await;
     assert!(!users.is_empty(), "the seeded fleet has IMDSv1 users");
     let first: Vec<String> = users.iter().take(2).cloned().collect();
+    let (rx, url) = crate::webhooks::receiver().await;
+    let (status, _) = app
+        .post(
+            "/webhooks",
+            &json!({"url": format!("{url}/hook"), "format": "json"}),
+        )
+        .await;
+    assert_eq!(status, 201);
     let (status, created) = app
         .post(
             "/plans",
@@ -158,6 +166,19 @@ async fn a_wave_whose_instances_start_refusing_imdsv1_halts_the_plan_names_them_
         "{halted:#}"
     );
     assert_eq!(halted["waves"][1]["status"], "pending", "prod never started");
+    // The halt is told, naming the instances (the receiver fails its first delivery, which is retried).
+    let told = rx.wait_for(&app, "/hook", |v| v["event"] == "plan.halted").await;
+    assert!(
+        told["data"]["rejected"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(named[0])),
+        "{told}"
+    );
+    rx.wait_for(&app, "/hook", |v| {
+        v["event"] == "wave.failed" && v["data"]["wave"] == "canary"
+    })
+    .await;
     // The plan said to roll the wave back: its rollback run restores the canaries.
     let rollback = canary["rollback_execution_ids"][0]
         .as_str()

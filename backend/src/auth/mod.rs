@@ -95,7 +95,9 @@ fn access(method: &Method, path: &str) -> Access {
         // A dozen AWS calls per region, and the account's permission layout: admins only.
         || path == "/doctor"
         // Who must approve whom is an admin's call; everyone may read it.
-        || (path == "/approval-policy" && method != Method::GET);
+        || (path == "/approval-policy" && method != Method::GET)
+        // Where the console sends what happened: admins only.
+        || path.starts_with("/webhooks");
     match path {
         "/health" | "/auth/login" | "/auth/logout" => Access::Public,
         // Anyone signed in may change their own password (the handler checks the current one).

@@ -49,20 +49,20 @@ async fn start(
         region: &a.region,
     };
     if let Some(why) = crate::approvals::needed(&state, &plan, &a.targets)? {
-        let expires_at = crate::approvals::expiry(&state)?;
-        let hold = runs::Hold {
-            why: &why,
-            expires_at: &expires_at,
-        };
-        let id = runs::record_held(
+        let id = crate::approvals::hold(
             &state,
             &place,
             &plan,
             &a.targets,
             runs::Origin::Request,
             &who.name,
-            hold,
+            &why,
         )?;
+        let expires_at = state
+            .store
+            .approval(id)?
+            .map(|a| a.expires_at)
+            .unwrap_or_default();
         return Ok((
             StatusCode::ACCEPTED,
             Json(StartExecutionResponse {

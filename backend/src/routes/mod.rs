@@ -13,6 +13,7 @@ pub mod identity;
 pub mod instances;
 pub mod plans;
 pub mod sources;
+pub mod webhooks;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -35,6 +36,7 @@ pub fn api() -> Router<AppState> {
         .merge(sources::router())
         .merge(plans::router())
         .merge(approvals::router())
+        .merge(webhooks::router())
         .merge(events::router())
         .fallback(|| async { AppError::NotFound("no such API route; see README for /api/v1".into()) })
 }

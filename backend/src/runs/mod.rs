@@ -111,6 +111,24 @@ pub async fn send_start(
     };
     crate::crash::point("after-start");
     settle(state, run.record_id, run.account, &execution_id)?;
+    crate::webhooks::notify(
+        state,
+        &crate::webhooks::Notice {
+            event: "run.started",
+            summary: format!(
+                "{} started run {execution_id} in {}{}",
+                run.requester,
+                if run.account.is_empty() {
+                    String::new()
+                } else {
+                    format!("account {}, ", run.account)
+                },
+                run.region
+            ),
+            data: json!({"execution_id": execution_id, "record_id": run.record_id, "requester": run.requester,
+                         "account": run.account, "region": run.region}),
+        },
+    );
     Ok(execution_id)
 }
 

@@ -1,0 +1,65 @@
+//! `/webhooks` (admins): where the console tells other systems what happened, each with its recent
+//! deliveries, and a test message to check one (see `webhooks`).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde_json::json;
+use shared::webhooks::{CreateWebhookRequest, WebhookList};
+
+use super::ApiJson;
+use crate::auth::Identity;
+use crate::error::AppError;
+use crate::state::AppState;
+use crate::webhooks;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/webhooks", get(list).post(create))
+        .route("/webhooks/{id}/{action}", post(act))
+}
+
+async fn list(State(state): State<AppState>) -> Result<Json<WebhookList>, AppError> {
+    Ok(Json(webhooks::list(&state)?))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Extension(who): Extension<Identity>,
+    ApiJson(req): ApiJson<CreateWebhookRequest>,
+) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
+    let id = webhooks::create(&state, &req, &who.name)?;
+    Ok((StatusCode::CREATED, Json(json!({ "webhook_id": id }))))
+}
+
+/// `test` queues a test message to every webhook (the sender posts it at once); `delete` removes one.
+async fn act(
+    State(state): State<AppState>,
+    Extension(who): Extension<Identity>,
+    Path((id, action)): Path<(String, String)>,
+) -> Result<StatusCode, AppError> {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| AppError::NotFound(format!("webhook \"{id}\": webhook IDs are numbers")))?;
+    if !state.store.webhooks()?.iter().any(|w| w.0 == id) {
+        return Err(AppError::NotFound(format!("no webhook {id}")));
+    }
+    match action.as_str() {
+        "delete" => webhooks::delete(&state, id, &who.name)?,
+        "test" => webhooks::notify(
+            &state,
+            &webhooks::Notice {
+                event: "test",
+                summary: format!("a test message from {}", who.name),
+                data: json!({ "webhook_id": id }),
+            },
+        ),
+        other => {
+            return Err(AppError::NotFound(format!(
+                "no webhook action \"{other}\": test or delete"
+            )))
+        }
+    }
+    Ok(StatusCode::ACCEPTED)
+}

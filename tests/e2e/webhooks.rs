@@ -1,0 +1,204 @@
+//! Webhooks (issue 15): a local HTTP server stands in for the receiving system; it fails the first
+//! delivery, which is retried and recorded, and then hears of runs, approvals and tests, in the JSON
+//! and Slack formats. Only admins manage webhooks.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use e2e::spawn_app;
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A stand-in for the receiving system (also used by the plans suite).
+#[derive(Clone, Default)]
+pub(crate) struct Receiver {
+    /// (path, body) of every request answered 200.
+    got: Arc<Mutex<Vec<(String, Value)>>>,
+    /// Requests answered 500 so far (the first one of each path is).
+    failed: Arc<Mutex<Vec<String>>>,
+}
+
+async fn receive(State(r): State<Receiver>, uri: axum::http::Uri, body: String) -> StatusCode {
+    let path = uri.path().to_owned();
+    {
+        let mut failed = r.failed.lock().unwrap();
+        if !failed.contains(&path) {
+            failed.push(path);
+            return StatusCode::INTERNAL_SERVER_ERROR;
+        }
+    }
+    r.got
+        .lock()
+        .unwrap()
+        .push((path, serde_json::from_str(&body).unwrap_or(Value::Null)));
+    StatusCode::OK
+}
+
+pub(crate) async fn receiver() -> (Receiver, String) {
+    let r = Receiver::default();
+    let app = axum::Router::new()
+        .route("/{*path}", post(receive))
+        .with_state(r.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (r, url)
+}
+
+impl Receiver {
+    /// Waits until a body on `path` satisfies `ok`, advancing the console's clock so retries are due.
+    pub(crate) async fn wait_for(
+        &self,
+        app: &e2e::TestApp,
+        path: &str,
+        ok: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some((_, v)) = self.got.lock().unwrap().iter().find(|(p, v)| p == path && ok(v)) {
+                return v.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nothing matching on {path}: {:?}",
+                self.got.lock().unwrap()
+            );
+            app.state.store.clock.advance(Duration::from_secs(1));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn webhooks_hear_of_runs_and_approvals_in_json_and_slack_after_a_transient_failure() {
+    let app = spawn_app().await;
+    let (rx, url) = receiver().await;
+    let (status, created) = app
+        .post(
+            "/webhooks",
+            &json!({"url": format!("{url}/json"), "format": "json"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let json_hook = created["webhook_id"].as_i64().unwrap();
+    let (status, _) = app
+        .post(
+            "/webhooks",
+            &json!({"url": format!("{url}/slack/T000/B000/secret"), "format": "slack"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, bad) = app
+        .post("/webhooks", &json!({"url": "ftp://x", "format": "json"}))
+        .await;
+    assert_eq!(status, 400, "{bad}");
+    assert_eq!(bad["error"]["field"], "url");
+
+    // A run: started and ended reach both, the first delivery of each after a 500.
+    let id = app.quiet("us-east-1").await.remove(0);
+    let (_, started) = app
+        .post("/executions", &json!({"parameters": {"InstanceId": id}}))
+        .await;
+    let exec = started["execution_id"].as_str().unwrap().to_owned();
+    let begun = rx
+        .wait_for(&app, "/json", |v| {
+            v["event"] == "run.started" && v["data"]["execution_id"] == exec.as_str()
+        })
+        .await;
+    assert_eq!(begun["data"]["requester"], "admin");
+    rx.wait_for(&app, "/json", |v| {
+        v["event"] == "run.ended" && v["data"]["status"] == "Success"
+    })
+    .await;
+    let slack = rx
+        .wait_for(&app, "/slack/T000/B000/secret", |v| {
+            v["text"]
+                .as_str()
+                .is_some_and(|t| t.contains(&exec) && t.contains("ended Success"))
+        })
+        .await;
+    assert!(
+        slack["text"].as_str().unwrap().starts_with("imds-console: "),
+        "{slack}"
+    );
+
+    // A start that needs approval is announced.
+    app.http
+        .put(app.url("/approval-policy"))
+        .json(&json!({"tags": ["Env=prod"]}))
+        .send()
+        .await
+        .unwrap();
+    let prod = app
+        .instances()
+        .await
+        .into_iter()
+        .find(|i| {
+            i["region"] == "us-east-1"
+                && i["tags"]["Env"] == "prod"
+                && i["imdsv1_calls"].as_u64().unwrap_or(0) == 0
+        })
+        .unwrap()["instance_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, held) = app
+        .post("/executions", &json!({"parameters": {"InstanceId": prod}}))
+        .await;
+    assert_eq!(status, 202, "{held}");
+    let asked = rx
+        .wait_for(&app, "/json", |v| v["event"] == "approval.needed")
+        .await;
+    assert_eq!(asked["data"]["approval_id"], held["record_id"]);
+
+    // The test button; and the record admins see: the failed first attempt, then delivered.
+    let (status, _) = app.post(&format!("/webhooks/{json_hook}/test"), &json!({})).await;
+    assert_eq!(status, 202);
+    rx.wait_for(&app, "/json", |v| v["event"] == "test").await;
+    let (_, hooks) = app.get("/webhooks").await;
+    let hook = hooks["webhooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["webhook_id"] == json_hook)
+        .unwrap()
+        .clone();
+    let deliveries = hook["deliveries"].as_array().unwrap();
+    let first = deliveries.last().unwrap();
+    assert_eq!(first["event"], "run.started", "{hook:#}");
+    assert_eq!(first["attempts"], 2, "{hook:#}");
+    assert_eq!(first["status"], "delivered");
+    assert_eq!(first["last_error"], "HTTP 500 Internal Server Error");
+    let (_, all) = app.get("/webhooks").await;
+    let slack_hook = all["webhooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["format"] == "slack")
+        .unwrap()
+        .clone();
+    assert!(
+        !slack_hook["url"].as_str().unwrap().contains("secret"),
+        "{slack_hook}"
+    );
+
+    // Operators do not manage webhooks; a deleted one hears nothing more.
+    let password = app.add_user("otto", "operator").await;
+    let cookie = app.session("otto", &password).await;
+    let refused = reqwest::Client::new()
+        .post(app.url("/webhooks"))
+        .header("cookie", cookie)
+        .header("origin", &app.base)
+        .json(&json!({"url": format!("{url}/x"), "format": "json"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    let (status, _) = app
+        .post(&format!("/webhooks/{json_hook}/delete"), &json!({}))
+        .await;
+    assert_eq!(status, 202);
+    let (_, after) = app.get("/webhooks").await;
+    assert_eq!(after["webhooks"].as_array().unwrap().len(), 1);
+}
