@@ -1226,6 +1226,37 @@ async fn an_admin_sets_the_approval_policy_and_approves_an_operator_s_prod_run()
     b.close().await;
 }
 
+#[tokio::test]
+async fn an_admin_adds_a_webhook_sends_it_a_test_and_sees_the_retried_delivery() {
+    let app = app_with_pages(AppOptions::default()).await;
+    let (rx, url) = crate::webhooks::receiver().await;
+    let b = browser().await;
+    let c = &b.client;
+    login(c, &app.base, "admin", &admin_password(&app)).await;
+    goto(c, &format!("{}/admin", app.base)).await;
+    wait_count(c, "[data-testid=webhooks-none]", 1).await;
+    type_into(c, "#webhook-url", &format!("{url}/from-browser")).await;
+    click(c, "#webhook-add").await;
+    wait_count(c, "[data-testid=webhook-test]", 1).await;
+    click(c, "[data-testid=webhook-test]").await;
+    // The receiver refuses the first delivery; the retry (its delay passed on the console's clock)
+    // gets through.
+    rx.wait_for(&app, "/from-browser", |v| v["event"] == "test").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        click(c, "#webhooks-refresh").await;
+        let status = text_of(c, "[data-testid=deliveries] [data-testid=delivery-status]").await;
+        if status == "delivered" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the delivery stayed {status}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let row = text_of(c, "[data-testid=deliveries] tbody tr").await;
+    assert!(row.contains("test") && row.contains("HTTP 500"), "{row}");
+    b.close().await;
+}
+
 fn signed_in_pages(exec: &str) -> Vec<(String, &'static str)> {
     vec![
         ("/".into(), "[data-testid=trend]"),

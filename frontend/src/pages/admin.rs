@@ -225,6 +225,7 @@ pub fn AdminPage() -> impl IntoView {
             })}
         </section>
         <ApprovalPolicyForm/>
+        <Webhooks/>
         <PermissionCheck/>
         <section class="card">
             <h1>"Sign-ins and account changes"</h1>
@@ -390,6 +391,88 @@ fn ApprovalPolicyForm() -> impl IntoView {
                 Ok(_) => view! { <div class="ok-box" role="status" data-testid="policy-saved">"Saved."</div> }.into_any(),
                 Err(e) => view! { <div class="error-box" role="alert" data-testid="policy-saved">{e.explain()}</div> }.into_any(),
             })}
+        </section>
+    }
+}
+
+/// Webhooks: add one (JSON or Slack), send it a test, delete it, and see its recent deliveries.
+#[component]
+fn Webhooks() -> impl IntoView {
+    use shared::webhooks::{CreateWebhookRequest, WebhookFormat, WebhookList};
+    let changed = RwSignal::new(0u32);
+    let hooks = LocalResource::new(move || {
+        changed.track();
+        api::get::<WebhookList>("/webhooks")
+    });
+    let url = RwSignal::new(String::new());
+    let slack = RwSignal::new(false);
+    let add = Action::new_local(|req: &CreateWebhookRequest| {
+        let req = req.clone();
+        async move { api::post::<_, serde_json::Value>("/webhooks", &req).await }
+    });
+    let act = Action::new_local(|(id, what): &(i64, &'static str)| {
+        let (id, what) = (*id, *what);
+        async move { api::post_empty(&format!("/webhooks/{id}/{what}"), &serde_json::json!({})).await }
+    });
+    Effect::new(move |_| {
+        if add.value().get().is_some_and(|r| r.is_ok()) {
+            url.set(String::new());
+        }
+        if add.value().get().is_some() || act.value().get().is_some() {
+            changed.update(|n| *n += 1);
+        }
+    });
+    let on_submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        add.dispatch(CreateWebhookRequest {
+            url: url.get_untracked(),
+            format: if slack.get_untracked() {
+                WebhookFormat::Slack
+            } else {
+                WebhookFormat::Json
+            },
+        });
+    };
+    view! {
+        <section class="card">
+            <h2>"Webhooks"</h2>
+            <p class="help">"Runs and plan waves that start, end or fail, approvals needed, plans halted and new sources of IMDSv1 instances are posted here. A failed delivery is retried with a growing delay; runs never wait for it."</p>
+            <form on:submit=on_submit class="filters">
+                <label>"URL "<input id="webhook-url" size="40" placeholder="https://hooks.slack.com/services/…"
+                    prop:value=move || url.get() on:input=move |ev| url.set(event_target_value(&ev))/></label>
+                <label><input type="checkbox" id="webhook-slack" prop:checked=move || slack.get()
+                    on:change=move |ev| slack.set(event_target_checked(&ev))/>" Slack message"</label>
+                <button type="submit" id="webhook-add">"Add webhook"</button>
+            </form>
+            {move || add.value().get().and_then(Result::err).map(|e| view! { <div class="error-box" role="alert">{e.explain()}</div> })}
+            <p><button class="secondary" id="webhooks-refresh" on:click=move |_| changed.update(|n| *n += 1)>"Refresh"</button></p>
+            {move || match hooks.get() {
+                None => view! { <p role="status">"Loading…"</p> }.into_any(),
+                Some(Err(e)) => view! { <div class="error-box" role="alert">{e.explain()}</div> }.into_any(),
+                Some(Ok(list)) if list.webhooks.is_empty() => view! { <p data-testid="webhooks-none">"No webhook yet."</p> }.into_any(),
+                Some(Ok(list)) => list.webhooks.into_iter().map(|w| {
+                    let id = w.webhook_id;
+                    view! {
+                        <div class="webhook" data-webhook-id=id.to_string()>
+                            <p><strong class="mono">{w.url.clone()}</strong>{format!(" · {} · added by {}", if w.format == WebhookFormat::Slack { "Slack" } else { "JSON" }, w.created_by)}" "
+                                <button class="secondary" data-testid="webhook-test" on:click=move |_| { act.dispatch((id, "test")); }>"Send test"</button>" "
+                                <button class="danger" data-testid="webhook-delete" on:click=move |_| { act.dispatch((id, "delete")); }>"Delete"</button></p>
+                            <div class="table-scroll"><table data-testid="deliveries">
+                                <thead><tr><th scope="col">"Event"</th><th scope="col">"Status"</th><th scope="col">"Attempts"</th><th scope="col">"Last error"</th><th scope="col">"When"</th></tr></thead>
+                                <tbody>{w.deliveries.into_iter().map(|d| view! {
+                                    <tr data-delivery-id=d.delivery_id.to_string()>
+                                        <td title=d.summary.clone()>{d.event.clone()}</td>
+                                        <td data-testid="delivery-status">{d.status.clone()}</td>
+                                        <td>{d.attempts}</td>
+                                        <td>{d.last_error.clone().unwrap_or_default()}</td>
+                                        <td>{api::local_time(Some(&d.created_at))}</td>
+                                    </tr>
+                                }).collect_view()}</tbody>
+                            </table></div>
+                        </div>
+                    }
+                }).collect_view().into_any(),
+            }}
         </section>
     }
 }
