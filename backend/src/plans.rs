@@ -121,8 +121,12 @@ pub fn list(state: &AppState, scope: &crate::auth::AccountScope) -> Result<PlanL
 pub async fn preview_plan(state: &AppState, plan_id: &str) -> Result<PlanPreview, AppError> {
     let plan = get(state, plan_id)?;
     let mut waves = Vec::new();
-    for (input, wave) in plan.request.waves.iter().zip(&plan.waves) {
-        let start = input.start_request().validate().map_err(AppError::Validation)?;
+    for (i, wave) in plan.waves.iter().enumerate() {
+        let start = plan
+            .request
+            .wave_start(i)
+            .validate()
+            .map_err(AppError::Validation)?;
         waves.push(match runs::assess(state, &start, true).await {
             Ok(a) => WavePreview {
                 name: wave.name.clone(),
@@ -418,8 +422,9 @@ async fn start_wave(state: &AppState, plan: &mut PlanView, i: usize) -> Result<(
         wave.status = WaveStatus::Running;
         return Ok(());
     }
-    let start = plan.request.waves[i]
-        .start_request()
+    let start = plan
+        .request
+        .wave_start(i)
         .validate()
         .map_err(AppError::Validation)?;
     let halt = |plan: &mut PlanView, message: String| {
@@ -543,14 +548,19 @@ fn follow_run(state: &AppState, plan: &mut PlanView, i: usize) -> Result<(), App
         let until = aws_smithy_types::DateTime::from_millis(now_ms + bake_ms);
         wave.bake_until = crate::aws::rfc3339(Some(&until));
     } else {
+        // SSM's reason (a failed step, the alarm that stopped it, a rejection) says what happened.
+        let why = row
+            .detail
+            .as_deref()
+            .and_then(|d| serde_json::from_str::<shared::api::ExecutionDetail>(d).ok())
+            .and_then(|d| d.failure_message)
+            .map(|m| format!(": {m}"))
+            .unwrap_or_default();
+        let message = format!("its run ended {}{why}", row.status.as_str());
         wave.status = WaveStatus::Failed;
-        wave.message = Some(format!("its run ended {}", row.status.as_str()));
         plan.status = PlanStatus::Halted;
-        plan.reason = Some(format!(
-            "wave {}: its run ended {}",
-            wave.name,
-            row.status.as_str()
-        ));
+        plan.reason = Some(format!("wave {}: {message}", wave.name));
+        wave.message = Some(message);
     }
     Ok(())
 }

@@ -66,6 +66,10 @@ pub(crate) struct World {
     /// SSM's automation quotas (from the fault settings).
     #[serde(skip)]
     pub quota: AutomationQuota,
+    /// CloudWatch alarms in the ALARM state (from the fault settings): a run whose AlarmConfiguration
+    /// names one is stopped by SSM.
+    #[serde(skip)]
+    pub alarms_in_alarm: BTreeSet<String>,
     pub rng: u64,
 }
 
@@ -97,6 +101,11 @@ pub(crate) struct Execution {
     /// Typed values templates can refer to: parameters and `step.Output`s.
     pub vars: BTreeMap<String, Value>,
     pub rate_control: Option<RateControl>,
+    /// The CloudWatch alarms of its AlarmConfiguration, and those that stopped it.
+    #[serde(default)]
+    pub alarms: Vec<String>,
+    #[serde(default)]
+    pub triggered_alarms: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -191,6 +200,8 @@ pub(crate) struct StartRequest {
     pub max_errors: Option<String>,
     pub tags: Vec<(String, String)>,
     pub target_locations: Vec<TargetLocation>,
+    /// AlarmConfiguration's alarm names.
+    pub alarms: Vec<String>,
 }
 
 impl World {
@@ -211,6 +222,7 @@ impl World {
             org_accounts: vec![crate::ACCOUNT_ID.to_owned()],
             missing_roles: BTreeSet::new(),
             quota: AutomationQuota::default(),
+            alarms_in_alarm: BTreeSet::new(),
             rng: 0x5eed,
         }
     }
@@ -426,6 +438,8 @@ impl World {
             cursor: None,
             vars,
             rate_control: None,
+            alarms: req.alarms.clone(),
+            triggered_alarms: Vec::new(),
         };
         if !req.target_locations.is_empty() {
             let target_param = target_param.clone().ok_or_else(|| {
@@ -751,6 +765,26 @@ pub(crate) fn tick(world: &mut World, docs: &Documents, speed: f64, now: u64) {
         let Some(&idx) = world.by_id.get(&id) else {
             continue;
         };
+        // SSM polls the run's alarms: one in ALARM stops the run (its children with it).
+        let firing: Vec<String> = world.executions[idx]
+            .alarms
+            .iter()
+            .filter(|a| world.alarms_in_alarm.contains(*a))
+            .cloned()
+            .collect();
+        if !firing.is_empty()
+            && world.executions[idx].triggered_alarms.is_empty()
+            && !is_terminal(&world.executions[idx].status)
+        {
+            let ex = &mut world.executions[idx];
+            ex.failure_message = Some(format!(
+                "The automation was stopped because the CloudWatch alarm {} is in the ALARM state.",
+                firing.join(", ")
+            ));
+            ex.triggered_alarms = firing;
+            ex.cancel_requested = true;
+            world.dirty = true;
+        }
         if world.executions[idx].status == "Pending" {
             continue;
         }
@@ -1344,6 +1378,8 @@ fn launch_location(world: &mut World, idx: usize, i: usize, place: &str, doc: &D
                 max_errors: lc.max_errors.clone(),
                 tags: parent.tags.clone(),
                 target_locations: Vec::new(),
+                // The location's run stops with its parent, which holds the alarms.
+                alarms: Vec::new(),
             };
             let parent_id = parent.id.clone();
             world
@@ -1543,6 +1579,9 @@ fn advance_parent(world: &mut World, idx: usize, doc: &Document, now: u64) -> bo
             cursor: Some(0),
             vars,
             rate_control: None,
+            // A child stops with its parent, which holds the alarms.
+            alarms: Vec::new(),
+            triggered_alarms: Vec::new(),
         };
         let ex = &mut world.executions[idx];
         let step = &mut ex.steps[i];

@@ -98,6 +98,9 @@ pub struct Faults {
     /// refused there (AWS does not document the refusal's code; this is the closest it documents).
     #[serde(default)]
     pub declarative_policy: BTreeSet<String>,
+    /// CloudWatch alarms in the ALARM state: a run whose AlarmConfiguration names one is stopped.
+    #[serde(default)]
+    pub alarms_in_alarm: BTreeSet<String>,
 }
 
 /// SSM's per-account, per-Region automation quotas: at most `running` executions run at once

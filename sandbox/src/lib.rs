@@ -168,6 +168,7 @@ impl Sandbox {
             world.assume_role_deny = faults.assume_role_deny.clone();
             world.missing_roles = faults.missing_roles.clone();
             world.declarative_policy = faults.declarative_policy.clone();
+            world.alarms_in_alarm = faults.alarms_in_alarm.clone();
             world.org_accounts = account_ids(self.inner.config.accounts);
         }
         *lock(&self.inner.faults) = faults;

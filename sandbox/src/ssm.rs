@@ -282,6 +282,27 @@ fn start(sb: &Sandbox, at: &Scope<'_>, req: &Value) -> Result<Response, AwsError
             ));
         }
     }
+    // AlarmConfiguration: exactly one alarm (the API model's limit), its name 1 to 255 characters.
+    let alarms: Vec<String> = match req.get("AlarmConfiguration").filter(|v| !v.is_null()) {
+        None => Vec::new(),
+        Some(conf) => {
+            let list = conf["Alarms"].as_array().cloned().unwrap_or_default();
+            if list.len() != 1 {
+                return Err(AwsError::client(
+                    "ValidationException",
+                    format!("1 validation error detected: Value at 'alarmConfiguration.alarms' failed to satisfy constraint: Member must have length less than or equal to 1 and greater than or equal to 1 (got {})", list.len()),
+                ));
+            }
+            let name = list[0]["Name"].as_str().unwrap_or_default();
+            if name.is_empty() || name.chars().count() > 255 {
+                return Err(AwsError::client(
+                    "ValidationException",
+                    "1 validation error detected: Value at 'alarmConfiguration.alarms.1.member.name' failed to satisfy constraint: Member must have length between 1 and 255",
+                ));
+            }
+            vec![name.to_owned()]
+        }
+    };
     if tags.len() > 5 {
         return Err(AwsError::client(
             "ValidationException",
@@ -300,6 +321,7 @@ fn start(sb: &Sandbox, at: &Scope<'_>, req: &Value) -> Result<Response, AwsError
         max_errors,
         tags,
         target_locations,
+        alarms,
     };
     let now = timefmt::now_ms();
     let id = {
@@ -455,6 +477,22 @@ fn execution_json(ex: &Execution, full: bool) -> Value {
     m.insert("AutomationExecutionStatus".into(), json!(ex.status));
     m.insert("Outputs".into(), json!(ex.outputs));
     insert_opt(&mut m, "FailureMessage", ex.failure_message.clone());
+    if !ex.alarms.is_empty() {
+        m.insert(
+            "AlarmConfiguration".into(),
+            json!({"IgnorePollAlarmFailure": false, "Alarms": ex.alarms.iter().map(|a| json!({"Name": a})).collect::<Vec<_>>()}),
+        );
+    }
+    if !ex.triggered_alarms.is_empty() {
+        m.insert(
+            "TriggeredAlarms".into(),
+            json!(ex
+                .triggered_alarms
+                .iter()
+                .map(|a| json!({"Name": a, "State": "ALARM"}))
+                .collect::<Vec<_>>()),
+        );
+    }
     m.insert("Mode".into(), json!("Auto"));
     insert_opt(&mut m, "ParentAutomationExecutionId", ex.parent_id.clone());
     m.insert("ExecutedBy".into(), json!(ex.executed_by));

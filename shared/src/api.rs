@@ -30,6 +30,9 @@ pub struct StartExecutionRequest {
     /// Start even though targets still use IMDSv1; the reason is recorded with the run.
     #[serde(rename = "override", default, skip_serializing_if = "Option::is_none")]
     pub override_gate: Option<OverrideInput>,
+    /// A CloudWatch alarm SSM watches during the run (its AlarmConfiguration): in ALARM, SSM stops it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alarm_name: Option<String>,
 }
 
 /// One of SSM's TargetLocations.

@@ -620,6 +620,9 @@ pub struct StartPlan {
     /// The written reason to start despite IMDSv1 use, when the request overrides the check.
     #[serde(default)]
     pub override_reason: Option<String>,
+    /// The CloudWatch alarm SSM stops the run on (StartAutomationExecution's AlarmConfiguration).
+    #[serde(default)]
+    pub alarm_name: Option<String>,
 }
 
 impl StartPlan {
@@ -628,6 +631,20 @@ impl StartPlan {
         self.parameters.metadata_access == MetadataAccess::Disabled
             || self.parameters.enforce_imdsv2 == EnforceImdsV2::Required
     }
+}
+
+/// A CloudWatch alarm's name as AlarmConfiguration takes it (1 to 255 characters, no control
+/// characters); blank is none.
+pub fn validate_alarm_name(raw: Option<&str>, field: &str, errors: &mut ValidationErrors) -> Option<String> {
+    let name = raw.map(str::trim).filter(|n| !n.is_empty())?;
+    if name.chars().count() > 255 || name.chars().any(char::is_control) {
+        errors.push(
+            field,
+            "a CloudWatch alarm name: 1 to 255 characters, no control characters",
+        );
+        return None;
+    }
+    Some(name.to_owned())
 }
 
 /// The shortest override reason accepted: a reason, not a click-through.
@@ -737,6 +754,7 @@ impl StartExecutionRequest {
             }
             None => None,
         };
+        let alarm_name = validate_alarm_name(self.alarm_name.as_deref(), "alarm_name", &mut errors);
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -755,6 +773,7 @@ impl StartExecutionRequest {
                     },
                     rate_control,
                     override_reason,
+                    alarm_name,
                 })
             }
             _ => Err(errors),

@@ -67,6 +67,10 @@ pub struct HaltInput {
     /// Also roll the halted wave back at once (otherwise it is offered).
     #[serde(default)]
     pub rollback: bool,
+    /// A CloudWatch alarm (on MetadataNoTokenRejected, say) that SSM itself watches during each
+    /// wave's run, stopping it when the alarm fires (StartAutomationExecution's AlarmConfiguration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alarm_name: Option<String>,
 }
 
 fn one() -> u64 {
@@ -78,12 +82,13 @@ impl Default for HaltInput {
         HaltInput {
             rejected_calls: 1,
             rollback: false,
+            alarm_name: None,
         }
     }
 }
 
 impl WaveInput {
-    /// The run this wave starts, as `POST /executions` would take it.
+    /// The run this wave starts, as `POST /executions` would take it (the plan adds its alarm).
     pub fn start_request(&self) -> StartExecutionRequest {
         StartExecutionRequest {
             account: self.account.clone(),
@@ -99,11 +104,20 @@ impl WaveInput {
             }),
             target_locations: self.target_locations.clone(),
             override_gate: self.override_gate.clone(),
+            alarm_name: None,
         }
     }
 }
 
 impl PlanRequest {
+    /// Wave `i`'s run, with the plan's alarm.
+    pub fn wave_start(&self, i: usize) -> StartExecutionRequest {
+        StartExecutionRequest {
+            alarm_name: self.halt.alarm_name.clone(),
+            ..self.waves[i].start_request()
+        }
+    }
+
     /// Checks the plan and each wave as a run; errors name the wave (`waves[1].rate_control...`).
     pub fn validate(&self) -> Result<(), ValidationErrors> {
         let mut errors = ValidationErrors::default();
@@ -117,6 +131,7 @@ impl PlanRequest {
         if self.waves.is_empty() || self.waves.len() > MAX_WAVES {
             errors.push("waves", format!("a plan has 1 to {MAX_WAVES} waves"));
         }
+        crate::params::validate_alarm_name(self.halt.alarm_name.as_deref(), "halt.alarm_name", &mut errors);
         if self.halt.rejected_calls == 0 {
             errors.push(
                 "halt.rejected_calls",

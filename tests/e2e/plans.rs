@@ -278,3 +278,55 @@ async fn a_wave_the_readiness_check_blocks_waits_for_a_reason_and_bad_plans_name
     let (status, _) = app.post("/plans/no-such-plan/start", &json!({})).await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn ssm_stops_a_wave_whose_alarm_fires_and_the_plan_halts_naming_it() {
+    let app = spawn_app().await;
+    app.sandbox.set_faults(sandbox::Faults {
+        alarms_in_alarm: ["imds-refusals-web".to_owned()].into(),
+        ..sandbox::Faults::default()
+    });
+    let (status, created) = app
+        .post(
+            "/plans",
+            &json!({
+                "name": "stopped by its alarm",
+                "waves": [wave("dev", &env("dev"), 0), wave("prod", &env("prod"), 0)],
+                "halt": {"rejected_calls": 1_000_000, "alarm_name": "imds-refusals-web"}
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["plan_id"].as_str().unwrap().to_owned();
+    app.post(&format!("/plans/{id}/start"), &json!({})).await;
+    let halted = plan_until(&app, &id, |p| p["status"] == "halted").await;
+    let reason = halted["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("Cancelled") && reason.contains("imds-refusals-web"),
+        "{halted:#}"
+    );
+    assert_eq!(halted["waves"][1]["status"], "pending", "prod never started");
+    // SSM was given the alarm with the run.
+    let exec = halted["waves"][0]["execution_id"].as_str().unwrap();
+    let conf = e2e::sdk_config(app.state.sandbox_url.as_deref().unwrap(), "us-east-1", 1).await;
+    let got = aws_sdk_ssm::Client::new(&conf)
+        .get_automation_execution()
+        .automation_execution_id(exec)
+        .send()
+        .await
+        .unwrap();
+    let ex = got.automation_execution().unwrap();
+    assert_eq!(
+        ex.alarm_configuration().unwrap().alarms()[0].name(),
+        "imds-refusals-web"
+    );
+    assert_eq!(ex.triggered_alarms()[0].name(), "imds-refusals-web");
+    let (status, bad) = app
+        .post(
+            "/plans",
+            &json!({"name": "x", "waves": [wave("dev", &env("dev"), 0)], "halt": {"alarm_name": " \u{7}"}}),
+        )
+        .await;
+    assert_eq!(status, 400, "{bad}");
+    assert_eq!(bad["error"]["field"], "halt.alarm_name");
+}

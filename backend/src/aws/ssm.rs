@@ -131,6 +131,22 @@ pub async fn start(
             .max_concurrency(rc.max_concurrency.as_str())
             .max_errors(rc.max_errors.as_str());
     }
+    if let Some(alarm) = &plan.alarm_name {
+        // SSM watches the alarm while the run goes on and stops it when the alarm fires; an alarm
+        // SSM cannot read stops the run too (IgnorePollAlarmFailure false), which is the safe side.
+        req = req.alarm_configuration(
+            aws_sdk_ssm::types::AlarmConfiguration::builder()
+                .ignore_poll_alarm_failure(false)
+                .alarms(
+                    aws_sdk_ssm::types::Alarm::builder()
+                        .name(alarm)
+                        .build()
+                        .map_err(AppError::internal)?,
+                )
+                .build()
+                .map_err(AppError::internal)?,
+        );
+    }
     for loc in &plan.target_locations {
         let mut l = aws_sdk_ssm::types::TargetLocation::builder()
             .set_accounts(Some(

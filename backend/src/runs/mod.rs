@@ -581,6 +581,7 @@ pub async fn plan_rollback(state: &AppState, id: &str) -> Result<RollbackPlan, A
                     assume_role: None,
                 };
                 let req = StartExecutionRequest {
+                    alarm_name: None,
                     account: (!account.is_empty()).then(|| account.clone()),
                     region: Some(region.clone()),
                     parameters,

@@ -39,6 +39,7 @@ impl Form {
         let opt = |s: String| (!s.trim().is_empty()).then(|| s.trim().to_owned());
         let rate = self.rate.get();
         StartExecutionRequest {
+            alarm_name: None,
             account: opt(self.account.get()),
             region: opt(self.region.get()),
             parameters: ParametersInput {

@@ -99,6 +99,7 @@ fn NewPlan() -> impl IntoView {
     let concurrency = RwSignal::new("10".to_owned());
     let threshold = RwSignal::new("1".to_owned());
     let rollback = RwSignal::new(true);
+    let alarm = RwSignal::new(String::new());
     let reason = RwSignal::new(String::new());
     let waves = RwSignal::new(vec![
         WaveRow::new("dev", "Env=dev", "60"),
@@ -147,6 +148,7 @@ fn NewPlan() -> impl IntoView {
             halt: HaltInput {
                 rejected_calls: threshold.get().trim().parse().unwrap_or(0),
                 rollback: rollback.get(),
+                alarm_name: Some(alarm.get()).filter(|a| !a.trim().is_empty()),
             },
         }
     };
@@ -194,6 +196,8 @@ fn NewPlan() -> impl IntoView {
                     </select></label>
                     <label>"Instances at once "<input id="plan-concurrency" size="4" prop:value=move || concurrency.get() on:input=move |ev| concurrency.set(event_target_value(&ev))/></label>
                     <label>"Halt at refused IMDSv1 calls "<input id="plan-threshold" size="6" prop:value=move || threshold.get() on:input=move |ev| threshold.set(event_target_value(&ev))/></label>
+                    <label>"CloudWatch alarm SSM stops a wave on (optional) "<input id="plan-alarm" size="20"
+                        prop:value=move || alarm.get() on:input=move |ev| alarm.set(event_target_value(&ev))/></label>
                     <label><input type="checkbox" id="plan-rollback" prop:checked=move || rollback.get() on:change=move |ev| rollback.set(event_target_checked(&ev))/>" Roll a halted wave back"</label>
                 </div>
                 <div class="table-scroll"><table data-testid="plan-waves">

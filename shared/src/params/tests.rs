@@ -131,6 +131,7 @@ fn rate_control_takes_instances_from_targets_and_checks_each() {
     let req = StartExecutionRequest {
         account: None,
         region: None,
+        alarm_name: None,
         target_locations: None,
         parameters: ParametersInput::default(),
         rate_control: Some(RateControlInput {
