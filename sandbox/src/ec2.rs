@@ -351,19 +351,7 @@ fn modify_metadata_options(
             format!("Invalid id: \"{id}\""),
         ));
     }
-    let one_of = |key: &str, allowed: &[&str]| -> Result<Option<String>, AwsError> {
-        match p.get(key) {
-            None => Ok(None),
-            Some(v) if allowed.contains(v) => Ok(Some((*v).to_owned())),
-            Some(v) => Err(AwsError::client(
-                "InvalidParameterValue",
-                format!(
-                    "Value ({v}) for parameter {key} is invalid. Valid values are: {}",
-                    allowed.join(", ")
-                ),
-            )),
-        }
-    };
+    let one_of = |key: &str, allowed: &[&str]| crate::launch_api::one_of(p, key, allowed);
     let tokens = one_of("HttpTokens", &["optional", "required"])?;
     let endpoint = one_of("HttpEndpoint", &["enabled", "disabled"])?;
     let hop = match p.get("HttpPutResponseHopLimit") {
@@ -375,13 +363,7 @@ fn modify_metadata_options(
             )
         })?),
     };
-    if p.get("DryRun") == Some(&"true") {
-        return Err(AwsError {
-            status: axum::http::StatusCode::PRECONDITION_FAILED,
-            code: "DryRunOperation".into(),
-            message: "Request would have succeeded, but DryRun flag is set.".into(),
-        });
-    }
+    crate::launch_api::dry_run(p)?;
     let broken = sb.faults().broken_instances.contains(id);
     let now = timefmt::now_ms();
     let speed = sb.speed();

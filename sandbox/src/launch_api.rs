@@ -32,7 +32,8 @@ pub(crate) fn handle(
     })
 }
 
-fn dry_run(p: &Params<'_>) -> Result<(), AwsError> {
+/// EC2's DryRun: a permitted call answers DryRunOperation and changes nothing.
+pub(crate) fn dry_run(p: &Params<'_>) -> Result<(), AwsError> {
     if p.get("DryRun") == Some(&"true") {
         return Err(AwsError {
             status: axum::http::StatusCode::PRECONDITION_FAILED,
@@ -43,7 +44,8 @@ fn dry_run(p: &Params<'_>) -> Result<(), AwsError> {
     Ok(())
 }
 
-fn one_of(p: &Params<'_>, key: &str, allowed: &[&str]) -> Result<Option<String>, AwsError> {
+/// A parameter that takes one of `allowed`, or EC2's InvalidParameterValue naming them.
+pub(crate) fn one_of(p: &Params<'_>, key: &str, allowed: &[&str]) -> Result<Option<String>, AwsError> {
     match p.get(key) {
         None => Ok(None),
         Some(v) if allowed.contains(v) => Ok(Some((*v).to_owned())),

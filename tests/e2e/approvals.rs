@@ -48,22 +48,6 @@ impl Person {
     }
 }
 
-async fn instance_tagged(app: &TestApp, env: &str) -> String {
-    app.instances()
-        .await
-        .into_iter()
-        .find(|i| {
-            i["region"] == "us-east-1"
-                && i["tags"]["Env"] == env
-                && i["state"] == "running"
-                && i["imdsv1_calls"].as_u64().unwrap_or(0) == 0
-        })
-        .unwrap_or_else(|| panic!("a quiet {env} instance"))["instance_id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 async fn set_policy(app: &TestApp, policy: &Value) {
     let resp = app
         .http
@@ -89,7 +73,7 @@ async fn a_prod_tagged_run_waits_its_requester_cannot_approve_it_and_another_ope
     let (_, policy) = app.get("/approval-policy").await;
     assert_eq!(policy["tags"], json!(["Env=prod"]));
 
-    let prod = instance_tagged(&app, "prod").await;
+    let prod = app.quiet_tagged("prod").await;
     let (status, held) = olga
         .post(&app, "/executions", &json!({"parameters": {"InstanceId": prod}}))
         .await;
@@ -140,7 +124,7 @@ async fn a_prod_tagged_run_waits_its_requester_cannot_approve_it_and_another_ope
     assert!(pending["approvals"].as_array().unwrap().is_empty());
 
     // A dev instance is not covered: it starts at once.
-    let dev = instance_tagged(&app, "dev").await;
+    let dev = app.quiet_tagged("dev").await;
     let (status, started) = olga
         .post(&app, "/executions", &json!({"parameters": {"InstanceId": dev}}))
         .await;
@@ -152,7 +136,7 @@ async fn a_rejected_or_expired_start_never_runs_and_says_why() {
     let app = spawn_app().await;
     let otto = Person::new(&app, "otto", "operator").await;
     set_policy(&app, &json!({"tags": ["Env=prod"], "expires_after_hours": 2})).await;
-    let prod = instance_tagged(&app, "prod").await;
+    let prod = app.quiet_tagged("prod").await;
     let (_, held) = app
         .post("/executions", &json!({"parameters": {"InstanceId": prod}}))
         .await;

@@ -1176,20 +1176,7 @@ async fn an_admin_sets_the_approval_policy_and_approves_an_operator_s_prod_run()
     // An operator asks for a prod run; it is held.
     let password = app.add_user("olga", "operator").await;
     let cookie = app.session("olga", &password).await;
-    let prod = app
-        .instances()
-        .await
-        .into_iter()
-        .find(|i| {
-            i["region"] == "us-east-1"
-                && i["tags"]["Env"] == "prod"
-                && i["state"] == "running"
-                && i["imdsv1_calls"].as_u64().unwrap_or(0) == 0
-        })
-        .unwrap()["instance_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let prod = app.quiet_tagged("prod").await;
     let held = reqwest::Client::new()
         .post(app.url("/executions"))
         .header("cookie", &cookie)

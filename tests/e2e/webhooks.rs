@@ -130,19 +130,7 @@ async fn webhooks_hear_of_runs_and_approvals_in_json_and_slack_after_a_transient
         .send()
         .await
         .unwrap();
-    let prod = app
-        .instances()
-        .await
-        .into_iter()
-        .find(|i| {
-            i["region"] == "us-east-1"
-                && i["tags"]["Env"] == "prod"
-                && i["imdsv1_calls"].as_u64().unwrap_or(0) == 0
-        })
-        .unwrap()["instance_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let prod = app.quiet_tagged("prod").await;
     let (status, held) = app
         .post("/executions", &json!({"parameters": {"InstanceId": prod}}))
         .await;

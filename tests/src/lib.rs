@@ -179,6 +179,23 @@ impl TestApp {
         .await
     }
 
+    /// A running us-east-1 instance tagged `Env=env` whose software does not call IMDSv1.
+    pub async fn quiet_tagged(&self, env: &str) -> String {
+        self.instances()
+            .await
+            .into_iter()
+            .find(|i| {
+                i["region"] == "us-east-1"
+                    && i["tags"]["Env"] == env
+                    && i["state"] == "running"
+                    && i["imdsv1_calls"].as_u64().unwrap_or(0) == 0
+            })
+            .unwrap_or_else(|| panic!("a quiet {env} instance in us-east-1"))["instance_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
     /// Polls an execution until its status is terminal (or the deadline passes) and returns its detail.
     /// Enforces IMDSv2 on one quiet instance of us-east-1 and waits for the run to end: a finished run
     /// for the pages and exports to show. Returns its execution ID.

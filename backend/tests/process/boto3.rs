@@ -94,11 +94,7 @@ async fn boto3_reads_the_console_s_template_version_and_account_default_back_fro
         ],
         " is at ",
     );
-    let token = Command::new(env!("CARGO_BIN_EXE_imds-console"))
-        .args(["token", "create", "--user", "admin", "--data-dir", data])
-        .output()
-        .unwrap();
-    let token = String::from_utf8(token.stdout).unwrap().trim().to_owned();
+    let token = crate::crash::admin_token(&tmp.path().join("data"));
     let http = reqwest::Client::new();
     let api = |path: &str| format!("{base}/api/v1{path}");
 

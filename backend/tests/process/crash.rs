@@ -62,7 +62,7 @@ fn console(data_dir: &std::path::Path, sandbox_url: &str, crash_at: Option<&str>
 }
 
 /// An API token for the first admin (created by the first start), made with the CLI.
-fn admin_token(data_dir: &std::path::Path) -> String {
+pub(crate) fn admin_token(data_dir: &std::path::Path) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_imds-console"))
         .args(["token", "create", "--user", "admin", "--data-dir"])
         .arg(data_dir)
