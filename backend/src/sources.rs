@@ -49,6 +49,14 @@ pub struct ImageReading {
     pub imds_v2: bool,
 }
 
+/// An EC2 Fleet and the template it launches from.
+#[derive(Debug, Clone)]
+pub struct FleetReading {
+    pub id: String,
+    pub template_id: Option<String>,
+    pub template_name: Option<String>,
+}
+
 /// What one account and region launches from.
 #[derive(Debug, Clone)]
 pub struct PlaceReading {
@@ -56,6 +64,7 @@ pub struct PlaceReading {
     pub templates: Vec<TemplateReading>,
     pub groups: Vec<GroupReading>,
     pub images: Vec<ImageReading>,
+    pub fleets: Vec<FleetReading>,
 }
 
 #[derive(Debug, Clone)]
@@ -277,6 +286,15 @@ fn place_views(account: &str, region: &str, r: &PlaceReading, here: &[&InstanceV
             .iter()
             .filter(|g| group_template(g, r).is_some_and(|gt| gt.id == t.id))
             .map(|g| g.name.clone())
+            .chain(
+                r.fleets
+                    .iter()
+                    .filter(|f| {
+                        f.template_id.as_deref() == Some(t.id.as_str())
+                            || f.template_name.as_deref() == Some(t.name.as_str())
+                    })
+                    .map(|f| format!("EC2 Fleet {}", f.id)),
+            )
             .collect();
         let detail = if t.default.version == t.latest.version {
             format!("Default and latest version {}: {dwhy}", t.default.version)
@@ -762,6 +780,13 @@ async fn plan(
                     .filter(|g| group_follows_template(g))
                     .map(|g| format!("{} ({})", g.name, g.template_version))
                     .chain(pinned)
+                    .chain(
+                        reading
+                            .fleets
+                            .iter()
+                            .filter(|f| f.template_id.as_deref() == Some(t.id.as_str()))
+                            .map(|f| format!("EC2 Fleet {}", f.id)),
+                    )
                     .collect(),
                 refused_after: Vec::new(),
                 imdsv1_instances: usage(&from),

@@ -98,6 +98,17 @@ pub(crate) struct Activity {
     pub message: String,
 }
 
+/// An EC2 Fleet that keeps capacity from a launch template.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Ec2Fleet {
+    pub id: String,
+    pub account: String,
+    pub region: String,
+    pub template_id: String,
+    pub template_version: String,
+    pub created_ms: u64,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Image {
     pub id: String,
@@ -117,6 +128,9 @@ pub(crate) struct Launch {
     pub templates: Vec<LaunchTemplate>,
     pub groups: Vec<AutoScalingGroup>,
     pub images: Vec<Image>,
+    /// EC2 Fleets (`maintain`), each launching from a template.
+    #[serde(default)]
+    pub fleets: Vec<Ec2Fleet>,
     /// CreateLaunchTemplateVersion's ClientToken -> (template, version), so a retry creates nothing.
     pub version_tokens: BTreeMap<String, (String, i64)>,
 }
@@ -245,6 +259,17 @@ pub(crate) fn seed(fleet: &mut Fleet) -> Launch {
                 created_ms: created,
                 activities: Vec::new(),
             });
+            if *name == "worker" {
+                // The batch workers also run as an EC2 Fleet from the same template.
+                launch.fleets.push(Ec2Fleet {
+                    id: format!("fleet-0{h}-0001"),
+                    account: account.clone(),
+                    region: region.clone(),
+                    template_id: template.id.clone(),
+                    template_version: "$Latest".to_owned(),
+                    created_ms: created,
+                });
+            }
             launch.templates.push(template);
         }
         for (k, &i) in members.iter().enumerate() {

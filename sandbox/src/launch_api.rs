@@ -1,6 +1,6 @@
 //! EC2's calls about where instances come from (ec2Query): Get/ModifyInstanceMetadataDefaults,
 //! DescribeLaunchTemplates, DescribeLaunchTemplateVersions, CreateLaunchTemplateVersion,
-//! ModifyLaunchTemplate and DescribeImages, with EC2's validation and error codes.
+//! ModifyLaunchTemplate, DescribeImages and DescribeFleets, with EC2's validation and error codes.
 
 use axum::response::Response;
 use std::collections::BTreeMap;
@@ -28,6 +28,7 @@ pub(crate) fn handle(
         "CreateLaunchTemplateVersion" => create_version(sb, at, p),
         "ModifyLaunchTemplate" => modify_template(sb, at, p),
         "DescribeImages" => describe_images(sb, at, p),
+        "DescribeFleets" => describe_fleets(sb, at, p),
         _ => return None,
     })
 }
@@ -572,4 +573,36 @@ fn describe_images(sb: &Sandbox, at: &Scope<'_>, p: &Params<'_>) -> Result<Respo
     }
     body.push_str("</imagesSet>");
     ok_xml(wrap("DescribeImages", &body))
+}
+
+/// DescribeFleets: the account's EC2 Fleets in the region, each with its launch template.
+fn describe_fleets(sb: &Sandbox, at: &Scope<'_>, p: &Params<'_>) -> Result<Response, AwsError> {
+    let ids = numbered(p, "FleetId");
+    let (offset, size) = page(p, 1000)?;
+    let world = sb.world();
+    let fleets: Vec<_> = world
+        .launch
+        .fleets
+        .iter()
+        .filter(|f| f.account == at.account && f.region == at.region)
+        .filter(|f| ids.is_empty() || ids.contains(&f.id.as_str()))
+        .collect();
+    let end = (offset + size).min(fleets.len());
+    let mut body = String::from("<fleetSet>");
+    for f in fleets.get(offset.min(end)..end).unwrap_or_default() {
+        let _ = write!(
+            body,
+            "<item><fleetId>{}</fleetId><fleetState>active</fleetState><type>maintain</type>\
+             <createTime>{}</createTime><launchTemplateConfigs><item><launchTemplateSpecification>\
+             <launchTemplateId>{}</launchTemplateId><version>{}</version></launchTemplateSpecification>\
+             </item></launchTemplateConfigs></item>",
+            f.id,
+            timefmt::iso(f.created_ms),
+            f.template_id,
+            esc(&f.template_version)
+        );
+    }
+    body.push_str("</fleetSet>");
+    next_token(&mut body, end, fleets.len());
+    ok_xml(wrap("DescribeFleets", &body))
 }

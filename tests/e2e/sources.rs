@@ -215,6 +215,13 @@ async fn the_account_default_is_set_with_launch_enforcement_and_reverted() {
     let aws = aws(&app).await;
     let default = source(&app, "account_default", "Instance metadata defaults").await;
     assert_eq!(default["posture"], "allows_imdsv1", "{default}");
+    // The worker template launches an Auto Scaling group and an EC2 Fleet.
+    let worker = source(&app, "launch_template", "worker").await;
+    let related = worker["related"].to_string();
+    assert!(
+        related.contains("worker-asg") && related.contains("EC2 Fleet fleet-"),
+        "{worker}"
+    );
     let id = path_of(default["id"].as_str().unwrap());
 
     let (status, preview) = app

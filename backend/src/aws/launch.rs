@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 
 use super::{sdk_error, RegionClients};
 use crate::error::AppError;
-use crate::sources::{GroupReading, ImageReading, PlaceReading, TemplateReading};
+use crate::sources::{FleetReading, GroupReading, ImageReading, PlaceReading, TemplateReading};
 
 /// Everything one account and region launches from: about five calls, more for long lists.
 pub async fn read_place(
@@ -27,11 +27,13 @@ pub async fn read_place(
         image_ids.extend(t.latest.image_id.clone());
     }
     let images = images(c, &image_ids).await?;
+    let fleets = fleets(c).await?;
     Ok(PlaceReading {
         defaults,
         templates,
         groups,
         images,
+        fleets,
     })
 }
 
@@ -181,6 +183,39 @@ async fn groups(c: &RegionClients) -> Result<Vec<GroupReading>, AppError> {
                     .filter_map(|i| i.instance_id())
                     .map(str::to_owned)
                     .collect(),
+            });
+        }
+        match page.next_token() {
+            Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+            _ => break,
+        }
+    }
+    Ok(out)
+}
+
+/// EC2 Fleets and the launch template of each (a fleet has one config per template; the first is
+/// the one shown).
+async fn fleets(c: &RegionClients) -> Result<Vec<FleetReading>, AppError> {
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        let page = c
+            .ec2
+            .describe_fleets()
+            .max_results(1000)
+            .set_next_token(token.take())
+            .send()
+            .await
+            .map_err(|e| sdk_error("ec2:DescribeFleets", &e))?;
+        for f in page.fleets() {
+            let spec = f
+                .launch_template_configs()
+                .first()
+                .and_then(|c| c.launch_template_specification());
+            out.push(FleetReading {
+                id: f.fleet_id().unwrap_or_default().to_owned(),
+                template_id: spec.and_then(|s| s.launch_template_id()).map(str::to_owned),
+                template_name: spec.and_then(|s| s.launch_template_name()).map(str::to_owned),
             });
         }
         match page.next_token() {

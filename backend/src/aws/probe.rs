@@ -143,6 +143,16 @@ pub async fn launch_sources_reads(c: &RegionClients) -> Vec<(&'static str, Resul
                 .map_err(|e| sdk_error("ec2:DescribeImages", &e)),
         ),
         (
+            "ec2:DescribeFleets",
+            c.ec2
+                .describe_fleets()
+                .max_results(1)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| sdk_error("ec2:DescribeFleets", &e)),
+        ),
+        (
             "autoscaling:DescribeAutoScalingGroups",
             c.autoscaling
                 .describe_auto_scaling_groups()
