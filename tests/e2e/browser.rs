@@ -1154,6 +1154,10 @@ async fn a_plan_is_built_previewed_started_and_followed_to_its_end_in_the_browse
     wait_text(c, "[data-testid=plan-status]", |t| t == "completed").await;
     wait_count(c, "[data-testid=plan-timeline] li[data-status=done]", 2).await;
     wait_count_at_least(c, "[data-testid=plan-timeline] li a", 2).await;
+    // Loaded afresh (the session arrives after the first render), the operator's controls are there.
+    let here = c.current_url().await.unwrap().to_string();
+    goto(c, &here).await;
+    wait_count(c, "#plan-preview", 1).await;
     goto(c, &format!("{}/plans", app.base)).await;
     wait_text(c, "[data-testid=plans] tbody tr", |t| {
         t.contains("dev then staging") && t.contains("2 of 2")
@@ -1406,5 +1410,29 @@ async fn readme_screenshots() {
     goto(c, &format!("{}/executions/{rollout}", app.base)).await;
     wait_count_at_least(c, "[data-testid=steps]", 1).await;
     shoot("detail.png").await;
+    goto(c, &format!("{}/sources", app.base)).await;
+    wait_count_at_least(c, "[data-testid=sources] tbody tr", 10).await;
+    shoot("sources.png").await;
+    let wave = |name: &str, bake: u32| {
+        json!({"name": name, "region": "us-east-1", "targets": {"tag": {"key": "Env", "value": name}},
+               "bake_minutes": bake, "max_concurrency": "10", "override": {"reason": "screenshot plan"}})
+    };
+    let (_, plan) = app
+        .post(
+            "/plans",
+            &json!({"name": "IMDSv2: dev, staging, prod", "waves": [wave("dev", 5), wave("staging", 600), wave("prod", 0)],
+                    "halt": {"rejected_calls": 1_000_000, "rollback": true}}),
+        )
+        .await;
+    let plan = plan["plan_id"].as_str().unwrap().to_owned();
+    app.post(&format!("/plans/{plan}/start"), &json!({})).await;
+    goto(c, &format!("{}/plans/{plan}", app.base)).await;
+    wait_count(
+        c,
+        "[data-testid=plan-timeline] li[data-status=baking][data-wave=staging]",
+        1,
+    )
+    .await;
+    shoot("plan.png").await;
     b.close().await;
 }

@@ -283,7 +283,6 @@ pub fn PlanPage() -> impl IntoView {
     });
     let asking_cancel = RwSignal::new(false);
     let reason = RwSignal::new(String::new());
-    let can = session.can_operate();
     view! {
         <ConfirmModal open=asking_cancel title="Cancel this plan?" confirm_label="Cancel plan"
             on_confirm=Callback::new(move |()| { act.dispatch(("cancel".into(), None)); })>
@@ -302,7 +301,9 @@ pub fn PlanPage() -> impl IntoView {
                         <p class="help">{format!("By {}, created {}. Halts at {} refused IMDSv1 call(s){}.", p.requester, api::local_time(Some(&p.created_at)), p.halt.rejected_calls,
                             if p.halt.rollback { " and rolls the wave back" } else { "" })}</p>
                         {p.reason.clone().map(|r| view! { <div class="error-box" role="alert" data-testid="plan-reason">{r}</div> })}
-                        {can.then(|| view! {
+                        // Read here, inside the page's reactive view: after a full page load the
+                        // session arrives after the first render.
+                        {session.can_operate().then(|| view! {
                             <p class="modal-actions">
                                 <button class="secondary" id="plan-preview" on:click=move |_| preview_on.set(true)>"Preview"</button>" "
                                 {(status == PlanStatus::Draft).then(|| view! { <button id="plan-start" on:click=move |_| { act.dispatch(("start".into(), None)); }>"Start"</button> })}
