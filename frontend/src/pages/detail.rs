@@ -82,11 +82,13 @@ fn Detail(
     reverting: Signal<bool>,
 ) -> impl IntoView {
     let s = d.summary.clone();
-    // Viewers see no control they cannot use.
-    let operator = crate::session::use_session().can_operate();
-    let can_stop = operator && s.status.can_stop();
-    let can_revert =
-        operator && s.status.is_terminal() && !d.prior_options.is_empty() && d.rolled_back_by.is_empty();
+    // Viewers see no control they cannot use. Read reactively: after a full page load the session
+    // may arrive after the run does.
+    let session = crate::session::use_session();
+    let stoppable = s.status.can_stop();
+    let revertable = s.status.is_terminal() && !d.prior_options.is_empty() && d.rolled_back_by.is_empty();
+    let can_stop = move || session.can_operate() && stoppable;
+    let can_revert = move || session.can_operate() && revertable;
     let audit = {
         let override_reason = d
             .override_reason
@@ -109,7 +111,7 @@ fn Detail(
             <section class="card">
                 <h2>"Options before this run"</h2>
                 <table><thead><tr><th>"Instance"</th><th>"HttpTokens"</th><th>"Endpoint"</th><th>"Hop limit"</th></tr></thead><tbody>{rows}</tbody></table>
-                <Show when=move || can_revert>
+                <Show when=can_revert>
                     <p><button class="secondary" id="revert" disabled=move || reverting.get() on:click=move |_| on_revert.run(())>
                         "Revert: restore these options"
                     </button></p>
@@ -210,7 +212,7 @@ fn Detail(
                 {parent}
                 {audit}
             </dl>
-            <Show when=move || can_stop>
+            <Show when=can_stop>
                 <p><button class="danger" id="stop" disabled=move || stopping.get() on:click=move |_| on_stop.run(())>"Stop this run"</button></p>
             </Show>
         </section>
