@@ -112,32 +112,36 @@ pub fn list(state: &AppState, scope: &AccountScope, pending_only: bool) -> Resul
     expire_due(state)?;
     let mut approvals = Vec::new();
     for a in state.store.approvals(pending_only, 200)? {
-        let Some(run) = state.store.by_record_id(a.record_id)? else {
-            continue;
-        };
-        if !scope.allows(&run.account) {
-            continue;
+        if let Some(v) = view_of(state, a)?.filter(|v| scope.allows(&v.account)) {
+            approvals.push(v);
         }
-        approvals.push(ApprovalView {
-            approval_id: a.record_id,
-            why: a.why,
-            requester: a.requester,
-            created_at: a.created_at,
-            expires_at: a.expires_at,
-            status: a.status,
-            decided_by: a.decided_by,
-            decided_at: a.decided_at,
-            comment: a.comment,
-            instance_count: state.store.instance_count(run.id)?,
-            account: run.account,
-            region: run.region,
-            targets: run.targets,
-            instance_id: run.instance_id,
-            override_reason: run.override_reason,
-            execution_id: run.execution_id,
-        });
     }
     Ok(ApprovalList { approvals })
+}
+
+/// An approval with what it would run (None when its run record is gone).
+fn view_of(state: &AppState, a: crate::store::ApprovalRow) -> Result<Option<ApprovalView>, AppError> {
+    let Some(run) = state.store.by_record_id(a.record_id)? else {
+        return Ok(None);
+    };
+    Ok(Some(ApprovalView {
+        approval_id: a.record_id,
+        why: a.why,
+        requester: a.requester,
+        created_at: a.created_at,
+        expires_at: a.expires_at,
+        status: a.status,
+        decided_by: a.decided_by,
+        decided_at: a.decided_at,
+        comment: a.comment,
+        instance_count: state.store.instance_count(run.id)?,
+        account: run.account,
+        region: run.region,
+        targets: run.targets,
+        instance_id: run.instance_id,
+        override_reason: run.override_reason,
+        execution_id: run.execution_id,
+    }))
 }
 
 /// Approves or rejects a held start. The requester cannot decide their own; an expired or decided
@@ -208,9 +212,9 @@ pub async fn decide(
             state.store.set_queued(id, &e.to_string())?;
         }
     }
-    list(state, &AccountScope::default(), false)?
-        .approvals
-        .into_iter()
-        .find(|v| v.approval_id == id)
-        .ok_or_else(|| AppError::Internal(format!("approval {id} vanished")))
+    let decided = state
+        .store
+        .approval(id)?
+        .ok_or_else(|| AppError::Internal(format!("approval {id} vanished")))?;
+    view_of(state, decided)?.ok_or_else(|| AppError::Internal(format!("the run of approval {id} vanished")))
 }

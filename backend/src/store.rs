@@ -1313,17 +1313,28 @@ impl Store {
             .transpose()
     }
 
-    /// Plans newest first; with `statuses`, only those.
+    /// Plans newest first; with `statuses`, only those (filtered by SQL: the driver asks every round
+    /// for the running ones, and must not parse every finished plan to find them).
     pub fn plans(&self, statuses: &[&str], limit: usize) -> Result<Vec<shared::plans::PlanView>, AppError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT body, status FROM plans ORDER BY created_at DESC, plan_id")?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+        let filter = if statuses.is_empty() {
+            String::new()
+        } else {
+            let marks: Vec<String> = (2..statuses.len() + 2).map(|i| format!("?{i}")).collect();
+            format!("WHERE status IN ({})", marks.join(", "))
+        };
+        let mut stmt = conn.prepare(&format!(
+            "SELECT body FROM plans {filter} ORDER BY created_at DESC, plan_id LIMIT ?1"
+        ))?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut args: Vec<&dyn rusqlite::ToSql> = vec![&limit];
+        args.extend(statuses.iter().map(|s| s as &dyn rusqlite::ToSql));
+        let bodies = stmt
+            .query_map(args.as_slice(), |r| r.get::<_, String>(0))?
             .collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter()
-            .filter(|(_, status)| statuses.is_empty() || statuses.contains(&status.as_str()))
-            .take(limit)
-            .map(|(b, _)| serde_json::from_str(&b).map_err(AppError::internal))
+        bodies
+            .iter()
+            .map(|b| serde_json::from_str(b).map_err(AppError::internal))
             .collect()
     }
 }

@@ -193,12 +193,7 @@ async fn a_rejected_or_expired_start_never_runs_and_says_why() {
         .unwrap();
     assert_eq!(bad_policy.status(), 400);
     let body: Value = bad_policy.json().await.unwrap();
-    let fields: Vec<&str> = body["error"]["fields"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["field"].as_str().unwrap())
-        .collect();
+    let fields = e2e::error_fields(&body);
     assert_eq!(fields, ["tags[0]", "expires_after_hours"]);
 }
 

@@ -409,12 +409,7 @@ async fn one_call_enforces_a_tag_across_every_account_and_region_as_one_target_l
         )
         .await;
     assert_eq!(status, 400, "{bad}");
-    let fields: Vec<&str> = bad["error"]["fields"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["field"].as_str().unwrap())
-        .collect();
+    let fields = e2e::error_fields(&bad);
     assert!(fields.contains(&"target_locations"), "{bad}");
     assert!(fields.contains(&"target_locations[0].accounts"), "{bad}");
 }

@@ -256,12 +256,7 @@ async fn a_wave_the_readiness_check_blocks_waits_for_a_reason_and_bad_plans_name
         )
         .await;
     assert_eq!(status, 400, "{bad}");
-    let fields: Vec<&str> = bad["error"]["fields"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["field"].as_str().unwrap())
-        .collect();
+    let fields = e2e::error_fields(&bad);
     assert_eq!(
         fields,
         [

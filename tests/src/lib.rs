@@ -292,6 +292,14 @@ pub async fn read_events_until(
     seen
 }
 
+/// The fields a 400 `ValidationError` names, in order.
+pub fn error_fields(body: &Value) -> Vec<&str> {
+    body["error"]["fields"]
+        .as_array()
+        .map(|fields| fields.iter().filter_map(|f| f["field"].as_str()).collect())
+        .unwrap_or_default()
+}
+
 /// Real SDK clients pointed at a sandbox URL, with static credentials. `attempts` 1 turns retries off.
 pub async fn sdk_config(url: &str, region: &str, attempts: u32) -> aws_config::SdkConfig {
     let http = aws_smithy_http_client::Builder::new()
