@@ -129,9 +129,10 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(telemetry::with_request_id))
 }
 
-/// Assets whose names carry a hash of their content (`frontend_bg-0123456789abcdef.wasm`, see x.sh)
-/// never change: browsers keep them a year. Everything else the frontend serves (index.html, the
-/// client-side routes) is revalidated on each load, so an upgrade reaches every browser at once.
+/// Assets whose names carry a hash of their content never change: browsers keep them a year. They
+/// are `name-<hash>.ext` (main.js, the stylesheet) and everything under `pkg-<hash>/` (the split WASM
+/// bundle), see x.sh. Everything else the frontend serves (index.html, the client-side routes) is
+/// revalidated on each load, so an upgrade reaches every browser at once.
 async fn cache_headers(uri: axum::http::Uri, mut res: axum::response::Response) -> axum::response::Response {
     if uri.path().starts_with("/api/") || res.headers().contains_key(header::CACHE_CONTROL) {
         return res;
@@ -146,14 +147,18 @@ async fn cache_headers(uri: axum::http::Uri, mut res: axum::response::Response) 
     res
 }
 
-/// `name-<16 hex digits>.ext`, as x.sh names the built assets.
+/// `/name-<16 hex digits>.ext` or `/pkg-<16 hex digits>/…`, as x.sh names the built assets.
 fn is_fingerprinted(path: &str) -> bool {
-    let file = path.rsplit('/').next().unwrap_or_default();
-    let Some((stem, _ext)) = file.rsplit_once('.') else {
-        return false;
+    let hashed = |stem: &str| {
+        stem.rsplit_once('-')
+            .is_some_and(|(_, hash)| hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
     };
-    stem.rsplit_once('-')
-        .is_some_and(|(_, hash)| hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
+    let mut segments = path.trim_start_matches('/').split('/');
+    match (segments.next(), segments.next(), segments.next()) {
+        (Some(dir), Some(file), None) => dir.starts_with("pkg-") && hashed(dir) && !file.is_empty(),
+        (Some(file), None, None) => file.rsplit_once('.').is_some_and(|(stem, _)| hashed(stem)),
+        _ => false,
+    }
 }
 
 /// Serves the app on `listener`, with the watcher running beside it, until the process ends.
@@ -172,4 +177,22 @@ pub async fn run(listener: tokio::net::TcpListener, state: AppState) -> std::io:
 
 async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(test)]
+mod fingerprint_tests {
+    use super::is_fingerprinted;
+
+    #[test]
+    fn hashed_names_and_the_hashed_bundle_directory_are_fingerprinted() {
+        assert!(is_fingerprinted("/main-0123456789abcdef.js"));
+        assert!(is_fingerprinted("/pkg-0123456789abcdef/chunk_12.wasm"));
+        assert!(is_fingerprinted("/pkg-0123456789abcdef/__wasm_split.js"));
+        assert!(!is_fingerprinted("/index.html"));
+        assert!(!is_fingerprinted("/main-0123.js"));
+        assert!(!is_fingerprinted("/pkg-0123456789abcdef/"));
+        assert!(!is_fingerprinted("/pkg-nothexnothexnoth/frontend.js"));
+        assert!(!is_fingerprinted("/fleet-0123456789abcdef/x/y"));
+        assert!(!is_fingerprinted("/fleet"));
+    }
 }

@@ -14,13 +14,49 @@ pub mod session;
 
 use leptos::prelude::*;
 use leptos_router::components::{Route, Router, Routes};
-use leptos_router::path;
+use leptos_router::{lazy_route, path, Lazy, LazyRoute};
 
 use components::header::Header;
+use pages::not_found::NotFound;
 use pages::{
-    admin::AdminPage, dashboard::DashboardPage, detail::ExecutionDetailPage, execute::ExecutePage,
-    fleet::FleetPage, history::HistoryPage, login::LoginPage, not_found::NotFound,
+    admin::AdminPage, approvals::ApprovalsPage, dashboard::DashboardPage, detail::ExecutionDetailPage,
+    execute::ExecutePage, fleet::FleetPage, history::HistoryPage, login::LoginPage, plans::PlanPage,
+    plans::PlansPage, sources::SourcesPage,
 };
+
+/// Makes each page a lazy route: its code is split into its own WASM chunk (x.sh runs the splitter
+/// after the build), fetched when the router first needs it, so the first load of any page carries
+/// the shell and that page, not every page.
+macro_rules! lazy_pages {
+    ($($route:ident => $page:ident),* $(,)?) => {$(
+        struct $route;
+
+        #[lazy_route]
+        impl LazyRoute for $route {
+            fn data() -> Self {
+                $route
+            }
+
+            fn view(_this: Self) -> AnyView {
+                view! { <$page/> }.into_any()
+            }
+        }
+    )*};
+}
+
+lazy_pages! {
+    DashboardRoute => DashboardPage,
+    ExecuteRoute => ExecutePage,
+    HistoryRoute => HistoryPage,
+    FleetRoute => FleetPage,
+    SourcesRoute => SourcesPage,
+    PlansRoute => PlansPage,
+    ApprovalsRoute => ApprovalsPage,
+    PlanRoute => PlanPage,
+    ExecutionRoute => ExecutionDetailPage,
+    LoginRoute => LoginPage,
+    AdminRoute => AdminPage,
+}
 
 #[component]
 pub fn App() -> impl IntoView {
@@ -44,17 +80,17 @@ pub fn App() -> impl IntoView {
             <Header/>
             <main id="main" tabindex="-1">
                 <Routes fallback=|| view! { <NotFound/> }>
-                    <Route path=path!("/") view=DashboardPage/>
-                    <Route path=path!("/execute") view=ExecutePage/>
-                    <Route path=path!("/history") view=HistoryPage/>
-                    <Route path=path!("/fleet") view=FleetPage/>
-                    <Route path=path!("/sources") view=pages::sources::SourcesPage/>
-                    <Route path=path!("/plans") view=pages::plans::PlansPage/>
-                    <Route path=path!("/approvals") view=pages::approvals::ApprovalsPage/>
-                    <Route path=path!("/plans/:id") view=pages::plans::PlanPage/>
-                    <Route path=path!("/executions/:id") view=ExecutionDetailPage/>
-                    <Route path=path!("/login") view=LoginPage/>
-                    <Route path=path!("/admin") view=AdminPage/>
+                    <Route path=path!("/") view={Lazy::<DashboardRoute>::new()}/>
+                    <Route path=path!("/execute") view={Lazy::<ExecuteRoute>::new()}/>
+                    <Route path=path!("/history") view={Lazy::<HistoryRoute>::new()}/>
+                    <Route path=path!("/fleet") view={Lazy::<FleetRoute>::new()}/>
+                    <Route path=path!("/sources") view={Lazy::<SourcesRoute>::new()}/>
+                    <Route path=path!("/plans") view={Lazy::<PlansRoute>::new()}/>
+                    <Route path=path!("/approvals") view={Lazy::<ApprovalsRoute>::new()}/>
+                    <Route path=path!("/plans/:id") view={Lazy::<PlanRoute>::new()}/>
+                    <Route path=path!("/executions/:id") view={Lazy::<ExecutionRoute>::new()}/>
+                    <Route path=path!("/login") view={Lazy::<LoginRoute>::new()}/>
+                    <Route path=path!("/admin") view={Lazy::<AdminRoute>::new()}/>
                 </Routes>
             </main>
         </Router>
