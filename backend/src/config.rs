@@ -1,5 +1,6 @@
 //! The command line: `imds-console serve` (the console) and `imds-console sandbox` (the AWS emulator).
-//! Every flag can also come from an `IMDS_CONSOLE_*` environment variable.
+//! Every flag can also come from an `IMDS_CONSOLE_*` environment variable, or from the `--config`
+//! file (`config_file`).
 
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
@@ -14,6 +15,11 @@ pub struct Cli {
     /// for a log pipeline.
     #[arg(long, global = true, env = "IMDS_CONSOLE_LOG_FORMAT", value_enum, default_value_t = crate::telemetry::LogFormat::Text)]
     pub log_format: crate::telemetry::LogFormat,
+    /// A TOML file of settings: the command's long flags as keys (`listen = "0.0.0.0:8080"`,
+    /// `region = ["us-east-1"]`, `aws = true`). The command line wins over the environment
+    /// (`IMDS_CONSOLE_*`), which wins over the file.
+    #[arg(long, global = true, env = "IMDS_CONSOLE_CONFIG")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -255,6 +261,10 @@ pub struct ServeArgs {
     /// How many days of IMDSv1 usage (CloudWatch MetadataNoToken) to check before enforcing.
     #[arg(long, env = "IMDS_CONSOLE_IMDSV1_WINDOW_DAYS", default_value_t = 14)]
     pub imdsv1_window_days: u32,
+    /// Check the configuration (flags, environment, --config file, and the files they name) and exit
+    /// without starting: 0 and a summary when it is usable, 1 and every problem when not.
+    #[arg(long)]
+    pub check_config: bool,
     #[command(flatten)]
     pub sandbox: SandboxOptions,
 }
@@ -364,7 +374,9 @@ impl ServeArgs {
                 Some((role, ids)) => (role, Some(ids)),
                 None => (rest, None),
             };
-            roles.insert(group.trim().to_owned(), shared::api::Role::parse(role.trim())?);
+            let role = shared::api::Role::parse(role.trim())
+                .map_err(|m| format!("--sso-group-role \"{pair}\": {m}"))?;
+            roles.insert(group.trim().to_owned(), role);
             if let Some(ids) = accounts {
                 let ids: Vec<String> = ids.split('+').map(|i| i.trim().to_owned()).collect();
                 for id in &ids {

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod aws;
 pub mod clock;
 pub mod config;
+pub mod config_file;
 pub mod crash;
 pub mod doctor;
 pub mod error;

@@ -66,6 +66,9 @@ fn sandbox_regions(args: &ServeArgs) -> Vec<String> {
 }
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
+    if args.check_config {
+        return check_config(&args);
+    }
     let state = build_state(&args).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -125,6 +128,97 @@ async fn run_sandbox(args: SandboxArgs) -> Result<(), String> {
     eprintln!("sandbox listening on http://{addr} (try: aws --endpoint-url http://{addr} --region us-east-1 ec2 describe-instances)");
     let _ = tokio::signal::ctrl_c().await;
     sb.save().map_err(|e| e.to_string())
+}
+
+/// `serve --check-config`: everything start-up would refuse that can be known without starting (the
+/// flags' combinations, the files they name, the data directory), all of it at once, changing nothing
+/// and calling nothing. AWS credentials and reachability are `doctor`'s.
+fn check_config(args: &ServeArgs) -> Result<(), String> {
+    let mut problems = Vec::new();
+    let mut note = |r: Result<(), String>| {
+        if let Err(e) = r {
+            problems.push(e);
+        }
+    };
+    note(args.auth_config().map(drop));
+    note(args.member_accounts().map(drop));
+    note(crate::metrics::Access::from_args(args).map(drop));
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        note(crate::tls::acceptor(cert, key).map(drop));
+    }
+    if let Some(dir) = &args.alb_key_dir {
+        note(readable_dir(dir, "--alb-key-dir"));
+    }
+    if let Some(dir) = &args.static_dir {
+        note(match dir.join("index.html").is_file() {
+            true => Ok(()),
+            false => Err(format!(
+                "--static-dir {}: no index.html there (build it with ./x.sh)",
+                dir.display()
+            )),
+        });
+    }
+    note(writable_data_dir(&args.data_dir));
+    if !args.aws && args.sandbox_url.is_none() {
+        note(args.sandbox.to_config(&args.regions, None).map(drop));
+    }
+    if !problems.is_empty() {
+        return Err(format!(
+            "the configuration has {} problem(s):\n  - {}",
+            problems.len(),
+            problems.join("\n  - ")
+        ));
+    }
+    let mode = match (&args.aws, &args.sandbox_url) {
+        (true, _) => "aws".to_owned(),
+        (false, Some(url)) => format!("sandbox at {url}"),
+        (false, None) => "embedded sandbox".to_owned(),
+    };
+    let regions = match args.regions.is_empty() {
+        true if args.aws => "the SDK's region".to_owned(),
+        true => "the sandbox's".to_owned(),
+        false => args.regions.join(", "),
+    };
+    println!(
+        "configuration OK: {mode}, listening on {}, data in {}, regions: {regions}",
+        args.listen,
+        args.data_dir.display()
+    );
+    Ok(())
+}
+
+fn readable_dir(dir: &std::path::Path, flag: &str) -> Result<(), String> {
+    std::fs::read_dir(dir)
+        .map(drop)
+        .map_err(|e| format!("{flag} {}: {e}", dir.display()))
+}
+
+/// The data directory, or the nearest directory above it that exists, is one this user may write in.
+fn writable_data_dir(dir: &std::path::Path) -> Result<(), String> {
+    let existing = dir.ancestors().find(|d| d.as_os_str().is_empty() || d.exists());
+    let existing = match existing {
+        Some(d) if d.as_os_str().is_empty() => std::path::Path::new("."),
+        Some(d) => d,
+        None => std::path::Path::new("/"),
+    };
+    if !existing.is_dir() {
+        return Err(format!(
+            "--data-dir {}: {} is not a directory",
+            dir.display(),
+            existing.display()
+        ));
+    }
+    rustix::fs::access(
+        existing,
+        rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
+    )
+    .map_err(|e| {
+        format!(
+            "--data-dir {}: cannot write in {}: {e}",
+            dir.display(),
+            existing.display()
+        )
+    })
 }
 
 /// Password checks at once: one per core of the machines we run on, so sign-ins cannot take them all.

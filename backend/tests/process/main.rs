@@ -4,6 +4,7 @@
 
 mod aws;
 mod boto3;
+mod config;
 mod crash;
 mod files;
 mod logs;

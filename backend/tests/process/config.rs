@@ -1,0 +1,161 @@
+//! Settings from a `--config` file: the command line wins over the environment, which wins over the
+//! file; `serve --check-config` reports every problem at once and starts nothing; a console starts
+//! from the file alone.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn console(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_imds-console"));
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("the binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn write(dir: &Path, name: &str, body: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, body).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn the_command_line_wins_over_the_environment_which_wins_over_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let file = write(
+        tmp.path(),
+        "imds-console.toml",
+        &format!(
+            "listen = \"127.0.0.1:9001\"\ndata-dir = \"{}\"\nregion = [\"eu-west-1\"]\nsandbox_fleet = 10\n",
+            data.display()
+        ),
+    );
+    let check = |args: &[&str], env: &[(&str, &str)]| {
+        let out = console(args, env);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let from_file = check(&["serve", "--config", &file, "--check-config"], &[]);
+    assert!(
+        from_file.contains("listening on 127.0.0.1:9001")
+            && from_file.contains(&format!("data in {}", data.display()))
+            && from_file.contains("regions: eu-west-1"),
+        "{from_file}"
+    );
+    // The file named by the environment instead of the flag.
+    let by_env = check(&["serve", "--check-config"], &[("IMDS_CONSOLE_CONFIG", &file)]);
+    assert!(by_env.contains("listening on 127.0.0.1:9001"), "{by_env}");
+    let env_wins = check(
+        &["serve", "--config", &file, "--check-config"],
+        &[("IMDS_CONSOLE_LISTEN", "127.0.0.1:9002")],
+    );
+    assert!(env_wins.contains("listening on 127.0.0.1:9002"), "{env_wins}");
+    let flag_wins = check(
+        &[
+            "serve",
+            "--config",
+            &file,
+            "--check-config",
+            "--listen",
+            "127.0.0.1:9003",
+            "--region",
+            "us-east-1",
+        ],
+        &[("IMDS_CONSOLE_LISTEN", "127.0.0.1:9002")],
+    );
+    assert!(
+        flag_wins.contains("listening on 127.0.0.1:9003") && flag_wins.contains("regions: us-east-1"),
+        "{flag_wins}"
+    );
+    assert!(!data.exists(), "checking created the data directory");
+}
+
+#[test]
+fn check_config_names_every_problem_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let file = write(
+        tmp.path(),
+        "imds-console.toml",
+        &format!(
+            "data-dir = \"{}\"\ntls-cert = \"/nonexistent/cert.pem\"\ntls-key = \"/nonexistent/key.pem\"\n\
+             metrics-token = \"short\"\naccount = [\"12345\"]\nsso-group-role = [\"platform=captain\"]\n",
+            data.display()
+        ),
+    );
+    let out = console(&["serve", "--config", &file, "--check-config"], &[]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    for problem in [
+        "4 problem(s)",
+        "cannot read the certificate chain /nonexistent/cert.pem",
+        "--metrics-token: at least 16 characters",
+        "account \"12345\" is not an AWS account ID (12 digits)",
+        "--sso-group-role \"platform=captain\": \"captain\" is not a role",
+    ] {
+        assert!(err.contains(problem), "missing {problem:?} in: {err}");
+    }
+    assert!(!data.exists(), "checking created the data directory");
+}
+
+#[test]
+fn a_file_that_is_not_settings_is_refused_with_the_key_or_the_flag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let unknown = write(tmp.path(), "unknown.toml", "listne = \"127.0.0.1:1\"\n");
+    let out = console(&["serve", "--config", &unknown, "--check-config"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("`listne` is not a setting of `imds-console serve`"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A value of the right shape that clap refuses is refused as the flag would be.
+    let bad = write(tmp.path(), "bad.toml", "listen = \"nowhere\"\n");
+    let out = console(&["serve", "--config", &bad, "--check-config"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("--listen") && err.contains("nowhere"), "{err}");
+}
+
+#[tokio::test]
+async fn a_console_starts_from_its_config_file_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let file = write(
+        tmp.path(),
+        "imds-console.toml",
+        &format!(
+            "listen = \"127.0.0.1:0\"\ndata-dir = \"{}\"\nsandbox-fleet = 5\n",
+            data.display()
+        ),
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_imds-console"))
+        .args(["serve", "--config", &file])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().expect("it says where it listens").unwrap();
+        if let Some(at) = line.split(" is at ").nth(1) {
+            break at.trim().to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let health = reqwest::get(format!("{url}/api/v1/health")).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(health.expect("it answers").status(), 200);
+    assert!(
+        data.join("first-admin-password").exists(),
+        "the data directory the file names was used"
+    );
+}
