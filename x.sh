@@ -2,6 +2,7 @@
 # x.sh: the project's commands.
 #   ./x.sh run   builds everything (frontend included) and serves the console in sandbox mode
 #                at http://127.0.0.1:8080 (extra arguments go to `imds-console serve`).
+#   ./x.sh release  builds target/release/imds-console with the frontend inside (one file to ship).
 #   ./x.sh test  runs every test: unit, sandbox-through-SDK, HTTP API and headless-browser suites.
 #   ./x.sh test --repeat N   runs the end-to-end suites (e2e and the backend's process tests) N times
 #                and names every failed test of every round; exits non-zero if any round failed.
@@ -82,6 +83,16 @@ build_and_test_frontend() {
   cargo test -q -p split-wasm --release --target-dir "$WASM_TARGET_DIR"
 }
 
+# The binary with the frontend inside, in the test build's profile (its dependencies are the test
+# build's, so only the server's own crate compiles again), kept beside target/ for the process test
+# that serves from it; the test build's own binary is left as it was.
+build_one_file_binary() {
+  log "building the one-file binary (the frontend inside)"
+  cargo build -p backend --bin imds-console --features embed-frontend
+  cp target/debug/imds-console target/imds-console-embedded
+  export IMDS_CONSOLE_EMBEDDED_BIN="$PWD/target/imds-console-embedded"
+}
+
 # Gives each asset a name that carries a hash of its content and rewrites the references, so the
 # server can let browsers keep assets for a year and an upgrade is never served a stale WASM;
 # index.html keeps its name and is revalidated on every load. The split WASM bundle (the main module,
@@ -158,6 +169,13 @@ case "${1:-}" in
     log "building and starting the console (sandbox mode unless you pass --aws)"
     exec cargo run --release -p backend --bin imds-console -- serve --static-dir frontend/dist "$@"
     ;;
+  release)
+    shift
+    build_frontend
+    log "building the release binary, the frontend inside"
+    cargo build --release --locked -p backend --bin imds-console --features embed-frontend
+    echo "x.sh: target/release/imds-console is the whole console (no --static-dir needed)"
+    ;;
   test)
     shift
     # The browser (apt), the frontend (wasm-bindgen CLI, WASM build) and the server's test build go
@@ -177,6 +195,7 @@ case "${1:-}" in
     wait_for "$browser_pid" "installing chromium"
     wait_for "$boto3_pid" "installing boto3"
     wait_for "$frontend_pid" "building the frontend"
+    build_one_file_binary
     if [ "${1:-}" = "--repeat" ]; then
       rounds="${2:?usage: ./x.sh test --repeat N [cargo test flags...]}"
       shift 2
@@ -199,7 +218,7 @@ case "${1:-}" in
     exit "$status"
     ;;
   *)
-    echo "usage: ./x.sh run [serve flags...] | ./x.sh test [cargo test flags...]" >&2
+    echo "usage: ./x.sh run [serve flags...] | ./x.sh release | ./x.sh test [cargo test flags...]" >&2
     exit 2
     ;;
 esac

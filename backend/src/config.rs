@@ -157,7 +157,8 @@ pub struct ServeArgs {
     /// Use an already running sandbox (`imds-console sandbox`) at this URL instead of an embedded one.
     #[arg(long, env = "IMDS_CONSOLE_SANDBOX_URL", conflicts_with = "aws")]
     pub sandbox_url: Option<String>,
-    /// The built frontend (index.html, frontend.js, frontend_bg.wasm).
+    /// The built frontend (frontend/dist: index.html, main-<hash>.js, pkg-<hash>/). Optional for a
+    /// binary built with the frontend inside (`./x.sh release`), which serves its own.
     #[arg(long, env = "IMDS_CONSOLE_STATIC_DIR")]
     pub static_dir: Option<PathBuf>,
     /// SSM Get/Describe calls per second the watcher may make, per region.

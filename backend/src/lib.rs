@@ -13,6 +13,7 @@ pub mod config;
 pub mod config_file;
 pub mod crash;
 pub mod doctor;
+pub mod embedded;
 pub mod error;
 pub mod inventory;
 pub mod metrics;
@@ -90,6 +91,9 @@ pub fn app(state: AppState) -> Router {
                 axum::middleware::map_response(cache_headers),
             )
         }
+        _ if embedded::present() => router
+            .fallback(|uri: axum::http::Uri| async move { embedded::answer(embedded::FILES, &uri) })
+            .layer(axum::middleware::map_response(cache_headers)),
         _ => router.fallback(|| async {
             axum::response::Html(
                 "<!doctype html><title>imds-console</title><p>The frontend is not built. Run <code>./x.sh run</code>, \

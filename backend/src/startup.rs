@@ -316,7 +316,11 @@ pub async fn build_state(args: &ServeArgs) -> Result<AppState, String> {
             discover_every: Duration::from_secs(args.discover_secs.max(1)),
             usage: crate::usage::UsageCache::default(),
             usage_window: Duration::from_secs(u64::from(args.imdsv1_window_days.max(1)) * 86_400),
-            static_dir: args.static_dir.clone().or_else(default_static_dir),
+            // An explicit --static-dir, else the frontend built into the binary, else this checkout's.
+            static_dir: args
+                .static_dir
+                .clone()
+                .or_else(|| default_static_dir().filter(|_| !crate::embedded::present())),
             sandbox,
             sandbox_url,
             auth,

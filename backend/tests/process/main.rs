@@ -6,6 +6,7 @@ mod aws;
 mod boto3;
 mod config;
 mod crash;
+mod embedded;
 mod files;
 mod logs;
 mod tls;
