@@ -7,7 +7,8 @@
 #   ./x.sh test --repeat N   runs the end-to-end suites (e2e and the backend's process tests) N times
 #                and names every failed test of every round; exits non-zero if any round failed.
 # Each installs what it needs on a fresh machine (wasm32 target, the pinned wasm-bindgen CLI,
-# Debian's chromium for the browser tests, boto3 for the boto3 test) and skips what is already there.
+# Debian's chromium for the browser tests, boto3 and openapi-spec-validator for the tests that use
+# them) and skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -44,13 +45,19 @@ ensure_browser() {
   fi
 }
 
-# boto3, for the test that reads the standalone sandbox back as the AWS CLI and Python scripts would.
+# boto3, for the test that reads the standalone sandbox back as the AWS CLI and Python scripts would;
+# openapi-spec-validator, for the test that validates the console's OpenAPI document.
 BOTO3_VERSION=1.43.11
+OPENAPI_SPEC_VALIDATOR_VERSION=0.9.0
 
-ensure_boto3() {
+ensure_python_tools() {
   if ! python3 -c 'import boto3' 2>/dev/null; then
     log "installing boto3 ${BOTO3_VERSION} for the boto3 test"
     python3 -m pip install --quiet "boto3==${BOTO3_VERSION}"
+  fi
+  if ! python3 -c 'import openapi_spec_validator' 2>/dev/null; then
+    log "installing openapi-spec-validator ${OPENAPI_SPEC_VALIDATOR_VERSION} for the OpenAPI test"
+    python3 -m pip install --quiet "openapi-spec-validator==${OPENAPI_SPEC_VALIDATOR_VERSION}"
   fi
 }
 
@@ -182,8 +189,8 @@ case "${1:-}" in
     # on at the same time; the tests start when all three are ready.
     in_background browser ensure_browser
     browser_pid=$!
-    in_background boto3 ensure_boto3
-    boto3_pid=$!
+    in_background python ensure_python_tools
+    python_pid=$!
     in_background frontend build_and_test_frontend
     frontend_pid=$!
     if [ "${1:-}" != "--repeat" ]; then
@@ -193,7 +200,7 @@ case "${1:-}" in
       cargo test --no-run "$@" || { wait; exit 1; }
     fi
     wait_for "$browser_pid" "installing chromium"
-    wait_for "$boto3_pid" "installing boto3"
+    wait_for "$python_pid" "installing the Python test tools"
     wait_for "$frontend_pid" "building the frontend"
     build_one_file_binary
     if [ "${1:-}" = "--repeat" ]; then

@@ -19,9 +19,9 @@ use leptos_router::{lazy_route, path, Lazy, LazyRoute};
 use components::header::Header;
 use pages::not_found::NotFound;
 use pages::{
-    admin::AdminPage, approvals::ApprovalsPage, dashboard::DashboardPage, detail::ExecutionDetailPage,
-    execute::ExecutePage, fleet::FleetPage, history::HistoryPage, login::LoginPage, plans::PlanPage,
-    plans::PlansPage, sources::SourcesPage,
+    admin::AdminPage, api_docs::ApiDocsPage, approvals::ApprovalsPage, dashboard::DashboardPage,
+    detail::ExecutionDetailPage, execute::ExecutePage, fleet::FleetPage, history::HistoryPage,
+    login::LoginPage, plans::PlanPage, plans::PlansPage, sources::SourcesPage,
 };
 
 /// Makes each page a lazy route: its code is split into its own WASM chunk (x.sh runs the splitter
@@ -56,6 +56,7 @@ lazy_pages! {
     ExecutionRoute => ExecutionDetailPage,
     LoginRoute => LoginPage,
     AdminRoute => AdminPage,
+    ApiDocsRoute => ApiDocsPage,
 }
 
 #[component]
@@ -91,6 +92,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/executions/:id") view={Lazy::<ExecutionRoute>::new()}/>
                     <Route path=path!("/login") view={Lazy::<LoginRoute>::new()}/>
                     <Route path=path!("/admin") view={Lazy::<AdminRoute>::new()}/>
+                    <Route path=path!("/api-docs") view={Lazy::<ApiDocsRoute>::new()}/>
                 </Routes>
             </main>
         </Router>

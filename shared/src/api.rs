@@ -12,6 +12,7 @@ pub use crate::params::MetadataOptions;
 
 /// `POST /api/v1/executions` (and `/preview`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct StartExecutionRequest {
     /// The member account the run acts in (the console assumes its member role there); the console's
     /// own account when absent.
@@ -37,6 +38,7 @@ pub struct StartExecutionRequest {
 
 /// One of SSM's TargetLocations.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TargetLocationInput {
     pub accounts: Vec<String>,
     pub regions: Vec<String>,
@@ -57,6 +59,7 @@ pub struct TargetLocationInput {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct OverrideInput {
     #[serde(default)]
     pub reason: String,
@@ -64,6 +67,7 @@ pub struct OverrideInput {
 
 /// The runbook parameters under their document names.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ParametersInput {
     #[serde(rename = "InstanceId", default, skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
@@ -87,6 +91,7 @@ pub struct ParametersInput {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RateControlInput {
     pub targets: TargetsInput,
     #[serde(default = "default_max_concurrency")]
@@ -103,6 +108,7 @@ fn default_max_errors() -> String {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TargetsInput {
     InstanceIds(Vec<String>),
@@ -112,6 +118,7 @@ pub enum TargetsInput {
 /// The reply to a start: 201 with the execution ID, or 202 when SSM's concurrency quota is full and
 /// the console has queued the start (recorded, sent again when SSM has room; no execution ID yet).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct StartExecutionResponse {
     pub execution_id: Option<String>,
     /// The console's record of the start (the audit trail's `record_id`).
@@ -124,12 +131,14 @@ pub struct StartExecutionResponse {
 
 /// `GET /api/v1/health`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Health {
     pub status: String,
 }
 
 /// `GET /api/v1/identity`: who the server acts as, and where.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Identity {
     /// `sandbox` or `aws`.
     pub mode: String,
@@ -140,6 +149,7 @@ pub struct Identity {
 
 /// One run in the history list.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ExecutionSummary {
     pub execution_id: String,
     /// The member account it ran in; empty for the console's own account.
@@ -164,6 +174,7 @@ pub struct ExecutionSummary {
 
 /// `GET /api/v1/executions`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ExecutionPage {
     pub executions: Vec<ExecutionSummary>,
     /// Pass as `cursor` for the next (older) page.
@@ -172,6 +183,7 @@ pub struct ExecutionPage {
 
 /// `GET /api/v1/executions/{id}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ExecutionDetail {
     pub summary: ExecutionSummary,
     pub parameters: BTreeMap<String, Vec<String>>,
@@ -195,6 +207,7 @@ pub struct ExecutionDetail {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RateControlView {
     pub target_parameter_name: String,
     pub targets: Vec<String>,
@@ -205,6 +218,7 @@ pub struct RateControlView {
 
 /// A rate-control parent's children by state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Progress {
     pub total: u32,
     pub succeeded: u32,
@@ -221,6 +235,7 @@ pub struct Progress {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct StepView {
     pub name: String,
     pub action: String,
@@ -236,6 +251,7 @@ pub struct StepView {
 
 /// `GET /api/v1/instances`: one page of the instances matching the query (`shared::fleet::FleetQuery`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct InstanceList {
     pub instances: Vec<InstanceView>,
     /// How many instances match the query, on every page.
@@ -251,6 +267,7 @@ pub struct InstanceList {
 
 /// `GET /api/v1/fleet/summary?by=region|account|tag:KEY`: the fleet's posture, in all and per group.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct FleetSummary {
     pub by: String,
     pub all: PostureCounts,
@@ -259,6 +276,7 @@ pub struct FleetSummary {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PostureCounts {
     pub total: usize,
     /// IMDSv2 required (or metadata off) and nothing refused since.
@@ -272,6 +290,7 @@ pub struct PostureCounts {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct GroupCounts {
     /// The region, account or tag value (`(none)` for instances without the tag).
     pub key: String,
@@ -279,6 +298,7 @@ pub struct GroupCounts {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct InstanceView {
     pub instance_id: String,
     /// The AWS account that owns it.
@@ -326,6 +346,7 @@ impl InstanceView {
 
 /// An instance and its IMDSv1 calls, in a readiness refusal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct InstanceUsage {
     pub instance_id: String,
     pub imdsv1_calls: u64,
@@ -333,6 +354,7 @@ pub struct InstanceUsage {
 
 /// `POST /api/v1/executions/preview`: what a start would do to each target.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PreviewResponse {
     pub region: String,
     /// The IMDSv1 look-back window, in days.
@@ -343,6 +365,7 @@ pub struct PreviewResponse {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PreviewTarget {
     pub instance_id: String,
     /// Where it is: a run across accounts and Regions previews every place.
@@ -363,6 +386,7 @@ pub struct PreviewTarget {
 /// `POST /api/v1/executions/{id}/rollback/preview`: what a rollback would restore, instance by
 /// instance (the same preview as a start), without starting anything.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RollbackPreview {
     /// The runs it would start (one per distinct set of prior options, account and Region).
     pub runs: usize,
@@ -374,6 +398,7 @@ pub struct RollbackPreview {
 
 /// `POST /api/v1/executions/{id}/rollback`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RollbackResponse {
     /// The runs started to restore the prior options (one per distinct set of prior options).
     pub execution_ids: Vec<String>,
@@ -388,11 +413,13 @@ pub struct RollbackResponse {
 
 /// Every error reply: `{"error": {...}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ErrorBody {
     pub error: ApiError,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ApiError {
     /// Ours (ValidationError, NotFound, BadJson, ...) or AWS's own code, carried through.
     pub code: String,
@@ -413,6 +440,7 @@ pub struct ApiError {
 
 /// A change pushed over `GET /api/v1/events` (Server-Sent Events, event name `execution`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ExecutionEvent {
     pub execution_id: String,
     pub status: RunStatus,
@@ -425,6 +453,7 @@ pub struct ExecutionEvent {
 /// One run in the audit export (`GET /api/v1/audit?format=json|csv`): flat, so CSV holds it whole.
 /// JSON-valued fields (parameters, prior options, outputs) are JSON text.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AuditRecord {
     pub record_id: i64,
     pub created_at: String,
@@ -463,6 +492,7 @@ pub struct AuditRecord {
 /// What a person or script may do: viewers read, operators also start/stop/preview/roll back, admins
 /// also manage users and tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Viewer,
@@ -490,6 +520,7 @@ impl Role {
 
 /// `POST /api/v1/auth/login`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct LoginRequest {
     pub username: String,
     pub password: String,
@@ -497,6 +528,7 @@ pub struct LoginRequest {
 
 /// `GET /api/v1/auth/me`: who this request is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Me {
     pub name: String,
     pub role: Role,
@@ -513,6 +545,7 @@ pub struct Me {
 
 /// `POST /api/v1/auth/password`: change one's own password.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ChangePasswordRequest {
     pub current_password: String,
     pub new_password: String,
@@ -520,6 +553,7 @@ pub struct ChangePasswordRequest {
 
 /// A built-in account, as admins see it (never its password).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct UserView {
     pub name: String,
     pub role: Role,
@@ -532,6 +566,7 @@ pub struct UserView {
 
 /// `POST /api/v1/users`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CreateUserRequest {
     pub name: String,
     pub role: Role,
@@ -543,12 +578,14 @@ pub struct CreateUserRequest {
 
 /// `POST /api/v1/users/{name}/accounts`: the accounts a user is limited to (null: every account).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct UserAccountsRequest {
     pub accounts: Option<Vec<String>>,
 }
 
 /// An API token, as admins see it (never the token itself).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TokenView {
     pub id: i64,
     /// What it is for, such as "CI pipeline".
@@ -573,6 +610,7 @@ pub const MAX_TOKEN_NAME: usize = 64;
 
 /// `POST /api/v1/tokens`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CreateTokenRequest {
     pub user: String,
     /// At most the user's own role; defaults to it.
@@ -624,6 +662,7 @@ impl CreateTokenRequest {
 
 /// The one time a token is shown.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CreatedToken {
     pub id: i64,
     pub token: String,
@@ -636,6 +675,7 @@ pub struct CreatedToken {
 
 /// A sign-in, failed sign-in, token use or user change, from the audit store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AuthEvent {
     pub id: i64,
     pub at: String,
@@ -658,6 +698,7 @@ fn one() -> u32 {
 
 /// `GET /api/v1/audit/auth`: a page of events, newest first; pass `next_cursor` as `cursor` for more.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AuthEventPage {
     pub events: Vec<AuthEvent>,
     pub next_cursor: Option<String>,
@@ -665,6 +706,7 @@ pub struct AuthEventPage {
 
 /// `POST /api/v1/users/{name}/role`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SetRoleRequest {
     pub role: Role,
 }
@@ -672,6 +714,7 @@ pub struct SetRoleRequest {
 /// `GET /api/v1/doctor` and `imds-console doctor`: whether the console's identity, and the
 /// AutomationAssumeRole if one is given, may do each action the console and the runbook need.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PermissionReport {
     /// The console's identity (STS ARN).
     pub identity: String,
@@ -689,6 +732,7 @@ impl PermissionReport {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PermissionCheck {
     /// `console` or `assume role`.
     pub principal: String,
@@ -706,6 +750,7 @@ pub struct PermissionCheck {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum CheckResult {
     Allowed,
@@ -716,6 +761,7 @@ pub enum CheckResult {
 
 /// `GET /api/v1/accounts`: the accounts the console manages, and whether it could read each.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AccountList {
     pub accounts: Vec<AccountView>,
     /// Why the organisation's account list could not be read, when it could not.
@@ -724,6 +770,7 @@ pub struct AccountList {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AccountView {
     pub account_id: String,
     pub name: Option<String>,
@@ -741,6 +788,7 @@ pub struct AccountView {
 
 /// `GET /api/v1/dashboard`: the team's view of the migration, within the caller's accounts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Dashboard {
     /// The fleet now.
     pub now: PostureCounts,
@@ -763,6 +811,7 @@ pub struct Dashboard {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TrendPoint {
     /// `YYYY-MM-DD`, UTC.
     pub day: String,
@@ -770,6 +819,7 @@ pub struct TrendPoint {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Today {
     pub runs: usize,
     pub instances: usize,

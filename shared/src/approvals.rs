@@ -8,6 +8,7 @@ use crate::params::ValidationErrors;
 
 /// `GET/PUT /api/v1/approval-policy`. Nothing needs approval by default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ApprovalPolicy {
     /// Targets carrying any of these tags (`Key=value`) need approval, e.g. `Env=prod`.
     #[serde(default)]
@@ -96,6 +97,7 @@ impl ApprovalPolicy {
 
 /// One approval, as `GET /api/v1/approvals` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ApprovalView {
     /// The held start's record ID.
     pub approval_id: i64,
@@ -120,12 +122,14 @@ pub struct ApprovalView {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ApprovalList {
     pub approvals: Vec<ApprovalView>,
 }
 
 /// `POST /api/v1/approvals/{id}/approve|reject`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DecisionRequest {
     #[serde(default)]
     pub comment: Option<String>,

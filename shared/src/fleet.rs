@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 /// Where an instance stands on the way to IMDSv2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Posture {
     Compliant,
@@ -56,6 +57,7 @@ pub const DEFAULT_PAGE: usize = 100;
 
 /// `GET /api/v1/instances`'s query (and the Fleet page's URL).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default)]
 pub struct FleetQuery {
     pub account: Option<String>,

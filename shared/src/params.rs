@@ -11,6 +11,7 @@ use crate::api::{RateControlInput, StartExecutionRequest, TargetsInput};
 
 /// One bad field: which one (a JSON path such as `parameters.InstanceId`) and what is allowed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct FieldError {
     pub field: String,
     pub message: String,
@@ -18,6 +19,7 @@ pub struct FieldError {
 
 /// Every bad field of a request, one error each, in the order of the request's fields.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ValidationErrors(pub Vec<FieldError>);
 
 impl ValidationErrors {
@@ -56,6 +58,7 @@ macro_rules! string_newtype {
     ($(#[$m:meta])* $name:ident, $check:path) => {
         $(#[$m])*
         #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
         #[serde(try_from = "String", into = "String")]
         pub struct $name(String);
 
@@ -295,6 +298,7 @@ fn resolve_count_or_percent(raw: &str, total: usize) -> usize {
 
 /// HttpPutResponseHopLimit, 0 to 64, where 0 keeps the instance's current limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(try_from = "u8", into = "u8")]
 pub struct HopLimit(u8);
 
@@ -350,6 +354,7 @@ impl From<HopLimit> for u8 {
 
 /// EnforceIMDSv2: `required` turns IMDSv1 off, `optional` allows both versions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum EnforceImdsV2 {
     /// Our default: the runbook's own default (`optional`) would downgrade an enforced instance.
@@ -376,6 +381,7 @@ impl EnforceImdsV2 {
 
 /// MetadataAccess: `disabled` turns the metadata endpoint off and makes the runbook ignore the rest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum MetadataAccess {
     #[default]
@@ -413,6 +419,7 @@ pub const MAX_TARGET_VALUES: usize = 50;
 
 /// The instances a rate-controlled run targets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum Targets {
     InstanceIds(Vec<InstanceId>),
     Tag { key: String, value: String },
@@ -433,6 +440,7 @@ impl Targets {
 
 /// SSM rate control for one run over many instances.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RateControl {
     pub targets: Targets,
     pub max_concurrency: MaxConcurrency,
@@ -441,6 +449,7 @@ pub struct RateControl {
 
 /// One validated TargetLocation: member accounts by ID, and Regions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TargetLocation {
     pub accounts: Vec<AccountId>,
     /// Organizational units and roots: SSM runs in every account under them; the console's preview
@@ -568,6 +577,7 @@ fn validate_target_locations(
 
 /// The runbook's parameters, valid by construction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RunbookParameters {
     /// Absent for a rate-controlled run: SSM fills it from the targets.
     pub instance_id: Option<InstanceId>,
@@ -607,6 +617,7 @@ impl RunbookParameters {
 
 /// A validated start request: what the server sends to SSM.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct StartPlan {
     /// The member account the run acts in; None for the console's own.
     #[serde(default)]
@@ -854,6 +865,7 @@ fn validate_rate_control(rc: &RateControlInput, errors: &mut ValidationErrors) -
 
 /// An instance's metadata options as EC2 reports them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct MetadataOptions {
     /// `optional` or `required`.
     pub http_tokens: String,

@@ -17,6 +17,7 @@ pub const MAX_BAKE_MINUTES: u32 = 7 * 24 * 60;
 
 /// `POST /api/v1/plans`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PlanRequest {
     pub name: String,
     pub waves: Vec<WaveInput>,
@@ -26,6 +27,7 @@ pub struct PlanRequest {
 
 /// One wave, in the shapes a run takes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct WaveInput {
     pub name: String,
     /// The member account (the console's own when absent); leave out with `target_locations`.
@@ -59,6 +61,7 @@ fn default_max_errors() -> String {
 
 /// When the plan stops by itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct HaltInput {
     /// IMDSv1 calls refused on the current wave's instances (since the wave started) that halt the
     /// plan; at least 1.
@@ -167,6 +170,7 @@ impl PlanRequest {
 
 /// Where a plan is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PlanStatus {
     /// Created, previewed, not started.
@@ -199,6 +203,7 @@ impl PlanStatus {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum WaveStatus {
     Pending,
@@ -230,6 +235,7 @@ impl WaveStatus {
 
 /// An instance of a wave, and where it is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PlanTarget {
     pub instance_id: String,
     pub account: String,
@@ -238,6 +244,7 @@ pub struct PlanTarget {
 
 /// One wave as it stands.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct WaveView {
     pub name: String,
     pub status: WaveStatus,
@@ -257,6 +264,7 @@ pub struct WaveView {
 
 /// `GET /api/v1/plans/{id}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PlanView {
     pub plan_id: String,
     pub name: String,
@@ -272,11 +280,13 @@ pub struct PlanView {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PlanList {
     pub plans: Vec<PlanSummary>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PlanSummary {
     pub plan_id: String,
     pub name: String,
@@ -291,11 +301,13 @@ pub struct PlanSummary {
 
 /// `POST /api/v1/plans/{id}/preview`: each wave as a start's preview would see it now.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PlanPreview {
     pub waves: Vec<WavePreview>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct WavePreview {
     pub name: String,
     pub targets: usize,
@@ -310,6 +322,7 @@ pub struct WavePreview {
 
 /// `POST /api/v1/plans/{id}/resume`: a wave the readiness check blocked may go on with a reason.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ResumeRequest {
     #[serde(default)]
     pub override_reason: Option<String>,

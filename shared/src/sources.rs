@@ -8,6 +8,7 @@ use crate::params::{AccountId, Region, ValidationErrors, MIN_OVERRIDE_REASON};
 
 /// What kind of thing launches instances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SourceKind {
     AccountDefault,
@@ -98,6 +99,7 @@ impl std::fmt::Display for SourceId {
 
 /// The account's instance metadata defaults in one region; None is "no preference".
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct MetadataDefaults {
     pub http_tokens: Option<String>,
     pub http_put_response_hop_limit: Option<i32>,
@@ -110,6 +112,7 @@ pub struct MetadataDefaults {
 
 /// A launch template version's metadata options; None: left out (the account default, then the AMI).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TemplateOptions {
     pub version: i64,
     pub http_tokens: Option<String>,
@@ -120,6 +123,7 @@ pub struct TemplateOptions {
 
 /// The state a fix changes and a revert restores.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum SourceState {
     AccountDefault(MetadataDefaults),
@@ -133,6 +137,7 @@ pub enum SourceState {
 
 /// How a source stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SourcePosture {
     /// New instances from it require tokens.
@@ -155,6 +160,7 @@ impl SourcePosture {
 
 /// One source, as `GET /api/v1/sources` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SourceView {
     pub id: String,
     pub kind: SourceKind,
@@ -180,6 +186,7 @@ pub struct SourceView {
 
 /// When each account and region was read, and why one could not be.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SourcePlace {
     pub account: String,
     pub region: String,
@@ -188,6 +195,7 @@ pub struct SourcePlace {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SourcesView {
     pub sources: Vec<SourceView>,
     pub places: Vec<SourcePlace>,
@@ -197,6 +205,7 @@ pub struct SourcesView {
 
 /// `POST /api/v1/sources/{id}/preview` and `/fix`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SourceFixRequest {
     /// The hop limit of new instances (1-64); absent keeps the current one.
     #[serde(default)]
@@ -247,6 +256,7 @@ impl SourceFixRequest {
 
 /// What a fix would do, before it does it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SourceFixPreview {
     pub source_id: String,
     /// The source that is changed: a group's fix changes its launch template.
@@ -269,6 +279,7 @@ pub struct SourceFixPreview {
 
 /// A fix as the audit store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SourceFix {
     pub fix_id: String,
     pub source_id: String,
@@ -288,6 +299,7 @@ pub struct SourceFix {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SourceFixes {
     pub fixes: Vec<SourceFix>,
 }

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::params::ValidationErrors;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum WebhookFormat {
     /// `{"event", "at", "summary", "data"}`.
@@ -16,6 +17,7 @@ pub enum WebhookFormat {
 
 /// `POST /api/v1/webhooks`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CreateWebhookRequest {
     pub url: String,
     pub format: WebhookFormat,
@@ -46,6 +48,7 @@ impl CreateWebhookRequest {
 
 /// One delivery attempt's outcome, as admins see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DeliveryView {
     pub delivery_id: i64,
     pub event: String,
@@ -59,6 +62,7 @@ pub struct DeliveryView {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct WebhookView {
     pub webhook_id: i64,
     /// The URL with its path hidden after the host (Slack's carry a secret).
@@ -71,6 +75,7 @@ pub struct WebhookView {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct WebhookList {
     pub webhooks: Vec<WebhookView>,
 }

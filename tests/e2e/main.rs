@@ -8,6 +8,7 @@ mod audit;
 mod browser;
 mod fleet;
 mod metrics;
+mod openapi;
 mod plans;
 mod real_aws;
 mod safety;

@@ -108,6 +108,14 @@ fn access(method: &Method, path: &str) -> Access {
     }
 }
 
+/// The role a route needs, `None` for a public one: the policy table's answer, for the API document.
+pub fn required_role(method: &Method, path: &str) -> Option<Role> {
+    match access(method, path) {
+        Access::Public => None,
+        Access::Needs(role) => Some(role),
+    }
+}
+
 /// How a route's account is decided for identities limited to some accounts (the same table as
 /// [`access`]: handlers never check accounts themselves).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,11 +1,11 @@
 //! Sign-in (`/auth/login`, `/auth/logout`, `/auth/me`) and, for admins, users, API tokens and the log of
 //! sign-ins and account changes (`/users`, `/tokens`, `/audit/auth`).
 
+use super::described::{doc, ApiRouter};
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use shared::api::{
     AuthEventPage, ChangePasswordRequest, CreateTokenRequest, CreateUserRequest, CreatedToken, LoginRequest,
     Me, SetRoleRequest, TokenView, UserView,
@@ -17,21 +17,75 @@ use crate::auth::{self, Identity, LoginGate};
 use crate::error::AppError;
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/auth/login", post(login))
-        .route("/auth/logout", post(logout))
-        .route("/auth/me", get(me))
-        .route("/auth/password", post(change_password))
-        .route("/users", get(users).post(add_user))
-        .route("/users/{name}/disable", post(disable_user))
-        .route("/users/{name}/enable", post(enable_user))
-        .route("/users/{name}/role", post(set_role))
-        .route("/users/{name}/accounts", post(set_accounts))
-        .route("/users/{name}/password", post(set_password))
-        .route("/tokens", get(tokens).post(create_token))
-        .route("/tokens/{id}/revoke", post(revoke_token))
-        .route("/audit/auth", get(auth_events))
+pub fn router() -> ApiRouter {
+    ApiRouter::default()
+        .post(
+            "/auth/login",
+            login,
+            doc("Sign in; sets the session cookie")
+                .body::<LoginRequest>()
+                .answers::<Me>(200),
+        )
+        .post(
+            "/auth/logout",
+            logout,
+            doc("Sign out; ends the session and its event streams"),
+        )
+        .get("/auth/me", me, doc("Who is signed in").answers::<Me>(200))
+        .post(
+            "/auth/password",
+            change_password,
+            doc("Change one's own password (required after the first sign-in)")
+                .body::<ChangePasswordRequest>()
+                .answers::<Me>(200),
+        )
+        .get("/users", users, doc("Users").answers::<Vec<UserView>>(200))
+        .post(
+            "/users",
+            add_user,
+            doc("Add a user").body::<CreateUserRequest>().empty(201),
+        )
+        .post(
+            "/users/{name}/disable",
+            disable_user,
+            doc("Disable a user (never the last enabled admin)"),
+        )
+        .post("/users/{name}/enable", enable_user, doc("Enable a user again"))
+        .post(
+            "/users/{name}/role",
+            set_role,
+            doc("Change a user's role").body::<SetRoleRequest>(),
+        )
+        .post(
+            "/users/{name}/accounts",
+            set_accounts,
+            doc("Limit a user to accounts, or to none").body::<shared::api::UserAccountsRequest>(),
+        )
+        .post(
+            "/users/{name}/password",
+            set_password,
+            doc("Set a user's password").body::<PasswordBody>(),
+        )
+        .get(
+            "/tokens",
+            tokens,
+            doc("API tokens").answers::<Vec<TokenView>>(200),
+        )
+        .post(
+            "/tokens",
+            create_token,
+            doc("Create an API token; its secret is in this answer only")
+                .body::<CreateTokenRequest>()
+                .answers::<CreatedToken>(201),
+        )
+        .post("/tokens/{id}/revoke", revoke_token, doc("Revoke an API token"))
+        .get(
+            "/audit/auth",
+            auth_events,
+            doc("Sign-ins and account changes, newest first, paged")
+                .query::<AuthEventQuery>()
+                .answers::<AuthEventPage>(200),
+        )
 }
 
 /// The longest user name a sign-in may carry (user names are at most 64 characters); longer ones are
@@ -325,7 +379,7 @@ async fn set_role(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 struct PasswordBody {
     password: String,
 }
@@ -403,7 +457,7 @@ async fn revoke_token(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 struct AuthEventQuery {
     kind: Option<String>,
     user: Option<String>,

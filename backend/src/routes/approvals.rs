@@ -1,9 +1,9 @@
 //! `/approvals` and `/approval-policy`: starts held for a second person, their decisions, and the
 //! policy that says which starts need one (see `approvals`).
 
+use super::described::{doc, ApiRouter};
 use axum::extract::{Path, State};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use shared::approvals::{ApprovalList, ApprovalPolicy, ApprovalView, DecisionRequest};
 
@@ -13,14 +13,37 @@ use crate::auth::{AccountScope, Identity};
 use crate::error::AppError;
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/approvals", get(list))
-        .route("/approvals/{id}/{decision}", post(decide))
-        .route("/approval-policy", get(get_policy).put(put_policy))
+pub fn router() -> ApiRouter {
+    ApiRouter::default()
+        .get(
+            "/approvals",
+            list,
+            doc("Starts held for a second person, and decided ones")
+                .query::<ListQuery>()
+                .answers::<ApprovalList>(200),
+        )
+        .post(
+            "/approvals/{id}/{decision}",
+            decide,
+            doc("Approve or reject a held start (decision: approve or reject)")
+                .body::<DecisionRequest>()
+                .answers::<ApprovalView>(200),
+        )
+        .get(
+            "/approval-policy",
+            get_policy,
+            doc("Which starts need a second person").answers::<ApprovalPolicy>(200),
+        )
+        .put(
+            "/approval-policy",
+            put_policy,
+            doc("Set which starts need a second person")
+                .body::<ApprovalPolicy>()
+                .answers::<ApprovalPolicy>(200),
+        )
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 struct ListQuery {
     /// Every approval, decided ones included (default: the pending ones).
     #[serde(default)]

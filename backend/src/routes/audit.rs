@@ -1,11 +1,11 @@
 //! `GET /api/v1/audit`: every run record (including refused starts), filtered like history, as JSON
 //! or CSV for export.
 
+use super::described::{doc, ApiRouter};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde::Deserialize;
 
 use super::ApiQuery;
@@ -14,14 +14,24 @@ use crate::error::AppError;
 use crate::state::AppState;
 use crate::store::HistoryFilter;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/audit", get(export))
+pub fn router() -> ApiRouter {
+    ApiRouter::default().get(
+        "/audit",
+        export,
+        doc("The audit trail of runs, as JSON or CSV")
+            .query::<AuditQuery>()
+            .media(
+                200,
+                "text/csv",
+                "With format=csv, the records as CSV; else a JSON array of records",
+            ),
+    )
 }
 
 /// The most records one export holds.
 const EXPORT_LIMIT: usize = 100_000;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 struct AuditQuery {
     format: Option<String>,
     status: Option<String>,

@@ -3,9 +3,9 @@
 //! store only: no AWS call of its own (the sources' count comes from their shared cache, whose first
 //! reading it starts in the background).
 
+use super::described::{doc, ApiRouter};
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use shared::api::{Dashboard, Today, TrendPoint};
 
 use crate::auth::AccountScope;
@@ -13,8 +13,13 @@ use crate::error::AppError;
 use crate::state::AppState;
 use crate::store::{RunRow, POSTURE_KEEP_DAYS};
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/dashboard", get(dashboard))
+pub fn router() -> ApiRouter {
+    ApiRouter::default().get(
+        "/dashboard",
+        dashboard,
+        doc("The home page: posture now and by day, today's changes, runs in flight")
+            .answers::<Dashboard>(200),
+    )
 }
 
 async fn dashboard(

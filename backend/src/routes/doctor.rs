@@ -2,9 +2,9 @@
 //! on the console. One check runs at a time and its answer is kept for a minute, so that repeated
 //! clicks do not repeat a dozen AWS calls per region.
 
+use super::described::{doc, ApiRouter};
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use shared::api::PermissionReport;
 use std::time::{Duration, Instant};
@@ -16,11 +16,17 @@ use crate::state::AppState;
 /// How long a report is reused.
 const REUSE_FOR: Duration = Duration::from_secs(60);
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/doctor", get(doctor))
+pub fn router() -> ApiRouter {
+    ApiRouter::default().get(
+        "/doctor",
+        doctor,
+        doc("Check every AWS permission the console and the runbook need, changing nothing")
+            .query::<DoctorQuery>()
+            .answers::<PermissionReport>(200),
+    )
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 struct DoctorQuery {
     assume_role: Option<String>,
 }

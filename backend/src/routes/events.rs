@@ -1,10 +1,9 @@
 //! `GET /api/v1/events`: execution changes as Server-Sent Events, resumable with Last-Event-ID.
 
+use super::described::{doc, ApiRouter};
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::routing::get;
-use axum::Router;
 use futures_util::stream::{self, Stream, StreamExt};
 use std::convert::Infallible;
 use std::time::Duration;
@@ -12,8 +11,18 @@ use std::time::Duration;
 use crate::auth::AccountScope;
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/events", get(events))
+pub fn router() -> ApiRouter {
+    ApiRouter::default().get(
+        "/events",
+        events,
+        doc("Live changes as server-sent events (Last-Event-ID resumes)")
+            .query::<After>()
+            .media(
+                200,
+                "text/event-stream",
+                "One event per change of a run, plan, approval or the fleet",
+            ),
+    )
 }
 
 fn to_event(id: u64, ev: &shared::api::ExecutionEvent) -> Event {
@@ -91,7 +100,7 @@ impl Feed {
 }
 
 /// `?after=N`: start after event N (the number a session was read with).
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 struct After {
     after: Option<u64>,
 }

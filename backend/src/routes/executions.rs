@@ -1,11 +1,10 @@
 //! `/api/v1/executions`: start a run (recorded before it is sent), list history, read one run, stop it.
 
+use super::described::{doc, ApiRouter};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde::Deserialize;
-use serde_json::json;
 use shared::api::{
     ExecutionDetail, ExecutionPage, PreviewResponse, RollbackResponse, StartExecutionRequest,
     StartExecutionResponse,
@@ -23,14 +22,50 @@ use crate::state::AppState;
 use crate::store::{HistoryFilter, RunRow};
 use crate::{runs, watcher};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/executions", post(start).get(list))
-        .route("/executions/{id}", get(detail))
-        .route("/executions/preview", post(preview_start))
-        .route("/executions/{id}/stop", post(stop))
-        .route("/executions/{id}/rollback", post(rollback))
-        .route("/executions/{id}/rollback/preview", post(rollback_preview))
+pub fn router() -> ApiRouter {
+    ApiRouter::default()
+        .post(
+            "/executions",
+            start,
+            doc("Start a run of AWSSupport-ConfigureEC2Metadata (recorded before it is sent)")
+                .body::<StartExecutionRequest>()
+                .answers::<StartExecutionResponse>(201),
+        )
+        .get(
+            "/executions",
+            list,
+            doc("Run history, newest first, filtered and paged")
+                .query::<HistoryQuery>()
+                .answers::<ExecutionPage>(200),
+        )
+        .get(
+            "/executions/{id}",
+            detail,
+            doc("One run: its steps, outputs, children and record").answers::<ExecutionDetail>(200),
+        )
+        .post(
+            "/executions/preview",
+            preview_start,
+            doc("What a start would change, instance by instance, and whether IMDSv1 is still in use")
+                .body::<StartExecutionRequest>()
+                .answers::<PreviewResponse>(200),
+        )
+        .post(
+            "/executions/{id}/stop",
+            stop,
+            doc("Stop a run").answers::<Stopping>(202),
+        )
+        .post(
+            "/executions/{id}/rollback",
+            rollback,
+            doc("Restore what a run changed").answers::<RollbackResponse>(201),
+        )
+        .post(
+            "/executions/{id}/rollback/preview",
+            rollback_preview,
+            doc("What a rollback would restore, instance by instance")
+                .answers::<shared::api::RollbackPreview>(200),
+        )
 }
 
 async fn start(
@@ -165,7 +200,7 @@ async fn rollback_preview(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 struct HistoryQuery {
     status: Option<String>,
     instance_id: Option<String>,
@@ -407,7 +442,7 @@ async fn stop(
     State(state): State<AppState>,
     Extension(who): Extension<Identity>,
     Path(id): Path<String>,
-) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
+) -> Result<(StatusCode, Json<Stopping>), AppError> {
     if !looks_like_execution_id(&id) {
         return Err(AppError::NotFound(format!(
             "execution \"{id}\": execution IDs are 36-character UUIDs"
@@ -420,6 +455,17 @@ async fn stop(
     runs::stop(&state, &row, &who.name).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "execution_id": id, "status": "Cancelling" })),
+        Json(Stopping {
+            execution_id: id,
+            status: "Cancelling",
+        }),
     ))
+}
+
+/// The answer to a stop: SSM is cancelling the run.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+struct Stopping {
+    execution_id: String,
+    /// Always `Cancelling`: the watcher reports when it has stopped.
+    status: &'static str,
 }

@@ -1,11 +1,13 @@
 //! `GET /api/v1/health`: the server is up (it makes no AWS call).
 
-use axum::routing::get;
-use axum::{Json, Router};
+use super::described::{doc, ApiRouter};
+use axum::Json;
 use shared::api::Health;
 
-use crate::state::AppState;
-
-pub fn router() -> Router<AppState> {
-    Router::new().route("/health", get(|| async { Json(Health { status: "ok".into() }) }))
+pub fn router() -> ApiRouter {
+    ApiRouter::default().get(
+        "/health",
+        || async { Json(Health { status: "ok".into() }) },
+        doc("Whether the console answers").answers::<Health>(200),
+    )
 }

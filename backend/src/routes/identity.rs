@@ -1,15 +1,19 @@
 //! `GET /api/v1/identity`: mode, account, ARN and regions (STS GetCallerIdentity, asked once).
 
+use super::described::{doc, ApiRouter};
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use shared::api::Identity;
 
 use crate::error::AppError;
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/identity", get(identity))
+pub fn router() -> ApiRouter {
+    ApiRouter::default().get(
+        "/identity",
+        identity,
+        doc("The console's AWS identity and regions").answers::<Identity>(200),
+    )
 }
 
 async fn identity(State(state): State<AppState>) -> Result<Json<Identity>, AppError> {

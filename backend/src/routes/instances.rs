@@ -3,10 +3,10 @@
 //! account and whether it could be read), all from one inventory snapshot that every viewer shares,
 //! so that AWS is asked once per refresh, not once per browser or page.
 
+use super::described::{doc, ApiRouter};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use shared::api::{AccountList, FleetSummary, InstanceList};
 use shared::fleet::FleetQuery;
@@ -16,11 +16,30 @@ use crate::auth::AccountScope;
 use crate::error::AppError;
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/instances", get(list))
-        .route("/fleet/summary", get(summary))
-        .route("/accounts", get(accounts))
+pub fn router() -> ApiRouter {
+    ApiRouter::default()
+        .get(
+            "/instances",
+            list,
+            doc("The fleet, filtered, sorted and paged; or every match as CSV or JSON")
+                .query::<Export>()
+                .query::<FleetQuery>()
+                .answers::<shared::api::InstanceList>(200),
+        )
+        .get(
+            "/fleet/summary",
+            summary,
+            doc("The fleet's posture counted by account, region or a tag")
+                .query::<GroupBy>()
+                .query::<FleetQuery>()
+                .answers::<FleetSummary>(200),
+        )
+        .get(
+            "/accounts",
+            accounts,
+            doc("The accounts the console manages, and why any cannot be reached")
+                .answers::<AccountList>(200),
+        )
 }
 
 fn checked(q: &FleetQuery) -> Result<(), AppError> {
@@ -28,7 +47,7 @@ fn checked(q: &FleetQuery) -> Result<(), AppError> {
 }
 
 /// `format=csv|json`: every matching instance as a file to download, instead of a page.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 struct Export {
     format: Option<String>,
 }
@@ -124,7 +143,7 @@ async fn list(
 
 /// The grouping; the same query string also carries the filters (a second extractor, since
 /// `serde(flatten)` loses the types of query values).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 struct GroupBy {
     by: Option<String>,
 }

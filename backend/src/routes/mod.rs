@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod approvals;
 pub mod audit;
 pub mod dashboard;
+pub mod described;
 pub mod doctor;
 pub mod events;
 pub mod executions;
@@ -24,7 +25,32 @@ use crate::error::AppError;
 use crate::state::AppState;
 
 pub fn api() -> Router<AppState> {
-    Router::new()
+    let (router, mut operations) = described().into_parts();
+    let self_description = described::Operation {
+        method: axum::http::Method::GET,
+        path: "/openapi.json",
+        doc: described::doc("This document: the API in OpenAPI 3.1").media(
+            200,
+            "application/json",
+            "The OpenAPI 3.1 document of /api/v1",
+        ),
+    };
+    operations.push(self_description);
+    let document = std::sync::Arc::new(described::openapi(&operations));
+    router
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let document = document.clone();
+                async move { axum::Json((*document).clone()) }
+            }),
+        )
+        .fallback(|| async { AppError::NotFound("no such API route; see GET /api/v1/openapi.json".into()) })
+}
+
+/// Every route of `/api/v1` with its description (the OpenAPI document is made from it).
+pub fn described() -> described::ApiRouter {
+    described::ApiRouter::default()
         .merge(health::router())
         .merge(accounts::router())
         .merge(audit::router())
@@ -38,7 +64,6 @@ pub fn api() -> Router<AppState> {
         .merge(approvals::router())
         .merge(webhooks::router())
         .merge(events::router())
-        .fallback(|| async { AppError::NotFound("no such API route; see README for /api/v1".into()) })
 }
 
 /// `Json<T>` whose rejection is an `AppError::BadJson` with serde's explanation.

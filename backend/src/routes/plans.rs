@@ -1,10 +1,10 @@
 //! `/plans`: rollout plans, created as drafts, previewed wave by wave, then started, paused, resumed
 //! or cancelled; the server runs them (see `plans`).
 
+use super::described::{doc, ApiRouter};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use shared::plans::{PlanList, PlanPreview, PlanRequest, PlanView, ResumeRequest};
 
 use super::ApiJson;
@@ -13,15 +13,36 @@ use crate::error::AppError;
 use crate::plans;
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/plans", post(create).get(list))
-        .route("/plans/{id}", get(show))
-        .route("/plans/{id}/preview", post(preview))
-        .route("/plans/{id}/{action}", post(act))
+pub fn router() -> ApiRouter {
+    ApiRouter::default()
+        .post(
+            "/plans",
+            create,
+            doc("Create a rollout plan (waves with bake times and a halt threshold)")
+                .body::<PlanRequest>()
+                .answers::<Created>(201),
+        )
+        .get("/plans", list, doc("Rollout plans").answers::<PlanList>(200))
+        .get(
+            "/plans/{id}",
+            show,
+            doc("One plan: its waves, runs and halts").answers::<PlanView>(200),
+        )
+        .post(
+            "/plans/{id}/preview",
+            preview,
+            doc("What each wave would change").answers::<PlanPreview>(200),
+        )
+        .post(
+            "/plans/{id}/{action}",
+            act,
+            doc("Start, pause, resume or cancel a plan (resume may give an override reason)")
+                .optional_body::<ResumeRequest>()
+                .answers::<PlanView>(200),
+        )
 }
 
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, schemars::JsonSchema)]
 struct Created {
     plan_id: String,
     plan: PlanView,

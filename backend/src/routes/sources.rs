@@ -1,9 +1,9 @@
 //! `/sources`: where new IMDSv1 instances come from, and the fixes of those sources.
 
+use super::described::{doc, ApiRouter};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use shared::sources::{SourceFix, SourceFixPreview, SourceFixRequest, SourceFixes, SourcesView};
 
 use super::ApiJson;
@@ -12,13 +12,38 @@ use crate::error::AppError;
 use crate::sources;
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/sources", get(list))
-        .route("/sources/fixes", get(fixes))
-        .route("/sources/fixes/{fix_id}/revert", post(revert))
-        .route("/sources/{id}/preview", post(preview))
-        .route("/sources/{id}/fix", post(fix))
+pub fn router() -> ApiRouter {
+    ApiRouter::default()
+        .get(
+            "/sources",
+            list,
+            doc("Where new IMDSv1 instances come from: account defaults, launch templates, groups")
+                .answers::<SourcesView>(200),
+        )
+        .get(
+            "/sources/fixes",
+            fixes,
+            doc("Fixes made to sources, newest first").answers::<SourceFixes>(200),
+        )
+        .post(
+            "/sources/fixes/{fix_id}/revert",
+            revert,
+            doc("Undo a source fix").answers::<SourceFix>(200),
+        )
+        .post(
+            "/sources/{id}/preview",
+            preview,
+            doc("What fixing a source would change and refuse")
+                .body::<SourceFixRequest>()
+                .answers::<SourceFixPreview>(200),
+        )
+        .post(
+            "/sources/{id}/fix",
+            fix,
+            doc("Make a source launch IMDSv2-only instances (recorded before it is sent)")
+                .body::<SourceFixRequest>()
+                .answers::<SourceFix>(201),
+        )
 }
 
 async fn list(

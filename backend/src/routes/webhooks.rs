@@ -1,10 +1,10 @@
 //! `/webhooks` (admins): where the console tells other systems what happened, each with its recent
 //! deliveries, and a test message to check one (see `webhooks`).
 
+use super::described::{doc, ApiRouter};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde_json::json;
 use shared::webhooks::{CreateWebhookRequest, WebhookList};
 
@@ -14,10 +14,25 @@ use crate::error::AppError;
 use crate::state::AppState;
 use crate::webhooks;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/webhooks", get(list).post(create))
-        .route("/webhooks/{id}/{action}", post(act))
+pub fn router() -> ApiRouter {
+    ApiRouter::default()
+        .get(
+            "/webhooks",
+            list,
+            doc("Webhooks and their recent deliveries").answers::<WebhookList>(200),
+        )
+        .post(
+            "/webhooks",
+            create,
+            doc("Add a webhook")
+                .body::<CreateWebhookRequest>()
+                .answers::<WebhookCreated>(201),
+        )
+        .post(
+            "/webhooks/{id}/{action}",
+            act,
+            doc("Enable, disable, test or delete a webhook"),
+        )
 }
 
 async fn list(State(state): State<AppState>) -> Result<Json<WebhookList>, AppError> {
@@ -28,9 +43,9 @@ async fn create(
     State(state): State<AppState>,
     Extension(who): Extension<Identity>,
     ApiJson(req): ApiJson<CreateWebhookRequest>,
-) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
+) -> Result<(StatusCode, Json<WebhookCreated>), AppError> {
     let id = webhooks::create(&state, &req, &who.name)?;
-    Ok((StatusCode::CREATED, Json(json!({ "webhook_id": id }))))
+    Ok((StatusCode::CREATED, Json(WebhookCreated { webhook_id: id })))
 }
 
 /// `test` queues a test message to every webhook (the sender posts it at once); `delete` removes one.
@@ -62,4 +77,10 @@ async fn act(
         }
     }
     Ok(StatusCode::ACCEPTED)
+}
+
+/// The new webhook's ID.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+struct WebhookCreated {
+    webhook_id: i64,
 }

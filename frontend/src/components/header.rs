@@ -35,6 +35,7 @@ pub fn Header() -> impl IntoView {
                 <A href="/fleet">"Fleet"</A>
                 <A href="/sources">"Sources"</A>
                 {move || session.me.get().filter(|m| m.role == Role::Admin).map(|_| view! { <A href="/admin">"Admin"</A> })}
+                <A href="/api-docs">"API"</A>
             </nav>
             {move || match identity.get() {
                 None => None,

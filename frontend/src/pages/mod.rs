@@ -1,6 +1,7 @@
 //! One module per route.
 
 pub mod admin;
+pub mod api_docs;
 pub mod approvals;
 pub mod dashboard;
 pub mod detail;
