@@ -6,7 +6,8 @@
 //! as it checks a typed one and names the flag when it refuses it.
 //!
 //! Keys are the long flags without their dashes (`listen`, `region`, `trusted-proxy`; `_` may stand
-//! for `-`). A flag that can be repeated takes an array; a switch takes `true` or `false`.
+//! for `-`). A flag that can be repeated takes an array; a switch takes `true` or `false`. A key of
+//! another command is left to it, so one file serves `serve`, `doctor`, `user` and `token`.
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
@@ -43,18 +44,24 @@ pub fn with_config_file(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
     let mut added = Vec::new();
     for (key, value) in &table {
         let flag = key.replace('_', "-");
-        let arg = subcommand
-            .get_arguments()
-            .find(|a| a.get_long() == Some(flag.as_str()) && !NOT_SETTINGS.contains(&flag.as_str()))
-            .ok_or_else(|| {
-                format!(
-                    "{}: `{key}` is not a setting of `imds-console {}` (settings are its long flags, \
-                     see `imds-console {} --help`)",
-                    path.display(),
-                    subcommand.get_name(),
-                    subcommand.get_name()
-                )
-            })?;
+        let is_setting =
+            |a: &clap::Arg| a.get_long() == Some(flag.as_str()) && !NOT_SETTINGS.contains(&flag.as_str());
+        // One file serves every command (IMDS_CONSOLE_CONFIG may be set for all of them): a key another
+        // command takes is left to it, and only a key no command takes is a mistake.
+        let Some(arg) = subcommand.get_arguments().find(|a| is_setting(a)) else {
+            if command
+                .get_subcommands()
+                .any(|s| s.get_arguments().any(is_setting))
+            {
+                continue;
+            }
+            return Err(format!(
+                "{}: `{key}` is not a setting of imds-console (settings are the commands' long flags, \
+                 see `imds-console {} --help`)",
+                path.display(),
+                subcommand.get_name()
+            ));
+        };
         let on_command_line = args.iter().skip(1).any(|a| {
             let a = a.to_string_lossy();
             a.strip_prefix("--")
@@ -178,18 +185,24 @@ mod tests {
     #[test]
     fn unknown_keys_and_wrong_shapes_are_named() {
         let e = run("listne = \"x\"\n", &["serve"]).unwrap_err();
-        assert!(
-            e.contains("`listne` is not a setting of `imds-console serve`"),
-            "{e}"
-        );
+        assert!(e.contains("`listne` is not a setting of imds-console"), "{e}");
         let e = run("aws = \"yes\"\n", &["serve"]).unwrap_err();
         assert!(e.contains("`aws` takes true or false"), "{e}");
         let e = run("listen = [\"a\"]\n", &["serve"]).unwrap_err();
         assert!(e.contains("`listen` takes a string or a number"), "{e}");
         let e = run("config = \"other.toml\"\n", &["serve"]).unwrap_err();
         assert!(e.contains("`config` is not a setting"), "{e}");
+        let e = run("check-config = true\n", &["serve"]).unwrap_err();
+        assert!(e.contains("`check-config` is not a setting"), "{e}");
         let e = run("listen = \n", &["serve"]).unwrap_err();
         assert!(e.contains("imds-console.toml"), "{e}");
+    }
+
+    #[test]
+    fn another_command_takes_only_its_own_settings_from_the_same_file() {
+        let file = "listen = \"0.0.0.0:9000\"\ndata-dir = \"/var/lib/imds\"\nregion = [\"eu-west-1\"]\n";
+        let added = run(file, &["user", "list"]).unwrap();
+        assert_eq!(added, ["--data-dir=/var/lib/imds"]);
     }
 
     #[test]

@@ -112,7 +112,7 @@ fn a_file_that_is_not_settings_is_refused_with_the_key_or_the_flag() {
     let out = console(&["serve", "--config", &unknown, "--check-config"], &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        text(&out.stderr).contains("`listne` is not a setting of `imds-console serve`"),
+        text(&out.stderr).contains("`listne` is not a setting of imds-console"),
         "{}",
         text(&out.stderr)
     );

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# bench/history.sh: GET /api/v1/executions with 10,000 runs in the store, in requests per second and
+# p99 latency, next to /api/v1/health measured the same way in the same run, and the console's memory.
+# The runs are one real run (started through the API, finished) copied 9,999 times into the store
+# with their own IDs and times, so the history query reads a store of realistic rows. Needs hey
+# (apt install hey) and python3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-10000}
+SECONDS_EACH=${SECONDS_EACH:-10}
+CONCURRENCY=${CONCURRENCY:-8}
+command -v hey >/dev/null || { echo "bench/history.sh needs hey: apt install hey" >&2; exit 1; }
+cargo build --release -p backend --bin imds-console >/dev/null 2>&1
+dir=$(mktemp -d)
+trap 'kill $pid 2>/dev/null || true; rm -rf "$dir"' EXIT
+start_console() {
+  ./target/release/imds-console serve --listen 127.0.0.1:0 --data-dir "$dir" --sandbox-speed 1000 2>"$dir/log" &
+  pid=$!
+  disown "$pid"
+  for _ in $(seq 100); do grep -q " is at " "$dir/log" 2>/dev/null && break; sleep 0.2; done
+  base=$(grep -o 'http://[0-9.:]*' "$dir/log" | tail -1)
+}
+start_console
+token=$(./target/release/imds-console token create --user admin --data-dir "$dir" 2>/dev/null)
+auth="authorization: Bearer $token"
+id=$(curl -s -H "$auth" "$base/api/v1/instances?region=us-east-1" | grep -o '"instance_id":"i-[0-9a-f]*"' | head -1 | cut -d'"' -f4)
+exec_id=$(curl -s -H "$auth" -H 'content-type: application/json' \
+  -d "{\"parameters\":{\"InstanceId\":\"$id\",\"EnforceIMDSv2\":\"optional\"}}" "$base/api/v1/executions" \
+  | grep -o '"execution_id":"[^"]*"' | cut -d'"' -f4)
+for _ in $(seq 100); do
+  curl -s -H "$auth" "$base/api/v1/executions/$exec_id" | grep -q '"status":"Success"' && break
+  sleep 0.2
+done
+kill "$pid"; sleep 1
+python3 - "$dir/imds-console.db" "$RUNS" <<'PY'
+import sqlite3, sys, datetime
+db, total = sys.argv[1], int(sys.argv[2])
+con = sqlite3.connect(db)
+cols = [r[1] for r in con.execute("PRAGMA table_info(runs)") if r[1] != "id"]
+unique = {"client_token", "execution_id", "run_tag"}
+row = dict(zip(cols, con.execute(f"SELECT {', '.join(cols)} FROM runs ORDER BY id LIMIT 1").fetchone()))
+base = datetime.datetime.fromisoformat(row["sort_time"].replace("Z", "+00:00"))
+rows = []
+for i in range(1, total):
+    r = dict(row)
+    for c in unique:
+        if r.get(c):
+            r[c] = f"{r[c]}-{i}"
+    t = (base - datetime.timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    r["sort_time"] = t if len(t) == len(row["sort_time"]) else row["sort_time"]
+    rows.append(tuple(r[c] for c in cols))
+con.executemany(f"INSERT INTO runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", rows)
+con.execute("INSERT INTO run_instances (run_id, instance_id) SELECT id, instance_id FROM runs WHERE instance_id IS NOT NULL AND id > 1")
+con.commit()
+print(f"runs in the store: {con.execute('SELECT COUNT(*) FROM runs').fetchone()[0]}", file=sys.stderr)
+PY
+start_console
+measure() {
+  local out rps p99
+  out=$(hey -z "${SECONDS_EACH}s" -c "$CONCURRENCY" -H "$auth" "$1")
+  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  p99=$(echo "$out" | awk '/ 99% in / {print $3 * 1000}')
+  echo "$rps $p99"
+}
+curl -s -o /dev/null -H "$auth" "$base/api/v1/executions?limit=50"   # warm the page cache
+read -r health_rps health_p99 < <(measure "$base/api/v1/health")
+read -r history_rps history_p99 < <(measure "$base/api/v1/executions?limit=50")
+rss=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
+printf '| `GET /api/v1/health` (baseline), %d clients, %d s | %.0f req/s, p99 %.1f ms |\n' "$CONCURRENCY" "$SECONDS_EACH" "$health_rps" "$health_p99"
+printf '| `GET /api/v1/executions?limit=50`, %d runs in SQLite, %d clients, %d s | %.0f req/s (%.2f× the baseline), p99 %.1f ms |\n' \
+  "$RUNS" "$CONCURRENCY" "$SECONDS_EACH" "$history_rps" "$(echo "$history_rps / $health_rps" | bc -l)" "$history_p99"
+printf '| console resident memory after the runs | %d MB |\n' $((rss / 1024))
