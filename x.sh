@@ -75,13 +75,16 @@ build_frontend() {
     cargo build -p frontend --target wasm32-unknown-unknown --profile wasm-release --target-dir "$WASM_TARGET_DIR"
   cargo build -p split-wasm --release --target-dir "$WASM_TARGET_DIR"
   rm -rf frontend/dist && mkdir -p frontend/dist/pkg
-  "$WASM_TARGET_DIR/release/split-wasm" "$WASM_TARGET_DIR/wasm32-unknown-unknown/wasm-release/frontend.wasm" frontend/dist/pkg
+  "$WASM_TARGET_DIR/release/split-wasm" split "$WASM_TARGET_DIR/wasm32-unknown-unknown/wasm-release/frontend.wasm" frontend/dist/pkg
   # The chunks link to the main module by its export names: keep them (lld's, unmangled).
   wasm-bindgen --target web --no-typescript --remove-name-section --remove-producers-section \
     --keep-lld-exports --no-demangle --out-dir frontend/dist/pkg --out-name frontend frontend/dist/pkg/frontend_split.wasm
   rm frontend/dist/pkg/frontend_split.wasm
   cp frontend/index.html frontend/main.js frontend/style.css frontend/favicon.svg frontend/dist/
   fingerprint_assets frontend/dist || return 1
+  # name.br and name.gz beside each asset, which the server sends as they are (after the hashes, so
+  # the compressed files keep their originals' names).
+  "$WASM_TARGET_DIR/release/split-wasm" precompress frontend/dist
 }
 
 # The build step's own tests run where it was built (the WASM target directory), beside the server's.
@@ -90,12 +93,13 @@ build_and_test_frontend() {
   cargo test -q -p split-wasm --release --target-dir "$WASM_TARGET_DIR"
 }
 
-# The binary with the frontend inside, in the test build's profile (its dependencies are the test
-# build's, so only the server's own crate compiles again), kept beside target/ for the process test
-# that serves from it; the test build's own binary is left as it was.
+# The binary with the frontend inside, in the test build's profile, kept beside target/ for the process
+# test that serves from it; the test build's own binary is left as it was. It is built for the same
+# packages as the test build (not `-p backend`), so cargo unifies the same dependency features and
+# only the server's own crate compiles again, instead of the SDK crates (measured: minutes).
 build_one_file_binary() {
   log "building the one-file binary (the frontend inside)"
-  cargo build -p backend --bin imds-console --features embed-frontend
+  cargo build --bins --features backend/embed-frontend
   cp target/debug/imds-console target/imds-console-embedded
   export IMDS_CONSOLE_EMBEDDED_BIN="$PWD/target/imds-console-embedded"
 }

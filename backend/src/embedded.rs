@@ -1,7 +1,7 @@
 //! The frontend built into the binary (`--features embed-frontend`, see build.rs): served like a
 //! `--static-dir`, with the same rules for client-side routes and missing files.
 
-use axum::http::{header, HeaderValue, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
 include!(concat!(env!("OUT_DIR"), "/embedded_frontend.rs"));
@@ -12,28 +12,56 @@ pub fn present() -> bool {
 }
 
 /// The answer for `uri` from `files` (sorted by path): the file; index.html for a client-side route
-/// (a last segment without a dot, such as `/fleet` or `/executions/…`); 404 for a missing file.
-pub fn answer(files: &'static [(&'static str, &'static [u8])], uri: &Uri) -> Response {
-    let path = uri.path();
+/// (a last segment without a dot, such as `/fleet` or `/executions/…`); 404 for a missing file. Where
+/// the build left `name.br` or `name.gz` and the browser accepts that encoding, those bytes are sent.
+pub fn answer(files: &'static [(&'static str, &'static [u8])], uri: &Uri, headers: &HeaderMap) -> Response {
     let find = |p: &str| {
         files
             .binary_search_by(|(name, _)| (*name).cmp(p))
             .ok()
             .map(|i| files[i].1)
     };
-    let (name, bytes) = match find(path) {
-        Some(bytes) => (path, bytes),
+    let path = uri.path();
+    let name = match find(path) {
+        Some(_) => path,
         None if path.rsplit('/').next().unwrap_or_default().contains('.') => {
             return (StatusCode::NOT_FOUND, "no such file").into_response();
         }
-        None => match find("/index.html") {
-            Some(bytes) => ("/index.html", bytes),
-            None => return (StatusCode::NOT_FOUND, "no frontend in this binary").into_response(),
-        },
+        None if find("/index.html").is_some() => "/index.html",
+        None => return (StatusCode::NOT_FOUND, "no frontend in this binary").into_response(),
     };
-    let mut res = bytes.into_response();
-    res.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(name)));
+    let accepted = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    // `gzip, br;q=0.8`: a coding is taken when listed with no weight or a weight above 0.
+    let takes = |coding: &str| {
+        accepted.split(',').any(|entry| {
+            let mut parts = entry.split(';').map(str::trim);
+            parts.next() == Some(coding)
+                && parts.all(|p| {
+                    p.strip_prefix("q=")
+                        .is_none_or(|q| q.parse::<f32>().is_ok_and(|q| q > 0.0))
+                })
+        })
+    };
+    let encoded = [("br", ".br"), ("gzip", ".gz")]
+        .into_iter()
+        .find_map(|(coding, suffix)| {
+            takes(coding).then(|| find(&format!("{name}{suffix}")).map(|b| (coding, b)))?
+        });
+    let mut res = match encoded {
+        Some((coding, bytes)) => {
+            let mut res = bytes.into_response();
+            res.headers_mut()
+                .insert(header::CONTENT_ENCODING, HeaderValue::from_static(coding));
+            res
+        }
+        None => find(name).unwrap_or_default().into_response(),
+    };
+    let headers = res.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(name)));
+    headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     res
 }
 
@@ -58,10 +86,24 @@ mod tests {
         ("/index.html", b"<!doctype html>"),
         ("/main-0123456789abcdef.js", b"import"),
         ("/pkg-0123456789abcdef/frontend_bg.wasm", b"\0asm"),
+        ("/pkg-0123456789abcdef/frontend_bg.wasm.br", b"BROTLI"),
+        ("/pkg-0123456789abcdef/frontend_bg.wasm.gz", b"GZIP"),
     ];
 
     async fn get(path: &str) -> (StatusCode, String, Vec<u8>) {
-        let res = answer(SITE, &path.parse().unwrap());
+        get_encoded(path, "").await.1
+    }
+
+    /// The answer's content encoding, and its status, type and body.
+    async fn get_encoded(path: &str, accept: &str) -> (String, (StatusCode, String, Vec<u8>)) {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_str(accept).unwrap());
+        let res = answer(SITE, &path.parse().unwrap(), &headers);
+        let coding = res
+            .headers()
+            .get(header::CONTENT_ENCODING)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
         let status = res.status();
         let kind = res
             .headers()
@@ -69,7 +111,28 @@ mod tests {
             .map(|v| v.to_str().unwrap().to_owned())
             .unwrap_or_default();
         let body = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
-        (status, kind, body.to_vec())
+        (coding, (status, kind, body.to_vec()))
+    }
+
+    #[tokio::test]
+    async fn the_build_s_compressed_files_go_to_browsers_that_take_them() {
+        let wasm = "/pkg-0123456789abcdef/frontend_bg.wasm";
+        let (coding, (_, kind, body)) = get_encoded(wasm, "gzip, deflate, br, zstd").await;
+        assert_eq!(
+            (coding.as_str(), kind.as_str(), &body[..]),
+            ("br", "application/wasm", &b"BROTLI"[..])
+        );
+        let (coding, (_, _, body)) = get_encoded(wasm, "gzip").await;
+        assert_eq!((coding.as_str(), &body[..]), ("gzip", &b"GZIP"[..]));
+        let (coding, (_, _, body)) = get_encoded(wasm, "br;q=0, gzip").await;
+        assert_eq!((coding.as_str(), &body[..]), ("gzip", &b"GZIP"[..]));
+        let (coding, _) = get_encoded(wasm, "gzip;q=0.2, br;q=0.5").await;
+        assert_eq!(coding, "br");
+        let (coding, (_, _, body)) = get_encoded(wasm, "identity").await;
+        assert_eq!((coding.as_str(), &body[..]), ("", &b"\0asm"[..]));
+        // Nothing was built compressed for this one: it goes as it is.
+        let (coding, _) = get_encoded("/main-0123456789abcdef.js", "br").await;
+        assert_eq!(coding, "");
     }
 
     #[tokio::test]

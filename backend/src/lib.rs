@@ -87,12 +87,20 @@ pub fn app(state: AppState) -> Router {
                     ))
                 }
             });
-            router.fallback_service(ServeDir::new(dir).fallback(pages)).layer(
+            // The build's brotli and gzip files (name.br, name.gz) are sent as they are when the browser
+            // takes them; the compression layer leaves an encoded answer alone.
+            let files = ServeDir::new(dir)
+                .precompressed_br()
+                .precompressed_gzip()
+                .fallback(pages);
+            router.fallback_service(files).layer(
                 axum::middleware::map_response(cache_headers),
             )
         }
         _ if embedded::present() => router
-            .fallback(|uri: axum::http::Uri| async move { embedded::answer(embedded::FILES, &uri) })
+            .fallback(|uri: axum::http::Uri, headers: axum::http::HeaderMap| async move {
+                embedded::answer(embedded::FILES, &uri, &headers)
+            })
             .layer(axum::middleware::map_response(cache_headers)),
         _ => router.fallback(|| async {
             axum::response::Html(

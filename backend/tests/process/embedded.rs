@@ -1,6 +1,6 @@
 //! The one-file binary (`--features embed-frontend`, as `./x.sh release` builds it) serves the
 //! frontend it carries, with no `--static-dir`: the page, the hashed assets as immutable, the WASM as
-//! `application/wasm` and byte for byte what the build wrote.
+//! `application/wasm` and byte for byte what the build wrote (its brotli file to browsers that take it).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -76,6 +76,21 @@ async fn the_one_file_binary_serves_the_frontend_it_carries() {
     let served = wasm.bytes().await.unwrap();
     let built = std::fs::read(dist().join(wasm_path.trim_start_matches('/'))).unwrap();
     assert!(served == built, "the served WASM differs from the built one");
+    // The build's brotli file, to a browser that takes it.
+    let compressed = client
+        .get(format!("{base}{wasm_path}"))
+        .header("accept-encoding", "gzip, deflate, br")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(compressed.headers()["content-encoding"], "br");
+    assert_eq!(compressed.headers()["content-type"], "application/wasm");
+    let packed = compressed.bytes().await.unwrap();
+    let built_br = std::fs::read(dist().join(format!("{}.br", wasm_path.trim_start_matches('/')))).unwrap();
+    assert!(
+        packed == built_br,
+        "the served brotli file differs from the built one"
+    );
     assert_eq!(get("/favicon.ico".into()).await.status(), 404);
     let _ = child.kill();
     let _ = child.wait();

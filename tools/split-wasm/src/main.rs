@@ -1,27 +1,98 @@
-//! Splits the frontend's WASM at its lazy routes (`#[lazy_route]` in `frontend/src/lib.rs`).
+//! Build steps of the frontend (x.sh runs them after the WASM build):
 //!
-//! `split-wasm INPUT OUT_DIR` writes `OUT_DIR/frontend_split.wasm` (the main module, for wasm-bindgen),
-//! one module per route and per set of routes that share code, and `__wasm_split.js`, which fetches
-//! and links them. The input must be linked with `--emit-relocs` (x.sh does that). The splitter gives
-//! every chunk a name section, which only debuggers use; it is dropped here, as wasm-bindgen's
-//! `--remove-name-section` drops the main module's.
+//! - `split-wasm split INPUT OUT_DIR` splits the frontend's WASM at its lazy routes (`#[lazy_route]`
+//!   in `frontend/src/lib.rs`). It writes `OUT_DIR/frontend_split.wasm` (the main module, for
+//!   wasm-bindgen), one module per route and per set of routes that share code, and `__wasm_split.js`,
+//!   which fetches and links them. The input must be linked with `--emit-relocs`. The splitter gives
+//!   every chunk a name section, which only debuggers use; it is dropped here, as wasm-bindgen's
+//!   `--remove-name-section` drops the main module's.
+//! - `split-wasm precompress DIR` writes `name.br` (brotli, quality 11) and `name.gz` (gzip, level 9)
+//!   beside every asset under DIR, where that is smaller, so the server sends those bytes as they
+//!   are: smaller than it could afford to compress per request, and no work per request.
 
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [input, out_dir] = args.as_slice() else {
-        eprintln!("usage: split-wasm INPUT.wasm OUT_DIR");
-        return ExitCode::from(2);
+    let done = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["split", input, out_dir] => split(Path::new(input), Path::new(out_dir)),
+        ["precompress", dir] => precompress(Path::new(dir)),
+        _ => {
+            eprintln!("usage: split-wasm split INPUT.wasm OUT_DIR | split-wasm precompress DIR");
+            return ExitCode::from(2);
+        }
     };
-    match split(Path::new(input), Path::new(out_dir)) {
+    match done {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("split-wasm: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// The assets worth compressing (images other than SVG are compressed already).
+const COMPRESSIBLE: &[&str] = &["js", "wasm", "css", "svg", "html", "json"];
+
+fn precompress(dir: &Path) -> Result<(), String> {
+    let mut files = Vec::new();
+    collect(dir, &mut files)?;
+    let (mut raw, mut brotli_total, mut gzip_total) = (0, 0, 0);
+    for path in files {
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or_default();
+        if !COMPRESSIBLE.contains(&ext) {
+            continue;
+        }
+        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        raw += bytes.len();
+        let br = brotli_of(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+        let gz = gzip_of(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+        for (suffix, packed, total) in [("br", br, &mut brotli_total), ("gz", gz, &mut gzip_total)] {
+            *total += packed.len().min(bytes.len());
+            if packed.len() < bytes.len() {
+                let mut name = path.clone().into_os_string();
+                name.push(format!(".{suffix}"));
+                std::fs::write(&name, packed).map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+        }
+    }
+    eprintln!(
+        "split-wasm: precompressed {} KB of assets: {} KB brotli, {} KB gzip",
+        raw / 1024,
+        brotli_total / 1024,
+        gzip_total / 1024
+    );
+    Ok(())
+}
+
+fn collect(dir: &Path, files: &mut Vec<std::path::PathBuf>) -> Result<(), String> {
+    for entry in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        if path.is_dir() {
+            collect(&path, files)?;
+        } else {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn brotli_of(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    {
+        // Quality 11 and a 4 MB window: the strongest brotli, affordable once per build.
+        let mut writer = brotli::CompressorWriter::new(&mut out, 64 * 1024, 11, 22);
+        writer.write_all(bytes)?;
+    }
+    Ok(out)
+}
+
+fn gzip_of(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(bytes)?;
+    encoder.finish()
 }
 
 fn split(input: &Path, out_dir: &Path) -> Result<(), String> {
@@ -110,6 +181,22 @@ mod tests {
         module.extend_from_slice(&[10, 1, 0]);
         let stripped = without_custom_sections(&module).unwrap();
         assert_eq!(stripped, b"\0asm\x01\0\0\0\x01\x04\x01\x60\0\0\x0a\x01\0");
+    }
+
+    #[test]
+    fn precompressed_files_decode_to_the_original() {
+        use std::io::Read;
+        let text = "imds-console ".repeat(500).into_bytes();
+        let mut back = Vec::new();
+        brotli::Decompressor::new(&brotli_of(&text).unwrap()[..], 4096)
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, text);
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(&gzip_of(&text).unwrap()[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, text);
     }
 
     #[test]
