@@ -14,7 +14,7 @@ cargo build --release -p backend --bin imds-console >/dev/null 2>&1
 dir=$(mktemp -d)
 trap 'kill $pid 2>/dev/null || true; rm -rf "$dir"' EXIT
 start_console() {
-  ./target/release/imds-console serve --listen 127.0.0.1:0 --data-dir "$dir" --sandbox-speed 1000 2>"$dir/log" &
+  ./target/release/imds-console serve --listen 127.0.0.1:0 --data-dir "$dir" --sandbox-speed 1000 --sandbox-accounts 1 2>"$dir/log" &
   pid=$!
   disown "$pid"
   for _ in $(seq 100); do grep -q " is at " "$dir/log" 2>/dev/null && break; sleep 0.2; done
@@ -57,7 +57,7 @@ PY
 start_console
 measure() {
   local out rps p99
-  out=$(hey -z "${SECONDS_EACH}s" -c "$CONCURRENCY" -H "$auth" "$1")
+  out=$(hey -z "${SECONDS_EACH}s" -c "$CONCURRENCY" ${HEY_FLAGS:-} -H "$auth" "$1")
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
   p99=$(echo "$out" | awk '/ 99% in / {print $3 * 1000}')
   echo "$rps $p99"

@@ -305,6 +305,13 @@ const ROW_COLUMNS: &str =
      parent_execution_id, start_time, end_time, detail, detail_at_ms, started_here, created_at, override_reason, \
      prior_options, rollback_of, rolled_back_by, account";
 
+/// [`ROW_COLUMNS`] without the columns a list never shows (the cached detail view, the prior options,
+/// the override reason, the token): a history page reads 51 rows, and the detail alone is kilobytes.
+const SUMMARY_COLUMNS: &str =
+    "id, NULL, execution_id, region, document_name, requester, status, instance_id, targets, \
+     parent_execution_id, start_time, end_time, NULL, NULL, started_here, created_at, NULL, \
+     NULL, rollback_of, rolled_back_by, account";
+
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
     Ok(RunRow {
         id: r.get(0)?,
@@ -751,9 +758,10 @@ impl Store {
         Ok(rows)
     }
 
-    /// History, newest first, one page at a time.
+    /// A page of runs, newest first, as lists show them: the rows carry no detail, prior options,
+    /// override reason or client token (see [`SUMMARY_COLUMNS`]).
     pub fn history(&self, f: &HistoryFilter) -> Result<(Vec<RunRow>, Option<Cursor>), AppError> {
-        let mut sql = format!("SELECT {ROW_COLUMNS} FROM runs r WHERE execution_id IS NOT NULL");
+        let mut sql = format!("SELECT {SUMMARY_COLUMNS} FROM runs r WHERE execution_id IS NOT NULL");
         let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
         match &f.parent {
             Some(p) => {
@@ -778,11 +786,13 @@ impl Store {
             args.len()
         ));
         let conn = self.conn();
-        let mut stmt = conn.prepare(&sql)?;
+        // The same few shapes of query come again and again: SQLite keeps them compiled.
+        let mut stmt = conn.prepare_cached(&sql)?;
         let params: Vec<&dyn rusqlite::ToSql> = args.iter().map(|b| b.as_ref()).collect();
         let mut rows = stmt
             .query_map(params.as_slice(), row)?
             .collect::<Result<Vec<_>, _>>()?;
+        drop(stmt);
         let next = if rows.len() > f.limit {
             rows.truncate(f.limit);
             rows.last().map(|r| {

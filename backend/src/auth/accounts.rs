@@ -413,16 +413,18 @@ impl Store {
     /// The identity behind a bearer token, if it is live and its user enabled. Returns whether this use
     /// should be logged (the first in an hour).
     pub fn token_identity(&self, secret: &str) -> Result<Option<(Identity, i64, bool)>, AppError> {
+        // Every request with a token asks this: SQLite keeps the statement compiled.
         let row: Option<TokenRow> = self
             .conn()
-            .query_row(
+            .prepare_cached(
                 "SELECT t.id, u.name, t.role, u.role, t.last_used_ms, u.accounts FROM api_tokens t
                  JOIN users u ON u.name = t.user_name
                  WHERE t.token_hash = ?1 AND t.revoked = 0 AND u.disabled = 0
                    AND (t.expires_ms IS NULL OR t.expires_ms > ?2)",
-                params![hash_secret(secret), self.clock.now_ms()],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
-            )
+            )?
+            .query_row(params![hash_secret(secret), self.clock.now_ms()], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+            })
             .optional()?;
         let Some((id, name, token_role, user_role, last_ms, accounts)) = row else {
             return Ok(None);
