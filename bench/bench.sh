@@ -8,7 +8,8 @@ RUNS=${RUNS:-2000}
 cargo build --release -p backend --bin imds-console >/dev/null 2>&1
 dir=$(mktemp -d)
 trap 'kill $pid 2>/dev/null || true; rm -rf "$dir"' EXIT
-./target/release/imds-console serve --listen 127.0.0.1:0 --data-dir "$dir" --sandbox-fleet 10000 \
+# One account: the runs below are started on the hub's own instances.
+./target/release/imds-console serve --listen 127.0.0.1:0 --data-dir "$dir" --sandbox-fleet 10000 --sandbox-accounts 1 \
   --sandbox-speed 1000 --ssm-start-rate 1000 --ssm-read-rate 20 --poll-ms 2000 2>"$dir/log" &
 pid=$!
 disown "$pid"  # so the `wait`s below wait for the requests only
