@@ -119,6 +119,7 @@ fn split(input: &Path, out_dir: &Path) -> Result<(), String> {
                 path.display()
             )
         })?;
+        let stripped = only_used_types(&stripped).map_err(|e| format!("{}: {e}", path.display()))?;
         total += stripped.len();
         std::fs::write(path, stripped).map_err(|e| format!("{}: {e}", path.display()))?;
     }
@@ -128,6 +129,71 @@ fn split(input: &Path, out_dir: &Path) -> Result<(), String> {
         total / 1024
     );
     Ok(())
+}
+
+/// The module with only the function types it uses. The splitter copies the main module's whole
+/// type section (hundreds of signatures) into every chunk, and most chunks hold a few functions:
+/// about a quarter of a page's compressed chunk bytes were unused types. Every reference to a type
+/// (functions, imports, `call_indirect`, block types) is renumbered; the rest is re-encoded as is.
+fn only_used_types(module: &[u8]) -> Result<Vec<u8>, String> {
+    use wasm_encoder::reencode::{Error, Reencode};
+
+    /// Pass 1: which types are referred to (the identity mapping, noting each index asked for).
+    #[derive(Default)]
+    struct Used(std::collections::BTreeSet<u32>);
+    impl Reencode for Used {
+        type Error = std::convert::Infallible;
+        fn type_index(&mut self, ty: u32) -> Result<u32, Error<Self::Error>> {
+            self.0.insert(ty);
+            Ok(ty)
+        }
+    }
+
+    /// Pass 2: the used types alone, in their order, and every reference renumbered.
+    struct Renumber(std::collections::BTreeMap<u32, u32>);
+    impl Reencode for Renumber {
+        type Error = std::convert::Infallible;
+        fn type_index(&mut self, ty: u32) -> Result<u32, Error<Self::Error>> {
+            Ok(self.0[&ty])
+        }
+        fn parse_type_section(
+            &mut self,
+            types: &mut wasm_encoder::TypeSection,
+            section: wasmparser::TypeSectionReader<'_>,
+        ) -> Result<(), Error<Self::Error>> {
+            for (index, group) in (0u32..).zip(section) {
+                let group = group?;
+                if self.0.contains_key(&index) {
+                    self.parse_recursive_type_group(types.ty(), group)?;
+                }
+            }
+            Ok(())
+        }
+    }
+
+    let mut used = Used::default();
+    used.parse_core_module(
+        &mut wasm_encoder::Module::new(),
+        wasmparser::Parser::new(0),
+        module,
+    )
+    .map_err(|e| format!("reading the module: {e:?}"))?;
+    let mut renumber = Renumber(
+        used.0
+            .iter()
+            .enumerate()
+            .map(|(new, &old)| (old, new as u32))
+            .collect(),
+    );
+    let mut out = wasm_encoder::Module::new();
+    renumber
+        .parse_core_module(&mut out, wasmparser::Parser::new(0), module)
+        .map_err(|e| format!("rewriting the module: {e:?}"))?;
+    let bytes = out.finish();
+    wasmparser::Validator::new()
+        .validate_all(&bytes)
+        .map_err(|e| format!("the rewritten module does not validate: {e}"))?;
+    Ok(bytes)
 }
 
 /// The module without its custom sections (id 0: names, producers). Every other section is copied
@@ -197,6 +263,70 @@ mod tests {
             .read_to_end(&mut back)
             .unwrap();
         assert_eq!(back, text);
+    }
+
+    #[test]
+    fn unused_types_go_and_every_reference_follows_the_new_numbers() {
+        use wasm_encoder::ValType::I32;
+        // Types: 0 () -> (), 1 (i32) -> (), 2 () -> i32 (unused), 3 (i32, i32) -> i32.
+        // Function 0 has type 3 and calls through the table with type 1; function 1 has type 0.
+        let mut module = wasm_encoder::Module::new();
+        let mut types = wasm_encoder::TypeSection::new();
+        types.ty().function([], []);
+        types.ty().function([I32], []);
+        types.ty().function([], [I32]);
+        types.ty().function([I32, I32], [I32]);
+        module.section(&types);
+        let mut funcs = wasm_encoder::FunctionSection::new();
+        funcs.function(3);
+        funcs.function(0);
+        module.section(&funcs);
+        let mut tables = wasm_encoder::TableSection::new();
+        tables.table(wasm_encoder::TableType {
+            element_type: wasm_encoder::RefType::FUNCREF,
+            minimum: 1,
+            maximum: None,
+            table64: false,
+            shared: false,
+        });
+        module.section(&tables);
+        let mut code = wasm_encoder::CodeSection::new();
+        let mut f = wasm_encoder::Function::new([]);
+        f.instructions()
+            .local_get(0)
+            .i32_const(0)
+            .call_indirect(0, 1)
+            .local_get(1)
+            .end();
+        code.function(&f);
+        let mut g = wasm_encoder::Function::new([]);
+        g.instructions().end();
+        code.function(&g);
+        module.section(&code);
+        let before = module.finish();
+        let after = only_used_types(&before).unwrap();
+        assert!(after.len() < before.len());
+        let (mut types, mut function_types, mut indirect) = (0, Vec::new(), Vec::new());
+        for payload in wasmparser::Parser::new(0).parse_all(&after) {
+            match payload.unwrap() {
+                wasmparser::Payload::TypeSection(r) => types = r.count(),
+                wasmparser::Payload::FunctionSection(r) => {
+                    function_types = r.into_iter().map(|t| t.unwrap()).collect();
+                }
+                wasmparser::Payload::CodeSectionEntry(body) => {
+                    for op in body.get_operators_reader().unwrap() {
+                        if let wasmparser::Operator::CallIndirect { type_index, .. } = op.unwrap() {
+                            indirect.push(type_index);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        // The unused () -> i32 is gone; the others keep their order: 0, 1, 3 become 0, 1, 2.
+        assert_eq!(types, 3);
+        assert_eq!(function_types, [2, 0]);
+        assert_eq!(indirect, [1]);
     }
 
     #[test]
