@@ -2,9 +2,8 @@
 //! file; `serve --check-config` reports every problem at once and starts nothing; a console starts
 //! from the file alone.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 fn console(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_imds-console"));
@@ -136,23 +135,11 @@ async fn a_console_starts_from_its_config_file_alone() {
             data.display()
         ),
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_imds-console"))
-        .args(["serve", "--config", &file])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary starts");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let url = loop {
-        let line = lines.next().expect("it says where it listens").unwrap();
-        if let Some(at) = line.split(" is at ").nth(1) {
-            break at.trim().to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    let health = reqwest::get(format!("{url}/api/v1/health")).await;
-    let _ = child.kill();
-    let _ = child.wait();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_imds-console"));
+    command.args(["serve", "--config", &file]);
+    let console = crate::Serving::start(command);
+    let health = reqwest::get(format!("{}/api/v1/health", console.url)).await;
+    drop(console);
     assert_eq!(health.expect("it answers").status(), 200);
     assert!(
         data.join("first-admin-password").exists(),

@@ -2,9 +2,8 @@
 //! frontend it carries, with no `--static-dir`: the page, the hashed assets as immutable, the WASM as
 //! `application/wasm` and byte for byte what the build wrote (its brotli file to browsers that take it).
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// x.sh builds the binary with the frontend inside and names it here (`./x.sh test` always does).
 const BINARY_ENV: &str = "IMDS_CONSOLE_EMBEDDED_BIN";
@@ -19,7 +18,8 @@ async fn the_one_file_binary_serves_the_frontend_it_carries() {
         panic!("{BINARY_ENV} is not set: run the tests with ./x.sh test, which builds that binary")
     });
     let tmp = tempfile::tempdir().unwrap();
-    let mut child = Command::new(&binary)
+    let mut command = Command::new(&binary);
+    command
         .args([
             "serve",
             "--listen",
@@ -30,19 +30,9 @@ async fn the_one_file_binary_serves_the_frontend_it_carries() {
         ])
         .arg(tmp.path().join("data"))
         // Not from the checkout: the binary must not need it.
-        .current_dir(tmp.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary starts");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next().expect("it says where it listens").unwrap();
-        if let Some(at) = line.split(" is at ").nth(1) {
-            break at.trim().to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+        .current_dir(tmp.path());
+    let console = crate::Serving::start(command);
+    let base = console.url.clone();
     let client = reqwest::Client::new();
     let get = |path: String| {
         let client = client.clone();
@@ -92,6 +82,4 @@ async fn the_one_file_binary_serves_the_frontend_it_carries() {
         "the served brotli file differs from the built one"
     );
     assert_eq!(get("/favicon.ico".into()).await.status(), 404);
-    let _ = child.kill();
-    let _ = child.wait();
 }
