@@ -662,3 +662,36 @@ async fn a_session_ends_when_its_hours_are_up() {
     app.state.store.clock.advance(Duration::from_secs(3600));
     assert_eq!(me(cookie).await, 401, "past two hours, the session has ended");
 }
+
+/// Password checks run on the blocking pool, not on the threads that answer requests. This test runs
+/// the console on one thread (the test's own runtime): while four sign-ins hash their passwords, the
+/// health check must keep answering. Were argon2 run on that thread, each hash would hold it, and
+/// at most one health check could slip in between two hashes.
+#[tokio::test(flavor = "current_thread")]
+async fn sign_ins_hash_off_the_request_threads_so_other_requests_go_on() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let app = spawn_app().await;
+    let password = app.add_user("hasher", "viewer").await;
+    let signing_in = AtomicBool::new(true);
+    let health_checks = async {
+        let mut answered = 0u32;
+        while signing_in.load(Ordering::Relaxed) {
+            let resp = app.http.get(app.url("/health")).send().await.unwrap();
+            assert_eq!(resp.status(), 200);
+            answered += 1;
+        }
+        answered
+    };
+    let sign_ins = async {
+        let logins = (0..4).map(|_| app.session("hasher", &password));
+        let started = Instant::now();
+        futures_util::future::join_all(logins).await;
+        signing_in.store(false, Ordering::Relaxed);
+        started.elapsed()
+    };
+    let (answered, took) = tokio::join!(health_checks, sign_ins);
+    assert!(
+        answered >= 20,
+        "only {answered} health checks answered during four sign-ins ({took:?})"
+    );
+}
