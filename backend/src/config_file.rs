@@ -10,7 +10,7 @@
 //! another command is left to it, so one file serves `serve`, `doctor`, `user` and `token`.
 
 use std::ffi::{OsStr, OsString};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::{ArgAction, CommandFactory};
 
@@ -122,11 +122,6 @@ fn scalar(value: &toml::Value) -> Option<String> {
         toml::Value::Datetime(d) => Some(d.to_string()),
         toml::Value::Boolean(_) | toml::Value::Array(_) | toml::Value::Table(_) => None,
     }
-}
-
-/// The file's path for messages, when one is in use.
-pub fn in_use(args: &[OsString]) -> Option<PathBuf> {
-    config_path(args).filter(|p| Path::new(p).exists())
 }
 
 #[cfg(test)]

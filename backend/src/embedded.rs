@@ -24,7 +24,7 @@ pub fn answer(files: &'static [(&'static str, &'static [u8])], uri: &Uri, header
     let path = uri.path();
     let name = match find(path) {
         Some(_) => path,
-        None if path.rsplit('/').next().unwrap_or_default().contains('.') => {
+        None if crate::names_a_file(path) => {
             return (StatusCode::NOT_FOUND, "no such file").into_response();
         }
         None if find("/index.html").is_some() => "/index.html",

@@ -74,8 +74,7 @@ pub fn app(state: AppState) -> Router {
             let pages = tower::service_fn(move |req: axum::extract::Request| {
                 let index = index.clone();
                 async move {
-                    let last = req.uri().path().rsplit('/').next().unwrap_or_default();
-                    if last.contains('.') {
+                    if names_a_file(req.uri().path()) {
                         return Ok::<_, std::convert::Infallible>(
                             (axum::http::StatusCode::NOT_FOUND, "no such file").into_response(),
                         );
@@ -158,6 +157,12 @@ async fn cache_headers(uri: axum::http::Uri, mut res: axum::response::Response) 
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static(value));
     res
+}
+
+/// Whether a path names a file (its last segment has a dot, as `/favicon.ico`) rather than a
+/// client-side route (`/fleet`, `/executions/…`): a missing file is a 404, a route is index.html.
+pub(crate) fn names_a_file(path: &str) -> bool {
+    path.rsplit('/').next().unwrap_or_default().contains('.')
 }
 
 /// `/name-<16 hex digits>.ext` or `/pkg-<16 hex digits>/…`, as x.sh names the built assets.

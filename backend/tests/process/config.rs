@@ -2,7 +2,7 @@
 //! file; `serve --check-config` reports every problem at once and starts nothing; a console starts
 //! from the file alone.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn console(args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -18,7 +18,18 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn write(dir: &Path, name: &str, body: &str) -> String {
+/// A settings file in a new directory, its data directory (`DIR/data`, not created) named first.
+/// Returns the directory (removed when dropped), the data directory and the file's path.
+fn settings(more: &str) -> (tempfile::TempDir, PathBuf, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let path = tmp.path().join("imds-console.toml");
+    std::fs::write(&path, format!("data-dir = \"{}\"\n{more}", data.display())).unwrap();
+    (tmp, data, path.display().to_string())
+}
+
+/// A settings file of exactly `body`.
+fn file_of(dir: &Path, name: &str, body: &str) -> String {
     let path = dir.join(name);
     std::fs::write(&path, body).unwrap();
     path.display().to_string()
@@ -26,16 +37,8 @@ fn write(dir: &Path, name: &str, body: &str) -> String {
 
 #[test]
 fn the_command_line_wins_over_the_environment_which_wins_over_the_file() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let file = write(
-        tmp.path(),
-        "imds-console.toml",
-        &format!(
-            "listen = \"127.0.0.1:9001\"\ndata-dir = \"{}\"\nregion = [\"eu-west-1\"]\nsandbox_fleet = 10\n",
-            data.display()
-        ),
-    );
+    let (_tmp, data, file) =
+        settings("listen = \"127.0.0.1:9001\"\nregion = [\"eu-west-1\"]\nsandbox_fleet = 10\n");
     let check = |args: &[&str], env: &[(&str, &str)]| {
         let out = console(args, env);
         assert!(out.status.success(), "{}", text(&out.stderr));
@@ -78,16 +81,9 @@ fn the_command_line_wins_over_the_environment_which_wins_over_the_file() {
 
 #[test]
 fn check_config_names_every_problem_and_changes_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let file = write(
-        tmp.path(),
-        "imds-console.toml",
-        &format!(
-            "data-dir = \"{}\"\ntls-cert = \"/nonexistent/cert.pem\"\ntls-key = \"/nonexistent/key.pem\"\n\
-             metrics-token = \"short\"\naccount = [\"12345\"]\nsso-group-role = [\"platform=captain\"]\n",
-            data.display()
-        ),
+    let (_tmp, data, file) = settings(
+        "tls-cert = \"/nonexistent/cert.pem\"\ntls-key = \"/nonexistent/key.pem\"\n\
+         metrics-token = \"short\"\naccount = [\"12345\"]\nsso-group-role = [\"platform=captain\"]\n",
     );
     let out = console(&["serve", "--config", &file, "--check-config"], &[]);
     let err = text(&out.stderr);
@@ -107,7 +103,7 @@ fn check_config_names_every_problem_and_changes_nothing() {
 #[test]
 fn a_file_that_is_not_settings_is_refused_with_the_key_or_the_flag() {
     let tmp = tempfile::tempdir().unwrap();
-    let unknown = write(tmp.path(), "unknown.toml", "listne = \"127.0.0.1:1\"\n");
+    let unknown = file_of(tmp.path(), "unknown.toml", "listne = \"127.0.0.1:1\"\n");
     let out = console(&["serve", "--config", &unknown, "--check-config"], &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
@@ -116,7 +112,7 @@ fn a_file_that_is_not_settings_is_refused_with_the_key_or_the_flag() {
         text(&out.stderr)
     );
     // A value of the right shape that clap refuses is refused as the flag would be.
-    let bad = write(tmp.path(), "bad.toml", "listen = \"nowhere\"\n");
+    let bad = file_of(tmp.path(), "bad.toml", "listen = \"nowhere\"\n");
     let out = console(&["serve", "--config", &bad, "--check-config"], &[]);
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
@@ -125,16 +121,7 @@ fn a_file_that_is_not_settings_is_refused_with_the_key_or_the_flag() {
 
 #[tokio::test]
 async fn a_console_starts_from_its_config_file_alone() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let file = write(
-        tmp.path(),
-        "imds-console.toml",
-        &format!(
-            "listen = \"127.0.0.1:0\"\ndata-dir = \"{}\"\nsandbox-fleet = 5\n",
-            data.display()
-        ),
-    );
+    let (_tmp, data, file) = settings("listen = \"127.0.0.1:0\"\nsandbox-fleet = 5\n");
     let mut command = Command::new(env!("CARGO_BIN_EXE_imds-console"));
     command.args(["serve", "--config", &file]);
     let console = crate::Serving::start(command);
