@@ -36,17 +36,21 @@ fn read_password(name: &str) -> Result<String, String> {
     }
 }
 
-pub fn user(args: &UserArgs) -> Result<(), String> {
-    let store = Store::open(&args.data_dir)?;
+pub async fn user(args: &UserArgs) -> Result<(), String> {
+    let store = Store::open_at(crate::store::Location::of(
+        &args.data_dir,
+        args.database_url.as_deref(),
+    ))
+    .await?;
     match &args.action {
         UserAction::Add { name, role, accounts } => {
             if !accounts.is_empty() {
                 crate::auth::accounts::check_account_list(accounts).map_err(err)?;
             }
             let password = read_password(name)?;
-            store.add_user(name, *role, &password).map_err(err)?;
+            store.add_user(name, *role, &password).await.map_err(err)?;
             if !accounts.is_empty() {
-                store.set_user_accounts(name, Some(accounts)).map_err(err)?;
+                store.set_user_accounts(name, Some(accounts)).await.map_err(err)?;
             }
             store
                 .auth_event(
@@ -55,11 +59,12 @@ pub fn user(args: &UserArgs) -> Result<(), String> {
                     Some(&format!("{name} ({})", role.as_str())),
                     None,
                 )
+                .await
                 .map_err(err)?;
             println!("added {name} ({})", role.as_str());
         }
         UserAction::List => {
-            for u in store.users().map_err(err)? {
+            for u in store.users().await.map_err(err)? {
                 println!(
                     "{}\t{}\t{}\t{}\t{}",
                     u.name,
@@ -74,7 +79,7 @@ pub fn user(args: &UserArgs) -> Result<(), String> {
         UserAction::Accounts { name, accounts } => {
             let ids: Option<Vec<String>> =
                 (accounts != "all").then(|| accounts.split(',').map(|a| a.trim().to_owned()).collect());
-            store.set_user_accounts(name, ids.as_deref()).map_err(err)?;
+            store.set_user_accounts(name, ids.as_deref()).await.map_err(err)?;
             store
                 .auth_event(
                     "accounts-changed",
@@ -82,18 +87,20 @@ pub fn user(args: &UserArgs) -> Result<(), String> {
                     Some(&format!("{name}: {accounts}")),
                     None,
                 )
+                .await
                 .map_err(err)?;
             println!("{name}: {accounts}");
         }
         UserAction::Enable { name } => {
-            store.enable_user(name).map_err(err)?;
+            store.enable_user(name).await.map_err(err)?;
             store
                 .auth_event("user-enabled", Some("cli"), Some(name), None)
+                .await
                 .map_err(err)?;
             println!("enabled {name}");
         }
         UserAction::Role { name, role } => {
-            store.set_role(name, *role).map_err(err)?;
+            store.set_role(name, *role).await.map_err(err)?;
             store
                 .auth_event(
                     "role-changed",
@@ -101,22 +108,25 @@ pub fn user(args: &UserArgs) -> Result<(), String> {
                     Some(&format!("{name} ({})", role.as_str())),
                     None,
                 )
+                .await
                 .map_err(err)?;
             println!("{name} is now {}", role.as_str());
         }
         UserAction::Disable { name } => {
-            store.disable_user(name).map_err(err)?;
+            store.disable_user(name).await.map_err(err)?;
             store
                 .auth_event("user-disabled", Some("cli"), Some(name), None)
+                .await
                 .map_err(err)?;
             println!("disabled {name}");
         }
         UserAction::Passwd { name } => {
             let password = read_password(name)?;
-            store.set_password(name, &password).map_err(err)?;
+            store.set_password(name, &password).await.map_err(err)?;
             forget_first_password(&args.data_dir, name);
             store
                 .auth_event("password-changed", Some("cli"), Some(name), None)
+                .await
                 .map_err(err)?;
             println!("changed the password of {name}");
         }
@@ -124,8 +134,12 @@ pub fn user(args: &UserArgs) -> Result<(), String> {
     Ok(())
 }
 
-pub fn token(args: &TokenArgs) -> Result<(), String> {
-    let store = Store::open(&args.data_dir)?;
+pub async fn token(args: &TokenArgs) -> Result<(), String> {
+    let store = Store::open_at(crate::store::Location::of(
+        &args.data_dir,
+        args.database_url.as_deref(),
+    ))
+    .await?;
     match &args.action {
         TokenAction::Create {
             user,
@@ -144,6 +158,7 @@ pub fn token(args: &TokenArgs) -> Result<(), String> {
                 .map_err(|(field, m)| format!("--{}: {m}", field.replace('_', "-")))?;
             let (id, secret, role, _) = store
                 .create_token(user, *role, name.as_deref(), days)
+                .await
                 .map_err(err)?;
             store
                 .auth_event(
@@ -152,12 +167,13 @@ pub fn token(args: &TokenArgs) -> Result<(), String> {
                     Some(&format!("token {id} for {user} ({})", role.as_str())),
                     None,
                 )
+                .await
                 .map_err(err)?;
             eprintln!("token {id} for {user} ({}); it is shown only now:", role.as_str());
             println!("{secret}");
         }
         TokenAction::List => {
-            for t in store.tokens().map_err(err)? {
+            for t in store.tokens().await.map_err(err)? {
                 let status = match (t.revoked, t.expired) {
                     (true, _) => "revoked",
                     (false, true) => "expired",
@@ -177,9 +193,10 @@ pub fn token(args: &TokenArgs) -> Result<(), String> {
             }
         }
         TokenAction::Revoke { id } => {
-            store.revoke_token(*id).map_err(err)?;
+            store.revoke_token(*id).await.map_err(err)?;
             store
                 .auth_event("token-revoked", Some("cli"), Some(&format!("token {id}")), None)
+                .await
                 .map_err(err)?;
             println!("revoked token {id}");
         }
@@ -193,16 +210,18 @@ pub const FIRST_PASSWORD_FILE: &str = "first-admin-password";
 /// On the very first start (no users at all), creates `admin` with a random password, which must be
 /// changed at the first sign-in. The password goes to a file only its owner can read, never to the log
 /// (logs outlive terminals and reach other people); the log names the file. Returns the password when it did.
-pub fn bootstrap_admin(store: &Store, data_dir: &std::path::Path) -> Result<Option<String>, AppError> {
-    if store.user_count()? > 0 {
+pub async fn bootstrap_admin(store: &Store, data_dir: &std::path::Path) -> Result<Option<String>, AppError> {
+    if store.user_count().await? > 0 {
         return Ok(None);
     }
     let password = random_secret()?[..24].to_owned();
     let file = data_dir.join(FIRST_PASSWORD_FILE);
     write_private(&file, &format!("{password}\n")).map_err(AppError::internal)?;
-    store.add_user("admin", Role::Admin, &password)?;
-    store.require_password_change("admin")?;
-    store.auth_event("user-added", Some("first start"), Some("admin (admin)"), None)?;
+    store.add_user("admin", Role::Admin, &password).await?;
+    store.require_password_change("admin").await?;
+    store
+        .auth_event("user-added", Some("first start"), Some("admin (admin)"), None)
+        .await?;
     eprintln!(
         "imds-console: first start: created the user \"admin\"; its password is in {} (readable only by this user).\n\
          imds-console: sign in with it and choose a new one; the file is deleted then.",

@@ -13,31 +13,33 @@ use crate::state::AppState;
 
 const POLICY_KEY: &str = "approval_policy";
 
-pub fn policy(state: &AppState) -> Result<ApprovalPolicy, AppError> {
+pub async fn policy(state: &AppState) -> Result<ApprovalPolicy, AppError> {
     Ok(state
         .store
-        .setting(POLICY_KEY)?
+        .setting(POLICY_KEY)
+        .await?
         .and_then(|v| serde_json::from_str(&v).ok())
         .unwrap_or_default())
 }
 
-pub fn set_policy(state: &AppState, policy: &ApprovalPolicy, who: &str) -> Result<(), AppError> {
+pub async fn set_policy(state: &AppState, policy: &ApprovalPolicy, who: &str) -> Result<(), AppError> {
     policy.validate().map_err(AppError::Validation)?;
     let text = serde_json::to_string(policy).map_err(AppError::internal)?;
-    state.store.set_setting(POLICY_KEY, &text)?;
+    state.store.set_setting(POLICY_KEY, &text).await?;
     state
         .store
-        .auth_event("approval-policy-set", Some(who), Some(&text), None)?;
+        .auth_event("approval-policy-set", Some(who), Some(&text), None)
+        .await?;
     Ok(())
 }
 
 /// Why this start needs a second person under the current policy, or None.
-pub fn needed(
+pub async fn needed(
     state: &AppState,
     plan: &StartPlan,
     targets: &[InstanceView],
 ) -> Result<Option<String>, AppError> {
-    let policy = policy(state)?;
+    let policy = policy(state).await?;
     Ok(policy.needs_approval(
         targets.iter().map(|t| &t.tags),
         targets.len(),
@@ -46,15 +48,15 @@ pub fn needed(
 }
 
 /// When a hold made now expires, as RFC 3339.
-pub fn expiry(state: &AppState) -> Result<String, AppError> {
-    let hours = i64::from(policy(state)?.expires_after_hours);
+pub async fn expiry(state: &AppState) -> Result<String, AppError> {
+    let hours = i64::from(policy(state).await?.expires_after_hours);
     let at = aws_smithy_types::DateTime::from_millis(state.store.clock.now_ms() + hours * 3_600_000);
     Ok(crate::aws::rfc3339(Some(&at)).unwrap_or_default())
 }
 
 /// Records a start that needs a second person (`why`), held until it is decided or expires, and
 /// tells the webhooks. Returns the approval's ID (the record's).
-pub fn hold(
+pub async fn hold(
     state: &AppState,
     place: &crate::runs::Place<'_>,
     plan: &StartPlan,
@@ -63,12 +65,12 @@ pub fn hold(
     requester: &str,
     why: &str,
 ) -> Result<i64, AppError> {
-    let expires_at = expiry(state)?;
+    let expires_at = expiry(state).await?;
     let hold = crate::runs::Hold {
         why,
         expires_at: &expires_at,
     };
-    let id = crate::runs::record_held(state, place, plan, targets, origin, requester, hold)?;
+    let id = crate::runs::record_held(state, place, plan, targets, origin, requester, hold).await?;
     crate::webhooks::notify(state,
         &crate::webhooks::Notice {
             event: "approval.needed",
@@ -79,7 +81,7 @@ pub fn hold(
             data: serde_json::json!({"approval_id": id, "requester": requester, "why": why,
                 "instances": targets.len(), "expires_at": expires_at}),
         },
-    );
+    ).await;
     Ok(id)
 }
 
@@ -89,30 +91,38 @@ fn now_text(state: &AppState) -> String {
 }
 
 /// Expires the holds whose time is up (their runs become Rejected, saying so).
-pub fn expire_due(state: &AppState) -> Result<(), AppError> {
+pub async fn expire_due(state: &AppState) -> Result<(), AppError> {
     let now = now_text(state);
-    for a in state.store.approvals(true, 1_000)? {
+    for a in state.store.approvals(true, 1_000).await? {
         if a.expires_at <= now {
-            state.store.decide_approval(
-                a.record_id,
-                "expired",
-                "imds-console",
-                None,
-                Some(&format!("the approval expired unanswered at {}", a.expires_at)),
-            )?;
             state
                 .store
-                .auth_event("run-approval-expired", None, Some(&a.record_id.to_string()), None)?;
+                .decide_approval(
+                    a.record_id,
+                    "expired",
+                    "imds-console",
+                    None,
+                    Some(&format!("the approval expired unanswered at {}", a.expires_at)),
+                )
+                .await?;
+            state
+                .store
+                .auth_event("run-approval-expired", None, Some(&a.record_id.to_string()), None)
+                .await?;
         }
     }
     Ok(())
 }
 
-pub fn list(state: &AppState, scope: &AccountScope, pending_only: bool) -> Result<ApprovalList, AppError> {
-    expire_due(state)?;
+pub async fn list(
+    state: &AppState,
+    scope: &AccountScope,
+    pending_only: bool,
+) -> Result<ApprovalList, AppError> {
+    expire_due(state).await?;
     let mut approvals = Vec::new();
-    for a in state.store.approvals(pending_only, 200)? {
-        if let Some(v) = view_of(state, a)?.filter(|v| scope.allows(&v.account)) {
+    for a in state.store.approvals(pending_only, 200).await? {
+        if let Some(v) = view_of(state, a).await?.filter(|v| scope.allows(&v.account)) {
             approvals.push(v);
         }
     }
@@ -120,8 +130,8 @@ pub fn list(state: &AppState, scope: &AccountScope, pending_only: bool) -> Resul
 }
 
 /// An approval with what it would run (None when its run record is gone).
-fn view_of(state: &AppState, a: crate::store::ApprovalRow) -> Result<Option<ApprovalView>, AppError> {
-    let Some(run) = state.store.by_record_id(a.record_id)? else {
+async fn view_of(state: &AppState, a: crate::store::ApprovalRow) -> Result<Option<ApprovalView>, AppError> {
+    let Some(run) = state.store.by_record_id(a.record_id).await? else {
         return Ok(None);
     };
     Ok(Some(ApprovalView {
@@ -134,7 +144,7 @@ fn view_of(state: &AppState, a: crate::store::ApprovalRow) -> Result<Option<Appr
         decided_by: a.decided_by,
         decided_at: a.decided_at,
         comment: a.comment,
-        instance_count: state.store.instance_count(run.id)?,
+        instance_count: state.store.instance_count(run.id).await?,
         account: run.account,
         region: run.region,
         targets: run.targets,
@@ -153,10 +163,11 @@ pub async fn decide(
     who: &str,
     comment: Option<&str>,
 ) -> Result<ApprovalView, AppError> {
-    expire_due(state)?;
+    expire_due(state).await?;
     let a = state
         .store
-        .approval(id)?
+        .approval(id)
+        .await?
         .ok_or_else(|| AppError::NotFound(format!("no approval {id}")))?;
     if a.status != "pending" {
         return Err(AppError::Conflict {
@@ -192,29 +203,36 @@ pub async fn decide(
     };
     if !state
         .store
-        .decide_approval(id, status, who, comment, run_message.as_deref())?
+        .decide_approval(id, status, who, comment, run_message.as_deref())
+        .await?
     {
         return Err(AppError::Conflict {
             code: "ApprovalDecided".into(),
             message: format!("approval {id} was decided by someone else just now"),
         });
     }
-    state.store.auth_event(
-        if approve { "run-approved" } else { "run-rejected" },
-        Some(who),
-        Some(&id.to_string()),
-        None,
-    )?;
+    state
+        .store
+        .auth_event(
+            if approve { "run-approved" } else { "run-rejected" },
+            Some(who),
+            Some(&id.to_string()),
+            None,
+        )
+        .await?;
     if approve {
         if let Err(e) = crate::runs::send_approved(state, id).await {
             // Approved and recorded: queued, the watcher sends it when AWS answers again.
             tracing::warn!(record = id, error = %e, "an approved start could not be sent yet");
-            state.store.set_queued(id, &e.to_string())?;
+            state.store.set_queued(id, &e.to_string()).await?;
         }
     }
     let decided = state
         .store
-        .approval(id)?
+        .approval(id)
+        .await?
         .ok_or_else(|| AppError::Internal(format!("approval {id} vanished")))?;
-    view_of(state, decided)?.ok_or_else(|| AppError::Internal(format!("the run of approval {id} vanished")))
+    view_of(state, decided)
+        .await?
+        .ok_or_else(|| AppError::Internal(format!("the run of approval {id} vanished")))
 }

@@ -54,6 +54,14 @@ pub struct UserArgs {
     /// The console's data directory (as given to `serve`).
     #[arg(long, env = "IMDS_CONSOLE_DATA_DIR", default_value = "data", global = true)]
     pub data_dir: PathBuf,
+    /// The console's PostgreSQL database (as given to `serve`).
+    #[arg(
+        long,
+        env = "IMDS_CONSOLE_DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -91,6 +99,13 @@ pub struct TokenArgs {
     pub action: TokenAction,
     #[arg(long, env = "IMDS_CONSOLE_DATA_DIR", default_value = "data", global = true)]
     pub data_dir: PathBuf,
+    #[arg(
+        long,
+        env = "IMDS_CONSOLE_DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -127,6 +142,11 @@ pub struct ServeArgs {
     /// Where the console keeps its store (and the embedded sandbox its state).
     #[arg(long, env = "IMDS_CONSOLE_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
+    /// Keep the store in PostgreSQL instead of the data directory's SQLite file
+    /// (postgres://user:password@host:5432/database): several consoles can then share it. Prefer the
+    /// environment variable or the config file, which other users cannot read in the process list.
+    #[arg(long, env = "IMDS_CONSOLE_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
     /// Use real AWS (standard credential chain; AWS_ENDPOINT_URL honoured) instead of the sandbox.
     #[arg(long, env = "IMDS_CONSOLE_AWS")]
     pub aws: bool,

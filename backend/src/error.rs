@@ -151,9 +151,3 @@ impl IntoResponse for AppError {
         (status, Json(ErrorBody { error })).into_response()
     }
 }
-
-impl From<rusqlite::Error> for AppError {
-    fn from(e: rusqlite::Error) -> Self {
-        AppError::Internal(format!("store: {e}"))
-    }
-}

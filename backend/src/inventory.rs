@@ -140,7 +140,7 @@ async fn read(state: &AppState, previous: Option<&FleetSnapshot>) -> Result<Flee
         }
     }
     annotate(state, &mut all).await;
-    record_posture(state, &all, &accounts);
+    record_posture(state, &all, &accounts).await;
     Ok(FleetSnapshot {
         read_at: Instant::now(),
         as_of,
@@ -197,7 +197,7 @@ async fn reread(
             a
         })
         .collect();
-    record_posture(state, &all, &accounts);
+    record_posture(state, &all, &accounts).await;
     Ok(FleetSnapshot {
         instances: Arc::new(all),
         accounts: Arc::new(accounts),
@@ -214,7 +214,7 @@ async fn annotate(state: &AppState, all: &mut [InstanceView]) {
 
 /// Keeps today's posture per account for the dashboard's trend (the day's last reading wins), and
 /// forgets days older than the trend keeps. A failure is logged: the fleet still shows.
-fn record_posture(state: &AppState, instances: &[InstanceView], accounts: &[AccountView]) {
+async fn record_posture(state: &AppState, instances: &[InstanceView], accounts: &[AccountView]) {
     let day = state.store.clock.day(0);
     let mut per_account: std::collections::BTreeMap<&str, shared::api::PostureCounts> = accounts
         .iter()
@@ -227,15 +227,16 @@ fn record_posture(state: &AppState, instances: &[InstanceView], accounts: &[Acco
             counts.add(i);
         }
     }
-    let recorded = per_account
-        .iter()
-        .try_for_each(|(account, counts)| state.store.record_posture(&day, account, counts))
-        .and_then(|()| {
-            state
-                .store
-                .prune_posture(&state.store.clock.day(crate::store::POSTURE_KEEP_DAYS))
-        });
-    if let Err(e) = recorded {
+    let recorded = async {
+        for (account, counts) in &per_account {
+            state.store.record_posture(&day, account, counts).await?;
+        }
+        state
+            .store
+            .prune_posture(&state.store.clock.day(crate::store::POSTURE_KEEP_DAYS))
+            .await
+    };
+    if let Err(e) = recorded.await {
         tracing::warn!(error = %e, "could not record the day's posture");
     }
 }

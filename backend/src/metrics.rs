@@ -279,7 +279,7 @@ pub async fn serve(
         )
             .into_response();
     }
-    refresh_gauges(&state);
+    refresh_gauges(&state).await;
     (
         [(
             header::CONTENT_TYPE,
@@ -292,10 +292,10 @@ pub async fn serve(
 
 /// The values read when scraped: runs by status from the store, the fleet from the cached inventory
 /// (never read from AWS for a scrape), and the watcher's lag.
-fn refresh_gauges(state: &crate::state::AppState) {
+async fn refresh_gauges(state: &crate::state::AppState) {
     let m = &state.metrics;
     m.runs.clear();
-    match state.store.runs_by_status() {
+    match state.store.runs_by_status().await {
         Ok(counts) => {
             for (status, n) in counts {
                 m.runs.get_or_create(&vec![("status", status)]).set(n);

@@ -48,7 +48,7 @@ fn millis(rfc3339: &str) -> Option<i64> {
 }
 
 /// `POST /plans`: a validated plan, saved as a draft.
-pub fn create(state: &AppState, req: PlanRequest, requester: &str) -> Result<PlanView, AppError> {
+pub async fn create(state: &AppState, req: PlanRequest, requester: &str) -> Result<PlanView, AppError> {
     req.validate().map_err(AppError::Validation)?;
     let (_, at) = now(state);
     let plan = PlanView {
@@ -80,22 +80,24 @@ pub fn create(state: &AppState, req: PlanRequest, requester: &str) -> Result<Pla
             .collect(),
         request: req,
     };
-    state.store.save_plan(&plan)?;
+    state.store.save_plan(&plan).await?;
     Ok(plan)
 }
 
-pub fn get(state: &AppState, plan_id: &str) -> Result<PlanView, AppError> {
+pub async fn get(state: &AppState, plan_id: &str) -> Result<PlanView, AppError> {
     state
         .store
-        .plan(plan_id)?
+        .plan(plan_id)
+        .await?
         .ok_or_else(|| AppError::NotFound(format!("no plan {plan_id}")))
 }
 
-pub fn list(state: &AppState, scope: &crate::auth::AccountScope) -> Result<PlanList, AppError> {
+pub async fn list(state: &AppState, scope: &crate::auth::AccountScope) -> Result<PlanList, AppError> {
     Ok(PlanList {
         plans: state
             .store
-            .plans(&[], 200)?
+            .plans(&[], 200)
+            .await?
             .into_iter()
             .filter(|p| crate::auth::may_see_plan(scope, p))
             .map(|p| PlanSummary {
@@ -119,7 +121,7 @@ pub fn list(state: &AppState, scope: &crate::auth::AccountScope) -> Result<PlanL
 /// `POST /plans/{id}/preview`: each wave assessed as its start would be now (targets, changes, the
 /// readiness check). Waves are independent here: a later wave's targets are read as they are now.
 pub async fn preview_plan(state: &AppState, plan_id: &str) -> Result<PlanPreview, AppError> {
-    let plan = get(state, plan_id)?;
+    let plan = get(state, plan_id).await?;
     let mut waves = Vec::new();
     for (i, wave) in plan.waves.iter().enumerate() {
         let start = plan
@@ -184,7 +186,7 @@ pub async fn act(
     who: &str,
 ) -> Result<PlanView, AppError> {
     let _guard = state.plans.lock.lock().await;
-    let mut plan = get(state, plan_id)?;
+    let mut plan = get(state, plan_id).await?;
     let conflict = |what: &str| AppError::Conflict {
         code: "PlanStatus".into(),
         message: format!(
@@ -240,12 +242,11 @@ pub async fn act(
         }
         (Action::Cancel, status) if !status.is_final() => {
             if let Some(wave) = plan.waves.iter_mut().find(|w| w.status == WaveStatus::Running) {
-                if let Some(row) = wave
-                    .record_id
-                    .map(|id| state.store.by_record_id(id))
-                    .transpose()?
-                    .flatten()
-                {
+                let row = match wave.record_id {
+                    Some(id) => state.store.by_record_id(id).await?,
+                    None => None,
+                };
+                if let Some(row) = row {
                     if row.status.can_stop() {
                         // A run that ended meanwhile is fine: there is nothing left to stop.
                         match runs::stop(state, &row, who).await {
@@ -268,13 +269,16 @@ pub async fn act(
         (Action::Cancel, _) => return Err(conflict("be cancelled (it has ended)")),
     }
     plan.updated_at = now(state).1;
-    state.store.save_plan(&plan)?;
-    state.store.auth_event(
-        &format!("plan-{}", plan.status.as_str()),
-        Some(who),
-        Some(&plan.plan_id),
-        None,
-    )?;
+    state.store.save_plan(&plan).await?;
+    state
+        .store
+        .auth_event(
+            &format!("plan-{}", plan.status.as_str()),
+            Some(who),
+            Some(&plan.plan_id),
+            None,
+        )
+        .await?;
     Ok(plan)
 }
 
@@ -285,10 +289,14 @@ pub async fn drive(state: AppState) {
     loop {
         tick.tick().await;
         // Held starts (a plan's waves among them) expire even when nobody looks at them.
-        if let Err(e) = crate::approvals::expire_due(&state) {
+        if let Err(e) = crate::approvals::expire_due(&state).await {
             tracing::warn!(error = %e, "could not expire approvals");
         }
-        let running = match state.store.plans(&[PlanStatus::Running.as_str()], usize::MAX) {
+        let running = match state
+            .store
+            .plans(&[PlanStatus::Running.as_str()], usize::MAX)
+            .await
+        {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(error = %e, "could not read the running plans");
@@ -306,7 +314,7 @@ pub async fn drive(state: AppState) {
 /// One step of one plan: start the next wave, follow the running one, end a bake, or halt.
 pub async fn step(state: &AppState, plan_id: &str) -> Result<(), AppError> {
     let _guard = state.plans.lock.lock().await;
-    let mut plan = get(state, plan_id)?;
+    let mut plan = get(state, plan_id).await?;
     if plan.status != PlanStatus::Running {
         return Ok(());
     }
@@ -314,14 +322,14 @@ pub async fn step(state: &AppState, plan_id: &str) -> Result<(), AppError> {
     advance(state, &mut plan).await?;
     if plan != before {
         plan.updated_at = now(state).1;
-        state.store.save_plan(&plan)?;
-        tell(state, &before, &plan);
+        state.store.save_plan(&plan).await?;
+        tell(state, &before, &plan).await;
     }
     Ok(())
 }
 
 /// Tells the webhooks what a step changed: waves started, ended or failed, and a halt.
-fn tell(state: &AppState, before: &PlanView, after: &PlanView) {
+async fn tell(state: &AppState, before: &PlanView, after: &PlanView) {
     for (old, new) in before.waves.iter().zip(&after.waves) {
         if old.status == new.status {
             continue;
@@ -348,7 +356,7 @@ fn tell(state: &AppState, before: &PlanView, after: &PlanView) {
                 data: serde_json::json!({"plan_id": after.plan_id, "wave": new.name, "status": new.status.as_str(),
                     "execution_id": new.execution_id}),
             },
-        );
+        ).await;
     }
     if after.status == PlanStatus::Halted && before.status != PlanStatus::Halted {
         let rejected: Vec<&str> = after
@@ -367,7 +375,7 @@ fn tell(state: &AppState, before: &PlanView, after: &PlanView) {
                 ),
                 data: serde_json::json!({"plan_id": after.plan_id, "reason": after.reason, "rejected": rejected}),
             },
-        );
+        ).await;
     }
 }
 
@@ -380,7 +388,7 @@ async fn advance(state: &AppState, plan: &mut PlanView) -> Result<(), AppError> 
         match plan.waves[i].status {
             WaveStatus::Pending => return start_wave(state, plan, i).await,
             WaveStatus::Running => {
-                follow_run(state, plan, i)?;
+                follow_run(state, plan, i).await?;
                 if plan.waves[i].status == WaveStatus::Running {
                     return watch_refusals(state, plan, i).await;
                 }
@@ -413,7 +421,7 @@ fn marker(plan: &PlanView, i: usize) -> String {
 
 async fn start_wave(state: &AppState, plan: &mut PlanView, i: usize) -> Result<(), AppError> {
     // A crash after the wave's run was recorded but before the plan was saved: adopt that run.
-    if let Some(row) = state.store.by_plan_wave(&marker(plan, i))? {
+    if let Some(row) = state.store.by_plan_wave(&marker(plan, i)).await? {
         let wave = &mut plan.waves[i];
         wave.record_id = Some(row.id);
         wave.execution_id = row.execution_id.clone();
@@ -467,13 +475,13 @@ async fn start_wave(state: &AppState, plan: &mut PlanView, i: usize) -> Result<(
     // A wave the approval policy covers waits for a second person like any start: its run is held,
     // and the wave follows it from there (approved: sent; rejected or expired: the wave fails).
     let origin = runs::Origin::PlanWave(&wave_marker);
-    let sent = match crate::approvals::needed(state, &start, &a.targets)? {
-        Some(why) => crate::approvals::hold(state, &place, &start, &a.targets, origin, &requester, &why).map(
-            |record_id| runs::StartReceipt {
+    let sent = match crate::approvals::needed(state, &start, &a.targets).await? {
+        Some(why) => crate::approvals::hold(state, &place, &start, &a.targets, origin, &requester, &why)
+            .await
+            .map(|record_id| runs::StartReceipt {
                 record_id,
                 execution_id: None,
-            },
-        ),
+            }),
         None => runs::record_and_send(state, &place, &start, &a.targets, origin, &requester).await,
     };
     match sent {
@@ -525,13 +533,12 @@ fn targets_of(row: &crate::store::RunRow) -> Vec<PlanTarget> {
 
 /// Follows the wave's run in the store (the watcher keeps it current): success starts the bake,
 /// anything else ends the wave.
-fn follow_run(state: &AppState, plan: &mut PlanView, i: usize) -> Result<(), AppError> {
-    let Some(row) = plan.waves[i]
-        .record_id
-        .map(|id| state.store.by_record_id(id))
-        .transpose()?
-        .flatten()
-    else {
+async fn follow_run(state: &AppState, plan: &mut PlanView, i: usize) -> Result<(), AppError> {
+    let row = match plan.waves[i].record_id {
+        Some(id) => state.store.by_record_id(id).await?,
+        None => None,
+    };
+    let Some(row) = row else {
         return Ok(());
     };
     let wave = &mut plan.waves[i];

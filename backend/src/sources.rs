@@ -503,7 +503,8 @@ async fn tell_new(state: &AppState, sources: &[SourceView]) {
                     ),
                     data: serde_json::json!({"source_id": s.id, "kind": s.kind.as_str(), "detail": s.detail}),
                 },
-            );
+            )
+            .await;
         }
     }
 }
@@ -861,7 +862,8 @@ pub async fn fix(
     };
     state
         .store
-        .record_source_fix(&record, &plan.target.resource, hop)?;
+        .record_source_fix(&record, &plan.target.resource, hop)
+        .await?;
     apply(state, &record, &plan.target.resource, hop).await
 }
 
@@ -918,26 +920,29 @@ async fn apply(
         Ok(applied) => {
             state
                 .store
-                .finish_source_fix(&record.fix_id, "applied", Some(&applied), None)?;
+                .finish_source_fix(&record.fix_id, "applied", Some(&applied), None)
+                .await?;
         }
         Err(e) => {
             // AWS said no, or could not be reached: either way nothing is half-done that a retry
             // would not finish, so the record says failed with the reason.
             state
                 .store
-                .finish_source_fix(&record.fix_id, "failed", None, Some(&e.to_string()))?;
+                .finish_source_fix(&record.fix_id, "failed", None, Some(&e.to_string()))
+                .await?;
             return Err(e);
         }
     }
     state
         .store
-        .source_fix(&record.fix_id)?
+        .source_fix(&record.fix_id)
+        .await?
         .ok_or_else(|| AppError::Internal("the fix just recorded is gone".into()))
 }
 
 /// Fixes a crash left between record and reply are sent again at start (each is idempotent).
 pub async fn resume_unfinished(state: &AppState) {
-    let pending = match state.store.source_fixes_in("sending") {
+    let pending = match state.store.source_fixes_in("sending").await {
         Ok(p) => p,
         Err(e) => {
             tracing::warn!(error = %e, "could not read unfinished source fixes");
@@ -956,7 +961,8 @@ pub async fn resume_unfinished(state: &AppState) {
 pub async fn revert(state: &AppState, fix_id: &str, requester: &str) -> Result<SourceFix, AppError> {
     let (fix, resource, _) = state
         .store
-        .source_fix_with_target(fix_id)?
+        .source_fix_with_target(fix_id)
+        .await?
         .ok_or_else(|| AppError::NotFound(format!("no source fix {fix_id}")))?;
     if fix.status != "applied" {
         return Err(AppError::Conflict {
@@ -975,18 +981,20 @@ pub async fn revert(state: &AppState, fix_id: &str, requester: &str) -> Result<S
         }
     }
     forget(state, &fix.account, &fix.region).await;
-    state.store.revert_source_fix(fix_id, requester)?;
+    state.store.revert_source_fix(fix_id, requester).await?;
     state
         .store
-        .source_fix(fix_id)?
+        .source_fix(fix_id)
+        .await?
         .ok_or_else(|| AppError::Internal("the fix just reverted is gone".into()))
 }
 
 /// `GET /sources/fixes`: newest first, within the caller's accounts.
-pub fn fixes(state: &AppState, scope: &AccountScope) -> Result<Vec<SourceFix>, AppError> {
+pub async fn fixes(state: &AppState, scope: &AccountScope) -> Result<Vec<SourceFix>, AppError> {
     Ok(state
         .store
-        .source_fix_list(200)?
+        .source_fix_list(200)
+        .await?
         .into_iter()
         .filter(|f| scope.allows(&f.account))
         .collect())

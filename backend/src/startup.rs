@@ -15,8 +15,8 @@ pub async fn run_command(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Serve(args) => serve(*args).await,
         Command::Sandbox(args) => run_sandbox(args).await,
-        Command::User(args) => crate::admin::user(&args),
-        Command::Token(args) => crate::admin::token(&args),
+        Command::User(args) => crate::admin::user(&args).await,
+        Command::Token(args) => crate::admin::token(&args).await,
         Command::Doctor(args) => doctor(&args).await,
     }
 }
@@ -159,6 +159,9 @@ fn check_config(args: &ServeArgs) -> Result<(), String> {
         });
     }
     note(writable_data_dir(&args.data_dir));
+    if let Some(url) = &args.database_url {
+        note(crate::store::db::Db::postgres(url, 1).map(drop));
+    }
     if !args.aws && args.sandbox_url.is_none() {
         note(args.sandbox.to_config(&args.regions, None).map(drop));
     }
@@ -226,14 +229,20 @@ const PASSWORD_CHECKS: usize = 2;
 
 /// Builds the server state: AWS clients (pointed at the sandbox unless --aws), store, limiters.
 pub async fn build_state(args: &ServeArgs) -> Result<AppState, String> {
-    let store = Store::open(&args.data_dir)?;
+    let store = Store::open_at(crate::store::Location::of(
+        &args.data_dir,
+        args.database_url.as_deref(),
+    ))
+    .await?;
     let auth = args.auth_config()?;
     // With single sign-on, people sign in through the proxy: a built-in admin is made only on request.
     let sso_only = !args.trusted_proxies.is_empty() && !args.bootstrap_admin;
     let bootstrap_password = if sso_only {
         None
     } else {
-        crate::admin::bootstrap_admin(&store, &args.data_dir).map_err(|e| e.to_string())?
+        crate::admin::bootstrap_admin(&store, &args.data_dir)
+            .await
+            .map_err(|e| e.to_string())?
     };
     let (mode, target, mut regions, sandbox, sandbox_url) = if args.aws {
         ("aws", Target::Aws, aws_regions(args).await?, None, None)

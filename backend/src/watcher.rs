@@ -26,7 +26,7 @@ pub async fn run(state: AppState) {
             // Starts SSM answered unclearly: find their execution, or send them again.
             crate::runs::reconcile(&state, crate::runs::WHILE_SERVING).await;
         }
-        match state.store.in_flight() {
+        match state.store.in_flight().await {
             Ok(runs) => {
                 for run in runs {
                     if let Err(e) = refresh(&state, &run).await {
@@ -59,10 +59,10 @@ pub async fn discover(state: &AppState, region: &str) -> Result<(), AppError> {
         };
         let mut reached_known = false;
         for ex in page.iter().filter(|ex| ex.parent_id.is_none()) {
-            if state.store.by_execution_id(&ex.id)?.is_some() {
+            if state.store.by_execution_id(&ex.id).await?.is_some() {
                 reached_known = true;
             } else {
-                record_foreign(state, region, ex)?;
+                record_foreign(state, region, ex).await?;
             }
         }
         match next {
@@ -76,15 +76,22 @@ pub async fn discover(state: &AppState, region: &str) -> Result<(), AppError> {
 /// Pages of our runbook's executions read per discovery, at most.
 const DISCOVERY_PAGES: usize = 10;
 
-fn record_foreign(state: &AppState, region: &str, ex: &ssm::SsmExecutionSummary) -> Result<(), AppError> {
-    let added = state.store.record_foreign(
-        region,
-        &ex.id,
-        &ex.document_name,
-        ex.instance_id.as_deref(),
-        ex.status.as_str(),
-        ex.start_time.as_deref(),
-    )?;
+async fn record_foreign(
+    state: &AppState,
+    region: &str,
+    ex: &ssm::SsmExecutionSummary,
+) -> Result<(), AppError> {
+    let added = state
+        .store
+        .record_foreign(
+            region,
+            &ex.id,
+            &ex.document_name,
+            ex.instance_id.as_deref(),
+            ex.status.as_str(),
+            ex.start_time.as_deref(),
+        )
+        .await?;
     if added {
         state.events.publish(ExecutionEvent {
             execution_id: ex.id.clone(),
@@ -124,7 +131,7 @@ pub async fn refresh(state: &AppState, run: &RunRow) -> Result<ExecutionDetail, 
         // After the run finishes they are read through once more, so no child is left behind.
         let finished = ex.status.is_terminal();
         if !finished {
-            state.store.set_children_synced(execution_id, false)?;
+            state.store.set_children_synced(execution_id, false).await?;
         }
         let token = state.child_pages.next_page(execution_id, finished);
         let (children, next) = {
@@ -132,17 +139,20 @@ pub async fn refresh(state: &AppState, run: &RunRow) -> Result<ExecutionDetail, 
             ssm::children_page(clients, execution_id, token).await?
         };
         if state.child_pages.page_read(execution_id, next) {
-            state.store.set_children_synced(execution_id, true)?;
+            state.store.set_children_synced(execution_id, true).await?;
         }
         for child in children {
-            let changed = state.store.upsert_child(
-                run,
-                &child.id,
-                child.instance_id.as_deref(),
-                child.status.as_str(),
-                child.start_time.as_deref(),
-                child.end_time.as_deref(),
-            )?;
+            let changed = state
+                .store
+                .upsert_child(
+                    run,
+                    &child.id,
+                    child.instance_id.as_deref(),
+                    child.status.as_str(),
+                    child.start_time.as_deref(),
+                    child.end_time.as_deref(),
+                )
+                .await?;
             if changed {
                 state.events.publish(ExecutionEvent {
                     execution_id: child.id.clone(),
@@ -156,18 +166,21 @@ pub async fn refresh(state: &AppState, run: &RunRow) -> Result<ExecutionDetail, 
     let mut detail = runs::detail_of(run, &ex);
     let detail_json = serde_json::to_string(&detail).map_err(AppError::internal)?;
     let detail_changed = run.detail.as_deref() != Some(detail_json.as_str());
-    let status_changed = state.store.update_execution(
-        execution_id,
-        &ExecutionUpdate {
-            status: ex.status.as_str(),
-            start_time: ex.start_time.as_deref(),
-            end_time: ex.end_time.as_deref(),
-            failure_message: ex.failure_message.as_deref(),
-            detail: Some(&detail_json),
-            document_version: ex.document_version.as_deref(),
-            now_ms: state.store.clock.now_ms(),
-        },
-    )?;
+    let status_changed = state
+        .store
+        .update_execution(
+            execution_id,
+            &ExecutionUpdate {
+                status: ex.status.as_str(),
+                start_time: ex.start_time.as_deref(),
+                end_time: ex.end_time.as_deref(),
+                failure_message: ex.failure_message.as_deref(),
+                detail: Some(&detail_json),
+                document_version: ex.document_version.as_deref(),
+                now_ms: state.store.clock.now_ms(),
+            },
+        )
+        .await?;
     if status_changed || detail_changed {
         state.events.publish(ExecutionEvent {
             execution_id: execution_id.to_owned(),
@@ -194,7 +207,8 @@ pub async fn refresh(state: &AppState, run: &RunRow) -> Result<ExecutionDetail, 
                     "requester": run.requester, "account": run.account, "region": run.region,
                     "failure_message": ex.failure_message}),
             },
-        );
+        )
+        .await;
     }
     if status_changed && ex.status.is_terminal() {
         // A run across accounts and Regions changed every location's instances; any other, its own.
@@ -204,6 +218,6 @@ pub async fn refresh(state: &AppState, run: &RunRow) -> Result<ExecutionDetail, 
             state.fleet_changed_in(&run.account, &run.region);
         }
     }
-    runs::complete(state, &mut detail, run)?;
+    runs::complete(state, &mut detail, run).await?;
     Ok(detail)
 }

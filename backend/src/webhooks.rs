@@ -27,7 +27,7 @@ pub struct Notice {
 }
 
 /// Queues `notice` for every webhook. Never fails the caller: a store error is logged.
-pub fn notify(state: &AppState, notice: &Notice) {
+pub async fn notify(state: &AppState, notice: &Notice) {
     let at = {
         let t = aws_smithy_types::DateTime::from_millis(state.store.clock.now_ms());
         crate::aws::rfc3339(Some(&t)).unwrap_or_default()
@@ -37,12 +37,16 @@ pub fn notify(state: &AppState, notice: &Notice) {
         _ => json!({ "event": notice.event, "at": at, "summary": notice.summary, "data": notice.data })
             .to_string(),
     };
-    if let Err(e) = state.store.queue_deliveries(
-        notice.event,
-        &notice.summary,
-        state.store.clock.now_ms(),
-        body_for,
-    ) {
+    if let Err(e) = state
+        .store
+        .queue_deliveries(
+            notice.event,
+            &notice.summary,
+            state.store.clock.now_ms(),
+            body_for,
+        )
+        .await
+    {
         tracing::warn!(event = notice.event, error = %e, "could not queue webhook deliveries");
     }
 }
@@ -69,30 +73,33 @@ fn shown(url: &str) -> String {
     }
 }
 
-pub fn create(state: &AppState, req: &CreateWebhookRequest, who: &str) -> Result<i64, AppError> {
+pub async fn create(state: &AppState, req: &CreateWebhookRequest, who: &str) -> Result<i64, AppError> {
     req.validate().map_err(AppError::Validation)?;
     let id = state
         .store
-        .add_webhook(req.url.trim(), format_name(req.format), who)?;
+        .add_webhook(req.url.trim(), format_name(req.format), who)
+        .await?;
     state
         .store
-        .auth_event("webhook-added", Some(who), Some(&shown(&req.url)), None)?;
+        .auth_event("webhook-added", Some(who), Some(&shown(&req.url)), None)
+        .await?;
     Ok(id)
 }
 
-pub fn delete(state: &AppState, id: i64, who: &str) -> Result<(), AppError> {
-    if !state.store.delete_webhook(id)? {
+pub async fn delete(state: &AppState, id: i64, who: &str) -> Result<(), AppError> {
+    if !state.store.delete_webhook(id).await? {
         return Err(AppError::NotFound(format!("no webhook {id}")));
     }
     state
         .store
-        .auth_event("webhook-deleted", Some(who), Some(&id.to_string()), None)?;
+        .auth_event("webhook-deleted", Some(who), Some(&id.to_string()), None)
+        .await?;
     Ok(())
 }
 
-pub fn list(state: &AppState) -> Result<WebhookList, AppError> {
+pub async fn list(state: &AppState) -> Result<WebhookList, AppError> {
     let mut webhooks = Vec::new();
-    for (id, url, format, created_by, created_at) in state.store.webhooks()? {
+    for (id, url, format, created_by, created_at) in state.store.webhooks().await? {
         webhooks.push(WebhookView {
             webhook_id: id,
             url: shown(&url),
@@ -103,7 +110,7 @@ pub fn list(state: &AppState) -> Result<WebhookList, AppError> {
             },
             created_by,
             created_at,
-            deliveries: state.store.deliveries(id, 20)?,
+            deliveries: state.store.deliveries(id, 20).await?,
         });
     }
     Ok(WebhookList { webhooks })
@@ -123,7 +130,7 @@ pub async fn deliver(state: AppState) {
     loop {
         tick.tick().await;
         let now = state.store.clock.now_ms();
-        let due = match state.store.due_deliveries(now, 50) {
+        let due = match state.store.due_deliveries(now, 50).await {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(error = %e, "could not read due webhook deliveries");
@@ -149,6 +156,7 @@ pub async fn deliver(state: AppState) {
             if let Err(e) = state
                 .store
                 .record_attempt(delivery, error.is_none(), error.as_deref(), retry_at)
+                .await
             {
                 tracing::warn!(delivery, error = %e, "could not record a webhook attempt");
             }

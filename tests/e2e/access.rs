@@ -75,7 +75,7 @@ async fn every_route_answers_each_kind_of_caller_as_the_policy_says() {
         .await;
     assert_eq!(status, 204);
     let revoked = Caller::Bearer("revoked token", tok["token"].as_str().unwrap().to_owned());
-    let expired_secret = app.state.store.create_session("otto", -1).unwrap();
+    let expired_secret = app.state.store.create_session("otto", -1).await.unwrap();
     let expired = Caller::Cookie("expired session", format!("imds_session={expired_secret}"));
 
     let start = json!({"parameters": {"InstanceId": instance, "EnforceIMDSv2": "optional"}});

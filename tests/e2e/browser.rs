@@ -958,6 +958,7 @@ async fn the_dashboard_draws_the_trend_of_several_days_and_links_to_the_instance
         app.state
             .store
             .record_posture(&day(n), sandbox::ACCOUNT_ID, &c)
+            .await
             .unwrap();
     }
     let b = browser().await;
@@ -1400,6 +1401,7 @@ async fn readme_screenshots() {
         app.state
             .store
             .record_posture(&app.state.store.clock.day(n), sandbox::ACCOUNT_ID, &counts)
+            .await
             .unwrap();
     }
     let quiet = app

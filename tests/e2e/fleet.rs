@@ -655,6 +655,7 @@ async fn the_dashboard_shows_the_posture_now_day_by_day_and_what_changed_today()
     app.state
         .store
         .record_posture(&yesterday, sandbox::ACCOUNT_ID, &earlier)
+        .await
         .unwrap();
     let id = app.quiet("us-east-1").await.remove(0);
     let (status, body) = app

@@ -101,6 +101,7 @@ pub async fn spawn_app_in(opts: AppOptions, data_dir: tempfile::TempDir) -> Test
     let (_, admin_token, _, _) = state
         .store
         .create_token("admin", None, Some("tests"), None)
+        .await
         .expect("admin token");
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(

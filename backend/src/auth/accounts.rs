@@ -3,12 +3,12 @@
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use rusqlite::{params, OptionalExtension};
 use sha2::{Digest, Sha256};
 use shared::api::{AuthEvent, Role, TokenView, UserView};
 
 use crate::error::AppError;
-use crate::store::{now_rfc3339, Store};
+use crate::store::db::{ToValue, Value};
+use crate::store::{args, now_rfc3339, Store};
 
 /// The shortest password accepted.
 pub const MIN_PASSWORD: usize = 12;
@@ -85,9 +85,6 @@ fn role_of(raw: &str) -> Role {
     Role::parse(raw).unwrap_or(Role::Viewer)
 }
 
-/// A live token: its ID, user, its role, the user's role, when last used, the user's accounts.
-type TokenRow = (i64, String, String, String, Option<i64>, Option<String>);
-
 /// A user's stored account list (comma-separated; NULL: every account).
 fn account_list(raw: Option<String>) -> Option<Vec<String>> {
     raw.map(|s| {
@@ -114,36 +111,43 @@ pub fn check_account_list(ids: &[String]) -> Result<Vec<String>, AppError> {
 impl Store {
     /// Limits a user to these accounts (None: every account). Their sessions and tokens follow at
     /// once, since the scope is read on every request.
-    pub fn set_user_accounts(&self, name: &str, accounts: Option<&[String]>) -> Result<(), AppError> {
+    pub async fn set_user_accounts(&self, name: &str, accounts: Option<&[String]>) -> Result<(), AppError> {
         let value = match accounts {
             Some(ids) => Some(check_account_list(ids)?.join(",")),
             None => None,
         };
-        let n = self.conn().execute(
-            "UPDATE users SET accounts = ?2 WHERE name = ?1",
-            params![name, value],
-        )?;
+        let n = self
+            .db()
+            .execute(
+                "UPDATE users SET accounts = ?2 WHERE name = ?1",
+                args![name, value],
+            )
+            .await?;
         if n == 0 {
             return Err(AppError::NotFound(format!("no user {name}")));
         }
         Ok(())
     }
 
-    pub fn user_count(&self) -> Result<i64, AppError> {
-        Ok(self
-            .conn()
-            .query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?)
+    pub async fn user_count(&self) -> Result<i64, AppError> {
+        self.db()
+            .query_one("SELECT COUNT(*) FROM users", args![])
+            .await?
+            .get(0)
     }
 
-    pub fn add_user(&self, name: &str, role: Role, password: &str) -> Result<(), AppError> {
+    pub async fn add_user(&self, name: &str, role: Role, password: &str) -> Result<(), AppError> {
         let field = |m: String| AppError::field("name", m);
         check_user_name(name).map_err(field)?;
         check_password_rules(name, password).map_err(|m| AppError::field("password", m))?;
-        let hash = hash_password(password)?;
-        let n = self.conn().execute(
-            "INSERT OR IGNORE INTO users (name, role, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![name, role.as_str(), hash, now_rfc3339()],
-        )?;
+        let hash = hash_password_off_thread(password).await?;
+        let n = self
+            .db()
+            .execute(
+                "INSERT INTO users (name, role, password_hash, created_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+                args![name, role.as_str(), hash, now_rfc3339()],
+            )
+            .await?;
         if n == 0 {
             return Err(AppError::Conflict {
                 code: "UserExists".into(),
@@ -153,136 +157,160 @@ impl Store {
         Ok(())
     }
 
-    pub fn set_password(&self, name: &str, password: &str) -> Result<(), AppError> {
+    pub async fn set_password(&self, name: &str, password: &str) -> Result<(), AppError> {
         check_password_rules(name, password).map_err(AppError::BadQuery)?;
-        let hash = hash_password(password)?;
-        let n = self.conn().execute(
-            "UPDATE users SET password_hash = ?2, must_change_password = 0 WHERE name = ?1",
-            params![name, hash],
-        )?;
+        let hash = hash_password_off_thread(password).await?;
+        let mut tx = self.db().begin().await?;
+        let n = tx
+            .execute(
+                "UPDATE users SET password_hash = ?2, must_change_password = 0 WHERE name = ?1",
+                args![name, hash],
+            )
+            .await?;
         if n == 0 {
             return Err(AppError::NotFound(format!("user {name}")));
         }
         // A new password ends every session of that user.
-        self.conn()
-            .execute("DELETE FROM sessions WHERE user_name = ?1", [name])?;
-        Ok(())
+        tx.execute("DELETE FROM sessions WHERE user_name = ?1", args![name])
+            .await?;
+        tx.commit().await
     }
 
     /// Disables a user and ends their sessions; refuses to leave the console without an enabled admin.
-    pub fn disable_user(&self, name: &str) -> Result<(), AppError> {
-        self.change_user(name, |tx| {
-            tx.execute("UPDATE users SET disabled = 1 WHERE name = ?1", [name])?;
-            tx.execute("DELETE FROM sessions WHERE user_name = ?1", [name])?;
-            Ok(())
-        })
+    pub async fn disable_user(&self, name: &str) -> Result<(), AppError> {
+        self.change_user(
+            name,
+            &[
+                ("UPDATE users SET disabled = 1 WHERE name = ?1", args![name]),
+                (END_SESSIONS, args![name]),
+            ],
+        )
+        .await
     }
 
-    pub fn enable_user(&self, name: &str) -> Result<(), AppError> {
-        self.change_user(name, |tx| {
-            tx.execute("UPDATE users SET disabled = 0 WHERE name = ?1", [name])?;
-            Ok(())
-        })
+    pub async fn enable_user(&self, name: &str) -> Result<(), AppError> {
+        self.change_user(
+            name,
+            &[("UPDATE users SET disabled = 0 WHERE name = ?1", args![name])],
+        )
+        .await
     }
 
     /// Changes a user's role; their sessions end, so the new role applies at once. Refuses to demote
     /// the last enabled admin.
-    pub fn set_role(&self, name: &str, role: Role) -> Result<(), AppError> {
-        self.change_user(name, |tx| {
-            tx.execute(
-                "UPDATE users SET role = ?2 WHERE name = ?1",
-                params![name, role.as_str()],
-            )?;
-            tx.execute("DELETE FROM sessions WHERE user_name = ?1", [name])?;
-            Ok(())
-        })
+    pub async fn set_role(&self, name: &str, role: Role) -> Result<(), AppError> {
+        self.change_user(
+            name,
+            &[
+                (
+                    "UPDATE users SET role = ?2 WHERE name = ?1",
+                    args![name, role.as_str()],
+                ),
+                (END_SESSIONS, args![name]),
+            ],
+        )
+        .await
     }
 
-    /// Applies a change to an existing user in one transaction, and keeps it only if an enabled admin
-    /// remains (so nobody, by accident or on purpose, locks every admin out).
-    fn change_user(
-        &self,
-        name: &str,
-        change: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<(), rusqlite::Error>,
-    ) -> Result<(), AppError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let exists: bool = tx.query_row("SELECT COUNT(*) FROM users WHERE name = ?1", [name], |r| {
-            r.get::<_, i64>(0)
-        })? > 0;
+    /// Applies a change (statements and their arguments) to an existing user in one transaction, and
+    /// keeps it only if an enabled admin remains (so nobody, by accident or on purpose, locks every
+    /// admin out).
+    async fn change_user(&self, name: &str, change: &[(&str, &[Value])]) -> Result<(), AppError> {
+        const ENABLED_ADMINS: &str = "SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0";
+        let mut tx = self.db().begin().await?;
+        let exists = tx
+            .query_one("SELECT COUNT(*) FROM users WHERE name = ?1", args![name])
+            .await?
+            .get::<i64>(0)?
+            > 0;
         if !exists {
             return Err(AppError::NotFound(format!("user {name}")));
         }
-        let enabled_admins = |tx: &rusqlite::Transaction<'_>| {
-            tx.query_row(
-                "SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-        };
-        let before = enabled_admins(&tx)?;
-        change(&tx)?;
-        if before > 0 && enabled_admins(&tx)? == 0 {
+        let before: i64 = tx.query_one(ENABLED_ADMINS, args![]).await?.get(0)?;
+        for (sql, args) in change {
+            tx.execute(sql, args).await?;
+        }
+        let after: i64 = tx.query_one(ENABLED_ADMINS, args![]).await?.get(0)?;
+        if before > 0 && after == 0 {
             return Err(AppError::Conflict {
                 code: "LastAdmin".into(),
                 message: format!("{name} is the last enabled admin; make another user admin first"),
             });
         }
-        tx.commit()?;
-        Ok(())
+        tx.commit().await
     }
 
     /// Makes the user choose a new password at their next sign-in (the first admin, whose password was
     /// generated and written to a file).
-    pub fn require_password_change(&self, name: &str) -> Result<(), AppError> {
-        self.conn().execute(
-            "UPDATE users SET must_change_password = 1 WHERE name = ?1",
-            [name],
-        )?;
+    pub async fn require_password_change(&self, name: &str) -> Result<(), AppError> {
+        self.db()
+            .execute(
+                "UPDATE users SET must_change_password = 1 WHERE name = ?1",
+                args![name],
+            )
+            .await?;
         Ok(())
     }
 
-    pub fn users(&self) -> Result<Vec<UserView>, AppError> {
-        let conn = self.conn();
-        let mut stmt =
-            conn.prepare("SELECT name, role, disabled, created_at, accounts FROM users ORDER BY name")?;
-        let rows = stmt
-            .query_map([], |r| {
+    pub async fn users(&self) -> Result<Vec<UserView>, AppError> {
+        self.db()
+            .query(
+                "SELECT name, role, disabled, created_at, accounts FROM users ORDER BY name",
+                args![],
+            )
+            .await?
+            .iter()
+            .map(|r| {
                 Ok(UserView {
                     name: r.get(0)?,
-                    role: role_of(&r.get::<_, String>(1)?),
-                    disabled: r.get::<_, i64>(2)? != 0,
+                    role: role_of(&r.get::<String>(1)?),
+                    disabled: r.get(2)?,
                     created_at: r.get(3)?,
                     accounts: account_list(r.get(4)?),
                 })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+            })
+            .collect()
     }
 
-    /// Checks a password; returns the identity of an enabled user whose password matches.
-    pub fn verify_login(&self, name: &str, password: &str) -> Result<Option<Identity>, AppError> {
-        let row: Option<(String, String, i64, i64)> = self
-            .conn()
-            .query_row(
+    /// Checks a password; returns the identity of an enabled user whose password matches. The hash
+    /// is checked off the request threads (argon2id takes tens of milliseconds by design).
+    pub async fn verify_login(&self, name: &str, password: &str) -> Result<Option<Identity>, AppError> {
+        let row = self
+            .db()
+            .query_opt(
                 "SELECT role, password_hash, disabled, must_change_password FROM users WHERE name = ?1",
-                [name],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                args![name],
             )
-            .optional()?;
-        let hash = row
+            .await?;
+        let user = match &row {
+            Some(r) => Some((
+                r.get::<String>(0)?,
+                r.get::<String>(1)?,
+                r.get::<bool>(2)?,
+                r.get::<bool>(3)?,
+            )),
+            None => None,
+        };
+        let hash = user
             .as_ref()
-            .map_or_else(|| dummy_hash().to_owned(), |r| r.1.clone());
-        let parsed = PasswordHash::new(&hash).map_err(AppError::internal)?;
-        let matches = Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok();
-        Ok(match row {
-            Some((role, _, 0, must_change)) if matches => Some(Identity {
+            .map_or_else(|| dummy_hash().to_owned(), |u| u.1.clone());
+        let password = password.to_owned();
+        let matches = tokio::task::spawn_blocking(move || {
+            let parsed = PasswordHash::new(&hash).map_err(AppError::internal)?;
+            Ok::<_, AppError>(
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok(),
+            )
+        })
+        .await
+        .map_err(AppError::internal)??;
+        Ok(match user {
+            Some((role, _, false, must_change)) if matches => Some(Identity {
                 name: name.to_owned(),
                 role: role_of(&role),
                 via: "session",
-                must_change_password: must_change != 0,
+                must_change_password: must_change,
                 accounts: None,
             }),
             _ => None,
@@ -290,47 +318,54 @@ impl Store {
     }
 
     /// Starts a session; returns the secret for the cookie.
-    pub fn create_session(&self, name: &str, ttl_ms: i64) -> Result<String, AppError> {
+    pub async fn create_session(&self, name: &str, ttl_ms: i64) -> Result<String, AppError> {
         let secret = random_secret()?;
         let expires = self.clock.now_ms() + ttl_ms;
-        self.conn().execute(
-            "INSERT INTO sessions (id_hash, user_name, created_at, expires_at_ms) VALUES (?1, ?2, ?3, ?4)",
-            params![hash_secret(&secret), name, now_rfc3339(), expires],
-        )?;
+        self.db()
+            .execute(
+                "INSERT INTO sessions (id_hash, user_name, created_at, expires_at_ms) VALUES (?1, ?2, ?3, ?4)",
+                args![hash_secret(&secret), name, now_rfc3339(), expires],
+            )
+            .await?;
         Ok(secret)
     }
 
-    pub fn end_session(&self, secret: &str) -> Result<(), AppError> {
-        self.conn()
-            .execute("DELETE FROM sessions WHERE id_hash = ?1", [hash_secret(secret)])?;
+    pub async fn end_session(&self, secret: &str) -> Result<(), AppError> {
+        self.db()
+            .execute(
+                "DELETE FROM sessions WHERE id_hash = ?1",
+                args![hash_secret(secret)],
+            )
+            .await?;
         Ok(())
     }
 
     /// The identity behind a session cookie, if the session is live and its user enabled.
-    pub fn session_identity(&self, secret: &str) -> Result<Option<Identity>, AppError> {
+    pub async fn session_identity(&self, secret: &str) -> Result<Option<Identity>, AppError> {
         // The user's account scope comes with the same query, so a change applies at once.
-        let row: Option<(String, String, i64, Option<String>)> = self
-            .conn()
-            .query_row(
+        let Some(r) = self
+            .db()
+            .query_opt(
                 "SELECT u.name, u.role, u.must_change_password, u.accounts FROM sessions s JOIN users u ON u.name = s.user_name
                  WHERE s.id_hash = ?1 AND s.expires_at_ms > ?2 AND u.disabled = 0",
-                params![hash_secret(secret), self.clock.now_ms()],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                args![hash_secret(secret), self.clock.now_ms()],
             )
-            .optional()?;
-        Ok(row.map(|(name, role, must_change, accounts)| Identity {
-            name,
-            role: role_of(&role),
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Identity {
+            name: r.get(0)?,
+            role: role_of(&r.get::<String>(1)?),
             via: "session",
-            must_change_password: must_change != 0,
-            accounts: account_list(accounts),
+            must_change_password: r.get(2)?,
+            accounts: account_list(r.get(3)?),
         }))
     }
 
-    /// Creates a token for a user, with at most the user's role; returns (id, secret).
     /// A new token of `user`, at most their role, named and living `days` (None: until revoked).
     /// Returns its ID, its secret (shown once), its role and when it expires.
-    pub fn create_token(
+    pub async fn create_token(
         &self,
         user: &str,
         role: Option<Role>,
@@ -338,13 +373,14 @@ impl Store {
         days: Option<u32>,
     ) -> Result<(i64, String, Role, Option<String>), AppError> {
         let user_role: Option<String> = self
-            .conn()
-            .query_row(
+            .db()
+            .query_opt(
                 "SELECT role FROM users WHERE name = ?1 AND disabled = 0",
-                [user],
-                |r| r.get(0),
+                args![user],
             )
-            .optional()?;
+            .await?
+            .map(|r| r.get(0))
+            .transpose()?;
         let user_role =
             role_of(&user_role.ok_or_else(|| AppError::NotFound(format!("enabled user {user}")))?);
         let role = role.unwrap_or(user_role);
@@ -359,93 +395,98 @@ impl Store {
         }
         let secret = format!("imds_{}", random_secret()?);
         let expires_ms = days.map(|d| self.clock.now_ms() + i64::from(d) * 86_400_000);
-        let conn = self.conn();
-        conn.execute(
-            "INSERT INTO api_tokens (user_name, role, token_hash, created_at, name, expires_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                user,
-                role.as_str(),
-                hash_secret(&secret),
-                now_rfc3339(),
-                name,
-                expires_ms
-            ],
-        )?;
-        Ok((conn.last_insert_rowid(), secret, role, expires_ms.map(rfc3339_ms)))
+        let id: i64 = self
+            .db()
+            .query_one(
+                "INSERT INTO api_tokens (user_name, role, token_hash, created_at, name, expires_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+                args![
+                    user,
+                    role.as_str(),
+                    hash_secret(&secret),
+                    now_rfc3339(),
+                    name,
+                    expires_ms
+                ],
+            )
+            .await?
+            .get(0)?;
+        Ok((id, secret, role, expires_ms.map(rfc3339_ms)))
     }
 
-    pub fn revoke_token(&self, id: i64) -> Result<(), AppError> {
+    pub async fn revoke_token(&self, id: i64) -> Result<(), AppError> {
         let n = self
-            .conn()
-            .execute("UPDATE api_tokens SET revoked = 1 WHERE id = ?1", [id])?;
+            .db()
+            .execute("UPDATE api_tokens SET revoked = 1 WHERE id = ?1", args![id])
+            .await?;
         if n == 0 {
             return Err(AppError::NotFound(format!("token {id}")));
         }
         Ok(())
     }
 
-    pub fn tokens(&self) -> Result<Vec<TokenView>, AppError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT id, user_name, role, created_at, revoked, last_used_at, name, expires_ms FROM api_tokens ORDER BY id",
-        )?;
+    pub async fn tokens(&self) -> Result<Vec<TokenView>, AppError> {
         let now = self.clock.now_ms();
-        let rows = stmt
-            .query_map([], |r| {
+        self.db()
+            .query(
+                "SELECT id, user_name, role, created_at, revoked, last_used_at, name, expires_ms FROM api_tokens ORDER BY id",
+                args![],
+            )
+            .await?
+            .iter()
+            .map(|r| {
                 let expires_ms: Option<i64> = r.get(7)?;
                 Ok(TokenView {
                     id: r.get(0)?,
                     user: r.get(1)?,
-                    role: role_of(&r.get::<_, String>(2)?),
+                    role: role_of(&r.get::<String>(2)?),
                     created_at: r.get(3)?,
-                    revoked: r.get::<_, i64>(4)? != 0,
+                    revoked: r.get(4)?,
                     last_used_at: r.get(5)?,
                     name: r.get(6)?,
                     expires_at: expires_ms.map(rfc3339_ms),
                     expired: expires_ms.is_some_and(|e| e <= now),
                 })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+            })
+            .collect()
     }
 
     /// The identity behind a bearer token, if it is live and its user enabled. Returns whether this use
     /// should be logged (the first in an hour).
-    pub fn token_identity(&self, secret: &str) -> Result<Option<(Identity, i64, bool)>, AppError> {
-        // Every request with a token asks this: SQLite keeps the statement compiled.
-        let row: Option<TokenRow> = self
-            .conn()
-            .prepare_cached(
+    pub async fn token_identity(&self, secret: &str) -> Result<Option<(Identity, i64, bool)>, AppError> {
+        let Some(r) = self
+            .db()
+            .query_opt(
                 "SELECT t.id, u.name, t.role, u.role, t.last_used_ms, u.accounts FROM api_tokens t
                  JOIN users u ON u.name = t.user_name
                  WHERE t.token_hash = ?1 AND t.revoked = 0 AND u.disabled = 0
                    AND (t.expires_ms IS NULL OR t.expires_ms > ?2)",
-            )?
-            .query_row(params![hash_secret(secret), self.clock.now_ms()], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
-            })
-            .optional()?;
-        let Some((id, name, token_role, user_role, last_ms, accounts)) = row else {
+                args![hash_secret(secret), self.clock.now_ms()],
+            )
+            .await?
+        else {
             return Ok(None);
         };
+        let (id, last_ms): (i64, Option<i64>) = (r.get(0)?, r.get(4)?);
         let now = self.clock.now_ms();
         let log = last_ms.is_none_or(|l| now - l > 3_600_000);
         if log || last_ms.is_none_or(|l| now - l > 60_000) {
-            self.conn().execute(
-                "UPDATE api_tokens SET last_used_at = ?2, last_used_ms = ?3 WHERE id = ?1",
-                params![id, now_rfc3339(), now],
-            )?;
+            self.db()
+                .execute(
+                    "UPDATE api_tokens SET last_used_at = ?2, last_used_ms = ?3 WHERE id = ?1",
+                    args![id, now_rfc3339(), now],
+                )
+                .await?;
         }
         // A token never has more than its user has now.
-        let role = role_of(&token_role).min(role_of(&user_role));
+        let role = role_of(&r.get::<String>(2)?).min(role_of(&r.get::<String>(3)?));
         Ok(Some((
             Identity {
-                name,
+                name: r.get(1)?,
                 role,
                 via: "token",
                 must_change_password: false,
-                accounts: account_list(accounts),
+                accounts: account_list(r.get(5)?),
             },
             id,
             log,
@@ -453,57 +494,62 @@ impl Store {
     }
 
     /// Appends an event to the log; returns its row.
-    pub fn auth_event(
+    pub async fn auth_event(
         &self,
         kind: &str,
         actor: Option<&str>,
         subject: Option<&str>,
         address: Option<&str>,
     ) -> Result<i64, AppError> {
-        let conn = self.conn();
-        conn.execute(
-            "INSERT INTO auth_events (at, kind, actor, subject, address) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![now_rfc3339(), kind, actor, subject, address],
-        )?;
-        Ok(conn.last_insert_rowid())
+        self.db()
+            .query_one(
+                "INSERT INTO auth_events (at, kind, actor, subject, address) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+                args![now_rfc3339(), kind, actor, subject, address],
+            )
+            .await?
+            .get(0)
     }
 
     /// Counts one more attempt on an existing event (and moves its time to now).
-    pub fn count_auth_event(&self, id: i64) -> Result<(), AppError> {
-        self.conn().execute(
-            "UPDATE auth_events SET count = count + 1, at = ?2 WHERE id = ?1",
-            params![id, now_rfc3339()],
-        )?;
+    pub async fn count_auth_event(&self, id: i64) -> Result<(), AppError> {
+        self.db()
+            .execute(
+                "UPDATE auth_events SET count = count + 1, at = ?2 WHERE id = ?1",
+                args![id, now_rfc3339()],
+            )
+            .await?;
         Ok(())
     }
 
     /// A page of the log, newest first, filtered.
-    pub fn auth_events(&self, f: &AuthEventFilter) -> Result<(Vec<AuthEvent>, Option<i64>), AppError> {
+    pub async fn auth_events(&self, f: &AuthEventFilter) -> Result<(Vec<AuthEvent>, Option<i64>), AppError> {
         let mut sql =
             String::from("SELECT id, at, kind, actor, subject, address, count FROM auth_events WHERE 1 = 1");
-        let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+        let mut args: Vec<Value> = Vec::new();
         if let Some(kind) = &f.kind {
-            args.push(Box::new(kind.clone()));
+            args.push(kind.to_value());
             sql.push_str(&format!(" AND kind = ?{}", args.len()));
         }
         if let Some(user) = &f.user {
-            args.push(Box::new(user.clone()));
+            args.push(user.to_value());
             sql.push_str(&format!(" AND (actor = ?{n} OR subject = ?{n})", n = args.len()));
         }
         if let Some(address) = &f.address {
-            args.push(Box::new(address.clone()));
+            args.push(address.to_value());
             sql.push_str(&format!(" AND address = ?{}", args.len()));
         }
         if let Some(before) = f.before_id {
-            args.push(Box::new(before));
+            args.push(before.to_value());
             sql.push_str(&format!(" AND id < ?{}", args.len()));
         }
-        args.push(Box::new(f.limit as i64 + 1));
+        args.push((f.limit + 1).to_value());
         sql.push_str(&format!(" ORDER BY id DESC LIMIT ?{}", args.len()));
-        let conn = self.conn();
-        let mut stmt = conn.prepare(&sql)?;
-        let mut rows = stmt
-            .query_map(rusqlite::params_from_iter(args.iter().map(|a| a.as_ref())), |r| {
+        let mut rows = self
+            .db()
+            .query(&sql, &args)
+            .await?
+            .iter()
+            .map(|r| {
                 Ok(AuthEvent {
                     id: r.get(0)?,
                     at: r.get(1)?,
@@ -513,8 +559,8 @@ impl Store {
                     address: r.get(5)?,
                     count: r.get(6)?,
                 })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
+            })
+            .collect::<Result<Vec<_>, AppError>>()?;
         let next = if rows.len() > f.limit {
             rows.truncate(f.limit);
             rows.last().map(|e| e.id)
@@ -523,6 +569,17 @@ impl Store {
         };
         Ok((rows, next))
     }
+}
+
+/// Ends every session of the user `?1`.
+const END_SESSIONS: &str = "DELETE FROM sessions WHERE user_name = ?1";
+
+/// [`hash_password`] off the request threads.
+async fn hash_password_off_thread(password: &str) -> Result<String, AppError> {
+    let password = password.to_owned();
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(AppError::internal)?
 }
 
 /// Which auth events to list.

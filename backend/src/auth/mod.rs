@@ -294,6 +294,7 @@ async fn scope_accounts(
                 Some(id) => state
                     .store
                     .by_record_id(id)
+                    .await
                     .map_err(IntoResponse::into_response)?
                     .map(|r| r.account),
                 None => None,
@@ -303,7 +304,7 @@ async fn scope_accounts(
         }
         AccountRule::Plan => {
             let id = path.split('/').nth(2).unwrap_or_default();
-            let plan = state.store.plan(id).map_err(IntoResponse::into_response)?;
+            let plan = state.store.plan(id).await.map_err(IntoResponse::into_response)?;
             // A plan the console does not know is the handler's 404.
             let wanted = plan
                 .map(|p| plan_accounts(&serde_json::to_value(&p.request).unwrap_or_default(), &hub))
@@ -315,6 +316,7 @@ async fn scope_accounts(
             let account = state
                 .store
                 .by_execution_id(id)
+                .await
                 .map_err(IntoResponse::into_response)?
                 .map(|r| r.account);
             // A run the console does not know is the handler's 404; nothing to scope.
@@ -331,6 +333,7 @@ async fn scope_accounts(
             let account = state
                 .store
                 .source_fix(id)
+                .await
                 .map_err(IntoResponse::into_response)?
                 .map(|f| f.account);
             (req, account.into_iter().collect())
@@ -466,7 +469,7 @@ pub fn normalise_origin(url: &str) -> Option<String> {
 }
 
 /// The identity of a request, from a trusted proxy's headers, a bearer token or a session cookie.
-fn identify(
+async fn identify(
     state: &AppState,
     headers: &HeaderMap,
     peer: Option<IpAddr>,
@@ -500,17 +503,20 @@ fn identify(
         let Some(token) = auth.strip_prefix("Bearer ") else {
             return Ok(None);
         };
-        return Ok(match state.store.token_identity(token.trim())? {
+        return Ok(match state.store.token_identity(token.trim()).await? {
             Some((identity, id, log)) => {
                 if log {
-                    state.store.auth_event(
-                        "token-used",
-                        Some(&identity.name),
-                        Some(&format!("token {id}")),
-                        cfg.client_address(headers, peer)
-                            .map(|p| p.to_string())
-                            .as_deref(),
-                    )?;
+                    state
+                        .store
+                        .auth_event(
+                            "token-used",
+                            Some(&identity.name),
+                            Some(&format!("token {id}")),
+                            cfg.client_address(headers, peer)
+                                .map(|p| p.to_string())
+                                .as_deref(),
+                        )
+                        .await?;
                 }
                 Some(identity)
             }
@@ -518,15 +524,15 @@ fn identify(
         });
     }
     match session_secret(cfg, headers)? {
-        Some(secret) => state.store.session_identity(&secret),
+        Some(secret) => state.store.session_identity(&secret).await,
         None => Ok(None),
     }
 }
 
 /// Whether the caller behind these headers may still read (an open event stream asks this again when
 /// access may have changed).
-pub fn may_read(state: &AppState, headers: &HeaderMap, peer: Option<IpAddr>) -> bool {
-    matches!(identify(state, headers, peer), Ok(Some(i)) if i.role >= Role::Viewer)
+pub async fn may_read(state: &AppState, headers: &HeaderMap, peer: Option<IpAddr>) -> bool {
+    matches!(identify(state, headers, peer).await, Ok(Some(i)) if i.role >= Role::Viewer)
 }
 
 /// A sign-on user's identity: the highest role of their mapped groups, none without one.
@@ -572,7 +578,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         .to_owned();
     let needs = access(req.method(), &path);
     let peer = peer(req.extensions());
-    let identity = match identify(&state, req.headers(), peer) {
+    let identity = match identify(&state, req.headers(), peer).await {
         Ok(i) => i,
         Err(e) => return no_store(e.into_response()),
     };
@@ -592,12 +598,16 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
             .sso_sightings
             .first_in(&i.name, state.auth.session_ttl, state.store.clock.now_ms())
         {
-            if let Err(e) = state.store.auth_event(
-                "sso-login",
-                Some(&i.name),
-                Some(i.role.as_str()),
-                address.as_deref(),
-            ) {
+            if let Err(e) = state
+                .store
+                .auth_event(
+                    "sso-login",
+                    Some(&i.name),
+                    Some(i.role.as_str()),
+                    address.as_deref(),
+                )
+                .await
+            {
                 return no_store(e.into_response());
             }
         }
@@ -643,10 +653,10 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         // A refused change is evidence too: who tried what.
         if let (true, Some(i)) = (unsafe_method, &identity) {
             let what = format!("{} {path}: {code}", req.method());
-            if let Err(e) =
-                state
-                    .store
-                    .auth_event("change-refused", Some(&i.name), Some(&what), address.as_deref())
+            if let Err(e) = state
+                .store
+                .auth_event("change-refused", Some(&i.name), Some(&what), address.as_deref())
+                .await
             {
                 return no_store(e.into_response());
             }
@@ -664,12 +674,10 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
             Err(refused) => {
                 if unsafe_method {
                     let what = format!("{path}: AccountNotAllowed");
-                    let _ = state.store.auth_event(
-                        "change-refused",
-                        Some(&i.name),
-                        Some(&what),
-                        address.as_deref(),
-                    );
+                    let _ = state
+                        .store
+                        .auth_event("change-refused", Some(&i.name), Some(&what), address.as_deref())
+                        .await;
                 }
                 return no_store(refused);
             }

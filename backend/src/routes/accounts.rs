@@ -122,12 +122,12 @@ async fn login(State(state): State<AppState>, req: Request) -> Result<Response, 
                 .get_or_create(&vec![("outcome", "throttled".to_owned())])
                 .inc();
             match state.login_throttle.throttled_row(&audit_key, now) {
-                Some(row) => state.store.count_auth_event(row)?,
+                Some(row) => state.store.count_auth_event(row).await?,
                 None => {
-                    let row =
-                        state
-                            .store
-                            .auth_event("login-throttled", None, Some(&body.username), Some(&addr))?;
+                    let row = state
+                        .store
+                        .auth_event("login-throttled", None, Some(&body.username), Some(&addr))
+                        .await?;
                     state.login_throttle.note_throttled_row(&audit_key, row, now);
                 }
             }
@@ -152,7 +152,8 @@ async fn login(State(state): State<AppState>, req: Request) -> Result<Response, 
             state.login_throttle.succeeded(&body.username, &addr);
             let secret = state
                 .store
-                .create_session(&identity.name, state.auth.session_ttl.as_millis() as i64)?;
+                .create_session(&identity.name, state.auth.session_ttl.as_millis() as i64)
+                .await?;
             state
                 .metrics
                 .sign_ins
@@ -160,7 +161,8 @@ async fn login(State(state): State<AppState>, req: Request) -> Result<Response, 
                 .inc();
             state
                 .store
-                .auth_event("login", Some(&identity.name), None, Some(&addr))?;
+                .auth_event("login", Some(&identity.name), None, Some(&addr))
+                .await?;
             let me = Me {
                 name: identity.name,
                 role: identity.role,
@@ -182,7 +184,8 @@ async fn login(State(state): State<AppState>, req: Request) -> Result<Response, 
                 .inc();
             state
                 .store
-                .auth_event("login-failed", None, Some(&body.username), Some(&addr))?;
+                .auth_event("login-failed", None, Some(&body.username), Some(&addr))
+                .await?;
             Err(AppError::refused(
                 StatusCode::UNAUTHORIZED,
                 "InvalidCredentials",
@@ -200,11 +203,7 @@ async fn check_password(state: &AppState, name: &str, password: &str) -> Result<
         .acquire()
         .await
         .map_err(AppError::internal)?;
-    let store = state.store.clone();
-    let (name, password) = (name.to_owned(), password.to_owned());
-    tokio::task::spawn_blocking(move || store.verify_login(&name, &password))
-        .await
-        .map_err(AppError::internal)?
+    state.store.verify_login(name, password).await
 }
 
 async fn logout(
@@ -213,9 +212,12 @@ async fn logout(
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     if let Some(secret) = auth::session_secret(&state.auth, &headers)? {
-        state.store.end_session(&secret)?;
+        state.store.end_session(&secret).await?;
         if let Some(Extension(i)) = identity {
-            state.store.auth_event("logout", Some(&i.name), None, None)?;
+            state
+                .store
+                .auth_event("logout", Some(&i.name), None, None)
+                .await?;
         }
         state.access_changed();
     }
@@ -265,6 +267,7 @@ async fn change_password(
     state
         .store
         .set_password(&i.name, &body.new_password)
+        .await
         .map_err(|e| match e {
             AppError::BadQuery(m) => AppError::field("new_password", m),
             other => other,
@@ -272,11 +275,13 @@ async fn change_password(
     crate::admin::forget_first_password(&state.data_dir, &i.name);
     state
         .store
-        .auth_event("password-changed", Some(&i.name), Some(&i.name), None)?;
+        .auth_event("password-changed", Some(&i.name), Some(&i.name), None)
+        .await?;
     state.access_changed();
     let secret = state
         .store
-        .create_session(&i.name, state.auth.session_ttl.as_millis() as i64)?;
+        .create_session(&i.name, state.auth.session_ttl.as_millis() as i64)
+        .await?;
     let mut resp = Json(Me {
         name: i.name,
         role: i.role,
@@ -291,7 +296,7 @@ async fn change_password(
 }
 
 async fn users(State(state): State<AppState>) -> Result<Json<Vec<UserView>>, AppError> {
-    Ok(Json(state.store.users()?))
+    Ok(Json(state.store.users().await?))
 }
 
 async fn add_user(
@@ -305,15 +310,21 @@ async fn add_user(
         .as_deref()
         .map(crate::auth::accounts::check_account_list)
         .transpose()?;
-    state.store.add_user(&req.name, req.role, &req.password)?;
-    state.store.set_user_accounts(&req.name, accounts.as_deref())?;
+    state.store.add_user(&req.name, req.role, &req.password).await?;
+    state
+        .store
+        .set_user_accounts(&req.name, accounts.as_deref())
+        .await?;
     let scope = accounts.map_or_else(String::new, |a| format!(", accounts {}", a.join(" ")));
-    state.store.auth_event(
-        "user-added",
-        Some(&admin.name),
-        Some(&format!("{} ({}{scope})", req.name, req.role.as_str())),
-        None,
-    )?;
+    state
+        .store
+        .auth_event(
+            "user-added",
+            Some(&admin.name),
+            Some(&format!("{} ({}{scope})", req.name, req.role.as_str())),
+            None,
+        )
+        .await?;
     Ok(StatusCode::CREATED)
 }
 
@@ -323,16 +334,22 @@ async fn set_accounts(
     Path(name): Path<String>,
     ApiJson(req): ApiJson<shared::api::UserAccountsRequest>,
 ) -> Result<StatusCode, AppError> {
-    state.store.set_user_accounts(&name, req.accounts.as_deref())?;
+    state
+        .store
+        .set_user_accounts(&name, req.accounts.as_deref())
+        .await?;
     let what = req
         .accounts
         .map_or_else(|| "every account".to_owned(), |a| a.join(" "));
-    state.store.auth_event(
-        "accounts-changed",
-        Some(&admin.name),
-        Some(&format!("{name}: {what}")),
-        None,
-    )?;
+    state
+        .store
+        .auth_event(
+            "accounts-changed",
+            Some(&admin.name),
+            Some(&format!("{name}: {what}")),
+            None,
+        )
+        .await?;
     state.access_changed();
     Ok(StatusCode::NO_CONTENT)
 }
@@ -342,10 +359,11 @@ async fn disable_user(
     Extension(admin): Extension<Identity>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, AppError> {
-    state.store.disable_user(&name)?;
+    state.store.disable_user(&name).await?;
     state
         .store
-        .auth_event("user-disabled", Some(&admin.name), Some(&name), None)?;
+        .auth_event("user-disabled", Some(&admin.name), Some(&name), None)
+        .await?;
     state.access_changed();
     Ok(StatusCode::NO_CONTENT)
 }
@@ -355,10 +373,11 @@ async fn enable_user(
     Extension(admin): Extension<Identity>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, AppError> {
-    state.store.enable_user(&name)?;
+    state.store.enable_user(&name).await?;
     state
         .store
-        .auth_event("user-enabled", Some(&admin.name), Some(&name), None)?;
+        .auth_event("user-enabled", Some(&admin.name), Some(&name), None)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -368,13 +387,16 @@ async fn set_role(
     Path(name): Path<String>,
     ApiJson(body): ApiJson<SetRoleRequest>,
 ) -> Result<StatusCode, AppError> {
-    state.store.set_role(&name, body.role)?;
-    state.store.auth_event(
-        "role-changed",
-        Some(&admin.name),
-        Some(&format!("{name} ({})", body.role.as_str())),
-        None,
-    )?;
+    state.store.set_role(&name, body.role).await?;
+    state
+        .store
+        .auth_event(
+            "role-changed",
+            Some(&admin.name),
+            Some(&format!("{name} ({})", body.role.as_str())),
+            None,
+        )
+        .await?;
     state.access_changed();
     Ok(StatusCode::NO_CONTENT)
 }
@@ -390,16 +412,17 @@ async fn set_password(
     Path(name): Path<String>,
     ApiJson(body): ApiJson<PasswordBody>,
 ) -> Result<StatusCode, AppError> {
-    state.store.set_password(&name, &body.password)?;
+    state.store.set_password(&name, &body.password).await?;
     state
         .store
-        .auth_event("password-changed", Some(&admin.name), Some(&name), None)?;
+        .auth_event("password-changed", Some(&admin.name), Some(&name), None)
+        .await?;
     state.access_changed();
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn tokens(State(state): State<AppState>) -> Result<Json<Vec<TokenView>>, AppError> {
-    Ok(Json(state.store.tokens()?))
+    Ok(Json(state.store.tokens().await?))
 }
 
 async fn create_token(
@@ -410,25 +433,28 @@ async fn create_token(
     let shared::api::TokenSpec { name, days } = req
         .checked()
         .map_err(|(field, message)| AppError::field(field, message))?;
-    let (id, token, role, expires_at) =
-        state
-            .store
-            .create_token(&req.user, req.role, name.as_deref(), days)?;
+    let (id, token, role, expires_at) = state
+        .store
+        .create_token(&req.user, req.role, name.as_deref(), days)
+        .await?;
     let what = name.as_deref().map(|n| format!(" \"{n}\"")).unwrap_or_default();
     let until = expires_at
         .as_deref()
         .map(|e| format!(", until {e}"))
         .unwrap_or_default();
-    state.store.auth_event(
-        "token-created",
-        Some(&admin.name),
-        Some(&format!(
-            "token {id}{what} for {} ({}{until})",
-            req.user,
-            role.as_str()
-        )),
-        None,
-    )?;
+    state
+        .store
+        .auth_event(
+            "token-created",
+            Some(&admin.name),
+            Some(&format!(
+                "token {id}{what} for {} ({}{until})",
+                req.user,
+                role.as_str()
+            )),
+            None,
+        )
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedToken {
@@ -446,13 +472,16 @@ async fn revoke_token(
     Extension(admin): Extension<Identity>,
     Path(id): Path<i64>,
 ) -> Result<StatusCode, AppError> {
-    state.store.revoke_token(id)?;
-    state.store.auth_event(
-        "token-revoked",
-        Some(&admin.name),
-        Some(&format!("token {id}")),
-        None,
-    )?;
+    state.store.revoke_token(id).await?;
+    state
+        .store
+        .auth_event(
+            "token-revoked",
+            Some(&admin.name),
+            Some(&format!("token {id}")),
+            None,
+        )
+        .await?;
     state.access_changed();
     Ok(StatusCode::NO_CONTENT)
 }
@@ -483,13 +512,16 @@ async fn auth_events(
     if !(1..=1000).contains(&limit) {
         return Err(AppError::BadQuery(format!("limit {limit}: use 1 to 1000")));
     }
-    let (events, next) = state.store.auth_events(&AuthEventFilter {
-        kind: q.kind.filter(|k| !k.is_empty()),
-        user: q.user.filter(|u| !u.is_empty()),
-        address: q.address.filter(|a| !a.is_empty()),
-        before_id,
-        limit,
-    })?;
+    let (events, next) = state
+        .store
+        .auth_events(&AuthEventFilter {
+            kind: q.kind.filter(|k| !k.is_empty()),
+            user: q.user.filter(|u| !u.is_empty()),
+            address: q.address.filter(|a| !a.is_empty()),
+            before_id,
+            limit,
+        })
+        .await?;
     Ok(Json(AuthEventPage {
         events,
         next_cursor: next.map(|id| id.to_string()),

@@ -55,7 +55,7 @@ async fn list(
     Extension(scope): Extension<AccountScope>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<ApprovalList>, AppError> {
-    Ok(Json(approvals::list(&state, &scope, !q.all)?))
+    Ok(Json(approvals::list(&state, &scope, !q.all).await?))
 }
 
 async fn decide(
@@ -82,7 +82,7 @@ async fn decide(
 }
 
 async fn get_policy(State(state): State<AppState>) -> Result<Json<ApprovalPolicy>, AppError> {
-    Ok(Json(approvals::policy(&state)?))
+    Ok(Json(approvals::policy(&state).await?))
 }
 
 async fn put_policy(
@@ -90,6 +90,6 @@ async fn put_policy(
     Extension(who): Extension<Identity>,
     ApiJson(policy): ApiJson<ApprovalPolicy>,
 ) -> Result<Json<ApprovalPolicy>, AppError> {
-    approvals::set_policy(&state, &policy, &who.name)?;
-    Ok(Json(approvals::policy(&state)?))
+    approvals::set_policy(&state, &policy, &who.name).await?;
+    Ok(Json(approvals::policy(&state).await?))
 }

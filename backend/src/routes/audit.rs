@@ -57,7 +57,7 @@ async fn export(
         ..HistoryFilter::default()
     };
     let hub = crate::routes::identity::resolve(&state).await?.account;
-    let mut records = state.store.audit(&filter)?;
+    let mut records = state.store.audit(&filter).await?;
     for r in &mut records {
         if r.account.is_empty() {
             r.account.clone_from(&hub);

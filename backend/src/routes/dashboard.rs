@@ -40,16 +40,18 @@ async fn dashboard(
         .posture_trend(
             &state.store.clock.day(POSTURE_KEEP_DAYS),
             scope.allowed.as_deref(),
-        )?
+        )
+        .await?
         .into_iter()
         .map(|(day, counts)| TrendPoint { day, counts })
         .collect();
     let midnight = format!("{}T00:00:00.000Z", state.store.clock.day(0));
     let recorded = scope.as_recorded();
-    let (runs, instances, people) = state.store.started_since(&midnight, recorded.as_deref())?;
+    let (runs, instances, people) = state.store.started_since(&midnight, recorded.as_deref()).await?;
     let in_flight = state
         .store
-        .in_flight()?
+        .in_flight()
+        .await?
         .iter()
         .filter(|r| scope.allows(&r.account))
         .map(RunRow::summary)
@@ -67,6 +69,9 @@ async fn dashboard(
         in_flight,
         as_of: Some(snap.as_of),
         sources_to_fix: crate::sources::to_fix_for_dashboard(&state, &scope).await,
-        approvals_pending: crate::approvals::list(&state, &scope, true)?.approvals.len(),
+        approvals_pending: crate::approvals::list(&state, &scope, true)
+            .await?
+            .approvals
+            .len(),
     }))
 }

@@ -81,12 +81,12 @@ impl Feed {
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => None,
                 },
                 changed = self.access.changed() => {
-                    if changed.is_err() || !self.caller_may_still_read() {
+                    if changed.is_err() || !self.caller_may_still_read().await {
                         return None;
                     }
                 }
                 _ = self.recheck.tick() => {
-                    if !self.caller_may_still_read() {
+                    if !self.caller_may_still_read().await {
                         return None;
                     }
                 }
@@ -94,8 +94,8 @@ impl Feed {
         }
     }
 
-    fn caller_may_still_read(&self) -> bool {
-        crate::auth::may_read(&self.state, &self.headers, self.peer)
+    async fn caller_may_still_read(&self) -> bool {
+        crate::auth::may_read(&self.state, &self.headers, self.peer).await
     }
 }
 

@@ -83,7 +83,7 @@ async fn start(
         account: &a.account,
         region: &a.region,
     };
-    if let Some(why) = crate::approvals::needed(&state, &plan, &a.targets)? {
+    if let Some(why) = crate::approvals::needed(&state, &plan, &a.targets).await? {
         let id = crate::approvals::hold(
             &state,
             &place,
@@ -92,10 +92,12 @@ async fn start(
             runs::Origin::Request,
             &who.name,
             &why,
-        )?;
+        )
+        .await?;
         let expires_at = state
             .store
-            .approval(id)?
+            .approval(id)
+            .await?
             .map(|a| a.expires_at)
             .unwrap_or_default();
         return Ok((
@@ -286,7 +288,7 @@ async fn list(
         limit,
         accounts: scope.as_recorded(),
     };
-    let (rows, next) = state.store.history(&filter)?;
+    let (rows, next) = state.store.history(&filter).await?;
     Ok(Json(ExecutionPage {
         executions: rows.iter().map(RunRow::summary).collect(),
         next_cursor: next.map(|(t, id)| format!("{t}~{id}")),
@@ -307,7 +309,7 @@ async fn detail(
             "execution \"{id}\": execution IDs are 36-character UUIDs"
         )));
     }
-    let Some(row) = state.store.by_execution_id(&id)? else {
+    let Some(row) = state.store.by_execution_id(&id).await? else {
         return foreign_detail(&state, &id).await.map(Json);
     };
     // Outside the caller's accounts, the run does not exist for them.
@@ -316,30 +318,31 @@ async fn detail(
             "execution {id} was not started by this console"
         )));
     }
-    if let Some(cached) = cached_detail(&state, &row) {
+    if let Some(cached) = cached_detail(&state, &row).await {
         return Ok(Json(cached));
     }
     if row.parent_execution_id.is_none() && row.detail.is_none() && !row.status.is_terminal() {
         // The watcher has not reached this run yet: answer from our record now; the steps follow
         // (with an event) when it does. No SSM call on a viewer's behalf.
-        return Ok(Json(provisional_detail(&state, &row)?));
+        return Ok(Json(provisional_detail(&state, &row).await?));
     }
     // A child nobody has looked at lately: fetch once, concurrent viewers waiting for that one fetch.
     let _guard = state.detail_fetch.lock().await;
-    let row = state.store.by_execution_id(&id)?.unwrap_or(row);
-    if let Some(cached) = cached_detail(&state, &row) {
+    let row = state.store.by_execution_id(&id).await?.unwrap_or(row);
+    if let Some(cached) = cached_detail(&state, &row).await {
         return Ok(Json(cached));
     }
     Ok(Json(watcher::refresh(&state, &row).await?))
 }
 
 /// What our record says about a run SSM has not been asked about yet.
-fn provisional_detail(state: &AppState, row: &RunRow) -> Result<ExecutionDetail, AppError> {
-    let plan: Option<StartPlan> = row
-        .started_here
-        .then(|| state.store.plan_of(row.id).ok().flatten())
-        .flatten()
-        .and_then(|p| serde_json::from_str(&p).ok());
+async fn provisional_detail(state: &AppState, row: &RunRow) -> Result<ExecutionDetail, AppError> {
+    let recorded = if row.started_here {
+        state.store.plan_of(row.id).await.ok().flatten()
+    } else {
+        None
+    };
+    let plan: Option<StartPlan> = recorded.and_then(|p| serde_json::from_str(&p).ok());
     let parameters = plan
         .map(|p| p.parameters.to_ssm().into_iter().collect())
         .unwrap_or_default();
@@ -356,7 +359,7 @@ fn provisional_detail(state: &AppState, row: &RunRow) -> Result<ExecutionDetail,
         rolled_back_by: Vec::new(),
         prior_options: BTreeMap::new(),
     };
-    runs::complete(state, &mut detail, row)?;
+    runs::complete(state, &mut detail, row).await?;
     Ok(detail)
 }
 
@@ -364,7 +367,7 @@ fn provisional_detail(state: &AppState, row: &RunRow) -> Result<ExecutionDetail,
 const CHILD_DETAIL_TTL: Duration = Duration::from_secs(3);
 
 /// The stored detail when it is final, kept current by the watcher, or fresh enough.
-fn cached_detail(state: &AppState, row: &RunRow) -> Option<ExecutionDetail> {
+async fn cached_detail(state: &AppState, row: &RunRow) -> Option<ExecutionDetail> {
     let json = row.detail.as_deref()?;
     let mut detail: ExecutionDetail = serde_json::from_str(json).ok()?;
     let final_ = detail.summary.status.is_terminal() && detail.summary.status == row.status;
@@ -379,7 +382,7 @@ fn cached_detail(state: &AppState, row: &RunRow) -> Option<ExecutionDetail> {
     }
     // The summary's status comes from the store, which the watcher keeps current for children too.
     detail.summary.status = row.status.clone();
-    runs::complete(state, &mut detail, row).ok()?;
+    runs::complete(state, &mut detail, row).await.ok()?;
     Some(detail)
 }
 
@@ -450,7 +453,8 @@ async fn stop(
     }
     let row = state
         .store
-        .by_execution_id(&id)?
+        .by_execution_id(&id)
+        .await?
         .ok_or_else(|| AppError::NotFound(format!("execution {id} was not started by this console")))?;
     runs::stop(&state, &row, &who.name).await?;
     Ok((

@@ -53,7 +53,7 @@ async fn create(
     Extension(who): Extension<Identity>,
     ApiJson(req): ApiJson<PlanRequest>,
 ) -> Result<(StatusCode, Json<Created>), AppError> {
-    let plan = plans::create(&state, req, &who.name)?;
+    let plan = plans::create(&state, req, &who.name).await?;
     Ok((
         StatusCode::CREATED,
         Json(Created {
@@ -67,7 +67,7 @@ async fn list(
     State(state): State<AppState>,
     Extension(scope): Extension<AccountScope>,
 ) -> Result<Json<PlanList>, AppError> {
-    Ok(Json(plans::list(&state, &scope)?))
+    Ok(Json(plans::list(&state, &scope).await?))
 }
 
 async fn show(
@@ -76,6 +76,7 @@ async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<PlanView>, AppError> {
     plans::get(&state, &id)
+        .await
         .ok()
         .filter(|p| crate::auth::may_see_plan(&scope, p))
         .map(Json)
@@ -109,5 +110,5 @@ async fn act(
     let plan = plans::act(&state, &id, action, &resume, &who.name).await?;
     // Start and resume take effect at once, not at the driver's next round.
     plans::step(&state, &plan.plan_id).await?;
-    Ok(Json(plans::get(&state, &plan.plan_id)?))
+    Ok(Json(plans::get(&state, &plan.plan_id).await?))
 }

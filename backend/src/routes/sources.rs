@@ -58,7 +58,7 @@ async fn fixes(
     Extension(scope): Extension<AccountScope>,
 ) -> Result<Json<SourceFixes>, AppError> {
     Ok(Json(SourceFixes {
-        fixes: sources::fixes(&state, &scope)?,
+        fixes: sources::fixes(&state, &scope).await?,
     }))
 }
 

@@ -36,7 +36,7 @@ pub fn router() -> ApiRouter {
 }
 
 async fn list(State(state): State<AppState>) -> Result<Json<WebhookList>, AppError> {
-    Ok(Json(webhooks::list(&state)?))
+    Ok(Json(webhooks::list(&state).await?))
 }
 
 async fn create(
@@ -44,7 +44,7 @@ async fn create(
     Extension(who): Extension<Identity>,
     ApiJson(req): ApiJson<CreateWebhookRequest>,
 ) -> Result<(StatusCode, Json<WebhookCreated>), AppError> {
-    let id = webhooks::create(&state, &req, &who.name)?;
+    let id = webhooks::create(&state, &req, &who.name).await?;
     Ok((StatusCode::CREATED, Json(WebhookCreated { webhook_id: id })))
 }
 
@@ -57,19 +57,22 @@ async fn act(
     let id: i64 = id
         .parse()
         .map_err(|_| AppError::NotFound(format!("webhook \"{id}\": webhook IDs are numbers")))?;
-    if !state.store.webhooks()?.iter().any(|w| w.0 == id) {
+    if !state.store.webhooks().await?.iter().any(|w| w.0 == id) {
         return Err(AppError::NotFound(format!("no webhook {id}")));
     }
     match action.as_str() {
-        "delete" => webhooks::delete(&state, id, &who.name)?,
-        "test" => webhooks::notify(
-            &state,
-            &webhooks::Notice {
-                event: "test",
-                summary: format!("a test message from {}", who.name),
-                data: json!({ "webhook_id": id }),
-            },
-        ),
+        "delete" => webhooks::delete(&state, id, &who.name).await?,
+        "test" => {
+            webhooks::notify(
+                &state,
+                &webhooks::Notice {
+                    event: "test",
+                    summary: format!("a test message from {}", who.name),
+                    data: json!({ "webhook_id": id }),
+                },
+            )
+            .await
+        }
         other => {
             return Err(AppError::NotFound(format!(
                 "no webhook action \"{other}\": test or delete"

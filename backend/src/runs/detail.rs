@@ -46,7 +46,7 @@ pub fn detail_of(run: &RunRow, ex: &SsmExecution) -> ExecutionDetail {
 
 /// Adds what our record knows (override, rollback links, prior options) and, for a rate-control parent,
 /// its children and progress from the store (which the watcher keeps current).
-pub fn complete(state: &AppState, detail: &mut ExecutionDetail, row: &RunRow) -> Result<(), AppError> {
+pub async fn complete(state: &AppState, detail: &mut ExecutionDetail, row: &RunRow) -> Result<(), AppError> {
     detail.override_reason = row.override_reason.clone();
     detail.rollback_of = row.rollback_of.clone();
     detail.rolled_back_by = row
@@ -95,11 +95,11 @@ pub fn complete(state: &AppState, detail: &mut ExecutionDetail, row: &RunRow) ->
         limit: 10_000,
         ..HistoryFilter::default()
     };
-    let (children, _) = state.store.history(&filter)?;
+    let (children, _) = state.store.history(&filter).await?;
     // SSM shows only the first resolved targets of a large run: the record knows them all (for runs
     // started here), and children seen count too.
     let recorded = if row.id > 0 {
-        state.store.instance_count(row.id)?
+        state.store.instance_count(row.id).await?
     } else {
         0
     };

@@ -110,7 +110,7 @@ pub async fn send_start(
         }
     };
     crate::crash::point("after-start");
-    settle(state, run.record_id, run.account, &execution_id)?;
+    settle(state, run.record_id, run.account, &execution_id).await?;
     crate::webhooks::notify(
         state,
         &crate::webhooks::Notice {
@@ -128,7 +128,8 @@ pub async fn send_start(
             data: json!({"execution_id": execution_id, "record_id": run.record_id, "requester": run.requester,
                          "account": run.account, "region": run.region}),
         },
-    );
+    )
+    .await;
     Ok(execution_id)
 }
 
@@ -152,10 +153,11 @@ pub async fn stop(state: &AppState, row: &RunRow, who: &str) -> Result<(), AppEr
         }
         Err(e) => return Err(e),
     }
-    state.store.set_stopped_by(&id, who)?;
+    state.store.set_stopped_by(&id, who).await?;
     state
         .store
-        .auth_event("run-stopped", Some(who), Some(&id), None)?;
+        .auth_event("run-stopped", Some(who), Some(&id), None)
+        .await?;
     state.events.publish(shared::api::ExecutionEvent {
         execution_id: id,
         status: "Cancelling".into(),
@@ -192,10 +194,10 @@ pub struct RunRef<'a> {
 
 /// Stores the execution ID of a record (linking a rollback to the run it reverts) and tells the
 /// browsers.
-fn settle(state: &AppState, record_id: i64, account: &str, execution_id: &str) -> Result<(), AppError> {
-    state.store.set_execution_id(record_id, execution_id)?;
-    if let Some(reverted) = state.store.rollback_of(record_id)? {
-        state.store.add_rolled_back_by(&reverted, execution_id)?;
+async fn settle(state: &AppState, record_id: i64, account: &str, execution_id: &str) -> Result<(), AppError> {
+    state.store.set_execution_id(record_id, execution_id).await?;
+    if let Some(reverted) = state.store.rollback_of(record_id).await? {
+        state.store.add_rolled_back_by(&reverted, execution_id).await?;
     }
     state.events.publish(shared::api::ExecutionEvent {
         execution_id: execution_id.to_owned(),
@@ -231,14 +233,14 @@ pub async fn record_and_send(
     origin: Origin<'_>,
     requester: &str,
 ) -> Result<StartReceipt, AppError> {
-    let (record_id, token) = record(state, place, plan, targets, origin, requester, None)?;
+    let (record_id, token) = record(state, place, plan, targets, origin, requester, None).await?;
     crate::crash::point("after-record");
     send_recorded_now(state, place, plan, requester, record_id, &token).await
 }
 
 /// Records a start that waits for a second person; nothing is sent until it is approved
 /// ([`send_approved`]). Returns the record ID, which is also the approval's.
-pub fn record_held(
+pub async fn record_held(
     state: &AppState,
     place: &Place<'_>,
     plan: &StartPlan,
@@ -247,19 +249,22 @@ pub fn record_held(
     requester: &str,
     hold: Hold<'_>,
 ) -> Result<i64, AppError> {
-    Ok(record(state, place, plan, targets, origin, requester, Some(hold))?.0)
+    Ok(record(state, place, plan, targets, origin, requester, Some(hold))
+        .await?
+        .0)
 }
 
 /// Sends an approved start now (it was recorded before it was held, with its run tag).
 pub async fn send_approved(state: &AppState, record_id: i64) -> Result<(), AppError> {
     let row = state
         .store
-        .by_record_id(record_id)?
+        .by_record_id(record_id)
+        .await?
         .ok_or_else(|| AppError::NotFound(format!("no record {record_id}")))?;
     reconcile_one(state, &row).await
 }
 
-fn record(
+async fn record(
     state: &AppState,
     place: &Place<'_>,
     plan: &StartPlan,
@@ -311,22 +316,25 @@ fn record(
     let token = uuid::Uuid::new_v4().to_string();
     let plan_json = serde_json::to_value(plan).map_err(AppError::internal)?;
     let region = place.region;
-    let record_id = state.store.record_start(&NewRun {
-        client_token: &token,
-        account: place.account,
-        region,
-        document_name: RUNBOOK,
-        requester,
-        parameters: &plan_json,
-        targets: targets_text.as_ref(),
-        instance_id: plan.parameters.instance_id.as_ref().map(InstanceId::as_str),
-        instance_ids: &instance_ids,
-        override_reason: plan.override_reason.as_deref(),
-        prior_options: Some(&serde_json::Value::Object(prior)),
-        rollback_of,
-        plan_wave,
-        approval: hold.map(|h| (h.why, h.expires_at)),
-    })?;
+    let record_id = state
+        .store
+        .record_start(&NewRun {
+            client_token: &token,
+            account: place.account,
+            region,
+            document_name: RUNBOOK,
+            requester,
+            parameters: &plan_json,
+            targets: targets_text.as_ref(),
+            instance_id: plan.parameters.instance_id.as_ref().map(InstanceId::as_str),
+            instance_ids: &instance_ids,
+            override_reason: plan.override_reason.as_deref(),
+            prior_options: Some(&serde_json::Value::Object(prior)),
+            rollback_of,
+            plan_wave,
+            approval: hold.map(|h| (h.why, h.expires_at)),
+        })
+        .await?;
     Ok((record_id, token))
 }
 
@@ -353,19 +361,19 @@ async fn send_recorded_now(
         Err(e) => match classify(&e) {
             StartOutcome::Refused => {
                 // SSM answered no: nothing was started. The record stays, marked refused, for the audit.
-                state.store.set_refused(record_id, &e.to_string())?;
+                state.store.set_refused(record_id, &e.to_string()).await?;
                 Err(e)
             }
             StartOutcome::NotNow => {
                 // Nothing was started; the watcher sends it again when SSM has room.
-                state.store.set_queued(record_id, &e.to_string())?;
+                state.store.set_queued(record_id, &e.to_string()).await?;
                 Ok(StartReceipt {
                     record_id,
                     execution_id: None,
                 })
             }
             StartOutcome::Unclear => {
-                state.store.set_unknown(record_id, &e.to_string())?;
+                state.store.set_unknown(record_id, &e.to_string()).await?;
                 Err(AppError::refused(
                     axum::http::StatusCode::SERVICE_UNAVAILABLE,
                     "StartOutcomeUnknown",
@@ -383,7 +391,7 @@ async fn send_recorded_now(
 /// them then), and from the watcher those marked Unknown. Each is looked for by its run tag first; only
 /// when SSM has no such execution is it sent again, with a fresh token.
 pub async fn reconcile(state: &AppState, statuses: &[&str]) {
-    let pending = match state.store.unsettled(statuses) {
+    let pending = match state.store.unsettled(statuses).await {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(error = %e, "cannot read unsettled starts");
@@ -405,13 +413,14 @@ pub const WHILE_SERVING: &[&str] = &[STATUS_UNKNOWN, STATUS_QUEUED];
 async fn reconcile_one(state: &AppState, run: &RunRow) -> Result<(), AppError> {
     let plan: Option<StartPlan> = state
         .store
-        .plan_of(run.id)?
+        .plan_of(run.id)
+        .await?
         .and_then(|p| serde_json::from_str(&p).ok());
     let Some(plan) = plan else {
         return Ok(());
     };
     let requester = run.requester.clone().unwrap_or_default();
-    let run_tag = state.store.run_tag_of(run.id)?;
+    let run_tag = state.store.run_tag_of(run.id).await?;
     let token = match &run_tag {
         Some(tag) => {
             let clients = crate::inventory::clients_for(state, &run.account, &run.region).await?;
@@ -422,11 +431,11 @@ async fn reconcile_one(state: &AppState, run: &RunRow) -> Result<(), AppError> {
             };
             if let Some(id) = found {
                 tracing::info!(record = run.id, execution = %id, "found the execution of an unsettled start");
-                return settle(state, run.id, &run.account, &id);
+                return settle(state, run.id, &run.account, &id).await;
             }
             // SSM has no such run: send it again, with a token never used before (recorded first).
             let fresh = uuid::Uuid::new_v4().to_string();
-            state.store.set_client_token(run.id, &fresh)?;
+            state.store.set_client_token(run.id, &fresh).await?;
             fresh
         }
         // A record from before run tags: only its own token can find it.
@@ -446,9 +455,9 @@ async fn reconcile_one(state: &AppState, run: &RunRow) -> Result<(), AppError> {
             Ok(())
         }
         Err(e) => match classify(&e) {
-            StartOutcome::Refused => state.store.set_refused(run.id, &e.to_string()),
-            StartOutcome::NotNow => state.store.set_queued(run.id, &e.to_string()),
-            StartOutcome::Unclear => state.store.set_unknown(run.id, &e.to_string()),
+            StartOutcome::Refused => state.store.set_refused(run.id, &e.to_string()).await,
+            StartOutcome::NotNow => state.store.set_queued(run.id, &e.to_string()).await,
+            StartOutcome::Unclear => state.store.set_unknown(run.id, &e.to_string()).await,
         },
     }
 }
@@ -484,7 +493,8 @@ pub struct RollbackStart {
 pub async fn plan_rollback(state: &AppState, id: &str) -> Result<RollbackPlan, AppError> {
     let row = state
         .store
-        .by_execution_id(id)?
+        .by_execution_id(id)
+        .await?
         .ok_or_else(|| AppError::NotFound(format!("execution {id} was not started by this console")))?;
     if !row.status.is_terminal() {
         return Err(AppError::Conflict {

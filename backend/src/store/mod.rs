@@ -1,16 +1,19 @@
-//! The console's own store (SQLite in the data directory): one append-only record per run, written
-//! before the run is sent to SSM, so history outlives SSM's retention and a crash loses nothing.
+//! The console's own store (SQLite in the data directory, or PostgreSQL for several replicas): one
+//! append-only record per run, written before the run is sent to SSM, so history outlives SSM's
+//! retention and a crash loses nothing.
 //!
-//! The SQL is plain (no SQLite-only functions in queries) so that a PostgreSQL store for several
-//! console replicas can implement the same operations later.
+//! The SQL is written once, in the words both databases share (see [`db`]), and the migrations are
+//! the same for both.
 
-use rusqlite::{params, Connection, OptionalExtension};
+pub mod db;
+
+use rusqlite::Connection;
 use shared::api::ExecutionSummary;
 use shared::RunStatus;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::error::AppError;
+use db::{Db, Row, ToValue, Value};
 
 /// Schema versions, applied in order; `PRAGMA user_version` holds how many have run.
 const MIGRATIONS: &[&str] = &[
@@ -225,7 +228,7 @@ pub const STATUS_QUEUED: &str = "Queued";
 
 #[derive(Clone)]
 pub struct Store {
-    conn: Arc<Mutex<Connection>>,
+    db: Db,
     /// The console's time: sessions, tokens and timestamps read it.
     pub clock: crate::clock::Clock,
 }
@@ -312,7 +315,10 @@ const SUMMARY_COLUMNS: &str =
      parent_execution_id, start_time, end_time, NULL, NULL, started_here, created_at, NULL, \
      NULL, rollback_of, rolled_back_by, account";
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
+/// How many columns [`ROW_COLUMNS`] and [`SUMMARY_COLUMNS`] name.
+const ROW_WIDTH: usize = 21;
+
+fn row(r: &Row) -> Result<RunRow, AppError> {
     Ok(RunRow {
         id: r.get(0)?,
         client_token: r.get(1)?,
@@ -320,7 +326,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         region: r.get(3)?,
         document_name: r.get(4)?,
         requester: r.get(5)?,
-        status: RunStatus::from(r.get::<_, String>(6)?),
+        status: RunStatus::from(r.get::<String>(6)?),
         instance_id: r.get(7)?,
         targets: r.get(8)?,
         parent_execution_id: r.get(9)?,
@@ -328,7 +334,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         end_time: r.get(11)?,
         detail: r.get(12)?,
         detail_at_ms: r.get(13)?,
-        started_here: r.get::<_, i64>(14)? != 0,
+        started_here: r.get(14)?,
         created_at: r.get(15)?,
         override_reason: r.get(16)?,
         prior_options: r.get(17)?,
@@ -395,8 +401,48 @@ pub fn now_rfc3339() -> String {
     .unwrap_or_default()
 }
 
+/// Binds parameters for [`Db`] queries: `args![a, b]` (anything [`db::ToValue`], by reference).
+macro_rules! args {
+    ($($x:expr),* $(,)?) => {
+        &[$($crate::store::db::ToValue::to_value(&$x)),*]
+    };
+}
+pub(crate) use args;
+
+/// Where the store lives: `--database-url`, else the data directory's SQLite file.
+pub enum Location<'a> {
+    Directory(&'a Path),
+    Postgres(&'a str),
+}
+
+impl<'a> Location<'a> {
+    /// `--database-url` when given, else the data directory.
+    pub fn of(data_dir: &'a Path, database_url: Option<&'a str>) -> Location<'a> {
+        match database_url {
+            Some(url) => Location::Postgres(url),
+            None => Location::Directory(data_dir),
+        }
+    }
+}
+
+/// How many connections one replica keeps to PostgreSQL.
+const POSTGRES_POOL_SIZE: usize = 16;
+
+/// An arbitrary, fixed key for PostgreSQL's advisory lock that serialises migrations between replicas
+/// starting together.
+const MIGRATION_LOCK: i64 = 0x13d5_c0de;
+
 impl Store {
-    /// Opens (or creates) the store in `dir`, runs pending migrations, and refuses a newer schema.
+    /// Opens the store where `at` says: [`Store::open`] or [`Store::connect`].
+    pub async fn open_at(at: Location<'_>) -> Result<Store, String> {
+        match at {
+            Location::Directory(dir) => Store::open(dir),
+            Location::Postgres(url) => Store::connect(url).await,
+        }
+    }
+
+    /// Opens (or creates) the SQLite store in `dir`, runs pending migrations, and refuses a newer
+    /// schema.
     pub fn open(dir: &Path) -> Result<Store, String> {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create data directory {}: {e}", dir.display()))?;
@@ -412,13 +458,7 @@ impl Store {
         let version: usize = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(|e| e.to_string())?;
-        if version > MIGRATIONS.len() {
-            return Err(format!(
-                "{} has schema version {version}, newer than this build understands ({}); use a newer imds-console",
-                path.display(),
-                MIGRATIONS.len()
-            ));
-        }
+        check_version(version, &path.display().to_string())?;
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
             let tx = conn.transaction().map_err(|e| e.to_string())?;
             tx.execute_batch(sql)
@@ -428,81 +468,124 @@ impl Store {
             tx.commit().map_err(|e| e.to_string())?;
         }
         Ok(Store {
-            conn: Arc::new(Mutex::new(conn)),
+            db: Db::sqlite(conn),
             clock: crate::clock::Clock::default(),
         })
     }
 
-    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
-        self.conn
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// Connects to PostgreSQL at `url`, runs pending migrations (one replica at a time, each in one
+    /// transaction), and refuses a newer schema.
+    pub async fn connect(url: &str) -> Result<Store, String> {
+        let db = Db::postgres(url, POSTGRES_POOL_SIZE)?;
+        let fail = |e: AppError| format!("--database-url: {}", e.to_parts().1.message);
+        let mut conn = db.begin().await.map_err(fail)?;
+        conn.execute("SELECT pg_advisory_xact_lock(?1)", args![MIGRATION_LOCK])
+            .await
+            .map_err(fail)?;
+        conn.batch("CREATE TABLE IF NOT EXISTS imds_console_schema (version BIGINT NOT NULL)")
+            .await
+            .map_err(fail)?;
+        let version = match conn
+            .query_opt("SELECT version FROM imds_console_schema", args![])
+            .await
+            .map_err(fail)?
+        {
+            Some(row) => row.get::<i64>(0).map_err(fail)? as usize,
+            None => {
+                conn.execute("INSERT INTO imds_console_schema (version) VALUES (0)", args![])
+                    .await
+                    .map_err(fail)?;
+                0
+            }
+        };
+        check_version(version, "the PostgreSQL database")?;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            conn.batch(&db::postgres_ddl(sql))
+                .await
+                .map_err(|e| format!("migration {}: {}", i + 1, e.to_parts().1.message))?;
+            conn.execute("UPDATE imds_console_schema SET version = ?1", args![i + 1])
+                .await
+                .map_err(fail)?;
+        }
+        conn.commit().await.map_err(fail)?;
+        Ok(Store {
+            db,
+            clock: crate::clock::Clock::default(),
+        })
+    }
+
+    /// The database, for the store's other modules (accounts).
+    pub(crate) fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.db.is_postgres()
     }
 
     /// Records a run before it is sent; returns the record ID.
-    pub fn record_start(&self, run: &NewRun<'_>) -> Result<i64, AppError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
+    pub async fn record_start(&self, run: &NewRun<'_>) -> Result<i64, AppError> {
+        let mut tx = self.db.begin().await?;
         let now = now_rfc3339();
-        tx.execute(
-            "INSERT INTO runs (client_token, region, document_name, requester, created_at, sort_time, parameters, targets,
-                instance_id, status, started_here, override_reason, prior_options, rollback_of, run_tag, account, plan_wave)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, 1, ?10, ?11, ?12, ?1, ?13, ?14)",
-            params![
-                run.client_token,
-                run.region,
-                run.document_name,
-                run.requester,
-                now,
-                run.parameters.to_string(),
-                run.targets.map(|t| t.as_str().map_or_else(|| t.to_string(), str::to_owned)),
-                run.instance_id,
-                if run.approval.is_some() { STATUS_AWAITING_APPROVAL } else { STATUS_RECORDED },
-                run.override_reason,
-                run.prior_options.map(|p| p.to_string()),
-                run.rollback_of,
-                run.account,
-                run.plan_wave,
-            ],
-        )?;
-        let id = tx.last_insert_rowid();
+        let id: i64 = tx
+            .query_one(
+                "INSERT INTO runs (client_token, region, document_name, requester, created_at, sort_time, parameters, targets,
+                    instance_id, status, started_here, override_reason, prior_options, rollback_of, run_tag, account, plan_wave)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, 1, ?10, ?11, ?12, ?1, ?13, ?14) RETURNING id",
+                args![
+                    run.client_token,
+                    run.region,
+                    run.document_name,
+                    run.requester,
+                    now,
+                    run.parameters.to_string(),
+                    run.targets.map(|t| t.as_str().map_or_else(|| t.to_string(), str::to_owned)),
+                    run.instance_id,
+                    if run.approval.is_some() { STATUS_AWAITING_APPROVAL } else { STATUS_RECORDED },
+                    run.override_reason,
+                    run.prior_options.map(|p| p.to_string()),
+                    run.rollback_of,
+                    run.account,
+                    run.plan_wave,
+                ],
+            )
+            .await?
+            .get(0)?;
         if let Some((why, expires_at)) = run.approval {
             tx.execute(
                 "INSERT INTO approvals (record_id, why, requester, created_at, expires_at, status)
                  VALUES (?1, ?2, ?3, ?4, ?5, 'pending')",
-                params![id, why, run.requester, now, expires_at],
-            )?;
+                args![id, why, run.requester, now, expires_at],
+            )
+            .await?;
         }
         for inst in run.instance_ids {
-            tx.execute(
-                "INSERT OR IGNORE INTO run_instances (run_id, instance_id) VALUES (?1, ?2)",
-                params![id, inst],
-            )?;
+            tx.execute(INSERT_RUN_INSTANCE, args![id, inst]).await?;
         }
-        tx.commit()?;
+        tx.commit().await?;
         Ok(id)
     }
 
     /// SSM acknowledged the start.
-    pub fn set_execution_id(&self, id: i64, execution_id: &str) -> Result<(), AppError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
+    pub async fn set_execution_id(&self, id: i64, execution_id: &str) -> Result<(), AppError> {
+        let mut tx = self.db.begin().await?;
         // Discovery may have seen the execution in SSM before we stored its ID: ours wins.
         tx.execute(
             "DELETE FROM runs WHERE execution_id = ?1 AND id <> ?2 AND started_here = 0",
-            params![execution_id, id],
-        )?;
+            args![execution_id, id],
+        )
+        .await?;
         tx.execute(
             "UPDATE runs SET execution_id = ?2, failure_message = NULL,
                 status = CASE WHEN status IN (?3, ?4) THEN 'InProgress' ELSE status END WHERE id = ?1",
-            params![id, execution_id, STATUS_RECORDED, STATUS_UNKNOWN],
-        )?;
-        tx.commit()?;
-        Ok(())
+            args![id, execution_id, STATUS_RECORDED, STATUS_UNKNOWN],
+        )
+        .await?;
+        tx.commit().await
     }
 
     /// Records a run that was started outside this console (seen in SSM). Returns false if known.
-    pub fn record_foreign(
+    pub async fn record_foreign(
         &self,
         region: &str,
         execution_id: &str,
@@ -512,82 +595,91 @@ impl Store {
         start_time: Option<&str>,
     ) -> Result<bool, AppError> {
         let now = now_rfc3339();
-        let n = self.conn().execute(
-            "INSERT OR IGNORE INTO runs (execution_id, region, document_name, created_at, sort_time, parameters,
-                instance_id, status, start_time, started_here)
-             VALUES (?1, ?2, ?3, ?4, COALESCE(?7, ?4), '{}', ?5, ?6, ?7, 0)",
-            params![execution_id, region, document_name, now, instance_id, status, start_time],
-        )?;
-        if n > 0 {
-            if let Some(inst) = instance_id {
-                let conn = self.conn();
-                let id: i64 = conn.query_row(
-                    "SELECT id FROM runs WHERE execution_id = ?1",
-                    [execution_id],
-                    |r| r.get(0),
-                )?;
-                conn.execute(
-                    "INSERT OR IGNORE INTO run_instances (run_id, instance_id) VALUES (?1, ?2)",
-                    params![id, inst],
-                )?;
-            }
+        let mut tx = self.db.begin().await?;
+        let inserted = tx
+            .query_opt(
+                "INSERT INTO runs (execution_id, region, document_name, created_at, sort_time, parameters,
+                    instance_id, status, start_time, started_here)
+                 VALUES (?1, ?2, ?3, ?4, COALESCE(?7, ?4), '{}', ?5, ?6, ?7, 0)
+                 ON CONFLICT DO NOTHING RETURNING id",
+                args![
+                    execution_id,
+                    region,
+                    document_name,
+                    now,
+                    instance_id,
+                    status,
+                    start_time
+                ],
+            )
+            .await?;
+        if let (Some(row), Some(inst)) = (&inserted, instance_id) {
+            tx.execute(INSERT_RUN_INSTANCE, args![row.get::<i64>(0)?, inst])
+                .await?;
         }
-        Ok(n > 0)
+        tx.commit().await?;
+        Ok(inserted.is_some())
     }
 
     /// Marks a start whose outcome is unclear; it keeps its place until reconciliation settles it.
-    pub fn set_unknown(&self, id: i64, message: &str) -> Result<(), AppError> {
-        self.set_unacknowledged(id, STATUS_UNKNOWN, message)
+    pub async fn set_unknown(&self, id: i64, message: &str) -> Result<(), AppError> {
+        self.set_unacknowledged(id, STATUS_UNKNOWN, message).await
     }
 
     /// Marks a start SSM answered "not now"; the watcher sends it again.
-    pub fn set_queued(&self, id: i64, message: &str) -> Result<(), AppError> {
-        self.set_unacknowledged(id, STATUS_QUEUED, message)
+    pub async fn set_queued(&self, id: i64, message: &str) -> Result<(), AppError> {
+        self.set_unacknowledged(id, STATUS_QUEUED, message).await
     }
 
     /// SSM refused the start for good.
-    pub fn set_refused(&self, id: i64, message: &str) -> Result<(), AppError> {
-        self.set_unacknowledged(id, STATUS_REFUSED, message)
+    pub async fn set_refused(&self, id: i64, message: &str) -> Result<(), AppError> {
+        self.set_unacknowledged(id, STATUS_REFUSED, message).await
     }
 
     /// Sets the status of a start SSM has not acknowledged (an acknowledged one is the watcher's).
-    fn set_unacknowledged(&self, id: i64, status: &str, message: &str) -> Result<(), AppError> {
-        self.conn().execute(
-            "UPDATE runs SET status = ?2, failure_message = ?3 WHERE id = ?1 AND execution_id IS NULL",
-            params![id, status, message],
-        )?;
+    async fn set_unacknowledged(&self, id: i64, status: &str, message: &str) -> Result<(), AppError> {
+        self.db
+            .execute(
+                "UPDATE runs SET status = ?2, failure_message = ?3 WHERE id = ?1 AND execution_id IS NULL",
+                args![id, status, message],
+            )
+            .await?;
         Ok(())
     }
 
+    /// One column of a record, if the record exists and the column is set.
+    async fn record_text(&self, sql: &str, id: i64) -> Result<Option<String>, AppError> {
+        match self.db.query_opt(sql, args![id]).await? {
+            Some(row) => row.get(0),
+            None => Ok(None),
+        }
+    }
+
     /// The execution a rollback record reverts.
-    pub fn rollback_of(&self, id: i64) -> Result<Option<String>, AppError> {
-        Ok(self
-            .conn()
-            .query_row("SELECT rollback_of FROM runs WHERE id = ?1", [id], |r| r.get(0))
-            .optional()?
-            .flatten())
+    pub async fn rollback_of(&self, id: i64) -> Result<Option<String>, AppError> {
+        self.record_text("SELECT rollback_of FROM runs WHERE id = ?1", id)
+            .await
     }
 
     /// Records the fresh ClientToken of a start about to be sent again (recorded before it is sent).
-    pub fn set_client_token(&self, id: i64, token: &str) -> Result<(), AppError> {
-        self.conn().execute(
-            "UPDATE runs SET client_token = ?2 WHERE id = ?1 AND execution_id IS NULL",
-            params![id, token],
-        )?;
+    pub async fn set_client_token(&self, id: i64, token: &str) -> Result<(), AppError> {
+        self.db
+            .execute(
+                "UPDATE runs SET client_token = ?2 WHERE id = ?1 AND execution_id IS NULL",
+                args![id, token],
+            )
+            .await?;
         Ok(())
     }
 
     /// The tag key suffix that marks this record's execution in SSM (None for records older than it).
-    pub fn run_tag_of(&self, id: i64) -> Result<Option<String>, AppError> {
-        Ok(self
-            .conn()
-            .query_row("SELECT run_tag FROM runs WHERE id = ?1", [id], |r| r.get(0))
-            .optional()?
-            .flatten())
+    pub async fn run_tag_of(&self, id: i64) -> Result<Option<String>, AppError> {
+        self.record_text("SELECT run_tag FROM runs WHERE id = ?1", id)
+            .await
     }
 
     /// Starts not yet settled, with the given statuses (Recorded, Unknown), oldest first.
-    pub fn unsettled(&self, statuses: &[&str]) -> Result<Vec<RunRow>, AppError> {
+    pub async fn unsettled(&self, statuses: &[&str]) -> Result<Vec<RunRow>, AppError> {
         let placeholders = (1..=statuses.len())
             .map(|i| format!("?{i}"))
             .collect::<Vec<_>>()
@@ -595,16 +687,16 @@ impl Store {
         let sql = format!(
             "SELECT {ROW_COLUMNS} FROM runs WHERE execution_id IS NULL AND started_here = 1 AND status IN ({placeholders}) ORDER BY id"
         );
-        let conn = self.conn();
-        let mut stmt = conn.prepare(&sql)?;
-        let rows = stmt
-            .query_map(rusqlite::params_from_iter(statuses.iter()), row)?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+        let args: Vec<Value> = statuses.iter().map(ToValue::to_value).collect();
+        runs(&self.db.query(&sql, &args).await?)
     }
 
     /// Records what SSM says about an execution. Returns true when its status changed.
-    pub fn update_execution(&self, execution_id: &str, u: &ExecutionUpdate<'_>) -> Result<bool, AppError> {
+    pub async fn update_execution(
+        &self,
+        execution_id: &str,
+        u: &ExecutionUpdate<'_>,
+    ) -> Result<bool, AppError> {
         let ExecutionUpdate {
             status,
             start_time,
@@ -614,55 +706,61 @@ impl Store {
             document_version,
             now_ms,
         } = *u;
-        let conn = self.conn();
+        let mut conn = self.db.conn().await?;
         let old: Option<String> = conn
-            .query_row(
+            .query_opt(
                 "SELECT status FROM runs WHERE execution_id = ?1",
-                [execution_id],
-                |r| r.get(0),
+                args![execution_id],
             )
-            .optional()?;
+            .await?
+            .map(|r| r.get(0))
+            .transpose()?;
         conn.execute(
             "UPDATE runs SET status = ?2, start_time = COALESCE(?3, start_time), sort_time = COALESCE(?3, sort_time),
                 end_time = ?4, failure_message = ?5, detail = COALESCE(?6, detail),
                 detail_at_ms = CASE WHEN ?6 IS NULL THEN detail_at_ms ELSE ?7 END,
                 document_version = COALESCE(?8, document_version)
              WHERE execution_id = ?1",
-            params![execution_id, status, start_time, end_time, failure_message, detail, now_ms, document_version],
-        )?;
+            args![execution_id, status, start_time, end_time, failure_message, detail, now_ms, document_version],
+        )
+        .await?;
         Ok(old.as_deref() != Some(status))
     }
 
     /// Whether a rate-control run's children have been read through since it finished.
-    pub fn set_children_synced(&self, execution_id: &str, synced: bool) -> Result<(), AppError> {
-        self.conn().execute(
-            "UPDATE runs SET children_synced = ?2 WHERE execution_id = ?1 AND children_synced <> ?2",
-            params![execution_id, i64::from(synced)],
-        )?;
+    pub async fn set_children_synced(&self, execution_id: &str, synced: bool) -> Result<(), AppError> {
+        self.db
+            .execute(
+                "UPDATE runs SET children_synced = ?2 WHERE execution_id = ?1 AND children_synced <> ?2",
+                args![execution_id, synced],
+            )
+            .await?;
         Ok(())
     }
 
     /// How many instances a run recorded as its targets.
-    pub fn instance_count(&self, id: i64) -> Result<usize, AppError> {
-        let n: i64 = self.conn().query_row(
-            "SELECT COUNT(*) FROM run_instances WHERE run_id = ?1",
-            [id],
-            |r| r.get(0),
-        )?;
+    pub async fn instance_count(&self, id: i64) -> Result<usize, AppError> {
+        let n: i64 = self
+            .db
+            .query_one("SELECT COUNT(*) FROM run_instances WHERE run_id = ?1", args![id])
+            .await?
+            .get(0)?;
         Ok(n as usize)
     }
 
     /// Notes who asked SSM to stop a run (the latest, if several did).
-    pub fn set_stopped_by(&self, execution_id: &str, who: &str) -> Result<(), AppError> {
-        self.conn().execute(
-            "UPDATE runs SET stopped_by = ?2 WHERE execution_id = ?1",
-            params![execution_id, who],
-        )?;
+    pub async fn set_stopped_by(&self, execution_id: &str, who: &str) -> Result<(), AppError> {
+        self.db
+            .execute(
+                "UPDATE runs SET stopped_by = ?2 WHERE execution_id = ?1",
+                args![execution_id, who],
+            )
+            .await?;
         Ok(())
     }
 
     /// Adds or updates a child execution of a rate-control parent. Returns true when it is new or changed.
-    pub fn upsert_child(
+    pub async fn upsert_child(
         &self,
         parent: &RunRow,
         execution_id: &str,
@@ -671,77 +769,80 @@ impl Store {
         start_time: Option<&str>,
         end_time: Option<&str>,
     ) -> Result<bool, AppError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let mut tx = self.db.begin().await?;
         let old: Option<String> = tx
-            .query_row(
+            .query_opt(
                 "SELECT status FROM runs WHERE execution_id = ?1",
-                [execution_id],
-                |r| r.get(0),
+                args![execution_id],
             )
-            .optional()?;
+            .await?
+            .map(|r| r.get(0))
+            .transpose()?;
         if old.is_none() {
             let now = now_rfc3339();
-            tx.execute(
-                "INSERT INTO runs (execution_id, region, document_name, requester, created_at, sort_time, parameters,
-                    instance_id, parent_execution_id, status, start_time, end_time, started_here, account)
-                 VALUES (?1, ?2, ?3, ?4, ?5, COALESCE(?9, ?5), '{}', ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                params![
-                    execution_id,
-                    parent.region,
-                    parent.document_name,
-                    parent.requester,
-                    now,
-                    instance_id,
-                    parent.execution_id,
-                    status,
-                    start_time,
-                    end_time,
-                    i64::from(parent.started_here),
-                    parent.account
-                ],
-            )?;
-            let child_id = tx.last_insert_rowid();
+            let child_id: i64 = tx
+                .query_one(
+                    "INSERT INTO runs (execution_id, region, document_name, requester, created_at, sort_time, parameters,
+                        instance_id, parent_execution_id, status, start_time, end_time, started_here, account)
+                     VALUES (?1, ?2, ?3, ?4, ?5, COALESCE(?9, ?5), '{}', ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING id",
+                    args![
+                        execution_id,
+                        parent.region,
+                        parent.document_name,
+                        parent.requester,
+                        now,
+                        instance_id,
+                        parent.execution_id,
+                        status,
+                        start_time,
+                        end_time,
+                        parent.started_here,
+                        parent.account
+                    ],
+                )
+                .await?
+                .get(0)?;
             if let Some(inst) = instance_id {
-                tx.execute(
-                    "INSERT OR IGNORE INTO run_instances (run_id, instance_id) VALUES (?1, ?2)",
-                    params![child_id, inst],
-                )?;
-                tx.execute(
-                    "INSERT OR IGNORE INTO run_instances (run_id, instance_id) VALUES (?1, ?2)",
-                    params![parent.id, inst],
-                )?;
+                tx.execute(INSERT_RUN_INSTANCE, args![child_id, inst]).await?;
+                tx.execute(INSERT_RUN_INSTANCE, args![parent.id, inst]).await?;
             }
         } else if old.as_deref() != Some(status) {
             tx.execute(
                 "UPDATE runs SET status = ?2, start_time = COALESCE(?3, start_time), end_time = ?4 WHERE execution_id = ?1",
-                params![execution_id, status, start_time, end_time],
-            )?;
+                args![execution_id, status, start_time, end_time],
+            )
+            .await?;
         }
-        tx.commit()?;
+        tx.commit().await?;
         Ok(old.as_deref() != Some(status))
     }
 
+    async fn one_run(&self, filter: &str, arg: Value) -> Result<Option<RunRow>, AppError> {
+        let sql = format!("SELECT {ROW_COLUMNS} FROM runs WHERE {filter}");
+        self.db
+            .query_opt(&sql, &[arg])
+            .await?
+            .map(|r| row(&r))
+            .transpose()
+    }
+
     /// The run a plan's wave started (`plan-id/wave-index`), if its record was written.
-    pub fn by_plan_wave(&self, marker: &str) -> Result<Option<RunRow>, AppError> {
-        let sql = format!("SELECT {ROW_COLUMNS} FROM runs WHERE plan_wave = ?1 ORDER BY id LIMIT 1");
-        Ok(self.conn().query_row(&sql, [marker], row).optional()?)
+    pub async fn by_plan_wave(&self, marker: &str) -> Result<Option<RunRow>, AppError> {
+        self.one_run("plan_wave = ?1 ORDER BY id LIMIT 1", marker.to_value())
+            .await
     }
 
-    pub fn by_record_id(&self, id: i64) -> Result<Option<RunRow>, AppError> {
-        let sql = format!("SELECT {ROW_COLUMNS} FROM runs WHERE id = ?1");
-        Ok(self.conn().query_row(&sql, [id], row).optional()?)
+    pub async fn by_record_id(&self, id: i64) -> Result<Option<RunRow>, AppError> {
+        self.one_run("id = ?1", id.to_value()).await
     }
 
-    pub fn by_execution_id(&self, execution_id: &str) -> Result<Option<RunRow>, AppError> {
-        let sql = format!("SELECT {ROW_COLUMNS} FROM runs WHERE execution_id = ?1");
-        Ok(self.conn().query_row(&sql, [execution_id], row).optional()?)
+    pub async fn by_execution_id(&self, execution_id: &str) -> Result<Option<RunRow>, AppError> {
+        self.one_run("execution_id = ?1", execution_id.to_value()).await
     }
 
-    /// Runs whose SSM status may still change (acknowledged, not terminal), parents and simple runs only.
     /// Top-level runs to watch: those not finished, and finished rate-control runs whose children have
     /// not been read through once since (their pages are read a round at a time).
-    pub fn in_flight(&self) -> Result<Vec<RunRow>, AppError> {
+    pub async fn in_flight(&self) -> Result<Vec<RunRow>, AppError> {
         let placeholders = shared::RunStatus::TERMINAL
             .iter()
             .map(|s| format!("'{s}'"))
@@ -752,86 +853,92 @@ impl Store {
                AND (status NOT IN ({placeholders}) OR children_synced = 0)
              ORDER BY id"
         );
-        let conn = self.conn();
-        let mut stmt = conn.prepare(&sql)?;
-        let rows = stmt.query_map([], row)?.collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+        runs(&self.db.query(&sql, args![]).await?)
     }
 
     /// A page of runs, newest first, as lists show them: the rows carry no detail, prior options,
     /// override reason or client token (see [`SUMMARY_COLUMNS`]).
-    pub fn history(&self, f: &HistoryFilter) -> Result<(Vec<RunRow>, Option<Cursor>), AppError> {
-        let mut sql = format!("SELECT {SUMMARY_COLUMNS} FROM runs r WHERE execution_id IS NOT NULL");
-        let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+    pub async fn history(&self, f: &HistoryFilter) -> Result<(Vec<RunRow>, Option<Cursor>), AppError> {
+        let mut sql =
+            format!("SELECT {SUMMARY_COLUMNS}, sort_time FROM runs r WHERE execution_id IS NOT NULL");
+        let mut args: Vec<Value> = Vec::new();
         match &f.parent {
             Some(p) => {
-                args.push(Box::new(p.clone()));
+                args.push(p.to_value());
                 sql.push_str(&format!(" AND parent_execution_id = ?{}", args.len()));
             }
             None => sql.push_str(" AND parent_execution_id IS NULL"),
         }
         push_filters(f, &mut sql, &mut args);
         if let Some((t, id)) = &f.cursor {
-            args.push(Box::new(t.clone()));
+            args.push(t.to_value());
             let ti = args.len();
-            args.push(Box::new(*id));
+            args.push(id.to_value());
             sql.push_str(&format!(
                 " AND (sort_time < ?{ti} OR (sort_time = ?{ti} AND id < ?{}))",
                 args.len()
             ));
         }
-        args.push(Box::new((f.limit + 1) as i64));
+        args.push((f.limit + 1).to_value());
         sql.push_str(&format!(
             " ORDER BY sort_time DESC, id DESC LIMIT ?{}",
             args.len()
         ));
-        let conn = self.conn();
-        // The same few shapes of query come again and again: SQLite keeps them compiled.
-        let mut stmt = conn.prepare_cached(&sql)?;
-        let params: Vec<&dyn rusqlite::ToSql> = args.iter().map(|b| b.as_ref()).collect();
-        let mut rows = stmt
-            .query_map(params.as_slice(), row)?
-            .collect::<Result<Vec<_>, _>>()?;
-        drop(stmt);
-        let next = if rows.len() > f.limit {
-            rows.truncate(f.limit);
-            rows.last().map(|r| {
-                let t: String = conn
-                    .query_row("SELECT sort_time FROM runs WHERE id = ?1", [r.id], |x| x.get(0))
-                    .unwrap_or_default();
-                (t, r.id)
-            })
-        } else {
-            None
-        };
+        let found = self.db.query(&sql, &args).await?;
+        let more = found.len() > f.limit;
+        let mut rows = Vec::with_capacity(found.len().min(f.limit));
+        let mut next = None;
+        for r in found.iter().take(f.limit) {
+            let run = row(r)?;
+            if more {
+                next = Some((r.get::<String>(ROW_WIDTH)?, run.id));
+            }
+            rows.push(run);
+        }
         Ok((rows, next))
     }
-}
 
-impl Store {
     /// Links a run to a run that rolls it back.
-    pub fn add_rolled_back_by(&self, execution_id: &str, rollback_id: &str) -> Result<(), AppError> {
-        self.conn().execute(
-            "UPDATE runs SET rolled_back_by = CASE WHEN rolled_back_by IS NULL THEN ?2 ELSE rolled_back_by || ',' || ?2 END
-             WHERE execution_id = ?1",
-            params![execution_id, rollback_id],
-        )?;
+    pub async fn add_rolled_back_by(&self, execution_id: &str, rollback_id: &str) -> Result<(), AppError> {
+        self.db
+            .execute(
+                "UPDATE runs SET rolled_back_by = CASE WHEN rolled_back_by IS NULL THEN ?2 ELSE rolled_back_by || ',' || ?2 END
+                 WHERE execution_id = ?1",
+                args![execution_id, rollback_id],
+            )
+            .await?;
         Ok(())
     }
 
     /// The validated plan a run was recorded with (JSON), for re-sending it.
-    pub fn plan_of(&self, id: i64) -> Result<Option<String>, AppError> {
-        Ok(self
-            .conn()
-            .query_row("SELECT parameters FROM runs WHERE id = ?1", [id], |r| r.get(0))
-            .optional()?)
+    pub async fn plan_of(&self, id: i64) -> Result<Option<String>, AppError> {
+        self.record_text("SELECT parameters FROM runs WHERE id = ?1", id)
+            .await
     }
 }
 
+/// A run's instance, once (a run's record and its children's both list it).
+const INSERT_RUN_INSTANCE: &str =
+    "INSERT INTO run_instances (run_id, instance_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING";
+
+fn check_version(version: usize, what: &str) -> Result<(), String> {
+    if version > MIGRATIONS.len() {
+        return Err(format!(
+            "{what} has schema version {version}, newer than this build understands ({}); use a newer imds-console",
+            MIGRATIONS.len()
+        ));
+    }
+    Ok(())
+}
+
+fn runs(rows: &[Row]) -> Result<Vec<RunRow>, AppError> {
+    rows.iter().map(row).collect()
+}
+
 /// Adds the shared filters (status, requester, instance, time window) to a query over `runs r`.
-fn push_filters(f: &HistoryFilter, sql: &mut String, args: &mut Vec<Box<dyn rusqlite::ToSql>>) {
+fn push_filters(f: &HistoryFilter, sql: &mut String, args: &mut Vec<Value>) {
     let mut add = |clause: &str, value: &String| {
-        args.push(Box::new(value.clone()));
+        args.push(value.to_value());
         sql.push_str(&clause.replace("?N", &format!("?{}", args.len())));
     };
     if let Some(v) = &f.status {
@@ -854,11 +961,11 @@ fn push_filters(f: &HistoryFilter, sql: &mut String, args: &mut Vec<Box<dyn rusq
     }
     if let Some(ids) = &f.accounts {
         if ids.is_empty() {
-            sql.push_str(" AND 0");
+            sql.push_str(" AND 1 = 0");
         }
         let mut clause = String::new();
         for id in ids {
-            args.push(Box::new(id.clone()));
+            args.push(id.to_value());
             if !clause.is_empty() {
                 clause.push(',');
             }
@@ -873,35 +980,38 @@ fn push_filters(f: &HistoryFilter, sql: &mut String, args: &mut Vec<Box<dyn rusq
 /// Audit export (the history filters, over every record including refused starts).
 impl Store {
     /// How many runs (children included) have each status.
-    pub fn runs_by_status(&self) -> Result<Vec<(String, i64)>, AppError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT status, COUNT(*) FROM runs GROUP BY status ORDER BY status")?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+    pub async fn runs_by_status(&self) -> Result<Vec<(String, i64)>, AppError> {
+        self.db
+            .query(
+                "SELECT status, COUNT(*) FROM runs GROUP BY status ORDER BY status",
+                args![],
+            )
+            .await?
+            .iter()
+            .map(|r| Ok((r.get(0)?, r.get(1)?)))
+            .collect()
     }
 
-    pub fn audit(&self, f: &HistoryFilter) -> Result<Vec<shared::api::AuditRecord>, AppError> {
+    pub async fn audit(&self, f: &HistoryFilter) -> Result<Vec<shared::api::AuditRecord>, AppError> {
         let mut sql = String::from(
             "SELECT r.id, r.created_at, r.requester, r.region, r.document_name, r.document_version, r.client_token,
                     r.execution_id, r.status, r.instance_id, r.targets, r.parameters, r.override_reason,
                     r.prior_options, r.detail, r.failure_message, r.start_time, r.end_time, r.rollback_of,
                     r.rolled_back_by, r.started_here,
                     (SELECT group_concat(instance_id, ' ') FROM
-                        (SELECT instance_id FROM run_instances WHERE run_id = r.id ORDER BY instance_id)),
+                        (SELECT instance_id FROM run_instances WHERE run_id = r.id ORDER BY instance_id) AS ids),
                     r.stopped_by, r.account
              FROM runs r WHERE r.parent_execution_id IS NULL",
         );
-        let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+        let mut args: Vec<Value> = Vec::new();
         push_filters(f, &mut sql, &mut args);
-        args.push(Box::new(f.limit as i64));
+        args.push(f.limit.to_value());
         sql.push_str(&format!(" ORDER BY r.id DESC LIMIT ?{}", args.len()));
-        let conn = self.conn();
-        let mut stmt = conn.prepare(&sql)?;
-        let params: Vec<&dyn rusqlite::ToSql> = args.iter().map(|b| b.as_ref()).collect();
-        let rows = stmt
-            .query_map(params.as_slice(), |r| {
+        self.db
+            .query(&sql, &args)
+            .await?
+            .iter()
+            .map(|r| {
                 let detail: Option<String> = r.get(14)?;
                 let outputs = detail
                     .as_deref()
@@ -917,7 +1027,7 @@ impl Store {
                     document_version: r.get(5)?,
                     client_token: r.get(6)?,
                     execution_id: r.get(7)?,
-                    status: RunStatus::from(r.get::<_, String>(8)?),
+                    status: RunStatus::from(r.get::<String>(8)?),
                     instance_id: r.get(9)?,
                     targets: r.get(10)?,
                     parameters: r.get(11)?,
@@ -929,14 +1039,13 @@ impl Store {
                     end_time: r.get(17)?,
                     rollback_of: r.get(18)?,
                     rolled_back_by: r.get(19)?,
-                    started_here: r.get::<_, i64>(20)? != 0,
-                    instance_ids: r.get::<_, Option<String>>(21)?.unwrap_or_default(),
+                    started_here: r.get(20)?,
+                    instance_ids: r.get::<Option<String>>(21)?.unwrap_or_default(),
                     stopped_by: r.get(22)?,
                     account: r.get(23)?,
                 })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+            })
+            .collect()
     }
 }
 
@@ -945,68 +1054,60 @@ pub const POSTURE_KEEP_DAYS: i64 = 400;
 
 impl Store {
     /// Records an account's posture for a day (`YYYY-MM-DD`, UTC); the day's last reading wins.
-    pub fn record_posture(
+    pub async fn record_posture(
         &self,
         day: &str,
         account: &str,
         c: &shared::api::PostureCounts,
     ) -> Result<(), AppError> {
-        self.conn().execute(
-            "INSERT INTO posture_days (day, account, total, compliant, broken, imdsv1_in_use, imdsv1_allowed)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-             ON CONFLICT (day, account) DO UPDATE SET total = ?3, compliant = ?4, broken = ?5,
-                 imdsv1_in_use = ?6, imdsv1_allowed = ?7",
-            params![
-                day,
-                account,
-                c.total as i64,
-                c.compliant as i64,
-                c.broken as i64,
-                c.imdsv1_in_use as i64,
-                c.imdsv1_allowed as i64
-            ],
-        )?;
+        self.db
+            .execute(
+                "INSERT INTO posture_days (day, account, total, compliant, broken, imdsv1_in_use, imdsv1_allowed)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (day, account) DO UPDATE SET total = ?3, compliant = ?4, broken = ?5,
+                     imdsv1_in_use = ?6, imdsv1_allowed = ?7",
+                args![day, account, c.total, c.compliant, c.broken, c.imdsv1_in_use, c.imdsv1_allowed],
+            )
+            .await?;
         Ok(())
     }
 
     /// Forgets days before `day`.
-    pub fn prune_posture(&self, day: &str) -> Result<(), AppError> {
-        self.conn()
-            .execute("DELETE FROM posture_days WHERE day < ?1", [day])?;
+    pub async fn prune_posture(&self, day: &str) -> Result<(), AppError> {
+        self.db
+            .execute("DELETE FROM posture_days WHERE day < ?1", args![day])
+            .await?;
         Ok(())
     }
 
     /// The posture per day since `since_day`, summed over `accounts` (None: all), oldest first.
-    pub fn posture_trend(
+    pub async fn posture_trend(
         &self,
         since_day: &str,
         accounts: Option<&[String]>,
     ) -> Result<Vec<(String, shared::api::PostureCounts)>, AppError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT day, account, total, compliant, broken, imdsv1_in_use, imdsv1_allowed
-             FROM posture_days WHERE day >= ?1 ORDER BY day",
-        )?;
-        let rows = stmt
-            .query_map([since_day], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    shared::api::PostureCounts {
-                        total: r.get::<_, i64>(2)? as usize,
-                        compliant: r.get::<_, i64>(3)? as usize,
-                        broken: r.get::<_, i64>(4)? as usize,
-                        imdsv1_in_use: r.get::<_, i64>(5)? as usize,
-                        imdsv1_allowed: r.get::<_, i64>(6)? as usize,
-                    },
-                ))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
+        let rows = self
+            .db
+            .query(
+                "SELECT day, account, total, compliant, broken, imdsv1_in_use, imdsv1_allowed
+                 FROM posture_days WHERE day >= ?1 ORDER BY day",
+                args![since_day],
+            )
+            .await?;
+        let count = |r: &Row, i| r.get::<i64>(i).map(|n| n as usize);
         let mut out: Vec<(String, shared::api::PostureCounts)> = Vec::new();
-        for (day, account, c) in rows {
+        for r in &rows {
+            let (day, account): (String, String) = (r.get(0)?, r.get(1)?);
             if accounts.is_some_and(|a| !a.contains(&account)) {
                 continue;
             }
+            let c = shared::api::PostureCounts {
+                total: count(r, 2)?,
+                compliant: count(r, 3)?,
+                broken: count(r, 4)?,
+                imdsv1_in_use: count(r, 5)?,
+                imdsv1_allowed: count(r, 6)?,
+            };
             match out.last_mut() {
                 Some((d, sum)) if *d == day => {
                     sum.total += c.total;
@@ -1023,36 +1124,31 @@ impl Store {
 
     /// Runs started since `since` (RFC 3339) in `accounts` ('' for the console's own; None: all):
     /// how many, how many instances they covered, and who started them.
-    pub fn started_since(
+    pub async fn started_since(
         &self,
         since: &str,
         accounts: Option<&[String]>,
     ) -> Result<(usize, usize, Vec<String>), AppError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT r.id, r.account, r.requester, (SELECT COUNT(*) FROM run_instances i WHERE i.run_id = r.id)
-             FROM runs r WHERE r.started_here = 1 AND r.parent_execution_id IS NULL AND r.execution_id IS NOT NULL
-               AND r.created_at >= ?1",
-        )?;
-        let rows = stmt
-            .query_map([since], |r| {
-                Ok((
-                    r.get::<_, String>(1)?,
-                    r.get::<_, Option<String>>(2)?,
-                    r.get::<_, i64>(3)?,
-                ))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
+        let rows = self
+            .db
+            .query(
+                "SELECT r.id, r.account, r.requester, (SELECT COUNT(*) FROM run_instances i WHERE i.run_id = r.id)
+                 FROM runs r WHERE r.started_here = 1 AND r.parent_execution_id IS NULL AND r.execution_id IS NOT NULL
+                   AND r.created_at >= ?1",
+                args![since],
+            )
+            .await?;
         let mut runs = 0;
         let mut instances = 0;
         let mut people: Vec<String> = Vec::new();
-        for (account, requester, n) in rows {
+        for r in &rows {
+            let account: String = r.get(1)?;
             if accounts.is_some_and(|a| !a.contains(&account)) {
                 continue;
             }
             runs += 1;
-            instances += n as usize;
-            if let Some(p) = requester {
+            instances += r.get::<i64>(3)? as usize;
+            if let Some(p) = r.get::<Option<String>>(2)? {
                 if !people.contains(&p) {
                     people.push(p);
                 }
@@ -1080,7 +1176,7 @@ pub struct ApprovalRow {
 const APPROVAL_COLUMNS: &str =
     "record_id, why, requester, created_at, expires_at, status, decided_by, decided_at, comment";
 
-fn approval_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApprovalRow> {
+fn approval_row(r: &Row) -> Result<ApprovalRow, AppError> {
     Ok(ApprovalRow {
         record_id: r.get(0)?,
         why: r.get(1)?,
@@ -1096,53 +1192,59 @@ fn approval_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApprovalRow> {
 
 /// Approvals and settings.
 impl Store {
-    pub fn setting(&self, key: &str) -> Result<Option<String>, AppError> {
-        Ok(self
-            .conn()
-            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0))
-            .optional()?)
+    pub async fn setting(&self, key: &str) -> Result<Option<String>, AppError> {
+        self.db
+            .query_opt("SELECT value FROM settings WHERE key = ?1", args![key])
+            .await?
+            .map(|r| r.get(0))
+            .transpose()
     }
 
-    pub fn set_setting(&self, key: &str, value: &str) -> Result<(), AppError> {
-        self.conn().execute(
-            "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            params![key, value],
-        )?;
+    pub async fn set_setting(&self, key: &str, value: &str) -> Result<(), AppError> {
+        self.db
+            .execute(
+                "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                args![key, value],
+            )
+            .await?;
         Ok(())
     }
 
-    pub fn approval(&self, record_id: i64) -> Result<Option<ApprovalRow>, AppError> {
-        Ok(self
-            .conn()
-            .query_row(
+    pub async fn approval(&self, record_id: i64) -> Result<Option<ApprovalRow>, AppError> {
+        self.db
+            .query_opt(
                 &format!("SELECT {APPROVAL_COLUMNS} FROM approvals WHERE record_id = ?1"),
-                [record_id],
-                approval_row,
+                args![record_id],
             )
-            .optional()?)
+            .await?
+            .map(|r| approval_row(&r))
+            .transpose()
     }
 
     /// Approvals newest first: the pending ones, or every one.
-    pub fn approvals(&self, pending_only: bool, limit: usize) -> Result<Vec<ApprovalRow>, AppError> {
-        let conn = self.conn();
+    pub async fn approvals(&self, pending_only: bool, limit: usize) -> Result<Vec<ApprovalRow>, AppError> {
         let filter = if pending_only {
             "WHERE status = 'pending'"
         } else {
             ""
         };
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {APPROVAL_COLUMNS} FROM approvals {filter} ORDER BY record_id DESC LIMIT ?1"
-        ))?;
-        let rows = stmt
-            .query_map([limit as i64], approval_row)?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+        self.db
+            .query(
+                &format!(
+                    "SELECT {APPROVAL_COLUMNS} FROM approvals {filter} ORDER BY record_id DESC LIMIT ?1"
+                ),
+                args![limit],
+            )
+            .await?
+            .iter()
+            .map(approval_row)
+            .collect()
     }
 
     /// Decides a pending approval, and moves its run on: approved to Recorded (to be sent), anything
     /// else to Rejected with why. One transaction, and only while both are still pending, so two
     /// people deciding at once cannot both win. Returns whether this decision was the one.
-    pub fn decide_approval(
+    pub async fn decide_approval(
         &self,
         record_id: i64,
         status: &str,
@@ -1150,13 +1252,14 @@ impl Store {
         comment: Option<&str>,
         run_message: Option<&str>,
     ) -> Result<bool, AppError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let changed = tx.execute(
-            "UPDATE approvals SET status = ?2, decided_by = ?3, decided_at = ?4, comment = ?5
-             WHERE record_id = ?1 AND status = 'pending'",
-            params![record_id, status, who, now_rfc3339(), comment],
-        )?;
+        let mut tx = self.db.begin().await?;
+        let changed = tx
+            .execute(
+                "UPDATE approvals SET status = ?2, decided_by = ?3, decided_at = ?4, comment = ?5
+                 WHERE record_id = ?1 AND status = 'pending'",
+                args![record_id, status, who, now_rfc3339(), comment],
+            )
+            .await?;
         if changed == 1 {
             let run_status = if status == "approved" {
                 STATUS_RECORDED
@@ -1166,10 +1269,11 @@ impl Store {
             tx.execute(
                 "UPDATE runs SET status = ?2, failure_message = COALESCE(?3, failure_message)
                  WHERE id = ?1 AND status = ?4",
-                params![record_id, run_status, run_message, STATUS_AWAITING_APPROVAL],
-            )?;
+                args![record_id, run_status, run_message, STATUS_AWAITING_APPROVAL],
+            )
+            .await?;
         }
-        tx.commit()?;
+        tx.commit().await?;
         Ok(changed == 1)
     }
 }
@@ -1182,75 +1286,79 @@ pub type DueDelivery = (i64, i64, String, String, u32);
 
 /// Webhooks and their deliveries.
 impl Store {
-    pub fn add_webhook(&self, url: &str, format: &str, who: &str) -> Result<i64, AppError> {
-        let conn = self.conn();
-        conn.execute(
-            "INSERT INTO webhooks (url, format, created_by, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![url, format, who, now_rfc3339()],
-        )?;
-        Ok(conn.last_insert_rowid())
+    pub async fn add_webhook(&self, url: &str, format: &str, who: &str) -> Result<i64, AppError> {
+        self.db
+            .query_one(
+                "INSERT INTO webhooks (url, format, created_by, created_at) VALUES (?1, ?2, ?3, ?4) RETURNING webhook_id",
+                args![url, format, who, now_rfc3339()],
+            )
+            .await?
+            .get(0)
     }
 
-    pub fn delete_webhook(&self, id: i64) -> Result<bool, AppError> {
-        Ok(self.conn().execute(
-            "UPDATE webhooks SET deleted = 1 WHERE webhook_id = ?1 AND deleted = 0",
-            [id],
-        )? == 1)
+    pub async fn delete_webhook(&self, id: i64) -> Result<bool, AppError> {
+        Ok(self
+            .db
+            .execute(
+                "UPDATE webhooks SET deleted = 1 WHERE webhook_id = ?1 AND deleted = 0",
+                args![id],
+            )
+            .await?
+            == 1)
     }
 
-    pub fn webhooks(&self) -> Result<Vec<WebhookRow>, AppError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT webhook_id, url, format, created_by, created_at FROM webhooks WHERE deleted = 0 ORDER BY webhook_id",
-        )?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+    pub async fn webhooks(&self) -> Result<Vec<WebhookRow>, AppError> {
+        self.db
+            .query(
+                "SELECT webhook_id, url, format, created_by, created_at FROM webhooks WHERE deleted = 0 ORDER BY webhook_id",
+                args![],
+            )
+            .await?
+            .iter()
+            .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+            .collect()
     }
 
     /// Queues one delivery of `body` to every webhook (each in its own format, built by `body_for`).
-    pub fn queue_deliveries(
+    pub async fn queue_deliveries(
         &self,
         event: &str,
         summary: &str,
         now_ms: i64,
         body_for: impl Fn(&str) -> String,
     ) -> Result<usize, AppError> {
-        let hooks = self.webhooks()?;
-        let conn = self.conn();
+        let hooks = self.webhooks().await?;
+        let mut conn = self.db.conn().await?;
         for (id, _, format, _, _) in &hooks {
             conn.execute(
                 "INSERT INTO webhook_deliveries (webhook_id, event, summary, body, status, next_attempt_ms, created_at)
                  VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6)",
-                params![id, event, summary, body_for(format), now_ms, now_rfc3339()],
-            )?;
+                args![id, event, summary, body_for(format), now_ms, now_rfc3339()],
+            )
+            .await?;
         }
         Ok(hooks.len())
     }
 
     /// Deliveries due now, oldest first.
-    pub fn due_deliveries(&self, now_ms: i64, limit: usize) -> Result<Vec<DueDelivery>, AppError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT d.delivery_id, d.webhook_id, w.url, d.body, d.attempts FROM webhook_deliveries d
-             JOIN webhooks w ON w.webhook_id = d.webhook_id
-             WHERE d.status = 'pending' AND d.next_attempt_ms <= ?1 AND w.deleted = 0
-             ORDER BY d.delivery_id LIMIT ?2",
-        )?;
-        let rows = stmt
-            .query_map(params![now_ms, limit as i64], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+    pub async fn due_deliveries(&self, now_ms: i64, limit: usize) -> Result<Vec<DueDelivery>, AppError> {
+        self.db
+            .query(
+                "SELECT d.delivery_id, d.webhook_id, w.url, d.body, d.attempts FROM webhook_deliveries d
+                 JOIN webhooks w ON w.webhook_id = d.webhook_id
+                 WHERE d.status = 'pending' AND d.next_attempt_ms <= ?1 AND w.deleted = 0
+                 ORDER BY d.delivery_id LIMIT ?2",
+                args![now_ms, limit],
+            )
+            .await?
+            .iter()
+            .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+            .collect()
     }
 
     /// Records one attempt: delivered, retried at `retry_at_ms`, or given up (`retry_at_ms` None). The
     /// last error stays after a later success, so admins see that a delivery needed retries.
-    pub fn record_attempt(
+    pub async fn record_attempt(
         &self,
         delivery_id: i64,
         delivered: bool,
@@ -1262,28 +1370,32 @@ impl Store {
             (false, Some(_)) => "pending",
             (false, None) => "failed",
         };
-        self.conn().execute(
-            "UPDATE webhook_deliveries SET attempts = attempts + 1, status = ?2, last_error = COALESCE(?3, last_error),
-                next_attempt_ms = COALESCE(?4, next_attempt_ms),
-                delivered_at = CASE WHEN ?2 = 'delivered' THEN ?5 ELSE delivered_at END
-             WHERE delivery_id = ?1",
-            params![delivery_id, status, error, retry_at_ms, now_rfc3339()],
-        )?;
+        self.db
+            .execute(
+                "UPDATE webhook_deliveries SET attempts = attempts + 1, status = ?2, last_error = COALESCE(?3, last_error),
+                    next_attempt_ms = COALESCE(?4, next_attempt_ms),
+                    delivered_at = CASE WHEN ?2 = 'delivered' THEN ?5 ELSE delivered_at END
+                 WHERE delivery_id = ?1",
+                args![delivery_id, status, error, retry_at_ms, now_rfc3339()],
+            )
+            .await?;
         Ok(())
     }
 
-    pub fn deliveries(
+    pub async fn deliveries(
         &self,
         webhook_id: i64,
         limit: usize,
     ) -> Result<Vec<shared::webhooks::DeliveryView>, AppError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT delivery_id, event, summary, status, attempts, last_error, created_at, delivered_at
-             FROM webhook_deliveries WHERE webhook_id = ?1 ORDER BY delivery_id DESC LIMIT ?2",
-        )?;
-        let rows = stmt
-            .query_map(params![webhook_id, limit as i64], |r| {
+        self.db
+            .query(
+                "SELECT delivery_id, event, summary, status, attempts, last_error, created_at, delivered_at
+                 FROM webhook_deliveries WHERE webhook_id = ?1 ORDER BY delivery_id DESC LIMIT ?2",
+                args![webhook_id, limit],
+            )
+            .await?
+            .iter()
+            .map(|r| {
                 Ok(shared::webhooks::DeliveryView {
                     delivery_id: r.get(0)?,
                     event: r.get(1)?,
@@ -1294,57 +1406,61 @@ impl Store {
                     created_at: r.get(6)?,
                     delivered_at: r.get(7)?,
                 })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+            })
+            .collect()
     }
 }
 
 /// Rollout plans, each kept whole as JSON (a plan is a few kilobytes) with its status beside it.
 impl Store {
-    pub fn save_plan(&self, plan: &shared::plans::PlanView) -> Result<(), AppError> {
+    pub async fn save_plan(&self, plan: &shared::plans::PlanView) -> Result<(), AppError> {
         let body = serde_json::to_string(plan).map_err(AppError::internal)?;
-        self.conn().execute(
-            "INSERT INTO plans (plan_id, name, requester, created_at, status, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (plan_id) DO UPDATE SET status = excluded.status, body = excluded.body",
-            params![plan.plan_id, plan.name, plan.requester, plan.created_at, plan.status.as_str(), body],
-        )?;
+        self.db
+            .execute(
+                "INSERT INTO plans (plan_id, name, requester, created_at, status, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (plan_id) DO UPDATE SET status = excluded.status, body = excluded.body",
+                args![plan.plan_id, plan.name, plan.requester, plan.created_at, plan.status.as_str(), body],
+            )
+            .await?;
         Ok(())
     }
 
-    pub fn plan(&self, plan_id: &str) -> Result<Option<shared::plans::PlanView>, AppError> {
-        let body: Option<String> = self
-            .conn()
-            .query_row("SELECT body FROM plans WHERE plan_id = ?1", [plan_id], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        body.map(|b| serde_json::from_str(&b).map_err(AppError::internal))
-            .transpose()
+    pub async fn plan(&self, plan_id: &str) -> Result<Option<shared::plans::PlanView>, AppError> {
+        match self
+            .db
+            .query_opt("SELECT body FROM plans WHERE plan_id = ?1", args![plan_id])
+            .await?
+        {
+            Some(r) => serde_json::from_str(&r.get::<String>(0)?)
+                .map(Some)
+                .map_err(AppError::internal),
+            None => Ok(None),
+        }
     }
 
     /// Plans newest first; with `statuses`, only those (filtered by SQL: the driver asks every round
     /// for the running ones, and must not parse every finished plan to find them).
-    pub fn plans(&self, statuses: &[&str], limit: usize) -> Result<Vec<shared::plans::PlanView>, AppError> {
-        let conn = self.conn();
+    pub async fn plans(
+        &self,
+        statuses: &[&str],
+        limit: usize,
+    ) -> Result<Vec<shared::plans::PlanView>, AppError> {
         let filter = if statuses.is_empty() {
             String::new()
         } else {
             let marks: Vec<String> = (2..statuses.len() + 2).map(|i| format!("?{i}")).collect();
             format!("WHERE status IN ({})", marks.join(", "))
         };
-        let mut stmt = conn.prepare(&format!(
-            "SELECT body FROM plans {filter} ORDER BY created_at DESC, plan_id LIMIT ?1"
-        ))?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let mut args: Vec<&dyn rusqlite::ToSql> = vec![&limit];
-        args.extend(statuses.iter().map(|s| s as &dyn rusqlite::ToSql));
-        let bodies = stmt
-            .query_map(args.as_slice(), |r| r.get::<_, String>(0))?
-            .collect::<Result<Vec<_>, _>>()?;
-        bodies
+        let mut args = vec![limit.to_value()];
+        args.extend(statuses.iter().map(ToValue::to_value));
+        self.db
+            .query(
+                &format!("SELECT body FROM plans {filter} ORDER BY created_at DESC, plan_id LIMIT ?1"),
+                &args,
+            )
+            .await?
             .iter()
-            .map(|b| serde_json::from_str(b).map_err(AppError::internal))
+            .map(|r| serde_json::from_str(&r.get::<String>(0)?).map_err(AppError::internal))
             .collect()
     }
 }
@@ -1354,24 +1470,26 @@ const FIX_COLUMNS: &str =
      applied, status, error, reverted_by, reverted_at, resource, hop_limit";
 
 /// A source fix row, with the resource it changes and the hop limit it asked for.
-fn fix_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(shared::sources::SourceFix, String, Option<u8>)> {
-    fn json<T: serde::de::DeserializeOwned>(i: usize, text: &str) -> rusqlite::Result<T> {
-        serde_json::from_str(text).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
-        })
+fn fix_row(r: &Row) -> Result<(shared::sources::SourceFix, String, Option<u8>), AppError> {
+    fn json<T: serde::de::DeserializeOwned>(column: &str, text: &str) -> Result<T, AppError> {
+        serde_json::from_str(text)
+            .map_err(|e| AppError::internal(format!("store: source_fixes.{column}: {e}")))
     }
     let kind: String = r.get(2)?;
     let fix = shared::sources::SourceFix {
         fix_id: r.get(0)?,
         source_id: r.get(1)?,
-        kind: json(2, &format!("\"{kind}\""))?,
+        kind: json("kind", &format!("\"{kind}\""))?,
         account: r.get(3)?,
         region: r.get(4)?,
         requester: r.get(5)?,
         created_at: r.get(6)?,
         override_reason: r.get(7)?,
-        prior: json(8, &r.get::<_, String>(8)?)?,
-        applied: r.get::<_, Option<String>>(9)?.map(|t| json(9, &t)).transpose()?,
+        prior: json("prior", &r.get::<String>(8)?)?,
+        applied: r
+            .get::<Option<String>>(9)?
+            .map(|t| json("applied", &t))
+            .transpose()?,
         status: r.get(10)?,
         error: r.get(11)?,
         reverted_by: r.get(12)?,
@@ -1383,38 +1501,40 @@ fn fix_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(shared::sources::SourceFi
 
 /// The audit trail of source fixes: one row per fix, written before AWS is called.
 impl Store {
-    pub fn record_source_fix(
+    pub async fn record_source_fix(
         &self,
         fix: &shared::sources::SourceFix,
         resource: &str,
         hop_limit: Option<u8>,
     ) -> Result<(), AppError> {
         let to_json = |v: &shared::sources::SourceState| serde_json::to_string(v).unwrap_or_default();
-        self.conn().execute(
-            "INSERT INTO source_fixes (fix_id, source_id, kind, account, region, resource, hop_limit, requester,
-                created_at, override_reason, prior, applied, status)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-            params![
-                fix.fix_id,
-                fix.source_id,
-                fix.kind.as_str(),
-                fix.account,
-                fix.region,
-                resource,
-                hop_limit.map(i64::from),
-                fix.requester,
-                fix.created_at,
-                fix.override_reason,
-                to_json(&fix.prior),
-                fix.applied.as_ref().map(to_json),
-                fix.status,
-            ],
-        )?;
+        self.db
+            .execute(
+                "INSERT INTO source_fixes (fix_id, source_id, kind, account, region, resource, hop_limit, requester,
+                    created_at, override_reason, prior, applied, status)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                args![
+                    fix.fix_id,
+                    fix.source_id,
+                    fix.kind.as_str(),
+                    fix.account,
+                    fix.region,
+                    resource,
+                    hop_limit.map(u32::from),
+                    fix.requester,
+                    fix.created_at,
+                    fix.override_reason,
+                    to_json(&fix.prior),
+                    fix.applied.as_ref().map(to_json),
+                    fix.status,
+                ],
+            )
+            .await?;
         Ok(())
     }
 
     /// The fix was sent: `applied` (with the state AWS now has) or `failed` (with why).
-    pub fn finish_source_fix(
+    pub async fn finish_source_fix(
         &self,
         fix_id: &str,
         status: &str,
@@ -1422,65 +1542,69 @@ impl Store {
         error: Option<&str>,
     ) -> Result<(), AppError> {
         let applied = applied.map(|a| serde_json::to_string(a).unwrap_or_default());
-        self.conn().execute(
-            "UPDATE source_fixes SET status = ?2, applied = COALESCE(?3, applied), error = ?4 WHERE fix_id = ?1",
-            params![fix_id, status, applied, error],
-        )?;
+        self.db
+            .execute(
+                "UPDATE source_fixes SET status = ?2, applied = COALESCE(?3, applied), error = ?4 WHERE fix_id = ?1",
+                args![fix_id, status, applied, error],
+            )
+            .await?;
         Ok(())
     }
 
-    pub fn revert_source_fix(&self, fix_id: &str, who: &str) -> Result<(), AppError> {
-        self.conn().execute(
-            "UPDATE source_fixes SET status = 'reverted', reverted_by = ?2, reverted_at = ?3 WHERE fix_id = ?1",
-            params![fix_id, who, now_rfc3339()],
-        )?;
+    pub async fn revert_source_fix(&self, fix_id: &str, who: &str) -> Result<(), AppError> {
+        self.db
+            .execute(
+                "UPDATE source_fixes SET status = 'reverted', reverted_by = ?2, reverted_at = ?3 WHERE fix_id = ?1",
+                args![fix_id, who, now_rfc3339()],
+            )
+            .await?;
         Ok(())
     }
 
-    pub fn source_fix(&self, fix_id: &str) -> Result<Option<shared::sources::SourceFix>, AppError> {
-        Ok(self.source_fix_with_target(fix_id)?.map(|(f, _, _)| f))
+    pub async fn source_fix(&self, fix_id: &str) -> Result<Option<shared::sources::SourceFix>, AppError> {
+        Ok(self.source_fix_with_target(fix_id).await?.map(|(f, _, _)| f))
     }
 
-    pub fn source_fix_with_target(
+    pub async fn source_fix_with_target(
         &self,
         fix_id: &str,
     ) -> Result<Option<(shared::sources::SourceFix, String, Option<u8>)>, AppError> {
-        let conn = self.conn();
-        let row = conn
-            .query_row(
+        self.db
+            .query_opt(
                 &format!("SELECT {FIX_COLUMNS} FROM source_fixes WHERE fix_id = ?1"),
-                params![fix_id],
-                fix_row,
+                args![fix_id],
             )
-            .optional()?;
-        Ok(row)
+            .await?
+            .map(|r| fix_row(&r))
+            .transpose()
     }
 
-    pub fn source_fixes_in(
+    pub async fn source_fixes_in(
         &self,
         status: &str,
     ) -> Result<Vec<(shared::sources::SourceFix, String, Option<u8>)>, AppError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {FIX_COLUMNS} FROM source_fixes WHERE status = ?1 ORDER BY created_at"
-        ))?;
-        let rows = stmt
-            .query_map(params![status], fix_row)?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+        self.db
+            .query(
+                &format!("SELECT {FIX_COLUMNS} FROM source_fixes WHERE status = ?1 ORDER BY created_at"),
+                args![status],
+            )
+            .await?
+            .iter()
+            .map(fix_row)
+            .collect()
     }
 
     /// The newest `limit` fixes, newest first.
-    pub fn source_fix_list(&self, limit: usize) -> Result<Vec<shared::sources::SourceFix>, AppError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {FIX_COLUMNS} FROM source_fixes ORDER BY created_at DESC, fix_id LIMIT ?1"
-        ))?;
-        let rows = stmt
-            .query_map(params![limit as i64], fix_row)?
-            .map(|r| r.map(|(f, _, _)| f))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+    pub async fn source_fix_list(&self, limit: usize) -> Result<Vec<shared::sources::SourceFix>, AppError> {
+        self.db
+            .query(
+                &format!("SELECT {FIX_COLUMNS} FROM source_fixes ORDER BY created_at DESC, fix_id LIMIT ?1"),
+                args![limit],
+            )
+            .await?
+            .iter()
+            .map(|r| fix_row(r).map(|(f, _, _)| f))
+            .collect()
     }
 }
 

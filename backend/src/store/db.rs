@@ -1,0 +1,493 @@
+//! The store's database: SQLite in the data directory (one process), or PostgreSQL (several replicas),
+//! behind one small async interface. Queries are written once, in the SQL both understand, with
+//! numbered `?N` parameters; [`postgres_sql`] turns them into PostgreSQL's `$N`. Rows come back owned,
+//! as [`Value`]s, so the code that maps them is the same for both.
+
+use std::sync::Arc;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
+
+use crate::error::AppError;
+
+/// A parameter or a cell: the four kinds of value the store keeps.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(String),
+}
+
+/// What can be bound as a parameter (see [`args!`](crate::store::args)).
+pub trait ToValue {
+    fn to_value(&self) -> Value;
+}
+
+impl ToValue for Value {
+    fn to_value(&self) -> Value {
+        self.clone()
+    }
+}
+impl ToValue for i64 {
+    fn to_value(&self) -> Value {
+        Value::Int(*self)
+    }
+}
+impl ToValue for u32 {
+    fn to_value(&self) -> Value {
+        Value::Int(i64::from(*self))
+    }
+}
+impl ToValue for usize {
+    fn to_value(&self) -> Value {
+        Value::Int(i64::try_from(*self).unwrap_or(i64::MAX))
+    }
+}
+impl ToValue for bool {
+    fn to_value(&self) -> Value {
+        Value::Int(i64::from(*self))
+    }
+}
+impl ToValue for str {
+    fn to_value(&self) -> Value {
+        Value::Text(self.to_owned())
+    }
+}
+impl ToValue for String {
+    fn to_value(&self) -> Value {
+        Value::Text(self.clone())
+    }
+}
+impl<T: ToValue + ?Sized> ToValue for &T {
+    fn to_value(&self) -> Value {
+        (**self).to_value()
+    }
+}
+impl<T: ToValue> ToValue for Option<T> {
+    fn to_value(&self) -> Value {
+        self.as_ref().map_or(Value::Null, ToValue::to_value)
+    }
+}
+
+/// What a cell can be read as.
+pub trait FromValue: Sized {
+    fn from_value(v: &Value) -> Option<Self>;
+}
+
+impl FromValue for i64 {
+    fn from_value(v: &Value) -> Option<Self> {
+        match v {
+            Value::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+}
+impl FromValue for u32 {
+    fn from_value(v: &Value) -> Option<Self> {
+        i64::from_value(v).and_then(|i| u32::try_from(i).ok())
+    }
+}
+impl FromValue for bool {
+    fn from_value(v: &Value) -> Option<Self> {
+        i64::from_value(v).map(|i| i != 0)
+    }
+}
+impl FromValue for f64 {
+    fn from_value(v: &Value) -> Option<Self> {
+        match v {
+            Value::Real(f) => Some(*f),
+            Value::Int(i) => Some(*i as f64),
+            _ => None,
+        }
+    }
+}
+impl FromValue for String {
+    fn from_value(v: &Value) -> Option<Self> {
+        match v {
+            Value::Text(s) => Some(s.clone()),
+            _ => None,
+        }
+    }
+}
+impl<T: FromValue> FromValue for Option<T> {
+    fn from_value(v: &Value) -> Option<Self> {
+        match v {
+            Value::Null => Some(None),
+            v => T::from_value(v).map(Some),
+        }
+    }
+}
+
+/// A row, read whole.
+#[derive(Debug)]
+pub struct Row(Vec<Value>);
+
+impl Row {
+    /// The cell at `i` as a `T`; a wrong kind or a missing column is the store's error.
+    pub fn get<T: FromValue>(&self, i: usize) -> Result<T, AppError> {
+        let cell = self
+            .0
+            .get(i)
+            .ok_or_else(|| AppError::internal(format!("store: no column {i}")))?;
+        T::from_value(cell).ok_or_else(|| {
+            AppError::internal(format!(
+                "store: column {i} holds {cell:?}, not a {}",
+                std::any::type_name::<T>()
+            ))
+        })
+    }
+}
+
+/// Which database, and how to reach it.
+#[derive(Clone)]
+pub enum Db {
+    /// One connection, one writer at a time (SQLite's own model).
+    Sqlite(Arc<Mutex<rusqlite::Connection>>),
+    Postgres(Pool),
+}
+
+/// One connection for a few statements or a transaction. Dropped inside a transaction that was
+/// not committed, it rolls back (SQLite) or is closed instead of going back to the pool (PostgreSQL,
+/// whose server then rolls back).
+pub struct Conn {
+    link: Link,
+    in_transaction: bool,
+}
+
+enum Link {
+    Sqlite(OwnedMutexGuard<rusqlite::Connection>),
+    Postgres(Option<Box<Object>>),
+}
+
+#[allow(clippy::needless_pass_by_value)] // the shape map_err wants
+fn sqlite_error(e: rusqlite::Error) -> AppError {
+    AppError::internal(format!("store: {e}"))
+}
+
+#[allow(clippy::needless_pass_by_value)] // the shape map_err wants
+fn postgres_error(e: tokio_postgres::Error) -> AppError {
+    // The server's own message (which constraint, which column) is what an operator needs.
+    match e.as_db_error() {
+        Some(db) => AppError::internal(format!("store: {}: {}", db.code().code(), db.message())),
+        None => AppError::internal(format!("store: {e}")),
+    }
+}
+
+impl Db {
+    pub fn sqlite(conn: rusqlite::Connection) -> Db {
+        Db::Sqlite(Arc::new(Mutex::new(conn)))
+    }
+
+    /// A pool of up to `size` connections to `url` (`postgres://user:pass@host:port/db`, or the
+    /// key=value form); nothing connects until it is used.
+    pub fn postgres(url: &str, size: usize) -> Result<Db, String> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| format!("--database-url: not a PostgreSQL URL: {e}"))?;
+        let manager = Manager::from_config(
+            config,
+            tokio_postgres::NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(size)
+            .wait_timeout(Some(std::time::Duration::from_secs(10)))
+            .create_timeout(Some(std::time::Duration::from_secs(10)))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| format!("--database-url: {e}"))?;
+        Ok(Db::Postgres(pool))
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Db::Postgres(_))
+    }
+
+    pub async fn conn(&self) -> Result<Conn, AppError> {
+        let link = match self {
+            Db::Sqlite(c) => Link::Sqlite(c.clone().lock_owned().await),
+            Db::Postgres(pool) => {
+                Link::Postgres(Some(Box::new(pool.get().await.map_err(|e| {
+                    AppError::internal(format!("store: cannot reach PostgreSQL: {e}"))
+                })?)))
+            }
+        };
+        Ok(Conn {
+            link,
+            in_transaction: false,
+        })
+    }
+
+    /// A connection inside a transaction; [`Conn::commit`] ends it.
+    pub async fn begin(&self) -> Result<Conn, AppError> {
+        let mut conn = self.conn().await?;
+        conn.batch("BEGIN").await?;
+        conn.in_transaction = true;
+        Ok(conn)
+    }
+
+    pub async fn execute(&self, sql: &str, args: &[Value]) -> Result<u64, AppError> {
+        self.conn().await?.execute(sql, args).await
+    }
+
+    pub async fn query(&self, sql: &str, args: &[Value]) -> Result<Vec<Row>, AppError> {
+        self.conn().await?.query(sql, args).await
+    }
+
+    pub async fn query_opt(&self, sql: &str, args: &[Value]) -> Result<Option<Row>, AppError> {
+        self.conn().await?.query_opt(sql, args).await
+    }
+
+    pub async fn query_one(&self, sql: &str, args: &[Value]) -> Result<Row, AppError> {
+        self.conn().await?.query_one(sql, args).await
+    }
+}
+
+impl Conn {
+    /// Statements without parameters, several at once.
+    pub async fn batch(&mut self, sql: &str) -> Result<(), AppError> {
+        match &mut self.link {
+            Link::Sqlite(c) => c.execute_batch(sql).map_err(sqlite_error),
+            Link::Postgres(c) => client(c)?
+                .batch_execute(&postgres_sql(sql))
+                .await
+                .map_err(postgres_error),
+        }
+    }
+
+    /// Runs a statement; returns how many rows it changed.
+    pub async fn execute(&mut self, sql: &str, args: &[Value]) -> Result<u64, AppError> {
+        match &mut self.link {
+            Link::Sqlite(c) => {
+                let mut stmt = c.prepare_cached(sql).map_err(sqlite_error)?;
+                let n = stmt
+                    .execute(rusqlite::params_from_iter(args))
+                    .map_err(sqlite_error)?;
+                Ok(n as u64)
+            }
+            Link::Postgres(c) => {
+                let c = client(c)?;
+                let stmt = c
+                    .prepare_cached(&postgres_sql(sql))
+                    .await
+                    .map_err(postgres_error)?;
+                c.execute(&stmt, &postgres_args(args))
+                    .await
+                    .map_err(postgres_error)
+            }
+        }
+    }
+
+    pub async fn query(&mut self, sql: &str, args: &[Value]) -> Result<Vec<Row>, AppError> {
+        match &mut self.link {
+            Link::Sqlite(c) => {
+                // The same few shapes of query come again and again: SQLite keeps them compiled.
+                let mut stmt = c.prepare_cached(sql).map_err(sqlite_error)?;
+                let width = stmt.column_count();
+                let mut rows = stmt
+                    .query(rusqlite::params_from_iter(args))
+                    .map_err(sqlite_error)?;
+                let mut out = Vec::new();
+                while let Some(r) = rows.next().map_err(sqlite_error)? {
+                    let mut cells = Vec::with_capacity(width);
+                    for i in 0..width {
+                        cells.push(sqlite_cell(r.get_ref(i).map_err(sqlite_error)?));
+                    }
+                    out.push(Row(cells));
+                }
+                Ok(out)
+            }
+            Link::Postgres(c) => {
+                let c = client(c)?;
+                let stmt = c
+                    .prepare_cached(&postgres_sql(sql))
+                    .await
+                    .map_err(postgres_error)?;
+                let rows = c
+                    .query(&stmt, &postgres_args(args))
+                    .await
+                    .map_err(postgres_error)?;
+                rows.iter().map(postgres_row).collect()
+            }
+        }
+    }
+
+    pub async fn query_opt(&mut self, sql: &str, args: &[Value]) -> Result<Option<Row>, AppError> {
+        Ok(self.query(sql, args).await?.into_iter().next())
+    }
+
+    pub async fn query_one(&mut self, sql: &str, args: &[Value]) -> Result<Row, AppError> {
+        self.query_opt(sql, args)
+            .await?
+            .ok_or_else(|| AppError::internal("store: the query returned no row"))
+    }
+
+    pub async fn commit(mut self) -> Result<(), AppError> {
+        self.batch("COMMIT").await?;
+        self.in_transaction = false;
+        Ok(())
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if !self.in_transaction {
+            return;
+        }
+        match &mut self.link {
+            Link::Sqlite(c) => {
+                let _ = c.execute_batch("ROLLBACK");
+            }
+            Link::Postgres(c) => {
+                if let Some(object) = c.take() {
+                    // Closed, not pooled: the server rolls the transaction back.
+                    drop(Object::take(*object));
+                }
+            }
+        }
+    }
+}
+
+fn client(c: &mut Option<Box<Object>>) -> Result<&mut Object, AppError> {
+    c.as_deref_mut()
+        .ok_or_else(|| AppError::internal("store: the connection is gone"))
+}
+
+/// The SQL both understand, in PostgreSQL's words: `?N` parameters become `$N`, and SQLite's
+/// `group_concat` is `string_agg`.
+pub fn postgres_sql(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '?' && chars.peek().is_some_and(char::is_ascii_digit) {
+            out.push('$');
+        } else {
+            out.push(c);
+        }
+    }
+    out.replace("group_concat(", "string_agg(")
+}
+
+/// A migration written for SQLite, for PostgreSQL: 64-bit integers, identity keys, and text that
+/// sorts byte by byte as SQLite's does (timestamps and cursors compare as strings).
+pub fn postgres_ddl(sql: &str) -> String {
+    sql.replace(
+        "INTEGER PRIMARY KEY AUTOINCREMENT",
+        "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY",
+    )
+    .replace("INTEGER", "BIGINT")
+    .replace(" TEXT", " TEXT COLLATE \"C\"")
+}
+
+fn sqlite_cell(v: ValueRef<'_>) -> Value {
+    match v {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => Value::Int(i),
+        ValueRef::Real(f) => Value::Real(f),
+        ValueRef::Text(t) | ValueRef::Blob(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+    }
+}
+
+fn postgres_row(r: &tokio_postgres::Row) -> Result<Row, AppError> {
+    let mut cells = Vec::with_capacity(r.len());
+    for (i, column) in r.columns().iter().enumerate() {
+        let ty = column.type_();
+        let cell = match *ty {
+            Type::INT8 => r.try_get::<_, Option<i64>>(i).map(|v| v.map(Value::Int)),
+            Type::INT4 => r
+                .try_get::<_, Option<i32>>(i)
+                .map(|v| v.map(|v| Value::Int(v.into()))),
+            Type::INT2 => r
+                .try_get::<_, Option<i16>>(i)
+                .map(|v| v.map(|v| Value::Int(v.into()))),
+            Type::BOOL => r
+                .try_get::<_, Option<bool>>(i)
+                .map(|v| v.map(|v| Value::Int(v.into()))),
+            Type::FLOAT8 => r.try_get::<_, Option<f64>>(i).map(|v| v.map(Value::Real)),
+            Type::FLOAT4 => r
+                .try_get::<_, Option<f32>>(i)
+                .map(|v| v.map(|v| Value::Real(v.into()))),
+            _ => r.try_get::<_, Option<String>>(i).map(|v| v.map(Value::Text)),
+        }
+        .map_err(|e| AppError::internal(format!("store: column {} ({ty}): {e}", column.name())))?;
+        cells.push(cell.unwrap_or(Value::Null));
+    }
+    Ok(Row(cells))
+}
+
+fn postgres_args(args: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
+    args.iter().map(|a| a as &(dyn ToSql + Sync)).collect()
+}
+
+impl rusqlite::ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self {
+            Value::Null => ToSqlOutput::Owned(rusqlite::types::Value::Null),
+            Value::Int(i) => ToSqlOutput::Owned(rusqlite::types::Value::Integer(*i)),
+            Value::Real(f) => ToSqlOutput::Owned(rusqlite::types::Value::Real(*f)),
+            Value::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+        })
+    }
+}
+
+/// A value binds to whatever type PostgreSQL inferred for its parameter (a count to BIGINT or
+/// INTEGER, a flag to BOOLEAN), as SQLite's loose typing lets the same query do.
+impl ToSql for Value {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            Value::Null => Ok(IsNull::Yes),
+            Value::Int(i) => match *ty {
+                Type::INT8 => i.to_sql(ty, out),
+                Type::INT4 => i32::try_from(*i)?.to_sql(ty, out),
+                Type::INT2 => i16::try_from(*i)?.to_sql(ty, out),
+                Type::BOOL => (*i != 0).to_sql(ty, out),
+                Type::FLOAT8 => (*i as f64).to_sql(ty, out),
+                _ => i.to_string().to_sql(ty, out),
+            },
+            Value::Real(f) => match *ty {
+                Type::FLOAT4 => (*f as f32).to_sql(ty, out),
+                _ => f.to_sql(ty, out),
+            },
+            Value::Text(s) => match *ty {
+                Type::INT8 => s.parse::<i64>()?.to_sql(ty, out),
+                _ => s.as_str().to_sql(ty, out),
+            },
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbered_parameters_and_group_concat_become_postgres_words() {
+        assert_eq!(
+            postgres_sql("SELECT group_concat(a, ' ') FROM t WHERE x = ?1 AND y IN (?2, ?12) AND z = '?'"),
+            "SELECT string_agg(a, ' ') FROM t WHERE x = $1 AND y IN ($2, $12) AND z = '?'"
+        );
+    }
+
+    #[test]
+    fn migrations_get_64_bit_identity_keys_and_byte_ordered_text() {
+        assert_eq!(
+            postgres_ddl("CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, n INTEGER NOT NULL, s TEXT);"),
+            "CREATE TABLE t (id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, n BIGINT NOT NULL, s TEXT COLLATE \"C\");"
+        );
+    }
+}
