@@ -61,6 +61,36 @@ ensure_python_tools() {
   fi
 }
 
+# PostgreSQL for the store's tests and the replica tests: Debian's server (installed on these machines
+# but stopped), a role that may create databases (each test makes its own), and the variable the
+# suites read. Databases of earlier runs are dropped.
+TEST_POSTGRES_URL=postgres://imds_test:imds_test@127.0.0.1:5432/postgres
+
+ensure_postgres() {
+  if ! command -v pg_ctlcluster >/dev/null; then
+    log "installing Debian's postgresql for the store's tests"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  fi
+  local cluster
+  cluster=$(pg_lsclusters --no-header | awk 'NR == 1 {print $1 " " $2}')
+  if ! pg_lsclusters --no-header | awk 'NR == 1 {print $4}' | grep -qx online; then
+    log "starting PostgreSQL ${cluster}"
+    # shellcheck disable=SC2086 # version and name, two words
+    as_root pg_ctlcluster $cluster start
+  fi
+  as_root runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 <<'SQL'
+DO $$BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'imds_test') THEN
+    CREATE ROLE imds_test LOGIN PASSWORD 'imds_test' CREATEDB;
+  END IF;
+END$$;
+SQL
+  as_root runuser -u postgres -- psql -qAt -c \
+    "SELECT 'DROP DATABASE ' || datname || ';' FROM pg_database WHERE datname LIKE 'imds\_test\_%'" \
+    | as_root runuser -u postgres -- psql -q >/dev/null
+}
+
 # The frontend builds in its own target directory, so that it can build while cargo builds the server
 # in target/ (one cargo cannot wait on another's lock): the big SDK crates compile mostly on one core,
 # and the other core does the WASM meanwhile.
@@ -197,6 +227,8 @@ case "${1:-}" in
     python_pid=$!
     in_background frontend build_and_test_frontend
     frontend_pid=$!
+    ensure_postgres
+    export IMDS_CONSOLE_TEST_POSTGRES=$TEST_POSTGRES_URL
     if [ "${1:-}" != "--repeat" ]; then
       log "building the tests"
       # On a failed build, let the background jobs finish before exiting: an orphaned frontend build
@@ -220,6 +252,12 @@ case "${1:-}" in
     set +e
     cargo test --no-fail-fast "$@" 2>&1 | tee "$out"
     status=${PIPESTATUS[0]}
+    if [ "$#" = 0 ]; then
+      log "running the HTTP API suites again with every console's store in PostgreSQL"
+      IMDS_CONSOLE_E2E_STORE=postgres cargo test -p e2e --test e2e --no-fail-fast -- \
+        --skip browser:: --skip store:: --skip sandbox_sdk:: 2>&1 | tee -a "$out"
+      [ "${PIPESTATUS[0]}" = 0 ] || status=1
+    fi
     set -e
     passed=$(grep -Eo '[0-9]+ passed' "$out" | awk '{s+=$1} END {print s+0}')
     failed=$(grep -Eo '[0-9]+ failed' "$out" | awk '{s+=$1} END {print s+0}')

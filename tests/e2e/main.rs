@@ -15,4 +15,5 @@ mod safety;
 mod sandbox_sdk;
 mod security;
 mod sources;
+mod store;
 mod webhooks;

@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 pub use backend::AppState;
 
+pub mod postgres;
+
 /// A running console with its sandbox, in a throwaway data directory.
 pub struct TestApp {
     pub base: String,
@@ -58,6 +60,20 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
     spawn_app_in(opts, data_dir).await
 }
 
+/// The PostgreSQL database of a test's data directory: made at its first start, the same after a
+/// restart.
+async fn database_of(dir: &std::path::Path) -> String {
+    let file = dir.join("test-database-url");
+    if let Ok(url) = std::fs::read_to_string(&file) {
+        return url;
+    }
+    let server =
+        postgres::server().expect("IMDS_CONSOLE_E2E_STORE=postgres needs IMDS_CONSOLE_TEST_POSTGRES");
+    let url = postgres::fresh_database(&server).await;
+    std::fs::write(&file, &url).expect("note the test database");
+    url
+}
+
 /// Starts a console on an existing data directory (to test restarts).
 pub async fn spawn_app_in(opts: AppOptions, data_dir: tempfile::TempDir) -> TestApp {
     let mut argv: Vec<String> = vec![
@@ -85,6 +101,10 @@ pub async fn spawn_app_in(opts: AppOptions, data_dir: tempfile::TempDir) -> Test
         "--bootstrap-admin".into(),
     ];
     argv.extend(opts.extra_args.iter().cloned());
+    if postgres::for_every_console() && !argv.iter().any(|a| a == "--database-url") {
+        argv.push("--database-url".into());
+        argv.push(database_of(data_dir.path()).await);
+    }
     if let Some(dir) = &opts.static_dir {
         argv.push("--static-dir".into());
         argv.push(dir.clone());

@@ -569,7 +569,14 @@ impl Store {
     /// SSM acknowledged the start.
     pub async fn set_execution_id(&self, id: i64, execution_id: &str) -> Result<(), AppError> {
         let mut tx = self.db.begin().await?;
-        // Discovery may have seen the execution in SSM before we stored its ID: ours wins.
+        // Discovery may have seen the execution in SSM before we stored its ID: ours wins (and the
+        // discovered record's instances go with it, which its foreign key requires).
+        tx.execute(
+            "DELETE FROM run_instances WHERE run_id IN
+                (SELECT id FROM runs WHERE execution_id = ?1 AND id <> ?2 AND started_here = 0)",
+            args![execution_id, id],
+        )
+        .await?;
         tx.execute(
             "DELETE FROM runs WHERE execution_id = ?1 AND id <> ?2 AND started_here = 0",
             args![execution_id, id],
