@@ -16,9 +16,11 @@ pub mod doctor;
 pub mod embedded;
 pub mod error;
 pub mod inventory;
+pub mod leader;
 pub mod metrics;
 pub mod org;
 pub mod plans;
+pub mod relay;
 pub mod routes;
 pub mod runs;
 pub mod sources;
@@ -179,18 +181,52 @@ fn is_fingerprinted(path: &str) -> bool {
     }
 }
 
-/// Serves the app on `listener`, with the watcher running beside it, until the process ends.
+/// Serves the app on `listener`, with the leader's work beside it, until the process ends.
 pub async fn run(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
-    runs::reconcile(&state, runs::AT_START_UP).await;
-    sources::resume_unfinished(&state).await;
-    tokio::spawn(watcher::run(state.clone()));
-    tokio::spawn(plans::drive(state.clone()));
-    tokio::spawn(webhooks::deliver(state.clone()));
+    start_background_work(&state).await;
     // Peer addresses decide whether a sign-on proxy's headers are trusted, and key sign-in throttling.
     let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, service)
         .with_graceful_shutdown(shutdown_signal())
         .await
+}
+
+/// Starts the background work that only the leader does ([`leader`]), and follows the lead: a
+/// replica that leads at start-up settles what was left before it serves (so a restarted console
+/// answers with its history settled); one that takes the lead later does so then.
+pub async fn start_background_work(state: &AppState) {
+    let mut leadership = state.leadership.clone();
+    let mut tasks = if leadership.is_leader() {
+        Some(take_the_lead(state).await)
+    } else {
+        None
+    };
+    let state = state.clone();
+    tokio::spawn(async move {
+        loop {
+            if tasks.is_none() {
+                leadership.until_leader().await;
+                tasks = Some(take_the_lead(&state).await);
+            }
+            leadership.until_lost().await;
+            // Stopped like a crash, which every one of them survives: the next leader resumes.
+            for task in tasks.take().into_iter().flatten() {
+                task.abort();
+            }
+        }
+    });
+}
+
+/// The leader's work: settle what earlier leaders and dead replicas left, then watch runs, drive
+/// plans and deliver webhooks until the lead is lost.
+async fn take_the_lead(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
+    runs::reconcile_on_taking_the_lead(state).await;
+    sources::resume_unfinished(state).await;
+    vec![
+        tokio::spawn(watcher::run(state.clone())),
+        tokio::spawn(plans::drive(state.clone())),
+        tokio::spawn(webhooks::deliver(state.clone())),
+    ]
 }
 
 async fn shutdown_signal() {

@@ -234,6 +234,10 @@ pub async fn build_state(args: &ServeArgs) -> Result<AppState, String> {
         args.database_url.as_deref(),
     ))
     .await?;
+    let leadership = match &args.database_url {
+        Some(url) => crate::leader::campaign(url).await?,
+        None => crate::leader::Leadership::Always,
+    };
     let auth = args.auth_config()?;
     // With single sign-on, people sign in through the proxy: a built-in admin is made only on request.
     let sso_only = !args.trusted_proxies.is_empty() && !args.bootstrap_admin;
@@ -296,7 +300,7 @@ pub async fn build_state(args: &ServeArgs) -> Result<AppState, String> {
             metrics: metrics.clone(),
         },
     );
-    Ok(AppState {
+    let state = AppState {
         inner: Arc::new(StateInner {
             mode,
             regions,
@@ -342,8 +346,13 @@ pub async fn build_state(args: &ServeArgs) -> Result<AppState, String> {
             access_epoch: tokio::sync::watch::Sender::new(0),
             bootstrap_password,
             data_dir: args.data_dir.clone(),
+            leadership,
         }),
-    })
+    };
+    if let Some(url) = &args.database_url {
+        crate::relay::start(&state, url)?;
+    }
+    Ok(state)
 }
 
 /// The frontend built in this checkout, when there is one.

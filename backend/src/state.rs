@@ -86,6 +86,8 @@ pub struct StateInner {
     /// `first-admin-password` file until changed).
     pub bootstrap_password: Option<String>,
     pub data_dir: std::path::PathBuf,
+    /// Whether this replica runs the background work (always, on SQLite).
+    pub leadership: crate::leader::Leadership,
 }
 
 /// Where the watcher is in each rate-control run's children: the next page, and whether it is reading
@@ -169,7 +171,19 @@ impl StateInner {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         limits
             .entry((account.to_owned(), region.to_owned()))
-            .or_insert_with(|| Arc::new(RegionLimits::new(&self.ssm_rates, region, &self.metrics)))
+            .or_insert_with(|| {
+                // Several replicas share the read and start budgets through the database.
+                let shared = self
+                    .store
+                    .is_postgres()
+                    .then(|| (self.store.clone(), format!("{account}/{region}")));
+                Arc::new(RegionLimits::new(
+                    &self.ssm_rates,
+                    region,
+                    &self.metrics,
+                    shared.as_ref(),
+                ))
+            })
             .clone()
     }
 
@@ -241,6 +255,9 @@ pub struct RateLimiter {
     turn: tokio::sync::Mutex<()>,
     /// How long callers waited, when measured.
     waits: Option<prometheus_client::metrics::histogram::Histogram>,
+    /// The same budget, shared with other replicas through the database (a call's start takes the
+    /// next shared slot too, so replicas together keep to `per_second`): the store and the key.
+    shared: Option<(Store, String)>,
 }
 
 /// The right to make one call; the budget's clock restarts when it is dropped (the call finished).
@@ -264,7 +281,16 @@ impl Drop for Slot<'_> {
 const LOOKUP_RATE: f64 = 1.0;
 
 impl RegionLimits {
-    fn new(rates: &SsmRates, region: &str, metrics: &crate::metrics::Metrics) -> RegionLimits {
+    fn new(
+        rates: &SsmRates,
+        region: &str,
+        metrics: &crate::metrics::Metrics,
+        shared: Option<&(Store, String)>,
+    ) -> RegionLimits {
+        let share = |budget: &str, limiter: RateLimiter| match shared {
+            Some((store, key)) => limiter.shared(store.clone(), format!("{key}/{budget}")),
+            None => limiter,
+        };
         let waits = |budget: &str| {
             metrics
                 .budget_wait
@@ -275,8 +301,8 @@ impl RegionLimits {
                 .clone()
         };
         RegionLimits {
-            read: RateLimiter::new(rates.read).timed(waits("read")),
-            start: RateLimiter::new(rates.start).timed(waits("start")),
+            read: share("read", RateLimiter::new(rates.read).timed(waits("read"))),
+            start: share("start", RateLimiter::new(rates.start).timed(waits("start"))),
             lookup: RateLimiter::new(LOOKUP_RATE),
         }
     }
@@ -290,7 +316,14 @@ impl RateLimiter {
             next: Mutex::new(Instant::now()),
             turn: tokio::sync::Mutex::new(()),
             waits: None,
+            shared: None,
         }
+    }
+
+    /// Also keeps to the budget `key` that other replicas share through `store`.
+    fn shared(mut self, store: Store, key: String) -> RateLimiter {
+        self.shared = Some((store, key));
+        self
     }
 
     /// Records in `waits` how long each caller waited for its turn (`/metrics`).
@@ -317,6 +350,15 @@ impl RateLimiter {
                 break;
             }
             tokio::time::sleep_until(at.into()).await;
+        }
+        if let Some((store, key)) = &self.shared {
+            let gap_ms = self.gap.as_millis() as i64;
+            match store.reserve_slot(key, gap_ms).await {
+                Ok(wait) => tokio::time::sleep(wait).await,
+                // The database is how replicas share the budget; without it, this replica's own
+                // budget still holds.
+                Err(e) => tracing::warn!(error = %e, budget = %key, "cannot reserve a shared SSM slot"),
+            }
         }
         if let Some(waits) = &self.waits {
             waits.observe(asked.elapsed().as_secs_f64());
@@ -345,6 +387,14 @@ impl RateLimiter {
 
     /// Pushes the next slot back, after AWS said we were too fast.
     pub fn back_off(&self, by: Duration) {
+        if let Some((store, key)) = self.shared.clone() {
+            let by_ms = by.as_millis() as i64;
+            tokio::spawn(async move {
+                if let Err(e) = store.push_back_slot(&key, by_ms).await {
+                    tracing::warn!(error = %e, budget = %key, "cannot push a shared SSM budget back");
+                }
+            });
+        }
         let mut next = self
             .next
             .lock()
@@ -361,6 +411,8 @@ pub struct EventHub {
     tx: broadcast::Sender<Numbered>,
     recent: Mutex<VecDeque<Numbered>>,
     seq: AtomicU64,
+    /// The other replicas' way to hear of this one's events ([`crate::relay`]), when there are any.
+    relay: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<ExecutionEvent>>,
 }
 
 const RECENT_EVENTS: usize = 2000;
@@ -371,12 +423,27 @@ impl Default for EventHub {
             tx: broadcast::channel(1024).0,
             recent: Mutex::new(VecDeque::new()),
             seq: AtomicU64::new(0),
+            relay: std::sync::OnceLock::new(),
         }
     }
 }
 
 impl EventHub {
+    /// Publishes an event to this replica's streams and to the other replicas'.
     pub fn publish(&self, event: ExecutionEvent) {
+        if let Some(relay) = self.relay.get() {
+            let _ = relay.send(event.clone());
+        }
+        self.publish_here(event);
+    }
+
+    /// Also sends every event published here to `relay`.
+    pub fn relay_to(&self, relay: tokio::sync::mpsc::UnboundedSender<ExecutionEvent>) {
+        let _ = self.relay.set(relay);
+    }
+
+    /// Publishes an event to this replica's streams only (one another replica relayed).
+    pub fn publish_here(&self, event: ExecutionEvent) {
         let mut recent = self
             .recent
             .lock()

@@ -40,8 +40,7 @@ pub async fn run(
     state: AppState,
     acceptor: TlsAcceptor,
 ) -> std::io::Result<()> {
-    crate::runs::reconcile(&state, crate::runs::AT_START_UP).await;
-    tokio::spawn(crate::watcher::run(state.clone()));
+    crate::start_background_work(&state).await;
     let app = crate::app(state);
     loop {
         let (tcp, peer) = listener.accept().await?;

@@ -25,6 +25,9 @@ pub async fn run(state: AppState) {
             }
             // Starts SSM answered unclearly: find their execution, or send them again.
             crate::runs::reconcile(&state, crate::runs::WHILE_SERVING).await;
+            if state.store.is_postgres() {
+                crate::runs::reconcile_orphans(&state).await;
+            }
         }
         match state.store.in_flight().await {
             Ok(runs) => {

@@ -134,6 +134,9 @@ pub struct StartExecutionResponse {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Health {
     pub status: String,
+    /// Whether this replica leads: runs the watcher, plan steps and webhook deliveries (one of
+    /// several replicas on PostgreSQL; always, on SQLite).
+    pub leader: bool,
 }
 
 /// `GET /api/v1/identity`: who the server acts as, and where.

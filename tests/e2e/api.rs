@@ -28,7 +28,10 @@ async fn instance(app: &e2e::TestApp, id: &str) -> Value {
 #[tokio::test]
 async fn health_and_identity_report_sandbox_mode() {
     let app = spawn_app().await;
-    assert_eq!(app.get("/health").await, (200, json!({"status": "ok"})));
+    assert_eq!(
+        app.get("/health").await,
+        (200, json!({"status": "ok", "leader": true}))
+    );
     let (status, id) = app.get("/identity").await;
     assert_eq!(status, 200);
     assert_eq!(id["mode"], "sandbox");

@@ -391,7 +391,35 @@ async fn send_recorded_now(
 /// them then), and from the watcher those marked Unknown. Each is looked for by its run tag first; only
 /// when SSM has no such execution is it sent again, with a fresh token.
 pub async fn reconcile(state: &AppState, statuses: &[&str]) {
-    let pending = match state.store.unsettled(statuses).await {
+    settle_each(state, state.store.unsettled(statuses).await).await;
+}
+
+/// How old a Recorded start must be before another replica takes it for orphaned: longer than any
+/// send takes, its wait for the start budget included.
+const ORPHANED_AFTER_MS: i64 = 3_600_000;
+
+/// Settles what no one else is settling, when this replica takes the lead. One process (SQLite):
+/// every unsettled start, since no request is sending any yet. Several replicas (PostgreSQL), whose
+/// requests may be sending their own starts right now: the unclear and queued ones, and Recorded
+/// ones old enough that their sender must have died ([`reconcile_orphans`]).
+pub async fn reconcile_on_taking_the_lead(state: &AppState) {
+    if state.store.is_postgres() {
+        reconcile(state, WHILE_SERVING).await;
+        reconcile_orphans(state).await;
+    } else {
+        reconcile(state, AT_START_UP).await;
+    }
+}
+
+/// Settles Recorded starts whose sender died (several replicas only; the leader asks now and then).
+pub async fn reconcile_orphans(state: &AppState) {
+    let cutoff = aws_smithy_types::DateTime::from_millis(state.store.clock.now_ms() - ORPHANED_AFTER_MS);
+    let cutoff = crate::aws::rfc3339(Some(&cutoff)).unwrap_or_default();
+    settle_each(state, state.store.recorded_before(&cutoff).await).await;
+}
+
+async fn settle_each(state: &AppState, pending: Result<Vec<RunRow>, AppError>) {
+    let pending = match pending {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(error = %e, "cannot read unsettled starts");

@@ -209,6 +209,13 @@ CREATE TABLE webhook_deliveries (
 );
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_ms);
 ",
+    // The SSM budgets several replicas share: each budget's next free slot, in the database's clock.
+    r"
+CREATE TABLE ssm_budgets (
+    budget TEXT PRIMARY KEY,
+    next_ms INTEGER NOT NULL
+);
+",
 ];
 
 /// Status of a record whose start has not been acknowledged by SSM yet.
@@ -523,6 +530,46 @@ impl Store {
         self.db.is_postgres()
     }
 
+    /// Takes the next slot of a budget several replicas share, `gap_ms` after the slot before it;
+    /// returns how long to wait for it. The database's clock decides, so replicas' clocks need not
+    /// agree. PostgreSQL only (one process on SQLite keeps its budgets in memory).
+    pub async fn reserve_slot(&self, budget: &str, gap_ms: i64) -> Result<std::time::Duration, AppError> {
+        const NOW_MS: &str = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)";
+        let wait: i64 = self
+            .db
+            .query_one(
+                &format!(
+                    "INSERT INTO ssm_budgets (budget, next_ms) VALUES (?1, {NOW_MS} + ?2)
+                     ON CONFLICT (budget) DO UPDATE SET next_ms = GREATEST(ssm_budgets.next_ms, {NOW_MS}) + ?2
+                     RETURNING next_ms - ?2 - {NOW_MS}"
+                ),
+                args![budget, gap_ms],
+            )
+            .await?
+            .get(0)?;
+        Ok(std::time::Duration::from_millis(wait.max(0) as u64))
+    }
+
+    /// Pushes a shared budget's next slot back by `by_ms` (SSM said we were too fast).
+    pub async fn push_back_slot(&self, budget: &str, by_ms: i64) -> Result<(), AppError> {
+        self.db
+            .execute(
+                "UPDATE ssm_budgets SET next_ms = GREATEST(next_ms, CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)) + ?2
+                 WHERE budget = ?1",
+                args![budget, by_ms],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Sends `payload` to every session listening on `channel` (PostgreSQL's NOTIFY).
+    pub async fn notify(&self, channel: &str, payload: &str) -> Result<(), AppError> {
+        self.db
+            .execute("SELECT pg_notify(?1, ?2)", args![channel, payload])
+            .await?;
+        Ok(())
+    }
+
     /// Records a run before it is sent; returns the record ID.
     pub async fn record_start(&self, run: &NewRun<'_>) -> Result<i64, AppError> {
         let mut tx = self.db.begin().await?;
@@ -696,6 +743,21 @@ impl Store {
         );
         let args: Vec<Value> = statuses.iter().map(ToValue::to_value).collect();
         runs(&self.db.query(&sql, &args).await?)
+    }
+
+    /// Starts recorded before `created_before` (RFC 3339) and never acknowledged nor marked since:
+    /// with several replicas, the ones whose sender died.
+    pub async fn recorded_before(&self, created_before: &str) -> Result<Vec<RunRow>, AppError> {
+        let sql = format!(
+            "SELECT {ROW_COLUMNS} FROM runs WHERE execution_id IS NULL AND started_here = 1 AND status = ?1
+               AND created_at < ?2 ORDER BY id"
+        );
+        runs(
+            &self
+                .db
+                .query(&sql, args![STATUS_RECORDED, created_before])
+                .await?,
+        )
     }
 
     /// Records what SSM says about an execution. Returns true when its status changed.

@@ -9,6 +9,7 @@ mod crash;
 mod embedded;
 mod files;
 mod logs;
+mod replicas;
 mod tls;
 
 /// A console started from `command` (its stderr is read here), and the URL it says it serves at;
