@@ -82,7 +82,10 @@ fn the_console_serves_https_with_secure_cookies() {
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    assert_eq!(curl(&[&format!("{base}/api/v1/health")]), r#"{"status":"ok","leader":true}"#);
+    assert_eq!(
+        curl(&[&format!("{base}/api/v1/health")]),
+        r#"{"status":"ok","leader":true}"#
+    );
     let login = curl(&[
         "-i",
         "-H",
