@@ -300,6 +300,7 @@ pub async fn build_state(args: &ServeArgs) -> Result<AppState, String> {
             metrics: metrics.clone(),
         },
     );
+    let throttle_store = store.clone();
     let state = AppState {
         inner: Arc::new(StateInner {
             mode,
@@ -337,7 +338,7 @@ pub async fn build_state(args: &ServeArgs) -> Result<AppState, String> {
             sandbox,
             sandbox_url,
             auth,
-            login_throttle: crate::auth::LoginThrottle::default(),
+            login_throttle: crate::auth::LoginThrottle::new(throttle_store),
             child_pages: crate::state::ChildPages::default(),
             password_checks: tokio::sync::Semaphore::new(PASSWORD_CHECKS),
             sso_sightings: crate::auth::SsoSightings::default(),

@@ -571,6 +571,108 @@ impl Store {
     }
 }
 
+/// Sign-in throttling's counts ([`crate::auth::LoginThrottle`] decides what they mean).
+impl Store {
+    /// The failures counted under `keys` in windows that began after `window_start_ms`.
+    pub async fn login_failures(
+        &self,
+        keys: &[&str],
+        window_start_ms: i64,
+    ) -> Result<Vec<(String, crate::auth::Failures)>, AppError> {
+        let marks: Vec<String> = (2..keys.len() + 2).map(|i| format!("?{i}")).collect();
+        let mut args = vec![window_start_ms.to_value()];
+        args.extend(keys.iter().map(ToValue::to_value));
+        self.db()
+            .query(
+                &format!(
+                    "SELECT key, count, first_ms, locked_until_ms FROM login_failures
+                     WHERE first_ms >= ?1 AND key IN ({})",
+                    marks.join(", ")
+                ),
+                &args,
+            )
+            .await?
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.get(0)?,
+                    crate::auth::Failures {
+                        count: r.get(1)?,
+                        first_ms: r.get(2)?,
+                        locked_until_ms: r.get(3)?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    /// Counts one failure under `key` (a new window when the last began over `window_ms` ago);
+    /// returns the window's count. One statement, so concurrent failures are all counted. Windows
+    /// long over are forgotten, so the table stays as small as the window's traffic.
+    pub async fn count_login_failure(&self, key: &str, now_ms: i64, window_ms: i64) -> Result<u32, AppError> {
+        let mut conn = self.db().conn().await?;
+        conn.execute(
+            "DELETE FROM login_failures WHERE first_ms < ?1",
+            args![now_ms - window_ms],
+        )
+        .await?;
+        conn.query_one(
+            "INSERT INTO login_failures (key, count, first_ms, locked_until_ms) VALUES (?1, 1, ?2, 0)
+             ON CONFLICT (key) DO UPDATE SET
+                 count = CASE WHEN ?2 - login_failures.first_ms > ?3 THEN 1 ELSE login_failures.count + 1 END,
+                 locked_until_ms = CASE WHEN ?2 - login_failures.first_ms > ?3 THEN 0
+                                        ELSE login_failures.locked_until_ms END,
+                 first_ms = CASE WHEN ?2 - login_failures.first_ms > ?3 THEN ?2 ELSE login_failures.first_ms END
+             RETURNING count",
+            args![key, now_ms, window_ms],
+        )
+        .await?
+        .get(0)
+    }
+
+    pub async fn lock_login(&self, key: &str, until_ms: i64) -> Result<(), AppError> {
+        self.db()
+            .execute(
+                "UPDATE login_failures SET locked_until_ms = ?2 WHERE key = ?1",
+                args![key, until_ms],
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn forget_login_failures(&self, keys: &[&str]) -> Result<(), AppError> {
+        for key in keys {
+            self.db()
+                .execute("DELETE FROM login_failures WHERE key = ?1", args![key])
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The audit row counting `key`'s throttled attempts, if its window began after `window_start_ms`.
+    pub async fn throttled_row(&self, key: &str, window_start_ms: i64) -> Result<Option<i64>, AppError> {
+        self.db()
+            .query_opt(
+                "SELECT row_id FROM login_throttled WHERE key = ?1 AND start_ms >= ?2",
+                args![key, window_start_ms],
+            )
+            .await?
+            .map(|r| r.get(0))
+            .transpose()
+    }
+
+    pub async fn note_throttled_row(&self, key: &str, row: i64, now_ms: i64) -> Result<(), AppError> {
+        self.db()
+            .execute(
+                "INSERT INTO login_throttled (key, start_ms, row_id) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key) DO UPDATE SET start_ms = excluded.start_ms, row_id = excluded.row_id",
+                args![key, now_ms, row],
+            )
+            .await?;
+        Ok(())
+    }
+}
+
 /// Ends every session of the user `?1`.
 const END_SESSIONS: &str = "DELETE FROM sessions WHERE user_name = ?1";
 

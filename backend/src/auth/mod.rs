@@ -19,6 +19,7 @@ pub use accounts::Identity;
 
 use crate::error::AppError;
 use crate::state::AppState;
+use crate::store::Store;
 
 pub const SESSION_COOKIE: &str = "imds_session";
 /// The session cookie's name over HTTPS.
@@ -730,25 +731,26 @@ impl SsoSightings {
 ///
 /// Behind a trusted proxy the address is the client's, from the proxy's header, so one abuser does not
 /// lock out everyone who shares the proxy.
-#[derive(Default)]
+/// Kept in the store, so that every replica counts the same failures and a restart does not forgive
+/// a guesser.
+#[derive(Clone)]
 pub struct LoginThrottle {
-    failures: Mutex<HashMap<String, Failures>>,
-    /// Throttled attempts already in the audit trail this window: aggregation key -> (window start, row).
-    throttled_rows: Mutex<HashMap<String, (i64, i64)>>,
+    store: Store,
 }
 
+/// A key's failures in its window, as the store keeps them.
 #[derive(Debug, Clone, Copy)]
-struct Failures {
-    count: u32,
-    first_ms: i64,
-    locked_until_ms: i64,
+pub struct Failures {
+    pub count: u32,
+    pub first_ms: i64,
+    pub locked_until_ms: i64,
 }
 
 /// Failures allowed per user-and-address or per address in a window before sign-in locks.
 const FREE_ATTEMPTS: u32 = 5;
 /// Failures on one user, from anywhere, before each attempt on it is slowed.
 const USER_FREE_ATTEMPTS: u32 = 10;
-const WINDOW_MS: i64 = 15 * 60 * 1000;
+pub const LOGIN_WINDOW_MS: i64 = 15 * 60 * 1000;
 const MAX_LOCK_MS: i64 = 15 * 60 * 1000;
 const MAX_USER_DELAY_MS: i64 = 5_000;
 
@@ -766,99 +768,70 @@ fn pair_key(user: &str, addr: &str) -> String {
 }
 
 impl LoginThrottle {
-    fn with<T>(&self, f: impl FnOnce(&mut HashMap<String, Failures>) -> T) -> T {
-        f(&mut self
-            .failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner))
+    pub fn new(store: Store) -> LoginThrottle {
+        LoginThrottle { store }
     }
 
     /// Whether `user` may try a password from `addr` now.
-    pub fn gate(&self, user: &str, addr: &str, now: i64) -> LoginGate {
-        self.with(|map| {
-            let live = |key: &str| map.get(key).filter(|f| now - f.first_ms <= WINDOW_MS).copied();
-            let addr_key = format!("addr:{addr}");
-            let pair = pair_key(user, addr);
-            let addr_wait = live(&addr_key).map_or(0, |f| (f.locked_until_ms - now).max(0));
-            let pair_wait = live(&pair).map_or(0, |f| (f.locked_until_ms - now).max(0));
-            if addr_wait > 0 || pair_wait > 0 {
-                let audit_key = if addr_wait > 0 { addr_key } else { pair };
-                return LoginGate::Locked {
-                    wait_ms: addr_wait.max(pair_wait),
-                    audit_key,
-                };
-            }
-            let user_failures = live(&format!("user:{user}")).map_or(0, |f| f.count);
-            let delay_ms = if user_failures >= USER_FREE_ATTEMPTS {
-                (250i64 << (user_failures - USER_FREE_ATTEMPTS).min(10)).min(MAX_USER_DELAY_MS)
-            } else {
-                0
-            };
-            LoginGate::Proceed { delay_ms }
-        })
+    pub async fn gate(&self, user: &str, addr: &str, now: i64) -> Result<LoginGate, AppError> {
+        let addr_key = format!("addr:{addr}");
+        let pair = pair_key(user, addr);
+        let user_key = format!("user:{user}");
+        let known = self
+            .store
+            .login_failures(&[&addr_key, &pair, &user_key], now - LOGIN_WINDOW_MS)
+            .await?;
+        let live = |key: &str| known.iter().find(|(k, _)| k == key).map(|(_, f)| *f);
+        let addr_wait = live(&addr_key).map_or(0, |f| (f.locked_until_ms - now).max(0));
+        let pair_wait = live(&pair).map_or(0, |f| (f.locked_until_ms - now).max(0));
+        if addr_wait > 0 || pair_wait > 0 {
+            let audit_key = if addr_wait > 0 { addr_key } else { pair };
+            return Ok(LoginGate::Locked {
+                wait_ms: addr_wait.max(pair_wait),
+                audit_key,
+            });
+        }
+        let user_failures = live(&user_key).map_or(0, |f| f.count);
+        let delay_ms = if user_failures >= USER_FREE_ATTEMPTS {
+            (250i64 << (user_failures - USER_FREE_ATTEMPTS).min(10)).min(MAX_USER_DELAY_MS)
+        } else {
+            0
+        };
+        Ok(LoginGate::Proceed { delay_ms })
     }
 
-    pub fn failed(&self, user: &str, addr: &str, now: i64) {
-        self.with(|map| {
-            for (key, locks) in [
-                (pair_key(user, addr), true),
-                (format!("addr:{addr}"), true),
-                (format!("user:{user}"), false),
-            ] {
-                let f = map.entry(key).or_insert(Failures {
-                    count: 0,
-                    first_ms: now,
-                    locked_until_ms: 0,
-                });
-                if now - f.first_ms > WINDOW_MS {
-                    *f = Failures {
-                        count: 0,
-                        first_ms: now,
-                        locked_until_ms: 0,
-                    };
-                }
-                f.count += 1;
-                if locks && f.count >= FREE_ATTEMPTS {
-                    let lock = (1000i64 << (f.count - FREE_ATTEMPTS).min(20)).min(MAX_LOCK_MS);
-                    f.locked_until_ms = now + lock;
-                }
+    /// Counts a failure against the pair, the address and the user (each counted in one statement,
+    /// so replicas counting at once lose none), and locks a pair or address past its free attempts.
+    pub async fn failed(&self, user: &str, addr: &str, now: i64) -> Result<(), AppError> {
+        for (key, locks) in [
+            (pair_key(user, addr), true),
+            (format!("addr:{addr}"), true),
+            (format!("user:{user}"), false),
+        ] {
+            let count = self.store.count_login_failure(&key, now, LOGIN_WINDOW_MS).await?;
+            if locks && count >= FREE_ATTEMPTS {
+                let lock = (1000i64 << (count - FREE_ATTEMPTS).min(20)).min(MAX_LOCK_MS);
+                self.store.lock_login(&key, now + lock).await?;
             }
-            // Forget stale entries so the map stays as small as the window's traffic.
-            if map.len() > 10_000 {
-                map.retain(|_, f| now - f.first_ms <= WINDOW_MS);
-            }
-        });
+        }
+        Ok(())
     }
 
     /// A right password clears that user's counts (the address's stay: a guesser who owns one account
     /// must not reset their address by signing in to it).
-    pub fn succeeded(&self, user: &str, addr: &str) {
-        self.with(|map| {
-            map.remove(&pair_key(user, addr));
-            map.remove(&format!("user:{user}"));
-        });
+    pub async fn succeeded(&self, user: &str, addr: &str) -> Result<(), AppError> {
+        self.store
+            .forget_login_failures(&[&pair_key(user, addr), &format!("user:{user}")])
+            .await
     }
 
     /// The audit row that already counts throttled attempts under `key` in this window, if any.
-    pub fn throttled_row(&self, key: &str, now: i64) -> Option<i64> {
-        let rows = self
-            .throttled_rows
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        rows.get(key)
-            .filter(|(start, _)| now - start <= WINDOW_MS)
-            .map(|(_, row)| *row)
+    pub async fn throttled_row(&self, key: &str, now: i64) -> Result<Option<i64>, AppError> {
+        self.store.throttled_row(key, now - LOGIN_WINDOW_MS).await
     }
 
-    pub fn note_throttled_row(&self, key: &str, row: i64, now: i64) {
-        let mut rows = self
-            .throttled_rows
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if rows.len() > 10_000 {
-            rows.retain(|_, (start, _)| now - *start <= WINDOW_MS);
-        }
-        rows.insert(key.to_owned(), (now, row));
+    pub async fn note_throttled_row(&self, key: &str, row: i64, now: i64) -> Result<(), AppError> {
+        self.store.note_throttled_row(key, row, now).await
     }
 }
 
@@ -976,51 +949,63 @@ mod tests {
         assert_eq!(normalise_origin("null"), None);
     }
 
-    #[test]
-    fn a_pair_locks_for_longer_each_time_and_unlocks_when_the_lock_ends() {
-        let t = LoginThrottle::default();
-        for _ in 0..4 {
-            t.failed("a", "10.0.0.1", 0);
-        }
-        assert_eq!(t.gate("a", "10.0.0.1", 0), LoginGate::Proceed { delay_ms: 0 });
-        t.failed("a", "10.0.0.1", 0);
-        assert!(matches!(
-            t.gate("a", "10.0.0.1", 0),
-            LoginGate::Locked { wait_ms: 1000, .. }
-        ));
-        t.failed("a", "10.0.0.1", 1000);
-        assert!(matches!(
-            t.gate("a", "10.0.0.1", 1000),
-            LoginGate::Locked { wait_ms: 2000, .. }
-        ));
-        assert_eq!(t.gate("a", "10.0.0.1", 3000), LoginGate::Proceed { delay_ms: 0 });
+    /// A throttle over a fresh store of its own.
+    fn throttle() -> (LoginThrottle, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        (LoginThrottle::new(Store::open(dir.path()).unwrap()), dir)
     }
 
-    #[test]
-    fn another_address_is_slowed_never_locked_out() {
-        let t = LoginThrottle::default();
-        for n in 0..12 {
-            t.failed("admin", &format!("10.0.0.{n}"), 0);
+    #[tokio::test]
+    async fn a_pair_locks_for_longer_each_time_and_unlocks_when_the_lock_ends() {
+        let (t, _dir) = throttle();
+        for _ in 0..4 {
+            t.failed("a", "10.0.0.1", 0).await.unwrap();
         }
-        // Twelve guessers: the user is slowed for everyone, but nobody elsewhere is refused.
-        match t.gate("admin", "192.168.1.5", 0) {
-            LoginGate::Proceed { delay_ms } => assert!((250..=MAX_USER_DELAY_MS).contains(&delay_ms)),
-            other => panic!("{other:?}"),
-        }
-        t.succeeded("admin", "192.168.1.5");
         assert_eq!(
-            t.gate("admin", "192.168.1.5", 0),
+            t.gate("a", "10.0.0.1", 0).await.unwrap(),
+            LoginGate::Proceed { delay_ms: 0 }
+        );
+        t.failed("a", "10.0.0.1", 0).await.unwrap();
+        assert!(matches!(
+            t.gate("a", "10.0.0.1", 0).await.unwrap(),
+            LoginGate::Locked { wait_ms: 1000, .. }
+        ));
+        t.failed("a", "10.0.0.1", 1000).await.unwrap();
+        assert!(matches!(
+            t.gate("a", "10.0.0.1", 1000).await.unwrap(),
+            LoginGate::Locked { wait_ms: 2000, .. }
+        ));
+        assert_eq!(
+            t.gate("a", "10.0.0.1", 3000).await.unwrap(),
             LoginGate::Proceed { delay_ms: 0 }
         );
     }
 
-    #[test]
-    fn a_locked_address_is_locked_for_every_user_and_aggregates_by_address() {
-        let t = LoginThrottle::default();
-        for n in 0..5 {
-            t.failed(&format!("user{n}"), "10.0.0.9", 0);
+    #[tokio::test]
+    async fn another_address_is_slowed_never_locked_out() {
+        let (t, _dir) = throttle();
+        for n in 0..12 {
+            t.failed("admin", &format!("10.0.0.{n}"), 0).await.unwrap();
         }
-        match t.gate("carol", "10.0.0.9", 0) {
+        // Twelve guessers: the user is slowed for everyone, but nobody elsewhere is refused.
+        match t.gate("admin", "192.168.1.5", 0).await.unwrap() {
+            LoginGate::Proceed { delay_ms } => assert!((250..=MAX_USER_DELAY_MS).contains(&delay_ms)),
+            other => panic!("{other:?}"),
+        }
+        t.succeeded("admin", "192.168.1.5").await.unwrap();
+        assert_eq!(
+            t.gate("admin", "192.168.1.5", 0).await.unwrap(),
+            LoginGate::Proceed { delay_ms: 0 }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_locked_address_is_locked_for_every_user_and_aggregates_by_address() {
+        let (t, _dir) = throttle();
+        for n in 0..5 {
+            t.failed(&format!("user{n}"), "10.0.0.9", 0).await.unwrap();
+        }
+        match t.gate("carol", "10.0.0.9", 0).await.unwrap() {
             LoginGate::Locked { audit_key, .. } => assert_eq!(audit_key, "addr:10.0.0.9"),
             other => panic!("{other:?}"),
         }

@@ -113,7 +113,7 @@ async fn login(State(state): State<AppState>, req: Request) -> Result<Response, 
         ));
     }
     let now = state.store.clock.now_ms();
-    match state.login_throttle.gate(&body.username, &addr, now) {
+    match state.login_throttle.gate(&body.username, &addr, now).await? {
         LoginGate::Locked { wait_ms, audit_key } => {
             // One counted event per address (or user and address) and window, however many attempts.
             state
@@ -121,14 +121,17 @@ async fn login(State(state): State<AppState>, req: Request) -> Result<Response, 
                 .sign_ins
                 .get_or_create(&vec![("outcome", "throttled".to_owned())])
                 .inc();
-            match state.login_throttle.throttled_row(&audit_key, now) {
+            match state.login_throttle.throttled_row(&audit_key, now).await? {
                 Some(row) => state.store.count_auth_event(row).await?,
                 None => {
                     let row = state
                         .store
                         .auth_event("login-throttled", None, Some(&body.username), Some(&addr))
                         .await?;
-                    state.login_throttle.note_throttled_row(&audit_key, row, now);
+                    state
+                        .login_throttle
+                        .note_throttled_row(&audit_key, row, now)
+                        .await?;
                 }
             }
             let secs = (wait_ms + 999) / 1000;
@@ -149,7 +152,7 @@ async fn login(State(state): State<AppState>, req: Request) -> Result<Response, 
     let verified = check_password(&state, &body.username, &body.password).await?;
     match verified {
         Some(identity) => {
-            state.login_throttle.succeeded(&body.username, &addr);
+            state.login_throttle.succeeded(&body.username, &addr).await?;
             let secret = state
                 .store
                 .create_session(&identity.name, state.auth.session_ttl.as_millis() as i64)
@@ -176,7 +179,7 @@ async fn login(State(state): State<AppState>, req: Request) -> Result<Response, 
             Ok(resp)
         }
         None => {
-            state.login_throttle.failed(&body.username, &addr, now);
+            state.login_throttle.failed(&body.username, &addr, now).await?;
             state
                 .metrics
                 .sign_ins

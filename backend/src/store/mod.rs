@@ -216,6 +216,21 @@ CREATE TABLE ssm_budgets (
     next_ms INTEGER NOT NULL
 );
 ",
+    // Failed sign-ins per key (user and address, address, user) in their window, and the audit row
+    // that counts a key's throttled attempts: in the store, so every replica throttles alike.
+    r"
+CREATE TABLE login_failures (
+    key TEXT PRIMARY KEY,
+    count INTEGER NOT NULL,
+    first_ms INTEGER NOT NULL,
+    locked_until_ms INTEGER NOT NULL
+);
+CREATE TABLE login_throttled (
+    key TEXT PRIMARY KEY,
+    start_ms INTEGER NOT NULL,
+    row_id INTEGER NOT NULL
+);
+",
 ];
 
 /// Status of a record whose start has not been acknowledged by SSM yet.

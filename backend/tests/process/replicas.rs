@@ -305,3 +305,57 @@ fn now_ms() -> u64 {
         .unwrap()
         .as_millis() as u64
 }
+
+#[tokio::test]
+async fn sessions_and_sign_in_throttling_hold_across_replicas() {
+    let Some(database) = fresh_database().await else {
+        return;
+    };
+    let (_sb, sandbox_url) = sandbox(300.0).await;
+    let pair = pair(&database, &sandbox_url, "20").await;
+    let (a, b) = (&pair.leader.url, &pair.follower.url);
+    let reply = pair
+        .http
+        .post(format!("{a}/api/v1/users"))
+        .json(&json!({"name": "bob", "role": "viewer", "password": "bob's long password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 201);
+    let anonymous = reqwest::Client::new();
+    let login = |base: &str, password: &str| {
+        anonymous
+            .post(format!("{base}/api/v1/auth/login"))
+            .json(&json!({"username": "bob", "password": password}))
+            .send()
+    };
+    // A session made on one replica is good on the other.
+    let signed_in = login(a, "bob's long password").await.unwrap();
+    assert_eq!(signed_in.status(), 200);
+    let cookie = signed_in.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let me = anonymous
+        .get(format!("{b}/api/v1/auth/me"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+    // Guesses spread over both replicas count together: the sixth is refused wherever it lands.
+    for n in 0..5 {
+        let base = if n % 2 == 0 { a } else { b };
+        assert_eq!(login(base, "a wrong guess!!").await.unwrap().status(), 401);
+    }
+    for base in [a, b] {
+        assert_eq!(
+            login(base, "a wrong guess!!").await.unwrap().status(),
+            429,
+            "{base}"
+        );
+    }
+}
