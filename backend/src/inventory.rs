@@ -7,6 +7,10 @@
 //! - after the console changed instances in one account and region, the next read asks EC2 about that
 //!   place alone and keeps the rest;
 //! - an account that cannot be read keeps its last reading, with that reading's age and AWS's reason.
+//!
+//! With several replicas (PostgreSQL) only the leader reads EC2: it writes each new snapshot to the
+//! store, and the followers serve that, asking the leader through the store for a fresher one, or for
+//! the places they just changed ([`follow`], [`serve_followers`]).
 
 use futures_util::StreamExt;
 use shared::api::{AccountView, InstanceView};
@@ -27,6 +31,19 @@ const ACCOUNTS_AT_ONCE: usize = 8;
 /// The inventory: fresh, or older and being refreshed in the background; read now only when there is
 /// none (at start), or where the console just changed instances, one reader at a time.
 pub async fn snapshot(state: &AppState) -> Result<FleetSnapshot, AppError> {
+    if !state.store.is_postgres() {
+        return own_snapshot(state).await;
+    }
+    if !state.leadership.is_leader() {
+        return follow(state).await;
+    }
+    let snap = own_snapshot(state).await?;
+    share(state, &snap).await;
+    Ok(snap)
+}
+
+/// The snapshot this replica reads from EC2 itself.
+async fn own_snapshot(state: &AppState) -> Result<FleetSnapshot, AppError> {
     let mut cache = state.fleet.lock().await;
     let Some(current) = cache.as_ref() else {
         state.take_fleet_changes();
@@ -70,6 +87,132 @@ pub async fn snapshot(state: &AppState) -> Result<FleetSnapshot, AppError> {
         });
     }
     Ok(current.clone())
+}
+
+/// What the store keeps of a snapshot for the followers.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Shared {
+    as_of: String,
+    instances: Vec<InstanceView>,
+    accounts: Vec<AccountView>,
+    organization_error: Option<String>,
+}
+
+/// How this replica stands with the shared snapshot: as the leader, the instances it last wrote;
+/// as a follower, the version it last loaded.
+#[derive(Default)]
+pub struct FleetShare {
+    written: tokio::sync::Mutex<Option<Arc<Vec<InstanceView>>>>,
+    loaded: std::sync::atomic::AtomicI64,
+}
+
+/// How long a follower waits for the leader's first reading, or for a place it changed.
+const FOLLOWER_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The leader writes a snapshot it has not written yet.
+async fn share(state: &AppState, snap: &FleetSnapshot) {
+    let mut written = state.fleet_share.written.lock().await;
+    if written.as_ref().is_some_and(|w| Arc::ptr_eq(w, &snap.instances)) {
+        return;
+    }
+    let body = serde_json::to_string(&Shared {
+        as_of: snap.as_of.clone(),
+        instances: snap.instances.to_vec(),
+        accounts: snap.accounts.to_vec(),
+        organization_error: snap.organization_error.clone(),
+    })
+    .unwrap_or_default();
+    let read_at_ms = state.store.clock.now_ms() - snap.read_at.elapsed().as_millis() as i64;
+    match state.store.save_fleet(read_at_ms, &body).await {
+        Ok(()) => *written = Some(snap.instances.clone()),
+        Err(e) => tracing::warn!(error = %e, "could not share the fleet snapshot with the other replicas"),
+    }
+}
+
+/// A follower's snapshot: the leader's latest, asking it for a fresher one when it is older than
+/// `--fleet-refresh-secs`, and waiting (a little) for the places this replica just changed.
+async fn follow(state: &AppState) -> Result<FleetSnapshot, AppError> {
+    let changed: Vec<String> = state
+        .take_fleet_changes()
+        .into_iter()
+        .map(|(account, region)| format!("{account}/{region}"))
+        .collect();
+    let version_before = state.store.fleet_version().await?.map(|(v, _)| v);
+    if !changed.is_empty() {
+        state.store.want_fleet(&changed).await?;
+    }
+    let deadline = Instant::now() + FOLLOWER_WAIT;
+    loop {
+        if let Some((version, read_at_ms)) = state.store.fleet_version().await? {
+            let mut cache = state.fleet.lock().await;
+            if cache.is_none() || state.fleet_share.loaded.load(Ordering::SeqCst) != version {
+                if let Some(body) = state.store.fleet_body().await? {
+                    let shared: Shared = serde_json::from_str(&body).map_err(AppError::internal)?;
+                    let age = (state.store.clock.now_ms() - read_at_ms).max(0) as u64;
+                    *cache = Some(FleetSnapshot {
+                        read_at: Instant::now()
+                            .checked_sub(std::time::Duration::from_millis(age))
+                            .unwrap_or_else(Instant::now),
+                        as_of: shared.as_of,
+                        instances: Arc::new(shared.instances),
+                        accounts: Arc::new(shared.accounts),
+                        organization_error: shared.organization_error,
+                    });
+                    state.fleet_share.loaded.store(version, Ordering::SeqCst);
+                }
+            }
+            let current = cache.clone().expect("loaded above");
+            drop(cache);
+            if current.read_at.elapsed() >= state.fleet_ttl {
+                state.store.want_fleet(&[String::new()]).await?;
+            }
+            let waiting_for_change = !changed.is_empty() && Some(version) == version_before;
+            if !waiting_for_change || Instant::now() >= deadline {
+                return Ok(current);
+            }
+        } else {
+            state.store.want_fleet(&[String::new()]).await?;
+            if Instant::now() >= deadline {
+                return Err(AppError::refused(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "FleetNotReadYet",
+                    "the leading replica has not read the fleet yet; try again in a moment",
+                ));
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// The leader's side: reads what followers asked for (a fresher snapshot, places they changed), and
+/// places its own runs changed, a few times a second, and shares the result.
+pub async fn serve_followers(state: AppState) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        let wanted = match state.store.take_fleet_wanted().await {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the followers' fleet requests");
+                continue;
+            }
+        };
+        let changed_here = !state
+            .fleet_changed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_empty();
+        if wanted.is_empty() && !changed_here {
+            continue;
+        }
+        for place in &wanted {
+            if let Some((account, region)) = place.split_once('/') {
+                state.fleet_changed_in(account, region);
+            }
+        }
+        if let Err(e) = snapshot(&state).await {
+            tracing::warn!(error = %e, "could not read the fleet for the other replicas");
+        }
+    }
 }
 
 /// The clients acting in `account` and `region`: the console's own in its account, the member

@@ -222,11 +222,15 @@ pub async fn start_background_work(state: &AppState) {
 async fn take_the_lead(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
     runs::reconcile_on_taking_the_lead(state).await;
     sources::resume_unfinished(state).await;
-    vec![
+    let mut tasks = vec![
         tokio::spawn(watcher::run(state.clone())),
         tokio::spawn(plans::drive(state.clone())),
         tokio::spawn(webhooks::deliver(state.clone())),
-    ]
+    ];
+    if state.store.is_postgres() {
+        tasks.push(tokio::spawn(inventory::serve_followers(state.clone())));
+    }
+    tasks
 }
 
 async fn shutdown_signal() {

@@ -323,6 +323,7 @@ pub async fn build_state(args: &ServeArgs) -> Result<AppState, String> {
             bake_speed: if args.aws { 1.0 } else { args.sandbox.speed },
             fleet_generation: std::sync::atomic::AtomicU64::new(0),
             fleet_refreshing: std::sync::atomic::AtomicBool::new(false),
+            fleet_share: crate::inventory::FleetShare::default(),
             fleet_changed: std::sync::Mutex::default(),
             fleet_ttl: Duration::from_secs(args.fleet_refresh_secs.max(1)),
             detail_fetch: tokio::sync::Mutex::new(()),

@@ -45,6 +45,8 @@ pub struct StateInner {
     pub fleet_generation: std::sync::atomic::AtomicU64,
     /// A background refresh of the snapshot is under way.
     pub fleet_refreshing: std::sync::atomic::AtomicBool,
+    /// The snapshot shared between replicas (see `inventory`).
+    pub fleet_share: crate::inventory::FleetShare,
     /// Accounts ('' for the console's own) and regions where the console changed instances since the
     /// snapshot: the next read asks EC2 about those alone.
     pub fleet_changed: Mutex<std::collections::BTreeSet<(String, String)>>,

@@ -216,6 +216,18 @@ CREATE TABLE ssm_budgets (
     next_ms INTEGER NOT NULL
 );
 ",
+    // The leader's fleet snapshot for the followers (one row), and what they asked it to read.
+    r"
+CREATE TABLE fleet_snapshot (
+    id INTEGER PRIMARY KEY,
+    version INTEGER NOT NULL,
+    read_at_ms INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE TABLE fleet_wanted (
+    place TEXT PRIMARY KEY
+);
+",
     // Failed sign-ins per key (user and address, address, user) in their window, and the audit row
     // that counts a key's throttled attempts: in the store, so every replica throttles alike.
     r"
@@ -575,6 +587,62 @@ impl Store {
             )
             .await?;
         Ok(())
+    }
+
+    /// Replaces the shared fleet snapshot (a new version).
+    pub async fn save_fleet(&self, read_at_ms: i64, body: &str) -> Result<(), AppError> {
+        self.db
+            .execute(
+                "INSERT INTO fleet_snapshot (id, version, read_at_ms, body) VALUES (1, 1, ?1, ?2)
+                 ON CONFLICT (id) DO UPDATE SET version = fleet_snapshot.version + 1,
+                     read_at_ms = excluded.read_at_ms, body = excluded.body",
+                args![read_at_ms, body],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The shared snapshot's version and reading time, if there is one.
+    pub async fn fleet_version(&self) -> Result<Option<(i64, i64)>, AppError> {
+        self.db
+            .query_opt(
+                "SELECT version, read_at_ms FROM fleet_snapshot WHERE id = 1",
+                args![],
+            )
+            .await?
+            .map(|r| Ok((r.get(0)?, r.get(1)?)))
+            .transpose()
+    }
+
+    pub async fn fleet_body(&self) -> Result<Option<String>, AppError> {
+        self.db
+            .query_opt("SELECT body FROM fleet_snapshot WHERE id = 1", args![])
+            .await?
+            .map(|r| r.get(0))
+            .transpose()
+    }
+
+    /// Asks the leader to read `places` again (`account/region`; '' for a fresher snapshot).
+    pub async fn want_fleet(&self, places: &[String]) -> Result<(), AppError> {
+        for place in places {
+            self.db
+                .execute(
+                    "INSERT INTO fleet_wanted (place) VALUES (?1) ON CONFLICT DO NOTHING",
+                    args![place],
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// What the followers asked for since the last call (and no longer asked).
+    pub async fn take_fleet_wanted(&self) -> Result<Vec<String>, AppError> {
+        self.db
+            .query("DELETE FROM fleet_wanted RETURNING place", args![])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
     }
 
     /// Sends `payload` to every session listening on `channel` (PostgreSQL's NOTIFY).

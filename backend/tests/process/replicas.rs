@@ -359,3 +359,29 @@ async fn sessions_and_sign_in_throttling_hold_across_replicas() {
         );
     }
 }
+
+#[tokio::test]
+async fn only_the_leader_reads_ec2_and_a_follower_serves_its_fleet() {
+    let Some(database) = fresh_database().await else {
+        return;
+    };
+    let (_sb, sandbox_url) = sandbox(300.0).await;
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let leader = replica(&database, &sandbox_url, a.path(), "20");
+    let http = client(&admin_token(&database, a.path()));
+    // A follower that cannot reach AWS at all: whatever fleet it shows came from the leader.
+    let follower = replica(&database, "http://127.0.0.1:9", b.path(), "20");
+    let from_leader = get(&http, format!("{}/api/v1/instances", leader.url)).await;
+    let from_follower = get(&http, format!("{}/api/v1/instances", follower.url)).await;
+    let ids = |v: &Value| -> Vec<String> {
+        v["instances"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{v}"))
+            .iter()
+            .map(|i| i["instance_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(ids(&from_follower).len(), 30, "{from_follower}");
+    assert_eq!(ids(&from_follower), ids(&from_leader));
+    drop(leader);
+}
