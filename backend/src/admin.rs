@@ -40,7 +40,8 @@ pub async fn user(args: &UserArgs) -> Result<(), String> {
     let store = Store::open_at(crate::store::Location::of(
         &args.data_dir,
         args.database_url.as_deref(),
-    ))
+        args.database_ca_file.as_deref(),
+    )?)
     .await?;
     match &args.action {
         UserAction::Add { name, role, accounts } => {
@@ -138,7 +139,8 @@ pub async fn token(args: &TokenArgs) -> Result<(), String> {
     let store = Store::open_at(crate::store::Location::of(
         &args.data_dir,
         args.database_url.as_deref(),
-    ))
+        args.database_ca_file.as_deref(),
+    )?)
     .await?;
     match &args.action {
         TokenAction::Create {

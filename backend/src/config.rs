@@ -62,6 +62,8 @@ pub struct UserArgs {
         hide_env_values = true
     )]
     pub database_url: Option<String>,
+    #[arg(long, env = "IMDS_CONSOLE_DATABASE_CA_FILE", global = true)]
+    pub database_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -106,6 +108,8 @@ pub struct TokenArgs {
         hide_env_values = true
     )]
     pub database_url: Option<String>,
+    #[arg(long, env = "IMDS_CONSOLE_DATABASE_CA_FILE", global = true)]
+    pub database_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -147,6 +151,10 @@ pub struct ServeArgs {
     /// environment variable or the config file, which other users cannot read in the process list.
     #[arg(long, env = "IMDS_CONSOLE_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// PEM certificates that sign the database server's certificate (a managed database's CA bundle)
+    /// for a `--database-url` with `sslmode=require`; without it, the system's roots.
+    #[arg(long, env = "IMDS_CONSOLE_DATABASE_CA_FILE")]
+    pub database_ca_file: Option<PathBuf>,
     /// Use real AWS (standard credential chain; AWS_ENDPOINT_URL honoured) instead of the sandbox.
     #[arg(long, env = "IMDS_CONSOLE_AWS")]
     pub aws: bool,

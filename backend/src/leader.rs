@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::store::db::PostgresTarget;
+
 /// How often a follower asks for the lock, and a leader checks that its connection lives.
 pub const CAMPAIGN_EVERY: Duration = Duration::from_secs(1);
 /// A leader whose connection does not answer within this stops leading.
@@ -55,18 +57,17 @@ impl Leadership {
 
 /// Starts campaigning for the lead on `url`'s database; the first answer (lead or not) is in before
 /// this returns, so a lone replica leads from its first request.
-pub async fn campaign(url: &str) -> Result<Leadership, String> {
-    let mut config: tokio_postgres::Config = url
-        .parse()
-        .map_err(|e| format!("--database-url: not a PostgreSQL URL: {e}"))?;
+pub async fn campaign(target: &PostgresTarget) -> Leadership {
+    let mut target = target.clone();
     // A leader whose host vanished without closing its connection is noticed by the server's
     // keepalives; ours notice a vanished server.
-    config
+    target
+        .config
         .keepalives(true)
         .keepalives_idle(Duration::from_secs(10))
         .connect_timeout(Duration::from_secs(10));
     let (tx, mut rx) = watch::channel(None::<bool>);
-    tokio::spawn(hold_the_lock(config, tx));
+    tokio::spawn(hold_the_lock(target, tx));
     // The first attempt's outcome (or a failure to connect, which is "not leading").
     let _ = rx.wait_for(Option::is_some).await;
     let (lease_tx, lease_rx) = watch::channel(rx.borrow().unwrap_or(false));
@@ -76,12 +77,12 @@ pub async fn campaign(url: &str) -> Result<Leadership, String> {
             lease_tx.send_if_modified(|now| std::mem::replace(now, leads) != leads);
         }
     });
-    Ok(Leadership::Lease(lease_rx))
+    Leadership::Lease(lease_rx)
 }
 
-async fn hold_the_lock(config: tokio_postgres::Config, tx: watch::Sender<Option<bool>>) {
+async fn hold_the_lock(target: PostgresTarget, tx: watch::Sender<Option<bool>>) {
     loop {
-        match config.connect(tokio_postgres::NoTls).await {
+        match target.connect().await {
             Ok((client, connection)) => {
                 let connection = tokio::spawn(connection);
                 lead_while_connected(&client, &tx).await;

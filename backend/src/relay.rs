@@ -9,6 +9,7 @@ use shared::api::ExecutionEvent;
 use tokio::sync::mpsc;
 
 use crate::state::AppState;
+use crate::store::db::PostgresTarget;
 
 const CHANNEL: &str = "imds_console_events";
 /// How long a lost listening connection waits before connecting again.
@@ -22,16 +23,12 @@ struct Relayed {
 }
 
 /// Relays this replica's events to the others and theirs to it, for as long as the process lives.
-pub fn start(state: &AppState, url: &str) -> Result<(), String> {
-    let config: tokio_postgres::Config = url
-        .parse()
-        .map_err(|e| format!("--database-url: not a PostgreSQL URL: {e}"))?;
+pub fn start(state: &AppState, target: &PostgresTarget) {
     let origin = uuid::Uuid::new_v4().to_string();
     let (tx, rx) = mpsc::unbounded_channel();
     state.events.relay_to(tx);
     tokio::spawn(send(state.clone(), origin.clone(), rx));
-    tokio::spawn(listen(state.clone(), config, origin));
-    Ok(())
+    tokio::spawn(listen(state.clone(), target.clone(), origin));
 }
 
 /// Sends this replica's events, in order, through the store's pool.
@@ -50,9 +47,9 @@ async fn send(state: AppState, origin: String, mut rx: mpsc::UnboundedReceiver<E
 
 /// Listens on a connection of its own (a pooled one would drop the subscription when recycled), and
 /// publishes the other replicas' events here.
-async fn listen(state: AppState, config: tokio_postgres::Config, origin: String) {
+async fn listen(state: AppState, target: PostgresTarget, origin: String) {
     loop {
-        match config.connect(tokio_postgres::NoTls).await {
+        match target.connect().await {
             Ok((client, mut connection)) => {
                 let (tx, mut notes) = mpsc::unbounded_channel();
                 let pump = tokio::spawn(async move {

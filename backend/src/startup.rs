@@ -160,7 +160,7 @@ fn check_config(args: &ServeArgs) -> Result<(), String> {
     }
     note(writable_data_dir(&args.data_dir));
     if let Some(url) = &args.database_url {
-        note(crate::store::db::Db::postgres(url, 1).map(drop));
+        note(crate::store::db::PostgresTarget::parse(url, args.database_ca_file.as_deref()).map(drop));
     }
     if !args.aws && args.sandbox_url.is_none() {
         note(args.sandbox.to_config(&args.regions, None).map(drop));
@@ -229,14 +229,17 @@ const PASSWORD_CHECKS: usize = 2;
 
 /// Builds the server state: AWS clients (pointed at the sandbox unless --aws), store, limiters.
 pub async fn build_state(args: &ServeArgs) -> Result<AppState, String> {
-    let store = Store::open_at(crate::store::Location::of(
-        &args.data_dir,
-        args.database_url.as_deref(),
-    ))
-    .await?;
-    let leadership = match &args.database_url {
-        Some(url) => crate::leader::campaign(url).await?,
-        None => crate::leader::Leadership::Always,
+    let postgres = args
+        .database_url
+        .as_deref()
+        .map(|url| crate::store::db::PostgresTarget::parse(url, args.database_ca_file.as_deref()))
+        .transpose()?;
+    let (store, leadership) = match &postgres {
+        Some(target) => (
+            Store::connect_to(target).await?,
+            crate::leader::campaign(target).await,
+        ),
+        None => (Store::open(&args.data_dir)?, crate::leader::Leadership::Always),
     };
     let auth = args.auth_config()?;
     // With single sign-on, people sign in through the proxy: a built-in admin is made only on request.
@@ -351,8 +354,8 @@ pub async fn build_state(args: &ServeArgs) -> Result<AppState, String> {
             leadership,
         }),
     };
-    if let Some(url) = &args.database_url {
-        crate::relay::start(&state, url)?;
+    if let Some(target) = &postgres {
+        crate::relay::start(&state, target);
     }
     Ok(state)
 }

@@ -635,3 +635,62 @@ async fn replicas_starting_together_migrate_once() {
         .unwrap();
     assert_eq!(b.user_count().await.unwrap(), 1, "one database");
 }
+
+/// `sslmode=require` is TLS with the server's certificate verified, name included: with the CA that
+/// signed it the store connects encrypted; with CAs that did not, it refuses to connect.
+/// (`./x.sh test` names Debian's own server certificate, made for `localhost`, as the CA.)
+#[tokio::test]
+async fn sslmode_require_connects_over_tls_and_verifies_the_server() {
+    let Some(server) = e2e::postgres::server() else {
+        return;
+    };
+    let Some(ca) = std::env::var_os("IMDS_CONSOLE_TEST_POSTGRES_CA") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI needs IMDS_CONSOLE_TEST_POSTGRES_CA"
+        );
+        return;
+    };
+    let url = e2e::postgres::fresh_database(&server).await;
+    let database = url.rsplit('/').next().unwrap().to_owned();
+    // The certificate names localhost; the connection still goes to 127.0.0.1.
+    let tls_url = format!(
+        "{}?sslmode=require&hostaddr=127.0.0.1",
+        url.replace("@127.0.0.1:", "@localhost:")
+    );
+    let target =
+        backend::store::db::PostgresTarget::parse(&tls_url, Some(std::path::Path::new(&ca))).unwrap();
+    let store = Store::connect_to(&target)
+        .await
+        .expect("a verified TLS connection");
+    store
+        .add_user("admin", Role::Admin, "a long admin password")
+        .await
+        .unwrap();
+
+    let (client, connection) = tokio_postgres::connect(&server, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let encrypted: i64 = client
+        .query_one(
+            "SELECT COUNT(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.datname = $1 AND s.ssl",
+            &[&database],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(encrypted >= 1, "the store's connections are encrypted");
+
+    // The public CAs did not sign it: refused, neither trusted nor downgraded to plain text.
+    let public_cas = std::path::Path::new("/etc/ssl/certs/ca-certificates.crt");
+    let unverified = backend::store::db::PostgresTarget::parse(&tls_url, Some(public_cas)).unwrap();
+    let refused = Store::connect_to(&unverified)
+        .await
+        .err()
+        .expect("another CA's certificate is refused");
+    assert!(
+        refused.contains("certificate") || refused.contains("UnknownIssuer"),
+        "{refused}"
+    );
+}

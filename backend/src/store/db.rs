@@ -172,8 +172,24 @@ fn postgres_error(e: tokio_postgres::Error) -> AppError {
     // The server's own message (which constraint, which column) is what an operator needs.
     match e.as_db_error() {
         Some(db) => AppError::internal(format!("store: {}: {}", db.code().code(), db.message())),
-        None => AppError::internal(format!("store: {e}")),
+        None => AppError::internal(format!("store: {}", with_causes(&e))),
     }
+}
+
+/// An error and its causes, outermost first ("error performing TLS handshake: invalid peer
+/// certificate: UnknownIssuer"): the outer words alone rarely say what to fix.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 impl Db {
@@ -181,15 +197,11 @@ impl Db {
         Db::Sqlite(Arc::new(Mutex::new(conn)))
     }
 
-    /// A pool of up to `size` connections to `url` (`postgres://user:pass@host:port/db`, or the
-    /// key=value form); nothing connects until it is used.
-    pub fn postgres(url: &str, size: usize) -> Result<Db, String> {
-        let config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| format!("--database-url: not a PostgreSQL URL: {e}"))?;
+    /// A pool of up to `size` connections to `target`; nothing connects until it is used.
+    pub fn postgres(target: &PostgresTarget, size: usize) -> Result<Db, String> {
         let manager = Manager::from_config(
-            config,
-            tokio_postgres::NoTls,
+            target.config.clone(),
+            target.tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -211,11 +223,9 @@ impl Db {
     pub async fn conn(&self) -> Result<Conn, AppError> {
         let link = match self {
             Db::Sqlite(c) => Link::Sqlite(c.clone().lock_owned().await),
-            Db::Postgres(pool) => {
-                Link::Postgres(Some(Box::new(pool.get().await.map_err(|e| {
-                    AppError::internal(format!("store: cannot reach PostgreSQL: {e}"))
-                })?)))
-            }
+            Db::Postgres(pool) => Link::Postgres(Some(Box::new(pool.get().await.map_err(|e| {
+                AppError::internal(format!("store: cannot reach PostgreSQL: {}", with_causes(&e)))
+            })?))),
         };
         Ok(Conn {
             link,
@@ -350,6 +360,77 @@ impl Drop for Conn {
                 }
             }
         }
+    }
+}
+
+/// Where PostgreSQL is and how to reach it: the parsed URL, and TLS when the URL asks for it with
+/// `sslmode=require`. The server's certificate is then verified, its name included, against
+/// `--database-ca-file` (a managed database's CA bundle, such as Amazon RDS's) or the system's
+/// roots: what libpq calls `verify-full`. Without `sslmode=require` the connection is plain (a
+/// local or private-network server); `prefer` is not honoured, so that a certificate that does not
+/// verify is never silently traded for a plain connection.
+#[derive(Clone)]
+pub struct PostgresTarget {
+    pub config: tokio_postgres::Config,
+    pub tls: tokio_postgres_rustls::MakeRustlsConnect,
+}
+
+/// A connection on its own (not pooled): the leader's lock, the relay's LISTEN.
+pub type PostgresConnection = tokio_postgres::Connection<
+    tokio_postgres::Socket,
+    <tokio_postgres_rustls::MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<
+        tokio_postgres::Socket,
+    >>::Stream,
+>;
+
+impl PostgresTarget {
+    pub fn parse(url: &str, ca_file: Option<&std::path::Path>) -> Result<PostgresTarget, String> {
+        use rustls_pki_types::pem::PemObject;
+        use tokio_postgres::config::SslMode;
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| format!("--database-url: not a PostgreSQL URL: {e}"))?;
+        let require = matches!(config.get_ssl_mode(), SslMode::Require);
+        if !require {
+            config.ssl_mode(SslMode::Disable);
+        }
+        let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+        match ca_file {
+            Some(file) => {
+                let certs = rustls_pki_types::CertificateDer::pem_file_iter(file)
+                    .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                    .map_err(|e| format!("--database-ca-file {}: {e}", file.display()))?;
+                if certs.is_empty() {
+                    return Err(format!(
+                        "--database-ca-file {}: no certificate in it",
+                        file.display()
+                    ));
+                }
+                roots.add_parsable_certificates(certs);
+            }
+            None if require => {
+                roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+            }
+            None => {}
+        }
+        let tls = tokio_rustls::rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            tokio_rustls::rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        Ok(PostgresTarget {
+            config,
+            tls: tokio_postgres_rustls::MakeRustlsConnect::new(tls),
+        })
+    }
+
+    /// One connection of its own; the caller drives (or spawns) the connection half.
+    pub async fn connect(
+        &self,
+    ) -> Result<(tokio_postgres::Client, PostgresConnection), tokio_postgres::Error> {
+        self.config.connect(self.tls.clone()).await
     }
 }
 

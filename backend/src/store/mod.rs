@@ -446,16 +446,20 @@ pub(crate) use args;
 /// Where the store lives: `--database-url`, else the data directory's SQLite file.
 pub enum Location<'a> {
     Directory(&'a Path),
-    Postgres(&'a str),
+    Postgres(Box<db::PostgresTarget>),
 }
 
 impl<'a> Location<'a> {
-    /// `--database-url` when given, else the data directory.
-    pub fn of(data_dir: &'a Path, database_url: Option<&'a str>) -> Location<'a> {
-        match database_url {
-            Some(url) => Location::Postgres(url),
+    /// `--database-url` (with `--database-ca-file`) when given, else the data directory.
+    pub fn of(
+        data_dir: &'a Path,
+        database_url: Option<&str>,
+        ca_file: Option<&Path>,
+    ) -> Result<Location<'a>, String> {
+        Ok(match database_url {
+            Some(url) => Location::Postgres(Box::new(db::PostgresTarget::parse(url, ca_file)?)),
             None => Location::Directory(data_dir),
-        }
+        })
     }
 }
 
@@ -471,7 +475,7 @@ impl Store {
     pub async fn open_at(at: Location<'_>) -> Result<Store, String> {
         match at {
             Location::Directory(dir) => Store::open(dir),
-            Location::Postgres(url) => Store::connect(url).await,
+            Location::Postgres(target) => Store::connect_to(&target).await,
         }
     }
 
@@ -510,8 +514,13 @@ impl Store {
     /// Connects to PostgreSQL at `url`, runs pending migrations (one replica at a time, each in one
     /// transaction), and refuses a newer schema.
     pub async fn connect(url: &str) -> Result<Store, String> {
-        let db = Db::postgres(url, POSTGRES_POOL_SIZE)?;
-        let fail = |e: AppError| format!("--database-url: {}", e.to_parts().1.message);
+        Store::connect_to(&db::PostgresTarget::parse(url, None)?).await
+    }
+
+    /// [`Store::connect`] to a parsed target.
+    pub async fn connect_to(target: &db::PostgresTarget) -> Result<Store, String> {
+        let db = Db::postgres(target, POSTGRES_POOL_SIZE)?;
+        let fail = |e: AppError| format!("--database-url: {e}");
         let mut conn = db.begin().await.map_err(fail)?;
         conn.execute("SELECT pg_advisory_xact_lock(?1)", args![MIGRATION_LOCK])
             .await
@@ -536,7 +545,7 @@ impl Store {
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
             conn.batch(&db::postgres_ddl(sql))
                 .await
-                .map_err(|e| format!("migration {}: {}", i + 1, e.to_parts().1.message))?;
+                .map_err(|e| format!("migration {}: {e}", i + 1))?;
             conn.execute("UPDATE imds_console_schema SET version = ?1", args![i + 1])
                 .await
                 .map_err(fail)?;
