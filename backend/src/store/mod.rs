@@ -243,6 +243,11 @@ CREATE TABLE login_throttled (
     row_id INTEGER NOT NULL
 );
 ",
+    // History's index for top-level runs: PostgreSQL cannot read `runs_history` in order for
+    // `parent_execution_id IS NULL` (an IS NULL is no equality to its planner), and sorted the table.
+    r"
+CREATE INDEX runs_top_history ON runs (sort_time DESC, id DESC) WHERE parent_execution_id IS NULL;
+",
 ];
 
 /// Status of a record whose start has not been acknowledged by SSM yet.
@@ -1035,10 +1040,8 @@ impl Store {
             args.push(t.to_value());
             let ti = args.len();
             args.push(id.to_value());
-            sql.push_str(&format!(
-                " AND (sort_time < ?{ti} OR (sort_time = ?{ti} AND id < ?{}))",
-                args.len()
-            ));
+            // One row comparison, which both databases seek to in the index.
+            sql.push_str(&format!(" AND (sort_time, id) < (?{ti}, ?{})", args.len()));
         }
         args.push((f.limit + 1).to_value());
         sql.push_str(&format!(
