@@ -37,12 +37,7 @@ fn read_password(name: &str) -> Result<String, String> {
 }
 
 pub async fn user(args: &UserArgs) -> Result<(), String> {
-    let store = Store::open_at(crate::store::Location::of(
-        &args.data_dir,
-        args.database_url.as_deref(),
-        args.database_ca_file.as_deref(),
-    )?)
-    .await?;
+    let store = args.store.open().await?;
     match &args.action {
         UserAction::Add { name, role, accounts } => {
             if !accounts.is_empty() {
@@ -124,7 +119,7 @@ pub async fn user(args: &UserArgs) -> Result<(), String> {
         UserAction::Passwd { name } => {
             let password = read_password(name)?;
             store.set_password(name, &password).await.map_err(err)?;
-            forget_first_password(&args.data_dir, name);
+            forget_first_password(&args.store.data_dir, name);
             store
                 .auth_event("password-changed", Some("cli"), Some(name), None)
                 .await
@@ -136,12 +131,7 @@ pub async fn user(args: &UserArgs) -> Result<(), String> {
 }
 
 pub async fn token(args: &TokenArgs) -> Result<(), String> {
-    let store = Store::open_at(crate::store::Location::of(
-        &args.data_dir,
-        args.database_url.as_deref(),
-        args.database_ca_file.as_deref(),
-    )?)
-    .await?;
+    let store = args.store.open().await?;
     match &args.action {
         TokenAction::Create {
             user,

@@ -51,6 +51,13 @@ pub struct DoctorArgs {
 pub struct UserArgs {
     #[command(subcommand)]
     pub action: UserAction,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// Where the store is, for the commands that change it beside a running console (`user`, `token`).
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
     /// The console's data directory (as given to `serve`).
     #[arg(long, env = "IMDS_CONSOLE_DATA_DIR", default_value = "data", global = true)]
     pub data_dir: PathBuf,
@@ -64,6 +71,17 @@ pub struct UserArgs {
     pub database_url: Option<String>,
     #[arg(long, env = "IMDS_CONSOLE_DATABASE_CA_FILE", global = true)]
     pub database_ca_file: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    pub async fn open(&self) -> Result<crate::store::Store, String> {
+        crate::store::Store::open_at(crate::store::Location::of(
+            &self.data_dir,
+            self.database_url.as_deref(),
+            self.database_ca_file.as_deref(),
+        )?)
+        .await
+    }
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -99,17 +117,8 @@ pub enum UserAction {
 pub struct TokenArgs {
     #[command(subcommand)]
     pub action: TokenAction,
-    #[arg(long, env = "IMDS_CONSOLE_DATA_DIR", default_value = "data", global = true)]
-    pub data_dir: PathBuf,
-    #[arg(
-        long,
-        env = "IMDS_CONSOLE_DATABASE_URL",
-        global = true,
-        hide_env_values = true
-    )]
-    pub database_url: Option<String>,
-    #[arg(long, env = "IMDS_CONSOLE_DATABASE_CA_FILE", global = true)]
-    pub database_ca_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 #[derive(Debug, Clone, Subcommand)]

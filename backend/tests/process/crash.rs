@@ -72,7 +72,7 @@ pub(crate) fn admin_token(data_dir: &std::path::Path) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
-fn client(token: &str) -> reqwest::Client {
+pub(crate) fn client(token: &str) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(
         reqwest::header::AUTHORIZATION,

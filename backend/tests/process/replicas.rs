@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::crash::client;
 use crate::Serving;
 
 /// The PostgreSQL server (`./x.sh test` starts it and sets the variable); a fresh database on it.
@@ -55,18 +56,6 @@ fn replica(database: &str, sandbox_url: &str, dir: &std::path::Path, read_rate: 
     Serving::start(cmd)
 }
 
-fn client(token: &str) -> reqwest::Client {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {token}").parse().unwrap(),
-    );
-    reqwest::Client::builder()
-        .default_headers(headers)
-        .build()
-        .unwrap()
-}
-
 /// An admin token made with the CLI against the shared database.
 fn admin_token(database: &str, dir: &std::path::Path) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_imds-console"))
@@ -89,6 +78,19 @@ fn admin_token(database: &str, dir: &std::path::Path) -> String {
 async fn get(http: &reqwest::Client, url: String) -> Value {
     let reply = http.get(&url).send().await.expect("request");
     reply.json().await.expect("JSON")
+}
+
+/// Starts a run on `base` with `body`; returns its execution ID.
+async fn start(http: &reqwest::Client, base: &str, body: Value) -> String {
+    let reply = http
+        .post(format!("{base}/api/v1/executions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 201);
+    let reply: Value = reply.json().await.unwrap();
+    reply["execution_id"].as_str().expect("started").to_owned()
 }
 
 async fn leads(http: &reqwest::Client, base: &str) -> bool {
@@ -152,15 +154,7 @@ async fn a_replica_takes_over_when_the_leader_is_killed_mid_run_and_records_its_
 
     // Sent by the follower: whichever replica receives a start records and sends it.
     let id = quiet_instances(&http, &base).await.remove(0);
-    let reply = http
-        .post(format!("{base}/api/v1/executions"))
-        .json(&json!({"parameters": {"InstanceId": id}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(reply.status(), 201);
-    let execution: Value = reply.json().await.unwrap();
-    let execution = execution["execution_id"].as_str().unwrap().to_owned();
+    let execution = start(&http, &base, json!({"parameters": {"InstanceId": id}})).await;
     let detail = get(&http, format!("{base}/api/v1/executions/{execution}")).await;
     assert_eq!(detail["summary"]["status"], "InProgress", "{detail}");
 
@@ -211,17 +205,12 @@ async fn a_run_started_on_one_replica_streams_live_to_a_client_of_the_other() {
         .expect("the follower's event stream")
         .bytes_stream();
     let id = quiet_instances(&pair.http, &pair.leader.url).await.remove(0);
-    let reply: Value = pair
-        .http
-        .post(format!("{}/api/v1/executions", pair.leader.url))
-        .json(&json!({"parameters": {"InstanceId": id}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let execution = reply["execution_id"].as_str().expect("started").to_owned();
+    let execution = start(
+        &pair.http,
+        &pair.leader.url,
+        json!({"parameters": {"InstanceId": id}}),
+    )
+    .await;
     // Every status the run goes through, as the follower's client hears it.
     let mut heard = String::new();
     let heard_success = tokio::time::timeout(Duration::from_secs(30), async {
@@ -255,18 +244,13 @@ async fn ssm_reads_stay_within_the_budget_with_both_replicas_reading() {
         .into_iter()
         .take(8)
         .collect();
-    let reply: Value = pair
-        .http
-        .post(format!("{}/api/v1/executions", pair.follower.url))
-        .json(&json!({"parameters": {"EnforceIMDSv2": "required"},
-            "rate_control": {"targets": {"instance_ids": ids}, "max_concurrency": "2", "max_errors": "0"}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let parent = reply["execution_id"].as_str().expect("started").to_owned();
+    let parent = start(
+        &pair.http,
+        &pair.follower.url,
+        json!({"parameters": {"EnforceIMDSv2": "required"},
+            "rate_control": {"targets": {"instance_ids": ids}, "max_concurrency": "2", "max_errors": "0"}}),
+    )
+    .await;
     let since = now_ms() + 1_000;
     let until = Instant::now() + Duration::from_secs(12);
     let mut child_views = 0;
