@@ -135,9 +135,15 @@ pub fn app(state: AppState) -> Router {
             header::X_FRAME_OPTIONS,
             HeaderValue::from_static("DENY"),
         ))
-        // gzip for JSON and the WASM bundle (a 10,000-instance fleet is 3.3 MB raw, 0.25 MB gzip); the
-        // default predicate leaves event streams uncompressed so they flush at once.
-        .layer(tower_http::compression::CompressionLayer::new())
+        // gzip for JSON (a 10,000-instance fleet is 3.3 MB raw, 0.25 MB gzip) at its fastest level:
+        // at the default level deflate was a fifth of a history page's cost, for a few hundred bytes
+        // less on the wire. Static assets are compressed once, at build time, at the highest levels
+        // (served as they are). The default predicate leaves event streams uncompressed so they flush
+        // at once.
+        .layer(
+            tower_http::compression::CompressionLayer::new()
+                .quality(tower_http::compression::CompressionLevel::Fastest),
+        )
         .layer(tower_http::trace::TraceLayer::new_for_http())
         // Outermost, so that every line a request logs (the trace layer's included) carries its ID.
         .layer(axum::middleware::from_fn(telemetry::with_request_id))

@@ -36,6 +36,8 @@ pub struct Metrics {
     pub runs: Family<Labels, Gauge>,
     /// The fleet's instances by account, region and posture, from the cached inventory.
     pub fleet: Family<Labels, Gauge>,
+    /// 1 while this replica leads (runs the watcher, plans and deliveries), else 0.
+    pub leader: Gauge,
 }
 
 fn seconds() -> Histogram {
@@ -87,7 +89,14 @@ impl Default for Metrics {
             "Instances by account, region and posture",
             fleet.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica leads (runs the watcher, plans and deliveries)",
+            leader.clone(),
+        );
         Metrics {
+            leader,
             registry,
             aws_calls,
             budget_wait,
@@ -294,6 +303,7 @@ pub async fn serve(
 /// (never read from AWS for a scrape), and the watcher's lag.
 async fn refresh_gauges(state: &crate::state::AppState) {
     let m = &state.metrics;
+    m.leader.set(i64::from(state.leadership.is_leader()));
     m.runs.clear();
     match state.store.runs_by_status().await {
         Ok(counts) => {

@@ -95,6 +95,11 @@ async fn metrics_count_aws_calls_runs_the_fleet_sign_ins_and_refusals() {
         sample(&text, "imds_console_watcher_lag_seconds").is_some(),
         "{text}"
     );
+    assert_eq!(
+        sample(&text, "imds_console_leader"),
+        Some(1.0),
+        "one console leads"
+    );
     assert!(text.trim_end().ends_with("# EOF"));
 
     // Throttles are counted as AWS counts them: every attempt, retries included.

@@ -75,6 +75,11 @@ impl<T: ToValue> ToValue for Option<T> {
 /// What a cell can be read as.
 pub trait FromValue: Sized {
     fn from_value(v: &Value) -> Option<Self>;
+
+    /// From a text moved out of its row (only texts can be; the rest copy).
+    fn from_text(text: String) -> Option<Self> {
+        Self::from_value(&Value::Text(text))
+    }
 }
 
 impl FromValue for i64 {
@@ -111,6 +116,10 @@ impl FromValue for String {
             _ => None,
         }
     }
+
+    fn from_text(text: String) -> Option<Self> {
+        Some(text)
+    }
 }
 impl<T: FromValue> FromValue for Option<T> {
     fn from_value(v: &Value) -> Option<Self> {
@@ -118,6 +127,10 @@ impl<T: FromValue> FromValue for Option<T> {
             Value::Null => Some(None),
             v => T::from_value(v).map(Some),
         }
+    }
+
+    fn from_text(text: String) -> Option<Self> {
+        T::from_text(text).map(Some)
     }
 }
 
@@ -132,13 +145,29 @@ impl Row {
             .0
             .get(i)
             .ok_or_else(|| AppError::internal(format!("store: no column {i}")))?;
-        T::from_value(cell).ok_or_else(|| {
-            AppError::internal(format!(
-                "store: column {i} holds {cell:?}, not a {}",
-                std::any::type_name::<T>()
-            ))
-        })
+        T::from_value(cell).ok_or_else(|| wrong_kind::<T>(i, cell))
     }
+
+    /// [`Row::get`] that moves a text out instead of copying it (the cell is left empty): for the
+    /// rows lists read by the page.
+    pub fn take<T: FromValue>(&mut self, i: usize) -> Result<T, AppError> {
+        let cell = self
+            .0
+            .get_mut(i)
+            .ok_or_else(|| AppError::internal(format!("store: no column {i}")))?;
+        let value = std::mem::replace(cell, Value::Null);
+        match value {
+            Value::Text(text) => T::from_text(text).ok_or_else(|| wrong_kind::<T>(i, &Value::Null)),
+            other => T::from_value(&other).ok_or_else(|| wrong_kind::<T>(i, &other)),
+        }
+    }
+}
+
+fn wrong_kind<T>(i: usize, cell: &Value) -> AppError {
+    AppError::internal(format!(
+        "store: column {i} holds {cell:?}, not a {}",
+        std::any::type_name::<T>()
+    ))
 }
 
 /// Which database, and how to reach it.
@@ -470,7 +499,11 @@ fn sqlite_cell(v: ValueRef<'_>) -> Value {
         ValueRef::Null => Value::Null,
         ValueRef::Integer(i) => Value::Int(i),
         ValueRef::Real(f) => Value::Real(f),
-        ValueRef::Text(t) | ValueRef::Blob(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+        // Valid UTF-8 (all the store writes) takes the fast path.
+        ValueRef::Text(t) | ValueRef::Blob(t) => Value::Text(match std::str::from_utf8(t) {
+            Ok(text) => text.to_owned(),
+            Err(_) => String::from_utf8_lossy(t).into_owned(),
+        }),
     }
 }
 

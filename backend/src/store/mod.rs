@@ -357,29 +357,29 @@ const SUMMARY_COLUMNS: &str =
 /// How many columns [`ROW_COLUMNS`] and [`SUMMARY_COLUMNS`] name.
 const ROW_WIDTH: usize = 21;
 
-fn row(r: &Row) -> Result<RunRow, AppError> {
+fn row(mut r: Row) -> Result<RunRow, AppError> {
     Ok(RunRow {
-        id: r.get(0)?,
-        client_token: r.get(1)?,
-        execution_id: r.get(2)?,
-        region: r.get(3)?,
-        document_name: r.get(4)?,
-        requester: r.get(5)?,
-        status: RunStatus::from(r.get::<String>(6)?),
-        instance_id: r.get(7)?,
-        targets: r.get(8)?,
-        parent_execution_id: r.get(9)?,
-        start_time: r.get(10)?,
-        end_time: r.get(11)?,
-        detail: r.get(12)?,
-        detail_at_ms: r.get(13)?,
-        started_here: r.get(14)?,
-        created_at: r.get(15)?,
-        override_reason: r.get(16)?,
-        prior_options: r.get(17)?,
-        rollback_of: r.get(18)?,
-        rolled_back_by: r.get(19)?,
-        account: r.get(20)?,
+        id: r.take(0)?,
+        client_token: r.take(1)?,
+        execution_id: r.take(2)?,
+        region: r.take(3)?,
+        document_name: r.take(4)?,
+        requester: r.take(5)?,
+        status: RunStatus::from(r.take::<String>(6)?),
+        instance_id: r.take(7)?,
+        targets: r.take(8)?,
+        parent_execution_id: r.take(9)?,
+        start_time: r.take(10)?,
+        end_time: r.take(11)?,
+        detail: r.take(12)?,
+        detail_at_ms: r.take(13)?,
+        started_here: r.take(14)?,
+        created_at: r.take(15)?,
+        override_reason: r.take(16)?,
+        prior_options: r.take(17)?,
+        rollback_of: r.take(18)?,
+        rolled_back_by: r.take(19)?,
+        account: r.take(20)?,
     })
 }
 
@@ -839,7 +839,7 @@ impl Store {
             "SELECT {ROW_COLUMNS} FROM runs WHERE execution_id IS NULL AND started_here = 1 AND status IN ({placeholders}) ORDER BY id"
         );
         let args: Vec<Value> = statuses.iter().map(ToValue::to_value).collect();
-        runs(&self.db.query(&sql, &args).await?)
+        runs(self.db.query(&sql, &args).await?)
     }
 
     /// Starts recorded before `created_before` (RFC 3339) and never acknowledged nor marked since:
@@ -850,8 +850,7 @@ impl Store {
                AND created_at < ?2 ORDER BY id"
         );
         runs(
-            &self
-                .db
+            self.db
                 .query(&sql, args![STATUS_RECORDED, created_before])
                 .await?,
         )
@@ -985,11 +984,7 @@ impl Store {
 
     async fn one_run(&self, filter: &str, arg: Value) -> Result<Option<RunRow>, AppError> {
         let sql = format!("SELECT {ROW_COLUMNS} FROM runs WHERE {filter}");
-        self.db
-            .query_opt(&sql, &[arg])
-            .await?
-            .map(|r| row(&r))
-            .transpose()
+        self.db.query_opt(&sql, &[arg]).await?.map(row).transpose()
     }
 
     /// The run a plan's wave started (`plan-id/wave-index`), if its record was written.
@@ -1019,7 +1014,7 @@ impl Store {
                AND (status NOT IN ({placeholders}) OR children_synced = 0)
              ORDER BY id"
         );
-        runs(&self.db.query(&sql, args![]).await?)
+        runs(self.db.query(&sql, args![]).await?)
     }
 
     /// A page of runs, newest first, as lists show them: the rows carry no detail, prior options,
@@ -1052,10 +1047,15 @@ impl Store {
         let more = found.len() > f.limit;
         let mut rows = Vec::with_capacity(found.len().min(f.limit));
         let mut next = None;
-        for r in found.iter().take(f.limit) {
+        for r in found.into_iter().take(f.limit) {
+            let sort_time = if more {
+                Some(r.get::<String>(ROW_WIDTH)?)
+            } else {
+                None
+            };
             let run = row(r)?;
-            if more {
-                next = Some((r.get::<String>(ROW_WIDTH)?, run.id));
+            if let Some(t) = sort_time {
+                next = Some((t, run.id));
             }
             rows.push(run);
         }
@@ -1095,8 +1095,8 @@ fn check_version(version: usize, what: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn runs(rows: &[Row]) -> Result<Vec<RunRow>, AppError> {
-    rows.iter().map(row).collect()
+fn runs(rows: Vec<Row>) -> Result<Vec<RunRow>, AppError> {
+    rows.into_iter().map(row).collect()
 }
 
 /// Adds the shared filters (status, requester, instance, time window) to a query over `runs r`.
