@@ -498,6 +498,10 @@ impl Store {
             .map_err(|e| e.to_string())?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(|e| e.to_string())?;
+        // Reads through a memory map instead of a read() call per page: the history and token
+        // queries of every request read the same few pages.
+        conn.pragma_update(None, "mmap_size", 256i64 << 20)
+            .map_err(|e| e.to_string())?;
         let version: usize = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(|e| e.to_string())?;
