@@ -305,7 +305,7 @@ impl RegionLimits {
         RegionLimits {
             read: share("read", RateLimiter::new(rates.read).timed(waits("read"))),
             start: share("start", RateLimiter::new(rates.start).timed(waits("start"))),
-            lookup: RateLimiter::new(LOOKUP_RATE),
+            lookup: share("lookup", RateLimiter::new(LOOKUP_RATE)),
         }
     }
 }
@@ -385,6 +385,20 @@ impl RateLimiter {
             limiter: self,
             _turn: turn,
         })
+    }
+
+    /// [`RateLimiter::try_acquire`], and the shared budget's slot too when replicas share it: a
+    /// viewer's lookup never waits, on any replica.
+    pub async fn try_acquire_now(&self) -> Result<Slot<'_>, Duration> {
+        let slot = self.try_acquire()?;
+        if let Some((store, key)) = &self.shared {
+            match store.try_slot(key, self.gap.as_millis() as i64).await {
+                Ok(Ok(())) => {}
+                Ok(Err(wait)) => return Err(wait),
+                Err(e) => tracing::warn!(error = %e, budget = %key, "cannot take a shared SSM slot"),
+            }
+        }
+        Ok(slot)
     }
 
     /// Pushes the next slot back, after AWS said we were too fast.

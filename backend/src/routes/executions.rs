@@ -391,7 +391,7 @@ async fn cached_detail(state: &AppState, row: &RunRow) -> Option<ExecutionDetail
 async fn foreign_detail(state: &AppState, id: &str) -> Result<ExecutionDetail, AppError> {
     for clients in state.clients.values() {
         let limits = state.limits("", &clients.region);
-        let slot = limits.lookup.try_acquire();
+        let slot = limits.lookup.try_acquire_now().await;
         let found = match slot {
             Ok(_slot) => ssm::get(clients, id).await,
             Err(wait) => {

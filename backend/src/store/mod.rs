@@ -595,6 +595,40 @@ impl Store {
         Ok(std::time::Duration::from_millis(wait.max(0) as u64))
     }
 
+    /// Takes a shared budget's slot only if it is free now; otherwise says how long until it is.
+    /// PostgreSQL only, like [`Store::reserve_slot`].
+    pub async fn try_slot(
+        &self,
+        budget: &str,
+        gap_ms: i64,
+    ) -> Result<Result<(), std::time::Duration>, AppError> {
+        const NOW_MS: &str = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)";
+        let taken = self
+            .db
+            .query_opt(
+                &format!(
+                    "INSERT INTO ssm_budgets (budget, next_ms) VALUES (?1, {NOW_MS} + ?2)
+                     ON CONFLICT (budget) DO UPDATE SET next_ms = {NOW_MS} + ?2
+                         WHERE ssm_budgets.next_ms <= {NOW_MS}
+                     RETURNING next_ms"
+                ),
+                args![budget, gap_ms],
+            )
+            .await?;
+        if taken.is_some() {
+            return Ok(Ok(()));
+        }
+        let wait: i64 = self
+            .db
+            .query_one(
+                &format!("SELECT next_ms - {NOW_MS} FROM ssm_budgets WHERE budget = ?1"),
+                args![budget],
+            )
+            .await?
+            .get(0)?;
+        Ok(Err(std::time::Duration::from_millis(wait.max(1) as u64)))
+    }
+
     /// Pushes a shared budget's next slot back by `by_ms` (SSM said we were too fast).
     pub async fn push_back_slot(&self, budget: &str, by_ms: i64) -> Result<(), AppError> {
         self.db

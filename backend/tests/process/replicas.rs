@@ -369,3 +369,44 @@ async fn only_the_leader_reads_ec2_and_a_follower_serves_its_fleet() {
     assert_eq!(ids(&from_follower), ids(&from_leader));
     drop(leader);
 }
+
+#[tokio::test]
+async fn viewers_lookups_of_unknown_runs_share_one_budget_across_replicas() {
+    let Some(database) = fresh_database().await else {
+        return;
+    };
+    let (sb, sandbox_url) = sandbox(300.0).await;
+    let pair = pair(&database, &sandbox_url, "20").await;
+    // Let start-up reads settle, then look up runs this console never heard of, from both replicas.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let since = now_ms();
+    let until = Instant::now() + Duration::from_secs(4);
+    let (mut answered, mut refused) = (0, 0);
+    let mut n = 0;
+    while Instant::now() < until {
+        let base = if n % 2 == 0 {
+            &pair.leader.url
+        } else {
+            &pair.follower.url
+        };
+        let id = format!("{n:08x}-0000-4000-8000-{n:012x}");
+        let reply = pair
+            .http
+            .get(format!("{base}/api/v1/executions/{id}"))
+            .send()
+            .await
+            .unwrap();
+        match reply.status().as_u16() {
+            429 => refused += 1,
+            _ => answered += 1,
+        }
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let lookups = sb.count_calls("ssm:GetAutomationExecution", since);
+    eprintln!("{n} lookups asked, {answered} answered, {refused} refused; {lookups} SSM calls in 4 s");
+    assert!(refused > 0, "the budget refused some");
+    // One lookup a second per region (two regions), for both replicas together: 8 in 4 s, and one
+    // more per region at the window's edge. Each replica alone would allow as many again.
+    assert!(lookups <= 10, "{lookups} lookups in 4 s");
+}
