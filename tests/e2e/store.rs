@@ -352,28 +352,18 @@ async fn a_rate_control_run_keeps_its_children_once_each(store: Store) {
 }
 
 async fn discovery_never_duplicates_a_run_the_console_started(store: Store) {
-    assert!(store
-        .record_foreign(
+    let discover = || {
+        store.record_foreign(
             "us-east-1",
             "exec-f",
             "AWSSupport-ConfigureEC2Metadata",
             Some("i-f"),
             "Success",
-            None
+            None,
         )
-        .await
-        .unwrap());
-    assert!(!store
-        .record_foreign(
-            "us-east-1",
-            "exec-f",
-            "AWSSupport-ConfigureEC2Metadata",
-            Some("i-f"),
-            "Success",
-            None
-        )
-        .await
-        .unwrap());
+    };
+    assert!(discover().await.unwrap(), "new");
+    assert!(!discover().await.unwrap(), "known");
     // Discovery saw our own start before its acknowledgement was stored: ours wins, once.
     let params = serde_json::json!({});
     let instances = vec!["i-f".to_owned()];

@@ -310,11 +310,7 @@ impl Conn {
                 Ok(n as u64)
             }
             Link::Postgres(c) => {
-                let c = client(c)?;
-                let stmt = c
-                    .prepare_cached(&postgres_sql(sql))
-                    .await
-                    .map_err(postgres_error)?;
+                let (c, stmt) = prepared(c, sql).await?;
                 c.execute(&stmt, &postgres_args(args))
                     .await
                     .map_err(postgres_error)
@@ -342,11 +338,7 @@ impl Conn {
                 Ok(out)
             }
             Link::Postgres(c) => {
-                let c = client(c)?;
-                let stmt = c
-                    .prepare_cached(&postgres_sql(sql))
-                    .await
-                    .map_err(postgres_error)?;
+                let (c, stmt) = prepared(c, sql).await?;
                 let rows = c
                     .query(&stmt, &postgres_args(args))
                     .await
@@ -461,6 +453,19 @@ impl PostgresTarget {
     ) -> Result<(tokio_postgres::Client, PostgresConnection), tokio_postgres::Error> {
         self.config.connect(self.tls.clone()).await
     }
+}
+
+/// The pooled connection and `sql` prepared on it (kept prepared, per connection, by the pool).
+async fn prepared<'c>(
+    c: &'c mut Option<Box<Object>>,
+    sql: &str,
+) -> Result<(&'c mut Object, tokio_postgres::Statement), AppError> {
+    let c = client(c)?;
+    let stmt = c
+        .prepare_cached(&postgres_sql(sql))
+        .await
+        .map_err(postgres_error)?;
+    Ok((c, stmt))
 }
 
 fn client(c: &mut Option<Box<Object>>) -> Result<&mut Object, AppError> {
