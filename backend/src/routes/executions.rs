@@ -290,7 +290,7 @@ async fn list(
     };
     let (rows, next) = state.store.history(&filter).await?;
     Ok(Json(ExecutionPage {
-        executions: rows.iter().map(RunRow::summary).collect(),
+        executions: rows.into_iter().map(RunRow::into_summary).collect(),
         next_cursor: next.map(|(t, id)| format!("{t}~{id}")),
     }))
 }

@@ -324,6 +324,25 @@ pub struct RunRow {
 }
 
 impl RunRow {
+    /// [`RunRow::summary`] of a row not needed after (a history page's): its strings move.
+    pub fn into_summary(self) -> ExecutionSummary {
+        let start_time = self.start_time.or(Some(self.created_at));
+        ExecutionSummary {
+            execution_id: self.execution_id.unwrap_or_default(),
+            account: self.account,
+            region: self.region,
+            document_name: self.document_name,
+            status: self.status,
+            instance_id: self.instance_id,
+            targets: self.targets,
+            parent_execution_id: self.parent_execution_id,
+            requester: self.requester,
+            start_time,
+            end_time: self.end_time,
+            started_here: self.started_here,
+        }
+    }
+
     pub fn summary(&self) -> ExecutionSummary {
         ExecutionSummary {
             execution_id: self.execution_id.clone().unwrap_or_default(),
