@@ -485,7 +485,11 @@ pub fn postgres_sql(sql: &str) -> String {
             out.push(c);
         }
     }
-    out.replace("group_concat(", "string_agg(")
+    // Every query passes here: copy again only for the one that needs it.
+    if out.contains("group_concat(") {
+        out = out.replace("group_concat(", "string_agg(");
+    }
+    out
 }
 
 /// A migration written for SQLite, for PostgreSQL: 64-bit integers, identity keys, and text that

@@ -467,6 +467,14 @@ macro_rules! args {
 }
 pub(crate) use args;
 
+/// PostgreSQL's clock in epoch milliseconds, for the shared SSM budgets' SQL (written out once,
+/// so the SQL is a constant and no string is built per SSM call).
+macro_rules! postgres_now_ms {
+    () => {
+        "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"
+    };
+}
+
 /// Where the store lives: `--database-url`, else the data directory's SQLite file.
 pub enum Location<'a> {
     Directory(&'a Path),
@@ -598,14 +606,17 @@ impl Store {
     /// returns how long to wait for it. The database's clock decides, so replicas' clocks need not
     /// agree. PostgreSQL only (one process on SQLite keeps its budgets in memory).
     pub async fn reserve_slot(&self, budget: &str, gap_ms: i64) -> Result<std::time::Duration, AppError> {
-        const NOW_MS: &str = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)";
         let wait: i64 = self
             .db
             .query_one(
-                &format!(
-                    "INSERT INTO ssm_budgets (budget, next_ms) VALUES (?1, {NOW_MS} + ?2)
-                     ON CONFLICT (budget) DO UPDATE SET next_ms = GREATEST(ssm_budgets.next_ms, {NOW_MS}) + ?2
-                     RETURNING next_ms - ?2 - {NOW_MS}"
+                concat!(
+                    "INSERT INTO ssm_budgets (budget, next_ms) VALUES (?1, ",
+                    postgres_now_ms!(),
+                    " + ?2)
+                     ON CONFLICT (budget) DO UPDATE SET next_ms = GREATEST(ssm_budgets.next_ms, ",
+                    postgres_now_ms!(),
+                    ") + ?2 RETURNING next_ms - ?2 - ",
+                    postgres_now_ms!()
                 ),
                 args![budget, gap_ms],
             )
@@ -621,15 +632,18 @@ impl Store {
         budget: &str,
         gap_ms: i64,
     ) -> Result<Result<(), std::time::Duration>, AppError> {
-        const NOW_MS: &str = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)";
         let taken = self
             .db
             .query_opt(
-                &format!(
-                    "INSERT INTO ssm_budgets (budget, next_ms) VALUES (?1, {NOW_MS} + ?2)
-                     ON CONFLICT (budget) DO UPDATE SET next_ms = {NOW_MS} + ?2
-                         WHERE ssm_budgets.next_ms <= {NOW_MS}
-                     RETURNING next_ms"
+                concat!(
+                    "INSERT INTO ssm_budgets (budget, next_ms) VALUES (?1, ",
+                    postgres_now_ms!(),
+                    " + ?2)
+                     ON CONFLICT (budget) DO UPDATE SET next_ms = ",
+                    postgres_now_ms!(),
+                    " + ?2 WHERE ssm_budgets.next_ms <= ",
+                    postgres_now_ms!(),
+                    " RETURNING next_ms"
                 ),
                 args![budget, gap_ms],
             )
@@ -640,7 +654,11 @@ impl Store {
         let wait: i64 = self
             .db
             .query_one(
-                &format!("SELECT next_ms - {NOW_MS} FROM ssm_budgets WHERE budget = ?1"),
+                concat!(
+                    "SELECT next_ms - ",
+                    postgres_now_ms!(),
+                    " FROM ssm_budgets WHERE budget = ?1"
+                ),
                 args![budget],
             )
             .await?
@@ -652,8 +670,11 @@ impl Store {
     pub async fn push_back_slot(&self, budget: &str, by_ms: i64) -> Result<(), AppError> {
         self.db
             .execute(
-                "UPDATE ssm_budgets SET next_ms = GREATEST(next_ms, CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)) + ?2
-                 WHERE budget = ?1",
+                concat!(
+                    "UPDATE ssm_budgets SET next_ms = GREATEST(next_ms, ",
+                    postgres_now_ms!(),
+                    ") + ?2 WHERE budget = ?1"
+                ),
                 args![budget, by_ms],
             )
             .await?;
