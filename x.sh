@@ -63,8 +63,21 @@ ensure_python_tools() {
 
 # PostgreSQL for the store's tests and the replica tests: Debian's server (installed on these machines
 # but stopped), a role that may create databases (each test makes its own), and the variable the
-# suites read. Databases of earlier runs are dropped.
+# suites read. Databases of earlier runs are dropped; when the suite ends, its databases are dropped
+# and a server this script started is stopped cleanly, so that a machine image taken afterwards holds
+# neither test data nor a cluster that must recover (a cluster left running, copied and started
+# again, spent over a minute fsyncing 115 test databases and outlasted pg_ctl's 60 s wait).
 TEST_POSTGRES_URL=postgres://imds_test:imds_test@127.0.0.1:5432/postgres
+POSTGRES_CLUSTER=
+POSTGRES_STARTED_HERE=
+
+postgres_psql() { as_root runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 "$@"; }
+
+drop_test_databases() {
+  postgres_psql -At -c \
+    "SELECT 'DROP DATABASE ' || datname || ';' FROM pg_database WHERE datname LIKE 'imds\_test\_%'" \
+    | postgres_psql >/dev/null
+}
 
 ensure_postgres() {
   if ! command -v pg_ctlcluster >/dev/null; then
@@ -72,23 +85,33 @@ ensure_postgres() {
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
   fi
-  local cluster
-  cluster=$(pg_lsclusters --no-header | awk 'NR == 1 {print $1 " " $2}')
+  POSTGRES_CLUSTER=$(pg_lsclusters --no-header | awk 'NR == 1 {print $1 " " $2}')
   if ! pg_lsclusters --no-header | awk 'NR == 1 {print $4}' | grep -qx online; then
-    log "starting PostgreSQL ${cluster}"
+    log "starting PostgreSQL ${POSTGRES_CLUSTER}"
+    POSTGRES_STARTED_HERE=1
+    # A cluster that was not shut down cleanly recovers first, which can take minutes on a slow
+    # disk: wait up to 10 minutes rather than pg_ctl's default 60 s.
     # shellcheck disable=SC2086 # version and name, two words
-    as_root pg_ctlcluster $cluster start
+    as_root pg_ctlcluster $POSTGRES_CLUSTER start -- -t 600
   fi
-  as_root runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 <<'SQL'
+  postgres_psql <<'SQL'
 DO $$BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'imds_test') THEN
     CREATE ROLE imds_test LOGIN PASSWORD 'imds_test' CREATEDB;
   END IF;
 END$$;
 SQL
-  as_root runuser -u postgres -- psql -qAt -c \
-    "SELECT 'DROP DATABASE ' || datname || ';' FROM pg_database WHERE datname LIKE 'imds\_test\_%'" \
-    | as_root runuser -u postgres -- psql -q >/dev/null
+  drop_test_databases
+}
+
+# After the suite: its databases dropped, and the server stopped if this script started it.
+tidy_postgres() {
+  [ -n "$POSTGRES_CLUSTER" ] || return 0
+  drop_test_databases || true
+  if [ -n "$POSTGRES_STARTED_HERE" ]; then
+    # shellcheck disable=SC2086 # version and name, two words
+    as_root pg_ctlcluster $POSTGRES_CLUSTER stop -m fast || true
+  fi
 }
 
 # The frontend builds in its own target directory, so that it can build while cargo builds the server
@@ -227,6 +250,9 @@ case "${1:-}" in
     python_pid=$!
     in_background frontend build_and_test_frontend
     frontend_pid=$!
+    # On any exit: let the background jobs finish (an orphaned frontend build would race the next
+    # run's build in frontend/dist), then tidy PostgreSQL.
+    trap 'wait; tidy_postgres' EXIT
     ensure_postgres
     export IMDS_CONSOLE_TEST_POSTGRES=$TEST_POSTGRES_URL
     # Debian's server speaks TLS with a certificate made for localhost: the TLS test trusts it as its CA.
