@@ -2,8 +2,9 @@
 //!
 //! - `split-wasm split INPUT OUT_DIR` splits the frontend's WASM at its lazy routes (`#[lazy_route]`
 //!   in `frontend/src/lib.rs`). It writes `OUT_DIR/frontend_split.wasm` (the main module, for
-//!   wasm-bindgen), one module per route and per set of routes that share code, and `__wasm_split.js`,
-//!   which fetches and links them. The input must be linked with `--emit-relocs`. The splitter gives
+//!   wasm-bindgen), one module per route and per set of routes that share code, one `ROUTE.bundle`
+//!   per route with all the modules it needs (see `bundle_routes`), and `__wasm_split.js`, which
+//!   fetches and links them. The input must be linked with `--emit-relocs`. The splitter gives
 //!   every chunk a name section, which only debuggers use; it is dropped here, as wasm-bindgen's
 //!   `--remove-name-section` drops the main module's.
 //! - `split-wasm precompress DIR` writes `name.br` (brotli, quality 11) and `name.gz` (gzip, level 9)
@@ -34,7 +35,7 @@ fn main() -> ExitCode {
 }
 
 /// The assets worth compressing (images other than SVG are compressed already).
-const COMPRESSIBLE: &[&str] = &["js", "wasm", "css", "svg", "html", "json"];
+const COMPRESSIBLE: &[&str] = &["js", "wasm", "css", "svg", "html", "json", "bundle"];
 
 fn precompress(dir: &Path) -> Result<(), String> {
     let mut files = Vec::new();
@@ -128,8 +129,165 @@ fn split(input: &Path, out_dir: &Path) -> Result<(), String> {
         output.split_modules.len(),
         total / 1024
     );
+    bundle_routes(out_dir, &output.prefetch_map)
+}
+
+/// Each route's modules (its own and every chunk it needs) also as one file, `ROUTE.bundle`, which
+/// the loader fetches instead of the modules one by one when most of them are not loaded yet (a
+/// page opened first, by a link or a reload). A page needs 40-140 modules; one by one, each pays its
+/// own HTTP response headers, and each is compressed alone, without the others' repeats: the execute
+/// page's 139 modules were 133 KB brotli one by one, 90 KB as one file, plus about 40 KB of headers.
+/// The modules stay as they are for pages opened later, which need only the ones not loaded yet.
+fn bundle_routes(
+    out_dir: &Path,
+    routes: &std::collections::HashMap<String, Vec<String>>,
+) -> Result<(), String> {
+    let loader_path = out_dir.join("__wasm_split.js");
+    let mut loader =
+        std::fs::read_to_string(&loader_path).map_err(|e| format!("{}: {e}", loader_path.display()))?;
+    // Every module's fetch goes through `wasmSource`, which takes its bytes from a bundle if one
+    // was fetched for it.
+    let mut modules = 0;
+    while let Some(start) = loader.find(FETCH_START) {
+        let name_end = start
+            + FETCH_START.len()
+            + loader[start + FETCH_START.len()..]
+                .find('"')
+                .ok_or("__wasm_split.js: a fetch without its file's name")?;
+        let file = loader[start + FETCH_START.len()..name_end].to_string();
+        if !loader[name_end..].starts_with(FETCH_END) {
+            return Err(format!(
+                "__wasm_split.js: the fetch of {file} is not the one this tool knows (wasm_split_cli_support changed?)"
+            ));
+        }
+        loader.replace_range(
+            start..name_end + FETCH_END.len(),
+            &format!("return wasmSource(\"{file}\");"),
+        );
+        modules += 1;
+    }
+    let mut names: Vec<&String> = routes.keys().collect();
+    names.sort();
+    let mut bundles = 0;
+    for split in names {
+        let stems = &routes[split];
+        let Some(route) = stems.last().filter(|s| s.ends_with(split.as_str())) else {
+            continue; // a route with no code of its own: nothing to fetch
+        };
+        // The bundle: a JSON line of [module file, length] pairs, then the modules one after
+        // another. The loader names the chunks by number, so that the lists cost it little.
+        let mut contents = Vec::new();
+        let mut index = Vec::new();
+        let mut chunks = Vec::new();
+        for stem in stems {
+            let file = format!("{stem}.wasm");
+            let bytes = std::fs::read(out_dir.join(&file)).map_err(|e| format!("{file}: {e}"))?;
+            index.push(format!("[\"{file}\",{}]", bytes.len()));
+            contents.extend_from_slice(&bytes);
+            if stem != route {
+                chunks.push(
+                    stem.strip_prefix("chunk_")
+                        .ok_or_else(|| format!("{split}: {stem} is neither the route nor a chunk"))?
+                        .to_string(),
+                );
+            }
+        }
+        let mut bundle = format!("[{}]\n", index.join(",")).into_bytes();
+        bundle.extend_from_slice(&contents);
+        std::fs::write(out_dir.join(format!("{route}.bundle")), &bundle)
+            .map_err(|e| format!("{route}.bundle: {e}"))?;
+        let export = format!("export const __wasm_split_load_{split} = wrapAsyncCb(makeLoad(");
+        let at = loader
+            .find(&export)
+            .ok_or_else(|| format!("__wasm_split.js: no loader for the route {split}"))?;
+        let end = at
+            + loader[at..]
+                .find("]));")
+                .ok_or_else(|| format!("__wasm_split.js: the loader of {split} does not end"))?;
+        loader.replace_range(end..end + 4, "])));");
+        loader.replace_range(
+            at..at + export.len(),
+            &format!(
+                "export const __wasm_split_load_{split} = wrapAsyncCb(withBundle(\"{route}\", \"{}\", makeLoad(",
+                chunks.join(" ")
+            ),
+        );
+        bundles += 1;
+    }
+    // The splitter names, above each chunk, every route that uses it: 60 % of the loader's bytes,
+    // for debugging only.
+    loader = loader
+        .lines()
+        .filter(|line| !(line.starts_with("/* __") && line.ends_with(" */")))
+        .fold(String::with_capacity(loader.len()), |mut kept, line| {
+            kept.push_str(line);
+            kept.push('\n');
+            kept
+        });
+    let import_end = loader
+        .find(";\n")
+        .ok_or("__wasm_split.js: no import of the main module")?
+        + 2;
+    loader.insert_str(import_end, BUNDLE_RUNTIME);
+    std::fs::write(&loader_path, loader).map_err(|e| format!("{}: {e}", loader_path.display()))?;
+    eprintln!("split-wasm: {modules} modules fetched through the loader, {bundles} route bundles");
     Ok(())
 }
+
+/// The fetch of one module as wasm_split_cli_support 0.2.4 writes it (web target, release).
+const FETCH_START: &str = "const src = fetch(new URL(\"./";
+const FETCH_END: &str = "\", import.meta.url));
+    src.catch(() => {});
+    return async (imports) => (WebAssembly.instantiateStreaming(src, imports));";
+
+/// The loader's side of the route bundles.
+const BUNDLE_RUNTIME: &str = r#"
+// Route bundles (tools/split-wasm): a route's modules in one file, fetched when most of them are
+// not loaded yet, and handed out by module.
+const bundled = new Map(); // module file -> Promise<Uint8Array>, until its module is instantiated
+const asked = new Set(); // module files already fetched, alone or in a bundle
+function wasmSource(file) {
+    asked.add(file);
+    const bytes = bundled.get(file);
+    if (bytes !== undefined) {
+        bundled.delete(file);
+        return async (imports) => WebAssembly.instantiate(await bytes, imports);
+    }
+    const src = fetch(new URL("./" + file, import.meta.url));
+    src.catch(() => {});
+    return async (imports) => (WebAssembly.instantiateStreaming(src, imports));
+}
+function withBundle(route, chunks, load) {
+    return () => {
+        const files = (chunks ? chunks.split(" ") : []).map((n) => "chunk_" + n + ".wasm").concat(route + ".wasm");
+        const missing = files.filter((file) => !asked.has(file) && !bundled.has(file));
+        if (missing.length * 2 > files.length) {
+            const parts = fetch(new URL("./" + route + ".bundle", import.meta.url)).then(async (r) => {
+                if (!r.ok) throw new Error(route + ".bundle: HTTP " + r.status);
+                const b = new Uint8Array(await r.arrayBuffer());
+                const end = b.indexOf(10);
+                const parts = new Map();
+                let at = end + 1;
+                for (const [file, length] of JSON.parse(new TextDecoder().decode(b.subarray(0, end)))) {
+                    parts.set(file, b.subarray(at, at + length));
+                    at += length;
+                }
+                return parts;
+            });
+            for (const file of missing) {
+                const bytes = parts.then((p) => {
+                    if (!p.has(file)) throw new Error(route + ".bundle lacks " + file);
+                    return p.get(file);
+                });
+                // A failed bundle is forgotten, so that a retry fetches the modules themselves.
+                bytes.catch(() => { if (bundled.get(file) === bytes) bundled.delete(file); });
+                bundled.set(file, bytes);
+            }
+        }
+        return load();
+    };
+}
+"#;
 
 /// The module with only the function types it uses. The splitter copies the main module's whole
 /// type section (hundreds of signatures) into every chunk, and most chunks hold a few functions:
@@ -247,6 +405,61 @@ mod tests {
         module.extend_from_slice(&[10, 1, 0]);
         let stripped = without_custom_sections(&module).unwrap();
         assert_eq!(stripped, b"\0asm\x01\0\0\0\x01\x04\x01\x60\0\0\x0a\x01\0");
+    }
+
+    #[test]
+    fn each_route_gets_one_bundle_of_its_modules_and_the_loader_takes_bytes_from_it() {
+        let dir = std::env::temp_dir().join(format!("split-wasm-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let modules = [
+            ("chunk_3", &b"\0asm-three"[..]),
+            ("chunk_12", b"\0asm-twelve"),
+            ("split___a_route_view_1", b"\0asm-route"),
+        ];
+        let mut loader =
+            String::from("import { initSync } from \"./frontend.js\";\n\nfunction makeLoad() {}\n");
+        for (stem, bytes) in modules {
+            std::fs::write(dir.join(format!("{stem}.wasm")), bytes).unwrap();
+            if let Some(n) = stem.strip_prefix("chunk_") {
+                loader.push_str(&format!(
+                    "/* __a_route_view_1 */\nconst __chunk_{n} = makeLoad(() => {{\n    {FETCH_START}{stem}.wasm{FETCH_END}\n}}\n, []);\n"
+                ));
+            }
+        }
+        loader.push_str(&format!(
+            "export const __wasm_split_load___a_route_view_1 = wrapAsyncCb(makeLoad(() => {{\n    {FETCH_START}split___a_route_view_1.wasm{FETCH_END}\n}}\n, [__chunk_3, __chunk_12]));\n"
+        ));
+        std::fs::write(dir.join("__wasm_split.js"), &loader).unwrap();
+        let routes = std::collections::HashMap::from([(
+            "__a_route_view_1".to_string(),
+            modules.iter().map(|(stem, _)| stem.to_string()).collect(),
+        )]);
+
+        bundle_routes(&dir, &routes).unwrap();
+
+        let bundle = std::fs::read(dir.join("split___a_route_view_1.bundle")).unwrap();
+        let header_end = bundle.iter().position(|b| *b == b'\n').unwrap();
+        assert_eq!(
+            std::str::from_utf8(&bundle[..header_end]).unwrap(),
+            r#"[["chunk_3.wasm",10],["chunk_12.wasm",11],["split___a_route_view_1.wasm",10]]"#
+        );
+        assert_eq!(&bundle[header_end + 1..], b"\0asm-three\0asm-twelve\0asm-route");
+        let js = std::fs::read_to_string(dir.join("__wasm_split.js")).unwrap();
+        // Only wasmSource itself fetches a module.
+        assert_eq!(js.matches("fetch(new URL(").count(), 2, "{js}");
+        for stem in ["chunk_3", "chunk_12", "split___a_route_view_1"] {
+            assert!(
+                js.contains(&format!("return wasmSource(\"{stem}.wasm\");")),
+                "{stem}:\n{js}"
+            );
+        }
+        assert!(js.contains(
+            "export const __wasm_split_load___a_route_view_1 = wrapAsyncCb(withBundle(\"split___a_route_view_1\", \"3 12\", makeLoad(() => {"
+        ));
+        assert!(js.contains(", [__chunk_3, __chunk_12])));\n"));
+        assert!(!js.contains("/* __"), "the routes' comments stay:\n{js}");
+        assert!(js.starts_with("import { initSync } from \"./frontend.js\";\n\n// Route bundles"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
