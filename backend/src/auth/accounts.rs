@@ -345,7 +345,7 @@ impl Store {
         // The user's account scope comes with the same query, so a change applies at once.
         let Some(r) = self
             .db()
-            .query_opt(
+            .read_opt(
                 "SELECT u.name, u.role, u.must_change_password, u.accounts FROM sessions s JOIN users u ON u.name = s.user_name
                  WHERE s.id_hash = ?1 AND s.expires_at_ms > ?2 AND u.disabled = 0",
                 args![hash_secret(secret), self.clock.now_ms()],
@@ -456,7 +456,7 @@ impl Store {
     pub async fn token_identity(&self, secret: &str) -> Result<Option<(Identity, i64, bool)>, AppError> {
         let Some(r) = self
             .db()
-            .query_opt(
+            .read_opt(
                 "SELECT t.id, u.name, t.role, u.role, t.last_used_ms, u.accounts FROM api_tokens t
                  JOIN users u ON u.name = t.user_name
                  WHERE t.token_hash = ?1 AND t.revoked = 0 AND u.disabled = 0

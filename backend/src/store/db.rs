@@ -3,6 +3,7 @@
 //! numbered `?N` parameters; [`postgres_sql`] turns them into PostgreSQL's `$N`. Rows come back owned,
 //! as [`Value`]s, so the code that maps them is the same for both.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
@@ -173,9 +174,18 @@ fn wrong_kind<T>(i: usize, cell: &Value) -> AppError {
 /// Which database, and how to reach it.
 #[derive(Clone)]
 pub enum Db {
-    /// One connection, one writer at a time (SQLite's own model).
-    Sqlite(Arc<Mutex<rusqlite::Connection>>),
+    Sqlite(Arc<Sqlite>),
     Postgres(Pool),
+}
+
+/// SQLite's connections: one writer at a time (SQLite's own model), through which every statement
+/// and transaction goes, and read-only connections for the hot reads of every request ([`Db::read`]),
+/// which WAL mode lets run beside each other and beside the writer. With the writer alone, requests
+/// queued for it left a core idle under load.
+pub struct Sqlite {
+    writer: Arc<Mutex<rusqlite::Connection>>,
+    readers: Vec<Arc<Mutex<rusqlite::Connection>>>,
+    next_reader: AtomicUsize,
 }
 
 /// One connection for a few statements or a transaction. Dropped inside a transaction that was
@@ -222,8 +232,14 @@ fn with_causes(e: &dyn std::error::Error) -> String {
 }
 
 impl Db {
-    pub fn sqlite(conn: rusqlite::Connection) -> Db {
-        Db::Sqlite(Arc::new(Mutex::new(conn)))
+    /// SQLite through `writer`, and `readers` (read-only connections to the same file) for
+    /// [`Db::read`]; without readers, reads go through the writer.
+    pub fn sqlite(writer: rusqlite::Connection, readers: Vec<rusqlite::Connection>) -> Db {
+        Db::Sqlite(Arc::new(Sqlite {
+            writer: Arc::new(Mutex::new(writer)),
+            readers: readers.into_iter().map(|r| Arc::new(Mutex::new(r))).collect(),
+            next_reader: AtomicUsize::new(0),
+        }))
     }
 
     /// A pool of up to `size` connections to `target`; nothing connects until it is used.
@@ -251,7 +267,7 @@ impl Db {
 
     pub async fn conn(&self) -> Result<Conn, AppError> {
         let link = match self {
-            Db::Sqlite(c) => Link::Sqlite(c.clone().lock_owned().await),
+            Db::Sqlite(c) => Link::Sqlite(c.writer.clone().lock_owned().await),
             Db::Postgres(pool) => Link::Postgres(Some(Box::new(pool.get().await.map_err(|e| {
                 AppError::internal(format!("store: cannot reach PostgreSQL: {}", with_causes(&e)))
             })?))),
@@ -284,6 +300,39 @@ impl Db {
 
     pub async fn query_one(&self, sql: &str, args: &[Value]) -> Result<Row, AppError> {
         self.conn().await?.query_one(sql, args).await
+    }
+
+    /// A read outside any transaction, for the queries every request makes (its identity, a page of
+    /// history). It sees every write committed before it starts. On SQLite it runs on a read-only
+    /// connection, a free one if there is one; on PostgreSQL it is [`Db::query`].
+    pub async fn read(&self, sql: &str, args: &[Value]) -> Result<Vec<Row>, AppError> {
+        let Db::Sqlite(sqlite) = self else {
+            return self.query(sql, args).await;
+        };
+        if sqlite.readers.is_empty() {
+            return self.query(sql, args).await;
+        }
+        let free = sqlite
+            .readers
+            .iter()
+            .find_map(|r| r.clone().try_lock_owned().ok());
+        let reader = match free {
+            Some(reader) => reader,
+            None => {
+                let i = sqlite.next_reader.fetch_add(1, Ordering::Relaxed) % sqlite.readers.len();
+                sqlite.readers[i].clone().lock_owned().await
+            }
+        };
+        let mut conn = Conn {
+            link: Link::Sqlite(reader),
+            in_transaction: false,
+        };
+        conn.query(sql, args).await
+    }
+
+    /// [`Db::read`] of at most one row.
+    pub async fn read_opt(&self, sql: &str, args: &[Value]) -> Result<Option<Row>, AppError> {
+        Ok(self.read(sql, args).await?.into_iter().next())
     }
 }
 

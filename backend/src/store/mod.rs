@@ -541,8 +541,25 @@ impl Store {
                 .map_err(|e| e.to_string())?;
             tx.commit().map_err(|e| e.to_string())?;
         }
+        // Read-only connections for the reads of every request, one per core (at most four).
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+        let mut readers = Vec::with_capacity(cores);
+        for _ in 0..cores {
+            let reader = Connection::open_with_flags(
+                &path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(|e| format!("cannot open {} to read: {e}", path.display()))?;
+            reader
+                .busy_timeout(std::time::Duration::from_secs(5))
+                .map_err(|e| e.to_string())?;
+            reader
+                .pragma_update(None, "mmap_size", 256i64 << 20)
+                .map_err(|e| e.to_string())?;
+            readers.push(reader);
+        }
         Ok(Store {
-            db: Db::sqlite(conn),
+            db: Db::sqlite(conn, readers),
             clock: crate::clock::Clock::default(),
         })
     }
@@ -1121,7 +1138,7 @@ impl Store {
             " ORDER BY sort_time DESC, id DESC LIMIT ?{}",
             args.len()
         ));
-        let found = self.db.query(&sql, &args).await?;
+        let found = self.db.read(&sql, &args).await?;
         let more = found.len() > f.limit;
         let mut rows = Vec::with_capacity(found.len().min(f.limit));
         let mut next = None;
