@@ -2,6 +2,10 @@
 
 use clap::Parser;
 
+/// See the note on `mimalloc` in Cargo.toml.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     // The data directory holds password hashes, sessions and the audit trail: every file this process

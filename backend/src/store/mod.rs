@@ -525,6 +525,9 @@ impl Store {
             .map_err(|e| e.to_string())?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(|e| e.to_string())?;
+        // Every statement the store runs stays compiled (rusqlite keeps 16 by default, fewer than the
+        // store has, so busy periods recompiled the same few over and over).
+        conn.set_prepared_statement_cache_capacity(256);
         // Reads through a memory map instead of a read() call per page: the history and token
         // queries of every request read the same few pages.
         conn.pragma_update(None, "mmap_size", 256i64 << 20)
