@@ -21,10 +21,26 @@ as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }
 
+# The frontend's WASM builds with a pinned nightly toolchain, for four size options stable Rust lacks
+# (BENCHMARKS.md: about 20 KB brotli off every page's first load): the standard library rebuilt with
+# the app (-Zbuild-std), panics that abort without formatting a message (-Cpanic=immediate-abort), no
+# file and line strings (-Zlocation-detail=none), and Debug formatting compiled out (-Zfmt-debug=none;
+# nothing the console shows is Debug output). The server, the build tools and every test stay on stable.
+FRONTEND_TOOLCHAIN=nightly-2026-05-20
+FRONTEND_RUSTFLAGS="--cfg erase_components -Clink-args=--emit-relocs -Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none -Zfmt-debug=none"
+
 ensure_wasm_tools() {
+  # Stable's wasm32 target too, for `cargo clippy -p frontend --target wasm32-unknown-unknown`.
   if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
     log "installing the wasm32 target"
     rustup target add wasm32-unknown-unknown
+  fi
+  if ! rustup target list --toolchain "$FRONTEND_TOOLCHAIN" --installed 2>/dev/null | grep -qx wasm32-unknown-unknown \
+    || ! rustup component list --toolchain "$FRONTEND_TOOLCHAIN" --installed | grep -q '^rust-src' \
+    || ! rustup component list --toolchain "$FRONTEND_TOOLCHAIN" --installed | grep -q '^clippy'; then
+    log "installing ${FRONTEND_TOOLCHAIN} for the frontend's WASM (about 30 s, once)"
+    rustup toolchain install "$FRONTEND_TOOLCHAIN" --profile minimal --component rust-src,clippy \
+      --target wasm32-unknown-unknown
   fi
   if ! wasm-bindgen --version 2>/dev/null | grep -q " ${WASM_BINDGEN_VERSION}\$"; then
     log "installing wasm-bindgen-cli ${WASM_BINDGEN_VERSION} (a few minutes, once)"
@@ -124,8 +140,12 @@ build_frontend() {
   log "building the frontend (wasm32, size-optimised, split at its lazy routes)"
   # --emit-relocs: the splitter follows the linker's relocations to tell each route's code apart.
   # erase_components: Leptos type-erases views, so each page's code is smaller (about 10 % here).
-  RUSTFLAGS="${RUSTFLAGS:-} --cfg erase_components -Clink-args=--emit-relocs" \
-    cargo build -p frontend --target wasm32-unknown-unknown --profile wasm-release --target-dir "$WASM_TARGET_DIR"
+  # CI lints our crates with clippy-driver as their compiler: here, the nightly's own.
+  local lint=${RUSTC_WORKSPACE_WRAPPER:-}
+  [ -z "$lint" ] || lint=$(rustup which --toolchain "$FRONTEND_TOOLCHAIN" clippy-driver)
+  RUSTC_WORKSPACE_WRAPPER="$lint" RUSTFLAGS="${RUSTFLAGS:-} $FRONTEND_RUSTFLAGS" \
+    cargo "+$FRONTEND_TOOLCHAIN" build -Zbuild-std=std,panic_abort -p frontend \
+    --target wasm32-unknown-unknown --profile wasm-release --target-dir "$WASM_TARGET_DIR"
   cargo build -p split-wasm --release --target-dir "$WASM_TARGET_DIR"
   rm -rf frontend/dist && mkdir -p frontend/dist/pkg
   "$WASM_TARGET_DIR/release/split-wasm" split "$WASM_TARGET_DIR/wasm32-unknown-unknown/wasm-release/frontend.wasm" frontend/dist/pkg
