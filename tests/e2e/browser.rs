@@ -704,6 +704,9 @@ async fn an_admin_checks_aws_permissions_on_the_admin_page_and_sees_what_to_fix(
     let c = &b.client;
     login(c, &app.base, "admin", &admin_password(&app)).await;
     goto(c, &format!("{}/admin", app.base)).await;
+    // The section's code is fetched when it is first opened.
+    click(c, "#admin-permissions summary").await;
+    wait_count(c, "#doctor-role", 1).await;
     type_into(c, "#doctor-role", "arn:aws:iam::123456789012:role/ImdsAutomation").await;
     click(c, "#run-doctor").await;
     wait_text(c, "[data-testid=doctor-denied]", |t| {
@@ -1212,6 +1215,8 @@ async fn an_admin_sets_the_approval_policy_and_approves_an_operator_s_prod_run()
     let c = &b.client;
     login(c, &app.base, "admin", &admin_password(&app)).await;
     goto(c, &format!("{}/admin", app.base)).await;
+    click(c, "#admin-policy summary").await;
+    wait_count(c, "#policy-tags", 1).await;
     type_into(c, "#policy-tags", "Env=prod").await;
     click(c, "#policy-save").await;
     wait_text(c, "[data-testid=policy-saved]", |t| t == "Saved.").await;
@@ -1264,6 +1269,7 @@ async fn an_admin_adds_a_webhook_sends_it_a_test_and_sees_the_retried_delivery()
     let c = &b.client;
     login(c, &app.base, "admin", &admin_password(&app)).await;
     goto(c, &format!("{}/admin", app.base)).await;
+    click(c, "#admin-webhooks summary").await;
     wait_count(c, "[data-testid=webhooks-none]", 1).await;
     type_into(c, "#webhook-url", &format!("{url}/from-browser")).await;
     click(c, "#webhook-add").await;
@@ -1489,10 +1495,11 @@ const FIRST_LOAD_BYTES: &str = "
             assets.filter(e => e.transferSize === 0).length];";
 
 /// The most any page's first load may weigh as Chromium receives it. Issue 13 asks for 200 KB; with
-/// the routes split, each route's modules fetched as one bundle, the WASM built for size on nightly and
-/// the assets precompressed, pages weigh 151-217 KB in 7-8 files (BENCHMARKS.md), so this guards what
-/// was reached, with 5 % of room, until the three heaviest pages (execute, admin, run detail) shrink.
-const FIRST_LOAD_LIMIT: u64 = 228 * 1024;
+/// the routes split, each route's modules fetched as one bundle, the WASM built for size on nightly,
+/// the review of a run and the admin page's less-used tools fetched when opened, and the assets
+/// precompressed, pages weigh 153-210 KiB in 7-8 files (BENCHMARKS.md), so this guards what was
+/// reached, with 5 % of room, until the two heaviest pages (execute, run detail) shrink.
+const FIRST_LOAD_LIMIT: u64 = 221 * 1024;
 
 #[tokio::test]
 async fn every_page_s_first_load_stays_within_its_weight() {

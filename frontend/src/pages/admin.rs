@@ -224,9 +224,16 @@ pub fn AdminPage() -> impl IntoView {
                 </table>
             })}
         </section>
-        <ApprovalPolicyForm/>
-        <Webhooks/>
-        <PermissionCheck/>
+        // The less-used tools are drawn, and their code fetched, when their section is first opened.
+        <ExpandableCard id="admin-policy" title="Approval policy">
+            <Suspense fallback=loading>{Suspend::new(approval_policy_view())}</Suspense>
+        </ExpandableCard>
+        <ExpandableCard id="admin-webhooks" title="Webhooks">
+            <Suspense fallback=loading>{Suspend::new(webhooks_view())}</Suspense>
+        </ExpandableCard>
+        <ExpandableCard id="admin-permissions" title="AWS permissions">
+            <Suspense fallback=loading>{Suspend::new(permission_check_view())}</Suspense>
+        </ExpandableCard>
         <section class="card">
             <h1>"Sign-ins and account changes"</h1>
             <form class="filters" aria-label="Filter the log" on:submit=|ev: leptos::ev::SubmitEvent| ev.prevent_default()>
@@ -269,6 +276,40 @@ pub fn AdminPage() -> impl IntoView {
     }
 }
 
+fn loading() -> impl IntoView {
+    view! { <p role="status">"Loading…"</p> }
+}
+
+/// A card whose body is drawn when it is first opened (CloudScape's expandable section), and then
+/// kept, with what was typed into it, when it is closed again.
+#[component]
+fn ExpandableCard(id: &'static str, title: &'static str, children: ChildrenFn) -> impl IntoView {
+    let opened = RwSignal::new(false);
+    view! {
+        <section class="card" id=id>
+            <details class="expandable" on:toggle=move |_| if !opened.get_untracked() { opened.set(true) }>
+                <summary><h2>{title}</h2></summary>
+                {move || opened.get().then(|| children())}
+            </details>
+        </section>
+    }
+}
+
+#[lazy]
+fn approval_policy_view() -> AnyView {
+    view! { <ApprovalPolicyForm/> }.into_any()
+}
+
+#[lazy]
+fn webhooks_view() -> AnyView {
+    view! { <Webhooks/> }.into_any()
+}
+
+#[lazy]
+fn permission_check_view() -> AnyView {
+    view! { <PermissionCheck/> }.into_any()
+}
+
 /// The permission check: what the console's AWS identity (and an AutomationAssumeRole) may do, run
 /// on request because it makes a dozen AWS calls per region.
 #[component]
@@ -288,8 +329,7 @@ fn PermissionCheck() -> impl IntoView {
         run.dispatch(role.get_untracked());
     };
     view! {
-        <section class="card">
-            <h1>"AWS permissions"</h1>
+        <div>
             <p class="help">"Checks, without changing anything, that the console's identity (and the AutomationAssumeRole runs will use) may do each action the console and the runbook need: harmless calls, EC2's dry run, and IAM's policy simulator where allowed. The same check as "<code>"imds-console doctor"</code>"."</p>
             <form class="filters" on:submit=submit aria-label="Check AWS permissions">
                 <label for="doctor-role">"AutomationAssumeRole (optional)"
@@ -333,7 +373,7 @@ fn PermissionCheck() -> impl IntoView {
                     }.into_any()
                 }
             })}
-        </section>
+        </div>
     }
 }
 
@@ -373,8 +413,7 @@ fn ApprovalPolicyForm() -> impl IntoView {
         });
     };
     view! {
-        <section class="card">
-            <h2>"Approval policy"</h2>
+        <div>
             <p class="help">"Starts and plan waves matching any rule wait for a second operator or admin (Approvals page)."</p>
             <form on:submit=on_submit class="filters">
                 <label>"Target tags (Key=value, comma-separated) "<input id="policy-tags" placeholder="Env=prod"
@@ -391,7 +430,7 @@ fn ApprovalPolicyForm() -> impl IntoView {
                 Ok(_) => view! { <div class="ok-box" role="status" data-testid="policy-saved">"Saved."</div> }.into_any(),
                 Err(e) => view! { <div class="error-box" role="alert" data-testid="policy-saved">{e.explain()}</div> }.into_any(),
             })}
-        </section>
+        </div>
     }
 }
 
@@ -434,8 +473,7 @@ fn Webhooks() -> impl IntoView {
         });
     };
     view! {
-        <section class="card">
-            <h2>"Webhooks"</h2>
+        <div>
             <p class="help">"Runs and plan waves that start, end or fail, approvals needed, plans halted and new sources of IMDSv1 instances are posted here. A failed delivery is retried with a growing delay; runs never wait for it."</p>
             <form on:submit=on_submit class="filters">
                 <label>"URL "<input id="webhook-url" size="40" placeholder="https://hooks.slack.com/services/…"
@@ -473,6 +511,6 @@ fn Webhooks() -> impl IntoView {
                     }
                 }).collect_view().into_any(),
             }}
-        </section>
+        </div>
     }
 }

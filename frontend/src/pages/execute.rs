@@ -462,7 +462,9 @@ pub fn ExecutePage() -> impl IntoView {
             </form>
             </Show>
             <Show when=move || confirming.get()>
-                <Confirm request=request start=start/>
+                <Suspense fallback=|| view! { <p role="status">"Loading the review…"</p> }>
+                    {move || Suspend::new(async move { confirm_view(request, start).await })}
+                </Suspense>
             </Show>
             {move || start.value().get().map(|r| match r {
                 Ok(resp) => match resp.execution_id {
@@ -501,6 +503,17 @@ pub fn ExecutePage() -> impl IntoView {
 
 /// Before anything starts: the server's preview of each target (options now and after, IMDSv1 calls,
 /// warnings). When targets still use IMDSv1 the run needs a written reason, which is recorded with it.
+/// The review of a run (the preview of every target, the IMDSv1 gate, the start buttons), fetched
+/// from its own WASM module when someone asks for it: filling in the form never needs it, and it
+/// weighs about a tenth of the page's first load (BENCHMARKS.md).
+#[lazy]
+fn confirm_view(
+    request: Memo<StartExecutionRequest>,
+    start: Action<StartExecutionRequest, Result<shared::api::StartExecutionResponse, ClientError>>,
+) -> AnyView {
+    view! { <Confirm request=request start=start/> }.into_any()
+}
+
 #[component]
 fn Confirm(
     request: Memo<StartExecutionRequest>,
