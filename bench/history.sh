@@ -103,14 +103,23 @@ measure() {
   echo "$rps $p99"
 }
 curl -s -o /dev/null -H "$auth" "$base/api/v1/executions?limit=50"   # warm the page cache
-# The baseline before and after the history, averaged: the machine's own noise moves it by 2x.
-read -r health_rps health_p99 < <(measure "$base/api/v1/health")
-read -r history_rps history_p99 < <(measure "$base/api/v1/executions?limit=50")
-read -r health_rps_after health_p99_after < <(measure "$base/api/v1/health")
-health_rps=$(echo "($health_rps + $health_rps_after) / 2" | bc -l)
-health_p99=$(echo "($health_p99 + $health_p99_after) / 2" | bc -l)
+# The baseline and the history in turns, ROUNDS times (and the baseline once more at the end), and the
+# medians of each: the machine's own noise moves a single measurement by up to 1.5x.
+ROUNDS=${ROUNDS:-3}
+median() { sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+health_all=() history_all=() health_p99s=() history_p99s=()
+for _ in $(seq "$ROUNDS"); do
+  read -r rps p99 < <(measure "$base/api/v1/health"); health_all+=("$rps"); health_p99s+=("$p99")
+  read -r rps p99 < <(measure "$base/api/v1/executions?limit=50"); history_all+=("$rps"); history_p99s+=("$p99")
+done
+read -r rps p99 < <(measure "$base/api/v1/health"); health_all+=("$rps"); health_p99s+=("$p99")
+health_rps=$(printf '%s\n' "${health_all[@]}" | median)
+health_p99=$(printf '%s\n' "${health_p99s[@]}" | median)
+history_rps=$(printf '%s\n' "${history_all[@]}" | median)
+history_p99=$(printf '%s\n' "${history_p99s[@]}" | median)
+echo "health runs: ${health_all[*]} req/s; history runs: ${history_all[*]} req/s" >&2
 rss=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
-printf '| `GET /api/v1/health` (baseline, mean of before and after), %d clients, %d s each | %.0f req/s, p99 %.1f ms |\n' "$CONCURRENCY" "$SECONDS_EACH" "$health_rps" "$health_p99"
-printf '| `GET /api/v1/executions?limit=50`, %d runs in %s, %d clients, %d s | %.0f req/s (%.2f× the baseline), p99 %.1f ms |\n' \
-  "$RUNS" "$STORE" "$CONCURRENCY" "$SECONDS_EACH" "$history_rps" "$(echo "$history_rps / $health_rps" | bc -l)" "$history_p99"
+printf '| `GET /api/v1/health` (baseline, median of %d runs between the history runs), %d clients, %d s each | %.0f req/s, p99 %.1f ms |\n' "$((ROUNDS + 1))" "$CONCURRENCY" "$SECONDS_EACH" "$health_rps" "$health_p99"
+printf '| `GET /api/v1/executions?limit=50`, %d runs in %s, %d clients, median of %d runs of %d s | %.0f req/s (%.2f× the baseline), p99 %.1f ms |\n' \
+  "$RUNS" "$STORE" "$CONCURRENCY" "$ROUNDS" "$SECONDS_EACH" "$history_rps" "$(echo "$history_rps / $health_rps" | bc -l)" "$history_p99"
 printf '| console resident memory after the runs | %d MB |\n' $((rss / 1024))

@@ -326,6 +326,26 @@ pub struct InstanceView {
     pub image_id: Option<String>,
 }
 
+/// A page of instances as a picker reads it (`GET /instances`): the same wire object as
+/// [`InstanceList`], of which it reads only what a picker shows (the rest is ignored), so that a page
+/// that only offers instances to choose from does not carry the code that reads whole views (on the
+/// Execute page, about 8 KB of its first load).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct InstanceChoices {
+    pub instances: Vec<InstanceChoice>,
+}
+
+/// An instance to choose: a subset of [`InstanceView`].
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct InstanceChoice {
+    pub instance_id: String,
+    #[serde(default)]
+    pub account: String,
+    pub region: String,
+    pub name: Option<String>,
+    pub metadata: MetadataOptions,
+}
+
 /// Tags EC2 and Auto Scaling put on what they launch: where an instance came from.
 pub const TAG_AUTO_SCALING_GROUP: &str = "aws:autoscaling:groupName";
 pub const TAG_LAUNCH_TEMPLATE_ID: &str = "aws:ec2launchtemplate:id";
@@ -827,4 +847,45 @@ pub struct Today {
     pub runs: usize,
     pub instances: usize,
     pub people: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_picker_reads_the_instances_the_server_lists() {
+        let view = InstanceView {
+            instance_id: "i-0123456789abcdef0".into(),
+            account: "111122223333".into(),
+            region: "eu-west-1".into(),
+            name: Some("web-1".into()),
+            state: "running".into(),
+            tags: BTreeMap::from([("Team".into(), "web".into())]),
+            metadata: MetadataOptions {
+                http_tokens: "optional".into(),
+                ..MetadataOptions::default()
+            },
+            compliant: false,
+            imdsv1_calls: Some(3),
+            ..InstanceView::default()
+        };
+        let page = InstanceList {
+            instances: vec![view.clone()],
+            total: 1,
+            next_cursor: None,
+            as_of: None,
+        };
+        let choices: InstanceChoices = serde_json::from_str(&serde_json::to_string(&page).unwrap()).unwrap();
+        assert_eq!(
+            choices.instances,
+            vec![InstanceChoice {
+                instance_id: view.instance_id,
+                account: view.account,
+                region: view.region,
+                name: view.name,
+                metadata: view.metadata,
+            }]
+        );
+    }
 }

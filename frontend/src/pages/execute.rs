@@ -211,7 +211,8 @@ pub fn ExecutePage() -> impl IntoView {
     let fleet = LocalResource::new(move || {
         let text = lookup.get();
         async move {
-            api::get::<shared::api::InstanceList>(&format!("/instances?limit=20&q={}", api::enc(&text))).await
+            api::get::<shared::api::InstanceChoices>(&format!("/instances?limit=20&q={}", api::enc(&text)))
+                .await
         }
     });
     // The region follows the chosen instance, never a silent default.
