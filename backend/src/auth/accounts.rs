@@ -17,21 +17,24 @@ pub const MIN_PASSWORD: usize = 12;
 pub fn random_secret() -> Result<String, AppError> {
     let mut buf = [0u8; 32];
     getrandom::fill(&mut buf).map_err(|e| AppError::internal(format!("no randomness: {e}")))?;
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex(&buf))
 }
 
 /// SHA-256 of a high-entropy secret (session IDs and tokens need no slow hash).
 pub fn hash_secret(secret: &str) -> String {
-    // Every API request hashes its token or cookie: hex digits written into one string, not a
-    // string formatted per byte.
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = Sha256::digest(secret.as_bytes());
-    let mut hex = String::with_capacity(digest.len() * 2);
-    for b in digest {
-        hex.push(HEX[usize::from(b >> 4)] as char);
-        hex.push(HEX[usize::from(b & 0xf)] as char);
+    hex(&Sha256::digest(secret.as_bytes()))
+}
+
+/// Bytes as lowercase hex, written into one string (every API request hashes its token or cookie:
+/// no string formatted per byte).
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        text.push(char::from(DIGITS[usize::from(b >> 4)]));
+        text.push(char::from(DIGITS[usize::from(b & 0xf)]));
     }
-    hex
+    text
 }
 
 pub fn hash_password(password: &str) -> Result<String, AppError> {

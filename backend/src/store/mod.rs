@@ -523,15 +523,7 @@ impl Store {
         restrict_to_owner(dir, &path)?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(|e| e.to_string())?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(|e| e.to_string())?;
-        // Every statement the store runs stays compiled (rusqlite keeps 16 by default, fewer than the
-        // store has, so busy periods recompiled the same few over and over).
-        conn.set_prepared_statement_cache_capacity(256);
-        // Reads through a memory map instead of a read() call per page: the history and token
-        // queries of every request read the same few pages.
-        conn.pragma_update(None, "mmap_size", 256i64 << 20)
-            .map_err(|e| e.to_string())?;
+        with_connection_settings(&conn)?;
         let version: usize = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(|e| e.to_string())?;
@@ -553,12 +545,7 @@ impl Store {
                 rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )
             .map_err(|e| format!("cannot open {} to read: {e}", path.display()))?;
-            reader
-                .busy_timeout(std::time::Duration::from_secs(5))
-                .map_err(|e| e.to_string())?;
-            reader
-                .pragma_update(None, "mmap_size", 256i64 << 20)
-                .map_err(|e| e.to_string())?;
+            with_connection_settings(&reader)?;
             readers.push(reader);
         }
         Ok(Store {
@@ -1177,6 +1164,19 @@ impl Store {
         self.record_text("SELECT parameters FROM runs WHERE id = ?1", id)
             .await
     }
+}
+
+/// What every SQLite connection of the store (the writer and the readers) is set up with.
+fn with_connection_settings(conn: &Connection) -> Result<(), String> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(|e| e.to_string())?;
+    // Every statement the store runs stays compiled (rusqlite keeps 16 by default, fewer than the
+    // store has, so busy periods recompiled the same few over and over).
+    conn.set_prepared_statement_cache_capacity(256);
+    // Reads through a memory map instead of a read() call per page: the history and token queries
+    // of every request read the same few pages.
+    conn.pragma_update(None, "mmap_size", 256i64 << 20)
+        .map_err(|e| e.to_string())
 }
 
 /// A run's instance, once (a run's record and its children's both list it).

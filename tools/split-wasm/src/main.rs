@@ -143,29 +143,28 @@ fn bundle_routes(
     routes: &std::collections::HashMap<String, Vec<String>>,
 ) -> Result<(), String> {
     let loader_path = out_dir.join("__wasm_split.js");
-    let mut loader =
+    let loader =
         std::fs::read_to_string(&loader_path).map_err(|e| format!("{}: {e}", loader_path.display()))?;
     // Every module's fetch goes through `wasmSource`, which takes its bytes from a bundle if one
     // was fetched for it.
     let mut modules = 0;
-    while let Some(start) = loader.find(FETCH_START) {
-        let name_end = start
-            + FETCH_START.len()
-            + loader[start + FETCH_START.len()..]
-                .find('"')
-                .ok_or("__wasm_split.js: a fetch without its file's name")?;
-        let file = loader[start + FETCH_START.len()..name_end].to_string();
-        if !loader[name_end..].starts_with(FETCH_END) {
-            return Err(format!(
-                "__wasm_split.js: the fetch of {file} is not the one this tool knows (wasm_split_cli_support changed?)"
-            ));
-        }
-        loader.replace_range(
-            start..name_end + FETCH_END.len(),
-            &format!("return wasmSource(\"{file}\");"),
-        );
+    let mut rewritten = String::with_capacity(loader.len());
+    let mut rest = loader.as_str();
+    while let Some(start) = rest.find(FETCH_START) {
+        let after = &rest[start + FETCH_START.len()..];
+        let (file, tail) = after
+            .split_once('"')
+            .ok_or("__wasm_split.js: a fetch without its file's name")?;
+        let tail = tail.strip_prefix(&FETCH_END[1..]).ok_or_else(|| {
+            format!("__wasm_split.js: the fetch of {file} is not the one this tool knows (wasm_split_cli_support changed?)")
+        })?;
+        rewritten.push_str(&rest[..start]);
+        rewritten.push_str(&format!("return wasmSource(\"{file}\");"));
+        rest = tail;
         modules += 1;
     }
+    rewritten.push_str(rest);
+    let mut loader = rewritten;
     let mut names: Vec<&String> = routes.keys().collect();
     names.sort();
     let mut bundles = 0;
