@@ -7,7 +7,9 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+// Serialized by hand as its string (`into = "String"` is kept for the schema): through `into`,
+// serde would clone every status into a new String, one per row of a history page.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(from = "String", into = "String")]
 pub enum RunStatus {
@@ -180,6 +182,12 @@ impl From<RunStatus> for String {
             RunStatus::Other(s) => s,
             known => known.as_str().to_owned(),
         }
+    }
+}
+
+impl Serialize for RunStatus {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
     }
 }
 

@@ -216,7 +216,7 @@ async fn history_pages_newest_first_and_filters_by_status_instance_account_and_t
             .await
             .unwrap();
         assert!(rows.len() <= 3);
-        seen.extend(rows.into_iter().map(|r| r.execution_id.unwrap()));
+        seen.extend(rows.into_iter().map(|r| r.execution_id));
         match next {
             Some(c) => cursor = Some(c),
             None => break,
@@ -233,9 +233,7 @@ async fn history_pages_newest_first_and_filters_by_status_instance_account_and_t
         let store = store.clone();
         async move {
             let (rows, _) = store.history(&HistoryFilter { limit: 50, ..f }).await.unwrap();
-            rows.into_iter()
-                .map(|r| r.execution_id.unwrap())
-                .collect::<Vec<_>>()
+            rows.into_iter().map(|r| r.execution_id).collect::<Vec<_>>()
         }
     };
     assert_eq!(
@@ -329,7 +327,7 @@ async fn a_rate_control_run_keeps_its_children_once_each(store: Store) {
         .unwrap();
     let mut got: Vec<(String, String)> = children
         .iter()
-        .map(|c| (c.execution_id.clone().unwrap(), c.status.as_str().to_owned()))
+        .map(|c| (c.execution_id.clone(), c.status.as_str().to_owned()))
         .collect();
     got.sort();
     assert_eq!(

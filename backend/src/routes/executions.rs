@@ -290,7 +290,7 @@ async fn list(
     };
     let (rows, next) = state.store.history(&filter).await?;
     Ok(Json(ExecutionPage {
-        executions: rows.into_iter().map(RunRow::into_summary).collect(),
+        executions: rows,
         next_cursor: next.map(|(t, id)| format!("{t}~{id}")),
     }))
 }

@@ -126,7 +126,7 @@ pub async fn complete(state: &AppState, detail: &mut ExecutionDetail, row: &RunR
     rc.progress = p;
     // What needs a look first (failures, then running, waiting, stopped, succeeded), each in the order
     // it started; not yet started last within its group.
-    let mut kids: Vec<_> = children.iter().map(RunRow::summary).collect();
+    let mut kids = children;
     kids.sort_by(|a, b| {
         let key = |k: &shared::api::ExecutionSummary| {
             (

@@ -1,7 +1,8 @@
 //! The store's database: SQLite in the data directory (one process), or PostgreSQL (several replicas),
 //! behind one small async interface. Queries are written once, in the SQL both understand, with
 //! numbered `?N` parameters; [`postgres_sql`] turns them into PostgreSQL's `$N`. Rows come back owned,
-//! as [`Value`]s, so the code that maps them is the same for both.
+//! as [`Value`]s, or are mapped where they are through a [`RowRef`], so the code that maps them is
+//! the same for both.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -171,6 +172,71 @@ fn wrong_kind<T>(i: usize, cell: &Value) -> AppError {
     ))
 }
 
+/// A row where the database keeps it, read cell by cell without copying its texts: SQLite's
+/// current row, or one of PostgreSQL's.
+pub enum RowRef<'a> {
+    Sqlite(&'a rusqlite::Row<'a>),
+    Postgres(&'a tokio_postgres::Row),
+}
+
+impl RowRef<'_> {
+    /// The text at `i`, borrowed; None for NULL. Anything else is the store's error.
+    pub fn text(&self, i: usize) -> Result<Option<&str>, AppError> {
+        match self {
+            RowRef::Sqlite(r) => match r.get_ref(i).map_err(sqlite_error)? {
+                ValueRef::Null => Ok(None),
+                ValueRef::Text(t) => std::str::from_utf8(t)
+                    .map(Some)
+                    .map_err(|e| AppError::internal(format!("store: column {i}: {e}"))),
+                other => Err(AppError::internal(format!(
+                    "store: column {i} holds a {:?}, not a text",
+                    other.data_type()
+                ))),
+            },
+            RowRef::Postgres(r) => r
+                .try_get::<_, Option<&str>>(i)
+                .map_err(|e| AppError::internal(format!("store: column {i}: {e}"))),
+        }
+    }
+
+    /// The integer at `i` (a flag is 0 or 1); None for NULL.
+    pub fn int(&self, i: usize) -> Result<Option<i64>, AppError> {
+        match self {
+            RowRef::Sqlite(r) => match r.get_ref(i).map_err(sqlite_error)? {
+                ValueRef::Null => Ok(None),
+                ValueRef::Integer(v) => Ok(Some(v)),
+                other => Err(AppError::internal(format!(
+                    "store: column {i} holds a {:?}, not an integer",
+                    other.data_type()
+                ))),
+            },
+            RowRef::Postgres(r) => match postgres_cell(r, i)? {
+                Value::Null => Ok(None),
+                Value::Int(v) => Ok(Some(v)),
+                other => Err(wrong_kind::<i64>(i, &other)),
+            },
+        }
+    }
+
+    /// The row copied whole, as [`Value`]s.
+    pub fn to_row(&self) -> Result<Row, AppError> {
+        match self {
+            RowRef::Sqlite(r) => {
+                let width = r.as_ref().column_count();
+                let mut cells = Vec::with_capacity(width);
+                for i in 0..width {
+                    cells.push(sqlite_cell(r.get_ref(i).map_err(sqlite_error)?));
+                }
+                Ok(Row(cells))
+            }
+            RowRef::Postgres(r) => (0..r.len())
+                .map(|i| postgres_cell(r, i))
+                .collect::<Result<_, _>>()
+                .map(Row),
+        }
+    }
+}
+
 /// Which database, and how to reach it.
 #[derive(Clone)]
 pub enum Db {
@@ -306,28 +372,38 @@ impl Db {
     /// history). It sees every write committed before it starts. On SQLite it runs on a read-only
     /// connection, a free one if there is one; on PostgreSQL it is [`Db::query`].
     pub async fn read(&self, sql: &str, args: &[Value]) -> Result<Vec<Row>, AppError> {
-        let Db::Sqlite(sqlite) = self else {
-            return self.query(sql, args).await;
-        };
-        if sqlite.readers.is_empty() {
-            return self.query(sql, args).await;
-        }
-        let free = sqlite
-            .readers
-            .iter()
-            .find_map(|r| r.clone().try_lock_owned().ok());
-        let reader = match free {
-            Some(reader) => reader,
-            None => {
-                let i = sqlite.next_reader.fetch_add(1, Ordering::Relaxed) % sqlite.readers.len();
-                sqlite.readers[i].clone().lock_owned().await
+        self.read_map(sql, args, |r| r.to_row()).await
+    }
+
+    /// [`Db::read`] that maps each row where it is, its texts borrowed from the database's own
+    /// buffers: for a page of many rows, built straight into what the page shows.
+    pub async fn read_map<T>(
+        &self,
+        sql: &str,
+        args: &[Value],
+        map: impl FnMut(&RowRef<'_>) -> Result<T, AppError>,
+    ) -> Result<Vec<T>, AppError> {
+        let reader = match self {
+            Db::Sqlite(sqlite) if !sqlite.readers.is_empty() => {
+                let free = sqlite
+                    .readers
+                    .iter()
+                    .find_map(|r| r.clone().try_lock_owned().ok());
+                match free {
+                    Some(reader) => reader,
+                    None => {
+                        let i = sqlite.next_reader.fetch_add(1, Ordering::Relaxed) % sqlite.readers.len();
+                        sqlite.readers[i].clone().lock_owned().await
+                    }
+                }
             }
+            _ => return self.conn().await?.query_map(sql, args, map).await,
         };
         let mut conn = Conn {
             link: Link::Sqlite(reader),
             in_transaction: false,
         };
-        conn.query(sql, args).await
+        conn.query_map(sql, args, map).await
     }
 
     /// [`Db::read`] of at most one row.
@@ -368,21 +444,26 @@ impl Conn {
     }
 
     pub async fn query(&mut self, sql: &str, args: &[Value]) -> Result<Vec<Row>, AppError> {
+        self.query_map(sql, args, |r| r.to_row()).await
+    }
+
+    /// Runs a query and maps each row where it is (see [`Db::read_map`]).
+    pub async fn query_map<T>(
+        &mut self,
+        sql: &str,
+        args: &[Value],
+        mut map: impl FnMut(&RowRef<'_>) -> Result<T, AppError>,
+    ) -> Result<Vec<T>, AppError> {
         match &mut self.link {
             Link::Sqlite(c) => {
                 // The same few shapes of query come again and again: SQLite keeps them compiled.
                 let mut stmt = c.prepare_cached(sql).map_err(sqlite_error)?;
-                let width = stmt.column_count();
                 let mut rows = stmt
                     .query(rusqlite::params_from_iter(args))
                     .map_err(sqlite_error)?;
                 let mut out = Vec::new();
                 while let Some(r) = rows.next().map_err(sqlite_error)? {
-                    let mut cells = Vec::with_capacity(width);
-                    for i in 0..width {
-                        cells.push(sqlite_cell(r.get_ref(i).map_err(sqlite_error)?));
-                    }
-                    out.push(Row(cells));
+                    out.push(map(&RowRef::Sqlite(r))?);
                 }
                 Ok(out)
             }
@@ -392,7 +473,7 @@ impl Conn {
                     .query(&stmt, &postgres_args(args))
                     .await
                     .map_err(postgres_error)?;
-                rows.iter().map(postgres_row).collect()
+                rows.iter().map(|r| map(&RowRef::Postgres(r))).collect()
             }
         }
     }
@@ -565,31 +646,28 @@ fn sqlite_cell(v: ValueRef<'_>) -> Value {
     }
 }
 
-fn postgres_row(r: &tokio_postgres::Row) -> Result<Row, AppError> {
-    let mut cells = Vec::with_capacity(r.len());
-    for (i, column) in r.columns().iter().enumerate() {
-        let ty = column.type_();
-        let cell = match *ty {
-            Type::INT8 => r.try_get::<_, Option<i64>>(i).map(|v| v.map(Value::Int)),
-            Type::INT4 => r
-                .try_get::<_, Option<i32>>(i)
-                .map(|v| v.map(|v| Value::Int(v.into()))),
-            Type::INT2 => r
-                .try_get::<_, Option<i16>>(i)
-                .map(|v| v.map(|v| Value::Int(v.into()))),
-            Type::BOOL => r
-                .try_get::<_, Option<bool>>(i)
-                .map(|v| v.map(|v| Value::Int(v.into()))),
-            Type::FLOAT8 => r.try_get::<_, Option<f64>>(i).map(|v| v.map(Value::Real)),
-            Type::FLOAT4 => r
-                .try_get::<_, Option<f32>>(i)
-                .map(|v| v.map(|v| Value::Real(v.into()))),
-            _ => r.try_get::<_, Option<String>>(i).map(|v| v.map(Value::Text)),
-        }
-        .map_err(|e| AppError::internal(format!("store: column {} ({ty}): {e}", column.name())))?;
-        cells.push(cell.unwrap_or(Value::Null));
+fn postgres_cell(r: &tokio_postgres::Row, i: usize) -> Result<Value, AppError> {
+    let column = &r.columns()[i];
+    let ty = column.type_();
+    let cell = match *ty {
+        Type::INT8 => r.try_get::<_, Option<i64>>(i).map(|v| v.map(Value::Int)),
+        Type::INT4 => r
+            .try_get::<_, Option<i32>>(i)
+            .map(|v| v.map(|v| Value::Int(v.into()))),
+        Type::INT2 => r
+            .try_get::<_, Option<i16>>(i)
+            .map(|v| v.map(|v| Value::Int(v.into()))),
+        Type::BOOL => r
+            .try_get::<_, Option<bool>>(i)
+            .map(|v| v.map(|v| Value::Int(v.into()))),
+        Type::FLOAT8 => r.try_get::<_, Option<f64>>(i).map(|v| v.map(Value::Real)),
+        Type::FLOAT4 => r
+            .try_get::<_, Option<f32>>(i)
+            .map(|v| v.map(|v| Value::Real(v.into()))),
+        _ => r.try_get::<_, Option<String>>(i).map(|v| v.map(Value::Text)),
     }
-    Ok(Row(cells))
+    .map_err(|e| AppError::internal(format!("store: column {} ({ty}): {e}", column.name())))?;
+    Ok(cell.unwrap_or(Value::Null))
 }
 
 fn postgres_args(args: &[Value]) -> Vec<&(dyn ToSql + Sync)> {

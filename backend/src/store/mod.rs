@@ -13,7 +13,7 @@ use shared::RunStatus;
 use std::path::{Path, PathBuf};
 
 use crate::error::AppError;
-use db::{Db, Row, ToValue, Value};
+use db::{Db, Row, RowRef, ToValue, Value};
 
 /// Schema versions, applied in order; `PRAGMA user_version` holds how many have run.
 const MIGRATIONS: &[&str] = &[
@@ -324,25 +324,6 @@ pub struct RunRow {
 }
 
 impl RunRow {
-    /// [`RunRow::summary`] of a row not needed after (a history page's): its strings move.
-    pub fn into_summary(self) -> ExecutionSummary {
-        let start_time = self.start_time.or(Some(self.created_at));
-        ExecutionSummary {
-            execution_id: self.execution_id.unwrap_or_default(),
-            account: self.account,
-            region: self.region,
-            document_name: self.document_name,
-            status: self.status,
-            instance_id: self.instance_id,
-            targets: self.targets,
-            parent_execution_id: self.parent_execution_id,
-            requester: self.requester,
-            start_time,
-            end_time: self.end_time,
-            started_here: self.started_here,
-        }
-    }
-
     pub fn summary(&self) -> ExecutionSummary {
         ExecutionSummary {
             execution_id: self.execution_id.clone().unwrap_or_default(),
@@ -366,15 +347,43 @@ const ROW_COLUMNS: &str =
      parent_execution_id, start_time, end_time, detail, detail_at_ms, started_here, created_at, override_reason, \
      prior_options, rollback_of, rolled_back_by, account";
 
-/// [`ROW_COLUMNS`] without the columns a list never shows (the cached detail view, the prior options,
-/// the override reason, the token): a history page reads 51 rows, and the detail alone is kilobytes.
-const SUMMARY_COLUMNS: &str =
-    "id, NULL, execution_id, region, document_name, requester, status, instance_id, targets, \
-     parent_execution_id, start_time, end_time, NULL, NULL, started_here, created_at, NULL, \
-     NULL, rollback_of, rolled_back_by, account";
+/// What a history row shows ([`ExecutionSummary`]), then where it sorts: a page reads 51 rows, and
+/// what lists never show (the cached detail view alone is kilobytes) stays in the database.
+const HISTORY_COLUMNS: &str =
+    "execution_id, account, region, document_name, status, instance_id, targets, parent_execution_id, \
+     requester, COALESCE(start_time, created_at), end_time, started_here, sort_time, id";
 
-/// How many columns [`ROW_COLUMNS`] and [`SUMMARY_COLUMNS`] name.
-const ROW_WIDTH: usize = 21;
+/// A run as lists show it, from a row of [`HISTORY_COLUMNS`].
+fn history_summary(r: &RowRef<'_>) -> Result<ExecutionSummary, AppError> {
+    let owned = |i| Ok::<_, AppError>(r.text(i)?.map(str::to_owned));
+    Ok(ExecutionSummary {
+        execution_id: text(r, 0)?,
+        account: text(r, 1)?,
+        region: text(r, 2)?,
+        document_name: text(r, 3)?,
+        status: RunStatus::from(r.text(4)?.unwrap_or_default()),
+        instance_id: owned(5)?,
+        targets: owned(6)?,
+        parent_execution_id: owned(7)?,
+        requester: owned(8)?,
+        start_time: owned(9)?,
+        end_time: owned(10)?,
+        started_here: int(r, 11)? != 0,
+    })
+}
+
+/// A text that may not be NULL.
+fn text(r: &RowRef<'_>, i: usize) -> Result<String, AppError> {
+    r.text(i)?
+        .map(str::to_owned)
+        .ok_or_else(|| AppError::internal(format!("store: column {i} is NULL")))
+}
+
+/// An integer that may not be NULL.
+fn int(r: &RowRef<'_>, i: usize) -> Result<i64, AppError> {
+    r.int(i)?
+        .ok_or_else(|| AppError::internal(format!("store: column {i} is NULL")))
+}
 
 fn row(mut r: Row) -> Result<RunRow, AppError> {
     Ok(RunRow {
@@ -1102,11 +1111,12 @@ impl Store {
         runs(self.db.query(&sql, args![]).await?)
     }
 
-    /// A page of runs, newest first, as lists show them: the rows carry no detail, prior options,
-    /// override reason or client token (see [`SUMMARY_COLUMNS`]).
-    pub async fn history(&self, f: &HistoryFilter) -> Result<(Vec<RunRow>, Option<Cursor>), AppError> {
-        let mut sql =
-            format!("SELECT {SUMMARY_COLUMNS}, sort_time FROM runs r WHERE execution_id IS NOT NULL");
+    /// A page of runs, newest first, as lists show them, each built straight from its row.
+    pub async fn history(
+        &self,
+        f: &HistoryFilter,
+    ) -> Result<(Vec<ExecutionSummary>, Option<Cursor>), AppError> {
+        let mut sql = format!("SELECT {HISTORY_COLUMNS} FROM runs r WHERE execution_id IS NOT NULL");
         let mut args: Vec<Value> = Vec::new();
         match &f.parent {
             Some(p) => {
@@ -1128,22 +1138,25 @@ impl Store {
             " ORDER BY sort_time DESC, id DESC LIMIT ?{}",
             args.len()
         ));
-        let found = self.db.read(&sql, &args).await?;
-        let more = found.len() > f.limit;
-        let mut rows = Vec::with_capacity(found.len().min(f.limit));
-        let mut next = None;
-        for r in found.into_iter().take(f.limit) {
-            let sort_time = if more {
-                Some(r.get::<String>(ROW_WIDTH)?)
-            } else {
-                None
-            };
-            let run = row(r)?;
-            if let Some(t) = sort_time {
-                next = Some((t, run.id));
-            }
-            rows.push(run);
-        }
+        // The page's last row is where the next page starts, if there is one more.
+        let mut last = None;
+        let mut read = 0;
+        let mut rows = self
+            .db
+            .read_map(&sql, &args, |r| {
+                read += 1;
+                if read == f.limit {
+                    last = Some((text(r, 12)?, int(r, 13)?));
+                }
+                history_summary(r)
+            })
+            .await?;
+        let next = if rows.len() > f.limit {
+            rows.truncate(f.limit);
+            last
+        } else {
+            None
+        };
         Ok((rows, next))
     }
 
