@@ -774,6 +774,9 @@ async fn assets_carry_their_hash_and_are_kept_a_year_while_the_page_is_revalidat
     let get = |path: &str| client.get(format!("{}{path}", app.base)).send();
     let page = get("/").await.unwrap();
     assert_eq!(page.headers()["cache-control"], "no-cache");
+    // A document carries the browser's protections; a script or stylesheet only what it heeds.
+    assert!(page.headers().contains_key("content-security-policy"));
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
     let html = page.text().await.unwrap();
     // Every asset index.html names has a content hash, and is served as immutable.
     let assets: Vec<&str> = html
@@ -789,6 +792,12 @@ async fn assets_carry_their_hash_and_are_kept_a_year_while_the_page_is_revalidat
             "public, max-age=31536000, immutable",
             "{asset}"
         );
+        assert_eq!(resp.headers()["x-content-type-options"], "nosniff", "{asset}");
+        // The icon is an image a browser can open as a document: it keeps the policy.
+        let document_headers = ["content-security-policy", "x-frame-options", "last-modified"]
+            .map(|h| resp.headers().contains_key(h));
+        let svg = asset.ends_with(".svg");
+        assert_eq!(document_headers, [svg, svg, svg], "{asset}: {:?}", resp.headers());
     }
     let main = get(assets.iter().find(|a| a.starts_with("/main-")).unwrap())
         .await
