@@ -195,24 +195,55 @@ fn bundle_routes(
         bundle.extend_from_slice(&contents);
         std::fs::write(out_dir.join(format!("{route}.bundle")), &bundle)
             .map_err(|e| format!("{route}.bundle: {e}"))?;
+        // The route's loader, from the table above: its chunk list once, in the call.
         let export = format!("export const __wasm_split_load_{split} = wrapAsyncCb(makeLoad(");
         let at = loader
             .find(&export)
             .ok_or_else(|| format!("__wasm_split.js: no loader for the route {split}"))?;
         let end = at
             + loader[at..]
-                .find("]));")
-                .ok_or_else(|| format!("__wasm_split.js: the loader of {split} does not end"))?;
-        loader.replace_range(end..end + 4, "])));");
+                .find("]));\n")
+                .ok_or_else(|| format!("__wasm_split.js: the loader of {split} does not end"))?
+            + 4;
         loader.replace_range(
-            at..at + export.len(),
+            at..end,
             &format!(
-                "export const __wasm_split_load_{split} = wrapAsyncCb(withBundle(\"{route}\", \"{}\", makeLoad(",
+                "export const __wasm_split_load_{split} = route(\"{route}\", \"{}\");",
                 chunks.join(" ")
             ),
         );
         bundles += 1;
     }
+    // Every chunk's loader was the same five lines but for its number (306 of them, most of the
+    // loader): `chunk(n)` makes each when it is first needed. Any loader left that names a chunk
+    // (a split with no code of its own) names it through `chunk(n)` too.
+    let mut compact = String::with_capacity(loader.len());
+    let mut rest = loader.as_str();
+    while let Some(start) = rest.find("const __chunk_") {
+        let after = &rest[start + "const __chunk_".len()..];
+        let (n, tail) = after
+            .split_once(' ')
+            .ok_or("__wasm_split.js: a chunk loader without its number")?;
+        let own = format!("= makeLoad(() => {{\n    return wasmSource(\"chunk_{n}.wasm\");\n}}\n, []);\n");
+        let tail = tail.strip_prefix(&own).ok_or_else(|| {
+            format!("__wasm_split.js: the loader of chunk {n} is not the one this tool knows (a chunk that needs others?)")
+        })?;
+        compact.push_str(&rest[..start]);
+        rest = tail;
+    }
+    compact.push_str(rest);
+    let mut loader = String::with_capacity(compact.len());
+    let mut rest = compact.as_str();
+    while let Some(start) = rest.find("__chunk_") {
+        let digits = rest[start + "__chunk_".len()..]
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len() - start - "__chunk_".len());
+        let n = &rest[start + "__chunk_".len()..start + "__chunk_".len() + digits];
+        loader.push_str(&rest[..start]);
+        loader.push_str(&format!("chunk({n})"));
+        rest = &rest[start + "__chunk_".len() + digits..];
+    }
+    loader.push_str(rest);
     // The splitter names, above each chunk, every route that uses it: 60 % of the loader's bytes,
     // for debugging only.
     loader = loader
@@ -255,6 +286,21 @@ function wasmSource(file) {
     const src = fetch(new URL("./" + file, import.meta.url));
     src.catch(() => {});
     return async (imports) => (WebAssembly.instantiateStreaming(src, imports));
+}
+const chunkLoads = new Map(); // chunk number -> its loader, made when first needed
+function chunk(n) {
+    let load = chunkLoads.get(n);
+    if (load === undefined) {
+        load = makeLoad(() => wasmSource("chunk_" + n + ".wasm"), []);
+        chunkLoads.set(n, load);
+    }
+    return load;
+}
+// A route's (or a lazy function's) loader: its module after the chunks it needs ("3 12"), from its
+// bundle when most of them are not loaded yet.
+function route(name, chunks) {
+    const deps = chunks ? chunks.split(" ").map(Number).map(chunk) : [];
+    return wrapAsyncCb(withBundle(name, chunks, makeLoad(() => wasmSource(name + ".wasm"), deps)));
 }
 function withBundle(route, chunks, load) {
     return () => {
@@ -446,16 +492,12 @@ mod tests {
         let js = std::fs::read_to_string(dir.join("__wasm_split.js")).unwrap();
         // Only wasmSource itself fetches a module.
         assert_eq!(js.matches("fetch(new URL(").count(), 2, "{js}");
-        for stem in ["chunk_3", "chunk_12", "split___a_route_view_1"] {
-            assert!(
-                js.contains(&format!("return wasmSource(\"{stem}.wasm\");")),
-                "{stem}:\n{js}"
-            );
-        }
         assert!(js.contains(
-            "export const __wasm_split_load___a_route_view_1 = wrapAsyncCb(withBundle(\"split___a_route_view_1\", \"3 12\", makeLoad(() => {"
+            "export const __wasm_split_load___a_route_view_1 = route(\"split___a_route_view_1\", \"3 12\");\n"
         ));
-        assert!(js.contains(", [__chunk_3, __chunk_12])));\n"));
+        // The chunks' loaders are made from their numbers when first needed.
+        assert!(!js.contains("__chunk_"), "{js}");
+        assert!(js.contains("load = makeLoad(() => wasmSource(\"chunk_\" + n + \".wasm\"), []);"));
         assert!(!js.contains("/* __"), "the routes' comments stay:\n{js}");
         assert!(js.starts_with("import { initSync } from \"./frontend.js\";\n\n// Route bundles"));
         std::fs::remove_dir_all(&dir).unwrap();
