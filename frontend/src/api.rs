@@ -1,7 +1,7 @@
 //! The typed client of `/api/v1`, using the `shared` wire types. One error type: the network failed, or
 //! the server answered with its JSON error.
 
-use gloo_net::http::{Request, Response};
+use gloo_net::http::{Request, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use shared::api::{
@@ -110,31 +110,23 @@ fn json_body<B: Serialize>(body: &B) -> Result<String, ClientError> {
     serde_json::to_string(body).map_err(|e| ClientError::Network(e.to_string()))
 }
 
+/// Sends a JSON body (POST or PUT) and reads the reply.
+async fn send_json(req: RequestBuilder, body: String) -> Result<String, ClientError> {
+    exchange(req.header("content-type", "application/json").body(body)).await
+}
+
 async fn post_text(path: &str, body: String) -> Result<String, ClientError> {
-    exchange(
-        Request::post(&format!("/api/v1{path}"))
-            .header("content-type", "application/json")
-            .body(body),
-    )
-    .await
+    send_json(Request::post(&format!("/api/v1{path}")), body).await
 }
 
 pub async fn post<B: Serialize, T: DeserializeOwned>(path: &str, body: &B) -> Result<T, ClientError> {
     parse(&post_text(path, json_body(body)?).await?)
 }
 
-async fn put_text(path: &str, body: String) -> Result<String, ClientError> {
-    exchange(
-        Request::put(&format!("/api/v1{path}"))
-            .header("content-type", "application/json")
-            .body(body),
-    )
-    .await
-}
-
 /// Sends a JSON PUT (a setting replaced whole) and returns the reply.
 pub async fn put<B: Serialize, T: DeserializeOwned>(path: &str, body: &B) -> Result<T, ClientError> {
-    parse(&put_text(path, json_body(body)?).await?)
+    let body = json_body(body)?;
+    parse(&send_json(Request::put(&format!("/api/v1{path}")), body).await?)
 }
 
 pub async fn me() -> Result<shared::api::Me, ClientError> {
