@@ -218,6 +218,16 @@ impl RowRef<'_> {
         }
     }
 
+    /// [`RowRef::text`] of a column that may not be NULL.
+    pub fn required_text(&self, i: usize) -> Result<&str, AppError> {
+        self.text(i)?.ok_or_else(|| null_cell(i))
+    }
+
+    /// [`RowRef::int`] of a column that may not be NULL.
+    pub fn required_int(&self, i: usize) -> Result<i64, AppError> {
+        self.int(i)?.ok_or_else(|| null_cell(i))
+    }
+
     /// The row copied whole, as [`Value`]s.
     pub fn to_row(&self) -> Result<Row, AppError> {
         match self {
@@ -235,6 +245,10 @@ impl RowRef<'_> {
                 .map(Row),
         }
     }
+}
+
+fn null_cell(i: usize) -> AppError {
+    AppError::internal(format!("store: column {i} is NULL"))
 }
 
 /// Which database, and how to reach it.
@@ -647,7 +661,10 @@ fn sqlite_cell(v: ValueRef<'_>) -> Value {
 }
 
 fn postgres_cell(r: &tokio_postgres::Row, i: usize) -> Result<Value, AppError> {
-    let column = &r.columns()[i];
+    let column = r
+        .columns()
+        .get(i)
+        .ok_or_else(|| AppError::internal(format!("store: no column {i}")))?;
     let ty = column.type_();
     let cell = match *ty {
         Type::INT8 => r.try_get::<_, Option<i64>>(i).map(|v| v.map(Value::Int)),

@@ -355,34 +355,22 @@ const HISTORY_COLUMNS: &str =
 
 /// A run as lists show it, from a row of [`HISTORY_COLUMNS`].
 fn history_summary(r: &RowRef<'_>) -> Result<ExecutionSummary, AppError> {
-    let owned = |i| Ok::<_, AppError>(r.text(i)?.map(str::to_owned));
+    let text = |i| Ok::<_, AppError>(r.required_text(i)?.to_owned());
+    let optional = |i| Ok::<_, AppError>(r.text(i)?.map(str::to_owned));
     Ok(ExecutionSummary {
-        execution_id: text(r, 0)?,
-        account: text(r, 1)?,
-        region: text(r, 2)?,
-        document_name: text(r, 3)?,
-        status: RunStatus::from(r.text(4)?.unwrap_or_default()),
-        instance_id: owned(5)?,
-        targets: owned(6)?,
-        parent_execution_id: owned(7)?,
-        requester: owned(8)?,
-        start_time: owned(9)?,
-        end_time: owned(10)?,
-        started_here: int(r, 11)? != 0,
+        execution_id: text(0)?,
+        account: text(1)?,
+        region: text(2)?,
+        document_name: text(3)?,
+        status: RunStatus::from(r.required_text(4)?),
+        instance_id: optional(5)?,
+        targets: optional(6)?,
+        parent_execution_id: optional(7)?,
+        requester: optional(8)?,
+        start_time: optional(9)?,
+        end_time: optional(10)?,
+        started_here: r.required_int(11)? != 0,
     })
-}
-
-/// A text that may not be NULL.
-fn text(r: &RowRef<'_>, i: usize) -> Result<String, AppError> {
-    r.text(i)?
-        .map(str::to_owned)
-        .ok_or_else(|| AppError::internal(format!("store: column {i} is NULL")))
-}
-
-/// An integer that may not be NULL.
-fn int(r: &RowRef<'_>, i: usize) -> Result<i64, AppError> {
-    r.int(i)?
-        .ok_or_else(|| AppError::internal(format!("store: column {i} is NULL")))
 }
 
 fn row(mut r: Row) -> Result<RunRow, AppError> {
@@ -1146,7 +1134,7 @@ impl Store {
             .read_map(&sql, &args, |r| {
                 read += 1;
                 if read == f.limit {
-                    last = Some((text(r, 12)?, int(r, 13)?));
+                    last = Some((r.required_text(12)?.to_owned(), r.required_int(13)?));
                 }
                 history_summary(r)
             })

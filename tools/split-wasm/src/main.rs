@@ -145,26 +145,18 @@ fn bundle_routes(
     let loader_path = out_dir.join("__wasm_split.js");
     let loader =
         std::fs::read_to_string(&loader_path).map_err(|e| format!("{}: {e}", loader_path.display()))?;
-    // Every module's fetch goes through `wasmSource`, which takes its bytes from a bundle if one
-    // was fetched for it.
-    let mut modules = 0;
-    let mut rewritten = String::with_capacity(loader.len());
-    let mut rest = loader.as_str();
-    while let Some(start) = rest.find(FETCH_START) {
-        let after = &rest[start + FETCH_START.len()..];
-        let (file, tail) = after
-            .split_once('"')
-            .ok_or("__wasm_split.js: a fetch without its file's name")?;
-        let tail = tail.strip_prefix(&FETCH_END[1..]).ok_or_else(|| {
-            format!("__wasm_split.js: the fetch of {file} is not the one this tool knows (wasm_split_cli_support changed?)")
+    // Every chunk's loader is the same five lines but for its number (306 of them, most of the
+    // loader): they go, and `chunk(n)` makes each when it is first needed.
+    let mut loader = rewrite_each(&loader, "const __chunk_", |after| {
+        let (n, tail) = after
+            .split_once(' ')
+            .ok_or("__wasm_split.js: a chunk loader without its number")?;
+        let own = format!("= makeLoad(() => {{\n    {FETCH_START}chunk_{n}.wasm{FETCH_END}\n}}\n, []);\n");
+        let tail = tail.strip_prefix(&own).ok_or_else(|| {
+            format!("__wasm_split.js: the loader of chunk {n} is not the one this tool knows (a chunk that needs others, or wasm_split_cli_support changed?)")
         })?;
-        rewritten.push_str(&rest[..start]);
-        rewritten.push_str(&format!("return wasmSource(\"{file}\");"));
-        rest = tail;
-        modules += 1;
-    }
-    rewritten.push_str(rest);
-    let mut loader = rewritten;
+        Ok((String::new(), tail))
+    })?;
     let mut names: Vec<&String> = routes.keys().collect();
     names.sort();
     let mut bundles = 0;
@@ -214,36 +206,23 @@ fn bundle_routes(
         );
         bundles += 1;
     }
-    // Every chunk's loader was the same five lines but for its number (306 of them, most of the
-    // loader): `chunk(n)` makes each when it is first needed. Any loader left that names a chunk
-    // (a split with no code of its own) names it through `chunk(n)` too.
-    let mut compact = String::with_capacity(loader.len());
-    let mut rest = loader.as_str();
-    while let Some(start) = rest.find("const __chunk_") {
-        let after = &rest[start + "const __chunk_".len()..];
-        let (n, tail) = after
-            .split_once(' ')
-            .ok_or("__wasm_split.js: a chunk loader without its number")?;
-        let own = format!("= makeLoad(() => {{\n    return wasmSource(\"chunk_{n}.wasm\");\n}}\n, []);\n");
-        let tail = tail.strip_prefix(&own).ok_or_else(|| {
-            format!("__wasm_split.js: the loader of chunk {n} is not the one this tool knows (a chunk that needs others?)")
+    // Whatever loader is left (a split with no code of its own) fetches through `wasmSource`, which
+    // takes a module's bytes from a bundle if one was fetched for it, and names chunks by number.
+    let mut modules = 0;
+    let loader = rewrite_each(&loader, FETCH_START, |after| {
+        let (file, tail) = after
+            .split_once('"')
+            .ok_or("__wasm_split.js: a fetch without its file's name")?;
+        let tail = tail.strip_prefix(&FETCH_END[1..]).ok_or_else(|| {
+            format!("__wasm_split.js: the fetch of {file} is not the one this tool knows (wasm_split_cli_support changed?)")
         })?;
-        compact.push_str(&rest[..start]);
-        rest = tail;
-    }
-    compact.push_str(rest);
-    let mut loader = String::with_capacity(compact.len());
-    let mut rest = compact.as_str();
-    while let Some(start) = rest.find("__chunk_") {
-        let digits = rest[start + "__chunk_".len()..]
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len() - start - "__chunk_".len());
-        let n = &rest[start + "__chunk_".len()..start + "__chunk_".len() + digits];
-        loader.push_str(&rest[..start]);
-        loader.push_str(&format!("chunk({n})"));
-        rest = &rest[start + "__chunk_".len() + digits..];
-    }
-    loader.push_str(rest);
+        modules += 1;
+        Ok((format!("return wasmSource(\"{file}\");"), tail))
+    })?;
+    let mut loader = rewrite_each(&loader, "__chunk_", |after| {
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        Ok((format!("chunk({})", &after[..digits]), &after[digits..]))
+    })?;
     // The splitter names, above each chunk, every route that uses it: 60 % of the loader's bytes,
     // for debugging only.
     loader = loader
@@ -260,8 +239,27 @@ fn bundle_routes(
         + 2;
     loader.insert_str(import_end, BUNDLE_RUNTIME);
     std::fs::write(&loader_path, loader).map_err(|e| format!("{}: {e}", loader_path.display()))?;
-    eprintln!("split-wasm: {modules} modules fetched through the loader, {bundles} route bundles");
+    eprintln!("split-wasm: {bundles} route bundles; {modules} other module fetches in the loader");
     Ok(())
+}
+
+/// `text` with each `marker` and what follows it replaced: `rewrite` gets the text after the marker
+/// and returns the replacement and the rest it did not consume. One pass, whatever the count.
+fn rewrite_each<'a>(
+    text: &'a str,
+    marker: &str,
+    mut rewrite: impl FnMut(&'a str) -> Result<(String, &'a str), String>,
+) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find(marker) {
+        out.push_str(&rest[..start]);
+        let (replacement, tail) = rewrite(&rest[start + marker.len()..])?;
+        out.push_str(&replacement);
+        rest = tail;
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// The fetch of one module as wasm_split_cli_support 0.2.4 writes it (web target, release).
