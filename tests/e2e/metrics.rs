@@ -55,7 +55,19 @@ async fn metrics_count_aws_calls_runs_the_fleet_sign_ins_and_refusals() {
         .unwrap();
     assert_eq!(failed.status(), 401);
 
-    let (status, text) = scrape(&app, Some(TOKEN)).await;
+    // The fleet's gauges come from the cached inventory, never from AWS for a scrape: a scrape that
+    // meets an inventory read in progress (one starts after the run) leaves them as they were, which
+    // on the first scrape is absent. The next scrape after the read has them.
+    let fleet_line =
+        r#"imds_console_fleet_instances{account="123456789012",region="us-east-1",posture="compliant"}"#;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let (status, text) = loop {
+        let (status, text) = scrape(&app, Some(TOKEN)).await;
+        if status != 200 || sample(&text, fleet_line).is_some() || std::time::Instant::now() > deadline {
+            break (status, text);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
     assert_eq!(status, 200, "{text}");
     let starts = sample(
         &text,
@@ -67,10 +79,7 @@ async fn metrics_count_aws_calls_runs_the_fleet_sign_ins_and_refusals() {
         Some(1.0),
         "{text}"
     );
-    let compliant = sample(
-        &text,
-        r#"imds_console_fleet_instances{account="123456789012",region="us-east-1",posture="compliant"}"#,
-    );
+    let compliant = sample(&text, fleet_line);
     assert!(compliant.is_some_and(|n| n >= 1.0), "{text}");
     assert_eq!(
         sample(
