@@ -158,6 +158,16 @@ pub async fn tokens() -> Result<Vec<shared::api::TokenView>, ClientError> {
     get("/tokens").await
 }
 
+/// POSTs an action on what `path` names (its body an empty JSON object) and reads the reply.
+pub async fn post_action<T: DeserializeOwned>(path: &str) -> Result<T, ClientError> {
+    parse(&post_text(path, "{}".into()).await?)
+}
+
+/// POSTs an action on what `path` names and ignores the reply's body.
+pub async fn act(path: &str) -> Result<(), ClientError> {
+    post_text(path, "{}".into()).await.map(|_| ())
+}
+
 /// POSTs and expects no body back (201/204).
 pub async fn post_empty<B: Serialize>(path: &str, body: &B) -> Result<(), ClientError> {
     post_text(path, json_body(body)?).await.map(|_| ())
@@ -186,19 +196,16 @@ pub async fn preview(req: &StartExecutionRequest) -> Result<PreviewResponse, Cli
 }
 
 pub async fn rollback_preview(id: &str) -> Result<shared::api::RollbackPreview, ClientError> {
-    post(
-        &format!("/executions/{id}/rollback/preview"),
-        &serde_json::json!({}),
-    )
-    .await
+    post_action(&format!("/executions/{id}/rollback/preview")).await
 }
 
 pub async fn rollback(id: &str) -> Result<RollbackResponse, ClientError> {
-    post(&format!("/executions/{id}/rollback"), &serde_json::json!({})).await
+    post_action(&format!("/executions/{id}/rollback")).await
 }
 
-pub async fn stop(id: &str) -> Result<serde_json::Value, ClientError> {
-    post(&format!("/executions/{id}/stop"), &serde_json::json!({})).await
+/// Asks SSM to stop a run; what it answers is read from the run itself afterwards.
+pub async fn stop(id: &str) -> Result<(), ClientError> {
+    act(&format!("/executions/{id}/stop")).await
 }
 
 pub async fn execution(id: &str) -> Result<ExecutionDetail, ClientError> {

@@ -1503,12 +1503,12 @@ const FIRST_LOAD_BYTES: &str = "
             performance.getEntriesByType('resource').length,
             assets.filter(e => e.transferSize === 0).length];";
 
-/// The most any page's first load may weigh as Chromium receives it. Issue 13 asks for 200 KB; with
-/// the routes split, each route's modules fetched as one bundle, the WASM built for size on nightly,
-/// the review of a run and the admin page's less-used tools fetched when opened, and the assets
-/// precompressed, pages weigh 151-205 KiB in 7-8 files (BENCHMARKS.md), so this guards what was
-/// reached, with 5 % of room, until the two heaviest pages (execute, run detail) shrink.
-const FIRST_LOAD_LIMIT: u64 = 221 * 1024;
+/// The most any page's first load may weigh as Chromium receives it: issue 13's 200 KB, read as
+/// 200,000 bytes (the stricter of KB and KiB). Routes split, each route's modules fetched as one
+/// bundle, the WASM built for size on nightly, what a page shows only when asked (the review of a run,
+/// the rate-control fields, Stop and Revert, the admin page's less-used tools) fetched then, and the
+/// assets precompressed: pages weigh 151-199 KB in 7-8 files (BENCHMARKS.md).
+const FIRST_LOAD_LIMIT: u64 = 200_000;
 
 #[tokio::test]
 async fn every_page_s_first_load_stays_within_its_weight() {

@@ -52,11 +52,11 @@ pub fn AdminPage() -> impl IntoView {
     });
     let disable = Action::new_local(|name: &String| {
         let name = name.clone();
-        async move { api::post_empty(&format!("/users/{name}/disable"), &serde_json::json!({})).await }
+        async move { api::act(&format!("/users/{name}/disable")).await }
     });
     let enable = Action::new_local(|name: &String| {
         let name = name.clone();
-        async move { api::post_empty(&format!("/users/{name}/enable"), &serde_json::json!({})).await }
+        async move { api::act(&format!("/users/{name}/enable")).await }
     });
     // Disabling asks first, naming the user (and saying so when it is the person's own account).
     let asking_disable = RwSignal::new(false);
@@ -73,7 +73,7 @@ pub fn AdminPage() -> impl IntoView {
     });
     let revoke = Action::new_local(|id: &i64| {
         let id = *id;
-        async move { api::post_empty(&format!("/tokens/{id}/revoke"), &serde_json::json!({})).await }
+        async move { api::act(&format!("/tokens/{id}/revoke")).await }
     });
     // Read again after each change (not when the page opens: the first read is already under way).
     Effect::new(move |first: Option<()>| {
@@ -451,7 +451,7 @@ fn Webhooks() -> impl IntoView {
     });
     let act = Action::new_local(|(id, what): &(i64, &'static str)| {
         let (id, what) = (*id, *what);
-        async move { api::post_empty(&format!("/webhooks/{id}/{what}"), &serde_json::json!({})).await }
+        async move { api::act(&format!("/webhooks/{id}/{what}")).await }
     });
     Effect::new(move |_| {
         if add.value().get().is_some_and(|r| r.is_ok()) {

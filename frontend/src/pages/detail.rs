@@ -244,26 +244,80 @@ pub fn ExecutionDetailPage() -> impl IntoView {
         let id = id();
         async move { api::execution(&id).await }
     });
+    // Stop and Revert (their dialogs, the revert preview, the calls and their answers) are fetched
+    // from their own WASM module the first time someone asks for either; most visits never do.
+    let controls = RunControls {
+        asking_stop: RwSignal::new(false),
+        stopping: RwSignal::new(false),
+        asking_revert: RwSignal::new(false),
+        reverting: RwSignal::new(false),
+    };
+    let loaded = RwSignal::new(false);
+    let on_stop = Callback::new(move |()| {
+        loaded.set(true);
+        controls.asking_stop.set(true);
+    });
+    let on_revert = Callback::new(move |()| {
+        loaded.set(true);
+        controls.asking_revert.set(true);
+    });
+    view! {
+        <Show when=move || loaded.get()>
+            <Suspense fallback=|| view! { <p role="status">"Loading…"</p> }>
+                {move || {
+                    // Made again for another run (a link from this page to its rollback).
+                    let id = id();
+                    Suspend::new(async move { run_controls_view(id, controls).await })
+                }}
+            </Suspense>
+        </Show>
+        {move || match detail.get() {
+            None => view! { <p role="status">"Loading the execution…"</p> }.into_any(),
+            Some(Err(e)) => view! { <section class="card"><div class="error-box" role="alert" data-testid="detail-error">{e.explain()}</div></section> }.into_any(),
+            Some(Ok(d)) => view! { <Detail d=d on_stop=on_stop stopping=controls.stopping.into() on_revert=on_revert reverting=controls.reverting.into()/> }.into_any(),
+        }}
+    }
+}
+
+/// What the page and its Stop and Revert dialogs share: whether each dialog is open, and whether
+/// its call is under way (the page's buttons wait meanwhile).
+#[derive(Clone, Copy)]
+struct RunControls {
+    asking_stop: RwSignal<bool>,
+    stopping: RwSignal<bool>,
+    asking_revert: RwSignal<bool>,
+    reverting: RwSignal<bool>,
+}
+
+/// Stop and Revert, from their own WASM module. Stop says what stopping leaves done; the Revert
+/// dialog previews exactly what a rollback would restore (read each time it opens, as things are
+/// now), then starts it and says what started.
+#[lazy]
+fn run_controls_view(id: String, controls: RunControls) -> AnyView {
+    view! { <RunControlDialogs id=id controls=controls/> }.into_any()
+}
+
+#[component]
+fn RunControlDialogs(id: String, controls: RunControls) -> impl IntoView {
+    let id = StoredValue::new(id);
     let stop = Action::new_local(|id: &String| {
         let id = id.clone();
         async move { api::stop(&id).await }
     });
-    let asking_stop = RwSignal::new(false);
-    let on_stop = Callback::new(move |()| asking_stop.set(true));
+    Effect::new(move |_| controls.stopping.set(stop.pending().get()));
     let do_stop = Callback::new(move |()| {
-        stop.dispatch(id());
+        stop.dispatch(id.get_value());
     });
-    let stopping = Signal::derive(move || stop.pending().get());
+    let open = controls.asking_revert;
+    let reverting = controls.reverting;
     let revert = Action::new_local(|id: &String| {
         let id = id.clone();
         async move { api::rollback(&id).await }
     });
-    let asking_revert = RwSignal::new(false);
-    let on_revert = Callback::new(move |()| asking_revert.set(true));
-    // Read each time the dialog opens: exactly what the rollback would restore, as things are now.
-    let revert_preview = LocalResource::new(move || {
-        let open = asking_revert.get();
-        let id = id();
+    Effect::new(move |_| reverting.set(revert.pending().get()));
+    let preview = LocalResource::new(move || {
+        let open = open.get();
+        let id = id.get_value();
         async move {
             if open {
                 Some(api::rollback_preview(&id).await)
@@ -272,18 +326,18 @@ pub fn ExecutionDetailPage() -> impl IntoView {
             }
         }
     });
-    let revert_ready = Signal::derive(move || matches!(revert_preview.get(), Some(Some(Ok(_)))));
-    let do_revert = Callback::new(move |()| {
-        revert.dispatch(id());
+    let ready = Signal::derive(move || matches!(preview.get(), Some(Some(Ok(_)))));
+    let confirm = Callback::new(move |()| {
+        revert.dispatch(id.get_value());
     });
-    let reverting = Signal::derive(move || revert.pending().get());
     view! {
-        <ConfirmModal open=asking_stop title="Stop this run?" confirm_label="Stop run" on_confirm=do_stop>
-            <p>{move || format!("SSM cancels {} and starts no more of its targets. Steps already done stay done: an instance already changed keeps its new options (Revert restores them).", id())}</p>
+        <ConfirmModal open=controls.asking_stop title="Stop this run?" confirm_label="Stop run" on_confirm=do_stop>
+            <p>{move || format!("SSM cancels {} and starts no more of its targets. Steps already done stay done: an instance already changed keeps its new options (Revert restores them).", id.get_value())}</p>
         </ConfirmModal>
-        <ConfirmModal open=asking_revert title="Revert this run?" confirm_label="Start the rollback" on_confirm=do_revert
-            confirm_disabled=Signal::derive(move || !revert_ready.get())>
-            {move || match revert_preview.get().flatten() {
+        {move || stop.value().get().and_then(|r| r.err()).map(|e| view! { <div class="error-box" role="alert">{e.explain()}</div> })}
+        <ConfirmModal open=open title="Revert this run?" confirm_label="Start the rollback" on_confirm=confirm
+            confirm_disabled=Signal::derive(move || !ready.get())>
+            {move || match preview.get().flatten() {
                 None => view! { <p role="status">"Working out what the rollback would restore…"</p> }.into_any(),
                 Some(Err(e)) => view! { <div class="error-box" role="alert" data-testid="revert-preview-error">{e.explain()}</div> }.into_any(),
                 Some(Ok(p)) => view! {
@@ -302,7 +356,6 @@ pub fn ExecutionDetailPage() -> impl IntoView {
                 }.into_any(),
             }}
         </ConfirmModal>
-        {move || stop.value().get().and_then(|r| r.err()).map(|e| view! { <div class="error-box" role="alert">{e.explain()}</div> })}
         {move || revert.value().get().map(|r| match r {
             Ok(rb) => view! {
                 <div class="ok-box" role="status" data-testid="reverted">"Rollback started: "
@@ -312,10 +365,5 @@ pub fn ExecutionDetailPage() -> impl IntoView {
             }.into_any(),
             Err(e) => view! { <div class="error-box" role="alert">{e.explain()}</div> }.into_any(),
         })}
-        {move || match detail.get() {
-            None => view! { <p role="status">"Loading the execution…"</p> }.into_any(),
-            Some(Err(e)) => view! { <section class="card"><div class="error-box" role="alert" data-testid="detail-error">{e.explain()}</div></section> }.into_any(),
-            Some(Ok(d)) => view! { <Detail d=d on_stop=on_stop stopping=stopping on_revert=on_revert reverting=reverting/> }.into_any(),
-        }}
     }
 }

@@ -8,7 +8,7 @@ use shared::api::{ParametersInput, RateControlInput, StartExecutionRequest, Targ
 use shared::ValidationErrors;
 use wasm_bindgen::JsCast;
 
-use crate::api::{self, ClientError};
+use crate::api;
 use crate::live::use_live;
 use crate::pages::history::ExecutionTable;
 
@@ -76,6 +76,24 @@ impl Form {
             }),
             // Added by the confirmation step when the person gives a reason.
             override_gate: None,
+        }
+    }
+}
+
+/// What an edit of the form resets: the server's answer to the last try, and the review.
+#[derive(Clone, Copy)]
+struct Edits {
+    server_errors: RwSignal<Option<ValidationErrors>>,
+    confirming: RwSignal<bool>,
+}
+
+impl Edits {
+    /// The input handler of a text field: stores its value and resets what the edit made stale.
+    fn on_input(self, field: RwSignal<String>) -> impl Fn(leptos::ev::Event) {
+        move |ev| {
+            self.server_errors.set(None);
+            self.confirming.set(false);
+            field.set(event_target_value(&ev));
         }
     }
 }
@@ -167,7 +185,6 @@ pub fn ExecutePage() -> impl IntoView {
     let show_always = Signal::derive(|| true);
 
     let identity = crate::session::use_identity();
-    let accounts = LocalResource::new(|| api::get::<shared::api::AccountList>("/accounts"));
     // Started from the Fleet page: with a selection, or with every instance matching a tag filter
     // (`tag`, with `locations` and `regions` when it spans several accounts or Regions).
     Effect::new(move |_| {
@@ -236,19 +253,20 @@ pub fn ExecutePage() -> impl IntoView {
         async move { api::history("limit=10").await }
     });
 
-    let start = Action::new_local(|req: &StartExecutionRequest| {
-        let req = req.clone();
-        async move { api::start(&req).await }
-    });
+    // The review (the preview, the IMDSv1 gate, the start and its answer) comes from its own WASM
+    // module the first time it is asked for, and stays: its answer outlives the review.
+    let review_loaded = RwSignal::new(false);
     Effect::new(move |_| {
-        if let Some(result) = start.value().get() {
-            confirming.set(false);
-            match &result {
-                Ok(_) => started.update(|n| *n += 1),
-                Err(e) => server_errors.set(e.field_errors()),
-            }
+        if confirming.get() {
+            review_loaded.set(true);
         }
     });
+    let review_state = Review {
+        request,
+        confirming,
+        server_errors,
+        started,
+    };
 
     let review = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
@@ -260,13 +278,11 @@ pub fn ExecutePage() -> impl IntoView {
             focus_first_invalid();
         }
     };
-    let on_change = move |sig: RwSignal<String>| {
-        move |ev: leptos::ev::Event| {
-            server_errors.set(None);
-            confirming.set(false);
-            sig.set(event_target_value(&ev));
-        }
+    let edits = Edits {
+        server_errors,
+        confirming,
     };
+    let on_change = move |sig: RwSignal<String>| edits.on_input(sig);
 
     view! {
         <section class="card">
@@ -346,79 +362,9 @@ pub fn ExecutePage() -> impl IntoView {
                     </div>
                 </Show>
                 <Show when=move || form.rate.get()>
-                    <div class="row">
-                        <label>"Targets"</label>
-                        <div>
-                            <label><input type="radio" name="target-kind" id="targets-ids" prop:checked=move || !form.by_tag.get()
-                                on:change=move |_| form.by_tag.set(false)/>" Instance IDs"</label>
-                            " "
-                            <label><input type="radio" name="target-kind" id="targets-tag" prop:checked=move || form.by_tag.get()
-                                on:change=move |_| form.by_tag.set(true)/>" A tag"</label>
-                        </div>
-                    </div>
-                    <Show when=move || !form.by_tag.get()>
-                        <div class="row">
-                            <label for="targets">"Instance IDs"</label>
-                            <div>
-                                <textarea id="targets" aria-invalid=invalid(errors, show_all, "rate_control.targets.instance_ids") aria-describedby="err-targets" rows="4" placeholder="i-0123… one per line, or separated by commas"
-                                    prop:value=move || form.target_ids.get() on:input=on_change(form.target_ids)></textarea>
-                                {field_errors(errors, show_all, "rate_control.targets.instance_ids", "err-targets")}
-                            </div>
-                        </div>
-                    </Show>
-                    <Show when=move || form.by_tag.get()>
-                        <div class="row">
-                            <label for="all-accounts">"Accounts"</label>
-                            <div>
-                                <label><input type="checkbox" id="all-accounts" prop:checked=move || !form.locations.get().is_empty()
-                                    on:change=move |ev| {
-                                        confirming.set(false);
-                                        if event_target_checked(&ev) {
-                                            let ids: Vec<String> = accounts.get().and_then(Result::ok)
-                                                .map(|l| l.accounts.into_iter().filter(|a| a.reachable).map(|a| a.account_id).collect())
-                                                .unwrap_or_default();
-                                            let regions = identity.get().and_then(Result::ok).map(|i| i.regions).unwrap_or_default();
-                                            form.regions.set(regions);
-                                            form.locations.set(ids);
-                                        } else {
-                                            form.locations.set(Vec::new());
-                                        }
-                                    }/>
-                                    " Every reachable account and Region, as one multi-account run"</label>
-                                <div class="help" id="locations-help">{move || {
-                                    let n = form.locations.get().len();
-                                    if n == 0 { "Off: the account and Region above only.".to_owned() }
-                                    else { format!("{n} account(s) × {} Region(s), one location at a time; each account needs the AWS-SystemsManager-AutomationExecutionRole.", form.regions.get().len()) }
-                                }}</div>
-                                {field_errors(errors, show_always, "target_locations", "err-locations")}
-                            </div>
-                        </div>
-                        <div class="row">
-                            <label for="tag-key">"Tag key and value"</label>
-                            <div>
-                                <input id="tag-key" aria-invalid=invalid(errors, show_all, "rate_control.targets.tag") aria-describedby="err-tag" placeholder="Team" prop:value=move || form.tag_key.get() on:input=on_change(form.tag_key)/>
-                                " = "
-                                <input id="tag-value" aria-label="Tag value" placeholder="web" prop:value=move || form.tag_value.get() on:input=on_change(form.tag_value)/>
-                                {field_errors(errors, show_all, "rate_control.targets.tag", "err-tag")}
-                            </div>
-                        </div>
-                    </Show>
-                    <div class="row">
-                        <label for="max-concurrency">"MaxConcurrency"</label>
-                        <div>
-                            <input id="max-concurrency" aria-invalid=invalid(errors, show_always, "rate_control.max_concurrency") aria-describedby="err-max-concurrency" prop:value=move || form.max_concurrency.get() on:input=on_change(form.max_concurrency)/>
-                            <div class="help">"How many instances at once: a count (10) or a percentage (25%)."</div>
-                            {field_errors(errors, show_always, "rate_control.max_concurrency", "err-max-concurrency")}
-                        </div>
-                    </div>
-                    <div class="row">
-                        <label for="max-errors">"MaxErrors"</label>
-                        <div>
-                            <input id="max-errors" aria-invalid=invalid(errors, show_always, "rate_control.max_errors") aria-describedby="err-max-errors" prop:value=move || form.max_errors.get() on:input=on_change(form.max_errors)/>
-                            <div class="help">"Failed instances tolerated before no new ones start: a count (0) or a percentage."</div>
-                            {field_errors(errors, show_always, "rate_control.max_errors", "err-max-errors")}
-                        </div>
-                    </div>
+                    <Suspense fallback=|| view! { <p role="status">"Loading the rate-control fields…"</p> }>
+                        {move || Suspend::new(async move { rate_control_view(form, errors, show_all, edits).await })}
+                    </Suspense>
                 </Show>
                 <div class="row">
                     <label for="enforce">"EnforceIMDSv2"</label>
@@ -462,33 +408,11 @@ pub fn ExecutePage() -> impl IntoView {
                 </div></div>
             </form>
             </Show>
-            <Show when=move || confirming.get()>
+            <Show when=move || review_loaded.get()>
                 <Suspense fallback=|| view! { <p role="status">"Loading the review…"</p> }>
-                    {move || Suspend::new(async move { confirm_view(request, start).await })}
+                    {move || Suspend::new(async move { confirm_view(review_state).await })}
                 </Suspense>
             </Show>
-            {move || start.value().get().map(|r| match r {
-                Ok(resp) => match resp.execution_id {
-                    Some(id) => view! {
-                        <div class="ok-box" role="status" data-testid="started">"Started "
-                            <A href=format!("/executions/{id}")>{id.clone()}</A>
-                        </div>
-                    }.into_any(),
-                    None if resp.status.as_str() == "AwaitingApproval" => view! {
-                        <div class="warn-box" role="status" data-testid="awaiting-approval">
-                            <strong>{format!("Awaiting approval (approval {}). ", resp.record_id)}</strong>
-                            {resp.message.unwrap_or_default()}" "<A href="/approvals">"Approvals"</A>
-                        </div>
-                    }.into_any(),
-                    None => view! {
-                        <div class="warn-box" role="status" data-testid="queued">
-                            <strong>{format!("Queued (record {}). ", resp.record_id)}</strong>
-                            {resp.message.unwrap_or_default()}
-                        </div>
-                    }.into_any(),
-                },
-                Err(e) => view! { <div class="error-box" role="alert" data-testid="start-error">{e.explain()}</div> }.into_any(),
-            })}
         </section>
         <section class="card" data-testid="recent-runs">
             <h2>"Recent runs"</h2>
@@ -502,42 +426,183 @@ pub fn ExecutePage() -> impl IntoView {
     }
 }
 
+/// The rate-control fields (targets by ID or tag, every account and Region, MaxConcurrency and
+/// MaxErrors), fetched from their own WASM module when the mode is chosen: a run on one instance,
+/// the page's first state, never needs them.
+#[lazy]
+fn rate_control_view(
+    form: Form,
+    errors: Memo<ValidationErrors>,
+    show_all: Signal<bool>,
+    edits: Edits,
+) -> AnyView {
+    view! { <RateControlFields form=form errors=errors show_all=show_all edits=edits/> }.into_any()
+}
+
+#[component]
+fn RateControlFields(
+    form: Form,
+    errors: Memo<ValidationErrors>,
+    show_all: Signal<bool>,
+    edits: Edits,
+) -> impl IntoView {
+    let show_always = Signal::derive(|| true);
+    let identity = crate::session::use_identity();
+    let accounts = LocalResource::new(|| api::get::<shared::api::AccountList>("/accounts"));
+    let confirming = edits.confirming;
+    let on_change = move |sig: RwSignal<String>| edits.on_input(sig);
+    view! {
+                <div class="row">
+                    <label>"Targets"</label>
+                    <div>
+                        <label><input type="radio" name="target-kind" id="targets-ids" prop:checked=move || !form.by_tag.get()
+                            on:change=move |_| form.by_tag.set(false)/>" Instance IDs"</label>
+                        " "
+                        <label><input type="radio" name="target-kind" id="targets-tag" prop:checked=move || form.by_tag.get()
+                            on:change=move |_| form.by_tag.set(true)/>" A tag"</label>
+                    </div>
+                </div>
+                <Show when=move || !form.by_tag.get()>
+                    <div class="row">
+                        <label for="targets">"Instance IDs"</label>
+                        <div>
+                            <textarea id="targets" aria-invalid=invalid(errors, show_all, "rate_control.targets.instance_ids") aria-describedby="err-targets" rows="4" placeholder="i-0123… one per line, or separated by commas"
+                                prop:value=move || form.target_ids.get() on:input=on_change(form.target_ids)></textarea>
+                            {field_errors(errors, show_all, "rate_control.targets.instance_ids", "err-targets")}
+                        </div>
+                    </div>
+                </Show>
+                <Show when=move || form.by_tag.get()>
+                    <div class="row">
+                        <label for="all-accounts">"Accounts"</label>
+                        <div>
+                            <label><input type="checkbox" id="all-accounts" prop:checked=move || !form.locations.get().is_empty()
+                                // Until the organisation's accounts are read there is nothing to choose.
+                                disabled=move || accounts.get().is_none()
+                                on:change=move |ev| {
+                                    confirming.set(false);
+                                    if event_target_checked(&ev) {
+                                        let ids: Vec<String> = accounts.get().and_then(Result::ok)
+                                            .map(|l| l.accounts.into_iter().filter(|a| a.reachable).map(|a| a.account_id).collect())
+                                            .unwrap_or_default();
+                                        let regions = identity.get().and_then(Result::ok).map(|i| i.regions).unwrap_or_default();
+                                        form.regions.set(regions);
+                                        form.locations.set(ids);
+                                    } else {
+                                        form.locations.set(Vec::new());
+                                    }
+                                }/>
+                                " Every reachable account and Region, as one multi-account run"</label>
+                            <div class="help" id="locations-help">{move || {
+                                let n = form.locations.get().len();
+                                if n == 0 { "Off: the account and Region above only.".to_owned() }
+                                else { format!("{n} account(s) × {} Region(s), one location at a time; each account needs the AWS-SystemsManager-AutomationExecutionRole.", form.regions.get().len()) }
+                            }}</div>
+                            {field_errors(errors, show_always, "target_locations", "err-locations")}
+                        </div>
+                    </div>
+                    <div class="row">
+                        <label for="tag-key">"Tag key and value"</label>
+                        <div>
+                            <input id="tag-key" aria-invalid=invalid(errors, show_all, "rate_control.targets.tag") aria-describedby="err-tag" placeholder="Team" prop:value=move || form.tag_key.get() on:input=on_change(form.tag_key)/>
+                            " = "
+                            <input id="tag-value" aria-label="Tag value" placeholder="web" prop:value=move || form.tag_value.get() on:input=on_change(form.tag_value)/>
+                            {field_errors(errors, show_all, "rate_control.targets.tag", "err-tag")}
+                        </div>
+                    </div>
+                </Show>
+                <div class="row">
+                    <label for="max-concurrency">"MaxConcurrency"</label>
+                    <div>
+                        <input id="max-concurrency" aria-invalid=invalid(errors, show_always, "rate_control.max_concurrency") aria-describedby="err-max-concurrency" prop:value=move || form.max_concurrency.get() on:input=on_change(form.max_concurrency)/>
+                        <div class="help">"How many instances at once: a count (10) or a percentage (25%)."</div>
+                        {field_errors(errors, show_always, "rate_control.max_concurrency", "err-max-concurrency")}
+                    </div>
+                </div>
+                <div class="row">
+                    <label for="max-errors">"MaxErrors"</label>
+                    <div>
+                        <input id="max-errors" aria-invalid=invalid(errors, show_always, "rate_control.max_errors") aria-describedby="err-max-errors" prop:value=move || form.max_errors.get() on:input=on_change(form.max_errors)/>
+                        <div class="help">"Failed instances tolerated before no new ones start: a count (0) or a percentage."</div>
+                        {field_errors(errors, show_always, "rate_control.max_errors", "err-max-errors")}
+                    </div>
+                </div>
+    }
+}
+
 /// Before anything starts: the server's preview of each target (options now and after, IMDSv1 calls,
 /// warnings). When targets still use IMDSv1 the run needs a written reason, which is recorded with it.
 /// The review of a run (the preview of every target, the IMDSv1 gate, the start buttons), fetched
 /// from its own WASM module when someone asks for it: filling in the form never needs it, and it
 /// weighs about a tenth of the page's first load (BENCHMARKS.md).
-#[lazy]
-fn confirm_view(
+/// What the review shares with the form: the request as typed, whether the review is open, the
+/// server's field errors from a refused start, and a count of runs started (recent runs follow it).
+#[derive(Clone, Copy)]
+struct Review {
     request: Memo<StartExecutionRequest>,
-    start: Action<StartExecutionRequest, Result<shared::api::StartExecutionResponse, ClientError>>,
-) -> AnyView {
-    view! { <Confirm request=request start=start/> }.into_any()
+    confirming: RwSignal<bool>,
+    server_errors: RwSignal<Option<ValidationErrors>>,
+    started: RwSignal<u32>,
+}
+
+#[lazy]
+fn confirm_view(review: Review) -> AnyView {
+    view! { <Confirm review=review/> }.into_any()
 }
 
 #[component]
-fn Confirm(
-    request: Memo<StartExecutionRequest>,
-    start: Action<StartExecutionRequest, Result<shared::api::StartExecutionResponse, ClientError>>,
-) -> impl IntoView {
-    let preview = LocalResource::new(move || {
-        let req = request.get();
-        async move { api::preview(&req).await }
+fn Confirm(review: Review) -> impl IntoView {
+    let Review {
+        request,
+        confirming,
+        server_errors,
+        started,
+    } = review;
+    let start = Action::new_local(|req: &StartExecutionRequest| {
+        let req = req.clone();
+        async move { api::start(&req).await }
     });
+    Effect::new(move |_| {
+        if let Some(result) = start.value().get() {
+            confirming.set(false);
+            match &result {
+                Ok(_) => started.update(|n| *n += 1),
+                Err(e) => server_errors.set(e.field_errors()),
+            }
+        }
+    });
+    // Read only while the review is open; it is read again each time it opens.
+    let preview_read = LocalResource::new(move || {
+        let open = confirming.get();
+        let req = request.get();
+        async move {
+            if open {
+                Some(api::preview(&req).await)
+            } else {
+                None
+            }
+        }
+    });
+    let preview = move || preview_read.get().flatten();
     let reason = RwSignal::new(String::new());
-    let blocked = move || preview.get().and_then(Result::ok).is_some_and(|p| p.blocked);
+    // A reason belongs to the run it was written for: closing the review forgets it.
+    Effect::new(move |_| {
+        if !confirming.get() {
+            reason.set(String::new());
+        }
+    });
+    let blocked = move || preview().and_then(Result::ok).is_some_and(|p| p.blocked);
     let reason_ok = move || reason.get().trim().chars().count() >= shared::params::MIN_OVERRIDE_REASON;
     // Start only after a successful preview in which something changes.
     let changes_something = move || {
-        preview
-            .get()
+        preview()
             .and_then(Result::ok)
             .is_some_and(|p| p.targets.iter().any(|t| !t.changes.is_empty()))
     };
     // The blocked instances can be left out of a run on several instances: the rest run without an
     // override, and the IMDSv1 users keep their settings until their software is fixed.
     let without_users = move || -> Option<(StartExecutionRequest, usize, usize)> {
-        let p = preview.get().and_then(Result::ok)?;
+        let p = preview().and_then(Result::ok)?;
         if !p.blocked {
             return None;
         }
@@ -567,9 +632,10 @@ fn Confirm(
         )
     };
     view! {
+        <Show when=move || confirming.get()>
         <div class="card" data-testid="confirm" role="region" aria-label="Confirm the run">
             <h2>"Confirm: what this run will do"</h2>
-            {move || match preview.get() {
+            {move || match preview() {
                 None => view! { <p role="status">"Checking the targets and their IMDSv1 use…"</p> }.into_any(),
                 Some(Err(e)) => view! { <div class="error-box" role="alert">{e.explain()}</div> }.into_any(),
                 Some(Ok(p)) => {
@@ -631,5 +697,28 @@ fn Confirm(
                 {move || if start.pending().get() { "Starting…" } else if blocked() { "Start anyway" } else { "Start run" }}
             </button>
         </div>
+        </Show>
+        {move || start.value().get().map(|r| match r {
+            Ok(resp) => match resp.execution_id {
+                Some(id) => view! {
+                    <div class="ok-box" role="status" data-testid="started">"Started "
+                        <A href=format!("/executions/{id}")>{id.clone()}</A>
+                    </div>
+                }.into_any(),
+                None if resp.status.as_str() == "AwaitingApproval" => view! {
+                    <div class="warn-box" role="status" data-testid="awaiting-approval">
+                        <strong>{format!("Awaiting approval (approval {}). ", resp.record_id)}</strong>
+                        {resp.message.unwrap_or_default()}" "<A href="/approvals">"Approvals"</A>
+                    </div>
+                }.into_any(),
+                None => view! {
+                    <div class="warn-box" role="status" data-testid="queued">
+                        <strong>{format!("Queued (record {}). ", resp.record_id)}</strong>
+                        {resp.message.unwrap_or_default()}
+                    </div>
+                }.into_any(),
+            },
+            Err(e) => view! { <div class="error-box" role="alert" data-testid="start-error">{e.explain()}</div> }.into_any(),
+        })}
     }
 }

@@ -272,10 +272,7 @@ pub fn PlanPage() -> impl IntoView {
         let id = id();
         async move {
             if on {
-                Some(
-                    api::post::<_, PlanPreview>(&format!("/plans/{id}/preview"), &serde_json::json!({}))
-                        .await,
-                )
+                Some(api::post_action::<PlanPreview>(&format!("/plans/{id}/preview")).await)
             } else {
                 None
             }

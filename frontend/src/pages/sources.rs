@@ -262,13 +262,7 @@ fn FixTable(
     Effect::new(move |_| open.set(asking.get().is_some()));
     let revert = Action::new_local(|id: &String| {
         let id = id.clone();
-        async move {
-            api::post::<_, shared::sources::SourceFix>(
-                &format!("/sources/fixes/{id}/revert"),
-                &serde_json::json!({}),
-            )
-            .await
-        }
+        async move { api::post_action::<shared::sources::SourceFix>(&format!("/sources/fixes/{id}/revert")).await }
     });
     Effect::new(move |_| {
         if let Some(r) = revert.value().get() {
