@@ -48,14 +48,14 @@ async fn own_snapshot(state: &AppState) -> Result<FleetSnapshot, AppError> {
     let Some(current) = cache.as_ref() else {
         state.take_fleet_changes();
         let snap = read(state, None).await?;
-        *cache = Some(snap.clone());
+        state.keep_fleet(&mut cache, snap.clone());
         return Ok(snap);
     };
     let changed = state.take_fleet_changes();
     if !changed.is_empty() {
         match reread(state, current, &changed).await {
             Ok(snap) => {
-                *cache = Some(snap.clone());
+                state.keep_fleet(&mut cache, snap.clone());
                 return Ok(snap);
             }
             Err(e) => {
@@ -78,7 +78,7 @@ async fn own_snapshot(state: &AppState) -> Result<FleetSnapshot, AppError> {
                 Ok(fresh) => {
                     let mut cache = state.fleet.lock().await;
                     if state.fleet_generation.load(Ordering::SeqCst) == generation {
-                        *cache = Some(fresh);
+                        state.keep_fleet(&mut cache, fresh);
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "fleet refresh failed; serving the last inventory"),
@@ -149,7 +149,7 @@ async fn follow(state: &AppState) -> Result<FleetSnapshot, AppError> {
                 if let Some(body) = state.store.fleet_body().await? {
                     let shared: Shared = serde_json::from_str(&body).map_err(AppError::internal)?;
                     let age = (state.store.clock.now_ms() - read_at_ms).max(0) as u64;
-                    *cache = Some(FleetSnapshot {
+                    let loaded = FleetSnapshot {
                         read_at: Instant::now()
                             .checked_sub(std::time::Duration::from_millis(age))
                             .unwrap_or_else(Instant::now),
@@ -157,7 +157,8 @@ async fn follow(state: &AppState) -> Result<FleetSnapshot, AppError> {
                         instances: Arc::new(shared.instances),
                         accounts: Arc::new(shared.accounts),
                         organization_error: shared.organization_error,
-                    });
+                    };
+                    state.keep_fleet(&mut cache, loaded);
                     state.fleet_share.loaded.store(version, Ordering::SeqCst);
                 }
             }

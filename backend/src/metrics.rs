@@ -1,7 +1,7 @@
 //! `GET /metrics`: the console's health in Prometheus's text format (OpenMetrics), for the monitoring a
 //! team already runs. Counters and histograms are kept as things happen (AWS calls, budget waits, HTTP
-//! requests); the runs by status and the fleet's compliance are read from the store and the cached
-//! inventory when scraped, so a scrape never causes an AWS call.
+//! requests) and the fleet's compliance when an inventory is kept; the runs by status are read from
+//! the store when scraped. A scrape never causes an AWS call, nor waits for one.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -112,6 +112,26 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// The fleet's instances by account, region and posture, counted when an inventory is kept.
+    pub fn count_fleet(&self, instances: &[shared::api::InstanceView]) {
+        let mut counts: std::collections::BTreeMap<(&str, &str, &'static str), i64> = Default::default();
+        for i in instances {
+            *counts
+                .entry((&i.account, &i.region, shared::fleet::Posture::of(i).as_str()))
+                .or_default() += 1;
+        }
+        self.fleet.clear();
+        for ((account, region, posture), n) in counts {
+            self.fleet
+                .get_or_create(&vec![
+                    ("account", account.to_owned()),
+                    ("region", region.to_owned()),
+                    ("posture", posture.to_owned()),
+                ])
+                .set(n);
+        }
+    }
+
     /// The exposition text.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -299,8 +319,8 @@ pub async fn serve(
         .into_response()
 }
 
-/// The values read when scraped: runs by status from the store, the fleet from the cached inventory
-/// (never read from AWS for a scrape), and the watcher's lag.
+/// The values read when scraped: runs by status from the store and the watcher's lag (the fleet's
+/// counts are set when an inventory is kept, never read from AWS for a scrape).
 async fn refresh_gauges(state: &crate::state::AppState) {
     let m = &state.metrics;
     m.leader.set(i64::from(state.leadership.is_leader()));
@@ -312,32 +332,6 @@ async fn refresh_gauges(state: &crate::state::AppState) {
             }
         }
         Err(e) => tracing::warn!(error = %e, "metrics: cannot count the runs"),
-    }
-    // Never waits for an inventory being read from AWS: while one holds the cache, the last values stay.
-    if let Ok(cache) = state.fleet.try_lock() {
-        if let Some(snap) = cache.as_ref() {
-            m.fleet.clear();
-            let mut counts: std::collections::BTreeMap<(String, String, &'static str), i64> =
-                Default::default();
-            for i in snap.instances.iter() {
-                *counts
-                    .entry((
-                        i.account.clone(),
-                        i.region.clone(),
-                        shared::fleet::Posture::of(i).as_str(),
-                    ))
-                    .or_default() += 1;
-            }
-            for ((account, region, posture), n) in counts {
-                m.fleet
-                    .get_or_create(&vec![
-                        ("account", account),
-                        ("region", region),
-                        ("posture", posture.to_owned()),
-                    ])
-                    .set(n);
-            }
-        }
     }
     if let Some(at) = *state
         .watcher_round

@@ -195,6 +195,13 @@ impl StateInner {
         self.access_epoch.send_modify(|n| *n += 1);
     }
 
+    /// Makes `snap` the current inventory, and counts it for the metrics then, so that a scrape never
+    /// waits for (or misses) the inventory while a read from AWS holds it.
+    pub fn keep_fleet(&self, cache: &mut Option<FleetSnapshot>, snap: FleetSnapshot) {
+        self.metrics.count_fleet(&snap.instances);
+        *cache = Some(snap);
+    }
+
     /// Forgets the snapshot (after a change the console made): the next read waits for a fresh one, and
     /// a background refresh that started before is not stored.
     pub async fn invalidate_fleet(&self) {
