@@ -7,7 +7,7 @@
 #   ./x.sh test --repeat N   runs the end-to-end suites (e2e and the backend's process tests) N times
 #                and names every failed test of every round; exits non-zero if any round failed.
 # Each installs what it needs on a fresh machine (wasm32 target, the pinned wasm-bindgen CLI,
-# Debian's chromium for the browser tests, boto3 and openapi-spec-validator for the tests that use
+# Debian's chromium and systemd, boto3, openapi-spec-validator and kubernetes-validate for the tests that use
 # them) and skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -59,12 +59,20 @@ ensure_browser() {
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
   fi
+  # systemd-analyze, for the test of the systemd unit (installed with the other Debian packages).
+  if ! command -v systemd-analyze >/dev/null; then
+    log "installing Debian's systemd for the systemd unit's test"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null
+  fi
 }
 
 # boto3, for the test that reads the standalone sandbox back as the AWS CLI and Python scripts would;
-# openapi-spec-validator, for the test that validates the console's OpenAPI document.
+# openapi-spec-validator, for the test that validates the console's OpenAPI document;
+# kubernetes-validate (Kubernetes's schemas, offline), for the test of the sample manifests.
 BOTO3_VERSION=1.43.11
 OPENAPI_SPEC_VALIDATOR_VERSION=0.9.0
+KUBERNETES_VALIDATE_VERSION=1.37.0
 
 ensure_python_tools() {
   if ! python3 -c 'import boto3' 2>/dev/null; then
@@ -74,6 +82,10 @@ ensure_python_tools() {
   if ! python3 -c 'import openapi_spec_validator' 2>/dev/null; then
     log "installing openapi-spec-validator ${OPENAPI_SPEC_VALIDATOR_VERSION} for the OpenAPI test"
     python3 -m pip install --quiet "openapi-spec-validator==${OPENAPI_SPEC_VALIDATOR_VERSION}"
+  fi
+  if ! command -v kubernetes-validate >/dev/null; then
+    log "installing kubernetes-validate ${KUBERNETES_VALIDATE_VERSION} for the Kubernetes manifests' test"
+    python3 -m pip install --quiet "kubernetes-validate==${KUBERNETES_VALIDATE_VERSION}"
   fi
 }
 

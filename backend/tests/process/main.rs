@@ -1,6 +1,7 @@
 //! Tests of the real `imds-console` binary as a process: crash safety (killed at each point of a start),
 //! JSON logs with request IDs, boto3 against the standalone sandbox,
-//! HTTPS with --tls-cert/--tls-key, and the files it leaves on disk.
+//! HTTPS with --tls-cert/--tls-key, the files it leaves on disk, and its packaging (image, Kubernetes,
+//! systemd).
 
 mod aws;
 mod boto3;
@@ -9,6 +10,7 @@ mod crash;
 mod embedded;
 mod files;
 mod logs;
+mod packaging;
 mod replicas;
 mod tls;
 
