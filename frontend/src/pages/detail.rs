@@ -263,13 +263,14 @@ pub fn ExecutionDetailPage() -> impl IntoView {
     });
     view! {
         <Show when=move || loaded.get()>
-            <Suspense fallback=|| view! { <p role="status">"Loading…"</p> }>
+            // A Transition: the revert preview, read each time its dialog opens, keeps the dialogs up.
+            <Transition fallback=|| view! { <p role="status">"Loading…"</p> }>
                 {move || {
                     // Made again for another run (a link from this page to its rollback).
                     let id = id();
                     Suspend::new(async move { run_controls_view(id, controls).await })
                 }}
-            </Suspense>
+            </Transition>
         </Show>
         {move || match detail.get() {
             None => view! { <p role="status">"Loading the execution…"</p> }.into_any(),

@@ -362,9 +362,9 @@ pub fn ExecutePage() -> impl IntoView {
                     </div>
                 </Show>
                 <Show when=move || form.rate.get()>
-                    <Suspense fallback=|| view! { <p role="status">"Loading the rate-control fields…"</p> }>
+                    <Transition fallback=|| view! { <p role="status">"Loading the rate-control fields…"</p> }>
                         {move || Suspend::new(async move { rate_control_view(form, errors, show_all, edits).await })}
-                    </Suspense>
+                    </Transition>
                 </Show>
                 <div class="row">
                     <label for="enforce">"EnforceIMDSv2"</label>
@@ -409,9 +409,10 @@ pub fn ExecutePage() -> impl IntoView {
             </form>
             </Show>
             <Show when=move || review_loaded.get()>
-                <Suspense fallback=|| view! { <p role="status">"Loading the review…"</p> }>
+                // A Transition: the preview, read each time the review opens, keeps the review up.
+                <Transition fallback=|| view! { <p role="status">"Loading the review…"</p> }>
                     {move || Suspend::new(async move { confirm_view(review_state).await })}
-                </Suspense>
+                </Transition>
             </Show>
         </section>
         <section class="card" data-testid="recent-runs">

@@ -40,6 +40,14 @@ pub fn SourcesPage() -> impl IntoView {
     let only_to_fix = RwSignal::new(true);
     let fixing: RwSignal<Option<SourceView>> = RwSignal::new(None);
     let outcome: RwSignal<Option<Result<String, String>>> = RwSignal::new(None);
+    // The fix dialog (its preview, the fix and its answer) comes from its own WASM module when a
+    // source is first chosen to fix.
+    let fix_loaded = RwSignal::new(false);
+    Effect::new(move |_| {
+        if fixing.get().is_some() {
+            fix_loaded.set(true);
+        }
+    });
     view! {
         <section class="card">
             <h1>"Sources of new IMDSv1 instances"</h1>
@@ -56,7 +64,13 @@ pub fn SourcesPage() -> impl IntoView {
                 Some(Ok(v)) => view! { <SourceTable view=v only_to_fix=only_to_fix can_fix=session.can_operate() fixing=fixing/> }.into_any(),
             }}
         </section>
-        <FixDialog fixing=fixing changed=changed outcome=outcome/>
+        <Show when=move || fix_loaded.get()>
+            // A Transition, not a Suspense: the dialog's preview, read again as one types, must not
+            // swap the dialog for the fallback (and take the focus from the field).
+            <Transition fallback=|| view! { <p role="status">"Loading the fix…"</p> }>
+                {move || Suspend::new(async move { fix_dialog_view(fixing, changed, outcome).await })}
+            </Transition>
+        </Show>
         <section class="card">
             <h2>"Fixes"</h2>
             {move || match fixes.get() {
@@ -124,6 +138,17 @@ fn SourceTable(
 }
 
 /// The fix dialog: the preview is read when it opens and again when its options change.
+/// The fix dialog, from its own WASM module: what the fix changes, its options and the reason it
+/// may need, then the fix and its answer.
+#[lazy]
+fn fix_dialog_view(
+    fixing: RwSignal<Option<SourceView>>,
+    changed: RwSignal<u32>,
+    outcome: RwSignal<Option<Result<String, String>>>,
+) -> AnyView {
+    view! { <FixDialog fixing=fixing changed=changed outcome=outcome/> }.into_any()
+}
+
 #[component]
 fn FixDialog(
     fixing: RwSignal<Option<SourceView>>,
