@@ -531,11 +531,6 @@ fn RateControlFields(
     }
 }
 
-/// Before anything starts: the server's preview of each target (options now and after, IMDSv1 calls,
-/// warnings). When targets still use IMDSv1 the run needs a written reason, which is recorded with it.
-/// The review of a run (the preview of every target, the IMDSv1 gate, the start buttons), fetched
-/// from its own WASM module when someone asks for it: filling in the form never needs it, and it
-/// weighs about a tenth of the page's first load (BENCHMARKS.md).
 /// What the review shares with the form: the request as typed, whether the review is open, the
 /// server's field errors from a refused start, and a count of runs started (recent runs follow it).
 #[derive(Clone, Copy)]
@@ -546,6 +541,10 @@ struct Review {
     started: RwSignal<u32>,
 }
 
+/// Before anything starts: the server's preview of each target (options now and after, IMDSv1 calls,
+/// warnings). When targets still use IMDSv1 the run needs a written reason, which is recorded with it.
+/// Fetched from its own WASM module when the review is first asked for (filling in the form never
+/// needs it), with the start and its answer.
 #[lazy]
 fn confirm_view(review: Review) -> AnyView {
     view! { <Confirm review=review/> }.into_any()
