@@ -27,8 +27,8 @@ fn running_as_root() -> bool {
     std::fs::metadata("/proc/self").unwrap().uid() == 0
 }
 
-/// A directory standing in for a container's root file system: the binary at `binary_at`, readable
-/// by every user as in the image.
+/// A directory standing in for a container's root file system, searchable by every user as in an
+/// image (directories made in it get the usual 0755).
 struct Root {
     dir: tempfile::TempDir,
 }
@@ -47,7 +47,7 @@ impl Root {
 
     fn install_binary(&self, path: &str) -> PathBuf {
         let to = self.at(path);
-        make_dirs(to.parent().unwrap());
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
         std::fs::copy(one_file_binary(), &to).unwrap();
         set_mode(&to, 0o755);
         to
@@ -56,7 +56,7 @@ impl Root {
     /// A directory the container's user owns (a volume).
     fn owned_dir(&self, path: &str, uid: u32) -> PathBuf {
         let dir = self.at(path);
-        make_dirs(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
         if running_as_root() {
             std::os::unix::fs::chown(&dir, Some(uid), Some(uid)).unwrap();
         }
@@ -65,7 +65,7 @@ impl Root {
 
     fn write(&self, path: &str, body: &str) -> PathBuf {
         let file = self.at(path);
-        make_dirs(file.parent().unwrap());
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
         std::fs::write(&file, body).unwrap();
         set_mode(&file, 0o644);
         file
@@ -78,12 +78,6 @@ impl Root {
             None => value.to_owned(),
         }
     }
-}
-
-/// Directories as an image has them: readable and searchable by every user (the test's temporary
-/// root is made so too).
-fn make_dirs(dir: &Path) {
-    std::fs::create_dir_all(dir).unwrap();
 }
 
 fn set_mode(path: &Path, mode: u32) {

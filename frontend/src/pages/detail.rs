@@ -8,6 +8,7 @@ use shared::api::{ExecutionDetail, Progress};
 
 use crate::api::{self, local_time};
 use crate::components::modal::ConfirmModal;
+use crate::components::on_demand::OnDemand;
 use crate::components::status::StatusBadge;
 use crate::live::use_live;
 use crate::pages::history::ExecutionTable;
@@ -252,26 +253,14 @@ pub fn ExecutionDetailPage() -> impl IntoView {
         asking_revert: RwSignal::new(false),
         reverting: RwSignal::new(false),
     };
-    let loaded = RwSignal::new(false);
-    let on_stop = Callback::new(move |()| {
-        loaded.set(true);
-        controls.asking_stop.set(true);
-    });
-    let on_revert = Callback::new(move |()| {
-        loaded.set(true);
-        controls.asking_revert.set(true);
-    });
+    let on_stop = Callback::new(move |()| controls.asking_stop.set(true));
+    let on_revert = Callback::new(move |()| controls.asking_revert.set(true));
     view! {
-        <Show when=move || loaded.get()>
-            // A Transition: the revert preview, read each time its dialog opens, keeps the dialogs up.
-            <Transition fallback=|| view! { <p role="status">"Loading…"</p> }>
-                {move || {
-                    // Made again for another run (a link from this page to its rollback).
-                    let id = id();
-                    Suspend::new(async move { run_controls_view(id, controls).await })
-                }}
-            </Transition>
-        </Show>
+        <OnDemand wanted=Signal::derive(move || controls.asking_stop.get() || controls.asking_revert.get()) loading="Loading…" part=move || {
+            // Made again for another run (a link from this page to its rollback).
+            let id = id();
+            async move { run_controls_view(id, controls).await }
+        }/>
         {move || match detail.get() {
             None => view! { <p role="status">"Loading the execution…"</p> }.into_any(),
             Some(Err(e)) => view! { <section class="card"><div class="error-box" role="alert" data-testid="detail-error">{e.explain()}</div></section> }.into_any(),

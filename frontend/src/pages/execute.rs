@@ -9,6 +9,7 @@ use shared::ValidationErrors;
 use wasm_bindgen::JsCast;
 
 use crate::api;
+use crate::components::on_demand::OnDemand;
 use crate::live::use_live;
 use crate::pages::history::ExecutionTable;
 
@@ -255,12 +256,6 @@ pub fn ExecutePage() -> impl IntoView {
 
     // The review (the preview, the IMDSv1 gate, the start and its answer) comes from its own WASM
     // module the first time it is asked for, and stays: its answer outlives the review.
-    let review_loaded = RwSignal::new(false);
-    Effect::new(move |_| {
-        if confirming.get() {
-            review_loaded.set(true);
-        }
-    });
     let review_state = Review {
         request,
         confirming,
@@ -362,9 +357,8 @@ pub fn ExecutePage() -> impl IntoView {
                     </div>
                 </Show>
                 <Show when=move || form.rate.get()>
-                    <Transition fallback=|| view! { <p role="status">"Loading the rate-control fields…"</p> }>
-                        {move || Suspend::new(async move { rate_control_view(form, errors, show_all, edits).await })}
-                    </Transition>
+                    <OnDemand wanted=form.rate loading="Loading the rate-control fields…"
+                        part=move || async move { rate_control_view(form, errors, show_all, edits).await }/>
                 </Show>
                 <div class="row">
                     <label for="enforce">"EnforceIMDSv2"</label>
@@ -408,12 +402,8 @@ pub fn ExecutePage() -> impl IntoView {
                 </div></div>
             </form>
             </Show>
-            <Show when=move || review_loaded.get()>
-                // A Transition: the preview, read each time the review opens, keeps the review up.
-                <Transition fallback=|| view! { <p role="status">"Loading the review…"</p> }>
-                    {move || Suspend::new(async move { confirm_view(review_state).await })}
-                </Transition>
-            </Show>
+            <OnDemand wanted=confirming loading="Loading the review…"
+                part=move || async move { confirm_view(review_state).await }/>
         </section>
         <section class="card" data-testid="recent-runs">
             <h2>"Recent runs"</h2>

@@ -9,6 +9,7 @@ use shared::sources::{
 
 use crate::api;
 use crate::components::modal::ConfirmModal;
+use crate::components::on_demand::OnDemand;
 use crate::session::use_session;
 
 fn posture_class(p: SourcePosture) -> &'static str {
@@ -40,14 +41,6 @@ pub fn SourcesPage() -> impl IntoView {
     let only_to_fix = RwSignal::new(true);
     let fixing: RwSignal<Option<SourceView>> = RwSignal::new(None);
     let outcome: RwSignal<Option<Result<String, String>>> = RwSignal::new(None);
-    // The fix dialog (its preview, the fix and its answer) comes from its own WASM module when a
-    // source is first chosen to fix.
-    let fix_loaded = RwSignal::new(false);
-    Effect::new(move |_| {
-        if fixing.get().is_some() {
-            fix_loaded.set(true);
-        }
-    });
     view! {
         <section class="card">
             <h1>"Sources of new IMDSv1 instances"</h1>
@@ -64,13 +57,10 @@ pub fn SourcesPage() -> impl IntoView {
                 Some(Ok(v)) => view! { <SourceTable view=v only_to_fix=only_to_fix can_fix=session.can_operate() fixing=fixing/> }.into_any(),
             }}
         </section>
-        <Show when=move || fix_loaded.get()>
-            // A Transition, not a Suspense: the dialog's preview, read again as one types, must not
-            // swap the dialog for the fallback (and take the focus from the field).
-            <Transition fallback=|| view! { <p role="status">"Loading the fix…"</p> }>
-                {move || Suspend::new(async move { fix_dialog_view(fixing, changed, outcome).await })}
-            </Transition>
-        </Show>
+        // The fix dialog (its preview, the fix and its answer), from its own WASM module when a
+        // source is first chosen to fix.
+        <OnDemand wanted=Signal::derive(move || fixing.get().is_some()) loading="Loading the fix…"
+            part=move || async move { fix_dialog_view(fixing, changed, outcome).await }/>
         <section class="card">
             <h2>"Fixes"</h2>
             {move || match fixes.get() {
