@@ -4,6 +4,8 @@
 #                at http://127.0.0.1:8080 (extra arguments go to `imds-console serve`).
 #   ./x.sh release  builds target/release/imds-console with the frontend inside (one file to ship).
 #   ./x.sh test  runs every test: unit, sandbox-through-SDK, HTTP API and headless-browser suites.
+#   ./x.sh image builds the container image from the Dockerfile (buildah, no Docker engine needed) as
+#                localhost/imds-console:latest, then runs it with podman and tests it.
 #   ./x.sh test --repeat N   runs the end-to-end suites (e2e and the backend's process tests) N times
 #                and names every failed test of every round; exits non-zero if any round failed.
 # Each installs what it needs on a fresh machine (wasm32 target, the pinned wasm-bindgen CLI,
@@ -73,6 +75,19 @@ ensure_browser() {
 BOTO3_VERSION=1.43.11
 OPENAPI_SPEC_VALIDATOR_VERSION=0.9.0
 KUBERNETES_VALIDATE_VERSION=1.37.0
+
+# buildah builds the Dockerfile without a Docker engine (none runs on our machines); podman and runc run
+# the image for its test; mmdebstrap makes the base images where no registry is reachable.
+ensure_image_tools() {
+  if ! command -v buildah >/dev/null || ! command -v podman >/dev/null || ! command -v runc >/dev/null \
+    || ! command -v mmdebstrap >/dev/null; then
+    log "installing buildah, podman, runc and mmdebstrap"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah podman runc mmdebstrap uidmap >/dev/null
+  fi
+}
+
+IMAGE=localhost/imds-console:latest
 
 ensure_python_tools() {
   if ! python3 -c 'import boto3' 2>/dev/null; then
@@ -272,6 +287,21 @@ case "${1:-}" in
     cargo build --release --locked -p backend --bin imds-console --features embed-frontend
     echo "x.sh: target/release/imds-console is the whole console (no --static-dir needed)"
     ;;
+  image)
+    shift
+    # Rootful: the test reads the volume's owner as the host sees it (rootless podman would map it).
+    [ "$(id -u)" = 0 ] || { echo "x.sh image: run it as root (buildah and podman are used rootful)" >&2; exit 1; }
+    ensure_image_tools
+    log "the base images (pulled, or made from Debian's packages and rustup where no registry answers)"
+    deploy/image/base-images.sh
+    log "building ${IMAGE} from the Dockerfile (its build stage runs ./x.sh release: about 15 min on 2 cores)"
+    # chroot isolation: the build's RUN steps need no container runtime, cgroups or network namespace.
+    buildah bud --isolation chroot --pull=never --layers -t "$IMAGE" .
+    buildah images --format '{{.Name}}:{{.Tag}} {{.Size}}' "$IMAGE"
+    log "testing the image: podman runs it as docker run would"
+    IMDS_CONSOLE_IMAGE=$IMAGE cargo test -p backend --test process -- --ignored --exact \
+      packaging::the_built_image_serves_the_console_as_its_user_and_keeps_its_store_in_the_volume
+    ;;
   test)
     shift
     # The browser (apt), the frontend (wasm-bindgen CLI, WASM build) and the server's test build go
@@ -327,7 +357,7 @@ case "${1:-}" in
     exit "$status"
     ;;
   *)
-    echo "usage: ./x.sh run [serve flags...] | ./x.sh release | ./x.sh test [cargo test flags...]" >&2
+    echo "usage: ./x.sh run [serve flags...] | ./x.sh release | ./x.sh image | ./x.sh test [cargo test flags...]" >&2
     exit 2
     ;;
 esac

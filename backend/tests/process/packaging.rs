@@ -1,7 +1,8 @@
-//! The packaging, checked without Docker or a cluster (neither is on the CI machines): the image's
-//! runtime settings start the one-file binary as its unprivileged user, the Kubernetes manifests
-//! validate against Kubernetes's schemas and each container's settings pass the binary's own check,
-//! and the systemd unit passes systemd's check and its commands the binary's.
+//! The packaging. On every test run, without a container engine or a cluster: the image's runtime
+//! settings start the one-file binary as its unprivileged user, the Kubernetes manifests validate
+//! against Kubernetes's schemas and each container's settings pass the binary's own check, and the
+//! systemd unit passes systemd's check and its commands the binary's. With `./x.sh image` (CI runs it
+//! after the suites): the image built from the Dockerfile, run by podman.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -381,4 +382,181 @@ fn the_systemd_unit_passes_systemd_s_check_and_its_commands_the_binary_s() {
         .unwrap();
     let said = succeeded("the unit's ExecStartPre", &out);
     assert!(said.contains("configuration OK: embedded sandbox"), "{said}");
+}
+
+/// The image `./x.sh image` built from the Dockerfile (it names it in IMDS_CONSOLE_IMAGE and runs
+/// this test): what `docker run` would start, run here by podman.
+fn built_image() -> String {
+    std::env::var("IMDS_CONSOLE_IMAGE")
+        .unwrap_or_else(|_| panic!("IMDS_CONSOLE_IMAGE is not set: run this test with ./x.sh image"))
+}
+
+fn podman(args: &[&str]) -> Output {
+    Command::new("podman").args(args).output().expect("podman runs")
+}
+
+/// `podman run` as `docker run` would, with what this machine needs said outright: runc (crun refuses
+/// a mixed cgroup v1/v2 host), the host's network (the console then listens on loopback, as tests
+/// here must), and open-file and process limits below this machine's (podman's defaults are above
+/// what a container may be given here).
+const RUN: [&str; 8] = [
+    "run",
+    "--network=host",
+    "--ulimit=nofile=4096:4096",
+    "--ulimit=nproc=4096:4096",
+    "--env=IMDS_CONSOLE_LISTEN=127.0.0.1:0",
+    "--env=IMDS_CONSOLE_SANDBOX_FLEET=5",
+    "--env=RUST_LOG=info",
+    "--pull=never",
+];
+
+/// A named volume and the containers of one test, removed at the end whatever happened.
+struct Podman {
+    volume: String,
+    containers: Vec<String>,
+}
+
+impl Podman {
+    fn new() -> Podman {
+        let volume = format!("imds-console-test-{}", std::process::id());
+        succeeded("podman volume create", &podman(&["volume", "create", &volume]));
+        Podman {
+            volume,
+            containers: Vec::new(),
+        }
+    }
+
+    /// `podman run --rm` of the image with the volume where the image declares it, and `args` after it.
+    fn run(&mut self, args: &[&str]) -> Command {
+        let name = format!("{}-{}", self.volume, self.containers.len());
+        self.containers.push(name.clone());
+        let mut cmd = Command::new("podman");
+        cmd.arg("--runtime=runc")
+            .args(RUN)
+            .arg(format!("--name={name}"))
+            .arg(format!("--volume={}:/var/lib/imds-console", self.volume))
+            .arg("--rm")
+            .arg(built_image())
+            .args(args);
+        cmd
+    }
+
+    fn last(&self) -> &str {
+        self.containers.last().unwrap()
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        for c in &self.containers {
+            let _ = podman(&["rm", "--force", "--time=0", c]);
+        }
+        let _ = podman(&["volume", "rm", "--force", &self.volume]);
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the image the Dockerfile builds: ./x.sh image builds it and runs this test"]
+async fn the_built_image_serves_the_console_as_its_user_and_keeps_its_store_in_the_volume() {
+    let image = built_image();
+    let inspect = succeeded(
+        "podman image inspect",
+        &podman(&[
+            "image",
+            "inspect",
+            "--format={{.Config.User}} {{json .Config.Entrypoint}}",
+            &image,
+        ]),
+    );
+    assert_eq!(inspect.trim(), r#"10001:10001 ["/usr/local/bin/imds-console"]"#);
+    let mut pod = Podman::new();
+
+    // The image's own settings pass its check (listening where the image says, on every address).
+    let out = Command::new("podman")
+        .args([
+            "--runtime=runc",
+            "run",
+            "--rm",
+            "--pull=never",
+            "--ulimit=nproc=4096:4096",
+        ])
+        .args(["--ulimit=nofile=4096:4096", &image, "serve", "--check-config"])
+        .output()
+        .unwrap();
+    let said = succeeded("the image's serve --check-config", &out);
+    assert!(
+        said.contains("configuration OK: embedded sandbox") && said.contains("listening on 0.0.0.0:8080"),
+        "{said}"
+    );
+
+    // First start: the console makes its store in the volume, as the image's user.
+    let console = crate::Serving::start(pod.run(&[]));
+    let client = reqwest::Client::new();
+    let health = client
+        .get(format!("{}/api/v1/health", console.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let page = client.get(format!("{}/", console.url)).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.text().await.unwrap().contains("/main-"),
+        "the page the binary carries"
+    );
+    let status = succeeded(
+        "podman exec",
+        &podman(&["exec", pod.last(), "cat", "/proc/1/status"]),
+    );
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap().to_owned();
+    assert_eq!(
+        uid_line.split_whitespace().skip(1).collect::<Vec<_>>(),
+        ["10001"; 4],
+        "the console runs as the image's user: {uid_line}"
+    );
+    succeeded("podman stop", &podman(&["stop", "--time=10", pod.last()]));
+    drop(console);
+
+    let mountpoint = succeeded(
+        "podman volume inspect",
+        &podman(&["volume", "inspect", "--format={{.Mountpoint}}", &pod.volume]),
+    );
+    let volume = PathBuf::from(mountpoint.trim());
+    let meta = std::fs::metadata(&volume).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.mode() & 0o777),
+        (10001, 10001, 0o700),
+        "the volume's directory"
+    );
+    let mut kept = 0;
+    for entry in std::fs::read_dir(&volume).unwrap() {
+        let entry = entry.unwrap();
+        let meta = entry.metadata().unwrap();
+        let (name, mode) = (entry.file_name(), meta.mode());
+        assert_eq!(meta.uid(), 10001, "{name:?}");
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "{name:?} is {mode:o}: only its owner may read the store"
+        );
+        kept += 1;
+    }
+    assert!(kept > 0, "the store is in the volume");
+
+    // What is in the volume outlives the container: a token made by a second container works in a
+    // third.
+    let out = pod
+        .run(&["token", "create", "--user", "admin", "--name", "image test"])
+        .output()
+        .unwrap();
+    let token = succeeded("token create in the image", &out).trim().to_owned();
+    let console = crate::Serving::start(pod.run(&[]));
+    let me = client
+        .get(format!("{}/api/v1/auth/me", console.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200, "the token from the volume's store");
+    assert!(me.text().await.unwrap().contains("\"admin\""));
 }
