@@ -1363,12 +1363,8 @@ async fn each_page_reads_its_data_once() {
     let b = browser().await;
     let c = &b.client;
     login(c, &app.base, "admin", &admin_password(&app)).await;
-    let mut repeated = Vec::new();
-    for (path, ready) in signed_in_pages(&exec) {
-        goto(c, &format!("{}{path}", app.base)).await;
-        wait_count_at_least(c, ready, 1).await;
-        // Long enough for the live stream to open (it used to make every page read its data again).
-        tokio::time::sleep(Duration::from_millis(1_500)).await;
+    // The API reads this page has made, by URL (the live stream aside).
+    async fn api_reads(c: &Client) -> std::collections::BTreeMap<String, usize> {
         let reads = c
             .execute(
                 "return performance.getEntriesByType('resource').map(e => e.name).filter(n => n.includes('/api/v1/') && !n.includes('/api/v1/events'))",
@@ -1376,16 +1372,44 @@ async fn each_page_reads_its_data_once() {
             )
             .await
             .unwrap();
-        let reads: Vec<String> = serde_json::from_value(reads).unwrap();
-        let mut seen = std::collections::BTreeMap::<&str, usize>::new();
-        for r in &reads {
-            *seen.entry(r.as_str()).or_default() += 1;
+        let mut seen = std::collections::BTreeMap::new();
+        for r in serde_json::from_value::<Vec<String>>(reads).unwrap() {
+            *seen.entry(r).or_default() += 1;
         }
-        for (url, n) in seen.into_iter().filter(|(_, n)| *n > 1) {
+        seen
+    }
+    let mut repeated = Vec::new();
+    for (path, ready) in signed_in_pages(&exec) {
+        goto(c, &format!("{}{path}", app.base)).await;
+        wait_count_at_least(c, ready, 1).await;
+        // Long enough for the live stream to open (it used to make every page read its data again).
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        for (url, n) in api_reads(c).await.into_iter().filter(|(_, n)| *n > 1) {
             repeated.push(format!("{path}: {url} × {n}"));
         }
     }
     assert!(repeated.is_empty(), "read more than once: {repeated:#?}");
+
+    // Execute reads the organisation's accounts when rate control is first chosen, and not again
+    // when the mode is switched away and back.
+    goto(c, &format!("{}/execute", app.base)).await;
+    for _ in 0..2 {
+        click(c, "#mode-rate").await;
+        click(c, "#targets-tag").await;
+        wait_prop(c, "#all-accounts", "disabled", |v| v == "false").await;
+        click(c, "#mode-simple").await;
+        wait_count_at_least(c, "#instance-id", 1).await;
+    }
+    let accounts: usize = api_reads(c)
+        .await
+        .into_iter()
+        .filter(|(url, _)| url.ends_with("/api/v1/accounts"))
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(
+        accounts, 1,
+        "/api/v1/accounts reads on Execute, switching modes twice"
+    );
     b.close().await;
 }
 

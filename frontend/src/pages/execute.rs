@@ -356,10 +356,8 @@ pub fn ExecutePage() -> impl IntoView {
                         </div>
                     </div>
                 </Show>
-                <Show when=move || form.rate.get()>
-                    <OnDemand wanted=form.rate loading="Loading the rate-control fields…"
-                        part=move || async move { rate_control_view(form, errors, show_all, edits).await }/>
-                </Show>
+                <OnDemand wanted=form.rate loading="Loading the rate-control fields…"
+                    part=move || async move { rate_control_view(form, errors, show_all, edits).await }/>
                 <div class="row">
                     <label for="enforce">"EnforceIMDSv2"</label>
                     <div>
@@ -419,7 +417,8 @@ pub fn ExecutePage() -> impl IntoView {
 
 /// The rate-control fields (targets by ID or tag, every account and Region, MaxConcurrency and
 /// MaxErrors), fetched from their own WASM module when the mode is chosen: a run on one instance,
-/// the page's first state, never needs them.
+/// the page's first state, never needs them. The organisation's accounts are read once, when the
+/// mode is first chosen, and kept while the page is open, however often the mode is switched.
 #[lazy]
 fn rate_control_view(
     form: Form,
@@ -427,8 +426,16 @@ fn rate_control_view(
     show_all: Signal<bool>,
     edits: Edits,
 ) -> AnyView {
-    view! { <RateControlFields form=form errors=errors show_all=show_all edits=edits/> }.into_any()
+    let accounts = LocalResource::new(|| api::get::<shared::api::AccountList>("/accounts"));
+    view! {
+        <Show when=move || form.rate.get()>
+            <RateControlFields form=form errors=errors show_all=show_all edits=edits accounts=accounts/>
+        </Show>
+    }
+    .into_any()
 }
+
+type Accounts = LocalResource<Result<shared::api::AccountList, api::ClientError>>;
 
 #[component]
 fn RateControlFields(
@@ -436,10 +443,10 @@ fn RateControlFields(
     errors: Memo<ValidationErrors>,
     show_all: Signal<bool>,
     edits: Edits,
+    accounts: Accounts,
 ) -> impl IntoView {
     let show_always = Signal::derive(|| true);
     let identity = crate::session::use_identity();
-    let accounts = LocalResource::new(|| api::get::<shared::api::AccountList>("/accounts"));
     let confirming = edits.confirming;
     let on_change = move |sig: RwSignal<String>| edits.on_input(sig);
     view! {
