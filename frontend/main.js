@@ -7,3 +7,21 @@ init({ module_or_path: "/frontend_bg.wasm" }).then(() => {
   const boot = document.getElementById("boot");
   if (boot) boot.textContent = "imds-console could not start: " + e;
 });
+
+// A panic in the app is a WebAssembly trap (the build aborts on panic), after which the page no
+// longer answers: say so and offer the reload, instead of a page that silently stops responding.
+function stopped(error) {
+  if (!(error instanceof WebAssembly.RuntimeError) || document.getElementById("console-stopped")) return;
+  const box = document.createElement("div");
+  box.id = "console-stopped";
+  box.setAttribute("role", "alert");
+  box.textContent = "This page of imds-console stopped working after an error in it. "
+    + "What was started or saved is kept by the server. ";
+  const reload = document.createElement("button");
+  reload.textContent = "Reload the page";
+  reload.addEventListener("click", () => location.reload());
+  box.append(reload);
+  document.body.append(box);
+}
+window.addEventListener("error", (e) => stopped(e.error));
+window.addEventListener("unhandledrejection", (e) => stopped(e.reason));

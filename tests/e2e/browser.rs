@@ -27,9 +27,17 @@ struct Browser {
 }
 
 impl Browser {
-    /// Ends the WebDriver session politely; the processes' guard runs either way.
+    /// Ends the WebDriver session politely; the processes' guard runs either way. First, the page the
+    /// test ends on must not have stopped (a panic in the WASM app: main.js says so in
+    /// `#console-stopped`), so every browser test also checks that its last page still works.
     async fn close(self) {
+        let stopped = self.client.find_all(Locator::Css("#console-stopped")).await;
+        let said = match stopped.as_deref() {
+            Ok([el, ..]) => Some(el.text().await.unwrap_or_default()),
+            _ => None,
+        };
         let _ = self.client.clone().close().await;
+        assert_eq!(said, None, "the page stopped (a panic in the WASM app)");
     }
 }
 
@@ -1353,6 +1361,44 @@ async fn every_page_fits_a_390_pixel_phone_without_sideways_scrolling() {
         }
     }
     assert!(wide.is_empty(), "pages wider than the phone: {wide:?}");
+    b.close().await;
+}
+
+#[tokio::test]
+async fn a_page_stopped_by_a_panic_says_so_and_the_reload_brings_it_back() {
+    let app = app_with_pages(AppOptions::default()).await;
+    let b = browser().await;
+    let c = &b.client;
+    login(c, &app.base, "admin", &admin_password(&app)).await;
+    goto(c, &format!("{}/fleet", app.base)).await;
+    wait_count_at_least(c, "[data-testid=fleet]", 1).await;
+    // What the page hears of an uncaught error, given as the browser gives it (a script WebDriver
+    // runs has its own errors muted, and the console has no way to panic on purpose). Another error
+    // (an extension's, say) is not the app stopping; a WebAssembly trap is a panic (the build aborts).
+    let uncaught = |error: &str| {
+        format!(
+            "window.dispatchEvent(new ErrorEvent('error', {{ error: {error}, message: String({error}) }}))"
+        )
+    };
+    c.execute(&uncaught("new Error('not ours')"), vec![])
+        .await
+        .unwrap();
+    c.execute(
+        "return document.querySelectorAll('#console-stopped').length",
+        vec![],
+    )
+    .await
+    .map(|n| assert_eq!(n, 0))
+    .unwrap();
+    c.execute(&uncaught("new WebAssembly.RuntimeError('unreachable')"), vec![])
+        .await
+        .unwrap();
+    let said = wait_text(c, "#console-stopped", |t| t.contains("stopped working")).await;
+    assert!(said.contains("kept by the server"), "{said}");
+    wait_count(c, "#console-stopped", 1).await;
+    click(c, "#console-stopped button").await;
+    wait_count_at_least(c, "[data-testid=fleet]", 1).await;
+    wait_count(c, "#console-stopped", 0).await;
     b.close().await;
 }
 
