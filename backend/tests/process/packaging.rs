@@ -141,6 +141,18 @@ fn runtime_stage() -> Vec<(String, String)> {
     instructions[last_from..].to_vec()
 }
 
+/// The console at `url` answers its health check and serves the page the binary carries.
+async fn serves_the_console(url: &str) {
+    let health = reqwest::get(format!("{url}/api/v1/health")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    let page = reqwest::get(format!("{url}/")).await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.text().await.unwrap().contains("/main-"),
+        "the page the binary carries"
+    );
+}
+
 fn json_list(text: &str) -> Vec<String> {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not an exec-form list: {text}: {e}"))
 }
@@ -209,19 +221,7 @@ async fn the_image_s_settings_start_the_one_file_binary_as_its_unprivileged_user
     env.insert("IMDS_CONSOLE_LISTEN".into(), "127.0.0.1:0".into());
     env.insert("IMDS_CONSOLE_SANDBOX_FLEET".into(), "5".into());
     let console = crate::Serving::start(as_user(uid, &binary, &args, &env));
-    let client = reqwest::Client::new();
-    let health = client
-        .get(format!("{}/api/v1/health", console.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(health.status(), 200);
-    let page = client.get(format!("{}/", console.url)).send().await.unwrap();
-    assert_eq!(page.status(), 200);
-    assert!(
-        page.text().await.unwrap().contains("/main-"),
-        "the page the binary carries"
-    );
+    serves_the_console(&console.url).await;
     drop(console);
     // What it keeps is its own and no one else's.
     let mut kept = 0;
@@ -491,19 +491,7 @@ async fn the_built_image_serves_the_console_as_its_user_and_keeps_its_store_in_t
 
     // First start: the console makes its store in the volume, as the image's user.
     let console = crate::Serving::start(pod.run(&[]));
-    let client = reqwest::Client::new();
-    let health = client
-        .get(format!("{}/api/v1/health", console.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(health.status(), 200);
-    let page = client.get(format!("{}/", console.url)).send().await.unwrap();
-    assert_eq!(page.status(), 200);
-    assert!(
-        page.text().await.unwrap().contains("/main-"),
-        "the page the binary carries"
-    );
+    serves_the_console(&console.url).await;
     let status = succeeded(
         "podman exec",
         &podman(&["exec", pod.last(), "cat", "/proc/1/status"]),
@@ -551,7 +539,7 @@ async fn the_built_image_serves_the_console_as_its_user_and_keeps_its_store_in_t
         .unwrap();
     let token = succeeded("token create in the image", &out).trim().to_owned();
     let console = crate::Serving::start(pod.run(&[]));
-    let me = client
+    let me = reqwest::Client::new()
         .get(format!("{}/api/v1/auth/me", console.url))
         .bearer_auth(&token)
         .send()
