@@ -10,7 +10,7 @@
 #                and names every failed test of every round; exits non-zero if any round failed.
 # Each installs what it needs on a fresh machine (wasm32 target, the pinned wasm-bindgen CLI,
 # Debian's chromium and systemd, boto3, openapi-spec-validator and kubernetes-validate for the tests that use
-# them) and skips what is already there.
+# them; buildah, podman, runc and mmdebstrap for the image) and skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")"
 
