@@ -395,20 +395,21 @@ fn podman(args: &[&str]) -> Output {
     Command::new("podman").args(args).output().expect("podman runs")
 }
 
-/// `podman run` as `docker run` would, with what this machine needs said outright: runc (crun refuses
-/// a mixed cgroup v1/v2 host), the host's network (the console then listens on loopback, as tests
-/// here must), and open-file and process limits below this machine's (podman's defaults are above
-/// what a container may be given here).
-const RUN: [&str; 8] = [
-    "run",
-    "--network=host",
-    "--ulimit=nofile=4096:4096",
-    "--ulimit=nproc=4096:4096",
-    "--env=IMDS_CONSOLE_LISTEN=127.0.0.1:0",
-    "--env=IMDS_CONSOLE_SANDBOX_FLEET=5",
-    "--env=RUST_LOG=info",
-    "--pull=never",
-];
+/// `podman run --rm` as `docker run` would, with what this machine needs said outright: runc (crun
+/// refuses a mixed cgroup v1/v2 host), and open-file and process limits below this machine's
+/// (podman's defaults are above what a container may be given here).
+fn podman_run() -> Command {
+    let mut cmd = Command::new("podman");
+    cmd.args([
+        "--runtime=runc",
+        "run",
+        "--rm",
+        "--pull=never",
+        "--ulimit=nofile=4096:4096",
+        "--ulimit=nproc=4096:4096",
+    ]);
+    cmd
+}
 
 /// A named volume and the containers of one test, removed at the end whatever happened.
 struct Podman {
@@ -430,14 +431,18 @@ impl Podman {
     fn run(&mut self, args: &[&str]) -> Command {
         let name = format!("{}-{}", self.volume, self.containers.len());
         self.containers.push(name.clone());
-        let mut cmd = Command::new("podman");
-        cmd.arg("--runtime=runc")
-            .args(RUN)
-            .arg(format!("--name={name}"))
-            .arg(format!("--volume={}:/var/lib/imds-console", self.volume))
-            .arg("--rm")
-            .arg(built_image())
-            .args(args);
+        let mut cmd = podman_run();
+        // The host's network: the console listens on loopback, as tests here must.
+        cmd.args([
+            "--network=host",
+            "--env=IMDS_CONSOLE_LISTEN=127.0.0.1:0",
+            "--env=IMDS_CONSOLE_SANDBOX_FLEET=5",
+            "--env=RUST_LOG=info",
+        ])
+        .arg(format!("--name={name}"))
+        .arg(format!("--volume={}:/var/lib/imds-console", self.volume))
+        .arg(built_image())
+        .args(args);
         cmd
     }
 
@@ -472,15 +477,8 @@ async fn the_built_image_serves_the_console_as_its_user_and_keeps_its_store_in_t
     let mut pod = Podman::new();
 
     // The image's own settings pass its check (listening where the image says, on every address).
-    let out = Command::new("podman")
-        .args([
-            "--runtime=runc",
-            "run",
-            "--rm",
-            "--pull=never",
-            "--ulimit=nproc=4096:4096",
-        ])
-        .args(["--ulimit=nofile=4096:4096", &image, "serve", "--check-config"])
+    let out = podman_run()
+        .args([&image, "serve", "--check-config"])
         .output()
         .unwrap();
     let said = succeeded("the image's serve --check-config", &out);
