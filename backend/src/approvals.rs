@@ -134,10 +134,12 @@ async fn view_of(state: &AppState, a: crate::store::ApprovalRow) -> Result<Optio
     let Some(run) = state.store.by_record_id(a.record_id).await? else {
         return Ok(None);
     };
+    let requesters = requesters_of(state, &a).await?;
     Ok(Some(ApprovalView {
         approval_id: a.record_id,
         why: a.why,
         requester: a.requester,
+        requesters,
         created_at: a.created_at,
         expires_at: a.expires_at,
         status: a.status,
@@ -152,6 +154,23 @@ async fn view_of(state: &AppState, a: crate::store::ApprovalRow) -> Result<Optio
         override_reason: run.override_reason,
         execution_id: run.execution_id,
     }))
+}
+
+/// Everyone who caused a held start: its requester and, for a plan's wave, the plan's creator and
+/// whoever started or resumed it (read from the plan now, so a resume after the hold counts too).
+async fn requesters_of(state: &AppState, a: &crate::store::ApprovalRow) -> Result<Vec<String>, AppError> {
+    let mut all = vec![a.requester.clone()];
+    if let Some(marker) = state.store.plan_wave_of(a.record_id).await? {
+        let plan_id = marker.rsplit_once('/').map_or(marker.as_str(), |(id, _)| id);
+        if let Some(plan) = state.store.plan(plan_id).await? {
+            for name in std::iter::once(plan.requester).chain(plan.requesters) {
+                if !all.contains(&name) {
+                    all.push(name);
+                }
+            }
+        }
+    }
+    Ok(all)
 }
 
 /// Approves or rejects a held start. The requester cannot decide their own; an expired or decided
@@ -184,6 +203,16 @@ pub async fn decide(
             axum::http::StatusCode::FORBIDDEN,
             "OwnApproval",
             format!("{who} asked for this start: another operator or admin must approve it"),
+        ));
+    }
+    if requesters_of(state, &a).await?.iter().any(|r| r == who) {
+        return Err(AppError::refused(
+            axum::http::StatusCode::FORBIDDEN,
+            "OwnApproval",
+            format!(
+                "{who} started or resumed the plan this wave belongs to, so caused this start: \
+                 someone who did not must approve it"
+            ),
         ));
     }
     let comment = comment.map(str::trim).filter(|c| !c.is_empty());

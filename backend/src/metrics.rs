@@ -240,22 +240,16 @@ fn digest(s: &str) -> [u8; 32] {
     sha2::Sha256::digest(s.as_bytes()).into()
 }
 
-/// Times each API request and counts refusals, by method, route group (`/executions`, `/instances`,
-/// ...: the path's first segment, so IDs never become labels) and status.
+/// Times each API request and counts refusals, by method, route and status. The labels come from
+/// closed sets, so no request can add label values: the route is the matched route's template
+/// (`/executions/{id}`) when it is in the policy table, else `other`; the method one of the HTTP
+/// methods the API could have, else `OTHER`.
 pub async fn observe(
     axum::extract::State(state): axum::extract::State<crate::state::AppState>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let method = req.method().as_str().to_owned();
-    let group = req
-        .uri()
-        .path()
-        .trim_start_matches('/')
-        .split('/')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
+    let (method, route) = labels(&req);
     let started = std::time::Instant::now();
     let resp = next.run(req).await;
     let status = resp.status().as_u16();
@@ -263,8 +257,8 @@ pub async fn observe(
         .metrics
         .http
         .get_or_create(&vec![
-            ("method", method),
-            ("route", format!("/{group}")),
+            ("method", method.to_owned()),
+            ("route", route.to_owned()),
             ("status", status.to_string()),
         ])
         .observe(started.elapsed().as_secs_f64());
@@ -276,6 +270,28 @@ pub async fn observe(
             .inc();
     }
     resp
+}
+
+/// A request's method and route labels, from closed sets.
+fn labels(req: &axum::extract::Request) -> (&'static str, &'static str) {
+    use axum::http::Method;
+    let method = match *req.method() {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    };
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str().strip_prefix("/api/v1").unwrap_or(m.as_str()))
+        .and_then(crate::auth::policy::route_template)
+        .unwrap_or("other");
+    (method, route)
 }
 
 /// `GET /metrics`, for the addresses and the token the console was given (`--metrics-allow`,

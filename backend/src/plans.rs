@@ -56,6 +56,7 @@ pub async fn create(state: &AppState, req: PlanRequest, requester: &str) -> Resu
         name: req.name.trim().to_owned(),
         status: PlanStatus::Draft,
         requester: requester.to_owned(),
+        requesters: vec![requester.to_owned()],
         created_at: at.clone(),
         updated_at: at,
         halt: req.halt.clone(),
@@ -195,6 +196,11 @@ pub async fn act(
             plan.status.as_str()
         ),
     };
+    // Whoever starts or resumes a plan causes its sends from then on: recorded by name, so that
+    // none of them approves a wave held for a second person.
+    if matches!(action, Action::Start | Action::Resume) && !plan.requesters.iter().any(|r| r == who) {
+        plan.requesters.push(who.to_owned());
+    }
     match (action, plan.status) {
         (Action::Start, PlanStatus::Draft) => plan.status = PlanStatus::Running,
         (Action::Pause, PlanStatus::Running) => plan.status = PlanStatus::Paused,
@@ -230,8 +236,10 @@ pub async fn act(
                     WaveStatus::Failed | WaveStatus::Pending => {
                         wave.status = WaveStatus::Pending;
                         if let Some(r) = reason {
-                            plan.request.waves[i].override_gate =
-                                Some(shared::api::OverrideInput { reason: r.to_owned() });
+                            // The run's record credits the override to whoever gave it.
+                            plan.request.waves[i].override_gate = Some(shared::api::OverrideInput {
+                                reason: format!("{r} (given by {who} on resuming the plan)"),
+                            });
                         }
                     }
                     _ => {}

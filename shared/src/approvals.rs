@@ -104,6 +104,10 @@ pub struct ApprovalView {
     /// Why it needs a second person.
     pub why: String,
     pub requester: String,
+    /// Everyone who caused this start: the requester and, for a plan's wave, whoever created, started
+    /// or resumed the plan. None of them may approve it.
+    #[serde(default)]
+    pub requesters: Vec<String>,
     pub created_at: String,
     pub expires_at: String,
     /// pending, approved, rejected, expired.

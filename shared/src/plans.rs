@@ -269,7 +269,12 @@ pub struct PlanView {
     pub plan_id: String,
     pub name: String,
     pub status: PlanStatus,
+    /// Who created it.
     pub requester: String,
+    /// Everyone who caused a send of its waves, by name: its creator, then whoever started or
+    /// resumed it (an override reason included). None of them may approve its held waves.
+    #[serde(default)]
+    pub requesters: Vec<String>,
     pub created_at: String,
     pub updated_at: String,
     pub halt: HaltInput,

@@ -517,9 +517,9 @@ async fn an_account_scoped_operator_sees_only_its_accounts_and_is_refused_change
     // An organizational unit could reach accounts outside her list: refused too.
     let (status, refused) = as_olga_post(
         "/executions".into(),
-        json!({"account": mine, "parameters": {},
+        json!({"parameters": {},
                "rate_control": {"targets": {"tag": {"key": "Team", "value": "web"}}, "max_concurrency": "1", "max_errors": "0"},
-               "target_locations": [{"accounts": ["ou-sand-workloads"], "regions": ["us-east-1"]}]}),
+               "target_locations": [{"accounts": [mine, "ou-sand-workloads"], "regions": ["us-east-1"]}]}),
     )
     .await;
     assert_eq!(

@@ -130,3 +130,55 @@ async fn metrics_count_aws_calls_runs_the_fleet_sign_ins_and_refusals() {
     );
     assert_eq!(throttled, Some(3.0), "the SDK's three attempts: {text}");
 }
+
+#[tokio::test]
+async fn made_up_paths_and_methods_add_no_metric_labels_however_many_arrive() {
+    let app = spawn_app_with(AppOptions {
+        extra_args: vec!["--metrics-token".into(), TOKEN.into()],
+        ..AppOptions::default()
+    })
+    .await;
+    let anonymous = reqwest::Client::new();
+    // One of each first, so every label set the made-up requests could reach exists before counting.
+    let series = |text: &str| {
+        text.lines()
+            .filter(|l| l.starts_with("imds_console_http_request_duration_seconds_count"))
+            .count()
+    };
+    let made_up = |n: usize| {
+        let path = format!("/x{n}-{}/{n}", "y".repeat(2_000));
+        let method = reqwest::Method::from_bytes(format!("M{n}").as_bytes()).unwrap();
+        (path, method)
+    };
+    for n in 0..2 {
+        let (path, method) = made_up(n);
+        anonymous.get(app.url(&path)).send().await.unwrap();
+        anonymous
+            .request(method, app.url("/executions"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let (_, before) = scrape(&app, Some(TOKEN)).await;
+    for n in 2..300 {
+        let (path, method) = made_up(n);
+        let resp = anonymous.get(app.url(&path)).send().await.unwrap();
+        assert_eq!(resp.status(), 401);
+        anonymous
+            .request(method, app.url("/executions"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let (_, after) = scrape(&app, Some(TOKEN)).await;
+    assert_eq!(series(&after), series(&before), "{after}");
+    assert!(
+        !after.contains("yyyy") && !after.contains("M299"),
+        "no request text in labels"
+    );
+    assert!(
+        after.contains(r#"method="GET",route="other",status="401""#),
+        "unmatched paths share one label: {after}"
+    );
+    assert!(after.len() < 64 * 1024, "{} bytes", after.len());
+}

@@ -246,7 +246,10 @@ async fn a_wave_the_readiness_check_blocks_waits_for_a_reason_and_bad_plans_name
         .iter()
         .find(|r| r["execution_id"] == exec)
         .unwrap();
-    assert_eq!(record["override_reason"], "the canary's agent was upgraded");
+    assert_eq!(
+        record["override_reason"], "the canary's agent was upgraded (given by admin on resuming the plan)",
+        "the record credits the override to whoever gave it"
+    );
 
     // Bad plans: each field named, nothing saved.
     let (status, bad) = app

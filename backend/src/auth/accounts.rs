@@ -81,13 +81,85 @@ pub fn check_user_name(name: &str) -> Result<(), String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub name: String,
+    /// The highest role of any grant: what the identity may do somewhere.
     pub role: Role,
     /// `session`, `token` or `sso`.
     pub via: &'static str,
     /// A session of a user who must choose a new password before doing anything else.
     pub must_change_password: bool,
-    /// The accounts this identity may see and change; None: every account the console manages.
+    /// The accounts this identity may see; None: every account the console manages.
     pub accounts: Option<Vec<String>>,
+    /// Each role it holds and where. A user has one; a sign-on user one per mapped group. The role in
+    /// an account is the highest grant that covers it ([`Identity::role_in`]).
+    pub grants: Vec<Grant>,
+}
+
+/// A role in some accounts (None: every account).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub role: Role,
+    pub accounts: Option<Vec<String>>,
+}
+
+impl Identity {
+    /// An identity of one role (a built-in user, session or token).
+    pub fn single(
+        name: String,
+        role: Role,
+        via: &'static str,
+        must_change_password: bool,
+        accounts: Option<Vec<String>>,
+    ) -> Identity {
+        Identity::of_grants(name, via, must_change_password, vec![Grant { role, accounts }])
+            .expect("one grant")
+    }
+
+    /// An identity from its grants; None without any.
+    pub fn of_grants(
+        name: String,
+        via: &'static str,
+        must_change_password: bool,
+        grants: Vec<Grant>,
+    ) -> Option<Identity> {
+        let role = grants.iter().map(|g| g.role).max()?;
+        // Any unlimited grant lets it see every account; otherwise the union of the grants' accounts.
+        let accounts = grants.iter().try_fold(Vec::new(), |mut all, g| {
+            let ids = g.accounts.as_ref()?;
+            all.extend(
+                ids.iter()
+                    .filter(|a| !all.contains(*a))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            );
+            Some(all)
+        });
+        Some(Identity {
+            name,
+            role,
+            via,
+            must_change_password,
+            accounts,
+            grants,
+        })
+    }
+
+    /// Its role in `account`: the highest grant that covers it; None: no access there.
+    pub fn role_in(&self, account: &str) -> Option<Role> {
+        self.grants
+            .iter()
+            .filter(|g| {
+                g.accounts
+                    .as_ref()
+                    .is_none_or(|ids| ids.iter().any(|a| a == account))
+            })
+            .map(|g| g.role)
+            .max()
+    }
+
+    /// Whether what it may do depends on the account: some grant is limited to accounts.
+    pub fn varies_by_account(&self) -> bool {
+        self.grants.iter().any(|g| g.accounts.is_some())
+    }
 }
 
 fn role_of(raw: &str) -> Role {
@@ -315,13 +387,13 @@ impl Store {
         .await
         .map_err(AppError::internal)??;
         Ok(match user {
-            Some((role, _, false, must_change)) if matches => Some(Identity {
-                name: name.to_owned(),
-                role: role_of(&role),
-                via: "session",
-                must_change_password: must_change,
-                accounts: None,
-            }),
+            Some((role, _, false, must_change)) if matches => Some(Identity::single(
+                name.to_owned(),
+                role_of(&role),
+                "session",
+                must_change,
+                None,
+            )),
             _ => None,
         })
     }
@@ -363,13 +435,13 @@ impl Store {
         else {
             return Ok(None);
         };
-        Ok(Some(Identity {
-            name: r.get(0)?,
-            role: role_of(&r.get::<String>(1)?),
-            via: "session",
-            must_change_password: r.get(2)?,
-            accounts: account_list(r.get(3)?),
-        }))
+        Ok(Some(Identity::single(
+            r.get(0)?,
+            role_of(&r.get::<String>(1)?),
+            "session",
+            r.get(2)?,
+            account_list(r.get(3)?),
+        )))
     }
 
     /// A new token of `user`, at most their role, named and living `days` (None: until revoked).
@@ -490,13 +562,7 @@ impl Store {
         // A token never has more than its user has now.
         let role = role_of(&r.get::<String>(2)?).min(role_of(&r.get::<String>(3)?));
         Ok(Some((
-            Identity {
-                name: r.get(1)?,
-                role,
-                via: "token",
-                must_change_password: false,
-                accounts: account_list(r.get(5)?),
-            },
+            Identity::single(r.get(1)?, role, "token", false, account_list(r.get(5)?)),
             id,
             log,
         )))

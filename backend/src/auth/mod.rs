@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod alb;
+pub mod policy;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -16,6 +17,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 pub use accounts::Identity;
+pub use policy::{may_see_plan, required_role, AccountScope};
 
 use crate::error::AppError;
 use crate::state::AppState;
@@ -79,280 +81,6 @@ impl AuthConfig {
             .and_then(|a| a.trim().parse().ok());
         named.or(peer)
     }
-}
-
-/// What a route needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Access {
-    Public,
-    Needs(Role),
-}
-
-/// The policy for every route: reads need a viewer, changes an operator, accounts an admin.
-fn access(method: &Method, path: &str) -> Access {
-    let admin_area = path.starts_with("/users")
-        || path.starts_with("/tokens")
-        || path == "/audit/auth"
-        // A dozen AWS calls per region, and the account's permission layout: admins only.
-        || path == "/doctor"
-        // Who must approve whom is an admin's call; everyone may read it.
-        || (path == "/approval-policy" && method != Method::GET)
-        // Where the console sends what happened: admins only.
-        || path.starts_with("/webhooks");
-    match path {
-        "/health" | "/auth/login" | "/auth/logout" => Access::Public,
-        // Anyone signed in may change their own password (the handler checks the current one).
-        "/auth/password" => Access::Needs(Role::Viewer),
-        _ if admin_area => Access::Needs(Role::Admin),
-        _ if method == Method::GET || method == Method::HEAD => Access::Needs(Role::Viewer),
-        _ => Access::Needs(Role::Operator),
-    }
-}
-
-/// The role a route needs, `None` for a public one: the policy table's answer, for the API document.
-pub fn required_role(method: &Method, path: &str) -> Option<Role> {
-    match access(method, path) {
-        Access::Public => None,
-        Access::Needs(role) => Some(role),
-    }
-}
-
-/// How a route's account is decided for identities limited to some accounts (the same table as
-/// [`access`]: handlers never check accounts themselves).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum AccountRule {
-    /// Not about accounts (sign-in, users, tokens, health, the permission check).
-    Unscoped,
-    /// A read: answered within the caller's accounts; the handler gets the scope to query with.
-    Filter,
-    /// A start or preview: the body's `account` (absent: the console's own) and every account of its
-    /// `target_locations`.
-    Body,
-    /// Stop or roll back: the account of the run named in the path.
-    Run,
-    /// Preview or fix a source: the account in the source ID of the path.
-    Source,
-    /// Revert a source fix: the account of the fix named in the path.
-    SourceFix,
-    /// Create a plan: every wave's account and target locations in the body.
-    PlanBody,
-    /// Preview or drive a plan: every account of the stored plan named in the path.
-    Plan,
-    /// Approve or reject a held start: the account of its record.
-    Approval,
-}
-
-fn account_rule(method: &Method, path: &str) -> AccountRule {
-    let run_action = path.starts_with("/executions/")
-        && (path.ends_with("/stop") || path.ends_with("/rollback") || path.ends_with("/rollback/preview"));
-    match (method, path) {
-        (&Method::POST, "/executions" | "/executions/preview") => AccountRule::Body,
-        (&Method::POST, _) if run_action => AccountRule::Run,
-        (&Method::POST, p) if p.starts_with("/sources/fixes/") => AccountRule::SourceFix,
-        (&Method::POST, "/plans") => AccountRule::PlanBody,
-        (&Method::POST, p) if p.starts_with("/approvals/") => AccountRule::Approval,
-        (&Method::POST, p) if p.starts_with("/plans/") => AccountRule::Plan,
-        (&Method::POST, p) if p.starts_with("/sources/") => AccountRule::Source,
-        (&Method::GET, p)
-            if p == "/instances"
-                || p == "/dashboard"
-                || p == "/fleet/summary"
-                || p == "/accounts"
-                || p == "/audit"
-                || p == "/events"
-                || p == "/executions"
-                || p.starts_with("/executions/")
-                || p == "/sources"
-                || p == "/sources/fixes"
-                || p == "/plans"
-                || p.starts_with("/plans/")
-                || p == "/approvals" =>
-        {
-            AccountRule::Filter
-        }
-        _ => AccountRule::Unscoped,
-    }
-}
-
-/// The accounts a request may see, handed to read handlers (None: every account). The console's own
-/// account is `hub`; runs record it as ''.
-#[derive(Debug, Clone, Default)]
-pub struct AccountScope {
-    pub allowed: Option<Vec<String>>,
-    pub hub: String,
-}
-
-impl AccountScope {
-    pub fn allows(&self, account: &str) -> bool {
-        let account = if account.is_empty() {
-            self.hub.as_str()
-        } else {
-            account
-        };
-        self.allowed
-            .as_ref()
-            .is_none_or(|ids| ids.iter().any(|a| a == account))
-    }
-
-    /// The accounts as runs record them ('' for the hub), for store queries; None: every account.
-    pub fn as_recorded(&self) -> Option<Vec<String>> {
-        self.allowed.as_ref().map(|ids| {
-            ids.iter()
-                .map(|a| if *a == self.hub { String::new() } else { a.clone() })
-                .collect()
-        })
-    }
-}
-
-/// The accounts a start's body acts in: its `account` (the hub when absent) and every account of its
-/// `target_locations`.
-fn start_accounts(v: &serde_json::Value, hub: &str) -> Vec<String> {
-    let mut wanted = vec![v["account"]
-        .as_str()
-        .filter(|a| !a.is_empty())
-        .unwrap_or(hub)
-        .to_owned()];
-    for loc in v["target_locations"].as_array().into_iter().flatten() {
-        wanted.extend(
-            loc["accounts"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|a| a.as_str().map(str::to_owned)),
-        );
-    }
-    wanted
-}
-
-/// The accounts of every wave of a plan.
-fn plan_accounts(v: &serde_json::Value, hub: &str) -> Vec<String> {
-    v["waves"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|w| start_accounts(w, hub))
-        .collect()
-}
-
-/// Whether a limited identity may see a plan: every account of its waves is theirs.
-pub fn may_see_plan(scope: &AccountScope, plan: &shared::plans::PlanView) -> bool {
-    scope.allowed.is_none()
-        || plan_accounts(
-            &serde_json::to_value(&plan.request).unwrap_or_default(),
-            &scope.hub,
-        )
-        .iter()
-        .all(|a| scope.allows(a))
-}
-
-/// Applies [`account_rule`] to a limited identity: refuses a change outside its accounts (naming the
-/// account), and gives reads their scope.
-async fn scope_accounts(
-    state: &AppState,
-    identity: &Identity,
-    rule: AccountRule,
-    path: &str,
-    req: Request,
-) -> Result<(Request, AccountScope), Response> {
-    let Some(allowed) = identity.accounts.clone() else {
-        return Ok((req, AccountScope::default()));
-    };
-    let hub = crate::routes::identity::resolve(state)
-        .await
-        .map_err(IntoResponse::into_response)?
-        .account;
-    let scope = AccountScope {
-        allowed: Some(allowed.clone()),
-        hub: hub.clone(),
-    };
-    let (req, wanted): (Request, Vec<String>) = match rule {
-        AccountRule::Unscoped | AccountRule::Filter => (req, Vec::new()),
-        AccountRule::Body => {
-            let (parts, body) = req.into_parts();
-            let bytes = axum::body::to_bytes(body, 64 * 1024)
-                .await
-                .map_err(|e| AppError::BadJson(e.to_string()).into_response())?;
-            let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-            (
-                Request::from_parts(parts, axum::body::Body::from(bytes)),
-                start_accounts(&v, &hub),
-            )
-        }
-        AccountRule::PlanBody => {
-            let (parts, body) = req.into_parts();
-            let bytes = axum::body::to_bytes(body, 256 * 1024)
-                .await
-                .map_err(|e| AppError::BadJson(e.to_string()).into_response())?;
-            let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-            (
-                Request::from_parts(parts, axum::body::Body::from(bytes)),
-                plan_accounts(&v, &hub),
-            )
-        }
-        AccountRule::Approval => {
-            let id = path.split('/').nth(2).and_then(|id| id.parse::<i64>().ok());
-            let account = match id {
-                Some(id) => state
-                    .store
-                    .by_record_id(id)
-                    .await
-                    .map_err(IntoResponse::into_response)?
-                    .map(|r| r.account),
-                None => None,
-            };
-            // An approval the console does not know is the handler's 404.
-            (req, account.into_iter().collect())
-        }
-        AccountRule::Plan => {
-            let id = path.split('/').nth(2).unwrap_or_default();
-            let plan = state.store.plan(id).await.map_err(IntoResponse::into_response)?;
-            // A plan the console does not know is the handler's 404.
-            let wanted = plan
-                .map(|p| plan_accounts(&serde_json::to_value(&p.request).unwrap_or_default(), &hub))
-                .unwrap_or_default();
-            (req, wanted)
-        }
-        AccountRule::Run => {
-            let id = path.split('/').nth(2).unwrap_or_default();
-            let account = state
-                .store
-                .by_execution_id(id)
-                .await
-                .map_err(IntoResponse::into_response)?
-                .map(|r| r.account);
-            // A run the console does not know is the handler's 404; nothing to scope.
-            (req, account.into_iter().collect())
-        }
-        AccountRule::Source => {
-            let segment = path.split('/').nth(2).unwrap_or_default();
-            let id = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
-            // A malformed ID is the handler's 404.
-            (req, crate::sources::account_of_source(&id).into_iter().collect())
-        }
-        AccountRule::SourceFix => {
-            let id = path.split('/').nth(3).unwrap_or_default();
-            let account = state
-                .store
-                .source_fix(id)
-                .await
-                .map_err(IntoResponse::into_response)?
-                .map(|f| f.account);
-            (req, account.into_iter().collect())
-        }
-    };
-    if let Some(outside) = wanted.iter().find(|a| !scope.allows(a)) {
-        let outside = if outside.is_empty() { &hub } else { outside };
-        return Err(refuse(
-            StatusCode::FORBIDDEN,
-            "AccountNotAllowed",
-            format!(
-                "{} may act in account(s) {} only; {outside} is not one of them",
-                identity.name,
-                allowed.join(", ")
-            ),
-        ));
-    }
-    Ok((req, scope))
 }
 
 fn refuse(status: StatusCode, code: &str, message: String) -> Response {
@@ -536,36 +264,25 @@ pub async fn may_read(state: &AppState, headers: &HeaderMap, peer: Option<IpAddr
     matches!(identify(state, headers, peer).await, Ok(Some(i)) if i.role >= Role::Viewer)
 }
 
-/// A sign-on user's identity: the highest role of their mapped groups, none without one.
+/// A sign-on user's identity: the grants of their mapped groups, none without one.
 fn sso_identity<'g>(
     state: &AppState,
     user: String,
     groups: impl Iterator<Item = &'g str>,
 ) -> Option<Identity> {
-    let mapped: Vec<&str> = groups
-        .filter(|g| state.auth.sso_group_roles.contains_key(*g))
+    // Each mapped group grants its role in its accounts (every account when the group has no list);
+    // the role in an account is the highest grant covering it, so an unlimited viewer group does not
+    // lift another group's account limit on operating.
+    let grants: Vec<accounts::Grant> = groups
+        .filter_map(|g| {
+            let role = *state.auth.sso_group_roles.get(g)?;
+            Some(accounts::Grant {
+                role,
+                accounts: state.auth.sso_group_accounts.get(g).cloned(),
+            })
+        })
         .collect();
-    let role = mapped
-        .iter()
-        .filter_map(|g| state.auth.sso_group_roles.get(*g))
-        .max()
-        .copied()?;
-    // Any unlimited group makes the user unlimited; otherwise the union of their groups' accounts.
-    let mut accounts: Option<Vec<String>> = Some(Vec::new());
-    for g in &mapped {
-        match (state.auth.sso_group_accounts.get(*g), accounts.as_mut()) {
-            (None, _) => accounts = None,
-            (Some(ids), Some(all)) => all.extend(ids.iter().cloned()),
-            (Some(_), None) => {}
-        }
-    }
-    Some(Identity {
-        name: user,
-        role,
-        via: "sso",
-        must_change_password: false,
-        accounts,
-    })
+    Identity::of_grants(user, "sso", false, grants)
 }
 
 /// The middleware in front of `/api/v1`: identifies the caller, applies the policy and the
@@ -577,13 +294,28 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         .strip_prefix("/api/v1")
         .unwrap_or(req.uri().path())
         .to_owned();
-    let needs = access(req.method(), &path);
+    // The policy is the matched route's, by its template (`/executions/{id}`), never read off the raw
+    // path. A path that matched no route, or a method the route does not have, needs a signed-in
+    // viewer and then gets its 404 or 405.
+    let template = req.extensions().get::<axum::extract::MatchedPath>().map(|m| {
+        m.as_str()
+            .strip_prefix("/api/v1")
+            .unwrap_or(m.as_str())
+            .to_owned()
+    });
+    let policy = template
+        .as_deref()
+        .and_then(|t| policy::policy(req.method(), t))
+        .unwrap_or(policy::Policy {
+            role: Some(Role::Viewer),
+            accounts: policy::AccountRule::Unscoped,
+        });
     let peer = peer(req.extensions());
     let identity = match identify(&state, req.headers(), peer).await {
         Ok(i) => i,
         Err(e) => return no_store(e.into_response()),
     };
-    if let (Access::Needs(_), None) = (needs, &identity) {
+    if let (Some(_), None) = (policy.role, &identity) {
         return no_store(refuse(
             StatusCode::UNAUTHORIZED,
             "Unauthenticated",
@@ -622,8 +354,8 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
             "state-changing requests must come from the console's own pages (Origin or Referer) or carry a bearer token".to_owned(),
         ))
     } else {
-        match (needs, &identity) {
-            (Access::Needs(role), Some(i)) if i.role < role => Some((
+        match (policy.role, &identity) {
+            (Some(role), Some(i)) if i.role < role => Some((
                 "Forbidden",
                 format!(
                     "{} is a {}; this needs the {} role",
@@ -641,7 +373,10 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
             .as_ref()
             .filter(|i| {
                 i.must_change_password
-                    && !matches!(path.as_str(), "/auth/me" | "/auth/logout" | "/auth/password")
+                    && !matches!(
+                        template.as_deref(),
+                        Some("/auth/me" | "/auth/logout" | "/auth/password")
+                    )
             })
             .map(|_| {
                 (
@@ -664,29 +399,29 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         }
         return no_store(refuse(StatusCode::FORBIDDEN, code, message));
     }
-    let mut scope = AccountScope::default();
-    if let Some(i) = identity {
-        let rule = account_rule(req.method(), &path);
-        match scope_accounts(&state, &i, rule, &path, req).await {
-            Ok((r, s)) => {
-                req = r;
-                scope = s;
-            }
-            Err(refused) => {
-                if unsafe_method {
-                    let what = format!("{path}: AccountNotAllowed");
-                    let _ = state
-                        .store
-                        .auth_event("change-refused", Some(&i.name), Some(&what), address.as_deref())
-                        .await;
-                }
-                return no_store(refused);
-            }
+    let Some(i) = identity else {
+        req.extensions_mut().insert(AccountScope::default());
+        return no_store(next.run(req).await);
+    };
+    let method = req.method().clone();
+    match policy::check_accounts(&state, &i, policy, req).await {
+        Ok((mut checked, _)) => {
+            checked.extensions_mut().insert(i);
+            no_store(next.run(checked).await)
         }
-        req.extensions_mut().insert(i);
+        Err(refused) => {
+            if unsafe_method
+                && matches!(&refused, AppError::Refused { code, .. } if code == "AccountNotAllowed")
+            {
+                let what = format!("{method} {path}: AccountNotAllowed");
+                let _ = state
+                    .store
+                    .auth_event("change-refused", Some(&i.name), Some(&what), address.as_deref())
+                    .await;
+            }
+            no_store(refused.into_response())
+        }
     }
-    req.extensions_mut().insert(scope);
-    no_store(next.run(req).await)
 }
 
 /// API answers (sessions, tokens, the audit trail) must not stay in a browser's or proxy's cache.
@@ -853,40 +588,6 @@ pub fn session_cookie(cfg: &AuthConfig, secret: &str) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_policy_covers_reads_changes_and_accounts() {
-        assert_eq!(access(&Method::GET, "/health"), Access::Public);
-        assert_eq!(access(&Method::GET, "/executions"), Access::Needs(Role::Viewer));
-        assert_eq!(
-            access(&Method::POST, "/executions/preview"),
-            Access::Needs(Role::Operator)
-        );
-        assert_eq!(access(&Method::GET, "/users"), Access::Needs(Role::Admin));
-        assert_eq!(
-            access(&Method::POST, "/tokens/3/revoke"),
-            Access::Needs(Role::Admin)
-        );
-        assert_eq!(access(&Method::GET, "/audit/auth"), Access::Needs(Role::Admin));
-        assert_eq!(access(&Method::GET, "/doctor"), Access::Needs(Role::Admin));
-        assert_eq!(account_rule(&Method::POST, "/executions"), AccountRule::Body);
-        assert_eq!(
-            account_rule(&Method::POST, "/executions/preview"),
-            AccountRule::Body
-        );
-        assert_eq!(
-            account_rule(&Method::POST, "/executions/abc/stop"),
-            AccountRule::Run
-        );
-        assert_eq!(
-            account_rule(&Method::POST, "/executions/abc/rollback"),
-            AccountRule::Run
-        );
-        assert_eq!(account_rule(&Method::GET, "/instances"), AccountRule::Filter);
-        assert_eq!(account_rule(&Method::GET, "/executions/abc"), AccountRule::Filter);
-        assert_eq!(account_rule(&Method::POST, "/users"), AccountRule::Unscoped);
-        assert_eq!(access(&Method::GET, "/audit"), Access::Needs(Role::Viewer));
-    }
 
     fn config() -> AuthConfig {
         AuthConfig {

@@ -64,9 +64,8 @@ async fn decide(
     Path((id, decision)): Path<(String, String)>,
     ApiJson(req): ApiJson<DecisionRequest>,
 ) -> Result<Json<ApprovalView>, AppError> {
-    let id: i64 = id
-        .parse()
-        .map_err(|_| AppError::NotFound(format!("approval \"{id}\": approval IDs are numbers")))?;
+    let id = crate::auth::policy::approval_id(&id)
+        .ok_or_else(|| AppError::NotFound(format!("approval \"{id}\": approval IDs are numbers")))?;
     let approve = match decision.as_str() {
         "approve" => true,
         "reject" => false,

@@ -2,7 +2,7 @@
 //! description, so the router and the OpenAPI document (`GET /api/v1/openapi.json`) are made from the
 //! same calls and cannot drift. Schemas come from the wire types (`shared` with its `schema`
 //! feature, JSON Schema 2020-12 as OpenAPI 3.1 uses it); who may call what comes from the policy
-//! table (`auth::required_role`).
+//! table (`auth::policy`).
 
 use axum::handler::Handler;
 use axum::http::Method;
@@ -126,6 +126,12 @@ impl ApiRouter {
     }
 
     fn add(mut self, method: Method, path: &'static str, handler: MethodRouter<AppState>, doc: Doc) -> Self {
+        // Every route is in the policy table, so none is served without a decision on who may call it
+        // and which accounts it touches.
+        assert!(
+            crate::auth::policy::policy(&method, path).is_some(),
+            "{method} {path} has no entry in auth::policy::policy"
+        );
         // axum merges method routers of one path, so `get` and `post` on it make one route.
         self.router = self.router.route(path, handler);
         self.operations.push(Operation { method, path, doc });
@@ -209,7 +215,9 @@ fn operation(op: &Operation, generator: &mut SchemaGenerator) -> Value {
     for query in op.doc.queries.into_iter().flatten() {
         parameters.extend(query_parameters(&query(generator)));
     }
-    let role = crate::auth::required_role(&op.method, op.path);
+    let policy = crate::auth::policy::policy(&op.method, op.path);
+    let role = policy.and_then(|p| p.role);
+    let account_rule = policy.map_or(crate::auth::policy::AccountRule::Unscoped, |p| p.accounts);
     let mut responses = Map::new();
     let (status, answer) = match op.doc.answer {
         Answer::Json(status, schema) => (
@@ -237,6 +245,7 @@ fn operation(op: &Operation, generator: &mut SchemaGenerator) -> Value {
             Some(_) => json!([{ "session": [] }, { "token": [] }]),
         },
         "x-required-role": role.map_or("none", |r| r.as_str()),
+        "x-account-rule": account_rule.as_str(),
     });
     if !parameters.is_empty() {
         out["parameters"] = Value::Array(parameters);

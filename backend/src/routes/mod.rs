@@ -21,6 +21,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::Router;
 
+use crate::auth::policy::{BodyConsumed, CheckedBody};
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -72,6 +73,7 @@ pub struct ApiJson<T>(pub T);
 impl<T> ApiJson<T>
 where
     axum::Json<T>: FromRequest<AppState, Rejection = JsonRejection>,
+    T: Send + Sync + 'static,
 {
     /// Reads the body inside a handler that needed the request first.
     pub async fn from_request_inner(req: Request, state: &AppState) -> Result<Self, AppError> {
@@ -82,10 +84,23 @@ where
 impl<T, S> FromRequest<S> for ApiJson<T>
 where
     axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    T: Send + Sync + 'static,
     S: Send + Sync,
 {
     type Rejection = AppError;
     async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
+        // The body the access policy parsed, checked and decided on is the one the handler gets.
+        if let Some(checked) = req.extensions().get::<CheckedBody<T>>() {
+            if let Some(v) = checked.take() {
+                return Ok(ApiJson(v));
+            }
+        }
+        if req.extensions().get::<BodyConsumed>().is_some() {
+            return Err(AppError::internal(format!(
+                "the access policy read this route's body as another type than {}; the policy table and the handler disagree",
+                std::any::type_name::<T>()
+            )));
+        }
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
             Err(e) => Err(AppError::BadJson(e.body_text())),

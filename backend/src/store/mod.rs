@@ -1070,6 +1070,18 @@ impl Store {
     }
 
     /// The run a plan's wave started (`plan-id/wave-index`), if its record was written.
+    /// The plan wave a run belongs to (`plan_id/index`), if any.
+    pub async fn plan_wave_of(&self, record_id: i64) -> Result<Option<String>, AppError> {
+        match self
+            .db
+            .query_opt("SELECT plan_wave FROM runs WHERE id = ?1", args![record_id])
+            .await?
+        {
+            Some(r) => r.get(0),
+            None => Ok(None),
+        }
+    }
+
     pub async fn by_plan_wave(&self, marker: &str) -> Result<Option<RunRow>, AppError> {
         self.one_run("plan_wave = ?1 ORDER BY id LIMIT 1", marker.to_value())
             .await
