@@ -290,9 +290,15 @@ pub struct ServeArgs {
     /// address as the trusted proxy names it).
     #[arg(long, env = "IMDS_CONSOLE_METRICS_ALLOW", value_delimiter = ',')]
     pub metrics_allow: Vec<std::net::IpAddr>,
-    /// A bearer token that may read `/metrics` from anywhere (at least 16 characters).
-    #[arg(long, env = "IMDS_CONSOLE_METRICS_TOKEN")]
+    /// A bearer token that may read `/metrics` from anywhere (at least 16 characters). Its value from
+    /// the environment is never printed in --help.
+    #[arg(long, env = "IMDS_CONSOLE_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
+    /// Private networks webhooks may reach (an address or CIDR such as 10.20.0.0/16; repeat or
+    /// comma-separate). Without it, webhooks go to public addresses only: never loopback,
+    /// link-local (the instance metadata service), private or multicast ones.
+    #[arg(long, env = "IMDS_CONSOLE_WEBHOOK_ALLOW", value_delimiter = ',', value_parser = parse_network)]
+    pub webhook_allow: Vec<ipnet::IpNet>,
     /// How long (seconds) the fleet inventory is served before it is read again in the background.
     #[arg(long, env = "IMDS_CONSOLE_FLEET_REFRESH_SECS", default_value_t = 15)]
     pub fleet_refresh_secs: u64,
@@ -484,4 +490,12 @@ impl SandboxOptions {
             faults,
         })
     }
+}
+
+/// An address (one host) or a CIDR network.
+fn parse_network(raw: &str) -> Result<ipnet::IpNet, String> {
+    let raw = raw.trim();
+    raw.parse::<ipnet::IpNet>()
+        .or_else(|_| raw.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("\"{raw}\" is not an address or CIDR network such as 10.20.0.0/16"))
 }

@@ -19,6 +19,7 @@ pub mod inventory;
 pub mod leader;
 pub mod metrics;
 pub mod org;
+pub mod outbound;
 pub mod plans;
 pub mod relay;
 pub mod routes;

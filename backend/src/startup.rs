@@ -174,7 +174,7 @@ fn check_config(args: &ServeArgs) -> Result<(), String> {
     }
     let mode = match (&args.aws, &args.sandbox_url) {
         (true, _) => "aws".to_owned(),
-        (false, Some(url)) => format!("sandbox at {url}"),
+        (false, Some(url)) => format!("sandbox at {}", without_userinfo(url)),
         (false, None) => "embedded sandbox".to_owned(),
     };
     let regions = match args.regions.is_empty() {
@@ -188,6 +188,19 @@ fn check_config(args: &ServeArgs) -> Result<(), String> {
         args.data_dir.display()
     );
     Ok(())
+}
+
+/// A URL with any user name and password masked, for printing.
+fn without_userinfo(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) if !url.username().is_empty() || url.password().is_some() => {
+            let _ = url.set_username("***");
+            let _ = url.set_password(None);
+            url.to_string()
+        }
+        Ok(url) => url.to_string(),
+        Err(_) => "(not a URL)".to_owned(),
+    }
 }
 
 fn readable_dir(dir: &std::path::Path, flag: &str) -> Result<(), String> {
@@ -351,6 +364,7 @@ pub async fn build_state(args: &ServeArgs) -> Result<AppState, String> {
             access_epoch: tokio::sync::watch::Sender::new(0),
             bootstrap_password,
             data_dir: args.data_dir.clone(),
+            webhook_destinations: Arc::new(crate::outbound::Destinations::new(args.webhook_allow.clone())),
             leadership,
         }),
     };
@@ -364,4 +378,17 @@ pub async fn build_state(args: &ServeArgs) -> Result<AppState, String> {
 fn default_static_dir() -> Option<PathBuf> {
     let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../frontend/dist"));
     dir.join("index.html").exists().then_some(dir)
+}
+
+#[cfg(test)]
+mod printing_tests {
+    #[test]
+    fn a_printed_sandbox_url_hides_its_credentials() {
+        let shown = super::without_userinfo("http://user:secret@127.0.0.1:4566/");
+        assert!(!shown.contains("secret") && !shown.contains("user"), "{shown}");
+        assert_eq!(
+            super::without_userinfo("http://127.0.0.1:4566"),
+            "http://127.0.0.1:4566/"
+        );
+    }
 }

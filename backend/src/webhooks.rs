@@ -28,12 +28,29 @@ pub struct Notice {
 
 /// Queues `notice` for every webhook. Never fails the caller: a store error is logged.
 pub async fn notify(state: &AppState, notice: &Notice) {
+    queue(state, notice, None).await;
+}
+
+/// Queues `notice` for one webhook (its test message).
+pub async fn notify_one(state: &AppState, notice: &Notice, webhook_id: i64) {
+    queue(state, notice, Some(webhook_id)).await;
+}
+
+/// Slack reads `&`, `<` and `>` as markup (`<!channel>`, `<https://…|Approve>`): names from plans,
+/// waves and groups are text, so they are escaped as Slack asks.
+fn slack_text(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+async fn queue(state: &AppState, notice: &Notice, only: Option<i64>) {
     let at = {
         let t = aws_smithy_types::DateTime::from_millis(state.store.clock.now_ms());
         crate::aws::rfc3339(Some(&t)).unwrap_or_default()
     };
     let body_for = |format: &str| match format {
-        "slack" => json!({ "text": format!("imds-console: {}", notice.summary) }).to_string(),
+        "slack" => json!({ "text": format!("imds-console: {}", slack_text(&notice.summary)) }).to_string(),
         _ => json!({ "event": notice.event, "at": at, "summary": notice.summary, "data": notice.data })
             .to_string(),
     };
@@ -43,6 +60,7 @@ pub async fn notify(state: &AppState, notice: &Notice) {
             notice.event,
             &notice.summary,
             state.store.clock.now_ms(),
+            only,
             body_for,
         )
         .await
@@ -75,6 +93,10 @@ fn shown(url: &str) -> String {
 
 pub async fn create(state: &AppState, req: &CreateWebhookRequest, who: &str) -> Result<i64, AppError> {
     req.validate().map_err(AppError::Validation)?;
+    state
+        .webhook_destinations
+        .check_url(&req.url)
+        .map_err(|m| AppError::field("url", m))?;
     let id = state
         .store
         .add_webhook(req.url.trim(), format_name(req.format), who)
@@ -118,7 +140,7 @@ pub async fn list(state: &AppState) -> Result<WebhookList, AppError> {
 
 /// The sender: posts due deliveries, forever.
 pub async fn deliver(state: AppState) {
-    let http = match reqwest::Client::builder().timeout(POST_TIMEOUT).build() {
+    let http = match state.webhook_destinations.client(POST_TIMEOUT) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "no HTTP client for webhooks; none will be sent");
@@ -138,6 +160,18 @@ pub async fn deliver(state: AppState) {
             }
         };
         for (delivery, _webhook, url, body, attempts) in due {
+            // Checked again at every delivery (a URL stored before the check existed, or an allowance
+            // since removed); refused for good, not retried.
+            if let Err(why) = state.webhook_destinations.check_url(&url) {
+                if let Err(e) = state
+                    .store
+                    .record_attempt(delivery, false, Some(&why), None)
+                    .await
+                {
+                    tracing::warn!(delivery, error = %e, "could not record a refused webhook delivery");
+                }
+                continue;
+            }
             let sent = http
                 .post(&url)
                 .header("content-type", "application/json")
@@ -172,6 +206,14 @@ fn backoff_ms(attempt: u32) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slack_markup_in_names_is_escaped() {
+        assert_eq!(
+            slack_text("plan <!channel> & <https://evil.example|Approve>"),
+            "plan &lt;!channel&gt; &amp; &lt;https://evil.example|Approve&gt;"
+        );
+    }
 
     #[test]
     fn retries_back_off_and_urls_hide_their_secret_path() {

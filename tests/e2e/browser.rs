@@ -1280,7 +1280,7 @@ async fn an_admin_sets_the_approval_policy_and_approves_an_operator_s_prod_run()
 
 #[tokio::test]
 async fn an_admin_adds_a_webhook_sends_it_a_test_and_sees_the_retried_delivery() {
-    let app = app_with_pages(AppOptions::default()).await;
+    let app = app_with_pages(AppOptions::default().with_local_webhooks()).await;
     let (rx, url) = crate::webhooks::receiver().await;
     let b = browser().await;
     let c = &b.client;

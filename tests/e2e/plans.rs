@@ -116,7 +116,7 @@ async fn a_three_wave_plan_runs_dev_then_staging_then_prod_with_bake_times_betwe
 
 #[tokio::test]
 async fn a_wave_whose_instances_start_refusing_imdsv1_halts_the_plan_names_them_and_rolls_back() {
-    let app = spawn_app().await;
+    let app = e2e::spawn_app_with(e2e::AppOptions::default().with_local_webhooks()).await;
     let users = app
         .pick("us-east-1", |i| {
             i["state"] == "running"

@@ -530,7 +530,7 @@ async fn webhooks_settings_and_the_posture_trend(store: Store) {
         .await
         .unwrap();
     let queued = store
-        .queue_deliveries("run.ended", "a run ended", 1_000, |format| {
+        .queue_deliveries("run.ended", "a run ended", 1_000, None, |format| {
             format!("body for {format}")
         })
         .await

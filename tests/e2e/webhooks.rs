@@ -5,7 +5,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
-use e2e::spawn_app;
+use e2e::{spawn_app_with, AppOptions};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -72,7 +72,7 @@ impl Receiver {
 
 #[tokio::test]
 async fn webhooks_hear_of_runs_and_approvals_in_json_and_slack_after_a_transient_failure() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(AppOptions::default().with_local_webhooks()).await;
     let (rx, url) = receiver().await;
     let (status, created) = app
         .post(
@@ -144,6 +144,16 @@ async fn webhooks_hear_of_runs_and_approvals_in_json_and_slack_after_a_transient
     let (status, _) = app.post(&format!("/webhooks/{json_hook}/test"), &json!({})).await;
     assert_eq!(status, 202);
     rx.wait_for(&app, "/json", |v| v["event"] == "test").await;
+    let slack_tests = rx
+        .got
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(p, v)| {
+            p.starts_with("/slack") && v["text"].as_str().unwrap_or("").contains("a test message")
+        })
+        .count();
+    assert_eq!(slack_tests, 0, "a test goes to the webhook it was sent from only");
     let (_, hooks) = app.get("/webhooks").await;
     let hook = hooks["webhooks"]
         .as_array()
@@ -189,4 +199,87 @@ async fn webhooks_hear_of_runs_and_approvals_in_json_and_slack_after_a_transient
     assert_eq!(status, 202);
     let (_, after) = app.get("/webhooks").await;
     assert_eq!(after["webhooks"].as_array().unwrap().len(), 1);
+}
+
+/// A receiver that answers every POST with a redirect to `to`.
+async fn redirector(to: String) -> String {
+    let app = axum::Router::new().route(
+        "/{*path}",
+        post(move || {
+            let to = to.clone();
+            async move { (StatusCode::TEMPORARY_REDIRECT, [("location", to)]) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+#[tokio::test]
+async fn webhooks_reach_no_private_address_by_any_spelling_and_follow_no_redirect() {
+    let app = spawn_app_with(AppOptions::default().with_local_webhooks()).await;
+    // 127.0.0.1 is allowed here; everything else private stays refused, however it is written.
+    for url in [
+        "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+        "http://[::ffff:169.254.169.254]/latest/meta-data/",
+        "http://2852039166/latest/meta-data/",
+        "http://127.0.0.2:9/",
+        "http://[::1]:9/",
+        "http://0.0.0.0:9/",
+        "http://10.1.2.3/",
+        "http://localhost:9/",
+        "https://hooks.example.com:x@evil.example/",
+        "https://user:secret@hooks.example.com/hook",
+    ] {
+        let (status, refused) = app
+            .post("/webhooks", &json!({"url": url, "format": "json"}))
+            .await;
+        assert_eq!(status, 400, "{url}: {refused}");
+        let refused: shared::api::ErrorBody = serde_json::from_value(refused).unwrap();
+        assert_eq!(refused.error.field.as_deref(), Some("url"), "{url}");
+    }
+    let (_, hooks) = app.get("/webhooks").await;
+    assert_eq!(
+        hooks["webhooks"].as_array().unwrap().len(),
+        0,
+        "nothing was added"
+    );
+
+    // A hook that redirects (to the receiver, which the console may reach) is not followed.
+    let (rx, target) = receiver().await;
+    let bouncer = redirector(format!("{target}/bounced")).await;
+    let (status, created) = app
+        .post(
+            "/webhooks",
+            &json!({"url": format!("{bouncer}/hook"), "format": "json"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["webhook_id"].as_i64().unwrap();
+    let (status, _) = app.post(&format!("/webhooks/{id}/test"), &json!({})).await;
+    assert_eq!(status, 202);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let delivery = loop {
+        let (_, hooks) = app.get("/webhooks").await;
+        let list: shared::webhooks::WebhookList = serde_json::from_value(hooks).unwrap();
+        let d = list.webhooks[0].deliveries.first().cloned();
+        if let Some(d) = d.filter(|d| d.attempts > 0) {
+            break d;
+        }
+        assert!(Instant::now() < deadline, "no attempt");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        delivery.status, "pending",
+        "a redirect is a failed attempt: {delivery:?}"
+    );
+    assert!(
+        delivery.last_error.as_deref().unwrap_or("").contains("307"),
+        "{delivery:?}"
+    );
+    assert!(
+        rx.got.lock().unwrap().is_empty() && rx.failed.lock().unwrap().is_empty(),
+        "the redirect was not followed"
+    );
 }

@@ -51,6 +51,15 @@ impl Default for AppOptions {
     }
 }
 
+impl AppOptions {
+    /// These options, with webhooks allowed to reach loopback (where the tests' receivers listen).
+    pub fn with_local_webhooks(mut self) -> AppOptions {
+        self.extra_args.push("--webhook-allow".into());
+        self.extra_args.push("127.0.0.1".into());
+        self
+    }
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(AppOptions::default()).await
 }

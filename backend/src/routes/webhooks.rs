@@ -48,7 +48,7 @@ async fn create(
     Ok((StatusCode::CREATED, Json(WebhookCreated { webhook_id: id })))
 }
 
-/// `test` queues a test message to every webhook (the sender posts it at once); `delete` removes one.
+/// `test` queues a test message to this webhook (the sender posts it at once); `delete` removes one.
 async fn act(
     State(state): State<AppState>,
     Extension(who): Extension<Identity>,
@@ -63,13 +63,14 @@ async fn act(
     match action.as_str() {
         "delete" => webhooks::delete(&state, id, &who.name).await?,
         "test" => {
-            webhooks::notify(
+            webhooks::notify_one(
                 &state,
                 &webhooks::Notice {
                     event: "test",
                     summary: format!("a test message from {}", who.name),
                     data: json!({ "webhook_id": id }),
                 },
+                id,
             )
             .await
         }

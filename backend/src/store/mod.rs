@@ -1595,14 +1595,17 @@ impl Store {
     }
 
     /// Queues one delivery of `body` to every webhook (each in its own format, built by `body_for`).
+    /// Queues a delivery to every webhook, or to the one `only` names.
     pub async fn queue_deliveries(
         &self,
         event: &str,
         summary: &str,
         now_ms: i64,
+        only: Option<i64>,
         body_for: impl Fn(&str) -> String,
     ) -> Result<usize, AppError> {
-        let hooks = self.webhooks().await?;
+        let mut hooks = self.webhooks().await?;
+        hooks.retain(|h| only.is_none_or(|id| h.0 == id));
         let mut conn = self.db.conn().await?;
         for (id, _, format, _, _) in &hooks {
             conn.execute(

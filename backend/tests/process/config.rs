@@ -133,3 +133,33 @@ async fn a_console_starts_from_its_config_file_alone() {
         "the data directory the file names was used"
     );
 }
+
+#[test]
+fn help_and_check_config_print_no_secret() {
+    let secret = "metrics-token-from-the-environment-0123";
+    let help = console(&["serve", "--help"], &[("IMDS_CONSOLE_METRICS_TOKEN", secret)]);
+    assert!(help.status.success());
+    assert!(
+        !text(&help.stdout).contains(secret),
+        "serve --help printed the metrics token"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data").display().to_string();
+    let check = console(
+        &[
+            "serve",
+            "--check-config",
+            "--data-dir",
+            &data,
+            "--sandbox-url",
+            "http://someone:sandbox-password@127.0.0.1:4566",
+        ],
+        &[],
+    );
+    let out = text(&check.stdout) + &text(&check.stderr);
+    assert!(check.status.success(), "{out}");
+    assert!(
+        out.contains("sandbox at") && !out.contains("sandbox-password"),
+        "{out}"
+    );
+}
