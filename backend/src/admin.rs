@@ -44,7 +44,7 @@ pub async fn user(args: &UserArgs) -> Result<(), String> {
                 crate::auth::accounts::check_account_list(accounts).map_err(err)?;
             }
             let password = read_password(name)?;
-            store.add_user(name, *role, &password).await.map_err(err)?;
+            store.add_user(name, *role, &password, None).await.map_err(err)?;
             if !accounts.is_empty() {
                 store.set_user_accounts(name, Some(accounts)).await.map_err(err)?;
             }
@@ -118,7 +118,7 @@ pub async fn user(args: &UserArgs) -> Result<(), String> {
         }
         UserAction::Passwd { name } => {
             let password = read_password(name)?;
-            store.set_password(name, &password).await.map_err(err)?;
+            store.set_password(name, &password, None).await.map_err(err)?;
             forget_first_password(&args.store.data_dir, name);
             store
                 .auth_event("password-changed", Some("cli"), Some(name), None)
@@ -148,8 +148,10 @@ pub async fn token(args: &TokenArgs) -> Result<(), String> {
             let shared::api::TokenSpec { name, days } = request
                 .checked()
                 .map_err(|(field, m)| format!("--{}: {m}", field.replace('_', "-")))?;
+            // Made at the shell, not by its owner signed in as themselves: it cannot approve.
+            let days = days.or(Some(crate::config::DEFAULT_TOKEN_DAYS));
             let (id, secret, role, _) = store
-                .create_token(user, *role, name.as_deref(), days)
+                .create_token(user, *role, name.as_deref(), days, false)
                 .await
                 .map_err(err)?;
             store
@@ -209,7 +211,7 @@ pub async fn bootstrap_admin(store: &Store, data_dir: &std::path::Path) -> Resul
     let password = random_secret()?[..24].to_owned();
     let file = data_dir.join(FIRST_PASSWORD_FILE);
     write_private(&file, &format!("{password}\n")).map_err(AppError::internal)?;
-    store.add_user("admin", Role::Admin, &password).await?;
+    store.add_user("admin", Role::Admin, &password, None).await?;
     store.require_password_change("admin").await?;
     store
         .auth_event("user-added", Some("first start"), Some("admin (admin)"), None)

@@ -102,6 +102,7 @@ pub async fn expire_due(state: &AppState) -> Result<(), AppError> {
                     "expired",
                     "imds-console",
                     None,
+                    None,
                     Some(&format!("the approval expired unanswered at {}", a.expires_at)),
                 )
                 .await?;
@@ -122,7 +123,17 @@ pub async fn list(
     expire_due(state).await?;
     let mut approvals = Vec::new();
     for a in state.store.approvals(pending_only, 200).await? {
-        if let Some(v) = view_of(state, a).await?.filter(|v| scope.allows(&v.account)) {
+        // A limited identity sees a held start only when every account it would act in is theirs.
+        if scope.allowed.is_some() {
+            let Some(run) = state.store.by_record_id(a.record_id).await? else {
+                continue;
+            };
+            let accounts = crate::auth::policy::run_accounts(state, &run, &scope.hub).await?;
+            if !accounts.iter().all(|account| scope.allows(account)) {
+                continue;
+            }
+        }
+        if let Some(v) = view_of(state, a).await? {
             approvals.push(v);
         }
     }
@@ -144,6 +155,7 @@ async fn view_of(state: &AppState, a: crate::store::ApprovalRow) -> Result<Optio
         expires_at: a.expires_at,
         status: a.status,
         decided_by: a.decided_by,
+        decided_via: a.decided_via,
         decided_at: a.decided_at,
         comment: a.comment,
         instance_count: state.store.instance_count(run.id).await?,
@@ -179,9 +191,10 @@ pub async fn decide(
     state: &AppState,
     id: i64,
     approve: bool,
-    who: &str,
+    identity: &crate::auth::Identity,
     comment: Option<&str>,
 ) -> Result<ApprovalView, AppError> {
+    let who = identity.name.as_str();
     expire_due(state).await?;
     let a = state
         .store
@@ -215,6 +228,21 @@ pub async fn decide(
             ),
         ));
     }
+    if approve && !identity.own_credential {
+        let what = if identity.via == "token" {
+            "this token was not made by its owner with their own password"
+        } else {
+            "this session signed in with a password someone else set"
+        };
+        return Err(AppError::refused(
+            axum::http::StatusCode::FORBIDDEN,
+            "ForeignCredential",
+            format!(
+                "{who} cannot approve with a credential someone else made: {what}. Choose your own \
+                 password, sign in again with it, then approve"
+            ),
+        ));
+    }
     let comment = comment.map(str::trim).filter(|c| !c.is_empty());
     if comment.is_some_and(|c| c.chars().count() > 1000) {
         return Err(AppError::field("comment", "at most 1,000 characters"));
@@ -232,7 +260,14 @@ pub async fn decide(
     };
     if !state
         .store
-        .decide_approval(id, status, who, comment, run_message.as_deref())
+        .decide_approval(
+            id,
+            status,
+            who,
+            Some(identity.via),
+            comment,
+            run_message.as_deref(),
+        )
         .await?
     {
         return Err(AppError::Conflict {

@@ -302,6 +302,10 @@ pub struct ServeArgs {
     /// How long (seconds) the fleet inventory is served before it is read again in the background.
     #[arg(long, env = "IMDS_CONSOLE_FLEET_REFRESH_SECS", default_value_t = 15)]
     pub fleet_refresh_secs: u64,
+    /// Days an API token lives when its maker gives no lifetime (1 to 365).
+    #[arg(long, env = "IMDS_CONSOLE_TOKEN_DAYS", default_value_t = DEFAULT_TOKEN_DAYS,
+          value_parser = clap::value_parser!(u32).range(1..=365))]
+    pub token_days: u32,
     /// How many days of IMDSv1 usage (CloudWatch MetadataNoToken) to check before enforcing.
     #[arg(long, env = "IMDS_CONSOLE_IMDSV1_WINDOW_DAYS", default_value_t = 14)]
     pub imdsv1_window_days: u32,
@@ -499,3 +503,6 @@ fn parse_network(raw: &str) -> Result<ipnet::IpNet, String> {
         .or_else(|_| raw.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
         .map_err(|_| format!("\"{raw}\" is not an address or CIDR network such as 10.20.0.0/16"))
 }
+
+/// Days an API token lives unless its maker says otherwise.
+pub const DEFAULT_TOKEN_DAYS: u32 = 90;

@@ -649,7 +649,7 @@ async fn watch_refusals(state: &AppState, plan: &mut PlanView, i: usize) -> Resu
     if plan.halt.rollback {
         if let Some(exec) = wave.execution_id.clone() {
             let who = format!("plan {}", plan.name);
-            match runs::rollback(state, &exec, &plan.requester).await {
+            match runs::rollback(state, &exec, &plan.requester, runs::RollbackBy::PlanHalt).await {
                 Ok(r) => {
                     plan.waves[i].rollback_execution_ids = r.execution_ids;
                     plan.reason = Some(format!(

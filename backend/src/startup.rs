@@ -364,6 +364,7 @@ pub async fn build_state(args: &ServeArgs) -> Result<AppState, String> {
             access_epoch: tokio::sync::watch::Sender::new(0),
             bootstrap_password,
             data_dir: args.data_dir.clone(),
+            token_days: args.token_days,
             webhook_destinations: Arc::new(crate::outbound::Destinations::new(args.webhook_allow.clone())),
             leadership,
         }),

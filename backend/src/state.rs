@@ -88,6 +88,8 @@ pub struct StateInner {
     /// `first-admin-password` file until changed).
     pub bootstrap_password: Option<String>,
     pub data_dir: std::path::PathBuf,
+    /// Days a token lives when its maker gives no lifetime.
+    pub token_days: u32,
     /// Where webhooks may be sent.
     pub webhook_destinations: Arc<crate::outbound::Destinations>,
     /// Whether this replica runs the background work (always, on SQLite).

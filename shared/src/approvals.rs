@@ -113,6 +113,10 @@ pub struct ApprovalView {
     /// pending, approved, rejected, expired.
     pub status: String,
     pub decided_by: Option<String>,
+    /// How the approver authenticated: session (a password they chose), token (one they made) or
+    /// sso.
+    #[serde(default)]
+    pub decided_via: Option<String>,
     pub decided_at: Option<String>,
     pub comment: Option<String>,
     /// What would run: account, region, targets, parameters, and its plan wave if any.

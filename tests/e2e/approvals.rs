@@ -14,9 +14,8 @@ struct Person {
 
 impl Person {
     async fn new(app: &TestApp, name: &str, role: &str) -> Person {
-        let password = app.add_user(name, role).await;
         Person {
-            cookie: app.session(name, &password).await,
+            cookie: app.own_session(name, role).await,
             http: reqwest::Client::new(),
         }
     }

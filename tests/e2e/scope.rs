@@ -153,6 +153,15 @@ async fn operators_limited_to_some_accounts_never_act_or_read_outside_them_whate
     let started: StartExecutionResponse = serde_json::from_value(body).unwrap();
     let run = started.execution_id.expect("sent");
     app.wait_done(&run, Duration::from_secs(30)).await;
+    // A run across accounts: recorded in the console's own account (its parent runs there), acting in
+    // the other one too.
+    let across = json!({"parameters": {"EnforceIMDSv2": "optional"},
+        "rate_control": {"targets": {"tag": {"key": "Env", "value": "dev"}}, "max_concurrency": "5", "max_errors": "0"},
+        "target_locations": [{"accounts": [hub, other], "regions": [region]}]});
+    let (status, body) = app.post("/executions", &across).await;
+    assert_eq!(status, 201, "{body}");
+    let across_run: StartExecutionResponse = serde_json::from_value(body).unwrap();
+    let across_run = across_run.execution_id.expect("sent");
     let wave = |name: &str, account: &str| {
         json!({"name": name, "account": account, "region": region,
                "targets": {"tag": {"key": "Env", "value": "dev"}}, "parameters": {}})
@@ -186,14 +195,19 @@ async fn operators_limited_to_some_accounts_never_act_or_read_outside_them_whate
         .await;
     assert_eq!(status, 202, "{body}");
     let held: StartExecutionResponse = serde_json::from_value(body).unwrap();
-    let approval = held.record_id.to_string();
+    let (status, body) = app.post("/executions", &across).await;
+    assert_eq!(status, 202, "{body}");
+    let held_across: StartExecutionResponse = serde_json::from_value(body).unwrap();
 
-    let objects: BTreeMap<&str, String> = [
-        ("run", run.clone()),
-        ("plan", plan.clone()),
-        ("approval", approval),
-        ("source", source),
-        ("source-fix", fix),
+    let objects: BTreeMap<&str, Vec<String>> = [
+        ("run", vec![run.clone(), across_run]),
+        ("plan", vec![plan.clone()]),
+        (
+            "approval",
+            vec![held.record_id.to_string(), held_across.record_id.to_string()],
+        ),
+        ("source", vec![source]),
+        ("source-fix", vec![fix]),
     ]
     .into();
     // Bodies that act in the other account, and their duplicate-key forms whose first copy names an
@@ -238,7 +252,7 @@ async fn operators_limited_to_some_accounts_never_act_or_read_outside_them_whate
                     }
                 }
                 kind => {
-                    let id = objects.get(kind).unwrap_or_else(|| {
+                    let ids = objects.get(kind).unwrap_or_else(|| {
                         panic!("{method} {template}: the test has no object for rule {kind}")
                     });
                     let mut paths = vec![template.clone()];
@@ -267,7 +281,7 @@ async fn operators_limited_to_some_accounts_never_act_or_read_outside_them_whate
                         } else {
                             "{id}"
                         };
-                        for encoded in encodings(id) {
+                        for encoded in ids.iter().flat_map(|id| encodings(id)) {
                             requests.push((path.replace(param, &encoded), bodies.clone()));
                         }
                     }
@@ -282,6 +296,11 @@ async fn operators_limited_to_some_accounts_never_act_or_read_outside_them_whate
                     };
                     for (kind, body) in sends {
                         let (status, answer) = person.send(&app, &method, path, body.as_deref()).await;
+                        if method == Method::GET {
+                            // HEAD is answered by the GET handler, so it is held to GET's rule.
+                            let (head, _) = person.send(&app, &Method::HEAD, path, None).await;
+                            assert_eq!(head, 404, "{} HEAD {path}", person.name);
+                        }
                         *tried.entry(rule).or_default() += 1;
                         let what = format!("{} {method} {path} ({kind}) -> {status} {answer}", person.name);
                         assert!(!(200..300).contains(&status), "a 2xx outside the account: {what}");

@@ -395,8 +395,15 @@ async fn an_approval_is_decided_once_when_two_people_decide_together(store: Stor
     );
     assert_eq!(store.approvals(true, 10).await.unwrap().len(), 1);
     let (a, b) = tokio::join!(
-        store.decide_approval(id, "approved", "bob", None, None),
-        store.decide_approval(id, "rejected", "carol", Some("no"), Some("rejected by carol")),
+        store.decide_approval(id, "approved", "bob", Some("session"), None, None),
+        store.decide_approval(
+            id,
+            "rejected",
+            "carol",
+            Some("session"),
+            Some("no"),
+            Some("rejected by carol")
+        ),
     );
     let (a, b) = (a.unwrap(), b.unwrap());
     assert!(a ^ b, "exactly one decision wins: {a} {b}");
@@ -413,15 +420,15 @@ async fn an_approval_is_decided_once_when_two_people_decide_together(store: Stor
 
 async fn users_sessions_tokens_and_the_sign_in_log(store: Store) {
     store
-        .add_user("admin", Role::Admin, "a long admin password")
+        .add_user("admin", Role::Admin, "a long admin password", None)
         .await
         .unwrap();
     let again = store
-        .add_user("admin", Role::Viewer, "another long password")
+        .add_user("admin", Role::Viewer, "another long password", None)
         .await;
     assert!(format!("{:?}", again.unwrap_err()).contains("UserExists"));
     store
-        .add_user("vic", Role::Viewer, "a long viewer password")
+        .add_user("vic", Role::Viewer, "a long viewer password", None)
         .await
         .unwrap();
     assert_eq!(store.user_count().await.unwrap(), 2);
@@ -442,7 +449,7 @@ async fn users_sessions_tokens_and_the_sign_in_log(store: Store) {
         .expect("signed in");
     assert_eq!(vic.role, Role::Viewer);
 
-    let secret = store.create_session("vic", 60_000).await.unwrap();
+    let secret = store.create_session("vic", 60_000, true).await.unwrap();
     assert_eq!(
         store.session_identity(&secret).await.unwrap().unwrap().name,
         "vic"
@@ -458,7 +465,7 @@ async fn users_sessions_tokens_and_the_sign_in_log(store: Store) {
         store.session_identity(&secret).await.unwrap().is_none(),
         "a role change ends sessions"
     );
-    let expired = store.create_session("vic", -1).await.unwrap();
+    let expired = store.create_session("vic", -1, true).await.unwrap();
     assert!(store.session_identity(&expired).await.unwrap().is_none());
 
     // The last enabled admin stays.
@@ -470,11 +477,13 @@ async fn users_sessions_tokens_and_the_sign_in_log(store: Store) {
     );
 
     let (token_id, token, role, _) = store
-        .create_token("vic", Some(Role::Viewer), Some("ci"), Some(30))
+        .create_token("vic", Some(Role::Viewer), Some("ci"), Some(30), true)
         .await
         .unwrap();
     assert_eq!(role, Role::Viewer);
-    let too_high = store.create_token("vic", Some(Role::Admin), None, None).await;
+    let too_high = store
+        .create_token("vic", Some(Role::Admin), None, None, true)
+        .await;
     assert!(format!("{:?}", too_high.unwrap_err()).contains("RoleTooHigh"));
     let (who, id, log) = store.token_identity(&token).await.unwrap().expect("live token");
     assert_eq!((who.name.as_str(), id, log), ("vic", token_id, true));
@@ -618,7 +627,7 @@ async fn replicas_starting_together_migrate_once() {
     let url = e2e::postgres::fresh_database(&server).await;
     let (a, b, c) = tokio::join!(Store::connect(&url), Store::connect(&url), Store::connect(&url));
     let (a, b, _c) = (a.expect("a"), b.expect("b"), c.expect("c"));
-    a.add_user("admin", Role::Admin, "a long admin password")
+    a.add_user("admin", Role::Admin, "a long admin password", None)
         .await
         .unwrap();
     assert_eq!(b.user_count().await.unwrap(), 1, "one database");
@@ -652,7 +661,7 @@ async fn sslmode_require_connects_over_tls_and_verifies_the_server() {
         .await
         .expect("a verified TLS connection");
     store
-        .add_user("admin", Role::Admin, "a long admin password")
+        .add_user("admin", Role::Admin, "a long admin password", None)
         .await
         .unwrap();
 

@@ -119,10 +119,9 @@ struct Person {
 
 impl Person {
     async fn new(app: &TestApp, name: &'static str, role: &str) -> Person {
-        let password = app.add_user(name, role).await;
         Person {
             name,
-            cookie: app.session(name, &password).await,
+            cookie: app.own_session(name, role).await,
         }
     }
 
@@ -204,4 +203,180 @@ async fn whoever_created_started_or_resumed_a_plan_cannot_approve_its_held_wave(
     assert_eq!(status, 200, "{approved}");
     let approved: shared::approvals::ApprovalView = serde_json::from_value(approved).unwrap();
     assert_eq!(approved.decided_by.as_deref(), Some("op3"));
+}
+
+#[tokio::test]
+async fn an_admin_cannot_approve_as_someone_else_by_minting_their_token_or_setting_their_password() {
+    let app = e2e::spawn_app().await;
+    let op1 = Person::new(&app, "op1", "operator").await;
+    hold_every_start(&app).await;
+    let id = app.quiet("us-east-1").await.remove(0);
+    let (status, held) = app
+        .post("/executions", &json!({"parameters": {"InstanceId": id}}))
+        .await;
+    assert_eq!(status, 202, "{held}");
+    let held: StartExecutionResponse = serde_json::from_value(held).unwrap();
+    let approval = held.record_id;
+
+    // No token for someone else, whoever asks.
+    let (status, refused) = app.post("/tokens", &json!({"user": "op1"})).await;
+    assert_eq!(status, 403, "{refused}");
+    let refused: ErrorBody = serde_json::from_value(refused).unwrap();
+    assert_eq!(refused.error.code, "TokenForAnother");
+
+    // A token made at the shell for op1 is not op1's own credential: it cannot approve.
+    let (_, shell_token, _, _) = app
+        .state
+        .store
+        .create_token("op1", None, None, None, false)
+        .await
+        .unwrap();
+    let resp = reqwest::Client::new()
+        .post(app.url(&format!("/approvals/{approval}/approve")))
+        .bearer_auth(shell_token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let refused: ErrorBody = resp.json().await.unwrap();
+    assert_eq!(refused.error.code, "ForeignCredential");
+
+    // The admin resets op1's password: the reset is audited, op1 must choose a new one, and a session
+    // signed in with the admin's password cannot approve, even after that change.
+    let (status, _) = app
+        .post(
+            "/users/op1/password",
+            &json!({"password": "chosen-by-the-admin-1"}),
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (_, log) = app.get("/audit/auth?kind=password-reset").await;
+    assert!(log.to_string().contains("password-reset"), "{log}");
+    let impostor = app.session("op1", "chosen-by-the-admin-1").await;
+    let as_impostor = |path: String, body: Value| {
+        let req = reqwest::Client::new()
+            .post(app.url(&path))
+            .header("cookie", &impostor)
+            .header("origin", &app.base)
+            .json(&body);
+        async move {
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap_or_default())
+        }
+    };
+    let (status, refused) = as_impostor(format!("/approvals/{approval}/approve"), json!({})).await;
+    assert_eq!(status, 403, "{refused}");
+    assert_eq!(refused["error"]["code"], "PasswordChangeRequired");
+    // The forced change; the session it continues in still signed in with the admin's password.
+    let resp = reqwest::Client::new()
+        .post(app.url("/auth/password"))
+        .header("cookie", &impostor)
+        .header("origin", &app.base)
+        .json(&json!({"current_password": "chosen-by-the-admin-1", "new_password": "the-admin-again-2"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let continued = resp.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let resp = reqwest::Client::new()
+        .post(app.url(&format!("/approvals/{approval}/approve")))
+        .header("cookie", continued)
+        .header("origin", &app.base)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let refused: ErrorBody = resp.json().await.unwrap();
+    assert_eq!(refused.error.code, "ForeignCredential");
+    drop(op1);
+
+    // Whoever signs in with a password they chose is the account's owner as far as the console can
+    // tell (the reset, the change and the sign-ins are in the audit trail: SECURITY.md). Such a
+    // session approves, and the record says how its approver authenticated.
+    let own = app.session("op1", "the-admin-again-2").await;
+    let resp = reqwest::Client::new()
+        .post(app.url(&format!("/approvals/{approval}/approve")))
+        .header("cookie", own)
+        .header("origin", &app.base)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let approved: shared::approvals::ApprovalView = resp.json().await.unwrap();
+    assert_eq!(approved.decided_by.as_deref(), Some("op1"));
+    assert_eq!(approved.decided_via.as_deref(), Some("session"));
+}
+
+#[tokio::test]
+async fn head_is_held_to_the_policy_of_get() {
+    let app = e2e::spawn_app().await;
+    let cookie = app.own_session("vic", "viewer").await;
+    let (_, document) = app.get("/openapi.json").await;
+    let mut tried = 0;
+    for (template, item) in document["paths"].as_object().unwrap() {
+        let Some(get) = item.get("get") else { continue };
+        if get["x-required-role"] != "admin" || template.contains('{') {
+            continue;
+        }
+        let head = reqwest::Client::new()
+            .head(app.url(template))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(head.status(), 403, "HEAD {template} as a viewer");
+        tried += 1;
+    }
+    assert!(tried >= 5, "{tried}");
+}
+
+#[tokio::test]
+async fn a_rollback_of_a_run_that_needed_approval_waits_for_a_second_person_too() {
+    let app = e2e::spawn_app().await;
+    let op1 = Person::new(&app, "op1", "operator").await;
+    let op2 = Person::new(&app, "op2", "operator").await;
+    hold_every_start(&app).await;
+    let id = app.quiet("us-east-1").await.remove(0);
+    let (status, held) = op1
+        .post(&app, "/executions", &json!({"parameters": {"InstanceId": id}}))
+        .await;
+    assert_eq!(status, 202, "{held}");
+    let held: StartExecutionResponse = serde_json::from_value(held).unwrap();
+    let (status, approved) = op2
+        .post(
+            &app,
+            &format!("/approvals/{}/approve", held.record_id),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{approved}");
+    let approved: shared::approvals::ApprovalView = serde_json::from_value(approved).unwrap();
+    let exec = approved.execution_id.expect("sent when approved");
+    app.wait_done(&exec, Duration::from_secs(30)).await;
+    let sent_before = app.sandbox.execution_ids().len();
+    // op1 alone cannot turn IMDSv1 back on for an approved change: the rollback is held.
+    let (status, reply) = op1
+        .post(&app, &format!("/executions/{exec}/rollback"), &json!({}))
+        .await;
+    assert_eq!(status, 201, "{reply}");
+    let reply: shared::api::RollbackResponse = serde_json::from_value(reply).unwrap();
+    assert!(reply.execution_ids.is_empty(), "{reply:?}");
+    assert!(
+        reply.notes.iter().any(|n| n.contains("held for a second person")),
+        "{reply:?}"
+    );
+    assert_eq!(app.sandbox.execution_ids().len(), sent_before, "nothing was sent");
+    let (_, list) = app.get("/approvals").await;
+    let list: shared::approvals::ApprovalList = serde_json::from_value(list).unwrap();
+    assert_eq!(list.approvals.len(), 1, "{:?}", list.approvals);
+    assert_eq!(list.approvals[0].requester, "op1");
 }

@@ -129,7 +129,7 @@ pub async fn spawn_app_in(opts: AppOptions, data_dir: tempfile::TempDir) -> Test
     // Tests act as an admin through an API token, the way a script would.
     let (_, admin_token, _, _) = state
         .store
-        .create_token("admin", None, Some("tests"), None)
+        .create_token("admin", None, Some("tests"), None, true)
         .await
         .expect("admin token");
     let mut headers = reqwest::header::HeaderMap::new();
@@ -288,6 +288,24 @@ impl TestApp {
             .await;
         assert_eq!(status, 201, "{body}");
         password
+    }
+
+    /// Adds a user who then chooses their own password (the admin chose the first) and signs in with
+    /// it: a session that may approve. Returns the session cookie.
+    pub async fn own_session(&self, name: &str, role: &str) -> String {
+        let first = self.add_user(name, role).await;
+        let cookie = self.session(name, &first).await;
+        let own = format!("{name}-own-choice-42");
+        let resp = reqwest::Client::new()
+            .post(self.url("/auth/password"))
+            .header("cookie", &cookie)
+            .header("origin", &self.base)
+            .json(&serde_json::json!({"current_password": first, "new_password": own}))
+            .send()
+            .await
+            .expect("password change");
+        assert_eq!(resp.status(), 200, "{name} chooses a password");
+        self.session(name, &own).await
     }
 
     /// Forgets the fleet cache so the next read asks EC2 again.

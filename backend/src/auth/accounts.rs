@@ -92,6 +92,11 @@ pub struct Identity {
     /// Each role it holds and where. A user has one; a sign-on user one per mapped group. The role in
     /// an account is the highest grant that covers it ([`Identity::role_in`]).
     pub grants: Vec<Grant>,
+    /// Whether the credential is the person's own: a session signed in with a password they chose
+    /// (not one an admin set), a token they made with such a session, or a sign-on identity. Only
+    /// these may approve, so an admin who sets someone's password or makes them a token cannot
+    /// approve as them.
+    pub own_credential: bool,
 }
 
 /// A role in some accounts (None: every account).
@@ -140,6 +145,7 @@ impl Identity {
             must_change_password,
             accounts,
             grants,
+            own_credential: true,
         })
     }
 
@@ -154,6 +160,12 @@ impl Identity {
             })
             .map(|g| g.role)
             .max()
+    }
+
+    /// This identity, its credential marked as the person's own or not.
+    pub fn with_own_credential(mut self, own: bool) -> Identity {
+        self.own_credential = own;
+        self
     }
 
     /// Whether what it may do depends on the account: some grant is limited to accounts.
@@ -217,7 +229,15 @@ impl Store {
             .get(0)
     }
 
-    pub async fn add_user(&self, name: &str, role: Role, password: &str) -> Result<(), AppError> {
+    /// Adds a user. `set_by`: who chose the password when it is not the user (an admin through the
+    /// API); None from the command line and for the generated first password.
+    pub async fn add_user(
+        &self,
+        name: &str,
+        role: Role,
+        password: &str,
+        set_by: Option<&str>,
+    ) -> Result<(), AppError> {
         let field = |m: String| AppError::field("name", m);
         check_user_name(name).map_err(field)?;
         check_password_rules(name, password).map_err(|m| AppError::field("password", m))?;
@@ -225,8 +245,8 @@ impl Store {
         let n = self
             .db()
             .execute(
-                "INSERT INTO users (name, role, password_hash, created_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
-                args![name, role.as_str(), hash, now_rfc3339()],
+                "INSERT INTO users (name, role, password_hash, created_at, password_set_by) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+                args![name, role.as_str(), hash, now_rfc3339(), set_by],
             )
             .await?;
         if n == 0 {
@@ -238,14 +258,22 @@ impl Store {
         Ok(())
     }
 
-    pub async fn set_password(&self, name: &str, password: &str) -> Result<(), AppError> {
+    /// Sets a password. `set_by`: someone other than the user (an admin's reset), who is then recorded
+    /// and the user must choose a new one at their next sign-in; None: the user's own choice (or the
+    /// command line's).
+    pub async fn set_password(
+        &self,
+        name: &str,
+        password: &str,
+        set_by: Option<&str>,
+    ) -> Result<(), AppError> {
         check_password_rules(name, password).map_err(AppError::BadQuery)?;
         let hash = hash_password_off_thread(password).await?;
         let mut tx = self.db().begin().await?;
         let n = tx
             .execute(
-                "UPDATE users SET password_hash = ?2, must_change_password = 0 WHERE name = ?1",
-                args![name, hash],
+                "UPDATE users SET password_hash = ?2, must_change_password = ?3, password_set_by = ?4 WHERE name = ?1",
+                args![name, hash, set_by.is_some(), set_by],
             )
             .await?;
         if n == 0 {
@@ -359,7 +387,7 @@ impl Store {
         let row = self
             .db()
             .query_opt(
-                "SELECT role, password_hash, disabled, must_change_password FROM users WHERE name = ?1",
+                "SELECT role, password_hash, disabled, must_change_password, password_set_by FROM users WHERE name = ?1",
                 args![name],
             )
             .await?;
@@ -369,6 +397,7 @@ impl Store {
                 r.get::<String>(1)?,
                 r.get::<bool>(2)?,
                 r.get::<bool>(3)?,
+                r.get::<Option<String>>(4)?,
             )),
             None => None,
         };
@@ -387,25 +416,29 @@ impl Store {
         .await
         .map_err(AppError::internal)??;
         Ok(match user {
-            Some((role, _, false, must_change)) if matches => Some(Identity::single(
-                name.to_owned(),
-                role_of(&role),
-                "session",
-                must_change,
-                None,
-            )),
+            Some((role, _, false, must_change, set_by)) if matches => Some(
+                Identity::single(name.to_owned(), role_of(&role), "session", must_change, None)
+                    // A password someone else chose is not the person's own credential.
+                    .with_own_credential(set_by.is_none_or(|by| by == name)),
+            ),
             _ => None,
         })
     }
 
     /// Starts a session; returns the secret for the cookie.
-    pub async fn create_session(&self, name: &str, ttl_ms: i64) -> Result<String, AppError> {
+    /// Starts a session; `own_credential`: signed in with a password the user chose.
+    pub async fn create_session(
+        &self,
+        name: &str,
+        ttl_ms: i64,
+        own_credential: bool,
+    ) -> Result<String, AppError> {
         let secret = random_secret()?;
         let expires = self.clock.now_ms() + ttl_ms;
         self.db()
             .execute(
-                "INSERT INTO sessions (id_hash, user_name, created_at, expires_at_ms) VALUES (?1, ?2, ?3, ?4)",
-                args![hash_secret(&secret), name, now_rfc3339(), expires],
+                "INSERT INTO sessions (id_hash, user_name, created_at, expires_at_ms, own_credential) VALUES (?1, ?2, ?3, ?4, ?5)",
+                args![hash_secret(&secret), name, now_rfc3339(), expires, i64::from(own_credential)],
             )
             .await?;
         Ok(secret)
@@ -427,7 +460,7 @@ impl Store {
         let Some(r) = self
             .db()
             .read_opt(
-                "SELECT u.name, u.role, u.must_change_password, u.accounts FROM sessions s JOIN users u ON u.name = s.user_name
+                "SELECT u.name, u.role, u.must_change_password, u.accounts, s.own_credential FROM sessions s JOIN users u ON u.name = s.user_name
                  WHERE s.id_hash = ?1 AND s.expires_at_ms > ?2 AND u.disabled = 0",
                 args![hash_secret(secret), self.clock.now_ms()],
             )
@@ -435,13 +468,16 @@ impl Store {
         else {
             return Ok(None);
         };
-        Ok(Some(Identity::single(
-            r.get(0)?,
-            role_of(&r.get::<String>(1)?),
-            "session",
-            r.get(2)?,
-            account_list(r.get(3)?),
-        )))
+        Ok(Some(
+            Identity::single(
+                r.get(0)?,
+                role_of(&r.get::<String>(1)?),
+                "session",
+                r.get(2)?,
+                account_list(r.get(3)?),
+            )
+            .with_own_credential(r.get::<i64>(4)? != 0),
+        ))
     }
 
     /// A new token of `user`, at most their role, named and living `days` (None: until revoked).
@@ -452,6 +488,7 @@ impl Store {
         role: Option<Role>,
         name: Option<&str>,
         days: Option<u32>,
+        own_credential: bool,
     ) -> Result<(i64, String, Role, Option<String>), AppError> {
         let user_role: Option<String> = self
             .db()
@@ -479,15 +516,16 @@ impl Store {
         let id: i64 = self
             .db()
             .query_one(
-                "INSERT INTO api_tokens (user_name, role, token_hash, created_at, name, expires_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+                "INSERT INTO api_tokens (user_name, role, token_hash, created_at, name, expires_ms, own_credential)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
                 args![
                     user,
                     role.as_str(),
                     hash_secret(&secret),
                     now_rfc3339(),
                     name,
-                    expires_ms
+                    expires_ms,
+                    i64::from(own_credential)
                 ],
             )
             .await?
@@ -538,7 +576,7 @@ impl Store {
         let Some(r) = self
             .db()
             .read_opt(
-                "SELECT t.id, u.name, t.role, u.role, t.last_used_ms, u.accounts FROM api_tokens t
+                "SELECT t.id, u.name, t.role, u.role, t.last_used_ms, u.accounts, t.own_credential FROM api_tokens t
                  JOIN users u ON u.name = t.user_name
                  WHERE t.token_hash = ?1 AND t.revoked = 0 AND u.disabled = 0
                    AND (t.expires_ms IS NULL OR t.expires_ms > ?2)",
@@ -562,7 +600,8 @@ impl Store {
         // A token never has more than its user has now.
         let role = role_of(&r.get::<String>(2)?).min(role_of(&r.get::<String>(3)?));
         Ok(Some((
-            Identity::single(r.get(1)?, role, "token", false, account_list(r.get(5)?)),
+            Identity::single(r.get(1)?, role, "token", false, account_list(r.get(5)?))
+                .with_own_credential(r.get::<i64>(6)? != 0),
             id,
             log,
         )))

@@ -86,11 +86,19 @@ pub struct Policy {
 pub fn policy(method: &Method, template: &str) -> Option<Policy> {
     use AccountRule::*;
     let (viewer, operator, admin) = (Some(Role::Viewer), Some(Role::Operator), Some(Role::Admin));
-    let (role, accounts) = match (method.as_str(), template) {
+    // axum answers HEAD with the GET handler: it gets GET's policy, never a looser default.
+    let method = if method == Method::HEAD {
+        "GET"
+    } else {
+        method.as_str()
+    };
+    let (role, accounts) = match (method, template) {
         ("GET", "/health") | ("POST", "/auth/login" | "/auth/logout") => (None, Unscoped),
         // Anyone signed in may read who they are and change their own password (the handler checks
         // the current one).
         ("GET", "/auth/me") | ("POST", "/auth/password") => (viewer, Unscoped),
+        // Everyone makes their own API tokens (and only their own: the handler checks).
+        ("POST", "/tokens") => (viewer, Unscoped),
         ("GET", "/identity" | "/openapi.json" | "/approval-policy") => (viewer, Unscoped),
         (
             "GET",
@@ -121,7 +129,6 @@ pub fn policy(method: &Method, template: &str) -> Option<Policy> {
             | "/users/{name}/role"
             | "/users/{name}/accounts"
             | "/users/{name}/password"
-            | "/tokens"
             | "/tokens/{id}/revoke"
             | "/webhooks"
             | "/webhooks/{id}/{action}",
@@ -342,7 +349,7 @@ pub async fn check_accounts(
     let may = |account: &str| {
         !limited || identity.role_in(if account.is_empty() { &hub } else { account }) >= Some(needed)
     };
-    let read = req.method() == Method::GET;
+    let read = matches!(*req.method(), Method::GET | Method::HEAD);
     // The ID the path names, decoded, for the rules that take one.
     let mut named: Option<String> = None;
     let (mut req, wanted): (Request, Vec<String>) = match rule {
@@ -441,25 +448,71 @@ async fn accounts_of(
 ) -> Result<Option<Vec<String>>, AppError> {
     let one = |account: Option<String>| account.map(|a| vec![a]);
     Ok(match rule {
-        // A run the console did not record is looked up in its own account (`foreign_detail`).
-        AccountRule::Run => Some(vec![state
-            .store
-            .by_execution_id(id)
-            .await?
-            .map_or_else(String::new, |r| r.account)]),
+        AccountRule::Run => match state.store.by_execution_id(id).await? {
+            Some(row) => Some(run_accounts(state, &row, hub).await?),
+            // A run the console did not record is looked up in its own account (`foreign_detail`).
+            None => Some(vec![String::new()]),
+        },
         AccountRule::Plan => state
             .store
             .plan(id)
             .await?
             .map(|plan| plan_accounts(&plan.request, hub)),
         AccountRule::Approval => match approval_id(id) {
-            Some(n) => one(state.store.by_record_id(n).await?.map(|r| r.account)),
+            Some(n) => match state.store.by_record_id(n).await? {
+                Some(row) => Some(run_accounts(state, &row, hub).await?),
+                None => None,
+            },
             None => None,
         },
         AccountRule::Source => one(crate::sources::account_of_source(id)),
         AccountRule::SourceFix => one(state.store.source_fix(id).await?.map(|f| f.account)),
         AccountRule::Unscoped | AccountRule::Filter | AccountRule::StartBody | AccountRule::PlanBody => None,
     })
+}
+
+/// Every account a recorded run acts in: the account it was recorded in (a run across accounts: the
+/// console's own, where its parent runs), every account and unit of its target locations, the account
+/// of every instance whose prior options it keeps (what a rollback restores), and, for a child run,
+/// its parent's.
+pub async fn run_accounts(
+    state: &AppState,
+    row: &crate::store::RunRow,
+    hub: &str,
+) -> Result<Vec<String>, AppError> {
+    let mut all = vec![row.account.clone()];
+    let prior: std::collections::BTreeMap<String, serde_json::Value> = row
+        .prior_options
+        .as_deref()
+        .and_then(|p| serde_json::from_str(p).ok())
+        .unwrap_or_default();
+    all.extend(
+        prior
+            .values()
+            .filter_map(|v| v["account"].as_str())
+            .map(str::to_owned),
+    );
+    // A run the console started keeps its validated request (discovered runs keep SSM's parameters).
+    let recorded = match row.started_here {
+        true => state.store.plan_of(row.id).await?,
+        false => None,
+    };
+    if let Some(plan) = recorded {
+        match serde_json::from_str::<StartPlan>(&plan) {
+            Ok(plan) => all.extend(start_accounts(&plan, hub)),
+            // A record this version cannot read: nobody limited acts on it.
+            Err(_) => all.push("an unreadable record".into()),
+        }
+    }
+    if let Some(parent) = &row.parent_execution_id {
+        if let Some(parent) = state.store.by_execution_id(parent).await? {
+            let parent_accounts = Box::pin(run_accounts(state, &parent, hub)).await?;
+            all.extend(parent_accounts);
+        }
+    }
+    all.sort();
+    all.dedup();
+    Ok(all)
 }
 
 /// An approval's ID as its route takes it: the held run's record number.

@@ -155,7 +155,11 @@ async fn login(State(state): State<AppState>, req: Request) -> Result<Response, 
             state.login_throttle.succeeded(&body.username, &addr).await?;
             let secret = state
                 .store
-                .create_session(&identity.name, state.auth.session_ttl.as_millis() as i64)
+                .create_session(
+                    &identity.name,
+                    state.auth.session_ttl.as_millis() as i64,
+                    identity.own_credential,
+                )
                 .await?;
             state
                 .metrics
@@ -269,7 +273,7 @@ async fn change_password(
     }
     state
         .store
-        .set_password(&i.name, &body.new_password)
+        .set_password(&i.name, &body.new_password, None)
         .await
         .map_err(|e| match e {
             AppError::BadQuery(m) => AppError::field("new_password", m),
@@ -283,7 +287,13 @@ async fn change_password(
     state.access_changed();
     let secret = state
         .store
-        .create_session(&i.name, state.auth.session_ttl.as_millis() as i64)
+        // A session that signed in with someone else's password stays so after the change: the person
+        // at the keyboard knew that password. The next sign-in with the new one is their own.
+        .create_session(
+            &i.name,
+            state.auth.session_ttl.as_millis() as i64,
+            i.own_credential,
+        )
         .await?;
     let mut resp = Json(Me {
         name: i.name,
@@ -313,7 +323,10 @@ async fn add_user(
         .as_deref()
         .map(crate::auth::accounts::check_account_list)
         .transpose()?;
-    state.store.add_user(&req.name, req.role, &req.password).await?;
+    state
+        .store
+        .add_user(&req.name, req.role, &req.password, Some(&admin.name))
+        .await?;
     state
         .store
         .set_user_accounts(&req.name, accounts.as_deref())
@@ -415,10 +428,22 @@ async fn set_password(
     Path(name): Path<String>,
     ApiJson(body): ApiJson<PasswordBody>,
 ) -> Result<StatusCode, AppError> {
-    state.store.set_password(&name, &body.password).await?;
+    // Someone else's new password is theirs to replace: they must choose one at their next sign-in,
+    // and until they sign in with it, their sessions cannot approve.
+    let by_other = (name != admin.name).then_some(admin.name.as_str());
+    state.store.set_password(&name, &body.password, by_other).await?;
     state
         .store
-        .auth_event("password-changed", Some(&admin.name), Some(&name), None)
+        .auth_event(
+            if by_other.is_some() {
+                "password-reset"
+            } else {
+                "password-changed"
+            },
+            Some(&admin.name),
+            Some(&name),
+            None,
+        )
         .await?;
     state.access_changed();
     Ok(StatusCode::NO_CONTENT)
@@ -433,12 +458,25 @@ async fn create_token(
     Extension(admin): Extension<Identity>,
     ApiJson(req): ApiJson<CreateTokenRequest>,
 ) -> Result<(StatusCode, Json<CreatedToken>), AppError> {
+    // A token acts as its owner, so only its owner makes one: an admin minting one for someone else
+    // could act, and approve, as them.
+    if req.user != admin.name || admin.via == "sso" {
+        return Err(AppError::refused(
+            StatusCode::FORBIDDEN,
+            "TokenForAnother",
+            format!(
+                "{} cannot make a token for {}: tokens are made by their owner, signed in as themselves",
+                admin.name, req.user
+            ),
+        ));
+    }
     let shared::api::TokenSpec { name, days } = req
         .checked()
         .map_err(|(field, message)| AppError::field(field, message))?;
+    let days = days.or(Some(state.token_days));
     let (id, token, role, expires_at) = state
         .store
-        .create_token(&req.user, req.role, name.as_deref(), days)
+        .create_token(&req.user, req.role, name.as_deref(), days, admin.own_credential)
         .await?;
     let what = name.as_deref().map(|n| format!(" \"{n}\"")).unwrap_or_default();
     let until = expires_at

@@ -76,7 +76,7 @@ async fn decide(
         }
     };
     Ok(Json(
-        approvals::decide(&state, id, approve, &who.name, req.comment.as_deref()).await?,
+        approvals::decide(&state, id, approve, &who, req.comment.as_deref()).await?,
     ))
 }
 

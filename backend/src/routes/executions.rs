@@ -175,7 +175,7 @@ async fn rollback(
     Extension(who): Extension<Identity>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<RollbackResponse>), AppError> {
-    let reply = runs::rollback(&state, &id, &who.name).await?;
+    let reply = runs::rollback(&state, &id, &who.name, runs::RollbackBy::Person).await?;
     Ok((StatusCode::CREATED, Json(reply)))
 }
 

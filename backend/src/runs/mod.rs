@@ -660,12 +660,35 @@ pub async fn plan_rollback(state: &AppState, id: &str) -> Result<RollbackPlan, A
 }
 
 /// Starts the runs of [`plan_rollback`], each recorded as the rollback of `id`.
-pub async fn rollback(state: &AppState, id: &str, requester: &str) -> Result<RollbackResponse, AppError> {
+/// Who asks for a rollback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RollbackBy {
+    /// A person: a rollback turns IMDSv1 back on, so it waits for a second person whenever the run
+    /// it reverts did, or the approval policy covers it.
+    Person,
+    /// A plan that halted restores its wave at once: that is the safety net the plan was made with.
+    PlanHalt,
+}
+
+pub async fn rollback(
+    state: &AppState,
+    id: &str,
+    requester: &str,
+    by: RollbackBy,
+) -> Result<RollbackResponse, AppError> {
     let RollbackPlan {
         starts,
         mut notes,
         skipped,
     } = plan_rollback(state, id).await?;
+    let reverted_was_approved = match state.store.by_execution_id(id).await? {
+        Some(row) => state
+            .store
+            .approval(row.id)
+            .await?
+            .is_some_and(|a| a.status == "approved"),
+        None => false,
+    };
     let mut execution_ids = Vec::new();
     let mut instances = Vec::new();
     for start in starts {
@@ -673,6 +696,30 @@ pub async fn rollback(state: &AppState, id: &str, requester: &str) -> Result<Rol
             account: &start.account,
             region: &start.region,
         };
+        let why = match by {
+            RollbackBy::PlanHalt => None,
+            RollbackBy::Person if reverted_was_approved => {
+                Some(format!("it reverts {id}, which needed a second person"))
+            }
+            RollbackBy::Person => crate::approvals::needed(state, &start.plan, &start.targets).await?,
+        };
+        if let Some(why) = why {
+            let held = crate::approvals::hold(
+                state,
+                &place,
+                &start.plan,
+                &start.targets,
+                Origin::RollbackOf(id),
+                requester,
+                &why,
+            )
+            .await?;
+            notes.push(format!(
+                "record {held}: held for a second person ({why}); nothing is sent until another operator or admin approves it (approval {held})"
+            ));
+            instances.extend(start.targets.into_iter().map(|t| t.instance_id));
+            continue;
+        }
         let receipt = record_and_send(
             state,
             &place,

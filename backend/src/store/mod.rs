@@ -248,6 +248,16 @@ CREATE TABLE login_throttled (
     r"
 CREATE INDEX runs_top_history ON runs (sort_time DESC, id DESC) WHERE parent_execution_id IS NULL;
 ",
+    // Whose credential a request carries (issue 27): who set a password that is not the user's own
+    // choice, whether a session was signed in with the user's own password, whether a token was made
+    // by its owner with their own credential (earlier tokens: unknown, so not), and how an approver
+    // authenticated.
+    r"
+ALTER TABLE users ADD COLUMN password_set_by TEXT;
+ALTER TABLE sessions ADD COLUMN own_credential INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE api_tokens ADD COLUMN own_credential INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE approvals ADD COLUMN decided_via TEXT;
+",
 ];
 
 /// Status of a record whose start has not been acknowledged by SSM yet.
@@ -1446,10 +1456,12 @@ pub struct ApprovalRow {
     pub decided_by: Option<String>,
     pub decided_at: Option<String>,
     pub comment: Option<String>,
+    /// How the approver authenticated (session, token, sso).
+    pub decided_via: Option<String>,
 }
 
 const APPROVAL_COLUMNS: &str =
-    "record_id, why, requester, created_at, expires_at, status, decided_by, decided_at, comment";
+    "record_id, why, requester, created_at, expires_at, status, decided_by, decided_at, comment, decided_via";
 
 fn approval_row(r: &Row) -> Result<ApprovalRow, AppError> {
     Ok(ApprovalRow {
@@ -1462,6 +1474,7 @@ fn approval_row(r: &Row) -> Result<ApprovalRow, AppError> {
         decided_by: r.get(6)?,
         decided_at: r.get(7)?,
         comment: r.get(8)?,
+        decided_via: r.get(9)?,
     })
 }
 
@@ -1524,15 +1537,16 @@ impl Store {
         record_id: i64,
         status: &str,
         who: &str,
+        via: Option<&str>,
         comment: Option<&str>,
         run_message: Option<&str>,
     ) -> Result<bool, AppError> {
         let mut tx = self.db.begin().await?;
         let changed = tx
             .execute(
-                "UPDATE approvals SET status = ?2, decided_by = ?3, decided_at = ?4, comment = ?5
+                "UPDATE approvals SET status = ?2, decided_by = ?3, decided_at = ?4, comment = ?5, decided_via = ?6
                  WHERE record_id = ?1 AND status = 'pending'",
-                args![record_id, status, who, now_rfc3339(), comment],
+                args![record_id, status, who, now_rfc3339(), comment, via],
             )
             .await?;
         if changed == 1 {
