@@ -225,13 +225,22 @@ pub async fn bootstrap_admin(store: &Store, data_dir: &std::path::Path) -> Resul
 }
 
 /// Writes `text` to a new file that only this user can read (mode 0600 from the start, not chmod later).
-fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+/// The file is made new (O_EXCL) and never through a link (O_NOFOLLOW): a symbolic link planted at
+/// that name, or a file someone else made readable, is not written through. A leftover of ours (an
+/// earlier first start that stopped before its user was saved) is removed first; removing a link
+/// removes the link, not what it points to.
+pub fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
     let mut f = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .mode(0o600)
         .open(path)?;
     f.write_all(text.as_bytes())
@@ -241,5 +250,26 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
 pub fn forget_first_password(data_dir: &std::path::Path, user: &str) {
     if user == "admin" {
         let _ = std::fs::remove_file(data_dir.join(FIRST_PASSWORD_FILE));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_password_file_is_never_written_through_a_planted_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere");
+        std::fs::write(&target, "someone else's file\n").unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let file = dir.path().join(super::FIRST_PASSWORD_FILE);
+        std::os::unix::fs::symlink(&target, &file).unwrap();
+        super::write_private(&file, "secret\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "someone else's file\n");
+        let meta = std::fs::symlink_metadata(&file).unwrap();
+        assert!(meta.file_type().is_file(), "a new file, not the link");
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "secret\n");
     }
 }

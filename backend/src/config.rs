@@ -426,6 +426,11 @@ impl ServeArgs {
                 .map_err(|m| format!("--sso-group-role \"{pair}\": {m}"))?;
             roles.insert(group.trim().to_owned(), role);
             if let Some(ids) = accounts {
+                if role == shared::api::Role::Admin {
+                    return Err(format!(
+                        "--sso-group-role \"{pair}\": admins manage every account and cannot be limited to some; map the group to operator or viewer"
+                    ));
+                }
                 let ids: Vec<String> = ids.split('+').map(|i| i.trim().to_owned()).collect();
                 for id in &ids {
                     shared::params::AccountId::parse(id)

@@ -198,7 +198,9 @@ pub async fn act(
     };
     // Whoever starts or resumes a plan causes its sends from then on: recorded by name, so that
     // none of them approves a wave held for a second person.
-    if matches!(action, Action::Start | Action::Resume) && !plan.requesters.iter().any(|r| r == who) {
+    // The last of them is the one its next waves start on behalf of.
+    if matches!(action, Action::Start | Action::Resume) {
+        plan.requesters.retain(|r| r != who);
         plan.requesters.push(who.to_owned());
     }
     match (action, plan.status) {
@@ -448,6 +450,17 @@ async fn start_wave(state: &AppState, plan: &mut PlanView, i: usize) -> Result<(
         plan.status = PlanStatus::Halted;
         plan.reason = Some(format!("wave {}: {message}", plan.waves[i].name));
     };
+    // A wave is sent on behalf of whoever last started or resumed the plan (its creator until then):
+    // once they are disabled, the plan starts no more waves until an enabled operator resumes it,
+    // taking it over.
+    let answerable = plan.requesters.last().unwrap_or(&plan.requester).clone();
+    if state.store.user_disabled(&answerable).await? {
+        halt(
+            plan,
+            format!("{answerable}, on whose behalf its waves start, is disabled; an enabled operator resumes it to take it over"),
+        );
+        return Ok(());
+    }
     let a = match runs::assess(state, &start, false).await {
         Ok(a) => a,
         Err(e) => {

@@ -704,13 +704,14 @@ pub struct AuthEvent {
     pub at: String,
     /// login, login-failed, login-throttled, logout, sso-login, token-used, token-created,
     /// token-revoked, user-added, user-disabled, user-enabled, role-changed, password-changed,
-    /// change-refused, run-stopped.
+    /// password-reset, change-refused, run-stopped, plan-created.
     pub kind: String,
     pub actor: Option<String>,
     pub subject: Option<String>,
     pub address: Option<String>,
     /// How many attempts this event stands for: repeated throttled sign-ins from one address (and
-    /// user) are one event per window, counted.
+    /// user), and one person's repeated refused change of one route, are one event per window,
+    /// counted.
     #[serde(default = "one")]
     pub count: u32,
 }

@@ -380,3 +380,216 @@ async fn a_rollback_of_a_run_that_needed_approval_waits_for_a_second_person_too(
     assert_eq!(list.approvals.len(), 1, "{:?}", list.approvals);
     assert_eq!(list.approvals[0].requester, "op1");
 }
+
+#[tokio::test]
+async fn an_open_event_stream_follows_its_users_new_account_list() {
+    let ids = sandbox::account_ids(3);
+    let app = spawn_app_with(AppOptions {
+        fleet: 120,
+        accounts: 3,
+        ..AppOptions::default()
+    })
+    .await;
+    let (status, body) = app
+        .post(
+            "/users",
+            &json!({"name": "olga", "role": "operator", "password": "olga-password-123", "accounts": [ids[1]]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let cookie = app.session("olga", "olga-password-123").await;
+    let mut stream = reqwest::Client::new()
+        .get(app.url("/events"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    // Her accounts change while the stream is open: from the first member to the second.
+    let (status, _) = app
+        .post("/users/olga/accounts", &json!({"accounts": [ids[2]]}))
+        .await;
+    assert_eq!(status, 204);
+    let start_in = |account: String| {
+        let app = &app;
+        async move {
+            let id = quiet_in(app, &account).await;
+            let (status, body) = app
+                .post(
+                    "/executions",
+                    &json!({"account": account, "region": "us-east-1", "parameters": {"InstanceId": id}}),
+                )
+                .await;
+            assert_eq!(status, 201, "{body}");
+            let started: StartExecutionResponse = serde_json::from_value(body).unwrap();
+            let exec = started.execution_id.unwrap();
+            app.wait_done(&exec, Duration::from_secs(30)).await;
+            exec
+        }
+    };
+    let no_longer_hers = start_in(ids[1].clone()).await;
+    let now_hers = start_in(ids[2].clone()).await;
+    let seen = e2e::read_events_until(
+        &mut stream,
+        |s| s.contains(&now_hers) && s.contains("Success"),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(!seen.contains(&no_longer_hers), "{seen}");
+}
+
+#[tokio::test]
+async fn a_flood_of_refused_changes_is_one_counted_short_audit_entry() {
+    let app = e2e::spawn_app().await;
+    let cookie = app.own_session("otto", "operator").await;
+    let client = reqwest::Client::new();
+    for n in 0..300 {
+        let resp = client
+            .post(app.url(&format!("/users/{}{n}/disable", "x".repeat(8_000))))
+            .header("cookie", &cookie)
+            .header("origin", &app.base)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 403);
+    }
+    let (_, page) = app.get("/audit/auth?kind=change-refused").await;
+    let page: shared::api::AuthEventPage = serde_json::from_value(page).unwrap();
+    assert_eq!(page.events.len(), 1, "{:?}", page.events);
+    let event = &page.events[0];
+    assert_eq!(event.count, 300);
+    assert_eq!(event.actor.as_deref(), Some("otto"));
+    assert_eq!(
+        event.subject.as_deref(),
+        Some("POST /users/{name}/disable: Forbidden")
+    );
+}
+
+#[tokio::test]
+async fn an_admin_is_never_limited_to_accounts() {
+    let app = e2e::spawn_app().await;
+    let (status, refused) = app
+        .post(
+            "/users",
+            &json!({"name": "ada", "role": "admin", "password": "ada-password-123", "accounts": ["200000000001"]}),
+        )
+        .await;
+    assert_eq!(status, 400, "{refused}");
+    let refused: ErrorBody = serde_json::from_value(refused).unwrap();
+    assert_eq!(refused.error.field.as_deref(), Some("accounts"));
+    app.add_user("ada", "admin").await;
+    let (status, _) = app
+        .post("/users/ada/accounts", &json!({"accounts": ["200000000001"]}))
+        .await;
+    assert_eq!(status, 400, "a limit on an admin");
+    let (status, _) = app
+        .post(
+            "/users",
+            &json!({"name": "lim", "role": "operator", "password": "lim-password-123", "accounts": ["200000000001"]}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, _) = app.post("/users/lim/role", &json!({"role": "admin"})).await;
+    assert_eq!(status, 400, "a limited user made admin");
+    let (_, users) = app.get("/users").await;
+    let users: Vec<shared::api::UserView> = serde_json::from_value(users).unwrap();
+    assert!(users
+        .iter()
+        .all(|u| u.role != shared::api::Role::Admin || u.accounts.is_none()));
+}
+
+#[tokio::test]
+async fn tokens_expire_by_default_and_stay_revoked_when_their_user_comes_back() {
+    let app = e2e::spawn_app().await;
+    let (status, made) = app.post("/tokens", &json!({"user": "admin"})).await;
+    assert_eq!(status, 201, "{made}");
+    let made: shared::api::CreatedToken = serde_json::from_value(made).unwrap();
+    let expires = made.expires_at.expect("a default lifetime");
+    let days =
+        (aws_smithy_types::DateTime::from_str(&expires, aws_smithy_types::date_time::Format::DateTime)
+            .unwrap()
+            .secs()
+            - (e2e::now_ms() / 1000) as i64)
+            / 86_400;
+    assert!((89..=90).contains(&days), "{expires}");
+
+    let cookie = app.own_session("otto", "operator").await;
+    let resp = reqwest::Client::new()
+        .post(app.url("/tokens"))
+        .header("cookie", &cookie)
+        .header("origin", &app.base)
+        .json(&json!({"user": "otto", "name": "otto's script"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "everyone makes their own tokens");
+    let token: shared::api::CreatedToken = resp.json().await.unwrap();
+    let with_token = || {
+        reqwest::Client::new()
+            .get(app.url("/identity"))
+            .bearer_auth(token.token.clone())
+            .send()
+    };
+    assert_eq!(with_token().await.unwrap().status(), 200);
+    assert_eq!(app.post("/users/otto/disable", &json!({})).await.0, 204);
+    assert_eq!(app.post("/users/otto/enable", &json!({})).await.0, 204);
+    assert_eq!(
+        with_token().await.unwrap().status(),
+        401,
+        "re-enabling otto does not bring his token back"
+    );
+}
+
+#[tokio::test]
+async fn a_plan_is_audited_when_made_and_starts_no_wave_for_a_disabled_person() {
+    let app = e2e::spawn_app().await;
+    let op1 = Person::new(&app, "op1", "operator").await;
+    let wave = |name: &str, bake: u32| {
+        json!({"name": name, "region": "us-east-1", "targets": {"tag": {"key": "Env", "value": name}},
+               "parameters": {"EnforceIMDSv2": "optional"}, "bake_minutes": bake})
+    };
+    let (status, created) = op1
+        .post(
+            &app,
+            "/plans",
+            &json!({"name": "dev then staging", "waves": [wave("dev", 60), wave("staging", 0)],
+                    "halt": {"rejected_calls": 1_000_000}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["plan_id"].as_str().unwrap().to_owned();
+    let (_, log) = app.get("/audit/auth?kind=plan-created").await;
+    let log: shared::api::AuthEventPage = serde_json::from_value(log).unwrap();
+    assert_eq!(log.events.len(), 1);
+    assert_eq!(log.events[0].actor.as_deref(), Some("op1"));
+    assert!(log.events[0].subject.as_deref().unwrap_or("").contains(&id));
+
+    let (status, _) = op1.post(&app, &format!("/plans/{id}/start"), &json!({})).await;
+    assert_eq!(status, 200);
+    // While dev bakes, op1 is disabled: staging does not start.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, plan) = app.get(&format!("/plans/{id}")).await;
+        let plan: shared::plans::PlanView = serde_json::from_value(plan).unwrap();
+        if plan.waves[0].status == shared::plans::WaveStatus::Baking {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{plan:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.post("/users/op1/disable", &json!({})).await.0, 204);
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    let plan = loop {
+        let (_, plan) = app.get(&format!("/plans/{id}")).await;
+        let plan: shared::plans::PlanView = serde_json::from_value(plan).unwrap();
+        if plan.status != shared::plans::PlanStatus::Running {
+            break plan;
+        }
+        assert!(std::time::Instant::now() < deadline, "{plan:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(plan.status, shared::plans::PlanStatus::Halted, "{plan:?}");
+    assert!(plan.reason.as_deref().unwrap_or("").contains("op1"), "{plan:?}");
+    assert_eq!(plan.waves[1].status, shared::plans::WaveStatus::Pending);
+    assert_eq!(app.sandbox.execution_ids().len(), 1, "only dev ran");
+}

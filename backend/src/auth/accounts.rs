@@ -209,17 +209,39 @@ impl Store {
             Some(ids) => Some(check_account_list(ids)?.join(",")),
             None => None,
         };
+        // An admin manages users, tokens and webhooks for every account: a limit on one would be a
+        // promise the console cannot keep (they could lift it themselves).
         let n = self
             .db()
             .execute(
-                "UPDATE users SET accounts = ?2 WHERE name = ?1",
+                "UPDATE users SET accounts = ?2 WHERE name = ?1 AND (?2 IS NULL OR role <> 'admin')",
                 args![name, value],
             )
             .await?;
         if n == 0 {
-            return Err(AppError::NotFound(format!("no user {name}")));
+            let exists = self
+                .db()
+                .query_opt("SELECT role FROM users WHERE name = ?1", args![name])
+                .await?
+                .is_some();
+            return Err(if exists {
+                admin_limit_refused(name)
+            } else {
+                AppError::NotFound(format!("no user {name}"))
+            });
         }
         Ok(())
+    }
+
+    /// Whether `name` is a built-in user who is disabled (sign-on users are not in the store: false).
+    pub async fn user_disabled(&self, name: &str) -> Result<bool, AppError> {
+        Ok(self
+            .db()
+            .query_opt("SELECT disabled FROM users WHERE name = ?1", args![name])
+            .await?
+            .map(|r| r.get::<bool>(0))
+            .transpose()?
+            .unwrap_or(false))
     }
 
     pub async fn user_count(&self) -> Result<i64, AppError> {
@@ -292,6 +314,11 @@ impl Store {
             &[
                 ("UPDATE users SET disabled = 1 WHERE name = ?1", args![name]),
                 (END_SESSIONS, args![name]),
+                // Re-enabling the user later does not bring their tokens back.
+                (
+                    "UPDATE api_tokens SET revoked = 1 WHERE user_name = ?1",
+                    args![name],
+                ),
             ],
         )
         .await
@@ -308,6 +335,19 @@ impl Store {
     /// Changes a user's role; their sessions end, so the new role applies at once. Refuses to demote
     /// the last enabled admin.
     pub async fn set_role(&self, name: &str, role: Role) -> Result<(), AppError> {
+        if role == Role::Admin {
+            let limited = self
+                .db()
+                .query_opt("SELECT accounts FROM users WHERE name = ?1", args![name])
+                .await?
+                .map(|r| r.get::<Option<String>>(0))
+                .transpose()?
+                .flatten()
+                .is_some();
+            if limited {
+                return Err(admin_limit_refused(name));
+            }
+        }
         self.change_user(
             name,
             &[
@@ -785,6 +825,17 @@ impl Store {
             .await?;
         Ok(())
     }
+}
+
+/// The refusal of an account limit on an admin.
+pub fn admin_limit_refused(name: &str) -> AppError {
+    AppError::field(
+        "accounts",
+        format!(
+            "{name} is or would be an admin: admins manage every account, so they cannot be limited to some. \
+             Make them an operator or viewer to limit them, or remove the limit first"
+        ),
+    )
 }
 
 /// Ends every session of the user `?1`.

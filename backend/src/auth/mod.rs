@@ -258,10 +258,22 @@ async fn identify(
     }
 }
 
-/// Whether the caller behind these headers may still read (an open event stream asks this again when
-/// access may have changed).
-pub async fn may_read(state: &AppState, headers: &HeaderMap, peer: Option<IpAddr>) -> bool {
-    matches!(identify(state, headers, peer).await, Ok(Some(i)) if i.role >= Role::Viewer)
+/// The accounts the caller behind these headers may read now, if they may still read at all (an open
+/// event stream asks this again when access may have changed, and follows the answer).
+pub async fn read_scope(state: &AppState, headers: &HeaderMap, peer: Option<IpAddr>) -> Option<AccountScope> {
+    let identity = identify(state, headers, peer).await.ok().flatten()?;
+    if identity.role < Role::Viewer {
+        return None;
+    }
+    let hub = if identity.accounts.is_some() {
+        crate::routes::identity::resolve(state).await.ok()?.account
+    } else {
+        String::new()
+    };
+    Some(AccountScope {
+        allowed: identity.accounts,
+        hub,
+    })
 }
 
 /// A sign-on user's identity: the grants of their mapped groups, none without one.
@@ -288,12 +300,6 @@ fn sso_identity<'g>(
 /// The middleware in front of `/api/v1`: identifies the caller, applies the policy and the
 /// cross-site check, and passes the identity on to the handlers.
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let path = req
-        .uri()
-        .path()
-        .strip_prefix("/api/v1")
-        .unwrap_or(req.uri().path())
-        .to_owned();
     // The policy is the matched route's, by its template (`/executions/{id}`), never read off the raw
     // path. A path that matched no route, or a method the route does not have, needs a signed-in
     // viewer and then gets its 404 or 405.
@@ -388,12 +394,8 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     if let Some((code, message)) = refusal {
         // A refused change is evidence too: who tried what.
         if let (true, Some(i)) = (unsafe_method, &identity) {
-            let what = format!("{} {path}: {code}", req.method());
-            if let Err(e) = state
-                .store
-                .auth_event("change-refused", Some(&i.name), Some(&what), address.as_deref())
-                .await
-            {
+            let what = refused_what(req.method(), template.as_deref(), code);
+            if let Err(e) = audit_refusal(&state, &i.name, &what, address.as_deref()).await {
                 return no_store(e.into_response());
             }
         }
@@ -413,13 +415,48 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
             if unsafe_method
                 && matches!(&refused, AppError::Refused { code, .. } if code == "AccountNotAllowed")
             {
-                let what = format!("{method} {path}: AccountNotAllowed");
-                let _ = state
-                    .store
-                    .auth_event("change-refused", Some(&i.name), Some(&what), address.as_deref())
-                    .await;
+                let what = refused_what(&method, template.as_deref(), "AccountNotAllowed");
+                let _ = audit_refusal(&state, &i.name, &what, address.as_deref()).await;
             }
             no_store(refused.into_response())
+        }
+    }
+}
+
+/// A refused change as the audit trail names it: method and route template (closed sets, so a request
+/// cannot make the entry long), and the refusal's code.
+fn refused_what(method: &Method, template: Option<&str>, code: &str) -> String {
+    let route = template
+        .and_then(policy::route_template)
+        .unwrap_or("(no such route)");
+    let method = match *method {
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        _ => "another method",
+    };
+    format!("{method} {route}: {code}")
+}
+
+/// Records a refused change, aggregated like throttled sign-ins: one row per person and refusal in a
+/// sign-in window, counting the repeats, so a flood of refused requests cannot fill the trail.
+async fn audit_refusal(
+    state: &AppState,
+    who: &str,
+    what: &str,
+    address: Option<&str>,
+) -> Result<(), AppError> {
+    let now = state.store.clock.now_ms();
+    let key = format!("refused:{who}\n{what}");
+    match state.login_throttle.throttled_row(&key, now).await? {
+        Some(row) => state.store.count_auth_event(row).await,
+        None => {
+            let row = state
+                .store
+                .auth_event("change-refused", Some(who), Some(what), address)
+                .await?;
+            state.login_throttle.note_throttled_row(&key, row, now).await
         }
     }
 }

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use shared::api::{
     AuthEventPage, ChangePasswordRequest, CreateTokenRequest, CreateUserRequest, CreatedToken, LoginRequest,
-    Me, SetRoleRequest, TokenView, UserView,
+    Me, Role, SetRoleRequest, TokenView, UserView,
 };
 
 use super::{ApiJson, ApiQuery};
@@ -318,6 +318,9 @@ async fn add_user(
     ApiJson(req): ApiJson<CreateUserRequest>,
 ) -> Result<StatusCode, AppError> {
     // Checked before the user exists, so a bad list adds nobody.
+    if req.role == Role::Admin && req.accounts.is_some() {
+        return Err(crate::auth::accounts::admin_limit_refused(&req.name));
+    }
     let accounts = req
         .accounts
         .as_deref()

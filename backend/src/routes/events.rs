@@ -70,7 +70,16 @@ impl Feed {
     /// The next thing to send, or None when the stream ends (closed hub, or the caller lost access).
     async fn next(&mut self) -> Option<Event> {
         loop {
+            // Access that changed applies before the next event is judged, even when events were
+            // already waiting (select! picks among ready branches at random).
+            if self.access.has_changed().unwrap_or(true) {
+                self.access.borrow_and_update();
+                if !self.rescope().await {
+                    return None;
+                }
+            }
             tokio::select! {
+                biased;
                 got = self.rx.recv() => return match got {
                     Ok((_, ev)) if !self.scope.allows(&ev.account) => continue,
                     Ok((id, ev)) => Some(to_event(id, &ev)),
@@ -81,12 +90,12 @@ impl Feed {
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => None,
                 },
                 changed = self.access.changed() => {
-                    if changed.is_err() || !self.caller_may_still_read().await {
+                    if changed.is_err() || !self.rescope().await {
                         return None;
                     }
                 }
                 _ = self.recheck.tick() => {
-                    if !self.caller_may_still_read().await {
+                    if !self.rescope().await {
                         return None;
                     }
                 }
@@ -94,8 +103,16 @@ impl Feed {
         }
     }
 
-    async fn caller_may_still_read(&self) -> bool {
-        crate::auth::may_read(&self.state, &self.headers, self.peer).await
+    /// Takes the caller's accounts as they are now (a changed role or account list applies to an open
+    /// stream at once); false when they may no longer read.
+    async fn rescope(&mut self) -> bool {
+        match crate::auth::read_scope(&self.state, &self.headers, self.peer).await {
+            Some(scope) => {
+                self.scope = scope;
+                true
+            }
+            None => false,
+        }
     }
 }
 

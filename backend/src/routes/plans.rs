@@ -54,6 +54,20 @@ async fn create(
     ApiJson(req): ApiJson<PlanRequest>,
 ) -> Result<(StatusCode, Json<Created>), AppError> {
     let plan = plans::create(&state, req, &who.name).await?;
+    state
+        .store
+        .auth_event(
+            "plan-created",
+            Some(&who.name),
+            Some(&format!(
+                "plan {} \"{}\" ({} waves)",
+                plan.plan_id,
+                plan.name,
+                plan.waves.len()
+            )),
+            None,
+        )
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(Created {
