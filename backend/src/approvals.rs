@@ -211,14 +211,20 @@ pub async fn decide(
             ),
         });
     }
-    if a.requester == who {
+    // Names compare regardless of case: built-in names are unique so, and a sign-on name that
+    // differs only in case is not another person.
+    if a.requester.eq_ignore_ascii_case(who) {
         return Err(AppError::refused(
             axum::http::StatusCode::FORBIDDEN,
             "OwnApproval",
             format!("{who} asked for this start: another operator or admin must approve it"),
         ));
     }
-    if requesters_of(state, &a).await?.iter().any(|r| r == who) {
+    if requesters_of(state, &a)
+        .await?
+        .iter()
+        .any(|r| r.eq_ignore_ascii_case(who))
+    {
         return Err(AppError::refused(
             axum::http::StatusCode::FORBIDDEN,
             "OwnApproval",
@@ -246,6 +252,9 @@ pub async fn decide(
     let comment = comment.map(str::trim).filter(|c| !c.is_empty());
     if comment.is_some_and(|c| c.chars().count() > 1000) {
         return Err(AppError::field("comment", "at most 1,000 characters"));
+    }
+    if let Some(Err(m)) = comment.map(shared::params::check_plain_text) {
+        return Err(AppError::field("comment", m));
     }
     let (status, run_message) = if approve {
         ("approved", None)

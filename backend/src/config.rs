@@ -464,6 +464,17 @@ impl ServeArgs {
                 ),
                 None => None,
             },
+            // Listening beyond loopback without --public-url, a request by a name the console was not
+            // told (a rebound DNS name) is refused; addresses and localhost always answer.
+            known_host: match (&self.public_url, self.listen.ip().is_loopback()) {
+                (Some(url), _) => Some(
+                    url::Url::parse(url)
+                        .ok()
+                        .and_then(|u| u.host_str().map(str::to_ascii_lowercase)),
+                ),
+                (None, false) => Some(None),
+                (None, true) => None,
+            },
         })
     }
 }

@@ -53,6 +53,7 @@ const CSP: &str =
 /// The whole HTTP surface: `/api/v1/*` and the frontend.
 pub fn app(state: AppState) -> Router {
     let static_dir = state.static_dir.clone();
+    let state_for_host = state.clone();
     let https = state.auth.secure_cookies;
     let metrics = Router::new()
         .route("/metrics", axum::routing::get(metrics::serve))
@@ -111,6 +112,11 @@ pub fn app(state: AppState) -> Router {
             )
         }),
     };
+    // Outermost: a request by an unknown Host name reaches nothing.
+    router = router.layer(axum::middleware::from_fn_with_state(
+        state_for_host,
+        auth::check_host,
+    ));
     if https {
         // Served over TLS (here or by the proxy in front): browsers must never fall back to plain HTTP.
         router = router.layer(SetResponseHeaderLayer::overriding(

@@ -213,6 +213,7 @@ pub async fn act(
                 .map(str::trim)
                 .filter(|r| !r.is_empty());
             if let Some(r) = reason {
+                shared::params::check_plain_text(r).map_err(|m| AppError::field("override_reason", m))?;
                 if r.chars().count() < shared::params::MIN_OVERRIDE_REASON {
                     return Err(AppError::field(
                         "override_reason",

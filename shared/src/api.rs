@@ -659,10 +659,10 @@ impl CreateTokenRequest {
     pub fn checked(&self) -> Result<TokenSpec, (&'static str, String)> {
         let name = self.name.as_deref().map(str::trim).filter(|n| !n.is_empty());
         if let Some(n) = name {
-            if n.chars().count() > MAX_TOKEN_NAME || n.chars().any(char::is_control) {
+            if n.chars().count() > MAX_TOKEN_NAME || crate::params::check_plain_text(n).is_err() {
                 return Err((
                     "name",
-                    format!("at most {MAX_TOKEN_NAME} characters, no control characters"),
+                    format!("at most {MAX_TOKEN_NAME} characters, no control characters or direction marks"),
                 ));
             }
         }

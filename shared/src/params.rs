@@ -658,6 +658,28 @@ pub fn validate_alarm_name(raw: Option<&str>, field: &str, errors: &mut Validati
     Some(name.to_owned())
 }
 
+/// Refuses what free text people read (names, reasons, comments) must not hold: control characters,
+/// which fake lines in logs, CSV files and chat messages, and bidirectional controls, which make a
+/// text read otherwise than it is written. The error is a sentence about the field.
+pub fn check_plain_text(text: &str) -> Result<(), String> {
+    const BIDI: [char; 12] = [
+        '\u{061C}', '\u{200E}', '\u{200F}', '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}',
+        '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}',
+    ];
+    if text.chars().any(char::is_control) {
+        return Err(
+            "remove the control characters (line breaks, tabs and the like): write it on one line".into(),
+        );
+    }
+    if text.chars().any(|c| BIDI.contains(&c)) {
+        return Err(
+            "remove the invisible direction marks (U+202E and the like): they make text read otherwise than it is written"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
 /// The shortest override reason accepted: a reason, not a click-through.
 pub const MIN_OVERRIDE_REASON: usize = 10;
 
@@ -753,6 +775,10 @@ impl StartExecutionRequest {
         };
 
         let override_reason = match &self.override_gate {
+            Some(o) if check_plain_text(o.reason.trim()).is_err() => {
+                errors.push("override.reason", check_plain_text(o.reason.trim()).unwrap_err());
+                None
+            }
             Some(o) if o.reason.trim().chars().count() >= MIN_OVERRIDE_REASON => {
                 Some(o.reason.trim().to_owned())
             }

@@ -130,6 +130,8 @@ impl PlanRequest {
                 "name",
                 "required: 1 to 100 characters, such as \"IMDSv2 dev → prod\"",
             );
+        } else if let Err(m) = crate::params::check_plain_text(name) {
+            errors.push("name", m);
         }
         if self.waves.is_empty() || self.waves.len() > MAX_WAVES {
             errors.push("waves", format!("a plan has 1 to {MAX_WAVES} waves"));
@@ -147,6 +149,8 @@ impl PlanRequest {
                     format!("waves[{i}].name"),
                     "required: 1 to 60 characters, such as dev",
                 );
+            } else if let Err(m) = crate::params::check_plain_text(w.name.trim()) {
+                errors.push(format!("waves[{i}].name"), m);
             }
             if w.bake_minutes > MAX_BAKE_MINUTES {
                 errors.push(

@@ -235,6 +235,10 @@ impl SourceFixRequest {
         };
         let reason = match self.override_reason.as_deref().map(str::trim) {
             None | Some("") => None,
+            Some(r) if crate::params::check_plain_text(r).is_err() => {
+                errors.push("override_reason", crate::params::check_plain_text(r).unwrap_err());
+                None
+            }
             Some(r) if r.chars().count() >= MIN_OVERRIDE_REASON && r.chars().count() <= 1000 => {
                 Some(r.to_owned())
             }

@@ -297,9 +297,49 @@ async fn a_formula_in_a_reason_is_text_in_the_csv_export() {
     let col = headers.iter().position(|h| h == "override_reason").unwrap();
     let row = rows.records().next().unwrap().unwrap();
     assert_eq!(&row[col], format!("'{reason}"));
+    // Every cell is quoted, so a spreadsheet splitting on another separator still sees one cell.
+    assert!(
+        text.lines()
+            .next()
+            .unwrap()
+            .split(',')
+            .all(|h| h.starts_with('"') && h.ends_with('"')),
+        "{text}"
+    );
+
+    // A formula after a separator a spreadsheet might split on (here `;`) is neutralised too.
+    let other = app
+        .pick("us-east-1", |i| i["imdsv1_calls"].as_u64().unwrap_or(0) > 0)
+        .await
+        .into_iter()
+        .find(|i| *i != user)
+        .unwrap();
+    let sneaky = "reason ok;=cmd|' /C calc'!A0";
+    let (status, body) = app
+        .post(
+            "/executions",
+            &json!({"parameters": {"InstanceId": other}, "override": {"reason": sneaky}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let text = app
+        .http
+        .get(app.url("/audit?format=csv"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("reason ok;'=cmd|' /C calc'!A0"), "{text}");
+    assert!(!text.contains(";=cmd"), "{text}");
     let (_, json_export) = app.get("/audit").await;
-    assert_eq!(
-        json_export[0]["override_reason"], reason,
+    assert!(
+        json_export
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["override_reason"] == reason),
         "JSON keeps the exact text"
     );
 }

@@ -593,3 +593,132 @@ async fn a_plan_is_audited_when_made_and_starts_no_wave_for_a_disabled_person() 
     assert_eq!(plan.waves[1].status, shared::plans::WaveStatus::Pending);
     assert_eq!(app.sandbox.execution_ids().len(), 1, "only dev ran");
 }
+
+#[tokio::test]
+async fn a_request_by_a_host_name_the_console_was_not_told_is_refused() {
+    let app = spawn_app_with(AppOptions {
+        extra_args: vec!["--public-url".into(), "https://imds.example.test".into()],
+        ..AppOptions::default()
+    })
+    .await;
+    let health = |host: &'static str| {
+        reqwest::Client::new()
+            .get(app.url("/health"))
+            .header("host", host)
+            .send()
+    };
+    assert_eq!(health("rebound.evil.example").await.unwrap().status(), 421);
+    assert_eq!(health("imds.example.test").await.unwrap().status(), 200);
+    assert_eq!(health("localhost").await.unwrap().status(), 200);
+    // The tests' own requests go to 127.0.0.1:port.
+    assert_eq!(app.get("/health").await.0, 200);
+}
+
+#[tokio::test]
+async fn names_are_unique_in_any_case_and_text_holds_no_control_or_direction_characters() {
+    let app = spawn_app_with(AppOptions {
+        extra_args: vec![
+            "--trusted-proxy".into(),
+            "127.0.0.1".into(),
+            "--sso-group-role".into(),
+            "ops=operator".into(),
+        ],
+        ..AppOptions::default()
+    })
+    .await;
+    let (status, refused) = app
+        .post(
+            "/users",
+            &json!({"name": "ADMIN", "role": "viewer", "password": "a-long-password-1"}),
+        )
+        .await;
+    assert_eq!(status, 409, "{refused}");
+    // A sign-on name is held to the same rules as a built-in one.
+    let (status, _) = as_sso(&app, "eve smith", "ops", reqwest::Method::GET, "/auth/me", None).await;
+    assert_eq!(status, 401);
+    let (status, _) = as_sso(
+        &app,
+        "eve.smith@example.com",
+        "ops",
+        reqwest::Method::GET,
+        "/auth/me",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let id = app.quiet("us-east-1").await.remove(0);
+    for reason in ["fine\u{202e}txet desrever", "two\nlines of reason"] {
+        let (status, refused) = app
+            .post(
+                "/executions",
+                &json!({"parameters": {"InstanceId": id}, "override": {"reason": reason}}),
+            )
+            .await;
+        assert_eq!(status, 400, "{refused}");
+        let refused: ErrorBody = serde_json::from_value(refused).unwrap();
+        assert_eq!(refused.error.field.as_deref(), Some("override.reason"));
+    }
+    let (status, refused) = app
+        .post(
+            "/plans",
+            &json!({"name": "dev\u{2066} first", "halt": {"rejected_calls": 5}, "waves": [{
+                "name": "dev", "region": "us-east-1", "targets": {"tag": {"key": "Env", "value": "dev"}}}]}),
+        )
+        .await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(e2e::error_fields(&refused), ["name"]);
+    hold_every_start(&app).await;
+    let (_, held) = app
+        .post("/executions", &json!({"parameters": {"InstanceId": id}}))
+        .await;
+    let held: StartExecutionResponse = serde_json::from_value(held).unwrap();
+    let reviewer = Person::new(&app, "rev", "operator").await;
+    let (status, refused) = reviewer
+        .post(
+            &app,
+            &format!("/approvals/{}/reject", held.record_id),
+            &json!({"comment": "no\r\nadmin approved this"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["error"]["field"], "comment");
+}
+
+#[tokio::test]
+async fn a_lookup_of_an_unrecorded_run_asks_aws_only_for_someone_who_may_see_the_consoles_account() {
+    let ids = sandbox::account_ids(2);
+    let app = spawn_app_with(AppOptions {
+        accounts: 2,
+        ..AppOptions::default()
+    })
+    .await;
+    let (status, _) = app
+        .post(
+            "/users",
+            &json!({"name": "mem", "role": "operator", "password": "mem-password-123", "accounts": [ids[1]]}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let cookie = app.session("mem", "mem-password-123").await;
+    let since = e2e::now_ms();
+    let unknown = "0b5e1c9a-1111-4222-8333-944455566677";
+    for _ in 0..3 {
+        let resp = reqwest::Client::new()
+            .get(app.url(&format!("/executions/{unknown}")))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 404);
+    }
+    assert_eq!(
+        app.sandbox.count_calls("ssm:GetAutomationExecution", since),
+        0,
+        "nothing was asked of SSM in an account she may not see"
+    );
+    // The admin's lookup does ask (in the console's own account).
+    let (status, _) = app.get(&format!("/executions/{unknown}")).await;
+    assert_eq!(status, 404);
+    assert!(app.sandbox.count_calls("ssm:GetAutomationExecution", since) > 0);
+}

@@ -263,6 +263,21 @@ impl Store {
         let field = |m: String| AppError::field("name", m);
         check_user_name(name).map_err(field)?;
         check_password_rules(name, password).map_err(|m| AppError::field("password", m))?;
+        // Unique regardless of case: "Admin" beside "admin" would read as one person in the trail.
+        let taken: i64 = self
+            .db()
+            .query_one(
+                "SELECT COUNT(*) FROM users WHERE lower(name) = lower(?1)",
+                args![name],
+            )
+            .await?
+            .get(0)?;
+        if taken > 0 {
+            return Err(AppError::Conflict {
+                code: "UserExists".into(),
+                message: format!("a user named {name} (in any case) already exists"),
+            });
+        }
         let hash = hash_password_off_thread(password).await?;
         let n = self
             .db()

@@ -51,6 +51,10 @@ pub struct AuthConfig {
     /// The console's own origin (`https://imds.example.com`), which state-changing requests must come
     /// from. None: the scheme the console serves (https with TLS or secure cookies) and the Host asked for.
     pub public_origin: Option<String>,
+    /// Which Host names requests may use: None, any (listening on loopback without --public-url);
+    /// Some(name), that one (--public-url's) besides IP addresses and localhost; Some(None), IP
+    /// addresses and localhost only.
+    pub known_host: Option<Option<String>>,
 }
 
 impl AuthConfig {
@@ -95,6 +99,45 @@ fn refuse(status: StatusCode, code: &str, message: String) -> Response {
         },
     };
     (status, axum::Json(body)).into_response()
+}
+
+/// Whether a request's Host is one this console answers to (see [`AuthConfig::known_host`]).
+pub fn host_known(cfg: &AuthConfig, headers: &HeaderMap) -> bool {
+    let Some(known) = &cfg.known_host else {
+        return true;
+    };
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        // HTTP/1.0 without Host: nothing a browser sends.
+        return true;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => {
+            return v6
+                .split(']')
+                .next()
+                .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok())
+        }
+        None => host
+            .rsplit_once(':')
+            .map_or(host, |(h, _)| h)
+            .to_ascii_lowercase(),
+    };
+    name.parse::<std::net::Ipv4Addr>().is_ok()
+        || name == "localhost"
+        || known.as_deref() == Some(name.trim_end_matches('.'))
+}
+
+/// Refuses a request by a Host name the console was not told about (DNS rebinding).
+pub async fn check_host(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if host_known(&state.auth, req.headers()) {
+        return next.run(req).await;
+    }
+    refuse(
+        StatusCode::MISDIRECTED_REQUEST,
+        "UnknownHost",
+        "this console answers to its IP addresses and to the name given with --public-url; start it with --public-url https://<name> to use a name"
+            .into(),
+    )
 }
 
 /// Every value of cookie `name` the request carries.
@@ -282,6 +325,12 @@ fn sso_identity<'g>(
     user: String,
     groups: impl Iterator<Item = &'g str>,
 ) -> Option<Identity> {
+    // A sign-on name is held to the rules of built-in names (it is written to the audit trail, runs and
+    // approvals): one that breaks them signs nobody in.
+    if let Err(why) = accounts::check_user_name(&user) {
+        tracing::warn!(error = %why, "refused a sign-on user name");
+        return None;
+    }
     // Each mapped group grants its role in its accounts (every account when the group has no list);
     // the role in an account is the highest grant covering it, so an unlimited viewer group does not
     // lift another group's account limit on operating.
@@ -671,6 +720,31 @@ mod tests {
             HeaderValue::from_static("https://imds.example.com:8443"),
         );
         assert!(!same_origin(&public, &h));
+    }
+
+    #[test]
+    fn a_console_beyond_loopback_answers_only_to_its_addresses_localhost_and_its_public_name() {
+        let with_host = |h: &'static str| {
+            let mut m = HeaderMap::new();
+            m.insert(header::HOST, HeaderValue::from_static(h));
+            m
+        };
+        let any = config();
+        assert!(host_known(&any, &with_host("rebound.evil.example:8080")));
+        let bare = AuthConfig {
+            known_host: Some(None),
+            ..config()
+        };
+        for ok in ["10.0.0.5:8080", "[fd00::5]:8080", "localhost:8080", "127.0.0.1"] {
+            assert!(host_known(&bare, &with_host(ok)), "{ok}");
+        }
+        assert!(!host_known(&bare, &with_host("rebound.evil.example:8080")));
+        let named = AuthConfig {
+            known_host: Some(Some("imds.example.com".into())),
+            ..config()
+        };
+        assert!(host_known(&named, &with_host("IMDS.example.com")));
+        assert!(!host_known(&named, &with_host("imds.example.com.evil.example")));
     }
 
     #[test]

@@ -98,7 +98,10 @@ fn to_csv<T: serde::Serialize>(records: &[T]) -> Result<Vec<u8>, csv::Error> {
     let mut rows = csv::ReaderBuilder::new()
         .has_headers(false)
         .from_reader(plain.as_slice());
-    let mut out = csv::Writer::from_writer(Vec::new());
+    // Every cell quoted: a spreadsheet then takes each as one text cell, whatever its separator.
+    let mut out = csv::WriterBuilder::new()
+        .quote_style(csv::QuoteStyle::Always)
+        .from_writer(Vec::new());
     for row in rows.records() {
         let row = row?;
         out.write_record(row.iter().map(|cell| neutralise_cell(cell).into_owned()))?;
@@ -106,11 +109,27 @@ fn to_csv<T: serde::Serialize>(records: &[T]) -> Result<Vec<u8>, csv::Error> {
     out.into_inner().map_err(|e| e.into_error().into())
 }
 
-/// OWASP's advice against CSV injection: a cell that begins with `=`, `+`, `-`, `@`, a tab or a
-/// carriage return is prefixed with `'`, so a spreadsheet shows it as text instead of running it.
+/// OWASP's advice against CSV injection: a formula start (`=`, `+`, `-`, `@`, a tab or a carriage
+/// return) at the beginning of a cell is prefixed with `'`, so a spreadsheet shows it as text instead
+/// of running it. So is one after any separator a spreadsheet might split on (`,` `;` `|`, a tab or a
+/// line break): a reader set to another separator than ours would otherwise start a cell there
+/// (`ok;=cmd|' /C calc'!A0`).
 fn neutralise_cell(cell: &str) -> std::borrow::Cow<'_, str> {
-    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{cell}").into()
+    const FORMULA: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+    const SEPARATOR: [char; 6] = [',', ';', '|', '\t', '\n', '\r'];
+    let mut out = String::with_capacity(cell.len() + 2);
+    let mut after_separator = true;
+    let mut changed = false;
+    for c in cell.chars() {
+        if after_separator && FORMULA.contains(&c) {
+            out.push('\'');
+            changed = true;
+        }
+        after_separator = SEPARATOR.contains(&c);
+        out.push(c);
+    }
+    if changed {
+        out.into()
     } else {
         cell.into()
     }
@@ -128,5 +147,11 @@ mod tests {
         for ok in ["Reviewed", "2026-11-27T10:00:00Z", "", "i-0123"] {
             assert_eq!(neutralise_cell(ok), ok);
         }
+        assert_eq!(
+            neutralise_cell("reason ok;=cmd|' /C calc'!A0"),
+            "reason ok;'=cmd|' /C calc'!A0"
+        );
+        assert_eq!(neutralise_cell("a,@SUM(1)|+2"), "a,'@SUM(1)|'+2");
+        assert_eq!(neutralise_cell("line\n-1"), "line\n'-1");
     }
 }
