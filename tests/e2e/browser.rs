@@ -429,7 +429,10 @@ async fn a_person_enforces_imdsv2_in_the_browser_and_follows_it_live() {
         .as_str()
         .unwrap()
         .to_owned();
-    assert!(csv.starts_with("record_id,") && csv.contains(&started), "{csv}");
+    assert!(
+        csv.starts_with("\"record_id\",") && csv.contains(&started),
+        "{csv}"
+    );
 
     // The fleet now shows the instance as compliant.
     app.refresh_fleet().await;
@@ -744,7 +747,8 @@ async fn an_admin_checks_aws_permissions_on_the_admin_page_and_sees_what_to_fix(
     wait_text(c, "tr[data-user='dora']", |t| t.contains("disabled")).await;
 
     // A token has a name and an expiry, is shown once with a copy button, and is listed by name.
-    type_into(c, "#token-user", "admin").await;
+    // Tokens are one's own: the form says whose, and asks no user.
+    wait_text(c, "[data-testid=token-owner]", |t| t.contains("admin")).await;
     type_into(c, "#token-name", "Nightly report").await;
     click(c, "#token-days option[value='30']").await;
     click(c, "#create-token").await;

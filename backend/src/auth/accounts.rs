@@ -77,6 +77,20 @@ pub fn check_user_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// A sign-on user name: 1 to 64 characters as the identity provider writes it (a directory's
+/// `DOMAIN\name`, spaces and apostrophes included), with no control characters or direction marks
+/// and no blank at either end.
+pub fn check_sso_name(name: &str) -> Result<(), String> {
+    let length_ok = (1..=64).contains(&name.chars().count()) && name.trim() == name;
+    if !length_ok {
+        return Err(format!(
+            "the sign-on name \"{}\" is not 1 to 64 characters without blanks at its ends",
+            name.chars().take(80).collect::<String>()
+        ));
+    }
+    shared::params::check_plain_text(name).map_err(|m| format!("the sign-on name: {m}"))
+}
+
 /// Who a request is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -214,7 +228,7 @@ impl Store {
         let n = self
             .db()
             .execute(
-                "UPDATE users SET accounts = ?2 WHERE name = ?1 AND (?2 IS NULL OR role <> 'admin')",
+                "UPDATE users SET accounts = ?2 WHERE name = ?1 AND (CAST(?2 AS TEXT) IS NULL OR role <> 'admin')",
                 args![name, value],
             )
             .await?;

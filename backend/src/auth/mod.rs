@@ -325,9 +325,10 @@ fn sso_identity<'g>(
     user: String,
     groups: impl Iterator<Item = &'g str>,
 ) -> Option<Identity> {
-    // A sign-on name is held to the rules of built-in names (it is written to the audit trail, runs and
-    // approvals): one that breaks them signs nobody in.
-    if let Err(why) = accounts::check_user_name(&user) {
+    // A sign-on name is held to the length of built-in names and refuses what no name should hold (it is
+    // written to the audit trail, runs, approvals and CSV files): one that breaks the rules signs nobody
+    // in. Directory names keep their form (`CORP\jane O'Brien`).
+    if let Err(why) = accounts::check_sso_name(&user) {
         tracing::warn!(error = %why, "refused a sign-on user name");
         return None;
     }

@@ -65,7 +65,7 @@ pub fn AdminPage() -> impl IntoView {
         disable.dispatch(to_disable.get_untracked());
     });
     let me = crate::session::use_session().me;
-    let (token_user, token_role) = (RwSignal::new(String::new()), RwSignal::new(String::new()));
+    let token_role = RwSignal::new(String::new());
     let (token_name, token_days) = (RwSignal::new(String::new()), RwSignal::new("90".to_owned()));
     let create = Action::new_local(|req: &CreateTokenRequest| {
         let req = req.clone();
@@ -101,8 +101,9 @@ pub fn AdminPage() -> impl IntoView {
     let create_token = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let r = token_role.get_untracked();
+        // A token acts as its owner, so it is always the signed-in person's own.
         create.dispatch(CreateTokenRequest {
-            user: token_user.get_untracked(),
+            user: me.get_untracked().map(|m| m.name).unwrap_or_default(),
             role: (!r.is_empty()).then(|| role_of(&r)),
             name: Some(token_name.get_untracked()),
             expires_in_days: token_days.get_untracked().parse().ok(),
@@ -174,7 +175,7 @@ pub fn AdminPage() -> impl IntoView {
         <section class="card">
             <h1>"API tokens"</h1>
             <form class="filters" on:submit=create_token aria-label="Create a token">
-                <label for="token-user">"User"<input id="token-user" prop:value=move || token_user.get() on:input=move |ev| token_user.set(event_target_value(&ev))/></label>
+                <span class="help" data-testid="token-owner">{move || format!("Your own token, as {}", me.get().map(|m| m.name).unwrap_or_default())}</span>
                 <label for="token-role">"Role"
                     <select id="token-role" on:change=move |ev| token_role.set(event_target_value(&ev))>
                         <option value="">"the user's role"</option>
