@@ -464,17 +464,15 @@ impl ServeArgs {
                 ),
                 None => None,
             },
-            // Listening beyond loopback without --public-url, a request by a name the console was not
-            // told (a rebound DNS name) is refused; addresses and localhost always answer.
-            known_host: match (&self.public_url, self.listen.ip().is_loopback()) {
-                (Some(url), _) => Some(
-                    url::Url::parse(url)
-                        .ok()
-                        .and_then(|u| u.host_str().map(str::to_ascii_lowercase)),
-                ),
-                (None, false) => Some(None),
-                (None, true) => None,
-            },
+            // A request by a name the console was not told (a rebound DNS name) is refused, on loopback
+            // too (a page in any browser on the host could otherwise reach it, with a trusted proxy's
+            // headers); addresses and localhost always answer.
+            known_host: Some(
+                self.public_url
+                    .as_deref()
+                    .and_then(|url| url::Url::parse(url).ok())
+                    .and_then(|u| u.host_str().map(str::to_ascii_lowercase)),
+            ),
         })
     }
 }

@@ -51,11 +51,14 @@ impl Destinations {
             Some(url::Host::Ipv6(ip)) => self.check_ip(IpAddr::V6(ip)).map(|()| url),
             Some(url::Host::Domain(name)) => {
                 let name = name.trim_end_matches('.').to_ascii_lowercase();
-                if name == "localhost" || name.ends_with(".localhost") {
+                let loopback_allowed = self.permits(IpAddr::V4(Ipv4Addr::LOCALHOST))
+                    || self.permits(IpAddr::V6(Ipv6Addr::LOCALHOST));
+                if (name == "localhost" || name.ends_with(".localhost")) && !loopback_allowed {
                     Err(format!(
                         "{name} is this machine; webhooks go to other hosts (or allow it with --webhook-allow 127.0.0.1)"
                     ))
                 } else {
+                    // Other names are checked where they are resolved, at every delivery.
                     Ok(url)
                 }
             }
@@ -79,6 +82,9 @@ impl Destinations {
         reqwest::Client::builder()
             .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy would resolve and connect for us, past the checked resolver: webhooks go direct
+            // (HTTP_PROXY and friends are for AWS).
+            .no_proxy()
             .dns_resolver(Arc::new(CheckedResolver(self.clone())))
             .build()
     }
@@ -132,8 +138,13 @@ fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
     if s[..6].iter().all(|&x| x == 0) && !(s[6] == 0 && s[7] <= 1) {
         return Some(tail);
     }
-    // NAT64 (64:ff9b::/96).
-    if s[0] == 0x64 && s[1] == 0xff9b && s[2..6].iter().all(|&x| x == 0) {
+    // IPv4-translated (::ffff:0:a.b.c.d).
+    if s[..4].iter().all(|&x| x == 0) && s[4] == 0xffff && s[5] == 0 {
+        return Some(tail);
+    }
+    // NAT64, well-known (64:ff9b::/96) and local-use (64:ff9b:1::/48, the address in the last 32 bits
+    // as RFC 6052 places it for a /96 and commonly for a /48).
+    if s[0] == 0x64 && s[1] == 0xff9b && (s[2..6].iter().all(|&x| x == 0) || s[2] == 1) {
         return Some(tail);
     }
     // 6to4 (2002:a.b.c.d::/48).
@@ -169,6 +180,8 @@ fn kind(ip: IpAddr) -> &'static str {
                 "multicast or reserved"
             } else if a.is_documentation() || (x == 198 && (18..20).contains(&y)) {
                 "documentation or benchmarking"
+            } else if x == 192 && y == 88 && a.octets()[2] == 99 {
+                "multicast or reserved"
             } else {
                 "public"
             }
@@ -187,6 +200,11 @@ fn kind(ip: IpAddr) -> &'static str {
                 "multicast or reserved"
             } else if s0 == 0x2001 && a.segments()[1] == 0x0db8 {
                 "documentation or benchmarking"
+            } else if s0 == 0x2001 && a.segments()[1] == 0 {
+                // Teredo carries an IPv4 address (obscured) and reaches it through a relay.
+                "tunnelled (Teredo)"
+            } else if s0 == 0x0100 && a.segments()[1..4].iter().all(|&x| x == 0) {
+                "discard-only"
             } else {
                 "public"
             }
@@ -224,6 +242,11 @@ mod tests {
             "http://api.localhost/",
             "http://224.0.0.1/",
             "http://255.255.255.255/",
+            "http://[64:ff9b:1::a9fe:a9fe]/",
+            "http://[::ffff:0:a9fe:a9fe]/",
+            "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/",
+            "http://[100::1]/",
+            "http://192.88.99.1/",
         ] {
             assert!(d.check_url(url).is_err(), "{url} must be refused");
         }
@@ -244,6 +267,10 @@ mod tests {
         assert!(d.check_url("http://127.0.0.1:9000/hook").is_ok());
         assert!(d.check_url("http://[::ffff:127.0.0.1]:9000/hook").is_ok());
         assert!(d.check_url("http://169.254.169.254/").is_err());
+        assert!(
+            d.check_url("http://localhost:9000/hook").is_ok(),
+            "localhost is loopback, allowed"
+        );
         assert!(d.permits("127.0.0.1".parse().unwrap()));
         assert!(!d.permits("10.0.0.1".parse().unwrap()));
     }

@@ -101,6 +101,7 @@ async fn record_foreign(
             status: ex.status.clone(),
             parent_execution_id: None,
             account: String::new(),
+            accounts: Vec::new(),
         });
     }
     Ok(())
@@ -162,6 +163,7 @@ pub async fn refresh(state: &AppState, run: &RunRow) -> Result<ExecutionDetail, 
                     status: child.status.clone(),
                     parent_execution_id: Some(execution_id.to_owned()),
                     account: run.account.clone(),
+                    accounts: crate::store::span_accounts(run.span.as_deref()),
                 });
             }
         }
@@ -190,6 +192,7 @@ pub async fn refresh(state: &AppState, run: &RunRow) -> Result<ExecutionDetail, 
             status: ex.status.clone(),
             parent_execution_id: ex.parent_id.clone(),
             account: run.account.clone(),
+            accounts: crate::store::span_accounts(run.span.as_deref()),
         });
     }
     if status_changed && ex.status.is_terminal() && ex.parent_id.is_none() {

@@ -76,18 +76,21 @@ fn format_name(f: WebhookFormat) -> &'static str {
     }
 }
 
-/// The URL as admins see it: scheme, host and port; Slack's paths carry the secret.
+/// The URL as admins see it: scheme, host and port as the URL parser reads them (the address the
+/// console connects to, `\` read as `/`); Slack's paths carry the secret.
 fn shown(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
-            if rest.len() > host.len() {
-                format!("{scheme}://{host}/…")
+    match url::Url::parse(url.trim()) {
+        Ok(u) => {
+            let host = u.host_str().unwrap_or_default();
+            let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+            let rest = if u.path() == "/" && u.query().is_none() {
+                ""
             } else {
-                format!("{scheme}://{host}")
-            }
+                "/…"
+            };
+            format!("{}://{host}{port}{rest}", u.scheme())
         }
-        None => "…".to_owned(),
+        Err(_) => "…".to_owned(),
     }
 }
 
@@ -225,5 +228,10 @@ mod tests {
             "https://hooks.slack.com/…"
         );
         assert_eq!(shown("http://127.0.0.1:9000"), "http://127.0.0.1:9000");
+        assert_eq!(
+            shown("https://hooks.slack.com\\services\\T000\\B000\\SECRET"),
+            "https://hooks.slack.com/…",
+            "a backslash is a slash to the URL parser"
+        );
     }
 }

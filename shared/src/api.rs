@@ -471,6 +471,10 @@ pub struct ExecutionEvent {
     /// The account the run acts in ('' for the console's own): a stream shows only the caller's.
     #[serde(default)]
     pub account: String,
+    /// Every account a run across accounts acts in (empty for a run in one account): a stream shows
+    /// such a run only to someone who may see all of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accounts: Vec<String>,
 }
 
 /// One run in the audit export (`GET /api/v1/audit?format=json|csv`): flat, so CSV holds it whole.

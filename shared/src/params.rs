@@ -666,10 +666,24 @@ pub fn check_plain_text(text: &str) -> Result<(), String> {
         '\u{061C}', '\u{200E}', '\u{200F}', '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}',
         '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}',
     ];
-    if text.chars().any(char::is_control) {
+    // Line and paragraph separators break lines like a control character; the others are invisible
+    // (zero-width spaces and joiners, word joiner and invisible operators, byte-order mark, soft
+    // hyphen, Mongolian vowel separator) and can hide or split words.
+    let hides = |c: char| {
+        matches!(c, '\u{00AD}' | '\u{180E}' | '\u{FEFF}')
+            || ('\u{200B}'..='\u{200D}').contains(&c)
+            || ('\u{2060}'..='\u{2064}').contains(&c)
+    };
+    if text
+        .chars()
+        .any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))
+    {
         return Err(
             "remove the control characters (line breaks, tabs and the like): write it on one line".into(),
         );
+    }
+    if text.chars().any(hides) {
+        return Err("remove the invisible characters (zero-width spaces, joiners and the like)".into());
     }
     if text.chars().any(|c| BIDI.contains(&c)) {
         return Err(

@@ -530,7 +530,8 @@ async fn an_account_scoped_operator_sees_only_its_accounts_and_is_refused_change
     let (status, refused) = as_olga_post(format!("/executions/{hub_run}/rollback"), json!({})).await;
     assert_eq!(
         (status, refused["error"]["code"].clone()),
-        (403, json!("AccountNotAllowed"))
+        (404, json!("NotFound")),
+        "a run she may not see does not exist for her"
     );
     // Her live stream carries her runs, not the console account's.
     let mut stream = client

@@ -67,6 +67,7 @@ fn new_run<'a>(token: &'a str, instances: &'a [String], params: &'a serde_json::
         prior_options: None,
         rollback_of: None,
         plan_wave: None,
+        span: None,
         approval: None,
     }
 }
@@ -282,13 +283,54 @@ async fn history_pages_newest_first_and_filters_by_status_instance_account_and_t
         .len(),
         7
     );
-    let (runs, instances, people) = store.started_since("2000-01-01T00:00:00Z", None).await.unwrap();
+    let (runs, instances, people) = store
+        .started_since("2000-01-01T00:00:00Z", None, None)
+        .await
+        .unwrap();
     assert_eq!((runs, instances, people), (7, 7, vec!["alice".to_owned()]));
     let (runs, _, _) = store
-        .started_since("2000-01-01T00:00:00Z", Some(&[String::new()]))
+        .started_since("2000-01-01T00:00:00Z", Some(&[String::new()]), None)
         .await
         .unwrap();
     assert_eq!(runs, 4);
+
+    // A run across accounts shows only within a scope that holds every account it acts in.
+    let hub = "123456789012".to_owned();
+    let (member, other) = ("200000000001".to_owned(), "200000000002".to_owned());
+    let params = serde_json::json!({});
+    let ids = ["i-0aaaaaaaaaaaaaaa1".to_owned()];
+    let across = store
+        .record_start(&NewRun {
+            span: Some(",123456789012,200000000001,200000000002,"),
+            ..new_run("across-accounts", &ids, &params)
+        })
+        .await
+        .unwrap();
+    let across_id = "acc0acc0-0000-4000-8000-000000000001";
+    store.set_execution_id(across, across_id).await.unwrap();
+    let listed = |within: Vec<String>| {
+        let store = store.clone();
+        async move {
+            let filter = HistoryFilter {
+                accounts: Some(vec![String::new()]),
+                within: Some(within),
+                limit: 100,
+                ..HistoryFilter::default()
+            };
+            store
+                .history(&filter)
+                .await
+                .unwrap()
+                .0
+                .iter()
+                .any(|r| r.execution_id == across_id)
+        }
+    };
+    assert!(
+        !listed(vec![hub.clone(), member.clone()]).await,
+        "one of its accounts is not theirs"
+    );
+    assert!(listed(vec![hub.clone(), member.clone(), other.clone()]).await);
 }
 
 async fn a_rate_control_run_keeps_its_children_once_each(store: Store) {

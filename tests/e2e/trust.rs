@@ -608,6 +608,15 @@ async fn a_request_by_a_host_name_the_console_was_not_told_is_refused() {
             .send()
     };
     assert_eq!(health("rebound.evil.example").await.unwrap().status(), 421);
+    // Without --public-url, on loopback too, only addresses and localhost answer.
+    let plain = e2e::spawn_app().await;
+    let resp = reqwest::Client::new()
+        .get(plain.url("/health"))
+        .header("host", "rebound.evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 421);
     assert_eq!(health("imds.example.test").await.unwrap().status(), 200);
     assert_eq!(health("localhost").await.unwrap().status(), 200);
     // The tests' own requests go to 127.0.0.1:port.
@@ -651,7 +660,12 @@ async fn names_are_unique_in_any_case_and_text_holds_no_control_or_direction_cha
     assert_eq!(status, 200);
 
     let id = app.quiet("us-east-1").await.remove(0);
-    for reason in ["fine\u{202e}txet desrever", "two\nlines of reason"] {
+    for reason in [
+        "fine\u{202e}txet desrever",
+        "two\nlines of reason",
+        "reason long\u{2028}=HYPERLINK(1)",
+        "reason long\u{200b}\u{2060}\u{feff} hidden",
+    ] {
         let (status, refused) = app
             .post(
                 "/executions",
@@ -724,4 +738,54 @@ async fn a_lookup_of_an_unrecorded_run_asks_aws_only_for_someone_who_may_see_the
     let (status, _) = app.get(&format!("/executions/{unknown}")).await;
     assert_eq!(status, 404);
     assert!(app.sandbox.count_calls("ssm:GetAutomationExecution", since) > 0);
+}
+
+#[tokio::test]
+async fn a_rollback_is_judged_as_a_whole_not_place_by_place() {
+    let ids = sandbox::account_ids(2);
+    let app = spawn_app_with(AppOptions {
+        fleet: 120,
+        accounts: 2,
+        ..AppOptions::default()
+    })
+    .await;
+    // A run across two accounts, before any approval policy.
+    let (status, body) = app
+        .post(
+            "/executions",
+            &json!({"parameters": {"EnforceIMDSv2": "required"},
+                    "rate_control": {"targets": {"tag": {"key": "Env", "value": "dev"}}, "max_concurrency": "10", "max_errors": "100%"},
+                    "target_locations": [{"accounts": [ids[0], ids[1]], "regions": ["us-east-1"]}],
+                    "override": {"reason": "the dev teams signed off on this"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let run: StartExecutionResponse = serde_json::from_value(body).unwrap();
+    let run = run.execution_id.unwrap();
+    app.wait_done(&run, Duration::from_secs(60)).await;
+    let (status, preview) = app
+        .post(&format!("/executions/{run}/rollback/preview"), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{preview}");
+    let preview: shared::api::RollbackPreview = serde_json::from_value(preview).unwrap();
+    assert!(preview.runs >= 2, "one rollback start per account: {preview:?}");
+    let total = preview.targets.len();
+    // The policy holds runs on more instances than any one account has, fewer than all.
+    let resp = app
+        .http
+        .put(app.url("/approval-policy"))
+        .json(&json!({"more_than_instances": total - 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let otto = Person::new(&app, "otto", "operator").await;
+    let sent_before = app.sandbox.execution_ids().len();
+    let (status, reply) = otto
+        .post(&app, &format!("/executions/{run}/rollback"), &json!({}))
+        .await;
+    assert_eq!(status, 201, "{reply}");
+    let reply: shared::api::RollbackResponse = serde_json::from_value(reply).unwrap();
+    assert!(reply.execution_ids.is_empty(), "{reply:?}");
+    assert_eq!(app.sandbox.execution_ids().len(), sent_before, "nothing was sent");
 }

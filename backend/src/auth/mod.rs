@@ -51,9 +51,8 @@ pub struct AuthConfig {
     /// The console's own origin (`https://imds.example.com`), which state-changing requests must come
     /// from. None: the scheme the console serves (https with TLS or secure cookies) and the Host asked for.
     pub public_origin: Option<String>,
-    /// Which Host names requests may use: None, any (listening on loopback without --public-url);
-    /// Some(name), that one (--public-url's) besides IP addresses and localhost; Some(None), IP
-    /// addresses and localhost only.
+    /// Which Host names requests may use: Some(name), that one (--public-url's) besides IP addresses
+    /// and localhost; Some(None), IP addresses and localhost only; None, any (tests of other parts).
     pub known_host: Option<Option<String>>,
 }
 
@@ -102,13 +101,18 @@ fn refuse(status: StatusCode, code: &str, message: String) -> Response {
 }
 
 /// Whether a request's Host is one this console answers to (see [`AuthConfig::known_host`]).
-pub fn host_known(cfg: &AuthConfig, headers: &HeaderMap) -> bool {
+pub fn host_known(cfg: &AuthConfig, uri: &axum::http::Uri, headers: &HeaderMap) -> bool {
     let Some(known) = &cfg.known_host else {
         return true;
     };
-    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
-        // HTTP/1.0 without Host: nothing a browser sends.
-        return true;
+    // HTTP/2 names the host in the request's authority; HTTP/1.1 in Host. A request naming none is
+    // refused: every browser names one.
+    let Some(host) = uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()))
+    else {
+        return false;
     };
     let name = match host.strip_prefix('[') {
         Some(v6) => {
@@ -129,7 +133,7 @@ pub fn host_known(cfg: &AuthConfig, headers: &HeaderMap) -> bool {
 
 /// Refuses a request by a Host name the console was not told about (DNS rebinding).
 pub async fn check_host(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if host_known(&state.auth, req.headers()) {
+    if host_known(&state.auth, req.uri(), req.headers()) {
         return next.run(req).await;
     }
     refuse(
@@ -730,22 +734,28 @@ mod tests {
             m.insert(header::HOST, HeaderValue::from_static(h));
             m
         };
+        let path: axum::http::Uri = "/api/v1/health".parse().unwrap();
+        let known = |cfg: &AuthConfig, h: &HeaderMap| host_known(cfg, &path, h);
         let any = config();
-        assert!(host_known(&any, &with_host("rebound.evil.example:8080")));
+        assert!(known(&any, &with_host("rebound.evil.example:8080")));
         let bare = AuthConfig {
             known_host: Some(None),
             ..config()
         };
         for ok in ["10.0.0.5:8080", "[fd00::5]:8080", "localhost:8080", "127.0.0.1"] {
-            assert!(host_known(&bare, &with_host(ok)), "{ok}");
+            assert!(known(&bare, &with_host(ok)), "{ok}");
         }
-        assert!(!host_known(&bare, &with_host("rebound.evil.example:8080")));
+        assert!(!known(&bare, &with_host("rebound.evil.example:8080")));
         let named = AuthConfig {
             known_host: Some(Some("imds.example.com".into())),
             ..config()
         };
-        assert!(host_known(&named, &with_host("IMDS.example.com")));
-        assert!(!host_known(&named, &with_host("imds.example.com.evil.example")));
+        assert!(known(&named, &with_host("IMDS.example.com")));
+        assert!(!known(&named, &with_host("imds.example.com.evil.example")));
+        // HTTP/2's authority counts as the host; a request naming no host is refused.
+        let h2: axum::http::Uri = "http://rebound.evil.example:8080/api/v1/health".parse().unwrap();
+        assert!(!host_known(&bare, &h2, &HeaderMap::new()));
+        assert!(!host_known(&bare, &path, &HeaderMap::new()));
     }
 
     #[test]

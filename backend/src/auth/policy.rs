@@ -217,6 +217,11 @@ impl AccountScope {
             .is_none_or(|ids| ids.iter().any(|a| a == account))
     }
 
+    /// Whether a run recorded in `account`, acting across the accounts of `span`, is within the scope.
+    pub fn allows_run(&self, account: &str, span: Option<&str>) -> bool {
+        self.allows(account) && crate::store::span_within(span, self.allowed.as_deref())
+    }
+
     /// The accounts as runs record them ('' for the hub), for store queries; None: every account.
     pub fn as_recorded(&self) -> Option<Vec<String>> {
         self.allowed.as_ref().map(|ids| {
@@ -399,8 +404,10 @@ pub async fn check_accounts(
         }
     };
     if let Some(outside) = wanted.iter().find(|a| !may(a)) {
-        if read {
-            // Outside the caller's accounts, an object does not exist for them.
+        // Outside the caller's accounts, an object does not exist for them: a read of it, or a change
+        // to one they may not even see, is a 404, so neither its existence nor its accounts show.
+        let unseen = named.is_some() && wanted.iter().any(|a| !scope.allows(a));
+        if read || unseen {
             return Err(not_found(rule, named.as_deref().unwrap_or_default()));
         }
         let outside = if outside.is_empty() { &hub } else { outside };

@@ -54,6 +54,7 @@ async fn export(
         until: super::executions::normalise_time("until", q.until.as_deref())?,
         limit: EXPORT_LIMIT,
         accounts: scope.as_recorded(),
+        within: scope.allowed.clone(),
         ..HistoryFilter::default()
     };
     let hub = crate::routes::identity::resolve(&state).await?.account;
@@ -125,7 +126,8 @@ fn neutralise_cell(cell: &str) -> std::borrow::Cow<'_, str> {
             out.push('\'');
             changed = true;
         }
-        after_separator = SEPARATOR.contains(&c);
+        // Spaces and quotes a spreadsheet trims or drops while splitting keep the cell's start open.
+        after_separator = SEPARATOR.contains(&c) || (after_separator && matches!(c, ' ' | '"' | '\''));
         out.push(c);
     }
     if changed {
@@ -153,5 +155,7 @@ mod tests {
         );
         assert_eq!(neutralise_cell("a,@SUM(1)|+2"), "a,'@SUM(1)|'+2");
         assert_eq!(neutralise_cell("line\n-1"), "line\n'-1");
+        assert_eq!(neutralise_cell("ok; =cmd"), "ok; '=cmd");
+        assert_eq!(neutralise_cell("ok;\"=cmd|x\""), "ok;\"'=cmd|x\"");
     }
 }

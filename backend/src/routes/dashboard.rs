@@ -47,13 +47,16 @@ async fn dashboard(
         .collect();
     let midnight = format!("{}T00:00:00.000Z", state.store.clock.day(0));
     let recorded = scope.as_recorded();
-    let (runs, instances, people) = state.store.started_since(&midnight, recorded.as_deref()).await?;
+    let (runs, instances, people) = state
+        .store
+        .started_since(&midnight, recorded.as_deref(), scope.allowed.as_deref())
+        .await?;
     let in_flight = state
         .store
         .in_flight()
         .await?
         .iter()
-        .filter(|r| scope.allows(&r.account))
+        .filter(|r| scope.allows_run(&r.account, r.span.as_deref()))
         .map(RunRow::summary)
         .collect();
     Ok(Json(Dashboard {

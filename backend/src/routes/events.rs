@@ -81,7 +81,7 @@ impl Feed {
             tokio::select! {
                 biased;
                 got = self.rx.recv() => return match got {
-                    Ok((_, ev)) if !self.scope.allows(&ev.account) => continue,
+                    Ok((_, ev)) if !sees(&self.scope, &ev) => continue,
                     Ok((id, ev)) => Some(to_event(id, &ev)),
                     // A slow client missed some events: tell it to reload everything.
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
@@ -116,6 +116,12 @@ impl Feed {
     }
 }
 
+/// Whether a stream within `scope` shows an event: its run's account and, for a run across accounts,
+/// every account it acts in.
+fn sees(scope: &AccountScope, ev: &shared::api::ExecutionEvent) -> bool {
+    scope.allows(&ev.account) && ev.accounts.iter().all(|a| scope.allows(a))
+}
+
 /// `?after=N`: start after event N (the number a session was read with).
 #[derive(serde::Deserialize, schemars::JsonSchema)]
 struct After {
@@ -142,7 +148,7 @@ async fn events(
         .cloned()
         .unwrap_or_default();
     let (replay, rx) = state.events.subscribe(last);
-    let replay = replay.into_iter().filter(|(_, ev)| scope.allows(&ev.account));
+    let replay = replay.into_iter().filter(|(_, ev)| sees(&scope, ev));
     let replay = stream::iter(replay.map(|(id, ev)| Ok(to_event(id, &ev))).collect::<Vec<_>>());
     let mut recheck = tokio::time::interval(RECHECK_EVERY);
     recheck.reset();

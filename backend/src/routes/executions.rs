@@ -287,6 +287,7 @@ async fn list(
         cursor,
         limit,
         accounts: scope.as_recorded(),
+        within: scope.allowed.clone(),
     };
     let (rows, next) = state.store.history(&filter).await?;
     Ok(Json(ExecutionPage {
@@ -428,6 +429,7 @@ async fn foreign_detail(state: &AppState, id: &str) -> Result<ExecutionDetail, A
                     prior_options: None,
                     rollback_of: None,
                     rolled_back_by: None,
+                    span: None,
                 };
                 return Ok(runs::detail_of(&row, &ex));
             }

@@ -163,6 +163,7 @@ pub async fn stop(state: &AppState, row: &RunRow, who: &str) -> Result<(), AppEr
         status: "Cancelling".into(),
         parent_execution_id: row.parent_execution_id.clone(),
         account: row.account.clone(),
+        accounts: crate::store::span_accounts(row.span.as_deref()),
     });
     Ok(())
 }
@@ -199,11 +200,13 @@ async fn settle(state: &AppState, record_id: i64, account: &str, execution_id: &
     if let Some(reverted) = state.store.rollback_of(record_id).await? {
         state.store.add_rolled_back_by(&reverted, execution_id).await?;
     }
+    let span = state.store.span_of(record_id).await?;
     state.events.publish(shared::api::ExecutionEvent {
         execution_id: execution_id.to_owned(),
         status: RunStatus::InProgress,
         parent_execution_id: None,
         account: account.to_owned(),
+        accounts: crate::store::span_accounts(span.as_deref()),
     });
     Ok(())
 }
@@ -290,6 +293,24 @@ async fn record(
         })
         .collect();
     let instance_ids: Vec<String> = targets.iter().map(|i| i.instance_id.clone()).collect();
+    // A run across accounts acts in every account and unit of its locations and of its targets.
+    let span = (!plan.target_locations.is_empty()).then(|| {
+        let mut all: Vec<String> = plan
+            .target_locations
+            .iter()
+            .flat_map(|l| {
+                l.accounts
+                    .iter()
+                    .map(|a| a.as_str().to_owned())
+                    .chain(l.units.iter().map(|u| u.as_str().to_owned()))
+            })
+            .chain(targets.iter().map(|t| t.account.clone()))
+            .filter(|a| !a.is_empty())
+            .collect();
+        all.sort();
+        all.dedup();
+        format!(",{},", all.join(","))
+    });
     let places: usize = plan.target_locations.iter().map(|l| l.places().len()).sum();
     let units: Vec<&str> = plan
         .target_locations
@@ -332,6 +353,7 @@ async fn record(
             prior_options: Some(&serde_json::Value::Object(prior)),
             rollback_of,
             plan_wave,
+            span: span.as_deref(),
             approval: hold.map(|h| (h.why, h.expires_at)),
         })
         .await?;
@@ -689,6 +711,19 @@ pub async fn rollback(
             .is_some_and(|a| a.status == "approved"),
         None => false,
     };
+    // The policy judges the rollback as a whole (all its instances, in every place), as it judged the
+    // run: split per place, a rollback of eight instances would pass a "more than five" rule.
+    let why = match (by, starts.first()) {
+        (RollbackBy::PlanHalt, _) | (_, None) => None,
+        (RollbackBy::Person, Some(_)) if reverted_was_approved => {
+            Some(format!("it reverts {id}, which needed a second person"))
+        }
+        (RollbackBy::Person, Some(first)) => {
+            let every_target: Vec<shared::api::InstanceView> =
+                starts.iter().flat_map(|s| s.targets.iter().cloned()).collect();
+            crate::approvals::needed(state, &first.plan, &every_target).await?
+        }
+    };
     let mut execution_ids = Vec::new();
     let mut instances = Vec::new();
     for start in starts {
@@ -696,14 +731,7 @@ pub async fn rollback(
             account: &start.account,
             region: &start.region,
         };
-        let why = match by {
-            RollbackBy::PlanHalt => None,
-            RollbackBy::Person if reverted_was_approved => {
-                Some(format!("it reverts {id}, which needed a second person"))
-            }
-            RollbackBy::Person => crate::approvals::needed(state, &start.plan, &start.targets).await?,
-        };
-        if let Some(why) = why {
+        if let Some(why) = why.clone() {
             let held = crate::approvals::hold(
                 state,
                 &place,

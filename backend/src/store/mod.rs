@@ -258,6 +258,14 @@ ALTER TABLE sessions ADD COLUMN own_credential INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE api_tokens ADD COLUMN own_credential INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE approvals ADD COLUMN decided_via TEXT;
 ",
+    // Every account a run across accounts acts in (`,id,id,`; NULL for a run in one account), so lists
+    // show such a run to a limited identity only when every one of them is theirs. Runs recorded
+    // before this are marked with an account nobody has: hidden from limited identities.
+    r#"
+ALTER TABLE runs ADD COLUMN span TEXT;
+UPDATE runs SET span = ',unknown,' WHERE parameters LIKE '%"target_locations":[{%';
+UPDATE runs SET span = ',unknown,' WHERE parent_execution_id IN (SELECT execution_id FROM runs WHERE span IS NOT NULL);
+"#,
 ];
 
 /// Status of a record whose start has not been acknowledged by SSM yet.
@@ -299,6 +307,8 @@ pub struct NewRun<'a> {
     pub rollback_of: Option<&'a str>,
     /// `plan-id/wave-index` for a plan's wave.
     pub plan_wave: Option<&'a str>,
+    /// Every account a run across accounts acts in (`,id,id,`); None for a run in one account.
+    pub span: Option<&'a str>,
     /// Held for a second person: why, and until when (RFC 3339); the run is recorded as
     /// AwaitingApproval with its approval in one write.
     pub approval: Option<(&'a str, &'a str)>,
@@ -331,6 +341,8 @@ pub struct RunRow {
     pub rollback_of: Option<String>,
     /// Comma-separated execution IDs.
     pub rolled_back_by: Option<String>,
+    /// Every account a run across accounts acts in (`,id,id,`); None for a run in one account.
+    pub span: Option<String>,
 }
 
 impl RunRow {
@@ -355,7 +367,7 @@ impl RunRow {
 const ROW_COLUMNS: &str =
     "id, client_token, execution_id, region, document_name, requester, status, instance_id, targets, \
      parent_execution_id, start_time, end_time, detail, detail_at_ms, started_here, created_at, override_reason, \
-     prior_options, rollback_of, rolled_back_by, account";
+     prior_options, rollback_of, rolled_back_by, account, span";
 
 /// What a history row shows ([`ExecutionSummary`]), then where it sorts: a page reads 51 rows, and
 /// what lists never show (the cached detail view alone is kilobytes) stays in the database.
@@ -406,6 +418,7 @@ fn row(mut r: Row) -> Result<RunRow, AppError> {
         rollback_of: r.take(18)?,
         rolled_back_by: r.take(19)?,
         account: r.take(20)?,
+        span: r.take(21)?,
     })
 }
 
@@ -439,6 +452,9 @@ pub struct HistoryFilter {
     pub limit: usize,
     /// Only runs in these accounts ('' for the console's own); None: every account.
     pub accounts: Option<Vec<String>>,
+    /// Only runs across accounts all of whose accounts are among these (their IDs, the console's own
+    /// included); None: every account.
+    pub within: Option<Vec<String>>,
 }
 
 /// The data directory (0700) and the database files in it (0600) are for the console's user only, also
@@ -766,8 +782,8 @@ impl Store {
         let id: i64 = tx
             .query_one(
                 "INSERT INTO runs (client_token, region, document_name, requester, created_at, sort_time, parameters, targets,
-                    instance_id, status, started_here, override_reason, prior_options, rollback_of, run_tag, account, plan_wave)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, 1, ?10, ?11, ?12, ?1, ?13, ?14) RETURNING id",
+                    instance_id, status, started_here, override_reason, prior_options, rollback_of, run_tag, account, plan_wave, span)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, 1, ?10, ?11, ?12, ?1, ?13, ?14, ?15) RETURNING id",
                 args![
                     run.client_token,
                     run.region,
@@ -783,6 +799,7 @@ impl Store {
                     run.rollback_of,
                     run.account,
                     run.plan_wave,
+                    run.span,
                 ],
             )
             .await?
@@ -896,6 +913,11 @@ impl Store {
             Some(row) => row.get(0),
             None => Ok(None),
         }
+    }
+
+    /// Every account a run across accounts acts in (`,id,id,`), if it is one.
+    pub async fn span_of(&self, id: i64) -> Result<Option<String>, AppError> {
+        self.record_text("SELECT span FROM runs WHERE id = ?1", id).await
     }
 
     /// The execution a rollback record reverts.
@@ -1040,8 +1062,8 @@ impl Store {
             let child_id: i64 = tx
                 .query_one(
                     "INSERT INTO runs (execution_id, region, document_name, requester, created_at, sort_time, parameters,
-                        instance_id, parent_execution_id, status, start_time, end_time, started_here, account)
-                     VALUES (?1, ?2, ?3, ?4, ?5, COALESCE(?9, ?5), '{}', ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING id",
+                        instance_id, parent_execution_id, status, start_time, end_time, started_here, account, span)
+                     VALUES (?1, ?2, ?3, ?4, ?5, COALESCE(?9, ?5), '{}', ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) RETURNING id",
                     args![
                         execution_id,
                         parent.region,
@@ -1054,7 +1076,8 @@ impl Store {
                         start_time,
                         end_time,
                         parent.started_here,
-                        parent.account
+                        parent.account,
+                        parent.span
                     ],
                 )
                 .await?
@@ -1079,7 +1102,6 @@ impl Store {
         self.db.query_opt(&sql, &[arg]).await?.map(row).transpose()
     }
 
-    /// The run a plan's wave started (`plan-id/wave-index`), if its record was written.
     /// The plan wave a run belongs to (`plan_id/index`), if any.
     pub async fn plan_wave_of(&self, record_id: i64) -> Result<Option<String>, AppError> {
         match self
@@ -1092,6 +1114,7 @@ impl Store {
         }
     }
 
+    /// The run a plan's wave started (`plan-id/wave-index`), if its record was written.
     pub async fn by_plan_wave(&self, marker: &str) -> Result<Option<RunRow>, AppError> {
         self.one_run("plan_wave = ?1 ORDER BY id LIMIT 1", marker.to_value())
             .await
@@ -1260,6 +1283,38 @@ fn push_filters(f: &HistoryFilter, sql: &mut String, args: &mut Vec<Value>) {
             sql.push_str(&format!(" AND r.account IN ({clause})"));
         }
     }
+    if let Some(ids) = &f.within {
+        // Removing each allowed account from the span leaves `,` exactly when every account the run
+        // acts in is allowed (REPLACE is the same in SQLite and PostgreSQL).
+        let mut expr = "r.span".to_owned();
+        for id in ids {
+            args.push(format!(",{id},").to_value());
+            expr = format!("REPLACE({expr}, ?{}, ',')", args.len());
+        }
+        sql.push_str(&format!(" AND (r.span IS NULL OR {expr} = ',')"));
+    }
+}
+
+/// Whether every account of a run's span (`,id,id,`) is among `allowed` (None: every account).
+pub fn span_within(span: Option<&str>, allowed: Option<&[String]>) -> bool {
+    match (span, allowed) {
+        (None, _) | (_, None) => true,
+        (Some(span), Some(ids)) => span
+            .split(',')
+            .filter(|a| !a.is_empty())
+            .all(|a| ids.iter().any(|id| id == a)),
+    }
+}
+
+/// The accounts of a span, for the wire.
+pub fn span_accounts(span: Option<&str>) -> Vec<String> {
+    span.map(|s| {
+        s.split(',')
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
 /// Audit export (the history filters, over every record including refused starts).
@@ -1413,11 +1468,12 @@ impl Store {
         &self,
         since: &str,
         accounts: Option<&[String]>,
+        within: Option<&[String]>,
     ) -> Result<(usize, usize, Vec<String>), AppError> {
         let rows = self
             .db
             .query(
-                "SELECT r.id, r.account, r.requester, (SELECT COUNT(*) FROM run_instances i WHERE i.run_id = r.id)
+                "SELECT r.id, r.account, r.requester, (SELECT COUNT(*) FROM run_instances i WHERE i.run_id = r.id), r.span
                  FROM runs r WHERE r.started_here = 1 AND r.parent_execution_id IS NULL AND r.execution_id IS NOT NULL
                    AND r.created_at >= ?1",
                 args![since],
@@ -1428,7 +1484,9 @@ impl Store {
         let mut people: Vec<String> = Vec::new();
         for r in &rows {
             let account: String = r.get(1)?;
-            if accounts.is_some_and(|a| !a.contains(&account)) {
+            if accounts.is_some_and(|a| !a.contains(&account))
+                || !span_within(r.get::<Option<String>>(4)?.as_deref(), within)
+            {
                 continue;
             }
             runs += 1;
