@@ -2,50 +2,9 @@
 //! cannot approve it, another operator's approval sends it; a rejection or an expiry ends it; a plan's
 //! wave waits the same way.
 
-use e2e::{spawn_app, TestApp};
+use e2e::{spawn_app, Person, TestApp};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-
-/// A signed-in person (session cookie), as a browser would send their requests.
-struct Person {
-    cookie: String,
-    http: reqwest::Client,
-}
-
-impl Person {
-    async fn new(app: &TestApp, name: &str, role: &str) -> Person {
-        Person {
-            cookie: app.own_session(name, role).await,
-            http: reqwest::Client::new(),
-        }
-    }
-
-    async fn post(&self, app: &TestApp, path: &str, body: &Value) -> (u16, Value) {
-        let resp = self
-            .http
-            .post(app.url(path))
-            .header("cookie", &self.cookie)
-            .header("origin", &app.base)
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn put(&self, app: &TestApp, path: &str, body: &Value) -> u16 {
-        self.http
-            .put(app.url(path))
-            .header("cookie", &self.cookie)
-            .header("origin", &app.base)
-            .json(body)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
-    }
-}
 
 async fn set_policy(app: &TestApp, policy: &Value) {
     let resp = app

@@ -179,14 +179,10 @@ async fn operators_limited_to_some_accounts_never_act_or_read_outside_them_whate
         .await;
     assert_eq!(status, 201, "{body}");
     let fix = body["fix_id"].as_str().unwrap().to_owned();
-    let resp = app
-        .http
-        .put(app.url("/approval-policy"))
-        .json(&json!({"more_than_instances": 0}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let (status, _) = app
+        .put("/approval-policy", &json!({"more_than_instances": 0}))
+        .await;
+    assert_eq!(status, 200);
     let (status, body) = app
         .post(
             "/executions",
@@ -379,14 +375,8 @@ async fn operators_limited_to_some_accounts_never_act_or_read_outside_them_whate
     let dashboard: shared::api::Dashboard = serde_json::from_str(&dashboard).unwrap();
     assert_eq!(dashboard.today.runs, 0, "neither run today is all theirs");
     // A run in the console's own account is theirs: its events arrive, the other run's never did.
-    let resp = app
-        .http
-        .put(app.url("/approval-policy"))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let (status, _) = app.put("/approval-policy", &json!({})).await;
+    assert_eq!(status, 200);
     let mine_too = quiet_in(hub.clone()).await.remove(0);
     let (status, body) = app
         .post("/executions", &json!({"parameters": {"InstanceId": mine_too}}))

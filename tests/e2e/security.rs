@@ -268,6 +268,12 @@ async fn a_sign_in_flood_writes_a_bounded_audit_that_pages() {
     assert_eq!(status, 400);
 }
 
+/// The run audit as its CSV export.
+async fn audit_csv(app: &TestApp) -> String {
+    let resp = app.http.get(app.url("/audit?format=csv")).send().await.unwrap();
+    resp.text().await.unwrap()
+}
+
 #[tokio::test]
 async fn a_formula_in_a_reason_is_text_in_the_csv_export() {
     let app = spawn_app().await;
@@ -283,15 +289,7 @@ async fn a_formula_in_a_reason_is_text_in_the_csv_export() {
         )
         .await;
     assert_eq!(status, 201, "{body}");
-    let text = app
-        .http
-        .get(app.url("/audit?format=csv"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = audit_csv(&app).await;
     let mut rows = csv::Reader::from_reader(text.as_bytes());
     let headers = rows.headers().unwrap().clone();
     let col = headers.iter().position(|h| h == "override_reason").unwrap();
@@ -322,15 +320,7 @@ async fn a_formula_in_a_reason_is_text_in_the_csv_export() {
         )
         .await;
     assert_eq!(status, 201, "{body}");
-    let text = app
-        .http
-        .get(app.url("/audit?format=csv"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = audit_csv(&app).await;
     assert!(text.contains("reason ok;'=cmd|' /C calc'!A0"), "{text}");
     assert!(!text.contains(";=cmd"), "{text}");
     let (_, json_export) = app.get("/audit").await;

@@ -1,7 +1,7 @@
 //! Who may do what, where: per-account roles from sign-on groups, the two-person rule through plans,
 //! rollbacks and credentials someone else made (issue 27's medium and low items).
 
-use e2e::{spawn_app_with, AppOptions, TestApp};
+use e2e::{spawn_app_with, AppOptions, Person, TestApp};
 use serde_json::{json, Value};
 use shared::api::{ErrorBody, StartExecutionResponse};
 use std::time::Duration;
@@ -58,6 +58,16 @@ async fn a_sign_on_users_role_in_an_account_is_the_highest_group_that_covers_tha
     })
     .await;
     let groups = "team-a,security";
+    let carol_starts = |body: Value| {
+        as_sso(
+            &app,
+            "carol",
+            groups,
+            reqwest::Method::POST,
+            "/executions",
+            Some(body),
+        )
+    };
     // An operator in team-a's account only, though the viewer group covers every account.
     let (_, accounts) = as_sso(&app, "carol", groups, reqwest::Method::GET, "/accounts", None).await;
     assert_eq!(
@@ -66,15 +76,9 @@ async fn a_sign_on_users_role_in_an_account_is_the_highest_group_that_covers_tha
         "a viewer everywhere: {accounts}"
     );
     let there = quiet_in(&app, &ids[2]).await;
-    let (status, refused) = as_sso(
-        &app,
-        "carol",
-        groups,
-        reqwest::Method::POST,
-        "/executions",
-        Some(json!({"account": ids[2], "region": "us-east-1", "parameters": {"InstanceId": there}})),
-    )
-    .await;
+    let (status, refused) =
+        carol_starts(json!({"account": ids[2], "region": "us-east-1", "parameters": {"InstanceId": there}}))
+            .await;
     assert_eq!(status, 403, "{refused}");
     let refused: ErrorBody = serde_json::from_value(refused).unwrap();
     assert_eq!(refused.error.code, "AccountNotAllowed");
@@ -84,69 +88,24 @@ async fn a_sign_on_users_role_in_an_account_is_the_highest_group_that_covers_tha
         refused.error.message
     );
     let here = quiet_in(&app, &ids[1]).await;
-    let (status, started) = as_sso(
-        &app,
-        "carol",
-        groups,
-        reqwest::Method::POST,
-        "/executions",
-        Some(json!({"account": ids[1], "region": "us-east-1", "parameters": {"InstanceId": here}})),
-    )
-    .await;
+    let (status, started) =
+        carol_starts(json!({"account": ids[1], "region": "us-east-1", "parameters": {"InstanceId": here}}))
+            .await;
     assert_eq!(status, 201, "{started}");
     let started: StartExecutionResponse = serde_json::from_value(started).unwrap();
     app.wait_done(&started.execution_id.unwrap(), Duration::from_secs(30))
         .await;
     // In the console's own account she is a viewer too: no start there.
     let hub = quiet_in(&app, sandbox::ACCOUNT_ID).await;
-    let (status, refused) = as_sso(
-        &app,
-        "carol",
-        groups,
-        reqwest::Method::POST,
-        "/executions",
-        Some(json!({"parameters": {"InstanceId": hub}})),
-    )
-    .await;
+    let (status, refused) = carol_starts(json!({"parameters": {"InstanceId": hub}})).await;
     assert_eq!(status, 403, "{refused}");
 }
 
-/// A built-in user signed in, talking as the browser does.
-struct Person {
-    name: &'static str,
-    cookie: String,
-}
-
-impl Person {
-    async fn new(app: &TestApp, name: &'static str, role: &str) -> Person {
-        Person {
-            name,
-            cookie: app.own_session(name, role).await,
-        }
-    }
-
-    async fn post(&self, app: &TestApp, path: &str, body: &Value) -> (u16, Value) {
-        let resp = reqwest::Client::new()
-            .post(app.url(path))
-            .header("cookie", &self.cookie)
-            .header("origin", &app.base)
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        (resp.status().as_u16(), resp.json().await.unwrap_or_default())
-    }
-}
-
 async fn hold_every_start(app: &TestApp) {
-    let resp = app
-        .http
-        .put(app.url("/approval-policy"))
-        .json(&json!({"more_than_instances": 0}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let (status, policy) = app
+        .put("/approval-policy", &json!({"more_than_instances": 0}))
+        .await;
+    assert_eq!(status, 200, "{policy}");
 }
 
 #[tokio::test]
@@ -771,14 +730,10 @@ async fn a_rollback_is_judged_as_a_whole_not_place_by_place() {
     assert!(preview.runs >= 2, "one rollback start per account: {preview:?}");
     let total = preview.targets.len();
     // The policy holds runs on more instances than any one account has, fewer than all.
-    let resp = app
-        .http
-        .put(app.url("/approval-policy"))
-        .json(&json!({"more_than_instances": total - 1}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let (status, _) = app
+        .put("/approval-policy", &json!({"more_than_instances": total - 1}))
+        .await;
+    assert_eq!(status, 200);
     let otto = Person::new(&app, "otto", "operator").await;
     let sent_before = app.sandbox.execution_ids().len();
     let (status, reply) = otto

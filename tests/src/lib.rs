@@ -175,6 +175,18 @@ impl TestApp {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    pub async fn put(&self, path: &str, body: &Value) -> (u16, Value) {
+        let resp = self
+            .http
+            .put(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("PUT");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
     /// The whole fleet as the API shows it, every page.
     pub async fn instances(&self) -> Vec<Value> {
         let mut all = Vec::new();
@@ -385,4 +397,41 @@ pub fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_millis() as u64
+}
+
+/// A signed-in person, as a browser sends their requests (session cookie and the console's Origin).
+pub struct Person {
+    pub name: String,
+    pub cookie: String,
+}
+
+impl Person {
+    /// A new user of `role` who has chosen their own password and signed in with it: their session
+    /// may approve.
+    pub async fn new(app: &TestApp, name: &str, role: &str) -> Person {
+        Person {
+            name: name.to_owned(),
+            cookie: app.own_session(name, role).await,
+        }
+    }
+
+    async fn send(&self, app: &TestApp, method: reqwest::Method, path: &str, body: &Value) -> (u16, Value) {
+        let resp = reqwest::Client::new()
+            .request(method, app.url(path))
+            .header("cookie", &self.cookie)
+            .header("origin", &app.base)
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, app: &TestApp, path: &str, body: &Value) -> (u16, Value) {
+        self.send(app, reqwest::Method::POST, path, body).await
+    }
+
+    pub async fn put(&self, app: &TestApp, path: &str, body: &Value) -> u16 {
+        self.send(app, reqwest::Method::PUT, path, body).await.0
+    }
 }
