@@ -336,6 +336,11 @@ pub struct SandboxOptions {
         value_parser = clap::value_parser!(u16).range(1..=1000)
     )]
     pub accounts: u16,
+    /// The AWS partition the sandbox plays (aws, aws-us-gov, aws-cn, ...): its ARNs, and the only
+    /// partition whose role ARNs it accepts.
+    #[arg(long = "sandbox-partition", env = "IMDS_CONSOLE_SANDBOX_PARTITION", default_value = "aws",
+          value_parser = ["aws", "aws-cn", "aws-us-gov", "aws-iso", "aws-iso-b", "aws-iso-e", "aws-iso-f", "aws-eusc"])]
+    pub partition: String,
     /// Seed of the demo fleet.
     #[arg(long = "sandbox-seed", env = "IMDS_CONSOLE_SANDBOX_SEED", default_value_t = 7)]
     pub seed: u64,
@@ -506,6 +511,7 @@ impl SandboxOptions {
             speed: self.speed,
             state_file,
             faults,
+            partition: self.partition.clone(),
         })
     }
 }

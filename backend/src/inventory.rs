@@ -219,11 +219,14 @@ pub async fn serve_followers(state: AppState) {
 /// The clients acting in `account` and `region`: the console's own in its account, the member
 /// role's elsewhere.
 pub async fn clients_for(state: &AppState, account: &str, region: &str) -> Result<RegionClients, AppError> {
-    let hub = crate::routes::identity::resolve(state).await?.account;
-    if account.is_empty() || account == hub {
+    let console = crate::routes::identity::resolve(state).await?;
+    if account.is_empty() || account == console.account {
         return state.region(Some(region)).cloned();
     }
-    let members = state.org.member_clients(account).await;
+    let members = state
+        .org
+        .member_clients(account, crate::org::partition_of(&console.arn))
+        .await;
     members
         .get(region)
         .cloned()

@@ -87,7 +87,7 @@ impl Org {
             };
             match listed {
                 Ok(list) => {
-                    for a in list.into_iter().filter(|a| a.status == "ACTIVE") {
+                    for a in list.into_iter().filter(|a| a.state == "ACTIVE") {
                         if a.id == hub {
                             out[0].name = Some(a.name);
                         } else if !out.iter().any(|o| o.id == a.id) {
@@ -120,13 +120,19 @@ impl Org {
         (out, problem)
     }
 
-    /// The member role's ARN in `account`.
-    pub fn role_arn(&self, account: &str) -> String {
-        format!("arn:aws:iam::{account}:role/{}", self.member_role)
+    /// The member role's ARN in `account`, in the console's own partition (`aws`, `aws-us-gov`,
+    /// `aws-cn`, ...): roles are only ever assumed within one.
+    pub fn role_arn(&self, account: &str, partition: &str) -> String {
+        format!("arn:{partition}:iam::{account}:role/{}", self.member_role)
     }
 
-    /// Clients acting in a member account, made once and kept.
-    pub async fn member_clients(&self, account: &str) -> Arc<BTreeMap<String, RegionClients>> {
+    /// Clients acting in a member account, made once and kept. `partition`: the console's, from the
+    /// ARN GetCallerIdentity gave it ([`partition_of`]).
+    pub async fn member_clients(
+        &self,
+        account: &str,
+        partition: &str,
+    ) -> Arc<BTreeMap<String, RegionClients>> {
         let mut members = self.members.lock().await;
         if let Some(c) = members.get(account) {
             return c.clone();
@@ -136,13 +142,21 @@ impl Org {
                 &self.target,
                 &self.regions,
                 self.timeouts,
-                &self.role_arn(account),
+                &self.role_arn(account, partition),
                 &self.metrics,
             )
             .await,
         );
         members.insert(account.to_owned(), made.clone());
         made
+    }
+}
+
+/// The partition of an ARN (`arn:aws-us-gov:sts::...` gives `aws-us-gov`); `aws` if it is not an ARN.
+pub fn partition_of(arn: &str) -> &str {
+    match arn.split(':').collect::<Vec<_>>().as_slice() {
+        ["arn", partition, ..] if !partition.is_empty() => partition,
+        _ => "aws",
     }
 }
 
@@ -183,7 +197,7 @@ pub async fn places(
                         format!("cannot list the accounts of {unit}: {e}"),
                     )
                 })?;
-            accounts.extend(under.into_iter().filter(|a| a.status == "ACTIVE").map(|a| a.id));
+            accounts.extend(under.into_iter().filter(|a| a.state == "ACTIVE").map(|a| a.id));
         }
         for account in accounts {
             for region in &loc.regions {

@@ -683,7 +683,18 @@ async fn plan(
                 Vec::new()
             };
             let policy = d.managed_by == "declarative-policy";
+            let mut warnings = Vec::new();
+            if after.http_tokens_enforced.as_deref() == Some("enabled")
+                && d.http_tokens_enforced.as_deref() != Some("enabled")
+            {
+                warnings.push(format!(
+                    "While HttpTokensEnforced stays enabled, EC2 refuses HttpTokens=optional on every instance of \
+                     {target}: no run's Revert, and no plan's automatic rollback, can bring IMDSv1 back there until it \
+                     is turned off (reverting this fix turns it off)."
+                ));
+            }
             SourceFixPreview {
+                warnings,
                 source_id: id.to_string(),
                 fixes: target.to_string(),
                 changes,
@@ -794,6 +805,7 @@ async fn plan(
                 needs_override: false,
                 managed_by_policy: false,
                 policy_text: None,
+                warnings: Vec::new(),
             }
         }
     };

@@ -368,6 +368,10 @@ fn modify_metadata_options(
     let now = timefmt::now_ms();
     let speed = sb.speed();
     let mut world = sb.world();
+    if tokens.as_deref() == Some("optional") && world.launch.tokens_enforced(at.account, at.region) {
+        let (code, message) = crate::launch::optional_refused(id);
+        return Err(AwsError::client(code, message));
+    }
     world.dirty = true;
     let inst = world.fleet.get_mut(at, id).ok_or_else(|| {
         AwsError::client(

@@ -800,6 +800,7 @@ pub(crate) fn tick(world: &mut World, docs: &Documents, speed: f64, now: u64) {
                 broken_instances,
                 caller_deny,
                 assume_role_deny,
+                launch,
                 ..
             } = world;
             let ex = &mut executions[idx];
@@ -810,6 +811,7 @@ pub(crate) fn tick(world: &mut World, docs: &Documents, speed: f64, now: u64) {
                 broken: broken_instances,
                 denied,
                 principal,
+                launch,
             };
             advance_simple(ex, fleet, &env, doc, speed, now)
         };
@@ -902,6 +904,9 @@ pub(crate) struct StepEnv<'a> {
     /// IAM actions the run's principal may not call.
     pub denied: &'a BTreeSet<String>,
     pub principal: String,
+    /// The accounts' instance metadata defaults: where IMDSv2 is enforced at launch, EC2 refuses
+    /// optional tokens.
+    pub launch: &'a crate::launch::Launch,
 }
 
 fn advance_simple(
@@ -1226,6 +1231,12 @@ fn call_api(
                     )?),
                     None => None,
                 };
+            if text("HttpTokens").as_deref() == Some("optional")
+                && env.launch.tokens_enforced(env.account, region)
+            {
+                let (code, message) = crate::launch::optional_refused(&id);
+                return Err(api_error(code, api, &message));
+            }
             let inst = fleet.get_mut(&at, &id).ok_or_else(|| {
                 api_error(
                     "InvalidInstanceID.NotFound",

@@ -38,8 +38,12 @@ fn simulate(sb: &Sandbox, params: &[(String, String)]) -> Result<Response, AwsEr
         .map(|(_, v)| v.as_str())
         .unwrap_or_default();
     // IAM takes users, groups and roles, never an STS session ARN.
-    let re = regex::Regex::new(r"^arn:aws:iam::\d{12}:(role|user|group)/[\w+=,.@/-]+$").expect("pattern");
-    if !re.is_match(source) {
+    let re =
+        regex::Regex::new(r"^arn:([a-z-]+):iam::\d{12}:(role|user|group)/[\w+=,.@/-]+$").expect("pattern");
+    let in_partition = re
+        .captures(source)
+        .is_some_and(|m| m[1] == *sb.inner.config.partition);
+    if !in_partition {
         return Err(AwsError::client(
             "InvalidInput",
             format!("Invalid ARN {source}: PolicySourceArn must be the ARN of an IAM user, group or role."),

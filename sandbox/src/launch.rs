@@ -295,6 +295,14 @@ fn set_tag(inst: &mut Instance, key: &str, value: &str) {
 }
 
 impl Launch {
+    /// Whether the account requires IMDSv2 at launch in a Region (`HttpTokensEnforced` enabled): EC2
+    /// then refuses to set any instance's `HttpTokens` to optional there.
+    pub(crate) fn tokens_enforced(&self, account: &str, region: &str) -> bool {
+        self.defaults
+            .get(&place_key(account, region))
+            .is_some_and(|d| d.http_tokens_enforced.as_deref() == Some("enabled"))
+    }
+
     pub(crate) fn defaults_of(&self, account: &str, region: &str) -> MetadataDefaults {
         self.defaults
             .get(&place_key(account, region))
@@ -547,6 +555,17 @@ fn activity(rng: &mut Rng, at_ms: u64, status: &str, description: String, messag
         description,
         message,
     }
+}
+
+/// EC2's refusal of `HttpTokens=optional` where the account enforces IMDSv2 at launch.
+pub(crate) fn optional_refused(id: &str) -> (&'static str, String) {
+    (
+        "UnsupportedOperation",
+        format!(
+            "You can't set HttpTokens to optional for instance {id}: IMDSv2 is enforced for this account in this Region \
+             (the instance metadata defaults have HttpTokensEnforced enabled). Disable HttpTokensEnforced first."
+        ),
+    )
 }
 
 #[cfg(test)]

@@ -63,6 +63,9 @@ pub struct SandboxConfig {
     /// Where to keep state across restarts; None keeps it in memory only.
     pub state_file: Option<PathBuf>,
     pub faults: Faults,
+    /// The AWS partition it plays (`aws`, `aws-us-gov`, `aws-cn`, ...): the ARNs STS gives out, and the
+    /// only partition whose role ARNs AssumeRole and IAM accept, as in AWS.
+    pub partition: String,
 }
 
 impl Default for SandboxConfig {
@@ -75,6 +78,7 @@ impl Default for SandboxConfig {
             speed: 30.0,
             state_file: None,
             faults: Faults::default(),
+            partition: "aws".to_owned(),
         }
     }
 }

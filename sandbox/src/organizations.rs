@@ -18,6 +18,28 @@ pub(crate) const UNITS: [(&str, &str); 2] = [
     ("ou-sand-sandboxes", "Sandboxes"),
 ];
 
+/// Accounts of the organisation that are no longer active (ID, `State`, unit): listed as AWS lists
+/// them, with no fleet and no role to assume, whenever the organisation has members. A console that
+/// read the retired `Status` field, or took a missing state for ACTIVE, would make them targets.
+pub(crate) const INACTIVE: [(&str, &str, &str); 2] = [
+    ("299999999991", "SUSPENDED", "ou-sand-workloads"),
+    ("299999999992", "CLOSED", "ou-sand-sandboxes"),
+];
+
+/// One account as ListAccounts answers it: `State` only, as the model has it since `Status` was
+/// retired (September 2026).
+fn account_entry(id: &str, name: &str, state: &str, joined: &str) -> Value {
+    json!({
+        "Id": id,
+        "Arn": format!("arn:aws:organizations::{}:account/{ORG_ID}/{id}", crate::ACCOUNT_ID),
+        "Name": name,
+        "Email": format!("aws+{id}@example.com"),
+        "State": state,
+        "JoinedMethod": joined,
+        "JoinedTimestamp": 1_700_000_000.0,
+    })
+}
+
 /// The parent (root or unit) of the `n`th account.
 pub(crate) fn unit_of(n: usize) -> &'static str {
     if n == 0 {
@@ -27,11 +49,20 @@ pub(crate) fn unit_of(n: usize) -> &'static str {
     }
 }
 
-/// The accounts under a root (all of them, the units' included) or a unit, as TargetLocations takes
-/// them; None when there is no such root or unit.
-pub(crate) fn accounts_under(parent: &str, accounts: &[String]) -> Option<Vec<String>> {
+/// The accounts under a root or unit as SSM's TargetLocations reaches them: the ones directly under
+/// it, and those of its child units only with `IncludeChildOrganizationUnits` (which defaults to
+/// false: "Automations don't run recursively through OUs"); None when there is no such root or unit.
+pub(crate) fn accounts_under(
+    parent: &str,
+    accounts: &[String],
+    include_children: bool,
+) -> Option<Vec<String>> {
     if parent == ROOT_ID {
-        return Some(accounts.to_vec());
+        return Some(if include_children {
+            accounts.to_vec()
+        } else {
+            accounts.iter().take(1).cloned().collect()
+        });
     }
     UNITS.iter().any(|(id, _)| *id == parent).then(|| {
         accounts
@@ -87,41 +118,43 @@ pub(crate) fn handle(sb: &Sandbox, at: &Scope<'_>, op: &str, body: &[u8]) -> Res
             ok_json(&json!({ "OrganizationalUnits": units }))
         }
         "ListAccounts" | "ListAccountsForParent" => {
-            let listed: Vec<(usize, &String)> = if op == "ListAccounts" {
-                accounts.iter().enumerate().collect()
-            } else {
-                let parent = req["ParentId"].as_str().unwrap_or_default();
-                if parent != ROOT_ID && !UNITS.iter().any(|(id, _)| *id == parent) {
-                    return Err(parent_not_found(parent));
+            let parent =
+                (op == "ListAccountsForParent").then(|| req["ParentId"].as_str().unwrap_or_default());
+            if let Some(p) = parent {
+                if p != ROOT_ID && !UNITS.iter().any(|(id, _)| *id == p) {
+                    return Err(parent_not_found(p));
                 }
-                accounts
-                    .iter()
-                    .enumerate()
-                    .filter(|(n, _)| unit_of(*n) == parent)
-                    .collect()
-            };
+            }
+            let mut listed: Vec<Value> = accounts
+                .iter()
+                .enumerate()
+                .filter(|(n, _)| parent.is_none_or(|p| unit_of(*n) == p))
+                .map(|(n, id)| {
+                    let name = if n == 0 {
+                        "management".to_owned()
+                    } else {
+                        format!("member-{n}")
+                    };
+                    account_entry(id, &name, "ACTIVE", if n == 0 { "CREATED" } else { "INVITED" })
+                })
+                .collect();
+            if accounts.len() > 1 {
+                listed.extend(
+                    INACTIVE
+                        .iter()
+                        .filter(|(_, _, unit)| parent.is_none_or(|p| p == *unit))
+                        .map(|(id, state, _)| {
+                            account_entry(id, &format!("{} member", state.to_lowercase()), state, "INVITED")
+                        }),
+                );
+            }
             let offset = match req["NextToken"].as_str() {
                 Some(t) => t
                     .parse::<usize>()
                     .map_err(|_| AwsError::client("InvalidInputException", "The NextToken is not valid."))?,
                 None => 0,
             };
-            let page: Vec<Value> = listed
-                .iter()
-                .skip(offset)
-                .take(PAGE)
-                .map(|(n, id)| {
-                    json!({
-                        "Id": id,
-                        "Arn": format!("arn:aws:organizations::{}:account/{ORG_ID}/{id}", crate::ACCOUNT_ID),
-                        "Name": if *n == 0 { "management".to_owned() } else { format!("member-{n}") },
-                        "Email": format!("aws+{id}@example.com"),
-                        "Status": "ACTIVE",
-                        "JoinedMethod": if *n == 0 { "CREATED" } else { "INVITED" },
-                        "JoinedTimestamp": 1_700_000_000.0,
-                    })
-                })
-                .collect();
+            let page: Vec<Value> = listed.iter().skip(offset).take(PAGE).cloned().collect();
             let mut out = json!({ "Accounts": page });
             if offset + PAGE < listed.len() {
                 out["NextToken"] = json!((offset + PAGE).to_string());
@@ -132,5 +165,26 @@ pub(crate) fn handle(sb: &Sandbox, at: &Scope<'_>, op: &str, body: &[u8]) -> Res
             "InvalidInputException",
             format!("The sandbox does not emulate organizations:{other}."),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_root_reaches_its_units_accounts_only_when_asked_to() {
+        let accounts = crate::account_ids(4);
+        assert_eq!(
+            super::accounts_under("r-sand", &accounts, false).unwrap(),
+            [crate::ACCOUNT_ID]
+        );
+        assert_eq!(
+            super::accounts_under("r-sand", &accounts, true).unwrap(),
+            accounts
+        );
+        assert_eq!(
+            super::accounts_under("ou-sand-workloads", &accounts, false).unwrap(),
+            [accounts[1].clone(), accounts[3].clone()]
+        );
+        assert!(super::accounts_under("ou-none-00000000", &accounts, true).is_none());
     }
 }

@@ -368,6 +368,15 @@ fn target_locations(req: &Value, org: &[String]) -> Result<Vec<crate::engine::Ta
                 format!("1 validation error detected: targetLocations.{n}: Accounts and Regions must each name at least one."),
             ));
         }
+        // The model's list limits: Accounts and Regions at most 50 each.
+        for (member, count) in [("accounts", accounts.len()), ("regions", regions.len())] {
+            if count > 50 {
+                return Err(AwsError::client(
+                    "ValidationException",
+                    format!("1 validation error detected: Value at 'targetLocations.{n}.member.{member}' failed to satisfy constraint: Member must have length less than or equal to 50"),
+                ));
+            }
+        }
         if let Some(bad) = accounts.iter().find(|a| !account_re.is_match(a)) {
             return Err(pattern_error(
                 &format!("targetLocations.{n}.member.accounts"),
@@ -375,11 +384,13 @@ fn target_locations(req: &Value, org: &[String]) -> Result<Vec<crate::engine::Ta
                 account_re.as_str(),
             ));
         }
-        // A root stands for every account of the organisation, a unit for its accounts.
+        // A root or unit stands for the accounts directly under it, and for those of its child units
+        // too only when IncludeChildOrganizationUnits says so (SSM's default is false).
+        let include_children = loc["IncludeChildOrganizationUnits"].as_bool().unwrap_or(false);
         let mut resolved: Vec<String> = Vec::new();
         for entry in &accounts {
             let found = if entry.starts_with("r-") || entry.starts_with("ou-") {
-                crate::organizations::accounts_under(entry, org).ok_or_else(|| {
+                crate::organizations::accounts_under(entry, org, include_children).ok_or_else(|| {
                     AwsError::client(
                         "InvalidTarget",
                         format!("Organizational unit or root {entry} not found in the organization."),

@@ -17,8 +17,9 @@ pub(crate) fn session_token(account: &str, role: &str, session: &str) -> String 
     format!("sandbox-session:{account}:{role}:{session}")
 }
 
-/// The caller's ARN from its session token (the management account's console role otherwise).
-pub(crate) fn caller_arn(token: Option<&str>) -> String {
+/// The caller's ARN from its session token (the management account's console role otherwise), in
+/// the sandbox's partition.
+pub(crate) fn caller_arn(token: Option<&str>, partition: &str) -> String {
     token
         .and_then(|t| t.strip_prefix("sandbox-session:"))
         .and_then(|rest| {
@@ -28,12 +29,14 @@ pub(crate) fn caller_arn(token: Option<&str>) -> String {
         .map_or_else(
             || {
                 format!(
-                    "arn:aws:sts::{}:assumed-role/{}/console",
+                    "arn:{partition}:sts::{}:assumed-role/{}/console",
                     crate::ACCOUNT_ID,
                     crate::iam::CONSOLE_ROLE
                 )
             },
-            |(account, role, session)| format!("arn:aws:sts::{account}:assumed-role/{role}/{session}"),
+            |(account, role, session)| {
+                format!("arn:{partition}:sts::{account}:assumed-role/{role}/{session}")
+            },
         )
 }
 
@@ -71,15 +74,17 @@ fn assume_role(
     let get = |k: &str| params.iter().find(|(pk, _)| pk == k).map(|(_, v)| v.as_str());
     let role_arn = get("RoleArn").unwrap_or_default();
     let session = get("RoleSessionName").unwrap_or("session");
-    let re =
-        regex::Regex::new(r"^arn:aws:iam::(\d{12}):role/(?:[\w+=,.@-]+/)*([\w+=,.@-]+)$").expect("pattern");
-    let Some(m) = re.captures(role_arn) else {
+    let re = regex::Regex::new(r"^arn:([a-z-]+):iam::(\d{12}):role/(?:[\w+=,.@-]+/)*([\w+=,.@-]+)$")
+        .expect("pattern");
+    let partition = sb.inner.config.partition.as_str();
+    // A role of another partition is no role here (AWS partitions do not share IAM).
+    let Some(m) = re.captures(role_arn).filter(|m| &m[1] == partition) else {
         return Err(AwsError::client(
             "ValidationError",
             format!("{role_arn} is invalid"),
         ));
     };
-    let (account, role) = (m[1].to_owned(), m[2].to_owned());
+    let (account, role) = (m[2].to_owned(), m[3].to_owned());
     let in_org = crate::account_ids(sb.inner.config.accounts).contains(&account);
     if !in_org || sb.faults().missing_roles.contains(&account) {
         return Err(AwsError {
@@ -97,7 +102,7 @@ fn assume_role(
          <Credentials><AccessKeyId>ASIA{account}{suffix}</AccessKeyId><SecretAccessKey>sandbox-secret</SecretAccessKey>\
          <SessionToken>{token}</SessionToken><Expiration>{expires}</Expiration></Credentials>\
          <AssumedRoleUser><AssumedRoleId>AROASANDBOX{suffix}:{session}</AssumedRoleId>\
-         <Arn>arn:aws:sts::{account}:assumed-role/{role}/{session}</Arn></AssumedRoleUser>\
+         <Arn>arn:{partition}:sts::{account}:assumed-role/{role}/{session}</Arn></AssumedRoleUser>\
          </AssumeRoleResult><ResponseMetadata><RequestId>{rid}</RequestId></ResponseMetadata></AssumeRoleResponse>",
         token = esc(&session_token(&account, &role, session)),
         session = esc(session),

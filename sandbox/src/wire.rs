@@ -186,7 +186,10 @@ async fn dispatch(State(sb): State<Sandbox>, uri: Uri, headers: HeaderMap, body:
     let path = uri.path().to_owned();
 
     let account = caller_account(&headers);
-    let caller = crate::sts::caller_arn(headers.get("x-amz-security-token").and_then(|v| v.to_str().ok()));
+    let caller = crate::sts::caller_arn(
+        headers.get("x-amz-security-token").and_then(|v| v.to_str().ok()),
+        &sb.inner.config.partition,
+    );
     let (service, op, params) = if let Some(op) = target.strip_prefix("AmazonSSM.") {
         (Service::Ssm, op.to_owned(), Vec::new())
     } else if let Some(op) = target.strip_prefix("AWSOrganizationsV20161128.") {

@@ -415,7 +415,8 @@ pub struct RollbackPreview {
     pub runs: usize,
     pub targets: Vec<PreviewTarget>,
     pub notes: Vec<String>,
-    /// Instances gone or terminated since: nothing to restore on them.
+    /// Instances the rollback leaves alone: gone or terminated since, or where the account enforces
+    /// IMDSv2 at launch (EC2 refuses optional tokens there); the notes say which and why.
     pub skipped: Vec<String>,
 }
 

@@ -192,7 +192,7 @@ fn check_instance_id(raw: &str) -> Result<(), String> {
 
 fn check_role_arn(raw: &str) -> Result<(), String> {
     let err = || {
-        format!("\"{raw}\" is not an IAM role ARN: expected arn:aws:iam::<12-digit account>:role/<name>, or leave it empty")
+        format!("\"{raw}\" is not an IAM role ARN: expected arn:<partition>:iam::<12-digit account>:role/<name> (partition aws, aws-cn, aws-us-gov, aws-iso, aws-iso-b, aws-iso-e, aws-iso-f or aws-eusc), or leave it empty")
     };
     let mut parts = raw.splitn(6, ':');
     let (Some("arn"), Some(partition), Some("iam"), Some(""), Some(account), Some(resource)) = (
@@ -205,9 +205,11 @@ fn check_role_arn(raw: &str) -> Result<(), String> {
     ) else {
         return Err(err());
     };
+    // Every partition AWS has today (the SDK's partitions.json: commercial, China, GovCloud, the
+    // isolated ones, and the European Sovereign Cloud).
     let partition_ok = matches!(
         partition,
-        "aws" | "aws-cn" | "aws-us-gov" | "aws-iso" | "aws-iso-b"
+        "aws" | "aws-cn" | "aws-us-gov" | "aws-iso" | "aws-iso-b" | "aws-iso-e" | "aws-iso-f" | "aws-eusc"
     );
     let account_ok = account.len() == 12 && account.chars().all(|c| c.is_ascii_digit());
     let name = resource.strip_prefix("role/").unwrap_or("");
@@ -464,7 +466,33 @@ pub struct TargetLocation {
     pub targets_max_errors: Option<MaxErrors>,
 }
 
+/// SSM's limits (the model): at most 50 accounts (and units) and 50 Regions in one TargetLocation,
+/// and 100 TargetLocations in one start.
+pub const SSM_MAX_PER_LOCATION: usize = 50;
+pub const SSM_MAX_LOCATIONS: usize = 100;
+
 impl TargetLocation {
+    /// The location as SSM takes it: its accounts and units, and its Regions, in pieces of at most
+    /// [`SSM_MAX_PER_LOCATION`] each (every pair of pieces one TargetLocation with the same
+    /// settings), so "every account" of an organisation of any size is sent as SSM accepts it.
+    pub fn ssm_pieces(&self) -> Vec<(Vec<String>, Vec<String>)> {
+        let names: Vec<String> = self
+            .accounts
+            .iter()
+            .map(|a| a.as_str().to_owned())
+            .chain(self.units.iter().map(|u| u.as_str().to_owned()))
+            .collect();
+        let regions: Vec<String> = self.regions.iter().map(|r| r.as_str().to_owned()).collect();
+        names
+            .chunks(SSM_MAX_PER_LOCATION)
+            .flat_map(|a| {
+                regions
+                    .chunks(SSM_MAX_PER_LOCATION)
+                    .map(move |r| (a.to_vec(), r.to_vec()))
+            })
+            .collect()
+    }
+
     /// Every (account, Region) it covers.
     pub fn places(&self) -> Vec<(String, String)> {
         self.accounts
@@ -571,6 +599,15 @@ fn validate_target_locations(
             targets_max_concurrency,
             targets_max_errors,
         });
+    }
+    let pieces: usize = out.iter().map(|l| l.ssm_pieces().len()).sum();
+    if pieces > SSM_MAX_LOCATIONS {
+        errors.push(
+            "target_locations",
+            format!(
+                "SSM takes at most {SSM_MAX_LOCATIONS} locations of {SSM_MAX_PER_LOCATION} accounts and {SSM_MAX_PER_LOCATION} Regions each; these make {pieces}: name organizational units instead of so many accounts, or split the run"
+            ),
+        );
     }
     out
 }

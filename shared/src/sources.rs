@@ -279,6 +279,10 @@ pub struct SourceFixPreview {
     /// the organisation's administrators.
     pub managed_by_policy: bool,
     pub policy_text: Option<String>,
+    /// What the fix makes impossible while it stays, in sentences (enforcing IMDSv2 at launch stops
+    /// every rollback to optional tokens in the account and Region).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// A fix as the audit store keeps it.

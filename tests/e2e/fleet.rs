@@ -621,6 +621,10 @@ async fn members_can_come_from_an_organizational_unit_and_an_unknown_one_is_repo
             expected,
             "{unit}: {list}"
         );
+        // The organisation's suspended and closed members are never targets.
+        for inactive in ["299999999991", "299999999992"] {
+            assert!(!list.to_string().contains(inactive), "{unit}: {list}");
+        }
         if expected == 1 {
             let problem = list["organization_error"].as_str().unwrap();
             assert!(
@@ -947,4 +951,110 @@ async fn the_fleet_exports_every_match_as_csv_or_json() {
     let (status, bad) = app.get("/instances?format=xlsx").await;
     assert_eq!(status, 400);
     assert_eq!(bad["error"]["field"], "format");
+}
+
+#[tokio::test]
+async fn member_accounts_are_reached_in_the_consoles_own_partition() {
+    // A sandbox playing GovCloud: its STS names the console arn:aws-us-gov:..., and refuses to assume
+    // a role ARN of another partition, as AWS does.
+    let app = spawn_app_with(AppOptions {
+        fleet: 60,
+        accounts: 3,
+        extra_args: vec!["--sandbox-partition".into(), "aws-us-gov".into()],
+        ..AppOptions::default()
+    })
+    .await;
+    let (_, identity) = app.get("/identity").await;
+    let identity: shared::api::Identity = serde_json::from_value(identity).unwrap();
+    assert!(identity.arn.starts_with("arn:aws-us-gov:"), "{}", identity.arn);
+    let (_, accounts) = app.get("/accounts").await;
+    let accounts: shared::api::AccountList = serde_json::from_value(accounts).unwrap();
+    assert_eq!(accounts.accounts.len(), 3);
+    assert!(
+        accounts.accounts.iter().all(|a| a.reachable),
+        "every member is reached through arn:aws-us-gov:iam::…: {:?}",
+        accounts.accounts
+    );
+}
+
+#[tokio::test]
+async fn a_run_across_the_organisations_root_reaches_the_accounts_in_its_units() {
+    // SSM does not walk child units unless IncludeChildOrganizationUnits says so, and the sandbox
+    // resolves roots and units as SSM does: the members sit in units under the root.
+    let app = spawn_app_with(AppOptions {
+        fleet: 120,
+        accounts: 3,
+        ..AppOptions::default()
+    })
+    .await;
+    let member = sandbox::account_ids(3)[2].clone();
+    let in_member = app
+        .pick("us-east-1", |i| {
+            i["account"] == member.as_str()
+                && i["tags"]["Env"] == "dev"
+                && i["state"] == "running"
+                && i["metadata"]["http_tokens"] == "optional"
+        })
+        .await
+        .remove(0);
+    let (status, body) = app
+        .post(
+            "/executions",
+            &json!({"parameters": {"EnforceIMDSv2": "required"},
+                    "rate_control": {"targets": {"tag": {"key": "Env", "value": "dev"}}, "max_concurrency": "10", "max_errors": "100%"},
+                    "target_locations": [{"accounts": ["r-sand"], "regions": ["us-east-1"]}],
+                    "override": {"reason": "the dev teams signed off on this"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let run = body["execution_id"].as_str().unwrap().to_owned();
+    app.wait_done(&run, Duration::from_secs(60)).await;
+    app.refresh_fleet().await;
+    let (_, found) = app.get(&format!("/instances?q={in_member}")).await;
+    assert_eq!(
+        found["instances"][0]["metadata"]["http_tokens"], "required",
+        "the member account under a unit was reached: {found}"
+    );
+}
+
+#[tokio::test]
+async fn a_run_across_more_than_fifty_accounts_is_sent_as_ssm_takes_it() {
+    // SSM takes at most 50 accounts in one TargetLocation, and the sandbox refuses more as AWS does:
+    // the console sends a location of 60 accounts as two.
+    let app = spawn_app_with(AppOptions {
+        fleet: 240,
+        accounts: 60,
+        ..AppOptions::default()
+    })
+    .await;
+    let ids = sandbox::account_ids(60);
+    let beyond_fifty: Vec<String> = ids[50..].to_vec();
+    // An instance the run reaches only through the second piece (the fleet is seeded: always the same).
+    let far = app
+        .pick("us-east-1", move |i| {
+            beyond_fifty.iter().any(|a| i["account"] == a.as_str())
+                && i["tags"]["Team"] == "web"
+                && i["state"] == "running"
+                && i["metadata"]["http_tokens"] == "optional"
+        })
+        .await
+        .remove(0);
+    let (status, body) = app
+        .post(
+            "/executions",
+            &json!({"parameters": {"EnforceIMDSv2": "required"},
+                    "rate_control": {"targets": {"tag": {"key": "Team", "value": "web"}}, "max_concurrency": "10", "max_errors": "100%"},
+                    "target_locations": [{"accounts": ids, "regions": ["us-east-1"], "target_location_max_concurrency": "60"}],
+                    "override": {"reason": "every team signed off on this"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let run = body["execution_id"].as_str().unwrap().to_owned();
+    app.wait_done(&run, Duration::from_secs(120)).await;
+    app.refresh_fleet().await;
+    let (_, found) = app.get(&format!("/instances?q={far}")).await;
+    assert_eq!(
+        found["instances"][0]["metadata"]["http_tokens"], "required",
+        "an account past the fiftieth was reached: {found}"
+    );
 }

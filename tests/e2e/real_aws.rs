@@ -698,8 +698,26 @@ async fn the_sandbox_is_an_organisation_whose_accounts_are_told_apart_by_their_c
     let hub = sdk_config(&url, "us-east-1", 1).await;
     let org = aws_sdk_organizations::Client::new(&hub);
     let listed = org.list_accounts().send().await.unwrap();
-    let ids: Vec<&str> = listed.accounts().iter().filter_map(|a| a.id()).collect();
-    assert_eq!(ids, sandbox::account_ids(3));
+    let active: Vec<&str> = listed
+        .accounts()
+        .iter()
+        .filter(|a| a.state() == Some(&aws_sdk_organizations::types::AccountState::Active))
+        .filter_map(|a| a.id())
+        .collect();
+    assert_eq!(active, sandbox::account_ids(3));
+    // The organisation also has a suspended and a closed member, told by `State` alone: the retired
+    // `Status` is not sent.
+    let others: Vec<(&str, &str)> = listed
+        .accounts()
+        .iter()
+        .filter(|a| a.state() != Some(&aws_sdk_organizations::types::AccountState::Active))
+        .map(|a| (a.id().unwrap_or_default(), a.state().map_or("", |s| s.as_str())))
+        .collect();
+    assert_eq!(
+        others,
+        [("299999999991", "SUSPENDED"), ("299999999992", "CLOSED")]
+    );
+    assert!(listed.accounts().iter().all(|a| a.status().is_none()));
 
     // AssumeRole into a member gives credentials that act in the member account only.
     let member = &sandbox::account_ids(3)[1];
@@ -778,4 +796,86 @@ async fn the_sandbox_is_an_organisation_whose_accounts_are_told_apart_by_their_c
         aws_sdk_ssm::error::ProvideErrorMetadata::code(&err),
         Some("AccessDenied")
     );
+}
+
+#[tokio::test]
+async fn where_imdsv2_is_enforced_at_launch_ec2_refuses_optional_and_rollbacks_say_so() {
+    let app = spawn_app_with(AppOptions::default()).await;
+    let id = app.quiet("us-east-1").await.remove(0);
+    // A run requires tokens; then the account enforces IMDSv2 at launch in the Region.
+    let (status, body) = app
+        .post("/executions", &json!({"parameters": {"InstanceId": id}}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let run = body["execution_id"].as_str().unwrap().to_owned();
+    app.wait_done(&run, Duration::from_secs(30)).await;
+    let source = format!("account_default:{}:us-east-1", sandbox::ACCOUNT_ID);
+    let (status, preview) = app
+        .post(
+            &format!("/sources/{source}/preview"),
+            &json!({"enforce_at_launch": true}),
+        )
+        .await;
+    assert_eq!(status, 200, "{preview}");
+    let preview: shared::sources::SourceFixPreview = serde_json::from_value(preview).unwrap();
+    assert!(
+        preview
+            .warnings
+            .iter()
+            .any(|w| w.contains("Revert") && w.contains("HttpTokensEnforced")),
+        "the fix says it stops reverts: {:?}",
+        preview.warnings
+    );
+    let (status, fix) = app
+        .post(
+            &format!("/sources/{source}/fix"),
+            &json!({"enforce_at_launch": true, "override_reason": "every workload here is IMDSv2-only now"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{fix}");
+
+    // EC2 refuses optional tokens there, as the sandbox does through the SDK.
+    let url = app.state.sandbox_url.clone().unwrap();
+    let ec2 = aws_sdk_ec2::Client::new(&sdk_config(&url, "us-east-1", 1).await);
+    let err = ec2
+        .modify_instance_metadata_options()
+        .instance_id(&id)
+        .http_tokens(aws_sdk_ec2::types::HttpTokensState::Optional)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        aws_sdk_ec2::error::ProvideErrorMetadata::code(&err),
+        Some("UnsupportedOperation")
+    );
+
+    // The rollback preview names the instance it cannot restore, and why; the rollback sends nothing.
+    let (status, preview) = app
+        .post(&format!("/executions/{run}/rollback/preview"), &json!({}))
+        .await;
+    assert_eq!(status, 409, "{preview}");
+    let refused: shared::api::ErrorBody = serde_json::from_value(preview).unwrap();
+    assert!(
+        refused.error.message.contains(&id) && refused.error.message.contains("HttpTokensEnforced"),
+        "{}",
+        refused.error.message
+    );
+    // A run that asks for optional tokens there fails at its step, as on AWS.
+    let other = app
+        .quiet("us-east-1")
+        .await
+        .into_iter()
+        .find(|i| *i != id)
+        .unwrap();
+    let (status, body) = app
+        .post(
+            "/executions",
+            &json!({"parameters": {"InstanceId": other, "EnforceIMDSv2": "optional"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let detail = app
+        .wait_done(body["execution_id"].as_str().unwrap(), Duration::from_secs(30))
+        .await;
+    assert_eq!(detail["summary"]["status"], "Failed", "{detail}");
 }

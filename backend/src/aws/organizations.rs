@@ -21,7 +21,9 @@ impl Page {
 pub struct OrgAccount {
     pub id: String,
     pub name: String,
-    pub status: String,
+    /// Organizations' `State` (PENDING_ACTIVATION, ACTIVE, SUSPENDED, PENDING_CLOSURE, CLOSED);
+    /// UNKNOWN when the answer gives none. Only ACTIVE accounts are targets.
+    pub state: String,
 }
 
 /// Every account (ListAccounts, all pages), or those directly under an organizational unit or root
@@ -56,7 +58,9 @@ pub async fn list_accounts(c: &RegionClients, parent: Option<&str>) -> Result<Ve
         out.extend(page.accounts().iter().map(|a| OrgAccount {
             id: a.id().unwrap_or_default().to_owned(),
             name: a.name().unwrap_or_default().to_owned(),
-            status: a.status().map_or("ACTIVE", |s| s.as_str()).to_owned(),
+            // `Status` is retired (September 2026): the state is `State`, and an account without one
+            // is not taken for active.
+            state: a.state().map_or("UNKNOWN", |s| s.as_str()).to_owned(),
         }));
         match page.next_token() {
             Some(t) if !t.is_empty() => token = Some(t.to_owned()),

@@ -148,25 +148,28 @@ pub async fn start(
         );
     }
     for loc in &plan.target_locations {
-        let mut l = aws_sdk_ssm::types::TargetLocation::builder()
-            .set_accounts(Some(
-                loc.accounts
-                    .iter()
-                    .map(|a| a.as_str().to_owned())
-                    .chain(loc.units.iter().map(|u| u.as_str().to_owned()))
-                    .collect(),
-            ))
-            .set_regions(Some(loc.regions.iter().map(|r| r.as_str().to_owned()).collect()))
-            .set_target_location_max_concurrency(loc.max_concurrency.as_ref().map(|c| c.as_str().to_owned()))
-            .set_target_location_max_errors(loc.max_errors.as_ref().map(|e| e.as_str().to_owned()))
-            .set_execution_role_name(loc.execution_role_name.clone());
-        if let Some(c) = &loc.targets_max_concurrency {
-            l = l.targets_max_concurrency(c.as_str());
+        // SSM takes at most 50 accounts and 50 Regions in one location: a bigger one goes as several
+        // with the same settings.
+        for (accounts, regions) in loc.ssm_pieces() {
+            let mut l = aws_sdk_ssm::types::TargetLocation::builder()
+                .set_accounts(Some(accounts))
+                .set_regions(Some(regions))
+                .set_target_location_max_concurrency(
+                    loc.max_concurrency.as_ref().map(|c| c.as_str().to_owned()),
+                )
+                .set_target_location_max_errors(loc.max_errors.as_ref().map(|e| e.as_str().to_owned()))
+                .set_execution_role_name(loc.execution_role_name.clone())
+                // SSM does not walk child units unless told; the console previews every account under
+                // a unit or root, at any depth, so it asks SSM to reach the same ones.
+                .include_child_organization_units(!loc.units.is_empty());
+            if let Some(c) = &loc.targets_max_concurrency {
+                l = l.targets_max_concurrency(c.as_str());
+            }
+            if let Some(e) = &loc.targets_max_errors {
+                l = l.targets_max_errors(e.as_str());
+            }
+            req = req.target_locations(l.build());
         }
-        if let Some(e) = &loc.targets_max_errors {
-            l = l.targets_max_errors(e.as_str());
-        }
-        req = req.target_locations(l.build());
     }
     // No automatic retries here: a retried start after a lost reply would rely on how SSM treats a
     // reused ClientToken, which AWS does not document. The caller retries what is safe to retry

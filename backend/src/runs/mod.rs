@@ -630,6 +630,33 @@ pub async fn plan_rollback(state: &AppState, id: &str) -> Result<RollbackPlan, A
             groups.entry(restorable(before)).or_default().push(inst);
         }
         skipped.extend(gone);
+        // Where the account enforces IMDSv2 at launch, EC2 refuses HttpTokens=optional on any
+        // instance: those cannot go back to optional while it stays on, so they are named, not sent.
+        if groups.keys().any(|(tokens, _, _)| tokens == "optional") {
+            let enforced = crate::aws::launch::metadata_defaults(&clients)
+                .await
+                .is_ok_and(|d| d.http_tokens_enforced.as_deref() == Some("enabled"));
+            if enforced {
+                let shown = if account.is_empty() {
+                    "the console's account"
+                } else {
+                    account.as_str()
+                };
+                let blocked: Vec<String> = groups
+                    .iter()
+                    .filter(|((tokens, _, _), _)| tokens == "optional")
+                    .flat_map(|(_, members)| members.iter().map(|i| i.instance_id.clone()))
+                    .collect();
+                for id in &blocked {
+                    notes.push(format!(
+                        "{id}: cannot go back to HttpTokens=optional: {shown} enforces IMDSv2 at launch in {region} \
+                         (HttpTokensEnforced), and EC2 refuses optional tokens there until that is turned off"
+                    ));
+                }
+                groups.retain(|(tokens, _, _), _| tokens != "optional");
+                skipped.extend(blocked);
+            }
+        }
         for ((tokens, endpoint, hop), members) in groups {
             for chunk in members.chunks(shared::params::MAX_TARGET_VALUES) {
                 let ids: Vec<String> = chunk.iter().map(|i| i.instance_id.clone()).collect();
@@ -664,14 +691,14 @@ pub async fn plan_rollback(state: &AppState, id: &str) -> Result<RollbackPlan, A
         }
     }
     if starts.is_empty() {
-        let gone = if skipped.is_empty() {
-            String::new()
+        let message = if skipped.is_empty() {
+            format!("every instance of {id} already has its prior options")
         } else {
-            format!(" ({} no longer running: {})", skipped.len(), skipped.join(", "))
+            format!("nothing of {id} can be restored: {}", notes.join("; "))
         };
         return Err(AppError::Conflict {
             code: "NothingToRollBack".into(),
-            message: format!("every instance of {id} already has its prior options{gone}"),
+            message,
         });
     }
     Ok(RollbackPlan {
@@ -681,7 +708,6 @@ pub async fn plan_rollback(state: &AppState, id: &str) -> Result<RollbackPlan, A
     })
 }
 
-/// Starts the runs of [`plan_rollback`], each recorded as the rollback of `id`.
 /// Who asks for a rollback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RollbackBy {
@@ -692,6 +718,7 @@ pub enum RollbackBy {
     PlanHalt,
 }
 
+/// Starts the runs of [`plan_rollback`], each recorded as the rollback of `id`.
 pub async fn rollback(
     state: &AppState,
     id: &str,

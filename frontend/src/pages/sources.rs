@@ -251,6 +251,9 @@ fn FixPreview(p: SourceFixPreview, reason: RwSignal<String>) -> impl IntoView {
                     {format!("With launch-time enforcement, EC2 would refuse the launches of: {}. Fix them first, or leave enforcement off.", p.refused_after.join(", "))}
                 </div>
             })}
+            {p.warnings.iter().map(|w| view! {
+                <div class="error-box" role="alert" data-testid="fix-warning">{w.clone()}</div>
+            }).collect_view()}
             {p.policy_text.clone().map(|text| view! {
                 <div class="error-box" role="alert">"A declarative policy of your organisation manages these defaults, so the console changes nothing here. Give this policy text to its administrators:"</div>
                 <pre class="mono" data-testid="policy-text">{text}</pre>

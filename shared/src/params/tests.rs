@@ -59,6 +59,21 @@ fn max_concurrency_and_errors_follow_ssm_syntax() {
 fn role_arns_must_name_an_iam_role() {
     assert!(RoleArn::parse("arn:aws:iam::123456789012:role/ImdsAutomation").is_ok());
     assert!(RoleArn::parse("arn:aws:iam::123456789012:role/path/to/Role_1").is_ok());
+    for partition in [
+        "aws-cn",
+        "aws-us-gov",
+        "aws-iso",
+        "aws-iso-b",
+        "aws-iso-e",
+        "aws-iso-f",
+        "aws-eusc",
+    ] {
+        assert!(
+            RoleArn::parse(&format!("arn:{partition}:iam::123456789012:role/Imds")).is_ok(),
+            "{partition}"
+        );
+    }
+    assert!(RoleArn::parse("arn:aws-mars:iam::123456789012:role/Imds").is_err());
     for bad in [
         "role",
         "arn:aws:iam::12345:role/x",
@@ -268,4 +283,38 @@ fn target_locations_take_account_ids_organizational_units_and_roots() {
         let err = OrgUnitId::parse(bad).unwrap_err();
         assert!(err.contains("organizational unit"), "{bad}: {err}");
     }
+}
+
+#[test]
+fn a_location_of_more_than_fifty_accounts_goes_to_ssm_in_pieces_of_fifty() {
+    let accounts: Vec<String> = (0..120).map(|n| format!("2{n:011}")).collect();
+    let req: crate::api::StartExecutionRequest = serde_json::from_value(serde_json::json!({
+        "parameters": {},
+        "rate_control": {"targets": {"tag": {"key": "Team", "value": "web"}}, "max_concurrency": "5", "max_errors": "1"},
+        "target_locations": [{"accounts": accounts, "regions": ["us-east-1", "eu-west-1"],
+                              "target_location_max_concurrency": "3"}]
+    }))
+    .unwrap();
+    let plan = req.validate().unwrap();
+    let pieces = plan.target_locations[0].ssm_pieces();
+    assert_eq!(
+        pieces.iter().map(|(a, r)| (a.len(), r.len())).collect::<Vec<_>>(),
+        [(50, 2), (50, 2), (20, 2)]
+    );
+    let covered: Vec<&String> = pieces.iter().flat_map(|(a, _)| a).collect();
+    assert_eq!(covered.len(), 120);
+
+    // More than a hundred pieces is more than SSM takes: a field error, not a refusal later.
+    let too_many: Vec<String> = (0..5_001).map(|n| format!("2{n:011}")).collect();
+    let req: crate::api::StartExecutionRequest = serde_json::from_value(serde_json::json!({
+        "parameters": {},
+        "rate_control": {"targets": {"tag": {"key": "Team", "value": "web"}}, "max_concurrency": "5", "max_errors": "1"},
+        "target_locations": [{"accounts": too_many, "regions": ["us-east-1"]}]
+    }))
+    .unwrap();
+    let errors = req.validate().unwrap_err();
+    assert!(
+        errors.0.iter().any(|e| e.field == "target_locations"),
+        "{errors:?}"
+    );
 }
