@@ -684,7 +684,8 @@ async fn plan(
             };
             let policy = d.managed_by == "declarative-policy";
             let mut warnings = Vec::new();
-            if after.http_tokens_enforced.as_deref() == Some("enabled")
+            if !policy
+                && after.http_tokens_enforced.as_deref() == Some("enabled")
                 && d.http_tokens_enforced.as_deref() != Some("enabled")
             {
                 warnings.push(format!(

@@ -368,6 +368,12 @@ fn modify_metadata_options(
     let now = timefmt::now_ms();
     let speed = sb.speed();
     let mut world = sb.world();
+    if world.fleet.get(at, id).is_none() {
+        return Err(AwsError::client(
+            "InvalidInstanceID.NotFound",
+            format!("The instance ID '{id}' does not exist"),
+        ));
+    }
     if tokens.as_deref() == Some("optional") && world.launch.tokens_enforced(at.account, at.region) {
         let (code, message) = crate::launch::optional_refused(id);
         return Err(AwsError::client(code, message));

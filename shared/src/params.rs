@@ -262,8 +262,10 @@ fn check_max_errors(raw: &str) -> Result<(), String> {
 
 fn check_region(raw: &str) -> Result<(), String> {
     let parts: Vec<&str> = raw.split('-').collect();
+    // The first part is two letters in most partitions (us-, eu-, cn-), four in the European
+    // Sovereign Cloud's (eusc-de-east-1).
     let ok = parts.len() >= 3
-        && parts[0].len() == 2
+        && matches!(parts[0].len(), 2 | 4)
         && parts
             .iter()
             .all(|p| !p.is_empty() && p.chars().all(is_lower_alnum))

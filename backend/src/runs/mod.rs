@@ -633,9 +633,13 @@ pub async fn plan_rollback(state: &AppState, id: &str) -> Result<RollbackPlan, A
         // Where the account enforces IMDSv2 at launch, EC2 refuses HttpTokens=optional on any
         // instance: those cannot go back to optional while it stays on, so they are named, not sent.
         if groups.keys().any(|(tokens, _, _)| tokens == "optional") {
-            let enforced = crate::aws::launch::metadata_defaults(&clients)
-                .await
-                .is_ok_and(|d| d.http_tokens_enforced.as_deref() == Some("enabled"));
+            let read = crate::aws::launch::metadata_defaults(&clients).await;
+            if let Err(e) = &read {
+                notes.push(format!(
+                    "{region}: the instance metadata defaults could not be read ({e}); if the account enforces IMDSv2 at launch there, EC2 refuses the optional tokens this rollback restores"
+                ));
+            }
+            let enforced = read.is_ok_and(|d| d.http_tokens_enforced.as_deref() == Some("enabled"));
             if enforced {
                 let shown = if account.is_empty() {
                     "the console's account"
@@ -649,8 +653,9 @@ pub async fn plan_rollback(state: &AppState, id: &str) -> Result<RollbackPlan, A
                     .collect();
                 for id in &blocked {
                     notes.push(format!(
-                        "{id}: cannot go back to HttpTokens=optional: {shown} enforces IMDSv2 at launch in {region} \
-                         (HttpTokensEnforced), and EC2 refuses optional tokens there until that is turned off"
+                        "{id}: cannot be restored: its prior options have HttpTokens=optional, which the runbook \
+                         sends, and {shown} enforces IMDSv2 at launch in {region} (HttpTokensEnforced), so EC2 \
+                         refuses it there until that is turned off"
                     ));
                 }
                 groups.retain(|(tokens, _, _), _| tokens != "optional");

@@ -59,6 +59,17 @@ fn max_concurrency_and_errors_follow_ssm_syntax() {
 fn role_arns_must_name_an_iam_role() {
     assert!(RoleArn::parse("arn:aws:iam::123456789012:role/ImdsAutomation").is_ok());
     assert!(RoleArn::parse("arn:aws:iam::123456789012:role/path/to/Role_1").is_ok());
+    for region in [
+        "us-gov-west-1",
+        "cn-north-1",
+        "us-iso-east-1",
+        "us-isob-east-1",
+        "eu-isoe-west-1",
+        "us-isof-south-1",
+        "eusc-de-east-1",
+    ] {
+        assert!(Region::parse(region).is_ok(), "{region}");
+    }
     for partition in [
         "aws-cn",
         "aws-us-gov",
