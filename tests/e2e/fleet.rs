@@ -997,23 +997,15 @@ async fn a_run_across_the_organisations_root_reaches_the_accounts_in_its_units()
         })
         .await
         .remove(0);
-    let (status, body) = app
-        .post(
-            "/executions",
-            &json!({"parameters": {"EnforceIMDSv2": "required"},
-                    "rate_control": {"targets": {"tag": {"key": "Env", "value": "dev"}}, "max_concurrency": "10", "max_errors": "100%"},
-                    "target_locations": [{"accounts": ["r-sand"], "regions": ["us-east-1"]}],
-                    "override": {"reason": "the dev teams signed off on this"}}),
+    assert!(
+        enforced_across(
+            &app,
+            ("Env", "dev"),
+            json!({"accounts": ["r-sand"], "regions": ["us-east-1"]}),
+            &in_member
         )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    let run = body["execution_id"].as_str().unwrap().to_owned();
-    app.wait_done(&run, Duration::from_secs(60)).await;
-    app.refresh_fleet().await;
-    let (_, found) = app.get(&format!("/instances?q={in_member}")).await;
-    assert_eq!(
-        found["instances"][0]["metadata"]["http_tokens"], "required",
-        "the member account under a unit was reached: {found}"
+        .await,
+        "the member account under a unit was reached"
     );
 }
 
@@ -1039,22 +1031,35 @@ async fn a_run_across_more_than_fifty_accounts_is_sent_as_ssm_takes_it() {
         })
         .await
         .remove(0);
+    let location =
+        json!({"accounts": ids, "regions": ["us-east-1"], "target_location_max_concurrency": "60"});
+    assert!(
+        enforced_across(&app, ("Team", "web"), location, &far).await,
+        "an account past the fiftieth was reached"
+    );
+}
+
+/// Enforces IMDSv2 on every instance tagged `key=value` in `location` (one TargetLocation), waits for
+/// the run to end and reads the fleet again; then says whether `instance` now requires tokens.
+async fn enforced_across(
+    app: &e2e::TestApp,
+    (key, value): (&str, &str),
+    location: Value,
+    instance: &str,
+) -> bool {
     let (status, body) = app
         .post(
             "/executions",
             &json!({"parameters": {"EnforceIMDSv2": "required"},
-                    "rate_control": {"targets": {"tag": {"key": "Team", "value": "web"}}, "max_concurrency": "10", "max_errors": "100%"},
-                    "target_locations": [{"accounts": ids, "regions": ["us-east-1"], "target_location_max_concurrency": "60"}],
-                    "override": {"reason": "every team signed off on this"}}),
+                    "rate_control": {"targets": {"tag": {"key": key, "value": value}}, "max_concurrency": "10", "max_errors": "100%"},
+                    "target_locations": [location],
+                    "override": {"reason": "the teams signed off on this"}}),
         )
         .await;
     assert_eq!(status, 201, "{body}");
     let run = body["execution_id"].as_str().unwrap().to_owned();
     app.wait_done(&run, Duration::from_secs(120)).await;
     app.refresh_fleet().await;
-    let (_, found) = app.get(&format!("/instances?q={far}")).await;
-    assert_eq!(
-        found["instances"][0]["metadata"]["http_tokens"], "required",
-        "an account past the fiftieth was reached: {found}"
-    );
+    let (_, found) = app.get(&format!("/instances?q={instance}")).await;
+    found["instances"][0]["metadata"]["http_tokens"] == "required"
 }
