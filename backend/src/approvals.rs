@@ -85,6 +85,35 @@ pub async fn hold(
     Ok(id)
 }
 
+/// What became of a start that may need a second person.
+pub enum Sent {
+    /// Held: recorded as AwaitingApproval (its approval's ID is the record's), nothing sent.
+    Held(i64),
+    /// Recorded and sent (or queued for SSM's quota).
+    Started(crate::runs::StartReceipt),
+}
+
+/// The one place a start's approval decision is carried out (a request, a plan's wave, a rollback):
+/// held when `why` says it needs a second person, recorded and sent otherwise.
+pub async fn hold_or_send(
+    state: &AppState,
+    place: &crate::runs::Place<'_>,
+    plan: &StartPlan,
+    targets: &[InstanceView],
+    origin: crate::runs::Origin<'_>,
+    requester: &str,
+    why: Option<&str>,
+) -> Result<Sent, AppError> {
+    match why {
+        Some(why) => Ok(Sent::Held(
+            hold(state, place, plan, targets, origin, requester, why).await?,
+        )),
+        None => Ok(Sent::Started(
+            crate::runs::record_and_send(state, place, plan, targets, origin, requester).await?,
+        )),
+    }
+}
+
 fn now_text(state: &AppState) -> String {
     let at = aws_smithy_types::DateTime::from_millis(state.store.clock.now_ms());
     crate::aws::rfc3339(Some(&at)).unwrap_or_default()
@@ -128,8 +157,7 @@ pub async fn list(
             let Some(run) = state.store.by_record_id(a.record_id).await? else {
                 continue;
             };
-            let accounts = crate::auth::policy::run_accounts(state, &run, &scope.hub).await?;
-            if !accounts.iter().all(|account| scope.allows(account)) {
+            if !scope.allows_run(&run.account, run.span.as_deref()) {
                 continue;
             }
         }

@@ -497,15 +497,24 @@ async fn start_wave(state: &AppState, plan: &mut PlanView, i: usize) -> Result<(
     // A wave the approval policy covers waits for a second person like any start: its run is held,
     // and the wave follows it from there (approved: sent; rejected or expired: the wave fails).
     let origin = runs::Origin::PlanWave(&wave_marker);
-    let sent = match crate::approvals::needed(state, &start, &a.targets).await? {
-        Some(why) => crate::approvals::hold(state, &place, &start, &a.targets, origin, &requester, &why)
-            .await
-            .map(|record_id| runs::StartReceipt {
-                record_id,
-                execution_id: None,
-            }),
-        None => runs::record_and_send(state, &place, &start, &a.targets, origin, &requester).await,
-    };
+    let why = crate::approvals::needed(state, &start, &a.targets).await?;
+    let sent = crate::approvals::hold_or_send(
+        state,
+        &place,
+        &start,
+        &a.targets,
+        origin,
+        &requester,
+        why.as_deref(),
+    )
+    .await
+    .map(|sent| match sent {
+        crate::approvals::Sent::Held(record_id) => runs::StartReceipt {
+            record_id,
+            execution_id: None,
+        },
+        crate::approvals::Sent::Started(receipt) => receipt,
+    });
     match sent {
         Ok(receipt) => {
             let wave = &mut plan.waves[i];

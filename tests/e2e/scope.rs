@@ -18,17 +18,9 @@ struct Person {
 
 impl Person {
     async fn new(app: &TestApp, name: &'static str, accounts: &[&str]) -> Person {
-        let password = format!("{name}-password-123");
-        let (status, body) = app
-            .post(
-                "/users",
-                &json!({"name": name, "role": "operator", "password": password, "accounts": accounts}),
-            )
-            .await;
-        assert_eq!(status, 201, "{body}");
         Person {
             name,
-            cookie: app.session(name, &password).await,
+            cookie: app.limited_operator(name, accounts).await,
         }
     }
 

@@ -349,14 +349,7 @@ async fn an_open_event_stream_follows_its_users_new_account_list() {
         ..AppOptions::default()
     })
     .await;
-    let (status, body) = app
-        .post(
-            "/users",
-            &json!({"name": "olga", "role": "operator", "password": "olga-password-123", "accounts": [ids[1]]}),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    let cookie = app.session("olga", "olga-password-123").await;
+    let cookie = app.limited_operator("olga", &[&ids[1]]).await;
     let mut stream = reqwest::Client::new()
         .get(app.url("/events"))
         .header("cookie", &cookie)
@@ -669,14 +662,7 @@ async fn a_lookup_of_an_unrecorded_run_asks_aws_only_for_someone_who_may_see_the
         ..AppOptions::default()
     })
     .await;
-    let (status, _) = app
-        .post(
-            "/users",
-            &json!({"name": "mem", "role": "operator", "password": "mem-password-123", "accounts": [ids[1]]}),
-        )
-        .await;
-    assert_eq!(status, 201);
-    let cookie = app.session("mem", "mem-password-123").await;
+    let cookie = app.limited_operator("mem", &[&ids[1]]).await;
     let since = e2e::now_ms();
     let unknown = "0b5e1c9a-1111-4222-8333-944455566677";
     for _ in 0..3 {

@@ -302,6 +302,19 @@ impl TestApp {
         password
     }
 
+    /// Adds an operator limited to `accounts` through the API and signs them in; returns the cookie.
+    pub async fn limited_operator(&self, name: &str, accounts: &[&str]) -> String {
+        let password = format!("{name}-password-123");
+        let (status, body) = self
+            .post(
+                "/users",
+                &serde_json::json!({"name": name, "role": "operator", "password": password, "accounts": accounts}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        self.session(name, &password).await
+    }
+
     /// Adds a user who then chooses their own password (the admin chose the first) and signs in with
     /// it: a session that may approve. Returns the session cookie.
     pub async fn own_session(&self, name: &str, role: &str) -> String {

@@ -456,7 +456,7 @@ async fn accounts_of(
     let one = |account: Option<String>| account.map(|a| vec![a]);
     Ok(match rule {
         AccountRule::Run => match state.store.by_execution_id(id).await? {
-            Some(row) => Some(run_accounts(state, &row, hub).await?),
+            Some(row) => Some(run_accounts(&row)),
             // A run the console did not record is looked up in its own account (`foreign_detail`).
             None => Some(vec![String::new()]),
         },
@@ -466,10 +466,7 @@ async fn accounts_of(
             .await?
             .map(|plan| plan_accounts(&plan.request, hub)),
         AccountRule::Approval => match approval_id(id) {
-            Some(n) => match state.store.by_record_id(n).await? {
-                Some(row) => Some(run_accounts(state, &row, hub).await?),
-                None => None,
-            },
+            Some(n) => state.store.by_record_id(n).await?.map(|row| run_accounts(&row)),
             None => None,
         },
         AccountRule::Source => one(crate::sources::account_of_source(id)),
@@ -479,47 +476,12 @@ async fn accounts_of(
 }
 
 /// Every account a recorded run acts in: the account it was recorded in (a run across accounts: the
-/// console's own, where its parent runs), every account and unit of its target locations, the account
-/// of every instance whose prior options it keeps (what a rollback restores), and, for a child run,
-/// its parent's.
-pub async fn run_accounts(
-    state: &AppState,
-    row: &crate::store::RunRow,
-    hub: &str,
-) -> Result<Vec<String>, AppError> {
+/// console's own, where its parent runs) and its span (every account and unit of its locations and
+/// targets, kept with the record and copied to its children).
+pub fn run_accounts(row: &crate::store::RunRow) -> Vec<String> {
     let mut all = vec![row.account.clone()];
-    let prior: std::collections::BTreeMap<String, serde_json::Value> = row
-        .prior_options
-        .as_deref()
-        .and_then(|p| serde_json::from_str(p).ok())
-        .unwrap_or_default();
-    all.extend(
-        prior
-            .values()
-            .filter_map(|v| v["account"].as_str())
-            .map(str::to_owned),
-    );
-    // A run the console started keeps its validated request (discovered runs keep SSM's parameters).
-    let recorded = match row.started_here {
-        true => state.store.plan_of(row.id).await?,
-        false => None,
-    };
-    if let Some(plan) = recorded {
-        match serde_json::from_str::<StartPlan>(&plan) {
-            Ok(plan) => all.extend(start_accounts(&plan, hub)),
-            // A record this version cannot read: nobody limited acts on it.
-            Err(_) => all.push("an unreadable record".into()),
-        }
-    }
-    if let Some(parent) = &row.parent_execution_id {
-        if let Some(parent) = state.store.by_execution_id(parent).await? {
-            let parent_accounts = Box::pin(run_accounts(state, &parent, hub)).await?;
-            all.extend(parent_accounts);
-        }
-    }
-    all.sort();
-    all.dedup();
-    Ok(all)
+    all.extend(crate::store::span_accounts(row.span.as_deref()));
+    all
 }
 
 /// An approval's ID as its route takes it: the held run's record number.

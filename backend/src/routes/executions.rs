@@ -83,46 +83,42 @@ async fn start(
         account: &a.account,
         region: &a.region,
     };
-    if let Some(why) = crate::approvals::needed(&state, &plan, &a.targets).await? {
-        let id = crate::approvals::hold(
-            &state,
-            &place,
-            &plan,
-            &a.targets,
-            runs::Origin::Request,
-            &who.name,
-            &why,
-        )
-        .await?;
-        let expires_at = state
-            .store
-            .approval(id)
-            .await?
-            .map(|a| a.expires_at)
-            .unwrap_or_default();
-        return Ok((
-            StatusCode::ACCEPTED,
-            Json(StartExecutionResponse {
-                execution_id: None,
-                record_id: id,
-                status: RunStatus::from(crate::store::STATUS_AWAITING_APPROVAL),
-                message: Some(format!(
-                    "This start needs a second person ({why}). Another operator or admin approves or \
-                     rejects it on the Approvals page (approval {id}, until {expires_at}); nothing is \
-                     sent to AWS until then."
-                )),
-            }),
-        ));
-    }
-    let receipt = runs::record_and_send(
+    let why = crate::approvals::needed(&state, &plan, &a.targets).await?;
+    let sent = crate::approvals::hold_or_send(
         &state,
         &place,
         &plan,
         &a.targets,
         runs::Origin::Request,
         &who.name,
+        why.as_deref(),
     )
     .await?;
+    let receipt = match sent {
+        crate::approvals::Sent::Started(receipt) => receipt,
+        crate::approvals::Sent::Held(id) => {
+            let why = why.unwrap_or_default();
+            let expires_at = state
+                .store
+                .approval(id)
+                .await?
+                .map(|a| a.expires_at)
+                .unwrap_or_default();
+            return Ok((
+                StatusCode::ACCEPTED,
+                Json(StartExecutionResponse {
+                    execution_id: None,
+                    record_id: id,
+                    status: RunStatus::from(crate::store::STATUS_AWAITING_APPROVAL),
+                    message: Some(format!(
+                        "This start needs a second person ({why}). Another operator or admin approves or \
+                         rejects it on the Approvals page (approval {id}, until {expires_at}); nothing is \
+                         sent to AWS until then."
+                    )),
+                }),
+            ));
+        }
+    };
     Ok(match receipt.execution_id {
         Some(id) => (
             StatusCode::CREATED,
@@ -302,7 +298,6 @@ fn looks_like_execution_id(id: &str) -> bool {
 
 async fn detail(
     State(state): State<AppState>,
-    Extension(scope): Extension<AccountScope>,
     Path(id): Path<String>,
 ) -> Result<Json<ExecutionDetail>, AppError> {
     if !looks_like_execution_id(&id) {
@@ -310,15 +305,10 @@ async fn detail(
             "execution \"{id}\": execution IDs are 36-character UUIDs"
         )));
     }
+    // The policy has already refused a run outside the caller's accounts (`AccountRule::Run`).
     let Some(row) = state.store.by_execution_id(&id).await? else {
         return foreign_detail(&state, &id).await.map(Json);
     };
-    // Outside the caller's accounts, the run does not exist for them.
-    if !scope.allows(&row.account) {
-        return Err(AppError::NotFound(format!(
-            "execution {id} was not started by this console"
-        )));
-    }
     if let Some(cached) = cached_detail(&state, &row).await {
         return Ok(Json(cached));
     }

@@ -763,39 +763,29 @@ pub async fn rollback(
             account: &start.account,
             region: &start.region,
         };
-        if let Some(why) = why.clone() {
-            let held = crate::approvals::hold(
-                state,
-                &place,
-                &start.plan,
-                &start.targets,
-                Origin::RollbackOf(id),
-                requester,
-                &why,
-            )
-            .await?;
-            notes.push(format!(
-                "record {held}: held for a second person ({why}); nothing is sent until another operator or admin approves it (approval {held})"
-            ));
-            instances.extend(start.targets.into_iter().map(|t| t.instance_id));
-            continue;
-        }
-        let receipt = record_and_send(
+        let sent = crate::approvals::hold_or_send(
             state,
             &place,
             &start.plan,
             &start.targets,
             Origin::RollbackOf(id),
             requester,
+            why.as_deref(),
         )
         .await?;
-        match receipt.execution_id {
-            // `settle` has linked it to the run it reverts.
-            Some(new_id) => execution_ids.push(new_id),
-            None => notes.push(format!(
-                "record {}: queued, because SSM's concurrent-automation quota is full; the console starts it when SSM has room",
-                receipt.record_id
+        match sent {
+            crate::approvals::Sent::Held(held) => notes.push(format!(
+                "record {held}: held for a second person ({}); nothing is sent until another operator or admin approves it (approval {held})",
+                why.as_deref().unwrap_or_default()
             )),
+            // `settle` has linked it to the run it reverts.
+            crate::approvals::Sent::Started(receipt) => match receipt.execution_id {
+                Some(new_id) => execution_ids.push(new_id),
+                None => notes.push(format!(
+                    "record {}: queued, because SSM's concurrent-automation quota is full; the console starts it when SSM has room",
+                    receipt.record_id
+                )),
+            },
         }
         instances.extend(start.targets.into_iter().map(|t| t.instance_id));
     }
