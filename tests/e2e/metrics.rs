@@ -34,7 +34,12 @@ async fn metrics_are_off_unless_an_address_or_token_is_configured() {
 #[tokio::test]
 async fn metrics_count_aws_calls_runs_the_fleet_sign_ins_and_refusals() {
     let app = spawn_app_with(AppOptions {
-        extra_args: vec!["--metrics-token".into(), TOKEN.into()],
+        extra_args: vec![
+            "--metrics-token".into(),
+            TOKEN.into(),
+            "--fleet-refresh-secs".into(),
+            "3600".into(),
+        ],
         ..AppOptions::default()
     })
     .await;
@@ -111,6 +116,11 @@ async fn metrics_count_aws_calls_runs_the_fleet_sign_ins_and_refusals() {
     );
     assert!(text.trim_end().ends_with("# EOF"));
 
+    // Nothing else reads EC2 while the throttles are counted: this read takes the places the run
+    // changed (which the leader's follower loop would otherwise read again at the same moment, with
+    // PostgreSQL), and the inventory stays fresh for an hour, so no background refresh starts.
+    let (status, body) = app.get("/instances").await;
+    assert_eq!(status, 200, "{body}");
     // Throttles are counted as AWS counts them: every attempt, retries included.
     app.sandbox.set_faults(sandbox::Faults {
         rules: vec![sandbox::FaultRule {
