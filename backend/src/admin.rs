@@ -5,12 +5,13 @@ use shared::api::Role;
 use std::io::{BufRead, IsTerminal};
 
 use crate::auth::accounts::random_secret;
+use crate::auth::accounts::Accounts;
 use crate::config::{TokenAction, TokenArgs, UserAction, UserArgs};
 use crate::error::AppError;
 use crate::store::Store;
 
-fn err(e: AppError) -> String {
-    match e {
+fn err(e: impl Into<AppError>) -> String {
+    match e.into() {
         AppError::Validation(v) => v.to_string(),
         other => other.to_string(),
     }
@@ -44,9 +45,15 @@ pub async fn user(args: &UserArgs) -> Result<(), String> {
                 crate::auth::accounts::check_account_list(accounts).map_err(err)?;
             }
             let password = read_password(name)?;
-            store.add_user(name, *role, &password, None).await.map_err(err)?;
+            Accounts(&store)
+                .add_user(name, *role, &password, None)
+                .await
+                .map_err(err)?;
             if !accounts.is_empty() {
-                store.set_user_accounts(name, Some(accounts)).await.map_err(err)?;
+                Accounts(&store)
+                    .set_user_accounts(name, Some(accounts))
+                    .await
+                    .map_err(err)?;
             }
             store
                 .auth_event(
@@ -75,7 +82,10 @@ pub async fn user(args: &UserArgs) -> Result<(), String> {
         UserAction::Accounts { name, accounts } => {
             let ids: Option<Vec<String>> =
                 (accounts != "all").then(|| accounts.split(',').map(|a| a.trim().to_owned()).collect());
-            store.set_user_accounts(name, ids.as_deref()).await.map_err(err)?;
+            Accounts(&store)
+                .set_user_accounts(name, ids.as_deref())
+                .await
+                .map_err(err)?;
             store
                 .auth_event(
                     "accounts-changed",
@@ -96,7 +106,7 @@ pub async fn user(args: &UserArgs) -> Result<(), String> {
             println!("enabled {name}");
         }
         UserAction::Role { name, role } => {
-            store.set_role(name, *role).await.map_err(err)?;
+            Accounts(&store).set_role(name, *role).await.map_err(err)?;
             store
                 .auth_event(
                     "role-changed",
@@ -118,7 +128,10 @@ pub async fn user(args: &UserArgs) -> Result<(), String> {
         }
         UserAction::Passwd { name } => {
             let password = read_password(name)?;
-            store.set_password(name, &password, None).await.map_err(err)?;
+            Accounts(&store)
+                .set_password(name, &password, None)
+                .await
+                .map_err(err)?;
             forget_first_password(&args.store.data_dir, name);
             store
                 .auth_event("password-changed", Some("cli"), Some(name), None)
@@ -150,7 +163,7 @@ pub async fn token(args: &TokenArgs) -> Result<(), String> {
                 .map_err(|(field, m)| format!("--{}: {m}", field.replace('_', "-")))?;
             // Made at the shell, not by its owner signed in as themselves: it cannot approve.
             let days = days.or(Some(crate::config::DEFAULT_TOKEN_DAYS));
-            let (id, secret, role, _) = store
+            let (id, secret, role, _) = Accounts(&store)
                 .create_token(user, *role, name.as_deref(), days, false)
                 .await
                 .map_err(err)?;
@@ -211,7 +224,9 @@ pub async fn bootstrap_admin(store: &Store, data_dir: &std::path::Path) -> Resul
     let password = random_secret()?[..24].to_owned();
     let file = data_dir.join(FIRST_PASSWORD_FILE);
     write_private(&file, &format!("{password}\n")).map_err(AppError::internal)?;
-    store.add_user("admin", Role::Admin, &password, None).await?;
+    Accounts(store)
+        .add_user("admin", Role::Admin, &password, None)
+        .await?;
     store.require_password_change("admin").await?;
     store
         .auth_event("user-added", Some("first start"), Some("admin (admin)"), None)

@@ -141,6 +141,19 @@ impl AppError {
     }
 }
 
+impl From<store::StoreError> for AppError {
+    fn from(e: store::StoreError) -> AppError {
+        match e {
+            store::StoreError::NotFound(what) => AppError::NotFound(what),
+            store::StoreError::Conflict { code, message } => AppError::Conflict {
+                code: code.to_owned(),
+                message,
+            },
+            other => AppError::Internal(other.to_string()),
+        }
+    }
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         if let AppError::Internal(cause) = &self {

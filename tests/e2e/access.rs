@@ -1,6 +1,7 @@
 //! Access control through HTTP: every route against every kind of caller, cross-site requests,
 //! brute-force sign-ins, sign-on proxy headers, and the audit of sign-ins and account changes.
 
+use backend::auth::accounts::Accounts;
 use e2e::{spawn_app, spawn_app_with, AppOptions, TestApp};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -70,16 +71,17 @@ async fn every_route_answers_each_kind_of_caller_as_the_policy_says() {
     assert_eq!(status, 204);
     let disabled = Caller::Cookie("disabled user", gone_cookie);
     // A token otto made at the shell, then revoked by the admin.
-    let (tok_id, tok_secret, _, _) = app
-        .state
-        .store
+    let (tok_id, tok_secret, _, _) = Accounts(&app.state.store)
         .create_token("otto", None, None, None, false)
         .await
         .unwrap();
     let (status, _) = app.post(&format!("/tokens/{tok_id}/revoke"), &json!({})).await;
     assert_eq!(status, 204);
     let revoked = Caller::Bearer("revoked token", tok_secret);
-    let expired_secret = app.state.store.create_session("otto", -1, true).await.unwrap();
+    let expired_secret = Accounts(&app.state.store)
+        .create_session("otto", -1, true)
+        .await
+        .unwrap();
     let expired = Caller::Cookie("expired session", format!("imds_session={expired_secret}"));
 
     let start = json!({"parameters": {"InstanceId": instance, "EnforceIMDSv2": "optional"}});

@@ -7,6 +7,7 @@ mod approvals;
 mod audit;
 mod browser;
 mod fleet;
+mod layers;
 mod metrics;
 mod openapi;
 mod plans;

@@ -1,6 +1,7 @@
 //! The store's contract, on both databases: every test here runs once on SQLite and once on
 //! PostgreSQL (a fresh database each), through the same public operations the server uses.
 
+use backend::auth::accounts::Accounts;
 use backend::auth::accounts::AuthEventFilter;
 use backend::store::{ExecutionUpdate, HistoryFilter, NewRun, Store};
 use shared::api::{PostureCounts, Role};
@@ -461,54 +462,70 @@ async fn an_approval_is_decided_once_when_two_people_decide_together(store: Stor
 }
 
 async fn users_sessions_tokens_and_the_sign_in_log(store: Store) {
-    store
+    Accounts(&store)
         .add_user("admin", Role::Admin, "a long admin password", None)
         .await
         .unwrap();
-    let again = store
+    let again = Accounts(&store)
         .add_user("admin", Role::Viewer, "another long password", None)
         .await;
     assert!(format!("{:?}", again.unwrap_err()).contains("UserExists"));
-    store
+    Accounts(&store)
         .add_user("vic", Role::Viewer, "a long viewer password", None)
         .await
         .unwrap();
     assert_eq!(store.user_count().await.unwrap(), 2);
-    assert!(store
+    assert!(Accounts(&store)
         .verify_login("vic", "wrong password!")
         .await
         .unwrap()
         .is_none());
-    assert!(store
+    assert!(Accounts(&store)
         .verify_login("nobody", "a long viewer password")
         .await
         .unwrap()
         .is_none());
-    let vic = store
+    let vic = Accounts(&store)
         .verify_login("vic", "a long viewer password")
         .await
         .unwrap()
         .expect("signed in");
     assert_eq!(vic.role, Role::Viewer);
 
-    let secret = store.create_session("vic", 60_000, true).await.unwrap();
+    let secret = Accounts(&store)
+        .create_session("vic", 60_000, true)
+        .await
+        .unwrap();
     assert_eq!(
-        store.session_identity(&secret).await.unwrap().unwrap().name,
+        Accounts(&store)
+            .session_identity(&secret)
+            .await
+            .unwrap()
+            .unwrap()
+            .name,
         "vic"
     );
-    store
+    Accounts(&store)
         .set_user_accounts("vic", Some(&["111122223333".to_owned()]))
         .await
         .unwrap();
-    let scoped = store.session_identity(&secret).await.unwrap().unwrap();
+    let scoped = Accounts(&store).session_identity(&secret).await.unwrap().unwrap();
     assert_eq!(scoped.accounts, Some(vec!["111122223333".to_owned()]));
-    store.set_role("vic", Role::Operator).await.unwrap();
+    Accounts(&store).set_role("vic", Role::Operator).await.unwrap();
     assert!(
-        store.session_identity(&secret).await.unwrap().is_none(),
+        Accounts(&store)
+            .session_identity(&secret)
+            .await
+            .unwrap()
+            .is_none(),
         "a role change ends sessions"
     );
-    let expired = store.create_session("vic", -1, true).await.unwrap();
-    assert!(store.session_identity(&expired).await.unwrap().is_none());
+    let expired = Accounts(&store).create_session("vic", -1, true).await.unwrap();
+    assert!(Accounts(&store)
+        .session_identity(&expired)
+        .await
+        .unwrap()
+        .is_none());
 
     // The last enabled admin stays.
     let last = store.disable_user("admin").await.unwrap_err();
@@ -518,24 +535,28 @@ async fn users_sessions_tokens_and_the_sign_in_log(store: Store) {
         "nothing changed"
     );
 
-    let (token_id, token, role, _) = store
+    let (token_id, token, role, _) = Accounts(&store)
         .create_token("vic", Some(Role::Viewer), Some("ci"), Some(30), true)
         .await
         .unwrap();
     assert_eq!(role, Role::Viewer);
-    let too_high = store
+    let too_high = Accounts(&store)
         .create_token("vic", Some(Role::Admin), None, None, true)
         .await;
     assert!(format!("{:?}", too_high.unwrap_err()).contains("RoleTooHigh"));
-    let (who, id, log) = store.token_identity(&token).await.unwrap().expect("live token");
+    let (who, id, log) = Accounts(&store)
+        .token_identity(&token)
+        .await
+        .unwrap()
+        .expect("live token");
     assert_eq!((who.name.as_str(), id, log), ("vic", token_id, true));
-    let (_, _, log) = store.token_identity(&token).await.unwrap().unwrap();
+    let (_, _, log) = Accounts(&store).token_identity(&token).await.unwrap().unwrap();
     assert!(!log, "the first use in an hour is logged, not every use");
     store.disable_user("vic").await.unwrap();
-    assert!(store.token_identity(&token).await.unwrap().is_none());
+    assert!(Accounts(&store).token_identity(&token).await.unwrap().is_none());
     store.enable_user("vic").await.unwrap();
     store.revoke_token(token_id).await.unwrap();
-    assert!(store.token_identity(&token).await.unwrap().is_none());
+    assert!(Accounts(&store).token_identity(&token).await.unwrap().is_none());
     assert!(store.tokens().await.unwrap()[0].revoked);
 
     for n in 0..5 {
@@ -669,7 +690,8 @@ async fn replicas_starting_together_migrate_once() {
     let url = e2e::postgres::fresh_database(&server).await;
     let (a, b, c) = tokio::join!(Store::connect(&url), Store::connect(&url), Store::connect(&url));
     let (a, b, _c) = (a.expect("a"), b.expect("b"), c.expect("c"));
-    a.add_user("admin", Role::Admin, "a long admin password", None)
+    Accounts(&a)
+        .add_user("admin", Role::Admin, "a long admin password", None)
         .await
         .unwrap();
     assert_eq!(b.user_count().await.unwrap(), 1, "one database");
@@ -702,7 +724,7 @@ async fn sslmode_require_connects_over_tls_and_verifies_the_server() {
     let store = Store::connect_to(&target)
         .await
         .expect("a verified TLS connection");
-    store
+    Accounts(&store)
         .add_user("admin", Role::Admin, "a long admin password", None)
         .await
         .unwrap();

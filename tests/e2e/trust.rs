@@ -1,6 +1,7 @@
 //! Who may do what, where: per-account roles from sign-on groups, the two-person rule through plans,
 //! rollbacks and credentials someone else made (issue 27's medium and low items).
 
+use backend::auth::accounts::Accounts;
 use e2e::{spawn_app_with, AppOptions, Person, TestApp};
 use serde_json::{json, Value};
 use shared::api::{ErrorBody, StartExecutionResponse};
@@ -184,9 +185,7 @@ async fn an_admin_cannot_approve_as_someone_else_by_minting_their_token_or_setti
     assert_eq!(refused.error.code, "TokenForAnother");
 
     // A token made at the shell for op1 is not op1's own credential: it cannot approve.
-    let (_, shell_token, _, _) = app
-        .state
-        .store
+    let (_, shell_token, _, _) = Accounts(&app.state.store)
         .create_token("op1", None, None, None, false)
         .await
         .unwrap();

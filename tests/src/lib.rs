@@ -1,6 +1,7 @@
 //! Helpers for the end-to-end suites: start the real server (with its embedded sandbox) on a random
 //! port, talk to it over HTTP, and build real AWS SDK clients pointed at a sandbox.
 
+use backend::auth::accounts::Accounts;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -127,8 +128,7 @@ pub async fn spawn_app_in(opts: AppOptions, data_dir: tempfile::TempDir) -> Test
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let sandbox = state.sandbox.clone().expect("embedded sandbox");
     // Tests act as an admin through an API token, the way a script would.
-    let (_, admin_token, _, _) = state
-        .store
+    let (_, admin_token, _, _) = Accounts(&state.store)
         .create_token("admin", None, Some("tests"), None, true)
         .await
         .expect("admin token");

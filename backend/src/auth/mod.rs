@@ -19,6 +19,7 @@ use std::time::Duration;
 pub use accounts::Identity;
 pub use policy::{may_see_plan, required_role, AccountScope};
 
+use crate::auth::accounts::Accounts;
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::store::Store;
@@ -279,7 +280,7 @@ async fn identify(
         let Some(token) = auth.strip_prefix("Bearer ") else {
             return Ok(None);
         };
-        return Ok(match state.store.token_identity(token.trim()).await? {
+        return Ok(match Accounts(&state.store).token_identity(token.trim()).await? {
             Some((identity, id, log)) => {
                 if log {
                     state
@@ -300,7 +301,7 @@ async fn identify(
         });
     }
     match session_secret(cfg, headers)? {
-        Some(secret) => state.store.session_identity(&secret).await,
+        Some(secret) => Accounts(&state.store).session_identity(&secret).await,
         None => Ok(None),
     }
 }
@@ -401,7 +402,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
                 )
                 .await
             {
-                return no_store(e.into_response());
+                return no_store(AppError::from(e).into_response());
             }
         }
     }
@@ -504,7 +505,7 @@ async fn audit_refusal(
     let now = state.store.clock.now_ms();
     let key = format!("refused:{who}\n{what}");
     match state.login_throttle.throttled_row(&key, now).await? {
-        Some(row) => state.store.count_auth_event(row).await,
+        Some(row) => Ok(state.store.count_auth_event(row).await?),
         None => {
             let row = state
                 .store
@@ -565,12 +566,7 @@ pub struct LoginThrottle {
 }
 
 /// A key's failures in its window, as the store keeps them.
-#[derive(Debug, Clone, Copy)]
-pub struct Failures {
-    pub count: u32,
-    pub first_ms: i64,
-    pub locked_until_ms: i64,
-}
+pub use store::Failures;
 
 /// Failures allowed per user-and-address or per address in a window before sign-in locks.
 const FREE_ATTEMPTS: u32 = 5;
@@ -646,18 +642,19 @@ impl LoginThrottle {
     /// A right password clears that user's counts (the address's stay: a guesser who owns one account
     /// must not reset their address by signing in to it).
     pub async fn succeeded(&self, user: &str, addr: &str) -> Result<(), AppError> {
-        self.store
+        Ok(self
+            .store
             .forget_login_failures(&[&pair_key(user, addr), &format!("user:{user}")])
-            .await
+            .await?)
     }
 
     /// The audit row that already counts throttled attempts under `key` in this window, if any.
     pub async fn throttled_row(&self, key: &str, now: i64) -> Result<Option<i64>, AppError> {
-        self.store.throttled_row(key, now - LOGIN_WINDOW_MS).await
+        Ok(self.store.throttled_row(key, now - LOGIN_WINDOW_MS).await?)
     }
 
     pub async fn note_throttled_row(&self, key: &str, row: i64, now: i64) -> Result<(), AppError> {
-        self.store.note_throttled_row(key, row, now).await
+        Ok(self.store.note_throttled_row(key, row, now).await?)
     }
 }
 

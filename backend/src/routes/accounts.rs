@@ -12,6 +12,7 @@ use shared::api::{
 };
 
 use super::{ApiJson, ApiQuery};
+use crate::auth::accounts::Accounts;
 use crate::auth::accounts::AuthEventFilter;
 use crate::auth::{self, Identity, LoginGate};
 use crate::error::AppError;
@@ -153,8 +154,7 @@ async fn login(State(state): State<AppState>, req: Request) -> Result<Response, 
     match verified {
         Some(identity) => {
             state.login_throttle.succeeded(&body.username, &addr).await?;
-            let secret = state
-                .store
+            let secret = Accounts(&state.store)
                 .create_session(
                     &identity.name,
                     state.auth.session_ttl.as_millis() as i64,
@@ -210,7 +210,7 @@ async fn check_password(state: &AppState, name: &str, password: &str) -> Result<
         .acquire()
         .await
         .map_err(AppError::internal)?;
-    state.store.verify_login(name, password).await
+    Accounts(&state.store).verify_login(name, password).await
 }
 
 async fn logout(
@@ -219,7 +219,7 @@ async fn logout(
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     if let Some(secret) = auth::session_secret(&state.auth, &headers)? {
-        state.store.end_session(&secret).await?;
+        Accounts(&state.store).end_session(&secret).await?;
         if let Some(Extension(i)) = identity {
             state
                 .store
@@ -271,8 +271,7 @@ async fn change_password(
             "this is not your current password",
         ));
     }
-    state
-        .store
+    Accounts(&state.store)
         .set_password(&i.name, &body.new_password, None)
         .await
         .map_err(|e| match e {
@@ -285,10 +284,9 @@ async fn change_password(
         .auth_event("password-changed", Some(&i.name), Some(&i.name), None)
         .await?;
     state.access_changed();
-    let secret = state
-        .store
-        // A session that signed in with someone else's password stays so after the change: the person
-        // at the keyboard knew that password. The next sign-in with the new one is their own.
+    // A session that signed in with someone else's password stays so after the change: the person
+    // at the keyboard knew that password. The next sign-in with the new one is their own.
+    let secret = Accounts(&state.store)
         .create_session(
             &i.name,
             state.auth.session_ttl.as_millis() as i64,
@@ -326,12 +324,10 @@ async fn add_user(
         .as_deref()
         .map(crate::auth::accounts::check_account_list)
         .transpose()?;
-    state
-        .store
+    Accounts(&state.store)
         .add_user(&req.name, req.role, &req.password, Some(&admin.name))
         .await?;
-    state
-        .store
+    Accounts(&state.store)
         .set_user_accounts(&req.name, accounts.as_deref())
         .await?;
     let scope = accounts.map_or_else(String::new, |a| format!(", accounts {}", a.join(" ")));
@@ -353,8 +349,7 @@ async fn set_accounts(
     Path(name): Path<String>,
     ApiJson(req): ApiJson<shared::api::UserAccountsRequest>,
 ) -> Result<StatusCode, AppError> {
-    state
-        .store
+    Accounts(&state.store)
         .set_user_accounts(&name, req.accounts.as_deref())
         .await?;
     let what = req
@@ -406,7 +401,7 @@ async fn set_role(
     Path(name): Path<String>,
     ApiJson(body): ApiJson<SetRoleRequest>,
 ) -> Result<StatusCode, AppError> {
-    state.store.set_role(&name, body.role).await?;
+    Accounts(&state.store).set_role(&name, body.role).await?;
     state
         .store
         .auth_event(
@@ -434,7 +429,9 @@ async fn set_password(
     // Someone else's new password is theirs to replace: they must choose one at their next sign-in,
     // and until they sign in with it, their sessions cannot approve.
     let by_other = (name != admin.name).then_some(admin.name.as_str());
-    state.store.set_password(&name, &body.password, by_other).await?;
+    Accounts(&state.store)
+        .set_password(&name, &body.password, by_other)
+        .await?;
     state
         .store
         .auth_event(
@@ -477,8 +474,7 @@ async fn create_token(
         .checked()
         .map_err(|(field, message)| AppError::field(field, message))?;
     let days = days.or(Some(state.token_days));
-    let (id, token, role, expires_at) = state
-        .store
+    let (id, token, role, expires_at) = Accounts(&state.store)
         .create_token(&req.user, req.role, name.as_deref(), days, admin.own_credential)
         .await?;
     let what = name.as_deref().map(|n| format!(" \"{n}\"")).unwrap_or_default();

@@ -413,7 +413,11 @@ async fn send_recorded_now(
 /// them then), and from the watcher those marked Unknown. Each is looked for by its run tag first; only
 /// when SSM has no such execution is it sent again, with a fresh token.
 pub async fn reconcile(state: &AppState, statuses: &[&str]) {
-    settle_each(state, state.store.unsettled(statuses).await).await;
+    settle_each(
+        state,
+        state.store.unsettled(statuses).await.map_err(AppError::from),
+    )
+    .await;
 }
 
 /// How old a Recorded start must be before another replica takes it for orphaned: longer than any
@@ -437,7 +441,11 @@ pub async fn reconcile_on_taking_the_lead(state: &AppState) {
 pub async fn reconcile_orphans(state: &AppState) {
     let cutoff = aws_smithy_types::DateTime::from_millis(state.store.clock.now_ms() - ORPHANED_AFTER_MS);
     let cutoff = crate::aws::rfc3339(Some(&cutoff)).unwrap_or_default();
-    settle_each(state, state.store.recorded_before(&cutoff).await).await;
+    settle_each(
+        state,
+        state.store.recorded_before(&cutoff).await.map_err(AppError::from),
+    )
+    .await;
 }
 
 async fn settle_each(state: &AppState, pending: Result<Vec<RunRow>, AppError>) {
@@ -505,9 +513,9 @@ async fn reconcile_one(state: &AppState, run: &RunRow) -> Result<(), AppError> {
             Ok(())
         }
         Err(e) => match classify(&e) {
-            StartOutcome::Refused => state.store.set_refused(run.id, &e.to_string()).await,
-            StartOutcome::NotNow => state.store.set_queued(run.id, &e.to_string()).await,
-            StartOutcome::Unclear => state.store.set_unknown(run.id, &e.to_string()).await,
+            StartOutcome::Refused => Ok(state.store.set_refused(run.id, &e.to_string()).await?),
+            StartOutcome::NotNow => Ok(state.store.set_queued(run.id, &e.to_string()).await?),
+            StartOutcome::Unclear => Ok(state.store.set_unknown(run.id, &e.to_string()).await?),
         },
     }
 }

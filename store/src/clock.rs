@@ -24,10 +24,7 @@ impl Clock {
     /// Today's date in UTC, `YYYY-MM-DD`, `days_ago` days back.
     pub fn day(&self, days_ago: i64) -> String {
         let ms = self.now_ms() - days_ago * 86_400_000;
-        let t = aws_smithy_types::DateTime::from_millis(ms);
-        crate::aws::rfc3339(Some(&t))
-            .map(|s| s[..10].to_owned())
-            .unwrap_or_default()
+        crate::rfc3339_ms(ms).get(..10).unwrap_or_default().to_owned()
     }
 
     /// Moves this console's time forward (tests only need forward).

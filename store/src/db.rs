@@ -12,7 +12,7 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 
-use crate::error::AppError;
+use crate::error::StoreError;
 
 /// A parameter or a cell: the four kinds of value the store keeps.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,7 +23,7 @@ pub enum Value {
     Text(String),
 }
 
-/// What can be bound as a parameter (see [`args!`](crate::store::args)).
+/// What can be bound as a parameter (see [`args!`](crate::args)).
 pub trait ToValue {
     fn to_value(&self) -> Value;
 }
@@ -142,21 +142,21 @@ pub struct Row(Vec<Value>);
 
 impl Row {
     /// The cell at `i` as a `T`; a wrong kind or a missing column is the store's error.
-    pub fn get<T: FromValue>(&self, i: usize) -> Result<T, AppError> {
+    pub fn get<T: FromValue>(&self, i: usize) -> Result<T, StoreError> {
         let cell = self
             .0
             .get(i)
-            .ok_or_else(|| AppError::internal(format!("store: no column {i}")))?;
+            .ok_or_else(|| StoreError::corrupt(format!("no column {i}")))?;
         T::from_value(cell).ok_or_else(|| wrong_kind::<T>(i, cell))
     }
 
     /// [`Row::get`] that moves a text out instead of copying it (the cell is left empty): for the
     /// rows lists read by the page.
-    pub fn take<T: FromValue>(&mut self, i: usize) -> Result<T, AppError> {
+    pub fn take<T: FromValue>(&mut self, i: usize) -> Result<T, StoreError> {
         let cell = self
             .0
             .get_mut(i)
-            .ok_or_else(|| AppError::internal(format!("store: no column {i}")))?;
+            .ok_or_else(|| StoreError::corrupt(format!("no column {i}")))?;
         let value = std::mem::replace(cell, Value::Null);
         match value {
             Value::Text(text) => T::from_text(text).ok_or_else(|| wrong_kind::<T>(i, &Value::Null)),
@@ -165,8 +165,8 @@ impl Row {
     }
 }
 
-fn wrong_kind<T>(i: usize, cell: &Value) -> AppError {
-    AppError::internal(format!(
+fn wrong_kind<T>(i: usize, cell: &Value) -> StoreError {
+    StoreError::corrupt(format!(
         "store: column {i} holds {cell:?}, not a {}",
         std::any::type_name::<T>()
     ))
@@ -181,31 +181,31 @@ pub enum RowRef<'a> {
 
 impl RowRef<'_> {
     /// The text at `i`, borrowed; None for NULL. Anything else is the store's error.
-    pub fn text(&self, i: usize) -> Result<Option<&str>, AppError> {
+    pub fn text(&self, i: usize) -> Result<Option<&str>, StoreError> {
         match self {
             RowRef::Sqlite(r) => match r.get_ref(i).map_err(sqlite_error)? {
                 ValueRef::Null => Ok(None),
                 ValueRef::Text(t) => std::str::from_utf8(t)
                     .map(Some)
-                    .map_err(|e| AppError::internal(format!("store: column {i}: {e}"))),
-                other => Err(AppError::internal(format!(
+                    .map_err(|e| StoreError::corrupt(format!("column {i}: {e}"))),
+                other => Err(StoreError::corrupt(format!(
                     "store: column {i} holds a {:?}, not a text",
                     other.data_type()
                 ))),
             },
             RowRef::Postgres(r) => r
                 .try_get::<_, Option<&str>>(i)
-                .map_err(|e| AppError::internal(format!("store: column {i}: {e}"))),
+                .map_err(|e| StoreError::corrupt(format!("column {i}: {e}"))),
         }
     }
 
     /// The integer at `i` (a flag is 0 or 1); None for NULL.
-    pub fn int(&self, i: usize) -> Result<Option<i64>, AppError> {
+    pub fn int(&self, i: usize) -> Result<Option<i64>, StoreError> {
         match self {
             RowRef::Sqlite(r) => match r.get_ref(i).map_err(sqlite_error)? {
                 ValueRef::Null => Ok(None),
                 ValueRef::Integer(v) => Ok(Some(v)),
-                other => Err(AppError::internal(format!(
+                other => Err(StoreError::corrupt(format!(
                     "store: column {i} holds a {:?}, not an integer",
                     other.data_type()
                 ))),
@@ -219,17 +219,17 @@ impl RowRef<'_> {
     }
 
     /// [`RowRef::text`] of a column that may not be NULL.
-    pub fn required_text(&self, i: usize) -> Result<&str, AppError> {
+    pub fn required_text(&self, i: usize) -> Result<&str, StoreError> {
         self.text(i)?.ok_or_else(|| null_cell(i))
     }
 
     /// [`RowRef::int`] of a column that may not be NULL.
-    pub fn required_int(&self, i: usize) -> Result<i64, AppError> {
+    pub fn required_int(&self, i: usize) -> Result<i64, StoreError> {
         self.int(i)?.ok_or_else(|| null_cell(i))
     }
 
     /// The row copied whole, as [`Value`]s.
-    pub fn to_row(&self) -> Result<Row, AppError> {
+    pub fn to_row(&self) -> Result<Row, StoreError> {
         match self {
             RowRef::Sqlite(r) => {
                 let width = r.as_ref().column_count();
@@ -247,8 +247,8 @@ impl RowRef<'_> {
     }
 }
 
-fn null_cell(i: usize) -> AppError {
-    AppError::internal(format!("store: column {i} is NULL"))
+fn null_cell(i: usize) -> StoreError {
+    StoreError::corrupt(format!("column {i} is NULL"))
 }
 
 /// Which database, and how to reach it.
@@ -282,22 +282,19 @@ enum Link {
 }
 
 #[allow(clippy::needless_pass_by_value)] // the shape map_err wants
-fn sqlite_error(e: rusqlite::Error) -> AppError {
-    AppError::internal(format!("store: {e}"))
+fn sqlite_error(e: rusqlite::Error) -> StoreError {
+    StoreError::from(e)
 }
 
 #[allow(clippy::needless_pass_by_value)] // the shape map_err wants
-fn postgres_error(e: tokio_postgres::Error) -> AppError {
+fn postgres_error(e: tokio_postgres::Error) -> StoreError {
     // The server's own message (which constraint, which column) is what an operator needs.
-    match e.as_db_error() {
-        Some(db) => AppError::internal(format!("store: {}: {}", db.code().code(), db.message())),
-        None => AppError::internal(format!("store: {}", with_causes(&e))),
-    }
+    StoreError::from(e)
 }
 
 /// An error and its causes, outermost first ("error performing TLS handshake: invalid peer
 /// certificate: UnknownIssuer"): the outer words alone rarely say what to fix.
-fn with_causes(e: &dyn std::error::Error) -> String {
+pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {
@@ -345,12 +342,14 @@ impl Db {
         matches!(self, Db::Postgres(_))
     }
 
-    pub async fn conn(&self) -> Result<Conn, AppError> {
+    pub async fn conn(&self) -> Result<Conn, StoreError> {
         let link = match self {
             Db::Sqlite(c) => Link::Sqlite(c.writer.clone().lock_owned().await),
-            Db::Postgres(pool) => Link::Postgres(Some(Box::new(pool.get().await.map_err(|e| {
-                AppError::internal(format!("store: cannot reach PostgreSQL: {}", with_causes(&e)))
-            })?))),
+            Db::Postgres(pool) => {
+                Link::Postgres(Some(Box::new(pool.get().await.map_err(|e| {
+                    StoreError::Unreachable(format!("PostgreSQL: {}", with_causes(&e)))
+                })?)))
+            }
         };
         Ok(Conn {
             link,
@@ -359,33 +358,33 @@ impl Db {
     }
 
     /// A connection inside a transaction; [`Conn::commit`] ends it.
-    pub async fn begin(&self) -> Result<Conn, AppError> {
+    pub async fn begin(&self) -> Result<Conn, StoreError> {
         let mut conn = self.conn().await?;
         conn.batch("BEGIN").await?;
         conn.in_transaction = true;
         Ok(conn)
     }
 
-    pub async fn execute(&self, sql: &str, args: &[Value]) -> Result<u64, AppError> {
+    pub async fn execute(&self, sql: &str, args: &[Value]) -> Result<u64, StoreError> {
         self.conn().await?.execute(sql, args).await
     }
 
-    pub async fn query(&self, sql: &str, args: &[Value]) -> Result<Vec<Row>, AppError> {
+    pub async fn query(&self, sql: &str, args: &[Value]) -> Result<Vec<Row>, StoreError> {
         self.conn().await?.query(sql, args).await
     }
 
-    pub async fn query_opt(&self, sql: &str, args: &[Value]) -> Result<Option<Row>, AppError> {
+    pub async fn query_opt(&self, sql: &str, args: &[Value]) -> Result<Option<Row>, StoreError> {
         self.conn().await?.query_opt(sql, args).await
     }
 
-    pub async fn query_one(&self, sql: &str, args: &[Value]) -> Result<Row, AppError> {
+    pub async fn query_one(&self, sql: &str, args: &[Value]) -> Result<Row, StoreError> {
         self.conn().await?.query_one(sql, args).await
     }
 
     /// A read outside any transaction, for the queries every request makes (its identity, a page of
     /// history). It sees every write committed before it starts. On SQLite it runs on a read-only
     /// connection, a free one if there is one; on PostgreSQL it is [`Db::query`].
-    pub async fn read(&self, sql: &str, args: &[Value]) -> Result<Vec<Row>, AppError> {
+    pub async fn read(&self, sql: &str, args: &[Value]) -> Result<Vec<Row>, StoreError> {
         self.read_map(sql, args, |r| r.to_row()).await
     }
 
@@ -395,8 +394,8 @@ impl Db {
         &self,
         sql: &str,
         args: &[Value],
-        map: impl FnMut(&RowRef<'_>) -> Result<T, AppError>,
-    ) -> Result<Vec<T>, AppError> {
+        map: impl FnMut(&RowRef<'_>) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
         let reader = match self {
             Db::Sqlite(sqlite) if !sqlite.readers.is_empty() => {
                 let free = sqlite
@@ -421,14 +420,14 @@ impl Db {
     }
 
     /// [`Db::read`] of at most one row.
-    pub async fn read_opt(&self, sql: &str, args: &[Value]) -> Result<Option<Row>, AppError> {
+    pub async fn read_opt(&self, sql: &str, args: &[Value]) -> Result<Option<Row>, StoreError> {
         Ok(self.read(sql, args).await?.into_iter().next())
     }
 }
 
 impl Conn {
     /// Statements without parameters, several at once.
-    pub async fn batch(&mut self, sql: &str) -> Result<(), AppError> {
+    pub async fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
         match &mut self.link {
             Link::Sqlite(c) => c.execute_batch(sql).map_err(sqlite_error),
             Link::Postgres(c) => client(c)?
@@ -439,7 +438,7 @@ impl Conn {
     }
 
     /// Runs a statement; returns how many rows it changed.
-    pub async fn execute(&mut self, sql: &str, args: &[Value]) -> Result<u64, AppError> {
+    pub async fn execute(&mut self, sql: &str, args: &[Value]) -> Result<u64, StoreError> {
         match &mut self.link {
             Link::Sqlite(c) => {
                 let mut stmt = c.prepare_cached(sql).map_err(sqlite_error)?;
@@ -457,7 +456,7 @@ impl Conn {
         }
     }
 
-    pub async fn query(&mut self, sql: &str, args: &[Value]) -> Result<Vec<Row>, AppError> {
+    pub async fn query(&mut self, sql: &str, args: &[Value]) -> Result<Vec<Row>, StoreError> {
         self.query_map(sql, args, |r| r.to_row()).await
     }
 
@@ -466,8 +465,8 @@ impl Conn {
         &mut self,
         sql: &str,
         args: &[Value],
-        mut map: impl FnMut(&RowRef<'_>) -> Result<T, AppError>,
-    ) -> Result<Vec<T>, AppError> {
+        mut map: impl FnMut(&RowRef<'_>) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
         match &mut self.link {
             Link::Sqlite(c) => {
                 // The same few shapes of query come again and again: SQLite keeps them compiled.
@@ -492,17 +491,17 @@ impl Conn {
         }
     }
 
-    pub async fn query_opt(&mut self, sql: &str, args: &[Value]) -> Result<Option<Row>, AppError> {
+    pub async fn query_opt(&mut self, sql: &str, args: &[Value]) -> Result<Option<Row>, StoreError> {
         Ok(self.query(sql, args).await?.into_iter().next())
     }
 
-    pub async fn query_one(&mut self, sql: &str, args: &[Value]) -> Result<Row, AppError> {
+    pub async fn query_one(&mut self, sql: &str, args: &[Value]) -> Result<Row, StoreError> {
         self.query_opt(sql, args)
             .await?
-            .ok_or_else(|| AppError::internal("store: the query returned no row"))
+            .ok_or_else(|| StoreError::corrupt("store: the query returned no row"))
     }
 
-    pub async fn commit(mut self) -> Result<(), AppError> {
+    pub async fn commit(mut self) -> Result<(), StoreError> {
         self.batch("COMMIT").await?;
         self.in_transaction = false;
         Ok(())
@@ -603,7 +602,7 @@ impl PostgresTarget {
 async fn prepared<'c>(
     c: &'c mut Option<Box<Object>>,
     sql: &str,
-) -> Result<(&'c mut Object, tokio_postgres::Statement), AppError> {
+) -> Result<(&'c mut Object, tokio_postgres::Statement), StoreError> {
     let c = client(c)?;
     let stmt = c
         .prepare_cached(&postgres_sql(sql))
@@ -612,9 +611,9 @@ async fn prepared<'c>(
     Ok((c, stmt))
 }
 
-fn client(c: &mut Option<Box<Object>>) -> Result<&mut Object, AppError> {
+fn client(c: &mut Option<Box<Object>>) -> Result<&mut Object, StoreError> {
     c.as_deref_mut()
-        .ok_or_else(|| AppError::internal("store: the connection is gone"))
+        .ok_or_else(|| StoreError::corrupt("store: the connection is gone"))
 }
 
 /// The SQL both understand, in PostgreSQL's words: `?N` parameters become `$N`, and SQLite's
@@ -660,11 +659,11 @@ fn sqlite_cell(v: ValueRef<'_>) -> Value {
     }
 }
 
-fn postgres_cell(r: &tokio_postgres::Row, i: usize) -> Result<Value, AppError> {
+fn postgres_cell(r: &tokio_postgres::Row, i: usize) -> Result<Value, StoreError> {
     let column = r
         .columns()
         .get(i)
-        .ok_or_else(|| AppError::internal(format!("store: no column {i}")))?;
+        .ok_or_else(|| StoreError::corrupt(format!("no column {i}")))?;
     let ty = column.type_();
     let cell = match *ty {
         Type::INT8 => r.try_get::<_, Option<i64>>(i).map(|v| v.map(Value::Int)),
@@ -683,7 +682,7 @@ fn postgres_cell(r: &tokio_postgres::Row, i: usize) -> Result<Value, AppError> {
             .map(|v| v.map(|v| Value::Real(v.into()))),
         _ => r.try_get::<_, Option<String>>(i).map(|v| v.map(Value::Text)),
     }
-    .map_err(|e| AppError::internal(format!("store: column {} ({ty}): {e}", column.name())))?;
+    .map_err(|e| StoreError::corrupt(format!("column {} ({ty}): {e}", column.name())))?;
     Ok(cell.unwrap_or(Value::Null))
 }
 
