@@ -23,6 +23,11 @@ pub enum RunStatus {
     Unknown,
     /// SSM refused the start: nothing was started.
     Refused,
+    /// Held until a second person approves it; nothing is sent until then.
+    AwaitingApproval,
+    /// A second person rejected the held start, or its approval expired: nothing was sent. (SSM
+    /// uses the same word for an automation whose approval step was rejected.)
+    Rejected,
     // SSM's.
     /// Waiting in SSM's queue for the concurrency quota.
     Pending,
@@ -62,7 +67,6 @@ impl Tone {
 
 /// SSM's terminal automation statuses that have no variant of their own.
 const OTHER_TERMINAL: &[&str] = &[
-    "Rejected",
     "ChangeCalendarOverrideRejected",
     "CompletedWithSuccess",
     "CompletedWithFailure",
@@ -90,6 +94,8 @@ impl RunStatus {
             "Queued" => RunStatus::Queued,
             "Unknown" => RunStatus::Unknown,
             "Refused" => RunStatus::Refused,
+            "AwaitingApproval" => RunStatus::AwaitingApproval,
+            "Rejected" => RunStatus::Rejected,
             "Pending" => RunStatus::Pending,
             "InProgress" => RunStatus::InProgress,
             "Waiting" => RunStatus::Waiting,
@@ -108,6 +114,8 @@ impl RunStatus {
             RunStatus::Queued => "Queued",
             RunStatus::Unknown => "Unknown",
             RunStatus::Refused => "Refused",
+            RunStatus::AwaitingApproval => "AwaitingApproval",
+            RunStatus::Rejected => "Rejected",
             RunStatus::Pending => "Pending",
             RunStatus::InProgress => "InProgress",
             RunStatus::Waiting => "Waiting",
@@ -138,12 +146,13 @@ impl RunStatus {
             RunStatus::Recorded
             | RunStatus::Queued
             | RunStatus::Unknown
+            | RunStatus::AwaitingApproval
             | RunStatus::Pending
             | RunStatus::Waiting => Tone::Waiting,
             RunStatus::InProgress | RunStatus::Cancelling => Tone::Running,
             RunStatus::Success => Tone::Succeeded,
             RunStatus::Failed | RunStatus::TimedOut | RunStatus::Refused => Tone::Failed,
-            RunStatus::Cancelled => Tone::Stopped,
+            RunStatus::Cancelled | RunStatus::Rejected => Tone::Stopped,
             RunStatus::Other(s) if s == "CompletedWithSuccess" => Tone::Succeeded,
             RunStatus::Other(s) if OTHER_TERMINAL.contains(&s.as_str()) => Tone::Failed,
             RunStatus::Other(_) => Tone::Running,
@@ -156,6 +165,7 @@ impl RunStatus {
             RunStatus::Recorded => "Starting",
             RunStatus::Queued => "Queued by the console",
             RunStatus::Unknown => "Checking with SSM",
+            RunStatus::AwaitingApproval => "Waiting for approval",
             RunStatus::Pending => "Waiting (SSM queue)",
             RunStatus::InProgress => "In progress",
             RunStatus::TimedOut => "Timed out",
@@ -214,6 +224,8 @@ mod tests {
             "Queued",
             "Unknown",
             "Refused",
+            "AwaitingApproval",
+            "Rejected",
             "Pending",
             "InProgress",
             "Waiting",
@@ -240,6 +252,14 @@ mod tests {
             assert_eq!(s.tone(), Tone::Waiting, "{s}");
         }
         assert!(RunStatus::Refused.is_terminal());
+        // A held start waits for a person, it is not running; a rejected one ran nothing.
+        assert_eq!(RunStatus::parse("AwaitingApproval"), RunStatus::AwaitingApproval);
+        assert_eq!(RunStatus::AwaitingApproval.tone(), Tone::Waiting);
+        assert!(!RunStatus::AwaitingApproval.is_terminal());
+        assert!(!RunStatus::AwaitingApproval.can_stop());
+        assert_eq!(RunStatus::parse("Rejected"), RunStatus::Rejected);
+        assert!(RunStatus::Rejected.is_terminal());
+        assert_eq!(RunStatus::Rejected.tone(), Tone::Stopped);
         assert!(RunStatus::parse("CompletedWithFailure").is_terminal());
         assert!(!RunStatus::parse("SomethingNew").is_terminal());
         assert!(RunStatus::Pending.can_stop());

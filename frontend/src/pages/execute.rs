@@ -702,7 +702,7 @@ fn Confirm(review: Review) -> impl IntoView {
                         <A href=format!("/executions/{id}")>{id.clone()}</A>
                     </div>
                 }.into_any(),
-                None if resp.status.as_str() == "AwaitingApproval" => view! {
+                None if resp.status == shared::RunStatus::AwaitingApproval => view! {
                     <div class="warn-box" role="status" data-testid="awaiting-approval">
                         <strong>{format!("Awaiting approval (approval {}). ", resp.record_id)}</strong>
                         {resp.message.unwrap_or_default()}" "<A href="/approvals">"Approvals"</A>
