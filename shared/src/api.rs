@@ -433,6 +433,10 @@ pub struct RollbackResponse {
     /// Instances that were terminated or are gone since, so nothing was restored on them.
     #[serde(default)]
     pub skipped: Vec<String>,
+    /// The console's record of each rollback start: sent, queued until SSM has room, or held for a
+    /// second person.
+    #[serde(default)]
+    pub record_ids: Vec<i64>,
 }
 
 /// Every error reply: `{"error": {...}}`.

@@ -237,6 +237,65 @@ impl WaveStatus {
     }
 }
 
+/// Where a wave's rollback stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum RollbackStatus {
+    /// Asked for; waiting for the wave's run to end (it was told to stop), or for the next attempt
+    /// after AWS could not take the last one.
+    Waiting,
+    /// Its runs are started (or queued by the console until SSM has room).
+    Running,
+    /// A rollback run waits for a second person's approval.
+    Held,
+    /// Every rollback run succeeded, or there was nothing left to restore.
+    Done,
+    /// A rollback run failed or was refused; a person can ask again.
+    Failed,
+}
+
+impl RollbackStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RollbackStatus::Waiting => "waiting",
+            RollbackStatus::Running => "running",
+            RollbackStatus::Held => "held",
+            RollbackStatus::Done => "done",
+            RollbackStatus::Failed => "failed",
+        }
+    }
+
+    /// Whether the console still has work to do on it.
+    pub fn is_active(self) -> bool {
+        matches!(
+            self,
+            RollbackStatus::Waiting | RollbackStatus::Running | RollbackStatus::Held
+        )
+    }
+}
+
+/// A wave's rollback: asked for by the plan's halt or by a person, carried through by the console
+/// until it is done (the wave's run stopped and ended first, attempts AWS could not take retried).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct WaveRollback {
+    pub status: RollbackStatus,
+    /// Who asked: `plan <name>` for the plan's halt, else a person's name.
+    pub requested_by: String,
+    pub requested_at: String,
+    /// Whether a person asked (their rollback waits for a second person where a run's would).
+    pub by_person: bool,
+    /// Attempts AWS (or the console) could not take.
+    pub attempts: u32,
+    /// When the next attempt is due (RFC 3339), after one that failed.
+    pub next_attempt_at: Option<String>,
+    /// The console's records of the rollback runs (each one's status is in History).
+    pub record_ids: Vec<i64>,
+    /// What it is doing or why it stopped, in a sentence.
+    pub message: Option<String>,
+}
+
 /// An instance of a wave, and where it is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -263,7 +322,17 @@ pub struct WaveView {
     /// Refused IMDSv1 calls per instance since the wave started (instances with none left out).
     pub rejected: Vec<InstanceUsage>,
     pub rollback_execution_ids: Vec<String>,
+    /// Its rollback, once one was asked for.
+    #[serde(default)]
+    pub rollback: Option<WaveRollback>,
     pub message: Option<String>,
+}
+
+impl WaveView {
+    /// Whether its rollback still needs the console's work.
+    pub fn rolling_back(&self) -> bool {
+        self.rollback.as_ref().is_some_and(|r| r.status.is_active())
+    }
 }
 
 /// `GET /api/v1/plans/{id}`.

@@ -252,4 +252,8 @@ ALTER TABLE runs ADD COLUMN span TEXT;
 UPDATE runs SET span = ',unknown,' WHERE parameters LIKE '%"target_locations":[{%';
 UPDATE runs SET span = ',unknown,' WHERE parent_execution_id IN (SELECT execution_id FROM runs WHERE span IS NOT NULL);
 "#,
+    // Plans with a wave being rolled back: the driver follows them whatever the plan's status.
+    r"
+ALTER TABLE plans ADD COLUMN rolling_back INTEGER NOT NULL DEFAULT 0;
+",
 ];

@@ -9,9 +9,18 @@ impl Store {
         let body = serde_json::to_string(plan).map_err(StoreError::corrupt)?;
         self.db
             .execute(
-                "INSERT INTO plans (plan_id, name, requester, created_at, status, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (plan_id) DO UPDATE SET status = excluded.status, body = excluded.body",
-                args![plan.plan_id, plan.name, plan.requester, plan.created_at, plan.status.as_str(), body],
+                "INSERT INTO plans (plan_id, name, requester, created_at, status, body, rolling_back) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (plan_id) DO UPDATE SET status = excluded.status, body = excluded.body,
+                     rolling_back = excluded.rolling_back",
+                args![
+                    plan.plan_id,
+                    plan.name,
+                    plan.requester,
+                    plan.created_at,
+                    plan.status.as_str(),
+                    body,
+                    plan.waves.iter().any(shared::plans::WaveView::rolling_back)
+                ],
             )
             .await?;
         Ok(())
@@ -28,6 +37,16 @@ impl Store {
                 .map_err(StoreError::corrupt),
             None => Ok(None),
         }
+    }
+
+    /// The plans with a wave whose rollback the console is still carrying out, whatever their status.
+    pub async fn plans_rolling_back(&self) -> Result<Vec<String>, StoreError> {
+        self.db
+            .query("SELECT plan_id FROM plans WHERE rolling_back = 1", args![])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
     }
 
     /// Plans newest first; with `statuses`, only those (filtered by SQL: the driver asks every round

@@ -4,6 +4,7 @@
 
 use e2e::{spawn_app, TestApp};
 use serde_json::{json, Value};
+use shared::plans::{PlanStatus, RollbackStatus};
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -327,4 +328,180 @@ async fn ssm_stops_a_wave_whose_alarm_fires_and_the_plan_halts_naming_it() {
         .await;
     assert_eq!(status, 400, "{bad}");
     assert_eq!(bad["error"]["field"], "halt.alarm_name");
+}
+
+/// The plan as the API gives it, decoded into the wire type.
+async fn plan_view(app: &TestApp, id: &str) -> shared::plans::PlanView {
+    let (status, plan) = app.get(&format!("/plans/{id}")).await;
+    assert_eq!(status, 200, "{plan}");
+    serde_json::from_value(plan).expect("a PlanView")
+}
+
+/// Polls the plan, typed, until `done` holds; panics with the plan after `within`.
+async fn plan_view_until(
+    app: &TestApp,
+    id: &str,
+    within: Duration,
+    done: impl Fn(&shared::plans::PlanView) -> bool,
+) -> shared::plans::PlanView {
+    let deadline = Instant::now() + within;
+    loop {
+        let plan = plan_view(app, id).await;
+        if done(&plan) {
+            return plan;
+        }
+        assert!(Instant::now() < deadline, "the plan never got there: {plan:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A slow sandbox (one instance's runbook takes seconds) and instances whose software calls IMDSv1,
+/// so a wave of one at a time is still running when its first instances start refusing calls.
+async fn slow_app_and_imdsv1_users() -> (TestApp, Vec<String>) {
+    let app = e2e::spawn_app_with(e2e::AppOptions {
+        speed: 3.0,
+        ..e2e::AppOptions::default()
+    })
+    .await;
+    let users = app
+        .pick("us-east-1", |i| {
+            i["metadata"]["http_tokens"] == "optional"
+                && i["metadata"]["http_endpoint"] == "enabled"
+                && i["imdsv1_calls"].as_u64().unwrap_or(0) > 0
+        })
+        .await;
+    assert!(users.len() >= 3, "the seeded fleet has IMDSv1 users: {users:?}");
+    (app, users.into_iter().take(6).collect())
+}
+
+fn one_at_a_time(name: &str, ids: &[String]) -> Value {
+    let mut w = wave(name, &json!({"instance_ids": ids}), 0);
+    w["max_concurrency"] = json!("1");
+    w
+}
+
+#[tokio::test]
+async fn a_plan_that_halts_mid_run_stops_the_run_then_rolls_back_what_it_changed_by_itself() {
+    let (app, users) = slow_app_and_imdsv1_users().await;
+    let (status, created) = app
+        .post(
+            "/plans",
+            &json!({
+                "name": "halts while its wave runs",
+                "waves": [one_at_a_time("canary", &users)],
+                "halt": {"rejected_calls": 1, "rollback": true}
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["plan_id"].as_str().unwrap().to_owned();
+    let (status, _) = app.post(&format!("/plans/{id}/start"), &json!({})).await;
+    assert_eq!(status, 200);
+
+    // The halt comes while the run is still going: the run is told to stop, and the rollback waits
+    // for it to end instead of failing on "StillRunning".
+    let halted = plan_view_until(&app, &id, WAIT, |p| p.status == PlanStatus::Halted).await;
+    let exec = halted.waves[0].execution_id.clone().expect("the wave's run");
+    let asked = halted.waves[0]
+        .rollback
+        .clone()
+        .expect("a rollback was asked for");
+    assert_eq!(asked.requested_by, "plan halts while its wave runs");
+    assert!(!asked.by_person);
+    assert_ne!(asked.status, RollbackStatus::Failed, "{halted:#?}");
+
+    // Then, with nobody asking, the rollback runs and finishes.
+    let done = plan_view_until(&app, &id, WAIT * 2, |p| {
+        p.waves[0]
+            .rollback
+            .as_ref()
+            .is_some_and(|r| !r.status.is_active())
+    })
+    .await;
+    let rollback = done.waves[0].rollback.clone().unwrap();
+    assert_eq!(rollback.status, RollbackStatus::Done, "{done:#?}");
+    assert!(!done.waves[0].rollback_execution_ids.is_empty(), "{done:#?}");
+    let run = app.wait_done(&exec, WAIT).await;
+    assert_eq!(
+        run["summary"]["status"], "Cancelled",
+        "the halt stopped the run before it reached every instance: {run}"
+    );
+    for rb in &done.waves[0].rollback_execution_ids {
+        let ended = app.wait_done(rb, WAIT).await;
+        assert_eq!(ended["summary"]["status"], "Success", "{ended}");
+    }
+    // Every instance of the wave allows IMDSv1 again, as before the plan.
+    app.refresh_fleet().await;
+    let back: Vec<Value> = app
+        .instances()
+        .await
+        .into_iter()
+        .filter(|i| users.contains(&i["instance_id"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(back.len(), users.len());
+    for inst in back {
+        assert_eq!(inst["metadata"]["http_tokens"], "optional", "{inst}");
+    }
+}
+
+#[tokio::test]
+async fn a_halted_plans_wave_can_be_rolled_back_by_hand_and_not_while_the_plan_runs() {
+    let (app, users) = slow_app_and_imdsv1_users().await;
+    let (status, created) = app
+        .post(
+            "/plans",
+            &json!({
+                "name": "rolled back by hand",
+                "waves": [one_at_a_time("canary", &users[..2])],
+                "halt": {"rejected_calls": 1, "rollback": false}
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["plan_id"].as_str().unwrap().to_owned();
+    let (status, _) = app.post(&format!("/plans/{id}/start"), &json!({})).await;
+    assert_eq!(status, 200);
+    let (status, refused) = app.post(&format!("/plans/{id}/rollback"), &json!({})).await;
+    assert_eq!(
+        status, 409,
+        "a running plan may start more: pause or cancel first: {refused}"
+    );
+    let refused: shared::api::ErrorBody = serde_json::from_value(refused).unwrap();
+    assert_eq!(refused.error.code, "PlanStatus");
+
+    let halted = plan_view_until(&app, &id, WAIT, |p| p.status == PlanStatus::Halted).await;
+    assert!(
+        halted.waves[0].rollback.is_none(),
+        "the plan did not say to roll back"
+    );
+    let (status, asked) = app.post(&format!("/plans/{id}/rollback"), &json!({})).await;
+    assert_eq!(status, 200, "{asked}");
+    let asked: shared::plans::PlanView = serde_json::from_value(asked).unwrap();
+    let rollback = asked.waves[0].rollback.clone().expect("asked for");
+    assert!(rollback.by_person);
+    assert_eq!(rollback.requested_by, "admin");
+    let (status, again) = app.post(&format!("/plans/{id}/rollback"), &json!({})).await;
+    assert_eq!(status, 409, "one rollback at a time: {again}");
+
+    let done = plan_view_until(&app, &id, WAIT * 2, |p| {
+        p.waves[0]
+            .rollback
+            .as_ref()
+            .is_some_and(|r| !r.status.is_active())
+    })
+    .await;
+    assert_eq!(
+        done.waves[0].rollback.as_ref().unwrap().status,
+        RollbackStatus::Done,
+        "{done:#?}"
+    );
+    app.refresh_fleet().await;
+    for inst in app
+        .instances()
+        .await
+        .iter()
+        .filter(|i| users[..2].contains(&i["instance_id"].as_str().unwrap().to_owned()))
+    {
+        assert_eq!(inst["metadata"]["http_tokens"], "optional", "{inst}");
+    }
 }

@@ -765,6 +765,7 @@ pub async fn rollback(
         }
     };
     let mut execution_ids = Vec::new();
+    let mut record_ids = Vec::new();
     let mut instances = Vec::new();
     for start in starts {
         let place = Place {
@@ -781,6 +782,10 @@ pub async fn rollback(
             why.as_deref(),
         )
         .await?;
+        record_ids.push(match &sent {
+            crate::approvals::Sent::Held(held) => *held,
+            crate::approvals::Sent::Started(receipt) => receipt.record_id,
+        });
         match sent {
             crate::approvals::Sent::Held(held) => notes.push(format!(
                 "record {held}: held for a second person ({}); nothing is sent until another operator or admin approves it (approval {held})",
@@ -802,6 +807,7 @@ pub async fn rollback(
         instances,
         notes,
         skipped,
+        record_ids,
     })
 }
 

@@ -7,7 +7,8 @@ use leptos_router::components::A;
 use leptos_router::hooks::{use_navigate, use_params_map};
 use shared::api::{OverrideInput, ParametersInput, TargetsInput};
 use shared::plans::{
-    HaltInput, PlanList, PlanPreview, PlanRequest, PlanStatus, PlanView, ResumeRequest, WaveInput, WaveStatus,
+    HaltInput, PlanList, PlanPreview, PlanRequest, PlanStatus, PlanView, ResumeRequest, RollbackStatus,
+    WaveInput, WaveStatus,
 };
 
 use crate::api;
@@ -22,6 +23,17 @@ fn plan_tone(s: PlanStatus) -> &'static str {
         PlanStatus::Halted => "status tone-bad",
         PlanStatus::Cancelled => "status tone-stopped",
         PlanStatus::Completed => "status tone-ok",
+    }
+}
+
+/// How a wave's rollback reads.
+fn rollback_label(s: RollbackStatus) -> &'static str {
+    match s {
+        RollbackStatus::Waiting => "waiting for the wave's run to end",
+        RollbackStatus::Running => "running",
+        RollbackStatus::Held => "waiting for approval",
+        RollbackStatus::Done => "done",
+        RollbackStatus::Failed => "failed",
     }
 }
 
@@ -238,10 +250,11 @@ pub fn PlanPage() -> impl IntoView {
     });
     let handle = set_interval_with_handle(
         move || {
+            // Also while a wave is being rolled back, whatever the plan's status.
             let running = plan
                 .get_untracked()
                 .and_then(Result::ok)
-                .is_some_and(|p| p.status == PlanStatus::Running);
+                .is_some_and(|p| p.status == PlanStatus::Running || p.waves.iter().any(|w| w.rolling_back()));
             if running {
                 tick.update(|n| *n += 1);
             }
@@ -279,8 +292,13 @@ pub fn PlanPage() -> impl IntoView {
         }
     });
     let asking_cancel = RwSignal::new(false);
+    let asking_rollback = RwSignal::new(false);
     let reason = RwSignal::new(String::new());
     view! {
+        <ConfirmModal open=asking_rollback title="Roll this wave back?" confirm_label="Roll back"
+            on_confirm=Callback::new(move |()| { act.dispatch(("rollback".into(), None)); })>
+            <p>"The last wave that ran gets back the metadata options its instances had before it: IMDSv1 is allowed again where it was. If its run still goes, it is stopped first. Where a second person approved the wave, they approve the rollback too."</p>
+        </ConfirmModal>
         <ConfirmModal open=asking_cancel title="Cancel this plan?" confirm_label="Cancel plan"
             on_confirm=Callback::new(move |()| { act.dispatch(("cancel".into(), None)); })>
             <p>"No further wave starts, and a wave running now is stopped in SSM. Instances already changed keep their new options (each wave's run can be reverted from its page)."</p>
@@ -291,6 +309,16 @@ pub fn PlanPage() -> impl IntoView {
             Some(Err(e)) => view! { <section class="card"><div class="error-box" role="alert">{e.explain()}</div></section> }.into_any(),
             Some(Ok(p)) => {
                 let status = p.status;
+                // The wave a rollback by hand would restore: the last one that ran, unless it is
+                // being rolled back already.
+                let rollback_wave = p
+                    .waves
+                    .iter()
+                    .rev()
+                    .find(|w| w.execution_id.is_some())
+                    .filter(|w| !w.rolling_back())
+                    .map(|w| w.name.clone())
+                    .filter(|_| !matches!(status, PlanStatus::Draft | PlanStatus::Running));
                 view! {
                     <section class="card">
                         <p><A href="/plans">"Plans"</A>" › "{p.name.clone()}</p>
@@ -309,7 +337,8 @@ pub fn PlanPage() -> impl IntoView {
                                     <label>"Reason (for a wave the readiness check holds) "<input id="resume-reason" prop:value=move || reason.get() on:input=move |ev| reason.set(event_target_value(&ev))/></label>
                                     <button id="plan-resume" on:click=move |_| { act.dispatch(("resume".into(), Some(reason.get()).filter(|r| !r.trim().is_empty()))); }>"Resume"</button>
                                 })}" "
-                                {(!status.is_final()).then(|| view! { <button class="danger" id="plan-cancel" on:click=move |_| asking_cancel.set(true)>"Cancel…"</button> })}
+                                {(!status.is_final()).then(|| view! { <button class="danger" id="plan-cancel" on:click=move |_| asking_cancel.set(true)>"Cancel…"</button> })}" "
+                                {rollback_wave.map(|name| view! { <button class="secondary" id="plan-rollback" on:click=move |_| asking_rollback.set(true)>{format!("Roll back wave {name}…")}</button> })}
                             </p>
                         })}
                         {move || preview.get().flatten().map(|r| match r {
@@ -347,8 +376,16 @@ pub fn PlanPage() -> impl IntoView {
                                     {(!w.rejected.is_empty()).then(|| view! {
                                         <div data-testid="wave-rejected">{format!("Refused IMDSv1 calls: {}", w.rejected.iter().map(|r| format!("{} ({})", r.instance_id, r.imdsv1_calls)).collect::<Vec<_>>().join(", "))}</div>
                                     })}
+                                    {w.rollback.clone().map(|r| view! {
+                                        <div data-testid="wave-rollback" data-status=r.status.as_str()>
+                                            <strong>{format!("Rollback {} ", rollback_label(r.status))}</strong>
+                                            {format!("(asked by {}, {})", r.requested_by, api::local_time(Some(&r.requested_at)))}
+                                            {r.message.clone().map(|m| view! { <div class="help">{m}</div> })}
+                                            {(r.status == RollbackStatus::Held).then(|| view! { <A href="/approvals">"Approvals"</A> })}
+                                        </div>
+                                    })}
                                     {(!w.rollback_execution_ids.is_empty()).then(|| view! {
-                                        <div>"Rolled back by "{w.rollback_execution_ids.iter().map(|e| { let label = e.clone(); view! { <A href=format!("/executions/{e}")>{label}</A>" " } }).collect_view()}</div>
+                                        <div>"Rollback runs: "{w.rollback_execution_ids.iter().map(|e| { let label = e.clone(); view! { <A href=format!("/executions/{e}")>{label}</A>" " } }).collect_view()}</div>
                                     })}
                                 </li>
                             }

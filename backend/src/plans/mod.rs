@@ -18,6 +18,8 @@ use shared::RunStatus;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
+mod rollback;
+
 use crate::aws::cloudwatch::{self, UsageMetric};
 use crate::error::AppError;
 use crate::runs;
@@ -76,6 +78,7 @@ pub async fn create(state: &AppState, req: PlanRequest, requester: &str) -> Resu
                 targets: Vec::new(),
                 rejected: Vec::new(),
                 rollback_execution_ids: Vec::new(),
+                rollback: None,
                 message: None,
             })
             .collect(),
@@ -163,6 +166,8 @@ pub enum Action {
     Pause,
     Resume,
     Cancel,
+    /// Roll back the last wave that ran (a plan that is not running: pause or cancel it first).
+    Rollback,
 }
 
 impl Action {
@@ -172,6 +177,7 @@ impl Action {
             "pause" => Some(Action::Pause),
             "resume" => Some(Action::Resume),
             "cancel" => Some(Action::Cancel),
+            "rollback" => Some(Action::Rollback),
             _ => None,
         }
     }
@@ -274,6 +280,29 @@ pub async fn act(
             plan.status = PlanStatus::Cancelled;
             plan.reason = Some(format!("cancelled by {who}"));
         }
+        (Action::Rollback, PlanStatus::Draft | PlanStatus::Running) => {
+            return Err(conflict(
+                "roll a wave back while it may start more (pause or cancel it first)",
+            ))
+        }
+        (Action::Rollback, _) => {
+            let Some(i) = plan.waves.iter().rposition(|w| w.execution_id.is_some()) else {
+                return Err(AppError::Conflict {
+                    code: "NothingToRollBack".into(),
+                    message: format!(
+                        "no wave of plan \"{}\" has run: there is nothing to roll back",
+                        plan.name
+                    ),
+                });
+            };
+            if plan.waves[i].rolling_back() {
+                return Err(AppError::Conflict {
+                    code: "RollbackUnderWay".into(),
+                    message: format!("wave {} is already being rolled back", plan.waves[i].name),
+                });
+            }
+            rollback::ask(state, &mut plan, i, who, true).await;
+        }
         (Action::Start, _) => return Err(conflict("start (only a draft starts)")),
         (Action::Pause, _) => return Err(conflict("pause (only a running plan pauses)")),
         (Action::Resume, _) => return Err(conflict("resume (only a paused or halted plan resumes)")),
@@ -281,14 +310,13 @@ pub async fn act(
     }
     plan.updated_at = now(state).1;
     state.store.save_plan(&plan).await?;
+    let event = match action {
+        Action::Rollback => "plan-rollback".to_owned(),
+        _ => format!("plan-{}", plan.status.as_str()),
+    };
     state
         .store
-        .auth_event(
-            &format!("plan-{}", plan.status.as_str()),
-            Some(who),
-            Some(&plan.plan_id),
-            None,
-        )
+        .auth_event(&event, Some(who), Some(&plan.plan_id), None)
         .await?;
     Ok(plan)
 }
@@ -314,23 +342,33 @@ pub async fn drive(state: AppState) {
                 continue;
             }
         };
-        for plan in running {
-            if let Err(e) = step(&state, &plan.plan_id).await {
-                tracing::warn!(plan = %plan.plan_id, error = %e, "a plan step failed; trying again");
+        let mut ids: Vec<String> = running.into_iter().map(|p| p.plan_id).collect();
+        match state.store.plans_rolling_back().await {
+            Ok(more) => ids.extend(more.into_iter().filter(|m| !ids.contains(m)).collect::<Vec<_>>()),
+            Err(e) => tracing::warn!(error = %e, "could not read the plans rolling back"),
+        }
+        for plan_id in ids {
+            if let Err(e) = step(&state, &plan_id).await {
+                tracing::warn!(plan = %plan_id, error = %e, "a plan step failed; trying again");
             }
         }
     }
 }
 
-/// One step of one plan: start the next wave, follow the running one, end a bake, or halt.
+/// One step of one plan: start the next wave, follow the running one, end a bake, or halt; and
+/// carry on any wave's rollback, whatever the plan's status.
 pub async fn step(state: &AppState, plan_id: &str) -> Result<(), AppError> {
     let _guard = state.plans.lock.lock().await;
     let mut plan = get(state, plan_id).await?;
-    if plan.status != PlanStatus::Running {
-        return Ok(());
-    }
     let before = plan.clone();
-    advance(state, &mut plan).await?;
+    if plan.status == PlanStatus::Running {
+        advance(state, &mut plan).await?;
+    }
+    for i in 0..plan.waves.len() {
+        if plan.waves[i].rolling_back() {
+            rollback::follow(state, &mut plan, i).await;
+        }
+    }
     if plan != before {
         plan.updated_at = now(state).1;
         state.store.save_plan(&plan).await?;
@@ -669,25 +707,14 @@ async fn watch_refusals(state: &AppState, plan: &mut PlanView, i: usize) -> Resu
     wave.message = Some(message.clone());
     plan.status = PlanStatus::Halted;
     plan.reason = Some(format!("wave {}: {message}", wave.name));
-    if plan.halt.rollback {
-        if let Some(exec) = wave.execution_id.clone() {
-            let who = format!("plan {}", plan.name);
-            match runs::rollback(state, &exec, &plan.requester, runs::RollbackBy::PlanHalt).await {
-                Ok(r) => {
-                    plan.waves[i].rollback_execution_ids = r.execution_ids;
-                    plan.reason = Some(format!(
-                        "{} The wave is being rolled back ({who}).",
-                        plan.reason.clone().unwrap_or_default()
-                    ));
-                }
-                Err(e) => {
-                    plan.reason = Some(format!(
-                        "{} Its rollback could not start: {e}",
-                        plan.reason.clone().unwrap_or_default()
-                    ));
-                }
-            }
-        }
+    if plan.halt.rollback && plan.waves[i].execution_id.is_some() {
+        let who = format!("plan {}", plan.name);
+        rollback::ask(state, plan, i, &who, false).await;
+        plan.reason = Some(format!(
+            "{} The wave is being rolled back.",
+            plan.reason.clone().unwrap_or_default()
+        ));
+        rollback::follow(state, plan, i).await;
     }
     Ok(())
 }
