@@ -25,6 +25,7 @@ mod launch;
 mod launch_api;
 mod organizations;
 mod ssm;
+mod ssm_rules;
 mod sts;
 mod timefmt;
 mod wire;
