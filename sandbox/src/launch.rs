@@ -53,6 +53,10 @@ pub(crate) struct LaunchTemplate {
     pub region: String,
     pub default_version: i64,
     pub versions: Vec<TemplateVersion>,
+    /// The highest version number ever given, so a version created after the latest was deleted
+    /// gets a new number, as in EC2 (0: none deleted yet).
+    #[serde(default)]
+    pub highest_version: i64,
 }
 
 impl LaunchTemplate {
@@ -133,6 +137,9 @@ pub(crate) struct Launch {
     pub fleets: Vec<Ec2Fleet>,
     /// CreateLaunchTemplateVersion's ClientToken -> (template, version), so a retry creates nothing.
     pub version_tokens: BTreeMap<String, (String, i64)>,
+    /// ClientToken -> the request it came with, so a reuse for another request is refused.
+    #[serde(default)]
+    pub version_token_requests: BTreeMap<String, String>,
 }
 
 pub(crate) fn place_key(account: &str, region: &str) -> String {
@@ -237,6 +244,7 @@ pub(crate) fn seed(fleet: &mut Fleet) -> Launch {
                 region: region.clone(),
                 default_version,
                 versions,
+                highest_version: 0,
             };
             let launched = template.version(spec).map_or(1, |v| v.number);
             let in_group: Vec<usize> = members.iter().copied().skip(n).step_by(10).collect();
@@ -317,7 +325,7 @@ impl Launch {
     }
 
     pub(crate) fn image(&self, region: &str, id: &str) -> Option<&Image> {
-        // AMIs are regional; the seeded ones are shared across the organisation's accounts.
+        // AMIs are regional and each seeded one has an ID of its own, so the region and ID find it.
         self.images.iter().find(|i| i.id == id && i.region == region)
     }
 

@@ -20,6 +20,7 @@ mod engine;
 mod faults;
 mod fleet;
 mod iam;
+mod images;
 mod jsonpath;
 mod launch;
 mod launch_api;
@@ -27,6 +28,7 @@ mod organizations;
 mod ssm;
 mod ssm_rules;
 mod sts;
+mod template_versions;
 mod timefmt;
 mod wire;
 
