@@ -12,6 +12,7 @@
 //! `launch_api` (EC2) and `autoscaling`; `faults` injects
 //! throttling, 5xx, latency and denied actions, and counts every call.
 
+mod alarms;
 mod autoscaling;
 mod cloudwatch;
 mod documents;
