@@ -8,8 +8,9 @@
 //! Code map: `wire` routes a request to its service and writes each protocol's error shape; `ssm`,
 //! `ec2`, `cloudwatch` and `sts` are the services; `engine` runs automation documents step by step;
 //! `documents` loads the published runbooks; `fleet` is the seeded demo fleet; `launch` is where
-//! its instances come from (metadata defaults, launch templates, Auto Scaling groups, AMIs), served by
-//! `launch_api` (EC2) and `autoscaling`; `faults` injects
+//! its instances come from (metadata defaults, launch templates, Auto Scaling groups and launch
+//! configurations, AMIs), served by `launch_api`, `template_versions` and `images` (EC2) and
+//! `autoscaling`; `ssm_rules` holds SSM's model checks and `alarms` CloudWatch's alarms; `faults` injects
 //! throttling, 5xx, latency and denied actions, and counts every call.
 
 mod alarms;
