@@ -1,6 +1,7 @@
 //! Auto Scaling (awsQuery: form-encoded requests, XML replies): DescribeAutoScalingGroups,
-//! SetDesiredCapacity (a scale-out launches instances from the group's template, as EC2 would) and
-//! DescribeScalingActivities (where a launch refused by the account's IMDSv2 enforcement shows).
+//! SetDesiredCapacity (a scale-out launches instances from the group's template, as EC2 would),
+//! DescribeScalingActivities (where a launch refused by the account's IMDSv2 enforcement shows) and
+//! DescribeLaunchConfigurations (with each configuration's MetadataOptions).
 
 use axum::response::Response;
 use std::collections::BTreeMap;
@@ -25,6 +26,7 @@ pub(crate) fn handle(
         "DescribeAutoScalingGroups" => describe_groups(sb, at, &p),
         "SetDesiredCapacity" => set_desired(sb, at, &p),
         "DescribeScalingActivities" => describe_activities(sb, at, &p),
+        "DescribeLaunchConfigurations" => describe_launch_configurations(sb, at, &p),
         other => Err(AwsError::client(
             "InvalidAction",
             format!("The action {other} is not valid for this web service."),
@@ -85,8 +87,7 @@ fn group_xml(sb_fleet: &crate::fleet::Fleet, g: &AutoScalingGroup) -> String {
     format!(
         "<member><AutoScalingGroupName>{name}</AutoScalingGroupName>\
          <AutoScalingGroupARN>arn:aws:autoscaling:{region}:{account}:autoScalingGroup:{uuid}:autoScalingGroupName/{name}</AutoScalingGroupARN>\
-         <LaunchTemplate><LaunchTemplateId>{lt}</LaunchTemplateId><Version>{ver}</Version></LaunchTemplate>\
-         <MinSize>{min}</MinSize><MaxSize>{max}</MaxSize><DesiredCapacity>{desired}</DesiredCapacity>\
+         {source}<MinSize>{min}</MinSize><MaxSize>{max}</MaxSize><DesiredCapacity>{desired}</DesiredCapacity>\
          <DefaultCooldown>300</DefaultCooldown><AvailabilityZones><member>{region}a</member></AvailabilityZones>\
          <HealthCheckType>EC2</HealthCheckType><HealthCheckGracePeriod>300</HealthCheckGracePeriod>\
          <Instances>{instances}</Instances><CreatedTime>{created}</CreatedTime>\
@@ -95,8 +96,14 @@ fn group_xml(sb_fleet: &crate::fleet::Fleet, g: &AutoScalingGroup) -> String {
         region = g.region,
         account = g.account,
         uuid = &crate::launch::group_uuid(g),
-        lt = g.template_id,
-        ver = esc(&g.template_version),
+        source = match &g.launch_configuration {
+            Some(lc) => format!("<LaunchConfigurationName>{}</LaunchConfigurationName>", esc(lc)),
+            None => format!(
+                "<LaunchTemplate><LaunchTemplateId>{}</LaunchTemplateId><Version>{}</Version></LaunchTemplate>",
+                g.template_id,
+                esc(&g.template_version)
+            ),
+        },
         min = g.min,
         max = g.max,
         desired = g.desired,
@@ -206,4 +213,68 @@ fn describe_activities(sb: &Sandbox, at: &Scope<'_>, p: &BTreeMap<&str, &str>) -
     }
     body.push_str("</Activities>");
     ok_xml(wrap("DescribeScalingActivities", &body))
+}
+
+/// DescribeLaunchConfigurations: the account's configurations in the Region (all, or those named;
+/// unknown names are left out, as Auto Scaling does), at most 50 names per call.
+fn describe_launch_configurations(
+    sb: &Sandbox,
+    at: &Scope<'_>,
+    p: &BTreeMap<&str, &str>,
+) -> Result<Response, AwsError> {
+    let names = members(p, "LaunchConfigurationNames");
+    if names.len() > 50 {
+        return Err(AwsError::client(
+            "ValidationError",
+            "1 validation error detected: Value at 'launchConfigurationNames' failed to satisfy constraint: Member must have length less than or equal to 50",
+        ));
+    }
+    let (offset, size) = page(p)?;
+    let world = sb.world();
+    let configs: Vec<&crate::launch::LaunchConfiguration> = world
+        .launch
+        .launch_configurations
+        .iter()
+        .filter(|c| c.account == at.account && c.region == at.region)
+        .filter(|c| names.is_empty() || names.contains(&c.name))
+        .collect();
+    let end = (offset + size).min(configs.len());
+    let mut body = String::from("<LaunchConfigurations>");
+    for c in configs.get(offset.min(end)..end).unwrap_or_default() {
+        let mut md = String::new();
+        if let Some(m) = &c.md {
+            md.push_str("<MetadataOptions>");
+            if let Some(x) = &m.http_tokens {
+                let _ = write!(md, "<HttpTokens>{x}</HttpTokens>");
+            }
+            if let Some(x) = m.hop_limit {
+                let _ = write!(md, "<HttpPutResponseHopLimit>{x}</HttpPutResponseHopLimit>");
+            }
+            if let Some(x) = &m.http_endpoint {
+                let _ = write!(md, "<HttpEndpoint>{x}</HttpEndpoint>");
+            }
+            md.push_str("</MetadataOptions>");
+        }
+        let _ = write!(
+            body,
+            "<member><LaunchConfigurationName>{name}</LaunchConfigurationName>\
+             <LaunchConfigurationARN>arn:{partition}:autoscaling:{region}:{account}:launchConfiguration:{uuid}:launchConfigurationName/{name}</LaunchConfigurationARN>\
+             <ImageId>{image}</ImageId><InstanceType>{itype}</InstanceType><SecurityGroups/>\
+             <BlockDeviceMappings/><InstanceMonitoring><Enabled>true</Enabled></InstanceMonitoring>\
+             <CreatedTime>{created}</CreatedTime><EbsOptimized>false</EbsOptimized>{md}</member>",
+            name = esc(&c.name),
+            partition = sb.inner.config.partition,
+            region = c.region,
+            account = c.account,
+            uuid = crate::launch::config_uuid(c),
+            image = c.image_id,
+            itype = c.instance_type,
+            created = timefmt::iso(c.created_ms),
+        );
+    }
+    body.push_str("</LaunchConfigurations>");
+    if end < configs.len() {
+        let _ = write!(body, "<NextToken>sbx{end:x}</NextToken>");
+    }
+    ok_xml(wrap("DescribeLaunchConfigurations", &body))
 }

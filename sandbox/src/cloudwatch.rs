@@ -1,5 +1,6 @@
-//! CloudWatch GetMetricData in rpcv2Cbor, the protocol current aws-sdk-cloudwatch speaks, for the
-//! AWS/EC2 IMDS metrics MetadataNoToken and MetadataNoTokenRejected by InstanceId.
+//! CloudWatch in rpcv2Cbor, the protocol current aws-sdk-cloudwatch speaks, and in awsJson1_0, as
+//! botocore sends it: GetMetricData for the AWS/EC2 IMDS metrics MetadataNoToken and
+//! MetadataNoTokenRejected by InstanceId, and DescribeAlarms (served by `alarms`).
 
 use crate::fleet::Scope;
 use axum::response::Response;
@@ -78,6 +79,26 @@ fn metric_data(
             queries.len()
         )));
     }
+    let id_re = regex::Regex::new(r"^[a-z][a-zA-Z0-9_]*$").expect("pattern");
+    for (n, q) in queries.iter().enumerate() {
+        let n = n + 1;
+        // The API reference: an Id starts with a lowercase letter and has letters, numbers and
+        // underscores only, at most 255 characters.
+        if !id_re.is_match(&q.id) || q.id.len() > 255 {
+            return Err(AwsError::client(
+                "ValidationError",
+                format!("The value {} for parameter MetricDataQueries.member.{n}.Id is not valid. The Id must start with a lowercase letter and contain only letters, numbers and underscores.", q.id),
+            ));
+        }
+        // Periods of high-resolution metrics are 1, 5, 10, 20 or 30 seconds; any other is whole
+        // minutes.
+        if !([1, 5, 10, 20, 30].contains(&q.period_secs) || (q.period_secs > 0 && q.period_secs % 60 == 0)) {
+            return Err(AwsError::client(
+                "ValidationError",
+                format!("The value {} for parameter MetricDataQueries.member.{n}.MetricStat.Period is not valid. The period must be 1, 5, 10, 20, 30 or a multiple of 60.", q.period_secs),
+            ));
+        }
+    }
     let world = sb.world();
     let mut out = Vec::new();
     for q in queries {
@@ -113,14 +134,66 @@ fn metric_data(
 
 /// rpcv2Cbor, as the Rust SDK sends it.
 pub(crate) fn handle(sb: &Sandbox, at: &Scope<'_>, op: &str, body: &[u8]) -> Result<Response, AwsError> {
-    if op != "GetMetricData" {
-        return Err(AwsError::client(
-            "UnknownOperationException",
-            format!("The sandbox does not implement CloudWatch {op}."),
-        ));
-    }
     let req: Cbor = ciborium::from_reader(body)
         .map_err(|e| AwsError::client("SerializationException", format!("Malformed CBOR body: {e}")))?;
+    match op {
+        "GetMetricData" => get_metric_data_cbor(sb, at, &req),
+        "DescribeAlarms" => describe_alarms_cbor(sb, at, &req),
+        _ => Err(AwsError::client(
+            "UnknownOperationException",
+            format!("The sandbox does not implement CloudWatch {op}."),
+        )),
+    }
+}
+
+fn texts(req: &Cbor, key: &str) -> Vec<String> {
+    get(req, key)
+        .and_then(Cbor::as_array)
+        .map(|a| a.iter().filter_map(|v| v.as_text().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
+fn describe_alarms_cbor(sb: &Sandbox, at: &Scope<'_>, req: &Cbor) -> Result<Response, AwsError> {
+    let q = crate::alarms::AlarmQuery {
+        names: texts(req, "AlarmNames"),
+        prefix: text(req, "AlarmNamePrefix").map(str::to_owned),
+        state: text(req, "StateValue").map(str::to_owned),
+        types: get(req, "AlarmTypes").map(|_| texts(req, "AlarmTypes")),
+        max_records: get(req, "MaxRecords")
+            .and_then(Cbor::as_integer)
+            .and_then(|i| i64::try_from(i128::from(i)).ok()),
+        next_token: text(req, "NextToken").map(str::to_owned),
+    };
+    let (alarms, next) = crate::alarms::describe(sb, at, &q)?;
+    let now = Cbor::Tag(
+        1,
+        Box::new(Cbor::Integer((crate::timefmt::now_ms() / 1000).into())),
+    );
+    let list = alarms
+        .into_iter()
+        .map(|a| {
+            Cbor::Map(vec![
+                (t("AlarmName"), t(&a.name)),
+                (t("AlarmArn"), t(&a.arn)),
+                (t("ActionsEnabled"), Cbor::Bool(true)),
+                (t("StateValue"), t(a.state)),
+                (t("StateReason"), t(&a.reason)),
+                (t("StateUpdatedTimestamp"), now.clone()),
+            ])
+        })
+        .collect();
+    let mut out = vec![
+        (t("MetricAlarms"), Cbor::Array(list)),
+        (t("CompositeAlarms"), Cbor::Array(vec![])),
+    ];
+    if let Some(next) = next {
+        out.push((t("NextToken"), t(&next)));
+    }
+    ok_cbor(&Cbor::Map(out))
+}
+
+fn get_metric_data_cbor(sb: &Sandbox, at: &Scope<'_>, req: &Cbor) -> Result<Response, AwsError> {
+    let req = req.clone();
     let start = get(&req, "StartTime")
         .and_then(epoch_ms)
         .ok_or_else(|| bad("StartTime is required.".into()))?;
@@ -188,14 +261,68 @@ pub(crate) fn handle(sb: &Sandbox, at: &Scope<'_>, op: &str, body: &[u8]) -> Res
 
 /// awsJson1_0 (`X-Amz-Target: GraniteServiceVersion20100801.GetMetricData`), as botocore and the AWS CLI send it.
 pub(crate) fn handle_json(sb: &Sandbox, at: &Scope<'_>, op: &str, body: &[u8]) -> Result<Response, AwsError> {
-    if op != "GetMetricData" {
-        return Err(AwsError::client(
-            "UnknownOperationException",
-            format!("The sandbox does not implement CloudWatch {op}."),
-        ));
-    }
     let req: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| AwsError::client("SerializationException", format!("Malformed JSON body: {e}")))?;
+    let body = match op {
+        "GetMetricData" => get_metric_data_json(sb, at, &req)?,
+        "DescribeAlarms" => describe_alarms_json(sb, at, &req)?,
+        _ => {
+            return Err(AwsError::client(
+                "UnknownOperationException",
+                format!("The sandbox does not implement CloudWatch {op}."),
+            ))
+        }
+    };
+    let mut resp = crate::wire::ok_json(&body)?;
+    resp.headers_mut().insert(
+        "content-type",
+        axum::http::HeaderValue::from_static("application/x-amz-json-1.0"),
+    );
+    Ok(resp)
+}
+
+fn describe_alarms_json(
+    sb: &Sandbox,
+    at: &Scope<'_>,
+    req: &serde_json::Value,
+) -> Result<serde_json::Value, AwsError> {
+    let list = |k: &str| -> Vec<String> {
+        req[k]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default()
+    };
+    let q = crate::alarms::AlarmQuery {
+        names: list("AlarmNames"),
+        prefix: req["AlarmNamePrefix"].as_str().map(str::to_owned),
+        state: req["StateValue"].as_str().map(str::to_owned),
+        types: req.get("AlarmTypes").map(|_| list("AlarmTypes")),
+        max_records: req["MaxRecords"].as_i64(),
+        next_token: req["NextToken"].as_str().map(str::to_owned),
+    };
+    let (alarms, next) = crate::alarms::describe(sb, at, &q)?;
+    let now = crate::timefmt::now_ms() as f64 / 1000.0;
+    let list: Vec<serde_json::Value> = alarms
+        .iter()
+        .map(|a| {
+            serde_json::json!({
+                "AlarmName": a.name, "AlarmArn": a.arn, "ActionsEnabled": true, "StateValue": a.state,
+                "StateReason": a.reason, "StateUpdatedTimestamp": now,
+            })
+        })
+        .collect();
+    let mut out = serde_json::json!({ "MetricAlarms": list, "CompositeAlarms": [] });
+    if let Some(next) = next {
+        out["NextToken"] = serde_json::json!(next);
+    }
+    Ok(out)
+}
+
+fn get_metric_data_json(
+    sb: &Sandbox,
+    at: &Scope<'_>,
+    req: &serde_json::Value,
+) -> Result<serde_json::Value, AwsError> {
     let time = |k: &str| {
         req[k]
             .as_f64()
@@ -237,11 +364,5 @@ pub(crate) fn handle_json(sb: &Sandbox, at: &Scope<'_>, op: &str, body: &[u8]) -
             })
         })
         .collect();
-    let mut resp =
-        crate::wire::ok_json(&serde_json::json!({ "MetricDataResults": results, "Messages": [] }))?;
-    resp.headers_mut().insert(
-        "content-type",
-        axum::http::HeaderValue::from_static("application/x-amz-json-1.0"),
-    );
-    Ok(resp)
+    Ok(serde_json::json!({ "MetricDataResults": results, "Messages": [] }))
 }

@@ -53,6 +53,10 @@ pub(crate) struct LaunchTemplate {
     pub region: String,
     pub default_version: i64,
     pub versions: Vec<TemplateVersion>,
+    /// The highest version number ever given, so a version created after the latest was deleted
+    /// gets a new number, as in EC2 (0: none deleted yet).
+    #[serde(default)]
+    pub highest_version: i64,
 }
 
 impl LaunchTemplate {
@@ -76,9 +80,13 @@ pub(crate) struct AutoScalingGroup {
     pub name: String,
     pub account: String,
     pub region: String,
+    /// Empty for a group that launches from a launch configuration.
     pub template_id: String,
     /// `$Default`, `$Latest` or a version number, as the group names it.
     pub template_version: String,
+    /// The launch configuration of a group that has no launch template.
+    #[serde(default)]
+    pub launch_configuration: Option<String>,
     pub min: usize,
     pub max: usize,
     pub desired: usize,
@@ -96,6 +104,20 @@ pub(crate) struct Activity {
     pub status: String,
     pub description: String,
     pub message: String,
+}
+
+/// An Auto Scaling launch configuration (deprecated by AWS, still found on old groups): its metadata
+/// options are fixed once created, so requiring IMDSv2 means a new configuration or a template.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct LaunchConfiguration {
+    pub name: String,
+    pub account: String,
+    pub region: String,
+    pub image_id: String,
+    pub instance_type: String,
+    /// None: created without MetadataOptions.
+    pub md: Option<TemplateMetadata>,
+    pub created_ms: u64,
 }
 
 /// An EC2 Fleet that keeps capacity from a launch template.
@@ -131,8 +153,13 @@ pub(crate) struct Launch {
     /// EC2 Fleets (`maintain`), each launching from a template.
     #[serde(default)]
     pub fleets: Vec<Ec2Fleet>,
+    #[serde(default)]
+    pub launch_configurations: Vec<LaunchConfiguration>,
     /// CreateLaunchTemplateVersion's ClientToken -> (template, version), so a retry creates nothing.
     pub version_tokens: BTreeMap<String, (String, i64)>,
+    /// ClientToken -> the request it came with, so a reuse for another request is refused.
+    #[serde(default)]
+    pub version_token_requests: BTreeMap<String, String>,
 }
 
 pub(crate) fn place_key(account: &str, region: &str) -> String {
@@ -237,6 +264,7 @@ pub(crate) fn seed(fleet: &mut Fleet) -> Launch {
                 region: region.clone(),
                 default_version,
                 versions,
+                highest_version: 0,
             };
             let launched = template.version(spec).map_or(1, |v| v.number);
             let in_group: Vec<usize> = members.iter().copied().skip(n).step_by(10).collect();
@@ -253,6 +281,7 @@ pub(crate) fn seed(fleet: &mut Fleet) -> Launch {
                 region: region.clone(),
                 template_id: id,
                 template_version: (*spec).to_owned(),
+                launch_configuration: None,
                 min: 0,
                 max: in_group.len() + 20,
                 desired: in_group.len(),
@@ -272,6 +301,34 @@ pub(crate) fn seed(fleet: &mut Fleet) -> Launch {
             }
             launch.templates.push(template);
         }
+        // A group nobody moved to a launch template: scaled to zero, still on its launch
+        // configuration from before IMDSv2, which allows IMDSv1.
+        launch.launch_configurations.push(LaunchConfiguration {
+            name: "legacy-lc".to_owned(),
+            account: account.clone(),
+            region: region.clone(),
+            image_id: image("legacy"),
+            instance_type: "m5.large".to_owned(),
+            md: Some(TemplateMetadata {
+                http_tokens: Some("optional".to_owned()),
+                hop_limit: Some(1),
+                http_endpoint: Some("enabled".to_owned()),
+            }),
+            created_ms: created,
+        });
+        launch.groups.push(AutoScalingGroup {
+            name: "legacy-asg".to_owned(),
+            account: account.clone(),
+            region: region.clone(),
+            template_id: String::new(),
+            template_version: String::new(),
+            launch_configuration: Some("legacy-lc".to_owned()),
+            min: 0,
+            max: 0,
+            desired: 0,
+            created_ms: created,
+            activities: Vec::new(),
+        });
         for (k, &i) in members.iter().enumerate() {
             let inst = &mut fleet.instances[i];
             if inst.image_id.is_none() {
@@ -285,6 +342,12 @@ pub(crate) fn seed(fleet: &mut Fleet) -> Launch {
 /// The UUID in a group's ARN, stable for the same group.
 pub(crate) fn group_uuid(g: &AutoScalingGroup) -> String {
     let h = place_hash(&g.account, &format!("{}/{}", g.region, g.name));
+    format!("{}-{}-4{}-8{}-{h}", &h[..8], &h[8..12], &h[..3], &h[3..6])
+}
+
+/// The UUID in a launch configuration's ARN, stable for the same configuration.
+pub(crate) fn config_uuid(c: &LaunchConfiguration) -> String {
+    let h = place_hash(&c.account, &format!("{}/lc/{}", c.region, c.name));
     format!("{}-{}-4{}-8{}-{h}", &h[..8], &h[8..12], &h[..3], &h[3..6])
 }
 
@@ -317,7 +380,7 @@ impl Launch {
     }
 
     pub(crate) fn image(&self, region: &str, id: &str) -> Option<&Image> {
-        // AMIs are regional; the seeded ones are shared across the organisation's accounts.
+        // AMIs are regional and each seeded one has an ID of its own, so the region and ID find it.
         self.images.iter().find(|i| i.id == id && i.region == region)
     }
 
@@ -583,7 +646,12 @@ mod tests {
     fn every_place_gets_templates_groups_and_images_linked_to_its_instances() {
         let (fleet, launch) = seeded();
         assert_eq!(launch.templates.len(), 3);
-        assert_eq!(launch.groups.len(), 3);
+        assert_eq!(launch.groups.len(), 4);
+        assert_eq!(launch.launch_configurations.len(), 1);
+        assert_eq!(
+            launch.groups[3].launch_configuration.as_deref(),
+            Some("legacy-lc")
+        );
         assert_eq!(launch.images.len(), 2);
         assert_eq!(group_members(&fleet, &launch.groups[0]).len(), 6);
         assert!(fleet.instances.iter().all(|i| i.image_id.is_some()));

@@ -1,6 +1,7 @@
 //! EC2's calls about where instances come from (ec2Query): Get/ModifyInstanceMetadataDefaults,
 //! DescribeLaunchTemplates, DescribeLaunchTemplateVersions, CreateLaunchTemplateVersion,
-//! ModifyLaunchTemplate, DescribeImages and DescribeFleets, with EC2's validation and error codes.
+//! ModifyLaunchTemplate and DescribeFleets, with EC2's validation and error codes; DescribeImages and
+//! DeleteLaunchTemplateVersions are routed from here to `images` and `template_versions`.
 
 use axum::response::Response;
 use std::collections::BTreeMap;
@@ -27,7 +28,8 @@ pub(crate) fn handle(
         "DescribeLaunchTemplateVersions" => describe_versions(sb, at, p),
         "CreateLaunchTemplateVersion" => create_version(sb, at, p),
         "ModifyLaunchTemplate" => modify_template(sb, at, p),
-        "DescribeImages" => describe_images(sb, at, p),
+        "DeleteLaunchTemplateVersions" => crate::template_versions::delete_versions(sb, at, p),
+        "DescribeImages" => crate::images::describe_images(sb, at, p),
         "DescribeFleets" => describe_fleets(sb, at, p),
         _ => return None,
     })
@@ -107,6 +109,13 @@ fn modify_defaults(sb: &Sandbox, at: &Scope<'_>, p: &Params<'_>) -> Result<Respo
             )
         })?),
     };
+    if tokens.is_none() && endpoint.is_none() && tags.is_none() && enforced.is_none() && hop.is_none() {
+        // EC2 refuses a call that would change nothing rather than answer `true` for it.
+        return Err(AwsError::client(
+            "MissingParameter",
+            "The request must contain at least one of the following parameters: HttpTokens, HttpPutResponseHopLimit, HttpEndpoint, InstanceMetadataTags, HttpTokensEnforced.",
+        ));
+    }
     dry_run(p)?;
     let mut world = sb.world();
     if world.declarative_policy.contains(at.account) {
@@ -137,7 +146,7 @@ fn modify_defaults(sb: &Sandbox, at: &Scope<'_>, p: &Params<'_>) -> Result<Respo
 }
 
 /// Finds the template a call names by `LaunchTemplateId` or `LaunchTemplateName` (exactly one).
-fn named_template<'a>(
+pub(crate) fn named_template<'a>(
     templates: &'a [LaunchTemplate],
     at: &Scope<'_>,
     p: &Params<'_>,
@@ -360,6 +369,21 @@ fn describe_versions(sb: &Sandbox, at: &Scope<'_>, p: &Params<'_>) -> Result<Res
 /// MetadataOptions in the request replaces the source's field by field. A repeated ClientToken
 /// answers the version it created.
 fn create_version(sb: &Sandbox, at: &Scope<'_>, p: &Params<'_>) -> Result<Response, AwsError> {
+    // LaunchTemplateData is required (the model); an empty one sends no member at all.
+    if !p.keys().any(|k| k.starts_with("LaunchTemplateData.")) {
+        return Err(AwsError::client(
+            "MissingParameter",
+            "The request must contain the parameter LaunchTemplateData",
+        ));
+    }
+    if let Some(token) = p.get("ClientToken") {
+        if token.len() > 128 || !token.is_ascii() {
+            return Err(AwsError::client(
+                "InvalidParameterValue",
+                format!("Value ({token}) for parameter clientToken is invalid. Parameter must be 128 ASCII characters or less"),
+            ));
+        }
+    }
     let tokens = one_of(
         p,
         "LaunchTemplateData.MetadataOptions.HttpTokens",
@@ -393,7 +417,12 @@ fn create_version(sb: &Sandbox, at: &Scope<'_>, p: &Params<'_>) -> Result<Respon
     let template_id = named_template(&world.launch.templates, at, p)?.id.clone();
     if let Some(token) = p.get("ClientToken") {
         if let Some((t, n)) = world.launch.version_tokens.get(*token) {
-            if *t == template_id {
+            let same_request = world
+                .launch
+                .version_token_requests
+                .get(*token)
+                .is_none_or(|f| *f == request_fingerprint(p));
+            if *t == template_id && same_request {
                 let t = world
                     .launch
                     .templates
@@ -413,7 +442,7 @@ fn create_version(sb: &Sandbox, at: &Scope<'_>, p: &Params<'_>) -> Result<Respon
             }
             return Err(AwsError::client(
                 "IdempotentParameterMismatch",
-                "The client token you provided is associated with a request for another launch template.",
+                "The client token you provided is associated with a different request: use a new token for a new version.",
             ));
         }
     }
@@ -453,7 +482,7 @@ fn create_version(sb: &Sandbox, at: &Scope<'_>, p: &Params<'_>) -> Result<Respon
             http_endpoint: endpoint.or(base.http_endpoint),
         });
     }
-    let number = template.latest_version() + 1;
+    let number = template.latest_version().max(template.highest_version) + 1;
     template.versions.push(TemplateVersion {
         number,
         description: p.get("VersionDescription").map(|s| (*s).to_owned()),
@@ -471,9 +500,23 @@ fn create_version(sb: &Sandbox, at: &Scope<'_>, p: &Params<'_>) -> Result<Respon
             .launch
             .version_tokens
             .insert((*token).to_owned(), (template_id, number));
+        world
+            .launch
+            .version_token_requests
+            .insert((*token).to_owned(), request_fingerprint(p));
     }
     world.dirty = true;
     ok_xml(wrap("CreateLaunchTemplateVersion", &body))
+}
+
+/// What a CreateLaunchTemplateVersion asked for, to tell a retry (same token, same request) from a
+/// reuse of the token for another request.
+fn request_fingerprint(p: &Params<'_>) -> String {
+    p.iter()
+        .filter(|(k, _)| !matches!(**k, "Action" | "Version" | "DryRun"))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 fn modify_template(sb: &Sandbox, at: &Scope<'_>, p: &Params<'_>) -> Result<Response, AwsError> {
@@ -498,81 +541,6 @@ fn modify_template(sb: &Sandbox, at: &Scope<'_>, p: &Params<'_>) -> Result<Respo
     let body = format!("<launchTemplate>{}</launchTemplate>", template_xml(template));
     world.dirty = true;
     ok_xml(wrap("ModifyLaunchTemplate", &body))
-}
-
-/// By `ImageId.N` (every one must exist, or InvalidAMIID.NotFound) or an `image-id` filter (those
-/// that exist).
-fn describe_images(sb: &Sandbox, at: &Scope<'_>, p: &Params<'_>) -> Result<Response, AwsError> {
-    let ids = numbered(p, "ImageId");
-    let mut filter_ids: Option<Vec<&str>> = None;
-    for i in 1.. {
-        let Some(name) = p.get(format!("Filter.{i}.Name").as_str()) else {
-            break;
-        };
-        let values = numbered(p, &format!("Filter.{i}.Value"));
-        match *name {
-            "image-id" => filter_ids = Some(values),
-            other => {
-                return Err(AwsError::client(
-                    "InvalidParameterValue",
-                    format!("The filter '{other}' is invalid"),
-                ))
-            }
-        }
-    }
-    for id in &ids {
-        let well_formed = id
-            .strip_prefix("ami-")
-            .is_some_and(|r| (8..=17).contains(&r.len()) && r.chars().all(|c| c.is_ascii_hexdigit()));
-        if !well_formed {
-            return Err(AwsError::client(
-                "InvalidAMIID.Malformed",
-                format!("Invalid id: \"{id}\""),
-            ));
-        }
-    }
-    let world = sb.world();
-    let visible: Vec<_> = world
-        .launch
-        .images
-        .iter()
-        .filter(|i| i.region == at.region)
-        .collect();
-    if let Some(missing) = ids.iter().find(|id| !visible.iter().any(|i| i.id == **id)) {
-        return Err(AwsError::client(
-            "InvalidAMIID.NotFound",
-            format!("The image id '[{missing}]' does not exist"),
-        ));
-    }
-    let mut body = String::from("<imagesSet>");
-    let mut seen = std::collections::BTreeSet::new();
-    for img in visible {
-        let wanted = (ids.is_empty() || ids.contains(&img.id.as_str()))
-            && filter_ids.as_ref().is_none_or(|f| f.contains(&img.id.as_str()));
-        if !wanted || !seen.insert(img.id.clone()) {
-            continue;
-        }
-        let imds = img
-            .imds_support
-            .as_ref()
-            .map(|v| format!("<imdsSupport>{v}</imdsSupport>"))
-            .unwrap_or_default();
-        let _ = write!(
-            body,
-            "<item><imageId>{}</imageId><imageLocation>{}/{}</imageLocation><imageState>available</imageState>\
-             <imageOwnerId>{}</imageOwnerId><creationDate>{}</creationDate><isPublic>false</isPublic>\
-             <architecture>x86_64</architecture><imageType>machine</imageType><name>{}</name>\
-             <rootDeviceType>ebs</rootDeviceType><virtualizationType>hvm</virtualizationType>{imds}</item>",
-            img.id,
-            crate::ACCOUNT_ID,
-            esc(&img.name),
-            crate::ACCOUNT_ID,
-            timefmt::iso(img.created_ms),
-            esc(&img.name)
-        );
-    }
-    body.push_str("</imagesSet>");
-    ok_xml(wrap("DescribeImages", &body))
 }
 
 /// DescribeFleets: the account's EC2 Fleets in the region, each with its launch template.

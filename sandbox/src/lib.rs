@@ -8,10 +8,12 @@
 //! Code map: `wire` routes a request to its service and writes each protocol's error shape; `ssm`,
 //! `ec2`, `cloudwatch` and `sts` are the services; `engine` runs automation documents step by step;
 //! `documents` loads the published runbooks; `fleet` is the seeded demo fleet; `launch` is where
-//! its instances come from (metadata defaults, launch templates, Auto Scaling groups, AMIs), served by
-//! `launch_api` (EC2) and `autoscaling`; `faults` injects
+//! its instances come from (metadata defaults, launch templates, Auto Scaling groups and launch
+//! configurations, AMIs), served by `launch_api`, `template_versions` and `images` (EC2) and
+//! `autoscaling`; `ssm_rules` holds SSM's model checks and `alarms` CloudWatch's alarms; `faults` injects
 //! throttling, 5xx, latency and denied actions, and counts every call.
 
+mod alarms;
 mod autoscaling;
 mod cloudwatch;
 mod documents;
@@ -20,12 +22,15 @@ mod engine;
 mod faults;
 mod fleet;
 mod iam;
+mod images;
 mod jsonpath;
 mod launch;
 mod launch_api;
 mod organizations;
 mod ssm;
+mod ssm_rules;
 mod sts;
+mod template_versions;
 mod timefmt;
 mod wire;
 

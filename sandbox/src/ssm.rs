@@ -6,6 +6,7 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
 use crate::engine::{is_terminal, Execution, StartRequest, StepExec};
+use crate::ssm_rules::pattern_error;
 use crate::wire::{ok_json, AwsError};
 use crate::{timefmt, Sandbox};
 
@@ -54,13 +55,10 @@ pub(crate) fn handle(sb: &Sandbox, at: &Scope<'_>, op: &str, body: &[u8]) -> Res
         "DescribeAutomationStepExecutions" => describe_steps(sb, at, &req),
         "StopAutomationExecution" => {
             let id = required_str(&req, "AutomationExecutionId")?;
-            let kind = req["Type"].as_str().unwrap_or("Cancel");
-            if kind != "Cancel" {
-                return Err(AwsError::client(
-                    "InvalidAutomationStatusUpdateException",
-                    "The sandbox supports only Type=Cancel for StopAutomationExecution.",
-                ));
-            }
+            // Complete and Cancel both end the run where it is: the API reference tells them apart by
+            // name only, and SSM's statuses have one outcome for a run its requester stopped
+            // (Cancelled), so the sandbox gives both that outcome.
+            crate::ssm_rules::stop_type(&req)?;
             let mut world = sb.world();
             find(&world, at, id)?;
             world.stop(id).map_err(|e| AwsError::client(e.code, e.message))?;
@@ -142,13 +140,6 @@ fn find<'a>(world: &'a crate::engine::World, at: &Scope<'_>, id: &str) -> Result
         })
 }
 
-fn pattern_error(field: &str, value: &str, pattern: &str) -> AwsError {
-    AwsError::client(
-        "ValidationException",
-        format!("1 validation error detected: Value '{value}' at '{field}' failed to satisfy constraint: Member must satisfy regular expression pattern: {pattern}"),
-    )
-}
-
 fn is_uuid(s: &str) -> bool {
     s.len() == 36
         && s.char_indices().all(|(i, c)| {
@@ -195,35 +186,9 @@ fn start(sb: &Sandbox, at: &Scope<'_>, req: &Value) -> Result<Response, AwsError
         ));
     }
     let target_locations = target_locations(req, &crate::account_ids(sb.inner.config.accounts))?;
-    let targets: Vec<(String, Vec<String>)> = req["Targets"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|t| {
-                    let key = t["Key"].as_str().unwrap_or_default().to_owned();
-                    let values = t["Values"]
-                        .as_array()
-                        .map(|v| v.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
-                        .unwrap_or_default();
-                    (key, values)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    // The API model's constraints on Target.Key (no '+', unlike tags).
-    let key_re = regex::Regex::new(
-        r"^[\p{L}\p{Z}\p{N}_.:/=\-@]*$|resource-groups:ResourceTypeFilters|resource-groups:Name",
-    )
-    .expect("pattern");
-    for (i, (key, _)) in targets.iter().enumerate() {
-        if key.is_empty() || key.chars().count() > 163 || !key_re.is_match(key) {
-            return Err(pattern_error(
-                &format!("targets.{}.member.key", i + 1),
-                key,
-                key_re.as_str(),
-            ));
-        }
-    }
+    let targets = crate::ssm_rules::start_targets(req)?;
+    let target_parameter_name = req["TargetParameterName"].as_str().map(str::to_owned);
+    crate::ssm_rules::target_not_in_parameters(target_parameter_name.as_deref(), &parameters)?;
     let max_concurrency = req["MaxConcurrency"].as_str().map(str::to_owned);
     if let Some(v) = &max_concurrency {
         let re = regex::Regex::new(r"^([1-9][0-9]*|[1-9][0-9]%|[1-9]%|100%)$").expect("pattern");
@@ -238,50 +203,7 @@ fn start(sb: &Sandbox, at: &Scope<'_>, req: &Value) -> Result<Response, AwsError
             return Err(pattern_error("maxErrors", v, re.as_str()));
         }
     }
-    let tags: Vec<(String, String)> = req["Tags"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|t| {
-                    (
-                        t["Key"].as_str().unwrap_or_default().to_owned(),
-                        t["Value"].as_str().unwrap_or_default().to_owned(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    // The API model's constraints on Tag: key 1-128 and value 0-256 characters of this pattern.
-    let tag_re = regex::Regex::new(r"^([\p{L}\p{Z}\p{N}_.:/=+\-@]*)$").expect("pattern");
-    for (i, (key, value)) in tags.iter().enumerate() {
-        let n = i + 1;
-        if key.is_empty() || key.chars().count() > 128 {
-            return Err(AwsError::client(
-                "ValidationException",
-                format!("1 validation error detected: Value '{key}' at 'tags.{n}.member.key' failed to satisfy constraint: Member must have length between 1 and 128"),
-            ));
-        }
-        if value.chars().count() > 256 {
-            return Err(AwsError::client(
-                "ValidationException",
-                format!("1 validation error detected: Value at 'tags.{n}.member.value' failed to satisfy constraint: Member must have length less than or equal to 256"),
-            ));
-        }
-        if !tag_re.is_match(key) {
-            return Err(pattern_error(
-                &format!("tags.{n}.member.key"),
-                key,
-                tag_re.as_str(),
-            ));
-        }
-        if !tag_re.is_match(value) {
-            return Err(pattern_error(
-                &format!("tags.{n}.member.value"),
-                value,
-                tag_re.as_str(),
-            ));
-        }
-    }
+    let tags = crate::ssm_rules::start_tags(req)?;
     // AlarmConfiguration: exactly one alarm (the API model's limit), its name 1 to 255 characters.
     let alarms: Vec<String> = match req.get("AlarmConfiguration").filter(|v| !v.is_null()) {
         None => Vec::new(),
@@ -303,19 +225,13 @@ fn start(sb: &Sandbox, at: &Scope<'_>, req: &Value) -> Result<Response, AwsError
             vec![name.to_owned()]
         }
     };
-    if tags.len() > 5 {
-        return Err(AwsError::client(
-            "ValidationException",
-            "At most 5 tags can be added when starting an automation.",
-        ));
-    }
     let start = StartRequest {
         document_name,
         document_version: req["DocumentVersion"].as_str().map(str::to_owned),
         parameters,
         client_token,
         token_reuse: sb.faults().client_token_reuse,
-        target_parameter_name: req["TargetParameterName"].as_str().map(str::to_owned),
+        target_parameter_name,
         targets,
         max_concurrency,
         max_errors,
@@ -602,12 +518,7 @@ fn next_token(offset: usize, shown: usize, total: usize) -> Option<String> {
 fn describe_executions(sb: &Sandbox, at: &Scope<'_>, req: &Value) -> Result<Response, AwsError> {
     let (offset, max_results) = page_params(req, 50)?;
     let mut filters: Vec<(String, Vec<String>)> = Vec::new();
-    for f in req["Filters"].as_array().into_iter().flatten() {
-        let key = f["Key"].as_str().unwrap_or_default().to_owned();
-        let values: Vec<String> = f["Values"]
-            .as_array()
-            .map(|v| v.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
-            .unwrap_or_default();
+    for (key, values) in crate::ssm_rules::execution_filters(req)? {
         match key.as_str() {
             "DocumentNamePrefix" | "ExecutionId" | "ParentExecutionId" | "TagKey" | "CurrentAction"
             | "AutomationType" => {}

@@ -73,7 +73,8 @@ fn assume_role(
 ) -> Result<Response, AwsError> {
     let get = |k: &str| params.iter().find(|(pk, _)| pk == k).map(|(_, v)| v.as_str());
     let role_arn = get("RoleArn").unwrap_or_default();
-    let session = get("RoleSessionName").unwrap_or("session");
+    let session = session_name(get("RoleSessionName"))?;
+    let duration_secs = duration_seconds(get("DurationSeconds"))?;
     let re = regex::Regex::new(r"^arn:([a-z-]+):iam::(\d{12}):role/(?:[\w+=,.@-]+/)*([\w+=,.@-]+)$")
         .expect("pattern");
     let partition = sb.inner.config.partition.as_str();
@@ -96,7 +97,7 @@ fn assume_role(
         });
     }
     let suffix: String = uuid::Uuid::new_v4().simple().to_string()[..8].to_uppercase();
-    let expires = crate::timefmt::iso(crate::timefmt::now_ms() + 3_600_000);
+    let expires = crate::timefmt::iso(crate::timefmt::now_ms() + duration_secs * 1000);
     ok_xml(format!(
         "<AssumeRoleResponse xmlns=\"{NS}\"><AssumeRoleResult>\
          <Credentials><AccessKeyId>ASIA{account}{suffix}</AccessKeyId><SecretAccessKey>sandbox-secret</SecretAccessKey>\
@@ -107,4 +108,55 @@ fn assume_role(
         token = esc(&session_token(&account, &role, session)),
         session = esc(session),
     ))
+}
+
+/// STS's validation message for one member, as its awsQuery front writes it.
+fn invalid(message: &str) -> AwsError {
+    AwsError::client(
+        "ValidationError",
+        format!("1 validation error detected: {message}"),
+    )
+}
+
+/// RoleSessionName as the model constrains it: required, 2 to 64 characters of `[\w+=,.@-]`.
+fn session_name(raw: Option<&str>) -> Result<&str, AwsError> {
+    let Some(name) = raw else {
+        return Err(invalid(
+            "Value null at 'roleSessionName' failed to satisfy constraint: Member must not be null",
+        ));
+    };
+    let len = name.chars().count();
+    if len < 2 {
+        return Err(invalid(&format!("Value '{name}' at 'roleSessionName' failed to satisfy constraint: Member must have length greater than or equal to 2")));
+    }
+    if len > 64 {
+        return Err(invalid(&format!("Value '{name}' at 'roleSessionName' failed to satisfy constraint: Member must have length less than or equal to 64")));
+    }
+    // `\w` of the model is Java's: ASCII letters, digits and underscore only.
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c))
+    {
+        return Err(invalid(&format!("Value '{name}' at 'roleSessionName' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]*")));
+    }
+    Ok(name)
+}
+
+/// DurationSeconds: 900 to 43200 (the model's range); one hour when left out, as in STS.
+fn duration_seconds(raw: Option<&str>) -> Result<u64, AwsError> {
+    let Some(raw) = raw else {
+        return Ok(3600);
+    };
+    let value: i64 = raw.parse().map_err(|_| {
+        invalid(&format!(
+            "Value '{raw}' at 'durationSeconds' failed to satisfy constraint: Member must be an integer"
+        ))
+    })?;
+    if value < 900 {
+        return Err(invalid(&format!("Value '{value}' at 'durationSeconds' failed to satisfy constraint: Member must have value greater than or equal to 900")));
+    }
+    if value > 43_200 {
+        return Err(invalid(&format!("Value '{value}' at 'durationSeconds' failed to satisfy constraint: Member must have value less than or equal to 43200")));
+    }
+    Ok(value as u64)
 }

@@ -14,6 +14,7 @@ mod plans;
 mod real_aws;
 mod safety;
 mod sandbox_sdk;
+mod sandbox_strict;
 mod scope;
 mod security;
 mod sources;

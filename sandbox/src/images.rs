@@ -1,0 +1,109 @@
+//! EC2's DescribeImages (ec2Query): the AMIs an account may see, by ID, `image-id` filter and
+//! owner, with EC2's errors for malformed and unknown IDs and malformed owners.
+
+use axum::response::Response;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use crate::ec2::{esc, numbered, wrap};
+use crate::fleet::Scope;
+use crate::wire::{ok_xml, AwsError};
+use crate::{timefmt, Sandbox};
+
+type Params<'a> = BTreeMap<&'a str, &'a str>;
+
+/// The owners DescribeImages takes: `self`, an owner alias, or a 12-digit account ID.
+fn valid_owner(owner: &str) -> bool {
+    matches!(owner, "self" | "amazon" | "aws-marketplace" | "aws-backup-vault")
+        || (owner.len() == 12 && owner.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The AMIs the caller may see, by `ImageId.N` (every one must exist, or InvalidAMIID.NotFound), an
+/// `image-id` filter (those that exist) and `Owner.N` (`self`, an account ID or an owner alias).
+pub(crate) fn describe_images(sb: &Sandbox, at: &Scope<'_>, p: &Params<'_>) -> Result<Response, AwsError> {
+    let ids = numbered(p, "ImageId");
+    let mut filter_ids: Option<Vec<&str>> = None;
+    for i in 1.. {
+        let Some(name) = p.get(format!("Filter.{i}.Name").as_str()) else {
+            break;
+        };
+        let values = numbered(p, &format!("Filter.{i}.Value"));
+        match *name {
+            "image-id" => filter_ids = Some(values),
+            other => {
+                return Err(AwsError::client(
+                    "InvalidParameterValue",
+                    format!("The filter '{other}' is invalid"),
+                ))
+            }
+        }
+    }
+    for id in &ids {
+        let well_formed = id
+            .strip_prefix("ami-")
+            .is_some_and(|r| (8..=17).contains(&r.len()) && r.chars().all(|c| c.is_ascii_hexdigit()));
+        if !well_formed {
+            return Err(AwsError::client(
+                "InvalidAMIID.Malformed",
+                format!("Invalid id: \"{id}\""),
+            ));
+        }
+    }
+    let owners = numbered(p, "Owner");
+    if let Some(bad) = owners.iter().find(|o| !valid_owner(o)) {
+        return Err(AwsError::client(
+            "InvalidUserID.Malformed",
+            format!("Invalid user id: \"{bad}\""),
+        ));
+    }
+    let world = sb.world();
+    // An account sees the AMIs it owns; the sandbox's AMIs are all private (none public, none shared
+    // with other accounts), so another account's AMI does not exist for the caller.
+    let visible: Vec<_> = world
+        .launch
+        .images
+        .iter()
+        .filter(|i| i.region == at.region && i.account == at.account)
+        .filter(|i| {
+            owners.is_empty()
+                || owners
+                    .iter()
+                    .any(|o| (*o == "self" && i.account == at.account) || *o == i.account)
+        })
+        .collect();
+    if let Some(missing) = ids.iter().find(|id| !visible.iter().any(|i| i.id == **id)) {
+        return Err(AwsError::client(
+            "InvalidAMIID.NotFound",
+            format!("The image id '[{missing}]' does not exist"),
+        ));
+    }
+    let mut body = String::from("<imagesSet>");
+    let mut seen = std::collections::BTreeSet::new();
+    for img in visible {
+        let wanted = (ids.is_empty() || ids.contains(&img.id.as_str()))
+            && filter_ids.as_ref().is_none_or(|f| f.contains(&img.id.as_str()));
+        if !wanted || !seen.insert(img.id.clone()) {
+            continue;
+        }
+        let imds = img
+            .imds_support
+            .as_ref()
+            .map(|v| format!("<imdsSupport>{v}</imdsSupport>"))
+            .unwrap_or_default();
+        let _ = write!(
+            body,
+            "<item><imageId>{}</imageId><imageLocation>{}/{}</imageLocation><imageState>available</imageState>\
+             <imageOwnerId>{}</imageOwnerId><creationDate>{}</creationDate><isPublic>false</isPublic>\
+             <architecture>x86_64</architecture><imageType>machine</imageType><name>{}</name>\
+             <rootDeviceType>ebs</rootDeviceType><virtualizationType>hvm</virtualizationType>{imds}</item>",
+            img.id,
+            img.account,
+            esc(&img.name),
+            img.account,
+            timefmt::iso(img.created_ms),
+            esc(&img.name)
+        );
+    }
+    body.push_str("</imagesSet>");
+    ok_xml(wrap("DescribeImages", &body))
+}

@@ -1,0 +1,188 @@
+//! SSM's checks of Automation requests that come from its API model (patterns, lengths, list limits)
+//! and its documented rules, apart from the handlers in `ssm` so each stays readable. Every refusal
+//! is worded as SSM's request validation words it: "1 validation error detected: Value ... at
+//! 'member' failed to satisfy constraint: ...".
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+use crate::wire::AwsError;
+
+/// The model's TagKey, with the reservation of the `aws:` prefix (any case) that SSM enforces on
+/// tags a caller sets: AWS keeps those keys for itself.
+const TAG_KEY_PATTERN: &str = r"^(?!^(?i)aws:)(?=^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$).*$";
+
+pub(crate) fn validation(message: &str) -> AwsError {
+    AwsError::client(
+        "ValidationException",
+        format!("1 validation error detected: {message}"),
+    )
+}
+
+pub(crate) fn pattern_error(field: &str, value: &str, pattern: &str) -> AwsError {
+    validation(&format!("Value '{value}' at '{field}' failed to satisfy constraint: Member must satisfy regular expression pattern: {pattern}"))
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
+/// StartAutomationExecution's Tags: at most 5 (the API reference), each key 1 to 128 and each value
+/// 0 to 256 characters of the model's pattern, and no key in AWS's reserved `aws:` namespace.
+pub(crate) fn start_tags(req: &Value) -> Result<Vec<(String, String)>, AwsError> {
+    let tags: Vec<(String, String)> = req["Tags"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|t| {
+                    (
+                        t["Key"].as_str().unwrap_or_default().to_owned(),
+                        t["Value"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let tag_re = regex::Regex::new(r"^([\p{L}\p{Z}\p{N}_.:/=+\-@]*)$").expect("pattern");
+    for (i, (key, value)) in tags.iter().enumerate() {
+        let n = i + 1;
+        if key.is_empty() || key.chars().count() > 128 {
+            return Err(validation(&format!("Value '{key}' at 'tags.{n}.member.key' failed to satisfy constraint: Member must have length between 1 and 128")));
+        }
+        if value.chars().count() > 256 {
+            return Err(validation(&format!("Value at 'tags.{n}.member.value' failed to satisfy constraint: Member must have length less than or equal to 256")));
+        }
+        // The regex crate has no look-around, so the reserved prefix is checked on its own.
+        let reserved = key.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("aws:"));
+        if reserved || !tag_re.is_match(key) {
+            return Err(pattern_error(
+                &format!("tags.{n}.member.key"),
+                key,
+                TAG_KEY_PATTERN,
+            ));
+        }
+        if !tag_re.is_match(value) {
+            return Err(pattern_error(
+                &format!("tags.{n}.member.value"),
+                value,
+                tag_re.as_str(),
+            ));
+        }
+    }
+    if tags.len() > 5 {
+        return Err(AwsError::client(
+            "ValidationException",
+            "At most 5 tags can be added when starting an automation.",
+        ));
+    }
+    Ok(tags)
+}
+
+/// StartAutomationExecution's Targets: at most one Target (the model's AutomationTargets), its Key
+/// 1 to 163 characters of the model's pattern (no '+', unlike tags) and at most 50 Values.
+pub(crate) fn start_targets(req: &Value) -> Result<Vec<(String, Vec<String>)>, AwsError> {
+    let list = req["Targets"].as_array().cloned().unwrap_or_default();
+    if list.len() > 1 {
+        return Err(validation(&format!(
+            "Value at 'targets' failed to satisfy constraint: Member must have length less than or equal to 1 (got {})",
+            list.len()
+        )));
+    }
+    let key_re = regex::Regex::new(
+        r"^[\p{L}\p{Z}\p{N}_.:/=\-@]*$|resource-groups:ResourceTypeFilters|resource-groups:Name",
+    )
+    .expect("pattern");
+    let mut out = Vec::new();
+    for (i, t) in list.iter().enumerate() {
+        let n = i + 1;
+        let key = t["Key"].as_str().unwrap_or_default().to_owned();
+        if key.is_empty() || key.chars().count() > 163 || !key_re.is_match(&key) {
+            return Err(pattern_error(
+                &format!("targets.{n}.member.key"),
+                &key,
+                key_re.as_str(),
+            ));
+        }
+        let values = strings(&t["Values"]);
+        if values.len() > 50 {
+            return Err(validation(&format!(
+                "Value '[{}]' at 'targets.{n}.member.values' failed to satisfy constraint: Member must have length less than or equal to 50",
+                values.join(", ")
+            )));
+        }
+        out.push((key, values));
+    }
+    Ok(out)
+}
+
+/// A rate-controlled start names its target parameter in TargetParameterName and lets SSM fill it in
+/// from Targets for each child; SSM refuses a value for that same parameter in Parameters, since each
+/// child's value would be ambiguous.
+pub(crate) fn target_not_in_parameters(
+    target_parameter_name: Option<&str>,
+    parameters: &BTreeMap<String, Vec<String>>,
+) -> Result<(), AwsError> {
+    match target_parameter_name {
+        Some(name) if parameters.contains_key(name) => Err(AwsError::client(
+            "InvalidAutomationExecutionParametersException",
+            format!("The parameter {name} is the TargetParameterName of this execution and cannot also be given in Parameters; SSM sets it from Targets for each target."),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// DescribeAutomationExecutions' Filters as the model bounds them: 1 to 10 filters, each with 1 to
+/// 10 values of 1 to 150 characters.
+pub(crate) fn execution_filters(req: &Value) -> Result<Vec<(String, Vec<String>)>, AwsError> {
+    let Some(list) = req.get("Filters").filter(|v| !v.is_null()) else {
+        return Ok(Vec::new());
+    };
+    let list = list.as_array().cloned().unwrap_or_default();
+    if list.is_empty() || list.len() > 10 {
+        return Err(validation(&format!(
+            "Value at 'filters' failed to satisfy constraint: Member must have length {} (got {})",
+            if list.is_empty() {
+                "greater than or equal to 1"
+            } else {
+                "less than or equal to 10"
+            },
+            list.len()
+        )));
+    }
+    let mut out = Vec::new();
+    for (i, f) in list.iter().enumerate() {
+        let n = i + 1;
+        let key = f["Key"].as_str().unwrap_or_default().to_owned();
+        let values = strings(&f["Values"]);
+        if values.is_empty() || values.len() > 10 {
+            return Err(validation(&format!(
+                "Value '[{}]' at 'filters.{n}.member.values' failed to satisfy constraint: Member must have length {}",
+                values.join(", "),
+                if values.is_empty() {
+                    "greater than or equal to 1"
+                } else {
+                    "less than or equal to 10"
+                }
+            )));
+        }
+        if values.iter().any(|v| v.is_empty() || v.chars().count() > 150) {
+            return Err(validation(&format!(
+                "Value '[{}]' at 'filters.{n}.member.values' failed to satisfy constraint: Member must satisfy constraint: [Member must have length less than or equal to 150, Member must have length greater than or equal to 1]",
+                values.join(", ")
+            )));
+        }
+        out.push((key, values));
+    }
+    Ok(out)
+}
+
+/// StopAutomationExecution's Type: `Cancel` (the default) or `Complete`, the model's StopType.
+pub(crate) fn stop_type(req: &Value) -> Result<&str, AwsError> {
+    match req.get("Type").and_then(Value::as_str) {
+        None => Ok("Cancel"),
+        Some(t @ ("Cancel" | "Complete")) => Ok(t),
+        Some(other) => Err(validation(&format!("Value '{other}' at 'type' failed to satisfy constraint: Member must satisfy enum value set: [Complete, Cancel]"))),
+    }
+}
