@@ -204,6 +204,18 @@ pub struct ServeArgs {
     /// SSM StartAutomationExecution calls per second, per region.
     #[arg(long, env = "IMDS_CONSOLE_SSM_START_RATE", default_value_t = 1.0)]
     pub ssm_start_rate: f64,
+    /// How long (seconds) a start whose outcome SSM left unclear waits before it is sent again when
+    /// SSM does not list it: SSM's lists are eventually consistent, and a start it was still taking
+    /// must not run twice.
+    #[arg(long, env = "IMDS_CONSOLE_UNCLEAR_START_WAIT_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub unclear_start_wait_secs: u64,
+    /// How long (minutes) a queued or unclear start may wait to be sent. Older, it is not sent (its
+    /// readiness check is stale, and whoever asked may have moved on): it is marked refused, to be
+    /// started again.
+    #[arg(long, env = "IMDS_CONSOLE_START_EXPIRY_MINUTES", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=10080))]
+    pub start_expiry_minutes: u64,
     /// How often in-flight runs are polled, in milliseconds.
     #[arg(long, env = "IMDS_CONSOLE_POLL_MS", default_value_t = 1000)]
     pub poll_ms: u64,

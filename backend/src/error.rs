@@ -41,6 +41,8 @@ pub enum AppError {
         status: StatusCode,
         code: String,
         message: String,
+        /// What happened on the wire: whether the call may be sent again.
+        fault: crate::aws::AwsFault,
     },
     /// 503: AWS could not be reached (timeout, connection refused).
     #[error("AWS unavailable: {0}")]
@@ -117,6 +119,7 @@ impl AppError {
                 status,
                 code,
                 message,
+                ..
             }
             | AppError::Refused {
                 status,

@@ -344,6 +344,10 @@ pub async fn build_state(args: &ServeArgs) -> Result<AppState, String> {
             fleet_ttl: Duration::from_secs(args.fleet_refresh_secs.max(1)),
             detail_fetch: tokio::sync::Mutex::new(()),
             poll: Duration::from_millis(args.poll_ms.max(50)),
+            settling: crate::runs::Settling {
+                wait: Duration::from_secs(args.unclear_start_wait_secs),
+                expiry: Duration::from_secs(args.start_expiry_minutes * 60),
+            },
             discover_every: Duration::from_secs(args.discover_secs.max(1)),
             usage: crate::usage::UsageCache::default(),
             usage_window: Duration::from_secs(u64::from(args.imdsv1_window_days.max(1)) * 86_400),

@@ -63,6 +63,8 @@ pub struct StateInner {
     /// Serialises on-demand detail fetches so concurrent viewers share one SSM call.
     pub detail_fetch: tokio::sync::Mutex<()>,
     pub poll: Duration,
+    /// When unsettled starts are sent again, or given up (see `runs::reconcile`).
+    pub settling: crate::runs::Settling,
     /// How often runs started outside the console are looked for.
     pub discover_every: Duration,
     /// IMDSv1 usage per instance, and the look-back window it covers.

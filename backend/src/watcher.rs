@@ -15,6 +15,10 @@ use crate::store::{ExecutionUpdate, RunRow};
 /// the console show in its history (marked as such).
 pub async fn run(state: AppState) {
     let mut last_discovery: Option<std::time::Instant> = None;
+    let mut last_settling: Option<std::time::Instant> = None;
+    // Unsettled starts are looked at a few times within their wait, so one is sent again soon after
+    // its wait ends (a query of the store when there are none).
+    let settle_every = (state.settling.wait / 4).clamp(Duration::from_secs(1), Duration::from_secs(15));
     loop {
         if last_discovery.is_none_or(|t| t.elapsed() >= state.discover_every) {
             last_discovery = Some(std::time::Instant::now());
@@ -23,7 +27,10 @@ pub async fn run(state: AppState) {
                     note_error(&state, &region, &e);
                 }
             }
-            // Starts SSM answered unclearly: find their execution, or send them again.
+        }
+        if last_settling.is_none_or(|t| t.elapsed() >= settle_every) {
+            last_settling = Some(std::time::Instant::now());
+            // Starts SSM answered unclearly or queued: find their execution, or send them again.
             crate::runs::reconcile(&state, crate::runs::WHILE_SERVING).await;
             if state.store.is_postgres() {
                 crate::runs::reconcile_orphans(&state).await;

@@ -22,6 +22,10 @@ pub struct FaultRule {
     /// Added latency per call, in milliseconds.
     #[serde(default)]
     pub latency_ms: u64,
+    /// Share of calls refused as AWS refuses a request signed with an expired session token (an SSO
+    /// sign-in or assumed role that ran out): 400 `ExpiredTokenException`, nothing done.
+    #[serde(default)]
+    pub expired_token: f64,
 }
 
 impl FaultRule {
@@ -53,9 +57,10 @@ impl FaultRule {
                 "error_500" => rule.error_500 = v.parse().map_err(|_| bad())?,
                 "latency_ms" => rule.latency_ms = v.parse().map_err(|_| bad())?,
                 "error_500_after" => rule.error_500_after = v.parse().map_err(|_| bad())?,
+                "expired_token" => rule.expired_token = v.parse().map_err(|_| bad())?,
                 _ => {
                     return Err(format!(
-                        "fault \"{raw}\": unknown key {k} (throttle, error_500, error_500_after, latency_ms)"
+                        "fault \"{raw}\": unknown key {k} (throttle, error_500, error_500_after, expired_token, latency_ms)"
                     ))
                 }
             }
@@ -86,6 +91,11 @@ pub struct Faults {
     /// under every one.
     #[serde(default)]
     pub client_token_reuse: TokenReuse,
+    /// How long a new execution takes to appear in DescribeAutomationExecutions (milliseconds). SSM's
+    /// lists are eventually consistent and AWS gives no bound, so a console must not take "not listed
+    /// yet" for "never started".
+    #[serde(default)]
+    pub list_lag_ms: u64,
     /// Accounts where no role can be assumed (the console's member role, or an execution role, is
     /// missing there): AssumeRole into them is AccessDenied.
     #[serde(default)]
@@ -144,6 +154,7 @@ pub(crate) enum Injected {
     /// Carry the call out, then answer with a 500.
     Error500After,
     Denied,
+    ExpiredToken,
 }
 
 impl Faults {
@@ -158,6 +169,16 @@ impl Faults {
             .unwrap_or(0);
         if self.deny.contains(op) {
             return (Injected::Denied, latency);
+        }
+        let share = |pick: fn(&FaultRule) -> f64| {
+            self.rules
+                .iter()
+                .filter(|r| r.matches(op))
+                .map(pick)
+                .fold(0.0, f64::max)
+        };
+        if roll < share(|r| r.expired_token) {
+            return (Injected::ExpiredToken, latency);
         }
         let throttle: f64 = self
             .rules

@@ -564,12 +564,15 @@ fn describe_executions(sb: &Sandbox, at: &Scope<'_>, req: &Value) -> Result<Resp
             }
         })
     };
-    // Newest first, as SSM lists them.
+    // Newest first, as SSM lists them; the newest not at all while the list lags behind.
+    let listed_before = timefmt::now_ms().saturating_sub(sb.faults().list_lag_ms);
     let all: Vec<&Execution> = world
         .executions
         .iter()
         .rev()
-        .filter(|e| e.region == at.region && e.account == at.account && matches(e))
+        .filter(|e| {
+            e.region == at.region && e.account == at.account && e.start_ms <= listed_before && matches(e)
+        })
         .collect();
     let page: Vec<Value> = all
         .iter()

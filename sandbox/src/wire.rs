@@ -238,6 +238,10 @@ async fn dispatch(State(sb): State<Sandbox>, uri: Uri, headers: HeaderMap, body:
         _ if role_gone => Err(denied_error(service, &op_key, &region)),
         Injected::Throttle => Err(throttle_error(service)),
         Injected::Error500 => Err(internal_error(service)),
+        Injected::ExpiredToken => Err(AwsError::client(
+            "ExpiredTokenException",
+            "The security token included in the request is expired",
+        )),
         Injected::Denied if service != Service::Sts => Err(denied_error(service, &op_key, &region)),
         Injected::Error500After => {
             // The work is done; only the reply is lost.

@@ -294,7 +294,7 @@ fn postgres_error(e: tokio_postgres::Error) -> StoreError {
 
 /// An error and its causes, outermost first ("error performing TLS handshake: invalid peer
 /// certificate: UnknownIssuer"): the outer words alone rarely say what to fix.
-pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
+pub fn with_causes(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {

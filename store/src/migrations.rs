@@ -256,4 +256,9 @@ UPDATE runs SET span = ',unknown,' WHERE parent_execution_id IN (SELECT executio
     r"
 ALTER TABLE plans ADD COLUMN rolling_back INTEGER NOT NULL DEFAULT 0;
 ",
+    // When a start's outcome last became unclear (or it was queued): it is sent again only after
+    // SSM's list has had time to show it.
+    r"
+ALTER TABLE runs ADD COLUMN unsettled_at_ms INTEGER;
+",
 ];

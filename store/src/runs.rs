@@ -75,6 +75,8 @@ pub struct RunRow {
     pub rolled_back_by: Option<String>,
     /// Every account a run across accounts acts in (`,id,id,`); None for a run in one account.
     pub span: Option<String>,
+    /// When its outcome last became unclear, or it was last queued (epoch ms).
+    pub unsettled_at_ms: Option<i64>,
 }
 
 impl RunRow {
@@ -99,7 +101,7 @@ impl RunRow {
 const ROW_COLUMNS: &str =
     "id, client_token, execution_id, region, document_name, requester, status, instance_id, targets, \
      parent_execution_id, start_time, end_time, detail, detail_at_ms, started_here, created_at, override_reason, \
-     prior_options, rollback_of, rolled_back_by, account, span";
+     prior_options, rollback_of, rolled_back_by, account, span, unsettled_at_ms";
 
 /// What a history row shows ([`ExecutionSummary`]), then where it sorts: a page reads 51 rows, and
 /// what lists never show (the cached detail view alone is kilobytes) stays in the database.
@@ -151,6 +153,7 @@ fn row(mut r: Row) -> Result<RunRow, StoreError> {
         rolled_back_by: r.take(19)?,
         account: r.take(20)?,
         span: r.take(21)?,
+        unsettled_at_ms: r.take(22)?,
     })
 }
 
@@ -315,8 +318,8 @@ impl Store {
     async fn set_unacknowledged(&self, id: i64, status: &str, message: &str) -> Result<(), StoreError> {
         self.db
             .execute(
-                "UPDATE runs SET status = ?2, failure_message = ?3 WHERE id = ?1 AND execution_id IS NULL",
-                args![id, status, message],
+                "UPDATE runs SET status = ?2, failure_message = ?3, unsettled_at_ms = ?4 WHERE id = ?1 AND execution_id IS NULL",
+                args![id, status, message, self.clock.now_ms()],
             )
             .await?;
         Ok(())

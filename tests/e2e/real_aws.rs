@@ -879,3 +879,150 @@ async fn where_imdsv2_is_enforced_at_launch_ec2_refuses_optional_and_rollbacks_s
         .await;
     assert_eq!(detail["summary"]["status"], "Failed", "{detail}");
 }
+
+/// Waits until the audit record `record_id` satisfies `done`; returns it.
+async fn record_until(
+    app: &e2e::TestApp,
+    record_id: i64,
+    within: Duration,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let r = audit_record(app, record_id).await;
+        if done(&r) {
+            return r;
+        }
+        assert!(std::time::Instant::now() < deadline, "never got there: {r}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_unclear_start_is_not_sent_again_while_ssms_list_has_not_caught_up() {
+    // SSM takes the start but its reply is lost, and its list shows a new run only 3 s later. A
+    // console that took "not listed" for "never started" would send it again at once: two runs.
+    const LAG_MS: u64 = 3_000;
+    let app = spawn_app_with(AppOptions {
+        discover_secs: 1,
+        unclear_start_wait_secs: 6,
+        ..AppOptions::default()
+    })
+    .await;
+    let id = app.quiet("us-east-1").await.remove(0);
+    app.sandbox.set_faults(sandbox::Faults {
+        rules: vec![sandbox::FaultRule {
+            operation: "ssm:StartAutomationExecution".into(),
+            error_500_after: 1.0,
+            ..Default::default()
+        }],
+        list_lag_ms: LAG_MS,
+        ..Default::default()
+    });
+    let (status, body) = app
+        .post("/executions", &json!({"parameters": {"InstanceId": id}}))
+        .await;
+    assert_eq!(status, 503, "{body}");
+    let record_id = newest_record(&app).await["record_id"].as_i64().unwrap();
+    app.sandbox.set_faults(sandbox::Faults {
+        list_lag_ms: LAG_MS,
+        ..Default::default()
+    });
+    // The watcher finds the run once SSM lists it, and adopts it.
+    let settled = record_until(&app, record_id, Duration::from_secs(30), |r| {
+        r["execution_id"].as_str().is_some()
+    })
+    .await;
+    let execution = settled["execution_id"].as_str().unwrap();
+    let done = app.wait_done(execution, Duration::from_secs(30)).await;
+    assert_eq!(done["summary"]["status"], "Success", "{done}");
+    // Anything sent again would be listed by now.
+    tokio::time::sleep(Duration::from_millis(LAG_MS + 500)).await;
+    assert_eq!(runs_on(&app, &id).await, 1, "exactly one run");
+    assert_eq!(
+        app.sandbox.execution_ids().len(),
+        1,
+        "exactly one start reached SSM"
+    );
+}
+
+#[tokio::test]
+async fn a_start_refused_for_expired_credentials_is_refused_and_never_sent_later() {
+    let app = spawn_app_with(AppOptions {
+        discover_secs: 1,
+        ..AppOptions::default()
+    })
+    .await;
+    let id = app.quiet("us-east-1").await.remove(0);
+    app.sandbox.set_faults(sandbox::Faults {
+        rules: vec![sandbox::FaultRule {
+            operation: "ssm:StartAutomationExecution".into(),
+            expired_token: 1.0,
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    let (status, body) = app
+        .post("/executions", &json!({"parameters": {"InstanceId": id}}))
+        .await;
+    let body: shared::api::ErrorBody = serde_json::from_value(body).unwrap();
+    assert_eq!(body.error.code, "ExpiredTokenException", "{body:?}");
+    assert_ne!(status, 503, "a definite refusal, not an unclear start");
+    let record = newest_record(&app).await;
+    assert_eq!(record["status"], "Refused", "{record}");
+    // Credentials come back: the refused start stays refused; nothing is sent on its behalf.
+    app.sandbox.set_faults(sandbox::Faults::default());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        audit_record(&app, record["record_id"].as_i64().unwrap()).await["status"],
+        "Refused"
+    );
+    assert!(app.sandbox.execution_ids().is_empty(), "nothing started");
+}
+
+#[tokio::test]
+async fn a_queued_start_that_waited_past_its_expiry_is_not_sent() {
+    let app = spawn_app_with(AppOptions {
+        discover_secs: 1,
+        speed: 1.0,
+        ..AppOptions::default()
+    })
+    .await;
+    // SSM's quota is full for as long as the test looks: the third start is queued by the console.
+    app.sandbox.set_faults(sandbox::Faults {
+        automation_quota: sandbox::AutomationQuota {
+            running: 1,
+            queued: 1,
+        },
+        ..Default::default()
+    });
+    let ids = app.quiet("us-east-1").await;
+    let mut last = None;
+    for id in &ids[..3] {
+        last = Some(
+            app.post("/executions", &json!({"parameters": {"InstanceId": id}}))
+                .await,
+        );
+    }
+    let (status, queued) = last.unwrap();
+    assert_eq!(status, 202, "{queued}");
+    let record_id = queued["record_id"].as_i64().unwrap();
+    // An hour later (the console's clock moved), the readiness check it passed is stale: it is
+    // not sent, and says why.
+    app.state.store.clock.advance(Duration::from_secs(61 * 60));
+    let refused = record_until(&app, record_id, Duration::from_secs(20), |r| {
+        r["status"] == "Refused"
+    })
+    .await;
+    assert!(refused["execution_id"].is_null(), "{refused}");
+    let (_, detail) = app.get("/audit").await;
+    assert!(
+        detail.to_string().contains("waited more than 60 minutes"),
+        "the record says why: {refused}"
+    );
+    assert_eq!(
+        app.sandbox.execution_ids().len(),
+        2,
+        "the queued start never reached SSM"
+    );
+}

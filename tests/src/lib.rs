@@ -31,6 +31,9 @@ pub struct AppOptions {
     pub start_rate: f64,
     pub static_dir: Option<String>,
     pub discover_secs: u64,
+    /// How long an unclear start waits for SSM's list before it is sent again (1 s: the sandbox
+    /// lists at once unless a test makes it lag).
+    pub unclear_start_wait_secs: u64,
     /// More `serve` flags.
     pub extra_args: Vec<String>,
 }
@@ -47,6 +50,7 @@ impl Default for AppOptions {
             start_rate: 50.0,
             static_dir: None,
             discover_secs: 30,
+            unclear_start_wait_secs: 1,
             extra_args: Vec::new(),
         }
     }
@@ -107,6 +111,8 @@ pub async fn spawn_app_in(opts: AppOptions, data_dir: tempfile::TempDir) -> Test
         opts.start_rate.to_string(),
         "--discover-secs".into(),
         opts.discover_secs.to_string(),
+        "--unclear-start-wait-secs".into(),
+        opts.unclear_start_wait_secs.to_string(),
         // The tests act as the first admin, also when single sign-on is configured.
         "--bootstrap-admin".into(),
     ];

@@ -206,13 +206,78 @@ pub async fn default_region(timeouts: Timeouts) -> Option<String> {
     conf.region().map(|r| r.to_string())
 }
 
-/// Turns an SDK error into ours, carrying AWS's code and message through.
-pub fn sdk_error<E, R>(action: &str, err: &aws_sdk_ssm::error::SdkError<E, R>) -> AppError
+/// What happened on the wire, which alone decides whether a call may be sent again: never the HTTP
+/// status the console answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AwsFault {
+    /// AWS said "too many" (a throttling code, whatever its HTTP status: EC2 answers 503): nothing
+    /// was done; the same call later may pass.
+    Throttled,
+    /// SSM's concurrent-automation quota and its queue are full: nothing was started.
+    QuotaFull,
+    /// AWS refused the request (a 4xx: parameters, permissions, expired or unknown credentials, an
+    /// opt-in Region): nothing was done, and sending it again gets the same answer.
+    Refused,
+    /// AWS answered with its own fault (a 5xx, or a reply that does not parse): the work may have
+    /// been done.
+    ServerFault,
+    /// No answer came (a timeout, a connection that broke): the request may have arrived.
+    Unanswered,
+    /// The request never left: no credentials could be had (an expired sign-in, a failing credential
+    /// process), or it could not be built or signed.
+    NotSent,
+}
+
+/// Whether `e`, or anything it wraps, is a credential provider's failure.
+fn is_credentials_failure(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if c.is::<aws_credential_types::provider::error::CredentialsError>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
+/// The SDK's error for any operation, with the HTTP response it came with (if any).
+type SdkError<E> =
+    aws_sdk_ssm::error::SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>;
+
+/// The fault of an SDK error, from what happened on the wire.
+pub fn fault_of<E>(err: &SdkError<E>) -> AwsFault
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let throttled =
+        |c: &str| c.contains("Throttl") || c == "RequestLimitExceeded" || c == "TooManyRequestsException";
+    match err {
+        SdkError::ServiceError(e) => match err.code() {
+            Some(c) if throttled(c) => AwsFault::Throttled,
+            Some("AutomationExecutionLimitExceededException") => AwsFault::QuotaFull,
+            _ if e.raw().status().is_client_error() => AwsFault::Refused,
+            _ => AwsFault::ServerFault,
+        },
+        SdkError::ResponseError(_) => AwsFault::ServerFault,
+        SdkError::TimeoutError(_) => AwsFault::Unanswered,
+        SdkError::DispatchFailure(e)
+            if e.is_user() || e.as_connector_error().is_some_and(|c| is_credentials_failure(c)) =>
+        {
+            AwsFault::NotSent
+        }
+        SdkError::DispatchFailure(_) => AwsFault::Unanswered,
+        SdkError::ConstructionFailure(_) => AwsFault::NotSent,
+        _ => AwsFault::ServerFault,
+    }
+}
+
+/// Turns an SDK error into ours, carrying AWS's code and message through, with what happened on the
+/// wire ([`AwsFault`]) and the status the console answers with.
+pub fn sdk_error<E>(action: &str, err: &SdkError<E>) -> AppError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
 {
-    use aws_sdk_ssm::error::SdkError;
+    let fault = fault_of(err);
     match err {
         SdkError::ServiceError(_) => {
             let code = err.code().unwrap_or("Unknown").to_owned();
@@ -222,10 +287,7 @@ where
                     StatusCode::FORBIDDEN
                 }
                 c if c.contains("NotFound") => StatusCode::NOT_FOUND,
-                c if c.contains("Throttl")
-                    || c == "RequestLimitExceeded"
-                    || c == "AutomationExecutionLimitExceededException" =>
-                {
+                _ if matches!(fault, AwsFault::Throttled | AwsFault::QuotaFull) => {
                     StatusCode::TOO_MANY_REQUESTS
                 }
                 "IdempotentParameterMismatch" | "InvalidAutomationStatusUpdateException" => {
@@ -245,8 +307,23 @@ where
                 status,
                 code,
                 message,
+                fault,
             }
         }
+        SdkError::DispatchFailure(e) if fault == AwsFault::NotSent => AppError::Aws {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: if e.as_connector_error().is_some_and(|c| is_credentials_failure(c)) {
+                "CredentialsUnavailable".into()
+            } else {
+                "NotSent".into()
+            },
+            message: format!(
+                "{action} was not sent: {}",
+                e.as_connector_error()
+                    .map_or_else(|| format!("{e:?}"), |c| store::db::with_causes(c))
+            ),
+            fault,
+        },
         SdkError::TimeoutError(_) => AppError::AwsUnavailable(format!("{action} timed out")),
         SdkError::DispatchFailure(e) => AppError::AwsUnavailable(format!("{action}: {e:?}")),
         _ => AppError::Aws {
@@ -256,6 +333,7 @@ where
                 "{action}: {}",
                 err.message().map_or_else(|| format!("{err}"), str::to_owned)
             ),
+            fault,
         },
     }
 }

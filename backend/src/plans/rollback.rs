@@ -7,6 +7,7 @@ use shared::plans::{PlanView, RollbackStatus, WaveRollback, WaveView};
 use shared::RunStatus;
 
 use super::{millis, now};
+use crate::aws::AwsFault;
 use crate::error::AppError;
 use crate::runs::{self, RollbackBy};
 use crate::state::AppState;
@@ -74,7 +75,7 @@ async fn stop(state: &AppState, row: &RunRow, who: &str) -> String {
 /// answer, or a fault of ours. Anything else is a refusal a retry would meet again.
 fn worth_retrying(e: &AppError) -> bool {
     match e {
-        AppError::Aws { status, .. } => status.as_u16() == 429 || status.is_server_error(),
+        AppError::Aws { fault, .. } => !matches!(fault, AwsFault::Refused | AwsFault::NotSent),
         AppError::AwsUnavailable(_) | AppError::Internal(_) => true,
         _ => false,
     }

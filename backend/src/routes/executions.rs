@@ -420,6 +420,7 @@ async fn foreign_detail(state: &AppState, id: &str) -> Result<ExecutionDetail, A
                     rollback_of: None,
                     rolled_back_by: None,
                     span: None,
+                    unsettled_at_ms: None,
                 };
                 return Ok(runs::detail_of(&row, &ex));
             }

@@ -25,7 +25,7 @@ mod detail;
 pub use assess::{assess, resolve_targets, Assessment};
 pub use detail::{complete, detail_of};
 
-use crate::aws::{ec2, ssm};
+use crate::aws::{ec2, ssm, AwsFault};
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::store::{NewRun, RunRow, STATUS_QUEUED, STATUS_RECORDED, STATUS_UNKNOWN};
@@ -43,23 +43,19 @@ pub enum StartOutcome {
 }
 
 /// Classifies an error from StartAutomationExecution.
+/// Decided by what happened on the wire ([`AwsFault`]), never by the status the console answers
+/// with: an expired sign-in is a refusal, not an unclear start that would be sent days later.
 pub fn classify(err: &AppError) -> StartOutcome {
     match err {
-        AppError::Aws { code, .. } if is_not_now(code) => StartOutcome::NotNow,
-        AppError::Aws { status, .. } if status.is_client_error() => StartOutcome::Refused,
+        AppError::Aws { fault, .. } => match fault {
+            AwsFault::Throttled | AwsFault::QuotaFull => StartOutcome::NotNow,
+            AwsFault::Refused | AwsFault::NotSent => StartOutcome::Refused,
+            AwsFault::ServerFault | AwsFault::Unanswered => StartOutcome::Unclear,
+        },
         // Our own validation, before anything was sent.
         AppError::Validation(_) | AppError::BadJson(_) | AppError::BadQuery(_) => StartOutcome::Refused,
         _ => StartOutcome::Unclear,
     }
-}
-
-/// SSM's codes for "too many, try later".
-pub fn is_not_now(code: &str) -> bool {
-    is_throttling(code) || code == "AutomationExecutionLimitExceededException"
-}
-
-pub fn is_throttling(code: &str) -> bool {
-    code.contains("Throttl") || code == "RequestLimitExceeded" || code == "TooManyRequestsException"
 }
 
 /// How often a throttled start is sent again before the caller hears about it.
@@ -68,7 +64,13 @@ const START_ATTEMPTS: u32 = 10;
 /// Whether an error is SSM's answer that its concurrency quota and queue are full: waiting seconds
 /// does not help, so the start is queued by the console instead of retried in the request.
 fn is_quota_full(err: &AppError) -> bool {
-    matches!(err, AppError::Aws { code, .. } if code == "AutomationExecutionLimitExceededException")
+    matches!(
+        err,
+        AppError::Aws {
+            fault: AwsFault::QuotaFull,
+            ..
+        }
+    )
 }
 
 /// Sends a recorded start to SSM, again with the same token while SSM throttles it (it started
@@ -264,7 +266,8 @@ pub async fn send_approved(state: &AppState, record_id: i64) -> Result<(), AppEr
         .by_record_id(record_id)
         .await?
         .ok_or_else(|| AppError::NotFound(format!("no record {record_id}")))?;
-    reconcile_one(state, &row).await
+    // Held until this moment, so never sent: no wait for SSM's list, and the approver judged its age.
+    reconcile_one(state, &row, true).await
 }
 
 async fn record(
@@ -457,10 +460,19 @@ async fn settle_each(state: &AppState, pending: Result<Vec<RunRow>, AppError>) {
         }
     };
     for run in pending {
-        if let Err(e) = reconcile_one(state, &run).await {
+        if let Err(e) = reconcile_one(state, &run, false).await {
             tracing::warn!(record = run.id, error = %e, "could not settle a start yet; will try again");
         }
     }
+}
+
+/// When an unsettled start is sent again, or given up.
+#[derive(Debug, Clone, Copy)]
+pub struct Settling {
+    /// After an unclear send, how long SSM's list has to show the run before it is sent again.
+    pub wait: Duration,
+    /// How long after it was asked for a start may still be sent.
+    pub expiry: Duration,
 }
 
 /// The statuses start-up settles.
@@ -468,7 +480,8 @@ pub const AT_START_UP: &[&str] = &[STATUS_RECORDED, STATUS_UNKNOWN];
 /// The statuses the watcher settles while requests may be sending others.
 pub const WHILE_SERVING: &[&str] = &[STATUS_UNKNOWN, STATUS_QUEUED];
 
-async fn reconcile_one(state: &AppState, run: &RunRow) -> Result<(), AppError> {
+/// `known_unsent`: the start was never sent (it was held until now), so it is sent at once.
+async fn reconcile_one(state: &AppState, run: &RunRow, known_unsent: bool) -> Result<(), AppError> {
     let plan: Option<StartPlan> = state
         .store
         .plan_of(run.id)
@@ -477,6 +490,18 @@ async fn reconcile_one(state: &AppState, run: &RunRow) -> Result<(), AppError> {
     let Some(plan) = plan else {
         return Ok(());
     };
+    let now_ms = state.store.clock.now_ms();
+    let asked_ms =
+        aws_smithy_types::DateTime::from_str(&run.created_at, aws_smithy_types::date_time::Format::DateTime)
+            .ok()
+            .and_then(|t| t.to_millis().ok())
+            .unwrap_or(now_ms);
+    let expired = !known_unsent && now_ms - asked_ms > state.settling.expiry.as_millis() as i64;
+    // A start that may have reached SSM waits for SSM's list to show it before it is sent again: a
+    // Recorded one whose sender stopped, an Unknown one since its last unclear send.
+    let may_exist = !known_unsent && matches!(run.status, RunStatus::Recorded | RunStatus::Unknown);
+    let unclear_since = run.unsettled_at_ms.unwrap_or(asked_ms);
+    let settled_wait = now_ms - unclear_since >= state.settling.wait.as_millis() as i64;
     let requester = run.requester.clone().unwrap_or_default();
     let run_tag = state.store.run_tag_of(run.id).await?;
     let token = match &run_tag {
@@ -491,12 +516,37 @@ async fn reconcile_one(state: &AppState, run: &RunRow) -> Result<(), AppError> {
                 tracing::info!(record = run.id, execution = %id, "found the execution of an unsettled start");
                 return settle(state, run.id, &run.account, &id).await;
             }
+            if expired {
+                return Ok(state
+                    .store
+                    .set_refused(run.id, &expiry_message(state, run))
+                    .await?);
+            }
+            if may_exist && !settled_wait {
+                if run.status == RunStatus::Recorded {
+                    // Its sender stopped (a crash, a restart): from now on the watcher looks for it.
+                    state
+                        .store
+                        .set_unknown(
+                            run.id,
+                            "the console stopped while sending this start; looking for it in SSM",
+                        )
+                        .await?;
+                }
+                return Ok(());
+            }
             // SSM has no such run: send it again, with a token never used before (recorded first).
             let fresh = uuid::Uuid::new_v4().to_string();
             state.store.set_client_token(run.id, &fresh).await?;
             fresh
         }
         // A record from before run tags: only its own token can find it.
+        None if expired => {
+            return Ok(state
+                .store
+                .set_refused(run.id, &expiry_message(state, run))
+                .await?)
+        }
         None => run.client_token.clone().unwrap_or_default(),
     };
     let r = RunRef {
@@ -518,6 +568,17 @@ async fn reconcile_one(state: &AppState, run: &RunRow) -> Result<(), AppError> {
             StartOutcome::Unclear => Ok(state.store.set_unknown(run.id, &e.to_string()).await?),
         },
     }
+}
+
+/// Why a start that waited too long was not sent.
+fn expiry_message(state: &AppState, run: &RunRow) -> String {
+    format!(
+        "not sent: it waited more than {} minutes (SSM was {}, and it is not in SSM), so the readiness check \
+         it passed at {} is stale; start it again",
+        state.settling.expiry.as_secs() / 60,
+        if run.status == RunStatus::Queued { "full or throttling" } else { "unclear about it" },
+        run.created_at
+    )
 }
 
 /// The options a rollback sets back: tokens, endpoint and hop limit.
@@ -831,47 +892,74 @@ pub fn follow_rollout_order(plan: &mut StartPlan, ordered: &[shared::api::Instan
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::StatusCode;
+    use aws_sdk_ssm::error::SdkError;
+    use aws_sdk_ssm::operation::start_automation_execution::StartAutomationExecutionError;
+    use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+    use aws_smithy_runtime_api::client::result::ConnectorError;
+    use aws_smithy_types::error::ErrorMetadata;
 
-    fn aws(status: StatusCode, code: &str) -> AppError {
-        AppError::Aws {
-            status,
-            code: code.into(),
-            message: "m".into(),
-        }
+    /// AWS's answer `code` with HTTP `status`, as the SDK hands it to us.
+    fn answered(status: u16, code: &str) -> SdkError<StartAutomationExecutionError, HttpResponse> {
+        let meta = ErrorMetadata::builder().code(code).message("m").build();
+        let raw = HttpResponse::new(
+            status.try_into().unwrap(),
+            aws_smithy_types::body::SdkBody::empty(),
+        );
+        SdkError::service_error(StartAutomationExecutionError::generic(meta), raw)
+    }
+
+    fn outcome(err: &SdkError<StartAutomationExecutionError, HttpResponse>) -> StartOutcome {
+        classify(&crate::aws::sdk_error("ssm:StartAutomationExecution", err))
     }
 
     #[test]
-    fn refusals_not_now_and_unclear_answers_are_told_apart() {
-        assert_eq!(
-            classify(&aws(StatusCode::FORBIDDEN, "AccessDeniedException")),
-            StartOutcome::Refused
+    fn a_start_is_classified_by_what_happened_on_the_wire() {
+        use StartOutcome::{NotNow, Refused, Unclear};
+        let table = [
+            (answered(400, "AccessDeniedException"), Refused),
+            (
+                answered(400, "InvalidAutomationExecutionParametersException"),
+                Refused,
+            ),
+            // Credentials AWS no longer takes: nothing was started, and nothing will be until a
+            // person signs in again; never an unclear start sent days later.
+            (answered(400, "ExpiredTokenException"), Refused),
+            (answered(400, "UnrecognizedClientException"), Refused),
+            (answered(403, "SignatureDoesNotMatch"), Refused),
+            (answered(403, "IncompleteSignature"), Refused),
+            (answered(403, "OptInRequired"), Refused),
+            (answered(400, "ThrottlingException"), NotNow),
+            // EC2 throttles with a 503: the code decides, not the status.
+            (answered(503, "RequestLimitExceeded"), NotNow),
+            (answered(400, "AutomationExecutionLimitExceededException"), NotNow),
+            (answered(500, "InternalServerError"), Unclear),
+            (answered(503, "ServiceUnavailable"), Unclear),
+        ];
+        for (err, expected) in &table {
+            assert_eq!(outcome(err), *expected, "{err:?}");
+        }
+        // A credential provider that failed (an expired SSO session, a failing credential process):
+        // the request never left.
+        let no_credentials = SdkError::dispatch_failure(ConnectorError::other(
+            Box::new(
+                aws_credential_types::provider::error::CredentialsError::provider_error(
+                    "the SSO session has expired",
+                ),
+            ),
+            None,
+        ));
+        assert_eq!(outcome(&no_credentials), Refused);
+        let classified = crate::aws::sdk_error("ssm:StartAutomationExecution", &no_credentials);
+        assert!(
+            matches!(&classified, AppError::Aws { code, .. } if code == "CredentialsUnavailable"),
+            "{classified:?}"
         );
-        assert_eq!(
-            classify(&aws(
-                StatusCode::BAD_REQUEST,
-                "InvalidAutomationExecutionParametersException"
-            )),
-            StartOutcome::Refused
-        );
-        assert_eq!(
-            classify(&aws(
-                StatusCode::BAD_GATEWAY,
-                "AutomationExecutionLimitExceededException"
-            )),
-            StartOutcome::NotNow
-        );
-        assert_eq!(
-            classify(&aws(StatusCode::TOO_MANY_REQUESTS, "ThrottlingException")),
-            StartOutcome::NotNow
-        );
-        assert_eq!(
-            classify(&aws(StatusCode::BAD_GATEWAY, "InternalServerError")),
-            StartOutcome::Unclear
-        );
-        assert_eq!(
-            classify(&AppError::AwsUnavailable("timed out".into())),
-            StartOutcome::Unclear
-        );
+        // A connection that broke, or no answer in time: the start may have arrived.
+        let broke = SdkError::dispatch_failure(ConnectorError::io(Box::new(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "reset",
+        ))));
+        assert_eq!(outcome(&broke), Unclear);
+        assert_eq!(classify(&AppError::AwsUnavailable("timed out".into())), Unclear);
     }
 }

@@ -33,6 +33,9 @@ fn console(data_dir: &std::path::Path, sandbox_url: &str, crash_at: Option<&str>
         "50",
         "--ssm-read-rate",
         "50",
+        // A start the crash left unclear is sent again a second after SSM's list did not show it.
+        "--unclear-start-wait-secs",
+        "1",
     ])
     .arg("--data-dir")
     .arg(data_dir)

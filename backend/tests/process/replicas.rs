@@ -47,12 +47,20 @@ async fn sandbox(speed: f64) -> (sandbox::Sandbox, String) {
 /// A replica on `database` against `sandbox_url`, with a data directory of its own.
 fn replica(database: &str, sandbox_url: &str, dir: &std::path::Path, read_rate: &str) -> Serving {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_imds-console"));
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--poll-ms", "100"])
-        .args(["--ssm-read-rate", read_rate, "--ssm-start-rate", "20"])
-        .args(["--database-url", database, "--sandbox-url", sandbox_url])
-        .arg("--data-dir")
-        .arg(dir)
-        .env("RUST_LOG", "warn");
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--poll-ms",
+        "100",
+        "--unclear-start-wait-secs",
+        "1",
+    ])
+    .args(["--ssm-read-rate", read_rate, "--ssm-start-rate", "20"])
+    .args(["--database-url", database, "--sandbox-url", sandbox_url])
+    .arg("--data-dir")
+    .arg(dir)
+    .env("RUST_LOG", "warn");
     Serving::start(cmd)
 }
 
