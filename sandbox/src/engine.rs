@@ -70,6 +70,9 @@ pub(crate) struct World {
     /// names one is stopped by SSM.
     #[serde(skip)]
     pub alarms_in_alarm: BTreeSet<String>,
+    /// What a run whose targets resolve to no instance ends as (from the fault settings).
+    #[serde(skip)]
+    pub empty_targets: crate::faults::EmptyTargets,
     pub rng: u64,
 }
 
@@ -217,6 +220,7 @@ impl World {
             active: BTreeSet::new(),
             dirty: true,
             broken_instances: BTreeSet::new(),
+            empty_targets: crate::faults::EmptyTargets::default(),
             caller_deny: BTreeSet::new(),
             assume_role_deny: BTreeSet::new(),
             org_accounts: vec![crate::ACCOUNT_ID.to_owned()],
@@ -1620,8 +1624,9 @@ fn advance_parent(world: &mut World, idx: usize, doc: &Document, now: u64) -> bo
         } else {
             "Success"
         };
+        let empty_fails = world.empty_targets == crate::faults::EmptyTargets::Failed;
         let ex = &mut world.executions[idx];
-        if ex.steps.is_empty() {
+        if ex.steps.is_empty() && empty_fails {
             ex.failure_message = Some("The targets resolved to no instances.".to_owned());
         } else if status == "Failed" {
             ex.failure_message = Some(format!(
@@ -1634,7 +1639,7 @@ fn advance_parent(world: &mut World, idx: usize, doc: &Document, now: u64) -> bo
                     .unwrap_or("0")
             ));
         }
-        ex.status = if ex.steps.is_empty() {
+        ex.status = if ex.steps.is_empty() && empty_fails {
             "Failed".to_owned()
         } else {
             status.to_owned()

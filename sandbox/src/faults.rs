@@ -96,6 +96,10 @@ pub struct Faults {
     /// yet" for "never started".
     #[serde(default)]
     pub list_lag_ms: u64,
+    /// What a run, or one location of a run across accounts and Regions, whose targets resolve to
+    /// no instance ends as. AWS does not document it; a console must be right under either.
+    #[serde(default)]
+    pub empty_targets: EmptyTargets,
     /// Accounts where no role can be assumed (the console's member role, or an execution role, is
     /// missing there): AssumeRole into them is AccessDenied.
     #[serde(default)]
@@ -144,6 +148,16 @@ pub enum TokenReuse {
     /// The same execution while the token is younger than `after_ms`; after that the token is
     /// forgotten and the start runs again.
     Expires { after_ms: u64 },
+}
+
+/// What SSM makes of a rate-control run whose targets match no instance.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EmptyTargets {
+    /// Failed, "The targets resolved to no instances." (what the sandbox has always done).
+    #[default]
+    Failed,
+    /// Success, with nothing done.
+    Success,
 }
 
 /// What a call should suffer.

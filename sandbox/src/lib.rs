@@ -39,7 +39,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-pub use faults::{AutomationQuota, CallCount, FaultRule, Faults, TokenReuse};
+pub use faults::{AutomationQuota, CallCount, EmptyTargets, FaultRule, Faults, TokenReuse};
 
 /// The account the sandbox pretends to be.
 pub const ACCOUNT_ID: &str = "123456789012";
@@ -178,6 +178,7 @@ impl Sandbox {
             world.missing_roles = faults.missing_roles.clone();
             world.declarative_policy = faults.declarative_policy.clone();
             world.alarms_in_alarm = faults.alarms_in_alarm.clone();
+            world.empty_targets = faults.empty_targets;
             world.org_accounts = account_ids(self.inner.config.accounts);
         }
         *lock(&self.inner.faults) = faults;

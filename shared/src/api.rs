@@ -384,6 +384,14 @@ pub struct PreviewResponse {
     pub window_days: u32,
     /// The start would be refused (IMDSv1 in use) unless it carries an override.
     pub blocked: bool,
+    /// For a run across accounts and Regions, where it goes (`account/Region`): only the places
+    /// where instances match.
+    #[serde(default)]
+    pub places: Vec<String>,
+    /// The places its locations name where no instance matches: left out of the start (what SSM
+    /// does with a location without targets is undocumented).
+    #[serde(default)]
+    pub places_left_out: Vec<String>,
     pub targets: Vec<PreviewTarget>,
 }
 

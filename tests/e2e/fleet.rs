@@ -1063,3 +1063,77 @@ async fn enforced_across(
     let (_, found) = app.get(&format!("/instances?q={instance}")).await;
     found["instances"][0]["metadata"]["http_tokens"] == "required"
 }
+
+#[tokio::test]
+async fn a_tag_rollout_to_every_account_and_region_goes_only_where_instances_match_whatever_ssm_does_with_an_empty_location(
+) {
+    // "Every reachable account and Region" names places where the tag matches nothing. What SSM does
+    // with such a location is undocumented: the sandbox fails it (and with a location error
+    // threshold of 0 the rest never runs) or lets it succeed. Either way the console sends only the
+    // places its preview found instances in, and the instance is enforced.
+    for empty in [sandbox::EmptyTargets::Failed, sandbox::EmptyTargets::Success] {
+        let app = spawn_app_with(AppOptions {
+            fleet: 120,
+            accounts: 3,
+            ..AppOptions::default()
+        })
+        .await;
+        app.sandbox.set_faults(sandbox::Faults {
+            empty_targets: empty,
+            ..Default::default()
+        });
+        let accounts = sandbox::account_ids(3);
+        let (_, identity) = app.get("/identity").await;
+        let regions: Vec<String> = serde_json::from_value(identity["regions"].clone()).unwrap();
+        assert!(regions.len() >= 2, "{identity}");
+        let member = accounts[2].clone();
+        let instance = app
+            .instances()
+            .await
+            .into_iter()
+            .find(|i| {
+                i["account"] == member.as_str()
+                    && i["region"] == regions[1].as_str()
+                    && i["state"] == "running"
+                    && i["metadata"]["http_tokens"] == "optional"
+                    && i["metadata"]["http_endpoint"] == "enabled"
+            })
+            .expect("an instance of the member in the second Region");
+        let id = instance["instance_id"].as_str().unwrap().to_owned();
+        let name = instance["tags"]["Name"].as_str().unwrap().to_owned();
+        let request = json!({"parameters": {"EnforceIMDSv2": "required"},
+            "rate_control": {"targets": {"tag": {"key": "Name", "value": name}}, "max_concurrency": "10", "max_errors": "0"},
+            "target_locations": [{"accounts": accounts, "regions": regions,
+                "target_location_max_concurrency": "1", "target_location_max_errors": "0"}],
+            "override": {"reason": "the teams signed off on this"}});
+        let (status, preview) = app.post("/executions/preview", &request).await;
+        assert_eq!(status, 200, "{preview}");
+        let preview: shared::api::PreviewResponse = serde_json::from_value(preview).unwrap();
+        assert_eq!(
+            preview.places,
+            vec![format!("{member}/{}", regions[1])],
+            "{empty:?}"
+        );
+        assert_eq!(
+            preview.places_left_out.len(),
+            accounts.len() * regions.len() - 1,
+            "{empty:?}: {preview:?}"
+        );
+        let (status, started) = app.post("/executions", &request).await;
+        assert_eq!(status, 201, "{empty:?}: {started}");
+        let started: shared::api::StartExecutionResponse = serde_json::from_value(started).unwrap();
+        assert!(
+            started.message.as_deref().is_some_and(|m| m.contains("left out")),
+            "{started:?}"
+        );
+        let run = started.execution_id.expect("sent");
+        let done = app.wait_done(&run, Duration::from_secs(120)).await;
+        assert_eq!(done["summary"]["status"], "Success", "{empty:?}: {done}");
+        app.refresh_fleet().await;
+        let (_, found) = app.get(&format!("/instances?q={id}")).await;
+        assert_eq!(
+            found["instances"][0]["metadata"]["http_tokens"], "required",
+            "{empty:?}: {found}"
+        );
+    }
+}

@@ -525,6 +525,7 @@ async fn start_wave(state: &AppState, plan: &mut PlanView, i: usize) -> Result<(
         return Ok(());
     }
     let mut start = start;
+    a.send_where_targets_are(&mut start);
     runs::follow_rollout_order(&mut start, &a.targets);
     let place = runs::Place {
         account: &a.account,

@@ -78,6 +78,7 @@ async fn start(
     if !a.users.is_empty() && plan.override_reason.is_none() {
         return Err(AppError::Imdsv1InUse(a.users));
     }
+    a.send_where_targets_are(&mut plan);
     runs::follow_rollout_order(&mut plan, &a.targets);
     let place = runs::Place {
         account: &a.account,
@@ -126,7 +127,7 @@ async fn start(
                 execution_id: Some(id),
                 record_id: receipt.record_id,
                 status: RunStatus::InProgress,
-                message: None,
+                message: left_out_note(&a),
             }),
         ),
         None => (
@@ -146,6 +147,25 @@ async fn start(
     })
 }
 
+/// For a run across accounts and Regions that leaves places out, a sentence saying so.
+fn left_out_note(a: &runs::Assessment) -> Option<String> {
+    (!a.left_out.is_empty()).then(|| {
+        let sent: usize = a.locations.iter().map(|l| l.places().len()).sum();
+        format!(
+            "Sent to the {sent} account-Region(s) where instances match; {} named but without a matching \
+             instance were left out ({}{}).",
+            a.left_out.len(),
+            a.left_out
+                .iter()
+                .take(10)
+                .map(|(acct, r)| format!("{acct}/{r}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if a.left_out.len() > 10 { ", …" } else { "" }
+        )
+    })
+}
+
 /// What a start would do, per target, without starting anything.
 async fn preview_start(
     State(state): State<AppState>,
@@ -158,6 +178,13 @@ async fn preview_start(
         region: a.region,
         window_days,
         blocked: !a.users.is_empty(),
+        places: a
+            .locations
+            .iter()
+            .flat_map(|l| l.places())
+            .map(|(acct, r)| format!("{acct}/{r}"))
+            .collect(),
+        places_left_out: a.left_out.iter().map(|(acct, r)| format!("{acct}/{r}")).collect(),
         targets: a
             .targets
             .iter()

@@ -3,7 +3,9 @@
 //! IMDSv1 (the readiness check). Starts, previews and plan waves all assess the same way.
 
 use shared::api::{InstanceUsage, InstanceView};
+use shared::params::{AccountId, Region, TargetLocation};
 use shared::{preview, StartPlan, Targets};
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::aws::ec2;
 use crate::error::AppError;
@@ -69,6 +71,63 @@ pub struct Assessment {
     pub targets: Vec<InstanceView>,
     /// Targets whose IMDSv1 callers the run would break.
     pub users: Vec<InstanceUsage>,
+    /// For a run across accounts and Regions: its locations narrowed to the places where targets
+    /// are (see [`narrow`]); what is sent. Empty for a run in one place.
+    pub locations: Vec<TargetLocation>,
+    /// The places (account, Region) a location named where no target is: left out of the start.
+    pub left_out: Vec<(String, String)>,
+}
+
+impl Assessment {
+    /// What the start sends: its locations narrowed to where the targets are.
+    pub fn send_where_targets_are(&self, plan: &mut StartPlan) {
+        if !self.locations.is_empty() {
+            plan.target_locations = self.locations.clone();
+        }
+    }
+}
+
+/// `locations` (each with the places it resolves to: its accounts, and the accounts of its units, in
+/// its Regions) narrowed to the places in `with_targets`. SSM's behaviour on a location where the
+/// targets resolve to nothing is undocumented (it may fail the location, and with a location error
+/// threshold of 0 stop the rest), so such places are not sent at all. Accounts going to the same
+/// Regions share one location, which keeps its settings; returns the narrowed locations and the
+/// places left out.
+pub(super) fn narrow(
+    locations: &[(TargetLocation, Vec<(String, String)>)],
+    with_targets: &BTreeSet<(String, String)>,
+) -> (Vec<TargetLocation>, Vec<(String, String)>) {
+    let mut narrowed = Vec::new();
+    let mut left_out = Vec::new();
+    let mut sent: BTreeSet<(String, String)> = BTreeSet::new();
+    for (location, places) in locations {
+        // Regions by account, for the places of this location that have targets (and that no
+        // earlier location sends already: SSM would run the same account and Region twice).
+        let mut regions_of: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        for place in places {
+            if !with_targets.contains(place) {
+                left_out.push(place.clone());
+            } else if sent.insert(place.clone()) {
+                regions_of.entry(&place.0).or_default().insert(&place.1);
+            }
+        }
+        let mut accounts_of: BTreeMap<Vec<&str>, Vec<&str>> = BTreeMap::new();
+        for (account, regions) in regions_of {
+            accounts_of
+                .entry(regions.into_iter().collect())
+                .or_default()
+                .push(account);
+        }
+        for (regions, accounts) in accounts_of {
+            narrowed.push(TargetLocation {
+                accounts: accounts.iter().filter_map(|a| AccountId::parse(a).ok()).collect(),
+                units: Vec::new(),
+                regions: regions.iter().filter_map(|r| Region::parse(r).ok()).collect(),
+                ..location.clone()
+            });
+        }
+    }
+    (narrowed, left_out)
 }
 
 pub async fn assess(state: &AppState, plan: &StartPlan, with_usage: bool) -> Result<Assessment, AppError> {
@@ -82,26 +141,47 @@ pub async fn assess(state: &AppState, plan: &StartPlan, with_usage: bool) -> Res
         .as_ref()
         .map(|a| a.as_str().to_owned())
         .unwrap_or_default();
+    let mut locations = Vec::new();
+    let mut left_out = Vec::new();
     let mut targets = if plan.target_locations.is_empty() {
         resolve_targets(state, &account, &region, plan).await?
     } else {
-        // Across accounts and Regions: the preview and the readiness check cover every place.
+        // Across accounts and Regions: the preview and the readiness check cover every place, and
+        // the start goes only where targets are.
         let hub = crate::routes::identity::resolve(state).await?.account;
         let mut all = Vec::new();
-        for (acct, r) in crate::org::places(state, &plan.target_locations).await? {
-            let acct = if acct == hub { String::new() } else { acct };
-            match resolve_targets(state, &acct, &r, plan).await {
-                Ok(found) => all.extend(found),
-                // A place with no tagged instance is not an error; an unreachable one is.
-                Err(AppError::Validation(_)) => {}
-                Err(e) => {
-                    return Err(AppError::field(
-                        "target_locations",
-                        format!("cannot read account {acct} in {r}: {e}"),
-                    ))
+        let mut resolved = Vec::new();
+        let mut read: BTreeSet<(String, String)> = BTreeSet::new();
+        let mut with_targets: BTreeSet<(String, String)> = BTreeSet::new();
+        for location in &plan.target_locations {
+            let places = crate::org::places(state, std::slice::from_ref(location)).await?;
+            resolved.push((location.clone(), places.clone()));
+            for (acct_id, r) in places {
+                if !read.insert((acct_id.clone(), r.clone())) {
+                    continue;
+                }
+                let acct = if acct_id == hub {
+                    String::new()
+                } else {
+                    acct_id.clone()
+                };
+                match resolve_targets(state, &acct, &r, plan).await {
+                    Ok(found) => {
+                        with_targets.insert((acct_id, r));
+                        all.extend(found);
+                    }
+                    // A place with no tagged instance is not an error; an unreachable one is.
+                    Err(AppError::Validation(_)) => {}
+                    Err(e) => {
+                        return Err(AppError::field(
+                            "target_locations",
+                            format!("cannot read account {acct_id} in {r}: {e}"),
+                        ))
+                    }
                 }
             }
         }
+        (locations, left_out) = narrow(&resolved, &with_targets);
         if all.is_empty() {
             return Err(AppError::field(
                 "rate_control.targets.tag",
@@ -135,5 +215,85 @@ pub async fn assess(state: &AppState, plan: &StartPlan, with_usage: bool) -> Res
         region,
         targets,
         users,
+        locations,
+        left_out,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn location(accounts: &[&str], regions: &[&str], concurrency: &str) -> TargetLocation {
+        TargetLocation {
+            accounts: accounts.iter().map(|a| AccountId::parse(a).unwrap()).collect(),
+            units: Vec::new(),
+            regions: regions.iter().map(|r| Region::parse(r).unwrap()).collect(),
+            max_concurrency: Some(shared::params::MaxConcurrency::parse(concurrency).unwrap()),
+            max_errors: None,
+            execution_role_name: None,
+            targets_max_concurrency: None,
+            targets_max_errors: None,
+        }
+    }
+
+    fn place(a: &str, r: &str) -> (String, String) {
+        (a.to_owned(), r.to_owned())
+    }
+
+    #[test]
+    fn a_location_is_narrowed_to_the_places_with_targets_keeping_its_settings() {
+        let (a, b, c) = ("111111111111", "222222222222", "333333333333");
+        let every = location(&[a, b, c], &["us-east-1", "eu-west-1"], "2");
+        let places = every.places();
+        // Targets in a (both Regions), b (us-east-1 only); none in c.
+        let with: BTreeSet<_> = [
+            place(a, "us-east-1"),
+            place(a, "eu-west-1"),
+            place(b, "us-east-1"),
+        ]
+        .into_iter()
+        .collect();
+        let (narrowed, left_out) = narrow(&[(every, places)], &with);
+        let mut sent: Vec<(String, String)> = narrowed.iter().flat_map(TargetLocation::places).collect();
+        sent.sort();
+        let mut expected: Vec<_> = with.iter().cloned().collect();
+        expected.sort();
+        assert_eq!(sent, expected, "exactly the places with targets");
+        assert_eq!(
+            narrowed.len(),
+            2,
+            "a's two Regions in one location, b's one in another"
+        );
+        assert!(narrowed
+            .iter()
+            .all(|l| l.max_concurrency.as_ref().map(|m| m.as_str()) == Some("2")));
+        let mut left: Vec<_> = left_out;
+        left.sort();
+        assert_eq!(
+            left,
+            vec![
+                place(b, "eu-west-1"),
+                place(c, "eu-west-1"),
+                place(c, "us-east-1")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_place_two_locations_name_is_sent_once() {
+        let a = "111111111111";
+        let first = location(&[a], &["us-east-1"], "1");
+        let second = location(&[a], &["us-east-1", "eu-west-1"], "3");
+        let with: BTreeSet<_> = [place(a, "us-east-1"), place(a, "eu-west-1")]
+            .into_iter()
+            .collect();
+        let (narrowed, left_out) = narrow(
+            &[(first.clone(), first.places()), (second.clone(), second.places())],
+            &with,
+        );
+        let sent: Vec<(String, String)> = narrowed.iter().flat_map(TargetLocation::places).collect();
+        assert_eq!(sent.len(), 2, "{sent:?}");
+        assert!(left_out.is_empty());
+    }
 }

@@ -31,6 +31,9 @@ struct Form {
     /// empty for the one account and Region above.
     locations: RwSignal<Vec<String>>,
     regions: RwSignal<Vec<String>>,
+    /// Account-Regions at once, and failed ones tolerated, in a run across accounts.
+    location_concurrency: RwSignal<String>,
+    location_errors: RwSignal<String>,
     max_concurrency: RwSignal<String>,
     max_errors: RwSignal<String>,
 }
@@ -70,8 +73,8 @@ impl Form {
                 vec![shared::api::TargetLocationInput {
                     accounts: self.locations.get(),
                     regions: self.regions.get(),
-                    target_location_max_concurrency: Some("1".into()),
-                    target_location_max_errors: Some("0".into()),
+                    target_location_max_concurrency: Some(self.location_concurrency.get()),
+                    target_location_max_errors: Some(self.location_errors.get()),
                     ..Default::default()
                 }]
             }),
@@ -166,6 +169,8 @@ pub fn ExecutePage() -> impl IntoView {
         tag_value: RwSignal::new(String::new()),
         locations: RwSignal::new(Vec::new()),
         regions: RwSignal::new(Vec::new()),
+        location_concurrency: RwSignal::new("1".into()),
+        location_errors: RwSignal::new("0".into()),
         max_concurrency: RwSignal::new("10".into()),
         max_errors: RwSignal::new("0".into()),
     };
@@ -494,8 +499,20 @@ fn RateControlFields(
                             <div class="help" id="locations-help">{move || {
                                 let n = form.locations.get().len();
                                 if n == 0 { "Off: the account and Region above only.".to_owned() }
-                                else { format!("{n} account(s) × {} Region(s), one location at a time; each account needs the AWS-SystemsManager-AutomationExecutionRole.", form.regions.get().len()) }
+                                else { format!("{n} account(s) × {} Region(s); only those where the tag matches instances are sent (the review lists them). Each account needs the AWS-SystemsManager-AutomationExecutionRole.", form.regions.get().len()) }
                             }}</div>
+                            <Show when=move || !form.locations.get().is_empty()>
+                                <div class="inline-fields">
+                                    <label for="location-concurrency">"Account-Regions at once "
+                                        <input id="location-concurrency" size="4" aria-invalid=invalid(errors, show_always, "target_locations[0].target_location_max_concurrency")
+                                            prop:value=move || form.location_concurrency.get() on:input=on_change(form.location_concurrency)/></label>
+                                    " "
+                                    <label for="location-errors">"Failed account-Regions tolerated "
+                                        <input id="location-errors" size="4" aria-invalid=invalid(errors, show_always, "target_locations[0].target_location_max_errors")
+                                            prop:value=move || form.location_errors.get() on:input=on_change(form.location_errors)/></label>
+                                </div>
+                                <div class="help">"A count or a percentage each; once more account-Regions fail than tolerated, SSM starts no new ones."</div>
+                            </Show>
                             {field_errors(errors, show_always, "target_locations", "err-locations")}
                         </div>
                     </div>
@@ -604,6 +621,11 @@ fn Confirm(review: Review) -> impl IntoView {
             return None;
         }
         let mut req = request.get();
+        // A list of instance IDs names instances of one account and Region: across accounts and
+        // Regions there is no such start to offer (SSM would refuse it).
+        if req.target_locations.is_some() {
+            return None;
+        }
         let rc = req.rate_control.as_mut()?;
         let users = |t: &shared::api::PreviewTarget| {
             t.imdsv1_calls.unwrap_or(0) > 0 && t.after.is_compliant() && !t.current.is_compliant()
@@ -670,6 +692,10 @@ fn Confirm(review: Review) -> impl IntoView {
                             </tbody>
                         </table>
                         <p>{format!("{changing} of {n} instance(s) will change.")}</p>
+                        {(!p.places.is_empty()).then(|| view! {
+                            <p data-testid="review-places">{format!("Sent to {} account-Region(s) where instances match: {}.", p.places.len(), p.places.join(", "))}
+                                {(!p.places_left_out.is_empty()).then(|| format!(" {} without a matching instance are left out.", p.places_left_out.len()))}</p>
+                        })}
                         {(changing == 0).then(|| view! {
                             <div class="warn-box" role="status" data-testid="nothing-to-change">"Nothing would change: every target already has these options. Change a parameter or the targets."</div>
                         })}
