@@ -277,6 +277,25 @@ pub async fn decide(
             ),
         ));
     }
+    // A plan's wave is sent only while its plan runs: approving one of a paused or halted plan would
+    // send it past the pause (a cancelled plan's held waves are withdrawn at the cancel).
+    if approve {
+        if let Some(marker) = state.store.plan_wave_of(id).await? {
+            let plan_id = marker.rsplit_once('/').map_or(marker.as_str(), |(p, _)| p);
+            if let Some(plan) = state.store.plan(plan_id).await? {
+                if plan.status != shared::plans::PlanStatus::Running {
+                    return Err(AppError::Conflict {
+                        code: "PlanNotRunning".into(),
+                        message: format!(
+                            "this start is a wave of plan \"{}\", which is {}: approve it once the plan is resumed",
+                            plan.name,
+                            plan.status.as_str()
+                        ),
+                    });
+                }
+            }
+        }
+    }
     let comment = comment.map(str::trim).filter(|c| !c.is_empty());
     if comment.is_some_and(|c| c.chars().count() > 1000) {
         return Err(AppError::field("comment", "at most 1,000 characters"));

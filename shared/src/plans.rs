@@ -292,6 +292,11 @@ pub struct WaveRollback {
     pub next_attempt_at: Option<String>,
     /// The console's records of the rollback runs (each one's status is in History).
     pub record_ids: Vec<i64>,
+    /// The newest record when it was asked for: rollback records after it are this rollback's, so
+    /// a console that stopped between sending them and noting them adopts them instead of sending
+    /// them again.
+    #[serde(default)]
+    pub after_record_id: i64,
     /// What it is doing or why it stopped, in a sentence.
     pub message: Option<String>,
 }

@@ -1,7 +1,7 @@
 //! Starts held for a second person's approval, and the console's settings.
 
 use crate::db::Row;
-use crate::{now_rfc3339, Store, StoreError};
+use crate::{Store, StoreError};
 use crate::{STATUS_AWAITING_APPROVAL, STATUS_RECORDED, STATUS_REJECTED};
 
 /// A start held for approval, as the store keeps it.
@@ -106,7 +106,8 @@ impl Store {
             .execute(
                 "UPDATE approvals SET status = ?2, decided_by = ?3, decided_at = ?4, comment = ?5, decided_via = ?6
                  WHERE record_id = ?1 AND status = 'pending'",
-                args![record_id, status, who, now_rfc3339(), comment, via],
+                // The console's clock: an approved start's age counts from this moment.
+                args![record_id, status, who, crate::rfc3339_ms(self.clock.now_ms()), comment, via],
             )
             .await?;
         if changed == 1 {
@@ -115,10 +116,11 @@ impl Store {
             } else {
                 STATUS_REJECTED
             };
+            // The decision is when an approved start's sending begins (see `recorded_before`).
             tx.execute(
-                "UPDATE runs SET status = ?2, failure_message = COALESCE(?3, failure_message)
+                "UPDATE runs SET status = ?2, failure_message = COALESCE(?3, failure_message), unsettled_at_ms = ?5
                  WHERE id = ?1 AND status = ?4",
-                args![record_id, run_status, run_message, STATUS_AWAITING_APPROVAL],
+                args![record_id, run_status, run_message, STATUS_AWAITING_APPROVAL, self.clock.now_ms()],
             )
             .await?;
         }

@@ -27,6 +27,7 @@ mod migrations;
 
 mod approvals;
 mod fleet;
+mod history;
 mod plans;
 mod runs;
 mod sources;

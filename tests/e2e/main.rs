@@ -7,6 +7,7 @@ mod approvals;
 mod audit;
 mod browser;
 mod fleet;
+mod held_and_queued;
 mod layers;
 mod metrics;
 mod openapi;

@@ -224,8 +224,11 @@ pub enum AwsFault {
     /// No answer came (a timeout, a connection that broke): the request may have arrived.
     Unanswered,
     /// The request never left: no credentials could be had (an expired sign-in, a failing credential
-    /// process), or it could not be built or signed.
+    /// process, a role AWS refused to let us assume), or it could not be built or signed.
     NotSent,
+    /// The request never left because its credentials could not be had for a reason that may pass:
+    /// the credential service (STS assuming the member role) throttled, failed or did not answer.
+    CredentialsDelayed,
 }
 
 /// Whether `e`, or anything it wraps, is a credential provider's failure.
@@ -234,6 +237,25 @@ fn is_credentials_failure(e: &(dyn std::error::Error + 'static)) -> bool {
     while let Some(c) = cause {
         if c.is::<aws_credential_types::provider::error::CredentialsError>() {
             return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
+/// Whether a credential provider's failure in `e` may pass: it timed out, or STS (assuming the
+/// member role) throttled, failed or did not answer. A refusal (AccessDenied, an expired token) or
+/// missing credentials do not pass by waiting.
+fn credentials_may_come(e: &(dyn std::error::Error + 'static)) -> bool {
+    use aws_credential_types::provider::error::CredentialsError;
+    type AssumeRoleFailure = SdkError<aws_sdk_sts::operation::assume_role::AssumeRoleError>;
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(CredentialsError::ProviderTimedOut(_)) = c.downcast_ref::<CredentialsError>() {
+            return true;
+        }
+        if let Some(sts) = c.downcast_ref::<AssumeRoleFailure>() {
+            return !matches!(fault_of(sts), AwsFault::Refused | AwsFault::NotSent);
         }
         cause = c.source();
     }
@@ -260,6 +282,9 @@ where
         },
         SdkError::ResponseError(_) => AwsFault::ServerFault,
         SdkError::TimeoutError(_) => AwsFault::Unanswered,
+        SdkError::DispatchFailure(e) if e.as_connector_error().is_some_and(|c| credentials_may_come(c)) => {
+            AwsFault::CredentialsDelayed
+        }
         SdkError::DispatchFailure(e)
             if e.is_user() || e.as_connector_error().is_some_and(|c| is_credentials_failure(c)) =>
         {
@@ -310,20 +335,22 @@ where
                 fault,
             }
         }
-        SdkError::DispatchFailure(e) if fault == AwsFault::NotSent => AppError::Aws {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            code: if e.as_connector_error().is_some_and(|c| is_credentials_failure(c)) {
-                "CredentialsUnavailable".into()
-            } else {
-                "NotSent".into()
-            },
-            message: format!(
-                "{action} was not sent: {}",
-                e.as_connector_error()
-                    .map_or_else(|| format!("{e:?}"), |c| store::db::with_causes(c))
-            ),
-            fault,
-        },
+        SdkError::DispatchFailure(e) if matches!(fault, AwsFault::NotSent | AwsFault::CredentialsDelayed) => {
+            AppError::Aws {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: if e.as_connector_error().is_some_and(|c| is_credentials_failure(c)) {
+                    "CredentialsUnavailable".into()
+                } else {
+                    "NotSent".into()
+                },
+                message: format!(
+                    "{action} was not sent: {}",
+                    e.as_connector_error()
+                        .map_or_else(|| format!("{e:?}"), |c| store::db::with_causes(c))
+                ),
+                fault,
+            }
+        }
         SdkError::TimeoutError(_) => AppError::AwsUnavailable(format!("{action} timed out")),
         SdkError::DispatchFailure(e) => AppError::AwsUnavailable(format!("{action}: {e:?}")),
         _ => AppError::Aws {

@@ -258,6 +258,25 @@ pub async fn act(
             plan.reason = None;
         }
         (Action::Cancel, status) if !status.is_final() => {
+            // Starts of its waves not sent yet are never sent: a held one is withdrawn, a queued
+            // one refused (an unclear one is refused once SSM's list shows nothing, see `runs`).
+            for wave in &plan.waves {
+                let Some(id) = wave.record_id else { continue };
+                let Some(row) = state.store.by_record_id(id).await? else {
+                    continue;
+                };
+                let why = format!("withdrawn: plan \"{}\" was cancelled by {who}", plan.name);
+                match row.status {
+                    RunStatus::AwaitingApproval => {
+                        state
+                            .store
+                            .decide_approval(id, "rejected", who, None, Some(&why), Some(&why))
+                            .await?;
+                    }
+                    RunStatus::Queued => state.store.set_refused(id, &why).await?,
+                    _ => {}
+                }
+            }
             if let Some(wave) = plan.waves.iter_mut().find(|w| w.status == WaveStatus::Running) {
                 let row = match wave.record_id {
                     Some(id) => state.store.by_record_id(id).await?,
@@ -300,6 +319,38 @@ pub async fn act(
                     code: "RollbackUnderWay".into(),
                     message: format!("wave {} is already being rolled back", plan.waves[i].name),
                 });
+            }
+            if plan.waves[i]
+                .rollback
+                .as_ref()
+                .is_some_and(|r| r.status == shared::plans::RollbackStatus::Done)
+            {
+                return Err(AppError::Conflict {
+                    code: "NothingToRollBack".into(),
+                    message: format!("wave {} is rolled back already", plan.waves[i].name),
+                });
+            }
+            // A later wave held for approval would run after this one is rolled back.
+            for w in &plan.waves[i + 1..] {
+                let held = match w.record_id {
+                    Some(id) => state
+                        .store
+                        .by_record_id(id)
+                        .await?
+                        .is_some_and(|r| r.status == RunStatus::AwaitingApproval),
+                    None => false,
+                };
+                if held {
+                    return Err(AppError::Conflict {
+                        code: "WaveAwaitingApproval".into(),
+                        message: format!(
+                            "wave {} waits for approval (approval {}): cancel the plan, which withdraws it, or have it decided, before rolling back wave {}",
+                            w.name,
+                            w.record_id.unwrap_or_default(),
+                            plan.waves[i].name
+                        ),
+                    });
+                }
             }
             rollback::ask(state, &mut plan, i, who, true).await;
         }

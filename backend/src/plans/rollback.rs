@@ -29,6 +29,7 @@ pub(super) async fn ask(state: &AppState, plan: &mut PlanView, i: usize, who: &s
         attempts: 0,
         next_attempt_at: None,
         record_ids: Vec::new(),
+        after_record_id: state.store.last_record_id().await.unwrap_or(i64::MAX),
         message: None,
     };
     if let Some(row) = run_of(state, &plan.waves[i]).await {
@@ -71,11 +72,12 @@ async fn stop(state: &AppState, row: &RunRow, who: &str) -> String {
     }
 }
 
-/// Whether AWS or the console may take the same attempt later: throttling, AWS's own faults, no
-/// answer, or a fault of ours. Anything else is a refusal a retry would meet again.
+/// Whether the same attempt may pass later: anything but AWS refusing the request itself. A
+/// rollback is the plan's safety net, so credentials that are missing now (an expired sign-in)
+/// are waited for too.
 fn worth_retrying(e: &AppError) -> bool {
     match e {
-        AppError::Aws { fault, .. } => !matches!(fault, AwsFault::Refused | AwsFault::NotSent),
+        AppError::Aws { fault, .. } => *fault != AwsFault::Refused,
         AppError::AwsUnavailable(_) | AppError::Internal(_) => true,
         _ => false,
     }
@@ -103,6 +105,18 @@ async fn start(state: &AppState, plan: &mut PlanView, i: usize, rollback: &mut W
             }
             return;
         }
+    }
+    // Sent before the console stopped, and not noted: adopted, never sent twice.
+    match state.store.rollbacks_of(&exec, rollback.after_record_id).await {
+        Ok(sent) if !sent.is_empty() => {
+            rollback.status = RollbackStatus::Running;
+            rollback.record_ids = sent.iter().map(|r| r.id).collect();
+            rollback.message = Some("its runs were sent before the console restarted".into());
+            return;
+        }
+        Ok(_) => {}
+        // Read again at the next step.
+        Err(_) => return,
     }
     // A person's rollback is held for a second person as a run's would be; the plan's own restores
     // at once, on behalf of whoever runs the plan now.

@@ -48,7 +48,7 @@ pub enum StartOutcome {
 pub fn classify(err: &AppError) -> StartOutcome {
     match err {
         AppError::Aws { fault, .. } => match fault {
-            AwsFault::Throttled | AwsFault::QuotaFull => StartOutcome::NotNow,
+            AwsFault::Throttled | AwsFault::QuotaFull | AwsFault::CredentialsDelayed => StartOutcome::NotNow,
             AwsFault::Refused | AwsFault::NotSent => StartOutcome::Refused,
             AwsFault::ServerFault | AwsFault::Unanswered => StartOutcome::Unclear,
         },
@@ -446,7 +446,11 @@ pub async fn reconcile_orphans(state: &AppState) {
     let cutoff = crate::aws::rfc3339(Some(&cutoff)).unwrap_or_default();
     settle_each(
         state,
-        state.store.recorded_before(&cutoff).await.map_err(AppError::from),
+        state
+            .store
+            .recorded_before(&cutoff, state.store.clock.now_ms() - ORPHANED_AFTER_MS)
+            .await
+            .map_err(AppError::from),
     )
     .await;
 }
@@ -491,11 +495,22 @@ async fn reconcile_one(state: &AppState, run: &RunRow, known_unsent: bool) -> Re
         return Ok(());
     };
     let now_ms = state.store.clock.now_ms();
-    let asked_ms =
-        aws_smithy_types::DateTime::from_str(&run.created_at, aws_smithy_types::date_time::Format::DateTime)
+    let millis = |t: &str| {
+        aws_smithy_types::DateTime::from_str(t, aws_smithy_types::date_time::Format::DateTime)
             .ok()
             .and_then(|t| t.to_millis().ok())
-            .unwrap_or(now_ms);
+    };
+    // Asked for when requested, or when a second person approved it (their decision is the fresh
+    // judgement; the hold before it does not count).
+    let approved_ms = state
+        .store
+        .approval(run.id)
+        .await?
+        .filter(|a| a.status == "approved")
+        .and_then(|a| a.decided_at.as_deref().and_then(millis));
+    let asked_ms = millis(&run.created_at)
+        .unwrap_or(now_ms)
+        .max(approved_ms.unwrap_or(0));
     let expired = !known_unsent && now_ms - asked_ms > state.settling.expiry.as_millis() as i64;
     // A start that may have reached SSM waits for SSM's list to show it before it is sent again: a
     // Recorded one whose sender stopped, an Unknown one since its last unclear send.
@@ -549,6 +564,21 @@ async fn reconcile_one(state: &AppState, run: &RunRow, known_unsent: bool) -> Re
         }
         None => run.client_token.clone().unwrap_or_default(),
     };
+    // A plan's wave is sent only while its plan runs: a paused or halted plan's waits for it to be
+    // resumed, a cancelled or finished plan's is never sent.
+    if let Some(marker) = state.store.plan_wave_of(run.id).await? {
+        let plan_id = marker.rsplit_once('/').map_or(marker.as_str(), |(id, _)| id);
+        match state.store.plan(plan_id).await?.map(|p| p.status) {
+            Some(shared::plans::PlanStatus::Running) | None => {}
+            Some(s) if s.is_final() => {
+                return Ok(state
+                    .store
+                    .set_refused(run.id, &format!("not sent: its plan is {}", s.as_str()))
+                    .await?);
+            }
+            Some(_) => return Ok(()),
+        }
+    }
     let r = RunRef {
         record_id: run.id,
         account: &run.account,
@@ -556,8 +586,10 @@ async fn reconcile_one(state: &AppState, run: &RunRow, known_unsent: bool) -> Re
         run_tag: run_tag.as_deref(),
         requester: &requester,
     };
-    // One attempt: the watcher comes back next round, and must not sit in a retry loop meanwhile.
-    match send_start(state, &r, &plan, &token, 1).await {
+    // The watcher makes one attempt: it comes back next round, and must not sit in a retry loop
+    // meanwhile. An approval's send is a request's, and retries throttling as a start does.
+    let attempts = if known_unsent { START_ATTEMPTS } else { 1 };
+    match send_start(state, &r, &plan, &token, attempts).await {
         Ok(id) => {
             tracing::info!(record = run.id, execution = %id, "sent an unsettled start");
             Ok(())
