@@ -211,6 +211,8 @@ impl PlanStatus {
 #[serde(rename_all = "snake_case")]
 pub enum WaveStatus {
     Pending,
+    /// Its start waits for a second person's approval: nothing is sent until then.
+    Held,
     /// Its run is in SSM.
     Running,
     /// Its run succeeded; waiting out the bake time while refusals are watched.
@@ -227,6 +229,7 @@ impl WaveStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             WaveStatus::Pending => "pending",
+            WaveStatus::Held => "held",
             WaveStatus::Running => "running",
             WaveStatus::Baking => "baking",
             WaveStatus::Done => "done",

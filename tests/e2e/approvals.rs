@@ -188,6 +188,16 @@ async fn a_plan_s_prod_wave_waits_for_approval_then_runs() {
     let (_, p) = app.get(&format!("/plans/{plan}")).await;
     assert_eq!(p["waves"][0]["status"], "done", "{p:#}");
     assert_eq!(p["waves"][1]["record_id"], id, "{p:#}");
+    // The held wave says it waits for approval, and which one: not "running".
+    let view: shared::plans::PlanView = serde_json::from_value(p.clone()).unwrap();
+    assert_eq!(view.waves[1].status, shared::plans::WaveStatus::Held, "{p:#}");
+    assert!(
+        view.waves[1]
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains(&format!("approval {id}"))),
+        "{p:#}"
+    );
     assert_eq!(app.sandbox.execution_ids().len(), 1, "only dev ran");
     let (status, _) = otto
         .post(&app, &format!("/approvals/{id}/approve"), &json!({}))

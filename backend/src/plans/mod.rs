@@ -110,7 +110,12 @@ pub async fn list(state: &AppState, scope: &crate::auth::AccountScope) -> Result
                 current: p
                     .waves
                     .iter()
-                    .find(|w| matches!(w.status, WaveStatus::Running | WaveStatus::Baking))
+                    .find(|w| {
+                        matches!(
+                            w.status,
+                            WaveStatus::Running | WaveStatus::Held | WaveStatus::Baking
+                        )
+                    })
                     .map(|w| w.name.clone()),
                 plan_id: p.plan_id,
                 name: p.name,
@@ -277,7 +282,11 @@ pub async fn act(
                     _ => {}
                 }
             }
-            if let Some(wave) = plan.waves.iter_mut().find(|w| w.status == WaveStatus::Running) {
+            if let Some(wave) = plan
+                .waves
+                .iter_mut()
+                .find(|w| matches!(w.status, WaveStatus::Running | WaveStatus::Held))
+            {
                 let row = match wave.record_id {
                     Some(id) => state.store.by_record_id(id).await?,
                     None => None,
@@ -487,10 +496,12 @@ async fn advance(state: &AppState, plan: &mut PlanView) -> Result<(), AppError> 
         };
         match plan.waves[i].status {
             WaveStatus::Pending => return start_wave(state, plan, i).await,
-            WaveStatus::Running => {
+            WaveStatus::Running | WaveStatus::Held => {
                 follow_run(state, plan, i).await?;
-                if plan.waves[i].status == WaveStatus::Running {
-                    return watch_refusals(state, plan, i).await;
+                match plan.waves[i].status {
+                    WaveStatus::Running => return watch_refusals(state, plan, i).await,
+                    WaveStatus::Held => return Ok(()),
+                    _ => {}
                 }
             }
             WaveStatus::Baking => {
@@ -597,8 +608,9 @@ async fn start_wave(state: &AppState, plan: &mut PlanView, i: usize) -> Result<(
         &requester,
         why.as_deref(),
     )
-    .await
-    .map(|sent| match sent {
+    .await;
+    let held = matches!(sent, Ok(crate::approvals::Sent::Held(_)));
+    let sent = sent.map(|sent| match sent {
         crate::approvals::Sent::Held(record_id) => runs::StartReceipt {
             record_id,
             execution_id: None,
@@ -611,7 +623,12 @@ async fn start_wave(state: &AppState, plan: &mut PlanView, i: usize) -> Result<(
             wave.record_id = Some(receipt.record_id);
             wave.execution_id = receipt.execution_id;
             wave.started_at = Some(now(state).1);
-            wave.status = WaveStatus::Running;
+            // What an earlier attempt said (a readiness check that held it) is over.
+            (wave.status, wave.message) = if held {
+                (WaveStatus::Held, Some(held_message(receipt.record_id)))
+            } else {
+                (WaveStatus::Running, None)
+            };
             // Watched for refusals: the instances this wave turns IMDSv1 off on.
             wave.targets = a
                 .targets
@@ -632,6 +649,13 @@ async fn start_wave(state: &AppState, plan: &mut PlanView, i: usize) -> Result<(
         }
     }
     Ok(())
+}
+
+/// What a wave waiting for approval says.
+fn held_message(record_id: i64) -> String {
+    format!(
+        "its start waits for a second person's approval (approval {record_id}); nothing is sent until then"
+    )
 }
 
 /// The targets a recorded run changed from allowing IMDSv1 (from its prior options).
@@ -664,6 +688,16 @@ async fn follow_run(state: &AppState, plan: &mut PlanView, i: usize) -> Result<(
     };
     let wave = &mut plan.waves[i];
     wave.execution_id = row.execution_id.clone();
+    if row.status == RunStatus::AwaitingApproval {
+        wave.status = WaveStatus::Held;
+        wave.message = Some(held_message(row.id));
+        return Ok(());
+    }
+    if wave.status == WaveStatus::Held {
+        // Approved: sent (or queued for SSM's room) from here on.
+        wave.status = WaveStatus::Running;
+        wave.message = None;
+    }
     if !row.status.is_terminal() {
         return Ok(());
     }

@@ -39,7 +39,7 @@ fn rollback_label(s: RollbackStatus) -> &'static str {
 
 fn wave_tone(s: WaveStatus) -> &'static str {
     match s {
-        WaveStatus::Pending => "status tone-waiting",
+        WaveStatus::Pending | WaveStatus::Held => "status tone-waiting",
         WaveStatus::Running | WaveStatus::Baking => "status tone-running",
         WaveStatus::Done => "status tone-ok",
         WaveStatus::Failed | WaveStatus::Halted => "status tone-bad",
@@ -372,7 +372,14 @@ pub fn PlanPage() -> impl IntoView {
                                     <div class="help">{format!("bake {} min{}{}", w.bake_minutes,
                                         w.started_at.as_deref().map(|t| format!(" · started {}", api::local_time(Some(t)))).unwrap_or_default(),
                                         w.bake_until.as_deref().filter(|_| w.status == WaveStatus::Baking).map(|t| format!(" · baking until {}", api::local_time(Some(t)))).unwrap_or_default())}</div>
-                                    {w.message.clone().map(|m| view! { <div class="field-error">{m}</div> })}
+                                    {match (w.status, w.message.clone()) {
+                                        // Waiting for a person is not an error: said plainly, with the way there.
+                                        (WaveStatus::Held, m) => Some(view! {
+                                            <div class="help" data-testid="wave-held">{m.unwrap_or_default()}" "<A href="/approvals">"Approvals"</A></div>
+                                        }.into_any()),
+                                        (_, Some(m)) => Some(view! { <div class="field-error">{m}</div> }.into_any()),
+                                        (_, None) => None,
+                                    }}
                                     {(!w.rejected.is_empty()).then(|| view! {
                                         <div data-testid="wave-rejected">{format!("Refused IMDSv1 calls: {}", w.rejected.iter().map(|r| format!("{} ({})", r.instance_id, r.imdsv1_calls)).collect::<Vec<_>>().join(", "))}</div>
                                     })}
