@@ -4,6 +4,7 @@
 
 use e2e::{sdk_config, spawn_app, TestApp};
 use serde_json::{json, Value};
+use shared::sources::{SourceFixPreview, SourceKind, SourcePosture, SourceView, SourcesView};
 
 const REGION: &str = "us-east-1";
 
@@ -437,4 +438,105 @@ async fn bad_source_requests_say_what_is_wrong_and_change_nothing() {
         .await
         .unwrap();
     assert_eq!(fix.status(), 403);
+}
+
+/// Every source of the test's Region, decoded as the browser decodes it.
+async fn sources_view(app: &TestApp) -> Vec<SourceView> {
+    let (status, body) = app.get("/sources").await;
+    assert_eq!(status, 200, "{body}");
+    let view: SourcesView = serde_json::from_value(body).expect("a SourcesView");
+    view.sources.into_iter().filter(|s| s.region == REGION).collect()
+}
+
+fn find<'a>(sources: &'a [SourceView], kind: SourceKind, name: &str) -> &'a SourceView {
+    sources
+        .iter()
+        .find(|s| s.kind == kind && s.name == name)
+        .unwrap_or_else(|| panic!("no {kind:?} {name} in {sources:?}"))
+}
+
+#[tokio::test]
+async fn a_group_on_a_launch_configuration_is_judged_by_the_configuration_s_metadata_options() {
+    let app = spawn_app().await;
+    let sources = sources_view(&app).await;
+    // legacy-lc sets HttpTokens optional itself: IMDSv1 allowed, whatever the default says.
+    let legacy = find(&sources, SourceKind::AutoScalingGroup, "legacy-asg");
+    assert_eq!(legacy.posture, SourcePosture::AllowsImdsv1, "{legacy:?}");
+    assert!(
+        legacy.detail.contains("legacy-lc sets HttpTokens optional"),
+        "{legacy:?}"
+    );
+    assert_eq!(legacy.related, ["legacy-lc"], "{legacy:?}");
+    assert!(
+        !legacy.fixable,
+        "a launch configuration cannot be changed: {legacy:?}"
+    );
+    assert!(
+        legacy
+            .advice
+            .as_deref()
+            .unwrap_or_default()
+            .contains("launch template"),
+        "{legacy:?}"
+    );
+    // imdsv2-lc requires tokens (on an AMI not marked v2.0): only its own options say so.
+    let modern = find(&sources, SourceKind::AutoScalingGroup, "imdsv2-lc-asg");
+    assert_eq!(modern.posture, SourcePosture::RequiresTokens, "{modern:?}");
+    assert!(
+        modern.detail.contains("imdsv2-lc sets HttpTokens required"),
+        "{modern:?}"
+    );
+    assert!(!modern.fixable && modern.advice.is_none(), "{modern:?}");
+
+    // Not fixable here: the refusal names the configuration and what to do.
+    let (status, refused) = app
+        .post(&format!("/sources/{}/preview", path_of(&legacy.id)), &json!({}))
+        .await;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(refused["error"]["code"], "NotFixable", "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("legacy-lc"),
+        "{refused}"
+    );
+
+    // Enforcing tokens at launch refuses the configuration that asks for optional, and only it.
+    let default = find(&sources, SourceKind::AccountDefault, "Instance metadata defaults");
+    let (status, preview) = app
+        .post(
+            &format!("/sources/{}/preview", path_of(&default.id)),
+            &json!({"enforce_at_launch": true}),
+        )
+        .await;
+    assert_eq!(status, 200, "{preview}");
+    let preview: SourceFixPreview = serde_json::from_value(preview).unwrap();
+    assert!(
+        preview
+            .refused_after
+            .iter()
+            .any(|r| r == "Auto Scaling group legacy-asg"),
+        "{preview:?}"
+    );
+    assert!(
+        !preview.refused_after.iter().any(|r| r.contains("imdsv2-lc-asg")),
+        "{preview:?}"
+    );
+    let (status, fix) = app
+        .post(
+            &format!("/sources/{}/fix", path_of(&default.id)),
+            &json!({"enforce_at_launch": true, "override_reason": "new launches only; checked with the app teams"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{fix}");
+    let sources = sources_view(&app).await;
+    assert_eq!(
+        find(&sources, SourceKind::AutoScalingGroup, "legacy-asg").posture,
+        SourcePosture::LaunchRefused
+    );
+    assert_eq!(
+        find(&sources, SourceKind::AutoScalingGroup, "imdsv2-lc-asg").posture,
+        SourcePosture::RequiresTokens
+    );
 }

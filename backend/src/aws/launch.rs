@@ -11,7 +11,9 @@ use std::collections::BTreeSet;
 
 use super::{sdk_error, RegionClients};
 use crate::error::AppError;
-use crate::sources::{FleetReading, GroupReading, ImageReading, PlaceReading, TemplateReading};
+use crate::sources::{
+    ConfigReading, FleetReading, GroupReading, ImageReading, PlaceReading, TemplateReading,
+};
 
 /// Everything one account and region launches from: about five calls, more for long lists.
 pub async fn read_place(
@@ -21,17 +23,24 @@ pub async fn read_place(
     let defaults = metadata_defaults(c).await?;
     let templates = templates(c).await?;
     let groups = groups(c).await?;
+    let config_names: BTreeSet<String> = groups
+        .iter()
+        .filter_map(|g| g.launch_configuration.clone())
+        .collect();
+    let configs = launch_configurations(c, &config_names).await?;
     let mut image_ids: BTreeSet<String> = instance_images.clone();
     for t in &templates {
         image_ids.extend(t.default.image_id.clone());
         image_ids.extend(t.latest.image_id.clone());
     }
+    image_ids.extend(configs.iter().filter_map(|c| c.image_id.clone()));
     let images = images(c, &image_ids).await?;
     let fleets = fleets(c).await?;
     Ok(PlaceReading {
         defaults,
         templates,
         groups,
+        configs,
         images,
         fleets,
     })
@@ -188,6 +197,46 @@ async fn groups(c: &RegionClients) -> Result<Vec<GroupReading>, AppError> {
         match page.next_token() {
             Some(t) if !t.is_empty() => token = Some(t.to_owned()),
             _ => break,
+        }
+    }
+    Ok(out)
+}
+
+/// Auto Scaling takes at most this many names in one DescribeLaunchConfigurations (the API reference).
+const CONFIG_NAMES: usize = 50;
+
+/// The launch configurations the groups launch from, with their metadata options: only those named
+/// (none asked for when no group has one), 50 names a call, paged.
+async fn launch_configurations(
+    c: &RegionClients,
+    names: &BTreeSet<String>,
+) -> Result<Vec<ConfigReading>, AppError> {
+    let names: Vec<String> = names.iter().cloned().collect();
+    let mut out = Vec::new();
+    for chunk in names.chunks(CONFIG_NAMES) {
+        let mut token = None;
+        loop {
+            let page = c
+                .autoscaling
+                .describe_launch_configurations()
+                .set_launch_configuration_names(Some(chunk.to_vec()))
+                .max_records(100)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("autoscaling:DescribeLaunchConfigurations", &e))?;
+            for lc in page.launch_configurations() {
+                let md = lc.metadata_options();
+                out.push(ConfigReading {
+                    name: lc.launch_configuration_name().unwrap_or_default().to_owned(),
+                    image_id: lc.image_id().map(str::to_owned),
+                    http_tokens: md.and_then(|m| m.http_tokens()).map(|t| t.as_str().to_owned()),
+                });
+            }
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+                _ => break,
+            }
         }
     }
     Ok(out)
