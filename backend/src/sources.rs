@@ -1061,7 +1061,9 @@ pub async fn resume_unfinished(state: &AppState) {
     }
 }
 
-/// `POST /sources/fixes/{fix_id}/revert`: the prior default, or the prior default version, again.
+/// `POST /sources/fixes/{fix_id}/revert`: the prior default, or the prior default version again and
+/// the fix's version deleted (groups and fleets on `$Latest` would keep launching it otherwise).
+/// A template whose default someone moved since the fix is left alone (409 `ChangedSinceFix`).
 pub async fn revert(state: &AppState, fix_id: &str, requester: &str) -> Result<SourceFix, AppError> {
     let (fix, resource, _) = state
         .store
@@ -1078,19 +1080,109 @@ pub async fn revert(state: &AppState, fix_id: &str, requester: &str) -> Result<S
         });
     }
     let clients = crate::inventory::clients_for(state, &fix.account, &fix.region).await?;
-    match &fix.prior {
-        SourceState::AccountDefault(prior) => launch::set_metadata_defaults(&clients, prior).await?,
-        SourceState::LaunchTemplate { default_version, .. } => {
-            launch::set_default_version(&clients, &resource, *default_version).await?
+    let note = match (&fix.prior, &fix.applied) {
+        (SourceState::AccountDefault(prior), _) => {
+            launch::set_metadata_defaults(&clients, prior).await?;
+            None
         }
-    }
+        (
+            SourceState::LaunchTemplate {
+                default_version: prior,
+                ..
+            },
+            Some(SourceState::LaunchTemplate {
+                default_version: made,
+                ..
+            }),
+        ) => revert_template(state, &clients, &fix, &resource, *prior, *made).await?,
+        _ => return Err(AppError::Internal(format!("fix {fix_id} has mismatched states"))),
+    };
     forget(state, &fix.account, &fix.region).await;
-    state.store.revert_source_fix(fix_id, requester).await?;
+    state
+        .store
+        .revert_source_fix(fix_id, requester, note.as_deref())
+        .await?;
     state
         .store
         .source_fix(fix_id)
         .await?
         .ok_or_else(|| AppError::Internal("the fix just reverted is gone".into()))
+}
+
+/// A template fix undone: the prior default version again, then the fix's version `made` deleted.
+/// Refused when the default is neither `made` nor `prior` (someone chose another since the fix; the
+/// prior one means a revert cut short, which is finished). Returns what stays changed, in a sentence.
+async fn revert_template(
+    state: &AppState,
+    clients: &crate::aws::RegionClients,
+    fix: &SourceFix,
+    template: &str,
+    prior: i64,
+    made: i64,
+) -> Result<Option<String>, AppError> {
+    let (default_now, latest_now) = launch::version_numbers(clients, template).await?;
+    if default_now != made && default_now != prior {
+        return Err(AppError::Conflict {
+            code: "ChangedSinceFix".into(),
+            message: format!(
+                "the default version of launch template {template} is now {default_now}: fix {} made it {made}, and someone \
+                 changed it since. Nothing was reverted, so that change stays; to go back to version {prior}, make it the \
+                 default yourself.",
+                fix.fix_id
+            ),
+        });
+    }
+    if default_now != prior {
+        launch::set_default_version(clients, template, prior).await?;
+    }
+    crate::crash::point("source-revert-default-moved");
+    // The default is back already: a refusal to delete is said in the record, not an error that
+    // would hide that the revert happened.
+    let kept = launch::delete_version(clients, template, made)
+        .await
+        .unwrap_or_else(|e| Some(e.to_string()));
+    let mut stays = Vec::new();
+    if let Some(why) = kept {
+        let users = template_users(state, fix, template, made).await;
+        stays.push(format!(
+            "EC2 kept version {made} ({why}): {} still launch it with HttpTokens required; delete the version or \
+             point them at $Default.",
+            if users.is_empty() {
+                "groups and fleets on $Latest".to_owned()
+            } else {
+                users.join(", ")
+            }
+        ));
+    }
+    if latest_now > made {
+        stays.push(format!(
+            "Version {latest_now} was made after the fix and stays: groups and fleets on $Latest launch it."
+        ));
+    }
+    Ok((!stays.is_empty()).then(|| stays.join(" ")))
+}
+
+/// The groups and fleets of `template` that launch version `made` (on `$Latest` or pinned to it), for
+/// the sentence of what a revert left; empty when the place cannot be read now.
+async fn template_users(state: &AppState, fix: &SourceFix, template: &str, made: i64) -> Vec<String> {
+    let place = (fix.account.clone(), fix.region.clone());
+    let Ok(reading) = read_place(state, &place, &[]).await else {
+        return Vec::new();
+    };
+    reading
+        .groups
+        .iter()
+        .filter(|g| group_template(g, &reading).is_some_and(|t| t.id == template))
+        .filter(|g| g.template_version == "$Latest" || g.template_version == made.to_string())
+        .map(|g| format!("Auto Scaling group {} ({})", g.name, g.template_version))
+        .chain(
+            reading
+                .fleets
+                .iter()
+                .filter(|f| f.template_id.as_deref() == Some(template))
+                .map(|f| format!("EC2 Fleet {} (if on $Latest)", f.id)),
+        )
+        .collect()
 }
 
 /// `GET /sources/fixes`: newest first, within the caller's accounts.

@@ -354,3 +354,58 @@ pub async fn set_default_version(c: &RegionClients, template_id: &str, version: 
         .map_err(|e| sdk_error("ec2:ModifyLaunchTemplate", &e))?;
     Ok(())
 }
+
+/// A template's default and latest version numbers as EC2 has them now (a revert checks nobody
+/// changed the default since the fix).
+pub async fn version_numbers(c: &RegionClients, template_id: &str) -> Result<(i64, i64), AppError> {
+    let out = c
+        .ec2
+        .describe_launch_templates()
+        .launch_template_ids(template_id)
+        .send()
+        .await
+        .map_err(|e| sdk_error("ec2:DescribeLaunchTemplates", &e))?;
+    let t = out
+        .launch_templates()
+        .first()
+        .ok_or_else(|| AppError::NotFound(format!("launch template {template_id} does not exist")))?;
+    match (t.default_version_number(), t.latest_version_number()) {
+        (Some(d), Some(l)) => Ok((d, l)),
+        _ => Err(AppError::Internal(format!(
+            "DescribeLaunchTemplates answered no version numbers for {template_id}"
+        ))),
+    }
+}
+
+/// Deletes one version of a template. EC2 answers a refusal inside a successful reply (per version),
+/// so Ok(Some(why)) is a version it kept; one that is already gone counts as deleted, so a revert cut
+/// short can be repeated.
+pub async fn delete_version(
+    c: &RegionClients,
+    template_id: &str,
+    version: i64,
+) -> Result<Option<String>, AppError> {
+    let out = c
+        .ec2
+        .delete_launch_template_versions()
+        .launch_template_id(template_id)
+        .versions(version.to_string())
+        .send()
+        .await
+        .map_err(|e| sdk_error("ec2:DeleteLaunchTemplateVersions", &e))?;
+    Ok(out
+        .unsuccessfully_deleted_launch_template_versions()
+        .iter()
+        .filter_map(|item| item.response_error())
+        .find(|e| {
+            e.code()
+                .is_none_or(|c| c.as_str() != "launchTemplateVersionDoesNotExist")
+        })
+        .map(|e| {
+            format!(
+                "{}: {}",
+                e.code().map_or("unknown", |c| c.as_str()),
+                e.message().unwrap_or("no reason given")
+            )
+        }))
+}
