@@ -34,6 +34,7 @@ pub async fn check(
         "ssm:AddTagsToResource",
         "ec2:CreateLaunchTemplateVersion",
         "ec2:ModifyLaunchTemplate",
+        "ec2:DeleteLaunchTemplateVersions",
     ];
     if assume_role.is_some() {
         console_simulated.push("iam:PassRole");

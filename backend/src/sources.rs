@@ -42,6 +42,17 @@ pub struct GroupReading {
     pub instances: Vec<String>,
 }
 
+/// An Auto Scaling launch configuration a group launches from. Launch configurations cannot be
+/// changed once made, so the console reads them and never fixes them.
+#[derive(Debug, Clone)]
+pub struct ConfigReading {
+    pub name: String,
+    pub image_id: Option<String>,
+    /// None: created without MetadataOptions or without HttpTokens in them (the account default,
+    /// then the AMI, decide).
+    pub http_tokens: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct ImageReading {
     pub id: String,
@@ -63,6 +74,8 @@ pub struct PlaceReading {
     pub defaults: MetadataDefaults,
     pub templates: Vec<TemplateReading>,
     pub groups: Vec<GroupReading>,
+    /// The launch configurations the groups name.
+    pub configs: Vec<ConfigReading>,
     pub images: Vec<ImageReading>,
     pub fleets: Vec<FleetReading>,
 }
@@ -144,30 +157,61 @@ fn launch_tokens(
     defaults: &MetadataDefaults,
     images: &[ImageReading],
 ) -> (String, String) {
-    if let Some(t) = &options.http_tokens {
-        return (
-            t.clone(),
-            format!("version {} sets HttpTokens {t}", options.version),
-        );
+    decide_tokens(
+        &format!("version {}", options.version),
+        options.http_tokens.as_deref(),
+        options.image_id.as_deref(),
+        defaults,
+        images,
+    )
+}
+
+/// The same order for a launch configuration: Auto Scaling passes its MetadataOptions to the launch
+/// as a template's are passed, so an HttpTokens it sets wins and one it leaves out falls to the account
+/// default, then the AMI.
+fn config_tokens(
+    c: &ConfigReading,
+    defaults: &MetadataDefaults,
+    images: &[ImageReading],
+) -> (String, String) {
+    decide_tokens(
+        &format!("launch configuration {}", c.name),
+        c.http_tokens.as_deref(),
+        c.image_id.as_deref(),
+        defaults,
+        images,
+    )
+}
+
+/// The tokens of a launch whose own options are `tokens` (None: left out) from `image`, and why;
+/// `what` names the thing launched from ("version 3", "launch configuration legacy-lc").
+fn decide_tokens(
+    what: &str,
+    tokens: Option<&str>,
+    image: Option<&str>,
+    defaults: &MetadataDefaults,
+    images: &[ImageReading],
+) -> (String, String) {
+    if let Some(t) = tokens {
+        return (t.to_owned(), format!("{what} sets HttpTokens {t}"));
     }
     if let Some(t) = &defaults.http_tokens {
         return (
             t.clone(),
-            format!(
-                "version {} leaves HttpTokens unset; the account default is {t}",
-                options.version
-            ),
+            format!("{what} leaves HttpTokens unset; the account default is {t}"),
         );
     }
-    let image = options.image_id.as_deref().unwrap_or("its AMI");
-    match images.iter().find(|i| Some(&i.id) == options.image_id.as_ref()) {
+    let name = image.unwrap_or("its AMI");
+    match images.iter().find(|i| Some(i.id.as_str()) == image) {
         Some(i) if i.imds_v2 => (
             "required".to_owned(),
-            format!("HttpTokens unset here and in the account default; {image} is marked ImdsSupport v2.0"),
+            format!("HttpTokens unset here and in the account default; {name} is marked ImdsSupport v2.0"),
         ),
         _ => (
             "optional".to_owned(),
-            format!("HttpTokens unset here and in the account default, and {image} is not marked ImdsSupport v2.0"),
+            format!(
+                "HttpTokens unset here and in the account default, and {name} is not marked ImdsSupport v2.0"
+            ),
         ),
     }
 }
@@ -225,6 +269,19 @@ fn group_template<'a>(g: &GroupReading, r: &'a PlaceReading) -> Option<&'a Templ
     r.templates.iter().find(|t| {
         g.template_id.as_deref() == Some(t.id.as_str()) || g.template_name.as_deref() == Some(t.name.as_str())
     })
+}
+
+/// The tokens a group's launches get now, and why; None where its template version or launch
+/// configuration was not read.
+fn group_tokens(g: &GroupReading, r: &PlaceReading, defaults: &MetadataDefaults) -> Option<(String, String)> {
+    if let Some(t) = group_template(g, r) {
+        return group_options(g, t).map(|o| launch_tokens(o, defaults, &r.images));
+    }
+    let name = g.launch_configuration.as_ref()?;
+    r.configs
+        .iter()
+        .find(|c| &c.name == name)
+        .map(|c| config_tokens(c, defaults, &r.images))
 }
 
 /// A group's fix is its template's, when the group follows `$Default` or `$Latest` (a pinned version
@@ -353,12 +410,37 @@ fn place_views(account: &str, region: &str, r: &PlaceReading, here: &[&InstanceV
                     Some(format!("Point the group at $Default of {} once that is fixed.", t.name)),
                 ),
             },
-            (None, Some(lc)) => (
-                SourcePosture::AllowsImdsv1,
-                format!("Launches from launch configuration {lc}, which cannot require IMDSv2 here"),
-                false,
-                Some("Move the group to a launch template (launch configurations are deprecated), then fix the template.".to_owned()),
-            ),
+            (None, Some(lc)) => match r.configs.iter().find(|c| &c.name == lc) {
+                Some(c) => {
+                    let (tokens, why) = config_tokens(c, d, &r.images);
+                    let posture = posture(&tokens, d);
+                    // A launch configuration cannot be changed: the way to IMDSv2 is a launch
+                    // template (or, where it leaves HttpTokens unset, the account default).
+                    let advice = match (posture, &c.http_tokens) {
+                        (SourcePosture::RequiresTokens, _) => None,
+                        (_, Some(_)) => Some(format!(
+                            "Launch configuration {lc} sets HttpTokens itself and cannot be changed (AWS does not modify launch configurations): \
+                             move the group to a launch template that requires tokens (Auto Scaling can copy the configuration to one)."
+                        )),
+                        (_, None) => Some(format!(
+                            "Launch configuration {lc} cannot be changed (AWS does not modify launch configurations): move the group to a launch \
+                             template that requires tokens, or fix the account default, which covers a configuration that leaves HttpTokens unset."
+                        )),
+                    };
+                    (
+                        posture,
+                        format!("Launches from launch configuration {lc}: {why}"),
+                        false,
+                        advice,
+                    )
+                }
+                None => (
+                    SourcePosture::AllowsImdsv1,
+                    format!("Launches from launch configuration {lc}, which Auto Scaling did not describe"),
+                    false,
+                    Some("Move the group to a launch template that requires tokens (launch configurations cannot be changed).".to_owned()),
+                ),
+            },
             (None, None) => (
                 SourcePosture::AllowsImdsv1,
                 "Its launch template is not readable in this account".to_owned(),
@@ -377,7 +459,11 @@ fn place_views(account: &str, region: &str, r: &PlaceReading, here: &[&InstanceV
             detail,
             instances: from.len(),
             imdsv1_instances: from.iter().filter(|i| calls_imdsv1(i)).count(),
-            related: template.map(|t| vec![t.id.clone()]).unwrap_or_default(),
+            related: template
+                .map(|t| t.id.clone())
+                .or_else(|| g.launch_configuration.clone())
+                .into_iter()
+                .collect(),
             fixable,
             advice,
             state: None,
@@ -597,7 +683,14 @@ async fn plan(
                 .ok_or_else(|| AppError::NotFound(format!("Auto Scaling group {} does not exist in {} {}", id.resource, id.account, id.region)))?;
             let t = group_template(g, &reading).ok_or_else(|| AppError::Conflict {
                 code: "NotFixable".into(),
-                message: format!("group {} does not launch from a launch template the console can read; move it to one first", g.name),
+                message: match &g.launch_configuration {
+                    Some(lc) => format!(
+                        "group {} launches from launch configuration {lc}, which AWS does not let anyone change: move the group to a \
+                         launch template that requires tokens (or, where {lc} leaves HttpTokens unset, fix the account default)",
+                        g.name
+                    ),
+                    None => format!("group {} does not launch from a launch template the console can read; move it to one first", g.name),
+                },
             })?;
             if !group_follows_template(g) {
                 return Err(AppError::Conflict {
@@ -672,9 +765,7 @@ async fn plan(
                             .groups
                             .iter()
                             .filter(|g| {
-                                group_template(g, &reading)
-                                    .and_then(|t| group_options(g, t))
-                                    .is_none_or(|o| launch_tokens(o, &after, &reading.images).0 != "required")
+                                group_tokens(g, &reading, &after).is_none_or(|(t, _)| t != "required")
                             })
                             .map(|g| format!("Auto Scaling group {}", g.name)),
                     )
@@ -970,7 +1061,9 @@ pub async fn resume_unfinished(state: &AppState) {
     }
 }
 
-/// `POST /sources/fixes/{fix_id}/revert`: the prior default, or the prior default version, again.
+/// `POST /sources/fixes/{fix_id}/revert`: the prior default, or the prior default version again and
+/// the fix's version deleted (groups and fleets on `$Latest` would keep launching it otherwise).
+/// A template whose default someone moved since the fix is left alone (409 `ChangedSinceFix`).
 pub async fn revert(state: &AppState, fix_id: &str, requester: &str) -> Result<SourceFix, AppError> {
     let (fix, resource, _) = state
         .store
@@ -987,19 +1080,109 @@ pub async fn revert(state: &AppState, fix_id: &str, requester: &str) -> Result<S
         });
     }
     let clients = crate::inventory::clients_for(state, &fix.account, &fix.region).await?;
-    match &fix.prior {
-        SourceState::AccountDefault(prior) => launch::set_metadata_defaults(&clients, prior).await?,
-        SourceState::LaunchTemplate { default_version, .. } => {
-            launch::set_default_version(&clients, &resource, *default_version).await?
+    let note = match (&fix.prior, &fix.applied) {
+        (SourceState::AccountDefault(prior), _) => {
+            launch::set_metadata_defaults(&clients, prior).await?;
+            None
         }
-    }
+        (
+            SourceState::LaunchTemplate {
+                default_version: prior,
+                ..
+            },
+            Some(SourceState::LaunchTemplate {
+                default_version: made,
+                ..
+            }),
+        ) => revert_template(state, &clients, &fix, &resource, *prior, *made).await?,
+        _ => return Err(AppError::Internal(format!("fix {fix_id} has mismatched states"))),
+    };
     forget(state, &fix.account, &fix.region).await;
-    state.store.revert_source_fix(fix_id, requester).await?;
+    state
+        .store
+        .revert_source_fix(fix_id, requester, note.as_deref())
+        .await?;
     state
         .store
         .source_fix(fix_id)
         .await?
         .ok_or_else(|| AppError::Internal("the fix just reverted is gone".into()))
+}
+
+/// A template fix undone: the prior default version again, then the fix's version `made` deleted.
+/// Refused when the default is neither `made` nor `prior` (someone chose another since the fix; the
+/// prior one means a revert cut short, which is finished). Returns what stays changed, in a sentence.
+async fn revert_template(
+    state: &AppState,
+    clients: &crate::aws::RegionClients,
+    fix: &SourceFix,
+    template: &str,
+    prior: i64,
+    made: i64,
+) -> Result<Option<String>, AppError> {
+    let (default_now, latest_now) = launch::version_numbers(clients, template).await?;
+    if default_now != made && default_now != prior {
+        return Err(AppError::Conflict {
+            code: "ChangedSinceFix".into(),
+            message: format!(
+                "the default version of launch template {template} is now {default_now}: fix {} made it {made}, and someone \
+                 changed it since. Nothing was reverted, so that change stays; to go back to version {prior}, make it the \
+                 default yourself.",
+                fix.fix_id
+            ),
+        });
+    }
+    if default_now != prior {
+        launch::set_default_version(clients, template, prior).await?;
+    }
+    crate::crash::point("source-revert-default-moved");
+    // The default is back already: a refusal to delete is said in the record, not an error that
+    // would hide that the revert happened.
+    let kept = launch::delete_version(clients, template, made)
+        .await
+        .unwrap_or_else(|e| Some(e.to_string()));
+    let mut stays = Vec::new();
+    if let Some(why) = kept {
+        let users = template_users(state, fix, template, made).await;
+        stays.push(format!(
+            "EC2 kept version {made} ({why}): {} still launch it with HttpTokens required; delete the version or \
+             point them at $Default.",
+            if users.is_empty() {
+                "groups and fleets on $Latest".to_owned()
+            } else {
+                users.join(", ")
+            }
+        ));
+    }
+    if latest_now > made {
+        stays.push(format!(
+            "Version {latest_now} was made after the fix and stays: groups and fleets on $Latest launch it."
+        ));
+    }
+    Ok((!stays.is_empty()).then(|| stays.join(" ")))
+}
+
+/// The groups and fleets of `template` that launch version `made` (on `$Latest` or pinned to it), for
+/// the sentence of what a revert left; empty when the place cannot be read now.
+async fn template_users(state: &AppState, fix: &SourceFix, template: &str, made: i64) -> Vec<String> {
+    let place = (fix.account.clone(), fix.region.clone());
+    let Ok(reading) = read_place(state, &place, &[]).await else {
+        return Vec::new();
+    };
+    reading
+        .groups
+        .iter()
+        .filter(|g| group_template(g, &reading).is_some_and(|t| t.id == template))
+        .filter(|g| g.template_version == "$Latest" || g.template_version == made.to_string())
+        .map(|g| format!("Auto Scaling group {} ({})", g.name, g.template_version))
+        .chain(
+            reading
+                .fleets
+                .iter()
+                .filter(|f| f.template_id.as_deref() == Some(template))
+                .map(|f| format!("EC2 Fleet {} (if on $Latest)", f.id)),
+        )
+        .collect()
 }
 
 /// `GET /sources/fixes`: newest first, within the caller's accounts.
@@ -1067,5 +1250,37 @@ mod tests {
         d.http_tokens_enforced = Some("enabled".into());
         assert_eq!(posture("optional", &d), SourcePosture::LaunchRefused);
         assert_eq!(posture("required", &d), SourcePosture::RequiresTokens);
+    }
+
+    #[test]
+    fn a_launch_configuration_follows_the_same_order() {
+        let images = vec![ImageReading {
+            id: "ami-00000001".into(),
+            name: "old".into(),
+            imds_v2: false,
+        }];
+        let config = |tokens: Option<&str>| ConfigReading {
+            name: "lc".into(),
+            image_id: Some("ami-00000001".into()),
+            http_tokens: tokens.map(str::to_owned),
+        };
+        let mut d = MetadataDefaults::default();
+        assert_eq!(config_tokens(&config(None), &d, &images).0, "optional");
+        assert_eq!(
+            config_tokens(&config(Some("required")), &d, &images).0,
+            "required"
+        );
+        d.http_tokens = Some("required".into());
+        // Left out: the account default decides; set: the configuration's own value wins.
+        let (tokens, why) = config_tokens(&config(None), &d, &images);
+        assert_eq!(tokens, "required");
+        assert!(
+            why.starts_with("launch configuration lc leaves HttpTokens unset"),
+            "{why}"
+        );
+        assert_eq!(
+            config_tokens(&config(Some("optional")), &d, &images).0,
+            "optional"
+        );
     }
 }

@@ -301,34 +301,40 @@ pub(crate) fn seed(fleet: &mut Fleet) -> Launch {
             }
             launch.templates.push(template);
         }
-        // A group nobody moved to a launch template: scaled to zero, still on its launch
-        // configuration from before IMDSv2, which allows IMDSv1.
-        launch.launch_configurations.push(LaunchConfiguration {
-            name: "legacy-lc".to_owned(),
-            account: account.clone(),
-            region: region.clone(),
-            image_id: image("legacy"),
-            instance_type: "m5.large".to_owned(),
-            md: Some(TemplateMetadata {
-                http_tokens: Some("optional".to_owned()),
-                hop_limit: Some(1),
-                http_endpoint: Some("enabled".to_owned()),
-            }),
-            created_ms: created,
-        });
-        launch.groups.push(AutoScalingGroup {
-            name: "legacy-asg".to_owned(),
-            account: account.clone(),
-            region: region.clone(),
-            template_id: String::new(),
-            template_version: String::new(),
-            launch_configuration: Some("legacy-lc".to_owned()),
-            min: 0,
-            max: 0,
-            desired: 0,
-            created_ms: created,
-            activities: Vec::new(),
-        });
+        // Groups nobody moved to a launch template, scaled to zero: one on a launch configuration
+        // from before IMDSv2, which allows IMDSv1, one on a configuration made to require tokens
+        // (on the legacy AMI, so only its own options make it IMDSv2-only).
+        for (group, config, tokens) in [
+            ("legacy-asg", "legacy-lc", "optional"),
+            ("imdsv2-lc-asg", "imdsv2-lc", "required"),
+        ] {
+            launch.launch_configurations.push(LaunchConfiguration {
+                name: config.to_owned(),
+                account: account.clone(),
+                region: region.clone(),
+                image_id: image("legacy"),
+                instance_type: "m5.large".to_owned(),
+                md: Some(TemplateMetadata {
+                    http_tokens: Some(tokens.to_owned()),
+                    hop_limit: Some(1),
+                    http_endpoint: Some("enabled".to_owned()),
+                }),
+                created_ms: created,
+            });
+            launch.groups.push(AutoScalingGroup {
+                name: group.to_owned(),
+                account: account.clone(),
+                region: region.clone(),
+                template_id: String::new(),
+                template_version: String::new(),
+                launch_configuration: Some(config.to_owned()),
+                min: 0,
+                max: 0,
+                desired: 0,
+                created_ms: created,
+                activities: Vec::new(),
+            });
+        }
         for (k, &i) in members.iter().enumerate() {
             let inst = &mut fleet.instances[i];
             if inst.image_id.is_none() {
@@ -646,8 +652,8 @@ mod tests {
     fn every_place_gets_templates_groups_and_images_linked_to_its_instances() {
         let (fleet, launch) = seeded();
         assert_eq!(launch.templates.len(), 3);
-        assert_eq!(launch.groups.len(), 4);
-        assert_eq!(launch.launch_configurations.len(), 1);
+        assert_eq!(launch.groups.len(), 5);
+        assert_eq!(launch.launch_configurations.len(), 2);
         assert_eq!(
             launch.groups[3].launch_configuration.as_deref(),
             Some("legacy-lc")

@@ -301,6 +301,8 @@ pub struct SourceFix {
     pub applied: Option<SourceState>,
     /// sending, applied, failed, reverted.
     pub status: String,
+    /// A failed fix: why. A reverted one: what the revert left changed (a version EC2 would not
+    /// delete, or one made after the fix that groups on `$Latest` launch).
     pub error: Option<String>,
     pub reverted_by: Option<String>,
     pub reverted_at: Option<String>,

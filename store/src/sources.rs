@@ -88,11 +88,17 @@ impl Store {
         Ok(())
     }
 
-    pub async fn revert_source_fix(&self, fix_id: &str, who: &str) -> Result<(), StoreError> {
+    /// The fix was undone; `left` says what the revert could not undo (kept in `error`, shown with it).
+    pub async fn revert_source_fix(
+        &self,
+        fix_id: &str,
+        who: &str,
+        left: Option<&str>,
+    ) -> Result<(), StoreError> {
         self.db
             .execute(
-                "UPDATE source_fixes SET status = 'reverted', reverted_by = ?2, reverted_at = ?3 WHERE fix_id = ?1",
-                args![fix_id, who, now_rfc3339()],
+                "UPDATE source_fixes SET status = 'reverted', reverted_by = ?2, reverted_at = ?3, error = ?4 WHERE fix_id = ?1",
+                args![fix_id, who, now_rfc3339(), left],
             )
             .await?;
         Ok(())

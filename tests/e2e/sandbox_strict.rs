@@ -612,7 +612,7 @@ async fn boto3_gets_aws_s_refusals_and_reads_the_new_calls_back() {
     assert_eq!(read["own_images"], 2, "{read}");
     assert_eq!(
         read["launch_configs"],
-        serde_json::json!([["legacy-lc", "optional"]]),
+        serde_json::json!([["legacy-lc", "optional"], ["imdsv2-lc", "required"]]),
         "{read}"
     );
     assert_eq!(

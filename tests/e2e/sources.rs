@@ -4,6 +4,9 @@
 
 use e2e::{sdk_config, spawn_app, TestApp};
 use serde_json::{json, Value};
+use shared::sources::{
+    SourceFix, SourceFixPreview, SourceFixes, SourceKind, SourcePosture, SourceState, SourceView, SourcesView,
+};
 
 const REGION: &str = "us-east-1";
 
@@ -437,4 +440,268 @@ async fn bad_source_requests_say_what_is_wrong_and_change_nothing() {
         .await
         .unwrap();
     assert_eq!(fix.status(), 403);
+}
+
+/// Every source of the test's Region, decoded as the browser decodes it.
+async fn sources_view(app: &TestApp) -> Vec<SourceView> {
+    let (status, body) = app.get("/sources").await;
+    assert_eq!(status, 200, "{body}");
+    let view: SourcesView = serde_json::from_value(body).expect("a SourcesView");
+    view.sources.into_iter().filter(|s| s.region == REGION).collect()
+}
+
+fn find<'a>(sources: &'a [SourceView], kind: SourceKind, name: &str) -> &'a SourceView {
+    sources
+        .iter()
+        .find(|s| s.kind == kind && s.name == name)
+        .unwrap_or_else(|| panic!("no {kind:?} {name} in {sources:?}"))
+}
+
+#[tokio::test]
+async fn a_group_on_a_launch_configuration_is_judged_by_the_configuration_s_metadata_options() {
+    let app = spawn_app().await;
+    let sources = sources_view(&app).await;
+    // legacy-lc sets HttpTokens optional itself: IMDSv1 allowed, whatever the default says.
+    let legacy = find(&sources, SourceKind::AutoScalingGroup, "legacy-asg");
+    assert_eq!(legacy.posture, SourcePosture::AllowsImdsv1, "{legacy:?}");
+    assert!(
+        legacy.detail.contains("legacy-lc sets HttpTokens optional"),
+        "{legacy:?}"
+    );
+    assert_eq!(legacy.related, ["legacy-lc"], "{legacy:?}");
+    assert!(
+        !legacy.fixable,
+        "a launch configuration cannot be changed: {legacy:?}"
+    );
+    assert!(
+        legacy
+            .advice
+            .as_deref()
+            .unwrap_or_default()
+            .contains("launch template"),
+        "{legacy:?}"
+    );
+    // imdsv2-lc requires tokens (on an AMI not marked v2.0): only its own options say so.
+    let modern = find(&sources, SourceKind::AutoScalingGroup, "imdsv2-lc-asg");
+    assert_eq!(modern.posture, SourcePosture::RequiresTokens, "{modern:?}");
+    assert!(
+        modern.detail.contains("imdsv2-lc sets HttpTokens required"),
+        "{modern:?}"
+    );
+    assert!(!modern.fixable && modern.advice.is_none(), "{modern:?}");
+
+    // Not fixable here: the refusal names the configuration and what to do.
+    let (status, refused) = app
+        .post(&format!("/sources/{}/preview", path_of(&legacy.id)), &json!({}))
+        .await;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(refused["error"]["code"], "NotFixable", "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("legacy-lc"),
+        "{refused}"
+    );
+
+    // Enforcing tokens at launch refuses the configuration that asks for optional, and only it.
+    let default = find(&sources, SourceKind::AccountDefault, "Instance metadata defaults");
+    let (status, preview) = app
+        .post(
+            &format!("/sources/{}/preview", path_of(&default.id)),
+            &json!({"enforce_at_launch": true}),
+        )
+        .await;
+    assert_eq!(status, 200, "{preview}");
+    let preview: SourceFixPreview = serde_json::from_value(preview).unwrap();
+    assert!(
+        preview
+            .refused_after
+            .iter()
+            .any(|r| r == "Auto Scaling group legacy-asg"),
+        "{preview:?}"
+    );
+    assert!(
+        !preview.refused_after.iter().any(|r| r.contains("imdsv2-lc-asg")),
+        "{preview:?}"
+    );
+    let (status, fix) = app
+        .post(
+            &format!("/sources/{}/fix", path_of(&default.id)),
+            &json!({"enforce_at_launch": true, "override_reason": "new launches only; checked with the app teams"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{fix}");
+    let sources = sources_view(&app).await;
+    assert_eq!(
+        find(&sources, SourceKind::AutoScalingGroup, "legacy-asg").posture,
+        SourcePosture::LaunchRefused
+    );
+    assert_eq!(
+        find(&sources, SourceKind::AutoScalingGroup, "imdsv2-lc-asg").posture,
+        SourcePosture::RequiresTokens
+    );
+}
+
+impl Aws {
+    /// The template's default and latest version numbers, and the HttpTokens `$Latest` launches with.
+    async fn versions(&self, template_id: &str) -> (i64, i64, Option<String>) {
+        let out = self
+            .ec2
+            .describe_launch_templates()
+            .launch_template_ids(template_id)
+            .send()
+            .await
+            .expect("DescribeLaunchTemplates");
+        let t = &out.launch_templates()[0];
+        let latest = self
+            .ec2
+            .describe_launch_template_versions()
+            .launch_template_id(template_id)
+            .versions("$Latest")
+            .send()
+            .await
+            .expect("DescribeLaunchTemplateVersions");
+        let tokens = latest.launch_template_versions()[0]
+            .launch_template_data()
+            .and_then(|d| d.metadata_options())
+            .and_then(|m| m.http_tokens())
+            .map(|t| t.as_str().to_owned());
+        (
+            t.default_version_number().unwrap(),
+            t.latest_version_number().unwrap(),
+            tokens,
+        )
+    }
+
+    async fn version_exists(&self, template_id: &str, version: i64) -> bool {
+        self.ec2
+            .describe_launch_template_versions()
+            .launch_template_id(template_id)
+            .versions(version.to_string())
+            .send()
+            .await
+            .is_ok_and(|o| !o.launch_template_versions().is_empty())
+    }
+
+    async fn make_default(&self, template_id: &str, version: i64) {
+        self.ec2
+            .modify_launch_template()
+            .launch_template_id(template_id)
+            .default_version(version.to_string())
+            .send()
+            .await
+            .expect("ModifyLaunchTemplate");
+    }
+}
+
+async fn fix_template(app: &TestApp, id: &str) -> SourceFix {
+    let (status, fix) = app
+        .post(
+            &format!("/sources/{}/fix", path_of(id)),
+            &json!({"override_reason": "the web tier's new AMI ships IMDSv2-only software"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{fix}");
+    serde_json::from_value(fix).expect("a SourceFix")
+}
+
+fn made(fix: &SourceFix) -> i64 {
+    match &fix.applied {
+        Some(SourceState::LaunchTemplate { default_version, .. }) => *default_version,
+        other => panic!("not a template fix: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn reverting_a_template_fix_deletes_its_version_and_leaves_a_later_change_alone() {
+    let app = spawn_app().await;
+    let aws = aws(&app).await;
+    let sources = sources_view(&app).await;
+    let web = find(&sources, SourceKind::LaunchTemplate, "web").clone();
+    let template = web.resource_id.clone();
+
+    // A fix, reverted: the default goes back and the fix's version is gone, so what `$Latest`
+    // launches allows IMDSv1 again too.
+    let fix = fix_template(&app, &web.id).await;
+    let version = made(&fix);
+    assert_eq!(
+        aws.versions(&template).await,
+        (version, version, Some("required".into()))
+    );
+    let (status, reverted) = app
+        .post(&format!("/sources/fixes/{}/revert", fix.fix_id), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{reverted}");
+    let reverted: SourceFix = serde_json::from_value(reverted).unwrap();
+    assert_eq!(reverted.status, "reverted");
+    assert_eq!(reverted.error, None, "nothing left changed: {reverted:?}");
+    assert_eq!(aws.versions(&template).await, (1, 1, Some("optional".into())));
+    assert!(!aws.version_exists(&template, version).await);
+
+    // Another fix, then someone makes a version of their own the default: the revert refuses and
+    // changes nothing.
+    let fix = fix_template(&app, &web.id).await;
+    let version = made(&fix);
+    let theirs = aws
+        .ec2
+        .create_launch_template_version()
+        .launch_template_id(&template)
+        .source_version(version.to_string())
+        .version_description("the web team's own change")
+        .launch_template_data(
+            aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
+                .instance_type(aws_sdk_ec2::types::InstanceType::M6iXlarge)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("CreateLaunchTemplateVersion")
+        .launch_template_version()
+        .and_then(|v| v.version_number())
+        .unwrap();
+    aws.make_default(&template, theirs).await;
+    let (status, refused) = app
+        .post(&format!("/sources/fixes/{}/revert", fix.fix_id), &json!({}))
+        .await;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(refused["error"]["code"], "ChangedSinceFix", "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("is now {theirs}")),
+        "{refused}"
+    );
+    assert_eq!(aws.versions(&template).await.0, theirs, "nothing was reverted");
+    assert!(aws.version_exists(&template, version).await);
+    let (_, fixes) = app.get("/sources/fixes").await;
+    let fixes: SourceFixes = serde_json::from_value(fixes).unwrap();
+    assert_eq!(fixes.fixes[0].status, "applied", "{fixes:?}");
+
+    // They put the fix's version back as the default; EC2 will not delete versions now. The revert
+    // still moves the default back and says plainly what stays changed.
+    aws.make_default(&template, version).await;
+    app.sandbox.set_faults(sandbox::Faults {
+        deny: ["ec2:DeleteLaunchTemplateVersions".to_owned()].into(),
+        ..sandbox::Faults::default()
+    });
+    let (status, reverted) = app
+        .post(&format!("/sources/fixes/{}/revert", fix.fix_id), &json!({}))
+        .await;
+    app.sandbox.set_faults(sandbox::Faults::default());
+    assert_eq!(status, 200, "{reverted}");
+    let reverted: SourceFix = serde_json::from_value(reverted).unwrap();
+    assert_eq!(reverted.status, "reverted");
+    let left = reverted.error.clone().unwrap_or_default();
+    assert!(
+        left.contains(&format!("EC2 kept version {version}")) && left.contains("$Latest"),
+        "{reverted:?}"
+    );
+    assert!(
+        left.contains(&format!("Version {theirs} was made after the fix")),
+        "{reverted:?}"
+    );
+    assert_eq!(aws.versions(&template).await.0, 1);
+    assert!(aws.version_exists(&template, version).await);
 }

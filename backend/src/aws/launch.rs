@@ -11,7 +11,9 @@ use std::collections::BTreeSet;
 
 use super::{sdk_error, RegionClients};
 use crate::error::AppError;
-use crate::sources::{FleetReading, GroupReading, ImageReading, PlaceReading, TemplateReading};
+use crate::sources::{
+    ConfigReading, FleetReading, GroupReading, ImageReading, PlaceReading, TemplateReading,
+};
 
 /// Everything one account and region launches from: about five calls, more for long lists.
 pub async fn read_place(
@@ -21,17 +23,24 @@ pub async fn read_place(
     let defaults = metadata_defaults(c).await?;
     let templates = templates(c).await?;
     let groups = groups(c).await?;
+    let config_names: BTreeSet<String> = groups
+        .iter()
+        .filter_map(|g| g.launch_configuration.clone())
+        .collect();
+    let configs = launch_configurations(c, &config_names).await?;
     let mut image_ids: BTreeSet<String> = instance_images.clone();
     for t in &templates {
         image_ids.extend(t.default.image_id.clone());
         image_ids.extend(t.latest.image_id.clone());
     }
+    image_ids.extend(configs.iter().filter_map(|c| c.image_id.clone()));
     let images = images(c, &image_ids).await?;
     let fleets = fleets(c).await?;
     Ok(PlaceReading {
         defaults,
         templates,
         groups,
+        configs,
         images,
         fleets,
     })
@@ -193,6 +202,46 @@ async fn groups(c: &RegionClients) -> Result<Vec<GroupReading>, AppError> {
     Ok(out)
 }
 
+/// Auto Scaling takes at most this many names in one DescribeLaunchConfigurations (the API reference).
+const CONFIG_NAMES: usize = 50;
+
+/// The launch configurations the groups launch from, with their metadata options: only those named
+/// (none asked for when no group has one), 50 names a call, paged.
+async fn launch_configurations(
+    c: &RegionClients,
+    names: &BTreeSet<String>,
+) -> Result<Vec<ConfigReading>, AppError> {
+    let names: Vec<String> = names.iter().cloned().collect();
+    let mut out = Vec::new();
+    for chunk in names.chunks(CONFIG_NAMES) {
+        let mut token = None;
+        loop {
+            let page = c
+                .autoscaling
+                .describe_launch_configurations()
+                .set_launch_configuration_names(Some(chunk.to_vec()))
+                .max_records(100)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("autoscaling:DescribeLaunchConfigurations", &e))?;
+            for lc in page.launch_configurations() {
+                let md = lc.metadata_options();
+                out.push(ConfigReading {
+                    name: lc.launch_configuration_name().unwrap_or_default().to_owned(),
+                    image_id: lc.image_id().map(str::to_owned),
+                    http_tokens: md.and_then(|m| m.http_tokens()).map(|t| t.as_str().to_owned()),
+                });
+            }
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// EC2 Fleets and the launch template of each (a fleet has one config per template; the first is
 /// the one shown).
 async fn fleets(c: &RegionClients) -> Result<Vec<FleetReading>, AppError> {
@@ -304,4 +353,59 @@ pub async fn set_default_version(c: &RegionClients, template_id: &str, version: 
         .await
         .map_err(|e| sdk_error("ec2:ModifyLaunchTemplate", &e))?;
     Ok(())
+}
+
+/// A template's default and latest version numbers as EC2 has them now (a revert checks nobody
+/// changed the default since the fix).
+pub async fn version_numbers(c: &RegionClients, template_id: &str) -> Result<(i64, i64), AppError> {
+    let out = c
+        .ec2
+        .describe_launch_templates()
+        .launch_template_ids(template_id)
+        .send()
+        .await
+        .map_err(|e| sdk_error("ec2:DescribeLaunchTemplates", &e))?;
+    let t = out
+        .launch_templates()
+        .first()
+        .ok_or_else(|| AppError::NotFound(format!("launch template {template_id} does not exist")))?;
+    match (t.default_version_number(), t.latest_version_number()) {
+        (Some(d), Some(l)) => Ok((d, l)),
+        _ => Err(AppError::Internal(format!(
+            "DescribeLaunchTemplates answered no version numbers for {template_id}"
+        ))),
+    }
+}
+
+/// Deletes one version of a template. EC2 answers a refusal inside a successful reply (per version),
+/// so Ok(Some(why)) is a version it kept; one that is already gone counts as deleted, so a revert cut
+/// short can be repeated.
+pub async fn delete_version(
+    c: &RegionClients,
+    template_id: &str,
+    version: i64,
+) -> Result<Option<String>, AppError> {
+    let out = c
+        .ec2
+        .delete_launch_template_versions()
+        .launch_template_id(template_id)
+        .versions(version.to_string())
+        .send()
+        .await
+        .map_err(|e| sdk_error("ec2:DeleteLaunchTemplateVersions", &e))?;
+    Ok(out
+        .unsuccessfully_deleted_launch_template_versions()
+        .iter()
+        .filter_map(|item| item.response_error())
+        .find(|e| {
+            e.code()
+                .is_none_or(|c| c.as_str() != "launchTemplateVersionDoesNotExist")
+        })
+        .map(|e| {
+            format!(
+                "{}: {}",
+                e.code().map_or("unknown", |c| c.as_str()),
+                e.message().unwrap_or("no reason given")
+            )
+        }))
 }

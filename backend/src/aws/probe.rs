@@ -162,6 +162,16 @@ pub async fn launch_sources_reads(c: &RegionClients) -> Vec<(&'static str, Resul
                 .map(|_| ())
                 .map_err(|e| sdk_error("autoscaling:DescribeAutoScalingGroups", &e)),
         ),
+        (
+            "autoscaling:DescribeLaunchConfigurations",
+            c.autoscaling
+                .describe_launch_configurations()
+                .max_records(1)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| sdk_error("autoscaling:DescribeLaunchConfigurations", &e)),
+        ),
     ]
 }
 

@@ -285,10 +285,14 @@ fn FixTable(
     Effect::new(move |_| {
         if let Some(r) = revert.value().get() {
             outcome.set(Some(match r {
-                Ok(f) => Ok(format!(
-                    "Reverted fix {}: {} is as it was before.",
-                    f.fix_id, f.source_id
-                )),
+                // A template revert that could not undo everything says what stays changed.
+                Ok(f) => match &f.error {
+                    None => Ok(format!(
+                        "Reverted fix {}: {} is as it was before.",
+                        f.fix_id, f.source_id
+                    )),
+                    Some(left) => Err(format!("Reverted fix {}, but not everything: {left}", f.fix_id)),
+                },
                 Err(e) => Err(e.explain()),
             }));
             changed.update(|n| *n += 1);
@@ -305,7 +309,7 @@ fn FixTable(
     }
     view! {
         <ConfirmModal open=open title="Revert this fix?" confirm_label="Revert" on_confirm=on_confirm>
-            <p>"The source goes back to its state before the fix (the prior account default, or the prior default version of the template). New instances then allow IMDSv1 again."</p>
+            <p>"The source goes back to its state before the fix (the prior account default, or the prior default version of the template, with the fix's version deleted so groups on $Latest lose it too). New instances then allow IMDSv1 again. A template whose default someone changed since the fix is left as it is."</p>
         </ConfirmModal>
         <div class="table-scroll">
         <table data-testid="fixes">
