@@ -6,7 +6,8 @@
 //!   request budget per account and region), so a slow account holds back only itself;
 //! - after the console changed instances in one account and region, the next read asks EC2 about that
 //!   place alone and keeps the rest;
-//! - an account that cannot be read keeps its last reading, with that reading's age and AWS's reason.
+//! - an account that cannot be read keeps its last reading, with that reading's age and AWS's reason;
+//!   so does a Region of a readable account that cannot be (a service control policy, no opt-in).
 //!
 //! With several replicas (PostgreSQL) only the leader reads EC2: it writes each new snapshot to the
 //! store, and the followers serve that, asking the leader through the store for a fresher one, or for
@@ -233,14 +234,39 @@ pub async fn clients_for(state: &AppState, account: &str, region: &str) -> Resul
         .ok_or_else(|| AppError::NotFound(format!("region {region} is not managed by this console")))
 }
 
-/// Every instance of one account, region after region.
-async fn read_account(state: &AppState, account: &Listed) -> Result<Vec<InstanceView>, AppError> {
-    let mut found = Vec::new();
+/// One account's reading: its instances in the Regions that could be read, and the Regions that
+/// could not, with why.
+struct AccountReading {
+    found: Vec<InstanceView>,
+    failed: Vec<(String, AppError)>,
+}
+
+/// Every instance of one account, region after region. One Region that cannot be read (a service
+/// control policy's deny, a Region not opted in) does not make the account unreadable; all of them
+/// failing, or the account's role, does.
+async fn read_account(state: &AppState, account: &Listed) -> Result<AccountReading, AppError> {
+    let mut reading = AccountReading {
+        found: Vec::new(),
+        failed: Vec::new(),
+    };
     for region in &state.regions {
         let clients = clients_for(state, &account.id, region).await?;
-        found.extend(ec2::describe(&clients, Selection::All).await?);
+        match ec2::describe(&clients, Selection::All).await {
+            Ok(found) => reading.found.extend(found),
+            // No credentials for the account (its role cannot be assumed): no Region can be read.
+            Err(
+                e @ AppError::Aws {
+                    fault: crate::aws::AwsFault::NotSent | crate::aws::AwsFault::CredentialsDelayed,
+                    ..
+                },
+            ) => return Err(e),
+            Err(e) => reading.failed.push((region.clone(), e)),
+        }
     }
-    Ok(found)
+    if reading.found.is_empty() && reading.failed.len() == state.regions.len() {
+        return Err(reading.failed.swap_remove(0).1);
+    }
+    Ok(reading)
 }
 
 /// A full reading. `previous` lends its instances to accounts that cannot be read now.
@@ -254,7 +280,7 @@ async fn read(state: &AppState, previous: Option<&FleetSnapshot>) -> Result<Flee
         .iter()
         .map(|account| Box::pin(read_account(state, account)))
         .collect();
-    let readings: Vec<Result<Vec<InstanceView>, AppError>> = futures_util::stream::iter(reads)
+    let readings: Vec<Result<AccountReading, AppError>> = futures_util::stream::iter(reads)
         .buffered(ACCOUNTS_AT_ONCE)
         .collect()
         .await;
@@ -262,9 +288,40 @@ async fn read(state: &AppState, previous: Option<&FleetSnapshot>) -> Result<Flee
     let mut accounts: Vec<AccountView> = Vec::new();
     for (account, reading) in listed.iter().zip(readings) {
         match reading {
-            Ok(found) => {
-                accounts.push(crate::org::view(account, found.len(), None, Some(as_of.clone())));
+            Ok(AccountReading { found, failed }) => {
+                // A Region that could not be read keeps its last reading, with its age and why.
+                let mut kept: Vec<InstanceView> = Vec::new();
+                let mut problems = Vec::new();
+                for (region, e) in failed {
+                    let before: Vec<InstanceView> = previous
+                        .map(|p| {
+                            p.instances
+                                .iter()
+                                .filter(|i| i.account == account.id && i.region == region)
+                                .cloned()
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let last = previous.and_then(|p| p.accounts.iter().find(|a| a.account_id == account.id));
+                    let region_as_of =
+                        last.and_then(
+                            |a| match a.regions_unreachable.iter().find(|r| r.region == region) {
+                                Some(r) => r.as_of.clone(),
+                                None => a.as_of.clone(),
+                            },
+                        );
+                    problems.push(shared::api::RegionProblem {
+                        region,
+                        reason: e.to_string(),
+                        as_of: region_as_of.filter(|_| !before.is_empty()),
+                    });
+                    kept.extend(before);
+                }
+                let mut view = crate::org::view(account, found.len() + kept.len(), None, Some(as_of.clone()));
+                view.regions_unreachable = problems;
+                accounts.push(view);
                 all.extend(found);
+                all.extend(kept);
             }
             // The console's own account must be readable; a member may not be.
             Err(e) if account.hub => return Err(e),

@@ -175,6 +175,7 @@ pub fn view(
         reason: problem.map(ToString::to_string),
         instances,
         as_of,
+        regions_unreachable: Vec::new(),
     }
 }
 

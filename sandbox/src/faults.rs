@@ -104,6 +104,11 @@ pub struct Faults {
     /// missing there): AssumeRole into them is AccessDenied.
     #[serde(default)]
     pub missing_roles: BTreeSet<String>,
+    /// Regions an organisation's service control policy denies (`eu-west-1` everywhere, or
+    /// `111111111111/eu-west-1` in one account): every call there is AccessDenied, as AWS answers an
+    /// explicit deny; STS still answers.
+    #[serde(default)]
+    pub denied_regions: BTreeSet<String>,
     /// SSM's automation quotas, lowered by tests to reach them with a few runs.
     #[serde(default)]
     pub automation_quota: AutomationQuota,

@@ -234,8 +234,12 @@ async fn dispatch(State(sb): State<Sandbox>, uri: Uri, headers: HeaderMap, body:
     // A deleted role takes its policies with it: the sessions it issued are refused from then on.
     let role_gone =
         service != Service::Sts && account != crate::ACCOUNT_ID && faults.missing_roles.contains(&account);
+    let region_denied = service != Service::Sts
+        && (faults.denied_regions.contains(&region)
+            || faults.denied_regions.contains(&format!("{account}/{region}")));
     let result = match injected {
         _ if role_gone => Err(denied_error(service, &op_key, &region)),
+        _ if region_denied => Err(scp_denied_error(service, &op_key, &region)),
         Injected::Throttle => Err(throttle_error(service)),
         Injected::Error500 => Err(internal_error(service)),
         Injected::ExpiredToken => Err(AwsError::client(
@@ -313,12 +317,30 @@ fn internal_error(service: Service) -> AwsError {
 }
 
 fn denied_error(service: Service, action: &str, region: &str) -> AwsError {
+    denied_because(
+        service,
+        action,
+        region,
+        &format!("because no identity-based policy allows the {action} action"),
+    )
+}
+
+/// An explicit deny in the organisation's service control policy, as AWS words it.
+fn scp_denied_error(service: Service, action: &str, region: &str) -> AwsError {
+    denied_because(
+        service,
+        action,
+        region,
+        "with an explicit deny in a service control policy",
+    )
+}
+
+fn denied_because(service: Service, action: &str, region: &str, why: &str) -> AwsError {
     let who = format!(
         "arn:aws:sts::{}:assumed-role/{}/console",
         crate::ACCOUNT_ID,
         crate::iam::CONSOLE_ROLE
     );
-    let why = format!("because no identity-based policy allows the {action} action");
     match service {
         Service::Ec2 => AwsError::client(
             "UnauthorizedOperation",

@@ -825,6 +825,21 @@ pub struct AccountView {
     /// the instances of its last reading, this old, beside the reason.
     #[serde(default)]
     pub as_of: Option<String>,
+    /// Regions of a readable account that could not be read (a service control policy's deny, a
+    /// Region not opted in): each keeps its last reading's instances, and says why and how old.
+    #[serde(default)]
+    pub regions_unreachable: Vec<RegionProblem>,
+}
+
+/// A Region of an account that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct RegionProblem {
+    pub region: String,
+    /// AWS's words.
+    pub reason: String,
+    /// When the instances kept for it were read (RFC 3339); None: never.
+    pub as_of: Option<String>,
 }
 
 /// `GET /api/v1/dashboard`: the team's view of the migration, within the caller's accounts.

@@ -759,8 +759,9 @@ async fn an_old_inventory_is_refreshed_once_in_the_background_for_every_viewer_a
     assert_ne!(refreshed["as_of"], before["as_of"]);
     assert_eq!(
         app.sandbox.count_calls("ec2:DescribeInstances", since),
-        5,
-        "one refresh for twenty viewers: two regions in each reachable account, one refused call in the other"
+        6,
+        "one refresh for twenty viewers: two regions in each account (a refusal in one Region says \
+         nothing of the next, so the unreachable one is asked in both)"
     );
 
     // The account whose role is gone keeps its last reading, with that reading's age and the reason.
@@ -1136,4 +1137,72 @@ async fn a_tag_rollout_to_every_account_and_region_goes_only_where_instances_mat
             "{empty:?}: {found}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_region_an_scp_denies_leaves_the_rest_of_the_account_readable() {
+    let app = spawn_app_with(AppOptions {
+        fleet: 120,
+        accounts: 3,
+        // Read again in the background every second, each reading built on the last.
+        extra_args: vec!["--fleet-refresh-secs".into(), "1".into()],
+        ..AppOptions::default()
+    })
+    .await;
+    let member = sandbox::account_ids(3)[1].clone();
+    let (_, identity) = app.get("/identity").await;
+    let regions: Vec<String> = serde_json::from_value(identity["regions"].clone()).unwrap();
+    let denied = regions[1].clone();
+    let in_denied = |list: &[Value]| {
+        list.iter()
+            .filter(|i| i["account"] == member.as_str() && i["region"] == denied.as_str())
+            .count()
+    };
+    let before = app.instances().await;
+    assert!(in_denied(&before) > 0, "the member has instances in {denied}");
+
+    // The organisation's service control policy denies one Region in the member account.
+    app.sandbox.set_faults(sandbox::Faults {
+        denied_regions: [format!("{member}/{denied}")].into_iter().collect(),
+        ..Default::default()
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let view = loop {
+        // A page read starts the background refresh once the reading is a second old.
+        app.instances().await;
+        let (status, accounts) = app.get("/accounts").await;
+        assert_eq!(status, 200, "{accounts}");
+        let accounts: shared::api::AccountList = serde_json::from_value(accounts).unwrap();
+        let view = accounts
+            .accounts
+            .into_iter()
+            .find(|a| a.account_id == member)
+            .expect("the member is listed");
+        if !view.regions_unreachable.is_empty() || !view.reachable {
+            break view;
+        }
+        assert!(std::time::Instant::now() < deadline, "never read again: {view:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert!(
+        view.reachable,
+        "one denied Region is not a dead account: {view:?}"
+    );
+    assert_eq!(view.regions_unreachable.len(), 1, "{view:?}");
+    let problem = &view.regions_unreachable[0];
+    assert_eq!(problem.region, denied);
+    assert!(
+        problem.reason.contains("UnauthorizedOperation") && problem.reason.contains("service control policy"),
+        "AWS's words: {problem:?}"
+    );
+    assert!(
+        problem.as_of.is_some(),
+        "its last reading is kept, with its age: {problem:?}"
+    );
+    // Its other Regions are read now, and the denied one keeps its last reading.
+    let after = app.instances().await;
+    assert_eq!(in_denied(&after), in_denied(&before));
+    assert!(after
+        .iter()
+        .any(|i| i["account"] == member.as_str() && i["region"] != denied.as_str()));
 }

@@ -274,10 +274,17 @@ pub fn FleetPage() -> impl IntoView {
             </div>
             {move || {
                 let (accounts, _) = reach().and_then(Result::ok)?;
+                // Readable accounts with a Region that is not (a service control policy, a Region not
+                // opted in): said per Region, the account's other Regions are current.
+                let partial: Vec<(String, shared::api::RegionProblem)> = accounts
+                    .iter()
+                    .filter(|a| a.reachable)
+                    .flat_map(|a| a.regions_unreachable.iter().map(|r| (a.account_id.clone(), r.clone())))
+                    .collect();
                 let unread: Vec<_> = accounts.into_iter().filter(|a| !a.reachable).collect();
-                (!unread.is_empty()).then(|| view! {
+                (!unread.is_empty() || !partial.is_empty()).then(|| view! {
                     <div class="warn-box" role="status" data-testid="unreachable-accounts">
-                        <strong>{format!("{} account(s) could not be read just now:", unread.len())}</strong>
+                        <strong>{if unread.is_empty() { "Some Regions could not be read just now:".to_owned() } else { format!("{} account(s) could not be read just now:", unread.len()) }}</strong>
                         <ul>{unread.into_iter().map(|a| {
                             let name = a.name.clone().map(|n| format!(" ({n})")).unwrap_or_default();
                             let kept = match (&a.as_of, a.instances) {
@@ -285,6 +292,13 @@ pub fn FleetPage() -> impl IntoView {
                                 _ => " None of its instances are shown.".to_owned(),
                             };
                             view! { <li><span class="mono">{a.account_id.clone()}</span>{name}": "{a.reason.clone().unwrap_or_default()}{kept}</li> }
+                        }).collect_view()}
+                        {partial.into_iter().map(|(account, r)| {
+                            let kept = match &r.as_of {
+                                Some(at) => format!(" Its instances there are shown as read {}.", api::local_time(Some(at))),
+                                None => " None of its instances there are shown.".to_owned(),
+                            };
+                            view! { <li data-testid="unreachable-region"><span class="mono">{account}</span>" in "{r.region.clone()}": "{r.reason.clone()}{kept}</li> }
                         }).collect_view()}</ul>
                     </div>
                 })
