@@ -66,9 +66,22 @@ pub async fn hold(
     why: &str,
 ) -> Result<i64, AppError> {
     let expires_at = expiry(state).await?;
+    // What the requester reviewed, riskiest first, kept for the approver: the same preview, the same
+    // IMDSv1 calls, the same warnings.
+    let window_days = (state.usage_window.as_secs() / 86_400) as u32;
+    let mut ordered = targets.to_vec();
+    shared::preview::rollout_order(&mut ordered);
+    ordered.reverse();
+    let review: Vec<shared::api::PreviewTarget> = ordered
+        .iter()
+        .take(shared::approvals::REVIEW_ROWS)
+        .map(|t| shared::preview::preview(&plan.parameters, t, window_days))
+        .collect();
+    let review = serde_json::to_string(&review).map_err(AppError::internal)?;
     let hold = crate::runs::Hold {
         why,
         expires_at: &expires_at,
+        review: &review,
     };
     let id = crate::runs::record_held(state, place, plan, targets, origin, requester, hold).await?;
     crate::webhooks::notify(state,
@@ -174,6 +187,31 @@ async fn view_of(state: &AppState, a: crate::store::ApprovalRow) -> Result<Optio
         return Ok(None);
     };
     let requesters = requesters_of(state, &a).await?;
+    let start: Option<shared::StartPlan> = state
+        .store
+        .plan_of(run.id)
+        .await?
+        .and_then(|p| serde_json::from_str(&p).ok());
+    let review = a
+        .review
+        .as_deref()
+        .and_then(|r| serde_json::from_str(r).ok())
+        .unwrap_or_default();
+    let plan_wave = match state.store.plan_wave_of(run.id).await? {
+        Some(marker) => {
+            let (plan_id, index) = marker.rsplit_once('/').unwrap_or((marker.as_str(), ""));
+            state.store.plan(plan_id).await?.map(|p| {
+                let wave = index
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| p.waves.get(i))
+                    .map(|w| w.name.clone())
+                    .unwrap_or_default();
+                format!("plan \"{}\", wave {wave}", p.name)
+            })
+        }
+        None => None,
+    };
     Ok(Some(ApprovalView {
         approval_id: a.record_id,
         why: a.why,
@@ -193,6 +231,9 @@ async fn view_of(state: &AppState, a: crate::store::ApprovalRow) -> Result<Optio
         instance_id: run.instance_id,
         override_reason: run.override_reason,
         execution_id: run.execution_id,
+        start,
+        review,
+        plan_wave,
     }))
 }
 

@@ -96,7 +96,7 @@ impl ApprovalPolicy {
 }
 
 /// One approval, as `GET /api/v1/approvals` lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ApprovalView {
     /// The held start's record ID.
@@ -127,9 +127,23 @@ pub struct ApprovalView {
     pub instance_count: usize,
     pub override_reason: Option<String>,
     pub execution_id: Option<String>,
+    /// What the start would send: its parameters (a `MetadataAccess` of `disabled` turns the
+    /// endpoint, and with it the instance role's credentials, off), targets and places.
+    #[serde(default)]
+    pub start: Option<crate::StartPlan>,
+    /// The requester's review when they asked, instance by instance: options now and after, IMDSv1
+    /// calls, warnings (at most [`REVIEW_ROWS`]; `instance_count` says how many there are).
+    #[serde(default)]
+    pub review: Vec<crate::api::PreviewTarget>,
+    /// For a plan's wave: the plan's name and the wave's.
+    #[serde(default)]
+    pub plan_wave: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// How many instances of a held start's review are kept with it (the first ones, riskiest first).
+pub const REVIEW_ROWS: usize = 500;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ApprovalList {
     pub approvals: Vec<ApprovalView>,

@@ -15,13 +15,15 @@ pub struct ApprovalRow {
     pub status: String,
     pub decided_by: Option<String>,
     pub decided_at: Option<String>,
+    /// The requester's review (JSON).
+    pub review: Option<String>,
     pub comment: Option<String>,
     /// How the approver authenticated (session, token, sso).
     pub decided_via: Option<String>,
 }
 
 const APPROVAL_COLUMNS: &str =
-    "record_id, why, requester, created_at, expires_at, status, decided_by, decided_at, comment, decided_via";
+    "record_id, why, requester, created_at, expires_at, status, decided_by, decided_at, comment, decided_via, review";
 
 fn approval_row(r: &Row) -> Result<ApprovalRow, StoreError> {
     Ok(ApprovalRow {
@@ -35,6 +37,7 @@ fn approval_row(r: &Row) -> Result<ApprovalRow, StoreError> {
         decided_at: r.get(7)?,
         comment: r.get(8)?,
         decided_via: r.get(9)?,
+        review: r.get(10)?,
     })
 }
 

@@ -261,4 +261,8 @@ ALTER TABLE plans ADD COLUMN rolling_back INTEGER NOT NULL DEFAULT 0;
     r"
 ALTER TABLE runs ADD COLUMN unsettled_at_ms INTEGER;
 ",
+    // What the requester reviewed when they asked, kept with the held start for its approver.
+    r"
+ALTER TABLE approvals ADD COLUMN review TEXT;
+",
 ];

@@ -44,6 +44,8 @@ pub struct NewRun<'a> {
     /// Held for a second person: why, and until when (RFC 3339); the run is recorded as
     /// AwaitingApproval with its approval in one write.
     pub approval: Option<(&'a str, &'a str)>,
+    /// The requester's review (JSON), kept with a held start for its approver.
+    pub review: Option<&'a str>,
 }
 
 /// A stored run.
@@ -224,9 +226,9 @@ impl Store {
             .get(0)?;
         if let Some((why, expires_at)) = run.approval {
             tx.execute(
-                "INSERT INTO approvals (record_id, why, requester, created_at, expires_at, status)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'pending')",
-                args![id, why, run.requester, now, expires_at],
+                "INSERT INTO approvals (record_id, why, requester, created_at, expires_at, status, review)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6)",
+                args![id, why, run.requester, now, expires_at, run.review],
             )
             .await?;
         }

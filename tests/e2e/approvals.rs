@@ -214,3 +214,34 @@ async fn a_plan_s_prod_wave_waits_for_approval_then_runs() {
     }
     assert_eq!(app.sandbox.execution_ids().len(), 2);
 }
+
+#[tokio::test]
+async fn the_approver_sees_what_the_requester_reviewed_and_an_endpoint_turned_off_loudly() {
+    let app = spawn_app().await;
+    let olga = Person::new(&app, "olga", "operator").await;
+    set_policy(&app, &json!({"tags": ["Env=prod"]})).await;
+    let prod = app.quiet_tagged("prod").await;
+    let (status, held) = olga
+        .post(
+            &app,
+            "/executions",
+            &json!({"parameters": {"InstanceId": prod, "MetadataAccess": "disabled"}}),
+        )
+        .await;
+    assert_eq!(status, 202, "{held}");
+    let (status, list) = app.get("/approvals").await;
+    assert_eq!(status, 200, "{list}");
+    let list: shared::approvals::ApprovalList = serde_json::from_value(list).unwrap();
+    let a = &list.approvals[0];
+    let start = a.start.as_ref().expect("what the start would send");
+    assert_eq!(start.parameters.metadata_access.as_str(), "disabled");
+    assert_eq!(a.review.len(), 1, "{a:?}");
+    let row = &a.review[0];
+    assert_eq!(row.instance_id, prod);
+    assert_eq!(row.after.http_endpoint, "disabled", "{row:?}");
+    assert!(row.changes.iter().any(|c| c.contains("http_endpoint")), "{row:?}");
+    assert!(
+        !row.warnings.is_empty(),
+        "the requester's warnings reach the approver: {row:?}"
+    );
+}

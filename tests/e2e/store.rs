@@ -70,6 +70,7 @@ fn new_run<'a>(token: &'a str, instances: &'a [String], params: &'a serde_json::
         plan_wave: None,
         span: None,
         approval: None,
+        review: None,
     }
 }
 

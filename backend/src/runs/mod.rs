@@ -226,6 +226,8 @@ pub struct StartReceipt {
 pub struct Hold<'a> {
     pub why: &'a str,
     pub expires_at: &'a str,
+    /// The requester's review (JSON), for the approver.
+    pub review: &'a str,
 }
 
 /// Records a start (with each target's current options, for rollback) and sends it. When SSM says
@@ -357,7 +359,8 @@ async fn record(
             rollback_of,
             plan_wave,
             span: span.as_deref(),
-            approval: hold.map(|h| (h.why, h.expires_at)),
+            approval: hold.as_ref().map(|h| (h.why, h.expires_at)),
+            review: hold.as_ref().map(|h| h.review),
         })
         .await?;
     Ok((record_id, token))

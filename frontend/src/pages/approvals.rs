@@ -9,6 +9,48 @@ use crate::api;
 use crate::live::use_live;
 use crate::session::use_session;
 
+/// The start's parameters as the approver reads them: turning the endpoint off (and with it the
+/// instance role's credentials) is said loudly, not as one more value.
+fn parameters_line(start: &shared::StartPlan) -> AnyView {
+    let p = &start.parameters;
+    let endpoint_off = p.metadata_access.as_str() == "disabled";
+    let places = start
+        .target_locations
+        .iter()
+        .map(|l| l.places().len())
+        .sum::<usize>();
+    view! {
+        <div data-testid="approval-parameters">
+            {format!("EnforceIMDSv2 {} · MetadataAccess {} · hop limit {}{}", p.enforce_imdsv2.as_str(), p.metadata_access.as_str(),
+                p.hop_limit.get(), if places > 0 { format!(" · {places} account-Region(s)") } else { String::new() })}
+            {endpoint_off.then(|| view! {
+                <div class="error-box" role="alert" data-testid="approval-endpoint-off">
+                    "This turns the instance metadata endpoint off: software on these instances loses its instance role's credentials."
+                </div>
+            })}
+        </div>
+    }
+    .into_any()
+}
+
+/// The requester's review, kept with the start: the first rows, riskiest first.
+fn review_table(review: &[shared::api::PreviewTarget], count: usize) -> AnyView {
+    const SHOWN: usize = 20;
+    view! {
+        <details data-testid="approval-review">
+            <summary>{format!("What changes on each instance ({} shown of {count})", review.len().min(SHOWN))}</summary>
+            <table>
+                <thead><tr><th>"Instance"</th><th>"Changes"</th><th>"IMDSv1 calls"</th><th>"Warnings"</th></tr></thead>
+                <tbody>{review.iter().take(SHOWN).map(|t| view! {
+                    <tr><td class="mono">{t.instance_id.clone()}</td><td>{t.changes.join("; ")}</td>
+                        <td>{t.imdsv1_calls.map_or("unknown".to_owned(), |c| c.to_string())}</td><td>{t.warnings.join("; ")}</td></tr>
+                }).collect_view()}</tbody>
+            </table>
+        </details>
+    }
+    .into_any()
+}
+
 #[component]
 pub fn ApprovalsPage() -> impl IntoView {
     let live = use_live();
@@ -65,7 +107,10 @@ pub fn ApprovalsPage() -> impl IntoView {
                                             <td><div class="mono">{what}</div>
                                                 <div class="help">{format!("{} instance(s) · {}{}", a.instance_count,
                                                     if a.account.is_empty() { String::new() } else { format!("{} ", a.account) }, a.region)}</div>
-                                                {a.override_reason.clone().map(|r| view! { <div class="help">{format!("Override: {r}")}</div> })}</td>
+                                                {a.override_reason.clone().map(|r| view! { <div class="help">{format!("Override: {r}")}</div> })}
+                                                {a.plan_wave.clone().map(|w| view! { <div class="help">{w}</div> })}
+                                                {a.start.clone().map(|s| parameters_line(&s))}
+                                                {(!a.review.is_empty()).then(|| review_table(&a.review, a.instance_count))}</td>
                                             <td>{a.why.clone()}</td>
                                             <td>{a.requester.clone()}<div class="help">{api::local_time(Some(&a.created_at))}</div></td>
                                             <td>{api::local_time(Some(&a.expires_at))}</td>
