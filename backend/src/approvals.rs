@@ -4,6 +4,7 @@
 //! requester cannot approve their own; unanswered, it expires. Decisions are in the audit trail.
 
 use shared::api::InstanceView;
+use shared::api::Via;
 use shared::approvals::{ApprovalList, ApprovalPolicy, ApprovalView};
 use shared::StartPlan;
 
@@ -304,7 +305,7 @@ pub async fn decide(
         ));
     }
     if approve && !identity.own_credential {
-        let what = if identity.via == "token" {
+        let what = if identity.via == Via::Token {
             "this token was not made by its owner with their own password"
         } else {
             "this session signed in with a password someone else set"
@@ -361,7 +362,7 @@ pub async fn decide(
             id,
             status,
             who,
-            Some(identity.via),
+            Some(identity.via.as_str()),
             comment,
             run_message.as_deref(),
         )

@@ -566,14 +566,36 @@ pub struct LoginRequest {
     pub password: String,
 }
 
+/// How a caller proved who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Via {
+    /// A session cookie, after signing in with a password.
+    Session,
+    /// A bearer API token.
+    Token,
+    /// The trusted sign-on proxy's (or ALB's) identity headers.
+    Sso,
+}
+
+impl Via {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Via::Session => "session",
+            Via::Token => "token",
+            Via::Sso => "sso",
+        }
+    }
+}
+
 /// `GET /api/v1/auth/me`: who this request is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Me {
     pub name: String,
     pub role: Role,
-    /// `session`, `token` or `sso`.
-    pub via: String,
+    pub via: Via,
     /// The password was generated (the first admin's): choose a new one before anything else.
     #[serde(default)]
     pub must_change_password: bool,

@@ -5,6 +5,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::Argon2;
 use sha2::{Digest, Sha256};
 use shared::api::Role;
+use shared::api::Via;
 
 use crate::error::AppError;
 pub use store::AuthEventFilter;
@@ -97,8 +98,7 @@ pub struct Identity {
     pub name: String,
     /// The highest role of any grant: what the identity may do somewhere.
     pub role: Role,
-    /// `session`, `token` or `sso`.
-    pub via: &'static str,
+    pub via: Via,
     /// A session of a user who must choose a new password before doing anything else.
     pub must_change_password: bool,
     /// The accounts this identity may see; None: every account the console manages.
@@ -125,7 +125,7 @@ impl Identity {
     pub fn single(
         name: String,
         role: Role,
-        via: &'static str,
+        via: Via,
         must_change_password: bool,
         accounts: Option<Vec<String>>,
     ) -> Identity {
@@ -136,7 +136,7 @@ impl Identity {
     /// An identity from its grants; None without any.
     pub fn of_grants(
         name: String,
-        via: &'static str,
+        via: Via,
         must_change_password: bool,
         grants: Vec<Grant>,
     ) -> Option<Identity> {
@@ -279,9 +279,15 @@ impl Accounts<'_> {
         .map_err(AppError::internal)??;
         Ok(match user {
             Some(u) if matches && !u.disabled => Some(
-                Identity::single(name.to_owned(), u.role, "session", u.must_change_password, None)
-                    // A password someone else chose is not the person's own credential.
-                    .with_own_credential(u.password_set_by.is_none_or(|by| by == name)),
+                Identity::single(
+                    name.to_owned(),
+                    u.role,
+                    Via::Session,
+                    u.must_change_password,
+                    None,
+                )
+                // A password someone else chose is not the person's own credential.
+                .with_own_credential(u.password_set_by.is_none_or(|by| by == name)),
             ),
             _ => None,
         })
@@ -313,7 +319,7 @@ impl Accounts<'_> {
             .0
             .session_credential(&hash_secret(secret))
             .await?
-            .map(|c| identity_of(c, "session")))
+            .map(|c| identity_of(c, Via::Session)))
     }
 
     /// A new token of `user`, at most their role, named and living `days` (None: until revoked).
@@ -364,12 +370,12 @@ impl Accounts<'_> {
             .0
             .use_token(&hash_secret(secret))
             .await?
-            .map(|t| (identity_of(t.credential, "token"), t.id, t.log)))
+            .map(|t| (identity_of(t.credential, Via::Token), t.id, t.log)))
     }
 }
 
 /// The identity a live session or token speaks for.
-fn identity_of(c: CredentialRow, via: &'static str) -> Identity {
+fn identity_of(c: CredentialRow, via: Via) -> Identity {
     Identity::single(c.user, c.role, via, c.must_change_password, c.accounts)
         .with_own_credential(c.own_credential)
 }

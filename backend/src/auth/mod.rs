@@ -11,6 +11,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use shared::api::Role;
+use shared::api::Via;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
@@ -349,7 +350,7 @@ fn sso_identity<'g>(
             })
         })
         .collect();
-    Identity::of_grants(user, "sso", false, grants)
+    Identity::of_grants(user, Via::Sso, false, grants)
 }
 
 /// The middleware in front of `/api/v1`: identifies the caller, applies the policy and the
@@ -387,7 +388,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         .auth
         .client_address(req.headers(), peer)
         .map(|a| a.to_string());
-    if let Some(i) = identity.as_ref().filter(|i| i.via == "sso") {
+    if let Some(i) = identity.as_ref().filter(|i| i.via == Via::Sso) {
         if state
             .sso_sightings
             .first_in(&i.name, state.auth.session_ttl, state.store.clock.now_ms())
@@ -408,7 +409,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     }
     let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     // Cookies (ours or a sign-on proxy's) ride along on cross-site requests; bearer tokens do not.
-    let cookie_borne = identity.as_ref().is_some_and(|i| i.via != "token");
+    let cookie_borne = identity.as_ref().is_some_and(|i| i.via != Via::Token);
     let refusal = if unsafe_method && cookie_borne && !same_origin(&state.auth, req.headers()) {
         Some((
             "CrossSiteRequest",

@@ -6,6 +6,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
+use shared::api::Via;
 use shared::api::{
     AuthEventPage, ChangePasswordRequest, CreateTokenRequest, CreateUserRequest, CreatedToken, LoginRequest,
     Me, Role, SetRoleRequest, TokenView, UserView,
@@ -173,7 +174,7 @@ async fn login(State(state): State<AppState>, req: Request) -> Result<Response, 
             let me = Me {
                 name: identity.name,
                 role: identity.role,
-                via: "session".into(),
+                via: Via::Session,
                 must_change_password: identity.must_change_password,
                 events_seq: state.events.seq(),
             };
@@ -238,7 +239,7 @@ async fn me(State(state): State<AppState>, Extension(i): Extension<Identity>) ->
     Json(Me {
         name: i.name,
         role: i.role,
-        via: i.via.into(),
+        via: i.via,
         must_change_password: i.must_change_password,
         events_seq: state.events.seq(),
     })
@@ -251,7 +252,7 @@ async fn change_password(
     Extension(i): Extension<Identity>,
     ApiJson(body): ApiJson<ChangePasswordRequest>,
 ) -> Result<Response, AppError> {
-    if i.via != "session" {
+    if i.via != Via::Session {
         return Err(AppError::refused(
             StatusCode::FORBIDDEN,
             "NotABuiltInSession",
@@ -296,7 +297,7 @@ async fn change_password(
     let mut resp = Json(Me {
         name: i.name,
         role: i.role,
-        via: "session".into(),
+        via: Via::Session,
         must_change_password: false,
         events_seq: state.events.seq(),
     })
@@ -460,7 +461,7 @@ async fn create_token(
 ) -> Result<(StatusCode, Json<CreatedToken>), AppError> {
     // A token acts as its owner, so only its owner makes one: an admin minting one for someone else
     // could act, and approve, as them.
-    if req.user != admin.name || admin.via == "sso" {
+    if req.user != admin.name || admin.via == Via::Sso {
         return Err(AppError::refused(
             StatusCode::FORBIDDEN,
             "TokenForAnother",
