@@ -80,6 +80,10 @@ pub fn App() -> impl IntoView {
             <a class="skip-link" href="#main">"Skip to content"</a>
             <Header/>
             <main id="main" tabindex="-1">
+                // No page is mounted for a visitor who is not signed in, except the sign-in page: a
+                // page's lazily loaded code finishing after the redirect to /login would otherwise
+                // show that page, refused, under the sign-in address.
+                <session::SignedInOrLogin>
                 <Routes fallback=|| view! { <NotFound/> }>
                     <Route path=path!("/") view={Lazy::<DashboardRoute>::new()}/>
                     <Route path=path!("/execute") view={Lazy::<ExecuteRoute>::new()}/>
@@ -94,6 +98,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/admin") view={Lazy::<AdminRoute>::new()}/>
                     <Route path=path!("/api-docs") view={Lazy::<ApiDocsRoute>::new()}/>
                 </Routes>
+                </session::SignedInOrLogin>
             </main>
         </Router>
     }

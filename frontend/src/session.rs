@@ -62,6 +62,24 @@ pub fn RequireLogin() -> impl IntoView {
     });
 }
 
+/// Its children (the pages) once the session is known and someone is signed in, or on the sign-in
+/// page itself; otherwise a line saying where the visitor is going (`RequireLogin` sends them).
+#[component]
+pub fn SignedInOrLogin(children: ChildrenFn) -> impl IntoView {
+    let session = use_session();
+    let location = use_location();
+    let ready = move || {
+        session.checked.get() && (session.me.get().is_some() || location.pathname.get() == "/login")
+    };
+    view! {
+        <Show when=ready fallback=move || view! {
+            <p role="status" class="help">{move || if session.checked.get() { "Taking you to sign in…" } else { "Loading…" }}</p>
+        }>
+            {children()}
+        </Show>
+    }
+}
+
 /// The console's identity (mode, account, ARN, Regions), read once per sign-in and shared by the
 /// header and the pages that need it.
 #[derive(Clone, Copy)]
