@@ -374,14 +374,33 @@ async fn reread(
         })
         .collect();
     let mut fresh = Vec::new();
+    let mut read: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut failed: Vec<(String, String, AppError)> = Vec::new();
     for (account, region) in &places {
-        let clients = clients_for(state, account, region).await?;
-        fresh.extend(ec2::describe(&clients, Selection::All).await?);
+        // A place that cannot be read now (denied since, its role gone) keeps its last reading, as
+        // in a full reading; the next full reading says why.
+        let reading = match clients_for(state, account, region).await {
+            Ok(clients) => ec2::describe(&clients, Selection::All).await,
+            Err(e) => Err(e),
+        };
+        match reading {
+            Ok(found) => {
+                fresh.extend(found);
+                read.insert((account.clone(), region.clone()));
+            }
+            Err(e) => failed.push((account.clone(), region.clone(), e)),
+        }
+    }
+    if read.is_empty() && !failed.is_empty() && failed.len() == places.len() && current.instances.is_empty() {
+        return Err(failed.swap_remove(0).2);
+    }
+    for (account, region, e) in &failed {
+        tracing::warn!(%account, %region, error = %e, "could not read a changed place again; keeping its last reading");
     }
     let mut all: Vec<InstanceView> = current
         .instances
         .iter()
-        .filter(|i| !places.contains(&(i.account.clone(), i.region.clone())))
+        .filter(|i| !read.contains(&(i.account.clone(), i.region.clone())))
         .cloned()
         .collect();
     all.extend(fresh);

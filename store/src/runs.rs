@@ -557,8 +557,9 @@ impl Store {
     }
 
     /// The run a plan's wave started (`plan-id/wave-index`), if its record was written.
+    /// The newest run recorded for a plan's wave.
     pub async fn by_plan_wave(&self, marker: &str) -> Result<Option<RunRow>, StoreError> {
-        self.one_run("plan_wave = ?1 ORDER BY id LIMIT 1", marker.to_value())
+        self.one_run("plan_wave = ?1 ORDER BY id DESC LIMIT 1", marker.to_value())
             .await
     }
 

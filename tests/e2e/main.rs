@@ -11,6 +11,7 @@ mod held_and_queued;
 mod layers;
 mod metrics;
 mod openapi;
+mod plan_resume_and_places;
 mod plans;
 mod real_aws;
 mod safety;

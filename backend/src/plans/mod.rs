@@ -238,7 +238,22 @@ pub async fn act(
             // A halted wave is over: the plan goes on with the next one. A wave the readiness check
             // blocked goes again, with the reason if one is given.
             if let Some(i) = plan.waves.iter().position(|w| w.status != WaveStatus::Done) {
+                // A wave whose start never ran (refused, rejected, its approval or its queue
+                // expired) is asked for again: it is never "done" without having run.
+                let never_ran = match plan.waves[i].record_id {
+                    Some(id) => state
+                        .store
+                        .by_record_id(id)
+                        .await?
+                        .is_some_and(|r| r.execution_id.is_none() && r.status.is_terminal()),
+                    None => false,
+                };
                 let wave = &mut plan.waves[i];
+                if never_ran {
+                    wave.record_id = None;
+                    wave.execution_id = None;
+                    wave.status = WaveStatus::Failed;
+                }
                 match wave.status {
                     WaveStatus::Halted | WaveStatus::Failed if wave.record_id.is_some() => {
                         wave.status = WaveStatus::Done;
@@ -531,8 +546,14 @@ fn marker(plan: &PlanView, i: usize) -> String {
 }
 
 async fn start_wave(state: &AppState, plan: &mut PlanView, i: usize) -> Result<(), AppError> {
-    // A crash after the wave's run was recorded but before the plan was saved: adopt that run.
-    if let Some(row) = state.store.by_plan_wave(&marker(plan, i)).await? {
+    // A crash after the wave's run was recorded but before the plan was saved: adopt that run (not a
+    // start that never ran, which a resume asks for again).
+    if let Some(row) = state
+        .store
+        .by_plan_wave(&marker(plan, i))
+        .await?
+        .filter(|r| !(r.execution_id.is_none() && r.status.is_terminal()))
+    {
         let wave = &mut plan.waves[i];
         wave.record_id = Some(row.id);
         wave.execution_id = row.execution_id.clone();

@@ -78,6 +78,7 @@ async fn start(
     if !a.users.is_empty() && plan.override_reason.is_none() {
         return Err(AppError::Imdsv1InUse(a.users));
     }
+    let asked_locations = plan.target_locations.len();
     a.send_where_targets_are(&mut plan);
     runs::follow_rollout_order(&mut plan, &a.targets);
     let place = runs::Place {
@@ -127,7 +128,7 @@ async fn start(
                 execution_id: Some(id),
                 record_id: receipt.record_id,
                 status: RunStatus::InProgress,
-                message: left_out_note(&a),
+                message: left_out_note(&a, asked_locations),
             }),
         ),
         None => (
@@ -147,9 +148,17 @@ async fn start(
     })
 }
 
-/// For a run across accounts and Regions that leaves places out, a sentence saying so.
-fn left_out_note(a: &runs::Assessment) -> Option<String> {
-    (!a.left_out.is_empty()).then(|| {
+/// For a run across accounts and Regions that leaves places out, sentences saying so, and that
+/// SSM applies location limits to each location it is sent as.
+fn left_out_note(a: &runs::Assessment, asked_locations: usize) -> Option<String> {
+    let split = (a.locations.len() > asked_locations).then(|| {
+        format!(
+            " It goes to SSM as {} TargetLocations (accounts with matches in different Regions), and SSM \
+             applies the location concurrency and error limits to each of them.",
+            a.locations.len()
+        )
+    });
+    let left_out = (!a.left_out.is_empty()).then(|| {
         let sent: usize = a.locations.iter().map(|l| l.places().len()).sum();
         format!(
             "Sent to the {sent} account-Region(s) where instances match; {} named but without a matching \
@@ -163,7 +172,15 @@ fn left_out_note(a: &runs::Assessment) -> Option<String> {
                 .join(", "),
             if a.left_out.len() > 10 { ", …" } else { "" }
         )
-    })
+    });
+    match (left_out, split) {
+        (None, None) => None,
+        (l, s) => Some(
+            format!("{}{}", l.unwrap_or_default(), s.unwrap_or_default())
+                .trim()
+                .to_owned(),
+        ),
+    }
 }
 
 /// What a start would do, per target, without starting anything.

@@ -165,6 +165,14 @@ pub async fn assess(state: &AppState, plan: &StartPlan, with_usage: bool) -> Res
                 } else {
                     acct_id.clone()
                 };
+                // A Region the console does not manage cannot be read: refused as for a member
+                // account, never taken for "no matching instance there".
+                if state.region(Some(&r)).is_err() {
+                    return Err(AppError::field(
+                        "target_locations",
+                        format!("Region {r} is not managed by this console (add it with --region)"),
+                    ));
+                }
                 match resolve_targets(state, &acct, &r, plan).await {
                     Ok(found) => {
                         with_targets.insert((acct_id, r));
@@ -182,6 +190,19 @@ pub async fn assess(state: &AppState, plan: &StartPlan, with_usage: bool) -> Res
             }
         }
         (locations, left_out) = narrow(&resolved, &with_targets);
+        // Narrowed, a location may become several (accounts with different Regions): still within
+        // what SSM takes in one start.
+        let pieces: usize = locations.iter().map(|l| l.ssm_pieces().len()).sum();
+        if pieces > shared::params::SSM_MAX_LOCATIONS {
+            return Err(AppError::field(
+                "target_locations",
+                format!(
+                    "sent only where instances match, these locations become {pieces} of SSM's TargetLocations, \
+                     more than the {} it takes in one run: split the run by Region or by accounts",
+                    shared::params::SSM_MAX_LOCATIONS
+                ),
+            ));
+        }
         if all.is_empty() {
             return Err(AppError::field(
                 "rate_control.targets.tag",
