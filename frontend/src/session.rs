@@ -68,9 +68,8 @@ pub fn RequireLogin() -> impl IntoView {
 pub fn SignedInOrLogin(children: ChildrenFn) -> impl IntoView {
     let session = use_session();
     let location = use_location();
-    let ready = move || {
-        session.checked.get() && (session.me.get().is_some() || location.pathname.get() == "/login")
-    };
+    let ready =
+        move || session.checked.get() && (session.me.get().is_some() || location.pathname.get() == "/login");
     view! {
         <Show when=ready fallback=move || view! {
             <p role="status" class="help">{move || if session.checked.get() { "Taking you to sign in…" } else { "Loading…" }}</p>

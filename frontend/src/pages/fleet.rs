@@ -106,11 +106,39 @@ pub fn FleetPage() -> impl IntoView {
             (ids, regions)
         })
     };
+    // Filters a run by tag cannot express: with one of them on, a run by tag would reach every
+    // instance with the tag, not only those shown (what the button says is what runs).
+    let narrowing_filters = move || -> Vec<&'static str> {
+        ["compliance", "state", "q"]
+            .into_iter()
+            .filter(|k| !q(k).is_empty())
+            .collect()
+    };
+    // Why "all matching" cannot be one run, said before the click.
+    let matching_blocked = move || -> Option<String> {
+        let n = matching()?;
+        let by_tag = q("tag").contains('=') && narrowing_filters().is_empty();
+        (!by_tag && n > shared::params::MAX_TARGET_VALUES).then(|| {
+            if q("tag").contains('=') {
+                format!(
+                    "A run by tag {} would reach every instance with that tag, not only the {n} shown (filtered by {}). Clear those filters to enforce by tag, or narrow to at most {} instances to enforce them by ID.",
+                    q("tag"),
+                    narrowing_filters().join(", "),
+                    shared::params::MAX_TARGET_VALUES
+                )
+            } else {
+                format!(
+                    "SSM takes at most {} instance IDs in one run. Filter by a tag (such as Team=web) to enforce all {n} as one run.",
+                    shared::params::MAX_TARGET_VALUES
+                )
+            }
+        })
+    };
     let enforce_matching = Callback::new({
         let navigate = navigate.clone();
         move |total: usize| {
             let tag = q("tag");
-            if tag.contains('=') {
+            if tag.contains('=') && narrowing_filters().is_empty() {
                 // One run by tag: SSM resolves the instances, in every account and Region the filter
                 // allows (one run there, or one across them with TargetLocations).
                 let Some((accounts, regions)) = reachable() else {
@@ -140,11 +168,8 @@ pub fn FleetPage() -> impl IntoView {
                 navigate(&url, Default::default());
                 return;
             }
-            if total > shared::params::MAX_TARGET_VALUES {
-                matching_problem.set(Some(format!(
-                    "SSM takes at most {} instance IDs in one run. Filter by a tag (such as Team=web) to enforce all {total} as one run.",
-                    shared::params::MAX_TARGET_VALUES
-                )));
+            if let Some(why) = matching_blocked() {
+                matching_problem.set(Some(why));
                 return;
             }
             let navigate = navigate.clone();
@@ -358,7 +383,7 @@ pub fn FleetPage() -> impl IntoView {
             <Show when=move || crate::session::use_session().can_operate()>
             <div class="filters">
                 <button id="enforce-selected"
-                    disabled=move || matching().is_none() && (selected.get().is_empty() || regions_selected().len() != 1)
+                    disabled=move || (matching().is_none() && (selected.get().is_empty() || regions_selected().len() != 1)) || matching_blocked().is_some()
                     on:click=move |_| match matching() { Some(n) => enforce_matching.run(n), None => enforce.run(()) }>
                     {move || match matching() {
                         Some(n) => format!("Enforce IMDSv2 on all {n} matching"),
@@ -368,7 +393,7 @@ pub fn FleetPage() -> impl IntoView {
                 {move || (matching().is_none() && regions_selected().len() > 1).then(|| view! {
                     <span class="field-error" role="alert">"A run covers one account and region: select instances of one account and region, or select all matching a tag."</span>
                 })}
-                {move || matching_problem.get().map(|m| view! { <span class="field-error" role="alert" data-testid="matching-problem">{m}</span> })}
+                {move || matching_problem.get().or_else(matching_blocked).map(|m| view! { <span class="field-error" role="alert" data-testid="matching-problem">{m}</span> })}
                 <button class="secondary" on:click=move |_| { selected.set(BTreeMap::new()); all_matching.set(None); matching_problem.set(None); }>"Clear selection"</button>
             </div>
             </Show>
