@@ -444,8 +444,20 @@ async fn record_posture(state: &AppState, instances: &[InstanceView], accounts: 
         .filter(|a| a.reachable)
         .map(|a| (a.account_id.as_str(), shared::api::PostureCounts::default()))
         .collect();
-    // An unreachable account's kept instances are an old reading, not today's posture.
+    // An unreachable account's kept instances are an old reading, not today's posture; so are those
+    // kept for a Region of a readable account that could not be read.
+    let kept: std::collections::BTreeSet<(&str, &str)> = accounts
+        .iter()
+        .flat_map(|a| {
+            a.regions_unreachable
+                .iter()
+                .map(move |r| (a.account_id.as_str(), r.region.as_str()))
+        })
+        .collect();
     for i in instances {
+        if kept.contains(&(i.account.as_str(), i.region.as_str())) {
+            continue;
+        }
         if let Some(counts) = per_account.get_mut(i.account.as_str()) {
             counts.add(i);
         }

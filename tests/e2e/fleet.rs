@@ -1205,4 +1205,13 @@ async fn a_region_an_scp_denies_leaves_the_rest_of_the_account_readable() {
     assert!(after
         .iter()
         .any(|i| i["account"] == member.as_str() && i["region"] != denied.as_str()));
+    // The day's posture is today's reading: the kept Region's old instances are shown, not counted.
+    let (_, dashboard) = app.get("/dashboard").await;
+    let dashboard: shared::api::Dashboard = serde_json::from_value(dashboard).unwrap();
+    let today = dashboard.trend.last().expect("today's reading");
+    assert_eq!(
+        today.counts.total + in_denied(&after),
+        dashboard.now.total,
+        "{dashboard:?}"
+    );
 }
