@@ -63,20 +63,16 @@ pub fn RequireLogin() -> impl IntoView {
 }
 
 /// Its children (the pages) once the session is known and someone is signed in, or on the sign-in
-/// page itself; otherwise a line saying where the visitor is going (`RequireLogin` sends them).
+/// page itself; otherwise nothing while `RequireLogin` sends the visitor to sign in.
 #[component]
 pub fn SignedInOrLogin(children: ChildrenFn) -> impl IntoView {
     let session = use_session();
     let location = use_location();
-    let ready =
-        move || session.checked.get() && (session.me.get().is_some() || location.pathname.get() == "/login");
-    view! {
-        <Show when=ready fallback=move || view! {
-            <p role="status" class="help">{move || if session.checked.get() { "Taking you to sign in…" } else { "Loading…" }}</p>
-        }>
-            {children()}
-        </Show>
-    }
+    // A memo, so a navigation that keeps it true does not mount the pages again.
+    let ready = Memo::new(move |_| {
+        session.checked.get() && (session.me.get().is_some() || location.pathname.get() == "/login")
+    });
+    move || ready.get().then(|| children())
 }
 
 /// The console's identity (mode, account, ARN, Regions), read once per sign-in and shared by the

@@ -595,7 +595,9 @@ impl Via {
 pub struct Me {
     pub name: String,
     pub role: Role,
-    pub via: Via,
+    /// `session`, `token` or `sso` ([`Via::as_str`]): text on the wire, so the browser's shell needs
+    /// no decoder for it (every byte of the shell is in every page's first load).
+    pub via: String,
     /// The password was generated (the first admin's): choose a new one before anything else.
     #[serde(default)]
     pub must_change_password: bool,
@@ -849,7 +851,7 @@ pub struct AccountView {
     pub as_of: Option<String>,
     /// Regions of a readable account that could not be read (a service control policy's deny, a
     /// Region not opted in): each keeps its last reading's instances, and says why and how old.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub regions_unreachable: Vec<RegionProblem>,
 }
 

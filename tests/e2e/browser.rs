@@ -918,12 +918,11 @@ async fn the_fleet_pages_past_a_hundred_rows_filters_in_the_url_and_the_region_f
         t == format!("Enforce IMDSv2 on all {west} matching")
     })
     .await;
-    // Said before any click, and the button cannot be pressed.
+    click(c, "#enforce-selected").await;
     wait_text(c, "[data-testid=matching-problem]", |t| {
         t.contains("at most 50 instance IDs") && t.contains("Filter by a tag")
     })
     .await;
-    wait_prop(c, "#enforce-selected", "disabled", |v| v == "true").await;
     // A tag with a filter a run by tag cannot express: the run would reach every tagged instance, not
     // only those shown, so past 50 it is not offered as one run (what the button says is what runs).
     let narrowed = app
@@ -943,15 +942,14 @@ async fn the_fleet_pages_past_a_hundred_rows_filters_in_the_url_and_the_region_f
     .await;
     click(c, "#select-page").await;
     click(c, "#select-all-matching").await;
+    click(c, "#enforce-selected").await;
     if narrowed > 50 {
         wait_text(c, "[data-testid=matching-problem]", |t| {
             t.contains("would reach every instance with that tag") && t.contains("compliance")
         })
         .await;
-        wait_prop(c, "#enforce-selected", "disabled", |v| v == "true").await;
     } else {
         // At most 50: enforced by their IDs, exactly those shown.
-        click(c, "#enforce-selected").await;
         wait_prop(c, "#targets-tag", "checked", |v| v == "false").await;
     }
     // With a tag filter, all matching is one run by tag, across the Regions the filter allows.

@@ -138,7 +138,14 @@ async fn metrics_count_aws_calls_runs_the_fleet_sign_ins_and_refusals() {
         &text,
         r#"imds_console_aws_calls_total{service="ec2",operation="DescribeInstances",outcome="throttled"}"#,
     );
-    assert_eq!(throttled, Some(3.0), "the SDK's three attempts: {text}");
+    // Each Region is read (one throttled Region does not stop the next), each with the SDK's three
+    // attempts.
+    let regions = app.get("/identity").await.1["regions"].as_array().unwrap().len();
+    assert_eq!(
+        throttled,
+        Some(3.0 * regions as f64),
+        "the SDK's three attempts in each of {regions} Regions: {text}"
+    );
 }
 
 #[tokio::test]

@@ -174,7 +174,7 @@ async fn login(State(state): State<AppState>, req: Request) -> Result<Response, 
             let me = Me {
                 name: identity.name,
                 role: identity.role,
-                via: Via::Session,
+                via: Via::Session.as_str().into(),
                 must_change_password: identity.must_change_password,
                 events_seq: state.events.seq(),
             };
@@ -239,7 +239,7 @@ async fn me(State(state): State<AppState>, Extension(i): Extension<Identity>) ->
     Json(Me {
         name: i.name,
         role: i.role,
-        via: i.via,
+        via: i.via.as_str().into(),
         must_change_password: i.must_change_password,
         events_seq: state.events.seq(),
     })
@@ -297,7 +297,7 @@ async fn change_password(
     let mut resp = Json(Me {
         name: i.name,
         role: i.role,
-        via: Via::Session,
+        via: Via::Session.as_str().into(),
         must_change_password: false,
         events_seq: state.events.seq(),
     })

@@ -106,39 +106,14 @@ pub fn FleetPage() -> impl IntoView {
             (ids, regions)
         })
     };
-    // Filters a run by tag cannot express: with one of them on, a run by tag would reach every
-    // instance with the tag, not only those shown (what the button says is what runs).
-    let narrowing_filters = move || -> Vec<&'static str> {
-        ["compliance", "state", "q"]
-            .into_iter()
-            .filter(|k| !q(k).is_empty())
-            .collect()
-    };
-    // Why "all matching" cannot be one run, said before the click.
-    let matching_blocked = move || -> Option<String> {
-        let n = matching()?;
-        let by_tag = q("tag").contains('=') && narrowing_filters().is_empty();
-        (!by_tag && n > shared::params::MAX_TARGET_VALUES).then(|| {
-            if q("tag").contains('=') {
-                format!(
-                    "A run by tag {} would reach every instance with that tag, not only the {n} shown (filtered by {}). Clear those filters to enforce by tag, or narrow to at most {} instances to enforce them by ID.",
-                    q("tag"),
-                    narrowing_filters().join(", "),
-                    shared::params::MAX_TARGET_VALUES
-                )
-            } else {
-                format!(
-                    "SSM takes at most {} instance IDs in one run. Filter by a tag (such as Team=web) to enforce all {n} as one run.",
-                    shared::params::MAX_TARGET_VALUES
-                )
-            }
-        })
-    };
     let enforce_matching = Callback::new({
         let navigate = navigate.clone();
         move |total: usize| {
             let tag = q("tag");
-            if tag.contains('=') && narrowing_filters().is_empty() {
+            // Filters a run by tag cannot express (posture, state, text): with one of them on, a run
+            // by tag would reach every tagged instance, not only those shown, so it goes by ID.
+            let by_tag = q("compliance").is_empty() && q("state").is_empty() && q("q").is_empty();
+            if tag.contains('=') && by_tag {
                 // One run by tag: SSM resolves the instances, in every account and Region the filter
                 // allows (one run there, or one across them with TargetLocations).
                 let Some((accounts, regions)) = reachable() else {
@@ -168,8 +143,15 @@ pub fn FleetPage() -> impl IntoView {
                 navigate(&url, Default::default());
                 return;
             }
-            if let Some(why) = matching_blocked() {
-                matching_problem.set(Some(why));
+            if total > shared::params::MAX_TARGET_VALUES {
+                matching_problem.set(Some(if tag.contains('=') {
+                    "A run by tag would reach every instance with that tag, not only those shown: clear the compliance, state and text filters to enforce by tag, or narrow to at most 50 instances to enforce them by ID.".to_owned()
+                } else {
+                    format!(
+                        "SSM takes at most {} instance IDs in one run. Filter by a tag (such as Team=web) to enforce all {total} as one run.",
+                        shared::params::MAX_TARGET_VALUES
+                    )
+                }));
                 return;
             }
             let navigate = navigate.clone();
@@ -299,17 +281,10 @@ pub fn FleetPage() -> impl IntoView {
             </div>
             {move || {
                 let (accounts, _) = reach().and_then(Result::ok)?;
-                // Readable accounts with a Region that is not (a service control policy, a Region not
-                // opted in): said per Region, the account's other Regions are current.
-                let partial: Vec<(String, shared::api::RegionProblem)> = accounts
-                    .iter()
-                    .filter(|a| a.reachable)
-                    .flat_map(|a| a.regions_unreachable.iter().map(|r| (a.account_id.clone(), r.clone())))
-                    .collect();
                 let unread: Vec<_> = accounts.into_iter().filter(|a| !a.reachable).collect();
-                (!unread.is_empty() || !partial.is_empty()).then(|| view! {
+                (!unread.is_empty()).then(|| view! {
                     <div class="warn-box" role="status" data-testid="unreachable-accounts">
-                        <strong>{if unread.is_empty() { "Some Regions could not be read just now:".to_owned() } else { format!("{} account(s) could not be read just now:", unread.len()) }}</strong>
+                        <strong>{format!("{} account(s) could not be read just now:", unread.len())}</strong>
                         <ul>{unread.into_iter().map(|a| {
                             let name = a.name.clone().map(|n| format!(" ({n})")).unwrap_or_default();
                             let kept = match (&a.as_of, a.instances) {
@@ -317,13 +292,6 @@ pub fn FleetPage() -> impl IntoView {
                                 _ => " None of its instances are shown.".to_owned(),
                             };
                             view! { <li><span class="mono">{a.account_id.clone()}</span>{name}": "{a.reason.clone().unwrap_or_default()}{kept}</li> }
-                        }).collect_view()}
-                        {partial.into_iter().map(|(account, r)| {
-                            let kept = match &r.as_of {
-                                Some(at) => format!(" Its instances there are shown as read {}.", api::local_time(Some(at))),
-                                None => " None of its instances there are shown.".to_owned(),
-                            };
-                            view! { <li data-testid="unreachable-region"><span class="mono">{account}</span>" in "{r.region.clone()}": "{r.reason.clone()}{kept}</li> }
                         }).collect_view()}</ul>
                     </div>
                 })
@@ -383,7 +351,7 @@ pub fn FleetPage() -> impl IntoView {
             <Show when=move || crate::session::use_session().can_operate()>
             <div class="filters">
                 <button id="enforce-selected"
-                    disabled=move || (matching().is_none() && (selected.get().is_empty() || regions_selected().len() != 1)) || matching_blocked().is_some()
+                    disabled=move || matching().is_none() && (selected.get().is_empty() || regions_selected().len() != 1)
                     on:click=move |_| match matching() { Some(n) => enforce_matching.run(n), None => enforce.run(()) }>
                     {move || match matching() {
                         Some(n) => format!("Enforce IMDSv2 on all {n} matching"),
@@ -393,7 +361,7 @@ pub fn FleetPage() -> impl IntoView {
                 {move || (matching().is_none() && regions_selected().len() > 1).then(|| view! {
                     <span class="field-error" role="alert">"A run covers one account and region: select instances of one account and region, or select all matching a tag."</span>
                 })}
-                {move || matching_problem.get().or_else(matching_blocked).map(|m| view! { <span class="field-error" role="alert" data-testid="matching-problem">{m}</span> })}
+                {move || matching_problem.get().map(|m| view! { <span class="field-error" role="alert" data-testid="matching-problem">{m}</span> })}
                 <button class="secondary" on:click=move |_| { selected.set(BTreeMap::new()); all_matching.set(None); matching_problem.set(None); }>"Clear selection"</button>
             </div>
             </Show>
