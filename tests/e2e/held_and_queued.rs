@@ -12,34 +12,6 @@ async fn set_policy(app: &TestApp, policy: &Value) {
     assert_eq!(status, 200, "{body}");
 }
 
-async fn record(app: &TestApp, record_id: i64) -> Value {
-    let (status, body) = app.get("/audit").await;
-    assert_eq!(status, 200, "{body}");
-    body.as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["record_id"] == record_id)
-        .cloned()
-        .unwrap_or(Value::Null)
-}
-
-async fn record_until(
-    app: &TestApp,
-    record_id: i64,
-    within: Duration,
-    done: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let r = record(app, record_id).await;
-        if done(&r) {
-            return r;
-        }
-        assert!(Instant::now() < deadline, "never got there: {r}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// A held start approved two hours after it was asked for, while SSM throttles it once: the approval
 /// is an explicit decision; the start must be sent when SSM has room, not expired as stale.
 #[tokio::test]
@@ -74,10 +46,11 @@ async fn an_approved_start_throttled_once_is_not_expired_for_its_hold_time() {
     assert_eq!(status, 200, "{approved}");
     // SSM has room again a moment later.
     app.sandbox.set_faults(sandbox::Faults::default());
-    let r = record_until(&app, id, Duration::from_secs(20), |r| {
-        r["execution_id"].as_str().is_some() || r["status"] == "Refused"
-    })
-    .await;
+    let r = app
+        .audit_record_until(id, Duration::from_secs(20), |r| {
+            r["execution_id"].as_str().is_some() || r["status"] == "Refused"
+        })
+        .await;
     assert!(
         r["execution_id"].as_str().is_some(),
         "an approved start, throttled once, was thrown away: {r}"
@@ -124,7 +97,7 @@ async fn a_cancelled_plans_held_wave_is_not_sent_when_approved_later() {
     assert_eq!(status, 409, "{approved}");
     assert_eq!(approved["error"]["code"], "ApprovalDecided");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(record(&app, id).await["status"], "Rejected");
+    assert_eq!(app.audit_record(id).await["status"], "Rejected");
     assert!(
         app.sandbox.execution_ids().is_empty(),
         "a cancelled plan's wave ran after all: {:?}",
@@ -161,40 +134,17 @@ async fn a_cancelled_plans_queued_wave_is_not_sent_later() {
     let (status, started) = app.post(&format!("/plans/{plan}/start"), &json!({})).await;
     assert_eq!(status, 200, "{started}");
     let record_id = started["waves"][0]["record_id"].as_i64().expect("a record");
-    assert_eq!(record(&app, record_id).await["status"], "Queued");
+    assert_eq!(app.audit_record(record_id).await["status"], "Queued");
     let (status, cancelled) = app.post(&format!("/plans/{plan}/cancel"), &json!({})).await;
     assert_eq!(status, 200, "{cancelled}");
     app.sandbox.set_faults(sandbox::Faults::default());
     tokio::time::sleep(Duration::from_secs(6)).await;
-    let r = record(&app, record_id).await;
+    let r = app.audit_record(record_id).await;
     assert_eq!(r["status"], "Refused", "{r}");
     assert!(
         app.sandbox.execution_ids().is_empty(),
         "a cancelled plan's queued wave was sent after the cancel: {r}"
     );
-}
-
-async fn plan_view(app: &TestApp, id: &str) -> shared::plans::PlanView {
-    let (status, plan) = app.get(&format!("/plans/{id}")).await;
-    assert_eq!(status, 200, "{plan}");
-    serde_json::from_value(plan).expect("a PlanView")
-}
-
-async fn plan_view_until(
-    app: &TestApp,
-    id: &str,
-    within: Duration,
-    done: impl Fn(&shared::plans::PlanView) -> bool,
-) -> shared::plans::PlanView {
-    let deadline = Instant::now() + within;
-    loop {
-        let plan = plan_view(app, id).await;
-        if done(&plan) {
-            return plan;
-        }
-        assert!(Instant::now() < deadline, "the plan never got there: {plan:#?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// A halted plan whose wave the plan rolled back by itself, to the end.
@@ -234,13 +184,14 @@ async fn rolled_back_plan() -> (TestApp, String, Vec<String>) {
 #[tokio::test]
 async fn a_second_rollback_after_one_that_finished_is_refused_not_recorded_as_failed() {
     let (app, id, _) = rolled_back_plan().await;
-    let done = plan_view_until(&app, &id, Duration::from_secs(120), |p| {
-        p.waves[0]
-            .rollback
-            .as_ref()
-            .is_some_and(|r| !r.status.is_active())
-    })
-    .await;
+    let done = app
+        .plan_view_until(&id, Duration::from_secs(120), |p| {
+            p.waves[0]
+                .rollback
+                .as_ref()
+                .is_some_and(|r| !r.status.is_active())
+        })
+        .await;
     assert_eq!(
         done.waves[0].rollback.as_ref().unwrap().status,
         shared::plans::RollbackStatus::Done
@@ -248,7 +199,7 @@ async fn a_second_rollback_after_one_that_finished_is_refused_not_recorded_as_fa
     let (status, again) = app.post(&format!("/plans/{id}/rollback"), &json!({})).await;
     assert_eq!(status, 409, "{again}");
     assert_eq!(again["error"]["code"], "NothingToRollBack");
-    let after = plan_view(&app, &id).await;
+    let after = app.plan_view(&id).await;
     assert_eq!(
         after.waves[0].rollback.as_ref().unwrap().status,
         shared::plans::RollbackStatus::Done,
@@ -263,13 +214,14 @@ async fn a_second_rollback_after_one_that_finished_is_refused_not_recorded_as_fa
 #[tokio::test]
 async fn a_rollback_resumed_after_a_crash_is_not_started_twice() {
     let (app, id, _) = rolled_back_plan().await;
-    let running = plan_view_until(&app, &id, Duration::from_secs(120), |p| {
-        p.waves[0]
-            .rollback
-            .as_ref()
-            .is_some_and(|r| r.status == shared::plans::RollbackStatus::Running)
-    })
-    .await;
+    let running = app
+        .plan_view_until(&id, Duration::from_secs(120), |p| {
+            p.waves[0]
+                .rollback
+                .as_ref()
+                .is_some_and(|r| r.status == shared::plans::RollbackStatus::Running)
+        })
+        .await;
     let first_ids = running.waves[0].rollback.as_ref().unwrap().record_ids.clone();
     let sent_before = app.sandbox.execution_ids().len();
     {
@@ -283,13 +235,14 @@ async fn a_rollback_resumed_after_a_crash_is_not_started_twice() {
         p.waves[0].rollback_execution_ids.clear();
         app.state.store.save_plan(&p).await.unwrap();
     }
-    let done = plan_view_until(&app, &id, Duration::from_secs(120), |p| {
-        p.waves[0]
-            .rollback
-            .as_ref()
-            .is_some_and(|r| !r.status.is_active())
-    })
-    .await;
+    let done = app
+        .plan_view_until(&id, Duration::from_secs(120), |p| {
+            p.waves[0]
+                .rollback
+                .as_ref()
+                .is_some_and(|r| !r.status.is_active())
+        })
+        .await;
     eprintln!(
         "first rollback records {first_ids:?}; after the restart: {:?}",
         done.waves[0].rollback
@@ -399,7 +352,7 @@ async fn approved_while_the_orphan_sweep_runs(extra: Vec<String>) -> (TestApp, i
 async fn an_approved_start_is_sent_once_with_a_longer_expiry() {
     let (app, id) =
         approved_while_the_orphan_sweep_runs(vec!["--start-expiry-minutes".into(), "600".into()]).await;
-    let r = record(&app, id).await;
+    let r = app.audit_record(id).await;
     assert!(r["execution_id"].as_str().is_some(), "{r}");
     assert_eq!(
         app.sandbox.execution_ids().len(),
@@ -412,7 +365,7 @@ async fn an_approved_start_is_sent_once_with_a_longer_expiry() {
 #[tokio::test]
 async fn an_approved_start_in_flight_is_not_refused_as_expired() {
     let (app, id) = approved_while_the_orphan_sweep_runs(vec![]).await;
-    let r = record(&app, id).await;
+    let r = app.audit_record(id).await;
     assert_ne!(r["status"], "Refused", "{r}");
 }
 

@@ -330,31 +330,6 @@ async fn ssm_stops_a_wave_whose_alarm_fires_and_the_plan_halts_naming_it() {
     assert_eq!(bad["error"]["field"], "halt.alarm_name");
 }
 
-/// The plan as the API gives it, decoded into the wire type.
-async fn plan_view(app: &TestApp, id: &str) -> shared::plans::PlanView {
-    let (status, plan) = app.get(&format!("/plans/{id}")).await;
-    assert_eq!(status, 200, "{plan}");
-    serde_json::from_value(plan).expect("a PlanView")
-}
-
-/// Polls the plan, typed, until `done` holds; panics with the plan after `within`.
-async fn plan_view_until(
-    app: &TestApp,
-    id: &str,
-    within: Duration,
-    done: impl Fn(&shared::plans::PlanView) -> bool,
-) -> shared::plans::PlanView {
-    let deadline = Instant::now() + within;
-    loop {
-        let plan = plan_view(app, id).await;
-        if done(&plan) {
-            return plan;
-        }
-        assert!(Instant::now() < deadline, "the plan never got there: {plan:#?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// A slow sandbox (one instance's runbook takes seconds) and instances whose software calls IMDSv1,
 /// so a wave of one at a time is still running when its first instances start refusing calls.
 async fn slow_app_and_imdsv1_users() -> (TestApp, Vec<String>) {
@@ -400,7 +375,9 @@ async fn a_plan_that_halts_mid_run_stops_the_run_then_rolls_back_what_it_changed
 
     // The halt comes while the run is still going: the run is told to stop, and the rollback waits
     // for it to end instead of failing on "StillRunning".
-    let halted = plan_view_until(&app, &id, WAIT, |p| p.status == PlanStatus::Halted).await;
+    let halted = app
+        .plan_view_until(&id, WAIT, |p| p.status == PlanStatus::Halted)
+        .await;
     let exec = halted.waves[0].execution_id.clone().expect("the wave's run");
     let asked = halted.waves[0]
         .rollback
@@ -411,13 +388,14 @@ async fn a_plan_that_halts_mid_run_stops_the_run_then_rolls_back_what_it_changed
     assert_ne!(asked.status, RollbackStatus::Failed, "{halted:#?}");
 
     // Then, with nobody asking, the rollback runs and finishes.
-    let done = plan_view_until(&app, &id, WAIT * 2, |p| {
-        p.waves[0]
-            .rollback
-            .as_ref()
-            .is_some_and(|r| !r.status.is_active())
-    })
-    .await;
+    let done = app
+        .plan_view_until(&id, WAIT * 2, |p| {
+            p.waves[0]
+                .rollback
+                .as_ref()
+                .is_some_and(|r| !r.status.is_active())
+        })
+        .await;
     let rollback = done.waves[0].rollback.clone().unwrap();
     assert_eq!(rollback.status, RollbackStatus::Done, "{done:#?}");
     assert!(!done.waves[0].rollback_execution_ids.is_empty(), "{done:#?}");
@@ -469,7 +447,9 @@ async fn a_halted_plans_wave_can_be_rolled_back_by_hand_and_not_while_the_plan_r
     let refused: shared::api::ErrorBody = serde_json::from_value(refused).unwrap();
     assert_eq!(refused.error.code, "PlanStatus");
 
-    let halted = plan_view_until(&app, &id, WAIT, |p| p.status == PlanStatus::Halted).await;
+    let halted = app
+        .plan_view_until(&id, WAIT, |p| p.status == PlanStatus::Halted)
+        .await;
     assert!(
         halted.waves[0].rollback.is_none(),
         "the plan did not say to roll back"
@@ -483,13 +463,14 @@ async fn a_halted_plans_wave_can_be_rolled_back_by_hand_and_not_while_the_plan_r
     let (status, again) = app.post(&format!("/plans/{id}/rollback"), &json!({})).await;
     assert_eq!(status, 409, "one rollback at a time: {again}");
 
-    let done = plan_view_until(&app, &id, WAIT * 2, |p| {
-        p.waves[0]
-            .rollback
-            .as_ref()
-            .is_some_and(|r| !r.status.is_active())
-    })
-    .await;
+    let done = app
+        .plan_view_until(&id, WAIT * 2, |p| {
+            p.waves[0]
+                .rollback
+                .as_ref()
+                .is_some_and(|r| !r.status.is_active())
+        })
+        .await;
     assert_eq!(
         done.waves[0].rollback.as_ref().unwrap().status,
         RollbackStatus::Done,

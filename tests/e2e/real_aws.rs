@@ -149,18 +149,6 @@ async fn runs_on(app: &e2e::TestApp, instance: &str) -> usize {
     n
 }
 
-/// The audit record with this ID.
-async fn audit_record(app: &e2e::TestApp, record_id: i64) -> serde_json::Value {
-    let audit = app.get("/audit").await.1;
-    audit
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["record_id"] == record_id)
-        .cloned()
-        .unwrap_or_else(|| panic!("no audit record {record_id}: {audit}"))
-}
-
 /// The audit record of the newest start.
 async fn newest_record(app: &e2e::TestApp) -> serde_json::Value {
     app.get("/audit").await.1[0].clone()
@@ -485,14 +473,14 @@ async fn past_ssms_concurrency_quota_runs_wait_in_its_queue_then_the_console_que
         Some("Pending")
     );
     let record_id = queued["record_id"].as_i64().unwrap();
-    let record = audit_record(&app, record_id).await;
+    let record = app.audit_record(record_id).await;
     assert_eq!(record["status"], "Queued", "{record}");
 
     // As runs finish, SSM admits the waiting one and the console sends the queued start: three runs,
     // each exactly once, all successful.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let third = loop {
-        let r = audit_record(&app, record_id).await;
+        let r = app.audit_record(record_id).await;
         if let Some(e) = r["execution_id"].as_str() {
             break e.to_owned();
         }
@@ -880,24 +868,6 @@ async fn where_imdsv2_is_enforced_at_launch_ec2_refuses_optional_and_rollbacks_s
     assert_eq!(detail["summary"]["status"], "Failed", "{detail}");
 }
 
-/// Waits until the audit record `record_id` satisfies `done`; returns it.
-async fn record_until(
-    app: &e2e::TestApp,
-    record_id: i64,
-    within: Duration,
-    done: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let deadline = std::time::Instant::now() + within;
-    loop {
-        let r = audit_record(app, record_id).await;
-        if done(&r) {
-            return r;
-        }
-        assert!(std::time::Instant::now() < deadline, "never got there: {r}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test]
 async fn an_unclear_start_is_not_sent_again_while_ssms_list_has_not_caught_up() {
     // SSM takes the start but its reply is lost, and its list shows a new run only 3 s later. A
@@ -929,10 +899,11 @@ async fn an_unclear_start_is_not_sent_again_while_ssms_list_has_not_caught_up() 
         ..Default::default()
     });
     // The watcher finds the run once SSM lists it, and adopts it.
-    let settled = record_until(&app, record_id, Duration::from_secs(30), |r| {
-        r["execution_id"].as_str().is_some()
-    })
-    .await;
+    let settled = app
+        .audit_record_until(record_id, Duration::from_secs(30), |r| {
+            r["execution_id"].as_str().is_some()
+        })
+        .await;
     let execution = settled["execution_id"].as_str().unwrap();
     let done = app.wait_done(execution, Duration::from_secs(30)).await;
     assert_eq!(done["summary"]["status"], "Success", "{done}");
@@ -974,7 +945,7 @@ async fn a_start_refused_for_expired_credentials_is_refused_and_never_sent_later
     app.sandbox.set_faults(sandbox::Faults::default());
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
-        audit_record(&app, record["record_id"].as_i64().unwrap()).await["status"],
+        app.audit_record(record["record_id"].as_i64().unwrap()).await["status"],
         "Refused"
     );
     assert!(app.sandbox.execution_ids().is_empty(), "nothing started");
@@ -1010,10 +981,9 @@ async fn a_queued_start_that_waited_past_its_expiry_is_not_sent() {
     // An hour later (the console's clock moved), the readiness check it passed is stale: it is
     // not sent, and says why.
     app.state.store.clock.advance(Duration::from_secs(61 * 60));
-    let refused = record_until(&app, record_id, Duration::from_secs(20), |r| {
-        r["status"] == "Refused"
-    })
-    .await;
+    let refused = app
+        .audit_record_until(record_id, Duration::from_secs(20), |r| r["status"] == "Refused")
+        .await;
     assert!(refused["execution_id"].is_null(), "{refused}");
     let (_, detail) = app.get("/audit").await;
     assert!(

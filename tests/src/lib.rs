@@ -340,6 +340,61 @@ impl TestApp {
     }
 
     /// Forgets the fleet cache so the next read asks EC2 again.
+    /// The audit record with this ID (null when there is none yet).
+    pub async fn audit_record(&self, record_id: i64) -> Value {
+        let (status, body) = self.get("/audit").await;
+        assert_eq!(status, 200, "{body}");
+        body.as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["record_id"] == record_id)
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+
+    /// Polls the audit record until `done` holds; panics with it after `within`.
+    pub async fn audit_record_until(
+        &self,
+        record_id: i64,
+        within: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let r = self.audit_record(record_id).await;
+            if done(&r) {
+                return r;
+            }
+            assert!(Instant::now() < deadline, "never got there: {r}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The plan as the API gives it, decoded into the wire type.
+    pub async fn plan_view(&self, id: &str) -> shared::plans::PlanView {
+        let (status, plan) = self.get(&format!("/plans/{id}")).await;
+        assert_eq!(status, 200, "{plan}");
+        serde_json::from_value(plan).expect("a PlanView")
+    }
+
+    /// Polls the plan, typed, until `done` holds; panics with the plan after `within`.
+    pub async fn plan_view_until(
+        &self,
+        id: &str,
+        within: Duration,
+        done: impl Fn(&shared::plans::PlanView) -> bool,
+    ) -> shared::plans::PlanView {
+        let deadline = Instant::now() + within;
+        loop {
+            let plan = self.plan_view(id).await;
+            if done(&plan) {
+                return plan;
+            }
+            assert!(Instant::now() < deadline, "the plan never got there: {plan:#?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub async fn refresh_fleet(&self) {
         self.state.invalidate_fleet().await;
     }
