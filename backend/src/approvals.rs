@@ -243,7 +243,7 @@ async fn view_of(state: &AppState, a: crate::store::ApprovalRow) -> Result<Optio
 async fn requesters_of(state: &AppState, a: &crate::store::ApprovalRow) -> Result<Vec<String>, AppError> {
     let mut all = vec![a.requester.clone()];
     if let Some(marker) = state.store.plan_wave_of(a.record_id).await? {
-        let plan_id = marker.rsplit_once('/').map_or(marker.as_str(), |(id, _)| id);
+        let plan_id = crate::plans::plan_id_of(&marker);
         if let Some(plan) = state.store.plan(plan_id).await? {
             for name in std::iter::once(plan.requester).chain(plan.requesters) {
                 if !all.contains(&name) {
@@ -323,7 +323,7 @@ pub async fn decide(
     // send it past the pause (a cancelled plan's held waves are withdrawn at the cancel).
     if approve {
         if let Some(marker) = state.store.plan_wave_of(id).await? {
-            let plan_id = marker.rsplit_once('/').map_or(marker.as_str(), |(p, _)| p);
+            let plan_id = crate::plans::plan_id_of(&marker);
             if let Some(plan) = state.store.plan(plan_id).await? {
                 if plan.status != shared::plans::PlanStatus::Running {
                     return Err(AppError::Conflict {

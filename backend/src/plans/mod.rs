@@ -541,6 +541,11 @@ async fn advance(state: &AppState, plan: &mut PlanView) -> Result<(), AppError> 
     }
 }
 
+/// The plan a wave's marker (`plan-id/index`, see [`marker`]) belongs to.
+pub fn plan_id_of(marker: &str) -> &str {
+    marker.rsplit_once('/').map_or(marker, |(id, _)| id)
+}
+
 fn marker(plan: &PlanView, i: usize) -> String {
     format!("{}/{i}", plan.plan_id)
 }

@@ -570,7 +570,7 @@ async fn reconcile_one(state: &AppState, run: &RunRow, known_unsent: bool) -> Re
     // A plan's wave is sent only while its plan runs: a paused or halted plan's waits for it to be
     // resumed, a cancelled or finished plan's is never sent.
     if let Some(marker) = state.store.plan_wave_of(run.id).await? {
-        let plan_id = marker.rsplit_once('/').map_or(marker.as_str(), |(id, _)| id);
+        let plan_id = crate::plans::plan_id_of(&marker);
         match state.store.plan(plan_id).await?.map(|p| p.status) {
             Some(shared::plans::PlanStatus::Running) | None => {}
             Some(s) if s.is_final() => {
