@@ -45,6 +45,12 @@ pub struct DoctorArgs {
     /// The AutomationAssumeRole runs will use, to check its permissions too.
     #[arg(long)]
     pub assume_role: Option<String>,
+    /// Also check what runs across accounts need (on by itself with --organization,
+    /// --organizational-unit or member accounts): iam:PassRole on the hub's
+    /// AWS-SystemsManager-AutomationAdministrationRole, and that role's sts:AssumeRole on the
+    /// execution roles.
+    #[arg(long)]
+    pub across_accounts: bool,
 }
 
 #[derive(Debug, Clone, Args)]

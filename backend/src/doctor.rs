@@ -14,10 +14,18 @@ use crate::error::AppError;
 const CONSOLE: &str = "console";
 const ASSUME_ROLE: &str = "assume role";
 
-/// Checks every region's clients; fails only when the console cannot say who it is.
+const ADMINISTRATION_ROLE: &str = "administration role";
+/// The execution role AWS's multi-account automation assumes in each location when the run names
+/// none.
+const EXECUTION_ROLE: &str = "AWS-SystemsManager-AutomationExecutionRole";
+
+/// Checks every region's clients; fails only when the console cannot say who it is. With
+/// `across_accounts`, also what runs across accounts need: passing the hub's administration role to
+/// SSM, and that role assuming the execution role in the other accounts.
 pub async fn check(
     clients: &BTreeMap<String, RegionClients>,
     assume_role: Option<&str>,
+    across_accounts: bool,
 ) -> Result<PermissionReport, AppError> {
     let first = clients
         .values()
@@ -48,6 +56,34 @@ pub async fn check(
         &mut checks,
     )
     .await;
+    if across_accounts {
+        // A run across accounts is run as the hub's administration role (the console passes it as
+        // AutomationAssumeRole when the run names none), which assumes each location's execution role.
+        let partition = crate::org::partition_of(&identity.arn);
+        let admin = format!(
+            "arn:{partition}:iam::{}:role/{}",
+            identity.account,
+            crate::runs::ADMINISTRATION_ROLE
+        );
+        simulated(
+            first,
+            CONSOLE,
+            console_principal.as_deref(),
+            &["iam:PassRole"],
+            Some(&admin),
+            &mut checks,
+        )
+        .await;
+        simulated(
+            first,
+            ADMINISTRATION_ROLE,
+            Some(&admin),
+            &["sts:AssumeRole"],
+            Some(&format!("arn:{partition}:iam::*:role/{EXECUTION_ROLE}")),
+            &mut checks,
+        )
+        .await;
+    }
     if let Some(role) = assume_role {
         // What the runbook's steps do as the role, and the role passing itself to the children of a
         // rate-control run.
@@ -147,6 +183,17 @@ async fn region_checks(
         "call",
         judge(probe::cloudwatch_read(c).await, &[]),
     ));
+    // Runs and plans with a halt alarm check first that it exists where they run.
+    out.push(row(
+        "cloudwatch:DescribeAlarms",
+        "call",
+        judge(
+            crate::aws::cloudwatch::alarm_exists(c, "imds-console-doctor")
+                .await
+                .map(|_| ()),
+            &[],
+        ),
+    ));
     for (action, answer) in probe::launch_sources_reads(c).await {
         out.push(row(action, "call", judge(answer, &[])));
     }
@@ -240,6 +287,12 @@ fn fix(principal: &str, action: &str, result: CheckResult, resource: Option<&str
         ),
         (CONSOLE, "ec2:ModifyInstanceMetadataOptions") => "Allow ec2:ModifyInstanceMetadataOptions for the console's identity, or give runs an AutomationAssumeRole that has it.".into(),
         (CONSOLE, _) => format!("Add {action} to the console's IAM policy (README: AWS permissions)."),
+        (ADMINISTRATION_ROLE, _) => format!(
+            "Create {} in the console's account (AWS's multi-account Automation setup), allowed to \
+             sts:AssumeRole {} in each account; and create that execution role in every account runs go to.",
+            crate::runs::ADMINISTRATION_ROLE,
+            resource.unwrap_or(EXECUTION_ROLE)
+        ),
         (_, "iam:PassRole") => format!(
             "Allow the AutomationAssumeRole iam:PassRole on itself ({}): Automation passes it to the children of rate-control runs.",
             resource.unwrap_or("its own ARN")

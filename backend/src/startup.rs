@@ -35,7 +35,11 @@ async fn doctor(args: &DoctorArgs) -> Result<(), String> {
     if let Some(role) = &args.assume_role {
         shared::RoleArn::parse(role).map_err(|e| format!("--assume-role: {e}"))?;
     }
-    let report = crate::doctor::check(&clients, args.assume_role.as_deref())
+    let across_accounts = args.across_accounts
+        || serve.organization
+        || !serve.organizational_units.is_empty()
+        || !serve.member_accounts()?.is_empty();
+    let report = crate::doctor::check(&clients, args.assume_role.as_deref(), across_accounts)
         .await
         .map_err(|e| format!("cannot use AWS: {e}"))?;
     print!("{}", crate::doctor::table(&report));

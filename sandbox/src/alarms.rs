@@ -2,9 +2,9 @@
 //! alarms the sandbox knows in the caller's account and Region, filtered by AlarmNames,
 //! AlarmNamePrefix, StateValue and AlarmTypes, with CloudWatch's limits on them.
 //!
-//! The sandbox has no alarm store of its own: the alarms it knows are those the fault settings put in
-//! ALARM, and those the Automation runs of the account and Region name in their AlarmConfiguration
-//! (OK unless a fault puts them in ALARM), which is what a console reading them back needs.
+//! The alarms that exist are those the fault settings name (`Faults::alarms`, everywhere or in one
+//! account and Region), OK unless they are also in `Faults::alarms_in_alarm`, which exist everywhere
+//! in ALARM. An alarm a run names that is in neither does not exist: SSM cannot read it.
 
 use std::collections::BTreeSet;
 
@@ -97,14 +97,17 @@ pub(crate) fn describe(
         .as_ref()
         .is_none_or(|t| t.iter().any(|x| x == "MetricAlarm"));
     let world = sb.world();
-    let mut known: BTreeSet<String> = world.alarms_in_alarm.clone();
-    for ex in world
-        .executions
+    // Every alarm that exists here: those everywhere, and those of this account and Region.
+    let here = format!("{}/{}/", at.account, at.region);
+    let known: BTreeSet<String> = world
+        .alarms_in_alarm
         .iter()
-        .filter(|e| e.account == at.account && e.region == at.region)
-    {
-        known.extend(ex.alarms.iter().cloned());
-    }
+        .cloned()
+        .chain(world.alarms.iter().filter_map(|a| match a.strip_prefix(&here) {
+            Some(name) => Some(name.to_owned()),
+            None => (!a.contains('/')).then(|| a.clone()),
+        }))
+        .collect();
     let alarms: Vec<MetricAlarm> = known
         .into_iter()
         .filter(|_| wants_metric)

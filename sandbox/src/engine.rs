@@ -70,6 +70,9 @@ pub(crate) struct World {
     /// names one is stopped by SSM.
     #[serde(skip)]
     pub alarms_in_alarm: BTreeSet<String>,
+    /// CloudWatch alarms that exist (from the fault settings; see `Faults::alarms`).
+    #[serde(skip)]
+    pub alarms: BTreeSet<String>,
     /// What a run whose targets resolve to no instance ends as (from the fault settings).
     #[serde(skip)]
     pub empty_targets: crate::faults::EmptyTargets,
@@ -109,6 +112,10 @@ pub(crate) struct Execution {
     pub alarms: Vec<String>,
     #[serde(default)]
     pub triggered_alarms: Vec<String>,
+    /// The AlarmConfiguration's IgnorePollAlarmFailure: when false (the model's default), an alarm SSM
+    /// cannot read (it does not exist) stops the run.
+    #[serde(default)]
+    pub ignore_alarm_failure: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -136,6 +143,10 @@ pub(crate) struct LocationChild {
     pub max_concurrency: Option<String>,
     pub max_errors: Option<String>,
     pub execution_role_name: String,
+    /// Each place's TargetLocationAlarmConfiguration (by `account/region`): the alarm its run watches
+    /// in that account and Region, and whether an unreadable one is ignored.
+    #[serde(default)]
+    pub alarms_by_place: BTreeMap<String, (Vec<String>, bool)>,
 }
 
 /// One entry of StartAutomationExecution's TargetLocations.
@@ -148,6 +159,9 @@ pub(crate) struct TargetLocation {
     pub execution_role_name: Option<String>,
     pub targets_max_concurrency: Option<String>,
     pub targets_max_errors: Option<String>,
+    /// TargetLocationAlarmConfiguration: the alarm each of its places' runs watches there.
+    pub alarms: Vec<String>,
+    pub ignore_alarm_failure: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -203,11 +217,19 @@ pub(crate) struct StartRequest {
     pub max_errors: Option<String>,
     pub tags: Vec<(String, String)>,
     pub target_locations: Vec<TargetLocation>,
-    /// AlarmConfiguration's alarm names.
+    /// AlarmConfiguration's alarm names, and its IgnorePollAlarmFailure.
     pub alarms: Vec<String>,
+    pub ignore_alarm_failure: bool,
 }
 
 impl World {
+    /// Whether a CloudWatch alarm of that name exists in the account and Region (see `Faults::alarms`).
+    pub(crate) fn alarm_exists(&self, account: &str, region: &str, name: &str) -> bool {
+        self.alarms_in_alarm.contains(name)
+            || self.alarms.contains(name)
+            || self.alarms.contains(&format!("{account}/{region}/{name}"))
+    }
+
     pub(crate) fn new(fleet: Fleet) -> World {
         World {
             fleet,
@@ -227,6 +249,7 @@ impl World {
             missing_roles: BTreeSet::new(),
             quota: AutomationQuota::default(),
             alarms_in_alarm: BTreeSet::new(),
+            alarms: BTreeSet::new(),
             rng: 0x5eed,
         }
     }
@@ -444,6 +467,7 @@ impl World {
             rate_control: None,
             alarms: req.alarms.clone(),
             triggered_alarms: Vec::new(),
+            ignore_alarm_failure: req.ignore_alarm_failure,
         };
         if !req.target_locations.is_empty() {
             let target_param = target_param.clone().ok_or_else(|| {
@@ -451,11 +475,16 @@ impl World {
             })?;
             let first = &req.target_locations[0];
             let mut places = Vec::new();
+            let mut alarms_by_place = BTreeMap::new();
             for loc in &req.target_locations {
                 for account in &loc.accounts {
                     for r in &loc.regions {
                         let place = format!("{account}/{r}");
                         if !places.contains(&place) {
+                            if !loc.alarms.is_empty() {
+                                alarms_by_place
+                                    .insert(place.clone(), (loc.alarms.clone(), loc.ignore_alarm_failure));
+                            }
                             places.push(place);
                         }
                     }
@@ -493,6 +522,7 @@ impl World {
                         .execution_role_name
                         .clone()
                         .unwrap_or_else(|| "AWS-SystemsManager-AutomationExecutionRole".to_owned()),
+                    alarms_by_place,
                 }),
             });
         } else if let Some(target_param) = target_param {
@@ -776,16 +806,37 @@ pub(crate) fn tick(world: &mut World, docs: &Documents, speed: f64, now: u64) {
             .filter(|a| world.alarms_in_alarm.contains(*a))
             .cloned()
             .collect();
-        if !firing.is_empty()
-            && world.executions[idx].triggered_alarms.is_empty()
-            && !is_terminal(&world.executions[idx].status)
-        {
+        // One it cannot read (none by that name in the run's account and Region) stops it too, unless
+        // the run said to ignore poll failures.
+        let unreadable: Vec<String> = {
+            let ex = &world.executions[idx];
+            ex.alarms
+                .iter()
+                .filter(|a| !ex.ignore_alarm_failure && !world.alarm_exists(&ex.account, &ex.region, a))
+                .cloned()
+                .collect()
+        };
+        let stopping = world.executions[idx].triggered_alarms.is_empty()
+            && !world.executions[idx].cancel_requested
+            && !is_terminal(&world.executions[idx].status);
+        if stopping && !firing.is_empty() {
             let ex = &mut world.executions[idx];
             ex.failure_message = Some(format!(
                 "The automation was stopped because the CloudWatch alarm {} is in the ALARM state.",
                 firing.join(", ")
             ));
             ex.triggered_alarms = firing;
+            ex.cancel_requested = true;
+            world.dirty = true;
+        } else if stopping && !unreadable.is_empty() {
+            let ex = &mut world.executions[idx];
+            ex.failure_message = Some(format!(
+                "The automation was stopped because the CloudWatch alarm {} could not be read: \
+                 no alarm by that name exists in account {}, Region {}.",
+                unreadable.join(", "),
+                ex.account,
+                ex.region
+            ));
             ex.cancel_requested = true;
             world.dirty = true;
         }
@@ -1393,8 +1444,14 @@ fn launch_location(world: &mut World, idx: usize, i: usize, place: &str, doc: &D
                 max_errors: lc.max_errors.clone(),
                 tags: parent.tags.clone(),
                 target_locations: Vec::new(),
-                // The location's run stops with its parent, which holds the alarms.
-                alarms: Vec::new(),
+                // The location's run watches its TargetLocationAlarmConfiguration's alarm, in its own
+                // account and Region (and stops with its parent, which holds the AlarmConfiguration).
+                alarms: lc
+                    .alarms_by_place
+                    .get(place)
+                    .map(|a| a.0.clone())
+                    .unwrap_or_default(),
+                ignore_alarm_failure: lc.alarms_by_place.get(place).is_some_and(|a| a.1),
             };
             let parent_id = parent.id.clone();
             world
@@ -1597,6 +1654,7 @@ fn advance_parent(world: &mut World, idx: usize, doc: &Document, now: u64) -> bo
             // A child stops with its parent, which holds the alarms.
             alarms: Vec::new(),
             triggered_alarms: Vec::new(),
+            ignore_alarm_failure: false,
         };
         let ex = &mut world.executions[idx];
         let step = &mut ex.steps[i];

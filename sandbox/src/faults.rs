@@ -117,9 +117,16 @@ pub struct Faults {
     /// refused there (AWS does not document the refusal's code; this is the closest it documents).
     #[serde(default)]
     pub declarative_policy: BTreeSet<String>,
-    /// CloudWatch alarms in the ALARM state: a run whose AlarmConfiguration names one is stopped.
+    /// CloudWatch alarms in the ALARM state (they exist in every account and Region): a run whose
+    /// AlarmConfiguration names one is stopped.
     #[serde(default)]
     pub alarms_in_alarm: BTreeSet<String>,
+    /// CloudWatch metric alarms that exist, in the OK state unless also in `alarms_in_alarm`: `name`
+    /// in every account and Region, or `111111111111/eu-west-1/name` in one place. Any other alarm a
+    /// run names does not exist, and SSM, unable to read it, stops the run (unless the run's
+    /// `IgnorePollAlarmFailure` is true).
+    #[serde(default)]
+    pub alarms: BTreeSet<String>,
 }
 
 /// SSM's per-account, per-Region automation quotas: at most `running` executions run at once

@@ -178,6 +178,7 @@ impl Sandbox {
             world.missing_roles = faults.missing_roles.clone();
             world.declarative_policy = faults.declarative_policy.clone();
             world.alarms_in_alarm = faults.alarms_in_alarm.clone();
+            world.alarms = faults.alarms.clone();
             world.empty_targets = faults.empty_targets;
             world.org_accounts = account_ids(self.inner.config.accounts);
         }

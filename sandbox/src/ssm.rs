@@ -204,27 +204,8 @@ fn start(sb: &Sandbox, at: &Scope<'_>, req: &Value) -> Result<Response, AwsError
         }
     }
     let tags = crate::ssm_rules::start_tags(req)?;
-    // AlarmConfiguration: exactly one alarm (the API model's limit), its name 1 to 255 characters.
-    let alarms: Vec<String> = match req.get("AlarmConfiguration").filter(|v| !v.is_null()) {
-        None => Vec::new(),
-        Some(conf) => {
-            let list = conf["Alarms"].as_array().cloned().unwrap_or_default();
-            if list.len() != 1 {
-                return Err(AwsError::client(
-                    "ValidationException",
-                    format!("1 validation error detected: Value at 'alarmConfiguration.alarms' failed to satisfy constraint: Member must have length less than or equal to 1 and greater than or equal to 1 (got {})", list.len()),
-                ));
-            }
-            let name = list[0]["Name"].as_str().unwrap_or_default();
-            if name.is_empty() || name.chars().count() > 255 {
-                return Err(AwsError::client(
-                    "ValidationException",
-                    "1 validation error detected: Value at 'alarmConfiguration.alarms.1.member.name' failed to satisfy constraint: Member must have length between 1 and 255",
-                ));
-            }
-            vec![name.to_owned()]
-        }
-    };
+    let (alarms, ignore_alarm_failure) =
+        alarm_configuration(req.get("AlarmConfiguration"), "alarmConfiguration")?;
     let start = StartRequest {
         document_name,
         document_version: req["DocumentVersion"].as_str().map(str::to_owned),
@@ -238,6 +219,7 @@ fn start(sb: &Sandbox, at: &Scope<'_>, req: &Value) -> Result<Response, AwsError
         tags,
         target_locations,
         alarms,
+        ignore_alarm_failure,
     };
     let now = timefmt::now_ms();
     let id = {
@@ -250,6 +232,30 @@ fn start(sb: &Sandbox, at: &Scope<'_>, req: &Value) -> Result<Response, AwsError
     sb.save()
         .map_err(|e| AwsError::client("InternalServerError", e.to_string()))?;
     ok_json(&json!({ "AutomationExecutionId": id }))
+}
+
+/// An AlarmConfiguration (`at` names it in errors, as SSM does): exactly one alarm (the API model's
+/// limit), its name 1 to 255 characters; its alarm names and IgnorePollAlarmFailure (default false).
+fn alarm_configuration(conf: Option<&Value>, at: &str) -> Result<(Vec<String>, bool), AwsError> {
+    let Some(conf) = conf.filter(|v| !v.is_null()) else {
+        return Ok((Vec::new(), false));
+    };
+    let list = conf["Alarms"].as_array().cloned().unwrap_or_default();
+    if list.len() != 1 {
+        return Err(AwsError::client(
+            "ValidationException",
+            format!("1 validation error detected: Value at '{at}.alarms' failed to satisfy constraint: Member must have length less than or equal to 1 and greater than or equal to 1 (got {})", list.len()),
+        ));
+    }
+    let name = list[0]["Name"].as_str().unwrap_or_default();
+    if name.is_empty() || name.chars().count() > 255 {
+        return Err(AwsError::client(
+            "ValidationException",
+            format!("1 validation error detected: Value at '{at}.alarms.1.member.name' failed to satisfy constraint: Member must have length between 1 and 255"),
+        ));
+    }
+    let ignore = conf["IgnorePollAlarmFailure"].as_bool().unwrap_or(false);
+    Ok((vec![name.to_owned()], ignore))
 }
 
 /// TargetLocations, checked against the API model: 1 to 100 locations, each with accounts (IDs, or
@@ -339,7 +345,13 @@ fn target_locations(req: &Value, org: &[String]) -> Result<Vec<crate::engine::Ta
                 }
             }
         }
+        let (alarms, ignore_alarm_failure) = alarm_configuration(
+            loc.get("TargetLocationAlarmConfiguration"),
+            &format!("targetLocations.{n}.member.targetLocationAlarmConfiguration"),
+        )?;
         out.push(crate::engine::TargetLocation {
+            alarms,
+            ignore_alarm_failure,
             accounts,
             regions,
             max_concurrency: opt("TargetLocationMaxConcurrency"),
@@ -407,7 +419,7 @@ fn execution_json(ex: &Execution, full: bool) -> Value {
     if !ex.alarms.is_empty() {
         m.insert(
             "AlarmConfiguration".into(),
-            json!({"IgnorePollAlarmFailure": false, "Alarms": ex.alarms.iter().map(|a| json!({"Name": a})).collect::<Vec<_>>()}),
+            json!({"IgnorePollAlarmFailure": ex.ignore_alarm_failure, "Alarms": ex.alarms.iter().map(|a| json!({"Name": a})).collect::<Vec<_>>()}),
         );
     }
     if !ex.triggered_alarms.is_empty() {

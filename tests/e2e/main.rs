@@ -2,6 +2,7 @@
 //! API against its embedded sandbox, and the built page in headless Chromium.
 
 mod access;
+mod alarms;
 mod api;
 mod approvals;
 mod audit;

@@ -91,3 +91,23 @@ pub async fn usage(
     }
     Ok(out)
 }
+
+/// Whether a CloudWatch alarm (metric or composite) of that name exists in the clients' account and
+/// Region. SSM stops a run whose alarm it cannot read, so a start checks first.
+pub async fn alarm_exists(c: &RegionClients, name: &str) -> Result<bool, AppError> {
+    use aws_sdk_cloudwatch::types::AlarmType;
+    let out = c
+        .cloudwatch
+        .describe_alarms()
+        .alarm_names(name)
+        .alarm_types(AlarmType::MetricAlarm)
+        .alarm_types(AlarmType::CompositeAlarm)
+        .send()
+        .await
+        .map_err(|e| sdk_error("cloudwatch:DescribeAlarms", &e))?;
+    Ok(out.metric_alarms().iter().any(|a| a.alarm_name() == Some(name))
+        || out
+            .composite_alarms()
+            .iter()
+            .any(|a| a.alarm_name() == Some(name)))
+}

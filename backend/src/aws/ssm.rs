@@ -131,21 +131,27 @@ pub async fn start(
             .max_concurrency(rc.max_concurrency.as_str())
             .max_errors(rc.max_errors.as_str());
     }
-    if let Some(alarm) = &plan.alarm_name {
-        // SSM watches the alarm while the run goes on and stops it when the alarm fires; an alarm
-        // SSM cannot read stops the run too (IgnorePollAlarmFailure false), which is the safe side.
-        req = req.alarm_configuration(
+    // SSM watches the alarm while the run goes on and stops it when the alarm fires; an alarm SSM
+    // cannot read stops the run too (IgnorePollAlarmFailure false), which is the safe side. A run
+    // across accounts watches it in each location's account and Region (where its instances are),
+    // not in the console's own, where nothing runs.
+    let alarm = plan
+        .alarm_name
+        .as_deref()
+        .map(|name| {
+            let alarm = aws_sdk_ssm::types::Alarm::builder()
+                .name(name)
+                .build()
+                .map_err(AppError::internal)?;
             aws_sdk_ssm::types::AlarmConfiguration::builder()
                 .ignore_poll_alarm_failure(false)
-                .alarms(
-                    aws_sdk_ssm::types::Alarm::builder()
-                        .name(alarm)
-                        .build()
-                        .map_err(AppError::internal)?,
-                )
+                .alarms(alarm)
                 .build()
-                .map_err(AppError::internal)?,
-        );
+                .map_err(AppError::internal)
+        })
+        .transpose()?;
+    if plan.target_locations.is_empty() {
+        req = req.set_alarm_configuration(alarm.clone());
     }
     for loc in &plan.target_locations {
         // SSM takes at most 50 accounts and 50 Regions in one location: a bigger one goes as several
@@ -161,7 +167,8 @@ pub async fn start(
                 .set_execution_role_name(loc.execution_role_name.clone())
                 // SSM does not walk child units unless told; the console previews every account under
                 // a unit or root, at any depth, so it asks SSM to reach the same ones.
-                .include_child_organization_units(!loc.units.is_empty());
+                .include_child_organization_units(!loc.units.is_empty())
+                .set_target_location_alarm_configuration(alarm.clone());
             if let Some(c) = &loc.targets_max_concurrency {
                 l = l.targets_max_concurrency(c.as_str());
             }

@@ -52,6 +52,10 @@ fn millis(rfc3339: &str) -> Option<i64> {
 /// `POST /plans`: a validated plan, saved as a draft.
 pub async fn create(state: &AppState, req: PlanRequest, requester: &str) -> Result<PlanView, AppError> {
     req.validate().map_err(AppError::Validation)?;
+    if let Some(alarm) = &req.halt.alarm_name {
+        // SSM stops a run whose alarm it cannot read: the alarm must be where every wave runs.
+        runs::check_alarm(state, alarm, &wave_places(state, &req).await?, "halt.alarm_name").await?;
+    }
     let (_, at) = now(state);
     let plan = PlanView {
         plan_id: uuid::Uuid::new_v4().to_string(),
@@ -86,6 +90,33 @@ pub async fn create(state: &AppState, req: PlanRequest, requester: &str) -> Resu
     };
     state.store.save_plan(&plan).await?;
     Ok(plan)
+}
+
+/// Every place (account, '' for the console's own, and Region) the plan's waves name, with the
+/// accounts under units and roots.
+async fn wave_places(state: &AppState, req: &PlanRequest) -> Result<Vec<(String, String)>, AppError> {
+    let hub = crate::routes::identity::resolve(state).await?.account;
+    let mut places = std::collections::BTreeSet::new();
+    for i in 0..req.waves.len() {
+        let start = req.wave_start(i).validate().map_err(AppError::Validation)?;
+        if start.target_locations.is_empty() {
+            let region = start
+                .region
+                .as_ref()
+                .map_or_else(|| state.regions[0].clone(), |r| r.as_str().to_owned());
+            let account = start
+                .account
+                .as_ref()
+                .map(|a| a.as_str().to_owned())
+                .unwrap_or_default();
+            places.insert((if account == hub { String::new() } else { account }, region));
+        } else {
+            for (account, region) in crate::org::places(state, &start.target_locations).await? {
+                places.insert((if account == hub { String::new() } else { account }, region));
+            }
+        }
+    }
+    Ok(places.into_iter().collect())
 }
 
 pub async fn get(state: &AppState, plan_id: &str) -> Result<PlanView, AppError> {

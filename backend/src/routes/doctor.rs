@@ -45,7 +45,7 @@ async fn doctor(
             return Ok(Json(report.clone()));
         }
     }
-    let report = crate::doctor::check(&state.clients, role.as_deref()).await?;
+    let report = crate::doctor::check(&state.clients, role.as_deref(), state.org.is_multi_account()).await?;
     *last = Some((Instant::now(), report.clone()));
     Ok(Json(report))
 }

@@ -3,7 +3,7 @@
 //! IMDSv1 (the readiness check). Starts, previews and plan waves all assess the same way.
 
 use shared::api::{InstanceUsage, InstanceView};
-use shared::params::{AccountId, Region, TargetLocation};
+use shared::params::{AccountId, Region, RoleArn, TargetLocation};
 use shared::{preview, StartPlan, Targets};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -76,15 +76,82 @@ pub struct Assessment {
     pub locations: Vec<TargetLocation>,
     /// The places (account, Region) a location named where no target is: left out of the start.
     pub left_out: Vec<(String, String)>,
+    /// For a run across accounts that names no AutomationAssumeRole: the hub's
+    /// `AWS-SystemsManager-AutomationAdministrationRole`, which AWS's multi-account automation runs as
+    /// to assume each location's execution role.
+    pub administration_role: Option<RoleArn>,
 }
 
+/// The role AWS's multi-account automation expects in the account that starts it.
+pub const ADMINISTRATION_ROLE: &str = "AWS-SystemsManager-AutomationAdministrationRole";
+
 impl Assessment {
-    /// What the start sends: its locations narrowed to where the targets are.
+    /// What the start sends: its locations narrowed to where the targets are, run as the
+    /// administration role when it names no role of its own.
     pub fn send_where_targets_are(&self, plan: &mut StartPlan) {
         if !self.locations.is_empty() {
             plan.target_locations = self.locations.clone();
         }
+        if plan.parameters.assume_role.is_none() {
+            plan.parameters.assume_role = self.administration_role.clone();
+        }
     }
+}
+
+/// Checks that the run's CloudWatch alarm exists in every place it runs (`places`: account, '' for
+/// the console's own, and Region): SSM reads it there and stops the run when it cannot.
+pub async fn check_alarm(
+    state: &AppState,
+    name: &str,
+    places: &[(String, String)],
+    field: &str,
+) -> Result<(), AppError> {
+    use futures_util::stream::{self, StreamExt};
+    let answers: Vec<((String, String), Result<bool, AppError>)> = stream::iter(places.iter().cloned())
+        .map(|(account, region)| async move {
+            let found = match crate::inventory::clients_for(state, &account, &region).await {
+                Ok(c) => crate::aws::cloudwatch::alarm_exists(&c, name).await,
+                Err(e) => Err(e),
+            };
+            ((account, region), found)
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    let hub = crate::routes::identity::resolve(state).await?.account;
+    let at = |(account, region): &(String, String)| {
+        format!(
+            "account {}, {region}",
+            if account.is_empty() { &hub } else { account }
+        )
+    };
+    let mut missing: Vec<String> = Vec::new();
+    for (place, found) in &answers {
+        match found {
+            Ok(true) => {}
+            Ok(false) => missing.push(at(place)),
+            Err(e) => {
+                return Err(AppError::field(
+                    field,
+                    format!("The console cannot read CloudWatch alarms in {}: {e}", at(place)),
+                ))
+            }
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    missing.sort();
+    let more = missing.len().saturating_sub(3);
+    missing.truncate(3);
+    Err(AppError::field(
+        field,
+        format!(
+            "There is no CloudWatch alarm named {name} in {}{}: SSM would stop the run at once, unable to read it.",
+            missing.join("; "),
+            if more > 0 { format!(" and {more} more places") } else { String::new() }
+        ),
+    ))
 }
 
 /// `locations` (each with the places it resolves to: its accounts, and the accounts of its units, in
@@ -143,6 +210,9 @@ pub async fn assess(state: &AppState, plan: &StartPlan, with_usage: bool) -> Res
         .unwrap_or_default();
     let mut locations = Vec::new();
     let mut left_out = Vec::new();
+    let mut administration_role = None;
+    // Where the run goes: its own place, or the places with targets of a run across accounts.
+    let mut run_places = vec![(account.clone(), region.clone())];
     let mut targets = if plan.target_locations.is_empty() {
         resolve_targets(state, &account, &region, plan).await?
     } else {
@@ -190,6 +260,17 @@ pub async fn assess(state: &AppState, plan: &StartPlan, with_usage: bool) -> Res
             }
         }
         (locations, left_out) = narrow(&resolved, &with_targets);
+        run_places = with_targets
+            .iter()
+            .map(|(a, r)| (if *a == hub { String::new() } else { a.clone() }, r.clone()))
+            .collect();
+        let console = crate::routes::identity::resolve(state).await?;
+        administration_role = RoleArn::parse(&format!(
+            "arn:{}:iam::{}:role/{ADMINISTRATION_ROLE}",
+            crate::org::partition_of(&console.arn),
+            console.account
+        ))
+        .ok();
         // Narrowed, a location may become several (accounts with different Regions): still within
         // what SSM takes in one start.
         let pieces: usize = locations.iter().map(|l| l.ssm_pieces().len()).sum();
@@ -211,6 +292,9 @@ pub async fn assess(state: &AppState, plan: &StartPlan, with_usage: bool) -> Res
         }
         all
     };
+    if let Some(name) = &plan.alarm_name {
+        check_alarm(state, name, &run_places, "alarm_name").await?;
+    }
     let mut users = Vec::new();
     // A rollout over instance IDs goes least risky first, which needs each one's IMDSv1 use.
     let ordered = plan
@@ -238,6 +322,7 @@ pub async fn assess(state: &AppState, plan: &StartPlan, with_usage: bool) -> Res
         users,
         locations,
         left_out,
+        administration_role,
     })
 }
 

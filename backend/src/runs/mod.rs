@@ -22,7 +22,7 @@ use std::time::Duration;
 
 mod assess;
 mod detail;
-pub use assess::{assess, resolve_targets, Assessment};
+pub use assess::{assess, check_alarm, resolve_targets, Assessment, ADMINISTRATION_ROLE};
 pub use detail::{complete, detail_of};
 
 use crate::aws::{ec2, ssm, AwsFault};
