@@ -491,8 +491,9 @@ async fn tokens_expire_by_default_and_stay_revoked_when_their_user_comes_back() 
     );
 }
 
-#[tokio::test]
-async fn a_plan_is_audited_when_made_and_starts_no_wave_for_a_disabled_person() {
+/// A plan op1 made and started; while its first wave bakes, `change` is made to op1 (an admin's
+/// request: path and body); the plan must halt naming op1 and `why`, its second wave never started.
+async fn plan_halts_for_op1_when(change: (&str, Value), why: &str) {
     let app = e2e::spawn_app().await;
     let op1 = Person::new(&app, "op1", "operator").await;
     let wave = |name: &str, bake: u32| {
@@ -517,7 +518,7 @@ async fn a_plan_is_audited_when_made_and_starts_no_wave_for_a_disabled_person() 
 
     let (status, _) = op1.post(&app, &format!("/plans/{id}/start"), &json!({})).await;
     assert_eq!(status, 200);
-    // While dev bakes, op1 is disabled: staging does not start.
+    // While dev bakes, op1 changes: staging does not start.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let (_, plan) = app.get(&format!("/plans/{id}")).await;
@@ -528,7 +529,8 @@ async fn a_plan_is_audited_when_made_and_starts_no_wave_for_a_disabled_person() 
         assert!(std::time::Instant::now() < deadline, "{plan:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(app.post("/users/op1/disable", &json!({})).await.0, 204);
+    let (status, answer) = app.post(change.0, &change.1).await;
+    assert!(status == 200 || status == 204, "{status} {answer}");
     let deadline = std::time::Instant::now() + Duration::from_secs(40);
     let plan = loop {
         let (_, plan) = app.get(&format!("/plans/{id}")).await;
@@ -540,9 +542,29 @@ async fn a_plan_is_audited_when_made_and_starts_no_wave_for_a_disabled_person() 
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(plan.status, shared::plans::PlanStatus::Halted, "{plan:?}");
-    assert!(plan.reason.as_deref().unwrap_or("").contains("op1"), "{plan:?}");
+    let reason = plan.reason.as_deref().unwrap_or("");
+    assert!(reason.contains("op1") && reason.contains(why), "{plan:?}");
     assert_eq!(plan.waves[1].status, shared::plans::WaveStatus::Pending);
     assert_eq!(app.sandbox.execution_ids().len(), 1, "only dev ran");
+}
+
+#[tokio::test]
+async fn a_plan_is_audited_when_made_and_starts_no_wave_for_a_disabled_person() {
+    plan_halts_for_op1_when(("/users/op1/disable", json!({})), "disabled").await;
+}
+
+#[tokio::test]
+async fn a_plan_starts_no_wave_for_a_person_made_viewer() {
+    plan_halts_for_op1_when(("/users/op1/role", json!({"role": "viewer"})), "viewer").await;
+}
+
+#[tokio::test]
+async fn a_plan_starts_no_wave_for_a_person_no_longer_in_its_account() {
+    plan_halts_for_op1_when(
+        ("/users/op1/accounts", json!({"accounts": ["200000000001"]})),
+        "may no longer act in 123456789012",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -682,6 +704,64 @@ async fn a_lookup_of_an_unrecorded_run_asks_aws_only_for_someone_who_may_see_the
     let (status, _) = app.get(&format!("/executions/{unknown}")).await;
     assert_eq!(status, 404);
     assert!(app.sandbox.count_calls("ssm:GetAutomationExecution", since) > 0);
+}
+
+#[tokio::test]
+async fn a_run_outside_someone_s_accounts_reads_exactly_like_one_that_does_not_exist() {
+    let ids = sandbox::account_ids(2);
+    let app = spawn_app_with(AppOptions {
+        accounts: 2,
+        ..AppOptions::default()
+    })
+    .await;
+    // A run recorded in the second account, which "hub" (limited to the console's own) may not see.
+    let instance = app
+        .instances()
+        .await
+        .into_iter()
+        .find(|i| i["account"] == ids[1].as_str() && i["state"] == "running")
+        .expect("an instance in the second account");
+    let (status, body) = app
+        .post(
+            "/executions",
+            &json!({"account": ids[1], "region": instance["region"],
+                    "parameters": {"InstanceId": instance["instance_id"], "EnforceIMDSv2": "optional"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let hidden: StartExecutionResponse = serde_json::from_value(body).unwrap();
+    let hidden = hidden.execution_id.unwrap();
+    let cookie = app.limited_operator("hub", &[&ids[0]]).await;
+    let read = |id: String| {
+        let cookie = cookie.clone();
+        let url = app.url(&format!("/executions/{id}"));
+        async move {
+            let resp = reqwest::Client::new()
+                .get(url)
+                .header("cookie", &cookie)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            let body: ErrorBody = resp.json().await.unwrap();
+            (status, body.error.code, body.error.message.replace(&id, "ID"))
+        }
+    };
+    let unknown = "0b5e1c9a-1111-4222-8333-944455566677".to_owned();
+    let hidden_answer = read(hidden.clone()).await;
+    let unknown_answer = {
+        tokio::time::sleep(Duration::from_millis(2_100)).await;
+        read(unknown.clone()).await
+    };
+    assert_eq!(hidden_answer.0, 404, "{hidden_answer:?}");
+    assert_eq!(hidden_answer, unknown_answer, "the same answer for both");
+    // Right after a lookup, both are throttled alike.
+    let (hidden_again, unknown_again) = (read(hidden).await, read(unknown).await);
+    assert_eq!(hidden_again.0, 429, "{hidden_again:?}");
+    assert_eq!(
+        (hidden_again.0, hidden_again.1),
+        (unknown_again.0, unknown_again.1)
+    );
 }
 
 #[tokio::test]

@@ -619,6 +619,10 @@ async fn start_wave(state: &AppState, plan: &mut PlanView, i: usize) -> Result<(
         );
         return Ok(());
     }
+    if let Some(why) = no_longer_answerable(state, &answerable, &start).await? {
+        halt(plan, why);
+        return Ok(());
+    }
     let a = match runs::assess(state, &start, false).await {
         Ok(a) => a,
         Err(e) => {
@@ -706,6 +710,40 @@ async fn start_wave(state: &AppState, plan: &mut PlanView, i: usize) -> Result<(
         }
     }
     Ok(())
+}
+
+/// Why `user` may no longer have this wave started on their behalf: a built-in user whose role is
+/// now below operator, or whose accounts no longer cover every account the wave acts in. (A sign-on
+/// user's rights come with each request; they were checked when the plan was started or resumed.)
+async fn no_longer_answerable(
+    state: &AppState,
+    user: &str,
+    start: &shared::StartPlan,
+) -> Result<Option<String>, AppError> {
+    let Some(role) = state.store.enabled_user_role(user).await? else {
+        return Ok(None);
+    };
+    if role < shared::api::Role::Operator {
+        return Ok(Some(format!(
+            "{user}, on whose behalf its waves start, is now a {} and may not start runs; an operator resumes it to take it over",
+            role.as_str()
+        )));
+    }
+    let hub = crate::routes::identity::resolve(state).await?.account;
+    let scope = crate::auth::AccountScope {
+        allowed: state.store.user_accounts(user).await?,
+        hub: hub.clone(),
+    };
+    let outside: Vec<String> = crate::auth::policy::start_accounts(start, &hub)
+        .into_iter()
+        .filter(|a| !scope.allows(a))
+        .collect();
+    Ok((!outside.is_empty()).then(|| {
+        format!(
+            "{user}, on whose behalf its waves start, may no longer act in {}; an operator who may resumes it to take it over",
+            outside.join(", ")
+        )
+    }))
 }
 
 /// What a wave waiting for approval says.

@@ -425,19 +425,7 @@ async fn cached_detail(state: &AppState, row: &RunRow) -> Option<ExecutionDetail
 /// is spent, never a queue), and only among executions of our runbook.
 async fn foreign_detail(state: &AppState, id: &str) -> Result<ExecutionDetail, AppError> {
     for clients in state.clients.values() {
-        let limits = state.limits("", &clients.region);
-        let slot = limits.lookup.try_acquire_now().await;
-        let found = match slot {
-            Ok(_slot) => ssm::get(clients, id).await,
-            Err(wait) => {
-                let secs = wait.as_secs() + 1;
-                return Err(AppError::refused(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "LookupThrottled",
-                    format!("execution {id} is not in this console's records, and looking it up in SSM is rate-limited; try again in {secs} s"),
-                ));
-            }
-        };
+        let found = runs::in_lookup_slot(state, &clients.region, id, ssm::get(clients, id)).await?;
         match found {
             Ok(ex) if ex.document_name != shared::RUNBOOK => break,
             Ok(ex) => {
@@ -472,10 +460,7 @@ async fn foreign_detail(state: &AppState, id: &str) -> Result<ExecutionDetail, A
             Err(e) => return Err(e),
         }
     }
-    Err(AppError::NotFound(format!(
-        "execution {id} is not known to this console or to SSM in {}",
-        state.regions.join(", ")
-    )))
+    Err(runs::unknown_to_ssm(state, id))
 }
 
 async fn stop(
