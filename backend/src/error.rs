@@ -164,6 +164,16 @@ impl IntoResponse for AppError {
         }
         let (status, mut error) = self.to_parts();
         error.request_id = crate::telemetry::request_id();
-        (status, Json(ErrorBody { error })).into_response()
+        let refusal = (status == StatusCode::FORBIDDEN).then(|| Refusal(error.code.clone()));
+        let mut resp = (status, Json(ErrorBody { error })).into_response();
+        if let Some(refusal) = refusal {
+            resp.extensions_mut().insert(refusal);
+        }
+        resp
     }
 }
+
+/// The code of a 403 a handler answered, kept on the response so that the access layer can record
+/// the refused change in the audit trail (as it records its own refusals).
+#[derive(Debug, Clone)]
+pub struct Refusal(pub String);

@@ -255,6 +255,17 @@ async fn an_admin_cannot_approve_as_someone_else_by_minting_their_token_or_setti
     let refused: ErrorBody = resp.json().await.unwrap();
     assert_eq!(refused.error.code, "ForeignCredential");
     drop(op1);
+    // Each refusal a handler gave is in the audit trail, as the access layer's own are.
+    let (_, page) = app.get("/audit/auth?kind=change-refused&limit=100").await;
+    let page: shared::api::AuthEventPage = serde_json::from_value(page).unwrap();
+    let subjects: Vec<String> = page.events.iter().filter_map(|e| e.subject.clone()).collect();
+    for refusal in [
+        "POST /tokens: TokenForAnother",
+        "POST /approvals/{id}/{decision}: ForeignCredential",
+        "POST /approvals/{id}/{decision}: PasswordChangeRequired",
+    ] {
+        assert!(subjects.iter().any(|s| s == refusal), "{refusal}: {subjects:?}");
+    }
 
     // Whoever signs in with a password they chose is the account's owner as far as the console can
     // tell (the reset, the change and the sign-ins are in the audit trail: SECURITY.md). Such a
@@ -756,11 +767,30 @@ async fn a_run_outside_someone_s_accounts_reads_exactly_like_one_that_does_not_e
     assert_eq!(hidden_answer.0, 404, "{hidden_answer:?}");
     assert_eq!(hidden_answer, unknown_answer, "the same answer for both");
     // Right after a lookup, both are throttled alike.
-    let (hidden_again, unknown_again) = (read(hidden).await, read(unknown).await);
+    let (hidden_again, unknown_again) = (read(hidden.clone()).await, read(unknown).await);
     assert_eq!(hidden_again.0, 429, "{hidden_again:?}");
     assert_eq!(
         (hidden_again.0, hidden_again.1),
         (unknown_again.0, unknown_again.1)
+    );
+    // Stopping it is refused as if it did not exist, and the attempt is in the audit trail.
+    let resp = reqwest::Client::new()
+        .post(app.url(&format!("/executions/{hidden}/stop")))
+        .header("cookie", &cookie)
+        .header("origin", &app.base)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    let (_, page) = app.get("/audit/auth?kind=change-refused").await;
+    let page: shared::api::AuthEventPage = serde_json::from_value(page).unwrap();
+    assert_eq!(
+        page.events
+            .iter()
+            .filter_map(|e| e.subject.as_deref())
+            .collect::<Vec<_>>(),
+        ["POST /executions/{id}/stop: NotFound"]
     );
 }
 

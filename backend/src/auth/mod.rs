@@ -462,21 +462,31 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         return no_store(next.run(req).await);
     };
     let method = req.method().clone();
-    match policy::check_accounts(&state, &i, policy, req).await {
+    let name = i.name.clone();
+    let limited = i.varies_by_account();
+    let mut unseen = false;
+    let resp = match policy::check_accounts(&state, &i, policy, req).await {
         Ok((mut checked, _)) => {
             checked.extensions_mut().insert(i);
-            no_store(next.run(checked).await)
+            next.run(checked).await
         }
         Err(refused) => {
-            if unsafe_method
-                && matches!(&refused, AppError::Refused { code, .. } if code == "AccountNotAllowed")
-            {
-                let what = refused_what(&method, template.as_deref(), "AccountNotAllowed");
-                let _ = audit_refusal(&state, &i.name, &what, address.as_deref()).await;
-            }
-            no_store(refused.into_response())
+            unseen = limited && matches!(refused, AppError::NotFound(_));
+            refused.into_response()
         }
+    };
+    // Every refused change is evidence: the policy's (another account: 403, or 404 for an object
+    // outside the caller's accounts) and the handlers' own (their own approval, a token for someone
+    // else, a credential someone else made).
+    let code = match resp.extensions().get::<crate::error::Refusal>() {
+        Some(refusal) => Some(refusal.0.clone()),
+        None => unseen.then(|| "NotFound".to_owned()),
+    };
+    if let (true, Some(code)) = (unsafe_method, code) {
+        let what = refused_what(&method, template.as_deref(), &code);
+        let _ = audit_refusal(&state, &name, &what, address.as_deref()).await;
     }
+    no_store(resp)
 }
 
 /// A refused change as the audit trail names it: method and route template (closed sets, so a request
