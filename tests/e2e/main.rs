@@ -6,6 +6,7 @@ mod api;
 mod approvals;
 mod audit;
 mod browser;
+mod cross_account_steps;
 mod fleet;
 mod held_and_queued;
 mod layers;

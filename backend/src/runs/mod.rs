@@ -23,7 +23,7 @@ use std::time::Duration;
 mod assess;
 mod detail;
 pub use assess::{assess, resolve_targets, Assessment};
-pub use detail::{complete, detail_of};
+pub use detail::{complete, detail_of, merge_steps};
 
 use crate::aws::{ec2, ssm, AwsFault};
 use crate::error::AppError;
