@@ -22,5 +22,6 @@ mod scope;
 mod security;
 mod sources;
 mod store;
+mod template_fix_copy;
 mod trust;
 mod webhooks;
