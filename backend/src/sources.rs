@@ -816,12 +816,8 @@ async fn plan(
                 version: new_version,
                 http_tokens: Some("required".into()),
                 http_put_response_hop_limit: hop.map(i32::from).or(t.default.http_put_response_hop_limit),
-                http_endpoint: Some(
-                    t.default
-                        .http_endpoint
-                        .clone()
-                        .unwrap_or_else(|| "enabled".into()),
-                ),
+                // Left as it was: an unset endpoint stays unset (EC2 then enables it at launch).
+                http_endpoint: t.default.http_endpoint.clone(),
                 image_id: t.default.image_id.clone(),
             };
             let groups: Vec<&GroupReading> = reading

@@ -132,11 +132,35 @@ pub async fn refresh(state: &AppState, run: &RunRow) -> Result<ExecutionDetail, 
     };
     let clients = &crate::inventory::clients_for(state, &run.account, &run.region).await?;
     let limits = state.limits(&run.account, &run.region);
-    let ex = {
+    let mut ex = {
         let _slot = limits.read.acquire().await;
         ssm::get(clients, execution_id).await?
     };
-    if ex.rate_control.is_some() {
+    if ex.is_cross_account() {
+        // A run across accounts and Regions: one step per location, whose runs live in their own
+        // accounts (no children to list here). When SSM shows only the first steps, the rest are read
+        // a page per round, in the read slot the children's page would take, cycling, and once more
+        // through all of them after the run ends; the steps read before are kept meanwhile.
+        if ex.steps_truncated {
+            let finished = ex.status.is_terminal();
+            let token = state.child_pages.next_page(execution_id, finished);
+            let (page, next) = {
+                let _slot = limits.read.acquire().await;
+                ssm::steps_page(clients, execution_id, token).await?
+            };
+            let swept = state.child_pages.page_read(execution_id, next);
+            // Watched until the last sweep is done, even when the run is first seen finished.
+            state.store.set_children_synced(execution_id, swept).await?;
+            let known = run
+                .detail
+                .as_deref()
+                .and_then(|d| serde_json::from_str::<ExecutionDetail>(d).ok())
+                .map(|d| d.steps)
+                .unwrap_or_default();
+            let first = std::mem::take(&mut ex.steps);
+            ex.steps = runs::merge_steps(runs::merge_steps(known, first), page);
+        }
+    } else if ex.rate_control.is_some() {
         // One page of children per round, so a 1,000-target rollout costs one read a round, not twenty;
         // the pages cycle, so every child is read again within (children / 50) rounds.
         // After the run finishes they are read through once more, so no child is left behind.
@@ -225,7 +249,7 @@ pub async fn refresh(state: &AppState, run: &RunRow) -> Result<ExecutionDetail, 
     }
     if status_changed && ex.status.is_terminal() {
         // A run across accounts and Regions changed every location's instances; any other, its own.
-        if ex.steps.iter().any(|s| s.inputs.contains_key("TargetLocation")) {
+        if ex.is_cross_account() {
             state.invalidate_fleet().await;
         } else {
             state.fleet_changed_in(&run.account, &run.region);

@@ -116,6 +116,9 @@ pub(crate) struct Execution {
     /// cannot read (it does not exist) stops the run.
     #[serde(default)]
     pub ignore_alarm_failure: bool,
+    /// StartAutomationExecution's TargetLocations as sent (empty for a run in one place).
+    #[serde(default)]
+    pub target_locations: Vec<Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -162,6 +165,9 @@ pub(crate) struct TargetLocation {
     /// TargetLocationAlarmConfiguration: the alarm each of its places' runs watches there.
     pub alarms: Vec<String>,
     pub ignore_alarm_failure: bool,
+    /// The entry as the request sent it (units and roots unresolved): GetAutomationExecution answers
+    /// it back as the execution's TargetLocations.
+    pub requested: Value,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -184,6 +190,10 @@ pub(crate) struct StepExec {
     pub next_step: Option<String>,
     pub max_attempts: u32,
     pub timeout_seconds: Option<u64>,
+    /// A TargetLocations run's step for one account and Region: SSM's StepExecution.TargetLocation
+    /// (that account and Region, with the location's settings).
+    #[serde(default)]
+    pub target_location: Option<Value>,
     pub attempt: u32,
     /// When the current phase ends (Pending -> InProgress, or InProgress -> done).
     pub due_ms: u64,
@@ -468,36 +478,46 @@ impl World {
             alarms: req.alarms.clone(),
             triggered_alarms: Vec::new(),
             ignore_alarm_failure: req.ignore_alarm_failure,
+            target_locations: Vec::new(),
         };
         if !req.target_locations.is_empty() {
             let target_param = target_param.clone().ok_or_else(|| {
                 invalid_params("TargetLocations need TargetParameterName and Targets.".to_owned())
             })?;
             let first = &req.target_locations[0];
-            let mut places = Vec::new();
+            let mut places: Vec<String> = Vec::new();
             let mut alarms_by_place = BTreeMap::new();
             for loc in &req.target_locations {
                 for account in &loc.accounts {
                     for r in &loc.regions {
                         let place = format!("{account}/{r}");
-                        if !places.contains(&place) {
-                            if !loc.alarms.is_empty() {
-                                alarms_by_place
-                                    .insert(place.clone(), (loc.alarms.clone(), loc.ignore_alarm_failure));
-                            }
-                            places.push(place);
+                        if places.contains(&place) {
+                            continue;
                         }
+                        if !loc.alarms.is_empty() {
+                            alarms_by_place
+                                .insert(place.clone(), (loc.alarms.clone(), loc.ignore_alarm_failure));
+                        }
+                        let mut step = new_step(None, &place, "aws:executeAutomation", now);
+                        step.inputs
+                            .insert("DocumentName".into(), json!(doc.name).to_string());
+                        let mut location = json!({ "Accounts": [account], "Regions": [r] });
+                        for (key, value) in [
+                            ("TargetLocationMaxConcurrency", &loc.max_concurrency),
+                            ("TargetLocationMaxErrors", &loc.max_errors),
+                            ("ExecutionRoleName", &loc.execution_role_name),
+                        ] {
+                            if let Some(v) = value {
+                                location[key] = json!(v);
+                            }
+                        }
+                        step.target_location = Some(location);
+                        ex.steps.push(step);
+                        places.push(place);
                     }
                 }
             }
-            for place in &places {
-                let mut step = new_step(None, place, "aws:executeAutomation", now);
-                step.inputs
-                    .insert("DocumentName".into(), json!(doc.name).to_string());
-                step.inputs
-                    .insert("TargetLocation".into(), json!(place).to_string());
-                ex.steps.push(step);
-            }
+            ex.target_locations = req.target_locations.iter().map(|l| l.requested.clone()).collect();
             ex.rate_control = Some(RateControl {
                 target_parameter_name: target_param.clone(),
                 targets: req.targets.clone(),
@@ -765,6 +785,7 @@ fn new_step(def_index: Option<usize>, name: &str, action: &str, now: u64) -> Ste
         next_step: None,
         max_attempts: 1,
         timeout_seconds: None,
+        target_location: None,
         attempt: 0,
         due_ms: now,
     }
@@ -1655,6 +1676,7 @@ fn advance_parent(world: &mut World, idx: usize, doc: &Document, now: u64) -> bo
             alarms: Vec::new(),
             triggered_alarms: Vec::new(),
             ignore_alarm_failure: false,
+            target_locations: Vec::new(),
         };
         let ex = &mut world.executions[idx];
         let step = &mut ex.steps[i];

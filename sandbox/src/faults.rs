@@ -96,6 +96,11 @@ pub struct Faults {
     /// yet" for "never started".
     #[serde(default)]
     pub list_lag_ms: u64,
+    /// How many StepExecutions GetAutomationExecution answers before it sets StepExecutionsTruncated
+    /// (the rest are read with DescribeAutomationStepExecutions). AWS does not document the number;
+    /// None is 100.
+    #[serde(default)]
+    pub steps_in_get: Option<usize>,
     /// What a run, or one location of a run across accounts and Regions, whose targets resolve to
     /// no instance ends as. AWS does not document it; a console must be right under either.
     #[serde(default)]

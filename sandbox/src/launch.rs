@@ -32,7 +32,35 @@ pub(crate) struct TemplateMetadata {
     pub http_tokens: Option<String>,
     pub hop_limit: Option<u8>,
     pub http_endpoint: Option<String>,
+    #[serde(default)]
+    pub http_protocol_ipv6: Option<String>,
+    #[serde(default)]
+    pub instance_metadata_tags: Option<String>,
 }
+
+/// One block device mapping of a launch template version, as EC2 models it: the device, and either
+/// an EBS volume (its members by their API names: `SnapshotId`, `VolumeSize`, `VolumeType`,
+/// `Encrypted`, `DeleteOnTermination`, `Iops`, `Throughput`, `KmsKeyId`), an instance store
+/// (`VirtualName`) or `NoDevice`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct BlockDeviceMapping {
+    pub device_name: Option<String>,
+    pub virtual_name: Option<String>,
+    pub no_device: Option<String>,
+    pub ebs: BTreeMap<String, String>,
+}
+
+/// The EBS members a template's block device mapping keeps (EC2's API names).
+pub(crate) const EBS_MEMBERS: &[&str] = &[
+    "Encrypted",
+    "DeleteOnTermination",
+    "Iops",
+    "KmsKeyId",
+    "SnapshotId",
+    "VolumeSize",
+    "VolumeType",
+    "Throughput",
+];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct TemplateVersion {
@@ -42,6 +70,8 @@ pub(crate) struct TemplateVersion {
     pub instance_type: String,
     /// None: the version has no MetadataOptions at all.
     pub md: Option<TemplateMetadata>,
+    #[serde(default)]
+    pub block_device_mappings: Vec<BlockDeviceMapping>,
     pub created_ms: u64,
 }
 
@@ -203,6 +233,65 @@ const SEEDED: &[SeededTemplate] = &[
     ("worker", "legacy", None, None, "worker-asg", "$Default"),
 ];
 
+/// A seeded template version's metadata options. The web template's block is full (instance tags in
+/// IMDS, the IPv6 endpoint) and leaves the endpoint unset, so a fix that copies only some members, or
+/// fills in an unset one, shows.
+fn seeded_metadata(template: &str, tokens: &str) -> TemplateMetadata {
+    let web = template == "web";
+    TemplateMetadata {
+        http_tokens: Some(tokens.to_owned()),
+        hop_limit: Some(2),
+        http_endpoint: (!web).then(|| "enabled".to_owned()),
+        http_protocol_ipv6: web.then(|| "enabled".to_owned()),
+        instance_metadata_tags: web.then(|| "enabled".to_owned()),
+    }
+}
+
+/// A seeded template's volumes: the web and batch templates boot from and attach snapshots (which a
+/// new version made with SourceVersion drops unless they are sent again, as in EC2).
+fn seeded_volumes(template: &str, place: &str) -> Vec<BlockDeviceMapping> {
+    if template == "worker" {
+        return Vec::new();
+    }
+    let ebs = |members: &[(&str, String)]| -> BTreeMap<String, String> {
+        members
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect()
+    };
+    vec![
+        BlockDeviceMapping {
+            device_name: Some("/dev/xvda".to_owned()),
+            ebs: ebs(&[
+                ("SnapshotId", format!("snap-0{place}0001")),
+                ("VolumeSize", "30".to_owned()),
+                ("VolumeType", "gp3".to_owned()),
+                ("Iops", "3000".to_owned()),
+                ("Throughput", "125".to_owned()),
+                ("Encrypted", "true".to_owned()),
+                ("DeleteOnTermination", "true".to_owned()),
+            ]),
+            ..BlockDeviceMapping::default()
+        },
+        BlockDeviceMapping {
+            device_name: Some("/dev/sdf".to_owned()),
+            ebs: ebs(&[
+                ("SnapshotId", format!("snap-0{place}0002")),
+                ("VolumeSize", "100".to_owned()),
+                ("VolumeType", "io2".to_owned()),
+                ("Iops", "5000".to_owned()),
+                ("DeleteOnTermination", "false".to_owned()),
+            ]),
+            ..BlockDeviceMapping::default()
+        },
+        BlockDeviceMapping {
+            device_name: Some("/dev/sdg".to_owned()),
+            virtual_name: Some("ephemeral0".to_owned()),
+            ..BlockDeviceMapping::default()
+        },
+    ]
+}
+
 /// Links the seeded fleet to templates, groups and AMIs: in each account and region, three templates
 /// with a group each, and two AMIs (one marked `ImdsSupport: v2.0`). Every tenth instance of a place
 /// belongs to each group (and carries the tags EC2 gives such instances); every instance gets an AMI.
@@ -245,11 +334,8 @@ pub(crate) fn seed(fleet: &mut Fleet) -> Launch {
                 description: Some(format!("{name} v{number}")),
                 image_id: image(image_kind),
                 instance_type: "m6i.large".to_owned(),
-                md: tokens.map(|t| TemplateMetadata {
-                    http_tokens: Some(t.to_owned()),
-                    hop_limit: Some(2),
-                    http_endpoint: Some("enabled".to_owned()),
-                }),
+                md: tokens.map(|t| seeded_metadata(name, t)),
+                block_device_mappings: seeded_volumes(name, &h),
                 created_ms: created + number as u64 * 86_400_000,
             };
             let mut versions = vec![version(1, *v1)];
@@ -318,6 +404,7 @@ pub(crate) fn seed(fleet: &mut Fleet) -> Launch {
                     http_tokens: Some(tokens.to_owned()),
                     hop_limit: Some(1),
                     http_endpoint: Some("enabled".to_owned()),
+                    ..TemplateMetadata::default()
                 }),
                 created_ms: created,
             });
@@ -425,10 +512,12 @@ impl Launch {
                 .http_endpoint
                 .or(defaults.http_endpoint.clone())
                 .unwrap_or_else(|| "enabled".to_owned()),
-            http_protocol_ipv6: "disabled".to_owned(),
-            instance_metadata_tags: defaults
+            http_protocol_ipv6: template
+                .http_protocol_ipv6
+                .unwrap_or_else(|| "disabled".to_owned()),
+            instance_metadata_tags: template
                 .instance_metadata_tags
-                .clone()
+                .or(defaults.instance_metadata_tags.clone())
                 .unwrap_or_else(|| "disabled".to_owned()),
             applied_at_ms: 0,
         })

@@ -9,7 +9,7 @@ use std::fmt::Write;
 
 use crate::ec2::{esc, numbered, wrap};
 use crate::fleet::Scope;
-use crate::launch::{place_key, LaunchTemplate, TemplateMetadata, TemplateVersion};
+use crate::launch::{place_key, LaunchTemplate, TemplateVersion};
 use crate::wire::{ok_xml, AwsError};
 use crate::{timefmt, Sandbox};
 
@@ -275,25 +275,16 @@ fn describe_templates(sb: &Sandbox, at: &Scope<'_>, p: &Params<'_>) -> Result<Re
 }
 
 fn version_xml(t: &LaunchTemplate, v: &TemplateVersion) -> String {
-    let mut md = String::new();
-    if let Some(m) = &v.md {
-        md.push_str("<metadataOptions><state>applied</state>");
-        if let Some(x) = &m.http_tokens {
-            let _ = write!(md, "<httpTokens>{x}</httpTokens>");
-        }
-        if let Some(x) = m.hop_limit {
-            let _ = write!(md, "<httpPutResponseHopLimit>{x}</httpPutResponseHopLimit>");
-        }
-        if let Some(x) = &m.http_endpoint {
-            let _ = write!(md, "<httpEndpoint>{x}</httpEndpoint>");
-        }
-        md.push_str("</metadataOptions>");
-    }
+    let md =
+        v.md.as_ref()
+            .map(crate::template_data::metadata_xml)
+            .unwrap_or_default();
+    let devices = crate::template_data::block_devices_xml(&v.block_device_mappings);
     format!(
         "<launchTemplateId>{}</launchTemplateId><launchTemplateName>{}</launchTemplateName>\
          <versionNumber>{}</versionNumber>{}<createTime>{}</createTime>\
          <createdBy>arn:aws:iam::{}:root</createdBy><defaultVersion>{}</defaultVersion>\
-         <launchTemplateData><imageId>{}</imageId><instanceType>{}</instanceType>{md}</launchTemplateData>",
+         <launchTemplateData><imageId>{}</imageId><instanceType>{}</instanceType>{devices}{md}</launchTemplateData>",
         t.id,
         esc(&t.name),
         v.number,
@@ -365,9 +356,9 @@ fn describe_versions(sb: &Sandbox, at: &Scope<'_>, p: &Params<'_>) -> Result<Res
     ok_xml(wrap("DescribeLaunchTemplateVersions", &body))
 }
 
-/// A new version: the source version's data (if named), with the request's data on top; a
-/// MetadataOptions in the request replaces the source's field by field. A repeated ClientToken
-/// answers the version it created.
+/// A new version: the source version's data (if named), with the request's data on top, by EC2's
+/// rules (`template_data::new_version_data`: a block the request gives replaces the source's whole,
+/// inherited snapshots are dropped). A repeated ClientToken answers the version it created.
 fn create_version(sb: &Sandbox, at: &Scope<'_>, p: &Params<'_>) -> Result<Response, AwsError> {
     // LaunchTemplateData is required (the model); an empty one sends no member at all.
     if !p.keys().any(|k| k.starts_with("LaunchTemplateData.")) {
@@ -384,25 +375,9 @@ fn create_version(sb: &Sandbox, at: &Scope<'_>, p: &Params<'_>) -> Result<Respon
             ));
         }
     }
-    let tokens = one_of(
-        p,
-        "LaunchTemplateData.MetadataOptions.HttpTokens",
-        &["optional", "required"],
-    )?;
-    let endpoint = one_of(
-        p,
-        "LaunchTemplateData.MetadataOptions.HttpEndpoint",
-        &["enabled", "disabled"],
-    )?;
-    let hop = match p.get("LaunchTemplateData.MetadataOptions.HttpPutResponseHopLimit") {
-        None => None,
-        Some(raw) => Some(raw.parse::<u8>().ok().filter(|h| (1..=64).contains(h)).ok_or_else(|| {
-            AwsError::client(
-                "InvalidParameterValue",
-                format!("Value ({raw}) for parameter HttpPutResponseHopLimit is invalid. Expecting a value between 1 and 64."),
-            )
-        })?),
-    };
+    // Checked before anything else, as EC2 checks a request's values.
+    crate::template_data::requested_metadata(p)?;
+    crate::template_data::requested_block_devices(p)?;
     if let Some(d) = p.get("VersionDescription") {
         if d.chars().count() > 255 {
             return Err(AwsError::client(
@@ -473,15 +448,7 @@ fn create_version(sb: &Sandbox, at: &Scope<'_>, p: &Params<'_>) -> Result<Respon
         .map(|s| (*s).to_owned())
         .or_else(|| source.as_ref().map(|s| s.instance_type.clone()))
         .unwrap_or_default();
-    let mut md = source.as_ref().and_then(|s| s.md.clone());
-    if tokens.is_some() || endpoint.is_some() || hop.is_some() {
-        let base = md.take().unwrap_or_default();
-        md = Some(TemplateMetadata {
-            http_tokens: tokens.or(base.http_tokens),
-            hop_limit: hop.or(base.hop_limit),
-            http_endpoint: endpoint.or(base.http_endpoint),
-        });
-    }
+    let (md, block_device_mappings) = crate::template_data::new_version_data(p, source.as_ref())?;
     let number = template.latest_version().max(template.highest_version) + 1;
     template.versions.push(TemplateVersion {
         number,
@@ -489,6 +456,7 @@ fn create_version(sb: &Sandbox, at: &Scope<'_>, p: &Params<'_>) -> Result<Respon
         image_id,
         instance_type,
         md,
+        block_device_mappings,
         created_ms: now,
     });
     let body = format!(

@@ -30,6 +30,7 @@ mod organizations;
 mod ssm;
 mod ssm_rules;
 mod sts;
+mod template_data;
 mod template_versions;
 mod timefmt;
 mod wire;

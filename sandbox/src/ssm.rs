@@ -11,7 +11,8 @@ use crate::wire::{ok_json, AwsError};
 use crate::{timefmt, Sandbox};
 
 /// More steps than this are left out of GetAutomationExecution (StepExecutionsTruncated), as in SSM;
-/// DescribeAutomationStepExecutions pages through all of them.
+/// DescribeAutomationStepExecutions pages through all of them. AWS does not document the number, so
+/// `Faults::steps_in_get` can change it.
 const STEPS_IN_GET: usize = 100;
 
 const STATUSES: &[&str] = &[
@@ -47,9 +48,10 @@ pub(crate) fn handle(sb: &Sandbox, at: &Scope<'_>, op: &str, body: &[u8]) -> Res
         "StartAutomationExecution" => start(sb, at, &req),
         "GetAutomationExecution" => {
             let id = required_str(&req, "AutomationExecutionId")?;
+            let shown = sb.faults().steps_in_get.unwrap_or(STEPS_IN_GET);
             let world = sb.world();
             let ex = find(&world, at, id)?;
-            ok_json(&json!({ "AutomationExecution": execution_json(ex, true) }))
+            ok_json(&json!({ "AutomationExecution": execution_json(ex, Some(shown)) }))
         }
         "DescribeAutomationExecutions" => describe_executions(sb, at, &req),
         "DescribeAutomationStepExecutions" => describe_steps(sb, at, &req),
@@ -359,6 +361,7 @@ fn target_locations(req: &Value, org: &[String]) -> Result<Vec<crate::engine::Ta
             execution_role_name: opt("ExecutionRoleName"),
             targets_max_concurrency: opt("TargetsMaxConcurrency"),
             targets_max_errors: opt("TargetsMaxErrors"),
+            requested: loc.clone(),
         });
     }
     Ok(out)
@@ -396,14 +399,16 @@ fn step_json(s: &StepExec) -> Value {
     m.insert("IsEnd".into(), json!(s.is_end));
     insert_opt(&mut m, "NextStep", s.next_step.clone());
     m.insert("IsCritical".into(), json!(s.is_critical));
+    insert_opt(&mut m, "TargetLocation", s.target_location.clone());
     Value::Object(m)
 }
 
 /// How many resolved targets an execution shows before it says the list is truncated.
 const RESOLVED_TARGETS_SHOWN: usize = 50;
 
-/// GetAutomationExecution's AutomationExecution (`full`) or DescribeAutomationExecutions' metadata.
-fn execution_json(ex: &Execution, full: bool) -> Value {
+/// GetAutomationExecution's AutomationExecution (with how many steps it shows) or, without,
+/// DescribeAutomationExecutions' metadata.
+fn execution_json(ex: &Execution, steps_shown: Option<usize>) -> Value {
     let mut m = Map::new();
     m.insert("AutomationExecutionId".into(), json!(ex.id));
     m.insert("DocumentName".into(), json!(ex.document_name));
@@ -476,12 +481,15 @@ fn execution_json(ex: &Execution, full: bool) -> Value {
             );
         }
     }
-    if full {
+    if let Some(shown) = steps_shown {
         m.insert("Parameters".into(), json!(ex.parameters));
-        let truncated = ex.steps.len() > STEPS_IN_GET;
+        if !ex.target_locations.is_empty() {
+            m.insert("TargetLocations".into(), json!(ex.target_locations));
+        }
+        let truncated = ex.steps.len() > shown;
         m.insert(
             "StepExecutions".into(),
-            Value::Array(ex.steps.iter().take(STEPS_IN_GET).map(step_json).collect()),
+            Value::Array(ex.steps.iter().take(shown).map(step_json).collect()),
         );
         m.insert("StepExecutionsTruncated".into(), json!(truncated));
         let count = |st: &str| ex.steps.iter().filter(|s| s.status == st).count();
@@ -493,23 +501,38 @@ fn execution_json(ex: &Execution, full: bool) -> Value {
             }),
         );
     } else {
-        m.insert("AutomationType".into(), json!("Local"));
+        m.insert("AutomationType".into(), json!(automation_type(ex)));
         m.insert("LogFile".into(), json!(""));
     }
-    if !ex.tags.is_empty() && !full {
+    if !ex.tags.is_empty() && steps_shown.is_none() {
         // Not part of the metadata shape; tags are read with ListTagsForResource in AWS.
     }
     Value::Object(m)
+}
+
+/// `CrossAccount` for a run started with TargetLocations, `Local` for any other (the model's
+/// AutomationType).
+fn automation_type(ex: &Execution) -> &'static str {
+    if ex.target_locations.is_empty() {
+        "Local"
+    } else {
+        "CrossAccount"
+    }
 }
 
 fn page_params(req: &Value, max: u64) -> Result<(usize, usize), AwsError> {
     let max_results = match req.get("MaxResults").and_then(Value::as_u64) {
         Some(n) if (1..=max).contains(&n) => n as usize,
         Some(n) => {
+            let bound = if n < 1 {
+                "greater than or equal to 1".to_owned()
+            } else {
+                format!("less than or equal to {max}")
+            };
             return Err(AwsError::client(
                 "ValidationException",
-                format!("1 validation error detected: Value '{n}' at 'maxResults' failed to satisfy constraint: Member must have value less than or equal to {max}"),
-            ))
+                format!("1 validation error detected: Value '{n}' at 'maxResults' failed to satisfy constraint: Member must have value {bound}"),
+            ));
         }
         None => max as usize,
     };
@@ -569,7 +592,7 @@ fn describe_executions(sb: &Sandbox, at: &Scope<'_>, req: &Value) -> Result<Resp
                         .and_then(|c| ex.steps.get(c))
                         .is_some_and(|s| s.action == v)
                 }),
-                "AutomationType" => any(&|v| v == "Local"),
+                "AutomationType" => any(&|v| v == automation_type(ex)),
                 "StartTimeBefore" => any(&|v| timefmt::parse_time(v).is_some_and(|t| ex.start_ms < t)),
                 "StartTimeAfter" => any(&|v| timefmt::parse_time(v).is_some_and(|t| ex.start_ms > t)),
                 _ => false,
@@ -590,7 +613,7 @@ fn describe_executions(sb: &Sandbox, at: &Scope<'_>, req: &Value) -> Result<Resp
         .iter()
         .skip(offset)
         .take(max_results)
-        .map(|e| execution_json(e, false))
+        .map(|e| execution_json(e, None))
         .collect();
     let mut resp = json!({ "AutomationExecutionMetadataList": page });
     if let Some(t) = next_token(

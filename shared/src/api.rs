@@ -250,6 +250,10 @@ pub struct StepView {
     pub failure_message: Option<String>,
     pub failure_stage: Option<String>,
     pub failure_type: Option<String>,
+    /// For a step of a run across accounts and Regions, where it runs: `account/region`, read from
+    /// SSM's StepExecution.TargetLocation (several accounts or Regions joined by commas).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_location: Option<String>,
 }
 
 /// `GET /api/v1/instances`: one page of the instances matching the query (`shared::fleet::FleetQuery`).

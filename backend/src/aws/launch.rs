@@ -2,9 +2,10 @@
 //! Auto Scaling groups, AMIs), and the two changes the console makes to them.
 
 use aws_sdk_ec2::types::{
-    DefaultHttpTokensEnforcedState, Filter, LaunchTemplateHttpTokensState,
-    LaunchTemplateInstanceMetadataEndpointState, LaunchTemplateInstanceMetadataOptionsRequest,
-    MetadataDefaultHttpTokensState, RequestLaunchTemplateData,
+    DefaultHttpTokensEnforcedState, Filter, LaunchTemplateBlockDeviceMapping,
+    LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest,
+    LaunchTemplateHttpTokensState, LaunchTemplateInstanceMetadataOptions,
+    LaunchTemplateInstanceMetadataOptionsRequest, MetadataDefaultHttpTokensState, RequestLaunchTemplateData,
 };
 use shared::sources::{MetadataDefaults, TemplateOptions};
 use std::collections::BTreeSet;
@@ -305,9 +306,14 @@ async fn images(c: &RegionClients, ids: &BTreeSet<String>) -> Result<Vec<ImageRe
     Ok(out)
 }
 
-/// A new version of `template_id`, copied from `source_version`, with HttpTokens required and the
-/// given hop limit. `client_token` makes a retry (after a crash, or a lost reply) return the same
-/// version instead of making another.
+/// A new version of `template_id`, copied from `source.version`, with HttpTokens required and the
+/// given hop limit. EC2 lets a parameter the request gives replace the inherited one whole, and drops
+/// inherited EBS snapshots unless they are given again, so the source version is read first and the
+/// request carries its whole metadata block (only the tokens, and the hop limit if asked, changed;
+/// an unset member stays unset) and its block device mappings with their snapshots: the new version
+/// equals the old one but for the fix. `client_token` makes a retry (after a crash, or a lost reply)
+/// return the same version instead of making another (versions are immutable, so a retry sends the
+/// same request).
 pub async fn create_required_version(
     c: &RegionClients,
     template_id: &str,
@@ -316,8 +322,24 @@ pub async fn create_required_version(
     description: &str,
     client_token: &str,
 ) -> Result<i64, AppError> {
-    let hop = hop_limit.map(i32::from).or(source.http_put_response_hop_limit);
-    let endpoint = source.http_endpoint.as_deref().unwrap_or("enabled");
+    let read = c
+        .ec2
+        .describe_launch_template_versions()
+        .launch_template_id(template_id)
+        .versions(source.version.to_string())
+        .send()
+        .await
+        .map_err(|e| sdk_error("ec2:DescribeLaunchTemplateVersions", &e))?;
+    let data = read
+        .launch_template_versions()
+        .first()
+        .and_then(|v| v.launch_template_data())
+        .ok_or_else(|| {
+            AppError::NotFound(format!(
+                "version {} of launch template {template_id} does not exist",
+                source.version
+            ))
+        })?;
     let out = c
         .ec2
         .create_launch_template_version()
@@ -327,13 +349,8 @@ pub async fn create_required_version(
         .client_token(client_token)
         .launch_template_data(
             RequestLaunchTemplateData::builder()
-                .metadata_options(
-                    LaunchTemplateInstanceMetadataOptionsRequest::builder()
-                        .http_tokens(LaunchTemplateHttpTokensState::Required)
-                        .set_http_put_response_hop_limit(hop)
-                        .http_endpoint(LaunchTemplateInstanceMetadataEndpointState::from(endpoint))
-                        .build(),
-                )
+                .metadata_options(required_metadata(data.metadata_options(), hop_limit))
+                .set_block_device_mappings(block_devices_again(data.block_device_mappings()))
                 .build(),
         )
         .send()
@@ -342,6 +359,58 @@ pub async fn create_required_version(
     out.launch_template_version()
         .and_then(|v| v.version_number())
         .ok_or_else(|| AppError::Internal("CreateLaunchTemplateVersion answered no version number".into()))
+}
+
+/// The source's metadata block as a request, every member it has kept as it is, HttpTokens required
+/// and the hop limit set when the fix sets one.
+fn required_metadata(
+    md: Option<&LaunchTemplateInstanceMetadataOptions>,
+    hop_limit: Option<u8>,
+) -> LaunchTemplateInstanceMetadataOptionsRequest {
+    LaunchTemplateInstanceMetadataOptionsRequest::builder()
+        .http_tokens(LaunchTemplateHttpTokensState::Required)
+        .set_http_put_response_hop_limit(
+            hop_limit
+                .map(i32::from)
+                .or(md.and_then(|m| m.http_put_response_hop_limit())),
+        )
+        .set_http_endpoint(md.and_then(|m| m.http_endpoint()).cloned())
+        .set_http_protocol_ipv6(md.and_then(|m| m.http_protocol_ipv6()).cloned())
+        .set_instance_metadata_tags(md.and_then(|m| m.instance_metadata_tags()).cloned())
+        .build()
+}
+
+/// The source's block device mappings as a request, snapshots included (None when it has none, so
+/// nothing is sent and nothing replaced).
+fn block_devices_again(
+    mappings: &[LaunchTemplateBlockDeviceMapping],
+) -> Option<Vec<LaunchTemplateBlockDeviceMappingRequest>> {
+    (!mappings.is_empty()).then(|| {
+        mappings
+            .iter()
+            .map(|m| {
+                LaunchTemplateBlockDeviceMappingRequest::builder()
+                    .set_device_name(m.device_name().map(str::to_owned))
+                    .set_virtual_name(m.virtual_name().map(str::to_owned))
+                    .set_no_device(m.no_device().map(str::to_owned))
+                    .set_ebs(m.ebs().map(|e| {
+                        LaunchTemplateEbsBlockDeviceRequest::builder()
+                            .set_encrypted(e.encrypted())
+                            .set_delete_on_termination(e.delete_on_termination())
+                            .set_iops(e.iops())
+                            .set_kms_key_id(e.kms_key_id().map(str::to_owned))
+                            .set_snapshot_id(e.snapshot_id().map(str::to_owned))
+                            .set_volume_size(e.volume_size())
+                            .set_volume_type(e.volume_type().cloned())
+                            .set_throughput(e.throughput())
+                            .set_volume_initialization_rate(e.volume_initialization_rate())
+                            .set_ebs_card_index(e.ebs_card_index())
+                            .build()
+                    }))
+                    .build()
+            })
+            .collect()
+    })
 }
 
 pub async fn set_default_version(c: &RegionClients, template_id: &str, version: i64) -> Result<(), AppError> {

@@ -25,8 +25,22 @@ pub struct SsmExecution {
     pub outputs: BTreeMap<String, Vec<String>>,
     pub failure_message: Option<String>,
     pub parent_id: Option<String>,
+    /// The steps GetAutomationExecution answered: all of them, or for a run across accounts whose
+    /// list SSM cut short (`steps_truncated`), the first ones (the watcher reads the rest a page a
+    /// round with `steps_page`).
     pub steps: Vec<StepView>,
+    pub steps_truncated: bool,
     pub rate_control: Option<SsmRateControl>,
+    /// A run across accounts and Regions (SSM's AutomationExecution.TargetLocations): each location's
+    /// accounts (or units) and Regions. Empty for a run in one place.
+    pub target_locations: Vec<(Vec<String>, Vec<String>)>,
+}
+
+impl SsmExecution {
+    /// Whether SSM runs it across accounts and Regions (one step per location).
+    pub fn is_cross_account(&self) -> bool {
+        !self.target_locations.is_empty()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -71,6 +85,9 @@ fn step_view(s: &StepExecution) -> StepView {
         failure_message: s.failure_message().map(str::to_owned),
         failure_stage: details.and_then(|d| d.failure_stage()).map(str::to_owned),
         failure_type: details.and_then(|d| d.failure_type()).map(str::to_owned),
+        target_location: s
+            .target_location()
+            .map(|l| format!("{}/{}", l.accounts().join(","), l.regions().join(","))),
     }
 }
 
@@ -208,9 +225,18 @@ pub async fn get(c: &RegionClients, id: &str) -> Result<SsmExecution, AppError> 
         .automation_execution()
         .ok_or_else(|| AppError::NotFound(format!("execution {id}")))?;
     let mut steps: Vec<StepView> = ex.step_executions().iter().map(step_view).collect();
-    // A rate-control parent has a step per target; its progress comes from the children instead.
-    if ex.step_executions_truncated() && ex.target_parameter_name().is_none() {
+    let target_locations: Vec<(Vec<String>, Vec<String>)> = ex
+        .target_locations()
+        .iter()
+        .map(|l| (l.accounts().to_vec(), l.regions().to_vec()))
+        .collect();
+    // A rate-control parent has a step per target; its progress comes from the children instead. A
+    // run across accounts has a step per location, which the watcher reads a page per round, within
+    // the read budget.
+    let mut steps_truncated = ex.step_executions_truncated();
+    if steps_truncated && ex.target_parameter_name().is_none() && target_locations.is_empty() {
         steps = all_steps(c, id).await?;
+        steps_truncated = false;
     }
     let rate_control = ex.target_parameter_name().map(|name| SsmRateControl {
         target_parameter_name: name.to_owned(),
@@ -247,7 +273,9 @@ pub async fn get(c: &RegionClients, id: &str) -> Result<SsmExecution, AppError> 
         failure_message: ex.failure_message().map(str::to_owned),
         parent_id: ex.parent_automation_execution_id().map(str::to_owned),
         steps,
+        steps_truncated,
         rate_control,
+        target_locations,
     })
 }
 
@@ -255,21 +283,33 @@ async fn all_steps(c: &RegionClients, id: &str) -> Result<Vec<StepView>, AppErro
     let mut out = Vec::new();
     let mut token = None;
     loop {
-        let page = c
-            .ssm
-            .describe_automation_step_executions()
-            .automation_execution_id(id)
-            .max_results(50)
-            .set_next_token(token.take())
-            .send()
-            .await
-            .map_err(|e| sdk_error("ssm:DescribeAutomationStepExecutions", &e))?;
-        out.extend(page.step_executions().iter().map(step_view));
-        match page.next_token() {
-            Some(t) if !t.is_empty() => token = Some(t.to_owned()),
-            _ => return Ok(out),
+        let (page, next) = steps_page(c, id, token).await?;
+        out.extend(page);
+        match next {
+            Some(t) => token = Some(t),
+            None => return Ok(out),
         }
     }
+}
+
+/// One page of an execution's steps (DescribeAutomationStepExecutions, the model's largest page of
+/// 50), and the token of the next page.
+pub async fn steps_page(
+    c: &RegionClients,
+    id: &str,
+    token: Option<String>,
+) -> Result<(Vec<StepView>, Option<String>), AppError> {
+    let page = c
+        .ssm
+        .describe_automation_step_executions()
+        .automation_execution_id(id)
+        .max_results(50)
+        .set_next_token(token)
+        .send()
+        .await
+        .map_err(|e| sdk_error("ssm:DescribeAutomationStepExecutions", &e))?;
+    let next = page.next_token().filter(|t| !t.is_empty()).map(str::to_owned);
+    Ok((page.step_executions().iter().map(step_view).collect(), next))
 }
 
 fn summary(m: &AutomationExecutionMetadata) -> SsmExecutionSummary {

@@ -2,7 +2,7 @@
 //! record knows (requester, override, rollback links, prior options) and a rate-control run's
 //! progress counted from its children in the store.
 
-use shared::api::{ExecutionDetail, Progress, RateControlView};
+use shared::api::{ExecutionDetail, Progress, RateControlView, StepView};
 use shared::Tone;
 
 use crate::aws::ssm::SsmExecution;
@@ -31,9 +31,17 @@ pub fn detail_of(run: &RunRow, ex: &SsmExecution) -> ExecutionDetail {
             targets: rc.resolved.clone(),
             max_concurrency: rc.max_concurrency.clone(),
             max_errors: rc.max_errors.clone(),
-            progress: Progress {
-                total: rc.resolved.len() as u32,
-                ..Progress::default()
+            progress: if ex.is_cross_account() {
+                Progress {
+                    total: declared_places(&ex.target_locations) as u32,
+                    unit: "locations".into(),
+                    ..Progress::default()
+                }
+            } else {
+                Progress {
+                    total: rc.resolved.len() as u32,
+                    ..Progress::default()
+                }
             },
         }),
         children: Vec::new(),
@@ -42,6 +50,48 @@ pub fn detail_of(run: &RunRow, ex: &SsmExecution) -> ExecutionDetail {
         rolled_back_by: Vec::new(),
         prior_options: Default::default(),
     }
+}
+
+/// How many account-Regions a run's TargetLocations name, when they name accounts only (0 when a
+/// unit or root stands for accounts SSM resolves itself).
+fn declared_places(locations: &[(Vec<String>, Vec<String>)]) -> usize {
+    let mut places = std::collections::BTreeSet::new();
+    for (accounts, regions) in locations {
+        if accounts
+            .iter()
+            .any(|a| shared::params::AccountId::parse(a).is_err())
+        {
+            return 0;
+        }
+        for a in accounts {
+            for r in regions {
+                places.insert((a.as_str(), r.as_str()));
+            }
+        }
+    }
+    places.len()
+}
+
+/// A run's steps as now known: `known` (stored from earlier reads) updated with the steps just read,
+/// each found again by its name and location; a step not known yet is added in the order read. (A
+/// run across more locations than GetAutomationExecution shows is read a page of steps per round.)
+pub fn merge_steps(known: Vec<StepView>, read: impl IntoIterator<Item = StepView>) -> Vec<StepView> {
+    let mut steps = known;
+    let mut at: std::collections::HashMap<(String, Option<String>), usize> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| ((s.name.clone(), s.target_location.clone()), i))
+        .collect();
+    for step in read {
+        match at.get(&(step.name.clone(), step.target_location.clone())) {
+            Some(&i) => steps[i] = step,
+            None => {
+                at.insert((step.name.clone(), step.target_location.clone()), steps.len());
+                steps.push(step);
+            }
+        }
+    }
+    steps
 }
 
 /// Adds what our record knows (override, rollback links, prior options) and, for a rate-control parent,
@@ -62,16 +112,22 @@ pub async fn complete(state: &AppState, detail: &mut ExecutionDetail, row: &RunR
     let Some(rc) = detail.rate_control.as_mut() else {
         return Ok(());
     };
-    // A run across accounts and Regions: one step per location, each a run in its own account; the
-    // progress counts locations (their instances are in the member accounts' own runs).
-    let locations: Vec<&shared::api::StepView> = detail
+    // A run across accounts and Regions: one step per location (SSM's StepExecution.TargetLocation),
+    // each a run in its own account; the progress counts locations (their instances are in the
+    // member accounts' own runs), as many as the run names or as its steps show, if more.
+    let locations: Vec<&StepView> = detail
         .steps
         .iter()
-        .filter(|s| s.inputs.contains_key("TargetLocation"))
+        .filter(|s| s.target_location.is_some())
         .collect();
-    if !locations.is_empty() {
+    let declared = if rc.progress.unit == "locations" {
+        rc.progress.total
+    } else {
+        0
+    };
+    if !locations.is_empty() || declared > 0 {
         let mut p = Progress {
-            total: locations.len() as u32,
+            total: declared.max(locations.len() as u32),
             unit: "locations".into(),
             ..Progress::default()
         };
@@ -86,6 +142,13 @@ pub async fn complete(state: &AppState, detail: &mut ExecutionDetail, row: &RunR
                 Tone::Waiting => p.waiting += 1,
                 Tone::Running => p.running += 1,
             }
+        }
+        // Locations whose step has not been read yet (SSM shows the first ones of a long list).
+        let unread = p.total - locations.len() as u32;
+        if finished {
+            p.not_run += unread;
+        } else {
+            p.waiting += unread;
         }
         rc.progress = p;
         return Ok(());

@@ -23,7 +23,7 @@ use std::time::Duration;
 mod assess;
 mod detail;
 pub use assess::{assess, check_alarm, resolve_targets, Assessment, ADMINISTRATION_ROLE};
-pub use detail::{complete, detail_of};
+pub use detail::{complete, detail_of, merge_steps};
 
 use crate::aws::{ec2, ssm, AwsFault};
 use crate::error::AppError;
@@ -924,6 +924,50 @@ pub fn follow_rollout_order(plan: &mut StartPlan, ordered: &[shared::api::Instan
     ids.sort_by_key(rank);
 }
 
+/// Runs `lookup` (a call to SSM about a run the console has no record of) in one of the Region's
+/// lookup slots: 429 when the budget is spent, never a queue.
+pub async fn in_lookup_slot<T>(
+    state: &AppState,
+    region: &str,
+    id: &str,
+    lookup: impl std::future::Future<Output = T>,
+) -> Result<T, AppError> {
+    let limits = state.limits("", region);
+    let slot = limits.lookup.try_acquire_now().await;
+    let answer = match slot {
+        Ok(_slot) => Ok(lookup.await),
+        Err(wait) => Err(AppError::refused(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "LookupThrottled",
+            format!(
+                "execution {id} is not in this console's records, and looking it up in SSM is rate-limited; try again in {} s",
+                wait.as_secs() + 1
+            ),
+        )),
+    };
+    answer
+}
+
+/// The answer for a run found neither in the records nor in SSM.
+pub fn unknown_to_ssm(state: &AppState, id: &str) -> AppError {
+    AppError::NotFound(format!(
+        "execution {id} is not known to this console or to SSM in {}",
+        state.regions.join(", ")
+    ))
+}
+
+/// What a read of a recorded run outside the caller's accounts answers, for a caller who may look
+/// runs up in the console's own account: exactly what a run unknown to SSM there answers (the same
+/// lookups spent, the same 429 when they are), so a hidden run's existence does not show.
+pub async fn hidden_run(state: &AppState, id: &str) -> AppError {
+    for region in &state.regions {
+        if let Err(throttled) = in_lookup_slot(state, region, id, async {}).await {
+            return throttled;
+        }
+    }
+    unknown_to_ssm(state, id)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -997,48 +1041,4 @@ mod tests {
         assert_eq!(outcome(&broke), Unclear);
         assert_eq!(classify(&AppError::AwsUnavailable("timed out".into())), Unclear);
     }
-}
-
-/// Runs `lookup` (a call to SSM about a run the console has no record of) in one of the Region's
-/// lookup slots: 429 when the budget is spent, never a queue.
-pub async fn in_lookup_slot<T>(
-    state: &AppState,
-    region: &str,
-    id: &str,
-    lookup: impl std::future::Future<Output = T>,
-) -> Result<T, AppError> {
-    let limits = state.limits("", region);
-    let slot = limits.lookup.try_acquire_now().await;
-    let answer = match slot {
-        Ok(_slot) => Ok(lookup.await),
-        Err(wait) => Err(AppError::refused(
-            axum::http::StatusCode::TOO_MANY_REQUESTS,
-            "LookupThrottled",
-            format!(
-                "execution {id} is not in this console's records, and looking it up in SSM is rate-limited; try again in {} s",
-                wait.as_secs() + 1
-            ),
-        )),
-    };
-    answer
-}
-
-/// The answer for a run found neither in the records nor in SSM.
-pub fn unknown_to_ssm(state: &AppState, id: &str) -> AppError {
-    AppError::NotFound(format!(
-        "execution {id} is not known to this console or to SSM in {}",
-        state.regions.join(", ")
-    ))
-}
-
-/// What a read of a recorded run outside the caller's accounts answers, for a caller who may look
-/// runs up in the console's own account: exactly what a run unknown to SSM there answers (the same
-/// lookups spent, the same 429 when they are), so a hidden run's existence does not show.
-pub async fn hidden_run(state: &AppState, id: &str) -> AppError {
-    for region in &state.regions {
-        if let Err(throttled) = in_lookup_slot(state, region, id, async {}).await {
-            return throttled;
-        }
-    }
-    unknown_to_ssm(state, id)
 }
