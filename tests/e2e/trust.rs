@@ -839,3 +839,62 @@ async fn a_rollback_is_judged_as_a_whole_not_place_by_place() {
     assert!(reply.execution_ids.is_empty(), "{reply:?}");
     assert_eq!(app.sandbox.execution_ids().len(), sent_before, "nothing was sent");
 }
+
+#[tokio::test]
+async fn a_misspelt_field_is_refused_naming_it_and_changes_nothing() {
+    let app = e2e::spawn_app().await;
+    app.add_user("viewer1", "viewer").await;
+    let policy_before = app.get("/approval-policy").await.1;
+    for (method, path, body, field) in [
+        (
+            "POST",
+            "/users/viewer1/accounts",
+            json!({"account": ["200000000001"]}),
+            "account",
+        ),
+        (
+            "POST",
+            "/users",
+            json!({"name": "typo1", "role": "operator", "password": "Sup3rLongPassw0rd!", "acounts": ["200000000001"]}),
+            "acounts",
+        ),
+        (
+            "PUT",
+            "/approval-policy",
+            json!({"Tags": ["Env=prod"], "overrides": true}),
+            "Tags",
+        ),
+        (
+            "POST",
+            "/tokens",
+            json!({"user": "admin", "Role": "viewer", "name": "ci-readonly"}),
+            "Role",
+        ),
+        (
+            "POST",
+            "/plans",
+            json!({"name": "p", "waves": [{"name": "w", "targets": {"tag": {"key": "Env", "value": "dev"}},
+                   "paramters": {}}], "halt": {}}),
+            "waves[0].paramters",
+        ),
+    ] {
+        let (status, answer) = match method {
+            "PUT" => app.put(path, &body).await,
+            _ => app.post(path, &body).await,
+        };
+        assert_eq!(status, 400, "{path}: {answer}");
+        let error: ErrorBody = serde_json::from_value(answer).unwrap();
+        assert_eq!(error.error.field.as_deref(), Some(field), "{path}: {error:?}");
+        assert!(
+            error.error.message.contains("is not a field this request takes"),
+            "{path}: {error:?}"
+        );
+    }
+    let (_, users) = app.get("/users").await;
+    let users: Vec<shared::api::UserView> = serde_json::from_value(users).unwrap();
+    assert!(users.iter().all(|u| u.name != "typo1"));
+    assert!(users.iter().any(|u| u.name == "viewer1" && u.accounts.is_none()));
+    assert_eq!(app.get("/approval-policy").await.1, policy_before);
+    let (_, tokens) = app.get("/tokens").await;
+    assert!(!tokens.to_string().contains("ci-readonly"), "{tokens}");
+}

@@ -417,6 +417,7 @@ async fn set_role(
 }
 
 #[derive(serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct PasswordBody {
     password: String,
 }

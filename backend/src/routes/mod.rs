@@ -103,9 +103,40 @@ where
         }
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
-            Err(e) => Err(AppError::BadJson(e.body_text())),
+            Err(e) => Err(bad_json(e.body_text())),
         }
     }
+}
+
+/// A body the typed request refused. A field the request does not take (a misspelling would
+/// otherwise be ignored and a setting silently left as it was) is a field error naming it and what
+/// the request takes; anything else is serde's explanation.
+fn bad_json(text: String) -> AppError {
+    let detail = text
+        .strip_prefix("Failed to deserialize the JSON body into the target type: ")
+        .unwrap_or(&text);
+    let Some((path, rest)) = detail.split_once(": unknown field `") else {
+        return AppError::BadJson(text);
+    };
+    let Some((name, expected)) = rest.split_once('`') else {
+        return AppError::BadJson(text);
+    };
+    let takes = expected
+        .split(" at line ")
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches(", expected ")
+        .trim_start_matches("one of ")
+        .replace('`', "");
+    let takes = if takes.is_empty() || takes.starts_with("there are no fields") {
+        "no fields".to_owned()
+    } else {
+        takes
+    };
+    AppError::field(
+        path,
+        format!("{name} is not a field this request takes (it takes {takes}): check its spelling."),
+    )
 }
 
 /// `Query<T>` whose rejection is an `AppError::BadQuery`.
