@@ -37,6 +37,9 @@ fn read_password(name: &str) -> Result<String, String> {
     }
 }
 
+/// Who the audit trail and a password's record name for what is done at the shell.
+const SHELL: &str = "cli";
+
 pub async fn user(args: &UserArgs) -> Result<(), String> {
     let store = args.store.open().await?;
     match &args.action {
@@ -45,8 +48,10 @@ pub async fn user(args: &UserArgs) -> Result<(), String> {
                 crate::auth::accounts::check_account_list(accounts).map_err(err)?;
             }
             let password = read_password(name)?;
+            // A password typed at the shell is not the user's own choice: they replace it at their
+            // first sign-in, and until they sign in with their own, they cannot approve.
             Accounts(&store)
-                .add_user(name, *role, &password, None)
+                .add_user(name, *role, &password, Some(SHELL))
                 .await
                 .map_err(err)?;
             if !accounts.is_empty() {
@@ -58,7 +63,7 @@ pub async fn user(args: &UserArgs) -> Result<(), String> {
             store
                 .auth_event(
                     "user-added",
-                    Some("cli"),
+                    Some(SHELL),
                     Some(&format!("{name} ({})", role.as_str())),
                     None,
                 )
@@ -89,7 +94,7 @@ pub async fn user(args: &UserArgs) -> Result<(), String> {
             store
                 .auth_event(
                     "accounts-changed",
-                    Some("cli"),
+                    Some(SHELL),
                     Some(&format!("{name}: {accounts}")),
                     None,
                 )
@@ -100,7 +105,7 @@ pub async fn user(args: &UserArgs) -> Result<(), String> {
         UserAction::Enable { name } => {
             store.enable_user(name).await.map_err(err)?;
             store
-                .auth_event("user-enabled", Some("cli"), Some(name), None)
+                .auth_event("user-enabled", Some(SHELL), Some(name), None)
                 .await
                 .map_err(err)?;
             println!("enabled {name}");
@@ -110,7 +115,7 @@ pub async fn user(args: &UserArgs) -> Result<(), String> {
             store
                 .auth_event(
                     "role-changed",
-                    Some("cli"),
+                    Some(SHELL),
                     Some(&format!("{name} ({})", role.as_str())),
                     None,
                 )
@@ -121,7 +126,7 @@ pub async fn user(args: &UserArgs) -> Result<(), String> {
         UserAction::Disable { name } => {
             store.disable_user(name).await.map_err(err)?;
             store
-                .auth_event("user-disabled", Some("cli"), Some(name), None)
+                .auth_event("user-disabled", Some(SHELL), Some(name), None)
                 .await
                 .map_err(err)?;
             println!("disabled {name}");
@@ -129,12 +134,12 @@ pub async fn user(args: &UserArgs) -> Result<(), String> {
         UserAction::Passwd { name } => {
             let password = read_password(name)?;
             Accounts(&store)
-                .set_password(name, &password, None)
+                .set_password(name, &password, Some(SHELL))
                 .await
                 .map_err(err)?;
             forget_first_password(&args.store.data_dir, name);
             store
-                .auth_event("password-changed", Some("cli"), Some(name), None)
+                .auth_event("password-reset", Some(SHELL), Some(name), None)
                 .await
                 .map_err(err)?;
             println!("changed the password of {name}");
@@ -170,7 +175,7 @@ pub async fn token(args: &TokenArgs) -> Result<(), String> {
             store
                 .auth_event(
                     "token-created",
-                    Some("cli"),
+                    Some(SHELL),
                     Some(&format!("token {id} for {user} ({})", role.as_str())),
                     None,
                 )
@@ -202,7 +207,7 @@ pub async fn token(args: &TokenArgs) -> Result<(), String> {
         TokenAction::Revoke { id } => {
             store.revoke_token(*id).await.map_err(err)?;
             store
-                .auth_event("token-revoked", Some("cli"), Some(&format!("token {id}")), None)
+                .auth_event("token-revoked", Some(SHELL), Some(&format!("token {id}")), None)
                 .await
                 .map_err(err)?;
             println!("revoked token {id}");

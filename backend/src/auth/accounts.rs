@@ -235,9 +235,9 @@ impl Accounts<'_> {
         Ok(self.0.insert_user(name, role, &hash, set_by).await?)
     }
 
-    /// Sets a password. `set_by`: someone other than the user (an admin's reset), who is then recorded
-    /// and the user must choose a new one at their next sign-in; None: the user's own choice (or the
-    /// command line's). A new password ends every session of that user.
+    /// Sets a password. `set_by`: someone other than the user (an admin's reset, or the shell's), who
+    /// is then recorded and the user must choose a new one at their next sign-in; None: the user's own
+    /// choice. A new password ends every session of that user.
     pub async fn set_password(
         &self,
         name: &str,

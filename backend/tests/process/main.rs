@@ -12,6 +12,7 @@ mod files;
 mod logs;
 mod packaging;
 mod replicas;
+mod shell;
 mod tls;
 
 /// A console started from `command` (its stderr is read here), and the URL it says it serves at;
