@@ -446,7 +446,8 @@ impl World {
         } else {
             None
         };
-        let (parameters, vars) = resolve_parameters(doc, &req.parameters, target_param.as_deref())?;
+        let (parameters, vars) =
+            resolve_parameters(doc, &req.parameters, target_param.as_deref(), at.account)?;
         let id = uuid::Uuid::new_v4().to_string();
         let executed_by = format!(
             "arn:aws:sts::{}:assumed-role/ImdsConsoleSandbox/console",
@@ -681,11 +682,13 @@ fn type_error(name: &str, kind: &str, value: &str) -> Option<String> {
     bad.then(|| format!("Parameter \"{name}\" value \"{value}\" is not a valid {kind}."))
 }
 
-/// Checks the supplied parameters against the document and fills in defaults, as SSM does at start.
+/// Checks the supplied parameters against the document and fills in defaults, as SSM does at start
+/// in `account` (where a role parameter must be a role of that account: SSM cannot pass another's).
 fn resolve_parameters(
     doc: &Document,
     supplied: &BTreeMap<String, Vec<String>>,
     target_param: Option<&str>,
+    account: &str,
 ) -> Result<(ParamMap, VarMap), StartError> {
     for name in supplied.keys() {
         if doc.param(name).is_none() {
@@ -742,7 +745,7 @@ fn resolve_parameters(
         }
         if p.kind == "AWS::IAM::Role::Arn"
             && !value.is_empty()
-            && !value.contains(&format!(":iam::{}:", crate::ACCOUNT_ID))
+            && !value.contains(&format!(":iam::{account}:"))
         {
             return Err(invalid_params(
                 "The defined assume role is unable to be assumed.".to_owned(),
@@ -1456,7 +1459,16 @@ fn launch_location(world: &mut World, idx: usize, i: usize, place: &str, doc: &D
             let req = StartRequest {
                 document_name: parent.document_name.clone(),
                 document_version: None,
-                parameters: lc.parameters.clone(),
+                // The location's run acts as its execution role: a role parameter the parent ran
+                // with (the hub's administration role) is that role in the location's account.
+                parameters: lc
+                    .parameters
+                    .iter()
+                    .map(|(k, v)| match k.as_str() {
+                        "AutomationAssumeRole" => (k.clone(), vec![role_arn.clone()]),
+                        _ => (k.clone(), v.clone()),
+                    })
+                    .collect(),
                 client_token: None,
                 token_reuse: TokenReuse::default(),
                 target_parameter_name: Some(lc.target_parameter_name.clone()),
@@ -1623,7 +1635,7 @@ fn advance_parent(world: &mut World, idx: usize, doc: &Document, now: u64) -> bo
                     parent.id
                 ),
             }),
-            None => resolve_parameters(doc, &params, None),
+            None => resolve_parameters(doc, &params, None, &parent.account),
         };
         let (parameters, vars) = match resolved {
             Ok(p) => p,

@@ -697,7 +697,8 @@ pub struct CreateTokenRequest {
     /// What it is for (up to 64 characters).
     #[serde(default)]
     pub name: Option<String>,
-    /// Days until it stops working (1 to 365); absent: until revoked.
+    /// Days until it stops working (1 to 365); absent: the console's default (`--token-days`, 90
+    /// unless set).
     #[serde(default)]
     pub expires_in_days: Option<u32>,
 }
@@ -725,9 +726,7 @@ impl CreateTokenRequest {
             if !(1..=MAX_TOKEN_DAYS).contains(&d) {
                 return Err((
                     "expires_in_days",
-                    format!(
-                        "1 to {MAX_TOKEN_DAYS} days, or leave it out for a token that lasts until revoked"
-                    ),
+                    format!("1 to {MAX_TOKEN_DAYS} days, or leave it out for the console's default lifetime"),
                 ));
             }
         }

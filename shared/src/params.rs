@@ -706,12 +706,38 @@ pub fn check_plain_text(text: &str) -> Result<(), String> {
         '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}',
     ];
     // Line and paragraph separators break lines like a control character; the others are invisible
-    // (zero-width spaces and joiners, word joiner and invisible operators, byte-order mark, soft
-    // hyphen, Mongolian vowel separator) and can hide or split words.
+    // and can hide or split words: Unicode's format characters (zero-width spaces and joiners, word
+    // joiner and invisible operators, byte-order mark, soft hyphen, Mongolian vowel separator, the
+    // Arabic and other scripts' invisible marks, the tag characters that can spell hidden text), the
+    // combining grapheme joiner, the Hangul fillers and Khmer's invisible vowels, which render blank.
     let hides = |c: char| {
-        matches!(c, '\u{00AD}' | '\u{180E}' | '\u{FEFF}')
+        matches!(
+            c,
+            '\u{00AD}'
+                | '\u{034F}'
+                | '\u{06DD}'
+                | '\u{070F}'
+                | '\u{08E2}'
+                | '\u{115F}'
+                | '\u{1160}'
+                | '\u{17B4}'
+                | '\u{17B5}'
+                | '\u{180E}'
+                | '\u{3164}'
+                | '\u{FEFF}'
+                | '\u{FFA0}'
+                | '\u{110BD}'
+                | '\u{110CD}'
+        ) || ('\u{0600}'..='\u{0605}').contains(&c)
+            || ('\u{0890}'..='\u{0891}').contains(&c)
             || ('\u{200B}'..='\u{200D}').contains(&c)
-            || ('\u{2060}'..='\u{2064}').contains(&c)
+            || ('\u{2060}'..='\u{2065}').contains(&c)
+            || ('\u{206A}'..='\u{206F}').contains(&c)
+            || ('\u{FFF9}'..='\u{FFFB}').contains(&c)
+            || ('\u{13430}'..='\u{1343F}').contains(&c)
+            || ('\u{1BCA0}'..='\u{1BCA3}').contains(&c)
+            || ('\u{1D173}'..='\u{1D17A}').contains(&c)
+            || ('\u{E0000}'..='\u{E007F}').contains(&c)
     };
     if text
         .chars()

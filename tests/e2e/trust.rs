@@ -18,7 +18,10 @@ async fn as_sso(
 ) -> (u16, Value) {
     let mut req = reqwest::Client::new()
         .request(method, app.url(path))
-        .header("x-forwarded-user", user)
+        .header(
+            "x-forwarded-user",
+            reqwest::header::HeaderValue::from_bytes(user.as_bytes()).unwrap(),
+        )
         .header("x-forwarded-groups", groups)
         .header("origin", &app.base);
     if let Some(b) = body {
@@ -626,22 +629,31 @@ async fn names_are_unique_in_any_case_and_text_holds_no_control_or_direction_cha
         )
         .await;
     assert_eq!(status, 409, "{refused}");
-    // A sign-on name is held to the length of built-in ones, with no control characters.
+    // A sign-on name is held to the length of built-in ones, with no control or invisible characters,
+    // and to their characters with what directories add (spaces, DOMAIN\name, apostrophes, +).
     let long = "e".repeat(65);
-    for bad in ["eve\tsmith", long.as_str()] {
+    for bad in [
+        "eve\tsmith",
+        long.as_str(),
+        "a;b",
+        "a,b",
+        "../x",
+        "eve:admin",
+        "eve\u{3164}",
+        "eve\u{E0041}x",
+    ] {
         let (status, _) = as_sso(&app, bad, "ops", reqwest::Method::GET, "/auth/me", None).await;
         assert_eq!(status, 401, "{bad:?}");
     }
-    let (status, _) = as_sso(
-        &app,
+    for good in [
         "eve.smith@example.com",
-        "ops",
-        reqwest::Method::GET,
-        "/auth/me",
-        None,
-    )
-    .await;
-    assert_eq!(status, 200);
+        "Eve O'Brien",
+        "CORP\\eve",
+        "eve+ops@example.com",
+    ] {
+        let (status, _) = as_sso(&app, good, "ops", reqwest::Method::GET, "/auth/me", None).await;
+        assert_eq!(status, 200, "{good:?}");
+    }
 
     let id = app.quiet("us-east-1").await.remove(0);
     for reason in [
@@ -897,4 +909,41 @@ async fn a_misspelt_field_is_refused_naming_it_and_changes_nothing() {
     assert_eq!(app.get("/approval-policy").await.1, policy_before);
     let (_, tokens) = app.get("/tokens").await;
     assert!(!tokens.to_string().contains("ci-readonly"), "{tokens}");
+}
+
+#[tokio::test]
+async fn an_automation_assume_role_of_another_account_is_refused_before_anything_is_sent() {
+    let ids = sandbox::account_ids(3);
+    let app = spawn_app_with(AppOptions {
+        accounts: 3,
+        ..AppOptions::default()
+    })
+    .await;
+    let instance = quiet_in(&app, &ids[1]).await;
+    let region = app
+        .instances()
+        .await
+        .into_iter()
+        .find(|i| i["instance_id"] == instance.as_str())
+        .unwrap()["region"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let start = |role_account: &str| {
+        json!({"account": ids[1], "region": region,
+               "parameters": {"InstanceId": instance,
+                              "AutomationAssumeRole": format!("arn:aws:iam::{role_account}:role/ImdsAutomation")}})
+    };
+    let sent = app.sandbox.execution_ids().len();
+    let (status, refused) = app.post("/executions", &start(&ids[2])).await;
+    assert_eq!(status, 400, "{refused}");
+    let refused: ErrorBody = serde_json::from_value(refused).unwrap();
+    assert_eq!(
+        refused.error.field.as_deref(),
+        Some("parameters.AutomationAssumeRole")
+    );
+    assert!(refused.error.message.contains(&ids[1]), "{refused:?}");
+    assert_eq!(app.sandbox.execution_ids().len(), sent, "nothing was sent");
+    let (status, body) = app.post("/executions", &start(&ids[1])).await;
+    assert_eq!(status, 201, "a role of the run's own account: {body}");
 }

@@ -78,18 +78,30 @@ pub fn check_user_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// A sign-on user name: 1 to 64 characters as the identity provider writes it (a directory's
-/// `DOMAIN\name`, spaces and apostrophes included), with no control characters or direction marks
-/// and no blank at either end.
+/// A sign-on user name: 1 to 64 characters as the identity provider writes it, checked like a
+/// built-in name but with what directories add: letters of any script, digits, `.`, `_`, `@`, `-`,
+/// and a directory's `DOMAIN\name`, spaces, apostrophes and `+`; no blank at either end, nothing
+/// invisible. Separators of the console's own lists and paths (`,`, `;`, `/`, `:`) are refused.
 pub fn check_sso_name(name: &str) -> Result<(), String> {
+    let shown = || name.chars().take(80).collect::<String>();
     let length_ok = (1..=64).contains(&name.chars().count()) && name.trim() == name;
     if !length_ok {
         return Err(format!(
             "the sign-on name \"{}\" is not 1 to 64 characters without blanks at its ends",
-            name.chars().take(80).collect::<String>()
+            shown()
         ));
     }
-    shared::params::check_plain_text(name).map_err(|m| format!("the sign-on name: {m}"))
+    shared::params::check_plain_text(name).map_err(|m| format!("the sign-on name: {m}"))?;
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_alphanumeric() || "._@-\\ '+".contains(*c)))
+    {
+        return Err(format!(
+            "the sign-on name \"{}\" holds '{bad}': use letters, digits, spaces and . _ @ - \\ ' + only",
+            shown()
+        ));
+    }
+    Ok(())
 }
 
 /// Who a request is.

@@ -208,6 +208,24 @@ pub async fn assess(state: &AppState, plan: &StartPlan, with_usage: bool) -> Res
         .as_ref()
         .map(|a| a.as_str().to_owned())
         .unwrap_or_default();
+    if let Some(role) = &plan.parameters.assume_role {
+        // SSM passes the role in the account the run starts in; a role of another account cannot be
+        // passed, and naming one must not reach that account on anyone's behalf.
+        let starts_in = if account.is_empty() {
+            crate::routes::identity::resolve(state).await?.account
+        } else {
+            account.clone()
+        };
+        let of_role = role.as_str().split(':').nth(4).unwrap_or_default();
+        if of_role != starts_in {
+            return Err(AppError::field(
+                "parameters.AutomationAssumeRole",
+                format!(
+                    "The AutomationAssumeRole must be a role of account {starts_in}, where the run starts; {of_role} is another account, whose role SSM cannot pass."
+                ),
+            ));
+        }
+    }
     let mut locations = Vec::new();
     let mut left_out = Vec::new();
     let mut administration_role = None;

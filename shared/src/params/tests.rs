@@ -329,3 +329,42 @@ fn a_location_of_more_than_fifty_accounts_goes_to_ssm_in_pieces_of_fifty() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn free_text_refuses_every_invisible_character_and_keeps_the_visible_ones() {
+    for hidden in [
+        '\u{00AD}',
+        '\u{034F}',
+        '\u{0600}',
+        '\u{200B}',
+        '\u{2063}',
+        '\u{2065}',
+        '\u{206A}',
+        '\u{3164}',
+        '\u{115F}',
+        '\u{FFA0}',
+        '\u{17B4}',
+        '\u{FEFF}',
+        '\u{FFF9}',
+        '\u{1D173}',
+        '\u{E0001}',
+        '\u{E0041}',
+        '\u{E007F}',
+    ] {
+        let text = format!("ok{hidden}x");
+        assert!(
+            crate::params::check_plain_text(&text).is_err(),
+            "U+{:04X} passed",
+            hidden as u32
+        );
+    }
+    for visible in [
+        "Jürgen's reason",
+        "東京の再起動",
+        "👍🏽 signed off",
+        "a – b — c",
+        "naïve café",
+    ] {
+        assert_eq!(crate::params::check_plain_text(visible), Ok(()), "{visible}");
+    }
+}
