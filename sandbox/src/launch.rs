@@ -216,9 +216,10 @@ pub(crate) struct Launch {
     /// Spot Fleet requests, each launching from templates or from launch specifications.
     #[serde(default)]
     pub spot_fleets: Vec<crate::launch_extra::SpotFleetRequest>,
-    /// Public SSM parameters that name an AMI, by `region` and name (`resolve:ssm:` image IDs).
+    /// Public SSM parameters that name an AMI, by `launch_extra::parameter_key` (`resolve:ssm:`
+    /// image IDs).
     #[serde(default)]
-    pub image_parameters: BTreeMap<(String, String), String>,
+    pub image_parameters: BTreeMap<String, String>,
 }
 
 pub(crate) fn place_key(account: &str, region: &str) -> String {

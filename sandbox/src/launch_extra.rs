@@ -51,13 +51,19 @@ pub(crate) struct SpotFleetRequest {
     pub created_ms: u64,
 }
 
+/// A parameter's key in `Launch::image_parameters`: its Region and name (the state file is JSON, so
+/// the key is one string).
+pub(crate) fn parameter_key(region: &str, name: &str) -> String {
+    format!("{region} {name}")
+}
+
 impl Launch {
     /// The AMI an image ID names in a region: a `resolve:ssm:` parameter is the AMI it holds now;
     /// anything else is itself.
     pub(crate) fn resolve_image<'a>(&'a self, region: &str, image_id: &'a str) -> &'a str {
         image_id
             .strip_prefix("resolve:ssm:")
-            .and_then(|name| self.image_parameters.get(&(region.to_owned(), name.to_owned())))
+            .and_then(|name| self.image_parameters.get(&parameter_key(region, name)))
             .map_or(image_id, String::as_str)
     }
 }
@@ -114,7 +120,7 @@ pub(crate) fn seed(launch: &mut Launch, fleet: &mut Fleet, created: u64) {
         });
         launch
             .image_parameters
-            .insert((region.clone(), AL2023_PARAMETER.to_owned()), amazon);
+            .insert(parameter_key(region, AL2023_PARAMETER), amazon);
         launch.images.push(Image {
             id: format!("ami-0{}", place_hash("vendor", region)),
             name: "golden-base-2021.07".to_owned(),
