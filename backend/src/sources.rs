@@ -29,6 +29,23 @@ pub struct TemplateReading {
     pub name: String,
     pub default: TemplateOptions,
     pub latest: TemplateOptions,
+    /// The service that manages it (EC2's `Operator` principal), which alone may change it.
+    pub managed_by: Option<String>,
+}
+
+/// A launch template as a group, an override or a fleet names it.
+#[derive(Debug, Clone)]
+pub struct TemplateRef {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    /// `$Default`, `$Latest` or a number.
+    pub version: String,
+}
+
+impl TemplateRef {
+    fn names(&self, t: &TemplateReading) -> bool {
+        self.id.as_deref() == Some(t.id.as_str()) || self.name.as_deref() == Some(t.name.as_str())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -39,6 +56,9 @@ pub struct GroupReading {
     /// `$Default`, `$Latest` or a number.
     pub template_version: String,
     pub launch_configuration: Option<String>,
+    /// The templates a MixedInstancesPolicy's overrides name for themselves (the group launches
+    /// from each of them as well as from its own).
+    pub overrides: Vec<TemplateRef>,
     pub instances: Vec<String>,
 }
 
@@ -58,14 +78,34 @@ pub struct ImageReading {
     pub id: String,
     pub name: String,
     pub imds_v2: bool,
+    /// The owner's alias (`amazon`, ...) or account ID, as a person would name it.
+    pub owner: String,
+    pub owner_id: String,
+    /// Past its deprecation time.
+    pub deprecated: bool,
+    /// Disabled by its owner (no new launches; instances from it still run).
+    pub disabled: bool,
 }
 
-/// An EC2 Fleet and the template it launches from.
+/// An EC2 Fleet or a Spot Fleet request, the templates it launches from, and the AMIs of its launch
+/// specifications (Spot Fleet only; they carry no metadata options).
 #[derive(Debug, Clone)]
 pub struct FleetReading {
+    /// "EC2 Fleet" or "Spot Fleet".
+    pub kind: &'static str,
     pub id: String,
-    pub template_id: Option<String>,
-    pub template_name: Option<String>,
+    pub templates: Vec<TemplateRef>,
+    pub images: Vec<String>,
+}
+
+impl FleetReading {
+    fn launches(&self, t: &TemplateReading) -> bool {
+        self.templates.iter().any(|r| r.names(t))
+    }
+
+    fn label(&self) -> String {
+        format!("{} {}", self.kind, self.id)
+    }
 }
 
 /// What one account and region launches from.
@@ -256,7 +296,12 @@ fn usage(instances: &[&InstanceView]) -> Vec<InstanceUsage> {
 /// The group's launch template version as it resolves now; None for a pinned number that is
 /// neither the default nor the latest (unknown without another call).
 fn group_options<'a>(g: &GroupReading, t: &'a TemplateReading) -> Option<&'a TemplateOptions> {
-    match g.template_version.as_str() {
+    version_options(&g.template_version, t)
+}
+
+/// `$Latest`, `$Default` or a number of `t`; None for a number that is neither (not read).
+fn version_options<'a>(version: &str, t: &'a TemplateReading) -> Option<&'a TemplateOptions> {
+    match version {
         "$Latest" => Some(&t.latest),
         "$Default" => Some(&t.default),
         n => [&t.default, &t.latest]
@@ -271,11 +316,38 @@ fn group_template<'a>(g: &GroupReading, r: &'a PlaceReading) -> Option<&'a Templ
     })
 }
 
+/// The templates a group's MixedInstancesPolicy overrides launch besides its own, with the version
+/// each names; an override naming a template that was not read is left out.
+fn override_templates<'a>(g: &'a GroupReading, r: &'a PlaceReading) -> Vec<(&'a TemplateReading, &'a str)> {
+    let mut out: Vec<(&TemplateReading, &str)> = Vec::new();
+    for o in &g.overrides {
+        if let Some(t) = r.templates.iter().find(|t| o.names(t)) {
+            if !out.iter().any(|(seen, v)| seen.id == t.id && *v == o.version) {
+                out.push((t, o.version.as_str()));
+            }
+        }
+    }
+    out
+}
+
+/// Whether `g` launches from `t`, as its own template or an override's.
+fn group_uses(g: &GroupReading, r: &PlaceReading, t: &TemplateReading) -> bool {
+    group_template(g, r).is_some_and(|gt| gt.id == t.id) || g.overrides.iter().any(|o| o.names(t))
+}
+
 /// The tokens a group's launches get now, and why; None where its template version or launch
-/// configuration was not read.
+/// configuration was not read. A group on several templates gets the worst of them.
 fn group_tokens(g: &GroupReading, r: &PlaceReading, defaults: &MetadataDefaults) -> Option<(String, String)> {
     if let Some(t) = group_template(g, r) {
-        return group_options(g, t).map(|o| launch_tokens(o, defaults, &r.images));
+        let own = group_options(g, t).map(|o| launch_tokens(o, defaults, &r.images));
+        return override_templates(g, r)
+            .into_iter()
+            .map(|(t, v)| version_options(v, t).map(|o| launch_tokens(o, defaults, &r.images)))
+            .fold(own, |worst, next| match (worst, next) {
+                (Some(w), Some(n)) if w.0 == "required" && n.0 != "required" => Some(n),
+                (Some(w), Some(_)) => Some(w),
+                _ => None,
+            });
     }
     let name = g.launch_configuration.as_ref()?;
     r.configs
@@ -341,17 +413,9 @@ fn place_views(account: &str, region: &str, r: &PlaceReading, here: &[&InstanceV
         let groups: Vec<String> = r
             .groups
             .iter()
-            .filter(|g| group_template(g, r).is_some_and(|gt| gt.id == t.id))
+            .filter(|g| group_uses(g, r, t))
             .map(|g| g.name.clone())
-            .chain(
-                r.fleets
-                    .iter()
-                    .filter(|f| {
-                        f.template_id.as_deref() == Some(t.id.as_str())
-                            || f.template_name.as_deref() == Some(t.name.as_str())
-                    })
-                    .map(|f| format!("EC2 Fleet {}", f.id)),
-            )
+            .chain(r.fleets.iter().filter(|f| f.launches(t)).map(FleetReading::label))
             .collect();
         let detail = if t.default.version == t.latest.version {
             format!("Default and latest version {}: {dwhy}", t.default.version)
@@ -373,8 +437,8 @@ fn place_views(account: &str, region: &str, r: &PlaceReading, here: &[&InstanceV
             instances: from.len(),
             imdsv1_instances: from.iter().filter(|i| calls_imdsv1(i)).count(),
             related: groups,
-            fixable: true,
-            advice: None,
+            fixable: t.managed_by.is_none(),
+            advice: t.managed_by.as_ref().map(|who| managed_advice(&t.name, who)),
             state: Some(SourceState::LaunchTemplate {
                 default_version: t.default.version,
                 latest_version: t.latest.version,
@@ -448,6 +512,45 @@ fn place_views(account: &str, region: &str, r: &PlaceReading, here: &[&InstanceV
                 None,
             ),
         };
+        // A MixedInstancesPolicy's overrides may launch other templates: the group is as bad as
+        // the worst of them, and is fixed through each template, not as one.
+        let (mut posture_now, mut detail, mut fixable, mut advice) = (posture_now, detail, fixable, advice);
+        let others = override_templates(g, r);
+        for (t, version) in &others {
+            let (p, why) = match version_options(version, t) {
+                Some(o) => {
+                    let (tokens, why) = launch_tokens(o, d, &r.images);
+                    (posture(&tokens, d), format!("(version {}): {why}", o.version))
+                }
+                None => (
+                    SourcePosture::AllowsImdsv1,
+                    "is neither its default nor its latest version".to_owned(),
+                ),
+            };
+            posture_now = worse(posture_now, p);
+            detail.push_str(&format!(". An override launches {} {version} {why}", t.name));
+        }
+        let mut templates: Vec<&TemplateReading> = template.into_iter().collect();
+        for (t, _) in &others {
+            if !templates.iter().any(|x| x.id == t.id) {
+                templates.push(t);
+            }
+        }
+        if templates.len() > 1 {
+            fixable = false;
+            let unfixed: Vec<&str> = templates.iter().map(|t| t.name.as_str()).collect();
+            advice = Some(format!(
+                "The group launches from {} templates ({}): fix each template that allows IMDSv1.",
+                templates.len(),
+                unfixed.join(", ")
+            ));
+        } else if let Some(who) = template.and_then(|t| t.managed_by.as_ref()) {
+            fixable = false;
+            advice = Some(managed_advice(
+                &template.map(|t| t.name.clone()).unwrap_or_default(),
+                who,
+            ));
+        }
         out.push(SourceView {
             id: id(SourceKind::AutoScalingGroup, &g.name),
             kind: SourceKind::AutoScalingGroup,
@@ -459,11 +562,11 @@ fn place_views(account: &str, region: &str, r: &PlaceReading, here: &[&InstanceV
             detail,
             instances: from.len(),
             imdsv1_instances: from.iter().filter(|i| calls_imdsv1(i)).count(),
-            related: template
-                .map(|t| t.id.clone())
-                .or_else(|| g.launch_configuration.clone())
-                .into_iter()
-                .collect(),
+            related: if templates.is_empty() {
+                g.launch_configuration.clone().into_iter().collect()
+            } else {
+                templates.iter().map(|t| t.id.clone()).collect()
+            },
             fixable,
             advice,
             state: None,
@@ -483,8 +586,30 @@ fn place_views(account: &str, region: &str, r: &PlaceReading, here: &[&InstanceV
                     .any(|o| o.image_id.as_deref() == Some(img.id.as_str()))
             })
             .map(|t| t.id.clone())
+            .chain(
+                r.fleets
+                    .iter()
+                    .filter(|f| f.images.contains(&img.id))
+                    .map(FleetReading::label),
+            )
             .collect();
         let covered = d.http_tokens.as_deref() == Some("required");
+        let own = img.owner_id == account;
+        let mut about = Vec::new();
+        if !own {
+            about.push(format!("owned by {}", img.owner));
+        }
+        if img.deprecated {
+            about.push("deprecated".to_owned());
+        }
+        if img.disabled {
+            about.push("disabled (no new launches; its instances still run)".to_owned());
+        }
+        let about = if about.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", about.join(", "))
+        };
         out.push(SourceView {
             id: id(SourceKind::Image, &img.id),
             kind: SourceKind::Image,
@@ -498,17 +623,15 @@ fn place_views(account: &str, region: &str, r: &PlaceReading, here: &[&InstanceV
                 SourcePosture::AllowsImdsv1
             },
             detail: if covered {
-                "Not marked ImdsSupport v2.0, but the account default requires tokens for launches that leave them unset".to_owned()
+                format!("Not marked ImdsSupport v2.0{about}, but the account default requires tokens for launches that leave them unset")
             } else {
-                "Not marked ImdsSupport v2.0: a launch that leaves HttpTokens unset allows IMDSv1".to_owned()
+                format!("Not marked ImdsSupport v2.0{about}: a launch that leaves HttpTokens unset allows IMDSv1")
             },
             instances: from.len(),
             imdsv1_instances: from.iter().filter(|i| calls_imdsv1(i)).count(),
             related: templates,
             fixable: false,
-            advice: Some(
-                "An AMI's ImdsSupport cannot be changed: register a copy with --imds-support v2.0, or fix the account default, which covers every AMI.".to_owned(),
-            ),
+            advice: Some(image_advice(img, own)),
             state: None,
         });
     }
@@ -692,6 +815,22 @@ async fn plan(
                     None => format!("group {} does not launch from a launch template the console can read; move it to one first", g.name),
                 },
             })?;
+            if override_templates(g, &reading).iter().any(|(o, _)| o.id != t.id) {
+                let names: Vec<String> = std::iter::once(t.name.clone())
+                    .chain(override_templates(g, &reading).iter().map(|(o, _)| o.name.clone()))
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                return Err(AppError::Conflict {
+                    code: "NotFixable".into(),
+                    message: format!(
+                        "group {} launches from several templates through its mixed instances policy ({}): fix each template that \
+                         allows IMDSv1 instead",
+                        g.name,
+                        names.join(", ")
+                    ),
+                });
+            }
             if !group_follows_template(g) {
                 return Err(AppError::Conflict {
                     code: "NotFixable".into(),
@@ -710,10 +849,24 @@ async fn plan(
         SourceKind::Image => {
             return Err(AppError::Conflict {
                 code: "NotFixable".into(),
-                message: "an AMI's ImdsSupport cannot be changed: register a copy with --imds-support v2.0, or fix the account default, which covers every AMI".into(),
+                message: "the console does not change AMIs: an AMI's owner can mark it ImdsSupport v2.0 once, irreversibly \
+                          (modify-image-attribute --imds-support v2.0), or register a copy with --imds-support v2.0; or fix the account \
+                          default, which covers every AMI"
+                    .into(),
             })
         }
     };
+    if let Some((name, who)) = reading
+        .templates
+        .iter()
+        .filter(|t| target.kind == SourceKind::LaunchTemplate && t.id == target.resource)
+        .find_map(|t| t.managed_by.as_ref().map(|who| (t.name.clone(), who.clone())))
+    {
+        return Err(AppError::Conflict {
+            code: "NotFixable".into(),
+            message: managed_advice(&name, &who),
+        });
+    }
     let preview = match target.kind {
         SourceKind::AccountDefault => {
             let after = MetadataDefaults {
@@ -823,7 +976,7 @@ async fn plan(
             let groups: Vec<&GroupReading> = reading
                 .groups
                 .iter()
-                .filter(|g| group_template(g, &reading).is_some_and(|gt| gt.id == t.id))
+                .filter(|g| group_uses(g, &reading, t))
                 .collect();
             let members: BTreeSet<&str> = groups
                 .iter()
@@ -884,8 +1037,8 @@ async fn plan(
                         reading
                             .fleets
                             .iter()
-                            .filter(|f| f.template_id.as_deref() == Some(t.id.as_str()))
-                            .map(|f| format!("EC2 Fleet {}", f.id)),
+                            .filter(|f| f.launches(t))
+                            .map(FleetReading::label),
                     )
                     .collect(),
                 refused_after: Vec::new(),
@@ -900,6 +1053,32 @@ async fn plan(
     let mut preview = preview;
     preview.needs_override = !preview.imdsv1_instances.is_empty();
     Ok((Plan { id, target, preview }, reason, hop))
+}
+
+/// What to do about an AMI not marked v2.0: its owner may mark it, once and for good; anyone else
+/// can only use another AMI or rely on the account default.
+fn image_advice(img: &ImageReading, own: bool) -> String {
+    if own {
+        format!(
+            "Mark it once its software supports IMDSv2: `aws ec2 modify-image-attribute --image-id {} --imds-support v2.0` \
+             (AWS cannot undo this), or register a copy with --imds-support v2.0, or fix the account default, which covers every AMI.",
+            img.id
+        )
+    } else {
+        format!(
+            "Only its owner ({}) can mark it ImdsSupport v2.0: use an AMI you own registered with --imds-support v2.0, or fix the \
+             account default, which covers every AMI.",
+            img.owner
+        )
+    }
+}
+
+/// What to do about a template a service manages: EC2 shows it, but only that service changes it.
+fn managed_advice(template: &str, service: &str) -> String {
+    format!(
+        "Launch template {template} is managed by {service}: only that service changes it. Set its metadata options \
+         where you configure that service (or fix the account default, which covers a template that leaves HttpTokens unset)."
+    )
 }
 
 fn change(field: &str, before: Option<&str>, after: Option<&str>) -> String {
@@ -1168,15 +1347,18 @@ async fn template_users(state: &AppState, fix: &SourceFix, template: &str, made:
     reading
         .groups
         .iter()
-        .filter(|g| group_template(g, &reading).is_some_and(|t| t.id == template))
+        .filter(|g| {
+            group_template(g, &reading).is_some_and(|t| t.id == template)
+                || g.overrides.iter().any(|o| o.id.as_deref() == Some(template))
+        })
         .filter(|g| g.template_version == "$Latest" || g.template_version == made.to_string())
         .map(|g| format!("Auto Scaling group {} ({})", g.name, g.template_version))
         .chain(
             reading
                 .fleets
                 .iter()
-                .filter(|f| f.template_id.as_deref() == Some(template))
-                .map(|f| format!("EC2 Fleet {} (if on $Latest)", f.id)),
+                .filter(|f| f.templates.iter().any(|t| t.id.as_deref() == Some(template)))
+                .map(|f| format!("{} (if on $Latest)", f.label())),
         )
         .collect()
 }
@@ -1201,6 +1383,18 @@ pub fn account_of_source(raw_id: &str) -> Option<String> {
 mod tests {
     use super::*;
 
+    fn image() -> ImageReading {
+        ImageReading {
+            id: String::new(),
+            name: String::new(),
+            imds_v2: false,
+            owner: "self".into(),
+            owner_id: "123456789012".into(),
+            deprecated: false,
+            disabled: false,
+        }
+    }
+
     fn opts(version: i64, tokens: Option<&str>, image: &str) -> TemplateOptions {
         TemplateOptions {
             version,
@@ -1218,11 +1412,13 @@ mod tests {
                 id: "ami-00000001".into(),
                 name: "old".into(),
                 imds_v2: false,
+                ..image()
             },
             ImageReading {
                 id: "ami-00000002".into(),
                 name: "new".into(),
                 imds_v2: true,
+                ..image()
             },
         ];
         let mut d = MetadataDefaults::default();
@@ -1254,6 +1450,7 @@ mod tests {
             id: "ami-00000001".into(),
             name: "old".into(),
             imds_v2: false,
+            ..image()
         }];
         let config = |tokens: Option<&str>| ConfigReading {
             name: "lc".into(),

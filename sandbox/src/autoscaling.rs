@@ -96,9 +96,10 @@ fn group_xml(sb_fleet: &crate::fleet::Fleet, g: &AutoScalingGroup) -> String {
         region = g.region,
         account = g.account,
         uuid = &crate::launch::group_uuid(g),
-        source = match &g.launch_configuration {
-            Some(lc) => format!("<LaunchConfigurationName>{}</LaunchConfigurationName>", esc(lc)),
-            None => format!(
+        source = match (&g.launch_configuration, &g.mixed_overrides) {
+            (Some(lc), _) => format!("<LaunchConfigurationName>{}</LaunchConfigurationName>", esc(lc)),
+            (None, Some(overrides)) => crate::launch_extra::mixed_policy_xml(g, overrides),
+            (None, None) => format!(
                 "<LaunchTemplate><LaunchTemplateId>{}</LaunchTemplateId><Version>{}</Version></LaunchTemplate>",
                 g.template_id,
                 esc(&g.template_version)

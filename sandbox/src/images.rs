@@ -1,5 +1,7 @@
-//! EC2's DescribeImages (ec2Query): the AMIs an account may see, by ID, `image-id` filter and
-//! owner, with EC2's errors for malformed and unknown IDs and malformed owners.
+//! EC2's DescribeImages (ec2Query): the AMIs an account may see (its own, public ones, and ones
+//! shared with it; another owner's deprecated ones only with `IncludeDeprecated`, its own disabled
+//! ones only with `IncludeDisabled`), by ID, `image-id` filter and owner, with EC2's errors for
+//! malformed and unknown IDs and malformed owners.
 
 use axum::response::Response;
 use std::collections::BTreeMap;
@@ -56,19 +58,22 @@ pub(crate) fn describe_images(sb: &Sandbox, at: &Scope<'_>, p: &Params<'_>) -> R
             format!("Invalid user id: \"{bad}\""),
         ));
     }
+    let flag = |name: &str| p.get(name) == Some(&"true");
+    let (deprecated, disabled) = (flag("IncludeDeprecated"), flag("IncludeDisabled"));
+    let now = timefmt::now_ms();
     let world = sb.world();
-    // An account sees the AMIs it owns; the sandbox's AMIs are all private (none public, none shared
-    // with other accounts), so another account's AMI does not exist for the caller.
     let visible: Vec<_> = world
         .launch
         .images
         .iter()
-        .filter(|i| i.region == at.region && i.account == at.account)
+        .filter(|i| i.region == at.region && i.visible_to(at.account, now, deprecated, disabled))
         .filter(|i| {
             owners.is_empty()
-                || owners
-                    .iter()
-                    .any(|o| (*o == "self" && i.account == at.account) || *o == i.account)
+                || owners.iter().any(|o| {
+                    (*o == "self" && i.account == at.account)
+                        || *o == i.account
+                        || i.owner_alias.as_deref() == Some(*o)
+                })
         })
         .collect();
     if let Some(missing) = ids.iter().find(|id| !visible.iter().any(|i| i.id == **id)) {
@@ -85,22 +90,30 @@ pub(crate) fn describe_images(sb: &Sandbox, at: &Scope<'_>, p: &Params<'_>) -> R
         if !wanted || !seen.insert(img.id.clone()) {
             continue;
         }
-        let imds = img
+        let mut extra = img
             .imds_support
             .as_ref()
             .map(|v| format!("<imdsSupport>{v}</imdsSupport>"))
             .unwrap_or_default();
+        if let Some(alias) = &img.owner_alias {
+            let _ = write!(extra, "<imageOwnerAlias>{alias}</imageOwnerAlias>");
+        }
+        if let Some(t) = img.deprecation_ms {
+            let _ = write!(extra, "<deprecationTime>{}</deprecationTime>", timefmt::iso(t));
+        }
         let _ = write!(
             body,
-            "<item><imageId>{}</imageId><imageLocation>{}/{}</imageLocation><imageState>available</imageState>\
-             <imageOwnerId>{}</imageOwnerId><creationDate>{}</creationDate><isPublic>false</isPublic>\
+            "<item><imageId>{}</imageId><imageLocation>{}/{}</imageLocation><imageState>{}</imageState>\
+             <imageOwnerId>{}</imageOwnerId><creationDate>{}</creationDate><isPublic>{}</isPublic>\
              <architecture>x86_64</architecture><imageType>machine</imageType><name>{}</name>\
-             <rootDeviceType>ebs</rootDeviceType><virtualizationType>hvm</virtualizationType>{imds}</item>",
+             <rootDeviceType>ebs</rootDeviceType><virtualizationType>hvm</virtualizationType>{extra}</item>",
             img.id,
             img.account,
             esc(&img.name),
+            if img.disabled { "disabled" } else { "available" },
             img.account,
             timefmt::iso(img.created_ms),
+            img.public,
             esc(&img.name)
         );
     }

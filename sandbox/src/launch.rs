@@ -87,6 +87,9 @@ pub(crate) struct LaunchTemplate {
     /// gets a new number, as in EC2 (0: none deleted yet).
     #[serde(default)]
     pub highest_version: i64,
+    /// The service that manages the template (`Operator.Principal`, with `Managed` true), if any.
+    #[serde(default)]
+    pub operator: Option<String>,
 }
 
 impl LaunchTemplate {
@@ -124,6 +127,10 @@ pub(crate) struct AutoScalingGroup {
     /// What the group's last scaling did: launches refused by the account's enforcement land here.
     #[serde(default)]
     pub activities: Vec<Activity>,
+    /// A group with a MixedInstancesPolicy: its template (above) is the policy's, and these are its
+    /// overrides; None for a group that names its template or configuration directly.
+    #[serde(default)]
+    pub mixed_overrides: Option<Vec<crate::launch_extra::GroupOverride>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -161,15 +168,31 @@ pub(crate) struct Ec2Fleet {
     pub created_ms: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Image {
     pub id: String,
     pub name: String,
+    /// The owner's account ID.
     pub account: String,
     pub region: String,
     /// `v2.0`: instances launched from it require tokens unless something says otherwise.
     pub imds_support: Option<String>,
     pub created_ms: u64,
+    /// `amazon`, `aws-marketplace` or `aws-backup-vault` for AMIs those owners publish.
+    #[serde(default)]
+    pub owner_alias: Option<String>,
+    /// Public launch permission: every account may see and launch it.
+    #[serde(default)]
+    pub public: bool,
+    /// The accounts it is shared with (explicit launch permissions).
+    #[serde(default)]
+    pub shared_with: Vec<String>,
+    /// When it was (or will be) deprecated.
+    #[serde(default)]
+    pub deprecation_ms: Option<u64>,
+    /// Disabled by its owner: only the owner sees it, and only when asking for disabled AMIs.
+    #[serde(default)]
+    pub disabled: bool,
 }
 
 /// Every source of new instances in the sandbox.
@@ -190,6 +213,13 @@ pub(crate) struct Launch {
     /// ClientToken -> the request it came with, so a reuse for another request is refused.
     #[serde(default)]
     pub version_token_requests: BTreeMap<String, String>,
+    /// Spot Fleet requests, each launching from templates or from launch specifications.
+    #[serde(default)]
+    pub spot_fleets: Vec<crate::launch_extra::SpotFleetRequest>,
+    /// Public SSM parameters that name an AMI, by `launch_extra::parameter_key` (`resolve:ssm:`
+    /// image IDs).
+    #[serde(default)]
+    pub image_parameters: BTreeMap<String, String>,
 }
 
 pub(crate) fn place_key(account: &str, region: &str) -> String {
@@ -197,7 +227,7 @@ pub(crate) fn place_key(account: &str, region: &str) -> String {
 }
 
 /// A short, stable hexadecimal name for a place, so seeded IDs are the same for the same fleet.
-fn place_hash(account: &str, region: &str) -> String {
+pub(crate) fn place_hash(account: &str, region: &str) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in account.bytes().chain([b'/']).chain(region.bytes()) {
         h ^= u64::from(b);
@@ -315,6 +345,7 @@ pub(crate) fn seed(fleet: &mut Fleet) -> Launch {
             region: region.clone(),
             imds_support: None,
             created_ms: created,
+            ..Image::default()
         });
         launch.images.push(Image {
             id: image("al2023"),
@@ -323,6 +354,7 @@ pub(crate) fn seed(fleet: &mut Fleet) -> Launch {
             region: region.clone(),
             imds_support: Some("v2.0".to_owned()),
             created_ms: created,
+            ..Image::default()
         });
         launch
             .defaults
@@ -351,6 +383,7 @@ pub(crate) fn seed(fleet: &mut Fleet) -> Launch {
                 default_version,
                 versions,
                 highest_version: 0,
+                operator: None,
             };
             let launched = template.version(spec).map_or(1, |v| v.number);
             let in_group: Vec<usize> = members.iter().copied().skip(n).step_by(10).collect();
@@ -373,6 +406,7 @@ pub(crate) fn seed(fleet: &mut Fleet) -> Launch {
                 desired: in_group.len(),
                 created_ms: created,
                 activities: Vec::new(),
+                mixed_overrides: None,
             });
             if *name == "worker" {
                 // The batch workers also run as an EC2 Fleet from the same template.
@@ -420,6 +454,7 @@ pub(crate) fn seed(fleet: &mut Fleet) -> Launch {
                 desired: 0,
                 created_ms: created,
                 activities: Vec::new(),
+                mixed_overrides: None,
             });
         }
         for (k, &i) in members.iter().enumerate() {
@@ -429,6 +464,7 @@ pub(crate) fn seed(fleet: &mut Fleet) -> Launch {
             }
         }
     }
+    crate::launch_extra::seed(&mut launch, fleet, created);
     launch
 }
 
@@ -473,7 +509,9 @@ impl Launch {
     }
 
     pub(crate) fn image(&self, region: &str, id: &str) -> Option<&Image> {
-        // AMIs are regional and each seeded one has an ID of its own, so the region and ID find it.
+        // AMIs are regional and each seeded one has an ID of its own, so the region and ID find it;
+        // an SSM parameter (`resolve:ssm:`) is the AMI it names now, as at launch.
+        let id = self.resolve_image(region, id);
         self.images.iter().find(|i| i.id == id && i.region == region)
     }
 
@@ -604,6 +642,7 @@ pub(crate) fn set_desired_capacity(
             .and_then(|id| fleet.instances.iter().find(|i| &i.id == id))
             .cloned();
         let rate = group_v1_rate(fleet, &group);
+        let image_id = launch.resolve_image(&group.region, &version.image_id).to_owned();
         let existing: BTreeSet<String> = fleet.instances.iter().map(|i| i.id.clone()).collect();
         for _ in members.len()..desired {
             match launch.launch_options(&group.account, &group.region, &version) {
@@ -645,7 +684,7 @@ pub(crate) fn set_desired_capacity(
                         v1_blocked_log: vec![(now_ms, blocked)],
                         changed_at_speed: 1.0,
                         terminated_ms: None,
-                        image_id: Some(version.image_id.clone()),
+                        image_id: Some(image_id.clone()),
                     });
                     activities.push(activity(
                         &mut random,
@@ -740,14 +779,15 @@ mod tests {
     #[test]
     fn every_place_gets_templates_groups_and_images_linked_to_its_instances() {
         let (fleet, launch) = seeded();
-        assert_eq!(launch.templates.len(), 3);
-        assert_eq!(launch.groups.len(), 5);
+        assert_eq!(launch.templates.len(), 5);
+        assert_eq!(launch.groups.len(), 6);
         assert_eq!(launch.launch_configurations.len(), 2);
         assert_eq!(
             launch.groups[3].launch_configuration.as_deref(),
             Some("legacy-lc")
         );
-        assert_eq!(launch.images.len(), 2);
+        // Two of its own, one it disabled, the Amazon AMI and the vendor's shared one.
+        assert_eq!(launch.images.len(), 5);
         assert_eq!(group_members(&fleet, &launch.groups[0]).len(), 6);
         assert!(fleet.instances.iter().all(|i| i.image_id.is_some()));
     }

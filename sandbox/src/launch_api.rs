@@ -1,7 +1,8 @@
 //! EC2's calls about where instances come from (ec2Query): Get/ModifyInstanceMetadataDefaults,
 //! DescribeLaunchTemplates, DescribeLaunchTemplateVersions, CreateLaunchTemplateVersion,
-//! ModifyLaunchTemplate and DescribeFleets, with EC2's validation and error codes; DescribeImages and
-//! DeleteLaunchTemplateVersions are routed from here to `images` and `template_versions`.
+//! ModifyLaunchTemplate and DescribeFleets, with EC2's validation and error codes; DescribeImages,
+//! DeleteLaunchTemplateVersions and DescribeSpotFleetRequests are routed from here to `images`,
+//! `template_versions` and `launch_extra`.
 
 use axum::response::Response;
 use std::collections::BTreeMap;
@@ -31,6 +32,7 @@ pub(crate) fn handle(
         "DeleteLaunchTemplateVersions" => crate::template_versions::delete_versions(sb, at, p),
         "DescribeImages" => crate::images::describe_images(sb, at, p),
         "DescribeFleets" => describe_fleets(sb, at, p),
+        "DescribeSpotFleetRequests" => crate::launch_extra::describe_spot_fleet_requests(sb, at, p),
         _ => return None,
     })
 }
@@ -216,10 +218,17 @@ fn next_token(body: &mut String, end: usize, total: usize) {
 }
 
 fn template_xml(t: &LaunchTemplate) -> String {
+    let operator = match &t.operator {
+        Some(principal) => format!(
+            "<operator><managed>true</managed><principal>{}</principal></operator>",
+            esc(principal)
+        ),
+        None => "<operator><managed>false</managed></operator>".to_owned(),
+    };
     format!(
         "<launchTemplateId>{}</launchTemplateId><launchTemplateName>{}</launchTemplateName>\
          <createTime>{}</createTime><createdBy>arn:aws:iam::{}:root</createdBy>\
-         <defaultVersionNumber>{}</defaultVersionNumber><latestVersionNumber>{}</latestVersionNumber>",
+         <defaultVersionNumber>{}</defaultVersionNumber><latestVersionNumber>{}</latestVersionNumber>{operator}",
         t.id,
         esc(&t.name),
         timefmt::iso(t.versions.first().map_or(0, |v| v.created_ms)),
@@ -274,7 +283,9 @@ fn describe_templates(sb: &Sandbox, at: &Scope<'_>, p: &Params<'_>) -> Result<Re
     ok_xml(wrap("DescribeLaunchTemplates", &body))
 }
 
-fn version_xml(t: &LaunchTemplate, v: &TemplateVersion) -> String {
+/// A version as EC2 describes it, its image ID as given (`image_id`: the AMI a `resolve:ssm:`
+/// parameter names, when the caller asked for aliases resolved).
+fn version_xml(t: &LaunchTemplate, v: &TemplateVersion, image_id: &str) -> String {
     let md =
         v.md.as_ref()
             .map(crate::template_data::metadata_xml)
@@ -295,7 +306,7 @@ fn version_xml(t: &LaunchTemplate, v: &TemplateVersion) -> String {
         timefmt::iso(v.created_ms),
         t.account,
         v.number == t.default_version,
-        v.image_id,
+        esc(image_id),
         v.instance_type
     )
 }
@@ -346,10 +357,17 @@ fn describe_versions(sb: &Sandbox, at: &Scope<'_>, p: &Params<'_>) -> Result<Res
             }
         }
     }
+    // Without ResolveAlias EC2 answers a `resolve:ssm:` image ID as it was given.
+    let resolve = p.get("ResolveAlias") == Some(&"true");
     let end = (offset + size).min(found.len());
     let mut body = String::from("<launchTemplateVersionSet>");
     for (t, v) in found.get(offset.min(end)..end).unwrap_or_default() {
-        let _ = write!(body, "<item>{}</item>", version_xml(t, v));
+        let image = if resolve {
+            world.launch.resolve_image(&t.region, &v.image_id)
+        } else {
+            v.image_id.as_str()
+        };
+        let _ = write!(body, "<item>{}</item>", version_xml(t, v, image));
     }
     body.push_str("</launchTemplateVersionSet>");
     next_token(&mut body, end, found.len());
@@ -411,7 +429,7 @@ fn create_version(sb: &Sandbox, at: &Scope<'_>, p: &Params<'_>) -> Result<Respon
                     .expect("recorded version");
                 let body = format!(
                     "<launchTemplateVersion>{}</launchTemplateVersion>",
-                    version_xml(t, v)
+                    version_xml(t, v, &v.image_id)
                 );
                 return ok_xml(wrap("CreateLaunchTemplateVersion", &body));
             }
@@ -459,10 +477,10 @@ fn create_version(sb: &Sandbox, at: &Scope<'_>, p: &Params<'_>) -> Result<Respon
         block_device_mappings,
         created_ms: now,
     });
-    let body = format!(
-        "<launchTemplateVersion>{}</launchTemplateVersion>",
-        version_xml(template, template.versions.last().expect("pushed"))
-    );
+    let body = format!("<launchTemplateVersion>{}</launchTemplateVersion>", {
+        let v = template.versions.last().expect("pushed");
+        version_xml(template, v, &v.image_id)
+    });
     if let Some(token) = p.get("ClientToken") {
         world
             .launch

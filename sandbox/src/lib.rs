@@ -26,6 +26,7 @@ mod images;
 mod jsonpath;
 mod launch;
 mod launch_api;
+mod launch_extra;
 mod organizations;
 mod ssm;
 mod ssm_rules;

@@ -316,10 +316,11 @@ pub struct SourceFixes {
 }
 
 /// The declarative policy text that sets the instance metadata defaults for an organisational unit
-/// (EC2 declarative policies, `ec2_attributes.instance_metadata_defaults`).
+/// (EC2 declarative policies, `ec2_attributes.instance_metadata_defaults`). The hop limit is written
+/// as AWS's own syntax page writes it, a quoted number (`"@@assign": "4"`).
 pub fn declarative_policy_text(hop_limit: Option<u8>, enforce_at_launch: bool) -> String {
     let hop = hop_limit.map_or(String::new(), |h| {
-        format!(",\n        \"http_put_response_hop_limit\": {{ \"@@assign\": {h} }}")
+        format!(",\n        \"http_put_response_hop_limit\": {{ \"@@assign\": \"{h}\" }}")
     });
     let enforced = if enforce_at_launch {
         ",\n        \"http_tokens_enforced\": { \"@@assign\": \"enabled\" }"
@@ -388,7 +389,7 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         let d = &v["ec2_attributes"]["instance_metadata_defaults"];
         assert_eq!(d["http_tokens"]["@@assign"], "required");
-        assert_eq!(d["http_put_response_hop_limit"]["@@assign"], 2);
+        assert_eq!(d["http_put_response_hop_limit"]["@@assign"], "2");
         assert_eq!(d["http_tokens_enforced"]["@@assign"], "enabled");
     }
 }

@@ -22,6 +22,7 @@ mod sandbox_strict;
 mod scope;
 mod security;
 mod sources;
+mod sources_as_aws;
 mod store;
 mod template_fix_copy;
 mod trust;

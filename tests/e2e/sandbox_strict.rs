@@ -298,12 +298,12 @@ async fn describe_images_honours_owners_and_shows_no_other_account_s_amis() {
             .map(|i| i.image_id().unwrap().to_owned())
             .collect()
     };
-    let all = ids(hub.describe_images().send().await.unwrap());
+    // Its own two, and Amazon's public AMI; the vendor's shared AMI is deprecated and the account's
+    // own disabled AMI is disabled, so neither is answered unless asked for, as in EC2.
+    let visible = ids(hub.describe_images().send().await.unwrap());
+    assert_eq!(visible.len(), 3, "{visible:?}");
+    let all = ids(hub.describe_images().owners("self").send().await.unwrap());
     assert_eq!(all.len(), 2, "{all:?}");
-    assert_eq!(
-        ids(hub.describe_images().owners("self").send().await.unwrap()),
-        all
-    );
     assert_eq!(
         ids(hub
             .describe_images()
@@ -313,7 +313,17 @@ async fn describe_images_honours_owners_and_shows_no_other_account_s_amis() {
             .unwrap()),
         all
     );
-    assert!(ids(hub.describe_images().owners("amazon").send().await.unwrap()).is_empty());
+    let amazon = ids(hub.describe_images().owners("amazon").send().await.unwrap());
+    assert_eq!(amazon.len(), 1, "{amazon:?}");
+    assert!(visible.contains(&amazon[0]), "{visible:?}");
+    let with_hidden = ids(hub
+        .describe_images()
+        .include_deprecated(true)
+        .include_disabled(true)
+        .send()
+        .await
+        .unwrap());
+    assert_eq!(with_hidden.len(), 5, "{with_hidden:?}");
     let err = hub.describe_images().owners("someone").send().await.unwrap_err();
     assert_eq!(err.code(), Some("InvalidUserID.Malformed"), "{err:?}");
 
@@ -342,7 +352,7 @@ async fn describe_images_honours_owners_and_shows_no_other_account_s_amis() {
         ))
         .build();
     let theirs = aws_sdk_ec2::Client::new(&member_conf);
-    let own = ids(theirs.describe_images().send().await.unwrap());
+    let own = ids(theirs.describe_images().owners("self").send().await.unwrap());
     assert_eq!(own.len(), 2, "{own:?}");
     assert!(own.iter().all(|i| !all.contains(i)), "{own:?} {all:?}");
     assert!(ids(theirs
@@ -557,6 +567,19 @@ deleted = ec2.delete_launch_template_versions(LaunchTemplateId=batch, Versions=[
 out["deleted"] = [v["VersionNumber"] for v in deleted["SuccessfullyDeletedLaunchTemplateVersions"]]
 out["kept"] = [[v["VersionNumber"], v["ResponseError"]["Code"]] for v in deleted["UnsuccessfullyDeletedLaunchTemplateVersions"]]
 out["own_images"] = len(ec2.describe_images(Owners=["self"])["Images"])
+out["with_hidden"] = len(ec2.describe_images(IncludeDeprecated=True, IncludeDisabled=True)["Images"])
+ssm_lt = ec2.describe_launch_templates(LaunchTemplateNames=["al2023-ssm"])["LaunchTemplates"][0]["LaunchTemplateId"]
+out["alias"] = [ec2.describe_launch_template_versions(LaunchTemplateId=ssm_lt, Versions=["$Default"], ResolveAlias=r)
+    ["LaunchTemplateVersions"][0]["LaunchTemplateData"]["ImageId"] for r in (False, True)]
+out["alias"] = ["resolve" if i.startswith("resolve:ssm:/aws/service/") else i[:4] for i in out["alias"]]
+managed = ec2.describe_launch_templates(LaunchTemplateNames=["ecs-managed-capacity"])["LaunchTemplates"][0]
+out["operator"] = managed["Operator"]
+sfr = ec2.describe_spot_fleet_requests()["SpotFleetRequestConfigs"]
+out["spot"] = [[c["LaunchTemplateSpecification"]["Version"] for c in f["SpotFleetRequestConfig"]["LaunchTemplateConfigs"]]
+    + [s["ImageId"][:4] for s in f["SpotFleetRequestConfig"]["LaunchSpecifications"]] for f in sfr]
+mixed = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["mixed-asg"])["AutoScalingGroups"][0]
+out["mixed"] = [o["LaunchTemplateSpecification"]["Version"] for o in mixed["MixedInstancesPolicy"]["LaunchTemplate"]["Overrides"]
+    if "LaunchTemplateSpecification" in o]
 lcs = asg.describe_launch_configurations()["LaunchConfigurations"]
 out["launch_configs"] = [[c["LaunchConfigurationName"], c["MetadataOptions"]["HttpTokens"]] for c in lcs]
 alarms = cw.describe_alarms(AlarmNames=["imds-v1-calls"])["MetricAlarms"]
@@ -610,6 +633,15 @@ async fn boto3_gets_aws_s_refusals_and_reads_the_new_calls_back() {
         "{read}"
     );
     assert_eq!(read["own_images"], 2, "{read}");
+    assert_eq!(read["with_hidden"], 5, "{read}");
+    assert_eq!(read["alias"], serde_json::json!(["resolve", "ami-"]), "{read}");
+    assert_eq!(
+        read["operator"],
+        serde_json::json!({"Managed": true, "Principal": "ecs.amazonaws.com"}),
+        "{read}"
+    );
+    assert_eq!(read["spot"], serde_json::json!([["$Latest", "ami-"]]), "{read}");
+    assert_eq!(read["mixed"], serde_json::json!(["$Default"]), "{read}");
     assert_eq!(
         read["launch_configs"],
         serde_json::json!([["legacy-lc", "optional"], ["imdsv2-lc", "required"]]),

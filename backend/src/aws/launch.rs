@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use super::{sdk_error, RegionClients};
 use crate::error::AppError;
 use crate::sources::{
-    ConfigReading, FleetReading, GroupReading, ImageReading, PlaceReading, TemplateReading,
+    ConfigReading, FleetReading, GroupReading, ImageReading, PlaceReading, TemplateReading, TemplateRef,
 };
 
 /// Everything one account and region launches from: about five calls, more for long lists.
@@ -35,8 +35,10 @@ pub async fn read_place(
         image_ids.extend(t.latest.image_id.clone());
     }
     image_ids.extend(configs.iter().filter_map(|c| c.image_id.clone()));
+    let mut fleets = fleets(c).await?;
+    fleets.extend(spot_fleets(c).await?);
+    image_ids.extend(fleets.iter().flat_map(|f| f.images.iter().cloned()));
     let images = images(c, &image_ids).await?;
-    let fleets = fleets(c).await?;
     Ok(PlaceReading {
         defaults,
         templates,
@@ -101,7 +103,9 @@ fn options(version: Option<&aws_sdk_ec2::types::LaunchTemplateVersion>) -> Templ
 
 /// Every template with its default and latest versions: DescribeLaunchTemplates, then one paged
 /// DescribeLaunchTemplateVersions for `$Default` and `$Latest` of all of them (EC2 allows that
-/// without naming a template).
+/// without naming a template). Templates services manage are asked for even where the account hides
+/// them (`IncludeManagedResources`), and an image given as an SSM parameter (`resolve:ssm:`) is read
+/// as the AMI it names now (`ResolveAlias`), since that AMI decides a launch.
 async fn templates(c: &RegionClients) -> Result<Vec<TemplateReading>, AppError> {
     let mut listed = Vec::new();
     let mut token = None;
@@ -109,6 +113,7 @@ async fn templates(c: &RegionClients) -> Result<Vec<TemplateReading>, AppError> 
         let page = c
             .ec2
             .describe_launch_templates()
+            .include_managed_resources(true)
             .max_results(200)
             .set_next_token(token.take())
             .send()
@@ -131,6 +136,8 @@ async fn templates(c: &RegionClients) -> Result<Vec<TemplateReading>, AppError> 
             .describe_launch_template_versions()
             .versions("$Default")
             .versions("$Latest")
+            .resolve_alias(true)
+            .include_managed_resources(true)
             .max_results(200)
             .set_next_token(token.take())
             .send()
@@ -156,6 +163,10 @@ async fn templates(c: &RegionClients) -> Result<Vec<TemplateReading>, AppError> 
                 name: t.launch_template_name().unwrap_or_default().to_owned(),
                 default: options(version(t.default_version_number())),
                 latest: options(version(t.latest_version_number())),
+                managed_by: t
+                    .operator()
+                    .filter(|o| o.managed() == Some(true))
+                    .map(|o| o.principal().unwrap_or("an AWS service").to_owned()),
             }
         })
         .collect())
@@ -175,18 +186,30 @@ async fn groups(c: &RegionClients) -> Result<Vec<GroupReading>, AppError> {
             .map_err(|e| sdk_error("autoscaling:DescribeAutoScalingGroups", &e))?;
         for g in page.auto_scaling_groups() {
             // A group may launch from a launch configuration or a mixed-instances policy instead;
-            // only templates carry metadata options the console can fix.
-            let spec = g.launch_template().or_else(|| {
-                g.mixed_instances_policy()
-                    .and_then(|m| m.launch_template())
-                    .and_then(|t| t.launch_template_specification())
-            });
+            // only templates carry metadata options the console can fix. A policy's overrides may
+            // each name a template of their own, which the group launches too.
+            let policy = g.mixed_instances_policy().and_then(|m| m.launch_template());
+            let spec = g
+                .launch_template()
+                .or_else(|| policy.and_then(|t| t.launch_template_specification()));
+            let overrides = policy
+                .map(|t| t.overrides())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|o| o.launch_template_specification())
+                .map(|s| TemplateRef {
+                    id: s.launch_template_id().map(str::to_owned),
+                    name: s.launch_template_name().map(str::to_owned),
+                    version: s.version().unwrap_or("$Default").to_owned(),
+                })
+                .collect();
             out.push(GroupReading {
                 name: g.auto_scaling_group_name().unwrap_or_default().to_owned(),
                 template_id: spec.and_then(|s| s.launch_template_id()).map(str::to_owned),
                 template_name: spec.and_then(|s| s.launch_template_name()).map(str::to_owned),
                 template_version: spec.and_then(|s| s.version()).unwrap_or("$Default").to_owned(),
                 launch_configuration: g.launch_configuration_name().map(str::to_owned),
+                overrides,
                 instances: g
                     .instances()
                     .iter()
@@ -243,8 +266,7 @@ async fn launch_configurations(
     Ok(out)
 }
 
-/// EC2 Fleets and the launch template of each (a fleet has one config per template; the first is
-/// the one shown).
+/// EC2 Fleets and the launch templates of each (one config per template).
 async fn fleets(c: &RegionClients) -> Result<Vec<FleetReading>, AppError> {
     let mut out = Vec::new();
     let mut token = None;
@@ -258,14 +280,68 @@ async fn fleets(c: &RegionClients) -> Result<Vec<FleetReading>, AppError> {
             .await
             .map_err(|e| sdk_error("ec2:DescribeFleets", &e))?;
         for f in page.fleets() {
-            let spec = f
-                .launch_template_configs()
-                .first()
-                .and_then(|c| c.launch_template_specification());
             out.push(FleetReading {
+                kind: "EC2 Fleet",
                 id: f.fleet_id().unwrap_or_default().to_owned(),
-                template_id: spec.and_then(|s| s.launch_template_id()).map(str::to_owned),
-                template_name: spec.and_then(|s| s.launch_template_name()).map(str::to_owned),
+                templates: f
+                    .launch_template_configs()
+                    .iter()
+                    .filter_map(|c| c.launch_template_specification())
+                    .map(|s| TemplateRef {
+                        id: s.launch_template_id().map(str::to_owned),
+                        name: s.launch_template_name().map(str::to_owned),
+                        version: s.version().unwrap_or("$Default").to_owned(),
+                    })
+                    .collect(),
+                images: Vec::new(),
+            });
+        }
+        match page.next_token() {
+            Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+            _ => break,
+        }
+    }
+    Ok(out)
+}
+
+/// Spot Fleet requests: the templates of their launch template configs, and the AMIs of their
+/// launch specifications (which carry no metadata options, so the account default, then the AMI,
+/// decide their instances' tokens).
+async fn spot_fleets(c: &RegionClients) -> Result<Vec<FleetReading>, AppError> {
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        let page = c
+            .ec2
+            .describe_spot_fleet_requests()
+            .max_results(1000)
+            .set_next_token(token.take())
+            .send()
+            .await
+            .map_err(|e| sdk_error("ec2:DescribeSpotFleetRequests", &e))?;
+        for f in page.spot_fleet_request_configs() {
+            let config = f.spot_fleet_request_config();
+            out.push(FleetReading {
+                kind: "Spot Fleet",
+                id: f.spot_fleet_request_id().unwrap_or_default().to_owned(),
+                templates: config
+                    .map(|c| c.launch_template_configs())
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|c| c.launch_template_specification())
+                    .map(|s| TemplateRef {
+                        id: s.launch_template_id().map(str::to_owned),
+                        name: s.launch_template_name().map(str::to_owned),
+                        version: s.version().unwrap_or("$Default").to_owned(),
+                    })
+                    .collect(),
+                images: config
+                    .map(|c| c.launch_specifications())
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|s| s.image_id())
+                    .map(str::to_owned)
+                    .collect(),
             });
         }
         match page.next_token() {
@@ -280,7 +356,9 @@ async fn fleets(c: &RegionClients) -> Result<Vec<FleetReading>, AppError> {
 const FILTER_VALUES: usize = 200;
 
 /// The AMIs by an `image-id` filter: one that was deregistered is simply not in the answer, where
-/// `ImageIds` would fail the whole call.
+/// `ImageIds` would fail the whole call. Deprecated AMIs of other owners and the account's own
+/// disabled AMIs are asked for too (EC2 leaves both out by default), since instances launched from
+/// them are still running.
 async fn images(c: &RegionClients, ids: &BTreeSet<String>) -> Result<Vec<ImageReading>, AppError> {
     let ids: Vec<String> = ids.iter().cloned().collect();
     let mut out = Vec::new();
@@ -294,13 +372,27 @@ async fn images(c: &RegionClients, ids: &BTreeSet<String>) -> Result<Vec<ImageRe
                     .set_values(Some(chunk.to_vec()))
                     .build(),
             )
+            .include_deprecated(true)
+            .include_disabled(true)
             .send()
             .await
             .map_err(|e| sdk_error("ec2:DescribeImages", &e))?;
-        out.extend(page.images().iter().map(|i| ImageReading {
-            id: i.image_id().unwrap_or_default().to_owned(),
-            name: i.name().unwrap_or_default().to_owned(),
-            imds_v2: i.imds_support().is_some_and(|s| s.as_str() == "v2.0"),
+        let now = crate::store::now_rfc3339();
+        out.extend(page.images().iter().map(|i| {
+            ImageReading {
+                id: i.image_id().unwrap_or_default().to_owned(),
+                name: i.name().unwrap_or_default().to_owned(),
+                imds_v2: i.imds_support().is_some_and(|s| s.as_str() == "v2.0"),
+                owner: i
+                    .image_owner_alias()
+                    .or(i.owner_id())
+                    .unwrap_or_default()
+                    .to_owned(),
+                owner_id: i.owner_id().unwrap_or_default().to_owned(),
+                // Both are UTC with a `Z`, so their first 19 characters compare as times do.
+                deprecated: i.deprecation_time().is_some_and(|t| t.get(..19) <= now.get(..19)),
+                disabled: i.state().is_some_and(|s| s.as_str() == "disabled"),
+            }
         }));
     }
     Ok(out)

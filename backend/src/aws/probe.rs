@@ -153,6 +153,16 @@ pub async fn launch_sources_reads(c: &RegionClients) -> Vec<(&'static str, Resul
                 .map_err(|e| sdk_error("ec2:DescribeFleets", &e)),
         ),
         (
+            "ec2:DescribeSpotFleetRequests",
+            c.ec2
+                .describe_spot_fleet_requests()
+                .max_results(1)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| sdk_error("ec2:DescribeSpotFleetRequests", &e)),
+        ),
+        (
             "autoscaling:DescribeAutoScalingGroups",
             c.autoscaling
                 .describe_auto_scaling_groups()
