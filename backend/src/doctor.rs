@@ -36,7 +36,7 @@ pub async fn check(
     for (region, c) in clients {
         region_checks(c, region, assume_role, &mut checks).await;
     }
-    let console_principal = iam_principal(&identity.arn);
+    let console_principal = console_principal(first, &identity.arn).await;
     // Fixing a launch template needs a template to dry-run against; the simulator answers instead.
     let mut console_simulated = vec![
         "ssm:AddTagsToResource",
@@ -299,6 +299,28 @@ fn fix(principal: &str, action: &str, result: CheckResult, resource: Option<&str
         ),
         _ => format!("Add {action} to the AutomationAssumeRole's policy; the runbook's steps call it as that role."),
     })
+}
+
+/// The IAM principal behind the console's STS identity, as the policy simulator takes it. An IAM
+/// Identity Center role's path carries the Identity Center Region when that is not us-east-1
+/// (`aws-reserved/sso.amazonaws.com/eu-west-1/`), which the STS ARN does not show: IAM's GetRole
+/// says; without it, the us-east-1 form is the guess.
+pub async fn console_principal(c: &RegionClients, sts_arn: &str) -> Option<String> {
+    let guess = iam_principal(sts_arn)?;
+    let Some(name) = guess
+        .rsplit('/')
+        .next()
+        .filter(|n| n.starts_with("AWSReservedSSO_"))
+    else {
+        return Some(guess);
+    };
+    match probe::role_arn(c, name).await {
+        Ok(arn) => Some(arn),
+        Err(e) => {
+            tracing::info!(error = %e, role = name, "cannot read the sign-on role's path; assuming us-east-1's");
+            Some(guess)
+        }
+    }
 }
 
 /// The IAM principal behind an STS identity: an assumed role's role (IAM Identity Center's roles live

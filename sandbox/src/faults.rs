@@ -132,6 +132,10 @@ pub struct Faults {
     /// `IgnorePollAlarmFailure` is true).
     #[serde(default)]
     pub alarms: BTreeSet<String>,
+    /// The Region of the organisation's IAM Identity Center instance: outside us-east-1, the path of
+    /// its roles (`AWSReservedSSO_…`) names it, as IAM's GetRole shows.
+    #[serde(default)]
+    pub identity_center_region: Option<String>,
 }
 
 /// SSM's per-account, per-Region automation quotas: at most `running` executions run at once

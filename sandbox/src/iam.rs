@@ -1,6 +1,7 @@
 //! IAM (awsQuery): SimulatePrincipalPolicy, so that a permission check can be shown against the same
 //! deny lists the other services enforce: the sandbox's own console role gets the caller's
-//! (`Faults::deny`), any other role the AutomationAssumeRole's (`Faults::assume_role_deny`).
+//! (`Faults::deny`), any other role the AutomationAssumeRole's (`Faults::assume_role_deny`); and
+//! GetRole, for a role's path (IAM Identity Center's roles carry their Region in it).
 
 use axum::response::Response;
 
@@ -11,9 +12,15 @@ use crate::Sandbox;
 /// The role the sandbox's callers act as (its STS identity is a session of it).
 pub(crate) const CONSOLE_ROLE: &str = "ImdsConsoleSandbox";
 
-pub(crate) fn handle(sb: &Sandbox, op: &str, params: &[(String, String)]) -> Result<Response, AwsError> {
+pub(crate) fn handle(
+    sb: &Sandbox,
+    account: &str,
+    op: &str,
+    params: &[(String, String)],
+) -> Result<Response, AwsError> {
     match op {
         "SimulatePrincipalPolicy" => simulate(sb, params),
+        "GetRole" => get_role(sb, account, params),
         other => Err(AwsError::client(
             "InvalidAction",
             format!("The sandbox does not emulate iam:{other}."),
@@ -85,6 +92,47 @@ fn simulate(sb: &Sandbox, params: &[(String, String)]) -> Result<Response, AwsEr
          <SimulatePrincipalPolicyResult><IsTruncated>false</IsTruncated><EvaluationResults>{results}</EvaluationResults>\
          </SimulatePrincipalPolicyResult><ResponseMetadata><RequestId>{}</RequestId></ResponseMetadata>\
          </SimulatePrincipalPolicyResponse>",
+        uuid::Uuid::new_v4()
+    ))
+}
+
+/// Every role the sandbox is asked about exists in the caller's account (it has no IAM store); an
+/// IAM Identity Center role lives under `aws-reserved/sso.amazonaws.com/`, with the Identity Center
+/// Region after it unless that is us-east-1.
+fn get_role(sb: &Sandbox, account: &str, params: &[(String, String)]) -> Result<Response, AwsError> {
+    let name = params
+        .iter()
+        .find(|(k, _)| k == "RoleName")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_default();
+    let re = regex::Regex::new(r"^[\w+=,.@-]{1,64}$").expect("pattern");
+    if !re.is_match(name) {
+        return Err(AwsError::client(
+            "ValidationError",
+            format!("1 validation error detected: Value '{name}' at 'roleName' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]+"),
+        ));
+    }
+    let path = if name.starts_with("AWSReservedSSO_") {
+        match sb.faults().identity_center_region.filter(|r| r != "us-east-1") {
+            Some(region) => format!("/aws-reserved/sso.amazonaws.com/{region}/"),
+            None => "/aws-reserved/sso.amazonaws.com/".to_owned(),
+        }
+    } else {
+        "/".to_owned()
+    };
+    let arn = format!(
+        "arn:{}:iam::{account}:role{path}{name}",
+        sb.inner.config.partition
+    );
+    ok_xml(format!(
+        "<GetRoleResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><GetRoleResult><Role>\
+         <Path>{}</Path><RoleName>{}</RoleName><RoleId>AROASANDBOX{:012}</RoleId><Arn>{}</Arn>\
+         <CreateDate>2024-01-01T00:00:00Z</CreateDate></Role></GetRoleResult>\
+         <ResponseMetadata><RequestId>{}</RequestId></ResponseMetadata></GetRoleResponse>",
+        esc(&path),
+        esc(name),
+        name.len(),
+        esc(&arn),
         uuid::Uuid::new_v4()
     ))
 }

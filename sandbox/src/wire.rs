@@ -276,7 +276,7 @@ fn carry_out(
         Service::Ssm => crate::ssm::handle(sb, at, op, body),
         Service::Ec2 => crate::ec2::handle(sb, at, op, params),
         Service::Sts => crate::sts::handle(sb, at, caller, op, params),
-        Service::Iam => crate::iam::handle(sb, op, params),
+        Service::Iam => crate::iam::handle(sb, at.account, op, params),
         Service::CloudWatch => crate::cloudwatch::handle(sb, at, op, body),
         Service::CloudWatchJson => crate::cloudwatch::handle_json(sb, at, op, body),
         Service::Organizations => crate::organizations::handle(sb, at, op, body),

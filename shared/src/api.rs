@@ -13,7 +13,7 @@ pub use crate::params::MetadataOptions;
 /// `POST /api/v1/executions` (and `/preview`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "strict-requests", serde(deny_unknown_fields))]
 pub struct StartExecutionRequest {
     /// The member account the run acts in (the console assumes its member role there); the console's
     /// own account when absent.
@@ -40,7 +40,7 @@ pub struct StartExecutionRequest {
 /// One of SSM's TargetLocations.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "strict-requests", serde(deny_unknown_fields))]
 pub struct TargetLocationInput {
     pub accounts: Vec<String>,
     pub regions: Vec<String>,
@@ -62,7 +62,7 @@ pub struct TargetLocationInput {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "strict-requests", serde(deny_unknown_fields))]
 pub struct OverrideInput {
     #[serde(default)]
     pub reason: String,
@@ -71,7 +71,7 @@ pub struct OverrideInput {
 /// The runbook parameters under their document names.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "strict-requests", serde(deny_unknown_fields))]
 pub struct ParametersInput {
     #[serde(rename = "InstanceId", default, skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
@@ -96,7 +96,7 @@ pub struct ParametersInput {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "strict-requests", serde(deny_unknown_fields))]
 pub struct RateControlInput {
     pub targets: TargetsInput,
     #[serde(default = "default_max_concurrency")]
@@ -570,7 +570,7 @@ impl Role {
 /// `POST /api/v1/auth/login`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "strict-requests", serde(deny_unknown_fields))]
 pub struct LoginRequest {
     pub username: String,
     pub password: String,
@@ -620,7 +620,7 @@ pub struct Me {
 /// `POST /api/v1/auth/password`: change one's own password.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "strict-requests", serde(deny_unknown_fields))]
 pub struct ChangePasswordRequest {
     pub current_password: String,
     pub new_password: String,
@@ -642,7 +642,7 @@ pub struct UserView {
 /// `POST /api/v1/users`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "strict-requests", serde(deny_unknown_fields))]
 pub struct CreateUserRequest {
     pub name: String,
     pub role: Role,
@@ -655,7 +655,7 @@ pub struct CreateUserRequest {
 /// `POST /api/v1/users/{name}/accounts`: the accounts a user is limited to (null: every account).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "strict-requests", serde(deny_unknown_fields))]
 pub struct UserAccountsRequest {
     pub accounts: Option<Vec<String>>,
 }
@@ -688,7 +688,7 @@ pub const MAX_TOKEN_NAME: usize = 64;
 /// `POST /api/v1/tokens`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "strict-requests", serde(deny_unknown_fields))]
 pub struct CreateTokenRequest {
     pub user: String,
     /// At most the user's own role; defaults to it.
@@ -785,7 +785,7 @@ pub struct AuthEventPage {
 /// `POST /api/v1/users/{name}/role`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "strict-requests", serde(deny_unknown_fields))]
 pub struct SetRoleRequest {
     pub role: Role,
 }

@@ -9,7 +9,7 @@ use crate::params::ValidationErrors;
 /// `GET/PUT /api/v1/approval-policy`. Nothing needs approval by default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "strict-requests", serde(deny_unknown_fields))]
 pub struct ApprovalPolicy {
     /// Targets carrying any of these tags (`Key=value`) need approval, e.g. `Env=prod`.
     #[serde(default)]
@@ -153,7 +153,7 @@ pub struct ApprovalList {
 /// `POST /api/v1/approvals/{id}/approve|reject`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "strict-requests", serde(deny_unknown_fields))]
 pub struct DecisionRequest {
     #[serde(default)]
     pub comment: Option<String>,

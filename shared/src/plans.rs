@@ -18,7 +18,7 @@ pub const MAX_BAKE_MINUTES: u32 = 7 * 24 * 60;
 /// `POST /api/v1/plans`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "strict-requests", serde(deny_unknown_fields))]
 pub struct PlanRequest {
     pub name: String,
     pub waves: Vec<WaveInput>,
@@ -29,7 +29,7 @@ pub struct PlanRequest {
 /// One wave, in the shapes a run takes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "strict-requests", serde(deny_unknown_fields))]
 pub struct WaveInput {
     pub name: String,
     /// The member account (the console's own when absent); leave out with `target_locations`.
@@ -64,7 +64,7 @@ fn default_max_errors() -> String {
 /// When the plan stops by itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "strict-requests", serde(deny_unknown_fields))]
 pub struct HaltInput {
     /// IMDSv1 calls refused on the current wave's instances (since the wave started) that halt the
     /// plan; at least 1.
@@ -412,7 +412,7 @@ pub struct WavePreview {
 /// `POST /api/v1/plans/{id}/resume`: a wave the readiness check blocked may go on with a reason.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "strict-requests", serde(deny_unknown_fields))]
 pub struct ResumeRequest {
     #[serde(default)]
     pub override_reason: Option<String>,

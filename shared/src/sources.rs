@@ -206,7 +206,7 @@ pub struct SourcesView {
 /// `POST /api/v1/sources/{id}/preview` and `/fix`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "strict-requests", serde(deny_unknown_fields))]
 pub struct SourceFixRequest {
     /// The hop limit of new instances (1-64); absent keeps the current one.
     #[serde(default)]

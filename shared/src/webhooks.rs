@@ -18,7 +18,7 @@ pub enum WebhookFormat {
 /// `POST /api/v1/webhooks`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "strict-requests", serde(deny_unknown_fields))]
 pub struct CreateWebhookRequest {
     pub url: String,
     pub format: WebhookFormat,

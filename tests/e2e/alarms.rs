@@ -309,3 +309,32 @@ async fn doctor_checks_the_roles_runs_across_accounts_need_and_reading_alarms() 
         shared::api::CheckResult::Denied
     );
 }
+
+#[tokio::test]
+async fn doctor_finds_an_identity_center_role_under_its_region_s_path() {
+    let app = spawn_app_with(AppOptions::default()).await;
+    let clients = app.state.clients.values().next().unwrap().clone();
+    let sso = "arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_Admin_0123abcd/jane@example.com";
+    let found = backend::doctor::console_principal(&clients, sso).await;
+    assert_eq!(
+        found.as_deref(),
+        Some("arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/AWSReservedSSO_Admin_0123abcd")
+    );
+    app.sandbox.set_faults(Faults {
+        identity_center_region: Some("eu-west-1".to_owned()),
+        ..Faults::default()
+    });
+    let found = backend::doctor::console_principal(&clients, sso).await;
+    assert_eq!(
+        found.as_deref(),
+        Some("arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/eu-west-1/AWSReservedSSO_Admin_0123abcd"),
+        "the path names Identity Center's Region"
+    );
+    // Other roles are as STS names them.
+    assert_eq!(
+        backend::doctor::console_principal(&clients, "arn:aws:sts::123456789012:assumed-role/Ops/x")
+            .await
+            .as_deref(),
+        Some("arn:aws:iam::123456789012:role/Ops")
+    );
+}

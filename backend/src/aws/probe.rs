@@ -237,3 +237,17 @@ pub async fn simulate(
         })
         .collect())
 }
+
+/// IAM GetRole: the role's ARN, its path included.
+pub async fn role_arn(c: &RegionClients, name: &str) -> Result<String, AppError> {
+    let out = c
+        .iam
+        .get_role()
+        .role_name(name)
+        .send()
+        .await
+        .map_err(|e| sdk_error("iam:GetRole", &e))?;
+    out.role()
+        .map(|r| r.arn().to_owned())
+        .ok_or_else(|| AppError::internal("IAM answered GetRole without the role"))
+}
