@@ -40,16 +40,22 @@ pub struct StateInner {
     pub store: Store,
     pub events: EventHub,
     pub identity: tokio::sync::OnceCell<shared::api::Identity>,
+    /// Held only to look at or replace the snapshot, and for the very first reading (when there is
+    /// nothing to serve yet); never across a refresh's AWS calls.
     pub fleet: tokio::sync::Mutex<Option<FleetSnapshot>>,
-    /// Bumped by every invalidation, so a refresh that began before one is dropped.
-    pub fleet_generation: std::sync::atomic::AtomicU64,
     /// A background refresh of the snapshot is under way.
     pub fleet_refreshing: std::sync::atomic::AtomicBool,
+    /// Every place is to be read again (a run across accounts and Regions ended), not only the
+    /// changed ones.
+    pub fleet_full_wanted: std::sync::atomic::AtomicBool,
     /// The snapshot shared between replicas (see `inventory`).
     pub fleet_share: crate::inventory::FleetShare,
     /// Accounts ('' for the console's own) and regions where the console changed instances since the
-    /// snapshot: the next read asks EC2 about those alone.
-    pub fleet_changed: Mutex<std::collections::BTreeSet<(String, String)>>,
+    /// snapshot, with the instances changed when they are known: the refresh asks EC2 about those
+    /// alone, all of a place's changes in one read.
+    pub fleet_changed: Mutex<BTreeMap<(String, String), crate::inventory::Changed>>,
+    /// EC2 read budgets per account and region for the inventory's reads, within EC2's own bucket.
+    pub ec2_reads: Mutex<BTreeMap<(String, String), Arc<RateLimiter>>>,
     /// How long a snapshot is served before a background refresh.
     pub fleet_ttl: Duration,
     /// Where new instances come from, per account and region (see `sources`).
@@ -208,35 +214,74 @@ impl StateInner {
         *cache = Some(snap);
     }
 
-    /// Forgets the snapshot (after a change the console made): the next read waits for a fresh one, and
-    /// a background refresh that started before is not stored.
-    pub async fn invalidate_fleet(&self) {
-        let mut fleet = self.fleet.lock().await;
-        self.fleet_generation
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        *fleet = None;
+    /// Asks for every place to be read again (a run across accounts and Regions changed instances in
+    /// places the console does not list one by one). The current snapshot is served meanwhile.
+    pub fn want_full_fleet_read(&self) {
+        self.fleet_full_wanted.store(true, Ordering::SeqCst);
     }
 
     /// Notes that the console changed instances in one account ('' for its own) and region: the next
-    /// read of the fleet asks EC2 about that place again, and about no other. A background refresh
-    /// that began before is not stored.
+    /// refresh asks EC2 about that place again, and about no other.
     pub fn fleet_changed_in(&self, account: &str, region: &str) {
-        self.fleet_changed
+        self.note_fleet_change(account, region, crate::inventory::Changed::Place);
+    }
+
+    /// Notes that the console changed these instances of one account ('' for its own) and region:
+    /// the next refresh asks EC2 about them (by ID, when that is fewer calls than the whole place).
+    pub fn fleet_instances_changed_in(
+        &self,
+        account: &str,
+        region: &str,
+        ids: impl IntoIterator<Item = String>,
+    ) {
+        let ids: std::collections::BTreeSet<String> = ids.into_iter().collect();
+        let change = if ids.is_empty() {
+            crate::inventory::Changed::Place
+        } else {
+            crate::inventory::Changed::Instances(ids)
+        };
+        self.note_fleet_change(account, region, change);
+    }
+
+    /// Puts changes back for a later refresh (a read that failed or was throttled).
+    pub fn note_fleet_change(&self, account: &str, region: &str, change: crate::inventory::Changed) {
+        let mut changed = self
+            .fleet_changed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = changed
+            .entry((account.to_owned(), region.to_owned()))
+            .or_insert(crate::inventory::Changed::Instances(Default::default()));
+        entry.merge(change);
+    }
+
+    /// Whether changes wait for a refresh.
+    pub fn fleet_changes_pending(&self) -> bool {
+        !self
+            .fleet_changed
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert((account.to_owned(), region.to_owned()));
-        self.fleet_generation
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            .is_empty()
     }
 
     /// The places changed since the last read, now being read again.
-    pub fn take_fleet_changes(&self) -> std::collections::BTreeSet<(String, String)> {
+    pub fn take_fleet_changes(&self) -> BTreeMap<(String, String), crate::inventory::Changed> {
         std::mem::take(
             &mut *self
                 .fleet_changed
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         )
+    }
+
+    /// The inventory's EC2 read budget of one account and region, made at first use.
+    pub fn ec2_reads(&self, account: &str, region: &str) -> Arc<RateLimiter> {
+        self.ec2_reads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry((account.to_owned(), region.to_owned()))
+            .or_insert_with(|| Arc::new(RateLimiter::new(crate::inventory::EC2_READS_PER_SECOND)))
+            .clone()
     }
 }
 

@@ -137,6 +137,7 @@ async fn list(
         total,
         next_cursor,
         as_of: Some(snap.as_of),
+        refreshing: crate::inventory::refreshing(&state),
     })
     .into_response())
 }
