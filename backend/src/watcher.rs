@@ -244,6 +244,11 @@ pub async fn refresh(state: &AppState, run: &RunRow) -> Result<ExecutionDetail, 
                 targets.clear();
             }
             state.fleet_instances_changed_in(&run.account, &run.region, targets);
+            let account = match state.identity.get() {
+                Some(me) if run.account.is_empty() => me.account.clone(),
+                _ => run.account.clone(),
+            };
+            crate::sources::place_changed(state, &account, &run.region).await;
         }
         crate::inventory::start_refresh(state);
     }
