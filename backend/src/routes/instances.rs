@@ -132,6 +132,7 @@ async fn list(
         };
     }
     let (instances, total, next_cursor) = q.page_within(&snap.instances, |i| scope.allows(&i.account));
+    crate::usage::shown(&state, &instances);
     Ok(Json(InstanceList {
         instances,
         total,

@@ -218,7 +218,7 @@ pub async fn assess(state: &AppState, plan: &StartPlan, with_usage: bool) -> Res
         .as_ref()
         .is_some_and(|rc| matches!(rc.targets, Targets::InstanceIds(_)));
     if with_usage || plan.blocks_imdsv1() || ordered {
-        usage::annotate(state, &mut targets).await?;
+        usage::annotate_targets(state, &mut targets).await?;
         if ordered {
             preview::rollout_order(&mut targets);
         }
