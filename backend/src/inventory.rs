@@ -125,6 +125,7 @@ pub fn start_refresh(state: &AppState) {
 async fn refresh_until_current(state: &AppState) {
     let mut pause = COALESCE;
     loop {
+        let generation = state.fleet_generation.load(Ordering::SeqCst);
         let Some(current) = state.fleet.lock().await.clone() else {
             return;
         };
@@ -159,6 +160,10 @@ async fn refresh_until_current(state: &AppState) {
             fresh
         };
         let mut cache = state.fleet.lock().await;
+        if state.fleet_generation.load(Ordering::SeqCst) != generation {
+            // Forgotten meanwhile: the next page reads afresh.
+            return;
+        }
         state.keep_fleet(&mut cache, fresh.clone());
         drop(cache);
         if state.store.is_postgres() && state.leadership.is_leader() {

@@ -337,6 +337,7 @@ pub async fn build_state(args: &ServeArgs) -> Result<AppState, String> {
             sources: tokio::sync::Mutex::default(),
             plans: crate::plans::PlanDriver::default(),
             bake_speed: if args.aws { 1.0 } else { args.sandbox.speed },
+            fleet_generation: std::sync::atomic::AtomicU64::new(0),
             fleet_refreshing: std::sync::atomic::AtomicBool::new(false),
             fleet_full_wanted: std::sync::atomic::AtomicBool::new(false),
             fleet_share: crate::inventory::FleetShare::default(),

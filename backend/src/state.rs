@@ -43,6 +43,8 @@ pub struct StateInner {
     /// Held only to look at or replace the snapshot, and for the very first reading (when there is
     /// nothing to serve yet); never across a refresh's AWS calls.
     pub fleet: tokio::sync::Mutex<Option<FleetSnapshot>>,
+    /// Bumped when the snapshot is forgotten, so a refresh that began before is not stored.
+    pub fleet_generation: AtomicU64,
     /// A background refresh of the snapshot is under way.
     pub fleet_refreshing: std::sync::atomic::AtomicBool,
     /// Every place is to be read again (a run across accounts and Regions ended), not only the
@@ -212,6 +214,14 @@ impl StateInner {
     pub fn keep_fleet(&self, cache: &mut Option<FleetSnapshot>, snap: FleetSnapshot) {
         self.metrics.count_fleet(&snap.instances);
         *cache = Some(snap);
+    }
+
+    /// Forgets the snapshot: the next read is a first reading again, waited for (an operator's or a
+    /// test's way to see EC2 as it is now, past every cache).
+    pub async fn invalidate_fleet(&self) {
+        let mut fleet = self.fleet.lock().await;
+        self.fleet_generation.fetch_add(1, Ordering::SeqCst);
+        *fleet = None;
     }
 
     /// Asks for every place to be read again (a run across accounts and Regions changed instances in

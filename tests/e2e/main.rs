@@ -7,6 +7,7 @@ mod approvals;
 mod audit;
 mod browser;
 mod fleet;
+mod fleet_budget;
 mod held_and_queued;
 mod layers;
 mod metrics;
