@@ -29,11 +29,6 @@ use crate::state::{AppState, FleetSnapshot};
 /// Accounts read at once: each has its own EC2 budget, the console's host and network are shared.
 const ACCOUNTS_AT_ONCE: usize = 8;
 
-/// DescribeInstances calls a second the inventory makes in one account and region: half of EC2's
-/// refill for a non-mutating action (20 a second), leaving the rest of the bucket to the starts'
-/// target checks, rollbacks and whatever else uses the account.
-pub const EC2_READS_PER_SECOND: f64 = 10.0;
-
 /// The shortest time between two refreshes of changed places: every run that ends within it, in
 /// one place, is read again by one read of that place.
 const COALESCE: std::time::Duration = std::time::Duration::from_secs(1);
@@ -327,7 +322,7 @@ async fn read_account(state: &AppState, account: &Listed) -> Result<AccountReadi
     for region in &state.regions {
         let clients = clients_for(state, &account.id, region).await?;
         let pace = state.ec2_reads(&account.id, region);
-        match ec2::describe_paced(&clients, Selection::All, &pace).await {
+        match ec2::describe(&clients, Selection::All, &pace).await {
             Ok(found) => reading.found.extend(found),
             // No credentials for the account (its role cannot be assumed): no Region can be read.
             Err(
@@ -485,8 +480,8 @@ async fn reread(
                 let clients = clients_for(state, account, region).await?;
                 let pace = state.ec2_reads(account, region);
                 let found = match &by_id {
-                    Some(ids) => ec2::describe_paced(&clients, Selection::IdsThatExist(ids), &pace).await?,
-                    None => ec2::describe_paced(&clients, Selection::All, &pace).await?,
+                    Some(ids) => ec2::describe(&clients, Selection::IdsThatExist(ids), &pace).await?,
+                    None => ec2::describe(&clients, Selection::All, &pace).await?,
                 };
                 Ok::<_, AppError>((by_id, found))
             })

@@ -343,6 +343,7 @@ pub async fn build_state(args: &ServeArgs) -> Result<AppState, String> {
             fleet_share: crate::inventory::FleetShare::default(),
             fleet_changed: std::sync::Mutex::default(),
             ec2_reads: std::sync::Mutex::default(),
+            ec2_describe_rate: args.ec2_describe_rate,
             fleet_ttl: Duration::from_secs(args.fleet_refresh_secs.max(1)),
             detail_fetch: tokio::sync::Mutex::new(()),
             poll: Duration::from_millis(args.poll_ms.max(50)),

@@ -56,8 +56,11 @@ pub struct StateInner {
     /// snapshot, with the instances changed when they are known: the refresh asks EC2 about those
     /// alone, all of a place's changes in one read.
     pub fleet_changed: Mutex<BTreeMap<(String, String), crate::inventory::Changed>>,
-    /// EC2 read budgets per account and region for the inventory's reads, within EC2's own bucket.
-    pub ec2_reads: Mutex<BTreeMap<(String, String), Arc<RateLimiter>>>,
+    /// DescribeInstances budgets per account ('' for the console's own) and region, within EC2's own
+    /// bucket: the inventory's reads and the starts' target checks take from the same one.
+    pub ec2_reads: Mutex<BTreeMap<(String, String), Arc<TokenBucket>>>,
+    /// Their refill, calls per second (`--ec2-describe-rate`).
+    pub ec2_describe_rate: f64,
     /// How long a snapshot is served before a background refresh.
     pub fleet_ttl: Duration,
     /// Where new instances come from, per account and region (see `sources`).
@@ -284,13 +287,16 @@ impl StateInner {
         )
     }
 
-    /// The inventory's EC2 read budget of one account and region, made at first use.
-    pub fn ec2_reads(&self, account: &str, region: &str) -> Arc<RateLimiter> {
+    /// The DescribeInstances budget of one account ('' or the console's own ID for its own) and
+    /// region, made at first use: EC2 counts its buckets per account and region.
+    pub fn ec2_reads(&self, account: &str, region: &str) -> Arc<TokenBucket> {
+        let own = self.identity.get().is_some_and(|i| i.account == account);
+        let account = if own { "" } else { account };
         self.ec2_reads
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .entry((account.to_owned(), region.to_owned()))
-            .or_insert_with(|| Arc::new(RateLimiter::new(crate::inventory::EC2_READS_PER_SECOND)))
+            .or_insert_with(|| Arc::new(TokenBucket::new(self.ec2_describe_rate)))
             .clone()
     }
 }
@@ -487,6 +493,71 @@ impl RateLimiter {
     }
 }
 
+/// A budget of AWS calls shaped like the token bucket AWS itself keeps (EC2's): up to `capacity`
+/// calls at once, then `refill` a second. A caller takes a token before its call and waits for one
+/// when there is none, so the console never sends what the service's bucket would refuse (as long
+/// as the model is no larger than the service's). A throttle answer empties it for a while.
+pub struct TokenBucket {
+    capacity: f64,
+    refill: f64,
+    /// Tokens (negative: owed, after a throttle) and when they were counted.
+    level: Mutex<(f64, Instant)>,
+}
+
+/// Seconds of refill the bucket holds.
+const BUCKET_SECONDS: f64 = 5.0;
+
+impl TokenBucket {
+    /// A full bucket refilled at `per_second`, holding five seconds' worth (EC2's example: 100 tokens
+    /// at 20 a second).
+    pub fn new(per_second: f64) -> TokenBucket {
+        let refill = per_second.max(0.01);
+        let capacity = (refill * BUCKET_SECONDS).max(1.0);
+        TokenBucket {
+            capacity,
+            refill,
+            level: Mutex::new((capacity, Instant::now())),
+        }
+    }
+
+    fn with_level<T>(&self, f: impl FnOnce(&mut f64) -> T) -> T {
+        let mut level = self
+            .level
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        let (tokens, at) = &mut *level;
+        *tokens =
+            (*tokens + now.saturating_duration_since(*at).as_secs_f64() * self.refill).min(self.capacity);
+        *at = now;
+        f(tokens)
+    }
+
+    /// Takes a token, waiting for the refill when there is none.
+    pub async fn take(&self) {
+        loop {
+            let wait = self.with_level(|tokens| {
+                if *tokens >= 1.0 {
+                    *tokens -= 1.0;
+                    None
+                } else {
+                    Some(Duration::from_secs_f64((1.0 - *tokens) / self.refill))
+                }
+            });
+            match wait {
+                None => return,
+                Some(wait) => tokio::time::sleep(wait).await,
+            }
+        }
+    }
+
+    /// After AWS said we were too fast (someone else spends the same bucket): no token for `by`.
+    pub fn back_off(&self, by: Duration) {
+        let owed = by.as_secs_f64() * self.refill;
+        self.with_level(|tokens| *tokens = tokens.min(0.0) - owed);
+    }
+}
+
 /// An event with its sequence number (the SSE id).
 pub type Numbered = (u64, ExecutionEvent);
 
@@ -562,7 +633,7 @@ impl EventHub {
 
 #[cfg(test)]
 mod tests {
-    use super::RateLimiter;
+    use super::{RateLimiter, TokenBucket};
     use std::time::{Duration, Instant};
 
     #[tokio::test]
@@ -577,6 +648,31 @@ mod tests {
         assert!(
             finished.elapsed() >= Duration::from_millis(50),
             "the gap counts from the end of the slow call, not from its start"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_token_bucket_lets_a_burst_through_then_the_refill_and_waits_out_a_throttle() {
+        let bucket = TokenBucket::new(20.0); // 100 tokens, 20 a second
+        let started = Instant::now();
+        for _ in 0..100 {
+            bucket.take().await;
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(50),
+            "the burst is not waited for"
+        );
+        bucket.take().await;
+        assert!(
+            started.elapsed() >= Duration::from_millis(45),
+            "the 101st call waits for the refill"
+        );
+        bucket.back_off(Duration::from_millis(200));
+        let throttled = Instant::now();
+        bucket.take().await;
+        assert!(
+            throttled.elapsed() >= Duration::from_millis(200),
+            "no token while backing off"
         );
     }
 }

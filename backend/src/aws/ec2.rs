@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::{sdk_error, AwsFault, RegionClients};
 use crate::error::AppError;
-use crate::state::RateLimiter;
+use crate::state::TokenBucket;
 
 /// Which instances to describe.
 pub enum Selection<'a> {
@@ -73,19 +73,22 @@ fn view(region: &str, account: &str, i: &Instance) -> InstanceView {
 /// Values one EC2 filter takes.
 const FILTER_VALUES: usize = 200;
 
-/// Describes the selected instances of one region, following every page.
-pub async fn describe(c: &RegionClients, selection: Selection<'_>) -> Result<Vec<InstanceView>, AppError> {
-    describe_within(c, selection, None).await
-}
-
-/// [`describe`], each call taking a slot of `pace` first (the inventory's share of EC2's request
-/// budget in that account and region); a throttled call pushes the budget's next slot back.
-pub async fn describe_paced(
+/// Describes the selected instances of one region, following every page, each call taking a token
+/// of `pace` first (the console's share of EC2's request bucket in that account and region); a
+/// throttled call empties it for a while.
+pub async fn describe(
     c: &RegionClients,
     selection: Selection<'_>,
-    pace: &RateLimiter,
+    pace: &TokenBucket,
 ) -> Result<Vec<InstanceView>, AppError> {
-    describe_within(c, selection, Some(pace)).await
+    if let Selection::IdsThatExist(ids) = selection {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(FILTER_VALUES) {
+            out.extend(describe_pages(c, &Selection::IdsThatExist(chunk), pace).await?);
+        }
+        return Ok(out);
+    }
+    describe_pages(c, &selection, pace).await
 }
 
 /// How many DescribeInstances calls reading `ids` by ID takes.
@@ -98,21 +101,6 @@ pub fn calls_for_place(instances: usize) -> usize {
     instances.div_ceil(PAGE).max(1)
 }
 
-async fn describe_within(
-    c: &RegionClients,
-    selection: Selection<'_>,
-    pace: Option<&RateLimiter>,
-) -> Result<Vec<InstanceView>, AppError> {
-    if let Selection::IdsThatExist(ids) = selection {
-        let mut out = Vec::new();
-        for chunk in ids.chunks(FILTER_VALUES) {
-            out.extend(describe_pages(c, &Selection::IdsThatExist(chunk), pace).await?);
-        }
-        return Ok(out);
-    }
-    describe_pages(c, &selection, pace).await
-}
-
 /// Instances one page holds (DescribeInstances' MaxResults at most).
 const PAGE: usize = 1000;
 
@@ -122,15 +110,12 @@ const THROTTLED_PAUSE: std::time::Duration = std::time::Duration::from_secs(2);
 async fn describe_pages(
     c: &RegionClients,
     selection: &Selection<'_>,
-    pace: Option<&RateLimiter>,
+    pace: &TokenBucket,
 ) -> Result<Vec<InstanceView>, AppError> {
     let mut out = Vec::new();
     let mut token: Option<String> = None;
     loop {
-        let slot = match pace {
-            Some(p) => Some(p.acquire().await),
-            None => None,
-        };
+        pace.take().await;
         let mut req = c.ec2.describe_instances().set_next_token(token.take());
         req = match selection {
             Selection::All => req.max_results(PAGE as i32),
@@ -152,16 +137,12 @@ async fn describe_pages(
             .send()
             .await
             .map_err(|e| sdk_error("ec2:DescribeInstances", &e));
-        drop(slot);
-        if let (
-            Some(p),
-            Err(AppError::Aws {
-                fault: AwsFault::Throttled,
-                ..
-            }),
-        ) = (pace, &page)
+        if let Err(AppError::Aws {
+            fault: AwsFault::Throttled,
+            ..
+        }) = &page
         {
-            p.back_off(THROTTLED_PAUSE);
+            pace.back_off(THROTTLED_PAUSE);
         }
         let page = page?;
         for r in page.reservations() {
