@@ -1,6 +1,7 @@
 //! EC2's request budget and pages that never wait for AWS (issue 28, items 14 and 15): runs that end
 //! in one place are read again in a few batched DescribeInstances calls, a page is answered from the
-//! last reading while a read is slow or throttled, and the sources page likewise.
+//! last reading while a read is slow or throttled, and the sources page likewise; and CloudWatch usage
+//! (item 16) is read for the instances a page shows, not the whole fleet.
 
 use e2e::{spawn_app_with, AppOptions, TestApp};
 use serde_json::json;
@@ -256,5 +257,74 @@ async fn the_sources_page_is_answered_from_the_last_reading_while_the_next_is_sl
     assert!(
         app.sandbox.count_calls("ec2:DescribeLaunchTemplates", since) <= places,
         "one refresh for three listings"
+    );
+}
+
+#[tokio::test]
+async fn usage_is_read_for_the_instances_a_page_shows_not_for_the_whole_fleet() {
+    let app = spawn_app_with(AppOptions {
+        fleet: 1_000,
+        ..options(3600)
+    })
+    .await;
+    // CloudWatch cannot answer while the fleet is first read: no instance has a figure.
+    app.sandbox.set_faults(sandbox::Faults {
+        rules: vec![sandbox::FaultRule {
+            operation: "cloudwatch:GetMetricData".into(),
+            error_500: 1.0,
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    let (status, body) = app.get("/instances?limit=20").await;
+    assert_eq!(status, 200, "{body}");
+    let first: InstanceList = serde_json::from_value(body).unwrap();
+    assert!(first.total >= 900, "{} instances", first.total);
+    let known = |list: &InstanceList| {
+        list.instances
+            .iter()
+            .filter(|i| i.imdsv1_calls.is_some() || i.imdsv1_rejected.is_some())
+            .count()
+    };
+    assert_eq!(known(&first), 0, "no figures without CloudWatch");
+    app.sandbox.set_faults(sandbox::Faults::default());
+    // A page of 20 rows: those 20 are read in the background, and the next page has their figures.
+    let since = e2e::now_ms();
+    let (status, body) = app.get("/instances?limit=20").await;
+    assert_eq!(status, 200, "{body}");
+    let shown: InstanceList = serde_json::from_value(body).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let again = loop {
+        let (_, body) = app.get("/instances?limit=20").await;
+        let again: InstanceList = serde_json::from_value(body).unwrap();
+        if known(&again) == shown.instances.len() {
+            break again;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the shown instances never got their figures"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        again.instances.iter().map(|i| &i.instance_id).collect::<Vec<_>>(),
+        shown.instances.iter().map(|i| &i.instance_id).collect::<Vec<_>>()
+    );
+    // One GetMetricData per account and Region of the page, and the rest of the fleet unread.
+    let places: std::collections::BTreeSet<(&str, &str)> = shown
+        .instances
+        .iter()
+        .map(|i| (i.account.as_str(), i.region.as_str()))
+        .collect();
+    assert_eq!(
+        app.sandbox.count_calls("cloudwatch:GetMetricData", since),
+        places.len(),
+        "one call per place shown"
+    );
+    let whole = page(&app).await;
+    assert_eq!(
+        known(&whole),
+        shown.instances.len(),
+        "the instances not shown have no figure yet"
     );
 }
