@@ -132,14 +132,21 @@ async fn refresh_until_current(state: &AppState) {
         }
         let fresh = if full {
             match read(state, Some(&current)).await {
-                Ok(fresh) => fresh,
+                Ok(fresh) => {
+                    pause = COALESCE;
+                    fresh
+                }
                 Err(e) => {
-                    // Tried again at the next page after `--fleet-refresh-secs`, not at once.
+                    // Tried again after a growing pause, by this task: not at once, and not by
+                    // every page that finds the snapshot stale.
                     tracing::warn!(error = %e, "fleet refresh failed; serving the last inventory");
                     for ((account, region), change) in changed {
                         state.note_fleet_change(&account, &region, change);
                     }
-                    return;
+                    state.want_full_fleet_read();
+                    pause = (pause * 2).min(MAX_BACK_OFF);
+                    tokio::time::sleep(pause).await;
+                    continue;
                 }
             }
         } else {

@@ -267,13 +267,9 @@ async fn usage_is_read_for_the_instances_a_page_shows_not_for_the_whole_fleet() 
         ..options(3600)
     })
     .await;
-    // CloudWatch cannot answer while the fleet is first read: no instance has a figure.
+    // CloudWatch refuses the console while the fleet is first read: no instance has a figure.
     app.sandbox.set_faults(sandbox::Faults {
-        rules: vec![sandbox::FaultRule {
-            operation: "cloudwatch:GetMetricData".into(),
-            error_500: 1.0,
-            ..Default::default()
-        }],
+        deny: ["cloudwatch:GetMetricData".to_owned()].into(),
         ..Default::default()
     });
     let (status, body) = app.get("/instances?limit=20").await;
@@ -287,6 +283,13 @@ async fn usage_is_read_for_the_instances_a_page_shows_not_for_the_whole_fleet() 
             .count()
     };
     assert_eq!(known(&first), 0, "no figures without CloudWatch");
+    // The page's own background read of its rows is refused too (a refusal is not retried).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.sandbox.count_calls("cloudwatch:GetMetricData", 0) < 2 {
+        assert!(Instant::now() < deadline, "the shown rows were never asked for");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
     app.sandbox.set_faults(sandbox::Faults::default());
     // A page of 20 rows: those 20 are read in the background, and the next page has their figures.
     let since = e2e::now_ms();
