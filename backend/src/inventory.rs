@@ -1,11 +1,16 @@
 //! The fleet's inventory: every instance of every managed account and region, with its IMDSv1 usage,
 //! read at most once per `--fleet-refresh-secs` for all viewers and pages. Once there is a snapshot,
-//! viewers never wait for a full reading: an older one is served at once (with its age, `as_of`) while
-//! one background task reads the next. Refreshes are incremental:
+//! no page waits for EC2: the last reading is served at once (with its age, `as_of`, and whether a
+//! newer one is being made, [`refreshing`]) while one background task reads what is stale or changed.
+//! Refreshes are incremental:
 //! - accounts are read side by side, a few at a time, each one call at a time (EC2 counts its
 //!   request budget per account and region), so a slow account holds back only itself;
-//! - after the console changed instances in one account and region, the next read asks EC2 about that
-//!   place alone and keeps the rest;
+//! - after the console changed instances in one account and region, that place alone is read again,
+//!   every change there within a second by one read (the changed instances by ID, when that is fewer
+//!   calls than the whole place);
+//! - every DescribeInstances takes a token of the account and region's bucket, shaped as EC2's own
+//!   (`state.ec2_reads`), so a burst of runs ending never spends EC2's; a throttled place keeps its
+//!   last reading and is read again after a growing pause;
 //! - an account that cannot be read keeps its last reading, with that reading's age and AWS's reason;
 //!   so does a Region of a readable account that cannot be (a service control policy, no opt-in).
 //!
@@ -74,7 +79,7 @@ pub async fn snapshot(state: &AppState) -> Result<FleetSnapshot, AppError> {
 /// Whether a newer reading is being made or waited for (the pages say the one they show may be
 /// about to change).
 pub fn refreshing(state: &AppState) -> bool {
-    state.fleet_refreshing.load(Ordering::SeqCst)
+    state.fleet_reading.load(Ordering::SeqCst)
         || state.fleet_changes_pending()
         || state.fleet_full_wanted.load(Ordering::SeqCst)
 }
@@ -124,10 +129,13 @@ async fn refresh_until_current(state: &AppState) {
         let Some(current) = state.fleet.lock().await.clone() else {
             return;
         };
+        // Set before the changes are taken, so a page never sees neither.
+        state.fleet_reading.store(true, Ordering::SeqCst);
         let full = current.read_at.elapsed() >= state.fleet_ttl
             || state.fleet_full_wanted.swap(false, Ordering::SeqCst);
         let changed = state.take_fleet_changes();
         if !full && changed.is_empty() {
+            state.fleet_reading.store(false, Ordering::SeqCst);
             return;
         }
         let fresh = if full {
@@ -144,6 +152,7 @@ async fn refresh_until_current(state: &AppState) {
                         state.note_fleet_change(&account, &region, change);
                     }
                     state.want_full_fleet_read();
+                    state.fleet_reading.store(false, Ordering::SeqCst);
                     pause = (pause * 2).min(MAX_BACK_OFF);
                     tokio::time::sleep(pause).await;
                     continue;
@@ -162,6 +171,7 @@ async fn refresh_until_current(state: &AppState) {
             fresh
         };
         let mut cache = state.fleet.lock().await;
+        state.fleet_reading.store(false, Ordering::SeqCst);
         if state.fleet_generation.load(Ordering::SeqCst) != generation {
             // Forgotten meanwhile: the next page reads afresh.
             return;

@@ -339,6 +339,7 @@ pub async fn build_state(args: &ServeArgs) -> Result<AppState, String> {
             bake_speed: if args.aws { 1.0 } else { args.sandbox.speed },
             fleet_generation: std::sync::atomic::AtomicU64::new(0),
             fleet_refreshing: std::sync::atomic::AtomicBool::new(false),
+            fleet_reading: std::sync::atomic::AtomicBool::new(false),
             fleet_full_wanted: std::sync::atomic::AtomicBool::new(false),
             fleet_share: crate::inventory::FleetShare::default(),
             fleet_changed: std::sync::Mutex::default(),

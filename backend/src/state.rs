@@ -45,8 +45,10 @@ pub struct StateInner {
     pub fleet: tokio::sync::Mutex<Option<FleetSnapshot>>,
     /// Bumped when the snapshot is forgotten, so a refresh that began before is not stored.
     pub fleet_generation: AtomicU64,
-    /// A background refresh of the snapshot is under way.
+    /// A background refresh of the snapshot is under way (it may be pausing between reads).
     pub fleet_refreshing: std::sync::atomic::AtomicBool,
+    /// That refresh is reading AWS right now (the pages say `refreshing`).
+    pub fleet_reading: std::sync::atomic::AtomicBool,
     /// Every place is to be read again (a run across accounts and Regions ended), not only the
     /// changed ones.
     pub fleet_full_wanted: std::sync::atomic::AtomicBool,
