@@ -5,7 +5,9 @@
 # console against it (SSM budgets raised so that the starts and the watcher keep up with the burst).
 # Each burst starts RUNS runs (EnforceIMDSv2=optional on the 100 instances in turn, 16 requests at a
 # time) and waits for all of them to end, while hey reads the Fleet page (GET /api/v1/instances,
-# 50 rows): the first burst with one viewer, the second with 16. The sandbox counts DescribeInstances
+# 50 rows): the first burst with one viewer reading as fast as it can, the second with 16 viewers
+# reading VIEWER_QPS pages a second each (default 5: people, not a load test; a closed loop of 16
+# would measure the two cores the console, the sandbox and hey share, not waiting for AWS). The sandbox counts DescribeInstances
 # where EC2 would (GET /_sandbox/calls), the console its throttled attempts (/metrics). Prints table
 # rows for BENCHMARKS.md. Needs hey (apt install hey) and python3. The machine is shared: run it
 # twice and compare.
@@ -13,6 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-1000}
 VIEWERS=${VIEWERS:-16}
+VIEWER_QPS=${VIEWER_QPS:-5}
 IDLE_REQUESTS=${IDLE_REQUESTS:-400}
 command -v hey >/dev/null || { echo "bench/ec2_burst.sh needs hey: apt install hey" >&2; exit 1; }
 [ -n "${NO_BUILD:-}" ] || cargo build --release -p backend --bin imds-console >/dev/null 2>&1
@@ -94,12 +97,13 @@ settle() {
 }
 
 measure_burst() {
-  local viewers=$1 since t0 before
-  read -r idle_avg idle_p50 idle_p99 idle_n < <(hey -n "$IDLE_REQUESTS" -c "$viewers" -H "authorization: Bearer $token" "$page" | latency)
+  local viewers=$1 rate=() since t0 before
+  [ "$viewers" -eq 1 ] || rate=(-q "$VIEWER_QPS")
+  read -r idle_avg idle_p50 idle_p99 idle_n < <(hey -n "$IDLE_REQUESTS" -c "$viewers" "${rate[@]}" -H "authorization: Bearer $token" "$page" | latency)
   before=$(throttled)
   since=$(date +%s%3N)
   t0=$(date +%s.%N)
-  hey -z 600s -c "$viewers" -H "authorization: Bearer $token" "$page" >"$dir/hey.$viewers" &
+  hey -z 600s -c "$viewers" "${rate[@]}" -H "authorization: Bearer $token" "$page" >"$dir/hey.$viewers" &
   hey_pid=$!
   read -r started ended made left statuses < <(burst)
   kill -INT "$hey_pid"; wait "$hey_pid" 2>/dev/null || true
@@ -111,7 +115,7 @@ measure_burst() {
   refused=$(( $(throttled) - before ))
   budget=$(python3 -c "print(int(100 + 20 * $window))")
   echo "| $RUNS runs on 100 instances, $viewers viewer(s) on the Fleet page: starts ${started} s, last run ended at ${ended} s (${made} started, ${left} unfinished; answers $statuses) | DescribeInstances ${described} in ${window} s (${made} of them the starts' target checks), busiest second ${peak}; EC2's bucket allows $budget in that time (100 + 20/s); ${refused} throttled |"
-  echo "| Fleet page (50 rows), $viewers viewer(s): idle vs during the burst | idle mean ${idle_avg} ms, p50 ${idle_p50} ms, p99 ${idle_p99} ms ($idle_n requests); burst mean ${avg} ms, p50 ${p50} ms, p99 ${p99} ms ($n requests): p50 $(python3 -c "print(round($p50 / max($idle_p50, 0.1), 2))")×, p99 $(python3 -c "print(round($p99 / max($idle_p99, 0.1), 2))")× idle |"
+  echo "| Fleet page (50 rows), $viewers viewer(s)${rate:+ at $VIEWER_QPS pages/s each}: idle vs during the burst | idle mean ${idle_avg} ms, p50 ${idle_p50} ms, p99 ${idle_p99} ms ($idle_n requests); burst mean ${avg} ms, p50 ${p50} ms, p99 ${p99} ms ($n requests): p50 $(python3 -c "print(round($p50 / max($idle_p50, 0.1), 2))")×, p99 $(python3 -c "print(round($p99 / max($idle_p99, 0.1), 2))")× idle |"
 }
 
 measure_burst 1
