@@ -331,3 +331,42 @@ async fn usage_is_read_for_the_instances_a_page_shows_not_for_the_whole_fleet() 
         "the instances not shown have no figure yet"
     );
 }
+
+#[tokio::test]
+async fn a_run_ending_in_a_place_has_that_place_s_sources_read_again_and_no_other() {
+    let app = spawn_app_with(options(3600)).await;
+    let since = e2e::now_ms();
+    let (status, body) = app.get("/sources").await;
+    assert_eq!(status, 200, "{body}");
+    let first: SourcesView = serde_json::from_value(body).unwrap();
+    let per_place = app.sandbox.count_calls("ec2:DescribeLaunchTemplates", since) / first.places.len();
+    assert!(per_place >= 1 && first.places.len() >= 2, "{first:?}");
+    app.finished_run().await;
+    // The next listing serves the last reading and reads us-east-1 again behind it.
+    let since = e2e::now_ms();
+    let (status, body) = app.get("/sources").await;
+    assert_eq!(status, 200, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let refreshed = loop {
+        let (_, body) = app.get("/sources").await;
+        let view: SourcesView = serde_json::from_value(body).unwrap();
+        if view.places != first.places {
+            break view;
+        }
+        assert!(Instant::now() < deadline, "the run's place was never read again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let changed: Vec<&str> = refreshed
+        .places
+        .iter()
+        .zip(&first.places)
+        .filter(|(now, before)| now.as_of != before.as_of)
+        .map(|(now, _)| now.region.as_str())
+        .collect();
+    assert_eq!(changed, ["us-east-1"], "only the run's place");
+    assert_eq!(
+        app.sandbox.count_calls("ec2:DescribeLaunchTemplates", since),
+        per_place,
+        "one place's reading"
+    );
+}
