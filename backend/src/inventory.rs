@@ -1,11 +1,16 @@
 //! The fleet's inventory: every instance of every managed account and region, with its IMDSv1 usage,
 //! read at most once per `--fleet-refresh-secs` for all viewers and pages. Once there is a snapshot,
-//! viewers never wait for a full reading: an older one is served at once (with its age, `as_of`) while
-//! one background task reads the next. Refreshes are incremental:
+//! no page waits for EC2: the last reading is served at once (with its age, `as_of`, and whether a
+//! newer one is being made, [`refreshing`]) while one background task reads what is stale or changed.
+//! Refreshes are incremental:
 //! - accounts are read side by side, a few at a time, each one call at a time (EC2 counts its
 //!   request budget per account and region), so a slow account holds back only itself;
-//! - after the console changed instances in one account and region, the next read asks EC2 about that
-//!   place alone and keeps the rest;
+//! - after the console changed instances in one account and region, that place alone is read again,
+//!   every change there within a second by one read (the changed instances by ID, when that is fewer
+//!   calls than the whole place);
+//! - every DescribeInstances takes a token of the account and region's bucket, shaped as EC2's own
+//!   (`state.ec2_reads`), so a burst of runs ending never spends EC2's; a throttled place keeps its
+//!   last reading and is read again after a growing pause;
 //! - an account that cannot be read keeps its last reading, with that reading's age and AWS's reason;
 //!   so does a Region of a readable account that cannot be (a service control policy, no opt-in).
 //!
@@ -15,7 +20,7 @@
 
 use futures_util::StreamExt;
 use shared::api::{AccountView, InstanceView};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -29,8 +34,36 @@ use crate::state::{AppState, FleetSnapshot};
 /// Accounts read at once: each has its own EC2 budget, the console's host and network are shared.
 const ACCOUNTS_AT_ONCE: usize = 8;
 
-/// The inventory: fresh, or older and being refreshed in the background; read now only when there is
-/// none (at start), or where the console just changed instances, one reader at a time.
+/// The shortest time between two refreshes of changed places: every run that ends within it, in
+/// one place, is read again by one read of that place.
+const COALESCE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The longest a refresh waits after reads that EC2 throttled or that failed.
+const MAX_BACK_OFF: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// What changed in one place since it was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Changed {
+    /// Instances unknown (a run by tag, a fix): the whole place is read again.
+    Place,
+    /// These instances: read by ID when that takes fewer calls than the whole place.
+    Instances(BTreeSet<String>),
+}
+
+impl Changed {
+    /// Both changes at once.
+    pub fn merge(&mut self, other: Changed) {
+        match (&mut *self, other) {
+            (Changed::Place, _) => {}
+            (_, Changed::Place) => *self = Changed::Place,
+            (Changed::Instances(mine), Changed::Instances(theirs)) => mine.extend(theirs),
+        }
+    }
+}
+
+/// The inventory, and never a wait for AWS once there is one: the last reading is served (with its
+/// age, `as_of`, and [`refreshing`]) while one background task reads what is stale or changed. Only
+/// the very first reading, when there is nothing to serve, is waited for.
 pub async fn snapshot(state: &AppState) -> Result<FleetSnapshot, AppError> {
     if !state.store.is_postgres() {
         return own_snapshot(state).await;
@@ -43,51 +76,113 @@ pub async fn snapshot(state: &AppState) -> Result<FleetSnapshot, AppError> {
     Ok(snap)
 }
 
+/// Whether a newer reading is being made or waited for (the pages say the one they show may be
+/// about to change).
+pub fn refreshing(state: &AppState) -> bool {
+    state.fleet_reading.load(Ordering::SeqCst)
+        || state.fleet_changes_pending()
+        || state.fleet_full_wanted.load(Ordering::SeqCst)
+}
+
 /// The snapshot this replica reads from EC2 itself.
 async fn own_snapshot(state: &AppState) -> Result<FleetSnapshot, AppError> {
     let mut cache = state.fleet.lock().await;
     let Some(current) = cache.as_ref() else {
         state.take_fleet_changes();
+        state.fleet_full_wanted.store(false, Ordering::SeqCst);
         let snap = read(state, None).await?;
         state.keep_fleet(&mut cache, snap.clone());
         return Ok(snap);
     };
-    let changed = state.take_fleet_changes();
-    if !changed.is_empty() {
-        match reread(state, current, &changed).await {
-            Ok(snap) => {
-                state.keep_fleet(&mut cache, snap.clone());
-                return Ok(snap);
-            }
-            Err(e) => {
-                // Asked again at the next read.
-                state
-                    .fleet_changed
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .extend(changed);
-                return Err(e);
-            }
+    let current = current.clone();
+    drop(cache);
+    if current.read_at.elapsed() >= state.fleet_ttl || refreshing(state) {
+        start_refresh(state);
+    }
+    Ok(current)
+}
+
+/// Starts the background refresh unless it runs already.
+pub fn start_refresh(state: &AppState) {
+    if state.fleet_refreshing.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let state = state.clone();
+    tokio::spawn(async move {
+        refresh_until_current(&state).await;
+        state.fleet_refreshing.store(false, Ordering::SeqCst);
+        // A change noted after the last pass looked, but before the flag fell.
+        if state.fleet_changes_pending() || state.fleet_full_wanted.load(Ordering::SeqCst) {
+            start_refresh(&state);
         }
-    }
-    if current.read_at.elapsed() >= state.fleet_ttl && !state.fleet_refreshing.swap(true, Ordering::SeqCst) {
-        let state = state.clone();
-        let previous = current.clone();
+    });
+}
+
+/// Reads what is stale (everything, once the snapshot is older than `--fleet-refresh-secs`, or when
+/// a run across accounts ended) or changed (those places, or instances, alone), pass after pass at
+/// least [`COALESCE`] apart, until nothing is left; a pass EC2 throttled puts its places back and
+/// waits longer before the next.
+async fn refresh_until_current(state: &AppState) {
+    let mut pause = COALESCE;
+    loop {
         let generation = state.fleet_generation.load(Ordering::SeqCst);
-        tokio::spawn(async move {
-            match read(&state, Some(&previous)).await {
+        let Some(current) = state.fleet.lock().await.clone() else {
+            return;
+        };
+        // Set before the changes are taken, so a page never sees neither.
+        state.fleet_reading.store(true, Ordering::SeqCst);
+        let full = current.read_at.elapsed() >= state.fleet_ttl
+            || state.fleet_full_wanted.swap(false, Ordering::SeqCst);
+        let changed = state.take_fleet_changes();
+        if !full && changed.is_empty() {
+            state.fleet_reading.store(false, Ordering::SeqCst);
+            return;
+        }
+        let fresh = if full {
+            match read(state, Some(&current)).await {
                 Ok(fresh) => {
-                    let mut cache = state.fleet.lock().await;
-                    if state.fleet_generation.load(Ordering::SeqCst) == generation {
-                        state.keep_fleet(&mut cache, fresh);
-                    }
+                    pause = COALESCE;
+                    fresh
                 }
-                Err(e) => tracing::warn!(error = %e, "fleet refresh failed; serving the last inventory"),
+                Err(e) => {
+                    // Tried again after a growing pause, by this task: not at once, and not by
+                    // every page that finds the snapshot stale.
+                    tracing::warn!(error = %e, "fleet refresh failed; serving the last inventory");
+                    for ((account, region), change) in changed {
+                        state.note_fleet_change(&account, &region, change);
+                    }
+                    state.want_full_fleet_read();
+                    state.fleet_reading.store(false, Ordering::SeqCst);
+                    pause = (pause * 2).min(MAX_BACK_OFF);
+                    tokio::time::sleep(pause).await;
+                    continue;
+                }
             }
-            state.fleet_refreshing.store(false, Ordering::SeqCst);
-        });
+        } else {
+            let (fresh, left) = reread(state, &current, &changed).await;
+            pause = if left.is_empty() {
+                COALESCE
+            } else {
+                (pause * 2).min(MAX_BACK_OFF)
+            };
+            for ((account, region), change) in left {
+                state.note_fleet_change(&account, &region, change);
+            }
+            fresh
+        };
+        let mut cache = state.fleet.lock().await;
+        state.fleet_reading.store(false, Ordering::SeqCst);
+        if state.fleet_generation.load(Ordering::SeqCst) != generation {
+            // Forgotten meanwhile: the next page reads afresh.
+            return;
+        }
+        state.keep_fleet(&mut cache, fresh.clone());
+        drop(cache);
+        if state.store.is_postgres() && state.leadership.is_leader() {
+            share(state, &fresh).await;
+        }
+        tokio::time::sleep(pause).await;
     }
-    Ok(current.clone())
 }
 
 /// What the store keeps of a snapshot for the followers.
@@ -131,14 +226,14 @@ async fn share(state: &AppState, snap: &FleetSnapshot) {
 }
 
 /// A follower's snapshot: the leader's latest, asking it for a fresher one when it is older than
-/// `--fleet-refresh-secs`, and waiting (a little) for the places this replica just changed.
+/// `--fleet-refresh-secs`, and for the places this replica just changed; never waiting for either
+/// (only for the leader's very first reading, when there is nothing to serve).
 async fn follow(state: &AppState) -> Result<FleetSnapshot, AppError> {
     let changed: Vec<String> = state
         .take_fleet_changes()
-        .into_iter()
+        .into_keys()
         .map(|(account, region)| format!("{account}/{region}"))
         .collect();
-    let version_before = state.store.fleet_version().await?.map(|(v, _)| v);
     if !changed.is_empty() {
         state.store.want_fleet(&changed).await?;
     }
@@ -168,19 +263,15 @@ async fn follow(state: &AppState) -> Result<FleetSnapshot, AppError> {
             if current.read_at.elapsed() >= state.fleet_ttl {
                 state.store.want_fleet(&[String::new()]).await?;
             }
-            let waiting_for_change = !changed.is_empty() && Some(version) == version_before;
-            if !waiting_for_change || Instant::now() >= deadline {
-                return Ok(current);
-            }
-        } else {
-            state.store.want_fleet(&[String::new()]).await?;
-            if Instant::now() >= deadline {
-                return Err(AppError::refused(
-                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                    "FleetNotReadYet",
-                    "the leading replica has not read the fleet yet; try again in a moment",
-                ));
-            }
+            return Ok(current);
+        }
+        state.store.want_fleet(&[String::new()]).await?;
+        if Instant::now() >= deadline {
+            return Err(AppError::refused(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "FleetNotReadYet",
+                "the leading replica has not read the fleet yet; try again in a moment",
+            ));
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
@@ -198,11 +289,7 @@ pub async fn serve_followers(state: AppState) {
                 continue;
             }
         };
-        let changed_here = !state
-            .fleet_changed
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .is_empty();
+        let changed_here = state.fleet_changes_pending();
         if wanted.is_empty() && !changed_here {
             continue;
         }
@@ -251,7 +338,8 @@ async fn read_account(state: &AppState, account: &Listed) -> Result<AccountReadi
     };
     for region in &state.regions {
         let clients = clients_for(state, &account.id, region).await?;
-        match ec2::describe(&clients, Selection::All).await {
+        let pace = state.ec2_reads(&account.id, region);
+        match ec2::describe(&clients, Selection::All, &pace).await {
             Ok(found) => reading.found.extend(found),
             // No credentials for the account (its role cannot be assumed): no Region can be read.
             Err(
@@ -354,53 +442,99 @@ async fn read(state: &AppState, previous: Option<&FleetSnapshot>) -> Result<Flee
     })
 }
 
-/// `current` with the `changed` places (account, '' for the console's own, and region) read again.
-/// The snapshot keeps its age: the rest of it is as old as before.
+/// One changed place read again: the IDs asked for (None: the whole place), and what EC2 answered.
+type PlaceReread = (Option<Vec<String>>, Vec<InstanceView>);
+
+/// `current` with the `changed` places (account, '' for the console's own, and region) read again,
+/// side by side within each place's EC2 budget: by instance ID when the changed instances are known
+/// and fewer calls than the whole place, else the whole place. The snapshot keeps its age: the rest
+/// of it is as old as before. Places that could not be read (throttled, denied since, their role
+/// gone) keep their last reading and come back in the second value, to be read again later.
 async fn reread(
     state: &AppState,
     current: &FleetSnapshot,
-    changed: &BTreeSet<(String, String)>,
-) -> Result<FleetSnapshot, AppError> {
-    let hub = crate::routes::identity::resolve(state).await?.account;
-    let places: BTreeSet<(String, String)> = changed
+    changed: &BTreeMap<(String, String), Changed>,
+) -> (FleetSnapshot, BTreeMap<(String, String), Changed>) {
+    let hub = match crate::routes::identity::resolve(state).await {
+        Ok(identity) => identity.account,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot tell the console's own account; changed places read later");
+            return (current.clone(), changed.clone());
+        }
+    };
+    let mut places: BTreeMap<(String, String), Changed> = BTreeMap::new();
+    for ((account, region), change) in changed {
+        let account = if account.is_empty() {
+            hub.clone()
+        } else {
+            account.clone()
+        };
+        places
+            .entry((account, region.clone()))
+            .or_insert(Changed::Instances(BTreeSet::new()))
+            .merge(change.clone());
+    }
+    let mut in_place: std::collections::HashMap<(&str, &str), usize> = std::collections::HashMap::new();
+    for i in current.instances.iter() {
+        *in_place
+            .entry((i.account.as_str(), i.region.as_str()))
+            .or_default() += 1;
+    }
+    let reads: Vec<_> = places
         .iter()
-        .map(|(account, region)| {
-            let account = if account.is_empty() {
-                hub.clone()
-            } else {
-                account.clone()
+        .map(|((account, region), change)| {
+            let known = in_place
+                .get(&(account.as_str(), region.as_str()))
+                .copied()
+                .unwrap_or(0);
+            let by_id = match change {
+                Changed::Instances(ids) if ec2::calls_for_ids(ids.len()) < ec2::calls_for_place(known) => {
+                    Some(ids.iter().cloned().collect::<Vec<String>>())
+                }
+                _ => None,
             };
-            (account, region.clone())
+            Box::pin(async move {
+                let clients = clients_for(state, account, region).await?;
+                let pace = state.ec2_reads(account, region);
+                let found = match &by_id {
+                    Some(ids) => ec2::describe(&clients, Selection::IdsThatExist(ids), &pace).await?,
+                    None => ec2::describe(&clients, Selection::All, &pace).await?,
+                };
+                Ok::<_, AppError>((by_id, found))
+            })
         })
         .collect();
+    let readings: Vec<Result<PlaceReread, AppError>> = futures_util::stream::iter(reads)
+        .buffered(ACCOUNTS_AT_ONCE)
+        .collect()
+        .await;
+    let mut whole: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut by_id: BTreeSet<String> = BTreeSet::new();
     let mut fresh = Vec::new();
-    let mut read: BTreeSet<(String, String)> = BTreeSet::new();
-    let mut failed: Vec<(String, String, AppError)> = Vec::new();
-    for (account, region) in &places {
-        // A place that cannot be read now (denied since, its role gone) keeps its last reading, as
-        // in a full reading; the next full reading says why.
-        let reading = match clients_for(state, account, region).await {
-            Ok(clients) => ec2::describe(&clients, Selection::All).await,
-            Err(e) => Err(e),
-        };
+    let mut left = BTreeMap::new();
+    for (((account, region), change), reading) in places.into_iter().zip(readings) {
         match reading {
-            Ok(found) => {
+            Ok((Some(ids), found)) => {
+                by_id.extend(ids);
                 fresh.extend(found);
-                read.insert((account.clone(), region.clone()));
             }
-            Err(e) => failed.push((account.clone(), region.clone(), e)),
+            Ok((None, found)) => {
+                whole.insert((account, region));
+                fresh.extend(found);
+            }
+            Err(e) => {
+                tracing::warn!(%account, %region, error = %e, "could not read a changed place again; keeping its last reading");
+                left.insert((account, region), change);
+            }
         }
     }
-    if read.is_empty() && !failed.is_empty() && failed.len() == places.len() && current.instances.is_empty() {
-        return Err(failed.swap_remove(0).2);
-    }
-    for (account, region, e) in &failed {
-        tracing::warn!(%account, %region, error = %e, "could not read a changed place again; keeping its last reading");
-    }
+    // An instance asked for by ID and not found is gone from EC2 (terminated over an hour ago).
     let mut all: Vec<InstanceView> = current
         .instances
         .iter()
-        .filter(|i| !read.contains(&(i.account.clone(), i.region.clone())))
+        .filter(|i| {
+            !whole.contains(&(i.account.clone(), i.region.clone())) && !by_id.contains(&i.instance_id)
+        })
         .cloned()
         .collect();
     all.extend(fresh);
@@ -421,11 +555,14 @@ async fn reread(
         })
         .collect();
     record_posture(state, &all, &accounts).await;
-    Ok(FleetSnapshot {
-        instances: Arc::new(all),
-        accounts: Arc::new(accounts),
-        ..current.clone()
-    })
+    (
+        FleetSnapshot {
+            instances: Arc::new(all),
+            accounts: Arc::new(accounts),
+            ..current.clone()
+        },
+        left,
+    )
 }
 
 /// Usage is a second opinion: when CloudWatch cannot answer, the fleet still shows (usage unknown).

@@ -8,6 +8,7 @@
 //! the safety of a run: a preview, the readiness check, a record written before AWS is called, and a
 //! revert that restores exactly the prior state.
 
+use futures_util::StreamExt;
 use shared::api::{InstanceUsage, InstanceView};
 use shared::sources::{
     declarative_policy_text, MetadataDefaults, SourceFix, SourceFixPreview, SourceFixRequest, SourceId,
@@ -125,49 +126,126 @@ struct PlaceEntry {
     /// The last good reading and when it was made.
     reading: Option<(String, Arc<PlaceReading>)>,
     error: Option<String>,
+    /// When the place was last read (well or not).
+    read_at: Instant,
+    /// Something changed there since (a run ended): read it again at the next refresh.
+    changed: bool,
 }
 
-/// The sources of every place, read at most once per `--fleet-refresh-secs` for all viewers.
+/// The sources of every place, each read again once older than `--fleet-refresh-secs` or changed,
+/// in the background, for all viewers; the lock is held only to look at or update the entries,
+/// never across a call to AWS.
 #[derive(Debug, Default)]
 pub struct SourcesCache {
     places: BTreeMap<(String, String), PlaceEntry>,
-    read_at: Option<Instant>,
+    /// A background refresh is under way.
+    refreshing: bool,
+    /// Held while places that were never read are read for the first time, so two viewers do not
+    /// both read them.
+    first_reads: Arc<tokio::sync::Mutex<()>>,
     /// Sources to fix seen so far (the first listing is the baseline): a new one is told to the
     /// webhooks.
     known: Option<BTreeSet<String>>,
 }
 
-/// Every place's reading: read now when there is none or it is older than the fleet's refresh
-/// period (one reader at a time; the others wait for its answer), else the cached one.
+/// Places read at once. Each place's own calls (about five, to EC2 and Auto Scaling) go one after
+/// another, and each account and region has its own request budget at both services, so this
+/// bounds the console's host and network, not a budget.
+const PLACES_AT_ONCE: usize = 8;
+
+/// Every place's reading. A place never read is read now (there is nothing to serve for it); a
+/// place whose reading is older than the fleet's refresh period, or where something changed, is
+/// served as it is while one background task reads it again.
 async fn readings(
     state: &AppState,
     places: &[(String, String)],
-    fleet: &[InstanceView],
+    fleet: &Arc<Vec<InstanceView>>,
 ) -> BTreeMap<(String, String), PlaceEntry> {
-    let mut cache = state.sources.lock().await;
-    let stale = cache.read_at.is_none_or(|t| t.elapsed() >= state.fleet_ttl);
-    let missing = places.iter().any(|p| !cache.places.contains_key(p));
-    if stale || missing {
-        for place in places {
-            let entry = read_place(state, place, fleet).await;
-            let kept = cache.places.get(place).and_then(|e| e.reading.clone());
-            cache.places.insert(
-                place.clone(),
-                match entry {
-                    Ok(r) => PlaceEntry {
-                        reading: Some((crate::store::now_rfc3339(), Arc::new(r))),
-                        error: None,
-                    },
-                    Err(e) => PlaceEntry {
-                        reading: kept,
-                        error: Some(e.to_string()),
-                    },
-                },
-            );
+    let first_reads = state.sources.lock().await.first_reads.clone();
+    let missing = |cache: &SourcesCache| -> Vec<(String, String)> {
+        places
+            .iter()
+            .filter(|p| !cache.places.contains_key(*p))
+            .cloned()
+            .collect()
+    };
+    if !missing(&*state.sources.lock().await).is_empty() {
+        let _turn = first_reads.lock().await;
+        let unread = missing(&*state.sources.lock().await);
+        if !unread.is_empty() {
+            let read = read_places(state, unread, fleet).await;
+            keep(state, read).await;
         }
-        cache.read_at = Some(Instant::now());
+    }
+    let mut cache = state.sources.lock().await;
+    let due: Vec<(String, String)> = places
+        .iter()
+        .filter(|p| {
+            cache
+                .places
+                .get(*p)
+                .is_some_and(|e| e.changed || e.read_at.elapsed() >= state.fleet_ttl)
+        })
+        .cloned()
+        .collect();
+    if !due.is_empty() && !cache.refreshing {
+        cache.refreshing = true;
+        let state = state.clone();
+        let fleet = fleet.clone();
+        tokio::spawn(async move {
+            let read = read_places(&state, due, &fleet).await;
+            keep(&state, read).await;
+            state.sources.lock().await.refreshing = false;
+        });
     }
     cache.places.clone()
+}
+
+/// Reads `places` side by side, at most [`PLACES_AT_ONCE`] at a time.
+async fn read_places(
+    state: &AppState,
+    places: Vec<(String, String)>,
+    fleet: &[InstanceView],
+) -> Vec<((String, String), Result<PlaceReading, AppError>)> {
+    let reads: Vec<_> = places
+        .into_iter()
+        .map(|place| {
+            Box::pin(async move {
+                let reading = read_place(state, &place, fleet).await;
+                (place, reading)
+            })
+        })
+        .collect();
+    futures_util::stream::iter(reads)
+        .buffer_unordered(PLACES_AT_ONCE)
+        .collect()
+        .await
+}
+
+/// Stores readings; a place that could not be read keeps its last good reading, with the error.
+async fn keep(state: &AppState, read: Vec<((String, String), Result<PlaceReading, AppError>)>) {
+    let mut cache = state.sources.lock().await;
+    let now = Instant::now();
+    for (place, entry) in read {
+        let kept = cache.places.get(&place).and_then(|e| e.reading.clone());
+        cache.places.insert(
+            place,
+            match entry {
+                Ok(r) => PlaceEntry {
+                    reading: Some((crate::store::now_rfc3339(), Arc::new(r))),
+                    error: None,
+                    read_at: now,
+                    changed: false,
+                },
+                Err(e) => PlaceEntry {
+                    reading: kept,
+                    error: Some(e.to_string()),
+                    read_at: now,
+                    changed: false,
+                },
+            },
+        );
+    }
 }
 
 async fn read_place(
@@ -184,10 +262,39 @@ async fn read_place(
     launch::read_place(&clients, &images).await
 }
 
-/// After a fix or a revert: the next listing reads that place again.
-async fn forget(state: &AppState, account: &str, region: &str) {
-    let mut cache = state.sources.lock().await;
-    cache.places.remove(&(account.to_owned(), region.to_owned()));
+/// Notes that something changed in a place (a run ended there): the next refresh reads it again.
+pub async fn place_changed(state: &AppState, account: &str, region: &str) {
+    if let Some(entry) = state
+        .sources
+        .lock()
+        .await
+        .places
+        .get_mut(&(account.to_owned(), region.to_owned()))
+    {
+        entry.changed = true;
+    }
+}
+
+/// After a fix or a revert: the place is read again now, by the action that changed it, so the
+/// next listing shows the change without waiting for AWS. When the fleet has not been read yet (a
+/// fix sent again at start-up) or the reading fails, the next refresh reads it.
+async fn read_again(state: &AppState, account: &str, region: &str) {
+    let place = (account.to_owned(), region.to_owned());
+    let fleet = state.fleet.lock().await.as_ref().map(|s| s.instances.clone());
+    let reading = match &fleet {
+        Some(fleet) => read_place(state, &place, fleet).await,
+        None => Err(AppError::Internal("the fleet has not been read yet".into())),
+    };
+    match reading {
+        Ok(r) => keep(state, vec![(place, Ok(r))]).await,
+        Err(e) => {
+            tracing::warn!(%account, %region, error = %e, "could not read a fixed place again; the next refresh will");
+            let mut cache = state.sources.lock().await;
+            if let Some(entry) = cache.places.get_mut(&place) {
+                entry.changed = true;
+            }
+        }
+    }
 }
 
 /// The tokens a launch from `options` gets, and what decided it: EC2's order is the template, then
@@ -718,34 +825,20 @@ async fn tell_new(state: &AppState, sources: &[SourceView]) {
     }
 }
 
-/// How long a dashboard waits for the very first reading of the sources before it answers without
-/// their count (the reading goes on, and the next dashboard has it).
-const FIRST_READ_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
-
 /// The number of sources left to fix in the caller's accounts, from the shared cache: the dashboard
-/// does not wait for AWS, except a few seconds for the first reading ever, which it starts.
+/// never waits for AWS. Before the first reading it answers None and starts one, which the next
+/// dashboard has.
 pub async fn to_fix_for_dashboard(state: &AppState, scope: &AccountScope) -> Option<usize> {
-    let Ok(cache) = state.sources.try_lock() else {
-        // Being read right now.
-        return None;
-    };
-    if cache.read_at.is_none() {
+    let cache = state.sources.lock().await;
+    if cache.places.is_empty() {
         drop(cache);
         let reader = state.clone();
-        let reading = tokio::spawn(async move { list(&reader, &AccountScope::default()).await });
-        return match tokio::time::timeout(FIRST_READ_WAIT, reading).await {
-            Ok(Ok(Ok(v))) => Some(
-                v.sources
-                    .iter()
-                    .filter(|s| scope.allows(&s.account) && s.posture != SourcePosture::RequiresTokens)
-                    .count(),
-            ),
-            Ok(Ok(Err(e))) => {
+        tokio::spawn(async move {
+            if let Err(e) = list(&reader, &AccountScope::default()).await {
                 tracing::warn!(error = %e, "could not read the sources of new instances");
-                None
             }
-            _ => None,
-        };
+        });
+        return None;
     }
     let fleet = state.fleet.try_lock().ok()?.clone()?;
     let mut n = 0;
@@ -1194,7 +1287,7 @@ async fn apply(
         }
     }
     .await;
-    forget(state, &record.account, &record.region).await;
+    read_again(state, &record.account, &record.region).await;
     match sent {
         Ok(applied) => {
             state
@@ -1272,7 +1365,7 @@ pub async fn revert(state: &AppState, fix_id: &str, requester: &str) -> Result<S
         ) => revert_template(state, &clients, &fix, &resource, *prior, *made).await?,
         _ => return Err(AppError::Internal(format!("fix {fix_id} has mismatched states"))),
     };
-    forget(state, &fix.account, &fix.region).await;
+    read_again(state, &fix.account, &fix.region).await;
     state
         .store
         .revert_source_fix(fix_id, requester, note.as_deref())

@@ -40,16 +40,29 @@ pub struct StateInner {
     pub store: Store,
     pub events: EventHub,
     pub identity: tokio::sync::OnceCell<shared::api::Identity>,
+    /// Held only to look at or replace the snapshot, and for the very first reading (when there is
+    /// nothing to serve yet); never across a refresh's AWS calls.
     pub fleet: tokio::sync::Mutex<Option<FleetSnapshot>>,
-    /// Bumped by every invalidation, so a refresh that began before one is dropped.
-    pub fleet_generation: std::sync::atomic::AtomicU64,
-    /// A background refresh of the snapshot is under way.
+    /// Bumped when the snapshot is forgotten, so a refresh that began before is not stored.
+    pub fleet_generation: AtomicU64,
+    /// A background refresh of the snapshot is under way (it may be pausing between reads).
     pub fleet_refreshing: std::sync::atomic::AtomicBool,
+    /// That refresh is reading AWS right now (the pages say `refreshing`).
+    pub fleet_reading: std::sync::atomic::AtomicBool,
+    /// Every place is to be read again (a run across accounts and Regions ended), not only the
+    /// changed ones.
+    pub fleet_full_wanted: std::sync::atomic::AtomicBool,
     /// The snapshot shared between replicas (see `inventory`).
     pub fleet_share: crate::inventory::FleetShare,
     /// Accounts ('' for the console's own) and regions where the console changed instances since the
-    /// snapshot: the next read asks EC2 about those alone.
-    pub fleet_changed: Mutex<std::collections::BTreeSet<(String, String)>>,
+    /// snapshot, with the instances changed when they are known: the refresh asks EC2 about those
+    /// alone, all of a place's changes in one read.
+    pub fleet_changed: Mutex<BTreeMap<(String, String), crate::inventory::Changed>>,
+    /// DescribeInstances budgets per account ('' for the console's own) and region, within EC2's own
+    /// bucket: the inventory's reads and the starts' target checks take from the same one.
+    pub ec2_reads: Mutex<BTreeMap<(String, String), Arc<TokenBucket>>>,
+    /// Their refill, calls per second (`--ec2-describe-rate`).
+    pub ec2_describe_rate: f64,
     /// How long a snapshot is served before a background refresh.
     pub fleet_ttl: Duration,
     /// Where new instances come from, per account and region (see `sources`).
@@ -208,35 +221,85 @@ impl StateInner {
         *cache = Some(snap);
     }
 
-    /// Forgets the snapshot (after a change the console made): the next read waits for a fresh one, and
-    /// a background refresh that started before is not stored.
+    /// Forgets the snapshot: the next read is a first reading again, waited for (an operator's or a
+    /// test's way to see EC2 as it is now, past every cache).
     pub async fn invalidate_fleet(&self) {
         let mut fleet = self.fleet.lock().await;
-        self.fleet_generation
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.fleet_generation.fetch_add(1, Ordering::SeqCst);
         *fleet = None;
     }
 
+    /// Asks for every place to be read again (a run across accounts and Regions changed instances in
+    /// places the console does not list one by one). The current snapshot is served meanwhile.
+    pub fn want_full_fleet_read(&self) {
+        self.fleet_full_wanted.store(true, Ordering::SeqCst);
+    }
+
     /// Notes that the console changed instances in one account ('' for its own) and region: the next
-    /// read of the fleet asks EC2 about that place again, and about no other. A background refresh
-    /// that began before is not stored.
+    /// refresh asks EC2 about that place again, and about no other.
     pub fn fleet_changed_in(&self, account: &str, region: &str) {
-        self.fleet_changed
+        self.note_fleet_change(account, region, crate::inventory::Changed::Place);
+    }
+
+    /// Notes that the console changed these instances of one account ('' for its own) and region:
+    /// the next refresh asks EC2 about them (by ID, when that is fewer calls than the whole place).
+    pub fn fleet_instances_changed_in(
+        &self,
+        account: &str,
+        region: &str,
+        ids: impl IntoIterator<Item = String>,
+    ) {
+        let ids: std::collections::BTreeSet<String> = ids.into_iter().collect();
+        let change = if ids.is_empty() {
+            crate::inventory::Changed::Place
+        } else {
+            crate::inventory::Changed::Instances(ids)
+        };
+        self.note_fleet_change(account, region, change);
+    }
+
+    /// Puts changes back for a later refresh (a read that failed or was throttled).
+    pub fn note_fleet_change(&self, account: &str, region: &str, change: crate::inventory::Changed) {
+        let mut changed = self
+            .fleet_changed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = changed
+            .entry((account.to_owned(), region.to_owned()))
+            .or_insert(crate::inventory::Changed::Instances(Default::default()));
+        entry.merge(change);
+    }
+
+    /// Whether changes wait for a refresh.
+    pub fn fleet_changes_pending(&self) -> bool {
+        !self
+            .fleet_changed
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert((account.to_owned(), region.to_owned()));
-        self.fleet_generation
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            .is_empty()
     }
 
     /// The places changed since the last read, now being read again.
-    pub fn take_fleet_changes(&self) -> std::collections::BTreeSet<(String, String)> {
+    pub fn take_fleet_changes(&self) -> BTreeMap<(String, String), crate::inventory::Changed> {
         std::mem::take(
             &mut *self
                 .fleet_changed
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         )
+    }
+
+    /// The DescribeInstances budget of one account ('' or the console's own ID for its own) and
+    /// region, made at first use: EC2 counts its buckets per account and region.
+    pub fn ec2_reads(&self, account: &str, region: &str) -> Arc<TokenBucket> {
+        let own = self.identity.get().is_some_and(|i| i.account == account);
+        let account = if own { "" } else { account };
+        self.ec2_reads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry((account.to_owned(), region.to_owned()))
+            .or_insert_with(|| Arc::new(TokenBucket::new(self.ec2_describe_rate)))
+            .clone()
     }
 }
 
@@ -432,6 +495,71 @@ impl RateLimiter {
     }
 }
 
+/// A budget of AWS calls shaped like the token bucket AWS itself keeps (EC2's): up to `capacity`
+/// calls at once, then `refill` a second. A caller takes a token before its call and waits for one
+/// when there is none, so the console never sends what the service's bucket would refuse (as long
+/// as the model is no larger than the service's). A throttle answer empties it for a while.
+pub struct TokenBucket {
+    capacity: f64,
+    refill: f64,
+    /// Tokens (negative: owed, after a throttle) and when they were counted.
+    level: Mutex<(f64, Instant)>,
+}
+
+/// Seconds of refill the bucket holds.
+const BUCKET_SECONDS: f64 = 5.0;
+
+impl TokenBucket {
+    /// A full bucket refilled at `per_second`, holding five seconds' worth (EC2's example: 100 tokens
+    /// at 20 a second).
+    pub fn new(per_second: f64) -> TokenBucket {
+        let refill = per_second.max(0.01);
+        let capacity = (refill * BUCKET_SECONDS).max(1.0);
+        TokenBucket {
+            capacity,
+            refill,
+            level: Mutex::new((capacity, Instant::now())),
+        }
+    }
+
+    fn with_level<T>(&self, f: impl FnOnce(&mut f64) -> T) -> T {
+        let mut level = self
+            .level
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        let (tokens, at) = &mut *level;
+        *tokens =
+            (*tokens + now.saturating_duration_since(*at).as_secs_f64() * self.refill).min(self.capacity);
+        *at = now;
+        f(tokens)
+    }
+
+    /// Takes a token, waiting for the refill when there is none.
+    pub async fn take(&self) {
+        loop {
+            let wait = self.with_level(|tokens| {
+                if *tokens >= 1.0 {
+                    *tokens -= 1.0;
+                    None
+                } else {
+                    Some(Duration::from_secs_f64((1.0 - *tokens) / self.refill))
+                }
+            });
+            match wait {
+                None => return,
+                Some(wait) => tokio::time::sleep(wait).await,
+            }
+        }
+    }
+
+    /// After AWS said we were too fast (someone else spends the same bucket): no token for `by`.
+    pub fn back_off(&self, by: Duration) {
+        let owed = by.as_secs_f64() * self.refill;
+        self.with_level(|tokens| *tokens = tokens.min(0.0) - owed);
+    }
+}
+
 /// An event with its sequence number (the SSE id).
 pub type Numbered = (u64, ExecutionEvent);
 
@@ -507,7 +635,7 @@ impl EventHub {
 
 #[cfg(test)]
 mod tests {
-    use super::RateLimiter;
+    use super::{RateLimiter, TokenBucket};
     use std::time::{Duration, Instant};
 
     #[tokio::test]
@@ -522,6 +650,31 @@ mod tests {
         assert!(
             finished.elapsed() >= Duration::from_millis(50),
             "the gap counts from the end of the slow call, not from its start"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_token_bucket_lets_a_burst_through_then_the_refill_and_waits_out_a_throttle() {
+        let bucket = TokenBucket::new(20.0); // 100 tokens, 20 a second
+        let started = Instant::now();
+        for _ in 0..100 {
+            bucket.take().await;
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(50),
+            "the burst is not waited for"
+        );
+        bucket.take().await;
+        assert!(
+            started.elapsed() >= Duration::from_millis(45),
+            "the 101st call waits for the refill"
+        );
+        bucket.back_off(Duration::from_millis(200));
+        let throttled = Instant::now();
+        bucket.take().await;
+        assert!(
+            throttled.elapsed() >= Duration::from_millis(200),
+            "no token while backing off"
         );
     }
 }

@@ -249,11 +249,32 @@ pub async fn refresh(state: &AppState, run: &RunRow) -> Result<ExecutionDetail, 
     }
     if status_changed && ex.status.is_terminal() {
         // A run across accounts and Regions changed every location's instances; any other, its own.
+        // Read again in the background, every run that ends in one place within a second by one
+        // read of that place (its instances by ID when that is fewer calls); pages meanwhile serve
+        // the last reading.
         if ex.is_cross_account() {
-            state.invalidate_fleet().await;
+            state.want_full_fleet_read();
         } else {
-            state.fleet_changed_in(&run.account, &run.region);
+            let mut targets: Vec<String> = run
+                .prior_options
+                .as_deref()
+                .and_then(|p| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(p).ok())
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default();
+            targets.extend(run.instance_id.clone());
+            // SSM resolves tag targets when the run starts: instances tagged since the check are
+            // changed too, so the whole place is read.
+            if run.targets.as_deref().is_some_and(|t| t.contains("tag:")) {
+                targets.clear();
+            }
+            state.fleet_instances_changed_in(&run.account, &run.region, targets);
+            let account = match state.identity.get() {
+                Some(me) if run.account.is_empty() => me.account.clone(),
+                _ => run.account.clone(),
+            };
+            crate::sources::place_changed(state, &account, &run.region).await;
         }
+        crate::inventory::start_refresh(state);
     }
     runs::complete(state, &mut detail, run).await?;
     Ok(detail)

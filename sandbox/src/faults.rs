@@ -136,6 +136,96 @@ pub struct Faults {
     /// its roles (`AWSReservedSSO_…`) names it, as IAM's GetRole shows.
     #[serde(default)]
     pub identity_center_region: Option<String>,
+    /// EC2's request-rate token buckets, one per account, Region and action, as EC2 throttles; on by
+    /// default, as in AWS.
+    #[serde(default)]
+    pub ec2_request_budget: Ec2RequestBudget,
+}
+
+/// A token bucket: `capacity` tokens at most, `refill_per_second` added back every second; a call
+/// takes one, and a call that finds none is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TokenBucket {
+    pub capacity: f64,
+    pub refill_per_second: f64,
+}
+
+/// EC2's request rate limits: each API action has its own bucket per account and Region (the EC2
+/// developer guide's "Request throttling for the Amazon EC2 API"). A call over the budget gets
+/// `RequestLimitExceeded` (HTTP 503) and does nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Ec2RequestBudget {
+    /// Off: no call is ever refused for its rate (tests that measure something else).
+    pub enabled: bool,
+    /// `Describe*` and `Get*` actions: the guide's example, 100 tokens refilled at 20 a second.
+    pub non_mutating: TokenBucket,
+    /// Every other action (ModifyInstanceMetadataOptions, CreateLaunchTemplateVersion, ...): a
+    /// smaller bucket, refilled at 5 a second.
+    pub mutating: TokenBucket,
+}
+
+impl Default for Ec2RequestBudget {
+    fn default() -> Self {
+        Ec2RequestBudget {
+            enabled: true,
+            non_mutating: TokenBucket {
+                capacity: 100.0,
+                refill_per_second: 20.0,
+            },
+            mutating: TokenBucket {
+                capacity: 50.0,
+                refill_per_second: 5.0,
+            },
+        }
+    }
+}
+
+impl Ec2RequestBudget {
+    /// The bucket an EC2 action draws from.
+    pub(crate) fn bucket_for(&self, action: &str) -> TokenBucket {
+        if action.starts_with("Describe") || action.starts_with("Get") {
+            self.non_mutating
+        } else {
+            self.mutating
+        }
+    }
+}
+
+/// The buckets' levels, per account, Region and action.
+#[derive(Default)]
+pub(crate) struct Ec2Buckets {
+    levels: std::collections::HashMap<(String, String, String), (f64, std::time::Instant)>,
+}
+
+impl Ec2Buckets {
+    /// Takes a token for one call of `action` in `account` and `region`; false when the bucket is
+    /// empty (the call is throttled). Buckets start full.
+    pub(crate) fn take(
+        &mut self,
+        budget: &Ec2RequestBudget,
+        account: &str,
+        region: &str,
+        action: &str,
+        now: std::time::Instant,
+    ) -> bool {
+        if !budget.enabled {
+            return true;
+        }
+        let bucket = budget.bucket_for(action);
+        let (tokens, at) = self
+            .levels
+            .entry((account.to_owned(), region.to_owned(), action.to_owned()))
+            .or_insert((bucket.capacity, now));
+        let refilled = *tokens + now.saturating_duration_since(*at).as_secs_f64() * bucket.refill_per_second;
+        *tokens = refilled.min(bucket.capacity);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// SSM's per-account, per-Region automation quotas: at most `running` executions run at once
@@ -317,6 +407,35 @@ mod tests {
         assert_eq!(rule.latency_ms, 40);
         assert!(FaultRule::parse("ssm:*:bogus=1").is_err());
         assert!(FaultRule::parse("nothing").is_err());
+    }
+
+    #[test]
+    fn an_ec2_bucket_refuses_past_its_capacity_and_refills_at_its_rate() {
+        let budget = Ec2RequestBudget::default();
+        let mut buckets = Ec2Buckets::default();
+        let t0 = std::time::Instant::now();
+        let taken = (0..150)
+            .filter(|_| buckets.take(&budget, "1", "us-east-1", "DescribeInstances", t0))
+            .count();
+        assert_eq!(taken, 100, "the non-mutating bucket holds 100");
+        // Another action, account or Region has its own bucket.
+        assert!(buckets.take(&budget, "1", "us-east-1", "DescribeImages", t0));
+        assert!(buckets.take(&budget, "2", "us-east-1", "DescribeInstances", t0));
+        assert!(buckets.take(&budget, "1", "eu-west-1", "DescribeInstances", t0));
+        let later = t0 + std::time::Duration::from_millis(500);
+        let refilled = (0..50)
+            .filter(|_| buckets.take(&budget, "1", "us-east-1", "DescribeInstances", later))
+            .count();
+        assert_eq!(refilled, 10, "20 a second refill 10 tokens in half a second");
+        let mutating = (0..100)
+            .filter(|_| buckets.take(&budget, "1", "us-east-1", "ModifyInstanceMetadataOptions", t0))
+            .count();
+        assert_eq!(mutating, 50, "mutating actions have the smaller bucket");
+        let off = Ec2RequestBudget {
+            enabled: false,
+            ..budget
+        };
+        assert!(buckets.take(&off, "1", "us-east-1", "DescribeInstances", later));
     }
 
     #[test]

@@ -41,7 +41,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-pub use faults::{AutomationQuota, CallCount, EmptyTargets, FaultRule, Faults, TokenReuse};
+pub use faults::{
+    AutomationQuota, CallCount, Ec2RequestBudget, EmptyTargets, FaultRule, Faults, TokenBucket, TokenReuse,
+};
 
 /// The account the sandbox pretends to be.
 pub const ACCOUNT_ID: &str = "123456789012";
@@ -101,6 +103,8 @@ struct Inner {
     config: SandboxConfig,
     faults: Mutex<Faults>,
     calls: Mutex<faults::CallLog>,
+    /// EC2's request-rate buckets (see `Faults::ec2_request_budget`).
+    ec2_buckets: Mutex<faults::Ec2Buckets>,
     docs: documents::Documents,
 }
 
@@ -129,6 +133,7 @@ impl Sandbox {
                 faults: Mutex::new(config.faults.clone()),
                 config,
                 calls: Mutex::new(faults::CallLog::default()),
+                ec2_buckets: Mutex::new(faults::Ec2Buckets::default()),
                 docs,
             }),
         };

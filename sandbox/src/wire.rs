@@ -237,7 +237,17 @@ async fn dispatch(State(sb): State<Sandbox>, uri: Uri, headers: HeaderMap, body:
     let region_denied = service != Service::Sts
         && (faults.denied_regions.contains(&region)
             || faults.denied_regions.contains(&format!("{account}/{region}")));
+    // EC2 counts every request against its action's bucket, whatever becomes of it after.
+    let over_ec2_budget = service == Service::Ec2
+        && !lock(&sb.inner.ec2_buckets).take(
+            &faults.ec2_request_budget,
+            &account,
+            &region,
+            &op,
+            std::time::Instant::now(),
+        );
     let result = match injected {
+        _ if over_ec2_budget => Err(throttle_error(service)),
         _ if role_gone => Err(denied_error(service, &op_key, &region)),
         _ if region_denied => Err(scp_denied_error(service, &op_key, &region)),
         Injected::Throttle => Err(throttle_error(service)),

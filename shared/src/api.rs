@@ -275,6 +275,10 @@ pub struct InstanceList {
     /// When the inventory was read from EC2 (RFC 3339).
     #[serde(default)]
     pub as_of: Option<String>,
+    /// A newer reading is being made (places where runs just ended, or the periodic refresh): this
+    /// page is the last reading, served without waiting for EC2.
+    #[serde(default)]
+    pub refreshing: bool,
 }
 
 /// `GET /api/v1/fleet/summary?by=region|account|tag:KEY`: the fleet's posture, in all and per group.
@@ -946,6 +950,7 @@ mod tests {
             total: 1,
             next_cursor: None,
             as_of: None,
+            refreshing: false,
         };
         let choices: InstanceChoices = serde_json::from_str(&serde_json::to_string(&page).unwrap()).unwrap();
         assert_eq!(

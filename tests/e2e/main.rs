@@ -9,6 +9,7 @@ mod audit;
 mod browser;
 mod cross_account_steps;
 mod fleet;
+mod fleet_budget;
 mod held_and_queued;
 mod layers;
 mod metrics;

@@ -653,3 +653,66 @@ async fn boto3_gets_aws_s_refusals_and_reads_the_new_calls_back() {
         "{read}"
     );
 }
+
+#[tokio::test]
+async fn ec2_throttles_each_action_per_account_and_region_with_its_token_bucket() {
+    let (_sb, url) = standalone_sandbox(config(2)).await;
+    // One attempt a call: the SDK's retries would hide the refusal.
+    let ec2 = aws_sdk_ec2::Client::new(&sdk_config(&url, "us-east-1", 1).await);
+    let mut refused = None;
+    let mut answered = 0;
+    for _ in 0..130 {
+        match ec2.describe_instances().max_results(5).send().await {
+            Ok(_) => answered += 1,
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    // The bucket holds 100 and refills at 20 a second: a loop of local calls spends it long before 130.
+    assert!(
+        (100..125).contains(&answered),
+        "the bucket of 100 answers about 100 calls in a burst, got {answered}"
+    );
+    let err = refused.expect("a call past the bucket is refused");
+    assert_eq!(err.code(), Some("RequestLimitExceeded"));
+    assert_eq!(
+        err.raw_response().map(|r| r.status().as_u16()),
+        Some(503),
+        "EC2 answers RequestLimitExceeded with HTTP 503"
+    );
+    // Another action has its own bucket, and so does another Region.
+    ec2.describe_launch_templates()
+        .send()
+        .await
+        .expect("DescribeLaunchTemplates draws from its own bucket");
+    let west = aws_sdk_ec2::Client::new(&sdk_config(&url, "eu-west-1", 1).await);
+    west.describe_instances()
+        .max_results(5)
+        .send()
+        .await
+        .expect("eu-west-1 has its own bucket");
+    // The bucket refills at 20 a second.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ec2.describe_instances()
+        .max_results(5)
+        .send()
+        .await
+        .expect("a refilled token");
+    // Tests can turn it off.
+    _sb.set_faults(Faults {
+        ec2_request_budget: sandbox::Ec2RequestBudget {
+            enabled: false,
+            ..Default::default()
+        },
+        ..Faults::default()
+    });
+    for _ in 0..150 {
+        ec2.describe_instances()
+            .max_results(5)
+            .send()
+            .await
+            .expect("no budget when it is off");
+    }
+}

@@ -4,8 +4,9 @@ use aws_sdk_ec2::types::{Filter, Instance};
 use shared::api::{InstanceView, MetadataOptions};
 use std::collections::BTreeMap;
 
-use super::{sdk_error, RegionClients};
+use super::{sdk_error, AwsFault, RegionClients};
 use crate::error::AppError;
+use crate::state::TokenBucket;
 
 /// Which instances to describe.
 pub enum Selection<'a> {
@@ -72,27 +73,54 @@ fn view(region: &str, account: &str, i: &Instance) -> InstanceView {
 /// Values one EC2 filter takes.
 const FILTER_VALUES: usize = 200;
 
-/// Describes the selected instances of one region, following every page.
-pub async fn describe(c: &RegionClients, selection: Selection<'_>) -> Result<Vec<InstanceView>, AppError> {
+/// Describes the selected instances of one region, following every page, each call taking a token
+/// of `pace` first (the console's share of EC2's request bucket in that account and region); a
+/// throttled call empties it for a while.
+pub async fn describe(
+    c: &RegionClients,
+    selection: Selection<'_>,
+    pace: &TokenBucket,
+) -> Result<Vec<InstanceView>, AppError> {
     if let Selection::IdsThatExist(ids) = selection {
         let mut out = Vec::new();
         for chunk in ids.chunks(FILTER_VALUES) {
-            out.extend(describe_pages(c, &Selection::IdsThatExist(chunk)).await?);
+            out.extend(describe_pages(c, &Selection::IdsThatExist(chunk), pace).await?);
         }
         return Ok(out);
     }
-    describe_pages(c, &selection).await
+    describe_pages(c, &selection, pace).await
 }
 
-async fn describe_pages(c: &RegionClients, selection: &Selection<'_>) -> Result<Vec<InstanceView>, AppError> {
+/// How many DescribeInstances calls reading `ids` by ID takes.
+pub fn calls_for_ids(ids: usize) -> usize {
+    ids.div_ceil(FILTER_VALUES)
+}
+
+/// How many DescribeInstances calls reading a whole place of `instances` takes.
+pub fn calls_for_place(instances: usize) -> usize {
+    instances.div_ceil(PAGE).max(1)
+}
+
+/// Instances one page holds (DescribeInstances' MaxResults at most).
+const PAGE: usize = 1000;
+
+/// How long a throttled reader leaves EC2's bucket alone before its next call.
+const THROTTLED_PAUSE: std::time::Duration = std::time::Duration::from_secs(2);
+
+async fn describe_pages(
+    c: &RegionClients,
+    selection: &Selection<'_>,
+    pace: &TokenBucket,
+) -> Result<Vec<InstanceView>, AppError> {
     let mut out = Vec::new();
     let mut token: Option<String> = None;
     loop {
+        pace.take().await;
         let mut req = c.ec2.describe_instances().set_next_token(token.take());
         req = match selection {
-            Selection::All => req.max_results(1000),
+            Selection::All => req.max_results(PAGE as i32),
             Selection::Ids(ids) => req.set_instance_ids(Some(ids.to_vec())),
-            Selection::IdsThatExist(ids) => req.max_results(1000).filters(
+            Selection::IdsThatExist(ids) => req.max_results(PAGE as i32).filters(
                 Filter::builder()
                     .name("instance-id")
                     .set_values(Some(ids.to_vec()))
@@ -108,7 +136,15 @@ async fn describe_pages(c: &RegionClients, selection: &Selection<'_>) -> Result<
         let page = req
             .send()
             .await
-            .map_err(|e| sdk_error("ec2:DescribeInstances", &e))?;
+            .map_err(|e| sdk_error("ec2:DescribeInstances", &e));
+        if let Err(AppError::Aws {
+            fault: AwsFault::Throttled,
+            ..
+        }) = &page
+        {
+            pace.back_off(THROTTLED_PAUSE);
+        }
+        let page = page?;
         for r in page.reservations() {
             let account = r.owner_id().unwrap_or_default();
             out.extend(r.instances().iter().map(|i| view(&c.region, account, i)));

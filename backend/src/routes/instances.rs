@@ -132,11 +132,13 @@ async fn list(
         };
     }
     let (instances, total, next_cursor) = q.page_within(&snap.instances, |i| scope.allows(&i.account));
+    crate::usage::shown(&state, &instances);
     Ok(Json(InstanceList {
         instances,
         total,
         next_cursor,
         as_of: Some(snap.as_of),
+        refreshing: crate::inventory::refreshing(&state),
     })
     .into_response())
 }

@@ -41,9 +41,14 @@ pub async fn resolve_targets(
         (None, Some(id)) => (OwnedSelection::Ids(vec![id.to_string()]), "parameters.InstanceId"),
         (None, None) => return Err(AppError::field("parameters.InstanceId", "required")),
     };
+    // Within the same DescribeInstances budget as the inventory: a burst of starts waits its turn
+    // instead of spending EC2's bucket for everyone in the account.
+    let pace = state.ec2_reads(account, region);
     let found = match &selection {
-        OwnedSelection::Ids(ids) => ec2::describe(clients, ec2::Selection::Ids(ids)).await,
-        OwnedSelection::Tag(k, v) => ec2::describe(clients, ec2::Selection::Tag { key: k, value: v }).await,
+        OwnedSelection::Ids(ids) => ec2::describe(clients, ec2::Selection::Ids(ids), &pace).await,
+        OwnedSelection::Tag(k, v) => {
+            ec2::describe(clients, ec2::Selection::Tag { key: k, value: v }, &pace).await
+        }
     };
     match found {
         Ok(list) if list.is_empty() => Err(AppError::field(
@@ -320,7 +325,7 @@ pub async fn assess(state: &AppState, plan: &StartPlan, with_usage: bool) -> Res
         .as_ref()
         .is_some_and(|rc| matches!(rc.targets, Targets::InstanceIds(_)));
     if with_usage || plan.blocks_imdsv1() || ordered {
-        usage::annotate(state, &mut targets).await?;
+        usage::annotate_targets(state, &mut targets).await?;
         if ordered {
             preview::rollout_order(&mut targets);
         }

@@ -699,7 +699,8 @@ pub async fn plan_rollback(state: &AppState, id: &str) -> Result<RollbackPlan, A
         let account = if account == hub { String::new() } else { account };
         let clients = crate::inventory::clients_for(state, &account, &region).await?;
         // By filter, not by ID: EC2 fails a whole by-ID call once any of them is gone.
-        let current = ec2::describe(&clients, ec2::Selection::IdsThatExist(&ids)).await?;
+        let pace = state.ec2_reads(&account, &region);
+        let current = ec2::describe(&clients, ec2::Selection::IdsThatExist(&ids), &pace).await?;
         let mut groups: BTreeMap<(String, String, u8), Vec<InstanceView>> = BTreeMap::new();
         let mut gone = Vec::new();
         for wanted in &ids {
