@@ -947,3 +947,30 @@ async fn an_automation_assume_role_of_another_account_is_refused_before_anything
     let (status, body) = app.post("/executions", &start(&ids[1])).await;
     assert_eq!(status, 201, "a role of the run's own account: {body}");
 }
+
+#[tokio::test]
+async fn guessing_the_current_password_from_a_session_is_throttled_and_audited() {
+    let app = e2e::spawn_app().await;
+    let cookie = app.own_session("gus", "operator").await;
+    let change = |current: String| {
+        let req = reqwest::Client::new()
+            .post(app.url("/auth/password"))
+            .header("cookie", &cookie)
+            .header("origin", &app.base)
+            .json(&json!({"current_password": current, "new_password": "Another-long-password-9"}));
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    let mut answers = Vec::new();
+    for n in 0..8 {
+        answers.push(change(format!("guess-number-{n}")).await);
+    }
+    assert_eq!(&answers[..5], [400; 5], "{answers:?}");
+    assert!(
+        answers[5..].iter().all(|s| *s == 429),
+        "locked after five: {answers:?}"
+    );
+    let (_, log) = app.get("/audit/auth?kind=password-change-failed").await;
+    let log: shared::api::AuthEventPage = serde_json::from_value(log).unwrap();
+    assert_eq!(log.events.len(), 5, "{log:?}");
+    assert!(log.events.iter().all(|e| e.actor.as_deref() == Some("gus")));
+}

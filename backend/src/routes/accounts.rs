@@ -259,17 +259,40 @@ async fn change_password(
             "only a signed-in built-in account changes its password here",
         ));
     }
+    // Whoever holds a session could otherwise guess the password here without end: wrong current
+    // passwords count as failed sign-ins of the user (from a place of their own, so they lock only
+    // password changes, and slow sign-ins as guessing does) and are audited.
+    let place = format!("password-change:{}", i.name);
+    let now = state.store.clock.now_ms();
+    if let LoginGate::Locked { wait_ms, .. } = state.login_throttle.gate(&i.name, &place, now).await? {
+        let secs = (wait_ms + 999) / 1000;
+        let mut resp = AppError::refused(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyAttempts",
+            format!("too many wrong current passwords; try again in {secs} s"),
+        )
+        .into_response();
+        resp.headers_mut().insert(header::RETRY_AFTER, secs.into());
+        return Ok(resp);
+    }
+    // The current password is checked first, so that no other answer tells a right guess.
+    let verified = check_password(&state, &i.name, &body.current_password).await?;
+    if verified.is_none() {
+        state.login_throttle.failed(&i.name, &place, now).await?;
+        state
+            .store
+            .auth_event("password-change-failed", Some(&i.name), Some(&i.name), None)
+            .await?;
+        return Err(AppError::field(
+            "current_password",
+            "this is not your current password",
+        ));
+    }
+    state.login_throttle.succeeded(&i.name, &place).await?;
     if body.new_password == body.current_password {
         return Err(AppError::field(
             "new_password",
             "choose a password different from the current one",
-        ));
-    }
-    let verified = check_password(&state, &i.name, &body.current_password).await?;
-    if verified.is_none() {
-        return Err(AppError::field(
-            "current_password",
-            "this is not your current password",
         ));
     }
     Accounts(&state.store)
