@@ -319,6 +319,19 @@ pub async fn decide(
             ),
         ));
     }
+    // An approved start is sent on behalf of whoever asked for it: not once they may no longer start
+    // runs where it acts (demoted, limited to other accounts, or a sign-on user whose groups changed).
+    if approve {
+        if let Some(row) = state.store.by_record_id(id).await? {
+            let accounts = crate::auth::policy::run_accounts(&row);
+            if let Some(why) = crate::auth::no_longer_answerable(state, &a.requester, &accounts).await? {
+                return Err(AppError::Conflict {
+                    code: "RequesterNoLongerAllowed".into(),
+                    message: format!("{why}: reject it, and let someone who may ask for it again"),
+                });
+            }
+        }
+    }
     // A plan's wave is sent only while its plan runs: approving one of a paused or halted plan would
     // send it past the pause (a cancelled plan's held waves are withdrawn at the cancel).
     if approve {

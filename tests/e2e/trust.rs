@@ -148,8 +148,8 @@ async fn whoever_created_started_or_resumed_a_plan_cannot_approve_its_held_wave(
         .expect("the held wave waits for approval");
     assert_eq!(
         approval.requesters,
-        ["op1", "op2"],
-        "the approver sees who caused it"
+        ["op2", "op1"],
+        "the approver sees who caused it: first on whose behalf it is sent (who started the plan)"
     );
     // Neither the creator nor the starter may approve it; a third person may.
     for person in [&op1, &op2] {
@@ -166,6 +166,100 @@ async fn whoever_created_started_or_resumed_a_plan_cannot_approve_its_held_wave(
     assert_eq!(status, 200, "{approved}");
     let approved: shared::approvals::ApprovalView = serde_json::from_value(approved).unwrap();
     assert_eq!(approved.decided_by.as_deref(), Some("op3"));
+    // The wave is sent on behalf of whoever started the plan last, and its record names them.
+    assert_eq!(app.audit_record(held).await["requester"], "op2");
+}
+
+#[tokio::test]
+async fn a_held_start_is_not_sent_for_someone_who_may_no_longer_start_it() {
+    let app = e2e::spawn_app().await;
+    let op1 = Person::new(&app, "op1", "operator").await;
+    let op3 = Person::new(&app, "op3", "operator").await;
+    hold_every_start(&app).await;
+    let id = app.quiet("us-east-1").await.remove(0);
+    let (status, held) = op1
+        .post(&app, "/executions", &json!({"parameters": {"InstanceId": id}}))
+        .await;
+    assert_eq!(status, 202, "{held}");
+    let held: StartExecutionResponse = serde_json::from_value(held).unwrap();
+    // op1 is moved to another account before anyone approves.
+    let (status, _) = app
+        .post("/users/op1/accounts", &json!({"accounts": ["200000000001"]}))
+        .await;
+    assert_eq!(status, 204);
+    let sent = app.sandbox.execution_ids().len();
+    let (status, refused) = op3
+        .post(
+            &app,
+            &format!("/approvals/{}/approve", held.record_id),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 409, "{refused}");
+    let refused: ErrorBody = serde_json::from_value(refused).unwrap();
+    assert_eq!(refused.error.code, "RequesterNoLongerAllowed");
+    assert!(refused.error.message.contains("op1"), "{refused:?}");
+    assert_eq!(app.sandbox.execution_ids().len(), sent, "nothing was sent");
+    // Rejecting it is still possible.
+    let (status, _) = op3
+        .post(&app, &format!("/approvals/{}/reject", held.record_id), &json!({}))
+        .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_plan_starts_no_wave_for_a_sign_on_user_whose_groups_no_longer_let_them() {
+    let app = spawn_app_with(AppOptions {
+        extra_args: vec![
+            "--trusted-proxy".into(),
+            "127.0.0.1".into(),
+            "--sso-group-role".into(),
+            "ops=operator".into(),
+            "--sso-group-role".into(),
+            "sec=viewer".into(),
+        ],
+        ..AppOptions::default()
+    })
+    .await;
+    let wave = |name: &str, bake: u32| {
+        json!({"name": name, "region": "us-east-1", "targets": {"tag": {"key": "Env", "value": name}},
+               "parameters": {"EnforceIMDSv2": "optional"}, "bake_minutes": bake})
+    };
+    let (status, created) = as_sso(
+        &app,
+        "alice",
+        "ops",
+        reqwest::Method::POST,
+        "/plans",
+        Some(
+            json!({"name": "dev then staging", "waves": [wave("dev", 60), wave("staging", 0)],
+                    "halt": {"rejected_calls": 1_000_000}}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["plan_id"].as_str().unwrap().to_owned();
+    let (status, _) = as_sso(
+        &app,
+        "alice",
+        "ops",
+        reqwest::Method::POST,
+        &format!("/plans/{id}/start"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // Her identity provider now puts her in the viewers' group only; her next request says so.
+    let (status, me) = as_sso(&app, "alice", "sec", reqwest::Method::GET, "/auth/me", None).await;
+    assert_eq!((status, me["role"].clone()), (200, json!("viewer")));
+    let plan = app
+        .plan_view_until(&id, Duration::from_secs(40), |p| {
+            p.status != shared::plans::PlanStatus::Running
+        })
+        .await;
+    assert_eq!(plan.status, shared::plans::PlanStatus::Halted, "{plan:?}");
+    assert!(plan.reason.as_deref().unwrap_or("").contains("alice"), "{plan:?}");
+    assert_eq!(plan.waves[1].status, shared::plans::WaveStatus::Pending);
 }
 
 #[tokio::test]
@@ -569,14 +663,18 @@ async fn a_plan_is_audited_when_made_and_starts_no_wave_for_a_disabled_person() 
 
 #[tokio::test]
 async fn a_plan_starts_no_wave_for_a_person_made_viewer() {
-    plan_halts_for_op1_when(("/users/op1/role", json!({"role": "viewer"})), "viewer").await;
+    plan_halts_for_op1_when(
+        ("/users/op1/role", json!({"role": "viewer"})),
+        "may no longer start runs in 123456789012",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_plan_starts_no_wave_for_a_person_no_longer_in_its_account() {
     plan_halts_for_op1_when(
         ("/users/op1/accounts", json!({"accounts": ["200000000001"]})),
-        "may no longer act in 123456789012",
+        "may no longer start runs in 123456789012",
     )
     .await;
 }

@@ -389,6 +389,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         .client_address(req.headers(), peer)
         .map(|a| a.to_string());
     if let Some(i) = identity.as_ref().filter(|i| i.via == Via::Sso) {
+        state.sso_sightings.saw(&i.name, &i.grants);
         if state
             .sso_sightings
             .first_in(&i.name, state.auth.session_ttl, state.store.clock.now_ms())
@@ -539,9 +540,30 @@ fn no_store(mut resp: Response) -> Response {
 #[derive(Default)]
 pub struct SsoSightings {
     last: Mutex<HashMap<String, i64>>,
+    /// Each sign-on user's grants as their last request carried them: the only word the console has
+    /// of what the identity provider gives them now, for acts done later on their behalf (a plan's
+    /// next wave, a held start approved).
+    grants: Mutex<HashMap<String, Vec<accounts::Grant>>>,
 }
 
 impl SsoSightings {
+    /// Notes what a sign-on user's request granted them.
+    pub fn saw(&self, user: &str, grants: &[accounts::Grant]) {
+        self.grants
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(user.to_owned(), grants.to_vec());
+    }
+
+    /// The grants a sign-on user's last request carried (None: not seen since the console started).
+    pub fn last_grants(&self, user: &str) -> Option<Vec<accounts::Grant>> {
+        self.grants
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(user)
+            .cloned()
+    }
+
     /// Whether `user` was not seen within `ttl` (and notes them as seen now).
     pub fn first_in(&self, user: &str, ttl: Duration, now_ms: i64) -> bool {
         let mut last = self
@@ -871,4 +893,49 @@ mod tests {
         );
         assert!(session_secret(&cfg, &c).is_err());
     }
+}
+
+/// Why `user` may no longer have a start sent on their behalf in `accounts` ('' is the console's
+/// own): a built-in user below operator or not covering one of them, or a sign-on user whose last
+/// request granted less. None when they still may (a sign-on user not seen since the console
+/// started is taken at the word of the request that caused the start).
+pub async fn no_longer_answerable(
+    state: &AppState,
+    user: &str,
+    accounts: &[String],
+) -> Result<Option<String>, AppError> {
+    let hub = crate::routes::identity::resolve(state).await?.account;
+    let grants = match state.store.enabled_user_role(user).await? {
+        Some(role) => vec![accounts::Grant {
+            role,
+            accounts: state.store.user_accounts(user).await?,
+        }],
+        None => match state.sso_sightings.last_grants(user) {
+            Some(grants) => grants,
+            None => return Ok(None),
+        },
+    };
+    let role_in = |account: &str| {
+        let account = if account.is_empty() { hub.as_str() } else { account };
+        grants
+            .iter()
+            .filter(|g| {
+                g.accounts
+                    .as_ref()
+                    .is_none_or(|ids| ids.iter().any(|a| a == account))
+            })
+            .map(|g| g.role)
+            .max()
+    };
+    let outside: Vec<String> = accounts
+        .iter()
+        .filter(|a| role_in(a) < Some(Role::Operator))
+        .map(|a| if a.is_empty() { hub.clone() } else { a.clone() })
+        .collect();
+    Ok((!outside.is_empty()).then(|| {
+        format!(
+            "{user}, on whose behalf it would be sent, may no longer start runs in {}",
+            outside.join(", ")
+        )
+    }))
 }

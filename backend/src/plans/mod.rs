@@ -619,8 +619,13 @@ async fn start_wave(state: &AppState, plan: &mut PlanView, i: usize) -> Result<(
         );
         return Ok(());
     }
-    if let Some(why) = no_longer_answerable(state, &answerable, &start).await? {
-        halt(plan, why);
+    let hub = crate::routes::identity::resolve(state).await?.account;
+    let accounts = crate::auth::policy::start_accounts(&start, &hub);
+    if let Some(why) = crate::auth::no_longer_answerable(state, &answerable, &accounts).await? {
+        halt(
+            plan,
+            format!("{why}; an operator who may resumes the plan to take it over"),
+        );
         return Ok(());
     }
     let a = match runs::assess(state, &start, false).await {
@@ -655,7 +660,8 @@ async fn start_wave(state: &AppState, plan: &mut PlanView, i: usize) -> Result<(
         region: &a.region,
     };
     let wave_marker = marker(plan, i);
-    let requester = plan.requester.clone();
+    // Sent on behalf of whoever last started or resumed the plan: the run names them.
+    let requester = answerable.clone();
     // A wave the approval policy covers waits for a second person like any start: its run is held,
     // and the wave follows it from there (approved: sent; rejected or expired: the wave fails).
     let origin = runs::Origin::PlanWave(&wave_marker);
@@ -710,40 +716,6 @@ async fn start_wave(state: &AppState, plan: &mut PlanView, i: usize) -> Result<(
         }
     }
     Ok(())
-}
-
-/// Why `user` may no longer have this wave started on their behalf: a built-in user whose role is
-/// now below operator, or whose accounts no longer cover every account the wave acts in. (A sign-on
-/// user's rights come with each request; they were checked when the plan was started or resumed.)
-async fn no_longer_answerable(
-    state: &AppState,
-    user: &str,
-    start: &shared::StartPlan,
-) -> Result<Option<String>, AppError> {
-    let Some(role) = state.store.enabled_user_role(user).await? else {
-        return Ok(None);
-    };
-    if role < shared::api::Role::Operator {
-        return Ok(Some(format!(
-            "{user}, on whose behalf its waves start, is now a {} and may not start runs; an operator resumes it to take it over",
-            role.as_str()
-        )));
-    }
-    let hub = crate::routes::identity::resolve(state).await?.account;
-    let scope = crate::auth::AccountScope {
-        allowed: state.store.user_accounts(user).await?,
-        hub: hub.clone(),
-    };
-    let outside: Vec<String> = crate::auth::policy::start_accounts(start, &hub)
-        .into_iter()
-        .filter(|a| !scope.allows(a))
-        .collect();
-    Ok((!outside.is_empty()).then(|| {
-        format!(
-            "{user}, on whose behalf its waves start, may no longer act in {}; an operator who may resumes it to take it over",
-            outside.join(", ")
-        )
-    }))
 }
 
 /// What a wave waiting for approval says.
