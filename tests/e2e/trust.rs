@@ -851,6 +851,7 @@ async fn a_run_outside_someone_s_accounts_reads_exactly_like_one_that_does_not_e
         .await;
     assert_eq!(status, 201, "{body}");
     let hidden: StartExecutionResponse = serde_json::from_value(body).unwrap();
+    let record = hidden.record_id;
     let hidden = hidden.execution_id.unwrap();
     let cookie = app.limited_operator("hub", &[&ids[0]]).await;
     let read = |id: String| {
@@ -869,11 +870,26 @@ async fn a_run_outside_someone_s_accounts_reads_exactly_like_one_that_does_not_e
         }
     };
     let unknown = "0b5e1c9a-1111-4222-8333-944455566677".to_owned();
+    // Finished and recorded so, the watcher asks SSM nothing more about it.
+    app.audit_record_until(record, Duration::from_secs(30), |r| r["status"] == "Success")
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ssm_calls_of = |since| app.sandbox.count_calls("ssm:GetAutomationExecution", since);
+    let since = e2e::now_ms();
     let hidden_answer = read(hidden.clone()).await;
+    let hidden_calls = ssm_calls_of(since);
     let unknown_answer = {
         tokio::time::sleep(Duration::from_millis(2_100)).await;
-        read(unknown.clone()).await
+        let since = e2e::now_ms();
+        let answer = read(unknown.clone()).await;
+        assert_eq!(
+            ssm_calls_of(since),
+            hidden_calls,
+            "the same SSM calls, so the same time"
+        );
+        answer
     };
+    assert_eq!(hidden_calls, app.state.regions.len(), "one lookup per Region");
     assert_eq!(hidden_answer.0, 404, "{hidden_answer:?}");
     assert_eq!(hidden_answer, unknown_answer, "the same answer for both");
     // Right after a lookup, both are throttled alike.
