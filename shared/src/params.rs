@@ -738,7 +738,24 @@ pub fn check_plain_text(text: &str) -> Result<(), String> {
             || ('\u{1BCA0}'..='\u{1BCA3}').contains(&c)
             || ('\u{1D173}'..='\u{1D17A}').contains(&c)
             || ('\u{E0000}'..='\u{E007F}').contains(&c)
+            // Blank and placeholder glyphs, Mongolian free variation selectors, private use.
+            || matches!(c, '\u{2800}' | '\u{FFFC}' | '\u{180F}')
+            || ('\u{180B}'..='\u{180D}').contains(&c)
+            || ('\u{E000}'..='\u{F8FF}').contains(&c)
+            || c >= '\u{F0000}'
     };
+    // A variation selector picks a glyph for the character before it (an emoji's colour form); alone,
+    // at the start or after another, it only hides.
+    let selector =
+        |c: char| ('\u{FE00}'..='\u{FE0F}').contains(&c) || ('\u{E0100}'..='\u{E01EF}').contains(&c);
+    let stray_selector = text
+        .chars()
+        .scan(None::<char>, |before, c| {
+            let stray = selector(c) && before.is_none_or(|b| selector(b) || b.is_whitespace());
+            *before = Some(c);
+            Some(stray)
+        })
+        .any(|stray| stray);
     if text
         .chars()
         .any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))
@@ -747,7 +764,7 @@ pub fn check_plain_text(text: &str) -> Result<(), String> {
             "remove the control characters (line breaks, tabs and the like): write it on one line".into(),
         );
     }
-    if text.chars().any(hides) {
+    if text.chars().any(hides) || stray_selector {
         return Err("remove the invisible characters (zero-width spaces, joiners and the like)".into());
     }
     if text.chars().any(|c| BIDI.contains(&c)) {

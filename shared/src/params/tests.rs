@@ -350,6 +350,12 @@ fn free_text_refuses_every_invisible_character_and_keeps_the_visible_ones() {
         '\u{E0001}',
         '\u{E0041}',
         '\u{E007F}',
+        '\u{2800}',
+        '\u{FFFC}',
+        '\u{180B}',
+        '\u{E000}',
+        '\u{F8FF}',
+        '\u{F0000}',
     ] {
         let text = format!("ok{hidden}x");
         assert!(
@@ -358,12 +364,24 @@ fn free_text_refuses_every_invisible_character_and_keeps_the_visible_ones() {
             hidden as u32
         );
     }
+    for stray in [
+        "\u{FE0F}\u{FE0F}\u{FE0F}",
+        "ok \u{FE0F}",
+        "ok\u{2764}\u{FE0F}\u{FE0F}",
+        "\u{E0100}x",
+    ] {
+        assert!(
+            crate::params::check_plain_text(stray).is_err(),
+            "{stray:?} passed"
+        );
+    }
     for visible in [
         "Jürgen's reason",
         "東京の再起動",
         "👍🏽 signed off",
         "a – b — c",
         "naïve café",
+        "signed off \u{2764}\u{FE0F}",
     ] {
         assert_eq!(crate::params::check_plain_text(visible), Ok(()), "{visible}");
     }
