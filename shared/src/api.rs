@@ -115,6 +115,7 @@ fn default_max_errors() -> String {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "strict-requests", serde(deny_unknown_fields))]
 pub enum TargetsInput {
     InstanceIds(Vec<String>),
     Tag { key: String, value: String },

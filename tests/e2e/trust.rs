@@ -1023,6 +1023,34 @@ async fn a_misspelt_field_is_refused_naming_it_and_changes_nothing() {
     assert_eq!(app.get("/approval-policy").await.1, policy_before);
     let (_, tokens) = app.get("/tokens").await;
     assert!(!tokens.to_string().contains("ci-readonly"), "{tokens}");
+    // Inside a target, and in a query string, the same.
+    let (status, answer) = app
+        .post(
+            "/executions/preview",
+            &json!({"parameters": {}, "rate_control": {"targets": {"tag": {"key": "Env", "value": "dev", "valeu": "x"}}}}),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]["message"].as_str().unwrap().contains("valeu"),
+        "{answer}"
+    );
+    for path in [
+        "/audit?format=json&statuss=Failed",
+        "/executions?requestor=op1",
+        "/approvals?al=true",
+    ] {
+        let (status, answer) = app.get(path).await;
+        assert_eq!(status, 400, "{path}: {answer}");
+        let error: ErrorBody = serde_json::from_value(answer).unwrap();
+        assert!(
+            error
+                .error
+                .message
+                .contains("is not a parameter this request takes"),
+            "{path}: {error:?}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -552,6 +552,7 @@ async fn revoke_token(
 }
 
 #[derive(serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct AuthEventQuery {
     kind: Option<String>,
     user: Option<String>,

@@ -44,6 +44,7 @@ pub fn router() -> ApiRouter {
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct ListQuery {
     /// Every approval, decided ones included (default: the pending ones).
     #[serde(default)]

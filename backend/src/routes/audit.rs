@@ -32,6 +32,7 @@ pub fn router() -> ApiRouter {
 const EXPORT_LIMIT: usize = 100_000;
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct AuditQuery {
     format: Option<String>,
     status: Option<String>,

@@ -27,6 +27,7 @@ pub fn router() -> ApiRouter {
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct DoctorQuery {
     assume_role: Option<String>,
 }

@@ -124,6 +124,7 @@ fn sees(scope: &AccountScope, ev: &shared::api::ExecutionEvent) -> bool {
 
 /// `?after=N`: start after event N (the number a session was read with).
 #[derive(serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct After {
     after: Option<u64>,
 }

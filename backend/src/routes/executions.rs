@@ -243,6 +243,7 @@ async fn rollback_preview(
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct HistoryQuery {
     status: Option<String>,
     instance_id: Option<String>,

@@ -108,6 +108,25 @@ where
     }
 }
 
+/// A query string the typed request refused: a parameter it does not take (a misspelt filter would
+/// otherwise be ignored and every row answered) is a field error naming it and what it takes.
+fn bad_query(text: String) -> AppError {
+    let Some((_, rest)) = text.split_once("unknown field `") else {
+        return AppError::BadQuery(text);
+    };
+    let Some((name, expected)) = rest.split_once('`') else {
+        return AppError::BadQuery(text);
+    };
+    let takes = expected
+        .trim_start_matches(", expected ")
+        .trim_start_matches("one of ")
+        .replace('`', "");
+    AppError::field(
+        name,
+        format!("{name} is not a parameter this request takes (it takes {takes}): check its spelling."),
+    )
+}
+
 /// A body the typed request refused. A field the request does not take (a misspelling would
 /// otherwise be ignored and a setting silently left as it was) is a field error naming it and what
 /// the request takes; anything else is serde's explanation.
@@ -151,7 +170,7 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
-            Err(e) => Err(AppError::BadQuery(e.body_text())),
+            Err(e) => Err(bad_query(e.body_text())),
         }
     }
 }
