@@ -848,24 +848,41 @@ async fn where_imdsv2_is_enforced_at_launch_ec2_refuses_optional_and_rollbacks_s
         "{}",
         refused.error.message
     );
-    // A run that asks for optional tokens there fails at its step, as on AWS.
+    // A run that asks for optional tokens there would fail at its step, as on AWS: its preview and
+    // its start say so before anything is sent.
     let other = app
         .quiet("us-east-1")
         .await
         .into_iter()
         .find(|i| *i != id)
         .unwrap();
+    let sent = app.sandbox.execution_ids().len();
+    for path in ["/executions/preview", "/executions"] {
+        let (status, body) = app
+            .post(
+                path,
+                &json!({"parameters": {"InstanceId": other, "EnforceIMDSv2": "optional"}}),
+            )
+            .await;
+        assert_eq!(status, 400, "{path}: {body}");
+        let refused: shared::api::ErrorBody = serde_json::from_value(body).unwrap();
+        assert_eq!(refused.error.field.as_deref(), Some("parameters.EnforceIMDSv2"));
+        assert!(
+            refused.error.message.contains("HttpTokensEnforced")
+                && refused.error.message.contains("us-east-1"),
+            "{}",
+            refused.error.message
+        );
+    }
+    assert_eq!(app.sandbox.execution_ids().len(), sent, "nothing was sent");
+    // Turning the endpoint off is not a change of tokens: still allowed.
     let (status, body) = app
         .post(
-            "/executions",
-            &json!({"parameters": {"InstanceId": other, "EnforceIMDSv2": "optional"}}),
+            "/executions/preview",
+            &json!({"parameters": {"InstanceId": other, "EnforceIMDSv2": "optional", "MetadataAccess": "disabled"}}),
         )
         .await;
-    assert_eq!(status, 201, "{body}");
-    let detail = app
-        .wait_done(body["execution_id"].as_str().unwrap(), Duration::from_secs(30))
-        .await;
-    assert_eq!(detail["summary"]["status"], "Failed", "{detail}");
+    assert_eq!(status, 200, "{body}");
 }
 
 #[tokio::test]

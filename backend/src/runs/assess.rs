@@ -103,6 +103,47 @@ impl Assessment {
     }
 }
 
+/// Where an account enforces IMDSv2 at launch (`HttpTokensEnforced`), EC2 refuses
+/// `HttpTokens=optional` on every instance, so a run that sets it would fail there: refused before it
+/// is sent, naming the places. (A place whose defaults cannot be read is not held against the run.)
+async fn check_optional_tokens_allowed(
+    state: &AppState,
+    places: &[(String, String)],
+) -> Result<(), AppError> {
+    use futures_util::stream::{self, StreamExt};
+    let enforced: Vec<(String, String)> = stream::iter(places.iter().cloned())
+        .map(|(account, region)| async move {
+            let defaults = match crate::inventory::clients_for(state, &account, &region).await {
+                Ok(c) => crate::aws::launch::metadata_defaults(&c).await.ok(),
+                Err(_) => None,
+            };
+            defaults
+                .filter(|d| d.http_tokens_enforced.as_deref() == Some("enabled"))
+                .map(|_| (account, region))
+        })
+        .buffer_unordered(8)
+        .filter_map(|found| async move { found })
+        .collect()
+        .await;
+    if enforced.is_empty() {
+        return Ok(());
+    }
+    let hub = crate::routes::identity::resolve(state).await?.account;
+    let mut named: Vec<String> = enforced
+        .iter()
+        .map(|(a, r)| format!("account {}, {r}", if a.is_empty() { &hub } else { a }))
+        .collect();
+    named.sort();
+    Err(AppError::field(
+        "parameters.EnforceIMDSv2",
+        format!(
+            "EC2 refuses HttpTokens=optional in {}: the account enforces IMDSv2 at launch there (HttpTokensEnforced). \
+             Turn that off first (Sources, the account's defaults), or keep IMDSv2 required.",
+            named.join("; ")
+        ),
+    ))
+}
+
 /// Checks that the run's CloudWatch alarm exists in every place it runs (`places`: account, '' for
 /// the console's own, and Region): SSM reads it there and stops the run when it cannot.
 pub async fn check_alarm(
@@ -317,6 +358,11 @@ pub async fn assess(state: &AppState, plan: &StartPlan, with_usage: bool) -> Res
     };
     if let Some(name) = &plan.alarm_name {
         check_alarm(state, name, &run_places, "alarm_name").await?;
+    }
+    if plan.parameters.enforce_imdsv2 == shared::params::EnforceImdsV2::Optional
+        && plan.parameters.metadata_access == shared::params::MetadataAccess::Enabled
+    {
+        check_optional_tokens_allowed(state, &run_places).await?;
     }
     let mut users = Vec::new();
     // A rollout over instance IDs goes least risky first, which needs each one's IMDSv1 use.
