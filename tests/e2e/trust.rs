@@ -1039,6 +1039,8 @@ async fn a_misspelt_field_is_refused_naming_it_and_changes_nothing() {
         "/audit?format=json&statuss=Failed",
         "/executions?requestor=op1",
         "/approvals?al=true",
+        "/instances?acount=200000000001",
+        "/fleet/summary?bye=region",
     ] {
         let (status, answer) = app.get(path).await;
         assert_eq!(status, 400, "{path}: {answer}");

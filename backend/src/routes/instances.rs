@@ -4,7 +4,7 @@
 //! so that AWS is asked once per refresh, not once per browser or page.
 
 use super::described::{doc, ApiRouter};
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
@@ -80,7 +80,9 @@ async fn list(
     Extension(scope): Extension<AccountScope>,
     ApiQuery(export): ApiQuery<Export>,
     ApiQuery(q): ApiQuery<FleetQuery>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Response, AppError> {
+    super::only_known_query::<Export, FleetQuery>(raw.as_deref())?;
     checked(&q)?;
     let snap = crate::inventory::snapshot(&state).await?;
     if let Some(format) = export.format.as_deref() {
@@ -155,7 +157,9 @@ async fn summary(
     Extension(scope): Extension<AccountScope>,
     ApiQuery(group): ApiQuery<GroupBy>,
     ApiQuery(filter): ApiQuery<FleetQuery>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Json<FleetSummary>, AppError> {
+    super::only_known_query::<GroupBy, FleetQuery>(raw.as_deref())?;
     checked(&filter)?;
     let by = group.by.unwrap_or_else(|| "region".into());
     let snap = crate::inventory::snapshot(&state).await?;

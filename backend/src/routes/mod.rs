@@ -108,6 +108,36 @@ where
     }
 }
 
+/// Refuses query parameters that neither `A` nor `B` takes, for a route that reads one query string
+/// as two types (each ignoring the other's keys, so neither can refuse unknown ones itself). The
+/// names come from the types' JSON schemas, the ones the API document shows.
+pub fn only_known_query<A: schemars::JsonSchema, B: schemars::JsonSchema>(
+    raw: Option<&str>,
+) -> Result<(), AppError> {
+    let names = |schema: schemars::Schema| -> Vec<String> {
+        schema
+            .get("properties")
+            .and_then(|p| p.as_object())
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    let mut known = names(schemars::schema_for!(A));
+    known.extend(names(schemars::schema_for!(B)));
+    for (key, _) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        if !known.iter().any(|k| *k == key) {
+            known.sort();
+            return Err(AppError::field(
+                &key,
+                format!(
+                    "{key} is not a parameter this request takes (it takes {}): check its spelling.",
+                    known.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A query string the typed request refused: a parameter it does not take (a misspelt filter would
 /// otherwise be ignored and every row answered) is a field error naming it and what it takes.
 fn bad_query(text: String) -> AppError {
