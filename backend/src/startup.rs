@@ -280,9 +280,11 @@ pub async fn build_state(args: &ServeArgs) -> Result<AppState, String> {
             Some(url.clone()),
         )
     } else {
-        let config = args
+        let mut config = args
             .sandbox
             .to_config(&args.regions, Some(args.data_dir.join("sandbox-state.json")))?;
+        // The embedded sandbox's accounts have the member role under the name the console uses.
+        config.faults.roles.insert(args.member_role.clone());
         let regions = config.regions.clone();
         let sb = sandbox::Sandbox::start(config).map_err(|e| format!("cannot start the sandbox: {e}"))?;
         let addr = sb

@@ -63,6 +63,9 @@ pub(crate) struct World {
     pub org_accounts: Vec<String>,
     #[serde(skip)]
     pub missing_roles: BTreeSet<String>,
+    /// Roles beside the standard ones (from the fault settings; see `Faults::roles`).
+    #[serde(skip)]
+    pub roles: BTreeSet<String>,
     /// SSM's automation quotas (from the fault settings).
     #[serde(skip)]
     pub quota: AutomationQuota,
@@ -257,6 +260,7 @@ impl World {
             assume_role_deny: BTreeSet::new(),
             org_accounts: vec![crate::ACCOUNT_ID.to_owned()],
             missing_roles: BTreeSet::new(),
+            roles: BTreeSet::new(),
             quota: AutomationQuota::default(),
             alarms_in_alarm: BTreeSet::new(),
             alarms: BTreeSet::new(),
@@ -446,8 +450,10 @@ impl World {
         } else {
             None
         };
+        let exists =
+            |role: &str| crate::faults::role_exists(&self.roles, &self.missing_roles, at.account, role);
         let (parameters, vars) =
-            resolve_parameters(doc, &req.parameters, target_param.as_deref(), at.account)?;
+            resolve_parameters(doc, &req.parameters, target_param.as_deref(), at.account, &exists)?;
         let id = uuid::Uuid::new_v4().to_string();
         let executed_by = format!(
             "arn:aws:sts::{}:assumed-role/ImdsConsoleSandbox/console",
@@ -689,6 +695,7 @@ fn resolve_parameters(
     supplied: &BTreeMap<String, Vec<String>>,
     target_param: Option<&str>,
     account: &str,
+    role_exists: &dyn Fn(&str) -> bool,
 ) -> Result<(ParamMap, VarMap), StartError> {
     for name in supplied.keys() {
         if doc.param(name).is_none() {
@@ -745,7 +752,8 @@ fn resolve_parameters(
         }
         if p.kind == "AWS::IAM::Role::Arn"
             && !value.is_empty()
-            && !value.contains(&format!(":iam::{account}:"))
+            && (!value.contains(&format!(":iam::{account}:"))
+                || !role_exists(value.rsplit('/').next().unwrap_or_default()))
         {
             return Err(invalid_params(
                 "The defined assume role is unable to be assumed.".to_owned(),
@@ -1442,8 +1450,13 @@ fn launch_location(world: &mut World, idx: usize, i: usize, place: &str, doc: &D
     };
     let (account, region) = place.split_once('/').unwrap_or((place, ""));
     let role_arn = format!("arn:aws:iam::{account}:role/{}", lc.execution_role_name);
-    let refused = if !world.org_accounts.iter().any(|a| a == account) || world.missing_roles.contains(account)
-    {
+    let refused = if !world.org_accounts.iter().any(|a| a == account)
+        || !crate::faults::role_exists(
+            &world.roles,
+            &world.missing_roles,
+            account,
+            &lc.execution_role_name,
+        ) {
         Some(format!(
             "AccessDenied: User: arn:aws:sts::{}:assumed-role/AWS-SystemsManager-AutomationAdministrationRole/{} is not authorized to perform: sts:AssumeRole on resource: {role_arn}",
             parent.account, parent.id
@@ -1635,7 +1648,9 @@ fn advance_parent(world: &mut World, idx: usize, doc: &Document, now: u64) -> bo
                     parent.id
                 ),
             }),
-            None => resolve_parameters(doc, &params, None, &parent.account),
+            None => resolve_parameters(doc, &params, None, &parent.account, &|role: &str| {
+                crate::faults::role_exists(&world.roles, &world.missing_roles, &parent.account, role)
+            }),
         };
         let (parameters, vars) = match resolved {
             Ok(p) => p,

@@ -132,6 +132,11 @@ pub struct Faults {
     /// `IgnorePollAlarmFailure` is true).
     #[serde(default)]
     pub alarms: BTreeSet<String>,
+    /// IAM roles that exist beside the sandbox's standard ones ([`STANDARD_ROLES`]): a name (in every
+    /// account) or `111111111111/Name` (in one). Any other role does not exist: AssumeRole into it is
+    /// AccessDenied, IAM answers NoSuchEntity, and SSM cannot assume it.
+    #[serde(default)]
+    pub roles: BTreeSet<String>,
     /// The Region of the organisation's IAM Identity Center instance: outside us-east-1, the path of
     /// its roles (`AWSReservedSSO_…`) names it, as IAM's GetRole shows.
     #[serde(default)]
@@ -448,4 +453,30 @@ mod tests {
         assert_eq!(log.peak_per_second("ssm:*", 0), 3);
         assert_eq!(log.peak_per_second("ec2:DescribeInstances", 0), 1);
     }
+}
+
+/// The roles every account of the sandbox has (unless `Faults::missing_roles` names the account):
+/// the console's member role under its default name, the sandbox console's own role, AWS's
+/// multi-account Automation roles, and an AutomationAssumeRole for runs. IAM Identity Center's
+/// `AWSReservedSSO_…` roles exist too.
+pub const STANDARD_ROLES: [&str; 5] = [
+    "ImdsConsoleMember",
+    "ImdsConsoleSandbox",
+    "AWS-SystemsManager-AutomationAdministrationRole",
+    "AWS-SystemsManager-AutomationExecutionRole",
+    "ImdsAutomation",
+];
+
+/// Whether the role `name` exists in `account`.
+pub(crate) fn role_exists(
+    roles: &BTreeSet<String>,
+    missing: &BTreeSet<String>,
+    account: &str,
+    name: &str,
+) -> bool {
+    !missing.contains(account)
+        && (STANDARD_ROLES.contains(&name)
+            || name.starts_with("AWSReservedSSO_")
+            || roles.contains(name)
+            || roles.contains(&format!("{account}/{name}")))
 }

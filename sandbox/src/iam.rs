@@ -56,6 +56,12 @@ fn simulate(sb: &Sandbox, params: &[(String, String)]) -> Result<Response, AwsEr
             format!("Invalid ARN {source}: PolicySourceArn must be the ARN of an IAM user, group or role."),
         ));
     }
+    if let Some(m) = regex::Regex::new(r"^arn:[a-z-]+:iam::(\d{12}):role/(?:[\w+=,.@-]+/)*([\w+=,.@-]+)$")
+        .expect("pattern")
+        .captures(source)
+    {
+        no_such_role(sb, &m[1], &m[2])?;
+    }
     let actions = members(params, "ActionNames");
     if actions.is_empty() {
         return Err(AwsError::client(
@@ -112,6 +118,7 @@ fn get_role(sb: &Sandbox, account: &str, params: &[(String, String)]) -> Result<
             format!("1 validation error detected: Value '{name}' at 'roleName' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]+"),
         ));
     }
+    no_such_role(sb, account, name)?;
     let path = if name.starts_with("AWSReservedSSO_") {
         match sb.faults().identity_center_region.filter(|r| r != "us-east-1") {
             Some(region) => format!("/aws-reserved/sso.amazonaws.com/{region}/"),
@@ -135,4 +142,17 @@ fn get_role(sb: &Sandbox, account: &str, params: &[(String, String)]) -> Result<
         esc(&arn),
         uuid::Uuid::new_v4()
     ))
+}
+
+/// IAM's answer for a role that does not exist in the account (see `Faults::roles`).
+fn no_such_role(sb: &Sandbox, account: &str, name: &str) -> Result<(), AwsError> {
+    let faults = sb.faults();
+    if crate::faults::role_exists(&faults.roles, &faults.missing_roles, account, name) {
+        return Ok(());
+    }
+    Err(AwsError {
+        status: axum::http::StatusCode::NOT_FOUND,
+        code: "NoSuchEntity".into(),
+        message: format!("The role with name {name} cannot be found."),
+    })
 }

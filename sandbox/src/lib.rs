@@ -43,6 +43,7 @@ use std::time::Duration;
 
 pub use faults::{
     AutomationQuota, CallCount, Ec2RequestBudget, EmptyTargets, FaultRule, Faults, TokenBucket, TokenReuse,
+    STANDARD_ROLES,
 };
 
 /// The account the sandbox pretends to be.
@@ -183,6 +184,7 @@ impl Sandbox {
             world.caller_deny = faults.deny.clone();
             world.assume_role_deny = faults.assume_role_deny.clone();
             world.missing_roles = faults.missing_roles.clone();
+            world.roles = faults.roles.clone();
             world.declarative_policy = faults.declarative_policy.clone();
             world.alarms_in_alarm = faults.alarms_in_alarm.clone();
             world.alarms = faults.alarms.clone();

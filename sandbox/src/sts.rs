@@ -87,7 +87,8 @@ fn assume_role(
     };
     let (account, role) = (m[2].to_owned(), m[3].to_owned());
     let in_org = crate::account_ids(sb.inner.config.accounts).contains(&account);
-    if !in_org || sb.faults().missing_roles.contains(&account) {
+    let faults = sb.faults();
+    if !in_org || !crate::faults::role_exists(&faults.roles, &faults.missing_roles, &account, &role) {
         return Err(AwsError {
             status: axum::http::StatusCode::FORBIDDEN,
             code: "AccessDenied".into(),

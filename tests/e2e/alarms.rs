@@ -338,3 +338,124 @@ async fn doctor_finds_an_identity_center_role_under_its_region_s_path() {
         Some("arn:aws:iam::123456789012:role/Ops")
     );
 }
+
+#[tokio::test]
+async fn only_roles_that_exist_can_be_assumed_simulated_or_run_as() {
+    let (sb, url) = e2e::standalone_sandbox(sandbox::SandboxConfig {
+        fleet_size: 8,
+        accounts: 2,
+        ..sandbox::SandboxConfig::default()
+    })
+    .await;
+    let member = &sandbox::account_ids(2)[1];
+    let conf = e2e::sdk_config(&url, "us-east-1", 1).await;
+    let sts = aws_sdk_sts::Client::new(&conf);
+    let iam = aws_sdk_iam::Client::new(&conf);
+    let assume = |role: &str| {
+        sts.assume_role()
+            .role_arn(format!("arn:aws:iam::{member}:role/{role}"))
+            .role_session_name("check")
+            .send()
+    };
+    assert!(assume("ImdsConsoleMember").await.is_ok());
+    let refused = assume("ImdsConsoleMembr").await.unwrap_err();
+    assert_eq!(
+        aws_sdk_sts::error::ProvideErrorMetadata::code(&refused),
+        Some("AccessDenied")
+    );
+    let missing = iam
+        .get_role()
+        .role_name("ImdsConsoleMembr")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        aws_sdk_iam::error::ProvideErrorMetadata::code(&missing),
+        Some("NoSuchEntity")
+    );
+    let missing = iam
+        .simulate_principal_policy()
+        .policy_source_arn("arn:aws:iam::123456789012:role/DoesNotExist")
+        .action_names("ec2:DescribeInstances")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        aws_sdk_iam::error::ProvideErrorMetadata::code(&missing),
+        Some("NoSuchEntity")
+    );
+    // A role the fault settings add exists.
+    sb.set_faults(Faults {
+        roles: [format!("{member}/ImdsConsoleMembr")].into(),
+        ..Faults::default()
+    });
+    assert!(assume("ImdsConsoleMembr").await.is_ok());
+
+    // SSM cannot run as a role that does not exist, nor reach a location without its execution role.
+    let ssm = aws_sdk_ssm::Client::new(&conf);
+    let err = ssm
+        .start_automation_execution()
+        .document_name("AWSSupport-ConfigureEC2Metadata")
+        .parameters("InstanceId", vec!["i-0123456789abcdef0".to_owned()])
+        .parameters(
+            "AutomationAssumeRole",
+            vec!["arn:aws:iam::123456789012:role/NoSuchAutomationRole".to_owned()],
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        aws_sdk_ssm::error::ProvideErrorMetadata::code(&err),
+        Some("InvalidAutomationExecutionParametersException")
+    );
+    let parent = ssm
+        .start_automation_execution()
+        .document_name("AWSSupport-ConfigureEC2Metadata")
+        .parameters("EnforceIMDSv2", vec!["required".to_owned()])
+        .target_parameter_name("InstanceId")
+        .targets(
+            aws_sdk_ssm::types::Target::builder()
+                .key("tag:Env")
+                .values("prod")
+                .build(),
+        )
+        .target_locations(
+            aws_sdk_ssm::types::TargetLocation::builder()
+                .accounts(member.as_str())
+                .regions("us-east-1")
+                .execution_role_name("NoSuchExecutionRole")
+                .target_location_max_errors("100%")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("SSM starts it")
+        .automation_execution_id()
+        .unwrap()
+        .to_owned();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let step = loop {
+        let got = ssm
+            .get_automation_execution()
+            .automation_execution_id(&parent)
+            .send()
+            .await
+            .unwrap();
+        let ex = got.automation_execution().unwrap().clone();
+        if let Some(step) = ex.step_executions().iter().find(|s| {
+            s.step_status()
+                .is_some_and(|st| st.as_str() != "Pending" && st.as_str() != "InProgress")
+        }) {
+            break step.clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{ex:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(step.step_status().unwrap().as_str(), "Failed", "{step:?}");
+    assert!(
+        step.failure_message()
+            .unwrap_or_default()
+            .contains("NoSuchExecutionRole"),
+        "{step:?}"
+    );
+}

@@ -333,7 +333,7 @@ async fn the_config_remediation_runbook_runs_too() {
             ("InstanceId", &id),
             (
                 "AutomationAssumeRole",
-                "arn:aws:iam::123456789012:role/Remediation",
+                "arn:aws:iam::123456789012:role/ImdsAutomation",
             ),
         ])))
         .send()

@@ -514,7 +514,7 @@ async fn viewers_lookups_of_unknown_runs_never_delay_stop_and_read_only_our_runb
         .parameters("InstanceId", vec![id.clone()])
         .parameters(
             "AutomationAssumeRole",
-            vec!["arn:aws:iam::123456789012:role/remediation".to_owned()],
+            vec!["arn:aws:iam::123456789012:role/ImdsAutomation".to_owned()],
         )
         .send()
         .await
