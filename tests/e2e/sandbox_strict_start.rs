@@ -1,0 +1,174 @@
+//! StartAutomationExecution is at least as strict as SSM's model, through the real aws-sdk client
+//! and boto3: TargetLocations' ExcludeAccounts is checked and leaves its accounts out, and the
+//! request's members the model bounds (role names, Regions, rate strings, Mode, tags, alarm names)
+//! are refused when out of bounds.
+
+use aws_sdk_ssm::types::{Target, TargetLocation};
+use e2e::{sdk_config, standalone_sandbox};
+use sandbox::SandboxConfig;
+use std::collections::BTreeSet;
+
+fn config(accounts: usize) -> SandboxConfig {
+    SandboxConfig {
+        fleet_size: 40,
+        speed: 600.0,
+        accounts,
+        ..SandboxConfig::default()
+    }
+}
+
+fn prod_targets() -> Target {
+    Target::builder().key("tag:Env").values("prod").build()
+}
+
+#[tokio::test]
+async fn exclude_accounts_is_checked_and_leaves_an_account_or_a_whole_unit_out() {
+    let (_sb, url) = standalone_sandbox(config(4)).await;
+    let ssm = aws_sdk_ssm::Client::new(&sdk_config(&url, "us-east-1", 1).await);
+    let accounts = sandbox::account_ids(4);
+    let start = |location: TargetLocation| {
+        ssm.start_automation_execution()
+            .document_name(shared::RUNBOOK)
+            .parameters("EnforceIMDSv2", vec!["required".to_owned()])
+            .target_parameter_name("InstanceId")
+            .targets(prod_targets())
+            .target_locations(location)
+            .send()
+    };
+    // The whole organisation but the Workloads unit and one more account: only the root's own
+    // account is left.
+    let location = TargetLocation::builder()
+        .accounts("r-sand")
+        .include_child_organization_units(true)
+        .regions("us-east-1")
+        .exclude_accounts("ou-sand-workloads")
+        .exclude_accounts(&accounts[2])
+        .build();
+    let id = start(location)
+        .await
+        .expect("started")
+        .automation_execution_id()
+        .unwrap()
+        .to_owned();
+    let ex = ssm
+        .get_automation_execution()
+        .automation_execution_id(&id)
+        .send()
+        .await
+        .unwrap()
+        .automation_execution()
+        .cloned()
+        .unwrap();
+    let places: BTreeSet<String> = ex
+        .step_executions()
+        .iter()
+        .filter_map(|s| s.target_location())
+        .flat_map(|l| l.accounts().to_vec())
+        .collect();
+    assert_eq!(places, BTreeSet::from([accounts[0].clone()]), "{ex:?}");
+    // An exclusion that is neither an account ID nor an OU ID, and an empty list, are refused.
+    for bad in [vec!["r-sand".to_owned()], vec!["12345".to_owned()], vec![]] {
+        let location = TargetLocation::builder()
+            .accounts(&accounts[0])
+            .regions("us-east-1")
+            .set_exclude_accounts(Some(bad.clone()))
+            .build();
+        let err = start(location).await.expect_err("refused");
+        assert_eq!(
+            aws_sdk_ssm::error::ProvideErrorMetadata::code(&err),
+            Some("ValidationException"),
+            "{bad:?}: {err:?}"
+        );
+    }
+}
+
+/// Each call sends what the model refuses, with botocore's own checks off so the request reaches
+/// the sandbox as a client that skips them would send it.
+const BOTO3: &str = r#"
+import json, os, sys
+try:
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+except ImportError:
+    sys.exit("boto3 is missing: ./x.sh test installs it (pip install boto3)")
+kw = dict(endpoint_url=os.environ["SANDBOX"], region_name="us-east-1",
+          aws_access_key_id="AKIDBOTO3", aws_secret_access_key="secret",
+          config=Config(parameter_validation=False))
+ssm = boto3.client("ssm", **kw)
+account = os.environ["ACCOUNT"]
+out = {}
+def start(name, **extra):
+    req = dict(DocumentName="AWSSupport-ConfigureEC2Metadata", Parameters={"EnforceIMDSv2": ["required"]},
+               TargetParameterName="InstanceId", Targets=[{"Key": "tag:Env", "Values": ["prod"]}])
+    req.update(extra)
+    try:
+        ssm.start_automation_execution(**req)
+        out[name] = "accepted"
+    except ClientError as e:
+        out[name] = e.response["Error"]["Code"]
+def loc(**extra):
+    l = {"Accounts": [account], "Regions": ["us-east-1"]}
+    l.update(extra)
+    return [l]
+start("role_pattern", TargetLocations=loc(ExecutionRoleName="bad role!"))
+start("role_long", TargetLocations=loc(ExecutionRoleName="r" * 65))
+start("region_unknown", TargetLocations=loc(Regions=["mars-north-9"]))
+start("region_case", TargetLocations=loc(Regions=["US-EAST-1"]))
+start("location_concurrency_long", TargetLocations=loc(TargetLocationMaxConcurrency="10000000"))
+start("location_errors_long", TargetLocations=loc(TargetLocationMaxErrors="10000000"))
+start("targets_concurrency_long", TargetLocations=loc(TargetsMaxConcurrency="10000000"))
+start("targets_errors_long", TargetLocations=loc(TargetsMaxErrors="10000000"))
+start("concurrency_long", MaxConcurrency="10000000")
+start("errors_long", MaxErrors="10000000")
+start("mode", Mode="Bogus")
+start("tag_without_value", Tags=[{"Key": "team"}])
+start("blank_alarm", AlarmConfiguration={"Alarms": [{"Name": "   "}]})
+start("locations_url", TargetLocationsURL="https://bucket.s3.amazonaws.com/locations.json")
+start("ok_auto_empty_tag", Mode="Auto", Tags=[{"Key": "team", "Value": ""}],
+      TargetLocations=loc(ExecutionRoleName="AWS-SystemsManager-AutomationExecutionRole", Regions=["ap-south-1"]))
+print(json.dumps(out))
+"#;
+
+#[tokio::test]
+async fn start_refuses_what_the_model_bounds_as_boto3_sends_it() {
+    let (_sb, url) = standalone_sandbox(config(2)).await;
+    let account = sandbox::account_ids(2)[1].clone();
+    let sandbox_url = url.clone();
+    // On a blocking thread: the sandbox answers boto3 from this test's runtime meanwhile.
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .args(["-c", BOTO3])
+            .env("SANDBOX", &sandbox_url)
+            .env("ACCOUNT", &account)
+            .output()
+            .expect("python3 runs")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "boto3 failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for (call, code) in [
+        ("role_pattern", "ValidationException"),
+        ("role_long", "ValidationException"),
+        ("region_unknown", "InvalidTarget"),
+        ("region_case", "InvalidTarget"),
+        ("location_concurrency_long", "ValidationException"),
+        ("location_errors_long", "ValidationException"),
+        ("targets_concurrency_long", "ValidationException"),
+        ("targets_errors_long", "ValidationException"),
+        ("concurrency_long", "ValidationException"),
+        ("errors_long", "ValidationException"),
+        ("mode", "ValidationException"),
+        ("tag_without_value", "ValidationException"),
+        ("blank_alarm", "ValidationException"),
+        ("locations_url", "InvalidAutomationExecutionParametersException"),
+        ("ok_auto_empty_tag", "accepted"),
+    ] {
+        assert_eq!(read[call], code, "{call}: {read}");
+    }
+}
