@@ -401,7 +401,14 @@ impl World {
             req.target_parameter_name,
             req.targets,
             req.max_concurrency,
-            req.max_errors
+            req.max_errors,
+            req.target_locations
+                .iter()
+                .map(|l| &l.requested)
+                .collect::<Vec<_>>(),
+            req.tags,
+            req.alarms,
+            req.ignore_alarm_failure
         ]))
         .unwrap_or_default();
         if let Some(token) = &req.client_token {

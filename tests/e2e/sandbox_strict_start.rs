@@ -172,3 +172,54 @@ async fn start_refuses_what_the_model_bounds_as_boto3_sends_it() {
         assert_eq!(read[call], code, "{call}: {read}");
     }
 }
+
+#[tokio::test]
+async fn a_reused_client_token_with_other_locations_tags_or_alarms_is_a_mismatch() {
+    let (_sb, url) = standalone_sandbox(config(2)).await;
+    let ssm = aws_sdk_ssm::Client::new(&sdk_config(&url, "us-east-1", 1).await);
+    let accounts = sandbox::account_ids(2);
+    let token = "6d0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b";
+    let start = |account: &str, tag: &str, alarm: &str| {
+        ssm.start_automation_execution()
+            .document_name(shared::RUNBOOK)
+            .parameters("EnforceIMDSv2", vec!["required".to_owned()])
+            .target_parameter_name("InstanceId")
+            .targets(prod_targets())
+            .target_locations(
+                TargetLocation::builder()
+                    .accounts(account)
+                    .regions("us-east-1")
+                    .build(),
+            )
+            .tags(
+                aws_sdk_ssm::types::Tag::builder()
+                    .key("team")
+                    .value(tag)
+                    .build()
+                    .unwrap(),
+            )
+            .alarm_configuration(
+                aws_sdk_ssm::types::AlarmConfiguration::builder()
+                    .alarms(aws_sdk_ssm::types::Alarm::builder().name(alarm).build().unwrap())
+                    .build()
+                    .unwrap(),
+            )
+            .client_token(token)
+            .send()
+    };
+    let first = start(&accounts[0], "a", "imds-v1-calls").await.unwrap();
+    let again = start(&accounts[0], "a", "imds-v1-calls").await.unwrap();
+    assert_eq!(first.automation_execution_id(), again.automation_execution_id());
+    for (account, tag, alarm) in [
+        (&accounts[1], "a", "imds-v1-calls"),
+        (&accounts[0], "b", "imds-v1-calls"),
+        (&accounts[0], "a", "other-alarm"),
+    ] {
+        let err = start(account, tag, alarm).await.expect_err("a mismatch");
+        assert!(
+            err.as_service_error()
+                .is_some_and(|e| e.is_idempotent_parameter_mismatch()),
+            "{account} {tag} {alarm}: {err:?}"
+        );
+    }
+}
