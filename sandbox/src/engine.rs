@@ -61,6 +61,9 @@ pub(crate) struct World {
     /// The organisation's accounts (from the configuration) and those without roles (faults).
     #[serde(skip)]
     pub org_accounts: Vec<String>,
+    /// The AWS partition the sandbox plays (from the configuration), for the ARNs runs are given.
+    #[serde(skip)]
+    pub partition: String,
     #[serde(skip)]
     pub missing_roles: BTreeSet<String>,
     /// SSM's automation quotas (from the fault settings).
@@ -256,6 +259,7 @@ impl World {
             caller_deny: BTreeSet::new(),
             assume_role_deny: BTreeSet::new(),
             org_accounts: vec![crate::ACCOUNT_ID.to_owned()],
+            partition: "aws".to_owned(),
             missing_roles: BTreeSet::new(),
             quota: AutomationQuota::default(),
             alarms_in_alarm: BTreeSet::new(),
@@ -457,7 +461,8 @@ impl World {
             resolve_parameters(doc, &req.parameters, target_param.as_deref(), at.account)?;
         let id = uuid::Uuid::new_v4().to_string();
         let executed_by = format!(
-            "arn:aws:sts::{}:assumed-role/ImdsConsoleSandbox/console",
+            "arn:{}:sts::{}:assumed-role/ImdsConsoleSandbox/console",
+            self.partition,
             crate::ACCOUNT_ID
         );
 
@@ -1448,11 +1453,12 @@ fn launch_location(world: &mut World, idx: usize, i: usize, place: &str, doc: &D
         return;
     };
     let (account, region) = place.split_once('/').unwrap_or((place, ""));
-    let role_arn = format!("arn:aws:iam::{account}:role/{}", lc.execution_role_name);
+    let partition = world.partition.clone();
+    let role_arn = format!("arn:{partition}:iam::{account}:role/{}", lc.execution_role_name);
     let refused = if !world.org_accounts.iter().any(|a| a == account) || world.missing_roles.contains(account)
     {
         Some(format!(
-            "AccessDenied: User: arn:aws:sts::{}:assumed-role/AWS-SystemsManager-AutomationAdministrationRole/{} is not authorized to perform: sts:AssumeRole on resource: {role_arn}",
+            "AccessDenied: User: arn:{partition}:sts::{}:assumed-role/AWS-SystemsManager-AutomationAdministrationRole/{} is not authorized to perform: sts:AssumeRole on resource: {role_arn}",
             parent.account, parent.id
         ))
     } else if !world.fleet.regions.iter().any(|r| r == region) {
@@ -1500,7 +1506,7 @@ fn launch_location(world: &mut World, idx: usize, i: usize, place: &str, doc: &D
                     if let Some(c) = world.get_mut(child) {
                         c.parent_id = Some(parent_id);
                         c.executed_by = format!(
-                            "arn:aws:sts::{account}:assumed-role/{}/Automation",
+                            "arn:{partition}:sts::{account}:assumed-role/{}/Automation",
                             lc.execution_role_name
                         );
                     }

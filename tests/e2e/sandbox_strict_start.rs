@@ -223,3 +223,101 @@ async fn a_reused_client_token_with_other_locations_tags_or_alarms_is_a_mismatch
         );
     }
 }
+
+#[tokio::test]
+async fn a_location_s_child_runs_under_arns_of_the_sandbox_s_partition() {
+    let (_sb, url) = standalone_sandbox(SandboxConfig {
+        partition: "aws-us-gov".to_owned(),
+        ..config(2)
+    })
+    .await;
+    let conf = sdk_config(&url, "us-east-1", 1).await;
+    let ssm = aws_sdk_ssm::Client::new(&conf);
+    let member = sandbox::account_ids(2)[1].clone();
+    let id = ssm
+        .start_automation_execution()
+        .document_name(shared::RUNBOOK)
+        .parameters("EnforceIMDSv2", vec!["required".to_owned()])
+        .target_parameter_name("InstanceId")
+        .targets(prod_targets())
+        .target_locations(
+            TargetLocation::builder()
+                .accounts(&member)
+                .regions("us-east-1")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .automation_execution_id()
+        .unwrap()
+        .to_owned();
+    // The location's step starts its child on the engine's next tick.
+    let mut child = None;
+    for _ in 0..100 {
+        let parent = ssm
+            .get_automation_execution()
+            .automation_execution_id(&id)
+            .send()
+            .await
+            .unwrap()
+            .automation_execution()
+            .cloned()
+            .unwrap();
+        assert!(
+            parent
+                .executed_by()
+                .is_some_and(|a| a.starts_with("arn:aws-us-gov:sts::")),
+            "{parent:?}"
+        );
+        child = parent.step_executions()[0]
+            .outputs()
+            .and_then(|o| o.get("ExecutionId"))
+            .and_then(|v| v.first())
+            .cloned();
+        if child.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let child = child.expect("the location's child started");
+    let creds = aws_sdk_sts::Client::new(&conf)
+        .assume_role()
+        .role_arn(format!("arn:aws-us-gov:iam::{member}:role/ImdsConsoleMember"))
+        .role_session_name("partition-test")
+        .send()
+        .await
+        .unwrap()
+        .credentials()
+        .unwrap()
+        .clone();
+    let member_conf = conf
+        .to_builder()
+        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(
+            aws_credential_types::Credentials::new(
+                creds.access_key_id(),
+                creds.secret_access_key(),
+                Some(creds.session_token().to_owned()),
+                None,
+                "assumed",
+            ),
+        ))
+        .build();
+    let theirs = aws_sdk_ssm::Client::new(&member_conf)
+        .get_automation_execution()
+        .automation_execution_id(&child)
+        .send()
+        .await
+        .unwrap()
+        .automation_execution()
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        theirs.executed_by(),
+        Some(
+            format!("arn:aws-us-gov:sts::{member}:assumed-role/AWS-SystemsManager-AutomationExecutionRole/Automation")
+                .as_str()
+        ),
+        "{theirs:?}"
+    );
+}
