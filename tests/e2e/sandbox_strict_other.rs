@@ -63,3 +63,66 @@ async fn a_version_made_from_nothing_describes_no_image_or_instance_type() {
     assert_eq!(data.instance_type(), None, "{data:?}");
     assert!(data.metadata_options().is_some(), "{data:?}");
 }
+
+#[tokio::test]
+async fn get_metric_data_refuses_shared_ids_unknown_statistics_and_thirty_one_dimensions() {
+    use aws_sdk_cloudwatch::error::ProvideErrorMetadata;
+    use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
+    let (_sb, url) = standalone_sandbox(config(1)).await;
+    let cw = aws_sdk_cloudwatch::Client::new(&sdk_config(&url, "us-east-1", 1).await);
+    let query = |id: &str, stat: &str, dimensions: usize| {
+        let mut metric = Metric::builder()
+            .namespace("AWS/EC2")
+            .metric_name("MetadataNoToken");
+        for n in 0..dimensions {
+            metric = metric.dimensions(
+                Dimension::builder()
+                    .name(if n == 0 {
+                        "InstanceId".to_owned()
+                    } else {
+                        format!("Extra{n}")
+                    })
+                    .value("i-0123456789abcdef0")
+                    .build(),
+            );
+        }
+        MetricDataQuery::builder()
+            .id(id)
+            .metric_stat(
+                MetricStat::builder()
+                    .metric(metric.build())
+                    .period(3600)
+                    .stat(stat)
+                    .build(),
+            )
+            .build()
+    };
+    let send = |queries: Vec<MetricDataQuery>| {
+        cw.get_metric_data()
+            .start_time(aws_sdk_cloudwatch::primitives::DateTime::from_secs(0))
+            .end_time(aws_sdk_cloudwatch::primitives::DateTime::from_secs(86_400))
+            .set_metric_data_queries(Some(queries))
+            .send()
+    };
+    for stat in [
+        "Sum",
+        "SampleCount",
+        "p99",
+        "p99.9",
+        "tm90",
+        "TM(10%:90%)",
+        "PR(:300)",
+    ] {
+        send(vec![query("q0", stat, 30)])
+            .await
+            .unwrap_or_else(|e| panic!("{stat} is a statistic: {e:?}"));
+    }
+    for (what, queries) in [
+        ("shared Id", vec![query("q0", "Sum", 1), query("q0", "Sum", 1)]),
+        ("unknown statistic", vec![query("q0", "Bogus", 1)]),
+        ("31 dimensions", vec![query("q0", "Sum", 31)]),
+    ] {
+        let err = send(queries).await.expect_err(what);
+        assert_eq!(err.code(), Some("ValidationError"), "{what}: {err:?}");
+    }
+}
