@@ -66,7 +66,12 @@ pub(crate) fn describe_images(sb: &Sandbox, at: &Scope<'_>, p: &Params<'_>) -> R
         .launch
         .images
         .iter()
-        .filter(|i| i.region == at.region && i.visible_to(at.account, now, deprecated, disabled))
+        // A deprecated AMI of another owner is hidden "unless you specify its ID" (EC2 User
+        // Guide), so an ImageIds entry finds it without IncludeDeprecated.
+        .filter(|i| {
+            let named = ids.contains(&i.id.as_str());
+            i.region == at.region && i.visible_to(at.account, now, deprecated || named, disabled)
+        })
         .filter(|i| {
             owners.is_empty()
                 || owners.iter().any(|o| {

@@ -126,3 +126,44 @@ async fn get_metric_data_refuses_shared_ids_unknown_statistics_and_thirty_one_di
         assert_eq!(err.code(), Some("ValidationError"), "{what}: {err:?}");
     }
 }
+
+#[tokio::test]
+async fn another_owner_s_deprecated_ami_is_found_by_its_id() {
+    let (_sb, url) = standalone_sandbox(config(1)).await;
+    let ec2 = aws_sdk_ec2::Client::new(&sdk_config(&url, "us-east-1", 1).await);
+    let all = ec2
+        .describe_images()
+        .include_deprecated(true)
+        .send()
+        .await
+        .unwrap();
+    let deprecated = all
+        .images()
+        .iter()
+        .find(|i| i.deprecation_time().is_some() && i.owner_id() != Some(sandbox::ACCOUNT_ID))
+        .and_then(|i| i.image_id())
+        .expect("the vendor's deprecated AMI")
+        .to_owned();
+    let listed = ec2.describe_images().send().await.unwrap();
+    assert!(
+        !listed
+            .images()
+            .iter()
+            .any(|i| i.image_id() == Some(deprecated.as_str())),
+        "hidden from a plain listing: {listed:?}"
+    );
+    let by_id = ec2
+        .describe_images()
+        .image_ids(&deprecated)
+        .send()
+        .await
+        .expect("found by its ID");
+    assert_eq!(
+        by_id
+            .images()
+            .iter()
+            .filter_map(|i| i.image_id())
+            .collect::<Vec<_>>(),
+        vec![deprecated.as_str()]
+    );
+}
