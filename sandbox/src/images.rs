@@ -40,10 +40,11 @@ pub(crate) fn describe_images(sb: &Sandbox, at: &Scope<'_>, p: &Params<'_>) -> R
             }
         }
     }
+    // AMI IDs have 8 hexadecimal digits (the older form) or 17.
     for id in &ids {
         let well_formed = id
             .strip_prefix("ami-")
-            .is_some_and(|r| (8..=17).contains(&r.len()) && r.chars().all(|c| c.is_ascii_hexdigit()));
+            .is_some_and(|r| matches!(r.len(), 8 | 17) && r.chars().all(|c| c.is_ascii_hexdigit()));
         if !well_formed {
             return Err(AwsError::client(
                 "InvalidAMIID.Malformed",

@@ -167,3 +167,36 @@ async fn another_owner_s_deprecated_ami_is_found_by_its_id() {
         vec![deprecated.as_str()]
     );
 }
+
+#[tokio::test]
+async fn ami_ids_have_eight_or_seventeen_hex_digits() {
+    use aws_sdk_ec2::error::ProvideErrorMetadata;
+    let (_sb, url) = standalone_sandbox(config(2)).await;
+    let ec2 = aws_sdk_ec2::Client::new(&sdk_config(&url, "us-east-1", 1).await);
+    let all = ec2
+        .describe_images()
+        .include_deprecated(true)
+        .include_disabled(true)
+        .send()
+        .await
+        .unwrap();
+    assert!(!all.images().is_empty());
+    for image in all.images() {
+        let id = image.image_id().unwrap();
+        let digits = id.strip_prefix("ami-").expect("ami- prefix");
+        assert!(
+            digits.len() == 17 && digits.chars().all(|c| c.is_ascii_hexdigit()),
+            "{id}"
+        );
+    }
+    for (id, code) in [
+        ("ami-03eed400f4132", "InvalidAMIID.Malformed"),
+        ("ami-0123456789abcdef", "InvalidAMIID.Malformed"),
+        ("ami-1234567", "InvalidAMIID.Malformed"),
+        ("ami-12345678", "InvalidAMIID.NotFound"),
+        ("ami-0123456789abcdef0", "InvalidAMIID.NotFound"),
+    ] {
+        let err = ec2.describe_images().image_ids(id).send().await.unwrap_err();
+        assert_eq!(err.code(), Some(code), "{id}: {err:?}");
+    }
+}
