@@ -200,3 +200,62 @@ async fn ami_ids_have_eight_or_seventeen_hex_digits() {
         assert_eq!(err.code(), Some(code), "{id}: {err:?}");
     }
 }
+
+#[tokio::test]
+async fn sts_bounds_assume_role_and_its_caller_s_arn_agrees_with_its_account() {
+    use aws_sdk_sts::error::ProvideErrorMetadata;
+    let (_sb, url) = standalone_sandbox(config(2)).await;
+    let conf = sdk_config(&url, "us-east-1", 1).await;
+    let sts = aws_sdk_sts::Client::new(&conf);
+    let member = sandbox::account_ids(2)[1].clone();
+    let role = format!("arn:aws:iam::{member}:role/ImdsConsoleMember");
+    let policy = |n: usize| {
+        aws_sdk_sts::types::PolicyDescriptorType::builder()
+            .arn(format!("arn:aws:iam::aws:policy/Policy{n}"))
+            .build()
+    };
+    let assume = |arn: String, policies: usize| {
+        sts.assume_role()
+            .role_arn(arn)
+            .role_session_name("bounds")
+            .set_policy_arns(Some((0..policies).map(policy).collect()))
+            .send()
+    };
+    assume(role.clone(), 10).await.expect("ten policies");
+    let err = assume(role.clone(), 11).await.expect_err("eleven");
+    assert_eq!(err.code(), Some("ValidationError"), "{err:?}");
+    let long = format!(
+        "arn:aws:iam::{member}:role/{}ImdsConsoleMember",
+        "p/".repeat(1010)
+    );
+    assert!(long.len() > 2048);
+    let err = assume(long, 0).await.expect_err("a RoleArn over 2048");
+    assert_eq!(err.code(), Some("ValidationError"), "{err:?}");
+
+    // A temporary key acts in its account, and GetCallerIdentity's ARN says the same account;
+    // without its session token the key is refused, as AWS refuses it.
+    let as_key = |token: Option<&str>| {
+        aws_sdk_sts::Client::from_conf(
+            aws_sdk_sts::config::Builder::from(&conf)
+                .credentials_provider(aws_credential_types::Credentials::from_keys(
+                    format!("ASIA{member}TEST"),
+                    "test-secret",
+                    token.map(str::to_owned),
+                ))
+                .build(),
+        )
+    };
+    let me = as_key(Some("token")).get_caller_identity().send().await.unwrap();
+    assert_eq!(me.account(), Some(member.as_str()));
+    assert!(
+        me.arn()
+            .is_some_and(|a| a.starts_with(&format!("arn:aws:sts::{member}:"))),
+        "{me:?}"
+    );
+    let err = as_key(None)
+        .get_caller_identity()
+        .send()
+        .await
+        .expect_err("no session token");
+    assert_eq!(err.code(), Some("InvalidClientTokenId"), "{err:?}");
+}
