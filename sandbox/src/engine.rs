@@ -1734,9 +1734,23 @@ fn advance_parent(world: &mut World, idx: usize, doc: &Document, now: u64) -> bo
         if ex.steps.is_empty() && empty_fails {
             ex.failure_message = Some("The targets resolved to no instances.".to_owned());
         } else if status == "Failed" {
+            // The message counts what ended the run: a child an alarm, a stop or MaxErrors
+            // cancelled fails its parent too, so it is counted rather than left out.
+            let count = |statuses: &[&str]| {
+                ex.steps
+                    .iter()
+                    .filter(|s| statuses.contains(&s.status.as_str()))
+                    .count()
+            };
+            let (failed, cancelled) = (count(&["Failed", "TimedOut"]), count(&["Cancelled"]));
+            let cancelled_part = if cancelled == 0 {
+                String::new()
+            } else {
+                let verb = if cancelled == 1 { "was" } else { "were" };
+                format!(" and {cancelled} {verb} cancelled")
+            };
             ex.failure_message = Some(format!(
-                "{} of {} child executions failed (MaxErrors {}).",
-                ex.steps.iter().filter(|s| s.status == "Failed").count(),
+                "{failed} of {} child executions failed{cancelled_part} (MaxErrors {}).",
                 ex.steps.len(),
                 ex.rate_control
                     .as_ref()

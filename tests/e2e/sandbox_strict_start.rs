@@ -321,3 +321,77 @@ async fn a_location_s_child_runs_under_arns_of_the_sandbox_s_partition() {
         "{theirs:?}"
     );
 }
+
+#[tokio::test]
+async fn a_location_its_alarm_stopped_is_counted_in_its_parent_s_failure_message() {
+    let (sb, url) = standalone_sandbox(config(2)).await;
+    sb.set_faults(sandbox::Faults {
+        alarms_in_alarm: ["imds-refusals".to_owned()].into(),
+        ..sandbox::Faults::default()
+    });
+    let ssm = aws_sdk_ssm::Client::new(&sdk_config(&url, "us-east-1", 1).await);
+    let member = sandbox::account_ids(2)[1].clone();
+    let id = ssm
+        .start_automation_execution()
+        .document_name(shared::RUNBOOK)
+        .parameters("EnforceIMDSv2", vec!["required".to_owned()])
+        .target_parameter_name("InstanceId")
+        .targets(prod_targets())
+        .target_locations(
+            TargetLocation::builder()
+                .accounts(&member)
+                .regions("us-east-1")
+                .target_location_alarm_configuration(
+                    aws_sdk_ssm::types::AlarmConfiguration::builder()
+                        .alarms(
+                            aws_sdk_ssm::types::Alarm::builder()
+                                .name("imds-refusals")
+                                .build()
+                                .unwrap(),
+                        )
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .automation_execution_id()
+        .unwrap()
+        .to_owned();
+    let mut last = None;
+    for _ in 0..200 {
+        let ex = ssm
+            .get_automation_execution()
+            .automation_execution_id(&id)
+            .send()
+            .await
+            .unwrap()
+            .automation_execution()
+            .cloned()
+            .unwrap();
+        let status = ex.automation_execution_status().unwrap().as_str().to_owned();
+        if !matches!(status.as_str(), "Pending" | "InProgress" | "Cancelling") {
+            last = Some(ex);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let ex = last.expect("the run ended");
+    assert_eq!(
+        ex.step_executions()[0].step_status().unwrap().as_str(),
+        "Cancelled",
+        "{ex:?}"
+    );
+    assert_eq!(
+        ex.automation_execution_status().unwrap().as_str(),
+        "Failed",
+        "{ex:?}"
+    );
+    assert_eq!(
+        ex.failure_message(),
+        Some("0 of 1 child executions failed and 1 was cancelled (MaxErrors 0)."),
+        "{ex:?}"
+    );
+}
