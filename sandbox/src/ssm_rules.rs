@@ -306,13 +306,21 @@ pub(crate) fn location_members(loc: &Value, n: usize) -> Result<Vec<String>, Aws
 }
 
 /// StartAutomationExecution's Mode (the model's ExecutionMode: `Auto` or `Interactive`), and
-/// TargetLocationsURL, which the sandbox does not emulate: it refuses the URL rather than run a
-/// start that would ignore where its locations were meant to come from.
+/// Interactive mode and TargetLocationsURL, which the sandbox does not emulate: it refuses them
+/// rather than run a start that would ignore them.
 pub(crate) fn start_mode_and_url(req: &Value) -> Result<(), AwsError> {
     if let Some(mode) = req.get("Mode").filter(|v| !v.is_null()) {
         let mode = mode.as_str().unwrap_or_default();
         if !matches!(mode, "Auto" | "Interactive") {
             return Err(validation(&format!("Value '{mode}' at 'mode' failed to satisfy constraint: Member must satisfy enum value set: [Auto, Interactive]")));
+        }
+        // An Interactive run waits for SendAutomationSignal at each step, which the sandbox does
+        // not emulate; running it as Auto would hide that.
+        if mode == "Interactive" {
+            return Err(AwsError::client(
+                "InvalidAutomationExecutionParametersException",
+                "The sandbox does not emulate Interactive mode (SendAutomationSignal); start the run in Auto mode.",
+            ));
         }
     }
     if req.get("TargetLocationsURL").is_some_and(|v| !v.is_null()) {

@@ -122,6 +122,7 @@ start("targets_errors_long", TargetLocations=loc(TargetsMaxErrors="10000000"))
 start("concurrency_long", MaxConcurrency="10000000")
 start("errors_long", MaxErrors="10000000")
 start("mode", Mode="Bogus")
+start("interactive", Mode="Interactive")
 start("tag_without_value", Tags=[{"Key": "team"}])
 start("blank_alarm", AlarmConfiguration={"Alarms": [{"Name": "   "}]})
 start("locations_url", TargetLocationsURL="https://bucket.s3.amazonaws.com/locations.json")
@@ -164,6 +165,7 @@ async fn start_refuses_what_the_model_bounds_as_boto3_sends_it() {
         ("concurrency_long", "ValidationException"),
         ("errors_long", "ValidationException"),
         ("mode", "ValidationException"),
+        ("interactive", "InvalidAutomationExecutionParametersException"),
         ("tag_without_value", "ValidationException"),
         ("blank_alarm", "ValidationException"),
         ("locations_url", "InvalidAutomationExecutionParametersException"),
