@@ -47,6 +47,21 @@ struct Query {
     metric: String,
     instance: String,
     period_secs: u64,
+    stat: String,
+    dimensions: usize,
+}
+
+/// Whether CloudWatch takes `stat` as a MetricStat's Stat: the statistics of the CloudWatch User
+/// Guide's "Statistics definitions" (SampleCount, Average, Sum, Minimum, Maximum, IQM, percentiles
+/// pNN, trimmed, winsorized and bounded forms tmNN, wmNN, tcNN, tsNN, and their range forms such as
+/// TM(10%:90%) or PR(:300)).
+fn is_statistic(stat: &str) -> bool {
+    let named = ["SampleCount", "Average", "Sum", "Minimum", "Maximum", "IQM"];
+    let percent = r"(\d{1,2}(\.\d{1,10})?|100)";
+    let bound = r"(\d+(\.\d+)?%?)?";
+    let single = regex::Regex::new(&format!("^(p|tm|wm|tc|ts){percent}$")).expect("pattern");
+    let range = regex::Regex::new(&format!(r"^(PR|TM|WM|TC|TS)\({bound}:{bound}\)$")).expect("pattern");
+    named.contains(&stat) || single.is_match(stat) || range.is_match(stat)
 }
 
 /// One result: timestamps (epoch ms, newest first) and values.
@@ -81,7 +96,26 @@ fn metric_data(
     }
     let id_re = regex::Regex::new(r"^[a-z][a-zA-Z0-9_]*$").expect("pattern");
     for (n, q) in queries.iter().enumerate() {
+        // Each query's Id names its result, so two queries cannot share one.
+        if queries[..n].iter().any(|earlier| earlier.id == q.id) {
+            return Err(AwsError::client(
+                "ValidationError",
+                format!("The value {} for parameter MetricDataQueries.member.{}.Id is not unique: each query of a request needs its own Id.", q.id, n + 1),
+            ));
+        }
         let n = n + 1;
+        if q.dimensions > 30 {
+            return Err(AwsError::client(
+                "ValidationError",
+                format!("1 validation error detected: Value at 'metricDataQueries.{n}.member.metricStat.metric.dimensions' failed to satisfy constraint: Member must have length less than or equal to 30 (got {})", q.dimensions),
+            ));
+        }
+        if !is_statistic(&q.stat) {
+            return Err(AwsError::client(
+                "ValidationError",
+                format!("The value {} for parameter MetricDataQueries.member.{n}.MetricStat.Stat is not a statistic CloudWatch knows: use SampleCount, Average, Sum, Minimum, Maximum or an extended statistic such as p99 or TM(10%:90%).", q.stat),
+            ));
+        }
         // The API reference: an Id starts with a lowercase letter and has letters, numbers and
         // underscores only, at most 255 characters.
         if !id_re.is_match(&q.id) || q.id.len() > 255 {
@@ -228,6 +262,10 @@ fn get_metric_data_cbor(sb: &Sandbox, at: &Scope<'_>, req: &Cbor) -> Result<Resp
                 .and_then(|p| p.as_integer())
                 .and_then(|i| u64::try_from(i128::from(i)).ok())
                 .unwrap_or(300),
+            stat: text(stat, "Stat").unwrap_or_default().to_owned(),
+            dimensions: get(&metric, "Dimensions")
+                .and_then(Cbor::as_array)
+                .map_or(0, Vec::len),
         });
     }
     let results = metric_data(sb, at, start, end, &queries)?
@@ -352,6 +390,8 @@ fn get_metric_data_json(
             metric: metric["MetricName"].as_str().unwrap_or_default().to_owned(),
             instance,
             period_secs: stat["Period"].as_u64().unwrap_or(300),
+            stat: stat["Stat"].as_str().unwrap_or_default().to_owned(),
+            dimensions: metric["Dimensions"].as_array().map_or(0, Vec::len),
         });
     }
     let results: Vec<serde_json::Value> = metric_data(sb, at, start, end, &queries)?

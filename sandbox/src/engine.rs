@@ -61,6 +61,9 @@ pub(crate) struct World {
     /// The organisation's accounts (from the configuration) and those without roles (faults).
     #[serde(skip)]
     pub org_accounts: Vec<String>,
+    /// The AWS partition the sandbox plays (from the configuration), for the ARNs runs are given.
+    #[serde(skip)]
+    pub partition: String,
     #[serde(skip)]
     pub missing_roles: BTreeSet<String>,
     /// Roles beside the standard ones (from the fault settings; see `Faults::roles`).
@@ -259,6 +262,7 @@ impl World {
             caller_deny: BTreeSet::new(),
             assume_role_deny: BTreeSet::new(),
             org_accounts: vec![crate::ACCOUNT_ID.to_owned()],
+            partition: "aws".to_owned(),
             missing_roles: BTreeSet::new(),
             roles: BTreeSet::new(),
             quota: AutomationQuota::default(),
@@ -405,7 +409,14 @@ impl World {
             req.target_parameter_name,
             req.targets,
             req.max_concurrency,
-            req.max_errors
+            req.max_errors,
+            req.target_locations
+                .iter()
+                .map(|l| &l.requested)
+                .collect::<Vec<_>>(),
+            req.tags,
+            req.alarms,
+            req.ignore_alarm_failure
         ]))
         .unwrap_or_default();
         if let Some(token) = &req.client_token {
@@ -456,7 +467,8 @@ impl World {
             resolve_parameters(doc, &req.parameters, target_param.as_deref(), at.account, &exists)?;
         let id = uuid::Uuid::new_v4().to_string();
         let executed_by = format!(
-            "arn:aws:sts::{}:assumed-role/ImdsConsoleSandbox/console",
+            "arn:{}:sts::{}:assumed-role/ImdsConsoleSandbox/console",
+            self.partition,
             crate::ACCOUNT_ID
         );
 
@@ -1449,7 +1461,8 @@ fn launch_location(world: &mut World, idx: usize, i: usize, place: &str, doc: &D
         return;
     };
     let (account, region) = place.split_once('/').unwrap_or((place, ""));
-    let role_arn = format!("arn:aws:iam::{account}:role/{}", lc.execution_role_name);
+    let partition = world.partition.clone();
+    let role_arn = format!("arn:{partition}:iam::{account}:role/{}", lc.execution_role_name);
     let refused = if !world.org_accounts.iter().any(|a| a == account)
         || !crate::faults::role_exists(
             &world.roles,
@@ -1458,7 +1471,7 @@ fn launch_location(world: &mut World, idx: usize, i: usize, place: &str, doc: &D
             &lc.execution_role_name,
         ) {
         Some(format!(
-            "AccessDenied: User: arn:aws:sts::{}:assumed-role/AWS-SystemsManager-AutomationAdministrationRole/{} is not authorized to perform: sts:AssumeRole on resource: {role_arn}",
+            "AccessDenied: User: arn:{partition}:sts::{}:assumed-role/AWS-SystemsManager-AutomationAdministrationRole/{} is not authorized to perform: sts:AssumeRole on resource: {role_arn}",
             parent.account, parent.id
         ))
     } else if !world.fleet.regions.iter().any(|r| r == region) {
@@ -1506,7 +1519,7 @@ fn launch_location(world: &mut World, idx: usize, i: usize, place: &str, doc: &D
                     if let Some(c) = world.get_mut(child) {
                         c.parent_id = Some(parent_id);
                         c.executed_by = format!(
-                            "arn:aws:sts::{account}:assumed-role/{}/Automation",
+                            "arn:{partition}:sts::{account}:assumed-role/{}/Automation",
                             lc.execution_role_name
                         );
                     }
@@ -1736,9 +1749,23 @@ fn advance_parent(world: &mut World, idx: usize, doc: &Document, now: u64) -> bo
         if ex.steps.is_empty() && empty_fails {
             ex.failure_message = Some("The targets resolved to no instances.".to_owned());
         } else if status == "Failed" {
+            // The message counts what ended the run: a child an alarm, a stop or MaxErrors
+            // cancelled fails its parent too, so it is counted rather than left out.
+            let count = |statuses: &[&str]| {
+                ex.steps
+                    .iter()
+                    .filter(|s| statuses.contains(&s.status.as_str()))
+                    .count()
+            };
+            let (failed, cancelled) = (count(&["Failed", "TimedOut"]), count(&["Cancelled"]));
+            let cancelled_part = if cancelled == 0 {
+                String::new()
+            } else {
+                let verb = if cancelled == 1 { "was" } else { "were" };
+                format!(" and {cancelled} {verb} cancelled")
+            };
             ex.failure_message = Some(format!(
-                "{} of {} child executions failed (MaxErrors {}).",
-                ex.steps.iter().filter(|s| s.status == "Failed").count(),
+                "{failed} of {} child executions failed{cancelled_part} (MaxErrors {}).",
                 ex.steps.len(),
                 ex.rate_control
                     .as_ref()

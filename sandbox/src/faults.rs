@@ -400,6 +400,32 @@ impl CallLog {
     }
 }
 
+/// The roles every account of the sandbox has (unless `Faults::missing_roles` names the account):
+/// the console's member role under its default name, the sandbox console's own role, AWS's
+/// multi-account Automation roles, and an AutomationAssumeRole for runs. IAM Identity Center's
+/// `AWSReservedSSO_…` roles exist too.
+pub const STANDARD_ROLES: [&str; 5] = [
+    "ImdsConsoleMember",
+    "ImdsConsoleSandbox",
+    "AWS-SystemsManager-AutomationAdministrationRole",
+    "AWS-SystemsManager-AutomationExecutionRole",
+    "ImdsAutomation",
+];
+
+/// Whether the role `name` exists in `account`.
+pub(crate) fn role_exists(
+    roles: &BTreeSet<String>,
+    missing: &BTreeSet<String>,
+    account: &str,
+    name: &str,
+) -> bool {
+    !missing.contains(account)
+        && (STANDARD_ROLES.contains(&name)
+            || name.starts_with("AWSReservedSSO_")
+            || roles.contains(name)
+            || roles.contains(&format!("{account}/{name}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -453,30 +479,4 @@ mod tests {
         assert_eq!(log.peak_per_second("ssm:*", 0), 3);
         assert_eq!(log.peak_per_second("ec2:DescribeInstances", 0), 1);
     }
-}
-
-/// The roles every account of the sandbox has (unless `Faults::missing_roles` names the account):
-/// the console's member role under its default name, the sandbox console's own role, AWS's
-/// multi-account Automation roles, and an AutomationAssumeRole for runs. IAM Identity Center's
-/// `AWSReservedSSO_…` roles exist too.
-pub const STANDARD_ROLES: [&str; 5] = [
-    "ImdsConsoleMember",
-    "ImdsConsoleSandbox",
-    "AWS-SystemsManager-AutomationAdministrationRole",
-    "AWS-SystemsManager-AutomationExecutionRole",
-    "ImdsAutomation",
-];
-
-/// Whether the role `name` exists in `account`.
-pub(crate) fn role_exists(
-    roles: &BTreeSet<String>,
-    missing: &BTreeSet<String>,
-    account: &str,
-    name: &str,
-) -> bool {
-    !missing.contains(account)
-        && (STANDARD_ROLES.contains(&name)
-            || name.starts_with("AWSReservedSSO_")
-            || roles.contains(name)
-            || roles.contains(&format!("{account}/{name}")))
 }

@@ -40,10 +40,11 @@ pub(crate) fn describe_images(sb: &Sandbox, at: &Scope<'_>, p: &Params<'_>) -> R
             }
         }
     }
+    // AMI IDs have 8 hexadecimal digits (the older form) or 17.
     for id in &ids {
         let well_formed = id
             .strip_prefix("ami-")
-            .is_some_and(|r| (8..=17).contains(&r.len()) && r.chars().all(|c| c.is_ascii_hexdigit()));
+            .is_some_and(|r| matches!(r.len(), 8 | 17) && r.chars().all(|c| c.is_ascii_hexdigit()));
         if !well_formed {
             return Err(AwsError::client(
                 "InvalidAMIID.Malformed",
@@ -66,7 +67,12 @@ pub(crate) fn describe_images(sb: &Sandbox, at: &Scope<'_>, p: &Params<'_>) -> R
         .launch
         .images
         .iter()
-        .filter(|i| i.region == at.region && i.visible_to(at.account, now, deprecated, disabled))
+        // A deprecated AMI of another owner is hidden "unless you specify its ID" (EC2 User
+        // Guide), so an ImageIds entry finds it without IncludeDeprecated.
+        .filter(|i| {
+            let named = ids.contains(&i.id.as_str());
+            i.region == at.region && i.visible_to(at.account, now, deprecated || named, disabled)
+        })
         .filter(|i| {
             owners.is_empty()
                 || owners.iter().any(|o| {

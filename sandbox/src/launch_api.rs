@@ -291,11 +291,19 @@ fn version_xml(t: &LaunchTemplate, v: &TemplateVersion, image_id: &str) -> Strin
             .map(crate::template_data::metadata_xml)
             .unwrap_or_default();
     let devices = crate::template_data::block_devices_xml(&v.block_device_mappings);
+    // A member the version never set is left out, as EC2 leaves it out (an empty one is no value).
+    let member = |tag: &str, value: &str| {
+        if value.is_empty() {
+            String::new()
+        } else {
+            format!("<{tag}>{}</{tag}>", esc(value))
+        }
+    };
     format!(
         "<launchTemplateId>{}</launchTemplateId><launchTemplateName>{}</launchTemplateName>\
          <versionNumber>{}</versionNumber>{}<createTime>{}</createTime>\
          <createdBy>arn:aws:iam::{}:root</createdBy><defaultVersion>{}</defaultVersion>\
-         <launchTemplateData><imageId>{}</imageId><instanceType>{}</instanceType>{devices}{md}</launchTemplateData>",
+         <launchTemplateData>{}{}{devices}{md}</launchTemplateData>",
         t.id,
         esc(&t.name),
         v.number,
@@ -306,8 +314,8 @@ fn version_xml(t: &LaunchTemplate, v: &TemplateVersion, image_id: &str) -> Strin
         timefmt::iso(v.created_ms),
         t.account,
         v.number == t.default_version,
-        esc(image_id),
-        v.instance_type
+        member("imageId", image_id),
+        member("instanceType", &v.instance_type)
     )
 }
 

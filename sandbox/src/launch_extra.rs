@@ -106,7 +106,7 @@ pub(crate) fn seed(launch: &mut Launch, fleet: &mut Fleet, created: u64) {
     let regions: BTreeSet<String> = places.keys().map(|(_, r)| r.clone()).collect();
     let month_ago = timefmt::now_ms().saturating_sub(30 * 86_400_000);
     for region in &regions {
-        let amazon = format!("ami-0{}", place_hash("amazon", region));
+        let amazon = format!("ami-0{}0000", place_hash("amazon", region));
         launch.images.push(Image {
             id: amazon.clone(),
             name: "al2023-ami-2023.9.20261101.0-kernel-6.12-x86_64".to_owned(),
@@ -122,7 +122,7 @@ pub(crate) fn seed(launch: &mut Launch, fleet: &mut Fleet, created: u64) {
             .image_parameters
             .insert(parameter_key(region, AL2023_PARAMETER), amazon);
         launch.images.push(Image {
-            id: format!("ami-0{}", place_hash("vendor", region)),
+            id: format!("ami-0{}0000", place_hash("vendor", region)),
             name: "golden-base-2021.07".to_owned(),
             account: VENDOR_OWNER.to_owned(),
             region: region.clone(),
@@ -134,7 +134,7 @@ pub(crate) fn seed(launch: &mut Launch, fleet: &mut Fleet, created: u64) {
     }
     for ((account, region), members) in &places {
         let h = place_hash(account, region);
-        let vendor = format!("ami-0{}", place_hash("vendor", region));
+        let vendor = format!("ami-0{}0000", place_hash("vendor", region));
         let retired = format!("ami-0{h}0003");
         launch.images.push(Image {
             id: retired.clone(),

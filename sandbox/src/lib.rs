@@ -190,6 +190,7 @@ impl Sandbox {
             world.alarms = faults.alarms.clone();
             world.empty_targets = faults.empty_targets;
             world.org_accounts = account_ids(self.inner.config.accounts);
+            world.partition = self.inner.config.partition.clone();
         }
         *lock(&self.inner.faults) = faults;
     }

@@ -191,7 +191,16 @@ fn start(sb: &Sandbox, at: &Scope<'_>, req: &Value) -> Result<Response, AwsError
     let targets = crate::ssm_rules::start_targets(req)?;
     let target_parameter_name = req["TargetParameterName"].as_str().map(str::to_owned);
     crate::ssm_rules::target_not_in_parameters(target_parameter_name.as_deref(), &parameters)?;
+    crate::ssm_rules::start_mode_and_url(req)?;
     let max_concurrency = req["MaxConcurrency"].as_str().map(str::to_owned);
+    for (key, v) in [
+        ("maxConcurrency", &req["MaxConcurrency"]),
+        ("maxErrors", &req["MaxErrors"]),
+    ] {
+        if let Some(v) = v.as_str().filter(|v| v.chars().count() > 7) {
+            return Err(crate::ssm_rules::validation(&format!("Value '{v}' at '{key}' failed to satisfy constraint: Member must have length less than or equal to 7")));
+        }
+    }
     if let Some(v) = &max_concurrency {
         let re = regex::Regex::new(r"^([1-9][0-9]*|[1-9][0-9]%|[1-9]%|100%)$").expect("pattern");
         if !re.is_match(v) {
@@ -256,6 +265,14 @@ fn alarm_configuration(conf: Option<&Value>, at: &str) -> Result<(Vec<String>, b
             format!("1 validation error detected: Value at '{at}.alarms.1.member.name' failed to satisfy constraint: Member must have length between 1 and 255"),
         ));
     }
+    // The model's pattern `^(?!\s*$).+`: a name that is only white space names no alarm.
+    if name.trim().is_empty() {
+        return Err(pattern_error(
+            &format!("{at}.alarms.1.member.name"),
+            name,
+            r"^(?!\s*$).+",
+        ));
+    }
     let ignore = conf["IgnorePollAlarmFailure"].as_bool().unwrap_or(false);
     Ok((vec![name.to_owned()], ignore))
 }
@@ -301,6 +318,7 @@ fn target_locations(req: &Value, org: &[String]) -> Result<Vec<crate::engine::Ta
                 ));
             }
         }
+        let excluded = crate::ssm_rules::location_members(loc, n)?;
         if let Some(bad) = accounts.iter().find(|a| !account_re.is_match(a)) {
             return Err(pattern_error(
                 &format!("targetLocations.{n}.member.accounts"),
@@ -329,6 +347,23 @@ fn target_locations(req: &Value, org: &[String]) -> Result<Vec<crate::engine::Ta
                 }
             }
         }
+        // An excluded account, or every account of an excluded unit, gets no location of its own.
+        let mut excluded_accounts: Vec<String> = Vec::new();
+        for entry in &excluded {
+            if entry.starts_with("ou-") {
+                excluded_accounts.extend(
+                    crate::organizations::accounts_under(entry, org, true).ok_or_else(|| {
+                        AwsError::client(
+                            "InvalidTarget",
+                            format!("Organizational unit {entry} in ExcludeAccounts not found in the organization."),
+                        )
+                    })?,
+                );
+            } else {
+                excluded_accounts.push(entry.clone());
+            }
+        }
+        resolved.retain(|a| !excluded_accounts.contains(a));
         let accounts = resolved;
         let opt = |k: &str| loc[k].as_str().map(str::to_owned);
         for (key, re) in [
@@ -338,6 +373,9 @@ fn target_locations(req: &Value, org: &[String]) -> Result<Vec<crate::engine::Ta
             ("TargetsMaxErrors", &err_re),
         ] {
             if let Some(v) = opt(key) {
+                if v.chars().count() > 7 {
+                    return Err(crate::ssm_rules::validation(&format!("Value '{v}' at 'targetLocations.{n}.member.{key}' failed to satisfy constraint: Member must have length less than or equal to 7")));
+                }
                 if !re.is_match(&v) {
                     return Err(pattern_error(
                         &format!("targetLocations.{n}.member.{key}"),

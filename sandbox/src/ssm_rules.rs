@@ -32,6 +32,21 @@ fn strings(v: &Value) -> Vec<String> {
 /// StartAutomationExecution's Tags: at most 5 (the API reference), each key 1 to 128 and each value
 /// 0 to 256 characters of the model's pattern, and no key in AWS's reserved `aws:` namespace.
 pub(crate) fn start_tags(req: &Value) -> Result<Vec<(String, String)>, AwsError> {
+    // Key and Value are both required members of the model's Tag (a Value may be empty, not absent).
+    if let Some(n) = req["Tags"].as_array().and_then(|a| {
+        a.iter()
+            .position(|t| !t["Key"].is_string() || !t["Value"].is_string())
+    }) {
+        let member = if req["Tags"][n]["Key"].is_string() {
+            "value"
+        } else {
+            "key"
+        };
+        return Err(validation(&format!(
+            "Value null at 'tags.{}.member.{member}' failed to satisfy constraint: Member must not be null",
+            n + 1
+        )));
+    }
     let tags: Vec<(String, String)> = req["Tags"]
         .as_array()
         .map(|a| {
@@ -185,4 +200,134 @@ pub(crate) fn stop_type(req: &Value) -> Result<&str, AwsError> {
         Some(t @ ("Cancel" | "Complete")) => Ok(t),
         Some(other) => Err(validation(&format!("Value '{other}' at 'type' failed to satisfy constraint: Member must satisfy enum value set: [Complete, Cancel]"))),
     }
+}
+
+/// Every AWS Region name, from botocore's endpoints.json (all partitions): a location's Regions must
+/// name real Regions. A real Region the sandbox does not play fails that location when it runs, as a
+/// Region not enabled for the account does in AWS.
+const AWS_REGIONS: &[&str] = &[
+    "af-south-1",
+    "ap-east-1",
+    "ap-east-2",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-south-1",
+    "ap-south-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-4",
+    "ap-southeast-5",
+    "ap-southeast-6",
+    "ap-southeast-7",
+    "ca-central-1",
+    "ca-west-1",
+    "eu-central-1",
+    "eu-central-2",
+    "eu-north-1",
+    "eu-south-1",
+    "eu-south-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "il-central-1",
+    "me-central-1",
+    "me-south-1",
+    "mx-central-1",
+    "sa-east-1",
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+    "cn-north-1",
+    "cn-northwest-1",
+    "us-gov-east-1",
+    "us-gov-west-1",
+    "us-iso-east-1",
+    "us-iso-west-1",
+    "us-isob-east-1",
+    "us-isob-west-1",
+    "eu-isoe-west-1",
+    "us-isof-east-1",
+    "us-isof-south-1",
+    "eusc-de-east-1",
+];
+
+/// The members of TargetLocation `n` that the model bounds beyond Accounts: ExecutionRoleName (1 to
+/// 64 characters of `[\w+=,.@/-]+`), Regions (real AWS Region names) and ExcludeAccounts (1 to 5000
+/// account IDs or OU IDs). Returns the exclusions.
+pub(crate) fn location_members(loc: &Value, n: usize) -> Result<Vec<String>, AwsError> {
+    if let Some(role) = loc.get("ExecutionRoleName").filter(|v| !v.is_null()) {
+        let role = role.as_str().unwrap_or_default();
+        let role_re = regex::Regex::new(r"^[\w+=,.@/-]+$").expect("pattern");
+        if role.is_empty() || role.chars().count() > 64 {
+            return Err(validation(&format!("Value '{role}' at 'targetLocations.{n}.member.executionRoleName' failed to satisfy constraint: Member must have length between 1 and 64")));
+        }
+        if !role_re.is_match(role) {
+            return Err(pattern_error(
+                &format!("targetLocations.{n}.member.executionRoleName"),
+                role,
+                r"[\w+=,.@/-]+",
+            ));
+        }
+    }
+    if let Some(bad) = strings(&loc["Regions"])
+        .into_iter()
+        .find(|r| !AWS_REGIONS.contains(&r.as_str()))
+    {
+        return Err(AwsError::client(
+            "InvalidTarget",
+            format!("Region {bad} in targetLocations.{n} is not an AWS Region; Region names are lower case, such as us-east-1."),
+        ));
+    }
+    let Some(excluded) = loc.get("ExcludeAccounts").filter(|v| !v.is_null()) else {
+        return Ok(Vec::new());
+    };
+    let excluded = strings(excluded);
+    if excluded.is_empty() || excluded.len() > 5000 {
+        return Err(validation(&format!(
+            "Value at 'targetLocations.{n}.member.excludeAccounts' failed to satisfy constraint: Member must have length between 1 and 5000 (got {})",
+            excluded.len()
+        )));
+    }
+    let exclude_re = regex::Regex::new(r"^((ou-[a-z0-9]{4,32}-[a-z0-9]{8,32})|(\d{12}))$").expect("pattern");
+    if let Some(bad) = excluded
+        .iter()
+        .find(|a| !exclude_re.is_match(a) || a.len() < 6 || a.len() > 68)
+    {
+        return Err(pattern_error(
+            &format!("targetLocations.{n}.member.excludeAccounts"),
+            bad,
+            exclude_re.as_str(),
+        ));
+    }
+    Ok(excluded)
+}
+
+/// StartAutomationExecution's Mode (the model's ExecutionMode: `Auto` or `Interactive`), and
+/// Interactive mode and TargetLocationsURL, which the sandbox does not emulate: it refuses them
+/// rather than run a start that would ignore them.
+pub(crate) fn start_mode_and_url(req: &Value) -> Result<(), AwsError> {
+    if let Some(mode) = req.get("Mode").filter(|v| !v.is_null()) {
+        let mode = mode.as_str().unwrap_or_default();
+        if !matches!(mode, "Auto" | "Interactive") {
+            return Err(validation(&format!("Value '{mode}' at 'mode' failed to satisfy constraint: Member must satisfy enum value set: [Auto, Interactive]")));
+        }
+        // An Interactive run waits for SendAutomationSignal at each step, which the sandbox does
+        // not emulate; running it as Auto would hide that.
+        if mode == "Interactive" {
+            return Err(AwsError::client(
+                "InvalidAutomationExecutionParametersException",
+                "The sandbox does not emulate Interactive mode (SendAutomationSignal); start the run in Auto mode.",
+            ));
+        }
+    }
+    if req.get("TargetLocationsURL").is_some_and(|v| !v.is_null()) {
+        return Err(AwsError::client(
+            "InvalidAutomationExecutionParametersException",
+            "The sandbox does not emulate TargetLocationsURL; list the locations in TargetLocations instead.",
+        ));
+    }
+    Ok(())
 }

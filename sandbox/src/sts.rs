@@ -17,9 +17,10 @@ pub(crate) fn session_token(account: &str, role: &str, session: &str) -> String 
     format!("sandbox-session:{account}:{role}:{session}")
 }
 
-/// The caller's ARN from its session token (the management account's console role otherwise), in
-/// the sandbox's partition.
-pub(crate) fn caller_arn(token: Option<&str>, partition: &str) -> String {
+/// The caller's ARN from its session token (otherwise the console role's session in `account`, the
+/// account its access key names, so the ARN and the account always agree), in the sandbox's
+/// partition.
+pub(crate) fn caller_arn(token: Option<&str>, account: &str, partition: &str) -> String {
     token
         .and_then(|t| t.strip_prefix("sandbox-session:"))
         .and_then(|rest| {
@@ -29,8 +30,7 @@ pub(crate) fn caller_arn(token: Option<&str>, partition: &str) -> String {
         .map_or_else(
             || {
                 format!(
-                    "arn:{partition}:sts::{}:assumed-role/{}/console",
-                    crate::ACCOUNT_ID,
+                    "arn:{partition}:sts::{account}:assumed-role/{}/console",
                     crate::iam::CONSOLE_ROLE
                 )
             },
@@ -73,6 +73,29 @@ fn assume_role(
 ) -> Result<Response, AwsError> {
     let get = |k: &str| params.iter().find(|(pk, _)| pk == k).map(|(_, v)| v.as_str());
     let role_arn = get("RoleArn").unwrap_or_default();
+    // The model's arnType: 20 to 2048 characters, for RoleArn and each PolicyArns entry; and at
+    // most 10 managed policies a session (the AssumeRole API reference).
+    let arn_length = |at: &str, arn: &str| {
+        let len = arn.chars().count();
+        if (20..=2048).contains(&len) {
+            Ok(())
+        } else {
+            Err(invalid(&format!("Value at '{at}' failed to satisfy constraint: Member must have length between 20 and 2048 (got {len})")))
+        }
+    };
+    arn_length("roleArn", role_arn)?;
+    let policy_arns: Vec<&str> = (1..)
+        .map_while(|n| get(&format!("PolicyArns.member.{n}.arn")))
+        .collect();
+    if policy_arns.len() > 10 {
+        return Err(invalid(&format!(
+            "Value at 'policyArns' failed to satisfy constraint: Member must have length less than or equal to 10 (got {}): a session takes at most 10 managed policy ARNs",
+            policy_arns.len()
+        )));
+    }
+    for (n, arn) in policy_arns.iter().enumerate() {
+        arn_length(&format!("policyArns.{}.member.arn", n + 1), arn)?;
+    }
     let session = session_name(get("RoleSessionName"))?;
     let duration_secs = duration_seconds(get("DurationSeconds"))?;
     let re = regex::Regex::new(r"^arn:([a-z-]+):iam::(\d{12}):role/(?:[\w+=,.@-]+/)*([\w+=,.@-]+)$")

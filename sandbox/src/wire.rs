@@ -186,10 +186,14 @@ async fn dispatch(State(sb): State<Sandbox>, uri: Uri, headers: HeaderMap, body:
     let path = uri.path().to_owned();
 
     let account = caller_account(&headers);
-    let caller = crate::sts::caller_arn(
-        headers.get("x-amz-security-token").and_then(|v| v.to_str().ok()),
-        &sb.inner.config.partition,
-    );
+    let security_token = headers.get("x-amz-security-token").and_then(|v| v.to_str().ok());
+    let caller = crate::sts::caller_arn(security_token, &account, &sb.inner.config.partition);
+    // A temporary key (`ASIA`) is valid only with the session token issued with it, as in AWS.
+    let temporary_without_token = security_token.is_none()
+        && headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("Credential=ASIA"));
     let (service, op, params) = if let Some(op) = target.strip_prefix("AmazonSSM.") {
         (Service::Ssm, op.to_owned(), Vec::new())
     } else if let Some(op) = target.strip_prefix("AWSOrganizationsV20161128.") {
@@ -247,6 +251,7 @@ async fn dispatch(State(sb): State<Sandbox>, uri: Uri, headers: HeaderMap, body:
             std::time::Instant::now(),
         );
     let result = match injected {
+        _ if temporary_without_token => Err(invalid_token_error(service)),
         _ if over_ec2_budget => Err(throttle_error(service)),
         _ if role_gone => Err(denied_error(service, &op_key, &region)),
         _ if region_denied => Err(scp_denied_error(service, &op_key, &region)),
@@ -291,6 +296,22 @@ fn carry_out(
         Service::CloudWatchJson => crate::cloudwatch::handle_json(sb, at, op, body),
         Service::Organizations => crate::organizations::handle(sb, at, op, body),
         Service::AutoScaling => crate::autoscaling::handle(sb, at, op, params),
+    }
+}
+
+/// AWS's answer to a temporary access key sent without its session token, in each service's words.
+fn invalid_token_error(service: Service) -> AwsError {
+    let code = match service {
+        Service::Ec2 => "AuthFailure",
+        Service::Ssm | Service::Organizations | Service::CloudWatch | Service::CloudWatchJson => {
+            "UnrecognizedClientException"
+        }
+        Service::Sts | Service::Iam | Service::AutoScaling => "InvalidClientTokenId",
+    };
+    AwsError {
+        status: StatusCode::FORBIDDEN,
+        code: code.into(),
+        message: "The security token included in the request is invalid: a temporary access key (ASIA...) needs the session token issued with it.".into(),
     }
 }
 

@@ -20,6 +20,8 @@ mod real_aws;
 mod safety;
 mod sandbox_sdk;
 mod sandbox_strict;
+mod sandbox_strict_other;
+mod sandbox_strict_start;
 mod scope;
 mod security;
 mod sources;

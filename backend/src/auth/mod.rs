@@ -706,6 +706,51 @@ pub fn session_cookie(cfg: &AuthConfig, secret: &str) -> HeaderValue {
     .unwrap_or_else(|_| HeaderValue::from_static("imds_session=; Max-Age=0"))
 }
 
+/// Why `user` may no longer have a start sent on their behalf in `accounts` ('' is the console's
+/// own): a built-in user below operator or not covering one of them, or a sign-on user whose last
+/// request granted less. None when they still may (a sign-on user not seen since the console
+/// started is taken at the word of the request that caused the start).
+pub async fn no_longer_answerable(
+    state: &AppState,
+    user: &str,
+    accounts: &[String],
+) -> Result<Option<String>, AppError> {
+    let hub = crate::routes::identity::resolve(state).await?.account;
+    let grants = match state.store.enabled_user_role(user).await? {
+        Some(role) => vec![accounts::Grant {
+            role,
+            accounts: state.store.user_accounts(user).await?,
+        }],
+        None => match state.sso_sightings.last_grants(user) {
+            Some(grants) => grants,
+            None => return Ok(None),
+        },
+    };
+    let role_in = |account: &str| {
+        let account = if account.is_empty() { hub.as_str() } else { account };
+        grants
+            .iter()
+            .filter(|g| {
+                g.accounts
+                    .as_ref()
+                    .is_none_or(|ids| ids.iter().any(|a| a == account))
+            })
+            .map(|g| g.role)
+            .max()
+    };
+    let outside: Vec<String> = accounts
+        .iter()
+        .filter(|a| role_in(a) < Some(Role::Operator))
+        .map(|a| if a.is_empty() { hub.clone() } else { a.clone() })
+        .collect();
+    Ok((!outside.is_empty()).then(|| {
+        format!(
+            "{user}, on whose behalf it would be sent, may no longer start runs in {}",
+            outside.join(", ")
+        )
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -893,49 +938,4 @@ mod tests {
         );
         assert!(session_secret(&cfg, &c).is_err());
     }
-}
-
-/// Why `user` may no longer have a start sent on their behalf in `accounts` ('' is the console's
-/// own): a built-in user below operator or not covering one of them, or a sign-on user whose last
-/// request granted less. None when they still may (a sign-on user not seen since the console
-/// started is taken at the word of the request that caused the start).
-pub async fn no_longer_answerable(
-    state: &AppState,
-    user: &str,
-    accounts: &[String],
-) -> Result<Option<String>, AppError> {
-    let hub = crate::routes::identity::resolve(state).await?.account;
-    let grants = match state.store.enabled_user_role(user).await? {
-        Some(role) => vec![accounts::Grant {
-            role,
-            accounts: state.store.user_accounts(user).await?,
-        }],
-        None => match state.sso_sightings.last_grants(user) {
-            Some(grants) => grants,
-            None => return Ok(None),
-        },
-    };
-    let role_in = |account: &str| {
-        let account = if account.is_empty() { hub.as_str() } else { account };
-        grants
-            .iter()
-            .filter(|g| {
-                g.accounts
-                    .as_ref()
-                    .is_none_or(|ids| ids.iter().any(|a| a == account))
-            })
-            .map(|g| g.role)
-            .max()
-    };
-    let outside: Vec<String> = accounts
-        .iter()
-        .filter(|a| role_in(a) < Some(Role::Operator))
-        .map(|a| if a.is_empty() { hub.clone() } else { a.clone() })
-        .collect();
-    Ok((!outside.is_empty()).then(|| {
-        format!(
-            "{user}, on whose behalf it would be sent, may no longer start runs in {}",
-            outside.join(", ")
-        )
-    }))
 }
