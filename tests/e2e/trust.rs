@@ -105,6 +105,16 @@ async fn a_sign_on_users_role_in_an_account_is_the_highest_group_that_covers_tha
     assert_eq!(status, 403, "{refused}");
 }
 
+/// A start of one quiet us-east-1 instance by `person`, held for approval (every start is).
+async fn held_quiet_start(app: &TestApp, person: &Person) -> StartExecutionResponse {
+    let id = app.quiet("us-east-1").await.remove(0);
+    let (status, held) = person
+        .post(app, "/executions", &json!({"parameters": {"InstanceId": id}}))
+        .await;
+    assert_eq!(status, 202, "{held}");
+    serde_json::from_value(held).unwrap()
+}
+
 async fn hold_every_start(app: &TestApp) {
     let (status, policy) = app
         .put("/approval-policy", &json!({"more_than_instances": 0}))
@@ -176,12 +186,7 @@ async fn a_held_start_is_not_sent_for_someone_who_may_no_longer_start_it() {
     let op1 = Person::new(&app, "op1", "operator").await;
     let op3 = Person::new(&app, "op3", "operator").await;
     hold_every_start(&app).await;
-    let id = app.quiet("us-east-1").await.remove(0);
-    let (status, held) = op1
-        .post(&app, "/executions", &json!({"parameters": {"InstanceId": id}}))
-        .await;
-    assert_eq!(status, 202, "{held}");
-    let held: StartExecutionResponse = serde_json::from_value(held).unwrap();
+    let held = held_quiet_start(&app, &op1).await;
     // op1 is moved to another account before anyone approves.
     let (status, _) = app
         .post("/users/op1/accounts", &json!({"accounts": ["200000000001"]}))
@@ -411,12 +416,7 @@ async fn a_rollback_of_a_run_that_needed_approval_waits_for_a_second_person_too(
     let op1 = Person::new(&app, "op1", "operator").await;
     let op2 = Person::new(&app, "op2", "operator").await;
     hold_every_start(&app).await;
-    let id = app.quiet("us-east-1").await.remove(0);
-    let (status, held) = op1
-        .post(&app, "/executions", &json!({"parameters": {"InstanceId": id}}))
-        .await;
-    assert_eq!(status, 202, "{held}");
-    let held: StartExecutionResponse = serde_json::from_value(held).unwrap();
+    let held = held_quiet_start(&app, &op1).await;
     let (status, approved) = op2
         .post(
             &app,

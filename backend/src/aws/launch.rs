@@ -287,11 +287,7 @@ async fn fleets(c: &RegionClients) -> Result<Vec<FleetReading>, AppError> {
                     .launch_template_configs()
                     .iter()
                     .filter_map(|c| c.launch_template_specification())
-                    .map(|s| TemplateRef {
-                        id: s.launch_template_id().map(str::to_owned),
-                        name: s.launch_template_name().map(str::to_owned),
-                        version: s.version().unwrap_or("$Default").to_owned(),
-                    })
+                    .map(fleet_template)
                     .collect(),
                 images: Vec::new(),
             });
@@ -302,6 +298,16 @@ async fn fleets(c: &RegionClients) -> Result<Vec<FleetReading>, AppError> {
         }
     }
     Ok(out)
+}
+
+/// The template an EC2 Fleet's or a Spot Fleet's launch template config names (both take EC2's
+/// `FleetLaunchTemplateSpecification`).
+fn fleet_template(s: &aws_sdk_ec2::types::FleetLaunchTemplateSpecification) -> TemplateRef {
+    TemplateRef {
+        id: s.launch_template_id().map(str::to_owned),
+        name: s.launch_template_name().map(str::to_owned),
+        version: s.version().unwrap_or("$Default").to_owned(),
+    }
 }
 
 /// Spot Fleet requests: the templates of their launch template configs, and the AMIs of their
@@ -329,11 +335,7 @@ async fn spot_fleets(c: &RegionClients) -> Result<Vec<FleetReading>, AppError> {
                     .unwrap_or_default()
                     .iter()
                     .filter_map(|c| c.launch_template_specification())
-                    .map(|s| TemplateRef {
-                        id: s.launch_template_id().map(str::to_owned),
-                        name: s.launch_template_name().map(str::to_owned),
-                        version: s.version().unwrap_or("$Default").to_owned(),
-                    })
+                    .map(fleet_template)
                     .collect(),
                 images: config
                     .map(|c| c.launch_specifications())
