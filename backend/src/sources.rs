@@ -13,6 +13,7 @@ use shared::api::{InstanceUsage, InstanceView};
 use shared::sources::{
     declarative_policy_text, MetadataDefaults, SourceFix, SourceFixPreview, SourceFixRequest, SourceId,
     SourceKind, SourcePlace, SourcePosture, SourceState, SourceView, SourcesView, TemplateOptions,
+    DECLARATIVE_POLICY_HAS_NO_LAUNCH_ENFORCEMENT,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -1021,6 +1022,9 @@ async fn plan(
             };
             let policy = d.managed_by == "declarative-policy";
             let mut warnings = Vec::new();
+            if policy && req.enforce_at_launch {
+                warnings.push(DECLARATIVE_POLICY_HAS_NO_LAUNCH_ENFORCEMENT.to_owned());
+            }
             if !policy
                 && after.http_tokens_enforced.as_deref() == Some("enabled")
                 && d.http_tokens_enforced.as_deref() != Some("enabled")
@@ -1043,7 +1047,7 @@ async fn plan(
                 imdsv1_instances: usage(&here),
                 needs_override: false,
                 managed_by_policy: policy,
-                policy_text: policy.then(|| declarative_policy_text(hop, req.enforce_at_launch)),
+                policy_text: policy.then(|| declarative_policy_text(hop)),
             }
         }
         _ => {

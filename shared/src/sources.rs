@@ -317,20 +317,24 @@ pub struct SourceFixes {
 
 /// The declarative policy text that sets the instance metadata defaults for an organisational unit
 /// (EC2 declarative policies, `ec2_attributes.instance_metadata_defaults`). The hop limit is written
-/// as AWS's own syntax page writes it, a quoted number (`"@@assign": "4"`).
-pub fn declarative_policy_text(hop_limit: Option<u8>, enforce_at_launch: bool) -> String {
+/// as AWS's own syntax page writes it, a quoted number (`"@@assign": "4"`). Only the attributes that
+/// page lists are written (`http_tokens`, `http_put_response_hop_limit`, `http_endpoint`,
+/// `instance_metadata_tags`): it has none for enforcing IMDSv2 at launch, so the preview says so in
+/// words (`DECLARATIVE_POLICY_HAS_NO_LAUNCH_ENFORCEMENT`) instead of inventing a key AWS would refuse.
+pub fn declarative_policy_text(hop_limit: Option<u8>) -> String {
     let hop = hop_limit.map_or(String::new(), |h| {
         format!(",\n        \"http_put_response_hop_limit\": {{ \"@@assign\": \"{h}\" }}")
     });
-    let enforced = if enforce_at_launch {
-        ",\n        \"http_tokens_enforced\": { \"@@assign\": \"enabled\" }"
-    } else {
-        ""
-    };
     format!(
-        "{{\n  \"ec2_attributes\": {{\n    \"instance_metadata_defaults\": {{\n        \"http_tokens\": {{ \"@@assign\": \"required\" }}{hop}{enforced}\n    }}\n  }}\n}}"
+        "{{\n  \"ec2_attributes\": {{\n    \"instance_metadata_defaults\": {{\n        \"http_tokens\": {{ \"@@assign\": \"required\" }}{hop}\n    }}\n  }}\n}}"
     )
 }
+
+/// Said beside the policy text when launch enforcement was asked for where a policy manages the defaults.
+pub const DECLARATIVE_POLICY_HAS_NO_LAUNCH_ENFORCEMENT: &str =
+    "The declarative policy syntax for instance metadata defaults (AWS Organizations user guide) has no attribute \
+     for enforcing IMDSv2 at launch, so the policy text below only makes new instances require tokens; launches \
+     that ask for optional tokens are still allowed while the policy manages these defaults.";
 
 #[cfg(test)]
 mod tests {
@@ -385,11 +389,13 @@ mod tests {
 
     #[test]
     fn the_policy_text_is_json_that_requires_tokens() {
-        let text = declarative_policy_text(Some(2), true);
+        let text = declarative_policy_text(Some(2));
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         let d = &v["ec2_attributes"]["instance_metadata_defaults"];
         assert_eq!(d["http_tokens"]["@@assign"], "required");
         assert_eq!(d["http_put_response_hop_limit"]["@@assign"], "2");
-        assert_eq!(d["http_tokens_enforced"]["@@assign"], "enabled");
+        // Only the attributes AWS's syntax page lists: none for launch enforcement.
+        let keys: Vec<&String> = d.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["http_put_response_hop_limit", "http_tokens"]);
     }
 }

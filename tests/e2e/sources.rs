@@ -330,6 +330,23 @@ async fn defaults_managed_by_a_declarative_policy_get_the_policy_text_and_are_no
         policy["ec2_attributes"]["instance_metadata_defaults"]["http_tokens"]["@@assign"],
         "required"
     );
+    // AWS's declarative policy syntax has no launch-enforcement attribute: the text invents none,
+    // and the preview says in words what the policy cannot do.
+    assert!(
+        policy["ec2_attributes"]["instance_metadata_defaults"]
+            .get("http_tokens_enforced")
+            .is_none(),
+        "{policy}"
+    );
+    let preview: shared::sources::SourceFixPreview = serde_json::from_value(preview).unwrap();
+    assert!(
+        preview
+            .warnings
+            .iter()
+            .any(|w| w.contains("no attribute for enforcing IMDSv2 at launch")),
+        "{:?}",
+        preview.warnings
+    );
     let (status, refused) = app
         .post(
             &format!("/sources/{id}/fix"),
