@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use crate::aws::{probe, ssm, sts, RegionClients};
 use crate::error::AppError;
+use crate::org::Org;
 
 const CONSOLE: &str = "console";
 const ASSUME_ROLE: &str = "assume role";
@@ -26,6 +27,7 @@ pub async fn check(
     clients: &BTreeMap<String, RegionClients>,
     assume_role: Option<&str>,
     across_accounts: bool,
+    org: Option<&Org>,
 ) -> Result<PermissionReport, AppError> {
     let first = clients
         .values()
@@ -83,6 +85,9 @@ pub async fn check(
             &mut checks,
         )
         .await;
+        if let Some(org) = org.filter(|o| o.is_multi_account()) {
+            member_checks(org, &identity.account, partition, first, &mut checks).await;
+        }
     }
     if let Some(role) = assume_role {
         // What the runbook's steps do as the role, and the role passing itself to the children of a
@@ -215,6 +220,102 @@ async fn region_checks(
     }
 }
 
+/// Member accounts' roles read at once: enough to check 20 accounts in a few seconds, few enough to
+/// stay far below IAM's and STS's request rates.
+const MEMBERS_AT_ONCE: usize = 8;
+
+/// Each member account, as the console reaches it (its member role): does the execution role a run
+/// across accounts assumes there exist (IAM GetRole), and may it do what the runbook's steps do
+/// there (IAM's simulator, asked in that account)? A run whose location lacks the role fails only in
+/// that location, after the others changed, so doctor says which accounts lack it before a run.
+async fn member_checks(
+    org: &Org,
+    hub: &str,
+    partition: &str,
+    hub_clients: &RegionClients,
+    out: &mut Vec<PermissionCheck>,
+) {
+    use futures_util::StreamExt;
+    let (accounts, problem) = org.accounts(hub, hub_clients).await;
+    if let Some(problem) = problem {
+        out.push(PermissionCheck {
+            principal: CONSOLE.into(),
+            action: "organizations:ListAccounts".into(),
+            region: None,
+            result: CheckResult::Unchecked,
+            method: "call".into(),
+            detail: format!(
+                "{problem}; the execution role is checked only in the accounts that could be listed"
+            ),
+            fix: None,
+        });
+    }
+    let rows: Vec<Vec<PermissionCheck>> = futures_util::stream::iter(accounts.into_iter().filter(|a| !a.hub))
+        .map(|account| async move {
+            let mut rows = Vec::new();
+            execution_role_checks(org, &account.id, partition, &mut rows).await;
+            rows
+        })
+        .buffered(MEMBERS_AT_ONCE)
+        .collect()
+        .await;
+    out.extend(rows.into_iter().flatten());
+}
+
+async fn execution_role_checks(org: &Org, account: &str, partition: &str, out: &mut Vec<PermissionCheck>) {
+    let principal = format!("execution role in {account}");
+    let clients = org.member_clients(account, partition).await;
+    let Some(c) = clients.values().next() else {
+        return;
+    };
+    let row = |result: CheckResult, detail: String, fix: Option<String>| PermissionCheck {
+        principal: principal.clone(),
+        action: "iam:GetRole".into(),
+        region: None,
+        result,
+        method: format!("call as the member role ({})", org.member_role),
+        detail,
+        fix,
+    };
+    match probe::role_arn(c, EXECUTION_ROLE).await {
+        Ok(arn) => {
+            out.push(row(CheckResult::Allowed, format!("{arn} exists"), None));
+            // What the runbook's steps do in that account, as that role; and resolving a tag target.
+            simulated(
+                c,
+                &principal,
+                Some(&arn),
+                &[
+                    "ec2:DescribeInstances",
+                    "ec2:ModifyInstanceMetadataOptions",
+                    "tag:GetResources",
+                ],
+                None,
+                out,
+            )
+            .await;
+        }
+        Err(AppError::Aws { code, .. }) if code == "NoSuchEntity" => out.push(row(
+            CheckResult::Denied,
+            format!("{EXECUTION_ROLE} does not exist in {account}: a run across accounts fails there"),
+            Some(format!(
+                "Create {EXECUTION_ROLE} in {account} (AWS's multi-account Automation setup), trusting {} of the \
+                 console's account, or leave {account} out of runs across accounts.",
+                crate::runs::ADMINISTRATION_ROLE
+            )),
+        )),
+        Err(e) => out.push(row(
+            CheckResult::Unchecked,
+            format!("cannot read the roles of {account} ({e}); check {EXECUTION_ROLE} there by hand"),
+            Some(format!(
+                "Allow iam:GetRole and iam:SimulatePrincipalPolicy on {EXECUTION_ROLE} to the member role {} \
+                 (deploy/member-role.yaml does), so that doctor can check it.",
+                org.member_role
+            )),
+        )),
+    }
+}
+
 /// What AWS's answer to a harmless call means: allowed when it succeeded or failed for a reason AWS
 /// gives only after authorising the call (`allowed_codes`), denied on an authorisation error, and
 /// unchecked otherwise (a timeout, an unexpected error).
@@ -292,6 +393,10 @@ fn fix(principal: &str, action: &str, result: CheckResult, resource: Option<&str
              sts:AssumeRole {} in each account; and create that execution role in every account runs go to.",
             crate::runs::ADMINISTRATION_ROLE,
             resource.unwrap_or(EXECUTION_ROLE)
+        ),
+        (p, _) if p.starts_with("execution role in ") => format!(
+            "Add {action} to {EXECUTION_ROLE}'s policy in {}: runs across accounts run the runbook's steps there as it.",
+            p.trim_start_matches("execution role in ")
         ),
         (_, "iam:PassRole") => format!(
             "Allow the AutomationAssumeRole iam:PassRole on itself ({}): Automation passes it to the children of rate-control runs.",

@@ -31,7 +31,21 @@ async fn doctor(args: &DoctorArgs) -> Result<(), String> {
     } else {
         return Err("doctor checks real AWS (--aws) or a running sandbox (--sandbox-url)".into());
     };
-    let clients = aws::clients(&target, &regions, serve.aws_timeouts(), &Arc::default()).await;
+    let metrics: Arc<crate::metrics::Metrics> = Arc::default();
+    let clients = aws::clients(&target, &regions, serve.aws_timeouts(), &metrics).await;
+    // The accounts serve would reach, for checking the execution role in each.
+    let org = crate::org::Org::new(
+        serve.member_accounts()?,
+        serve.organization,
+        serve.organizational_units.clone(),
+        serve.member_role.clone(),
+        crate::org::ClientSettings {
+            target: target.clone(),
+            timeouts: serve.aws_timeouts(),
+            regions: regions.clone(),
+            metrics,
+        },
+    );
     if let Some(role) = &args.assume_role {
         shared::RoleArn::parse(role).map_err(|e| format!("--assume-role: {e}"))?;
     }
@@ -39,7 +53,7 @@ async fn doctor(args: &DoctorArgs) -> Result<(), String> {
         || serve.organization
         || !serve.organizational_units.is_empty()
         || !serve.member_accounts()?.is_empty();
-    let report = crate::doctor::check(&clients, args.assume_role.as_deref(), across_accounts)
+    let report = crate::doctor::check(&clients, args.assume_role.as_deref(), across_accounts, Some(&org))
         .await
         .map_err(|e| format!("cannot use AWS: {e}"))?;
     print!("{}", crate::doctor::table(&report));

@@ -106,7 +106,8 @@ pub struct Faults {
     #[serde(default)]
     pub empty_targets: EmptyTargets,
     /// Accounts where no role can be assumed (the console's member role, or an execution role, is
-    /// missing there): AssumeRole into them is AccessDenied.
+    /// missing there): AssumeRole into them is AccessDenied. `111111111111/Name` takes only that
+    /// role out of that account (an execution role missing in one member account).
     #[serde(default)]
     pub missing_roles: BTreeSet<String>,
     /// Regions an organisation's service control policy denies (`eu-west-1` everywhere, or
@@ -420,6 +421,7 @@ pub(crate) fn role_exists(
     name: &str,
 ) -> bool {
     !missing.contains(account)
+        && !missing.contains(&format!("{account}/{name}"))
         && (STANDARD_ROLES.contains(&name)
             || name.starts_with("AWSReservedSSO_")
             || roles.contains(name)

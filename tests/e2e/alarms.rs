@@ -311,6 +311,71 @@ async fn doctor_checks_the_roles_runs_across_accounts_need_and_reading_alarms() 
 }
 
 #[tokio::test]
+async fn doctor_checks_the_execution_role_in_each_member_account() {
+    use shared::api::CheckResult;
+    let app = spawn_app_with(AppOptions {
+        accounts: 3,
+        ..AppOptions::default()
+    })
+    .await;
+    let members = ["200000000001", "200000000002"];
+    // The execution role is missing in one member account; the other's may not change instances.
+    app.sandbox.set_faults(Faults {
+        missing_roles: ["200000000002/AWS-SystemsManager-AutomationExecutionRole".to_owned()].into(),
+        assume_role_deny: ["ec2:ModifyInstanceMetadataOptions".to_owned()].into(),
+        ..Faults::default()
+    });
+    let (status, body) = app.get("/doctor").await;
+    assert_eq!(status, 200, "{body}");
+    let report: shared::api::PermissionReport = serde_json::from_value(body).expect("a PermissionReport");
+    let row = |account: &str, action: &str| {
+        report
+            .checks
+            .iter()
+            .find(|c| c.principal == format!("execution role in {account}") && c.action == action)
+            .unwrap_or_else(|| panic!("{account} {action}: {report:?}"))
+            .clone()
+    };
+    let exists = row(members[0], "iam:GetRole");
+    assert_eq!(exists.result, CheckResult::Allowed, "{exists:?}");
+    assert!(
+        exists
+            .detail
+            .contains("arn:aws:iam::200000000001:role/AWS-SystemsManager-AutomationExecutionRole"),
+        "{exists:?}"
+    );
+    assert_eq!(
+        row(members[0], "ec2:DescribeInstances").result,
+        CheckResult::Allowed
+    );
+    let modify = row(members[0], "ec2:ModifyInstanceMetadataOptions");
+    assert_eq!(modify.result, CheckResult::Denied, "{modify:?}");
+    assert!(modify
+        .fix
+        .unwrap()
+        .contains("AWS-SystemsManager-AutomationExecutionRole's policy in 200000000001"));
+    let missing = row(members[1], "iam:GetRole");
+    assert_eq!(missing.result, CheckResult::Denied, "{missing:?}");
+    assert!(
+        missing.detail.contains("does not exist in 200000000002"),
+        "{missing:?}"
+    );
+    assert!(missing
+        .fix
+        .unwrap()
+        .contains("Create AWS-SystemsManager-AutomationExecutionRole in 200000000002"));
+    // Nothing is simulated for a role that does not exist, and the hub is not a member.
+    assert!(!report
+        .checks
+        .iter()
+        .any(|c| c.principal == "execution role in 200000000002" && c.action != "iam:GetRole"));
+    assert!(!report
+        .checks
+        .iter()
+        .any(|c| c.principal == "execution role in 123456789012"));
+}
+
+#[tokio::test]
 async fn doctor_finds_an_identity_center_role_under_its_region_s_path() {
     let app = spawn_app_with(AppOptions::default()).await;
     let clients = app.state.clients.values().next().unwrap().clone();

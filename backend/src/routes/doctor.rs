@@ -46,7 +46,13 @@ async fn doctor(
             return Ok(Json(report.clone()));
         }
     }
-    let report = crate::doctor::check(&state.clients, role.as_deref(), state.org.is_multi_account()).await?;
+    let report = crate::doctor::check(
+        &state.clients,
+        role.as_deref(),
+        state.org.is_multi_account(),
+        Some(&state.org),
+    )
+    .await?;
     *last = Some((Instant::now(), report.clone()));
     Ok(Json(report))
 }
