@@ -67,7 +67,7 @@ fn page(p: &BTreeMap<&str, &str>) -> Result<(usize, usize), AwsError> {
     Ok((offset, size))
 }
 
-fn group_xml(sb_fleet: &crate::fleet::Fleet, g: &AutoScalingGroup) -> String {
+fn group_xml(partition: &str, sb_fleet: &crate::fleet::Fleet, g: &AutoScalingGroup) -> String {
     let mut instances = String::new();
     for i in group_members(sb_fleet, g) {
         let version = i.tag(crate::launch::TAG_TEMPLATE_VERSION).unwrap_or("1");
@@ -86,7 +86,7 @@ fn group_xml(sb_fleet: &crate::fleet::Fleet, g: &AutoScalingGroup) -> String {
     }
     format!(
         "<member><AutoScalingGroupName>{name}</AutoScalingGroupName>\
-         <AutoScalingGroupARN>arn:aws:autoscaling:{region}:{account}:autoScalingGroup:{uuid}:autoScalingGroupName/{name}</AutoScalingGroupARN>\
+         <AutoScalingGroupARN>arn:{partition}:autoscaling:{region}:{account}:autoScalingGroup:{uuid}:autoScalingGroupName/{name}</AutoScalingGroupARN>\
          {source}<MinSize>{min}</MinSize><MaxSize>{max}</MaxSize><DesiredCapacity>{desired}</DesiredCapacity>\
          <DefaultCooldown>300</DefaultCooldown><AvailabilityZones><member>{region}a</member></AvailabilityZones>\
          <HealthCheckType>EC2</HealthCheckType><HealthCheckGracePeriod>300</HealthCheckGracePeriod>\
@@ -127,7 +127,7 @@ fn describe_groups(sb: &Sandbox, at: &Scope<'_>, p: &BTreeMap<&str, &str>) -> Re
     let end = (offset + size).min(groups.len());
     let mut body = String::from("<AutoScalingGroups>");
     for g in groups.get(offset.min(end)..end).unwrap_or_default() {
-        body.push_str(&group_xml(&world.fleet, g));
+        body.push_str(&group_xml(&sb.inner.config.partition, &world.fleet, g));
     }
     body.push_str("</AutoScalingGroups>");
     if end < groups.len() {

@@ -900,10 +900,11 @@ pub(crate) fn tick(world: &mut World, docs: &Documents, speed: f64, now: u64) {
                 caller_deny,
                 assume_role_deny,
                 launch,
+                partition,
                 ..
             } = world;
             let ex = &mut executions[idx];
-            let (principal, denied) = principal_of(ex, caller_deny, assume_role_deny);
+            let (principal, denied) = principal_of(partition, ex, caller_deny, assume_role_deny);
             let account = ex.account.clone();
             let env = StepEnv {
                 account: &account,
@@ -966,6 +967,7 @@ fn hub_account() -> String {
 }
 
 fn principal_of<'a>(
+    partition: &str,
     ex: &Execution,
     caller_deny: &'a BTreeSet<String>,
     assume_role_deny: &'a BTreeSet<String>,
@@ -975,7 +977,7 @@ fn principal_of<'a>(
             let name = role.rsplit('/').next().unwrap_or("role").to_owned();
             (
                 format!(
-                    "arn:aws:sts::{}:assumed-role/{name}/Automation-{}",
+                    "arn:{partition}:sts::{}:assumed-role/{name}/Automation-{}",
                     crate::ACCOUNT_ID,
                     ex.id
                 ),
@@ -1655,7 +1657,8 @@ fn advance_parent(world: &mut World, idx: usize, doc: &Document, now: u64) -> bo
             Some(role) => Err(StartError {
                 code: "AccessDeniedException",
                 message: format!(
-                    "User: arn:aws:sts::{}:assumed-role/{}/Automation-{} is not authorized to perform: iam:PassRole on resource: {role}",
+                    "User: arn:{}:sts::{}:assumed-role/{}/Automation-{} is not authorized to perform: iam:PassRole on resource: {role}",
+                    world.partition,
                     crate::ACCOUNT_ID,
                     role.rsplit('/').next().unwrap_or("role"),
                     parent.id

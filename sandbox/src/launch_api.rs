@@ -217,7 +217,7 @@ fn next_token(body: &mut String, end: usize, total: usize) {
     }
 }
 
-fn template_xml(t: &LaunchTemplate) -> String {
+fn template_xml(partition: &str, t: &LaunchTemplate) -> String {
     let operator = match &t.operator {
         Some(principal) => format!(
             "<operator><managed>true</managed><principal>{}</principal></operator>",
@@ -227,7 +227,7 @@ fn template_xml(t: &LaunchTemplate) -> String {
     };
     format!(
         "<launchTemplateId>{}</launchTemplateId><launchTemplateName>{}</launchTemplateName>\
-         <createTime>{}</createTime><createdBy>arn:aws:iam::{}:root</createdBy>\
+         <createTime>{}</createTime><createdBy>arn:{partition}:iam::{}:root</createdBy>\
          <defaultVersionNumber>{}</defaultVersionNumber><latestVersionNumber>{}</latestVersionNumber>{operator}",
         t.id,
         esc(&t.name),
@@ -276,7 +276,11 @@ fn describe_templates(sb: &Sandbox, at: &Scope<'_>, p: &Params<'_>) -> Result<Re
     let end = (offset + size).min(chosen.len());
     let mut body = String::from("<launchTemplates>");
     for t in chosen.get(offset.min(end)..end).unwrap_or_default() {
-        let _ = write!(body, "<item>{}</item>", template_xml(t));
+        let _ = write!(
+            body,
+            "<item>{}</item>",
+            template_xml(&sb.inner.config.partition, t)
+        );
     }
     body.push_str("</launchTemplates>");
     next_token(&mut body, end, chosen.len());
@@ -285,7 +289,7 @@ fn describe_templates(sb: &Sandbox, at: &Scope<'_>, p: &Params<'_>) -> Result<Re
 
 /// A version as EC2 describes it, its image ID as given (`image_id`: the AMI a `resolve:ssm:`
 /// parameter names, when the caller asked for aliases resolved).
-fn version_xml(t: &LaunchTemplate, v: &TemplateVersion, image_id: &str) -> String {
+fn version_xml(partition: &str, t: &LaunchTemplate, v: &TemplateVersion, image_id: &str) -> String {
     let md =
         v.md.as_ref()
             .map(crate::template_data::metadata_xml)
@@ -302,7 +306,7 @@ fn version_xml(t: &LaunchTemplate, v: &TemplateVersion, image_id: &str) -> Strin
     format!(
         "<launchTemplateId>{}</launchTemplateId><launchTemplateName>{}</launchTemplateName>\
          <versionNumber>{}</versionNumber>{}<createTime>{}</createTime>\
-         <createdBy>arn:aws:iam::{}:root</createdBy><defaultVersion>{}</defaultVersion>\
+         <createdBy>arn:{partition}:iam::{}:root</createdBy><defaultVersion>{}</defaultVersion>\
          <launchTemplateData>{}{}{devices}{md}</launchTemplateData>",
         t.id,
         esc(&t.name),
@@ -375,7 +379,11 @@ fn describe_versions(sb: &Sandbox, at: &Scope<'_>, p: &Params<'_>) -> Result<Res
         } else {
             v.image_id.as_str()
         };
-        let _ = write!(body, "<item>{}</item>", version_xml(t, v, image));
+        let _ = write!(
+            body,
+            "<item>{}</item>",
+            version_xml(&sb.inner.config.partition, t, v, image)
+        );
     }
     body.push_str("</launchTemplateVersionSet>");
     next_token(&mut body, end, found.len());
@@ -437,7 +445,7 @@ fn create_version(sb: &Sandbox, at: &Scope<'_>, p: &Params<'_>) -> Result<Respon
                     .expect("recorded version");
                 let body = format!(
                     "<launchTemplateVersion>{}</launchTemplateVersion>",
-                    version_xml(t, v, &v.image_id)
+                    version_xml(&sb.inner.config.partition, t, v, &v.image_id)
                 );
                 return ok_xml(wrap("CreateLaunchTemplateVersion", &body));
             }
@@ -487,7 +495,7 @@ fn create_version(sb: &Sandbox, at: &Scope<'_>, p: &Params<'_>) -> Result<Respon
     });
     let body = format!("<launchTemplateVersion>{}</launchTemplateVersion>", {
         let v = template.versions.last().expect("pushed");
-        version_xml(template, v, &v.image_id)
+        version_xml(&sb.inner.config.partition, template, v, &v.image_id)
     });
     if let Some(token) = p.get("ClientToken") {
         world
@@ -532,7 +540,10 @@ fn modify_template(sb: &Sandbox, at: &Scope<'_>, p: &Params<'_>) -> Result<Respo
         })?;
         template.default_version = number;
     }
-    let body = format!("<launchTemplate>{}</launchTemplate>", template_xml(template));
+    let body = format!(
+        "<launchTemplate>{}</launchTemplate>",
+        template_xml(&sb.inner.config.partition, template)
+    );
     world.dirty = true;
     ok_xml(wrap("ModifyLaunchTemplate", &body))
 }

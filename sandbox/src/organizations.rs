@@ -28,10 +28,10 @@ pub(crate) const INACTIVE: [(&str, &str, &str); 2] = [
 
 /// One account as ListAccounts answers it: `State` only, as the model has it since `Status` was
 /// retired (September 2026).
-fn account_entry(id: &str, name: &str, state: &str, joined: &str) -> Value {
+fn account_entry(partition: &str, id: &str, name: &str, state: &str, joined: &str) -> Value {
     json!({
         "Id": id,
-        "Arn": format!("arn:aws:organizations::{}:account/{ORG_ID}/{id}", crate::ACCOUNT_ID),
+        "Arn": format!("arn:{partition}:organizations::{}:account/{ORG_ID}/{id}", crate::ACCOUNT_ID),
         "Name": name,
         "Email": format!("aws+{id}@example.com"),
         "State": state,
@@ -90,10 +90,11 @@ pub(crate) fn handle(sb: &Sandbox, at: &Scope<'_>, op: &str, body: &[u8]) -> Res
     }
     let req: Value = serde_json::from_slice(body).unwrap_or_else(|_| json!({}));
     let accounts = crate::account_ids(sb.inner.config.accounts);
+    let partition = sb.inner.config.partition.as_str();
     match op {
         "DescribeOrganization" => ok_json(&json!({ "Organization": {
             "Id": ORG_ID,
-            "Arn": format!("arn:aws:organizations::{}:organization/{ORG_ID}", crate::ACCOUNT_ID),
+            "Arn": format!("arn:{partition}:organizations::{}:organization/{ORG_ID}", crate::ACCOUNT_ID),
             "FeatureSet": "ALL",
             "MasterAccountId": crate::ACCOUNT_ID,
         }})),
@@ -106,7 +107,7 @@ pub(crate) fn handle(sb: &Sandbox, at: &Scope<'_>, op: &str, body: &[u8]) -> Res
                         json!({
                             "Id": id,
                             "Name": name,
-                            "Arn": format!("arn:aws:organizations::{}:ou/{ORG_ID}/{id}", crate::ACCOUNT_ID),
+                            "Arn": format!("arn:{partition}:organizations::{}:ou/{ORG_ID}/{id}", crate::ACCOUNT_ID),
                         })
                     })
                     .collect()
@@ -135,7 +136,13 @@ pub(crate) fn handle(sb: &Sandbox, at: &Scope<'_>, op: &str, body: &[u8]) -> Res
                     } else {
                         format!("member-{n}")
                     };
-                    account_entry(id, &name, "ACTIVE", if n == 0 { "CREATED" } else { "INVITED" })
+                    account_entry(
+                        partition,
+                        id,
+                        &name,
+                        "ACTIVE",
+                        if n == 0 { "CREATED" } else { "INVITED" },
+                    )
                 })
                 .collect();
             if accounts.len() > 1 {
@@ -144,7 +151,13 @@ pub(crate) fn handle(sb: &Sandbox, at: &Scope<'_>, op: &str, body: &[u8]) -> Res
                         .iter()
                         .filter(|(_, _, unit)| parent.is_none_or(|p| p == *unit))
                         .map(|(id, state, _)| {
-                            account_entry(id, &format!("{} member", state.to_lowercase()), state, "INVITED")
+                            account_entry(
+                                partition,
+                                id,
+                                &format!("{} member", state.to_lowercase()),
+                                state,
+                                "INVITED",
+                            )
                         }),
                 );
             }

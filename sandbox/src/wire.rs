@@ -253,15 +253,15 @@ async fn dispatch(State(sb): State<Sandbox>, uri: Uri, headers: HeaderMap, body:
     let result = match injected {
         _ if temporary_without_token => Err(invalid_token_error(service)),
         _ if over_ec2_budget => Err(throttle_error(service)),
-        _ if role_gone => Err(denied_error(service, &op_key, &region)),
-        _ if region_denied => Err(scp_denied_error(service, &op_key, &region)),
+        _ if role_gone => Err(denied_error(service, &caller, &op_key, &region)),
+        _ if region_denied => Err(scp_denied_error(service, &caller, &op_key, &region)),
         Injected::Throttle => Err(throttle_error(service)),
         Injected::Error500 => Err(internal_error(service)),
         Injected::ExpiredToken => Err(AwsError::client(
             "ExpiredTokenException",
             "The security token included in the request is expired",
         )),
-        Injected::Denied if service != Service::Sts => Err(denied_error(service, &op_key, &region)),
+        Injected::Denied if service != Service::Sts => Err(denied_error(service, &caller, &op_key, &region)),
         Injected::Error500After => {
             // The work is done; only the reply is lost.
             let _ = carry_out(&sb, service, &at, &caller, &op, &body, &params);
@@ -347,9 +347,10 @@ fn internal_error(service: Service) -> AwsError {
     }
 }
 
-fn denied_error(service: Service, action: &str, region: &str) -> AwsError {
+fn denied_error(service: Service, who: &str, action: &str, region: &str) -> AwsError {
     denied_because(
         service,
+        who,
         action,
         region,
         &format!("because no identity-based policy allows the {action} action"),
@@ -357,21 +358,19 @@ fn denied_error(service: Service, action: &str, region: &str) -> AwsError {
 }
 
 /// An explicit deny in the organisation's service control policy, as AWS words it.
-fn scp_denied_error(service: Service, action: &str, region: &str) -> AwsError {
+fn scp_denied_error(service: Service, who: &str, action: &str, region: &str) -> AwsError {
     denied_because(
         service,
+        who,
         action,
         region,
         "with an explicit deny in a service control policy",
     )
 }
 
-fn denied_because(service: Service, action: &str, region: &str, why: &str) -> AwsError {
-    let who = format!(
-        "arn:aws:sts::{}:assumed-role/{}/console",
-        crate::ACCOUNT_ID,
-        crate::iam::CONSOLE_ROLE
-    );
+/// AWS's words for a refusal, naming the caller (`who`: the caller's ARN as STS gives it, in the
+/// sandbox's partition).
+fn denied_because(service: Service, who: &str, action: &str, region: &str, why: &str) -> AwsError {
     match service {
         Service::Ec2 => AwsError::client(
             "UnauthorizedOperation",
@@ -381,8 +380,9 @@ fn denied_because(service: Service, action: &str, region: &str, why: &str) -> Aw
         _ => AwsError::client(
             "AccessDeniedException",
             format!(
-                "User: {who} is not authorized to perform: {action} on resource: arn:aws:ssm:{region}:{}:* {why}",
-                crate::ACCOUNT_ID
+                "User: {who} is not authorized to perform: {action} on resource: arn:{}:ssm:{region}:{}:* {why}",
+                partition_of(who),
+                account_of(who)
             ),
         ),
     }
@@ -506,6 +506,15 @@ pub(crate) fn cbor_response(status: StatusCode, value: &ciborium::Value, rid: &s
 
 pub(crate) fn ok_cbor(value: &ciborium::Value) -> Result<Response, AwsError> {
     Ok(cbor_response(StatusCode::OK, value, &request_id()))
+}
+
+/// The partition and account of an ARN (`arn:PARTITION:service:region:ACCOUNT:...`).
+fn partition_of(arn: &str) -> &str {
+    arn.split(':').nth(1).unwrap_or("aws")
+}
+
+fn account_of(arn: &str) -> &str {
+    arn.split(':').nth(4).unwrap_or(crate::ACCOUNT_ID)
 }
 
 #[cfg(test)]

@@ -397,3 +397,95 @@ async fn a_location_its_alarm_stopped_is_counted_in_its_parent_s_failure_message
         "{ex:?}"
     );
 }
+
+#[tokio::test]
+async fn every_arn_the_sandbox_gives_out_names_its_partition() {
+    let (sb, url) = standalone_sandbox(SandboxConfig {
+        partition: "aws-cn".to_owned(),
+        ..config(2)
+    })
+    .await;
+    let conf = sdk_config(&url, "us-east-1", 1).await;
+    let mut arns: Vec<String> = Vec::new();
+    let orgs = aws_sdk_organizations::Client::new(&conf);
+    let org = orgs.describe_organization().send().await.unwrap();
+    arns.extend(org.organization().and_then(|o| o.arn()).map(str::to_owned));
+    let accounts = orgs.list_accounts().send().await.unwrap();
+    arns.extend(
+        accounts
+            .accounts()
+            .iter()
+            .filter_map(|a| a.arn())
+            .map(str::to_owned),
+    );
+    let units = orgs
+        .list_organizational_units_for_parent()
+        .parent_id("r-sand")
+        .send()
+        .await
+        .unwrap();
+    arns.extend(
+        units
+            .organizational_units()
+            .iter()
+            .filter_map(|u| u.arn())
+            .map(str::to_owned),
+    );
+    let groups = aws_sdk_autoscaling::Client::new(&conf)
+        .describe_auto_scaling_groups()
+        .send()
+        .await
+        .unwrap();
+    arns.extend(
+        groups
+            .auto_scaling_groups()
+            .iter()
+            .filter_map(|g| g.auto_scaling_group_arn())
+            .map(str::to_owned),
+    );
+    let ec2 = aws_sdk_ec2::Client::new(&conf);
+    let templates = ec2.describe_launch_templates().send().await.unwrap();
+    arns.extend(
+        templates
+            .launch_templates()
+            .iter()
+            .filter_map(|t| t.created_by())
+            .map(str::to_owned),
+    );
+    let versions = ec2
+        .describe_launch_template_versions()
+        .launch_template_id(templates.launch_templates()[0].launch_template_id().unwrap())
+        .send()
+        .await
+        .unwrap();
+    arns.extend(
+        versions
+            .launch_template_versions()
+            .iter()
+            .filter_map(|v| v.created_by())
+            .map(str::to_owned),
+    );
+    // A refusal names the caller as STS does.
+    sb.set_faults(sandbox::Faults {
+        deny: ["ssm:DescribeAutomationExecutions".to_owned()].into(),
+        ..sandbox::Faults::default()
+    });
+    let refused = aws_sdk_ssm::Client::new(&conf)
+        .describe_automation_executions()
+        .send()
+        .await
+        .unwrap_err();
+    let message = refused
+        .as_service_error()
+        .and_then(|e| e.meta().message())
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains("User: arn:aws-cn:sts::") && message.contains("on resource: arn:aws-cn:ssm:"),
+        "{message}"
+    );
+    assert!(arns.len() >= 8, "{arns:?}");
+    for arn in &arns {
+        assert!(arn.starts_with("arn:aws-cn:"), "{arn} in {arns:?}");
+    }
+}
