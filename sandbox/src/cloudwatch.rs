@@ -46,7 +46,8 @@ struct Query {
     namespace: String,
     metric: String,
     instance: String,
-    period_secs: u64,
+    /// None when the query left it out: the model requires it.
+    period_secs: Option<u64>,
     stat: String,
     dimensions: usize,
 }
@@ -124,12 +125,19 @@ fn metric_data(
                 format!("The value {} for parameter MetricDataQueries.member.{n}.Id is not valid. The Id must start with a lowercase letter and contain only letters, numbers and underscores.", q.id),
             ));
         }
-        // Periods of high-resolution metrics are 1, 5, 10, 20 or 30 seconds; any other is whole
-        // minutes.
-        if !([1, 5, 10, 20, 30].contains(&q.period_secs) || (q.period_secs > 0 && q.period_secs % 60 == 0)) {
+        // MetricStat's Period is required (the model), with no default.
+        let Some(period) = q.period_secs else {
             return Err(AwsError::client(
                 "ValidationError",
-                format!("The value {} for parameter MetricDataQueries.member.{n}.MetricStat.Period is not valid. The period must be 1, 5, 10, 20, 30 or a multiple of 60.", q.period_secs),
+                format!("1 validation error detected: Value null at 'metricDataQueries.{n}.member.metricStat.period' failed to satisfy constraint: Member must not be null"),
+            ));
+        };
+        // Periods of high-resolution metrics are 1, 5, 10, 20 or 30 seconds; any other is whole
+        // minutes.
+        if !([1, 5, 10, 20, 30].contains(&period) || (period > 0 && period % 60 == 0)) {
+            return Err(AwsError::client(
+                "ValidationError",
+                format!("The value {} for parameter MetricDataQueries.member.{n}.MetricStat.Period is not valid. The period must be 1, 5, 10, 20, 30 or a multiple of 60.", period),
             ));
         }
     }
@@ -144,7 +152,7 @@ fn metric_data(
         let mut points = Vec::new();
         if let (Some(rejected), Some(inst)) = (rejected, world.fleet.get(at, &q.instance)) {
             // Newest first (TimestampDescending, CloudWatch's default order).
-            let period = q.period_secs.max(60);
+            let period = q.period_secs.unwrap_or(60).max(60);
             let mut bucket_end = end;
             while bucket_end > start {
                 let bucket_start = bucket_end.saturating_sub(period * 1000).max(start);
@@ -260,8 +268,7 @@ fn get_metric_data_cbor(sb: &Sandbox, at: &Scope<'_>, req: &Cbor) -> Result<Resp
             instance,
             period_secs: get(stat, "Period")
                 .and_then(|p| p.as_integer())
-                .and_then(|i| u64::try_from(i128::from(i)).ok())
-                .unwrap_or(300),
+                .and_then(|i| u64::try_from(i128::from(i)).ok()),
             stat: text(stat, "Stat").unwrap_or_default().to_owned(),
             dimensions: get(&metric, "Dimensions")
                 .and_then(Cbor::as_array)
@@ -389,7 +396,7 @@ fn get_metric_data_json(
             namespace: metric["Namespace"].as_str().unwrap_or_default().to_owned(),
             metric: metric["MetricName"].as_str().unwrap_or_default().to_owned(),
             instance,
-            period_secs: stat["Period"].as_u64().unwrap_or(300),
+            period_secs: stat["Period"].as_u64(),
             stat: stat["Stat"].as_str().unwrap_or_default().to_owned(),
             dimensions: metric["Dimensions"].as_array().map_or(0, Vec::len),
         });

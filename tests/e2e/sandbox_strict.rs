@@ -430,7 +430,8 @@ async fn cloudwatch_refuses_bad_query_ids_and_periods_and_describes_alarms() {
     let cw = aws_sdk_cloudwatch::Client::new(&conf);
     let id = an_instance(&url).await;
     let now = std::time::SystemTime::now();
-    let query = |qid: &str, period: i32| {
+    // `period` None leaves it out, which the model does not allow (MetricStat requires it).
+    let query = |qid: &str, period: Option<i32>| {
         use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
         cw.get_metric_data()
             .start_time(aws_smithy_types::DateTime::from(
@@ -449,7 +450,7 @@ async fn cloudwatch_refuses_bad_query_ids_and_periods_and_describes_alarms() {
                                     .dimensions(Dimension::builder().name("InstanceId").value(&id).build())
                                     .build(),
                             )
-                            .period(period)
+                            .set_period(period)
                             .stat("Sum")
                             .build(),
                     )
@@ -457,10 +458,16 @@ async fn cloudwatch_refuses_bad_query_ids_and_periods_and_describes_alarms() {
             )
             .send()
     };
-    query("q_0", 3600).await.expect("a well-formed query");
-    for (qid, period) in [("Q0", 3600), ("0q", 3600), ("q0", 61), ("q0", 0)] {
+    query("q_0", Some(3600)).await.expect("a well-formed query");
+    for (qid, period) in [
+        ("Q0", Some(3600)),
+        ("0q", Some(3600)),
+        ("q0", Some(61)),
+        ("q0", Some(0)),
+        ("q0", None),
+    ] {
         let err = query(qid, period).await.unwrap_err();
-        assert_eq!(err.code(), Some("ValidationError"), "{qid} {period}: {err:?}");
+        assert_eq!(err.code(), Some("ValidationError"), "{qid} {period:?}: {err:?}");
     }
 
     sb.set_faults(Faults {
