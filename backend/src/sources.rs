@@ -1353,8 +1353,12 @@ pub async fn revert(state: &AppState, fix_id: &str, requester: &str) -> Result<S
     }
     let clients = crate::inventory::clients_for(state, &fix.account, &fix.region).await?;
     let note = match (&fix.prior, &fix.applied) {
-        (SourceState::AccountDefault(prior), _) => {
-            launch::set_metadata_defaults(&clients, prior).await?;
+        (SourceState::AccountDefault(prior), applied) => {
+            let applied = match applied {
+                Some(SourceState::AccountDefault(a)) => Some(a),
+                _ => None,
+            };
+            revert_defaults(&clients, &fix, prior, applied).await?;
             None
         }
         (
@@ -1379,6 +1383,64 @@ pub async fn revert(state: &AppState, fix_id: &str, requester: &str) -> Result<S
         .source_fix(fix_id)
         .await?
         .ok_or_else(|| AppError::Internal("the fix just reverted is gone".into()))
+}
+
+/// An account-default fix undone: the prior defaults again, but only while the defaults are still
+/// what the fix made them (or already the prior ones: a revert cut short). A change someone made
+/// since (a security team turning on launch enforcement, another hop limit) is never overwritten
+/// (409 `ChangedSinceFix`), and defaults a declarative policy now manages are left to it.
+async fn revert_defaults(
+    clients: &crate::aws::RegionClients,
+    fix: &SourceFix,
+    prior: &MetadataDefaults,
+    applied: Option<&MetadataDefaults>,
+) -> Result<(), AppError> {
+    let now = launch::metadata_defaults(clients).await?;
+    if now.managed_by == "declarative-policy" {
+        return Err(AppError::Conflict {
+            code: "ManagedByDeclarativePolicy".into(),
+            message: format!(
+                "a declarative policy of your organisation now manages the instance metadata defaults of {} {}: \
+                 nothing was reverted; change the policy instead.",
+                fix.account, fix.region
+            ),
+        });
+    }
+    let same = |a: &MetadataDefaults, b: &MetadataDefaults| {
+        a.http_tokens == b.http_tokens
+            && a.http_put_response_hop_limit == b.http_put_response_hop_limit
+            && a.http_tokens_enforced == b.http_tokens_enforced
+    };
+    if same(&now, prior) {
+        return Ok(());
+    }
+    match applied {
+        Some(made) if same(&now, made) => launch::set_metadata_defaults(clients, prior).await,
+        _ => Err(AppError::Conflict {
+            code: "ChangedSinceFix".into(),
+            message: format!(
+                "the instance metadata defaults of {} {} are now {}: fix {} made them {}, and someone changed them \
+                 since. Nothing was reverted, so that change stays; to go back to {}, set them yourself.",
+                fix.account,
+                fix.region,
+                describe_defaults(&now),
+                fix.fix_id,
+                applied.map_or_else(|| "something else".to_owned(), describe_defaults),
+                describe_defaults(prior)
+            ),
+        }),
+    }
+}
+
+/// Defaults in words, for a sentence: `HttpTokens required, hop limit 2, enforced at launch`.
+fn describe_defaults(d: &MetadataDefaults) -> String {
+    format!(
+        "HttpTokens {}, hop limit {}, launch enforcement {}",
+        d.http_tokens.as_deref().unwrap_or("no preference"),
+        d.http_put_response_hop_limit
+            .map_or_else(|| "no preference".to_owned(), |h| h.to_string()),
+        d.http_tokens_enforced.as_deref().unwrap_or("no preference")
+    )
 }
 
 /// A template fix undone: the prior default version again, then the fix's version `made` deleted.

@@ -302,6 +302,73 @@ async fn the_account_default_is_set_with_launch_enforcement_and_reverted() {
 }
 
 #[tokio::test]
+async fn reverting_a_default_fix_leaves_a_change_made_since_alone() {
+    use aws_sdk_ec2::types::{DefaultHttpTokensEnforcedState, MetadataDefaultHttpTokensState};
+    let app = spawn_app().await;
+    let aws = aws(&app).await;
+    let default = source(&app, "account_default", "Instance metadata defaults").await;
+    let id = path_of(default["id"].as_str().unwrap());
+    let (status, fix) = app
+        .post(
+            &format!("/sources/{id}/fix"),
+            &json!({"hop_limit": 2, "override_reason": "new launches only; checked with the app teams"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{fix}");
+    let fix: SourceFix = serde_json::from_value(fix).unwrap();
+    // The security team turns on launch enforcement and another hop limit after the fix.
+    aws.ec2
+        .modify_instance_metadata_defaults()
+        .http_tokens(MetadataDefaultHttpTokensState::Required)
+        .http_put_response_hop_limit(3)
+        .http_tokens_enforced(DefaultHttpTokensEnforcedState::Enabled)
+        .send()
+        .await
+        .unwrap();
+    let (status, refused) = app
+        .post(&format!("/sources/fixes/{}/revert", fix.fix_id), &json!({}))
+        .await;
+    assert_eq!(status, 409, "{refused}");
+    let refused: shared::api::ErrorBody = serde_json::from_value(refused).unwrap();
+    assert_eq!(refused.error.code, "ChangedSinceFix");
+    assert!(
+        refused
+            .error
+            .message
+            .contains("hop limit 3, launch enforcement enabled"),
+        "{}",
+        refused.error.message
+    );
+    let read = aws.ec2.get_instance_metadata_defaults().send().await.unwrap();
+    let level = read.account_level().unwrap();
+    assert_eq!(
+        level.http_tokens_enforced().map(|t| t.as_str()),
+        Some("enabled"),
+        "their change stays"
+    );
+    assert_eq!(level.http_put_response_hop_limit(), Some(3));
+    let (_, fixes) = app.get("/sources/fixes").await;
+    let fixes: Vec<SourceFix> = serde_json::from_value(fixes["fixes"].clone()).unwrap();
+    let still = fixes.iter().find(|f| f.fix_id == fix.fix_id).unwrap();
+    assert_eq!(still.status, "applied", "nothing was reverted: {still:?}");
+
+    // Back as the fix left them, the revert goes through.
+    aws.ec2
+        .modify_instance_metadata_defaults()
+        .http_put_response_hop_limit(2)
+        .http_tokens_enforced(DefaultHttpTokensEnforcedState::NoPreference)
+        .send()
+        .await
+        .unwrap();
+    let (status, reverted) = app
+        .post(&format!("/sources/fixes/{}/revert", fix.fix_id), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{reverted}");
+    let read = aws.ec2.get_instance_metadata_defaults().send().await.unwrap();
+    assert_eq!(read.account_level().unwrap().http_tokens(), None);
+}
+
+#[tokio::test]
 async fn defaults_managed_by_a_declarative_policy_get_the_policy_text_and_are_not_changed() {
     let app = spawn_app().await;
     let aws = aws(&app).await;
