@@ -1105,6 +1105,17 @@ async fn plan(
                         .map_or("unset".into(), |h| h.to_string())
                 ));
             }
+            // Groups and fleets on $Latest launch the newest version, which may differ from the
+            // default (another AMI, instance type, user data). One copy of the default would become
+            // their $Latest and change all that; a second copy, of the latest version, keeps it.
+            let latest_copy = (t.latest.version != t.default.version).then_some(new_version + 1);
+            if let Some(copy) = latest_copy {
+                changes.push(format!(
+                    "New version {copy}, copied from latest version {} with HttpTokens required, so that groups and \
+                     fleets on $Latest keep launching what they launch now",
+                    t.latest.version
+                ));
+            }
             changes.push(format!("Default version: {} → {new_version}", t.default.version));
             let pinned: Vec<String> = groups
                 .iter()
@@ -1122,7 +1133,7 @@ async fn plan(
                 },
                 after: SourceState::LaunchTemplate {
                     default_version: new_version,
-                    latest_version: new_version,
+                    latest_version: latest_copy.unwrap_or(new_version),
                     options: after_options,
                 },
                 groups: groups
@@ -1260,7 +1271,11 @@ async fn apply(
                 Ok(SourceState::AccountDefault(after.clone()))
             }
             (
-                SourceState::LaunchTemplate { options, .. },
+                SourceState::LaunchTemplate {
+                    options,
+                    default_version,
+                    latest_version,
+                },
                 Some(SourceState::LaunchTemplate { options: after, .. }),
             ) => {
                 let description = format!("imds-console fix {}: HttpTokens required", record.fix_id);
@@ -1274,10 +1289,30 @@ async fn apply(
                 )
                 .await?;
                 crate::crash::point("source-fix-version-created");
+                // The latest version's own copy (see the preview), made after the default's so
+                // that it is $Latest; its client token is the fix's too, so a resumed fix makes
+                // it once.
+                let latest = if latest_version != default_version {
+                    let source = TemplateOptions {
+                        version: *latest_version,
+                        ..TemplateOptions::default()
+                    };
+                    launch::create_required_version(
+                        &clients,
+                        resource,
+                        &source,
+                        hop,
+                        &format!("{description} (copy of version {latest_version}, for $Latest)"),
+                        &format!("{}-latest", record.fix_id),
+                    )
+                    .await?
+                } else {
+                    version
+                };
                 launch::set_default_version(&clients, resource, version).await?;
                 Ok(SourceState::LaunchTemplate {
                     default_version: version,
-                    latest_version: version,
+                    latest_version: latest,
                     options: TemplateOptions {
                         version,
                         ..after.clone()
@@ -1368,9 +1403,13 @@ pub async fn revert(state: &AppState, fix_id: &str, requester: &str) -> Result<S
             },
             Some(SourceState::LaunchTemplate {
                 default_version: made,
+                latest_version: made_latest,
                 ..
             }),
-        ) => revert_template(state, &clients, &fix, &resource, *prior, *made).await?,
+        ) => {
+            let made = [*made, *made_latest];
+            revert_template(state, &clients, &fix, &resource, *prior, made).await?
+        }
         _ => return Err(AppError::Internal(format!("fix {fix_id} has mismatched states"))),
     };
     read_again(state, &fix.account, &fix.region).await;
@@ -1452,7 +1491,7 @@ async fn revert_template(
     fix: &SourceFix,
     template: &str,
     prior: i64,
-    made: i64,
+    [made, made_latest]: [i64; 2],
 ) -> Result<Option<String>, AppError> {
     let (default_now, latest_now) = launch::version_numbers(clients, template).await?;
     if default_now != made && default_now != prior {
@@ -1472,10 +1511,22 @@ async fn revert_template(
     crate::crash::point("source-revert-default-moved");
     // The default is back already: a refusal to delete is said in the record, not an error that
     // would hide that the revert happened.
+    let mut stays = Vec::new();
+    if made_latest != made {
+        // The latest version's copy goes first: while it is there it is what $Latest launches.
+        let kept = launch::delete_version(clients, template, made_latest)
+            .await
+            .unwrap_or_else(|e| Some(e.to_string()));
+        if let Some(why) = kept {
+            stays.push(format!(
+                "EC2 kept version {made_latest} ({why}), the fix's copy of the latest version: groups and fleets on \
+                 $Latest still launch it with HttpTokens required; delete it."
+            ));
+        }
+    }
     let kept = launch::delete_version(clients, template, made)
         .await
         .unwrap_or_else(|e| Some(e.to_string()));
-    let mut stays = Vec::new();
     if let Some(why) = kept {
         let users = template_users(state, fix, template, made).await;
         stays.push(format!(
@@ -1488,7 +1539,7 @@ async fn revert_template(
             }
         ));
     }
-    if latest_now > made {
+    if latest_now > made.max(made_latest) {
         stays.push(format!(
             "Version {latest_now} was made after the fix and stays: groups and fleets on $Latest launch it."
         ));

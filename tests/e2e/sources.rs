@@ -789,3 +789,108 @@ async fn reverting_a_template_fix_deletes_its_version_and_leaves_a_later_change_
     assert_eq!(aws.versions(&template).await.0, 1);
     assert!(aws.version_exists(&template, version).await);
 }
+
+#[tokio::test]
+async fn a_template_fix_keeps_what_latest_launches_when_latest_is_not_the_default() {
+    use aws_sdk_ec2::types::{InstanceType, RequestLaunchTemplateData};
+    let app = spawn_app().await;
+    let aws = aws(&app).await;
+    let sources = sources_view(&app).await;
+    let web = find(&sources, SourceKind::LaunchTemplate, "web").clone();
+    let template = web.resource_id.clone();
+    let (default, _, _) = aws.versions(&template).await;
+    // Someone made a newer version (another instance type) without making it the default: groups
+    // and fleets on $Latest launch it.
+    let theirs = aws
+        .ec2
+        .create_launch_template_version()
+        .launch_template_id(&template)
+        .source_version(default.to_string())
+        .launch_template_data(
+            RequestLaunchTemplateData::builder()
+                .instance_type(InstanceType::T3Small)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .launch_template_version()
+        .unwrap()
+        .version_number()
+        .unwrap();
+    let instance_type = |version: i64| {
+        let ec2 = aws.ec2.clone();
+        let template = template.clone();
+        async move {
+            let out = ec2
+                .describe_launch_template_versions()
+                .launch_template_id(&template)
+                .versions(version.to_string())
+                .send()
+                .await
+                .unwrap();
+            let data = out.launch_template_versions()[0]
+                .launch_template_data()
+                .unwrap()
+                .clone();
+            (
+                data.instance_type().map(|t| t.as_str().to_owned()),
+                data.metadata_options()
+                    .and_then(|m| m.http_tokens())
+                    .map(|t| t.as_str().to_owned()),
+            )
+        }
+    };
+    let default_type = instance_type(default).await.0;
+    assert_ne!(default_type.as_deref(), Some("t3.small"));
+
+    let (status, preview) = app
+        .post(&format!("/sources/{}/preview", path_of(&web.id)), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{preview}");
+    let preview: shared::sources::SourceFixPreview = serde_json::from_value(preview).unwrap();
+    assert!(
+        preview
+            .changes
+            .iter()
+            .any(|c| c.contains(&format!("copied from latest version {theirs}"))),
+        "{:?}",
+        preview.changes
+    );
+
+    let fix = fix_template(&app, &web.id).await;
+    let Some(SourceState::LaunchTemplate {
+        default_version: made,
+        latest_version: made_latest,
+        ..
+    }) = fix.applied.clone()
+    else {
+        panic!("{fix:?}")
+    };
+    assert_eq!((made, made_latest), (theirs + 1, theirs + 2), "{fix:?}");
+    assert_eq!(
+        aws.versions(&template).await,
+        (made, made_latest, Some("required".into()))
+    );
+    // $Latest launches their instance type, now with tokens required; $Default the default's.
+    assert_eq!(
+        instance_type(made_latest).await,
+        (Some("t3.small".into()), Some("required".into()))
+    );
+    assert_eq!(instance_type(made).await, (default_type, Some("required".into())));
+
+    let (status, reverted) = app
+        .post(&format!("/sources/fixes/{}/revert", fix.fix_id), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{reverted}");
+    let reverted: SourceFix = serde_json::from_value(reverted).unwrap();
+    assert_eq!(reverted.error, None, "nothing left changed: {reverted:?}");
+    assert_eq!(aws.versions(&template).await.0, default);
+    assert_eq!(
+        aws.versions(&template).await.1,
+        theirs,
+        "their version is $Latest again"
+    );
+    assert!(!aws.version_exists(&template, made).await);
+    assert!(!aws.version_exists(&template, made_latest).await);
+}
