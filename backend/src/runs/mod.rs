@@ -488,6 +488,34 @@ pub const AT_START_UP: &[&str] = &[STATUS_RECORDED, STATUS_UNKNOWN];
 pub const WHILE_SERVING: &[&str] = &[STATUS_UNKNOWN, STATUS_QUEUED];
 
 /// `known_unsent`: the start was never sent (it was held until now), so it is sent at once.
+/// What the watcher does next with an unsettled start it looked for by its run tag.
+#[derive(Debug, PartialEq, Eq)]
+enum NextStep {
+    /// SSM lists it: follow that execution.
+    Adopt,
+    /// It may be in SSM but not listed yet: look again next round.
+    Wait,
+    /// Asked for too long ago: refuse it, never send it.
+    Expire,
+    /// SSM has had time to list it and does not: send it again.
+    SendAgain,
+}
+
+/// The order matters: a start whose last send is unclear gets its whole wait for SSM's list before
+/// anything else is decided, expiry included. Expiring it first would call it refused while SSM may
+/// be running it, and the run would go unwatched (or, asked for again, run twice).
+fn next_step(found: bool, may_exist: bool, settled_wait: bool, expired: bool) -> NextStep {
+    if found {
+        NextStep::Adopt
+    } else if may_exist && !settled_wait {
+        NextStep::Wait
+    } else if expired {
+        NextStep::Expire
+    } else {
+        NextStep::SendAgain
+    }
+}
+
 async fn reconcile_one(state: &AppState, run: &RunRow, known_unsent: bool) -> Result<(), AppError> {
     let plan: Option<StartPlan> = state
         .store
@@ -530,33 +558,38 @@ async fn reconcile_one(state: &AppState, run: &RunRow, known_unsent: bool) -> Re
                 let _slot = limits.read.acquire().await;
                 ssm::find_by_run_tag(&clients, tag).await?
             };
-            if let Some(id) = found {
-                tracing::info!(record = run.id, execution = %id, "found the execution of an unsettled start");
-                return settle(state, run.id, &run.account, &id).await;
-            }
-            if expired {
-                return Ok(state
-                    .store
-                    .set_refused(run.id, &expiry_message(state, run))
-                    .await?);
-            }
-            if may_exist && !settled_wait {
-                if run.status == RunStatus::Recorded {
-                    // Its sender stopped (a crash, a restart): from now on the watcher looks for it.
-                    state
-                        .store
-                        .set_unknown(
-                            run.id,
-                            "the console stopped while sending this start; looking for it in SSM",
-                        )
-                        .await?;
+            match next_step(found.is_some(), may_exist, settled_wait, expired) {
+                NextStep::Adopt => {
+                    let id = found.unwrap_or_default();
+                    tracing::info!(record = run.id, execution = %id, "found the execution of an unsettled start");
+                    return settle(state, run.id, &run.account, &id).await;
                 }
-                return Ok(());
+                NextStep::Wait => {
+                    if run.status == RunStatus::Recorded {
+                        // Its sender stopped (a crash, a restart): from now on the watcher looks for it.
+                        state
+                            .store
+                            .set_unknown(
+                                run.id,
+                                "the console stopped while sending this start; looking for it in SSM",
+                            )
+                            .await?;
+                    }
+                    return Ok(());
+                }
+                NextStep::Expire => {
+                    return Ok(state
+                        .store
+                        .set_refused(run.id, &expiry_message(state, run))
+                        .await?)
+                }
+                NextStep::SendAgain => {
+                    // SSM has no such run: send it again, with a token never used before (recorded first).
+                    let fresh = uuid::Uuid::new_v4().to_string();
+                    state.store.set_client_token(run.id, &fresh).await?;
+                    fresh
+                }
             }
-            // SSM has no such run: send it again, with a token never used before (recorded first).
-            let fresh = uuid::Uuid::new_v4().to_string();
-            state.store.set_client_token(run.id, &fresh).await?;
-            fresh
         }
         // A record from before run tags: only its own token can find it.
         None if expired => {
@@ -973,6 +1006,31 @@ pub async fn hidden_run(state: &AppState, id: &str) -> AppError {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_unsettled_start_waits_for_ssm_s_list_before_it_expires_or_is_sent_again() {
+        use super::{next_step, NextStep::*};
+        // (found, may exist, waited long enough, expired) → next step
+        let table = [
+            ((true, true, false, true), Adopt),
+            ((true, false, true, false), Adopt),
+            // Sent just before its expiry, unclear: SSM may be running it; it is not refused yet.
+            ((false, true, false, true), Wait),
+            ((false, true, false, false), Wait),
+            ((false, true, true, true), Expire),
+            ((false, false, true, true), Expire),
+            ((false, false, false, true), Expire),
+            ((false, true, true, false), SendAgain),
+            ((false, false, false, false), SendAgain),
+        ];
+        for ((found, may_exist, waited, expired), expected) in table {
+            assert_eq!(
+                next_step(found, may_exist, waited, expired),
+                expected,
+                "found {found}, may exist {may_exist}, waited {waited}, expired {expired}"
+            );
+        }
+    }
+
     use super::*;
     use aws_sdk_ssm::error::SdkError;
     use aws_sdk_ssm::operation::start_automation_execution::StartAutomationExecutionError;
