@@ -1073,12 +1073,25 @@ async fn an_automation_assume_role_of_another_account_is_refused_before_anything
         .as_str()
         .unwrap()
         .to_owned();
-    let start = |role_account: &str| {
+    let start_in = |partition: &str, role_account: &str| {
         json!({"account": ids[1], "region": region,
                "parameters": {"InstanceId": instance,
-                              "AutomationAssumeRole": format!("arn:aws:iam::{role_account}:role/ImdsAutomation")}})
+                              "AutomationAssumeRole": format!("arn:{partition}:iam::{role_account}:role/ImdsAutomation")}})
     };
+    let start = |role_account: &str| start_in("aws", role_account);
     let sent = app.sandbox.execution_ids().len();
+    // A role of the run's own account in another partition is no role here either.
+    let (status, refused) = app.post("/executions", &start_in("aws-us-gov", &ids[1])).await;
+    assert_eq!(status, 400, "{refused}");
+    let refused: ErrorBody = serde_json::from_value(refused).unwrap();
+    assert_eq!(
+        refused.error.field.as_deref(),
+        Some("parameters.AutomationAssumeRole")
+    );
+    assert!(
+        refused.error.message.contains("aws-us-gov partition"),
+        "{refused:?}"
+    );
     let (status, refused) = app.post("/executions", &start(&ids[2])).await;
     assert_eq!(status, 400, "{refused}");
     let refused: ErrorBody = serde_json::from_value(refused).unwrap();

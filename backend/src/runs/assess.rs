@@ -262,6 +262,18 @@ pub async fn assess(state: &AppState, plan: &StartPlan, with_usage: bool) -> Res
         } else {
             account.clone()
         };
+        let identity = crate::routes::identity::resolve(state).await?;
+        let ours = crate::org::partition_of(&identity.arn);
+        let role_partition = role.as_str().split(':').nth(1).unwrap_or_default();
+        if role_partition != ours {
+            return Err(AppError::field(
+                "parameters.AutomationAssumeRole",
+                format!(
+                    "The AutomationAssumeRole is a role of the {role_partition} partition; the console runs in {ours}, and \
+                     AWS partitions share no roles: name a role arn:{ours}:iam::{starts_in}:role/…"
+                ),
+            ));
+        }
         let of_role = role.as_str().split(':').nth(4).unwrap_or_default();
         if of_role != starts_in {
             return Err(AppError::field(
