@@ -236,8 +236,14 @@ async fn dispatch(State(sb): State<Sandbox>, uri: Uri, headers: HeaderMap, body:
         tokio::time::sleep(std::time::Duration::from_millis(latency_ms)).await;
     }
     // A deleted role takes its policies with it: the sessions it issued are refused from then on.
-    let role_gone =
-        service != Service::Sts && account != crate::ACCOUNT_ID && faults.missing_roles.contains(&account);
+    let caller_role = caller
+        .split_once(":assumed-role/")
+        .and_then(|(_, rest)| rest.split('/').next())
+        .unwrap_or_default();
+    let role_gone = service != Service::Sts
+        && account != crate::ACCOUNT_ID
+        && (faults.missing_roles.contains(&account)
+            || faults.missing_roles.contains(&format!("{account}/{caller_role}")));
     let region_denied = service != Service::Sts
         && (faults.denied_regions.contains(&region)
             || faults.denied_regions.contains(&format!("{account}/{region}")));

@@ -29,4 +29,5 @@ mod sources_as_aws;
 mod store;
 mod template_fix_copy;
 mod trust;
+mod unreadable_places;
 mod webhooks;

@@ -675,6 +675,18 @@ pub struct RollbackStart {
     pub targets: Vec<InstanceView>,
 }
 
+/// Whether AWS refused to let the console into a place (a definite answer that will not change by
+/// itself), rather than failing in a way that may pass.
+pub fn place_refused(e: &AppError) -> bool {
+    matches!(
+        e,
+        AppError::Aws {
+            fault: crate::aws::AwsFault::Refused | crate::aws::AwsFault::NotSent,
+            ..
+        }
+    )
+}
+
 /// Works out a rollback without starting anything (the preview and the rollback share it).
 /// Instances that have since been terminated, or are gone, are skipped and named in the notes.
 pub async fn plan_rollback(state: &AppState, id: &str) -> Result<RollbackPlan, AppError> {
@@ -730,10 +742,35 @@ pub async fn plan_rollback(state: &AppState, id: &str) -> Result<RollbackPlan, A
     for ((account, region), ids) in by_place {
         // The console's own account is '' in records and runs.
         let account = if account == hub { String::new() } else { account };
-        let clients = crate::inventory::clients_for(state, &account, &region).await?;
-        // By filter, not by ID: EC2 fails a whole by-ID call once any of them is gone.
-        let pace = state.ec2_reads(&account, &region);
-        let current = ec2::describe(&clients, ec2::Selection::IdsThatExist(&ids), &pace).await?;
+        let read = async {
+            let clients = crate::inventory::clients_for(state, &account, &region).await?;
+            // By filter, not by ID: EC2 fails a whole by-ID call once any of them is gone.
+            let pace = state.ec2_reads(&account, &region);
+            let current = ec2::describe(&clients, ec2::Selection::IdsThatExist(&ids), &pace).await?;
+            Ok::<_, AppError>((clients, current))
+        };
+        let (clients, current) = match read.await {
+            Ok(read) => read,
+            // A place AWS refuses (its member role removed, a suspended account, a Region an SCP
+            // denies) does not hold back the others: its instances are named. A fault that may pass
+            // (throttling, a timeout) fails the whole rollback, to be tried again.
+            Err(e) if place_refused(&e) => {
+                let shown = if account.is_empty() {
+                    "the console's account"
+                } else {
+                    account.as_str()
+                };
+                notes.push(format!(
+                    "{shown} {region}: cannot be read ({e}); its {} instance(s) are not restored by this rollback: \
+                     roll back again once the console can reach it ({})",
+                    ids.len(),
+                    ids.join(", ")
+                ));
+                skipped.extend(ids);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let mut groups: BTreeMap<(String, String, u8), Vec<InstanceView>> = BTreeMap::new();
         let mut gone = Vec::new();
         for wanted in &ids {
