@@ -115,6 +115,10 @@ pub struct Faults {
     /// explicit deny; STS still answers.
     #[serde(default)]
     pub denied_regions: BTreeSet<String>,
+    /// Regions whose STS endpoint the management account has not activated (or an opt-in Region it
+    /// has not enabled): STS there answers `RegionDisabledException`; the other services answer.
+    #[serde(default)]
+    pub sts_disabled_regions: BTreeSet<String>,
     /// SSM's automation quotas, lowered by tests to reach them with a few runs.
     #[serde(default)]
     pub automation_quota: AutomationQuota,

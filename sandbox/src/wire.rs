@@ -256,8 +256,15 @@ async fn dispatch(State(sb): State<Sandbox>, uri: Uri, headers: HeaderMap, body:
             &op,
             std::time::Instant::now(),
         );
+    let sts_disabled = service == Service::Sts && faults.sts_disabled_regions.contains(&region);
     let result = match injected {
         _ if temporary_without_token => Err(invalid_token_error(service)),
+        _ if sts_disabled => Err(AwsError::client(
+            "RegionDisabledException",
+            format!(
+                "STS is not activated in this region for account:{account}. Your account administrator can activate STS in this region using the IAM Console."
+            ),
+        )),
         _ if over_ec2_budget => Err(throttle_error(service)),
         _ if role_gone => Err(denied_error(service, &caller, &op_key, &region)),
         _ if region_denied => Err(scp_denied_error(service, &caller, &op_key, &region)),

@@ -135,3 +135,34 @@ async fn a_place_the_halt_check_cannot_read_does_not_blind_it_to_refusals_elsewh
     let reason = halted.reason.clone().unwrap_or_default();
     assert!(reason.contains("IMDSv1 call(s) refused"), "{reason}");
 }
+
+#[tokio::test]
+async fn a_region_whose_sts_is_off_does_not_make_member_accounts_unreachable() {
+    let config = sandbox::SandboxConfig {
+        accounts: 2,
+        ..sandbox::SandboxConfig::default()
+    };
+    let regions: Vec<String> = config.regions.clone();
+    let (sb, url) = e2e::standalone_sandbox(config).await;
+    assert!(regions.len() >= 2, "{regions:?}");
+    // STS answers only in the console's first Region; the member is read in every Region.
+    sb.set_faults(sandbox::Faults {
+        sts_disabled_regions: regions[1..].iter().cloned().collect(),
+        ..sandbox::Faults::default()
+    });
+    let member = sandbox::account_ids(2)[1].clone();
+    let clients = backend::aws::assumed_clients(
+        &backend::aws::Target::Sandbox(url),
+        &regions,
+        backend::aws::Timeouts::default(),
+        &format!("arn:aws:iam::{member}:role/ImdsConsoleMember"),
+        &std::sync::Arc::default(),
+    )
+    .await;
+    for region in &regions {
+        let read = clients[region].ec2.describe_instances().send().await;
+        assert!(read.is_ok(), "{region}: {read:?}");
+    }
+    let assumed = sb.count_calls("sts:AssumeRole", 0);
+    assert_eq!(assumed, 1, "one session for every Region");
+}

@@ -181,18 +181,29 @@ pub async fn assumed_clients(
     metrics: &Arc<Metrics>,
 ) -> BTreeMap<String, RegionClients> {
     let mut out = BTreeMap::new();
+    let Some(first) = regions.first() else {
+        return out;
+    };
+    // One session for every Region, assumed through STS in the console's first Region (where the
+    // console itself works): a session from a Regional STS endpoint is valid in every Region, and
+    // another Region's STS may be off (not activated, an opt-in Region the hub has not enabled),
+    // which must not make the whole account unreachable.
+    let sts_home = hub_config(target, first, timeouts).await;
+    let provider = aws_config::sts::AssumeRoleProvider::builder(role_arn)
+        .session_name("imds-console")
+        .configure(&sts_home)
+        .build()
+        .await;
+    let shared = aws_credential_types::provider::SharedCredentialsProvider::new(provider);
+    // One cache too: a provider keeps its cache partition across clones, so every Region's clients
+    // use the one session (one AssumeRole an hour per account, not one per Region).
+    let cache = aws_config::identity::IdentityCache::lazy().build();
     for region in regions {
         let hub = hub_config(target, region, timeouts).await;
-        let provider = aws_config::sts::AssumeRoleProvider::builder(role_arn)
-            .session_name("imds-console")
-            .configure(&hub)
-            .build()
-            .await;
         let conf = hub
             .into_builder()
-            .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(
-                provider,
-            ))
+            .credentials_provider(shared.clone())
+            .identity_cache(cache.clone())
             .build();
         out.insert(region.clone(), region_clients(region, &conf, metrics));
     }
