@@ -179,6 +179,9 @@ pub struct ExecutionSummary {
     pub end_time: Option<String>,
     /// Whether this console started it (false: seen in SSM only).
     pub started_here: bool,
+    /// Who approved it, when the approval policy held it for a second person.
+    #[serde(default)]
+    pub approved_by: Option<String>,
 }
 
 /// `GET /api/v1/executions`.
@@ -541,6 +544,9 @@ pub struct AuditRecord {
     /// Who asked for the run to be stopped, if anyone did through the console.
     #[serde(default)]
     pub stopped_by: Option<String>,
+    /// Who approved it, when the approval policy held it for a second person.
+    #[serde(default)]
+    pub approved_by: Option<String>,
 }
 
 /// What a person or script may do: viewers read, operators also start/stop/preview/roll back, admins

@@ -133,7 +133,8 @@ impl Store {
                     r.rolled_back_by, r.started_here,
                     (SELECT group_concat(instance_id, ' ') FROM
                         (SELECT instance_id FROM run_instances WHERE run_id = r.id ORDER BY instance_id) AS ids),
-                    r.stopped_by, r.account
+                    r.stopped_by, r.account,
+                    (SELECT a.decided_by FROM approvals a WHERE a.record_id = r.id AND a.status = 'approved')
              FROM runs r WHERE r.parent_execution_id IS NULL",
         );
         let mut args: Vec<Value> = Vec::new();
@@ -176,6 +177,7 @@ impl Store {
                     instance_ids: r.get::<Option<String>>(21)?.unwrap_or_default(),
                     stopped_by: r.get(22)?,
                     account: r.get(23)?,
+                    approved_by: r.get(24)?,
                 })
             })
             .collect()

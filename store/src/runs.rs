@@ -96,6 +96,8 @@ impl RunRow {
             start_time: self.start_time.clone().or_else(|| Some(self.created_at.clone())),
             end_time: self.end_time.clone(),
             started_here: self.started_here,
+            // The list's query reads it with the row; one run's reader adds it (`Store::approved_by`).
+            approved_by: None,
         }
     }
 }
@@ -109,7 +111,8 @@ const ROW_COLUMNS: &str =
 /// what lists never show (the cached detail view alone is kilobytes) stays in the database.
 pub(crate) const HISTORY_COLUMNS: &str =
     "execution_id, account, region, document_name, status, instance_id, targets, parent_execution_id, \
-     requester, COALESCE(start_time, created_at), end_time, started_here, sort_time, id";
+     requester, COALESCE(start_time, created_at), end_time, started_here, sort_time, id, \
+     (SELECT a.decided_by FROM approvals a WHERE a.record_id = r.id AND a.status = 'approved')";
 
 /// A run as lists show it, from a row of [`HISTORY_COLUMNS`].
 pub(crate) fn history_summary(r: &RowRef<'_>) -> Result<ExecutionSummary, StoreError> {
@@ -128,6 +131,7 @@ pub(crate) fn history_summary(r: &RowRef<'_>) -> Result<ExecutionSummary, StoreE
         start_time: optional(9)?,
         end_time: optional(10)?,
         started_here: r.required_int(11)? != 0,
+        approved_by: optional(14)?,
     })
 }
 

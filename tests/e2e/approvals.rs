@@ -74,6 +74,30 @@ async fn a_prod_tagged_run_waits_its_requester_cannot_approve_it_and_another_ope
     let done = app.wait_done(&exec, Duration::from_secs(30)).await;
     assert_eq!(done["summary"]["status"], "Success", "{done}");
     assert_eq!(done["summary"]["requester"], "olga");
+    // The run page, History and the audit export name who approved it.
+    let detail: shared::api::ExecutionDetail = serde_json::from_value(done.clone()).unwrap();
+    assert_eq!(detail.summary.approved_by.as_deref(), Some("admin"));
+    let (_, page) = app.get("/executions").await;
+    let page: shared::api::ExecutionPage = serde_json::from_value(page).unwrap();
+    let listed = page.executions.iter().find(|e| e.execution_id == exec).unwrap();
+    assert_eq!(listed.approved_by.as_deref(), Some("admin"));
+    let (_, audit) = app.get("/audit").await;
+    let audit: Vec<shared::api::AuditRecord> = serde_json::from_value(audit).unwrap();
+    let record = audit
+        .iter()
+        .find(|r| r.execution_id.as_deref() == Some(exec.as_str()))
+        .unwrap();
+    assert_eq!(record.approved_by.as_deref(), Some("admin"));
+    let csv = app
+        .http
+        .get(app.url("/audit?format=csv"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(csv.lines().next().unwrap().contains("\"approved_by\""), "{csv}");
     let (status, again) = app.post(&format!("/approvals/{id}/reject"), &json!({})).await;
     assert_eq!(status, 409, "decided once: {again}");
     let (_, all) = app.get("/approvals?all=true").await;

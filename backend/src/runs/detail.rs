@@ -109,6 +109,14 @@ pub async fn complete(state: &AppState, detail: &mut ExecutionDetail, row: &RunR
         .as_deref()
         .and_then(|p| serde_json::from_str(p).ok())
         .unwrap_or_default();
+    if row.started_here && row.parent_execution_id.is_none() {
+        detail.summary.approved_by = state
+            .store
+            .approval(row.id)
+            .await?
+            .filter(|a| a.status == "approved")
+            .and_then(|a| a.decided_by);
+    }
     let Some(rc) = detail.rate_control.as_mut() else {
         return Ok(());
     };
