@@ -137,7 +137,7 @@ fn metric_data(
         if !([1, 5, 10, 20, 30].contains(&period) || (period > 0 && period % 60 == 0)) {
             return Err(AwsError::client(
                 "ValidationError",
-                format!("The value {} for parameter MetricDataQueries.member.{n}.MetricStat.Period is not valid. The period must be 1, 5, 10, 20, 30 or a multiple of 60.", period),
+                format!("The value {period} for parameter MetricDataQueries.member.{n}.MetricStat.Period is not valid. The period must be 1, 5, 10, 20, 30 or a multiple of 60."),
             ));
         }
     }

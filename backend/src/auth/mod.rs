@@ -5,6 +5,8 @@
 pub mod accounts;
 pub mod alb;
 pub mod policy;
+mod sightings;
+mod throttle;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -12,13 +14,14 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use shared::api::Role;
 use shared::api::Via;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
 use std::time::Duration;
 
 pub use accounts::Identity;
 pub use policy::{may_see_plan, required_role, AccountScope};
+pub use sightings::SsoSightings;
+pub use throttle::*;
 
 use crate::auth::accounts::Accounts;
 use crate::error::AppError;
@@ -533,162 +536,6 @@ fn no_store(mut resp: Response) -> Response {
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
-}
-
-/// When each sign-on user was last recorded as signing in, so the audit trail gets one `sso-login`
-/// per user per session length rather than one per request.
-#[derive(Default)]
-pub struct SsoSightings {
-    last: Mutex<HashMap<String, i64>>,
-    /// Each sign-on user's grants as their last request carried them: the only word the console has
-    /// of what the identity provider gives them now, for acts done later on their behalf (a plan's
-    /// next wave, a held start approved).
-    grants: Mutex<HashMap<String, Vec<accounts::Grant>>>,
-}
-
-impl SsoSightings {
-    /// Notes what a sign-on user's request granted them.
-    pub fn saw(&self, user: &str, grants: &[accounts::Grant]) {
-        self.grants
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(user.to_owned(), grants.to_vec());
-    }
-
-    /// The grants a sign-on user's last request carried (None: not seen since the console started).
-    pub fn last_grants(&self, user: &str) -> Option<Vec<accounts::Grant>> {
-        self.grants
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(user)
-            .cloned()
-    }
-
-    /// Whether `user` was not seen within `ttl` (and notes them as seen now).
-    pub fn first_in(&self, user: &str, ttl: Duration, now_ms: i64) -> bool {
-        let mut last = self
-            .last
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let fresh = last
-            .get(user)
-            .is_none_or(|seen| now_ms - seen > ttl.as_millis() as i64);
-        if fresh {
-            last.insert(user.to_owned(), now_ms);
-        }
-        fresh
-    }
-}
-
-/// Failed sign-ins, counted so that guessing slows down while the owner of the right password is not
-/// kept out:
-/// - per user *and* address, and per address: past `FREE_ATTEMPTS` failures in the window, each failure
-///   locks for twice as long (1 s, 2 s, 4 s, ... up to 15 min); a locked pair or address gets 429 even
-///   with the right password, so a guesser cannot test passwords faster by waiting out nothing;
-/// - per user from every address: past `USER_FREE_ATTEMPTS`, each attempt on that user is answered only
-///   after a growing delay (at most `MAX_USER_DELAY_MS`), never refused, so someone elsewhere who
-///   knows the password still gets in.
-///
-/// Behind a trusted proxy the address is the client's, from the proxy's header, so one abuser does not
-/// lock out everyone who shares the proxy.
-/// Kept in the store, so that every replica counts the same failures and a restart does not forgive
-/// a guesser.
-#[derive(Clone)]
-pub struct LoginThrottle {
-    store: Store,
-}
-
-/// A key's failures in its window, as the store keeps them.
-pub use store::Failures;
-
-/// Failures allowed per user-and-address or per address in a window before sign-in locks.
-const FREE_ATTEMPTS: u32 = 5;
-/// Failures on one user, from anywhere, before each attempt on it is slowed.
-const USER_FREE_ATTEMPTS: u32 = 10;
-pub const LOGIN_WINDOW_MS: i64 = 15 * 60 * 1000;
-const MAX_LOCK_MS: i64 = 15 * 60 * 1000;
-const MAX_USER_DELAY_MS: i64 = 5_000;
-
-/// What a sign-in attempt may do now.
-#[derive(Debug, PartialEq, Eq)]
-pub enum LoginGate {
-    /// Check the password, after this many milliseconds.
-    Proceed { delay_ms: i64 },
-    /// Refuse for this long; repeated refusals aggregate under `audit_key`.
-    Locked { wait_ms: i64, audit_key: String },
-}
-
-fn pair_key(user: &str, addr: &str) -> String {
-    format!("pair:{user}\n{addr}")
-}
-
-impl LoginThrottle {
-    pub fn new(store: Store) -> LoginThrottle {
-        LoginThrottle { store }
-    }
-
-    /// Whether `user` may try a password from `addr` now.
-    pub async fn gate(&self, user: &str, addr: &str, now: i64) -> Result<LoginGate, AppError> {
-        let addr_key = format!("addr:{addr}");
-        let pair = pair_key(user, addr);
-        let user_key = format!("user:{user}");
-        let known = self
-            .store
-            .login_failures(&[&addr_key, &pair, &user_key], now - LOGIN_WINDOW_MS)
-            .await?;
-        let live = |key: &str| known.iter().find(|(k, _)| k == key).map(|(_, f)| *f);
-        let addr_wait = live(&addr_key).map_or(0, |f| (f.locked_until_ms - now).max(0));
-        let pair_wait = live(&pair).map_or(0, |f| (f.locked_until_ms - now).max(0));
-        if addr_wait > 0 || pair_wait > 0 {
-            let audit_key = if addr_wait > 0 { addr_key } else { pair };
-            return Ok(LoginGate::Locked {
-                wait_ms: addr_wait.max(pair_wait),
-                audit_key,
-            });
-        }
-        let user_failures = live(&user_key).map_or(0, |f| f.count);
-        let delay_ms = if user_failures >= USER_FREE_ATTEMPTS {
-            (250i64 << (user_failures - USER_FREE_ATTEMPTS).min(10)).min(MAX_USER_DELAY_MS)
-        } else {
-            0
-        };
-        Ok(LoginGate::Proceed { delay_ms })
-    }
-
-    /// Counts a failure against the pair, the address and the user (each counted in one statement,
-    /// so replicas counting at once lose none), and locks a pair or address past its free attempts.
-    pub async fn failed(&self, user: &str, addr: &str, now: i64) -> Result<(), AppError> {
-        for (key, locks) in [
-            (pair_key(user, addr), true),
-            (format!("addr:{addr}"), true),
-            (format!("user:{user}"), false),
-        ] {
-            let count = self.store.count_login_failure(&key, now, LOGIN_WINDOW_MS).await?;
-            if locks && count >= FREE_ATTEMPTS {
-                let lock = (1000i64 << (count - FREE_ATTEMPTS).min(20)).min(MAX_LOCK_MS);
-                self.store.lock_login(&key, now + lock).await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// A right password clears that user's counts (the address's stay: a guesser who owns one account
-    /// must not reset their address by signing in to it).
-    pub async fn succeeded(&self, user: &str, addr: &str) -> Result<(), AppError> {
-        Ok(self
-            .store
-            .forget_login_failures(&[&pair_key(user, addr), &format!("user:{user}")])
-            .await?)
-    }
-
-    /// The audit row that already counts throttled attempts under `key` in this window, if any.
-    pub async fn throttled_row(&self, key: &str, now: i64) -> Result<Option<i64>, AppError> {
-        Ok(self.store.throttled_row(key, now - LOGIN_WINDOW_MS).await?)
-    }
-
-    pub async fn note_throttled_row(&self, key: &str, row: i64, now: i64) -> Result<(), AppError> {
-        Ok(self.store.note_throttled_row(key, row, now).await?)
-    }
 }
 
 /// The Set-Cookie header for a session (or for ending it, with an empty value).
