@@ -184,7 +184,13 @@ async fn login(State(state): State<AppState>, req: Request) -> Result<Response, 
             Ok(resp)
         }
         None => {
-            state.login_throttle.failed(&body.username, &addr, now).await?;
+            // The lock runs from the failure, not from the request: checking the password (queued
+            // behind others under load) must not eat into it.
+            let failed_at = state.store.clock.now_ms();
+            state
+                .login_throttle
+                .failed(&body.username, &addr, failed_at)
+                .await?;
             state
                 .metrics
                 .sign_ins
@@ -278,7 +284,8 @@ async fn change_password(
     // The current password is checked first, so that no other answer tells a right guess.
     let verified = check_password(&state, &i.name, &body.current_password).await?;
     if verified.is_none() {
-        state.login_throttle.failed(&i.name, &place, now).await?;
+        let failed_at = state.store.clock.now_ms();
+        state.login_throttle.failed(&i.name, &place, failed_at).await?;
         state
             .store
             .auth_event("password-change-failed", Some(&i.name), Some(&i.name), None)
