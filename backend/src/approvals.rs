@@ -406,8 +406,8 @@ pub async fn decide(
         .store
         .approval(id)
         .await?
-        .ok_or_else(|| AppError::Internal(format!("approval {id} vanished")))?;
+        .ok_or_else(|| AppError::internal(format!("approval {id} vanished")))?;
     view_of(state, decided)
         .await?
-        .ok_or_else(|| AppError::Internal(format!("the run of approval {id} vanished")))
+        .ok_or_else(|| AppError::internal(format!("the run of approval {id} vanished")))
 }

@@ -47,9 +47,14 @@ pub enum AppError {
     /// 503: AWS could not be reached (timeout, connection refused).
     #[error("AWS unavailable: {0}")]
     AwsUnavailable(String),
-    /// 500: our own fault; the client sees a generic message and the cause goes to the log.
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// 500: our own fault; the client sees a generic message, and the cause, with the chain of
+    /// errors under it, goes to the log.
+    #[error("internal error: {message}")]
+    Internal {
+        message: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
 }
 
 impl AppError {
@@ -62,7 +67,33 @@ impl AppError {
     }
 
     pub fn internal(e: impl std::fmt::Display) -> AppError {
-        AppError::Internal(e.to_string())
+        AppError::Internal {
+            message: e.to_string(),
+            source: None,
+        }
+    }
+
+    /// An internal error caused by `source`, kept so that the log shows the whole chain.
+    pub fn internal_from(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> AppError {
+        AppError::Internal {
+            message: message.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// The error and each cause under it, `: `-separated, for the log.
+    pub fn chain(&self) -> String {
+        let mut out = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(c) = cause {
+            out.push_str(": ");
+            out.push_str(&c.to_string());
+            cause = c.source();
+        }
+        out
     }
 
     pub fn refused(status: StatusCode, code: &str, message: impl Into<String>) -> AppError {
@@ -133,7 +164,7 @@ impl AppError {
                     format!("AWS could not be reached: {m}. Try again shortly."),
                 ),
             ),
-            AppError::Internal(_) => (
+            AppError::Internal { .. } => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 plain(
                     "Internal",
@@ -152,15 +183,15 @@ impl From<store::StoreError> for AppError {
                 code: code.to_owned(),
                 message,
             },
-            other => AppError::Internal(other.to_string()),
+            other => AppError::internal_from("the store failed", other),
         }
     }
 }
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        if let AppError::Internal(cause) = &self {
-            tracing::error!(%cause, "internal error");
+        if let AppError::Internal { .. } = &self {
+            tracing::error!(cause = %self.chain(), "internal error");
         }
         let (status, mut error) = self.to_parts();
         error.request_id = crate::telemetry::request_id();
@@ -177,3 +208,26 @@ impl IntoResponse for AppError {
 /// the refused change in the audit trail (as it records its own refusals).
 #[derive(Debug, Clone)]
 pub struct Refusal(pub String);
+
+#[cfg(test)]
+mod tests {
+    use super::AppError;
+
+    #[test]
+    fn an_internal_error_keeps_its_causes_for_the_log_and_tells_the_client_none() {
+        let io = std::io::Error::other("disk full");
+        let e = AppError::internal_from("cannot write the sandbox's state", io);
+        assert_eq!(
+            e.chain(),
+            "internal error: cannot write the sandbox's state: disk full"
+        );
+        let from_store: AppError = store::StoreError::Database("deadlock detected".into()).into();
+        assert_eq!(
+            from_store.chain(),
+            "internal error: the store failed: store: deadlock detected"
+        );
+        let (status, body) = from_store.to_parts();
+        assert_eq!(status, axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!body.message.contains("deadlock"), "{}", body.message);
+    }
+}

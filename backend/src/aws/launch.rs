@@ -452,7 +452,7 @@ pub async fn create_required_version(
         .map_err(|e| sdk_error("ec2:CreateLaunchTemplateVersion", &e))?;
     out.launch_template_version()
         .and_then(|v| v.version_number())
-        .ok_or_else(|| AppError::Internal("CreateLaunchTemplateVersion answered no version number".into()))
+        .ok_or_else(|| AppError::internal("CreateLaunchTemplateVersion answered no version number"))
 }
 
 /// The source's metadata block as a request, every member it has kept as it is, HttpTokens required
@@ -534,7 +534,7 @@ pub async fn version_numbers(c: &RegionClients, template_id: &str) -> Result<(i6
         .ok_or_else(|| AppError::NotFound(format!("launch template {template_id} does not exist")))?;
     match (t.default_version_number(), t.latest_version_number()) {
         (Some(d), Some(l)) => Ok((d, l)),
-        _ => Err(AppError::Internal(format!(
+        _ => Err(AppError::internal(format!(
             "DescribeLaunchTemplates answered no version numbers for {template_id}"
         ))),
     }

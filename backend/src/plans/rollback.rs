@@ -78,7 +78,7 @@ async fn stop(state: &AppState, row: &RunRow, who: &str) -> String {
 fn worth_retrying(e: &AppError) -> bool {
     match e {
         AppError::Aws { fault, .. } => *fault != AwsFault::Refused,
-        AppError::AwsUnavailable(_) | AppError::Internal(_) => true,
+        AppError::AwsUnavailable(_) | AppError::Internal { .. } => true,
         _ => false,
     }
 }

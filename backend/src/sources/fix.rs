@@ -448,7 +448,7 @@ pub(super) async fn apply(
                     },
                 })
             }
-            _ => Err(AppError::Internal(format!(
+            _ => Err(AppError::internal(format!(
                 "fix {} has mismatched states",
                 record.fix_id
             ))),
@@ -477,7 +477,7 @@ pub(super) async fn apply(
         .store
         .source_fix(&record.fix_id)
         .await?
-        .ok_or_else(|| AppError::Internal("the fix just recorded is gone".into()))
+        .ok_or_else(|| AppError::internal("the fix just recorded is gone"))
 }
 
 /// Fixes a crash left between record and reply are sent again at start (each is idempotent).

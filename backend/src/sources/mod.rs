@@ -283,7 +283,7 @@ async fn read_again(state: &AppState, account: &str, region: &str) {
     let fleet = state.fleet.lock().await.as_ref().map(|s| s.instances.clone());
     let reading = match &fleet {
         Some(fleet) => read_place(state, &place, fleet).await,
-        None => Err(AppError::Internal("the fleet has not been read yet".into())),
+        None => Err(AppError::internal("the fleet has not been read yet")),
     };
     match reading {
         Ok(r) => keep(state, vec![(place, Ok(r))]).await,

@@ -50,7 +50,7 @@ pub async fn revert(state: &AppState, fix_id: &str, requester: &str) -> Result<S
             let made = [*made, *made_latest];
             revert_template(state, &clients, &fix, &resource, *prior, made).await?
         }
-        _ => return Err(AppError::Internal(format!("fix {fix_id} has mismatched states"))),
+        _ => return Err(AppError::internal(format!("fix {fix_id} has mismatched states"))),
     };
     read_again(state, &fix.account, &fix.region).await;
     state
@@ -61,7 +61,7 @@ pub async fn revert(state: &AppState, fix_id: &str, requester: &str) -> Result<S
         .store
         .source_fix(fix_id)
         .await?
-        .ok_or_else(|| AppError::Internal("the fix just reverted is gone".into()))
+        .ok_or_else(|| AppError::internal("the fix just reverted is gone"))
 }
 
 /// An account-default fix undone: the prior defaults again, but only while the defaults are still
