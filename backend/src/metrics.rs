@@ -4,6 +4,7 @@
 //! the store when scraped. A scrape never causes an AWS call, nor waits for one.
 
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -12,30 +13,72 @@ use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-type Labels = Vec<(&'static str, String)>;
+/// An AWS call's labels: `outcome` is one of `ok`, `throttled`, `client_error`, `server_error`,
+/// `no_response`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AwsCallLabels {
+    pub service: String,
+    pub operation: String,
+    pub outcome: &'static str,
+}
+
+/// Which SSM budget a call waited for (`read`, `start`, `lookup`), and where.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BudgetLabels {
+    pub budget: String,
+    pub region: String,
+}
+
+/// An API request's method, route template and status (closed sets: see [`observe`]).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub method: String,
+    pub route: String,
+    pub status: String,
+}
+
+/// A status: of a refused request (401, 403, 429), or of runs.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    pub status: String,
+}
+
+/// A sign-in's outcome: `ok`, `failed`, `throttled`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SignInLabels {
+    pub outcome: &'static str,
+}
+
+/// Where instances are and their posture.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FleetLabels {
+    pub account: String,
+    pub region: String,
+    pub posture: &'static str,
+}
 
 /// Every metric the console exports.
 pub struct Metrics {
     registry: Registry,
     /// AWS calls (each HTTP attempt, retries included, as AWS counts them) by service, operation and
     /// outcome: `ok`, `throttled`, `client_error`, `server_error`, `no_response`.
-    pub aws_calls: Family<Labels, Counter>,
+    pub aws_calls: Family<AwsCallLabels, Counter>,
     /// Seconds a call waited for its SSM budget, by budget (`read`, `start`, `lookup`).
-    pub budget_wait: Family<Labels, Histogram>,
+    pub budget_wait: Family<BudgetLabels, Histogram>,
     /// Seconds since the watcher last finished a round.
     pub watcher_lag: Gauge<f64, AtomicU64>,
     /// HTTP requests by method, route group and status, with their duration.
-    pub http: Family<Labels, Histogram>,
+    pub http: Family<HttpLabels, Histogram>,
     /// Requests refused (401, 403, 429) by status.
-    pub refused: Family<Labels, Counter>,
+    pub refused: Family<StatusLabels, Counter>,
     /// Sign-ins by outcome (`ok`, `failed`, `throttled`).
-    pub sign_ins: Family<Labels, Counter>,
+    pub sign_ins: Family<SignInLabels, Counter>,
     /// Open live event streams.
     pub sse_clients: Gauge,
     /// Runs by status, read from the store at each scrape.
-    pub runs: Family<Labels, Gauge>,
+    pub runs: Family<StatusLabels, Gauge>,
     /// The fleet's instances by account, region and posture, from the cached inventory.
-    pub fleet: Family<Labels, Gauge>,
+    pub fleet: Family<FleetLabels, Gauge>,
     /// 1 while this replica leads (runs the watcher, plans and deliveries), else 0.
     pub leader: Gauge,
 }
@@ -47,13 +90,14 @@ fn seconds() -> Histogram {
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("imds_console");
-        let aws_calls = Family::<Labels, Counter>::default();
+        let aws_calls = Family::<AwsCallLabels, Counter>::default();
         registry.register(
             "aws_calls",
             "AWS calls by service, operation and outcome",
             aws_calls.clone(),
         );
-        let budget_wait = Family::<Labels, Histogram>::new_with_constructor(seconds as fn() -> Histogram);
+        let budget_wait =
+            Family::<BudgetLabels, Histogram>::new_with_constructor(seconds as fn() -> Histogram);
         registry.register(
             "budget_wait_seconds",
             "Time a call waited for its SSM budget",
@@ -65,25 +109,25 @@ impl Default for Metrics {
             "Seconds since the watcher last finished a round",
             watcher_lag.clone(),
         );
-        let http = Family::<Labels, Histogram>::new_with_constructor(seconds as fn() -> Histogram);
+        let http = Family::<HttpLabels, Histogram>::new_with_constructor(seconds as fn() -> Histogram);
         registry.register(
             "http_request_duration_seconds",
             "HTTP requests and their duration",
             http.clone(),
         );
-        let refused = Family::<Labels, Counter>::default();
+        let refused = Family::<StatusLabels, Counter>::default();
         registry.register(
             "refused_requests",
             "Requests refused with 401, 403 or 429",
             refused.clone(),
         );
-        let sign_ins = Family::<Labels, Counter>::default();
+        let sign_ins = Family::<SignInLabels, Counter>::default();
         registry.register("sign_ins", "Password sign-ins by outcome", sign_ins.clone());
         let sse_clients = Gauge::default();
         registry.register("sse_clients", "Open live event streams", sse_clients.clone());
-        let runs = Family::<Labels, Gauge>::default();
+        let runs = Family::<StatusLabels, Gauge>::default();
         registry.register("runs", "Runs recorded, by status", runs.clone());
-        let fleet = Family::<Labels, Gauge>::default();
+        let fleet = Family::<FleetLabels, Gauge>::default();
         registry.register(
             "fleet_instances",
             "Instances by account, region and posture",
@@ -123,11 +167,11 @@ impl Metrics {
         self.fleet.clear();
         for ((account, region, posture), n) in counts {
             self.fleet
-                .get_or_create(&vec![
-                    ("account", account.to_owned()),
-                    ("region", region.to_owned()),
-                    ("posture", posture.to_owned()),
-                ])
+                .get_or_create(&FleetLabels {
+                    account: account.to_owned(),
+                    region: region.to_owned(),
+                    posture,
+                })
                 .set(n);
         }
     }
@@ -192,11 +236,11 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for AwsCallCounter 
         };
         self.0
             .aws_calls
-            .get_or_create(&vec![
-                ("service", service),
-                ("operation", operation),
-                ("outcome", outcome.to_owned()),
-            ])
+            .get_or_create(&AwsCallLabels {
+                service,
+                operation,
+                outcome,
+            })
             .inc();
         Ok(())
     }
@@ -256,17 +300,19 @@ pub async fn observe(
     state
         .metrics
         .http
-        .get_or_create(&vec![
-            ("method", method.to_owned()),
-            ("route", route.to_owned()),
-            ("status", status.to_string()),
-        ])
+        .get_or_create(&HttpLabels {
+            method: method.to_owned(),
+            route: route.to_owned(),
+            status: status.to_string(),
+        })
         .observe(started.elapsed().as_secs_f64());
     if matches!(status, 401 | 403 | 429) {
         state
             .metrics
             .refused
-            .get_or_create(&vec![("status", status.to_string())])
+            .get_or_create(&StatusLabels {
+                status: status.to_string(),
+            })
             .inc();
     }
     resp
@@ -344,7 +390,7 @@ async fn refresh_gauges(state: &crate::state::AppState) {
     match state.store.runs_by_status().await {
         Ok(counts) => {
             for (status, n) in counts {
-                m.runs.get_or_create(&vec![("status", status)]).set(n);
+                m.runs.get_or_create(&StatusLabels { status }).set(n);
             }
         }
         Err(e) => tracing::warn!(error = %e, "metrics: cannot count the runs"),

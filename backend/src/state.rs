@@ -372,10 +372,10 @@ impl RegionLimits {
         let waits = |budget: &str| {
             metrics
                 .budget_wait
-                .get_or_create(&vec![
-                    ("budget", budget.to_owned()),
-                    ("region", region.to_owned()),
-                ])
+                .get_or_create(&crate::metrics::BudgetLabels {
+                    budget: budget.to_owned(),
+                    region: region.to_owned(),
+                })
                 .clone()
         };
         RegionLimits {

@@ -121,7 +121,7 @@ async fn login(State(state): State<AppState>, req: Request) -> Result<Response, 
             state
                 .metrics
                 .sign_ins
-                .get_or_create(&vec![("outcome", "throttled".to_owned())])
+                .get_or_create(&crate::metrics::SignInLabels { outcome: "throttled" })
                 .inc();
             match state.login_throttle.throttled_row(&audit_key, now).await? {
                 Some(row) => state.store.count_auth_event(row).await?,
@@ -165,7 +165,7 @@ async fn login(State(state): State<AppState>, req: Request) -> Result<Response, 
             state
                 .metrics
                 .sign_ins
-                .get_or_create(&vec![("outcome", "ok".to_owned())])
+                .get_or_create(&crate::metrics::SignInLabels { outcome: "ok" })
                 .inc();
             state
                 .store
@@ -194,7 +194,7 @@ async fn login(State(state): State<AppState>, req: Request) -> Result<Response, 
             state
                 .metrics
                 .sign_ins
-                .get_or_create(&vec![("outcome", "failed".to_owned())])
+                .get_or_create(&crate::metrics::SignInLabels { outcome: "failed" })
                 .inc();
             state
                 .store
