@@ -361,7 +361,7 @@ async fn read_account(state: &AppState, account: &Listed) -> Result<AccountReadi
 async fn read(state: &AppState, previous: Option<&FleetSnapshot>) -> Result<FleetSnapshot, AppError> {
     let hub = crate::routes::identity::resolve(state).await?.account;
     let (listed, organization_error) = state.org.accounts(&hub, state.region(None)?).await;
-    let as_of = crate::store::now_rfc3339();
+    let as_of = state.store.clock.now_rfc3339();
     // Collected first: a stream that maps lazily over borrowed accounts is not `Send` for the
     // background task (a known limit of higher-ranked closures in async Rust).
     let reads: Vec<_> = listed

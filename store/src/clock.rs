@@ -21,6 +21,11 @@ impl Clock {
         real + self.offset_ms.load(Ordering::Relaxed)
     }
 
+    /// Now as the store writes times (`2026-12-07T19:26:49.123Z`, see [`crate::rfc3339_ms`]).
+    pub fn now_rfc3339(&self) -> String {
+        crate::rfc3339_ms(self.now_ms())
+    }
+
     /// Today's date in UTC, `YYYY-MM-DD`, `days_ago` days back.
     pub fn day(&self, days_ago: i64) -> String {
         let ms = self.now_ms() - days_ago * 86_400_000;

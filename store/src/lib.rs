@@ -72,11 +72,6 @@ fn restrict_to_owner(dir: &Path, db: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// The wall clock's time as the store writes times (see [`rfc3339_ms`]).
-pub fn now_rfc3339() -> String {
-    rfc3339_ms(time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000_000)
-}
-
 /// `2026-12-07T19:26:49.123Z`: UTC with exactly three fractional digits, one width, so that
 /// comparing the text compares the times (the store filters and sorts on it).
 pub fn rfc3339_ms(epoch_ms: i64) -> String {

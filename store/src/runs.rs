@@ -5,7 +5,7 @@ use shared::api::ExecutionSummary;
 use shared::RunStatus;
 
 use crate::db::{Row, RowRef, ToValue, Value};
-use crate::{now_rfc3339, Store, StoreError};
+use crate::{Store, StoreError};
 
 /// Status of a record whose start has not been acknowledged by SSM yet.
 pub const STATUS_RECORDED: &str = "Recorded";
@@ -202,7 +202,7 @@ impl Store {
     /// Records a run before it is sent; returns the record ID.
     pub async fn record_start(&self, run: &NewRun<'_>) -> Result<i64, StoreError> {
         let mut tx = self.db.begin().await?;
-        let now = now_rfc3339();
+        let now = self.clock.now_rfc3339();
         let id: i64 = tx
             .query_one(
                 "INSERT INTO runs (client_token, region, document_name, requester, created_at, sort_time, parameters, targets,
@@ -278,7 +278,7 @@ impl Store {
         status: &str,
         start_time: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let now = now_rfc3339();
+        let now = self.clock.now_rfc3339();
         let mut tx = self.db.begin().await?;
         let inserted = tx
             .query_opt(
@@ -504,7 +504,7 @@ impl Store {
             .map(|r| r.get(0))
             .transpose()?;
         if old.is_none() {
-            let now = now_rfc3339();
+            let now = self.clock.now_rfc3339();
             let child_id: i64 = tx
                 .query_one(
                     "INSERT INTO runs (execution_id, region, document_name, requester, created_at, sort_time, parameters,

@@ -1,7 +1,7 @@
 //! Source fixes (launch templates, account defaults): one row per fix, written before AWS is called.
 
 use crate::db::Row;
-use crate::{now_rfc3339, Store, StoreError};
+use crate::{Store, StoreError};
 
 const FIX_COLUMNS: &str =
     "fix_id, source_id, kind, account, region, requester, created_at, override_reason, prior, \
@@ -98,7 +98,7 @@ impl Store {
         self.db
             .execute(
                 "UPDATE source_fixes SET status = 'reverted', reverted_by = ?2, reverted_at = ?3, error = ?4 WHERE fix_id = ?1",
-                args![fix_id, who, now_rfc3339(), left],
+                args![fix_id, who, self.clock.now_rfc3339(), left],
             )
             .await?;
         Ok(())

@@ -6,7 +6,7 @@
 use shared::api::{AuthEvent, Role, TokenView, UserView};
 
 use crate::db::{ToValue, Value};
-use crate::{now_rfc3339, rfc3339_ms, Store, StoreError};
+use crate::{rfc3339_ms, Store, StoreError};
 
 /// A user as sign-in reads them.
 pub struct LoginRow {
@@ -181,7 +181,7 @@ impl Store {
             .db
             .execute(
                 "INSERT INTO users (name, role, password_hash, created_at, password_set_by) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
-                args![name, role.as_str(), password_hash, now_rfc3339(), set_by],
+                args![name, role.as_str(), password_hash, self.clock.now_rfc3339(), set_by],
             )
             .await?;
         if n == 0 {
@@ -345,7 +345,7 @@ impl Store {
         self.db
             .execute(
                 "INSERT INTO sessions (id_hash, user_name, created_at, expires_at_ms, own_credential) VALUES (?1, ?2, ?3, ?4, ?5)",
-                args![hash, name, now_rfc3339(), expires_at_ms, i64::from(own_credential)],
+                args![hash, name, self.clock.now_rfc3339(), expires_at_ms, i64::from(own_credential)],
             )
             .await?;
         Ok(())
@@ -405,7 +405,7 @@ impl Store {
                     token.user,
                     token.role.as_str(),
                     token.hash,
-                    now_rfc3339(),
+                    self.clock.now_rfc3339(),
                     token.name,
                     token.expires_ms,
                     i64::from(token.own_credential)
@@ -475,7 +475,7 @@ impl Store {
             self.db
                 .execute(
                     "UPDATE api_tokens SET last_used_at = ?2, last_used_ms = ?3 WHERE id = ?1",
-                    args![id, now_rfc3339(), now],
+                    args![id, self.clock.now_rfc3339(), now],
                 )
                 .await?;
         }
@@ -505,7 +505,7 @@ impl Store {
         self.db
             .query_one(
                 "INSERT INTO auth_events (at, kind, actor, subject, address) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
-                args![now_rfc3339(), kind, actor, subject, address],
+                args![self.clock.now_rfc3339(), kind, actor, subject, address],
             )
             .await?
             .get(0)
@@ -516,7 +516,7 @@ impl Store {
         self.db
             .execute(
                 "UPDATE auth_events SET count = count + 1, at = ?2 WHERE id = ?1",
-                args![id, now_rfc3339()],
+                args![id, self.clock.now_rfc3339()],
             )
             .await?;
         Ok(())

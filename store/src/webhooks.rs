@@ -1,6 +1,6 @@
 //! Webhooks and their deliveries, queued in the store so a restart loses none.
 
-use crate::{now_rfc3339, Store, StoreError};
+use crate::{Store, StoreError};
 
 /// A webhook as stored: ID, URL, format (`json`/`slack`), creator, creation time.
 pub type WebhookRow = (i64, String, String, String, String);
@@ -14,7 +14,7 @@ impl Store {
         self.db
             .query_one(
                 "INSERT INTO webhooks (url, format, created_by, created_at) VALUES (?1, ?2, ?3, ?4) RETURNING webhook_id",
-                args![url, format, who, now_rfc3339()],
+                args![url, format, who, self.clock.now_rfc3339()],
             )
             .await?
             .get(0)
@@ -60,7 +60,7 @@ impl Store {
             conn.execute(
                 "INSERT INTO webhook_deliveries (webhook_id, event, summary, body, status, next_attempt_ms, created_at)
                  VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6)",
-                args![id, event, summary, body_for(format), now_ms, now_rfc3339()],
+                args![id, event, summary, body_for(format), now_ms, self.clock.now_rfc3339()],
             )
             .await?;
         }
@@ -103,7 +103,7 @@ impl Store {
                     next_attempt_ms = COALESCE(?4, next_attempt_ms),
                     delivered_at = CASE WHEN ?2 = 'delivered' THEN ?5 ELSE delivered_at END
                  WHERE delivery_id = ?1",
-                args![delivery_id, status, error, retry_at_ms, now_rfc3339()],
+                args![delivery_id, status, error, retry_at_ms, self.clock.now_rfc3339()],
             )
             .await?;
         Ok(())

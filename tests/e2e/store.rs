@@ -756,3 +756,34 @@ async fn sslmode_require_connects_over_tls_and_verifies_the_server() {
         "{refused}"
     );
 }
+
+#[tokio::test]
+async fn every_time_the_console_writes_comes_from_its_one_clock() {
+    let app = e2e::spawn_app().await;
+    // Two days on: a wall-clock reading beside the console's clock would write today's date.
+    app.state
+        .store
+        .clock
+        .advance(std::time::Duration::from_secs(2 * 86_400));
+    let day = app.state.store.clock.day(0);
+    app.add_user("clocky", "viewer").await;
+    let (_, users) = app.get("/users").await;
+    let users: Vec<shared::api::UserView> = serde_json::from_value(users).unwrap();
+    let user = users.iter().find(|u| u.name == "clocky").unwrap();
+    assert!(user.created_at.starts_with(&day), "{} on {day}", user.created_at);
+    let (status, hook) = app
+        .post(
+            "/webhooks",
+            &serde_json::json!({"url": "https://hooks.example.com/imds", "format": "json"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{hook}");
+    let (_, hooks) = app.get("/webhooks").await;
+    let hooks: shared::webhooks::WebhookList = serde_json::from_value(hooks).unwrap();
+    let hook = &hooks.webhooks[0];
+    assert!(hook.created_at.starts_with(&day), "{} on {day}", hook.created_at);
+    let (_, events) = app.get("/audit/auth").await;
+    let events: shared::api::AuthEventPage = serde_json::from_value(events).unwrap();
+    let added = events.events.iter().find(|e| e.kind == "user-added").unwrap();
+    assert!(added.at.starts_with(&day), "{added:?} on {day}");
+}

@@ -35,6 +35,7 @@ pub async fn usage(
     queries: &[(String, UsageMetric)],
     window: Duration,
 ) -> Result<HashMap<String, u64>, AppError> {
+    // AWS's time, not the console's (which tests move): CloudWatch keeps its data by the real clock.
     let end = SystemTime::now();
     let start = end - window;
     // One period spanning the whole window: one number per instance (periods are multiples of 60 s).

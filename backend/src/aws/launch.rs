@@ -379,7 +379,12 @@ async fn images(c: &RegionClients, ids: &BTreeSet<String>) -> Result<Vec<ImageRe
             .send()
             .await
             .map_err(|e| sdk_error("ec2:DescribeImages", &e))?;
-        let now = crate::store::now_rfc3339();
+        // AWS's time, not the console's (which tests move): EC2 deprecates an AMI by the real clock.
+        let now = store::rfc3339_ms(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
+        );
         out.extend(page.images().iter().map(|i| {
             ImageReading {
                 id: i.image_id().unwrap_or_default().to_owned(),

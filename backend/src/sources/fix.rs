@@ -367,7 +367,7 @@ pub async fn fix(
         account: plan.target.account.clone(),
         region: plan.target.region.clone(),
         requester: requester.to_owned(),
-        created_at: crate::store::now_rfc3339(),
+        created_at: state.store.clock.now_rfc3339(),
         override_reason: reason,
         prior: p.before.clone(),
         applied: Some(p.after.clone()),

@@ -232,7 +232,7 @@ async fn keep(state: &AppState, read: Vec<((String, String), Result<PlaceReading
             place,
             match entry {
                 Ok(r) => PlaceEntry {
-                    reading: Some((crate::store::now_rfc3339(), Arc::new(r))),
+                    reading: Some((state.store.clock.now_rfc3339(), Arc::new(r))),
                     error: None,
                     read_at: now,
                     changed: false,
