@@ -2,6 +2,7 @@
 //! field), shows what will change on each instance before anything starts, then starts the run.
 
 use leptos::prelude::*;
+use leptos::wasm_split::{wasm_split, SplitLoaderError};
 use leptos_router::components::A;
 use leptos_router::hooks::use_query_map;
 use shared::api::{ParametersInput, RateControlInput, StartExecutionRequest, TargetsInput};
@@ -424,20 +425,20 @@ pub fn ExecutePage() -> impl IntoView {
 /// MaxErrors), fetched from their own WASM module when the mode is chosen: a run on one instance,
 /// the page's first state, never needs them. The organisation's accounts are read once, when the
 /// mode is first chosen, and kept while the page is open, however often the mode is switched.
-#[lazy]
+#[wasm_split(part_rate_control, wasm_split_path = ::leptos::wasm_split, fallible)]
 fn rate_control_view(
     form: Form,
     errors: Memo<ValidationErrors>,
     show_all: Signal<bool>,
     edits: Edits,
-) -> AnyView {
+) -> Result<AnyView, SplitLoaderError> {
     let accounts = LocalResource::new(|| api::get::<shared::api::AccountList>("/accounts"));
-    view! {
+    Ok(view! {
         <Show when=move || form.rate.get()>
             <RateControlFields form=form errors=errors show_all=show_all edits=edits accounts=accounts/>
         </Show>
     }
-    .into_any()
+    .into_any())
 }
 
 type Accounts = LocalResource<Result<shared::api::AccountList, api::ClientError>>;
@@ -559,9 +560,9 @@ struct Review {
 /// warnings). When targets still use IMDSv1 the run needs a written reason, which is recorded with it.
 /// Fetched from its own WASM module when the review is first asked for (filling in the form never
 /// needs it), with the start and its answer.
-#[lazy]
-fn confirm_view(review: Review) -> AnyView {
-    view! { <Confirm review=review/> }.into_any()
+#[wasm_split(part_confirm, wasm_split_path = ::leptos::wasm_split, fallible)]
+fn confirm_view(review: Review) -> Result<AnyView, SplitLoaderError> {
+    Ok(view! { <Confirm review=review/> }.into_any())
 }
 
 #[component]
