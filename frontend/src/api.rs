@@ -43,6 +43,11 @@ impl ClientError {
         }
     }
 
+    /// The server answered 401: the session has ended (the sign-in dialog says so).
+    pub fn signed_out(&self) -> bool {
+        matches!(self, ClientError::Api { status: 401, .. })
+    }
+
     pub fn field_errors(&self) -> Option<shared::ValidationErrors> {
         match self {
             ClientError::Api { error, .. } if !error.fields.is_empty() => {
@@ -92,6 +97,9 @@ async fn exchange(method: &str, path: &str, body: Option<String>) -> Result<Stri
         return Ok(text);
     }
     let status = resp.status();
+    if status == 401 {
+        crate::session::refused();
+    }
     Err(ClientError::Api {
         status,
         error: serde_json::from_str::<ErrorBody>(&text).map_or_else(

@@ -83,13 +83,16 @@ pub fn App() -> impl IntoView {
     let live = live::provide();
     let session = session::provide();
     session::provide_identity(session);
-    // The event stream needs a signed-in session: open it once there is one.
+    // The event stream needs a signed-in session: open it once there is one, and again after
+    // signing in again (the server closed it when the session ended).
     let connected = StoredValue::new(false);
     Effect::new(move |_| {
         if let Some(me) = session.me.get() {
             if !connected.get_value() {
                 connected.set_value(true);
                 live::connect(live, me.events_seq);
+            } else if !session.expired.get() {
+                live::reopen(live);
             }
         }
     });
@@ -119,6 +122,16 @@ pub fn App() -> impl IntoView {
                 </Routes>
                 </session::SignedInOrLogin>
             </main>
+            // A session that ended while a page is open: the sign-in page in a dialog over it, so the
+            // page and what was typed in it stay; the login page closes it once signed in again.
+            {move || session.expired.get().then(|| view! {
+                <div class="modal-backdrop">
+                    <div class="modal" role="dialog" aria-modal="true" aria-labelledby="expired-title" data-testid="sign-in-again">
+                        <h2 id="expired-title">"Your session has ended: sign in again to go on where you were"</h2>
+                        {components::on_demand::or_unavailable(login())}
+                    </div>
+                </div>
+            })}
         </Router>
     }
 }

@@ -579,6 +579,11 @@ fn Confirm(review: Review) -> impl IntoView {
     });
     Effect::new(move |_| {
         if let Some(result) = start.value().get() {
+            // A start refused because the session ended keeps the review open under the sign-in
+            // dialog: once signed in again, Start is one press away.
+            if result.as_ref().is_err_and(api::ClientError::signed_out) {
+                return;
+            }
             confirming.set(false);
             match &result {
                 Ok(_) => started.update(|n| *n += 1),
@@ -742,6 +747,7 @@ fn Confirm(review: Review) -> impl IntoView {
                     </div>
                 }.into_any(),
             },
+            Err(e) if e.signed_out() => ().into_any(),
             Err(e) => view! { <div class="error-box" role="alert" data-testid="start-error">{e.explain()}</div> }.into_any(),
         })}
     }

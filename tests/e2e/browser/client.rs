@@ -73,3 +73,68 @@ async fn a_page_whose_code_cannot_be_fetched_offers_a_reload_instead_of_trapping
     wait_absent(c, "[data-testid=code-unavailable]").await;
     b.close().await;
 }
+
+/// Ends the browser's session on the server, as its expiry does: the browser still sends the
+/// cookie, and the server answers 401 to it.
+async fn end_the_browser_s_session(c: &Client, app: &e2e::TestApp) {
+    let cookie = c
+        .get_named_cookie("imds_session")
+        .await
+        .expect("the browser holds the session cookie");
+    let resp = reqwest::Client::new()
+        .post(app.url("/auth/logout"))
+        .header("cookie", format!("imds_session={}", cookie.value()))
+        // A cookie's POST must come from the console's own origin (as the browser's would).
+        .header("origin", &app.base)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let me = reqwest::Client::new()
+        .get(app.url("/auth/me"))
+        .header("cookie", format!("imds_session={}", cookie.value()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 401, "the session has ended");
+}
+
+#[tokio::test]
+async fn a_session_that_ends_mid_review_signs_in_again_in_place_and_keeps_the_review() {
+    let app = app_with_pages(AppOptions::default()).await;
+    let id = app.quiet("us-east-1").await.remove(0);
+    let b = browser().await;
+    let c = &b.client;
+    let password = login(c, &app.base, "admin", &admin_password(&app)).await;
+    goto(c, &format!("{}/execute?instance={id}", app.base)).await;
+    click(c, "#review").await;
+    wait_text(c, "[data-testid=confirm]", |t| t.contains(&id)).await;
+    wait_prop(c, "#start", "disabled", |v| v == "false").await;
+
+    end_the_browser_s_session(c, &app).await;
+    click(c, "#start").await;
+    // Not a lost connection nor the API's text: a sign-in over the page, which stays as it was.
+    wait_text(c, "[data-testid=sign-in-again]", |t| {
+        t.contains("session has ended")
+    })
+    .await;
+    wait_absent(c, "[data-testid=me]").await;
+    wait_absent(c, "[data-testid=start-error]").await;
+    wait_absent(c, ".conn-lost").await;
+    wait_text(c, "[data-testid=confirm]", |t| t.contains(&id)).await;
+    assert!(
+        c.current_url().await.unwrap().path().starts_with("/execute"),
+        "the address stays the page's"
+    );
+
+    type_into(c, "[data-testid=sign-in-again] #login-user", "admin").await;
+    type_into(c, "[data-testid=sign-in-again] #login-password", &password).await;
+    click(c, "[data-testid=sign-in-again] #login-submit").await;
+    wait_absent(c, "[data-testid=sign-in-again]").await;
+    wait_text(c, "[data-testid=me]", |t| t.starts_with("admin")).await;
+    // The review is still there: one press starts the run.
+    click(c, "#start").await;
+    let started = text_of(c, "[data-testid=started] a").await;
+    assert_eq!(started.len(), 36, "an execution ID: {started}");
+    b.close().await;
+}
