@@ -591,6 +591,12 @@ fn Confirm(review: Review) -> impl IntoView {
             }
         }
     });
+    let started_box = NodeRef::<leptos::html::Div>::new();
+    Effect::new(move |_| {
+        if let Some(answer) = started_box.get() {
+            let _ = answer.focus();
+        }
+    });
     // Read only while the review is open; it is read again each time it opens.
     let preview_read = LocalResource::new(move || {
         let open = confirming.get();
@@ -730,18 +736,20 @@ fn Confirm(review: Review) -> impl IntoView {
         {move || start.value().get().map(|r| match r {
             Ok(resp) => match resp.execution_id {
                 Some(id) => view! {
-                    <div class="ok-box" role="status" data-testid="started">"Started "
+                    // The focus follows the start to its answer (it would drop to the page's body
+                    // with the review's button gone).
+                    <div class="ok-box" role="status" data-testid="started" tabindex="-1" node_ref=started_box>"Started "
                         <A href=format!("/executions/{id}")>{id.clone()}</A>
                     </div>
                 }.into_any(),
                 None if resp.status == shared::RunStatus::AwaitingApproval => view! {
-                    <div class="warn-box" role="status" data-testid="awaiting-approval">
+                    <div class="warn-box" role="status" data-testid="awaiting-approval" tabindex="-1" node_ref=started_box>
                         <strong>{format!("Awaiting approval (approval {}). ", resp.record_id)}</strong>
                         {resp.message.unwrap_or_default()}" "<A href="/approvals">"Approvals"</A>
                     </div>
                 }.into_any(),
                 None => view! {
-                    <div class="warn-box" role="status" data-testid="queued">
+                    <div class="warn-box" role="status" data-testid="queued" tabindex="-1" node_ref=started_box>
                         <strong>{format!("Queued (record {}). ", resp.record_id)}</strong>
                         {resp.message.unwrap_or_default()}
                     </div>

@@ -138,3 +138,78 @@ async fn a_session_that_ends_mid_review_signs_in_again_in_place_and_keeps_the_re
     assert_eq!(started.len(), 36, "an execution ID: {started}");
     b.close().await;
 }
+
+/// What has the focus: its id, its test id, and whether it is inside an open dialog.
+async fn focus(c: &Client) -> (String, String, bool) {
+    let v = c
+        .execute(
+            "const a = document.activeElement;
+             return [a.id || '', a.dataset.testid || '', !!a.closest('[aria-modal=true]')];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    (
+        v[0].as_str().unwrap_or_default().to_owned(),
+        v[1].as_str().unwrap_or_default().to_owned(),
+        v[2].as_bool().unwrap_or_default(),
+    )
+}
+
+/// Waits until the focus satisfies `ok`.
+async fn wait_focus(c: &Client, what: &str, ok: impl Fn(&(String, String, bool)) -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let now = focus(c).await;
+        if ok(&now) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: the focus is on {now:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Presses a key (a WebDriver key code) where the focus is.
+async fn press(c: &Client, keys: &str) {
+    c.active_element().await.unwrap().send_keys(keys).await.unwrap();
+}
+
+const TAB: &str = "\u{E004}";
+const SHIFT_TAB: &str = "\u{E008}\u{E004}";
+const ESCAPE: &str = "\u{E00C}";
+
+#[tokio::test]
+async fn dialogs_hold_the_focus_and_a_start_hands_it_to_its_answer() {
+    let app = app_with_pages(AppOptions::default()).await;
+    // Taken before the finished run enforces the first of them.
+    let id = app.quiet("us-east-1").await.remove(1);
+    let done = app.finished_run().await;
+    let b = browser().await;
+    let c = &b.client;
+    login(c, &app.base, "admin", &admin_password(&app)).await;
+
+    // Revert: the focus moves into the dialog and Tab, either way, never leaves it.
+    goto(c, &format!("{}/executions/{done}", app.base)).await;
+    wait_text(c, "[data-testid=exec-status]", |t| t == "Success").await;
+    click(c, "#revert").await;
+    wait_count(c, "[aria-modal=true]", 1).await;
+    wait_focus(c, "the dialog opened", |f| f.2).await;
+    wait_prop(c, "#modal-confirm", "disabled", |v| v == "false").await;
+    for keys in [TAB, TAB, TAB, SHIFT_TAB, SHIFT_TAB, SHIFT_TAB, SHIFT_TAB] {
+        press(c, keys).await;
+        let now = focus(c).await;
+        assert!(now.2, "Tab left the dialog for {now:?}");
+    }
+    // Escape cancels, and the focus goes back to the button that opened the dialog.
+    press(c, ESCAPE).await;
+    wait_absent(c, "[aria-modal=true]").await;
+    wait_focus(c, "the dialog closed", |f| f.0 == "revert").await;
+
+    // After Start, the focus is on the start's answer, not lost on the page's body.
+    goto(c, &format!("{}/execute?instance={id}", app.base)).await;
+    click(c, "#review").await;
+    click(c, "#start").await;
+    wait_count(c, "[data-testid=started] a", 1).await;
+    wait_focus(c, "started", |f| f.1 == "started").await;
+    b.close().await;
+}
