@@ -13,9 +13,8 @@ use leptos::wasm_split::SplitLoaderError;
 pub fn Unavailable() -> impl IntoView {
     view! {
         <div class="error-box" role="alert" data-testid="code-unavailable">
-            "This part of the console could not be fetched from its server: the server may be down, the \
-             network may have failed, or the console was upgraded since this tab opened. Nothing you \
-             started is affected. "
+            "This part of the console could not be fetched (the server down, the network failing, or \
+             the console upgraded since this tab opened). "
             <button id="reload" on:click=|_| {
                 let _ = window().location().reload();
             }>"Reload the page"</button>
