@@ -20,6 +20,8 @@ pub fn Header() -> impl IntoView {
         leptos::task::spawn_local(async move {
             let _ = api::logout().await;
             session.me.set(None);
+            // Signing out of an ended session (its logout answered 401) is not signing in again.
+            session.expired.set(false);
             navigate("/login", Default::default());
         });
     };
