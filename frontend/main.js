@@ -25,3 +25,30 @@ function stopped(error) {
 }
 window.addEventListener("error", (e) => stopped(e.error));
 window.addEventListener("unhandledrejection", (e) => stopped(e.reason));
+
+// Dialogs (aria-modal) take the focus, keep Tab inside, cancel on Escape and give the focus back.
+// Here, not in the WASM: fewer bytes on every page's first load.
+let opener = null;
+const dialog = () => document.querySelector("[aria-modal=true]");
+const stops = (d) => [...d.querySelectorAll("a[href],button,input,select,textarea")].filter((e) => !e.disabled);
+new MutationObserver(() => {
+  const d = dialog(), active = document.activeElement;
+  if (d && !d.contains(active)) {
+    opener = opener || active;
+    (stops(d)[0] || d).focus();
+  } else if (!d && opener) {
+    (opener.isConnected ? opener : document.getElementById("main")).focus();
+    opener = null;
+  }
+}).observe(document.body, { childList: true, subtree: true });
+document.addEventListener("keydown", (e) => {
+  const d = dialog();
+  if (!d) return;
+  if (e.key === "Escape") d.querySelector("#modal-cancel")?.click();
+  if (e.key !== "Tab") return;
+  const s = stops(d), at = document.activeElement;
+  if (!s.length || !d.contains(at) || at === (e.shiftKey ? s[0] : s[s.length - 1])) {
+    e.preventDefault();
+    (e.shiftKey ? s[s.length - 1] : s[0])?.focus();
+  }
+});

@@ -1,13 +1,15 @@
 //! The typed client of `/api/v1`, using the `shared` wire types. One error type: the network failed, or
 //! the server answered with its JSON error.
 
-use gloo_net::http::{Request, RequestBuilder, Response};
+use leptos::prelude::window;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use shared::api::{
     ApiError, ErrorBody, ExecutionDetail, ExecutionPage, Identity, InstanceList, PreviewResponse,
     RollbackResponse, StartExecutionRequest, StartExecutionResponse,
 };
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientError {
@@ -41,6 +43,11 @@ impl ClientError {
         }
     }
 
+    /// The server answered 401: the session has ended (the sign-in dialog says so).
+    pub fn signed_out(&self) -> bool {
+        matches!(self, ClientError::Api { status: 401, .. })
+    }
+
     pub fn field_errors(&self) -> Option<shared::ValidationErrors> {
         match self {
             ClientError::Api { error, .. } if !error.fields.is_empty() => {
@@ -53,25 +60,50 @@ impl ClientError {
 
 // Only the parse is generic: the request and the reading of the reply (and of an error) are one
 // copy each, shared by the 40-odd typed calls, which each added their own copy of the whole path
-// (about 1.6 KB of WASM each) when the functions below were generic end to end.
+// (about 1.6 KB of WASM each) when the functions below were generic end to end. The browser's own
+// `fetch` is called directly: a wrapper library's request builder, its error type (and the JSON
+// error formatting it carries) were kilobytes of the shell that every page's first load paid for.
 
-/// The reply's body when the server said yes; its error otherwise.
-async fn reply_text(resp: Response) -> Result<String, ClientError> {
+/// What the browser said when a request could not be made or its reply not read ("Failed to fetch").
+fn network(e: JsValue) -> ClientError {
+    ClientError::Network(
+        e.dyn_into::<js_sys::Error>()
+            .map_or_else(|_| "no answer".into(), |e| String::from(e.message())),
+    )
+}
+
+/// Sends a request (a JSON body when there is one) and reads its reply: the body when the server
+/// said yes, its error otherwise.
+async fn exchange(method: &str, path: &str, body: Option<String>) -> Result<String, ClientError> {
+    let init = web_sys::RequestInit::new();
+    init.set_method(method);
+    if let Some(body) = body {
+        let headers = web_sys::Headers::new().map_err(network)?;
+        headers.set("content-type", "application/json").map_err(network)?;
+        init.set_headers(&headers);
+        init.set_body(&JsValue::from(body));
+    }
+    let url = format!("/api/v1{path}");
+    let resp: web_sys::Response = JsFuture::from(window().fetch_with_str_and_init(&url, &init))
+        .await
+        .map_err(network)?
+        .unchecked_into();
+    let text = JsFuture::from(resp.text().map_err(network)?)
+        .await
+        .map_err(network)?
+        .as_string()
+        .unwrap_or_default();
     if resp.ok() {
-        return resp
-            .text()
-            .await
-            .map_err(|e| ClientError::Network(format!("unreadable reply: {e}")));
+        return Ok(text);
     }
     let status = resp.status();
-    match resp.json::<ErrorBody>().await {
-        Ok(body) => Err(ClientError::Api {
-            status,
-            error: body.error,
-        }),
-        Err(_) => Err(ClientError::Api {
-            status,
-            error: ApiError {
+    if status == 401 {
+        crate::session::refused();
+    }
+    Err(ClientError::Api {
+        status,
+        error: serde_json::from_str::<ErrorBody>(&text).map_or_else(
+            |_| ApiError {
                 code: "HttpError".into(),
                 message: resp.status_text(),
                 field: None,
@@ -79,44 +111,28 @@ async fn reply_text(resp: Response) -> Result<String, ClientError> {
                 instances: vec![],
                 request_id: None,
             },
-        }),
-    }
+            |body| body.error,
+        ),
+    })
 }
 
 fn parse<T: DeserializeOwned>(text: &str) -> Result<T, ClientError> {
-    serde_json::from_str(text).map_err(|e| ClientError::Network(format!("unreadable reply: {e}")))
-}
-
-/// Sends a request and reads its reply (see [`reply_text`]).
-async fn exchange(req: Result<Request, gloo_net::Error>) -> Result<String, ClientError> {
-    let resp = req
-        .map_err(|e| ClientError::Network(e.to_string()))?
-        .send()
-        .await
-        .map_err(|e| ClientError::Network(e.to_string()))?;
-    reply_text(resp).await
-}
-
-async fn get_text(path: &str) -> Result<String, ClientError> {
-    exchange(Request::get(&format!("/api/v1{path}")).build()).await
+    // Which field did not parse is for a developer's tools, not for the person reading the page.
+    serde_json::from_str(text).map_err(|_| ClientError::Network("an unreadable reply".into()))
 }
 
 pub async fn get<T: DeserializeOwned>(path: &str) -> Result<T, ClientError> {
-    parse(&get_text(path).await?)
+    parse(&exchange("GET", path, None).await?)
 }
 
 /// A JSON body, as text once (so the requests that carry one are not generic).
 fn json_body<B: Serialize>(body: &B) -> Result<String, ClientError> {
-    serde_json::to_string(body).map_err(|e| ClientError::Network(e.to_string()))
-}
-
-/// Sends a JSON body (POST or PUT) and reads the reply.
-async fn send_json(req: RequestBuilder, body: String) -> Result<String, ClientError> {
-    exchange(req.header("content-type", "application/json").body(body)).await
+    serde_json::to_string(body)
+        .map_err(|_| ClientError::Network("a request that could not be written".into()))
 }
 
 async fn post_text(path: &str, body: String) -> Result<String, ClientError> {
-    send_json(Request::post(&format!("/api/v1{path}")), body).await
+    exchange("POST", path, Some(body)).await
 }
 
 pub async fn post<B: Serialize, T: DeserializeOwned>(path: &str, body: &B) -> Result<T, ClientError> {
@@ -125,8 +141,7 @@ pub async fn post<B: Serialize, T: DeserializeOwned>(path: &str, body: &B) -> Re
 
 /// Sends a JSON PUT (a setting replaced whole) and returns the reply.
 pub async fn put<B: Serialize, T: DeserializeOwned>(path: &str, body: &B) -> Result<T, ClientError> {
-    let body = json_body(body)?;
-    parse(&send_json(Request::put(&format!("/api/v1{path}")), body).await?)
+    parse(&exchange("PUT", path, Some(json_body(body)?)).await?)
 }
 
 pub async fn me() -> Result<shared::api::Me, ClientError> {
@@ -139,15 +154,7 @@ pub async fn login(req: &shared::api::LoginRequest) -> Result<shared::api::Me, C
 
 /// Ends the session (the reply has no body).
 pub async fn logout() -> Result<(), ClientError> {
-    let resp = Request::post("/api/v1/auth/logout")
-        .send()
-        .await
-        .map_err(|e| ClientError::Network(e.to_string()))?;
-    if resp.ok() {
-        Ok(())
-    } else {
-        Err(ClientError::Network(format!("logout failed ({})", resp.status())))
-    }
+    act("/auth/logout").await
 }
 
 pub async fn users() -> Result<Vec<shared::api::UserView>, ClientError> {
@@ -227,7 +234,7 @@ pub fn enc(v: &str) -> String {
 pub fn local_time(rfc3339: Option<&str>) -> String {
     match rfc3339 {
         Some(t) => {
-            let d = js_sys::Date::new(&wasm_bindgen::JsValue::from_str(t));
+            let d = js_sys::Date::new(&JsValue::from_str(t));
             let options = js_sys::Object::new();
             let _ = js_sys::Reflect::set(&options, &"dateStyle".into(), &"medium".into());
             let _ = js_sys::Reflect::set(&options, &"timeStyle".into(), &"long".into());

@@ -12,11 +12,16 @@ pub mod live;
 pub mod pages;
 pub mod session;
 
+use std::future::Future;
+use std::pin::Pin;
+
 use leptos::prelude::*;
+use leptos::wasm_split::{wasm_split, SplitLoaderError};
 use leptos_router::components::{Route, Router, Routes};
-use leptos_router::{lazy_route, path, Lazy, LazyRoute};
+use leptos_router::{path, ChooseView};
 
 use components::header::Header;
+use components::on_demand::Unavailable;
 use pages::not_found::NotFound;
 use pages::{
     admin::AdminPage, api_docs::ApiDocsPage, approvals::ApprovalsPage, dashboard::DashboardPage,
@@ -24,39 +29,53 @@ use pages::{
     login::LoginPage, plans::PlanPage, plans::PlansPage, sources::SourcesPage,
 };
 
-/// Makes each page a lazy route: its code is split into its own WASM chunk (x.sh runs the splitter
-/// after the build), fetched when the router first needs it, so the first load of any page carries
-/// the shell and that page, not every page.
-macro_rules! lazy_pages {
-    ($($route:ident => $page:ident),* $(,)?) => {$(
-        struct $route;
+/// A page whose code is its own WASM module (x.sh runs the splitter after the build), fetched when
+/// the router first needs it, so the first load of any page carries the shell and that page, not
+/// every page. One type for every page (not one per page), so the router's code is there once.
+#[derive(Clone, Copy)]
+struct Page(fn() -> PageLoad);
 
-        #[lazy_route]
-        impl LazyRoute for $route {
-            fn data() -> Self {
-                $route
-            }
+/// The load of a page's module and its view.
+type PageLoad = Pin<Box<dyn Future<Output = Result<AnyView, SplitLoaderError>>>>;
 
-            fn view(_this: Self) -> AnyView {
-                view! { <$page/> }.into_any()
-            }
+impl ChooseView for Page {
+    /// The page, or, when its module cannot be fetched (the server down, the network failing, or
+    /// the console upgraded since the tab opened, its old modules gone), a reload offered in its
+    /// place. The loader fetches a module again before it fails; a failure is not kept, so coming
+    /// back to the page fetches it anew. A module that failed must not trap the app (as an
+    /// infallible split function does), which would leave every page of the tab dead.
+    async fn choose(self) -> AnyView {
+        (self.0)()
+            .await
+            .unwrap_or_else(|_| view! { <Unavailable/> }.into_any())
+    }
+
+    async fn preload(&self) {}
+}
+
+/// Each page's entry point in its own module, loaded fallibly (see [`Page`]).
+macro_rules! pages {
+    ($($module:ident: $load:ident => $page:ident),* $(,)?) => {$(
+        #[wasm_split($module, wasm_split_path = ::leptos::wasm_split, fallible)]
+        fn $load() -> Result<AnyView, SplitLoaderError> {
+            Ok(view! { <$page/> }.into_any())
         }
     )*};
 }
 
-lazy_pages! {
-    DashboardRoute => DashboardPage,
-    ExecuteRoute => ExecutePage,
-    HistoryRoute => HistoryPage,
-    FleetRoute => FleetPage,
-    SourcesRoute => SourcesPage,
-    PlansRoute => PlansPage,
-    ApprovalsRoute => ApprovalsPage,
-    PlanRoute => PlanPage,
-    ExecutionRoute => ExecutionDetailPage,
-    LoginRoute => LoginPage,
-    AdminRoute => AdminPage,
-    ApiDocsRoute => ApiDocsPage,
+pages! {
+    page_dashboard: dashboard => DashboardPage,
+    page_execute: execute => ExecutePage,
+    page_history: history => HistoryPage,
+    page_fleet: fleet => FleetPage,
+    page_sources: sources => SourcesPage,
+    page_plans: plans => PlansPage,
+    page_approvals: approvals => ApprovalsPage,
+    page_plan: plan => PlanPage,
+    page_execution: execution => ExecutionDetailPage,
+    page_login: login => LoginPage,
+    page_admin: admin => AdminPage,
+    page_api_docs: api_docs => ApiDocsPage,
 }
 
 #[component]
@@ -64,13 +83,16 @@ pub fn App() -> impl IntoView {
     let live = live::provide();
     let session = session::provide();
     session::provide_identity(session);
-    // The event stream needs a signed-in session: open it once there is one.
+    // The event stream needs a signed-in session: open it once there is one, and again after
+    // signing in again (the server closed it when the session ended).
     let connected = StoredValue::new(false);
     Effect::new(move |_| {
         if let Some(me) = session.me.get() {
             if !connected.get_value() {
                 connected.set_value(true);
                 live::connect(live, me.events_seq);
+            } else if !session.expired.get() {
+                live::reopen(live);
             }
         }
     });
@@ -85,21 +107,31 @@ pub fn App() -> impl IntoView {
                 // show that page, refused, under the sign-in address.
                 <session::SignedInOrLogin>
                 <Routes fallback=|| view! { <NotFound/> }>
-                    <Route path=path!("/") view={Lazy::<DashboardRoute>::new()}/>
-                    <Route path=path!("/execute") view={Lazy::<ExecuteRoute>::new()}/>
-                    <Route path=path!("/history") view={Lazy::<HistoryRoute>::new()}/>
-                    <Route path=path!("/fleet") view={Lazy::<FleetRoute>::new()}/>
-                    <Route path=path!("/sources") view={Lazy::<SourcesRoute>::new()}/>
-                    <Route path=path!("/plans") view={Lazy::<PlansRoute>::new()}/>
-                    <Route path=path!("/approvals") view={Lazy::<ApprovalsRoute>::new()}/>
-                    <Route path=path!("/plans/:id") view={Lazy::<PlanRoute>::new()}/>
-                    <Route path=path!("/executions/:id") view={Lazy::<ExecutionRoute>::new()}/>
-                    <Route path=path!("/login") view={Lazy::<LoginRoute>::new()}/>
-                    <Route path=path!("/admin") view={Lazy::<AdminRoute>::new()}/>
-                    <Route path=path!("/api-docs") view={Lazy::<ApiDocsRoute>::new()}/>
+                    <Route path=path!("/") view=Page(|| Box::pin(dashboard()))/>
+                    <Route path=path!("/execute") view=Page(|| Box::pin(execute()))/>
+                    <Route path=path!("/history") view=Page(|| Box::pin(history()))/>
+                    <Route path=path!("/fleet") view=Page(|| Box::pin(fleet()))/>
+                    <Route path=path!("/sources") view=Page(|| Box::pin(sources()))/>
+                    <Route path=path!("/plans") view=Page(|| Box::pin(plans()))/>
+                    <Route path=path!("/approvals") view=Page(|| Box::pin(approvals()))/>
+                    <Route path=path!("/plans/:id") view=Page(|| Box::pin(plan()))/>
+                    <Route path=path!("/executions/:id") view=Page(|| Box::pin(execution()))/>
+                    <Route path=path!("/login") view=Page(|| Box::pin(login()))/>
+                    <Route path=path!("/admin") view=Page(|| Box::pin(admin()))/>
+                    <Route path=path!("/api-docs") view=Page(|| Box::pin(api_docs()))/>
                 </Routes>
                 </session::SignedInOrLogin>
             </main>
+            // A session that ended while a page is open: the sign-in page in a dialog over it, so the
+            // page and what was typed in it stay; the login page closes it once signed in again.
+            {move || session.expired.get().then(|| view! {
+                <div class="modal-backdrop">
+                    <div class="modal" role="dialog" aria-modal="true" aria-labelledby="expired-title" data-testid="sign-in-again">
+                        <h2 id="expired-title">"Your session has ended: sign in again to go on where you were"</h2>
+                        {components::on_demand::or_unavailable(login())}
+                    </div>
+                </div>
+            })}
         </Router>
     }
 }

@@ -40,30 +40,31 @@ pub fn provide() -> Live {
 /// happens while the pages read their data arrives; a later one (after the page was hidden) reads
 /// everything again when it opens instead.
 pub fn connect(live: Live, events_seq: u64) {
-    let first = format!("/api/v1/events?after={events_seq}");
-    let current: std::rc::Rc<std::cell::RefCell<Option<web_sys::EventSource>>> =
-        std::rc::Rc::new(std::cell::RefCell::new(open(live, &first)));
+    CURRENT.set(open(live, &format!("/api/v1/events?after={events_seq}")));
     let Some(window) = web_sys::window() else {
         return;
     };
-    let on_hide = {
-        let current = current.clone();
-        Closure::<dyn FnMut()>::new(move || {
-            if let Some(source) = current.borrow_mut().take() {
-                source.close();
-            }
-        })
-    };
-    let _ = window.add_event_listener_with_callback("pagehide", on_hide.as_ref().unchecked_ref());
-    on_hide.forget();
-    let on_show = Closure::<dyn FnMut()>::new(move || {
-        let mut slot = current.borrow_mut();
-        if slot.is_none() {
-            *slot = open(live, "/api/v1/events");
+    let on_hide = Closure::<dyn FnMut()>::new(move || {
+        if let Some(source) = CURRENT.take() {
+            source.close();
         }
     });
+    let _ = window.add_event_listener_with_callback("pagehide", on_hide.as_ref().unchecked_ref());
+    on_hide.forget();
+    let on_show = Closure::<dyn FnMut()>::new(move || reopen(live));
     let _ = window.add_event_listener_with_callback("pageshow", on_show.as_ref().unchecked_ref());
     on_show.forget();
+}
+
+thread_local! {
+    /// The open stream, if any (none while the page is hidden, or after the server refused it).
+    static CURRENT: std::cell::Cell<Option<web_sys::EventSource>> = const { std::cell::Cell::new(None) };
+}
+
+/// Opens the stream again when none is open (the page shown again, or signed in again).
+pub fn reopen(live: Live) {
+    let source = CURRENT.take().or_else(|| open(live, "/api/v1/events"));
+    CURRENT.set(source);
 }
 
 fn open(live: Live, url: &str) -> Option<web_sys::EventSource> {
@@ -92,8 +93,19 @@ fn open(live: Live, url: &str) -> Option<web_sys::EventSource> {
     });
     source.set_onopen(Some(on_open.as_ref().unchecked_ref()));
     on_open.forget();
-    // EventSource reconnects on its own; we only show that it is trying.
-    let on_error = Closure::<dyn FnMut()>::new(move || live.connected.set(false));
+    // EventSource reconnects on its own; we only show that it is trying. It gives up when the
+    // server refuses the stream (its session ended): then a call says why (a 401 marks the session
+    // expired, and the stream opens again after the person signs in again).
+    let this = source.clone();
+    let on_error = Closure::<dyn FnMut()>::new(move || {
+        live.connected.set(false);
+        if this.ready_state() == web_sys::EventSource::CLOSED {
+            drop(CURRENT.take());
+            leptos::task::spawn_local(async {
+                let _ = crate::api::me().await;
+            });
+        }
+    });
     source.set_onerror(Some(on_error.as_ref().unchecked_ref()));
     on_error.forget();
     Some(source)

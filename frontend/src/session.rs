@@ -1,5 +1,8 @@
 //! Who is signed in: asked once at start (`/auth/me`), set by the login page, cleared by logout.
-//! Pages that need a signed-in person send everyone else to `/login`.
+//! Pages that need a signed-in person send everyone else to `/login`. A session that ends while a
+//! page is open (it expired, or was ended elsewhere) is marked `expired` by the first call the
+//! server refuses with 401: the page stays as it is, with what was typed in it, under a sign-in
+//! dialog, and carries on once the person has signed in again.
 
 use leptos::prelude::*;
 use leptos_router::hooks::{use_location, use_navigate};
@@ -12,6 +15,23 @@ pub struct Session {
     pub me: RwSignal<Option<Me>>,
     /// The first `/auth/me` has answered.
     pub checked: RwSignal<bool>,
+    /// The server refused a call of the signed-in person's with 401: their session has ended.
+    pub expired: RwSignal<bool>,
+}
+
+thread_local! {
+    /// The session, for the API client, which marks it expired (it runs outside any component).
+    static CURRENT: std::cell::Cell<Option<Session>> = const { std::cell::Cell::new(None) };
+}
+
+/// Marks the session expired, when someone was signed in (a 401 before that is the answer to a
+/// visitor who has not signed in yet, or to a wrong password).
+pub fn refused() {
+    if let Some(session) = CURRENT.get() {
+        if session.me.get_untracked().is_some() {
+            session.expired.set(true);
+        }
+    }
 }
 
 impl Session {
@@ -25,7 +45,9 @@ pub fn provide() -> Session {
     let session = Session {
         me: RwSignal::new(None),
         checked: RwSignal::new(false),
+        expired: RwSignal::new(false),
     };
+    CURRENT.set(Some(session));
     provide_context(session);
     leptos::task::spawn_local(async move {
         // A session that must still replace a generated password counts as not signed in: the login

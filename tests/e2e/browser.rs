@@ -1699,3 +1699,5 @@ async fn a_viewer_reads_the_api_docs_with_the_role_each_operation_needs() {
     assert_eq!(link.as_deref(), Some("/api/v1/openapi.json"));
     b.close().await;
 }
+
+mod client;

@@ -20,6 +20,8 @@ pub fn Header() -> impl IntoView {
         leptos::task::spawn_local(async move {
             let _ = api::logout().await;
             session.me.set(None);
+            // Signing out of an ended session (its logout answered 401) is not signing in again.
+            session.expired.set(false);
             navigate("/login", Default::default());
         });
     };
@@ -52,12 +54,12 @@ pub fn Header() -> impl IntoView {
                 }
                 Some(Err(e)) => Some(view! { <span class="who field-error">{e.explain()}</span> }.into_any()),
             }}
-            {move || session.me.get().map(|me| view! {
+            {move || session.me.get().filter(|_| !session.expired.get()).map(|me| view! {
                 <span class="who" data-testid="me">{format!("{} ({})", me.name, me.role.as_str())}</span>
                 <button class="secondary" id="logout" on:click=logout.clone()>"Sign out"</button>
             })}
         </header>
-        {move || (session.me.get().is_some() && !live.connected.get()).then(|| view! {
+        {move || (session.me.get().is_some() && !session.expired.get() && !live.connected.get()).then(|| view! {
             <div class="conn-lost" role="status">"Connection to the console server lost; reconnecting…"</div>
         })}
     }

@@ -1,5 +1,6 @@
 //! A confirmation dialog in the page (CloudScape's modal), instead of the browser's `confirm()`: it
-//! says what will happen, names the thing, and offers Cancel first.
+//! says what will happen, names the thing, and offers Cancel first. main.js moves the focus into it,
+//! keeps Tab inside, closes it on Escape (Cancel) and gives the focus back to what opened it.
 
 use leptos::prelude::*;
 
@@ -21,7 +22,7 @@ pub fn ConfirmModal(
     view! {
         <Show when=move || open.get()>
             <div class="modal-backdrop">
-                <div class="modal" role="dialog" aria-modal="true" aria-labelledby="modal-title" data-testid="modal">
+                <div class="modal" role="dialog" aria-modal="true" aria-labelledby="modal-title" data-testid="modal" tabindex="-1">
                     <h2 id="modal-title">{move || title.get()}</h2>
                     <div>{children.with_value(|c| c())}</div>
                     <p class="modal-actions">

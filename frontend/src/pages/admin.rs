@@ -2,9 +2,11 @@
 //! filtered page at a time, and the AWS permission check (`imds-console doctor` on a page).
 
 use leptos::prelude::*;
+use leptos::wasm_split::{wasm_split, SplitLoaderError};
 use shared::api::{CreateTokenRequest, CreateUserRequest, Role};
 
 use crate::api;
+use crate::components::on_demand::or_unavailable;
 
 fn role_of(raw: &str) -> Role {
     Role::parse(raw).unwrap_or(Role::Viewer)
@@ -227,13 +229,13 @@ pub fn AdminPage() -> impl IntoView {
         </section>
         // The less-used tools are drawn, and their code fetched, when their section is first opened.
         <ExpandableCard id="admin-policy" title="Approval policy">
-            <Suspense fallback=loading>{Suspend::new(approval_policy_view())}</Suspense>
+            <Suspense fallback=loading>{or_unavailable(approval_policy_view())}</Suspense>
         </ExpandableCard>
         <ExpandableCard id="admin-webhooks" title="Webhooks">
-            <Suspense fallback=loading>{Suspend::new(webhooks_view())}</Suspense>
+            <Suspense fallback=loading>{or_unavailable(webhooks_view())}</Suspense>
         </ExpandableCard>
         <ExpandableCard id="admin-permissions" title="AWS permissions">
-            <Suspense fallback=loading>{Suspend::new(permission_check_view())}</Suspense>
+            <Suspense fallback=loading>{or_unavailable(permission_check_view())}</Suspense>
         </ExpandableCard>
         <section class="card">
             <h1>"Sign-ins and account changes"</h1>
@@ -296,19 +298,19 @@ fn ExpandableCard(id: &'static str, title: &'static str, children: ChildrenFn) -
     }
 }
 
-#[lazy]
-fn approval_policy_view() -> AnyView {
-    view! { <ApprovalPolicyForm/> }.into_any()
+#[wasm_split(part_approval_policy, wasm_split_path = ::leptos::wasm_split, fallible)]
+fn approval_policy_view() -> Result<AnyView, SplitLoaderError> {
+    Ok(view! { <ApprovalPolicyForm/> }.into_any())
 }
 
-#[lazy]
-fn webhooks_view() -> AnyView {
-    view! { <Webhooks/> }.into_any()
+#[wasm_split(part_webhooks, wasm_split_path = ::leptos::wasm_split, fallible)]
+fn webhooks_view() -> Result<AnyView, SplitLoaderError> {
+    Ok(view! { <Webhooks/> }.into_any())
 }
 
-#[lazy]
-fn permission_check_view() -> AnyView {
-    view! { <PermissionCheck/> }.into_any()
+#[wasm_split(part_permission_check, wasm_split_path = ::leptos::wasm_split, fallible)]
+fn permission_check_view() -> Result<AnyView, SplitLoaderError> {
+    Ok(view! { <PermissionCheck/> }.into_any())
 }
 
 /// The permission check: what the console's AWS identity (and an AutomationAssumeRole) may do, run

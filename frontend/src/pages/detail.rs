@@ -2,6 +2,7 @@
 //! rate-control parent's progress and children, and Stop.
 
 use leptos::prelude::*;
+use leptos::wasm_split::{wasm_split, SplitLoaderError};
 use leptos_router::components::A;
 use leptos_router::hooks::use_params_map;
 use shared::api::{ExecutionDetail, Progress};
@@ -283,9 +284,9 @@ struct RunControls {
 /// Stop and Revert, from their own WASM module. Stop says what stopping leaves done; the Revert
 /// dialog previews exactly what a rollback would restore (read each time it opens, as things are
 /// now), then starts it and says what started.
-#[lazy]
-fn run_controls_view(id: String, controls: RunControls) -> AnyView {
-    view! { <RunControlDialogs id=id controls=controls/> }.into_any()
+#[wasm_split(part_run_controls, wasm_split_path = ::leptos::wasm_split, fallible)]
+fn run_controls_view(id: String, controls: RunControls) -> Result<AnyView, SplitLoaderError> {
+    Ok(view! { <RunControlDialogs id=id controls=controls/> }.into_any())
 }
 
 #[component]

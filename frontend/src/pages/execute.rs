@@ -2,6 +2,7 @@
 //! field), shows what will change on each instance before anything starts, then starts the run.
 
 use leptos::prelude::*;
+use leptos::wasm_split::{wasm_split, SplitLoaderError};
 use leptos_router::components::A;
 use leptos_router::hooks::use_query_map;
 use shared::api::{ParametersInput, RateControlInput, StartExecutionRequest, TargetsInput};
@@ -424,20 +425,20 @@ pub fn ExecutePage() -> impl IntoView {
 /// MaxErrors), fetched from their own WASM module when the mode is chosen: a run on one instance,
 /// the page's first state, never needs them. The organisation's accounts are read once, when the
 /// mode is first chosen, and kept while the page is open, however often the mode is switched.
-#[lazy]
+#[wasm_split(part_rate_control, wasm_split_path = ::leptos::wasm_split, fallible)]
 fn rate_control_view(
     form: Form,
     errors: Memo<ValidationErrors>,
     show_all: Signal<bool>,
     edits: Edits,
-) -> AnyView {
+) -> Result<AnyView, SplitLoaderError> {
     let accounts = LocalResource::new(|| api::get::<shared::api::AccountList>("/accounts"));
-    view! {
+    Ok(view! {
         <Show when=move || form.rate.get()>
             <RateControlFields form=form errors=errors show_all=show_all edits=edits accounts=accounts/>
         </Show>
     }
-    .into_any()
+    .into_any())
 }
 
 type Accounts = LocalResource<Result<shared::api::AccountList, api::ClientError>>;
@@ -559,9 +560,9 @@ struct Review {
 /// warnings). When targets still use IMDSv1 the run needs a written reason, which is recorded with it.
 /// Fetched from its own WASM module when the review is first asked for (filling in the form never
 /// needs it), with the start and its answer.
-#[lazy]
-fn confirm_view(review: Review) -> AnyView {
-    view! { <Confirm review=review/> }.into_any()
+#[wasm_split(part_confirm, wasm_split_path = ::leptos::wasm_split, fallible)]
+fn confirm_view(review: Review) -> Result<AnyView, SplitLoaderError> {
+    Ok(view! { <Confirm review=review/> }.into_any())
 }
 
 #[component]
@@ -578,11 +579,22 @@ fn Confirm(review: Review) -> impl IntoView {
     });
     Effect::new(move |_| {
         if let Some(result) = start.value().get() {
+            // A start refused because the session ended keeps the review open under the sign-in
+            // dialog: once signed in again, Start is one press away.
+            if result.as_ref().is_err_and(api::ClientError::signed_out) {
+                return;
+            }
             confirming.set(false);
             match &result {
                 Ok(_) => started.update(|n| *n += 1),
                 Err(e) => server_errors.set(e.field_errors()),
             }
+        }
+    });
+    let started_box = NodeRef::<leptos::html::Div>::new();
+    Effect::new(move |_| {
+        if let Some(answer) = started_box.get() {
+            let _ = answer.focus();
         }
     });
     // Read only while the review is open; it is read again each time it opens.
@@ -724,23 +736,26 @@ fn Confirm(review: Review) -> impl IntoView {
         {move || start.value().get().map(|r| match r {
             Ok(resp) => match resp.execution_id {
                 Some(id) => view! {
-                    <div class="ok-box" role="status" data-testid="started">"Started "
+                    // The focus follows the start to its answer (it would drop to the page's body
+                    // with the review's button gone).
+                    <div class="ok-box" role="status" data-testid="started" tabindex="-1" node_ref=started_box>"Started "
                         <A href=format!("/executions/{id}")>{id.clone()}</A>
                     </div>
                 }.into_any(),
                 None if resp.status == shared::RunStatus::AwaitingApproval => view! {
-                    <div class="warn-box" role="status" data-testid="awaiting-approval">
+                    <div class="warn-box" role="status" data-testid="awaiting-approval" tabindex="-1" node_ref=started_box>
                         <strong>{format!("Awaiting approval (approval {}). ", resp.record_id)}</strong>
                         {resp.message.unwrap_or_default()}" "<A href="/approvals">"Approvals"</A>
                     </div>
                 }.into_any(),
                 None => view! {
-                    <div class="warn-box" role="status" data-testid="queued">
+                    <div class="warn-box" role="status" data-testid="queued" tabindex="-1" node_ref=started_box>
                         <strong>{format!("Queued (record {}). ", resp.record_id)}</strong>
                         {resp.message.unwrap_or_default()}
                     </div>
                 }.into_any(),
             },
+            Err(e) if e.signed_out() => ().into_any(),
             Err(e) => view! { <div class="error-box" role="alert" data-testid="start-error">{e.explain()}</div> }.into_any(),
         })}
     }

@@ -40,6 +40,11 @@ pub fn LoginPage() -> impl IntoView {
     Effect::new(move |_| {
         if let Some(me) = signed_in() {
             session.me.set(Some(me));
+            // Signed in again over a page whose session had ended: the page carries on.
+            if session.expired.get_untracked() {
+                session.expired.set(false);
+                return;
+            }
             let next = query
                 .read_untracked()
                 .get("next")

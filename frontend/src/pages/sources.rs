@@ -3,6 +3,7 @@
 //! launches from it, what enforcement would refuse), and the record of fixes with their revert.
 
 use leptos::prelude::*;
+use leptos::wasm_split::{wasm_split, SplitLoaderError};
 use shared::sources::{
     SourceFixPreview, SourceFixRequest, SourceFixes, SourcePosture, SourceView, SourcesView,
 };
@@ -127,16 +128,15 @@ fn SourceTable(
     }
 }
 
-/// The fix dialog: the preview is read when it opens and again when its options change.
 /// The fix dialog, from its own WASM module: what the fix changes, its options and the reason it
 /// may need, then the fix and its answer.
-#[lazy]
+#[wasm_split(part_fix_dialog, wasm_split_path = ::leptos::wasm_split, fallible)]
 fn fix_dialog_view(
     fixing: RwSignal<Option<SourceView>>,
     changed: RwSignal<u32>,
     outcome: RwSignal<Option<Result<String, String>>>,
-) -> AnyView {
-    view! { <FixDialog fixing=fixing changed=changed outcome=outcome/> }.into_any()
+) -> Result<AnyView, SplitLoaderError> {
+    Ok(view! { <FixDialog fixing=fixing changed=changed outcome=outcome/> }.into_any())
 }
 
 #[component]

@@ -1,7 +1,7 @@
 //! Build steps of the frontend (x.sh runs them after the WASM build):
 //!
-//! - `split-wasm split INPUT OUT_DIR` splits the frontend's WASM at its lazy routes (`#[lazy_route]`
-//!   in `frontend/src/lib.rs`). It writes `OUT_DIR/frontend_split.wasm` (the main module, for
+//! - `split-wasm split INPUT OUT_DIR` splits the frontend's WASM at its split functions (a page's, in
+//!   `frontend/src/lib.rs`, or a part's). It writes `OUT_DIR/frontend_split.wasm` (the main module, for
 //!   wasm-bindgen), one module per route and per set of routes that share code, one `ROUTE.bundle`
 //!   per route with all the modules it needs (see `bundle_routes`), and `__wasm_split.js`, which
 //!   fetches and links them. The input must be linked with `--emit-relocs`. The splitter gives
@@ -274,6 +274,19 @@ const BUNDLE_RUNTIME: &str = r#"
 // not loaded yet, and handed out by module.
 const bundled = new Map(); // module file -> Promise<Uint8Array>, until its module is instantiated
 const asked = new Set(); // module files already fetched, alone or in a bundle
+// A file of the bundle, fetched again after 0.5 s and 2 s while the network or the server fails;
+// the last answer, good or not, is the caller's to refuse (the app then offers a reload).
+async function fetched(file) {
+    const url = new URL("./" + file, import.meta.url);
+    for (const wait of [500, 2000]) {
+        try {
+            const r = await fetch(url);
+            if (r.ok) return r;
+        } catch (e) {}
+        await new Promise((done) => setTimeout(done, wait));
+    }
+    return fetch(url);
+}
 function wasmSource(file) {
     asked.add(file);
     const bytes = bundled.get(file);
@@ -281,7 +294,7 @@ function wasmSource(file) {
         bundled.delete(file);
         return async (imports) => WebAssembly.instantiate(await bytes, imports);
     }
-    const src = fetch(new URL("./" + file, import.meta.url));
+    const src = fetched(file);
     src.catch(() => {});
     return async (imports) => (WebAssembly.instantiateStreaming(src, imports));
 }
@@ -305,7 +318,7 @@ function withBundle(route, chunks, load) {
         const files = (chunks ? chunks.split(" ") : []).map((n) => "chunk_" + n + ".wasm").concat(route + ".wasm");
         const missing = files.filter((file) => !asked.has(file) && !bundled.has(file));
         if (missing.length * 2 > files.length) {
-            const parts = fetch(new URL("./" + route + ".bundle", import.meta.url)).then(async (r) => {
+            const parts = fetched(route + ".bundle").then(async (r) => {
                 if (!r.ok) throw new Error(route + ".bundle: HTTP " + r.status);
                 const b = new Uint8Array(await r.arrayBuffer());
                 const end = b.indexOf(10);
@@ -488,8 +501,9 @@ mod tests {
         );
         assert_eq!(&bundle[header_end + 1..], b"\0asm-three\0asm-twelve\0asm-route");
         let js = std::fs::read_to_string(dir.join("__wasm_split.js")).unwrap();
-        // Only wasmSource itself fetches a module.
-        assert_eq!(js.matches("fetch(new URL(").count(), 2, "{js}");
+        // Only `fetched` fetches a module or a bundle, again while the network or the server fails.
+        assert_eq!(js.matches("fetch(").count(), 2, "{js}");
+        assert_eq!(js.matches("fetched(").count(), 3, "{js}");
         assert!(js.contains(
             "export const __wasm_split_load___a_route_view_1 = route(\"split___a_route_view_1\", \"3 12\");\n"
         ));
