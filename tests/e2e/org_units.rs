@@ -1,6 +1,7 @@
 //! Runs that name an organizational unit, against nested units and the inactive accounts under them:
 //! the console reaches the child unit's accounts it previews, and never the suspended one, whatever
-//! SSM does with an inactive account (the sandbox's `inactive_accounts` choice).
+//! SSM does with an inactive account (the sandbox's `inactive_accounts` choice): it sends SSM the
+//! active accounts it resolved, not the unit.
 
 use e2e::{spawn_app_with, AppOptions};
 use sandbox::{Faults, InactiveAccounts};

@@ -107,29 +107,6 @@ pub fn tag_value(text: &str) -> String {
         .collect()
 }
 
-/// The accounts under these units and roots, at any depth, that are not ACTIVE (at most SSM's 5,000
-/// exclusions). A listing that fails leaves none out: the start goes as the user previewed it, and
-/// whatever SSM makes of an inactive account shows in the run.
-async fn inactive_accounts_under(c: &RegionClients, units: &[shared::params::OrgUnitId]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for unit in units {
-        match super::organizations::accounts_under(c, unit.as_str()).await {
-            Ok(accounts) => out.extend(
-                accounts
-                    .into_iter()
-                    .filter(|a| a.state != "ACTIVE" && !out.contains(&a.id))
-                    .map(|a| a.id)
-                    .collect::<Vec<_>>(),
-            ),
-            Err(e) => {
-                tracing::warn!(unit = unit.as_str(), error = %e, "cannot list the unit's inactive accounts; the start names none to exclude")
-            }
-        }
-    }
-    out.truncate(5_000);
-    out
-}
-
 /// StartAutomationExecution with our ClientToken and tags; returns the execution ID.
 pub async fn start(
     c: &RegionClients,
@@ -194,7 +171,6 @@ pub async fn start(
         req = req.set_alarm_configuration(alarm.clone());
     }
     for loc in &plan.target_locations {
-        let inactive = inactive_accounts_under(c, &loc.units).await;
         // SSM takes at most 50 accounts and 50 Regions in one location: a bigger one goes as several
         // with the same settings.
         for (accounts, regions) in loc.ssm_pieces() {
@@ -209,10 +185,6 @@ pub async fn start(
                 // SSM does not walk child units unless told; the console previews every account under
                 // a unit or root, at any depth, so it asks SSM to reach the same ones.
                 .include_child_organization_units(!loc.units.is_empty())
-                // What SSM does with a suspended or closed account under a unit is undocumented (it
-                // may skip it or fail its location); the preview shows active accounts only, so the
-                // start leaves the others out in so many words.
-                .set_exclude_accounts((!inactive.is_empty()).then(|| inactive.clone()))
                 .set_target_location_alarm_configuration(alarm.clone());
             if let Some(c) = &loc.targets_max_concurrency {
                 l = l.targets_max_concurrency(c.as_str());
