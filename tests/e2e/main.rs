@@ -18,6 +18,7 @@ mod org_units;
 mod plan_resume_and_places;
 mod plans;
 mod real_aws;
+mod runbook_throttling;
 mod safety;
 mod sandbox_sdk;
 mod sandbox_strict;
