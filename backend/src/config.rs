@@ -524,7 +524,7 @@ impl SandboxOptions {
             return Err(format!("--sandbox-speed must be above 0, got {}", self.speed));
         }
         let regions = if regions.is_empty() {
-            sandbox::SandboxConfig::default().regions
+            sandbox::default_regions(&self.partition)
         } else {
             regions.to_vec()
         };

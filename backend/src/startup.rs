@@ -74,10 +74,10 @@ async fn aws_regions(args: &ServeArgs) -> Result<Vec<String>, String> {
     }
 }
 
-/// The regions for --sandbox-url: the flags, or the sandbox's own.
+/// The regions for --sandbox-url: the flags, or the sandbox's own (those of its partition).
 fn sandbox_regions(args: &ServeArgs) -> Vec<String> {
     if args.regions.is_empty() {
-        sandbox::SandboxConfig::default().regions
+        sandbox::default_regions(&args.sandbox.partition)
     } else {
         args.regions.clone()
     }

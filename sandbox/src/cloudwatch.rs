@@ -76,6 +76,43 @@ fn bad(message: String) -> AwsError {
     AwsError::client("InvalidParameterValue", message)
 }
 
+/// ScanBy (the model's enum) and MaxDatapoints (at least 1) of a GetMetricData; true when the
+/// answer is oldest first (TimestampAscending).
+fn scan_order(scan_by: Option<&str>, max_datapoints: Option<i128>) -> Result<bool, AwsError> {
+    if let Some(max) = max_datapoints {
+        if max < 1 {
+            return Err(AwsError::client(
+                "ValidationError",
+                format!("The value {max} for parameter MaxDatapoints is not valid: it must be at least 1."),
+            ));
+        }
+    }
+    match scan_by {
+        None | Some("TimestampDescending") => Ok(false),
+        Some("TimestampAscending") => Ok(true),
+        Some(other) => Err(AwsError::client(
+            "ValidationError",
+            format!("1 validation error detected: Value '{other}' at 'scanBy' failed to satisfy constraint: Member must satisfy enum value set: [TimestampDescending, TimestampAscending]"),
+        )),
+    }
+}
+
+/// Whether CloudWatch still keeps data points of `period` seconds from `start_ms`: periods under a
+/// minute for 3 hours, a minute for 15 days, 5 minutes for 63 days, then an hour. Beyond that,
+/// GetMetricData returns no data points for the query (the API reference's StartTime).
+fn period_kept(period: u64, start_ms: u64, now_ms: u64) -> bool {
+    const HOUR: u64 = 3_600_000;
+    const DAY: u64 = 24 * HOUR;
+    let age = now_ms.saturating_sub(start_ms);
+    let multiple_of = match age {
+        a if a <= 3 * HOUR => return true,
+        a if a <= 15 * DAY => 60,
+        a if a <= 63 * DAY => 300,
+        _ => 3_600,
+    };
+    period.is_multiple_of(multiple_of)
+}
+
 /// GetMetricData over the fleet's IMDS history, for the AWS/EC2 IMDS metrics by InstanceId.
 fn metric_data(
     sb: &Sandbox,
@@ -150,7 +187,8 @@ fn metric_data(
             _ => None,
         };
         let mut points = Vec::new();
-        if let (Some(rejected), Some(inst)) = (rejected, world.fleet.get(at, &q.instance)) {
+        let kept = period_kept(q.period_secs.unwrap_or(60), start, crate::timefmt::now_ms());
+        if let (true, Some(rejected), Some(inst)) = (kept, rejected, world.fleet.get(at, &q.instance)) {
             // Newest first (TimestampDescending, CloudWatch's default order).
             let period = q.period_secs.unwrap_or(60).max(60);
             let mut bucket_end = end;
@@ -275,9 +313,18 @@ fn get_metric_data_cbor(sb: &Sandbox, at: &Scope<'_>, req: &Cbor) -> Result<Resp
                 .map_or(0, Vec::len),
         });
     }
+    let ascending = scan_order(
+        text(&req, "ScanBy"),
+        get(&req, "MaxDatapoints")
+            .and_then(Cbor::as_integer)
+            .map(i128::from),
+    )?;
     let results = metric_data(sb, at, start, end, &queries)?
         .into_iter()
-        .map(|s| {
+        .map(|mut s| {
+            if ascending {
+                s.points.reverse();
+            }
             Cbor::Map(vec![
                 (t("Id"), t(&s.id)),
                 (t("Label"), t(&s.label)),
@@ -401,9 +448,16 @@ fn get_metric_data_json(
             dimensions: metric["Dimensions"].as_array().map_or(0, Vec::len),
         });
     }
+    let ascending = scan_order(
+        req["ScanBy"].as_str(),
+        req["MaxDatapoints"].as_i64().map(i128::from),
+    )?;
     let results: Vec<serde_json::Value> = metric_data(sb, at, start, end, &queries)?
         .into_iter()
-        .map(|s| {
+        .map(|mut s| {
+            if ascending {
+                s.points.reverse();
+            }
             serde_json::json!({
                 "Id": s.id, "Label": s.label, "StatusCode": "Complete",
                 "Timestamps": s.points.iter().map(|(at, _)| *at as f64 / 1000.0).collect::<Vec<_>>(),
@@ -412,4 +466,20 @@ fn get_metric_data_json(
         })
         .collect();
     Ok(serde_json::json!({ "MetricDataResults": results, "Messages": [] }))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn old_data_points_are_kept_only_at_coarser_periods() {
+        let day = 86_400_000;
+        let now = 100 * day;
+        assert!(super::period_kept(1, now - 3_600_000, now));
+        assert!(!super::period_kept(30, now - day, now));
+        assert!(super::period_kept(60, now - 14 * day, now));
+        assert!(!super::period_kept(60, now - 20 * day, now));
+        assert!(super::period_kept(300, now - 20 * day, now));
+        assert!(!super::period_kept(300, now - 70 * day, now));
+        assert!(super::period_kept(7_200, now - 70 * day, now));
+    }
 }

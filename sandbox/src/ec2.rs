@@ -23,6 +23,9 @@ pub(crate) fn handle(
     params: &[(String, String)],
 ) -> Result<Response, AwsError> {
     let p: BTreeMap<&str, &str> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    if op.starts_with("Describe") {
+        crate::ec2_strict::filter_limits(&p)?;
+    }
     match op {
         "DescribeInstances" => describe_instances(sb, at, &p),
         "ModifyInstanceMetadataOptions" => modify_metadata_options(sb, at, &p),

@@ -461,8 +461,16 @@ impl World {
         } else {
             None
         };
-        let exists =
-            |role: &str| crate::faults::role_exists(&self.roles, &self.missing_roles, at.account, role);
+        // A role of another partition cannot be assumed: partitions share no IAM.
+        let exists = |arn: &str| {
+            arn.starts_with(&format!("arn:{}:iam::", self.partition))
+                && crate::faults::role_exists(
+                    &self.roles,
+                    &self.missing_roles,
+                    at.account,
+                    arn.rsplit('/').next().unwrap_or_default(),
+                )
+        };
         let (parameters, vars) =
             resolve_parameters(doc, &req.parameters, target_param.as_deref(), at.account, &exists)?;
         let id = uuid::Uuid::new_v4().to_string();
@@ -701,7 +709,8 @@ fn type_error(name: &str, kind: &str, value: &str) -> Option<String> {
 }
 
 /// Checks the supplied parameters against the document and fills in defaults, as SSM does at start
-/// in `account` (where a role parameter must be a role of that account: SSM cannot pass another's).
+/// in `account` (where a role parameter must be a role of that account: SSM cannot pass another's;
+/// `role_exists` says whether a role ARN can be assumed).
 fn resolve_parameters(
     doc: &Document,
     supplied: &BTreeMap<String, Vec<String>>,
@@ -764,8 +773,7 @@ fn resolve_parameters(
         }
         if p.kind == "AWS::IAM::Role::Arn"
             && !value.is_empty()
-            && (!value.contains(&format!(":iam::{account}:"))
-                || !role_exists(value.rsplit('/').next().unwrap_or_default()))
+            && (!value.contains(&format!(":iam::{account}:")) || !role_exists(&value))
         {
             return Err(invalid_params(
                 "The defined assume role is unable to be assumed.".to_owned(),
@@ -1075,6 +1083,14 @@ fn advance_simple(
                         .or_else(|| doc.steps.get(def_index + 1).map(|s| s.name.clone()))
                 }
             }
+            Err(failure)
+                if failure.message.contains(THROTTLED)
+                    && fleet.ec2_gate.on_throttle == crate::faults::Ec2ThrottledStep::RetryInStep =>
+            {
+                // Automation retries a throttled call inside the step (one of the fault choices).
+                step.due_ms = now + scaled_ms(1.0, speed);
+                continue;
+            }
             Err(failure) if step.attempt < def.max_attempts => {
                 // Retried within the same step execution, as SSM does with maxAttempts.
                 step.attempt += 1;
@@ -1281,6 +1297,9 @@ fn run_known_script(inputs: &Value) -> Result<Value, StepFailure> {
     })
 }
 
+/// EC2's throttling code as a runbook step's failure message carries it.
+const THROTTLED: &str = "(RequestLimitExceeded)";
+
 fn api_error(code: &str, api: &str, message: &str) -> StepFailure {
     StepFailure {
         message: format!("An error occurred ({code}) when calling the {api} operation: {message}"),
@@ -1320,6 +1339,10 @@ fn call_api(
                 env.principal
             ),
         ));
+    }
+    // Automation's calls draw from the account's EC2 buckets like the console's do.
+    if service == "ec2" && !fleet.ec2_gate.take(env.account, region, api) {
+        return Err(api_error("RequestLimitExceeded", api, "Request limit exceeded."));
     }
     match (inputs["Service"].as_str().unwrap_or_default(), api) {
         ("ec2", "ModifyInstanceMetadataOptions") => {
@@ -1664,7 +1687,8 @@ fn advance_parent(world: &mut World, idx: usize, doc: &Document, now: u64) -> bo
                     parent.id
                 ),
             }),
-            None => resolve_parameters(doc, &params, None, &parent.account, &|role: &str| {
+            None => resolve_parameters(doc, &params, None, &parent.account, &|arn: &str| {
+                let role = arn.rsplit('/').next().unwrap_or_default();
                 crate::faults::role_exists(&world.roles, &world.missing_roles, &parent.account, role)
             }),
         };

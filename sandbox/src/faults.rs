@@ -150,6 +150,36 @@ pub struct Faults {
     /// default, as in AWS.
     #[serde(default)]
     pub ec2_request_budget: Ec2RequestBudget,
+    /// What SSM does with the suspended and closed accounts under an organizational unit or root a
+    /// TargetLocation names. AWS does not document it; a console must be right under either.
+    #[serde(default)]
+    pub inactive_accounts: InactiveAccounts,
+    /// What Automation does when EC2 throttles one of its own calls (the runbook's calls draw from
+    /// the account's EC2 buckets like any other caller's). AWS does not document it.
+    #[serde(default)]
+    pub ec2_throttled_step: Ec2ThrottledStep,
+}
+
+/// What a runbook step does when EC2 answers one of its calls with `RequestLimitExceeded`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ec2ThrottledStep {
+    /// The attempt fails: the step tries again as its `maxAttempts` allow, then fails.
+    #[default]
+    FailAttempt,
+    /// Automation retries the call inside the step, without spending an attempt, until EC2 takes it.
+    RetryInStep,
+}
+
+/// What SSM makes of an inactive (suspended, closed) account under a unit a TargetLocation names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InactiveAccounts {
+    /// Left out: it gets no location of its own.
+    #[default]
+    Skip,
+    /// Reached like any account: its location fails, as its role cannot be assumed.
+    FailLocation,
 }
 
 /// A token bucket: `capacity` tokens at most, `refill_per_second` added back every second; a call
@@ -202,7 +232,7 @@ impl Ec2RequestBudget {
 }
 
 /// The buckets' levels, per account, Region and action.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub(crate) struct Ec2Buckets {
     levels: std::collections::HashMap<(String, String, String), (f64, std::time::Instant)>,
 }
@@ -235,6 +265,25 @@ impl Ec2Buckets {
         } else {
             false
         }
+    }
+}
+
+/// EC2's buckets as the runbook engine reaches them: the same buckets the wire draws from, so that
+/// Automation's calls and the console's share each account and Region's budget, as in AWS.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Ec2Gate {
+    pub buckets: std::sync::Arc<std::sync::Mutex<Ec2Buckets>>,
+    pub budget: Ec2RequestBudget,
+    pub on_throttle: Ec2ThrottledStep,
+}
+
+impl Ec2Gate {
+    /// Takes a token for one of the runbook's calls; false when EC2 would throttle it.
+    pub(crate) fn take(&self, account: &str, region: &str, action: &str) -> bool {
+        self.buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take(&self.budget, account, region, action, std::time::Instant::now())
     }
 }
 

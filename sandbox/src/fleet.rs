@@ -147,6 +147,9 @@ pub(crate) struct Fleet {
     #[serde(skip)]
     index: HashMap<String, usize>,
     pub regions: Vec<String>,
+    /// EC2's request buckets, for the runbook's own EC2 calls (set with the faults).
+    #[serde(skip)]
+    pub ec2_gate: crate::faults::Ec2Gate,
 }
 
 impl Fleet {
@@ -301,6 +304,7 @@ pub(crate) fn generate(size: usize, seed: u64, regions: &[String], accounts: &[S
         instances,
         index: HashMap::new(),
         regions: regions.to_vec(),
+        ec2_gate: crate::faults::Ec2Gate::default(),
     };
     fleet.reindex();
     fleet

@@ -134,7 +134,7 @@ fn get_role(sb: &Sandbox, account: &str, params: &[(String, String)]) -> Result<
     ok_xml(format!(
         "<GetRoleResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><GetRoleResult><Role>\
          <Path>{}</Path><RoleName>{}</RoleName><RoleId>AROASANDBOX{:012}</RoleId><Arn>{}</Arn>\
-         <CreateDate>2024-01-01T00:00:00Z</CreateDate></Role></GetRoleResult>\
+         <CreateDate>2024-01-01T00:00:00Z</CreateDate><MaxSessionDuration>3600</MaxSessionDuration></Role></GetRoleResult>\
          <ResponseMetadata><RequestId>{}</RequestId></ResponseMetadata></GetRoleResponse>",
         esc(&path),
         esc(name),

@@ -23,7 +23,7 @@ pub(crate) fn handle(
     p: &Params<'_>,
 ) -> Option<Result<Response, AwsError>> {
     Some(match op {
-        "GetInstanceMetadataDefaults" => get_defaults(sb, at),
+        "GetInstanceMetadataDefaults" => dry_run(p).and_then(|()| get_defaults(sb, at)),
         "ModifyInstanceMetadataDefaults" => modify_defaults(sb, at, p),
         "DescribeLaunchTemplates" => describe_templates(sb, at, p),
         "DescribeLaunchTemplateVersions" => describe_versions(sb, at, p),
@@ -423,7 +423,9 @@ fn create_version(sb: &Sandbox, at: &Scope<'_>, p: &Params<'_>) -> Result<Respon
     dry_run(p)?;
     let now = timefmt::now_ms();
     let mut world = sb.world();
-    let template_id = named_template(&world.launch.templates, at, p)?.id.clone();
+    let named = named_template(&world.launch.templates, at, p)?;
+    crate::ec2_strict::refuse_if_managed(named, "CreateLaunchTemplateVersion")?;
+    let template_id = named.id.clone();
     if let Some(token) = p.get("ClientToken") {
         if let Some((t, n)) = world.launch.version_tokens.get(*token) {
             let same_request = world
@@ -483,6 +485,19 @@ fn create_version(sb: &Sandbox, at: &Scope<'_>, p: &Params<'_>) -> Result<Respon
         .or_else(|| source.as_ref().map(|s| s.instance_type.clone()))
         .unwrap_or_default();
     let (md, block_device_mappings) = crate::template_data::new_version_data(p, source.as_ref())?;
+    let warning = crate::ec2_strict::version_warning(p, |image| {
+        world
+            .launch
+            .images
+            .iter()
+            .any(|i| i.id == image && i.region == at.region && i.visible_to(at.account, now, true, true))
+    });
+    let template = world
+        .launch
+        .templates
+        .iter_mut()
+        .find(|t| t.id == template_id)
+        .expect("named above");
     let number = template.latest_version().max(template.highest_version) + 1;
     template.versions.push(TemplateVersion {
         number,
@@ -493,7 +508,7 @@ fn create_version(sb: &Sandbox, at: &Scope<'_>, p: &Params<'_>) -> Result<Respon
         block_device_mappings,
         created_ms: now,
     });
-    let body = format!("<launchTemplateVersion>{}</launchTemplateVersion>", {
+    let body = format!("<launchTemplateVersion>{}</launchTemplateVersion>{warning}", {
         let v = template.versions.last().expect("pushed");
         version_xml(&sb.inner.config.partition, template, v, &v.image_id)
     });
@@ -524,7 +539,9 @@ fn request_fingerprint(p: &Params<'_>) -> String {
 fn modify_template(sb: &Sandbox, at: &Scope<'_>, p: &Params<'_>) -> Result<Response, AwsError> {
     dry_run(p)?;
     let mut world = sb.world();
-    let id = named_template(&world.launch.templates, at, p)?.id.clone();
+    let named = named_template(&world.launch.templates, at, p)?;
+    crate::ec2_strict::refuse_if_managed(named, "ModifyLaunchTemplate")?;
+    let id = named.id.clone();
     let template = world
         .launch
         .templates

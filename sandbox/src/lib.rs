@@ -18,6 +18,7 @@ mod autoscaling;
 mod cloudwatch;
 mod documents;
 mod ec2;
+mod ec2_strict;
 mod engine;
 mod faults;
 mod fleet;
@@ -30,7 +31,9 @@ mod launch_extra;
 mod organizations;
 mod ssm;
 mod ssm_rules;
+mod ssm_strict;
 mod sts;
+mod sts_strict;
 mod template_data;
 mod template_versions;
 mod timefmt;
@@ -42,8 +45,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 pub use faults::{
-    AutomationQuota, CallCount, Ec2RequestBudget, EmptyTargets, FaultRule, Faults, TokenBucket, TokenReuse,
-    STANDARD_ROLES,
+    AutomationQuota, CallCount, Ec2RequestBudget, Ec2ThrottledStep, EmptyTargets, FaultRule, Faults,
+    InactiveAccounts, TokenBucket, TokenReuse, STANDARD_ROLES,
 };
 
 /// The account the sandbox pretends to be.
@@ -54,6 +57,22 @@ pub fn account_ids(n: usize) -> Vec<String> {
     std::iter::once(ACCOUNT_ID.to_owned())
         .chain((1..n.max(1)).map(|k| format!("2{k:011}")))
         .collect()
+}
+
+/// The Regions a sandbox of `partition` plays unless told others: two of that partition's own
+/// (one where it has only one), as a TargetLocation may name only Regions of the partition.
+pub fn default_regions(partition: &str) -> Vec<String> {
+    let regions: &[&str] = match partition {
+        "aws-cn" => &["cn-north-1", "cn-northwest-1"],
+        "aws-us-gov" => &["us-gov-west-1", "us-gov-east-1"],
+        "aws-iso" => &["us-iso-east-1", "us-iso-west-1"],
+        "aws-iso-b" => &["us-isob-east-1", "us-isob-west-1"],
+        "aws-iso-e" => &["eu-isoe-west-1"],
+        "aws-iso-f" => &["us-isof-east-1", "us-isof-south-1"],
+        "aws-eusc" => &["eusc-de-east-1"],
+        _ => &["us-east-1", "eu-west-1"],
+    };
+    regions.iter().map(|r| (*r).to_owned()).collect()
 }
 
 /// How the sandbox is set up.
@@ -105,7 +124,7 @@ struct Inner {
     faults: Mutex<Faults>,
     calls: Mutex<faults::CallLog>,
     /// EC2's request-rate buckets (see `Faults::ec2_request_budget`).
-    ec2_buckets: Mutex<faults::Ec2Buckets>,
+    ec2_buckets: Arc<Mutex<faults::Ec2Buckets>>,
     docs: documents::Documents,
 }
 
@@ -134,7 +153,7 @@ impl Sandbox {
                 faults: Mutex::new(config.faults.clone()),
                 config,
                 calls: Mutex::new(faults::CallLog::default()),
-                ec2_buckets: Mutex::new(faults::Ec2Buckets::default()),
+                ec2_buckets: Arc::new(Mutex::new(faults::Ec2Buckets::default())),
                 docs,
             }),
         };
@@ -189,6 +208,11 @@ impl Sandbox {
             world.alarms_in_alarm = faults.alarms_in_alarm.clone();
             world.alarms = faults.alarms.clone();
             world.empty_targets = faults.empty_targets;
+            world.fleet.ec2_gate = faults::Ec2Gate {
+                buckets: self.inner.ec2_buckets.clone(),
+                budget: faults.ec2_request_budget,
+                on_throttle: faults.ec2_throttled_step,
+            };
             world.org_accounts = account_ids(self.inner.config.accounts);
             world.partition = self.inner.config.partition.clone();
         }

@@ -11,18 +11,21 @@ use crate::Sandbox;
 const ORG_ID: &str = "o-sandbox0001";
 const ROOT_ID: &str = "r-sand";
 const PAGE: usize = 20;
-/// The organizational units under the root. The management account sits in the root itself; the
-/// members alternate between the units (member-1 in the first, member-2 in the second, ...).
-pub(crate) const UNITS: [(&str, &str); 2] = [
-    ("ou-sand-workloads", "Workloads"),
-    ("ou-sand-sandboxes", "Sandboxes"),
+/// The organizational units (ID, name, parent): two under the root, and one nested in the first, so
+/// that a walk of child units and SSM's `IncludeChildOrganizationUnits` have something to reach. The
+/// management account sits in the root itself; the members go round the units in this order
+/// (member-1 in Workloads, member-2 in Sandboxes, member-3 in Production under Workloads, ...).
+pub(crate) const UNITS: [(&str, &str, &str); 3] = [
+    ("ou-sand-workloads", "Workloads", ROOT_ID),
+    ("ou-sand-sandboxes", "Sandboxes", ROOT_ID),
+    ("ou-sand-production", "Production", "ou-sand-workloads"),
 ];
 
 /// Accounts of the organisation that are no longer active (ID, `State`, unit): listed as AWS lists
 /// them, with no fleet and no role to assume, whenever the organisation has members. A console that
 /// read the retired `Status` field, or took a missing state for ACTIVE, would make them targets.
 pub(crate) const INACTIVE: [(&str, &str, &str); 2] = [
-    ("299999999991", "SUSPENDED", "ou-sand-workloads"),
+    ("299999999991", "SUSPENDED", "ou-sand-production"),
     ("299999999992", "CLOSED", "ou-sand-sandboxes"),
 ];
 
@@ -49,35 +52,78 @@ pub(crate) fn unit_of(n: usize) -> &'static str {
     }
 }
 
-/// The accounts under a root or unit as SSM's TargetLocations reaches them: the ones directly under
-/// it, and those of its child units only with `IncludeChildOrganizationUnits` (which defaults to
-/// false: "Automations don't run recursively through OUs"); None when there is no such root or unit.
-pub(crate) fn accounts_under(
+/// Whether `id` is the root or one of the units.
+fn is_parent(id: &str) -> bool {
+    id == ROOT_ID || UNITS.iter().any(|(u, _, _)| *u == id)
+}
+
+/// The units directly under a root or unit.
+fn children_of(
     parent: &str,
-    accounts: &[String],
-    include_children: bool,
-) -> Option<Vec<String>> {
-    if parent == ROOT_ID {
-        return Some(if include_children {
-            accounts.to_vec()
-        } else {
-            accounts.iter().take(1).cloned().collect()
-        });
+) -> impl Iterator<Item = &'static (&'static str, &'static str, &'static str)> + '_ {
+    UNITS.iter().filter(move |(_, _, p)| *p == parent)
+}
+
+/// `parent` itself and, with `include_children`, every unit below it at any depth.
+fn parents_reached(parent: &str, include_children: bool) -> Vec<&str> {
+    let mut out = vec![parent];
+    let mut at = 0;
+    while include_children && at < out.len() {
+        let next: Vec<&str> = children_of(out[at]).map(|(id, _, _)| *id).collect();
+        out.extend(next);
+        at += 1;
     }
-    UNITS.iter().any(|(id, _)| *id == parent).then(|| {
-        accounts
-            .iter()
-            .enumerate()
-            .filter(|(n, _)| unit_of(*n) == parent)
-            .map(|(_, a)| a.clone())
-            .collect()
-    })
+    out
+}
+
+/// The organisation's members as SSM resolves a TargetLocation's units: the active accounts (in
+/// order, management first), and whether the inactive ones come too (see `Faults::inactive_accounts`).
+pub(crate) struct Members {
+    pub active: Vec<String>,
+    pub with_inactive: bool,
+}
+
+impl Members {
+    pub(crate) fn of(sb: &Sandbox) -> Members {
+        Members {
+            active: crate::account_ids(sb.inner.config.accounts),
+            with_inactive: sb.faults().inactive_accounts == crate::faults::InactiveAccounts::FailLocation,
+        }
+    }
+}
+
+/// The accounts under a root or unit as SSM's TargetLocations reaches them: the ones directly under
+/// it, and those of its child units (at any depth) only with `IncludeChildOrganizationUnits` (which
+/// defaults to false: "Automations don't run recursively through OUs"). The suspended and closed
+/// accounts there come too with `org.with_inactive` (what SSM does with them is undocumented; see
+/// `Faults::inactive_accounts`). None when there is no such root or unit.
+pub(crate) fn accounts_under(parent: &str, org: &Members, include_children: bool) -> Option<Vec<String>> {
+    let accounts = &org.active;
+    if !is_parent(parent) {
+        return None;
+    }
+    let reached = parents_reached(parent, include_children);
+    let mut out: Vec<String> = accounts
+        .iter()
+        .enumerate()
+        .filter(|(n, _)| reached.contains(&unit_of(*n)))
+        .map(|(_, a)| a.clone())
+        .collect();
+    if org.with_inactive && accounts.len() > 1 {
+        out.extend(
+            INACTIVE
+                .iter()
+                .filter(|(_, _, unit)| reached.contains(unit))
+                .map(|(id, _, _)| (*id).to_owned()),
+        );
+    }
+    Some(out)
 }
 
 fn parent_not_found(parent: &str) -> AwsError {
     AwsError::client(
         "ParentNotFoundException",
-        format!("We can't find a root or OU with the ParentId {parent}. The sandbox's organisation has the root r-sand and the units ou-sand-workloads and ou-sand-sandboxes."),
+        format!("We can't find a root or OU with the ParentId {parent}. The sandbox's organisation has the root r-sand and the units ou-sand-workloads (with ou-sand-production in it) and ou-sand-sandboxes."),
     )
 }
 
@@ -100,29 +146,25 @@ pub(crate) fn handle(sb: &Sandbox, at: &Scope<'_>, op: &str, body: &[u8]) -> Res
         }})),
         "ListOrganizationalUnitsForParent" => {
             let parent = req["ParentId"].as_str().unwrap_or_default();
-            let units: Vec<Value> = if parent == ROOT_ID {
-                UNITS
-                    .iter()
-                    .map(|(id, name)| {
-                        json!({
-                            "Id": id,
-                            "Name": name,
-                            "Arn": format!("arn:{partition}:organizations::{}:ou/{ORG_ID}/{id}", crate::ACCOUNT_ID),
-                        })
-                    })
-                    .collect()
-            } else if UNITS.iter().any(|(id, _)| *id == parent) {
-                Vec::new()
-            } else {
+            if !is_parent(parent) {
                 return Err(parent_not_found(parent));
-            };
+            }
+            let units: Vec<Value> = children_of(parent)
+                .map(|(id, name, _)| {
+                    json!({
+                        "Id": id,
+                        "Name": name,
+                        "Arn": format!("arn:{partition}:organizations::{}:ou/{ORG_ID}/{id}", crate::ACCOUNT_ID),
+                    })
+                })
+                .collect();
             ok_json(&json!({ "OrganizationalUnits": units }))
         }
         "ListAccounts" | "ListAccountsForParent" => {
             let parent =
                 (op == "ListAccountsForParent").then(|| req["ParentId"].as_str().unwrap_or_default());
             if let Some(p) = parent {
-                if p != ROOT_ID && !UNITS.iter().any(|(id, _)| *id == p) {
+                if !is_parent(p) {
                     return Err(parent_not_found(p));
                 }
             }
@@ -184,20 +226,33 @@ pub(crate) fn handle(sb: &Sandbox, at: &Scope<'_>, op: &str, body: &[u8]) -> Res
 #[cfg(test)]
 mod tests {
     #[test]
-    fn a_root_reaches_its_units_accounts_only_when_asked_to() {
-        let accounts = crate::account_ids(4);
+    fn a_root_or_unit_reaches_its_child_units_accounts_only_when_asked_to() {
+        let accounts = crate::account_ids(5);
+        let org = |with_inactive| super::Members {
+            active: accounts.clone(),
+            with_inactive,
+        };
         assert_eq!(
-            super::accounts_under("r-sand", &accounts, false).unwrap(),
+            super::accounts_under("r-sand", &org(false), false).unwrap(),
             [crate::ACCOUNT_ID]
         );
         assert_eq!(
-            super::accounts_under("r-sand", &accounts, true).unwrap(),
+            super::accounts_under("r-sand", &org(false), true).unwrap(),
             accounts
         );
+        // Workloads holds member-1 and member-4; Production, inside it, member-3.
         assert_eq!(
-            super::accounts_under("ou-sand-workloads", &accounts, false).unwrap(),
-            [accounts[1].clone(), accounts[3].clone()]
+            super::accounts_under("ou-sand-workloads", &org(false), false).unwrap(),
+            [accounts[1].clone(), accounts[4].clone()]
         );
-        assert!(super::accounts_under("ou-none-00000000", &accounts, true).is_none());
+        assert_eq!(
+            super::accounts_under("ou-sand-workloads", &org(false), true).unwrap(),
+            [accounts[1].clone(), accounts[3].clone(), accounts[4].clone()]
+        );
+        assert_eq!(
+            super::accounts_under("ou-sand-production", &org(true), true).unwrap(),
+            [accounts[3].clone(), "299999999991".to_owned()]
+        );
+        assert!(super::accounts_under("ou-none-00000000", &org(false), true).is_none());
     }
 }

@@ -187,7 +187,8 @@ fn start(sb: &Sandbox, at: &Scope<'_>, req: &Value) -> Result<Response, AwsError
             "The sandbox does not emulate TargetMaps; use Targets (and TargetLocations).",
         ));
     }
-    let target_locations = target_locations(req, &crate::account_ids(sb.inner.config.accounts))?;
+    crate::ssm_strict::start_checks(req, &sb.inner.config.partition)?;
+    let target_locations = target_locations(req, &crate::organizations::Members::of(sb))?;
     let targets = crate::ssm_rules::start_targets(req)?;
     let target_parameter_name = req["TargetParameterName"].as_str().map(str::to_owned);
     crate::ssm_rules::target_not_in_parameters(target_parameter_name.as_deref(), &parameters)?;
@@ -279,7 +280,10 @@ fn alarm_configuration(conf: Option<&Value>, at: &str) -> Result<(Vec<String>, b
 
 /// TargetLocations, checked against the API model: 1 to 100 locations, each with accounts (IDs, or
 /// organizational unit and root IDs) and Regions, and the concurrency and error patterns of Targets.
-fn target_locations(req: &Value, org: &[String]) -> Result<Vec<crate::engine::TargetLocation>, AwsError> {
+fn target_locations(
+    req: &Value,
+    org: &crate::organizations::Members,
+) -> Result<Vec<crate::engine::TargetLocation>, AwsError> {
     let Some(list) = req["TargetLocations"].as_array() else {
         return Ok(Vec::new());
     };

@@ -98,6 +98,7 @@ fn assume_role(
     }
     let session = session_name(get("RoleSessionName"))?;
     let duration_secs = duration_seconds(get("DurationSeconds"))?;
+    crate::sts_strict::external_id_and_policy(get("ExternalId"), get("Policy"))?;
     let re = regex::Regex::new(r"^arn:([a-z-]+):iam::(\d{12}):role/(?:[\w+=,.@-]+/)*([\w+=,.@-]+)$")
         .expect("pattern");
     let partition = sb.inner.config.partition.as_str();
@@ -120,6 +121,7 @@ fn assume_role(
             ),
         });
     }
+    crate::sts_strict::within_max_session(duration_secs)?;
     let suffix: String = uuid::Uuid::new_v4().simple().to_string()[..8].to_uppercase();
     let expires = crate::timefmt::iso(crate::timefmt::now_ms() + duration_secs * 1000);
     ok_xml(format!(

@@ -36,9 +36,19 @@ pub(crate) fn delete_versions(
             ),
         ));
     }
+    // Versions here are numbers: `$Latest`, `$Default` or any other word is refused whole, before
+    // anything is deleted (AWS documents only numbers for this call).
+    if let Some(bad) = specs.iter().find(|s| s.parse::<i64>().is_err()) {
+        return Err(AwsError::client(
+            "InvalidParameterValue",
+            format!("Value ({bad}) for parameter LaunchTemplateVersion is invalid. Only version numbers can be deleted; $Latest and $Default cannot."),
+        ));
+    }
     dry_run(p)?;
     let mut world = sb.world();
-    let id = named_template(&world.launch.templates, at, p)?.id.clone();
+    let named = named_template(&world.launch.templates, at, p)?;
+    crate::ec2_strict::refuse_if_managed(named, "DeleteLaunchTemplateVersions")?;
+    let id = named.id.clone();
     let template = world
         .launch
         .templates

@@ -599,11 +599,13 @@ async fn an_account_scoped_operator_sees_only_its_accounts_and_is_refused_change
 
 #[tokio::test]
 async fn members_can_come_from_an_organizational_unit_and_an_unknown_one_is_reported() {
-    // The root holds the management account and two units (member-1 and member-3 in the first,
-    // member-2 in the second): the root reaches every account through its units.
+    // The root holds the management account and two units (member-1 in Workloads, with member-3 in
+    // Production inside it; member-2 in Sandboxes): the root reaches every account through its
+    // units, and Workloads reaches member-3 through its child unit.
     for (unit, expected) in [
         ("r-sand", 4),
         ("ou-sand-workloads", 3),
+        ("ou-sand-production", 2),
         ("ou-sand-sandboxes", 2),
         ("ou-zzzz-aaaaaaaa", 1),
     ] {

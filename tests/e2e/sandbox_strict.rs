@@ -92,14 +92,14 @@ async fn sts_refuses_a_bad_session_name_and_duration() {
         .assume_role()
         .role_arn(&role)
         .role_session_name("user@example.com,ops=1")
-        .duration_seconds(43_200)
+        .duration_seconds(3_600)
         .send()
         .await
-        .expect("the longest session the model allows");
+        .expect("the longest session the role's MaxSessionDuration (IAM's default hour) allows");
     let expires = ok.credentials().unwrap().expiration().secs();
     let now = e2e::now_ms() as i64 / 1000;
     assert!(
-        (expires - now - 43_200).abs() < 60,
+        (expires - now - 3_600).abs() < 60,
         "expires in {}s",
         expires - now
     );
@@ -668,7 +668,8 @@ async fn ec2_throttles_each_action_per_account_and_region_with_its_token_bucket(
     let ec2 = aws_sdk_ec2::Client::new(&sdk_config(&url, "us-east-1", 1).await);
     let mut refused = None;
     let mut answered = 0;
-    for _ in 0..130 {
+    let began = std::time::Instant::now();
+    for _ in 0..1_000 {
         match ec2.describe_instances().max_results(5).send().await {
             Ok(_) => answered += 1,
             Err(e) => {
@@ -677,10 +678,12 @@ async fn ec2_throttles_each_action_per_account_and_region_with_its_token_bucket(
             }
         }
     }
-    // The bucket holds 100 and refills at 20 a second: a loop of local calls spends it long before 130.
+    // The bucket holds 100 and refills at 20 a second: a loop of local calls answers the 100 and
+    // what refilled while it ran (more on a loaded machine, where each call takes longer).
+    let refilled = (began.elapsed().as_secs_f64() * 20.0).ceil() as usize;
     assert!(
-        (100..125).contains(&answered),
-        "the bucket of 100 answers about 100 calls in a burst, got {answered}"
+        (100..=101 + refilled).contains(&answered),
+        "the bucket of 100 answers 100 calls and its refill of {refilled}, got {answered}"
     );
     let err = refused.expect("a call past the bucket is refused");
     assert_eq!(err.code(), Some("RequestLimitExceeded"));

@@ -230,10 +230,11 @@ async fn a_reused_client_token_with_other_locations_tags_or_alarms_is_a_mismatch
 async fn a_location_s_child_runs_under_arns_of_the_sandbox_s_partition() {
     let (_sb, url) = standalone_sandbox(SandboxConfig {
         partition: "aws-us-gov".to_owned(),
+        regions: sandbox::default_regions("aws-us-gov"),
         ..config(2)
     })
     .await;
-    let conf = sdk_config(&url, "us-east-1", 1).await;
+    let conf = sdk_config(&url, "us-gov-west-1", 1).await;
     let ssm = aws_sdk_ssm::Client::new(&conf);
     let member = sandbox::account_ids(2)[1].clone();
     let id = ssm
@@ -245,7 +246,7 @@ async fn a_location_s_child_runs_under_arns_of_the_sandbox_s_partition() {
         .target_locations(
             TargetLocation::builder()
                 .accounts(&member)
-                .regions("us-east-1")
+                .regions("us-gov-west-1")
                 .build(),
         )
         .send()

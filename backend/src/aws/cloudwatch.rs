@@ -29,6 +29,21 @@ impl UsageMetric {
     }
 }
 
+/// One period spanning the whole window, so each instance gets one number. CloudWatch keeps minute
+/// data for 15 days, 5-minute data for 63 and hourly data after that, and answers no data points for
+/// a period finer than what it keeps from the window's start: the period is a whole multiple of
+/// what that start's age requires.
+pub fn period_for(window: Duration) -> u64 {
+    const DAY: u64 = 86_400;
+    let secs = window.as_secs();
+    let unit = match secs {
+        s if s <= 15 * DAY => 60,
+        s if s <= 63 * DAY => 300,
+        _ => 3_600,
+    };
+    secs.div_ceil(unit).max(1) * unit
+}
+
 /// The sum of the metric over the last `window` for each instance (0 when CloudWatch has no data).
 pub async fn usage(
     c: &RegionClients,
@@ -38,8 +53,7 @@ pub async fn usage(
     // AWS's time, not the console's (which tests move): CloudWatch keeps its data by the real clock.
     let end = SystemTime::now();
     let start = end - window;
-    // One period spanning the whole window: one number per instance (periods are multiples of 60 s).
-    let period = i32::try_from(window.as_secs().div_ceil(60) * 60).unwrap_or(i32::MAX);
+    let period = i32::try_from(period_for(window)).unwrap_or(i32::MAX);
     let mut out = HashMap::new();
     for chunk in queries.chunks(QUERIES_PER_CALL) {
         let mut req = c
@@ -111,4 +125,27 @@ pub async fn alarm_exists(c: &RegionClients, name: &str) -> Result<bool, AppErro
             .composite_alarms()
             .iter()
             .any(|a| a.alarm_name() == Some(name)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn the_period_is_one_cloudwatch_keeps_from_the_windows_start() {
+        let day = 86_400;
+        assert_eq!(super::period_for(Duration::from_secs(90)), 120);
+        assert_eq!(
+            super::period_for(Duration::from_secs(14 * day + 1)),
+            14 * day + 60
+        );
+        assert_eq!(
+            super::period_for(Duration::from_secs(20 * day + 61)),
+            20 * day + 300
+        );
+        assert_eq!(
+            super::period_for(Duration::from_secs(70 * day + 1)),
+            70 * day + 3_600
+        );
+    }
 }
