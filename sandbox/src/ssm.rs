@@ -385,6 +385,8 @@ fn target_locations(req: &Value, org: &[String]) -> Result<Vec<crate::engine::Ta
                 }
             }
         }
+        let targets =
+            crate::ssm_rules::targets_at(&loc["Targets"], &format!("targetLocations.{n}.member.targets"))?;
         let (alarms, ignore_alarm_failure) = alarm_configuration(
             loc.get("TargetLocationAlarmConfiguration"),
             &format!("targetLocations.{n}.member.targetLocationAlarmConfiguration"),
@@ -399,6 +401,7 @@ fn target_locations(req: &Value, org: &[String]) -> Result<Vec<crate::engine::Ta
             execution_role_name: opt("ExecutionRoleName"),
             targets_max_concurrency: opt("TargetsMaxConcurrency"),
             targets_max_errors: opt("TargetsMaxErrors"),
+            targets,
             requested: loc.clone(),
         });
     }

@@ -466,6 +466,10 @@ pub struct TargetLocation {
     pub execution_role_name: Option<String>,
     pub targets_max_concurrency: Option<MaxConcurrency>,
     pub targets_max_errors: Option<MaxErrors>,
+    /// The instances of its one account and Region it runs on instead of the run's tag (SSM's
+    /// TargetLocation.Targets); empty: the run's targets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instance_ids: Vec<InstanceId>,
 }
 
 /// SSM's limits (the model): at most 50 accounts (and units) and 50 Regions in one TargetLocation,
@@ -591,6 +595,33 @@ fn validate_target_locations(
                 );
             }
         }
+        // Instance IDs exist in one account and Region: a location that lists them names exactly
+        // that place, and SSM takes at most 50 values in a Target.
+        let mut instance_ids: Vec<InstanceId> = Vec::new();
+        if !loc.instance_ids.is_empty() {
+            if accounts.len() != 1 || !units.is_empty() || regions.len() != 1 {
+                errors.push(
+                    field("instance_ids"),
+                    "a location that lists instance IDs names exactly one account and one Region: the instances' own",
+                );
+            }
+            if loc.instance_ids.len() > MAX_TARGET_VALUES {
+                errors.push(
+                    field("instance_ids"),
+                    format!(
+                        "at most {MAX_TARGET_VALUES} instance IDs per location (SSM's limit on a Target's values); these are {}",
+                        loc.instance_ids.len()
+                    ),
+                );
+            }
+            for raw in &loc.instance_ids {
+                match InstanceId::parse(raw.trim()) {
+                    Ok(id) if !instance_ids.contains(&id) => instance_ids.push(id),
+                    Ok(_) => {}
+                    Err(m) => errors.push(field("instance_ids"), m),
+                }
+            }
+        }
         out.push(TargetLocation {
             accounts,
             units,
@@ -600,6 +631,7 @@ fn validate_target_locations(
             execution_role_name: execution_role_name.map(str::to_owned),
             targets_max_concurrency,
             targets_max_errors,
+            instance_ids,
         });
     }
     let pieces: usize = out.iter().map(|l| l.ssm_pieces().len()).sum();

@@ -1103,9 +1103,9 @@ async fn a_tag_rollout_to_every_account_and_region_goes_only_where_instances_mat
         let id = instance["instance_id"].as_str().unwrap().to_owned();
         let name = instance["tags"]["Name"].as_str().unwrap().to_owned();
         let request = json!({"parameters": {"EnforceIMDSv2": "required"},
-            "rate_control": {"targets": {"tag": {"key": "Name", "value": name}}, "max_concurrency": "10", "max_errors": "0"},
+            "rate_control": {"targets": {"tag": {"key": "Name", "value": name}}, "max_concurrency": "7", "max_errors": "1"},
             "target_locations": [{"accounts": accounts, "regions": regions,
-                "target_location_max_concurrency": "1", "target_location_max_errors": "0"}],
+                "target_location_max_concurrency": "2", "target_location_max_errors": "1"}],
             "override": {"reason": "the teams signed off on this"}});
         let (status, preview) = app.post("/executions/preview", &request).await;
         assert_eq!(status, 200, "{preview}");
@@ -1130,6 +1130,20 @@ async fn a_tag_rollout_to_every_account_and_region_goes_only_where_instances_mat
         let run = started.execution_id.expect("sent");
         let done = app.wait_done(&run, Duration::from_secs(120)).await;
         assert_eq!(done["summary"]["status"], "Success", "{empty:?}: {done}");
+        // The run page shows what was sent: the one place with matches, with the limits typed.
+        let detail: shared::api::ExecutionDetail = serde_json::from_value(done).unwrap();
+        assert_eq!(
+            detail.target_locations,
+            vec![shared::api::LocationSent {
+                accounts: vec![member.clone()],
+                regions: vec![regions[1].clone()],
+                target_location_max_concurrency: Some("2".to_owned()),
+                target_location_max_errors: Some("1".to_owned()),
+                ..Default::default()
+            }]
+        );
+        let rc = detail.rate_control.expect("rate control");
+        assert_eq!((rc.max_concurrency.as_str(), rc.max_errors.as_str()), ("7", "1"));
         app.refresh_fleet().await;
         let (_, found) = app.get(&format!("/instances?q={id}")).await;
         assert_eq!(

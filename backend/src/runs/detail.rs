@@ -2,7 +2,7 @@
 //! record knows (requester, override, rollback links, prior options) and a rate-control run's
 //! progress counted from its children in the store.
 
-use shared::api::{ExecutionDetail, Progress, RateControlView, StepView};
+use shared::api::{ExecutionDetail, LocationSent, Progress, RateControlView, StepView};
 use shared::Tone;
 
 use crate::aws::ssm::SsmExecution;
@@ -49,6 +49,7 @@ pub fn detail_of(run: &RunRow, ex: &SsmExecution) -> ExecutionDetail {
         rollback_of: None,
         rolled_back_by: Vec::new(),
         prior_options: Default::default(),
+        target_locations: Vec::new(),
     }
 }
 
@@ -109,6 +110,10 @@ pub async fn complete(state: &AppState, detail: &mut ExecutionDetail, row: &RunR
         .as_deref()
         .and_then(|p| serde_json::from_str(p).ok())
         .unwrap_or_default();
+    // Only a run across accounts has a span.
+    if row.started_here && row.id > 0 && row.span.is_some() {
+        show_what_was_sent(state, detail, row).await?;
+    }
     let Some(rc) = detail.rate_control.as_mut() else {
         return Ok(());
     };
@@ -202,5 +207,55 @@ pub async fn complete(state: &AppState, detail: &mut ExecutionDetail, row: &RunR
         key(a).cmp(&key(b))
     });
     detail.children = kids;
+    Ok(())
+}
+
+/// A run across accounts and Regions shows what the console sent, from its record: each location
+/// (with its limits) and the run's own concurrency and error threshold. What SSM echoes for these
+/// on a run across accounts is undocumented (the sandbox answers its first location's).
+async fn show_what_was_sent(
+    state: &AppState,
+    detail: &mut ExecutionDetail,
+    row: &RunRow,
+) -> Result<(), AppError> {
+    let Some(plan) = state
+        .store
+        .plan_of(row.id)
+        .await?
+        .and_then(|p| serde_json::from_str::<shared::StartPlan>(&p).ok())
+    else {
+        return Ok(());
+    };
+    if plan.target_locations.is_empty() {
+        return Ok(());
+    }
+    detail.target_locations = plan
+        .target_locations
+        .iter()
+        .flat_map(|loc| {
+            loc.ssm_pieces()
+                .into_iter()
+                .map(|(accounts, regions)| LocationSent {
+                    accounts,
+                    regions,
+                    target_location_max_concurrency: loc
+                        .max_concurrency
+                        .as_ref()
+                        .map(|c| c.as_str().to_owned()),
+                    target_location_max_errors: loc.max_errors.as_ref().map(|e| e.as_str().to_owned()),
+                    targets_max_concurrency: loc
+                        .targets_max_concurrency
+                        .as_ref()
+                        .map(|c| c.as_str().to_owned()),
+                    targets_max_errors: loc.targets_max_errors.as_ref().map(|e| e.as_str().to_owned()),
+                    execution_role_name: loc.execution_role_name.clone(),
+                    instance_ids: loc.instance_ids.iter().map(|i| i.as_str().to_owned()).collect(),
+                })
+        })
+        .collect();
+    if let (Some(view), Some(sent)) = (detail.rate_control.as_mut(), plan.rate_control.as_ref()) {
+        view.max_concurrency = sent.max_concurrency.as_str().to_owned();
+        view.max_errors = sent.max_errors.as_str().to_owned();
+    }
     Ok(())
 }
