@@ -61,7 +61,7 @@ pub struct TargetLocationInput {
     /// Instances of this location's one account and Region to run on instead of the run's tag
     /// (SSM's TargetLocation.Targets, which takes precedence over the run's Targets): at most 50.
     /// How a run across accounts leaves some instances out, in one start.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub instance_ids: Vec<String>,
 }
 
@@ -200,6 +200,12 @@ pub struct ExecutionPage {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ExecutionDetail {
     pub summary: ExecutionSummary,
+    /// SSM's Parameters of the execution; for a run across accounts and Regions started here, also
+    /// `TargetLocations`: each location as the console sent it (after narrowing to the places with
+    /// targets), read from its record rather than SSM's echo, one value per location:
+    /// `Accounts a b · Regions r · TargetLocationMaxConcurrency n · TargetLocationMaxErrors n ·
+    /// Targets ParameterValues i-… i-…` (SSM's member names; a limit not listed was not sent and is
+    /// SSM's default).
     pub parameters: BTreeMap<String, Vec<String>>,
     pub outputs: BTreeMap<String, Vec<String>>,
     pub failure_message: Option<String>,
@@ -218,27 +224,6 @@ pub struct ExecutionDetail {
     /// Each target's options before the run, as recorded when it started.
     #[serde(default)]
     pub prior_options: BTreeMap<String, MetadataOptions>,
-    /// For a run across accounts and Regions started here: its TargetLocations as the console sent
-    /// them (after narrowing to the places with targets), read from its record, not from SSM's echo.
-    #[serde(default)]
-    pub target_locations: Vec<LocationSent>,
-}
-
-/// One of SSM's TargetLocations as a start sent it; an absent limit was not sent (SSM's default).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-pub struct LocationSent {
-    /// Account IDs, and organizational units or roots.
-    pub accounts: Vec<String>,
-    pub regions: Vec<String>,
-    pub target_location_max_concurrency: Option<String>,
-    pub target_location_max_errors: Option<String>,
-    pub targets_max_concurrency: Option<String>,
-    pub targets_max_errors: Option<String>,
-    pub execution_role_name: Option<String>,
-    /// The instances the location runs on instead of the run's targets (its own Targets).
-    #[serde(default)]
-    pub instance_ids: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -468,7 +468,7 @@ pub struct TargetLocation {
     pub targets_max_errors: Option<MaxErrors>,
     /// The instances of its one account and Region it runs on instead of the run's tag (SSM's
     /// TargetLocation.Targets); empty: the run's targets.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub instance_ids: Vec<InstanceId>,
 }
 
@@ -595,33 +595,9 @@ fn validate_target_locations(
                 );
             }
         }
-        // Instance IDs exist in one account and Region: a location that lists them names exactly
-        // that place, and SSM takes at most 50 values in a Target.
-        let mut instance_ids: Vec<InstanceId> = Vec::new();
-        if !loc.instance_ids.is_empty() {
-            if accounts.len() != 1 || !units.is_empty() || regions.len() != 1 {
-                errors.push(
-                    field("instance_ids"),
-                    "a location that lists instance IDs names exactly one account and one Region: the instances' own",
-                );
-            }
-            if loc.instance_ids.len() > MAX_TARGET_VALUES {
-                errors.push(
-                    field("instance_ids"),
-                    format!(
-                        "at most {MAX_TARGET_VALUES} instance IDs per location (SSM's limit on a Target's values); these are {}",
-                        loc.instance_ids.len()
-                    ),
-                );
-            }
-            for raw in &loc.instance_ids {
-                match InstanceId::parse(raw.trim()) {
-                    Ok(id) if !instance_ids.contains(&id) => instance_ids.push(id),
-                    Ok(_) => {}
-                    Err(m) => errors.push(field("instance_ids"), m),
-                }
-            }
-        }
+        // SSM takes at most 50 values in a Target. (That such a location names exactly the one
+        // account and Region of its instances is the assessment's check, where places are known.)
+        let instance_ids = validate_instance_ids(&loc.instance_ids, &field("instance_ids"), errors);
         out.push(TargetLocation {
             accounts,
             units,
@@ -946,32 +922,41 @@ impl StartExecutionRequest {
     }
 }
 
+/// A list of instance IDs SSM takes in one Target (at most 50, each once) at `field`.
+fn validate_instance_ids(ids: &[String], field: &str, errors: &mut ValidationErrors) -> Vec<InstanceId> {
+    let mut ok = Vec::new();
+    if ids.len() > MAX_TARGET_VALUES {
+        errors.push(
+            field,
+            format!("at most {MAX_TARGET_VALUES} instance IDs (SSM's limit); target a tag for more"),
+        );
+    }
+    for (i, raw) in ids.iter().enumerate() {
+        match InstanceId::parse(raw.trim()) {
+            Ok(id) if ok.contains(&id) => {
+                errors.push(format!("{field}[{i}]"), format!("{id} is listed twice"))
+            }
+            Ok(id) => ok.push(id),
+            Err(m) => errors.push(format!("{field}[{i}]"), m),
+        }
+    }
+    ok
+}
+
 fn validate_rate_control(rc: &RateControlInput, errors: &mut ValidationErrors) -> Option<RateControl> {
     let targets = match &rc.targets {
         TargetsInput::InstanceIds(ids) => {
-            let mut ok = Vec::new();
             if ids.is_empty() {
                 errors.push(
                     "rate_control.targets.instance_ids",
                     "give at least one instance ID",
                 );
-            } else if ids.len() > MAX_TARGET_VALUES {
-                errors.push(
-                    "rate_control.targets.instance_ids",
-                    format!("at most {MAX_TARGET_VALUES} instance IDs per run (SSM's limit); target a tag for more"),
-                );
             }
-            for (i, raw) in ids.iter().enumerate() {
-                match InstanceId::parse(raw.trim()) {
-                    Ok(id) if ok.contains(&id) => errors.push(
-                        format!("rate_control.targets.instance_ids[{i}]"),
-                        format!("{id} is listed twice"),
-                    ),
-                    Ok(id) => ok.push(id),
-                    Err(m) => errors.push(format!("rate_control.targets.instance_ids[{i}]"), m),
-                }
-            }
-            Some(Targets::InstanceIds(ok))
+            Some(Targets::InstanceIds(validate_instance_ids(
+                ids,
+                "rate_control.targets.instance_ids",
+                errors,
+            )))
         }
         TargetsInput::Tag { key, value } => {
             let key = key.trim();

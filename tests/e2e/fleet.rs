@@ -1133,14 +1133,11 @@ async fn a_tag_rollout_to_every_account_and_region_goes_only_where_instances_mat
         // The run page shows what was sent: the one place with matches, with the limits typed.
         let detail: shared::api::ExecutionDetail = serde_json::from_value(done).unwrap();
         assert_eq!(
-            detail.target_locations,
-            vec![shared::api::LocationSent {
-                accounts: vec![member.clone()],
-                regions: vec![regions[1].clone()],
-                target_location_max_concurrency: Some("2".to_owned()),
-                target_location_max_errors: Some("1".to_owned()),
-                ..Default::default()
-            }]
+            detail.parameters.get("TargetLocations"),
+            Some(&vec![format!(
+                "Accounts {member} · Regions {} · TargetLocationMaxConcurrency 2 · TargetLocationMaxErrors 1",
+                regions[1]
+            )])
         );
         let rc = detail.rate_control.expect("rate control");
         assert_eq!((rc.max_concurrency.as_str(), rc.max_errors.as_str()), ("7", "1"));

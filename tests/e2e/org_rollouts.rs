@@ -99,13 +99,16 @@ async fn skipping_the_imdsv1_users_of_a_rollout_across_forty_accounts_runs_the_r
     // place, its limits and its instances (not SSM's echo of the first location's limits).
     let rc = detail.rate_control.as_ref().expect("a rate-control run");
     assert_eq!((rc.max_concurrency.as_str(), rc.max_errors.as_str()), ("25", "3"));
-    assert_eq!(detail.target_locations.len(), rest.len());
-    for sent in &detail.target_locations {
-        assert_eq!(sent.target_location_max_concurrency.as_deref(), Some("20"));
-        assert_eq!(sent.target_location_max_errors.as_deref(), Some("1"));
-        let place = (sent.accounts[0].clone(), sent.regions[0].clone());
-        assert_eq!(Some(&sent.instance_ids), rest.get(&place), "{place:?}");
-    }
+    let sent: Vec<String> = rest
+        .iter()
+        .map(|((account, region), ids)| {
+            format!(
+                "Accounts {account} · Regions {region} · TargetLocationMaxConcurrency 20 · TargetLocationMaxErrors 1 · Targets ParameterValues {}",
+                ids.join(" ")
+            )
+        })
+        .collect();
+    assert_eq!(detail.parameters.get("TargetLocations"), Some(&sent));
     app.refresh_fleet().await;
     let changed: Vec<String> = rest.values().flatten().cloned().collect();
     let after = options_of(&app, &changed).await;

@@ -394,7 +394,6 @@ async fn provisional_detail(state: &AppState, row: &RunRow) -> Result<ExecutionD
         rollback_of: None,
         rolled_back_by: Vec::new(),
         prior_options: BTreeMap::new(),
-        target_locations: Vec::new(),
     };
     runs::complete(state, &mut detail, row).await?;
     Ok(detail)

@@ -299,6 +299,13 @@ pub async fn assess(state: &AppState, plan: &StartPlan, with_usage: bool) -> Res
             let places = crate::org::places(state, std::slice::from_ref(location)).await?;
             resolved.push((location.clone(), places.clone()));
             if !location.instance_ids.is_empty() {
+                // Instance IDs exist in one account and Region: the location names exactly that.
+                if location.accounts.len() != 1 || !location.units.is_empty() || location.regions.len() != 1 {
+                    return Err(AppError::field(
+                        &format!("target_locations[{n}].instance_ids"),
+                        "a location that lists instance IDs names exactly one account and one Region: the instances' own",
+                    ));
+                }
                 let (acct_id, r) = location.places().pop().unwrap_or_default();
                 if !read.insert((acct_id.clone(), r.clone())) {
                     return Err(AppError::field(

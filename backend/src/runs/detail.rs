@@ -2,7 +2,7 @@
 //! record knows (requester, override, rollback links, prior options) and a rate-control run's
 //! progress counted from its children in the store.
 
-use shared::api::{ExecutionDetail, LocationSent, Progress, RateControlView, StepView};
+use shared::api::{ExecutionDetail, Progress, RateControlView, StepView};
 use shared::Tone;
 
 use crate::aws::ssm::SsmExecution;
@@ -49,7 +49,6 @@ pub fn detail_of(run: &RunRow, ex: &SsmExecution) -> ExecutionDetail {
         rollback_of: None,
         rolled_back_by: Vec::new(),
         prior_options: Default::default(),
-        target_locations: Vec::new(),
     }
 }
 
@@ -210,6 +209,9 @@ pub async fn complete(state: &AppState, detail: &mut ExecutionDetail, row: &RunR
     Ok(())
 }
 
+/// The key of `ExecutionDetail::parameters` that lists a run's TargetLocations as sent.
+const SENT_LOCATIONS: &str = "TargetLocations";
+
 /// A run across accounts and Regions shows what the console sent, from its record: each location
 /// (with its limits) and the run's own concurrency and error threshold. What SSM echoes for these
 /// on a run across accounts is undocumented (the sandbox answers its first location's).
@@ -229,30 +231,48 @@ async fn show_what_was_sent(
     if plan.target_locations.is_empty() {
         return Ok(());
     }
-    detail.target_locations = plan
+    let sent: Vec<String> = plan
         .target_locations
         .iter()
         .flat_map(|loc| {
-            loc.ssm_pieces()
-                .into_iter()
-                .map(|(accounts, regions)| LocationSent {
-                    accounts,
-                    regions,
-                    target_location_max_concurrency: loc
-                        .max_concurrency
-                        .as_ref()
-                        .map(|c| c.as_str().to_owned()),
-                    target_location_max_errors: loc.max_errors.as_ref().map(|e| e.as_str().to_owned()),
-                    targets_max_concurrency: loc
-                        .targets_max_concurrency
-                        .as_ref()
-                        .map(|c| c.as_str().to_owned()),
-                    targets_max_errors: loc.targets_max_errors.as_ref().map(|e| e.as_str().to_owned()),
-                    execution_role_name: loc.execution_role_name.clone(),
-                    instance_ids: loc.instance_ids.iter().map(|i| i.as_str().to_owned()).collect(),
-                })
+            loc.ssm_pieces().into_iter().map(|(accounts, regions)| {
+                let mut parts = vec![
+                    format!("Accounts {}", accounts.join(" ")),
+                    format!("Regions {}", regions.join(" ")),
+                ];
+                let limits = [
+                    (
+                        "TargetLocationMaxConcurrency",
+                        loc.max_concurrency.as_ref().map(|c| c.as_str()),
+                    ),
+                    (
+                        "TargetLocationMaxErrors",
+                        loc.max_errors.as_ref().map(|e| e.as_str()),
+                    ),
+                    (
+                        "TargetsMaxConcurrency",
+                        loc.targets_max_concurrency.as_ref().map(|c| c.as_str()),
+                    ),
+                    (
+                        "TargetsMaxErrors",
+                        loc.targets_max_errors.as_ref().map(|e| e.as_str()),
+                    ),
+                    ("ExecutionRoleName", loc.execution_role_name.as_deref()),
+                ];
+                parts.extend(
+                    limits
+                        .iter()
+                        .filter_map(|(key, v)| v.map(|v| format!("{key} {v}"))),
+                );
+                if !loc.instance_ids.is_empty() {
+                    let (key, values) = shared::Targets::InstanceIds(loc.instance_ids.clone()).to_ssm();
+                    parts.push(format!("Targets {key} {}", values.join(" ")));
+                }
+                parts.join(" · ")
+            })
         })
         .collect();
+    detail.parameters.insert(SENT_LOCATIONS.to_owned(), sent);
     if let (Some(view), Some(sent)) = (detail.rate_control.as_mut(), plan.rate_control.as_ref()) {
         view.max_concurrency = sent.max_concurrency.as_str().to_owned();
         view.max_errors = sent.max_errors.as_str().to_owned();
