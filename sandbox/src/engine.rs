@@ -156,6 +156,10 @@ pub(crate) struct LocationChild {
     /// in that account and Region, and whether an unreadable one is ignored.
     #[serde(default)]
     pub alarms_by_place: BTreeMap<String, (Vec<String>, bool)>,
+    /// Each place's own Targets (by `account/region`), from its TargetLocation's Targets, which
+    /// take precedence over the run's.
+    #[serde(default)]
+    pub targets_by_place: BTreeMap<String, Vec<(String, Vec<String>)>>,
 }
 
 /// One entry of StartAutomationExecution's TargetLocations.
@@ -168,6 +172,8 @@ pub(crate) struct TargetLocation {
     pub execution_role_name: Option<String>,
     pub targets_max_concurrency: Option<String>,
     pub targets_max_errors: Option<String>,
+    /// The location's own Targets (at most one), which take precedence over the run's.
+    pub targets: Vec<(String, Vec<String>)>,
     /// TargetLocationAlarmConfiguration: the alarm each of its places' runs watches there.
     pub alarms: Vec<String>,
     pub ignore_alarm_failure: bool,
@@ -514,6 +520,7 @@ impl World {
             let first = &req.target_locations[0];
             let mut places: Vec<String> = Vec::new();
             let mut alarms_by_place = BTreeMap::new();
+            let mut targets_by_place = BTreeMap::new();
             for loc in &req.target_locations {
                 for account in &loc.accounts {
                     for r in &loc.regions {
@@ -524,6 +531,9 @@ impl World {
                         if !loc.alarms.is_empty() {
                             alarms_by_place
                                 .insert(place.clone(), (loc.alarms.clone(), loc.ignore_alarm_failure));
+                        }
+                        if !loc.targets.is_empty() {
+                            targets_by_place.insert(place.clone(), loc.targets.clone());
                         }
                         let mut step = new_step(None, &place, "aws:executeAutomation", now);
                         step.inputs
@@ -537,6 +547,13 @@ impl World {
                             if let Some(v) = value {
                                 location[key] = json!(v);
                             }
+                        }
+                        if !loc.targets.is_empty() {
+                            location["Targets"] = loc
+                                .targets
+                                .iter()
+                                .map(|(k, v)| json!({ "Key": k, "Values": v }))
+                                .collect();
                         }
                         step.target_location = Some(location);
                         ex.steps.push(step);
@@ -570,6 +587,7 @@ impl World {
                         .clone()
                         .unwrap_or_else(|| "AWS-SystemsManager-AutomationExecutionRole".to_owned()),
                     alarms_by_place,
+                    targets_by_place,
                 }),
             });
         } else if let Some(target_param) = target_param {
@@ -1523,7 +1541,7 @@ fn launch_location(world: &mut World, idx: usize, i: usize, place: &str, doc: &D
                 client_token: None,
                 token_reuse: TokenReuse::default(),
                 target_parameter_name: Some(lc.target_parameter_name.clone()),
-                targets: lc.targets.clone(),
+                targets: lc.targets_by_place.get(place).unwrap_or(&lc.targets).clone(),
                 max_concurrency: lc.max_concurrency.clone(),
                 max_errors: lc.max_errors.clone(),
                 tags: parent.tags.clone(),

@@ -389,6 +389,8 @@ fn target_locations(
                 }
             }
         }
+        let targets =
+            crate::ssm_rules::targets_at(&loc["Targets"], &format!("targetLocations.{n}.member.targets"))?;
         let (alarms, ignore_alarm_failure) = alarm_configuration(
             loc.get("TargetLocationAlarmConfiguration"),
             &format!("targetLocations.{n}.member.targetLocationAlarmConfiguration"),
@@ -403,6 +405,7 @@ fn target_locations(
             execution_role_name: opt("ExecutionRoleName"),
             targets_max_concurrency: opt("TargetsMaxConcurrency"),
             targets_max_errors: opt("TargetsMaxErrors"),
+            targets,
             requested: loc.clone(),
         });
     }

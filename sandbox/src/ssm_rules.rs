@@ -98,10 +98,15 @@ pub(crate) fn start_tags(req: &Value) -> Result<Vec<(String, String)>, AwsError>
 /// StartAutomationExecution's Targets: at most one Target (the model's AutomationTargets), its Key
 /// 1 to 163 characters of the model's pattern (no '+', unlike tags) and at most 50 Values.
 pub(crate) fn start_targets(req: &Value) -> Result<Vec<(String, Vec<String>)>, AwsError> {
-    let list = req["Targets"].as_array().cloned().unwrap_or_default();
+    targets_at(&req["Targets"], "targets")
+}
+
+/// A list of the model's AutomationTargets at `path` (the request's Targets, or a TargetLocation's).
+pub(crate) fn targets_at(list: &Value, path: &str) -> Result<Vec<(String, Vec<String>)>, AwsError> {
+    let list = list.as_array().cloned().unwrap_or_default();
     if list.len() > 1 {
         return Err(validation(&format!(
-            "Value at 'targets' failed to satisfy constraint: Member must have length less than or equal to 1 (got {})",
+            "Value at '{path}' failed to satisfy constraint: Member must have length less than or equal to 1 (got {})",
             list.len()
         )));
     }
@@ -115,7 +120,7 @@ pub(crate) fn start_targets(req: &Value) -> Result<Vec<(String, Vec<String>)>, A
         let key = t["Key"].as_str().unwrap_or_default().to_owned();
         if key.is_empty() || key.chars().count() > 163 || !key_re.is_match(&key) {
             return Err(pattern_error(
-                &format!("targets.{n}.member.key"),
+                &format!("{path}.{n}.member.key"),
                 &key,
                 key_re.as_str(),
             ));
@@ -123,7 +128,7 @@ pub(crate) fn start_targets(req: &Value) -> Result<Vec<(String, Vec<String>)>, A
         let values = strings(&t["Values"]);
         if values.len() > 50 {
             return Err(validation(&format!(
-                "Value '[{}]' at 'targets.{n}.member.values' failed to satisfy constraint: Member must have length less than or equal to 50",
+                "Value '[{}]' at '{path}.{n}.member.values' failed to satisfy constraint: Member must have length less than or equal to 50",
                 values.join(", ")
             )));
         }

@@ -58,6 +58,11 @@ pub struct TargetLocationInput {
     pub targets_max_concurrency: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub targets_max_errors: Option<String>,
+    /// Instances of this location's one account and Region to run on instead of the run's tag
+    /// (SSM's TargetLocation.Targets, which takes precedence over the run's Targets): at most 50.
+    /// How a run across accounts leaves some instances out, in one start.
+    #[serde(default)]
+    pub instance_ids: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -198,6 +203,12 @@ pub struct ExecutionPage {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ExecutionDetail {
     pub summary: ExecutionSummary,
+    /// SSM's Parameters of the execution; for a run across accounts and Regions started here, also
+    /// `TargetLocations`: each location as the console sent it (after narrowing to the places with
+    /// targets), read from its record rather than SSM's echo, one value per location:
+    /// `Accounts a b · Regions r · TargetLocationMaxConcurrency n · TargetLocationMaxErrors n ·
+    /// Targets ParameterValues i-… i-…` (SSM's member names; a limit not listed was not sent and is
+    /// SSM's default).
     pub parameters: BTreeMap<String, Vec<String>>,
     pub outputs: BTreeMap<String, Vec<String>>,
     pub failure_message: Option<String>,

@@ -466,6 +466,10 @@ pub struct TargetLocation {
     pub execution_role_name: Option<String>,
     pub targets_max_concurrency: Option<MaxConcurrency>,
     pub targets_max_errors: Option<MaxErrors>,
+    /// The instances of its one account and Region it runs on instead of the run's tag (SSM's
+    /// TargetLocation.Targets); empty: the run's targets.
+    #[serde(default)]
+    pub instance_ids: Vec<InstanceId>,
 }
 
 /// SSM's limits (the model): at most 50 accounts (and units) and 50 Regions in one TargetLocation,
@@ -591,6 +595,9 @@ fn validate_target_locations(
                 );
             }
         }
+        // SSM takes at most 50 values in a Target. (That such a location names exactly the one
+        // account and Region of its instances is the assessment's check, where places are known.)
+        let instance_ids = validate_instance_ids(&loc.instance_ids, &field("instance_ids"), errors);
         out.push(TargetLocation {
             accounts,
             units,
@@ -600,6 +607,7 @@ fn validate_target_locations(
             execution_role_name: execution_role_name.map(str::to_owned),
             targets_max_concurrency,
             targets_max_errors,
+            instance_ids,
         });
     }
     let pieces: usize = out.iter().map(|l| l.ssm_pieces().len()).sum();
@@ -914,32 +922,41 @@ impl StartExecutionRequest {
     }
 }
 
+/// A list of instance IDs SSM takes in one Target (at most 50, each once) at `field`.
+fn validate_instance_ids(ids: &[String], field: &str, errors: &mut ValidationErrors) -> Vec<InstanceId> {
+    let mut ok = Vec::new();
+    if ids.len() > MAX_TARGET_VALUES {
+        errors.push(
+            field,
+            format!("at most {MAX_TARGET_VALUES} instance IDs (SSM's limit); target a tag for more"),
+        );
+    }
+    for (i, raw) in ids.iter().enumerate() {
+        match InstanceId::parse(raw.trim()) {
+            Ok(id) if ok.contains(&id) => {
+                errors.push(format!("{field}[{i}]"), format!("{id} is listed twice"))
+            }
+            Ok(id) => ok.push(id),
+            Err(m) => errors.push(format!("{field}[{i}]"), m),
+        }
+    }
+    ok
+}
+
 fn validate_rate_control(rc: &RateControlInput, errors: &mut ValidationErrors) -> Option<RateControl> {
     let targets = match &rc.targets {
         TargetsInput::InstanceIds(ids) => {
-            let mut ok = Vec::new();
             if ids.is_empty() {
                 errors.push(
                     "rate_control.targets.instance_ids",
                     "give at least one instance ID",
                 );
-            } else if ids.len() > MAX_TARGET_VALUES {
-                errors.push(
-                    "rate_control.targets.instance_ids",
-                    format!("at most {MAX_TARGET_VALUES} instance IDs per run (SSM's limit); target a tag for more"),
-                );
             }
-            for (i, raw) in ids.iter().enumerate() {
-                match InstanceId::parse(raw.trim()) {
-                    Ok(id) if ok.contains(&id) => errors.push(
-                        format!("rate_control.targets.instance_ids[{i}]"),
-                        format!("{id} is listed twice"),
-                    ),
-                    Ok(id) => ok.push(id),
-                    Err(m) => errors.push(format!("rate_control.targets.instance_ids[{i}]"), m),
-                }
-            }
-            Some(Targets::InstanceIds(ok))
+            Some(Targets::InstanceIds(validate_instance_ids(
+                ids,
+                "rate_control.targets.instance_ids",
+                errors,
+            )))
         }
         TargetsInput::Tag { key, value } => {
             let key = key.trim();

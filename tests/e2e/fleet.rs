@@ -1105,9 +1105,9 @@ async fn a_tag_rollout_to_every_account_and_region_goes_only_where_instances_mat
         let id = instance["instance_id"].as_str().unwrap().to_owned();
         let name = instance["tags"]["Name"].as_str().unwrap().to_owned();
         let request = json!({"parameters": {"EnforceIMDSv2": "required"},
-            "rate_control": {"targets": {"tag": {"key": "Name", "value": name}}, "max_concurrency": "10", "max_errors": "0"},
+            "rate_control": {"targets": {"tag": {"key": "Name", "value": name}}, "max_concurrency": "7", "max_errors": "1"},
             "target_locations": [{"accounts": accounts, "regions": regions,
-                "target_location_max_concurrency": "1", "target_location_max_errors": "0"}],
+                "target_location_max_concurrency": "2", "target_location_max_errors": "1"}],
             "override": {"reason": "the teams signed off on this"}});
         let (status, preview) = app.post("/executions/preview", &request).await;
         assert_eq!(status, 200, "{preview}");
@@ -1132,6 +1132,17 @@ async fn a_tag_rollout_to_every_account_and_region_goes_only_where_instances_mat
         let run = started.execution_id.expect("sent");
         let done = app.wait_done(&run, Duration::from_secs(120)).await;
         assert_eq!(done["summary"]["status"], "Success", "{empty:?}: {done}");
+        // The run page shows what was sent: the one place with matches, with the limits typed.
+        let detail: shared::api::ExecutionDetail = serde_json::from_value(done).unwrap();
+        assert_eq!(
+            detail.parameters.get("TargetLocations"),
+            Some(&vec![format!(
+                "Accounts {member} · Regions {} · TargetLocationMaxConcurrency 2 · TargetLocationMaxErrors 1",
+                regions[1]
+            )])
+        );
+        let rc = detail.rate_control.expect("rate control");
+        assert_eq!((rc.max_concurrency.as_str(), rc.max_errors.as_str()), ("7", "1"));
         app.refresh_fleet().await;
         let (_, found) = app.get(&format!("/instances?q={id}")).await;
         assert_eq!(

@@ -14,6 +14,7 @@ mod held_and_queued;
 mod layers;
 mod metrics;
 mod openapi;
+mod org_rollouts;
 mod org_units;
 mod plan_resume_and_places;
 mod plans;

@@ -490,3 +490,58 @@ async fn every_arn_the_sandbox_gives_out_names_its_partition() {
         assert!(arn.starts_with("arn:aws-cn:"), "{arn} in {arns:?}");
     }
 }
+
+#[tokio::test]
+async fn a_location_s_own_targets_are_bounded_as_the_run_s_and_answered_with_its_step() {
+    let (_sb, url) = standalone_sandbox(config(2)).await;
+    let ssm = aws_sdk_ssm::Client::new(&sdk_config(&url, "us-east-1", 1).await);
+    let member = sandbox::account_ids(2)[1].clone();
+    let start = |targets: Vec<Target>| {
+        ssm.start_automation_execution()
+            .document_name(shared::RUNBOOK)
+            .parameters("EnforceIMDSv2", vec!["required".to_owned()])
+            .target_parameter_name("InstanceId")
+            .targets(prod_targets())
+            .target_locations(
+                TargetLocation::builder()
+                    .accounts(&member)
+                    .regions("us-east-1")
+                    .set_targets(Some(targets))
+                    .build(),
+            )
+            .send()
+    };
+    let ids = |n: usize| -> Vec<String> { (0..n).map(|k| format!("i-0{k:016x}")).collect() };
+    let by_id = |n: usize| {
+        Target::builder()
+            .key("ParameterValues")
+            .set_values(Some(ids(n)))
+            .build()
+    };
+    // The model's AutomationTargets: at most one Target, at most 50 values.
+    for bad in [vec![by_id(51)], vec![by_id(1), prod_targets()]] {
+        let err = start(bad).await.expect_err("refused");
+        assert_eq!(
+            aws_sdk_ssm::error::ProvideErrorMetadata::code(&err),
+            Some("ValidationException"),
+            "{err:?}"
+        );
+    }
+    let id = start(vec![by_id(2)])
+        .await
+        .expect("started")
+        .automation_execution_id()
+        .unwrap()
+        .to_owned();
+    let ex = ssm
+        .get_automation_execution()
+        .automation_execution_id(&id)
+        .send()
+        .await
+        .unwrap()
+        .automation_execution()
+        .cloned()
+        .unwrap();
+    let location = ex.step_executions()[0].target_location().expect("its place");
+    assert_eq!(location.targets()[0].values(), ids(2).as_slice(), "{ex:?}");
+}

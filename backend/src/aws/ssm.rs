@@ -6,7 +6,7 @@ use aws_sdk_ssm::types::{
 };
 use shared::api::StepView;
 use shared::RunStatus;
-use shared::StartPlan;
+use shared::{StartPlan, Targets};
 use std::collections::BTreeMap;
 
 use super::{rfc3339, sdk_error, RegionClients};
@@ -191,6 +191,12 @@ pub async fn start(
             }
             if let Some(e) = &loc.targets_max_errors {
                 l = l.targets_max_errors(e.as_str());
+            }
+            // A location narrowed to some of its instances (one account and Region, at most 50):
+            // its own Targets, which SSM takes before the run's.
+            if !loc.instance_ids.is_empty() {
+                let (key, values) = Targets::InstanceIds(loc.instance_ids.clone()).to_ssm();
+                l = l.targets(Target::builder().key(key).set_values(Some(values)).build());
             }
             req = req.target_locations(l.build());
         }

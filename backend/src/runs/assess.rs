@@ -299,10 +299,61 @@ pub async fn assess(state: &AppState, plan: &StartPlan, with_usage: bool) -> Res
         let mut resolved = Vec::new();
         let mut read: BTreeSet<(String, String)> = BTreeSet::new();
         let mut with_targets: BTreeSet<(String, String)> = BTreeSet::new();
-        for location in &plan.target_locations {
+        // Places a location narrows to some of its instances (by ID): named by no other location,
+        // since SSM would run such a place once, with one location's targets.
+        let by_ids: BTreeSet<(String, String)> = plan
+            .target_locations
+            .iter()
+            .filter(|l| !l.instance_ids.is_empty())
+            .flat_map(TargetLocation::places)
+            .collect();
+        for (n, location) in plan.target_locations.iter().enumerate() {
             let places = crate::org::places(state, std::slice::from_ref(location)).await?;
             resolved.push((location.clone(), places.clone()));
+            if !location.instance_ids.is_empty() {
+                // Instance IDs exist in one account and Region: the location names exactly that.
+                if location.accounts.len() != 1 || !location.units.is_empty() || location.regions.len() != 1 {
+                    return Err(AppError::field(
+                        &format!("target_locations[{n}].instance_ids"),
+                        "a location that lists instance IDs names exactly one account and one Region: the instances' own",
+                    ));
+                }
+                let (acct_id, r) = location.places().pop().unwrap_or_default();
+                if !read.insert((acct_id.clone(), r.clone())) {
+                    return Err(AppError::field(
+                        &format!("target_locations[{n}].instance_ids"),
+                        format!("account {acct_id} in {r} is named by another location too: a place runs with one location's targets, so name it once"),
+                    ));
+                }
+                let acct = if acct_id == hub {
+                    String::new()
+                } else {
+                    acct_id.clone()
+                };
+                let mut own = plan.clone();
+                if let Some(rc) = own.rate_control.as_mut() {
+                    rc.targets = Targets::InstanceIds(location.instance_ids.clone());
+                }
+                let found = resolve_targets(state, &acct, &r, &own)
+                    .await
+                    .map_err(|e| match e {
+                        AppError::Validation(_) => AppError::field(
+                            &format!("target_locations[{n}].instance_ids"),
+                            format!("not every one of these instances is in account {acct_id}, {r}: {e}"),
+                        ),
+                        e => e,
+                    })?;
+                with_targets.insert((acct_id, r));
+                all.extend(found);
+                continue;
+            }
             for (acct_id, r) in places {
+                if by_ids.contains(&(acct_id.clone(), r.clone())) {
+                    return Err(AppError::field(
+                        "target_locations",
+                        format!("account {acct_id} in {r} is named by a location that lists instance IDs and by another: a place runs with one location's targets, so name it once"),
+                    ));
+                }
                 if !read.insert((acct_id.clone(), r.clone())) {
                     continue;
                 }
@@ -421,6 +472,7 @@ mod tests {
             execution_role_name: None,
             targets_max_concurrency: None,
             targets_max_errors: None,
+            instance_ids: Vec::new(),
         }
     }
 

@@ -117,6 +117,10 @@ pub async fn complete(state: &AppState, detail: &mut ExecutionDetail, row: &RunR
             .filter(|a| a.status == "approved")
             .and_then(|a| a.decided_by);
     }
+    // Only a run across accounts has a span.
+    if row.started_here && row.id > 0 && row.span.is_some() {
+        show_what_was_sent(state, detail, row).await?;
+    }
     let Some(rc) = detail.rate_control.as_mut() else {
         return Ok(());
     };
@@ -210,5 +214,76 @@ pub async fn complete(state: &AppState, detail: &mut ExecutionDetail, row: &RunR
         key(a).cmp(&key(b))
     });
     detail.children = kids;
+    Ok(())
+}
+
+/// The key of `ExecutionDetail::parameters` that lists a run's TargetLocations as sent.
+const SENT_LOCATIONS: &str = "TargetLocations";
+
+/// A run across accounts and Regions shows what the console sent, from its record: each location
+/// (with its limits) and the run's own concurrency and error threshold. What SSM echoes for these
+/// on a run across accounts is undocumented (the sandbox answers its first location's).
+async fn show_what_was_sent(
+    state: &AppState,
+    detail: &mut ExecutionDetail,
+    row: &RunRow,
+) -> Result<(), AppError> {
+    let Some(plan) = state
+        .store
+        .plan_of(row.id)
+        .await?
+        .and_then(|p| serde_json::from_str::<shared::StartPlan>(&p).ok())
+    else {
+        return Ok(());
+    };
+    if plan.target_locations.is_empty() {
+        return Ok(());
+    }
+    let sent: Vec<String> = plan
+        .target_locations
+        .iter()
+        .flat_map(|loc| {
+            loc.ssm_pieces().into_iter().map(|(accounts, regions)| {
+                let mut parts = vec![
+                    format!("Accounts {}", accounts.join(" ")),
+                    format!("Regions {}", regions.join(" ")),
+                ];
+                let limits = [
+                    (
+                        "TargetLocationMaxConcurrency",
+                        loc.max_concurrency.as_ref().map(|c| c.as_str()),
+                    ),
+                    (
+                        "TargetLocationMaxErrors",
+                        loc.max_errors.as_ref().map(|e| e.as_str()),
+                    ),
+                    (
+                        "TargetsMaxConcurrency",
+                        loc.targets_max_concurrency.as_ref().map(|c| c.as_str()),
+                    ),
+                    (
+                        "TargetsMaxErrors",
+                        loc.targets_max_errors.as_ref().map(|e| e.as_str()),
+                    ),
+                    ("ExecutionRoleName", loc.execution_role_name.as_deref()),
+                ];
+                parts.extend(
+                    limits
+                        .iter()
+                        .filter_map(|(key, v)| v.map(|v| format!("{key} {v}"))),
+                );
+                if !loc.instance_ids.is_empty() {
+                    let (key, values) = shared::Targets::InstanceIds(loc.instance_ids.clone()).to_ssm();
+                    parts.push(format!("Targets {key} {}", values.join(" ")));
+                }
+                parts.join(" · ")
+            })
+        })
+        .collect();
+    detail.parameters.insert(SENT_LOCATIONS.to_owned(), sent);
+    if let (Some(view), Some(sent)) = (detail.rate_control.as_mut(), plan.rate_control.as_ref()) {
+        view.max_concurrency = sent.max_concurrency.as_str().to_owned();
+        view.max_errors = sent.max_errors.as_str().to_owned();
+    }
     Ok(())
 }
