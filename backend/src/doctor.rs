@@ -33,7 +33,7 @@ pub async fn check(
         .values()
         .next()
         .ok_or_else(|| AppError::internal("no region configured"))?;
-    let identity = sts::caller_identity(first).await?;
+    let identity = sts::caller_identity_anywhere(clients.values()).await?;
     let mut checks = Vec::new();
     for (region, c) in clients {
         region_checks(c, region, assume_role, &mut checks).await;

@@ -152,7 +152,7 @@ async fn a_region_whose_sts_is_off_does_not_make_member_accounts_unreachable() {
     });
     let member = sandbox::account_ids(2)[1].clone();
     let clients = backend::aws::assumed_clients(
-        &backend::aws::Target::Sandbox(url),
+        &backend::aws::Target::Sandbox(url.clone()),
         &regions,
         backend::aws::Timeouts::default(),
         &format!("arn:aws:iam::{member}:role/ImdsConsoleMember"),
@@ -165,4 +165,35 @@ async fn a_region_whose_sts_is_off_does_not_make_member_accounts_unreachable() {
     }
     let assumed = sb.count_calls("sts:AssumeRole", 0);
     assert_eq!(assumed, 1, "one session for every Region");
+
+    // STS off in the console's first Region: the next Region's STS says who the console is and
+    // gives the member's session.
+    sb.set_faults(sandbox::Faults {
+        sts_disabled_regions: [regions[0].clone()].into(),
+        ..sandbox::Faults::default()
+    });
+    let target = backend::aws::Target::Sandbox(url.clone());
+    let own = backend::aws::clients(
+        &target,
+        &regions,
+        backend::aws::Timeouts::default(),
+        &std::sync::Arc::default(),
+    )
+    .await;
+    let who = backend::aws::sts::caller_identity_anywhere(regions.iter().map(|r| &own[r]))
+        .await
+        .expect("another Region's STS answers");
+    assert_eq!(who.account, sandbox::ACCOUNT_ID);
+    let clients = backend::aws::assumed_clients(
+        &target,
+        &regions,
+        backend::aws::Timeouts::default(),
+        &format!("arn:aws:iam::{member}:role/ImdsConsoleMember"),
+        &std::sync::Arc::default(),
+    )
+    .await;
+    for region in &regions {
+        let read = clients[region].ec2.describe_instances().send().await;
+        assert!(read.is_ok(), "{region}: {read:?}");
+    }
 }

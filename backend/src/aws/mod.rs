@@ -181,20 +181,23 @@ pub async fn assumed_clients(
     metrics: &Arc<Metrics>,
 ) -> BTreeMap<String, RegionClients> {
     let mut out = BTreeMap::new();
-    let Some(first) = regions.first() else {
-        return out;
-    };
-    // One session for every Region, assumed through STS in the console's first Region (where the
-    // console itself works): a session from a Regional STS endpoint is valid in every Region, and
-    // another Region's STS may be off (not activated, an opt-in Region the hub has not enabled),
-    // which must not make the whole account unreachable.
-    let sts_home = hub_config(target, first, timeouts).await;
-    let provider = aws_config::sts::AssumeRoleProvider::builder(role_arn)
-        .session_name("imds-console")
-        .configure(&sts_home)
-        .build()
-        .await;
-    let shared = aws_credential_types::provider::SharedCredentialsProvider::new(provider);
+    // One session for every Region, assumed through the STS of the console's first Region whose STS
+    // answers: a session from a Regional STS endpoint is valid in every Region, and a Region's STS may
+    // be off (not activated, an opt-in Region the hub has not enabled), which must not make the
+    // account unreachable.
+    let mut through = Vec::new();
+    for region in regions {
+        let sts_home = hub_config(target, region, timeouts).await;
+        through.push(
+            aws_config::sts::AssumeRoleProvider::builder(role_arn)
+                .session_name("imds-console")
+                .configure(&sts_home)
+                .build()
+                .await,
+        );
+    }
+    let shared =
+        aws_credential_types::provider::SharedCredentialsProvider::new(AssumeThroughFirstAnswering(through));
     // One cache too: a provider keeps its cache partition across clones, so every Region's clients
     // use the one session (one AssumeRole an hour per account, not one per Region).
     let cache = aws_config::identity::IdentityCache::lazy().build();
@@ -208,6 +211,50 @@ pub async fn assumed_clients(
         out.insert(region.clone(), region_clients(region, &conf, metrics));
     }
     out
+}
+
+/// Assumes a role through the STS of the first Region that answers: a Region whose STS is off
+/// (`RegionDisabledException`) passes to the next; any other answer (a refusal, throttling) is the
+/// answer, so a missing role costs one AssumeRole, not one per Region.
+#[derive(Debug)]
+struct AssumeThroughFirstAnswering(Vec<aws_config::sts::AssumeRoleProvider>);
+
+impl aws_credential_types::provider::ProvideCredentials for AssumeThroughFirstAnswering {
+    fn provide_credentials<'a>(&'a self) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        aws_credential_types::provider::future::ProvideCredentials::new(async move {
+            let mut first_error = None;
+            for provider in &self.0 {
+                match provider.provide_credentials().await {
+                    Ok(credentials) => return Ok(credentials),
+                    Err(e) if sts_off_there(&e) => {
+                        first_error.get_or_insert(e);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(first_error.unwrap_or_else(|| {
+                aws_credential_types::provider::error::CredentialsError::not_loaded(
+                    "no Region to assume the role through",
+                )
+            }))
+        })
+    }
+}
+
+/// Whether an error, or one under it, is STS saying it is off in that Region.
+pub fn sts_off_there(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        let text = format!("{c:?}");
+        if text.contains("RegionDisabledException") {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// The region the SDK would use by default (AWS_REGION, profile, or instance metadata on EC2), for

@@ -25,8 +25,13 @@ pub async fn resolve(state: &AppState) -> Result<Identity, AppError> {
     let id = state
         .identity
         .get_or_try_init(|| async {
-            let c = state.region(None)?;
-            let who = crate::aws::sts::caller_identity(c).await?;
+            // Through the first Region whose STS answers (an account may turn a Region's STS off).
+            let in_order: Vec<&crate::aws::RegionClients> = state
+                .regions
+                .iter()
+                .filter_map(|r| state.clients.get(r))
+                .collect();
+            let who = crate::aws::sts::caller_identity_anywhere(in_order).await?;
             Ok::<_, AppError>(Identity {
                 mode: state.mode.to_owned(),
                 account: who.account,
