@@ -238,22 +238,39 @@ async fn member_checks(
     use futures_util::StreamExt;
     let (accounts, problem) = org.accounts(hub, hub_clients).await;
     if let Some(problem) = problem {
+        // A console that cannot list its organisation sees none of its members: not a pass.
         out.push(PermissionCheck {
             principal: CONSOLE.into(),
             action: "organizations:ListAccounts".into(),
             region: None,
-            result: CheckResult::Unchecked,
+            result: CheckResult::Denied,
             method: "call".into(),
             detail: format!(
                 "{problem}; the execution role is checked only in the accounts that could be listed"
             ),
-            fix: None,
+            fix: Some(
+                "Allow organizations:ListAccounts (and, with --organizational-unit, organizations:ListAccountsForParent \
+                 and ListOrganizationalUnitsForParent) for the console's identity: without it the console sees no \
+                 member account."
+                    .into(),
+            ),
         });
     }
-    let rows: Vec<Vec<PermissionCheck>> = futures_util::stream::iter(accounts.into_iter().filter(|a| !a.hub))
+    // Every account a run across accounts can reach, the console's own included: a root or "every
+    // account" names it too, and its location fails like any other without the role.
+    let rows: Vec<Vec<PermissionCheck>> = futures_util::stream::iter(accounts)
         .map(|account| async move {
             let mut rows = Vec::new();
-            execution_role_checks(org, &account.id, partition, &mut rows).await;
+            if account.hub {
+                let how = "call as the console".to_owned();
+                execution_role_checks(hub_clients, &account.id, how, &mut rows).await;
+            } else {
+                let clients = org.member_clients(&account.id, partition).await;
+                if let Some(c) = clients.values().next() {
+                    let how = format!("call as the member role ({})", org.member_role);
+                    execution_role_checks(c, &account.id, how, &mut rows).await;
+                }
+            }
             rows
         })
         .buffered(MEMBERS_AT_ONCE)
@@ -262,18 +279,19 @@ async fn member_checks(
     out.extend(rows.into_iter().flatten());
 }
 
-async fn execution_role_checks(org: &Org, account: &str, partition: &str, out: &mut Vec<PermissionCheck>) {
+async fn execution_role_checks(
+    c: &RegionClients,
+    account: &str,
+    how: String,
+    out: &mut Vec<PermissionCheck>,
+) {
     let principal = format!("execution role in {account}");
-    let clients = org.member_clients(account, partition).await;
-    let Some(c) = clients.values().next() else {
-        return;
-    };
     let row = |result: CheckResult, detail: String, fix: Option<String>| PermissionCheck {
         principal: principal.clone(),
         action: "iam:GetRole".into(),
         region: None,
         result,
-        method: format!("call as the member role ({})", org.member_role),
+        method: how.clone(),
         detail,
         fix,
     };
@@ -304,13 +322,30 @@ async fn execution_role_checks(org: &Org, account: &str, partition: &str, out: &
                 crate::runs::ADMINISTRATION_ROLE
             )),
         )),
+        // The member role could not be assumed: the console cannot act in that account at all.
+        Err(
+            e @ AppError::Aws {
+                fault: crate::aws::AwsFault::NotSent,
+                ..
+            },
+        ) => out.push(PermissionCheck {
+            principal: CONSOLE.into(),
+            action: "sts:AssumeRole".into(),
+            region: None,
+            result: CheckResult::Denied,
+            method: how.clone(),
+            detail: format!("the console cannot act in {account}: {e}"),
+            fix: Some(format!(
+                "Deploy deploy/member-role.yaml in {account} (the member role, trusting the console's account), or \
+                 leave {account} out of the console's accounts."
+            )),
+        }),
         Err(e) => out.push(row(
             CheckResult::Unchecked,
             format!("cannot read the roles of {account} ({e}); check {EXECUTION_ROLE} there by hand"),
             Some(format!(
-                "Allow iam:GetRole and iam:SimulatePrincipalPolicy on {EXECUTION_ROLE} to the member role {} \
-                 (deploy/member-role.yaml does), so that doctor can check it.",
-                org.member_role
+                "Allow iam:GetRole and iam:SimulatePrincipalPolicy on {EXECUTION_ROLE} to the identity doctor reads \
+                 {account} as ({how}; deploy/member-role.yaml allows them), so that doctor can check it."
             )),
         )),
     }

@@ -364,17 +364,87 @@ async fn doctor_checks_the_execution_role_in_each_member_account() {
         .fix
         .unwrap()
         .contains("Create AWS-SystemsManager-AutomationExecutionRole in 200000000002"));
-    // Nothing is simulated for a role that does not exist, and the hub is not a member.
+    // Nothing is simulated for a role that does not exist; the console's own account is checked too
+    // (a root or "every account" names it).
     assert!(!report
         .checks
         .iter()
         .any(|c| c.principal == "execution role in 200000000002" && c.action != "iam:GetRole"));
-    assert!(!report
-        .checks
-        .iter()
-        .any(|c| c.principal == "execution role in 123456789012"));
+    assert_eq!(row("123456789012", "iam:GetRole").result, CheckResult::Allowed);
 }
 
+#[tokio::test]
+async fn doctor_fails_where_the_console_cannot_reach_an_account_or_list_the_organisation() {
+    use shared::api::CheckResult;
+    let (sb, url) = e2e::standalone_sandbox(sandbox::SandboxConfig {
+        accounts: 3,
+        ..sandbox::SandboxConfig::default()
+    })
+    .await;
+    // The console's own account lacks the execution role; one member lacks the console's role.
+    sb.set_faults(Faults {
+        missing_roles: [
+            "123456789012/AWS-SystemsManager-AutomationExecutionRole".to_owned(),
+            "200000000001/ImdsConsoleMember".to_owned(),
+        ]
+        .into(),
+        ..Faults::default()
+    });
+    let target = backend::aws::Target::Sandbox(url);
+    let regions = vec!["us-east-1".to_owned()];
+    let metrics: std::sync::Arc<backend::metrics::Metrics> = std::sync::Arc::default();
+    let clients = backend::aws::clients(&target, &regions, backend::aws::Timeouts::default(), &metrics).await;
+    let org = || {
+        backend::org::Org::new(
+            Vec::new(),
+            true,
+            Vec::new(),
+            "ImdsConsoleMember".into(),
+            backend::org::ClientSettings {
+                target: target.clone(),
+                timeouts: backend::aws::Timeouts::default(),
+                regions: regions.clone(),
+                metrics: metrics.clone(),
+            },
+        )
+    };
+    let report = backend::doctor::check(&clients, None, true, Some(&org()))
+        .await
+        .unwrap();
+    let find = |principal: &str, action: &str| {
+        report
+            .checks
+            .iter()
+            .find(|c| c.principal == principal && c.action == action)
+            .unwrap_or_else(|| panic!("{principal} {action}: {report:?}"))
+            .clone()
+    };
+    let hub = find("execution role in 123456789012", "iam:GetRole");
+    assert_eq!(hub.result, CheckResult::Denied, "{hub:?}");
+    let unreachable = find("console", "sts:AssumeRole");
+    assert_eq!(unreachable.result, CheckResult::Denied, "{unreachable:?}");
+    assert!(unreachable.detail.contains("200000000001"), "{unreachable:?}");
+    assert!(unreachable
+        .fix
+        .unwrap()
+        .contains("deploy/member-role.yaml in 200000000001"));
+    assert!(report.denied() >= 2);
+
+    // An organisation the console may not list is not a pass either.
+    sb.set_faults(Faults {
+        deny: ["organizations:ListAccounts".to_owned()].into(),
+        ..Faults::default()
+    });
+    let report = backend::doctor::check(&clients, None, true, Some(&org()))
+        .await
+        .unwrap();
+    let listing = report
+        .checks
+        .iter()
+        .find(|c| c.action == "organizations:ListAccounts")
+        .unwrap_or_else(|| panic!("{report:?}"));
+    assert_eq!(listing.result, CheckResult::Denied, "{listing:?}");
+}
 #[tokio::test]
 async fn doctor_finds_an_identity_center_role_under_its_region_s_path() {
     let app = spawn_app_with(AppOptions::default()).await;
