@@ -149,6 +149,27 @@ pub enum TokenAction {
     Revoke { id: i64 },
 }
 
+/// A Region's name as AWS writes them (`us-east-1`, `us-gov-west-1`, `eusc-de-east-1`): words of
+/// lower-case letters and a number last. A typo (`eu-west-l`) is refused here, not found later as a
+/// Region that answers nothing.
+fn parse_region(raw: &str) -> Result<String, String> {
+    let parts: Vec<&str> = raw.split('-').collect();
+    let (number, words) = parts.split_last().unwrap_or((&"", &[]));
+    let fits = words.len() >= 2
+        && words
+            .iter()
+            .all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase()))
+        && (1..=2).contains(&number.len())
+        && number.bytes().all(|b| b.is_ascii_digit());
+    if fits {
+        Ok(raw.to_owned())
+    } else {
+        Err(format!(
+            "\"{raw}\" is not a Region name (like us-east-1 or eu-west-1)"
+        ))
+    }
+}
+
 fn parse_role(raw: &str) -> Result<shared::api::Role, String> {
     shared::api::Role::parse(raw)
 }
@@ -174,7 +195,7 @@ pub struct ServeArgs {
     #[arg(long, env = "IMDS_CONSOLE_AWS")]
     pub aws: bool,
     /// Regions to manage (repeat the flag). Default: the sandbox's regions, or the SDK's region with --aws.
-    #[arg(long = "region", env = "IMDS_CONSOLE_REGIONS", value_delimiter = ',')]
+    #[arg(long = "region", env = "IMDS_CONSOLE_REGIONS", value_delimiter = ',', value_parser = parse_region)]
     pub regions: Vec<String>,
     /// Member accounts to manage besides the console's own (repeat the flag, or separate with commas).
     #[arg(long = "account", env = "IMDS_CONSOLE_ACCOUNTS", value_delimiter = ',')]
@@ -559,5 +580,35 @@ fn positive_rate(raw: &str) -> Result<f64, String> {
         _ => Err(format!(
             "\"{raw}\" is not a rate: give calls per second, a number above 0 (such as 16)"
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn region_names_are_checked_as_aws_writes_them() {
+        for good in [
+            "us-east-1",
+            "eu-west-1",
+            "us-gov-west-1",
+            "cn-northwest-1",
+            "eusc-de-east-1",
+            "ap-southeast-10",
+        ] {
+            assert_eq!(super::parse_region(good).as_deref(), Ok(good));
+        }
+        for bad in [
+            "eu-west-l",
+            "us-east",
+            "US-EAST-1",
+            "us_east_1",
+            "",
+            "-1",
+            "us--east-1",
+            "us-east-123",
+        ] {
+            let e = super::parse_region(bad).unwrap_err();
+            assert!(e.contains("is not a Region name"), "{bad}: {e}");
+        }
     }
 }

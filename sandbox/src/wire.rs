@@ -257,7 +257,13 @@ async fn dispatch(State(sb): State<Sandbox>, uri: Uri, headers: HeaderMap, body:
             std::time::Instant::now(),
         );
     let sts_disabled = service == Service::Sts && faults.sts_disabled_regions.contains(&region);
+    // A Region the sandbox does not serve is one the account has not enabled, or one of another
+    // partition: AWS refuses the credentials there. IAM and Organizations are global (signed for
+    // their partition's one Region), so they answer wherever the SDK signs them.
+    let region_not_enabled = !matches!(service, Service::Iam | Service::Organizations)
+        && !sb.inner.config.regions.contains(&region);
     let result = match injected {
+        _ if region_not_enabled => Err(region_not_enabled_error(service)),
         _ if temporary_without_token => Err(invalid_token_error(service)),
         _ if sts_disabled => Err(AwsError::client(
             "RegionDisabledException",
@@ -313,6 +319,29 @@ fn carry_out(
 }
 
 /// AWS's answer to a temporary access key sent without its session token, in each service's words.
+/// AWS's answer in a Region the account has not enabled (an opt-in Region) or of another partition.
+fn region_not_enabled_error(service: Service) -> AwsError {
+    let (code, message) = match service {
+        Service::Ec2 => (
+            "AuthFailure",
+            "AWS was not able to validate the provided access credentials",
+        ),
+        Service::Ssm | Service::Organizations | Service::CloudWatch | Service::CloudWatchJson => (
+            "UnrecognizedClientException",
+            "The security token included in the request is invalid.",
+        ),
+        Service::Sts | Service::Iam | Service::AutoScaling => (
+            "InvalidClientTokenId",
+            "The security token included in the request is invalid.",
+        ),
+    };
+    AwsError {
+        status: StatusCode::FORBIDDEN,
+        code: code.into(),
+        message: message.into(),
+    }
+}
+
 fn invalid_token_error(service: Service) -> AwsError {
     let code = match service {
         Service::Ec2 => "AuthFailure",

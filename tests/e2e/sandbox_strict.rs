@@ -726,3 +726,18 @@ async fn ec2_throttles_each_action_per_account_and_region_with_its_token_bucket(
             .expect("no budget when it is off");
     }
 }
+
+#[tokio::test]
+async fn a_region_the_account_has_not_enabled_refuses_the_credentials() {
+    let (_sb, url) = standalone_sandbox(config(1)).await;
+    // An opt-in Region never enabled, and a Region of another partition.
+    let ec2 = aws_sdk_ec2::Client::new(&sdk_config(&url, "af-south-1", 1).await);
+    let err = ec2.describe_instances().send().await.unwrap_err();
+    assert_eq!(err.code(), Some("AuthFailure"), "{err:?}");
+    let ssm = aws_sdk_ssm::Client::new(&sdk_config(&url, "cn-north-1", 1).await);
+    let err = ssm.describe_automation_executions().send().await.unwrap_err();
+    assert_eq!(err.code(), Some("UnrecognizedClientException"), "{err:?}");
+    // The Regions it serves answer; IAM, a global service, answers wherever it is signed.
+    let ec2 = aws_sdk_ec2::Client::new(&sdk_config(&url, "eu-west-1", 1).await);
+    ec2.describe_instances().send().await.expect("an enabled Region");
+}
