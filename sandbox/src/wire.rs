@@ -419,6 +419,11 @@ fn denied_because(service: Service, who: &str, action: &str, region: &str, why: 
             format!("You are not authorized to perform this operation. User: {who} is not authorized to perform: {action} {why}"),
         ),
         Service::CloudWatch | Service::CloudWatchJson | Service::Iam | Service::AutoScaling => AwsError::client("AccessDenied", format!("User: {who} is not authorized to perform: {action} {why}")),
+        // Organizations names no resource in its refusal.
+        Service::Organizations => AwsError::client(
+            "AccessDeniedException",
+            "You don't have permissions to access this resource.",
+        ),
         _ => AwsError::client(
             "AccessDeniedException",
             format!(
