@@ -184,7 +184,10 @@ pub struct ExecutionSummary {
     pub end_time: Option<String>,
     /// Whether this console started it (false: seen in SSM only).
     pub started_here: bool,
-    /// Who approved it, when the approval policy held it for a second person.
+    /// Who approved it, when the approval policy held it for a second person. Given to scripts and
+    /// the audit export; the browser does not decode it in lists (its first-load bytes), and the run
+    /// page reads [`ExecutionDetail::approved_by`].
+    #[cfg(not(target_arch = "wasm32"))]
     #[serde(default)]
     pub approved_by: Option<String>,
 }
@@ -227,6 +230,9 @@ pub struct ExecutionDetail {
     /// Each target's options before the run, as recorded when it started.
     #[serde(default)]
     pub prior_options: BTreeMap<String, MetadataOptions>,
+    /// Who approved it, when the approval policy held it for a second person.
+    #[serde(default)]
+    pub approved_by: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -76,6 +76,7 @@ async fn a_prod_tagged_run_waits_its_requester_cannot_approve_it_and_another_ope
     assert_eq!(done["summary"]["requester"], "olga");
     // The run page, History and the audit export name who approved it.
     let detail: shared::api::ExecutionDetail = serde_json::from_value(done.clone()).unwrap();
+    assert_eq!(detail.approved_by.as_deref(), Some("admin"));
     assert_eq!(detail.summary.approved_by.as_deref(), Some("admin"));
     let (_, page) = app.get("/executions").await;
     let page: shared::api::ExecutionPage = serde_json::from_value(page).unwrap();

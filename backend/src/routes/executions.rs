@@ -394,6 +394,7 @@ async fn provisional_detail(state: &AppState, row: &RunRow) -> Result<ExecutionD
         rollback_of: None,
         rolled_back_by: Vec::new(),
         prior_options: BTreeMap::new(),
+        approved_by: None,
     };
     runs::complete(state, &mut detail, row).await?;
     Ok(detail)

@@ -49,6 +49,7 @@ pub fn detail_of(run: &RunRow, ex: &SsmExecution) -> ExecutionDetail {
         rollback_of: None,
         rolled_back_by: Vec::new(),
         prior_options: Default::default(),
+        approved_by: None,
     }
 }
 
@@ -110,12 +111,13 @@ pub async fn complete(state: &AppState, detail: &mut ExecutionDetail, row: &RunR
         .and_then(|p| serde_json::from_str(p).ok())
         .unwrap_or_default();
     if row.started_here && row.parent_execution_id.is_none() {
-        detail.summary.approved_by = state
+        detail.approved_by = state
             .store
             .approval(row.id)
             .await?
             .filter(|a| a.status == "approved")
             .and_then(|a| a.decided_by);
+        detail.summary.approved_by = detail.approved_by.clone();
     }
     // Only a run across accounts has a span.
     if row.started_here && row.id > 0 && row.span.is_some() {

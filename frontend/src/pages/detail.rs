@@ -209,7 +209,7 @@ fn Detail(
                 <dt>"Account"</dt><dd data-testid="exec-account">{if s.account.is_empty() { "the console's own".to_owned() } else { s.account.clone() }}</dd>
                 <dt>"Region"</dt><dd>{s.region.clone()}</dd>
                 <dt>"Requester"</dt><dd>{s.requester.clone().unwrap_or_else(|| "outside the console".into())}</dd>
-                {s.approved_by.clone().map(|a| view! { <dt>"Approved by"</dt><dd data-testid="exec-approved-by">{a}</dd> })}
+                {d.approved_by.clone().map(|a| view! { <dt>"Approved by"</dt><dd data-testid="exec-approved-by">{a}</dd> })}
                 <dt>"Started"</dt><dd>{local_time(s.start_time.as_deref())}</dd>
                 <dt>"Ended"</dt><dd>{local_time(s.end_time.as_deref())}</dd>
                 {parent}

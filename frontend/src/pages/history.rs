@@ -34,7 +34,7 @@ pub fn ExecutionTable(rows: Vec<ExecutionSummary>) -> impl IntoView {
                             <td><StatusBadge status=r.status.clone()/></td>
                             <td class="mono">{what}</td>
                             <td>{if r.account.is_empty() { r.region.clone() } else { format!("{} / {}", r.account, r.region) }}</td>
-                            <td>{requester}{r.approved_by.clone().map(|a| view! { <div class="help">{format!("approved by {a}")}</div> })}</td>
+                            <td>{requester}</td>
                             <td>{local_time(r.start_time.as_deref())}</td>
                             <td>{local_time(r.end_time.as_deref())}</td>
                         </tr>
