@@ -180,15 +180,7 @@ async fn the_sandbox_answers_a_run_across_accounts_in_the_fields_ssm_models() {
         .automation_execution_id()
         .unwrap()
         .to_owned();
-    let ex = ssm
-        .get_automation_execution()
-        .automation_execution_id(&id)
-        .send()
-        .await
-        .unwrap()
-        .automation_execution()
-        .cloned()
-        .unwrap();
+    let ex = e2e::ssm_execution(&ssm, &id).await;
     // The run echoes its TargetLocations; each step is one account and Region, in its TargetLocation.
     assert_eq!(ex.target_locations().len(), 1);
     assert_eq!(ex.target_locations()[0].accounts(), accounts.as_slice());

@@ -38,15 +38,7 @@ async fn start_in(ssm: &aws_sdk_ssm::Client, location: TargetLocation) -> String
 /// The execution once it has ended.
 async fn ended(ssm: &aws_sdk_ssm::Client, id: &str) -> aws_sdk_ssm::types::AutomationExecution {
     for _ in 0..400 {
-        let ex = ssm
-            .get_automation_execution()
-            .automation_execution_id(id)
-            .send()
-            .await
-            .unwrap()
-            .automation_execution()
-            .cloned()
-            .unwrap();
+        let ex = e2e::ssm_execution(ssm, id).await;
         let status = ex.automation_execution_status().unwrap().as_str().to_owned();
         if !matches!(
             status.as_str(),
@@ -261,15 +253,7 @@ async fn a_throttled_step_can_retry_inside_the_step_until_ec2_takes_the_call() {
     let id = start_on(&ssm, &instance).await;
     // Sandbox minutes go by (600 a real second): the run waits on EC2, no attempt is spent.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let ex = ssm
-        .get_automation_execution()
-        .automation_execution_id(&id)
-        .send()
-        .await
-        .unwrap()
-        .automation_execution()
-        .cloned()
-        .unwrap();
+    let ex = e2e::ssm_execution(&ssm, &id).await;
     assert_eq!(
         ex.automation_execution_status().unwrap().as_str(),
         "InProgress",

@@ -50,15 +50,7 @@ async fn exclude_accounts_is_checked_and_leaves_an_account_or_a_whole_unit_out()
         .automation_execution_id()
         .unwrap()
         .to_owned();
-    let ex = ssm
-        .get_automation_execution()
-        .automation_execution_id(&id)
-        .send()
-        .await
-        .unwrap()
-        .automation_execution()
-        .cloned()
-        .unwrap();
+    let ex = e2e::ssm_execution(&ssm, &id).await;
     let places: BTreeSet<String> = ex
         .step_executions()
         .iter()
@@ -258,15 +250,7 @@ async fn a_location_s_child_runs_under_arns_of_the_sandbox_s_partition() {
     // The location's step starts its child on the engine's next tick.
     let mut child = None;
     for _ in 0..100 {
-        let parent = ssm
-            .get_automation_execution()
-            .automation_execution_id(&id)
-            .send()
-            .await
-            .unwrap()
-            .automation_execution()
-            .cloned()
-            .unwrap();
+        let parent = e2e::ssm_execution(&ssm, &id).await;
         assert!(
             parent
                 .executed_by()
@@ -365,15 +349,7 @@ async fn a_location_its_alarm_stopped_is_counted_in_its_parent_s_failure_message
         .to_owned();
     let mut last = None;
     for _ in 0..200 {
-        let ex = ssm
-            .get_automation_execution()
-            .automation_execution_id(&id)
-            .send()
-            .await
-            .unwrap()
-            .automation_execution()
-            .cloned()
-            .unwrap();
+        let ex = e2e::ssm_execution(&ssm, &id).await;
         let status = ex.automation_execution_status().unwrap().as_str().to_owned();
         if !matches!(status.as_str(), "Pending" | "InProgress" | "Cancelling") {
             last = Some(ex);
@@ -533,15 +509,7 @@ async fn a_location_s_own_targets_are_bounded_as_the_run_s_and_answered_with_its
         .automation_execution_id()
         .unwrap()
         .to_owned();
-    let ex = ssm
-        .get_automation_execution()
-        .automation_execution_id(&id)
-        .send()
-        .await
-        .unwrap()
-        .automation_execution()
-        .cloned()
-        .unwrap();
+    let ex = e2e::ssm_execution(&ssm, &id).await;
     let location = ex.step_executions()[0].target_location().expect("its place");
     assert_eq!(location.targets()[0].values(), ids(2).as_slice(), "{ex:?}");
 }

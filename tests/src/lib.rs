@@ -509,3 +509,16 @@ impl Person {
         self.send(app, reqwest::Method::PUT, path, body).await.0
     }
 }
+
+/// An automation execution as SSM's GetAutomationExecution gives it (for tests that read the
+/// sandbox directly through the SDK).
+pub async fn ssm_execution(ssm: &aws_sdk_ssm::Client, id: &str) -> aws_sdk_ssm::types::AutomationExecution {
+    ssm.get_automation_execution()
+        .automation_execution_id(id)
+        .send()
+        .await
+        .expect("GetAutomationExecution")
+        .automation_execution()
+        .cloned()
+        .expect("an execution")
+}

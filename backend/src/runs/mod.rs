@@ -675,6 +675,15 @@ pub struct RollbackStart {
     pub targets: Vec<InstanceView>,
 }
 
+/// An account as a sentence names it: the console's own is '' in records.
+fn account_shown(account: &str) -> &str {
+    if account.is_empty() {
+        "the console's account"
+    } else {
+        account
+    }
+}
+
 /// Whether AWS refused to let the console into a place (a definite answer that will not change by
 /// itself), rather than failing in a way that may pass.
 pub fn place_refused(e: &AppError) -> bool {
@@ -755,11 +764,7 @@ pub async fn plan_rollback(state: &AppState, id: &str) -> Result<RollbackPlan, A
             // denies) does not hold back the others: its instances are named. A fault that may pass
             // (throttling, a timeout) fails the whole rollback, to be tried again.
             Err(e) if place_refused(&e) => {
-                let shown = if account.is_empty() {
-                    "the console's account"
-                } else {
-                    account.as_str()
-                };
+                let shown = account_shown(&account);
                 notes.push(format!(
                     "{shown} {region}: cannot be read ({e}); its {} instance(s) are not restored by this rollback: \
                      roll back again once the console can reach it ({})",
@@ -816,11 +821,7 @@ pub async fn plan_rollback(state: &AppState, id: &str) -> Result<RollbackPlan, A
             }
             let enforced = read.is_ok_and(|d| d.http_tokens_enforced.as_deref() == Some("enabled"));
             if enforced {
-                let shown = if account.is_empty() {
-                    "the console's account"
-                } else {
-                    account.as_str()
-                };
+                let shown = account_shown(&account);
                 let blocked: Vec<String> = groups
                     .iter()
                     .filter(|((tokens, _, _), _)| tokens == "optional")
